@@ -1,0 +1,118 @@
+//! Roles (SPEC §8) and who may do what. The HTTP layer asks these questions;
+//! the answers live here so they can be tested without a server.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Operator,
+    Maintainer,
+    Approver,
+    Client,
+    Auditor,
+    Admin,
+    Integration,
+}
+
+impl Role {
+    pub const ALL: [Role; 7] = [
+        Role::Operator,
+        Role::Maintainer,
+        Role::Approver,
+        Role::Client,
+        Role::Auditor,
+        Role::Admin,
+        Role::Integration,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::Maintainer => "maintainer",
+            Role::Approver => "approver",
+            Role::Client => "client",
+            Role::Auditor => "auditor",
+            Role::Admin => "admin",
+            Role::Integration => "integration",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// The authenticated caller, as the domain sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub tenant_id: Uuid,
+    pub subject: String,
+    pub roles: Vec<Role>,
+    /// Set for client users: the only client whose data they may see.
+    pub client_id: Option<Uuid>,
+}
+
+impl Actor {
+    pub fn has_any(&self, roles: &[Role]) -> bool {
+        self.roles.iter().any(|r| roles.contains(r))
+    }
+
+    /// The role recorded in event metadata: the most privileged one held.
+    pub fn primary_role(&self) -> Role {
+        Role::ALL.into_iter().rev().find(|r| self.roles.contains(r)).unwrap_or(Role::Client)
+    }
+
+    /// A client user is restricted to one client; staff see every client.
+    pub fn client_scope(&self) -> ClientScope {
+        let staff = [Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin];
+        if self.has_any(&staff) {
+            ClientScope::All
+        } else {
+            match self.client_id {
+                Some(id) if self.roles.contains(&Role::Client) => ClientScope::Only(id),
+                _ => ClientScope::Nothing,
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientScope {
+    All,
+    Only(Uuid),
+    Nothing,
+}
+
+/// Directory reads: staff and clients (their own); integrations never.
+pub const DIRECTORY_READERS: &[Role] =
+    &[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin, Role::Client];
+/// Registering clients and services shapes what everyone else sees: admins only.
+pub const DIRECTORY_WRITERS: &[Role] = &[Role::Admin];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn actor(roles: &[Role], client_id: Option<Uuid>) -> Actor {
+        Actor { tenant_id: Uuid::nil(), subject: "u".into(), roles: roles.to_vec(), client_id }
+    }
+
+    #[test]
+    fn a_client_user_sees_only_its_client() {
+        let id = Uuid::from_u128(7);
+        assert_eq!(actor(&[Role::Client], Some(id)).client_scope(), ClientScope::Only(id));
+        assert_eq!(actor(&[Role::Client], None).client_scope(), ClientScope::Nothing);
+        assert_eq!(actor(&[Role::Integration], Some(id)).client_scope(), ClientScope::Nothing);
+        assert_eq!(actor(&[Role::Operator], None).client_scope(), ClientScope::All);
+    }
+
+    #[test]
+    fn roles_round_trip_through_their_names() {
+        for role in Role::ALL {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        assert_eq!(Role::parse("root"), None);
+    }
+}

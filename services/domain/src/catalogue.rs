@@ -1,0 +1,86 @@
+//! The event catalogue (SPEC §4): every event type the store accepts, with its
+//! schema version and the work class it counts towards.
+//!
+//! Invariant: every event type has exactly one work class. The store refuses an
+//! event whose type is not listed here, so a type cannot exist without one.
+
+use serde::{Deserialize, Serialize};
+
+/// `operations` work does not change the system; `maintenance` work does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkClass {
+    Operations,
+    Maintenance,
+}
+
+impl WorkClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkClass::Operations => "operations",
+            WorkClass::Maintenance => "maintenance",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<WorkClass> {
+        match s {
+            "operations" => Some(WorkClass::Operations),
+            "maintenance" => Some(WorkClass::Maintenance),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventKind {
+    pub name: &'static str,
+    pub schema_version: i32,
+    pub work_class: WorkClass,
+}
+
+const fn ops(name: &'static str) -> EventKind {
+    EventKind { name, schema_version: 1, work_class: WorkClass::Operations }
+}
+
+/// Event types known today. Later capabilities add theirs here; the
+/// catalogue test checks names are unique.
+pub const CATALOGUE: &[EventKind] = &[
+    // directory
+    ops("TenantRegistered"),
+    ops("ClientRegistered"),
+    ops("ServiceRegistered"),
+    ops("ServiceNameReserved"),
+    ops("ClientNameReserved"),
+];
+
+pub fn lookup(name: &str) -> Option<&'static EventKind> {
+    CATALOGUE.iter().find(|k| k.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn every_event_type_is_listed_once() {
+        let mut seen = HashSet::new();
+        for kind in CATALOGUE {
+            assert!(seen.insert(kind.name), "{} listed twice", kind.name);
+            assert!(kind.schema_version >= 1);
+        }
+    }
+
+    #[test]
+    fn unknown_types_have_no_work_class() {
+        assert!(lookup("NoSuchEvent").is_none());
+        assert_eq!(lookup("ServiceRegistered").unwrap().work_class, WorkClass::Operations);
+    }
+
+    #[test]
+    fn work_class_round_trips_through_its_name() {
+        for class in [WorkClass::Operations, WorkClass::Maintenance] {
+            assert_eq!(WorkClass::parse(class.as_str()), Some(class));
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! The per-tenant hash chain (SPEC §3.6).
+//!
+//! `hash = SHA-256(prev_hash || field_1 || … || field_n)` where every field is
+//! length-prefixed (u32, big endian), so no two different events can produce
+//! the same input. The payload and metadata are hashed as the exact JSON text
+//! that is stored. The first event of a tenant has `prev_hash = GENESIS`.
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+pub const HASH_LEN: usize = 32;
+pub const GENESIS: [u8; HASH_LEN] = [0; HASH_LEN];
+
+/// The hashed content of one event, borrowed from wherever it lives.
+#[derive(Debug, Clone, Copy)]
+pub struct ChainedContent<'a> {
+    pub event_id: Uuid,
+    pub tenant_id: Uuid,
+    pub stream_id: &'a str,
+    pub stream_version: i64,
+    pub event_type: &'a str,
+    pub schema_version: i32,
+    pub work_class: &'a str,
+    pub payload_json: &'a str,
+    pub metadata_json: &'a str,
+    pub occurred_at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+}
+
+pub fn link_hash(prev_hash: &[u8], content: &ChainedContent<'_>) -> [u8; HASH_LEN] {
+    let mut h = Sha256::new();
+    h.update(prev_hash);
+    let mut field = |bytes: &[u8]| {
+        h.update((bytes.len() as u32).to_be_bytes());
+        h.update(bytes);
+    };
+    field(content.event_id.as_bytes());
+    field(content.tenant_id.as_bytes());
+    field(content.stream_id.as_bytes());
+    field(&content.stream_version.to_be_bytes());
+    field(content.event_type.as_bytes());
+    field(&content.schema_version.to_be_bytes());
+    field(content.work_class.as_bytes());
+    field(content.payload_json.as_bytes());
+    field(content.metadata_json.as_bytes());
+    field(&content.occurred_at.timestamp_micros().to_be_bytes());
+    field(&content.recorded_at.timestamp_micros().to_be_bytes());
+    h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn content<'a>(payload: &'a str) -> ChainedContent<'a> {
+        let at = DateTime::from_timestamp(1_700_000_000, 123_000).unwrap();
+        ChainedContent {
+            event_id: Uuid::from_u128(1),
+            tenant_id: Uuid::from_u128(2),
+            stream_id: "service-1",
+            stream_version: 1,
+            event_type: "ServiceRegistered",
+            schema_version: 1,
+            work_class: "operations",
+            payload_json: payload,
+            metadata_json: "{}",
+            occurred_at: at,
+            recorded_at: at,
+        }
+    }
+
+    #[test]
+    fn any_changed_field_changes_the_hash() {
+        let base = link_hash(&GENESIS, &content(r#"{"a":1}"#));
+        assert_ne!(base, link_hash(&GENESIS, &content(r#"{"a":2}"#)));
+        let mut other = content(r#"{"a":1}"#);
+        other.stream_version = 2;
+        assert_ne!(base, link_hash(&GENESIS, &other));
+        assert_ne!(base, link_hash(&[1; HASH_LEN], &content(r#"{"a":1}"#)));
+    }
+
+    #[test]
+    fn field_boundaries_cannot_be_shifted() {
+        let mut a = content("{}");
+        a.stream_id = "ab";
+        a.event_type = "c";
+        let mut b = content("{}");
+        b.stream_id = "a";
+        b.event_type = "bc";
+        assert_ne!(link_hash(&GENESIS, &a), link_hash(&GENESIS, &b));
+    }
+
+    #[test]
+    fn the_hash_is_deterministic() {
+        assert_eq!(link_hash(&GENESIS, &content("{}")), link_hash(&GENESIS, &content("{}")));
+    }
+}

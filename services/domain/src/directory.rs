@@ -1,0 +1,313 @@
+//! The directory: tenants, their clients, and the services run for them.
+//!
+//! Streams: `tenant-<id>`, `client-<id>`, `service-<id>`. Names are unique per
+//! tenant through reservation streams (`client-name-<key>`,
+//! `service-name-<key>`) appended with "no stream yet" in the same transaction
+//! as the registration, so two concurrent registrations of one name cannot
+//! both succeed.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::text::{Email, Locale, Name};
+use crate::Rejection;
+
+/// Longest notice period we accept: a year.
+pub const NOTICE_PERIOD_MAX_H: u32 = 24 * 366;
+/// Enough for a real contact list; more is a data-entry mistake.
+pub const CONTACTS_MAX: usize = 50;
+/// Enough for a real component list.
+pub const COMPONENTS_MAX: usize = 100;
+
+pub fn tenant_stream(id: Uuid) -> String {
+    format!("tenant-{id}")
+}
+pub fn client_stream(id: Uuid) -> String {
+    format!("client-{id}")
+}
+pub fn service_stream(id: Uuid) -> String {
+    format!("service-{id}")
+}
+pub fn client_name_stream(name: &Name) -> String {
+    format!("client-name-{}", name.unique_key())
+}
+pub fn service_name_stream(name: &Name) -> String {
+    format!("service-name-{}", name.unique_key())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    pub name: Name,
+    pub email: Email,
+    pub locale: Locale,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ComponentKind {
+    Server,
+    Network,
+    Database,
+    Application,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Component {
+    pub name: Name,
+    pub kind: ComponentKind,
+}
+
+/// Availability target in percent, `0 < target <= 100`, kept to three decimals
+/// (99.995 is a real SLA; a fourth decimal is not).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SlaTarget(f64);
+
+impl SlaTarget {
+    pub fn parse(pct: f64) -> Result<SlaTarget, String> {
+        if pct.is_finite() && pct > 0.0 && pct <= 100.0 {
+            Ok(SlaTarget((pct * 1000.0).round() / 1000.0))
+        } else {
+            Err(format!("sla_target_pct must be greater than 0 and at most 100, not {pct}"))
+        }
+    }
+    pub fn pct(self) -> f64 {
+        self.0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum DirectoryEvent {
+    TenantRegistered { tenant_id: Uuid, name: Name },
+    ClientRegistered { client_id: Uuid, name: Name, locale: Locale, contacts: Vec<Contact> },
+    ClientNameReserved { client_id: Uuid, name: Name },
+    ServiceRegistered {
+        service_id: Uuid,
+        client_id: Uuid,
+        name: Name,
+        components: Vec<Component>,
+        sla_target_pct: SlaTarget,
+        notice_period_h: u32,
+    },
+    ServiceNameReserved { service_id: Uuid, name: Name },
+}
+
+impl DirectoryEvent {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            DirectoryEvent::TenantRegistered { .. } => "TenantRegistered",
+            DirectoryEvent::ClientRegistered { .. } => "ClientRegistered",
+            DirectoryEvent::ClientNameReserved { .. } => "ClientNameReserved",
+            DirectoryEvent::ServiceRegistered { .. } => "ServiceRegistered",
+            DirectoryEvent::ServiceNameReserved { .. } => "ServiceNameReserved",
+        }
+    }
+
+    /// The payload as stored: the variant's fields, without the tag.
+    pub fn payload(&self) -> serde_json::Value {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(mut map)) => map.remove("data").unwrap_or_default(),
+            // Serialising plain data structs cannot fail; an assertion, not an error.
+            other => panic!("directory event did not serialise to a tagged object: {other:?}"),
+        }
+    }
+
+    pub fn from_stored(event_type: &str, payload: &serde_json::Value) -> Option<DirectoryEvent> {
+        serde_json::from_value(serde_json::json!({ "type": event_type, "data": payload })).ok()
+    }
+}
+
+// ---------------------------------------------------------------- commands
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegisterClient {
+    pub client_id: Uuid,
+    pub name: Name,
+    pub locale: Locale,
+    pub contacts: Vec<Contact>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegisterService {
+    pub service_id: Uuid,
+    pub client_id: Uuid,
+    pub name: Name,
+    pub components: Vec<Component>,
+    pub sla_target_pct: SlaTarget,
+    pub notice_period_h: u32,
+}
+
+// ------------------------------------------------------------------ states
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClientState {
+    pub registered: Option<RegisterClient>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ServiceState {
+    pub service_id: Option<Uuid>,
+    pub client_id: Option<Uuid>,
+    pub name: Option<Name>,
+    pub components: Vec<Component>,
+    pub sla_target_pct: Option<SlaTarget>,
+    pub notice_period_h: Option<u32>,
+}
+
+pub fn decide_register_client(
+    state: &ClientState,
+    cmd: RegisterClient,
+) -> Result<Vec<DirectoryEvent>, Rejection> {
+    if state.registered.is_some() {
+        return Err(Rejection::AlreadyExists(format!("client {}", cmd.client_id)));
+    }
+    if cmd.contacts.len() > CONTACTS_MAX {
+        return Err(Rejection::Invalid(format!("at most {CONTACTS_MAX} contacts")));
+    }
+    Ok(vec![DirectoryEvent::ClientRegistered {
+        client_id: cmd.client_id,
+        name: cmd.name,
+        locale: cmd.locale,
+        contacts: cmd.contacts,
+    }])
+}
+
+pub fn evolve_client(mut state: ClientState, event: &DirectoryEvent) -> ClientState {
+    if let DirectoryEvent::ClientRegistered { client_id, name, locale, contacts } = event {
+        state.registered = Some(RegisterClient {
+            client_id: *client_id,
+            name: name.clone(),
+            locale: *locale,
+            contacts: contacts.clone(),
+        });
+    }
+    state
+}
+
+/// `client_exists` is looked up by the caller: the domain does no I/O.
+pub fn decide_register_service(
+    state: &ServiceState,
+    client_exists: bool,
+    cmd: RegisterService,
+) -> Result<Vec<DirectoryEvent>, Rejection> {
+    if state.service_id.is_some() {
+        return Err(Rejection::AlreadyExists(format!("service {}", cmd.service_id)));
+    }
+    if !client_exists {
+        return Err(Rejection::NotFound(format!("client {}", cmd.client_id)));
+    }
+    if cmd.notice_period_h > NOTICE_PERIOD_MAX_H {
+        return Err(Rejection::Invalid(format!(
+            "notice_period_h must be at most {NOTICE_PERIOD_MAX_H}"
+        )));
+    }
+    if cmd.components.len() > COMPONENTS_MAX {
+        return Err(Rejection::Invalid(format!("at most {COMPONENTS_MAX} components")));
+    }
+    Ok(vec![DirectoryEvent::ServiceRegistered {
+        service_id: cmd.service_id,
+        client_id: cmd.client_id,
+        name: cmd.name,
+        components: cmd.components,
+        sla_target_pct: cmd.sla_target_pct,
+        notice_period_h: cmd.notice_period_h,
+    }])
+}
+
+pub fn evolve_service(mut state: ServiceState, event: &DirectoryEvent) -> ServiceState {
+    if let DirectoryEvent::ServiceRegistered {
+        service_id,
+        client_id,
+        name,
+        components,
+        sla_target_pct,
+        notice_period_h,
+    } = event
+    {
+        state.service_id = Some(*service_id);
+        state.client_id = Some(*client_id);
+        state.name = Some(name.clone());
+        state.components = components.clone();
+        state.sla_target_pct = Some(*sla_target_pct);
+        state.notice_period_h = Some(*notice_period_h);
+    }
+    state
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn register_service(client_id: Uuid) -> RegisterService {
+        RegisterService {
+            service_id: Uuid::from_u128(10),
+            client_id,
+            name: Name::parse("name", "受注サイト").unwrap(),
+            components: vec![Component {
+                name: Name::parse("name", "db-1").unwrap(),
+                kind: ComponentKind::Database,
+            }],
+            sla_target_pct: SlaTarget::parse(99.9).unwrap(),
+            notice_period_h: 72,
+        }
+    }
+
+    #[test]
+    fn given_nothing_when_registering_a_service_then_it_is_registered() {
+        let events =
+            decide_register_service(&ServiceState::default(), true, register_service(Uuid::nil()))
+                .unwrap();
+        assert_eq!(events.len(), 1);
+        let state = events.iter().fold(ServiceState::default(), evolve_service);
+        assert_eq!(state.notice_period_h, Some(72));
+        assert_eq!(state.name.unwrap().as_str(), "受注サイト");
+    }
+
+    #[test]
+    fn given_a_registered_service_when_registering_again_then_rejected() {
+        let events =
+            decide_register_service(&ServiceState::default(), true, register_service(Uuid::nil()))
+                .unwrap();
+        let state = events.iter().fold(ServiceState::default(), evolve_service);
+        let again = decide_register_service(&state, true, register_service(Uuid::nil()));
+        assert!(matches!(again, Err(Rejection::AlreadyExists(_))));
+    }
+
+    #[test]
+    fn a_service_needs_an_existing_client_and_a_sane_notice_period() {
+        let missing = decide_register_service(&ServiceState::default(), false, register_service(Uuid::nil()));
+        assert!(matches!(missing, Err(Rejection::NotFound(_))));
+        let mut cmd = register_service(Uuid::nil());
+        cmd.notice_period_h = NOTICE_PERIOD_MAX_H + 1;
+        assert!(matches!(
+            decide_register_service(&ServiceState::default(), true, cmd),
+            Err(Rejection::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn sla_targets_are_bounded() {
+        assert!(SlaTarget::parse(0.0).is_err());
+        assert!(SlaTarget::parse(100.5).is_err());
+        assert!(SlaTarget::parse(f64::NAN).is_err());
+        assert_eq!(SlaTarget::parse(99.9951).unwrap().pct(), 99.995);
+    }
+
+    #[test]
+    fn events_round_trip_through_their_stored_form() {
+        let events =
+            decide_register_service(&ServiceState::default(), true, register_service(Uuid::nil()))
+                .unwrap();
+        let stored = events[0].payload();
+        assert_eq!(DirectoryEvent::from_stored(events[0].type_name(), &stored).as_ref(), Some(&events[0]));
+        assert!(crate::catalogue::lookup(events[0].type_name()).is_some());
+    }
+
+    #[test]
+    fn name_reservations_ignore_case() {
+        let a = Name::parse("name", "Order Site").unwrap();
+        let b = Name::parse("name", " order site").unwrap();
+        assert_eq!(service_name_stream(&a), service_name_stream(&b));
+    }
+}

@@ -1,0 +1,80 @@
+//! The envelope of an event: what a command produces (`NewEvent`) and what
+//! the store hands back once it is committed (`RecordedEvent`).
+
+use chrono::{DateTime, SubsecRound, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::catalogue::{self, WorkClass};
+
+/// Who did it and why, carried beside every event (SPEC §3.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// The subject of the token, or `system:<worker>` for the service itself.
+    pub actor: String,
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<Uuid>,
+    /// Where the fact came from: `api`, `cli`, `alertmanager`, …
+    pub source: String,
+}
+
+/// An event about to be appended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub event_id: Uuid,
+    pub kind: &'static catalogue::EventKind,
+    pub payload: serde_json::Value,
+    pub metadata: Metadata,
+    /// When it happened in the world, as reported. Truncated to microseconds,
+    /// the precision PostgreSQL keeps, so the hashed value is the stored one.
+    pub occurred_at: DateTime<Utc>,
+}
+
+impl NewEvent {
+    /// Builds an event of a catalogued type. Panics on an unknown type name:
+    /// that is a programming error, caught by every test that emits it.
+    pub fn new(
+        type_name: &str,
+        payload: serde_json::Value,
+        metadata: Metadata,
+        occurred_at: DateTime<Utc>,
+    ) -> NewEvent {
+        let kind = catalogue::lookup(type_name)
+            .unwrap_or_else(|| panic!("event type {type_name} is not in the catalogue"));
+        NewEvent {
+            event_id: Uuid::now_v7(),
+            kind,
+            payload,
+            metadata,
+            occurred_at: occurred_at.trunc_subsecs(6),
+        }
+    }
+
+    pub fn work_class(&self) -> WorkClass {
+        self.kind.work_class
+    }
+}
+
+/// A committed event as read back from the store.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecordedEvent {
+    pub position: i64,
+    /// The writing transaction's id: with `position`, the order readers follow.
+    pub tx_id: u64,
+    pub event_id: Uuid,
+    pub tenant_id: Uuid,
+    pub stream_id: String,
+    pub stream_version: i64,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub work_class: WorkClass,
+    pub payload: serde_json::Value,
+    pub metadata: serde_json::Value,
+    pub occurred_at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+}

@@ -1,0 +1,30 @@
+//! The pure domain of opsledger: what events exist, what commands mean, and
+//! how state follows from events.
+//!
+//! Owns: the event catalogue (type name, schema version, work class), the
+//! envelope of a new event, the hash chain, and each aggregate's
+//! `decide(state, command) -> events | rejection` and `evolve(state, event)`.
+//!
+//! Must never import: anything that does I/O (PostgreSQL, HTTP, SMTP, clocks
+//! other than values handed in). Every function here is deterministic.
+
+pub mod access;
+pub mod catalogue;
+pub mod chain;
+pub mod directory;
+pub mod event;
+pub mod text;
+
+pub use catalogue::{EventKind, WorkClass};
+pub use event::{Metadata, NewEvent, RecordedEvent};
+
+/// Why a command was refused. Business rules only: never an I/O failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    #[error("{0} does not exist")]
+    NotFound(String),
+}

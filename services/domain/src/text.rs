@@ -1,0 +1,105 @@
+//! Parse, don't validate: small value types built at the edge, so the core
+//! never sees raw input.
+
+use serde::{Deserialize, Serialize};
+
+/// Longest display name we accept: long enough for "株式会社… 受注システム本番環境",
+/// short enough to fit a mail subject and a table cell.
+pub const NAME_LEN_MAX_CHARS: usize = 200;
+/// RFC 5321 limits a forward path to 256 octets including the brackets.
+pub const EMAIL_LEN_MAX_BYTES: usize = 254;
+
+/// A trimmed, non-empty display name without control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Name(String);
+
+impl Name {
+    pub fn parse(field: &str, raw: &str) -> Result<Name, String> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err(format!("{field} must not be empty"));
+        }
+        if trimmed.chars().count() > NAME_LEN_MAX_CHARS {
+            return Err(format!("{field} must be at most {NAME_LEN_MAX_CHARS} characters"));
+        }
+        if trimmed.chars().any(char::is_control) {
+            return Err(format!("{field} must not contain control characters"));
+        }
+        Ok(Name(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The form under which names are unique: case and surrounding space ignored.
+    pub fn unique_key(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
+/// An email address of the plain `local@domain` form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Email, String> {
+        let s = raw.trim();
+        let valid = s.len() <= EMAIL_LEN_MAX_BYTES
+            && !s.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
+            && matches!(s.split_once('@'), Some((local, domain))
+                if !local.is_empty() && domain.contains('.') && !domain.starts_with('.')
+                    && !domain.ends_with('.') && !domain.contains('@'));
+        if valid {
+            Ok(Email(s.to_owned()))
+        } else {
+            Err(format!("{raw:?} is not an email address"))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The languages mails are written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Locale {
+    Ja,
+    En,
+}
+
+impl Locale {
+    pub fn parse(raw: &str) -> Result<Locale, String> {
+        match raw {
+            "ja" => Ok(Locale::Ja),
+            "en" => Ok(Locale::En),
+            other => Err(format!("locale {other:?} is not supported (ja, en)")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(Name::parse("name", "  受注サイト ").unwrap().as_str(), "受注サイト");
+        assert!(Name::parse("name", "   ").is_err());
+        assert!(Name::parse("name", "a\u{0}b").is_err());
+        assert!(Name::parse("name", &"x".repeat(NAME_LEN_MAX_CHARS + 1)).is_err());
+        assert!(Name::parse("name", &"字".repeat(NAME_LEN_MAX_CHARS)).is_ok());
+    }
+
+    #[test]
+    fn emails_need_a_local_part_and_a_dotted_domain() {
+        assert!(Email::parse("ops@example.jp").is_ok());
+        for bad in ["", "a", "@example.jp", "a@b", "a b@example.jp", "a@.jp", "a@b@c.jp", "<a@b.jp>"] {
+            assert!(Email::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+}
