@@ -1,1 +1,66 @@
+//! The event store and everything else that speaks SQL.
+//!
+//! Owns: the connection pool, migrations (`schema/`), appending with expected
+//! versions and group commit, gap-safe reading, the hash-chain verifier, the
+//! projection engine and the read models' queries.
+//!
+//! Must never import: HTTP, SMTP or anything about requests. It answers in
+//! domain types and [`StoreError`].
+//!
+//! Invariants:
+//! - Events are only ever INSERTed; the database refuses UPDATE, DELETE and
+//!   TRUNCATE (trigger) and the pooled connections run as `opsledger_app`,
+//!   which has no such privilege.
+//! - A tenant's appends are ordered by a lock on its chain head row, so its
+//!   hash chain and its positions agree.
+//! - Readers of the global order only read below the oldest running
+//!   transaction and order by (tx_id, position): see `read`.
 
+pub mod append;
+pub mod directory;
+pub mod migrate;
+pub mod pool;
+pub mod projection;
+pub mod read;
+pub mod verify;
+
+pub use append::{
+    AppendError, AppendOutcome, AppendRequest, Committer, ExpectedVersion, IdempotencyClaim,
+    StreamAppend,
+};
+pub use pool::{connect, DbConfig, Pool};
+pub use read::Cursor;
+
+/// An operating error of the store: the database is unreachable, or answered
+/// with something we did not expect. Business outcomes are not errors here.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the database is unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("database error")]
+    Db(#[from] tokio_postgres::Error),
+    #[error("migration failed")]
+    Migration(#[from] refinery::Error),
+    #[error("stored data is malformed: {0}")]
+    Corrupt(String),
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        StoreError::Unavailable(Box::new(e))
+    }
+}
+
+impl StoreError {
+    /// True when retrying later may succeed: the database is down or restarting.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Unavailable(_) => true,
+            StoreError::Db(e) => e.is_closed() || e.as_db_error().is_none_or(|db| {
+                // admin_shutdown, crash_shutdown, cannot_connect_now
+                matches!(db.code().code(), "57P01" | "57P02" | "57P03")
+            }),
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,631 @@
+//! Appending events: expected stream versions, several streams and events in
+//! one transaction, idempotency keys, the per-tenant hash chain, and group
+//! commit.
+//!
+//! Group commit: requests go to a few committer tasks over a channel. Each
+//! takes whatever is waiting (up to [`BATCH_REQUESTS_MAX`]) and writes it in one
+//! transaction, so concurrent requests share a WAL flush. Nothing waits to
+//! fill a batch: a lone request is committed at once. Conflicts are decided
+//! per request inside the batch, so one request's conflict never fails
+//! another's; an unexpected database error fails the batch, which is then
+//! retried one request per transaction so a poisoned request cannot take its
+//! neighbours down with it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{GenericClient, Transaction};
+use opsledger_domain::chain::{self, ChainedContent, GENESIS};
+use opsledger_domain::NewEvent;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot, watch, Mutex};
+use uuid::Uuid;
+
+use crate::{Pool, StoreError};
+
+/// Requests committed together at most: enough to absorb 64+ concurrent
+/// clients in one flush, small enough to keep one transaction short.
+pub const BATCH_REQUESTS_MAX: usize = 256;
+/// Events in one request at most: a request is one command, never a bulk load.
+pub const EVENTS_PER_REQUEST_MAX: usize = 1_000;
+/// Stream ids are `<kind>-<uuid>` or short reservation keys.
+pub const STREAM_ID_LEN_MAX: usize = 200;
+/// Payload of one event at most, as JSON text: bodies are capped at 1 MiB by
+/// the HTTP layer, and no fact needs more than that.
+pub const PAYLOAD_LEN_MAX_BYTES: usize = 1 << 20;
+/// Committer tasks: two let one batch's Rust-side work overlap another's flush.
+pub const COMMITTERS_DEFAULT: usize = 2;
+/// Requests waiting for a committer before callers are pushed back on.
+const QUEUE_LEN: usize = 8_192;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "version")]
+pub enum ExpectedVersion {
+    /// No check: for streams only this service writes to in order.
+    Any,
+    /// The stream must not exist yet (its version is 0).
+    NoStream,
+    /// The stream must be at exactly this version.
+    Exact(i64),
+}
+
+impl ExpectedVersion {
+    fn admits(self, current: i64) -> bool {
+        match self {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => current == 0,
+            ExpectedVersion::Exact(v) => current == v,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StreamAppend {
+    pub stream_id: String,
+    pub expected: ExpectedVersion,
+    pub events: Vec<NewEvent>,
+}
+
+/// An idempotency key and the response to hand back to any retry of it.
+#[derive(Debug, Clone)]
+pub struct IdempotencyClaim {
+    pub key: String,
+    /// A digest of the request, so a key reused for another request is caught.
+    pub fingerprint: String,
+    pub response: Value,
+}
+
+/// One command's writes: all of them commit, or none.
+#[derive(Debug, Clone)]
+pub struct AppendRequest {
+    pub tenant_id: Uuid,
+    pub streams: Vec<StreamAppend>,
+    pub idempotency: Option<IdempotencyClaim>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StreamCommitted {
+    pub stream_id: String,
+    pub version: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AppendOutcome {
+    Committed { streams: Vec<StreamCommitted>, last_position: i64 },
+    /// The idempotency key was used before: nothing was appended.
+    Duplicate { fingerprint: String, response: Value },
+}
+
+impl AppendOutcome {
+    pub fn version_of(&self, stream_id: &str) -> Option<i64> {
+        match self {
+            AppendOutcome::Committed { streams, .. } => {
+                streams.iter().find(|s| s.stream_id == stream_id).map(|s| s.version)
+            }
+            AppendOutcome::Duplicate { .. } => None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error("stream {stream_id} is at version {actual}, not the expected {expected:?}")]
+    Conflict { stream_id: String, expected: ExpectedVersion, actual: i64 },
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<tokio_postgres::Error> for AppendError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        AppendError::Store(StoreError::from(e))
+    }
+}
+
+fn validate(req: &AppendRequest) -> Result<(), AppendError> {
+    let events: usize = req.streams.iter().map(|s| s.events.len()).sum();
+    if events == 0 {
+        return Err(AppendError::Invalid("an append needs at least one event".into()));
+    }
+    if events > EVENTS_PER_REQUEST_MAX {
+        return Err(AppendError::Invalid(format!(
+            "at most {EVENTS_PER_REQUEST_MAX} events in one append"
+        )));
+    }
+    for s in &req.streams {
+        if s.stream_id.is_empty() || s.stream_id.len() > STREAM_ID_LEN_MAX {
+            return Err(AppendError::Invalid(format!(
+                "stream ids are 1 to {STREAM_ID_LEN_MAX} bytes"
+            )));
+        }
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------ the batch
+
+/// The columns of the rows to insert, one vector per column (for `unnest`).
+#[derive(Default)]
+struct EventRows {
+    event_id: Vec<Uuid>,
+    tenant_id: Vec<Uuid>,
+    stream_id: Vec<String>,
+    stream_version: Vec<i64>,
+    event_type: Vec<String>,
+    schema_version: Vec<i32>,
+    work_class: Vec<String>,
+    payload: Vec<String>,
+    metadata: Vec<String>,
+    occurred_at: Vec<DateTime<Utc>>,
+    recorded_at: Vec<DateTime<Utc>>,
+    prev_hash: Vec<Vec<u8>>,
+    hash: Vec<Vec<u8>>,
+}
+
+struct Head {
+    hash: Vec<u8>,
+    count: i64,
+}
+
+type Outcome = Result<AppendOutcome, AppendError>;
+
+/// Writes the requests inside `tx`, deciding each one's fate. The caller
+/// commits. Returns one outcome per request, in order; an `Err` from this
+/// function means the transaction must be abandoned.
+pub async fn write_batch(
+    tx: &Transaction<'_>,
+    requests: &[&AppendRequest],
+) -> Result<Vec<Outcome>, StoreError> {
+    let mut outcomes: Vec<Option<Outcome>> = requests
+        .iter()
+        .map(|r| validate(r).err().map(Err))
+        .collect();
+
+    let mut tenants: Vec<Uuid> = requests.iter().map(|r| r.tenant_id).collect();
+    tenants.sort();
+    tenants.dedup();
+    let (mut heads, recorded_at) = lock_chain_heads(tx, &tenants).await?;
+
+    let mut stream_keys: Vec<(Uuid, String)> = Vec::new();
+    let mut seen = HashSet::new();
+    let mut idem_keys: Vec<(Uuid, String)> = Vec::new();
+    for r in requests {
+        for s in &r.streams {
+            if seen.insert((r.tenant_id, s.stream_id.as_str())) {
+                stream_keys.push((r.tenant_id, s.stream_id.clone()));
+            }
+        }
+        if let Some(claim) = &r.idempotency {
+            idem_keys.push((r.tenant_id, claim.key.clone()));
+        }
+    }
+    // Both lookups are pipelined on the one connection.
+    let (mut versions, mut claimed) =
+        tokio::try_join!(stream_versions(tx, &stream_keys), claimed_keys(tx, &idem_keys))?;
+
+    let mut rows = EventRows::default();
+    let mut new_claims: Vec<(Uuid, &IdempotencyClaim)> = Vec::new();
+    // For each request that commits: its event ids, to learn its positions.
+    let mut committed_ids: Vec<(usize, Vec<StreamCommitted>, Vec<Uuid>)> = Vec::new();
+
+    'requests: for (i, req) in requests.iter().enumerate() {
+        if outcomes[i].is_some() {
+            continue;
+        }
+        if let Some(claim) = &req.idempotency {
+            if let Some((fingerprint, response)) = claimed.get(&(req.tenant_id, claim.key.clone())) {
+                outcomes[i] = Some(Ok(AppendOutcome::Duplicate {
+                    fingerprint: fingerprint.clone(),
+                    response: response.clone(),
+                }));
+                continue;
+            }
+        }
+        // Check every stream first: the request commits whole or not at all.
+        let mut planned: HashMap<&str, i64> = HashMap::new();
+        for s in &req.streams {
+            let current = planned.get(s.stream_id.as_str()).copied().unwrap_or_else(|| {
+                versions.get(&(req.tenant_id, s.stream_id.clone())).copied().unwrap_or(0)
+            });
+            if !s.expected.admits(current) {
+                outcomes[i] = Some(Err(AppendError::Conflict {
+                    stream_id: s.stream_id.clone(),
+                    expected: s.expected,
+                    actual: current,
+                }));
+                continue 'requests;
+            }
+            planned.insert(&s.stream_id, current + s.events.len() as i64);
+        }
+        // Serialised once: these exact bytes are hashed and stored.
+        let payloads: Vec<String> = req
+            .streams
+            .iter()
+            .flat_map(|s| s.events.iter())
+            .map(|e| e.payload.to_string())
+            .collect();
+        if payloads.iter().any(|p| p.len() > PAYLOAD_LEN_MAX_BYTES) {
+            outcomes[i] = Some(Err(AppendError::Invalid(format!(
+                "an event payload is at most {PAYLOAD_LEN_MAX_BYTES} bytes"
+            ))));
+            continue;
+        }
+        let mut payloads = payloads.into_iter();
+        let head = heads.get_mut(&req.tenant_id).expect("every tenant's head was locked");
+        let mut ids = Vec::new();
+        let mut stream_versions_after = Vec::new();
+        for s in &req.streams {
+            let key = (req.tenant_id, s.stream_id.clone());
+            let mut version = versions.get(&key).copied().unwrap_or(0);
+            for event in &s.events {
+                version += 1;
+                let payload = payloads.next().expect("one payload per event");
+                let metadata = serde_json::to_string(&event.metadata)
+                    .expect("metadata is plain data and always serialises");
+                let hash = chain::link_hash(
+                    &head.hash,
+                    &ChainedContent {
+                        event_id: event.event_id,
+                        tenant_id: req.tenant_id,
+                        stream_id: &s.stream_id,
+                        stream_version: version,
+                        event_type: event.kind.name,
+                        schema_version: event.kind.schema_version,
+                        work_class: event.kind.work_class.as_str(),
+                        payload_json: &payload,
+                        metadata_json: &metadata,
+                        occurred_at: event.occurred_at,
+                        recorded_at,
+                    },
+                );
+                rows.event_id.push(event.event_id);
+                rows.tenant_id.push(req.tenant_id);
+                rows.stream_id.push(s.stream_id.clone());
+                rows.stream_version.push(version);
+                rows.event_type.push(event.kind.name.to_owned());
+                rows.schema_version.push(event.kind.schema_version);
+                rows.work_class.push(event.kind.work_class.as_str().to_owned());
+                rows.payload.push(payload);
+                rows.metadata.push(metadata);
+                rows.occurred_at.push(event.occurred_at);
+                rows.recorded_at.push(recorded_at);
+                rows.prev_hash.push(std::mem::replace(&mut head.hash, hash.to_vec()));
+                rows.hash.push(hash.to_vec());
+                head.count += 1;
+                ids.push(event.event_id);
+            }
+            versions.insert(key, version);
+            stream_versions_after.retain(|c: &StreamCommitted| c.stream_id != s.stream_id);
+            stream_versions_after.push(StreamCommitted { stream_id: s.stream_id.clone(), version });
+        }
+        if let Some(claim) = &req.idempotency {
+            claimed.insert(
+                (req.tenant_id, claim.key.clone()),
+                (claim.fingerprint.clone(), claim.response.clone()),
+            );
+            new_claims.push((req.tenant_id, claim));
+        }
+        committed_ids.push((i, stream_versions_after, ids));
+    }
+
+    if !rows.event_id.is_empty() {
+        let positions = insert_events(tx, &rows).await?;
+        let mut last_position_of_tenant: HashMap<Uuid, i64> = HashMap::new();
+        for (tenant, id) in rows.tenant_id.iter().zip(&rows.event_id) {
+            let p = positions[id];
+            let last = last_position_of_tenant.entry(*tenant).or_insert(p);
+            *last = (*last).max(p);
+        }
+        update_chain_heads(tx, &heads, &last_position_of_tenant).await?;
+        insert_claims(tx, &new_claims).await?;
+        for (i, streams, ids) in committed_ids {
+            let last_position = ids.iter().map(|id| positions[id]).max().unwrap_or(0);
+            outcomes[i] = Some(Ok(AppendOutcome::Committed { streams, last_position }));
+        }
+    }
+    Ok(outcomes
+        .into_iter()
+        .map(|o| o.expect("every request was decided"))
+        .collect())
+}
+
+/// Locks the chain head of every tenant in the batch, in tenant order (so two
+/// batches never deadlock), creating missing heads. Returns the heads and the
+/// server's clock after the locks were granted: the events' `recorded_at`.
+async fn lock_chain_heads(
+    tx: &Transaction<'_>,
+    tenants: &[Uuid],
+) -> Result<(HashMap<Uuid, Head>, DateTime<Utc>), StoreError> {
+    const LOCK: &str = "SELECT tenant_id, last_hash, event_count, clock_timestamp() \
+         FROM tenant_chain_heads WHERE tenant_id = ANY($1) ORDER BY tenant_id FOR UPDATE";
+    let lock = tx.prepare_cached(LOCK).await?;
+    let mut rows = tx.query(&lock, &[&tenants]).await?;
+    if rows.len() < tenants.len() {
+        tx.execute(
+            "INSERT INTO tenant_chain_heads (tenant_id, last_position, last_hash, event_count) \
+             SELECT t, 0, $2, 0 FROM unnest($1::uuid[]) AS t ORDER BY t ON CONFLICT DO NOTHING",
+            &[&tenants, &GENESIS.as_slice()],
+        )
+        .await?;
+        rows = tx.query(&lock, &[&tenants]).await?;
+    }
+    let mut heads = HashMap::new();
+    let mut recorded_at = None;
+    for row in rows {
+        heads.insert(row.get(0), Head { hash: row.get(1), count: row.get(2) });
+        let at: DateTime<Utc> = row.get(3);
+        recorded_at = Some(recorded_at.map_or(at, |r: DateTime<Utc>| r.max(at)));
+    }
+    let recorded_at = recorded_at.ok_or_else(|| StoreError::Corrupt("no chain head locked".into()))?;
+    Ok((heads, recorded_at))
+}
+
+async fn stream_versions(
+    tx: &Transaction<'_>,
+    keys: &[(Uuid, String)],
+) -> Result<HashMap<(Uuid, String), i64>, StoreError> {
+    let (tenants, streams): (Vec<Uuid>, Vec<String>) = keys.iter().cloned().unzip();
+    let stmt = tx
+        .prepare_cached(
+            "SELECT u.t, u.s, coalesce((SELECT max(e.stream_version) FROM events e \
+               WHERE e.tenant_id = u.t AND e.stream_id = u.s), 0) \
+             FROM unnest($1::uuid[], $2::text[]) AS u(t, s)",
+        )
+        .await?;
+    let rows = tx.query(&stmt, &[&tenants, &streams]).await?;
+    Ok(rows.into_iter().map(|r| ((r.get(0), r.get(1)), r.get(2))).collect())
+}
+
+type Claims = HashMap<(Uuid, String), (String, Value)>;
+
+async fn claimed_keys(tx: &Transaction<'_>, keys: &[(Uuid, String)]) -> Result<Claims, StoreError> {
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let (tenants, names): (Vec<Uuid>, Vec<String>) = keys.iter().cloned().unzip();
+    let rows = tx
+        .query(
+            "SELECT k.tenant_id, k.key, k.fingerprint, k.response::text FROM idempotency_keys k \
+             JOIN unnest($1::uuid[], $2::text[]) AS u(t, key) ON k.tenant_id = u.t AND k.key = u.key",
+            &[&tenants, &names],
+        )
+        .await?;
+    rows.into_iter()
+        .map(|r| {
+            let response: String = r.get(3);
+            let response = serde_json::from_str(&response)
+                .map_err(|e| StoreError::Corrupt(format!("idempotent response: {e}")))?;
+            Ok(((r.get(0), r.get(1)), (r.get(2), response)))
+        })
+        .collect()
+}
+
+async fn insert_events(
+    tx: &Transaction<'_>,
+    rows: &EventRows,
+) -> Result<HashMap<Uuid, i64>, StoreError> {
+    // One statement for the whole batch; ORDER BY keeps positions in chain order.
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO events (event_id, tenant_id, stream_id, stream_version, event_type, \
+               schema_version, work_class, payload, metadata, occurred_at, recorded_at, prev_hash, hash) \
+             SELECT e, t, s, v, ty, sv, wc, p::json, m::json, oa, ra, ph, h \
+             FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int8[], $5::text[], $6::int4[], \
+               $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[], \
+               $12::bytea[], $13::bytea[]) WITH ORDINALITY \
+               AS u(e, t, s, v, ty, sv, wc, p, m, oa, ra, ph, h, n) \
+             ORDER BY n \
+             RETURNING event_id, position",
+        )
+        .await?;
+    let returned = tx
+        .query(
+            &stmt,
+            &[
+                &rows.event_id,
+                &rows.tenant_id,
+                &rows.stream_id,
+                &rows.stream_version,
+                &rows.event_type,
+                &rows.schema_version,
+                &rows.work_class,
+                &rows.payload,
+                &rows.metadata,
+                &rows.occurred_at,
+                &rows.recorded_at,
+                &rows.prev_hash,
+                &rows.hash,
+            ],
+        )
+        .await?;
+    Ok(returned.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+async fn update_chain_heads(
+    tx: &Transaction<'_>,
+    heads: &HashMap<Uuid, Head>,
+    last_positions: &HashMap<Uuid, i64>,
+) -> Result<(), StoreError> {
+    let mut tenants = Vec::new();
+    let mut hashes = Vec::new();
+    let mut counts = Vec::new();
+    let mut positions = Vec::new();
+    for (tenant, position) in last_positions {
+        let head = &heads[tenant];
+        tenants.push(*tenant);
+        hashes.push(head.hash.clone());
+        counts.push(head.count);
+        positions.push(*position);
+    }
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE tenant_chain_heads h SET last_hash = u.h, event_count = u.c, last_position = u.p \
+             FROM unnest($1::uuid[], $2::bytea[], $3::int8[], $4::int8[]) AS u(t, h, c, p) \
+             WHERE h.tenant_id = u.t",
+        )
+        .await?;
+    tx.execute(&stmt, &[&tenants, &hashes, &counts, &positions]).await?;
+    Ok(())
+}
+
+async fn insert_claims(
+    tx: &Transaction<'_>,
+    claims: &[(Uuid, &IdempotencyClaim)],
+) -> Result<(), StoreError> {
+    if claims.is_empty() {
+        return Ok(());
+    }
+    let tenants: Vec<Uuid> = claims.iter().map(|(t, _)| *t).collect();
+    let keys: Vec<&str> = claims.iter().map(|(_, c)| c.key.as_str()).collect();
+    let fingerprints: Vec<&str> = claims.iter().map(|(_, c)| c.fingerprint.as_str()).collect();
+    let responses: Vec<String> = claims.iter().map(|(_, c)| c.response.to_string()).collect();
+    tx.execute(
+        "INSERT INTO idempotency_keys (tenant_id, key, fingerprint, response) \
+         SELECT t, k, f, r::json FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS u(t, k, f, r)",
+        &[&tenants, &keys, &fingerprints, &responses],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Appends in a transaction of its own, without group commit.
+pub async fn append_direct(pool: &Pool, request: &AppendRequest) -> Outcome {
+    let mut results = commit_batch(pool, &[request]).await?;
+    results.pop().expect("one outcome per request")
+}
+
+async fn commit_batch(pool: &Pool, requests: &[&AppendRequest]) -> Result<Vec<Outcome>, StoreError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let outcomes = write_batch(&tx, requests).await?;
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+// ------------------------------------------------------------ group commit
+
+struct Job {
+    request: AppendRequest,
+    reply: oneshot::Sender<Outcome>,
+}
+
+/// The front door of the append path. Cheap to clone.
+#[derive(Clone)]
+pub struct Committer {
+    queue: mpsc::Sender<Job>,
+    committed: Arc<watch::Sender<u64>>,
+}
+
+impl std::fmt::Debug for Committer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Committer").finish_non_exhaustive()
+    }
+}
+
+impl Committer {
+    /// Starts `committers` tasks on the current tokio runtime. They end when
+    /// the last clone of the returned handle is dropped.
+    pub fn start(pool: Pool, committers: usize) -> Committer {
+        let (queue, receiver) = mpsc::channel(QUEUE_LEN);
+        let receiver = Arc::new(Mutex::new(receiver));
+        let (committed, _) = watch::channel(0u64);
+        let committed = Arc::new(committed);
+        for _ in 0..committers.max(1) {
+            tokio::spawn(run_committer(pool.clone(), receiver.clone(), committed.clone()));
+        }
+        Committer { queue, committed }
+    }
+
+    pub async fn append(&self, request: AppendRequest) -> Outcome {
+        validate(&request)?;
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Job { request, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("the committer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| AppendError::Store(StoreError::Unavailable("the committer has stopped".into())))?
+    }
+
+    /// Changes after every commit that appended something: lets projection
+    /// workers in this process wake at once instead of waiting for their poll.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.committed.subscribe()
+    }
+
+    /// Tells this process's followers that events were appended outside the
+    /// committer (for instance by a test writing in its own transaction).
+    pub fn announce(&self) {
+        self.committed.send_modify(|n| *n += 1);
+    }
+}
+
+async fn run_committer(
+    pool: Pool,
+    receiver: Arc<Mutex<mpsc::Receiver<Job>>>,
+    committed: Arc<watch::Sender<u64>>,
+) {
+    loop {
+        let mut jobs = Vec::new();
+        {
+            let mut rx = receiver.lock().await;
+            match rx.recv().await {
+                Some(job) => jobs.push(job),
+                None => return,
+            }
+            while jobs.len() < BATCH_REQUESTS_MAX {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+        }
+        let requests: Vec<&AppendRequest> = jobs.iter().map(|j| &j.request).collect();
+        let outcomes = match commit_batch(&pool, &requests).await {
+            Ok(outcomes) => outcomes,
+            Err(e) if requests.len() > 1 && !e.is_unavailable() => {
+                tracing::warn!(error = %e, batch = requests.len(), "batch failed; retrying one by one");
+                let mut outcomes = Vec::with_capacity(requests.len());
+                for r in &requests {
+                    outcomes.push(append_direct(&pool, r).await);
+                }
+                outcomes
+            }
+            Err(e) if requests.len() == 1 => vec![Err(AppendError::Store(e))],
+            Err(e) => {
+                let shared = Arc::new(e);
+                requests
+                    .iter()
+                    .map(|_| Err(AppendError::Store(StoreError::Unavailable(Box::new(SharedError(shared.clone()))))))
+                    .collect()
+            }
+        };
+        if outcomes.iter().any(|o| matches!(o, Ok(AppendOutcome::Committed { .. }))) {
+            committed.send_modify(|n| *n += 1);
+        }
+        for (job, outcome) in jobs.into_iter().zip(outcomes) {
+            // The caller may have gone away (request cancelled): the events
+            // are committed all the same, which is what an idempotency key is for.
+            let _ = job.reply.send(outcome);
+        }
+    }
+}
+
+/// One failure reported to every request of a batch.
+#[derive(Debug)]
+struct SharedError(Arc<StoreError>);
+
+impl std::fmt::Display for SharedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SharedError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.0.as_ref())
+    }
+}

@@ -1,0 +1,209 @@
+//! The directory read models (tenants, clients, services) and their queries.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{GenericClient, Transaction};
+use futures_util::future::BoxFuture;
+use opsledger_domain::directory::DirectoryEvent;
+use opsledger_domain::RecordedEvent;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::projection::Projection;
+use crate::{Pool, StoreError};
+
+#[derive(Debug, Default)]
+pub struct DirectoryProjection;
+
+impl Projection for DirectoryProjection {
+    fn name(&self) -> &'static str {
+        "directory"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["proj_tenants", "proj_clients", "proj_services"]
+    }
+
+    fn apply<'a>(
+        &'a self,
+        tx: &'a Transaction<'a>,
+        event: &'a RecordedEvent,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let Some(parsed) = DirectoryEvent::from_stored(&event.event_type, &event.payload) else {
+                return Ok(());
+            };
+            let at = event.recorded_at;
+            match parsed {
+                DirectoryEvent::TenantRegistered { tenant_id, name } => {
+                    tx.execute(
+                        "INSERT INTO proj_tenants (tenant_id, name, registered_at) VALUES ($1, $2, $3)",
+                        &[&tenant_id, &name.as_str(), &at],
+                    )
+                    .await?;
+                }
+                DirectoryEvent::ClientRegistered { client_id, name, locale, contacts } => {
+                    let locale = serde_json::to_value(locale).unwrap_or_default();
+                    tx.execute(
+                        "INSERT INTO proj_clients (tenant_id, client_id, name, locale, contacts, version, registered_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                        &[
+                            &event.tenant_id,
+                            &client_id,
+                            &name.as_str(),
+                            &locale.as_str().unwrap_or("en"),
+                            &serde_json::to_value(&contacts).unwrap_or_default(),
+                            &event.stream_version,
+                            &at,
+                        ],
+                    )
+                    .await?;
+                }
+                DirectoryEvent::ServiceRegistered {
+                    service_id,
+                    client_id,
+                    name,
+                    components,
+                    sla_target_pct,
+                    notice_period_h,
+                } => {
+                    tx.execute(
+                        "INSERT INTO proj_services (tenant_id, service_id, client_id, name, components, \
+                           sla_target_pct, notice_period_h, version, registered_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6::float8::numeric, $7, $8, $9)",
+                        &[
+                            &event.tenant_id,
+                            &service_id,
+                            &client_id,
+                            &name.as_str(),
+                            &serde_json::to_value(&components).unwrap_or_default(),
+                            &sla_target_pct.pct(),
+                            &(notice_period_h as i32),
+                            &event.stream_version,
+                            &at,
+                        ],
+                    )
+                    .await?;
+                }
+                DirectoryEvent::ClientNameReserved { .. } | DirectoryEvent::ServiceNameReserved { .. } => {}
+            }
+            Ok(())
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClientRow {
+    pub id: Uuid,
+    pub name: String,
+    pub locale: String,
+    pub contacts: serde_json::Value,
+    pub version: i64,
+    pub registered_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceRow {
+    pub id: Uuid,
+    pub client_id: Uuid,
+    pub name: String,
+    pub components: serde_json::Value,
+    pub sla_target_pct: f64,
+    pub notice_period_h: i32,
+    pub version: i64,
+    pub registered_at: DateTime<Utc>,
+}
+
+/// Which clients a query may return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientFilter {
+    All,
+    Only(Uuid),
+}
+
+impl ClientFilter {
+    fn as_param(self) -> Option<Uuid> {
+        match self {
+            ClientFilter::All => None,
+            ClientFilter::Only(id) => Some(id),
+        }
+    }
+}
+
+/// Lists are ordered by id: ids are UUIDv7, so that is registration order,
+/// and the last id of a page is the cursor of the next.
+pub async fn list_clients(
+    pool: &Pool,
+    tenant: Uuid,
+    filter: ClientFilter,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<ClientRow>, StoreError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT client_id, name, locale, contacts, version, registered_at FROM proj_clients \
+             WHERE tenant_id = $1 AND ($2::uuid IS NULL OR client_id = $2) \
+               AND ($3::uuid IS NULL OR client_id > $3) ORDER BY client_id LIMIT $4",
+            &[&tenant, &filter.as_param(), &after, &limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| ClientRow {
+            id: r.get(0),
+            name: r.get(1),
+            locale: r.get(2),
+            contacts: r.get(3),
+            version: r.get(4),
+            registered_at: r.get(5),
+        })
+        .collect())
+}
+
+pub async fn list_services(
+    pool: &Pool,
+    tenant: Uuid,
+    filter: ClientFilter,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<ServiceRow>, StoreError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT service_id, client_id, name, components, sla_target_pct::float8, notice_period_h, \
+               version, registered_at FROM proj_services \
+             WHERE tenant_id = $1 AND ($2::uuid IS NULL OR client_id = $2) \
+               AND ($3::uuid IS NULL OR service_id > $3) ORDER BY service_id LIMIT $4",
+            &[&tenant, &filter.as_param(), &after, &limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| ServiceRow {
+            id: r.get(0),
+            client_id: r.get(1),
+            name: r.get(2),
+            components: r.get(3),
+            sla_target_pct: r.get(4),
+            notice_period_h: r.get(5),
+            version: r.get(6),
+            registered_at: r.get(7),
+        })
+        .collect())
+}
+
+/// The current version of a stream (0: it does not exist), read from the
+/// events themselves, so it is never behind a projection.
+pub async fn stream_version<C: GenericClient>(
+    client: &C,
+    tenant: Uuid,
+    stream_id: &str,
+) -> Result<i64, StoreError> {
+    let row = client
+        .query_one(
+            "SELECT coalesce(max(stream_version), 0) FROM events WHERE tenant_id = $1 AND stream_id = $2",
+            &[&tenant, &stream_id],
+        )
+        .await?;
+    Ok(row.get(0))
+}

@@ -1,0 +1,242 @@
+//! The projection engine: named read models built from the global order.
+//!
+//! Exactly-once for rows in PostgreSQL: a batch of events is applied and the
+//! projection's checkpoint advanced in one transaction, so a crash at any
+//! point leaves either both or neither. One owner at a time: each batch first
+//! takes a transaction-level advisory lock named after the projection; another
+//! instance that cannot take it skips its turn. `rebuild` takes the same lock,
+//! waits for it, empties the projection's tables and replays from position 0.
+//!
+//! Workers wake when this process commits an append (a watch channel from the
+//! committer) and otherwise poll, which is how they learn of other instances'
+//! appends without a NOTIFY inside any append transaction.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{GenericClient, Transaction};
+use futures_util::future::BoxFuture;
+use opsledger_domain::RecordedEvent;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::read::{self, Cursor};
+use crate::{Pool, StoreError};
+
+/// Events applied per transaction while following the store.
+pub const FOLLOW_BATCH_EVENTS: i64 = 500;
+/// Events read per round trip during a rebuild.
+pub const REBUILD_PAGE_EVENTS: i64 = 5_000;
+/// How often a worker looks for events appended by other instances.
+pub const POLL_INTERVAL_DEFAULT: Duration = Duration::from_millis(250);
+/// Pause after a failed batch (database restarting, say) before trying again.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// First half of every projection's advisory lock key ("opsl").
+const LOCK_NAMESPACE: i32 = 0x6f70_736c;
+
+pub trait Projection: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// The tables this projection owns: emptied by `rebuild`.
+    fn tables(&self) -> &'static [&'static str];
+    /// Applies one event. Called in event order, inside the transaction that
+    /// also advances the checkpoint. Events it does not care about are ignored.
+    fn apply<'a>(
+        &'a self,
+        tx: &'a Transaction<'a>,
+        event: &'a RecordedEvent,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+}
+
+pub type SharedProjection = Arc<dyn Projection>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Applied(usize),
+    /// Another instance holds the projection right now.
+    Busy,
+}
+
+async fn ensure_checkpoint(pool: &Pool, name: &str) -> Result<(), StoreError> {
+    let client = pool.get().await?;
+    client
+        .execute(
+            "INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING",
+            &[&name],
+        )
+        .await?;
+    Ok(())
+}
+
+async fn load_checkpoint<C: GenericClient>(client: &C, name: &str) -> Result<Cursor, StoreError> {
+    let row = client
+        .query_one(
+            "SELECT last_tx_id::text::int8, last_position FROM projection_checkpoints WHERE name = $1",
+            &[&name],
+        )
+        .await?;
+    Ok(Cursor { tx_id: row.get::<_, i64>(0) as u64, position: row.get(1) })
+}
+
+async fn save_checkpoint(
+    tx: &Transaction<'_>,
+    name: &str,
+    last: &RecordedEvent,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE projection_checkpoints SET last_tx_id = $2::int8::text::xid8, last_position = $3, \
+           last_recorded_at = $4, updated_at = now() WHERE name = $1",
+        &[&name, &(last.tx_id as i64), &last.position, &last.recorded_at],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Applies the next batch of events, if this instance may.
+pub async fn catch_up_once(pool: &Pool, projection: &dyn Projection) -> Result<Step, StoreError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    // The lock comes first and assigns no transaction id, so holding it does
+    // not hold back any reader's horizon.
+    let owned: bool = tx
+        .query_one(
+            "SELECT pg_try_advisory_xact_lock($1, hashtext($2))",
+            &[&LOCK_NAMESPACE, &projection.name()],
+        )
+        .await?
+        .get(0);
+    if !owned {
+        return Ok(Step::Busy);
+    }
+    let cursor = load_checkpoint(&tx, projection.name()).await?;
+    let events = read::read_after(&tx, cursor, FOLLOW_BATCH_EVENTS).await?;
+    let Some(last) = events.last() else {
+        return Ok(Step::Applied(0));
+    };
+    for event in &events {
+        projection.apply(&tx, event).await?;
+    }
+    save_checkpoint(&tx, projection.name(), last).await?;
+    tx.commit().await?;
+    Ok(Step::Applied(events.len()))
+}
+
+/// Follows the store for ever: run it as a task, abort the task to stop.
+pub async fn follow(
+    pool: Pool,
+    projection: SharedProjection,
+    mut wake: watch::Receiver<u64>,
+    poll: Duration,
+) {
+    while let Err(e) = ensure_checkpoint(&pool, projection.name()).await {
+        tracing::warn!(projection = projection.name(), error = %e, "cannot create checkpoint; retrying");
+        tokio::time::sleep(RETRY_PAUSE).await;
+    }
+    let mut wake_open = true;
+    loop {
+        match catch_up_once(&pool, projection.as_ref()).await {
+            Ok(Step::Applied(n)) if n as i64 == FOLLOW_BATCH_EVENTS => continue,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(projection = projection.name(), error = %e, "projection batch failed");
+                tokio::time::sleep(RETRY_PAUSE).await;
+                continue;
+            }
+        }
+        if wake_open {
+            tokio::select! {
+                changed = wake.changed() => wake_open = changed.is_ok(),
+                _ = tokio::time::sleep(poll) => {}
+            }
+        } else {
+            tokio::time::sleep(poll).await;
+        }
+    }
+}
+
+/// Empties the projection and replays every event, in one transaction.
+/// Returns the number of events replayed.
+pub async fn rebuild(pool: &Pool, projection: &dyn Projection) -> Result<u64, StoreError> {
+    ensure_checkpoint(pool, projection.name()).await?;
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+        &[&LOCK_NAMESPACE, &projection.name()],
+    )
+    .await?;
+    if !projection.tables().is_empty() {
+        tx.batch_execute(&format!("TRUNCATE {}", projection.tables().join(", "))).await?;
+    }
+    tx.execute(
+        "UPDATE projection_checkpoints SET last_tx_id = '0', last_position = 0, \
+           last_recorded_at = NULL, updated_at = now() WHERE name = $1",
+        &[&projection.name()],
+    )
+    .await?;
+    let mut cursor = Cursor::START;
+    let mut replayed = 0u64;
+    let mut last = None;
+    loop {
+        let events = read::read_after(&tx, cursor, REBUILD_PAGE_EVENTS).await?;
+        let Some(tail) = events.last() else { break };
+        cursor = Cursor::after(tail);
+        for event in &events {
+            projection.apply(&tx, event).await?;
+        }
+        replayed += events.len() as u64;
+        last = events.into_iter().last();
+    }
+    if let Some(last) = &last {
+        save_checkpoint(&tx, projection.name(), last).await?;
+    }
+    tx.commit().await?;
+    Ok(replayed)
+}
+
+/// How far behind the store a projection is.
+#[derive(Debug, Clone, Serialize)]
+pub struct Lag {
+    pub name: String,
+    pub checkpoint: Cursor,
+    /// Committed events not yet applied (counted up to [`LAG_COUNT_CAP`]).
+    pub behind_events: i64,
+    /// Age of the oldest event not yet applied; 0 when caught up.
+    pub lag_seconds: f64,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// Counting beyond this tells an operator nothing more and costs a scan.
+pub const LAG_COUNT_CAP: i64 = 100_000;
+
+pub async fn lag(pool: &Pool, name: &str) -> Result<Lag, StoreError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT c.last_tx_id::text::int8, c.last_position, c.updated_at, \
+               (SELECT count(*) FROM (SELECT 1 FROM events e \
+                  WHERE (e.tx_id, e.position) > (c.last_tx_id, c.last_position) LIMIT $2) x), \
+               (SELECT extract(epoch FROM now() - e.recorded_at)::float8 FROM events e \
+                  WHERE (e.tx_id, e.position) > (c.last_tx_id, c.last_position) \
+                  ORDER BY e.tx_id, e.position LIMIT 1) \
+             FROM projection_checkpoints c WHERE c.name = $1",
+            &[&name, &LAG_COUNT_CAP],
+        )
+        .await?;
+    Ok(match row {
+        Some(r) => Lag {
+            name: name.to_owned(),
+            checkpoint: Cursor { tx_id: r.get::<_, i64>(0) as u64, position: r.get(1) },
+            updated_at: r.get(2),
+            behind_events: r.get(3),
+            lag_seconds: r.get::<_, Option<f64>>(4).unwrap_or(0.0).max(0.0),
+        },
+        None => {
+            let behind: i64 = client
+                .query_one("SELECT count(*) FROM (SELECT 1 FROM events LIMIT $1) x", &[&LAG_COUNT_CAP])
+                .await?
+                .get(0);
+            Lag { name: name.to_owned(), checkpoint: Cursor::START, behind_events: behind, lag_seconds: 0.0, updated_at: None }
+        }
+    })
+}
