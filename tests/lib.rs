@@ -1,1 +1,48 @@
+//! Shared helpers of the integration tests (the tests themselves live in
+//! `integration/`, one file per capability).
 
+use chrono::Utc;
+use opsledger_domain::{Metadata, NewEvent};
+use opsledger_store::{AppendRequest, ExpectedVersion, StreamAppend};
+use serde_json::json;
+use uuid::Uuid;
+
+pub fn meta() -> Metadata {
+    Metadata {
+        actor: "tester".into(),
+        role: "admin".into(),
+        request_id: None,
+        correlation_id: None,
+        causation_id: None,
+        source: "test".into(),
+    }
+}
+
+/// An event of a catalogued type with an arbitrary payload.
+pub fn event(n: i64) -> NewEvent {
+    NewEvent::new("TenantRegistered", json!({ "n": n, "note": "テスト" }), meta(), Utc::now())
+}
+
+pub fn one(tenant: Uuid, stream: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> AppendRequest {
+    AppendRequest {
+        tenant_id: tenant,
+        streams: vec![StreamAppend { stream_id: stream.to_owned(), expected, events }],
+        idempotency: None,
+    }
+}
+
+/// Polls `check` until it returns Some, for at most ten seconds. For effects
+/// of background workers; never used to assert on how fast they are.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for _ in 0..200 {
+        if let Some(v) = check().await {
+            return v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}

@@ -1,1 +1,8 @@
+//! One integration-test binary, a module per capability. Every test gets its
+//! own database on a real PostgreSQL cluster, so they run in parallel.
 
+mod store_append;
+mod store_chain;
+mod store_read;
+mod projections;
+mod migrations;

@@ -1,0 +1,1 @@
+pub struct TestApp; pub async fn spawn_app() -> TestApp { TestApp }

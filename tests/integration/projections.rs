@@ -1,0 +1,1 @@
+use opsledger_tests as _;
