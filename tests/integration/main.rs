@@ -1,8 +1,12 @@
 //! One integration-test binary, a module per capability. Every test gets its
 //! own database on a real PostgreSQL cluster, so they run in parallel.
 
+mod api_auth;
+mod api_directory;
+mod api_hostile;
+mod migrations;
+mod openapi;
+mod projections;
 mod store_append;
 mod store_chain;
 mod store_read;
-mod projections;
-mod migrations;

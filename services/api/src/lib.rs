@@ -1,1 +1,130 @@
+//! The HTTP surface of opsledger (SPEC §7).
+//!
+//! Owns: actix-web handlers, request and response types, authentication and
+//! role checks, problem+json errors, and the route table that the OpenAPI test
+//! compares with `openapi/openapi.json`.
+//!
+//! Must never import: SQL or SMTP. Handlers parse input into domain values,
+//! ask the domain to decide, append through the store, and map the outcome.
 
+pub mod auth;
+pub mod directory;
+pub mod idempotency;
+pub mod problem;
+pub mod system;
+pub mod tenants;
+
+use actix_web::http::Method;
+use actix_web::{error, web, HttpRequest, HttpResponse, Route};
+use opsledger_store::projection::SharedProjection;
+use opsledger_store::{Committer, Pool};
+
+use crate::problem::ApiError;
+
+/// Request bodies larger than this are refused with 413 before they are
+/// parsed: the largest real Alertmanager group we expect is well under it.
+pub const BODY_LEN_MAX_BYTES: usize = 1 << 20;
+/// Items per page of a list when the client does not say.
+pub const PAGE_LEN_DEFAULT: u32 = 50;
+/// Items per page at most: bounds the work one request can ask for.
+pub const PAGE_LEN_MAX: u32 = 200;
+
+/// Everything a handler may use. Shared by all workers.
+pub struct AppState {
+    pub pool: Pool,
+    pub committer: Committer,
+    pub auth: auth::AuthConfig,
+    pub tenants: tenants::TenantDirectory,
+    pub projections: Vec<SharedProjection>,
+}
+
+/// Every route the server exposes: (method, path, handler). `configure`
+/// registers exactly these, and the OpenAPI test compares them with the
+/// document, so neither can drift from the other.
+fn table() -> Vec<(Method, &'static str, Route)> {
+    vec![
+        (Method::GET, "/healthz", web::get().to(system::healthz)),
+        (Method::GET, "/readyz", web::get().to(system::readyz)),
+        (Method::GET, "/metrics", web::get().to(system::metrics)),
+        (Method::GET, "/openapi.json", web::get().to(system::openapi)),
+        (Method::GET, "/api/v1/clients", web::get().to(directory::client_list)),
+        (Method::POST, "/api/v1/clients", web::post().to(directory::client_register)),
+        (Method::GET, "/api/v1/clients/{id}", web::get().to(directory::client_get)),
+        (Method::GET, "/api/v1/services", web::get().to(directory::service_list)),
+        (Method::POST, "/api/v1/services", web::post().to(directory::service_register)),
+        (Method::GET, "/api/v1/services/{id}", web::get().to(directory::service_get)),
+    ]
+}
+
+/// `(method, path)` of every route, in the OpenAPI path syntax.
+pub fn routes() -> Vec<(String, String)> {
+    table().into_iter().map(|(m, p, _)| (m.as_str().to_lowercase(), p.to_owned())).collect()
+}
+
+/// Registers every route, grouped by path so a known path with another
+/// method answers 405, plus the extractor configs that turn malformed input
+/// into problems.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(BODY_LEN_MAX_BYTES)
+            .content_type_required(true)
+            .error_handler(json_error),
+    )
+    .app_data(web::PathConfig::default().error_handler(|e, _| {
+        ApiError::NotFound(format!("no such resource: {e}")).into()
+    }))
+    .app_data(web::QueryConfig::default().error_handler(|e, _| {
+        ApiError::BadRequest(format!("invalid query string: {e}")).into()
+    }))
+    .app_data(web::PayloadConfig::default().limit(BODY_LEN_MAX_BYTES));
+
+    let mut by_path: Vec<(&'static str, Vec<Route>)> = Vec::new();
+    for (_, path, route) in table() {
+        match by_path.iter_mut().find(|(p, _)| *p == path) {
+            Some((_, routes)) => routes.push(route),
+            None => by_path.push((path, vec![route])),
+        }
+    }
+    for (path, routes) in by_path {
+        let mut resource = web::resource(path);
+        for route in routes {
+            resource = resource.route(route);
+        }
+        cfg.service(resource.default_service(web::to(method_not_allowed)));
+    }
+}
+
+async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    let status = actix_web::http::StatusCode::METHOD_NOT_ALLOWED;
+    problem::problem_response(
+        status,
+        problem::problem_body(status, "method-not-allowed", &format!("{} is not allowed on {}", req.method(), req.path())),
+    )
+}
+
+/// The fallback for unknown paths.
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    let status = actix_web::http::StatusCode::NOT_FOUND;
+    problem::problem_response(
+        status,
+        problem::problem_body(status, "not-found", &format!("there is no resource at {}", req.path())),
+    )
+}
+
+fn json_error(err: error::JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    let api = match &err {
+        error::JsonPayloadError::OverflowKnownLength { length, limit } => {
+            ApiError::PayloadTooLarge(format!("the body is {length} bytes; at most {limit} are accepted"))
+        }
+        error::JsonPayloadError::Overflow { limit } => {
+            ApiError::PayloadTooLarge(format!("the body is larger than the {limit} bytes accepted"))
+        }
+        error::JsonPayloadError::ContentType => {
+            ApiError::UnsupportedMediaType("the body must be JSON (Content-Type: application/json)".into())
+        }
+        error::JsonPayloadError::Deserialize(e) => ApiError::BadRequest(format!("the body is not valid: {e}")),
+        other => ApiError::BadRequest(format!("the body could not be read: {other}")),
+    };
+    api.into()
+}

@@ -1,1 +1,157 @@
-fn main(){}
+//! `opsledger`: serve, migrate, rebuild, verify, token, tenant.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use opsledger_domain::access::Role;
+use opsledger_server::{telemetry, Application, Config};
+use uuid::Uuid;
+
+#[derive(Parser)]
+#[command(name = "opsledger", version, about = "Event-sourced incident and change management")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Migrate, then serve HTTP and run the background workers.
+    Serve,
+    /// Apply pending migrations from schema/ and exit.
+    Migrate,
+    /// Rebuild projections from position 0.
+    Rebuild {
+        /// Only this projection (default: all).
+        #[arg(long)]
+        projection: Option<String>,
+    },
+    /// Recompute the hash chains; exit 1 naming the first event that does not match.
+    Verify {
+        #[arg(long)]
+        tenant: Option<Uuid>,
+    },
+    /// Mint a development JWT signed with OPSLEDGER_JWT_SECRET.
+    Token {
+        #[arg(long)]
+        tenant: Uuid,
+        #[arg(long, default_value = "dev")]
+        subject: String,
+        /// Repeat for several roles: operator, maintainer, approver, client, auditor, admin, integration.
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        #[arg(long)]
+        client_id: Option<Uuid>,
+        #[arg(long, default_value_t = 3600)]
+        ttl_s: u64,
+    },
+    /// Tenants.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Register a tenant and print its id.
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        id: Option<Uuid>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    telemetry::init();
+    let cli = Cli::parse();
+    match run(cli.command).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("opsledger: {e}");
+            let mut source = std::error::Error::source(e.as_ref());
+            while let Some(s) = source {
+                eprintln!("  caused by: {s}");
+                source = s.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+async fn run(command: Command) -> Result<ExitCode, BoxError> {
+    match command {
+        Command::Token { tenant, subject, roles, client_id, ttl_s } => {
+            let config = Config::for_database("").clone();
+            let secret = std::env::var("OPSLEDGER_JWT_SECRET").unwrap_or(config.jwt_secret);
+            let issuer = std::env::var("OPSLEDGER_JWT_ISSUER").unwrap_or(config.jwt_issuer);
+            let audience = std::env::var("OPSLEDGER_JWT_AUDIENCE").unwrap_or(config.jwt_audience);
+            let roles = roles
+                .iter()
+                .map(|r| Role::parse(r).ok_or_else(|| format!("unknown role {r:?}")))
+                .collect::<Result<Vec<_>, _>>()?;
+            let auth = opsledger_api::auth::AuthConfig::hs256(secret.as_bytes(), &issuer, &audience);
+            println!("{}", auth.mint(tenant, &subject, &roles, client_id, ttl_s));
+            Ok(ExitCode::SUCCESS)
+        }
+        command => {
+            let config = Config::from_env()?;
+            let db = config.db()?;
+            match command {
+                Command::Serve => {
+                    let app = Application::build(&config).await?;
+                    tracing::info!(bind = %config.bind, port = app.port(), "serving");
+                    app.run_until_stopped().await?;
+                }
+                Command::Migrate => {
+                    for m in opsledger_store::migrate::migrate(&db).await? {
+                        println!("applied {m}");
+                    }
+                }
+                Command::Rebuild { projection } => {
+                    opsledger_store::migrate::migrate(&db).await?;
+                    let pool = opsledger_store::connect(&db)?;
+                    let mut matched = false;
+                    for p in opsledger_store::projections() {
+                        if projection.as_deref().is_some_and(|n| n != p.name()) {
+                            continue;
+                        }
+                        matched = true;
+                        let started = std::time::Instant::now();
+                        let n = opsledger_store::projection::rebuild(&pool, p.as_ref()).await?;
+                        println!("rebuilt {} from {n} events in {:.2?}", p.name(), started.elapsed());
+                    }
+                    if !matched {
+                        return Err(format!("no projection named {:?}", projection.unwrap_or_default()).into());
+                    }
+                }
+                Command::Verify { tenant } => {
+                    let pool = opsledger_store::connect(&db)?;
+                    let client = pool.get().await?;
+                    let report = opsledger_store::verify::verify(&client, tenant).await?;
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                    if let Some(bad) = report.first_mismatch {
+                        eprintln!(
+                            "verify: event at position {} ({} v{}) of tenant {} does not match: {}",
+                            bad.position, bad.stream_id, bad.stream_version, bad.tenant_id, bad.reason
+                        );
+                        return Ok(ExitCode::from(1));
+                    }
+                }
+                Command::Tenant { command: TenantCommand::Add { name, id } } => {
+                    opsledger_store::migrate::migrate(&db).await?;
+                    let pool = opsledger_store::connect(&db)?;
+                    let id = id.unwrap_or_else(Uuid::now_v7);
+                    opsledger_server::commands::register_tenant(&pool, id, &name, "cli").await?;
+                    println!("{id}");
+                }
+                Command::Token { .. } => unreachable!("handled above"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -629,3 +629,26 @@ impl std::error::Error for SharedError {
         Some(self.0.as_ref())
     }
 }
+
+/// The stored response of an idempotency key, if the key was used before:
+/// `(fingerprint, response)`.
+pub async fn find_claim(
+    pool: &Pool,
+    tenant_id: Uuid,
+    key: &str,
+) -> Result<Option<(String, Value)>, StoreError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT fingerprint, response::text FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
+            &[&tenant_id, &key],
+        )
+        .await?;
+    row.map(|r| {
+        let text: String = r.get(1);
+        serde_json::from_str(&text)
+            .map(|v| (r.get(0), v))
+            .map_err(|e| StoreError::Corrupt(format!("idempotent response: {e}")))
+    })
+    .transpose()
+}

@@ -64,3 +64,8 @@ impl StoreError {
         }
     }
 }
+
+/// Every projection the service maintains, in the order workers start.
+pub fn projections() -> Vec<projection::SharedProjection> {
+    vec![std::sync::Arc::new(directory::DirectoryProjection)]
+}

@@ -1,0 +1,433 @@
+//! Clients and services: `/api/v1/clients`, `/api/v1/services`.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use opsledger_domain::access::{Actor, ClientScope, DIRECTORY_READERS, DIRECTORY_WRITERS};
+use opsledger_domain::directory::{self as dir, DirectoryEvent};
+use opsledger_domain::text::{Email, Locale, Name};
+use opsledger_domain::{Metadata, NewEvent, RecordedEvent};
+use opsledger_store::directory::{self as store_dir, ClientFilter};
+use opsledger_store::{AppendOutcome, AppendRequest, ExpectedVersion, StreamAppend};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::idempotency::{self, IdempotencyKey};
+use crate::problem::{ApiError, RequestId};
+use crate::{AppState, PAGE_LEN_DEFAULT, PAGE_LEN_MAX};
+
+// ------------------------------------------------------------ wire types
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactBody {
+    pub name: String,
+    pub email: String,
+    #[serde(default)]
+    pub locale: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterClientBody {
+    pub name: String,
+    #[serde(default)]
+    pub locale: Option<String>,
+    #[serde(default)]
+    pub contacts: Vec<ContactBody>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentBody {
+    pub name: String,
+    pub kind: dir::ComponentKind,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterServiceBody {
+    pub client_id: Uuid,
+    pub name: String,
+    #[serde(default)]
+    pub components: Vec<ComponentBody>,
+    pub sla_target_pct: f64,
+    pub notice_period_h: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub after: Option<Uuid>,
+    pub limit: Option<u32>,
+    pub client_id: Option<Uuid>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AsOfQuery {
+    pub as_of: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `after` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<Uuid>,
+}
+
+// ------------------------------------------------------------ helpers
+
+fn metadata(actor: &Actor, req: &HttpRequest) -> Metadata {
+    use actix_web::HttpMessage;
+    Metadata {
+        actor: actor.subject.clone(),
+        role: actor.primary_role().as_str().to_owned(),
+        request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
+        correlation_id: None,
+        causation_id: None,
+        source: "api".into(),
+    }
+}
+
+fn new_event(event: &DirectoryEvent, meta: &Metadata, at: DateTime<Utc>) -> NewEvent {
+    NewEvent::new(event.type_name(), event.payload(), meta.clone(), at)
+}
+
+fn unprocessable(e: String) -> ApiError {
+    ApiError::Unprocessable(e)
+}
+
+fn page_len(limit: Option<u32>) -> Result<i64, ApiError> {
+    match limit.unwrap_or(PAGE_LEN_DEFAULT) {
+        0 => Err(ApiError::BadRequest("limit must be at least 1".into())),
+        n if n > PAGE_LEN_MAX => Err(ApiError::BadRequest(format!("limit must be at most {PAGE_LEN_MAX}"))),
+        n => Ok(n as i64),
+    }
+}
+
+/// What a caller may see of the clients, and whether it asked for one.
+fn client_filter(actor: &Actor, asked: Option<Uuid>) -> Option<ClientFilter> {
+    match (actor.client_scope(), asked) {
+        (ClientScope::All, None) => Some(ClientFilter::All),
+        (ClientScope::All, Some(id)) => Some(ClientFilter::Only(id)),
+        (ClientScope::Only(own), None) => Some(ClientFilter::Only(own)),
+        (ClientScope::Only(own), Some(id)) if id == own => Some(ClientFilter::Only(own)),
+        _ => None,
+    }
+}
+
+fn may_see_client(actor: &Actor, client_id: Uuid) -> bool {
+    client_filter(actor, Some(client_id)).is_some()
+}
+
+fn created(location: String, version: i64, body: &Value) -> HttpResponse {
+    HttpResponse::Created()
+        .insert_header((header::LOCATION, location))
+        .insert_header((header::ETAG, format!("\"{version}\"")))
+        .json(body)
+}
+
+/// Appends a registration and answers 201, or replays an idempotent retry.
+async fn append_created(
+    state: &AppState,
+    tenant: Uuid,
+    streams: Vec<StreamAppend>,
+    key: &IdempotencyKey,
+    fingerprint: &str,
+    location: String,
+    view: Value,
+) -> Result<HttpResponse, ApiError> {
+    let request = AppendRequest {
+        tenant_id: tenant,
+        streams,
+        idempotency: idempotency::claim(key, fingerprint, StatusCode::CREATED, &view),
+    };
+    match state.committer.append(request).await? {
+        AppendOutcome::Committed { .. } => Ok(created(location, 1, &view)),
+        AppendOutcome::Duplicate { fingerprint: stored, response } => {
+            idempotency::replay(&stored, &response, fingerprint)
+        }
+    }
+}
+
+fn name_conflict(kind: &'static str, name: &Name) -> impl FnOnce(ApiError) -> ApiError {
+    let name = name.clone();
+    move |e| match e {
+        ApiError::Conflict { extra, .. }
+            if extra.get("stream").and_then(Value::as_str).is_some_and(|s| s.contains("-name-")) =>
+        {
+            ApiError::conflict(format!("a {kind} named {:?} already exists", name.as_str()))
+        }
+        other => other,
+    }
+}
+
+// ------------------------------------------------------------ clients
+
+#[derive(Debug, Serialize)]
+pub struct ClientView {
+    pub id: Uuid,
+    pub name: String,
+    pub locale: Locale,
+    pub contacts: Vec<dir::Contact>,
+    pub version: i64,
+    pub registered_at: DateTime<Utc>,
+}
+
+pub async fn client_register(
+    state: web::Data<AppState>,
+    caller: Caller,
+    key: IdempotencyKey,
+    req: HttpRequest,
+    body: web::Json<RegisterClientBody>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = caller.require(DIRECTORY_WRITERS)?;
+    state.tenants.require(&state.pool, actor.tenant_id).await?;
+    let fingerprint = idempotency::fingerprint(&req, &*body);
+    if let Some(replayed) = idempotency::replay_if_seen(&state, actor.tenant_id, &key, &fingerprint).await? {
+        return Ok(replayed);
+    }
+    let body = body.into_inner();
+    let locale = Locale::parse(body.locale.as_deref().unwrap_or("en")).map_err(unprocessable)?;
+    let mut contacts = Vec::with_capacity(body.contacts.len());
+    for c in body.contacts {
+        contacts.push(dir::Contact {
+            name: Name::parse("contact name", &c.name).map_err(unprocessable)?,
+            email: Email::parse(&c.email).map_err(unprocessable)?,
+            locale: match c.locale {
+                Some(l) => Locale::parse(&l).map_err(unprocessable)?,
+                None => locale,
+            },
+        });
+    }
+    let command = dir::RegisterClient {
+        client_id: Uuid::now_v7(),
+        name: Name::parse("name", &body.name).map_err(unprocessable)?,
+        locale,
+        contacts,
+    };
+    let name = command.name.clone();
+    let id = command.client_id;
+    let events = dir::decide_register_client(&dir::ClientState::default(), command)?;
+    let meta = metadata(actor, &req);
+    let now = Utc::now();
+    let reservation = DirectoryEvent::ClientNameReserved { client_id: id, name: name.clone() };
+    let view = match &events[0] {
+        DirectoryEvent::ClientRegistered { name, locale, contacts, .. } => ClientView {
+            id,
+            name: name.as_str().to_owned(),
+            locale: *locale,
+            contacts: contacts.clone(),
+            version: 1,
+            registered_at: now,
+        },
+        _ => return Err(ApiError::Internal("register client produced an unexpected event".into())),
+    };
+    let streams = vec![
+        StreamAppend {
+            stream_id: dir::client_stream(id),
+            expected: ExpectedVersion::NoStream,
+            events: events.iter().map(|e| new_event(e, &meta, now)).collect(),
+        },
+        StreamAppend {
+            stream_id: dir::client_name_stream(&name),
+            expected: ExpectedVersion::NoStream,
+            events: vec![new_event(&reservation, &meta, now)],
+        },
+    ];
+    let view = serde_json::to_value(view).map_err(|e| ApiError::Internal(Box::new(e)))?;
+    append_created(&state, actor.tenant_id, streams, &key, &fingerprint, format!("/api/v1/clients/{id}"), view)
+        .await
+        .map_err(name_conflict("client", &name))
+}
+
+pub async fn client_list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = caller.require(DIRECTORY_READERS)?;
+    state.tenants.require(&state.pool, actor.tenant_id).await?;
+    let limit = page_len(query.limit)?;
+    let Some(filter) = client_filter(actor, query.client_id) else {
+        return Ok(HttpResponse::Ok().json(Page::<store_dir::ClientRow> { items: vec![], next_cursor: None }));
+    };
+    let items = store_dir::list_clients(&state.pool, actor.tenant_id, filter, query.after, limit).await?;
+    let next_cursor = (items.len() as i64 == limit).then(|| items.last().map(|c| c.id)).flatten();
+    Ok(HttpResponse::Ok().json(Page { items, next_cursor }))
+}
+
+async fn stream_events(
+    state: &AppState,
+    tenant: Uuid,
+    stream: &str,
+    as_of: Option<DateTime<Utc>>,
+) -> Result<Vec<RecordedEvent>, ApiError> {
+    let client = state.pool.get().await.map_err(opsledger_store::StoreError::from)?;
+    Ok(opsledger_store::read::read_stream(&client, tenant, stream, as_of).await?)
+}
+
+pub async fn client_get(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<Uuid>,
+    query: web::Query<AsOfQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = caller.require(DIRECTORY_READERS)?;
+    state.tenants.require(&state.pool, actor.tenant_id).await?;
+    let id = id.into_inner();
+    let not_found = || ApiError::NotFound(format!("no client {id}"));
+    if !may_see_client(actor, id) {
+        return Err(not_found());
+    }
+    let events = stream_events(&state, actor.tenant_id, &dir::client_stream(id), query.as_of).await?;
+    let (Some(first), Some(last)) = (events.first(), events.last()) else { return Err(not_found()) };
+    let state_now = events
+        .iter()
+        .filter_map(|e| DirectoryEvent::from_stored(&e.event_type, &e.payload))
+        .fold(dir::ClientState::default(), |s, e| dir::evolve_client(s, &e));
+    let registered = state_now.registered.ok_or_else(not_found)?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::ETAG, format!("\"{}\"", last.stream_version)))
+        .json(ClientView {
+            id,
+            name: registered.name.as_str().to_owned(),
+            locale: registered.locale,
+            contacts: registered.contacts,
+            version: last.stream_version,
+            registered_at: first.recorded_at,
+        }))
+}
+
+// ------------------------------------------------------------ services
+
+#[derive(Debug, Serialize)]
+pub struct ServiceView {
+    pub id: Uuid,
+    pub client_id: Uuid,
+    pub name: String,
+    pub components: Vec<dir::Component>,
+    pub sla_target_pct: f64,
+    pub notice_period_h: u32,
+    pub version: i64,
+    pub registered_at: DateTime<Utc>,
+}
+
+pub async fn service_register(
+    state: web::Data<AppState>,
+    caller: Caller,
+    key: IdempotencyKey,
+    req: HttpRequest,
+    body: web::Json<RegisterServiceBody>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = caller.require(DIRECTORY_WRITERS)?;
+    state.tenants.require(&state.pool, actor.tenant_id).await?;
+    let fingerprint = idempotency::fingerprint(&req, &*body);
+    if let Some(replayed) = idempotency::replay_if_seen(&state, actor.tenant_id, &key, &fingerprint).await? {
+        return Ok(replayed);
+    }
+    let body = body.into_inner();
+    let mut components = Vec::with_capacity(body.components.len());
+    for c in body.components {
+        components.push(dir::Component { name: Name::parse("component name", &c.name).map_err(unprocessable)?, kind: c.kind });
+    }
+    let command = dir::RegisterService {
+        service_id: Uuid::now_v7(),
+        client_id: body.client_id,
+        name: Name::parse("name", &body.name).map_err(unprocessable)?,
+        components,
+        sla_target_pct: dir::SlaTarget::parse(body.sla_target_pct).map_err(unprocessable)?,
+        notice_period_h: body.notice_period_h,
+    };
+    let client = state.pool.get().await.map_err(opsledger_store::StoreError::from)?;
+    let client_version =
+        store_dir::stream_version(&client, actor.tenant_id, &dir::client_stream(body.client_id)).await?;
+    drop(client);
+    let id = command.service_id;
+    let name = command.name.clone();
+    let events = dir::decide_register_service(&dir::ServiceState::default(), client_version > 0, command)?;
+    let meta = metadata(actor, &req);
+    let now = Utc::now();
+    let reservation = DirectoryEvent::ServiceNameReserved { service_id: id, name: name.clone() };
+    let after = events.iter().fold(dir::ServiceState::default(), dir::evolve_service);
+    let view = ServiceView {
+        id,
+        client_id: body.client_id,
+        name: name.as_str().to_owned(),
+        components: after.components.clone(),
+        sla_target_pct: after.sla_target_pct.map(|s| s.pct()).unwrap_or_default(),
+        notice_period_h: after.notice_period_h.unwrap_or_default(),
+        version: 1,
+        registered_at: now,
+    };
+    let streams = vec![
+        StreamAppend {
+            stream_id: dir::service_stream(id),
+            expected: ExpectedVersion::NoStream,
+            events: events.iter().map(|e| new_event(e, &meta, now)).collect(),
+        },
+        StreamAppend {
+            stream_id: dir::service_name_stream(&name),
+            expected: ExpectedVersion::NoStream,
+            events: vec![new_event(&reservation, &meta, now)],
+        },
+    ];
+    let view = serde_json::to_value(view).map_err(|e| ApiError::Internal(Box::new(e)))?;
+    append_created(&state, actor.tenant_id, streams, &key, &fingerprint, format!("/api/v1/services/{id}"), view)
+        .await
+        .map_err(name_conflict("service", &name))
+}
+
+pub async fn service_list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = caller.require(DIRECTORY_READERS)?;
+    state.tenants.require(&state.pool, actor.tenant_id).await?;
+    let limit = page_len(query.limit)?;
+    let Some(filter) = client_filter(actor, query.client_id) else {
+        return Ok(HttpResponse::Ok().json(Page::<store_dir::ServiceRow> { items: vec![], next_cursor: None }));
+    };
+    let items = store_dir::list_services(&state.pool, actor.tenant_id, filter, query.after, limit).await?;
+    let next_cursor = (items.len() as i64 == limit).then(|| items.last().map(|s| s.id)).flatten();
+    Ok(HttpResponse::Ok().json(Page { items, next_cursor }))
+}
+
+pub async fn service_get(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<Uuid>,
+    query: web::Query<AsOfQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = caller.require(DIRECTORY_READERS)?;
+    state.tenants.require(&state.pool, actor.tenant_id).await?;
+    let id = id.into_inner();
+    let not_found = || ApiError::NotFound(format!("no service {id}"));
+    let events = stream_events(&state, actor.tenant_id, &dir::service_stream(id), query.as_of).await?;
+    let (Some(first), Some(last)) = (events.first(), events.last()) else { return Err(not_found()) };
+    let service = events
+        .iter()
+        .filter_map(|e| DirectoryEvent::from_stored(&e.event_type, &e.payload))
+        .fold(dir::ServiceState::default(), |s, e| dir::evolve_service(s, &e));
+    let client_id = service.client_id.ok_or_else(not_found)?;
+    if !may_see_client(actor, client_id) {
+        return Err(not_found());
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header((header::ETAG, format!("\"{}\"", last.stream_version)))
+        .json(ServiceView {
+            id,
+            client_id,
+            name: service.name.map(|n| n.as_str().to_owned()).unwrap_or_default(),
+            components: service.components,
+            sla_target_pct: service.sla_target_pct.map(|s| s.pct()).unwrap_or_default(),
+            notice_period_h: service.notice_period_h.unwrap_or_default(),
+            version: last.stream_version,
+            registered_at: first.recorded_at,
+        }))
+}

@@ -1,0 +1,98 @@
+//! The running service: HTTP server plus projection workers, sharing one pool
+//! and one committer.
+
+use std::net::TcpListener;
+
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use opsledger_api::tenants::TenantDirectory;
+use opsledger_api::AppState;
+use opsledger_store::{Committer, StoreError};
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::telemetry;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("database")]
+    Store(#[from] StoreError),
+    #[error("cannot listen")]
+    Io(#[from] std::io::Error),
+}
+
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+    workers: Vec<JoinHandle<()>>,
+    pub state: web::Data<AppState>,
+}
+
+impl Application {
+    /// Migrates, starts the workers and binds the HTTP server (not yet serving).
+    pub async fn build(config: &Config) -> Result<Application, StartError> {
+        let listener = TcpListener::bind(&config.bind)?;
+        Application::build_on(config, listener).await
+    }
+
+    pub async fn build_on(config: &Config, listener: TcpListener) -> Result<Application, StartError> {
+        let db = config.db().map_err(StartError::Config)?;
+        let applied = opsledger_store::migrate::migrate(&db).await?;
+        for m in &applied {
+            tracing::info!(migration = %m, "applied migration");
+        }
+        if config.jwt_secret == crate::config::DEV_JWT_SECRET {
+            tracing::warn!("using the development JWT secret: set OPSLEDGER_JWT_SECRET in production");
+        }
+        let pool = opsledger_store::connect(&db)?;
+        let committer = Committer::start(pool.clone(), config.committers);
+        let projections = opsledger_store::projections();
+        let workers = projections
+            .iter()
+            .map(|p| {
+                tokio::spawn(opsledger_store::projection::follow(
+                    pool.clone(),
+                    p.clone(),
+                    committer.subscribe(),
+                    config.poll_interval,
+                ))
+            })
+            .collect();
+        let state = web::Data::new(AppState {
+            pool,
+            committer,
+            auth: config.auth(),
+            tenants: TenantDirectory::default(),
+            projections,
+        });
+        let port = listener.local_addr()?.port();
+        let shared = state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(shared.clone())
+                .wrap(from_fn(telemetry::access_log))
+                .wrap(from_fn(opsledger_api::problem::problem_middleware))
+                .configure(opsledger_api::configure)
+                .default_service(web::to(opsledger_api::not_found))
+        })
+        .workers(config.http_workers)
+        .listen(listener)?
+        .run();
+        Ok(Application { port, server, workers, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until the process is asked to stop (SIGINT, SIGTERM).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        for w in self.workers {
+            w.abort();
+        }
+        result
+    }
+}

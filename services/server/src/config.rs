@@ -1,0 +1,83 @@
+//! Configuration from environment variables only, with defaults that suit a
+//! developer's machine.
+
+use std::time::Duration;
+
+use opsledger_store::DbConfig;
+
+/// The development secret: refused nowhere, but logged as a warning so
+/// nobody runs production with it.
+pub const DEV_JWT_SECRET: &str = "opsledger-development-secret-do-not-use-in-production";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub bind: String,
+    pub jwt_secret: String,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub poll_interval: Duration,
+    pub pool_size: usize,
+    pub committers: usize,
+    pub http_workers: usize,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn parsed<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
+    match var(name) {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|_| format!("{name}={v:?} is not valid")),
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Config, String> {
+        Ok(Config {
+            database_url: var("DATABASE_URL").ok_or(
+                "DATABASE_URL is not set (ops/run starts a project-local PostgreSQL and sets it)",
+            )?,
+            bind: var("OPSLEDGER_BIND").unwrap_or_else(|| "127.0.0.1:8080".into()),
+            jwt_secret: var("OPSLEDGER_JWT_SECRET").unwrap_or_else(|| DEV_JWT_SECRET.into()),
+            jwt_issuer: var("OPSLEDGER_JWT_ISSUER").unwrap_or_else(|| "opsledger".into()),
+            jwt_audience: var("OPSLEDGER_JWT_AUDIENCE").unwrap_or_else(|| "opsledger".into()),
+            poll_interval: Duration::from_millis(parsed(
+                "OPSLEDGER_POLL_MS",
+                opsledger_store::projection::POLL_INTERVAL_DEFAULT.as_millis() as u64,
+            )?),
+            pool_size: parsed("OPSLEDGER_DB_POOL_SIZE", opsledger_store::pool::POOL_SIZE_DEFAULT)?,
+            committers: parsed("OPSLEDGER_COMMITTERS", opsledger_store::append::COMMITTERS_DEFAULT)?,
+            http_workers: parsed(
+                "OPSLEDGER_HTTP_WORKERS",
+                std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            )?,
+        })
+    }
+
+    /// A configuration for tests and tools: everything default but the database.
+    pub fn for_database(database_url: &str) -> Config {
+        Config {
+            database_url: database_url.to_owned(),
+            bind: "127.0.0.1:0".into(),
+            jwt_secret: DEV_JWT_SECRET.into(),
+            jwt_issuer: "opsledger".into(),
+            jwt_audience: "opsledger".into(),
+            poll_interval: opsledger_store::projection::POLL_INTERVAL_DEFAULT,
+            pool_size: opsledger_store::pool::POOL_SIZE_DEFAULT,
+            committers: opsledger_store::append::COMMITTERS_DEFAULT,
+            http_workers: 2,
+        }
+    }
+
+    pub fn db(&self) -> Result<DbConfig, String> {
+        let mut db = DbConfig::parse(&self.database_url)?;
+        db.pool_size = self.pool_size;
+        Ok(db)
+    }
+
+    pub fn auth(&self) -> opsledger_api::auth::AuthConfig {
+        opsledger_api::auth::AuthConfig::hs256(self.jwt_secret.as_bytes(), &self.jwt_issuer, &self.jwt_audience)
+    }
+}
