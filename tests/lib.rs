@@ -20,13 +20,27 @@ pub fn meta() -> Metadata {
 
 /// An event of a catalogued type with an arbitrary payload.
 pub fn event(n: i64) -> NewEvent {
-    NewEvent::new("TenantRegistered", json!({ "n": n, "note": "テスト" }), meta(), Utc::now())
+    NewEvent::new(
+        "TenantRegistered",
+        json!({ "n": n, "note": "テスト" }),
+        meta(),
+        Utc::now(),
+    )
 }
 
-pub fn one(tenant: Uuid, stream: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> AppendRequest {
+pub fn one(
+    tenant: Uuid,
+    stream: &str,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+) -> AppendRequest {
     AppendRequest {
         tenant_id: tenant,
-        streams: vec![StreamAppend { stream_id: stream.to_owned(), expected, events }],
+        streams: vec![StreamAppend {
+            stream_id: stream.to_owned(),
+            expected,
+            events,
+        }],
         idempotency: None,
     }
 }

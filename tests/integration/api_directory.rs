@@ -8,10 +8,14 @@ use uuid::Uuid;
 pub async fn register_client(app: &TestApp, name: &str) -> Value {
     let admin = app.token(&[Role::Admin]);
     let res = app
-        .post("/api/v1/clients", &admin, &json!({
-            "name": name, "locale": "ja",
-            "contacts": [{ "name": "山田 花子", "email": "hanako@example.jp" }]
-        }))
+        .post(
+            "/api/v1/clients",
+            &admin,
+            &json!({
+                "name": name, "locale": "ja",
+                "contacts": [{ "name": "山田 花子", "email": "hanako@example.jp" }]
+            }),
+        )
         .await;
     assert_eq!(res.status(), StatusCode::CREATED);
     res.json().await.unwrap()
@@ -25,7 +29,12 @@ pub async fn register_service(app: &TestApp, client_id: &str, name: &str) -> Val
             "components": [{ "name": "web-1", "kind": "server" }, { "name": "orders-db", "kind": "database" }]
         }))
         .await;
-    assert_eq!(res.status(), StatusCode::CREATED, "{}", res.text().await.unwrap());
+    assert_eq!(
+        res.status(),
+        StatusCode::CREATED,
+        "{}",
+        res.text().await.unwrap()
+    );
     res.json().await.unwrap()
 }
 
@@ -34,13 +43,20 @@ async fn an_admin_registers_a_client_and_a_service_that_everyone_staff_can_read(
     let app = spawn_app().await;
     let admin = app.token(&[Role::Admin]);
     let res = app
-        .post("/api/v1/clients", &admin, &json!({ "name": "株式会社サンプル", "locale": "ja",
-            "contacts": [{ "name": "山田 花子", "email": "hanako@example.jp", "locale": "ja" }] }))
+        .post(
+            "/api/v1/clients",
+            &admin,
+            &json!({ "name": "株式会社サンプル", "locale": "ja",
+            "contacts": [{ "name": "山田 花子", "email": "hanako@example.jp", "locale": "ja" }] }),
+        )
         .await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let location = res.headers()["location"].to_str().unwrap().to_owned();
     let client: Value = res.json().await.unwrap();
-    assert_eq!(location, format!("/api/v1/clients/{}", client["id"].as_str().unwrap()));
+    assert_eq!(
+        location,
+        format!("/api/v1/clients/{}", client["id"].as_str().unwrap())
+    );
     assert_eq!(client["contacts"][0]["email"], "hanako@example.jp");
 
     let service = register_service(&app, client["id"].as_str().unwrap(), "受注サイト").await;
@@ -48,17 +64,35 @@ async fn an_admin_registers_a_client_and_a_service_that_everyone_staff_can_read(
     assert_eq!(service["sla_target_pct"], 99.9);
 
     let operator = app.token(&[Role::Operator]);
-    let got: Value = app.get(&format!("/api/v1/services/{}", service["id"].as_str().unwrap()), &operator).await.json().await.unwrap();
+    let got: Value = app
+        .get(
+            &format!("/api/v1/services/{}", service["id"].as_str().unwrap()),
+            &operator,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(got["name"], "受注サイト");
     assert_eq!(got["components"][1]["kind"], "database");
 
     let listed = eventually("the service is projected", || async {
-        let page: Value = app.get("/api/v1/services", &operator).await.json().await.unwrap();
+        let page: Value = app
+            .get("/api/v1/services", &operator)
+            .await
+            .json()
+            .await
+            .unwrap();
         (page["items"].as_array().unwrap().len() == 1).then_some(page)
     })
     .await;
     assert_eq!(listed["items"][0]["id"], service["id"]);
-    let clients: Value = app.get("/api/v1/clients", &operator).await.json().await.unwrap();
+    let clients: Value = app
+        .get("/api/v1/clients", &operator)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(clients["items"][0]["name"], "株式会社サンプル");
 }
 
@@ -70,9 +104,26 @@ async fn a_service_can_be_read_as_of_a_past_instant() {
     let client = register_client(&app, "Acme").await;
     let service = register_service(&app, client["id"].as_str().unwrap(), "Orders").await;
     let id = service["id"].as_str().unwrap();
-    let then = app.get(&format!("/api/v1/services/{id}?as_of={}", before.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)), &operator).await;
+    let then = app
+        .get(
+            &format!(
+                "/api/v1/services/{id}?as_of={}",
+                before.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+            ),
+            &operator,
+        )
+        .await;
     assert_eq!(then.status(), StatusCode::NOT_FOUND, "it did not exist yet");
-    let now = app.get(&format!("/api/v1/services/{id}?as_of={}", (chrono::Utc::now() + chrono::Duration::seconds(1)).to_rfc3339_opts(chrono::SecondsFormat::Micros, true)), &operator).await;
+    let now = app
+        .get(
+            &format!(
+                "/api/v1/services/{id}?as_of={}",
+                (chrono::Utc::now() + chrono::Duration::seconds(1))
+                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+            ),
+            &operator,
+        )
+        .await;
     assert_eq!(now.status(), StatusCode::OK);
 }
 
@@ -81,18 +132,32 @@ async fn names_are_unique_per_tenant_and_a_service_needs_a_known_client() {
     let app = spawn_app().await;
     let admin = app.token(&[Role::Admin]);
     register_client(&app, "Acme").await;
-    let again = app.post("/api/v1/clients", &admin, &json!({ "name": "  ACME " })).await;
+    let again = app
+        .post("/api/v1/clients", &admin, &json!({ "name": "  ACME " }))
+        .await;
     assert_eq!(again.status(), StatusCode::CONFLICT);
     assert_eq!(again.headers()["content-type"], "application/problem+json");
     let problem: Value = again.json().await.unwrap();
-    assert!(problem["detail"].as_str().unwrap().contains("already exists"), "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("already exists"),
+        "{problem}"
+    );
 
     let orphan = app
         .post("/api/v1/services", &admin, &json!({ "client_id": Uuid::now_v7(), "name": "x", "sla_target_pct": 99.0, "notice_period_h": 1 }))
         .await;
     assert_eq!(orphan.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let problem: Value = orphan.json().await.unwrap();
-    assert!(problem["detail"].as_str().unwrap().contains("does not exist"), "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist"),
+        "{problem}"
+    );
 }
 
 #[tokio::test]
@@ -101,7 +166,12 @@ async fn an_idempotent_retry_returns_the_first_response_and_registers_once() {
     let admin = app.token(&[Role::Admin]);
     let body = json!({ "name": "Retry Co" });
     let send = |body: Value| {
-        app.http.post(app.url("/api/v1/clients")).bearer_auth(&admin).header("Idempotency-Key", "req-42").json(&body).send()
+        app.http
+            .post(app.url("/api/v1/clients"))
+            .bearer_auth(&admin)
+            .header("Idempotency-Key", "req-42")
+            .json(&body)
+            .send()
     };
     let first = send(body.clone()).await.unwrap();
     assert_eq!(first.status(), StatusCode::CREATED);
@@ -114,7 +184,14 @@ async fn an_idempotent_retry_returns_the_first_response_and_registers_once() {
     assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
 
     let su = app.db.superuser().await;
-    let n: i64 = su.query_one("SELECT count(*) FROM events WHERE event_type = 'ClientRegistered'", &[]).await.unwrap().get(0);
+    let n: i64 = su
+        .query_one(
+            "SELECT count(*) FROM events WHERE event_type = 'ClientRegistered'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 1);
 }
 
@@ -125,22 +202,72 @@ async fn a_client_user_sees_only_its_own_client_and_services() {
     let theirs = register_client(&app, "Theirs").await;
     let my_service = register_service(&app, mine["id"].as_str().unwrap(), "My site").await;
     let their_service = register_service(&app, theirs["id"].as_str().unwrap(), "Their site").await;
-    let me = app.token_for(app.tenant, "client-user", &[Role::Client], Some(mine["id"].as_str().unwrap().parse().unwrap()));
+    let me = app.token_for(
+        app.tenant,
+        "client-user",
+        &[Role::Client],
+        Some(mine["id"].as_str().unwrap().parse().unwrap()),
+    );
 
-    assert_eq!(app.get(&format!("/api/v1/services/{}", my_service["id"].as_str().unwrap()), &me).await.status(), StatusCode::OK);
-    assert_eq!(app.get(&format!("/api/v1/services/{}", their_service["id"].as_str().unwrap()), &me).await.status(), StatusCode::NOT_FOUND);
-    assert_eq!(app.get(&format!("/api/v1/clients/{}", theirs["id"].as_str().unwrap()), &me).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get(
+            &format!("/api/v1/services/{}", my_service["id"].as_str().unwrap()),
+            &me
+        )
+        .await
+        .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get(
+            &format!("/api/v1/services/{}", their_service["id"].as_str().unwrap()),
+            &me
+        )
+        .await
+        .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get(
+            &format!("/api/v1/clients/{}", theirs["id"].as_str().unwrap()),
+            &me
+        )
+        .await
+        .status(),
+        StatusCode::NOT_FOUND
+    );
 
     let operator = app.token(&[Role::Operator]);
     eventually("both services are projected", || async {
-        let page: Value = app.get("/api/v1/services", &operator).await.json().await.unwrap();
+        let page: Value = app
+            .get("/api/v1/services", &operator)
+            .await
+            .json()
+            .await
+            .unwrap();
         (page["items"].as_array().unwrap().len() == 2).then_some(())
     })
     .await;
     let page: Value = app.get("/api/v1/services", &me).await.json().await.unwrap();
-    let ids: Vec<&Value> = page["items"].as_array().unwrap().iter().map(|s| &s["id"]).collect();
+    let ids: Vec<&Value> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["id"])
+        .collect();
     assert_eq!(ids, vec![&my_service["id"]]);
-    let asked_for_theirs: Value = app.get(&format!("/api/v1/services?client_id={}", theirs["id"].as_str().unwrap()), &me).await.json().await.unwrap();
+    let asked_for_theirs: Value = app
+        .get(
+            &format!(
+                "/api/v1/services?client_id={}",
+                theirs["id"].as_str().unwrap()
+            ),
+            &me,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(asked_for_theirs["items"], json!([]));
     let clients: Value = app.get("/api/v1/clients", &me).await.json().await.unwrap();
     assert_eq!(clients["items"].as_array().unwrap().len(), 1);
@@ -158,16 +285,43 @@ async fn roles_are_enforced_on_every_directory_route() {
         format!("/api/v1/services/{}", service["id"].as_str().unwrap()),
     ];
     for role in Role::ALL {
-        let token = app.token_for(app.tenant, "u", &[role], (role == Role::Client).then(|| client["id"].as_str().unwrap().parse().unwrap()));
+        let token = app.token_for(
+            app.tenant,
+            "u",
+            &[role],
+            (role == Role::Client).then(|| client["id"].as_str().unwrap().parse().unwrap()),
+        );
         for path in &reads {
-            let expected = if role == Role::Integration { StatusCode::FORBIDDEN } else { StatusCode::OK };
-            assert_eq!(app.get(path, &token).await.status(), expected, "{role:?} GET {path}");
+            let expected = if role == Role::Integration {
+                StatusCode::FORBIDDEN
+            } else {
+                StatusCode::OK
+            };
+            assert_eq!(
+                app.get(path, &token).await.status(),
+                expected,
+                "{role:?} GET {path}"
+            );
         }
-        let post = app.post("/api/v1/clients", &token, &json!({ "name": format!("By {role:?}") })).await;
-        let expected = if role == Role::Admin { StatusCode::CREATED } else { StatusCode::FORBIDDEN };
+        let post = app
+            .post(
+                "/api/v1/clients",
+                &token,
+                &json!({ "name": format!("By {role:?}") }),
+            )
+            .await;
+        let expected = if role == Role::Admin {
+            StatusCode::CREATED
+        } else {
+            StatusCode::FORBIDDEN
+        };
         assert_eq!(post.status(), expected, "{role:?} POST /api/v1/clients");
         let post = app.post("/api/v1/services", &token, &json!({ "client_id": client["id"], "name": format!("S by {role:?}"), "sla_target_pct": 99.0, "notice_period_h": 1 })).await;
-        let expected = if role == Role::Admin { StatusCode::CREATED } else { StatusCode::FORBIDDEN };
+        let expected = if role == Role::Admin {
+            StatusCode::CREATED
+        } else {
+            StatusCode::FORBIDDEN
+        };
         assert_eq!(post.status(), expected, "{role:?} POST /api/v1/services");
     }
 }
@@ -179,12 +333,35 @@ async fn another_tenants_data_does_not_exist_for_you() {
     let service = register_service(&app, client["id"].as_str().unwrap(), "Orders").await;
     let other = app.register_tenant("Other MSP").await;
     let outsider = app.token_for(other, "o", &[Role::Admin], None);
-    assert_eq!(app.get(&format!("/api/v1/services/{}", service["id"].as_str().unwrap()), &outsider).await.status(), StatusCode::NOT_FOUND);
-    assert_eq!(app.get(&format!("/api/v1/clients/{}", client["id"].as_str().unwrap()), &outsider).await.status(), StatusCode::NOT_FOUND);
-    let page: Value = app.get("/api/v1/services", &outsider).await.json().await.unwrap();
+    assert_eq!(
+        app.get(
+            &format!("/api/v1/services/{}", service["id"].as_str().unwrap()),
+            &outsider
+        )
+        .await
+        .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get(
+            &format!("/api/v1/clients/{}", client["id"].as_str().unwrap()),
+            &outsider
+        )
+        .await
+        .status(),
+        StatusCode::NOT_FOUND
+    );
+    let page: Value = app
+        .get("/api/v1/services", &outsider)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(page["items"], json!([]));
     // Names are per tenant: the other tenant may use the same one.
-    let res = app.post("/api/v1/clients", &outsider, &json!({ "name": "Acme" })).await;
+    let res = app
+        .post("/api/v1/clients", &outsider, &json!({ "name": "Acme" }))
+        .await;
     assert_eq!(res.status(), StatusCode::CREATED);
 
     let unregistered = app.token_for(Uuid::now_v7(), "x", &[Role::Admin], None);

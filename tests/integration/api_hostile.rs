@@ -7,8 +7,17 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 async fn events(app: &TestApp) -> i64 {
-    app.db.superuser().await.query_one("SELECT count(*) FROM events", &[]).await.unwrap().get(0)
+    app.db
+        .superuser()
+        .await
+        .query_one("SELECT count(*) FROM events", &[])
+        .await
+        .unwrap()
+        .get(0)
 }
+
+/// (name, method, path, content type, body, expected status)
+type Case = (&'static str, Method, &'static str, Option<&'static str>, Vec<u8>, StatusCode);
 
 #[tokio::test]
 async fn malformed_requests_get_problems_and_write_nothing() {
@@ -17,7 +26,7 @@ async fn malformed_requests_get_problems_and_write_nothing() {
     let before = events(&app).await;
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
     let big = format!("{{\"name\": \"{}\"}}", "x".repeat(1_100_000));
-    let cases: Vec<(&str, Method, &str, Option<&str>, Vec<u8>, StatusCode)> = vec![
+    let cases: Vec<Case> = vec![
         ("invalid json", Method::POST, "/api/v1/clients", Some("application/json"), b"{\"name\": ".to_vec(), StatusCode::BAD_REQUEST),
         ("not json", Method::POST, "/api/v1/clients", Some("text/plain"), b"name=x".to_vec(), StatusCode::UNSUPPORTED_MEDIA_TYPE),
         ("no content type", Method::POST, "/api/v1/clients", None, b"{\"name\":\"x\"}".to_vec(), StatusCode::UNSUPPORTED_MEDIA_TYPE),
@@ -46,20 +55,40 @@ async fn malformed_requests_get_problems_and_write_nothing() {
         ("wrong method on health", Method::POST, "/healthz", None, vec![], StatusCode::METHOD_NOT_ALLOWED),
     ];
     for (name, method, path, content_type, body, expected) in cases {
-        let mut req = app.http.request(method, app.url(path)).bearer_auth(&admin).body(body);
+        let mut req = app
+            .http
+            .request(method, app.url(path))
+            .bearer_auth(&admin)
+            .body(body);
         if let Some(ct) = content_type {
             req = req.header("content-type", ct);
         }
         let res = req.send().await.unwrap();
         assert_eq!(res.status(), expected, "{name}");
-        assert_eq!(res.headers()["content-type"], "application/problem+json", "{name}");
+        assert_eq!(
+            res.headers()["content-type"],
+            "application/problem+json",
+            "{name}"
+        );
         let problem: Value = res.json().await.unwrap();
         assert_eq!(problem["status"], expected.as_u16(), "{name}");
         assert!(!problem["detail"].as_str().unwrap().is_empty(), "{name}");
     }
-    let res = app.http.post(app.url("/api/v1/clients")).bearer_auth(&admin).header("idempotency-key", "k".repeat(500)).json(&serde_json::json!({"name": "x"})).send().await.unwrap();
+    let res = app
+        .http
+        .post(app.url("/api/v1/clients"))
+        .bearer_auth(&admin)
+        .header("idempotency-key", "k".repeat(500))
+        .json(&serde_json::json!({"name": "x"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(events(&app).await, before, "a refused request wrote nothing");
+    assert_eq!(
+        events(&app).await,
+        before,
+        "a refused request wrote nothing"
+    );
 }
 
 #[tokio::test]
@@ -70,6 +99,17 @@ async fn health_is_public_and_readiness_sees_the_database() {
     assert!(res.headers().contains_key("x-request-id"));
     let res = app.http.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("opsledger_projection_lag_seconds{projection=\"directory\"}"), "{metrics}");
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("opsledger_projection_lag_seconds{projection=\"directory\"}"),
+        "{metrics}"
+    );
 }

@@ -23,7 +23,11 @@ impl Projection for Counting {
     fn tables(&self) -> &'static [&'static str] {
         &["test_counts"]
     }
-    fn apply<'a>(&'a self, tx: &'a Transaction<'a>, event: &'a RecordedEvent) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn apply<'a>(
+        &'a self,
+        tx: &'a Transaction<'a>,
+        event: &'a RecordedEvent,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
             tx.execute(
                 "INSERT INTO test_counts (event_id, applied) VALUES ($1, 1) \
@@ -52,7 +56,13 @@ async fn counting_db() -> (opsledger_testkit::TestDatabase, opsledger_store::Poo
 
 async fn counts(pool: &opsledger_store::Pool) -> (i64, i64) {
     let c = pool.get().await.unwrap();
-    let row = c.query_one("SELECT count(*), coalesce(max(applied), 0)::int8 FROM test_counts", &[]).await.unwrap();
+    let row = c
+        .query_one(
+            "SELECT count(*), coalesce(max(applied), 0)::int8 FROM test_counts",
+            &[],
+        )
+        .await
+        .unwrap();
     (row.get(0), row.get(1))
 }
 
@@ -61,17 +71,37 @@ async fn a_worker_killed_at_any_point_resumes_without_applying_anything_twice() 
     let (_db, pool) = counting_db().await;
     let tenant = Uuid::now_v7();
     for n in 0..1200 {
-        append_direct(&pool, &one(tenant, &format!("s{}", n % 7), ExpectedVersion::Any, vec![event(n)])).await.unwrap();
+        append_direct(
+            &pool,
+            &one(
+                tenant,
+                &format!("s{}", n % 7),
+                ExpectedVersion::Any,
+                vec![event(n)],
+            ),
+        )
+        .await
+        .unwrap();
     }
     let committer = Committer::start(pool.clone(), 1);
     // Kill the worker again and again at arbitrary moments while it works.
     for round in 0..20u64 {
-        let worker = tokio::spawn(projection::follow(pool.clone(), Arc::new(Counting), committer.subscribe(), Duration::from_millis(10)));
+        let worker = tokio::spawn(projection::follow(
+            pool.clone(),
+            Arc::new(Counting),
+            committer.subscribe(),
+            Duration::from_millis(10),
+        ));
         tokio::time::sleep(Duration::from_millis(3 + (round * 7) % 23)).await;
         worker.abort();
         let _ = worker.await;
     }
-    let worker = tokio::spawn(projection::follow(pool.clone(), Arc::new(Counting), committer.subscribe(), Duration::from_millis(10)));
+    let worker = tokio::spawn(projection::follow(
+        pool.clone(),
+        Arc::new(Counting),
+        committer.subscribe(),
+        Duration::from_millis(10),
+    ));
     let (n, max) = eventually("the worker catches up", || async {
         let (n, max) = counts(&pool).await;
         (n == 1200).then_some((n, max))
@@ -85,12 +115,26 @@ async fn a_worker_killed_at_any_point_resumes_without_applying_anything_twice() 
 async fn two_instances_following_one_projection_apply_each_event_once() {
     let (_db, pool) = counting_db().await;
     let committer = Committer::start(pool.clone(), 2);
-    let a = tokio::spawn(projection::follow(pool.clone(), Arc::new(Counting), committer.subscribe(), Duration::from_millis(5)));
-    let b = tokio::spawn(projection::follow(pool.clone(), Arc::new(Counting), committer.subscribe(), Duration::from_millis(5)));
+    let a = tokio::spawn(projection::follow(
+        pool.clone(),
+        Arc::new(Counting),
+        committer.subscribe(),
+        Duration::from_millis(5),
+    ));
+    let b = tokio::spawn(projection::follow(
+        pool.clone(),
+        Arc::new(Counting),
+        committer.subscribe(),
+        Duration::from_millis(5),
+    ));
     let tenant = Uuid::now_v7();
     let writes = (0..300).map(|n| {
         let c = committer.clone();
-        tokio::spawn(async move { c.append(one(tenant, "s", ExpectedVersion::Any, vec![event(n)])).await.unwrap() })
+        tokio::spawn(async move {
+            c.append(one(tenant, "s", ExpectedVersion::Any, vec![event(n)]))
+                .await
+                .unwrap()
+        })
     });
     futures_util::future::join_all(writes).await;
     let (n, max) = eventually("both workers drained the store", || async {
@@ -106,23 +150,48 @@ async fn two_instances_following_one_projection_apply_each_event_once() {
 #[tokio::test]
 async fn a_busy_projection_is_skipped_not_waited_for() {
     let (_db, pool) = counting_db().await;
-    append_direct(&pool, &one(Uuid::now_v7(), "s", ExpectedVersion::Any, vec![event(1)])).await.unwrap();
+    append_direct(
+        &pool,
+        &one(Uuid::now_v7(), "s", ExpectedVersion::Any, vec![event(1)]),
+    )
+    .await
+    .unwrap();
     let mut holder = pool.get().await.unwrap();
     let tx = holder.transaction().await.unwrap();
-    tx.execute("SELECT pg_advisory_xact_lock(1869640556, hashtext('counting'))", &[]).await.unwrap();
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(1869640556, hashtext('counting'))",
+        &[],
+    )
+    .await
+    .unwrap();
     let pool2 = pool.clone();
     let c = pool2.get().await.unwrap();
-    c.execute("INSERT INTO projection_checkpoints (name) VALUES ('counting') ON CONFLICT DO NOTHING", &[]).await.unwrap();
+    c.execute(
+        "INSERT INTO projection_checkpoints (name) VALUES ('counting') ON CONFLICT DO NOTHING",
+        &[],
+    )
+    .await
+    .unwrap();
     assert_eq!(catch_up_once(&pool, &Counting).await.unwrap(), Step::Busy);
     tx.rollback().await.unwrap();
-    assert_eq!(catch_up_once(&pool, &Counting).await.unwrap(), Step::Applied(1));
+    assert_eq!(
+        catch_up_once(&pool, &Counting).await.unwrap(),
+        Step::Applied(1)
+    );
 }
 
 async fn dump(app: &opsledger_testkit::TestApp) -> Vec<String> {
     let su = app.db.superuser().await;
     let mut rows = Vec::new();
     for table in ["proj_tenants", "proj_clients", "proj_services"] {
-        for r in su.query(&format!("SELECT row_to_json(t)::text FROM {table} t ORDER BY 1"), &[]).await.unwrap() {
+        for r in su
+            .query(
+                &format!("SELECT row_to_json(t)::text FROM {table} t ORDER BY 1"),
+                &[],
+            )
+            .await
+            .unwrap()
+        {
             rows.push(r.get(0));
         }
     }
@@ -134,23 +203,51 @@ async fn a_rebuilt_projection_equals_the_incrementally_built_one() {
     let app = spawn_app().await;
     let admin = app.token(&[Role::Admin]);
     for c in 0..3 {
-        let client: Value = app.post("/api/v1/clients", &admin, &json!({ "name": format!("Client {c}"), "locale": "ja",
-            "contacts": [{ "name": "担当", "email": format!("c{c}@example.jp") }] })).await.json().await.unwrap();
+        let client: Value = app
+            .post(
+                "/api/v1/clients",
+                &admin,
+                &json!({ "name": format!("Client {c}"), "locale": "ja",
+            "contacts": [{ "name": "担当", "email": format!("c{c}@example.jp") }] }),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
         for s in 0..4 {
-            app.post("/api/v1/services", &admin, &json!({ "client_id": client["id"], "name": format!("Service {c}-{s}"),
-                "sla_target_pct": 99.5 + s as f64 / 10.0, "notice_period_h": 24 * s })).await;
+            app.post(
+                "/api/v1/services",
+                &admin,
+                &json!({ "client_id": client["id"], "name": format!("Service {c}-{s}"),
+                "sla_target_pct": 99.5 + s as f64 / 10.0, "notice_period_h": 24 * s }),
+            )
+            .await;
         }
     }
     let operator = app.token(&[Role::Operator]);
     eventually("all services are projected", || async {
-        let page: Value = app.get("/api/v1/services", &operator).await.json().await.unwrap();
+        let page: Value = app
+            .get("/api/v1/services", &operator)
+            .await
+            .json()
+            .await
+            .unwrap();
         (page["items"].as_array().unwrap().len() == 12).then_some(())
     })
     .await;
     let incremental = dump(&app).await;
     assert_eq!(incremental.len(), 1 + 3 + 12);
-    let replayed = projection::rebuild(&app.app_state.pool, &opsledger_store::directory::DirectoryProjection).await.unwrap();
-    assert_eq!(replayed, 1 + 3 * 2 + 12 * 2, "every event, including name reservations, was replayed");
+    let replayed = projection::rebuild(
+        &app.app_state.pool,
+        &opsledger_store::directory::DirectoryProjection,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        replayed,
+        1 + 3 * 2 + 12 * 2,
+        "every event, including name reservations, was replayed"
+    );
     assert_eq!(dump(&app).await, incremental);
 }
 
@@ -159,7 +256,12 @@ async fn lag_is_exposed_per_projection() {
     let (_db, pool) = counting_db().await;
     c_append(&pool, 5).await;
     let c = pool.get().await.unwrap();
-    c.execute("INSERT INTO projection_checkpoints (name) VALUES ('counting') ON CONFLICT DO NOTHING", &[]).await.unwrap();
+    c.execute(
+        "INSERT INTO projection_checkpoints (name) VALUES ('counting') ON CONFLICT DO NOTHING",
+        &[],
+    )
+    .await
+    .unwrap();
     let lag = projection::lag(&pool, "counting").await.unwrap();
     assert_eq!(lag.behind_events, 5);
     assert!(lag.lag_seconds >= 0.0);
@@ -170,6 +272,11 @@ async fn lag_is_exposed_per_projection() {
 
 async fn c_append(pool: &opsledger_store::Pool, n: i64) {
     for i in 0..n {
-        append_direct(pool, &one(Uuid::now_v7(), "s", ExpectedVersion::Any, vec![event(i)])).await.unwrap();
+        append_direct(
+            pool,
+            &one(Uuid::now_v7(), "s", ExpectedVersion::Any, vec![event(i)]),
+        )
+        .await
+        .unwrap();
     }
 }

@@ -1,5 +1,7 @@
 use opsledger_store::append::{append_direct, AppendOutcome};
-use opsledger_store::{connect, AppendError, Committer, ExpectedVersion, IdempotencyClaim, StreamAppend};
+use opsledger_store::{
+    connect, AppendError, Committer, ExpectedVersion, IdempotencyClaim, StreamAppend,
+};
 use opsledger_testkit::fresh_database;
 use opsledger_tests::{event, one};
 use serde_json::json;
@@ -10,15 +12,29 @@ async fn appends_carry_versions_times_and_work_class() {
     let db = fresh_database().await;
     let pool = connect(&db.config).unwrap();
     let tenant = Uuid::now_v7();
-    let out = append_direct(&pool, &one(tenant, "s-1", ExpectedVersion::NoStream, vec![event(1), event(2)]))
-        .await
-        .unwrap();
+    let out = append_direct(
+        &pool,
+        &one(
+            tenant,
+            "s-1",
+            ExpectedVersion::NoStream,
+            vec![event(1), event(2)],
+        ),
+    )
+    .await
+    .unwrap();
     assert_eq!(out.version_of("s-1"), Some(2));
     let client = pool.get().await.unwrap();
     let events = opsledger_store::read::read_stream(&client, tenant, "s-1", None).await;
     let events = events.unwrap();
-    assert_eq!(events.iter().map(|e| e.stream_version).collect::<Vec<_>>(), vec![1, 2]);
-    assert_eq!(events[0].work_class, opsledger_domain::WorkClass::Operations);
+    assert_eq!(
+        events.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert_eq!(
+        events[0].work_class,
+        opsledger_domain::WorkClass::Operations
+    );
     assert_eq!(events[0].payload["note"], "テスト");
     assert!(events[0].recorded_at >= events[0].occurred_at);
     assert_eq!(events[0].metadata["actor"], "tester");
@@ -29,18 +45,33 @@ async fn a_stale_expected_version_is_a_typed_conflict_and_appends_nothing() {
     let db = fresh_database().await;
     let pool = connect(&db.config).unwrap();
     let tenant = Uuid::now_v7();
-    append_direct(&pool, &one(tenant, "s", ExpectedVersion::NoStream, vec![event(1)])).await.unwrap();
-    let err = append_direct(&pool, &one(tenant, "s", ExpectedVersion::Exact(0), vec![event(2)]))
-        .await
-        .unwrap_err();
+    append_direct(
+        &pool,
+        &one(tenant, "s", ExpectedVersion::NoStream, vec![event(1)]),
+    )
+    .await
+    .unwrap();
+    let err = append_direct(
+        &pool,
+        &one(tenant, "s", ExpectedVersion::Exact(0), vec![event(2)]),
+    )
+    .await
+    .unwrap_err();
     match err {
-        AppendError::Conflict { stream_id, actual, .. } => {
+        AppendError::Conflict {
+            stream_id, actual, ..
+        } => {
             assert_eq!(stream_id, "s");
             assert_eq!(actual, 1);
         }
         other => panic!("expected a conflict, got {other:?}"),
     }
-    let ok = append_direct(&pool, &one(tenant, "s", ExpectedVersion::Exact(1), vec![event(2)])).await.unwrap();
+    let ok = append_direct(
+        &pool,
+        &one(tenant, "s", ExpectedVersion::Exact(1), vec![event(2)]),
+    )
+    .await
+    .unwrap();
     assert_eq!(ok.version_of("s"), Some(2));
 }
 
@@ -49,13 +80,35 @@ async fn several_streams_commit_together_or_not_at_all() {
     let db = fresh_database().await;
     let pool = connect(&db.config).unwrap();
     let tenant = Uuid::now_v7();
-    append_direct(&pool, &one(tenant, "taken", ExpectedVersion::NoStream, vec![event(0)])).await.unwrap();
-    let mut both = one(tenant, "fresh", ExpectedVersion::NoStream, vec![event(1), event(2)]);
-    both.streams.push(StreamAppend { stream_id: "taken".into(), expected: ExpectedVersion::NoStream, events: vec![event(3)] });
-    assert!(matches!(append_direct(&pool, &both).await, Err(AppendError::Conflict { .. })));
+    append_direct(
+        &pool,
+        &one(tenant, "taken", ExpectedVersion::NoStream, vec![event(0)]),
+    )
+    .await
+    .unwrap();
+    let mut both = one(
+        tenant,
+        "fresh",
+        ExpectedVersion::NoStream,
+        vec![event(1), event(2)],
+    );
+    both.streams.push(StreamAppend {
+        stream_id: "taken".into(),
+        expected: ExpectedVersion::NoStream,
+        events: vec![event(3)],
+    });
+    assert!(matches!(
+        append_direct(&pool, &both).await,
+        Err(AppendError::Conflict { .. })
+    ));
     let client = pool.get().await.unwrap();
-    let fresh = opsledger_store::read::read_stream(&client, tenant, "fresh", None).await.unwrap();
-    assert!(fresh.is_empty(), "the first stream's events must not commit alone");
+    let fresh = opsledger_store::read::read_stream(&client, tenant, "fresh", None)
+        .await
+        .unwrap();
+    assert!(
+        fresh.is_empty(),
+        "the first stream's events must not commit alone"
+    );
 }
 
 #[tokio::test]
@@ -66,7 +119,11 @@ async fn a_retried_idempotency_key_returns_the_first_result_and_appends_nothing(
     let tenant = Uuid::now_v7();
     let request = |n| {
         let mut r = one(tenant, "s", ExpectedVersion::Any, vec![event(n)]);
-        r.idempotency = Some(IdempotencyClaim { key: "k-1".into(), fingerprint: "f".into(), response: json!({ "n": n }) });
+        r.idempotency = Some(IdempotencyClaim {
+            key: "k-1".into(),
+            fingerprint: "f".into(),
+            response: json!({ "n": n }),
+        });
         r
     };
     let first = committer.append(request(1)).await.unwrap();
@@ -74,10 +131,22 @@ async fn a_retried_idempotency_key_returns_the_first_result_and_appends_nothing(
     // Retries, one of them racing another in the same instant.
     let (a, b) = tokio::join!(committer.append(request(2)), committer.append(request(3)));
     for retry in [a.unwrap(), b.unwrap()] {
-        assert_eq!(retry, AppendOutcome::Duplicate { fingerprint: "f".into(), response: json!({ "n": 1 }) });
+        assert_eq!(
+            retry,
+            AppendOutcome::Duplicate {
+                fingerprint: "f".into(),
+                response: json!({ "n": 1 })
+            }
+        );
     }
     let client = pool.get().await.unwrap();
-    assert_eq!(opsledger_store::read::read_stream(&client, tenant, "s", None).await.unwrap().len(), 1);
+    assert_eq!(
+        opsledger_store::read::read_stream(&client, tenant, "s", None)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,11 +157,22 @@ async fn concurrent_conflicting_appends_have_exactly_one_winner() {
     let tenant = Uuid::now_v7();
     let tries = (0..32).map(|n| {
         let c = committer.clone();
-        tokio::spawn(async move { c.append(one(tenant, "contested", ExpectedVersion::NoStream, vec![event(n)])).await })
+        tokio::spawn(async move {
+            c.append(one(
+                tenant,
+                "contested",
+                ExpectedVersion::NoStream,
+                vec![event(n)],
+            ))
+            .await
+        })
     });
     let results = futures_util::future::join_all(tries).await;
     let wins = results.iter().filter(|r| matches!(r, Ok(Ok(_)))).count();
-    let conflicts = results.iter().filter(|r| matches!(r, Ok(Err(AppendError::Conflict { .. })))).count();
+    let conflicts = results
+        .iter()
+        .filter(|r| matches!(r, Ok(Err(AppendError::Conflict { .. }))))
+        .count();
     assert_eq!((wins, conflicts), (1, 31));
 }
 
@@ -105,15 +185,29 @@ async fn group_commit_keeps_every_concurrent_append() {
     let appends = (0..200i64).map(|n| {
         let c = committer.clone();
         let tenant = tenants[(n % 2) as usize];
-        tokio::spawn(async move { c.append(one(tenant, &format!("s-{n}"), ExpectedVersion::NoStream, vec![event(n)])).await })
+        tokio::spawn(async move {
+            c.append(one(
+                tenant,
+                &format!("s-{n}"),
+                ExpectedVersion::NoStream,
+                vec![event(n)],
+            ))
+            .await
+        })
     });
     for r in futures_util::future::join_all(appends).await {
         r.unwrap().unwrap();
     }
     let client = pool.get().await.unwrap();
-    let count: i64 = client.query_one("SELECT count(*) FROM events", &[]).await.unwrap().get(0);
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM events", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(count, 200);
-    let report = opsledger_store::verify::verify(&client, None).await.unwrap();
+    let report = opsledger_store::verify::verify(&client, None)
+        .await
+        .unwrap();
     assert_eq!(report.first_mismatch, None);
     assert_eq!(report.events, 200);
 }
@@ -124,10 +218,25 @@ async fn an_empty_or_oversized_append_is_refused() {
     let pool = connect(&db.config).unwrap();
     let committer = Committer::start(pool.clone(), 1);
     let tenant = Uuid::now_v7();
-    assert!(matches!(committer.append(one(tenant, "s", ExpectedVersion::Any, vec![])).await, Err(AppendError::Invalid(_))));
+    assert!(matches!(
+        committer
+            .append(one(tenant, "s", ExpectedVersion::Any, vec![]))
+            .await,
+        Err(AppendError::Invalid(_))
+    ));
     let too_many = (0..1001).map(event).collect();
-    assert!(matches!(committer.append(one(tenant, "s", ExpectedVersion::Any, too_many)).await, Err(AppendError::Invalid(_))));
-    assert!(matches!(committer.append(one(tenant, "", ExpectedVersion::Any, vec![event(1)])).await, Err(AppendError::Invalid(_))));
+    assert!(matches!(
+        committer
+            .append(one(tenant, "s", ExpectedVersion::Any, too_many))
+            .await,
+        Err(AppendError::Invalid(_))
+    ));
+    assert!(matches!(
+        committer
+            .append(one(tenant, "", ExpectedVersion::Any, vec![event(1)]))
+            .await,
+        Err(AppendError::Invalid(_))
+    ));
 }
 
 #[tokio::test]
@@ -135,22 +244,50 @@ async fn the_database_refuses_to_change_or_remove_events() {
     let db = fresh_database().await;
     let pool = connect(&db.config).unwrap();
     let tenant = Uuid::now_v7();
-    append_direct(&pool, &one(tenant, "s", ExpectedVersion::Any, vec![event(1)])).await.unwrap();
+    append_direct(
+        &pool,
+        &one(tenant, "s", ExpectedVersion::Any, vec![event(1)]),
+    )
+    .await
+    .unwrap();
 
     // As the application's role: no privilege.
     let app = pool.get().await.unwrap();
-    let role: String = app.query_one("SELECT current_user::text", &[]).await.unwrap().get(0);
+    let role: String = app
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(role, "opsledger_app");
-    for sql in ["UPDATE events SET payload = '{}'", "DELETE FROM events", "TRUNCATE events"] {
+    for sql in [
+        "UPDATE events SET payload = '{}'",
+        "DELETE FROM events",
+        "TRUNCATE events",
+    ] {
         let err = app.batch_execute(sql).await.expect_err(sql);
-        assert_eq!(err.code(), Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE), "{sql}: {err}");
+        assert_eq!(
+            err.code(),
+            Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+            "{sql}: {err}"
+        );
     }
     // As the owner (a superuser here): the trigger refuses.
     let owner = db.superuser().await;
-    for sql in ["UPDATE events SET payload = '{}'", "DELETE FROM events", "TRUNCATE events"] {
+    for sql in [
+        "UPDATE events SET payload = '{}'",
+        "DELETE FROM events",
+        "TRUNCATE events",
+    ] {
         let err = owner.batch_execute(sql).await.expect_err(sql);
-        assert!(err.to_string().contains("append-only") || format!("{err:?}").contains("append-only"), "{sql}: {err:?}");
+        assert!(
+            err.to_string().contains("append-only") || format!("{err:?}").contains("append-only"),
+            "{sql}: {err:?}"
+        );
     }
-    let count: i64 = owner.query_one("SELECT count(*) FROM events", &[]).await.unwrap().get(0);
+    let count: i64 = owner
+        .query_one("SELECT count(*) FROM events", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(count, 1);
 }

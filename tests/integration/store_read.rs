@@ -19,15 +19,34 @@ async fn late_commit_is_not_skipped() {
     let mut slow = pool.get().await.unwrap();
     let slow_tx = slow.transaction().await.unwrap();
     let slow_request = one(tenant_a, "slow", ExpectedVersion::Any, vec![event(1)]);
-    write_batch(&slow_tx, &[&slow_request]).await.unwrap().pop().unwrap().unwrap();
+    write_batch(&slow_tx, &[&slow_request])
+        .await
+        .unwrap()
+        .pop()
+        .unwrap()
+        .unwrap();
 
     // …while B takes a higher one and commits first.
-    let fast = append_direct(&pool, &one(tenant_b, "fast", ExpectedVersion::Any, vec![event(2)])).await.unwrap();
-    let opsledger_store::AppendOutcome::Committed { last_position: fast_position, .. } = fast else { panic!() };
+    let fast = append_direct(
+        &pool,
+        &one(tenant_b, "fast", ExpectedVersion::Any, vec![event(2)]),
+    )
+    .await
+    .unwrap();
+    let opsledger_store::AppendOutcome::Committed {
+        last_position: fast_position,
+        ..
+    } = fast
+    else {
+        panic!()
+    };
 
     let reader = pool.get().await.unwrap();
     let seen = read_after(&reader, Cursor::START, 100).await.unwrap();
-    assert!(seen.is_empty(), "B must not be handed out while A, below it, may still commit: {seen:?}");
+    assert!(
+        seen.is_empty(),
+        "B must not be handed out while A, below it, may still commit: {seen:?}"
+    );
 
     slow_tx.commit().await.unwrap();
     let seen = read_after(&reader, Cursor::START, 100).await.unwrap();
@@ -48,10 +67,20 @@ async fn a_rolled_back_append_leaves_a_hole_that_does_not_stall_readers() {
         write_batch(&tx, &[&r]).await.unwrap();
         tx.rollback().await.unwrap();
     }
-    append_direct(&pool, &one(tenant, "kept", ExpectedVersion::Any, vec![event(2)])).await.unwrap();
+    append_direct(
+        &pool,
+        &one(tenant, "kept", ExpectedVersion::Any, vec![event(2)]),
+    )
+    .await
+    .unwrap();
     let reader = pool.get().await.unwrap();
     let seen = read_after(&reader, Cursor::START, 100).await.unwrap();
-    assert_eq!(seen.iter().map(|e| e.stream_id.as_str()).collect::<Vec<_>>(), vec!["kept"]);
+    assert_eq!(
+        seen.iter()
+            .map(|e| e.stream_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["kept"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,13 +98,23 @@ async fn a_follower_sees_every_event_of_concurrent_writers_exactly_once() {
             tokio::spawn(async move {
                 let tenant = Uuid::now_v7();
                 for n in 0..APPENDS {
-                    let request = one(tenant, &format!("w{w}"), ExpectedVersion::Exact(n), vec![event(n)]);
+                    let request = one(
+                        tenant,
+                        &format!("w{w}"),
+                        ExpectedVersion::Exact(n),
+                        vec![event(n)],
+                    );
                     if n % 3 == 0 {
                         // Some writers hold their transaction open a while after
                         // inserting, so commits land out of position order.
                         let mut c = pool.get().await.unwrap();
                         let tx = c.transaction().await.unwrap();
-                        write_batch(&tx, &[&request]).await.unwrap().pop().unwrap().unwrap();
+                        write_batch(&tx, &[&request])
+                            .await
+                            .unwrap()
+                            .pop()
+                            .unwrap()
+                            .unwrap();
                         tokio::time::sleep(Duration::from_millis(3)).await;
                         tx.commit().await.unwrap();
                     } else {
@@ -97,7 +136,11 @@ async fn a_follower_sees_every_event_of_concurrent_writers_exactly_once() {
                 if let Some(last) = batch.last() {
                     cursor = Cursor::after(last);
                 }
-                seen.extend(batch.into_iter().map(|e| (e.event_id, e.stream_id, e.stream_version)));
+                seen.extend(
+                    batch
+                        .into_iter()
+                        .map(|e| (e.event_id, e.stream_id, e.stream_version)),
+                );
                 tokio::task::yield_now().await;
             }
             seen
@@ -106,13 +149,24 @@ async fn a_follower_sees_every_event_of_concurrent_writers_exactly_once() {
     for w in writers {
         w.await.unwrap();
     }
-    let seen = tokio::time::timeout(Duration::from_secs(30), follower).await.expect("the follower caught up").unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(30), follower)
+        .await
+        .expect("the follower caught up")
+        .unwrap();
     let unique: HashSet<_> = seen.iter().map(|(id, _, _)| *id).collect();
     assert_eq!(unique.len(), seen.len(), "an event was handed out twice");
-    assert_eq!(seen.len(), (WRITERS * APPENDS) as usize, "an event was skipped");
+    assert_eq!(
+        seen.len(),
+        (WRITERS * APPENDS) as usize,
+        "an event was skipped"
+    );
     // Within each stream the follower saw versions in order.
     for w in 0..WRITERS {
-        let versions: Vec<i64> = seen.iter().filter(|(_, s, _)| *s == format!("w{w}")).map(|(_, _, v)| *v).collect();
+        let versions: Vec<i64> = seen
+            .iter()
+            .filter(|(_, s, _)| *s == format!("w{w}"))
+            .map(|(_, _, v)| *v)
+            .collect();
         assert_eq!(versions, (1..=APPENDS).collect::<Vec<_>>());
     }
 }
@@ -122,14 +176,28 @@ async fn a_stream_can_be_read_as_of_a_past_instant() {
     let db = fresh_database().await;
     let pool = connect(&db.config).unwrap();
     let tenant = Uuid::now_v7();
-    append_direct(&pool, &one(tenant, "s", ExpectedVersion::Any, vec![event(1)])).await.unwrap();
+    append_direct(
+        &pool,
+        &one(tenant, "s", ExpectedVersion::Any, vec![event(1)]),
+    )
+    .await
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
     let between = chrono::Utc::now();
     tokio::time::sleep(Duration::from_millis(20)).await;
-    append_direct(&pool, &one(tenant, "s", ExpectedVersion::Any, vec![event(2)])).await.unwrap();
+    append_direct(
+        &pool,
+        &one(tenant, "s", ExpectedVersion::Any, vec![event(2)]),
+    )
+    .await
+    .unwrap();
     let client = pool.get().await.unwrap();
-    let then = opsledger_store::read::read_stream(&client, tenant, "s", Some(between)).await.unwrap();
+    let then = opsledger_store::read::read_stream(&client, tenant, "s", Some(between))
+        .await
+        .unwrap();
     assert_eq!(then.len(), 1);
-    let now = opsledger_store::read::read_stream(&client, tenant, "s", None).await.unwrap();
+    let now = opsledger_store::read::read_stream(&client, tenant, "s", None)
+        .await
+        .unwrap();
     assert_eq!(now.len(), 2);
 }

@@ -46,7 +46,10 @@ pub struct AuthConfig {
 
 impl std::fmt::Debug for AuthConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthConfig").field("issuer", &self.issuer).field("audience", &self.audience).finish_non_exhaustive()
+        f.debug_struct("AuthConfig")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish_non_exhaustive()
     }
 }
 
@@ -98,7 +101,9 @@ impl AuthConfig {
 
     pub fn verify(&self, token: &str) -> Result<Actor, ApiError> {
         if token.len() > TOKEN_LEN_MAX_BYTES {
-            return Err(ApiError::Unauthorized("the bearer token is too long".into()));
+            return Err(ApiError::Unauthorized(
+                "the bearer token is too long".into(),
+            ));
         }
         let data = decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
             ApiError::Unauthorized(match e.kind() {
@@ -115,12 +120,23 @@ impl AuthConfig {
         let claims = data.claims;
         let mut roles = Vec::with_capacity(claims.roles.len());
         for r in &claims.roles {
-            roles.push(Role::parse(r).ok_or_else(|| ApiError::Unauthorized(format!("unknown role {r:?} in token")))?);
+            roles.push(
+                Role::parse(r).ok_or_else(|| {
+                    ApiError::Unauthorized(format!("unknown role {r:?} in token"))
+                })?,
+            );
         }
         if roles.contains(&Role::Client) && claims.client_id.is_none() {
-            return Err(ApiError::Unauthorized("a client token must name its client_id".into()));
+            return Err(ApiError::Unauthorized(
+                "a client token must name its client_id".into(),
+            ));
         }
-        Ok(Actor { tenant_id: claims.tenant, subject: claims.sub, roles, client_id: claims.client_id })
+        Ok(Actor {
+            tenant_id: claims.tenant,
+            subject: claims.sub,
+            roles,
+            client_id: claims.client_id,
+        })
     }
 }
 
@@ -135,7 +151,10 @@ impl Caller {
             Ok(&self.0)
         } else {
             let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-            Err(ApiError::Forbidden(format!("this needs one of the roles: {}", names.join(", "))))
+            Err(ApiError::Forbidden(format!(
+                "this needs one of the roles: {}",
+                names.join(", ")
+            )))
         }
     }
 }
@@ -156,7 +175,9 @@ fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
     let header = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
-        .ok_or_else(|| ApiError::Unauthorized("an Authorization: Bearer token is required".into()))?;
+        .ok_or_else(|| {
+            ApiError::Unauthorized("an Authorization: Bearer token is required".into())
+        })?;
     let value = header
         .to_str()
         .map_err(|_| ApiError::Unauthorized("the Authorization header is not text".into()))?;

@@ -2,7 +2,7 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use opsledger_domain::access::{Actor, ClientScope, DIRECTORY_READERS, DIRECTORY_WRITERS};
 use opsledger_domain::directory::{self as dir, DirectoryEvent};
 use opsledger_domain::text::{Email, Locale, Name};
@@ -104,7 +104,9 @@ fn unprocessable(e: String) -> ApiError {
 fn page_len(limit: Option<u32>) -> Result<i64, ApiError> {
     match limit.unwrap_or(PAGE_LEN_DEFAULT) {
         0 => Err(ApiError::BadRequest("limit must be at least 1".into())),
-        n if n > PAGE_LEN_MAX => Err(ApiError::BadRequest(format!("limit must be at most {PAGE_LEN_MAX}"))),
+        n if n > PAGE_LEN_MAX => Err(ApiError::BadRequest(format!(
+            "limit must be at most {PAGE_LEN_MAX}"
+        ))),
         n => Ok(n as i64),
     }
 }
@@ -144,13 +146,20 @@ async fn append_created(
     let request = AppendRequest {
         tenant_id: tenant,
         streams,
-        idempotency: idempotency::claim(key, fingerprint, StatusCode::CREATED, &view),
+        idempotency: idempotency::claim(
+            key,
+            fingerprint,
+            StatusCode::CREATED,
+            Some(&location),
+            &view,
+        ),
     };
     match state.committer.append(request).await? {
         AppendOutcome::Committed { .. } => Ok(created(location, 1, &view)),
-        AppendOutcome::Duplicate { fingerprint: stored, response } => {
-            idempotency::replay(&stored, &response, fingerprint)
-        }
+        AppendOutcome::Duplicate {
+            fingerprint: stored,
+            response,
+        } => idempotency::replay(&stored, &response, fingerprint),
     }
 }
 
@@ -158,7 +167,10 @@ fn name_conflict(kind: &'static str, name: &Name) -> impl FnOnce(ApiError) -> Ap
     let name = name.clone();
     move |e| match e {
         ApiError::Conflict { extra, .. }
-            if extra.get("stream").and_then(Value::as_str).is_some_and(|s| s.contains("-name-")) =>
+            if extra
+                .get("stream")
+                .and_then(Value::as_str)
+                .is_some_and(|s| s.contains("-name-")) =>
         {
             ApiError::conflict(format!("a {kind} named {:?} already exists", name.as_str()))
         }
@@ -188,7 +200,9 @@ pub async fn client_register(
     let actor = caller.require(DIRECTORY_WRITERS)?;
     state.tenants.require(&state.pool, actor.tenant_id).await?;
     let fingerprint = idempotency::fingerprint(&req, &*body);
-    if let Some(replayed) = idempotency::replay_if_seen(&state, actor.tenant_id, &key, &fingerprint).await? {
+    if let Some(replayed) =
+        idempotency::replay_if_seen(&state, actor.tenant_id, &key, &fingerprint).await?
+    {
         return Ok(replayed);
     }
     let body = body.into_inner();
@@ -214,10 +228,19 @@ pub async fn client_register(
     let id = command.client_id;
     let events = dir::decide_register_client(&dir::ClientState::default(), command)?;
     let meta = metadata(actor, &req);
-    let now = Utc::now();
-    let reservation = DirectoryEvent::ClientNameReserved { client_id: id, name: name.clone() };
+    // Truncated as the stored events are, so this response and later reads agree.
+    let now = Utc::now().trunc_subsecs(6);
+    let reservation = DirectoryEvent::ClientNameReserved {
+        client_id: id,
+        name: name.clone(),
+    };
     let view = match &events[0] {
-        DirectoryEvent::ClientRegistered { name, locale, contacts, .. } => ClientView {
+        DirectoryEvent::ClientRegistered {
+            name,
+            locale,
+            contacts,
+            ..
+        } => ClientView {
             id,
             name: name.as_str().to_owned(),
             locale: *locale,
@@ -225,7 +248,11 @@ pub async fn client_register(
             version: 1,
             registered_at: now,
         },
-        _ => return Err(ApiError::Internal("register client produced an unexpected event".into())),
+        _ => {
+            return Err(ApiError::Internal(
+                "register client produced an unexpected event".into(),
+            ))
+        }
     };
     let streams = vec![
         StreamAppend {
@@ -240,9 +267,17 @@ pub async fn client_register(
         },
     ];
     let view = serde_json::to_value(view).map_err(|e| ApiError::Internal(Box::new(e)))?;
-    append_created(&state, actor.tenant_id, streams, &key, &fingerprint, format!("/api/v1/clients/{id}"), view)
-        .await
-        .map_err(name_conflict("client", &name))
+    append_created(
+        &state,
+        actor.tenant_id,
+        streams,
+        &key,
+        &fingerprint,
+        format!("/api/v1/clients/{id}"),
+        view,
+    )
+    .await
+    .map_err(name_conflict("client", &name))
 }
 
 pub async fn client_list(
@@ -254,10 +289,16 @@ pub async fn client_list(
     state.tenants.require(&state.pool, actor.tenant_id).await?;
     let limit = page_len(query.limit)?;
     let Some(filter) = client_filter(actor, query.client_id) else {
-        return Ok(HttpResponse::Ok().json(Page::<store_dir::ClientRow> { items: vec![], next_cursor: None }));
+        return Ok(HttpResponse::Ok().json(Page::<store_dir::ClientRow> {
+            items: vec![],
+            next_cursor: None,
+        }));
     };
-    let items = store_dir::list_clients(&state.pool, actor.tenant_id, filter, query.after, limit).await?;
-    let next_cursor = (items.len() as i64 == limit).then(|| items.last().map(|c| c.id)).flatten();
+    let items =
+        store_dir::list_clients(&state.pool, actor.tenant_id, filter, query.after, limit).await?;
+    let next_cursor = (items.len() as i64 == limit)
+        .then(|| items.last().map(|c| c.id))
+        .flatten();
     Ok(HttpResponse::Ok().json(Page { items, next_cursor }))
 }
 
@@ -267,7 +308,11 @@ async fn stream_events(
     stream: &str,
     as_of: Option<DateTime<Utc>>,
 ) -> Result<Vec<RecordedEvent>, ApiError> {
-    let client = state.pool.get().await.map_err(opsledger_store::StoreError::from)?;
+    let client = state
+        .pool
+        .get()
+        .await
+        .map_err(opsledger_store::StoreError::from)?;
     Ok(opsledger_store::read::read_stream(&client, tenant, stream, as_of).await?)
 }
 
@@ -284,12 +329,22 @@ pub async fn client_get(
     if !may_see_client(actor, id) {
         return Err(not_found());
     }
-    let events = stream_events(&state, actor.tenant_id, &dir::client_stream(id), query.as_of).await?;
-    let (Some(first), Some(last)) = (events.first(), events.last()) else { return Err(not_found()) };
+    let events = stream_events(
+        &state,
+        actor.tenant_id,
+        &dir::client_stream(id),
+        query.as_of,
+    )
+    .await?;
+    let (Some(first), Some(last)) = (events.first(), events.last()) else {
+        return Err(not_found());
+    };
     let state_now = events
         .iter()
         .filter_map(|e| DirectoryEvent::from_stored(&e.event_type, &e.payload))
-        .fold(dir::ClientState::default(), |s, e| dir::evolve_client(s, &e));
+        .fold(dir::ClientState::default(), |s, e| {
+            dir::evolve_client(s, &e)
+        });
     let registered = state_now.registered.ok_or_else(not_found)?;
     Ok(HttpResponse::Ok()
         .insert_header((header::ETAG, format!("\"{}\"", last.stream_version)))
@@ -299,7 +354,7 @@ pub async fn client_get(
             locale: registered.locale,
             contacts: registered.contacts,
             version: last.stream_version,
-            registered_at: first.recorded_at,
+            registered_at: first.occurred_at,
         }))
 }
 
@@ -327,13 +382,18 @@ pub async fn service_register(
     let actor = caller.require(DIRECTORY_WRITERS)?;
     state.tenants.require(&state.pool, actor.tenant_id).await?;
     let fingerprint = idempotency::fingerprint(&req, &*body);
-    if let Some(replayed) = idempotency::replay_if_seen(&state, actor.tenant_id, &key, &fingerprint).await? {
+    if let Some(replayed) =
+        idempotency::replay_if_seen(&state, actor.tenant_id, &key, &fingerprint).await?
+    {
         return Ok(replayed);
     }
     let body = body.into_inner();
     let mut components = Vec::with_capacity(body.components.len());
     for c in body.components {
-        components.push(dir::Component { name: Name::parse("component name", &c.name).map_err(unprocessable)?, kind: c.kind });
+        components.push(dir::Component {
+            name: Name::parse("component name", &c.name).map_err(unprocessable)?,
+            kind: c.kind,
+        });
     }
     let command = dir::RegisterService {
         service_id: Uuid::now_v7(),
@@ -343,17 +403,32 @@ pub async fn service_register(
         sla_target_pct: dir::SlaTarget::parse(body.sla_target_pct).map_err(unprocessable)?,
         notice_period_h: body.notice_period_h,
     };
-    let client = state.pool.get().await.map_err(opsledger_store::StoreError::from)?;
-    let client_version =
-        store_dir::stream_version(&client, actor.tenant_id, &dir::client_stream(body.client_id)).await?;
+    let client = state
+        .pool
+        .get()
+        .await
+        .map_err(opsledger_store::StoreError::from)?;
+    let client_version = store_dir::stream_version(
+        &client,
+        actor.tenant_id,
+        &dir::client_stream(body.client_id),
+    )
+    .await?;
     drop(client);
     let id = command.service_id;
     let name = command.name.clone();
-    let events = dir::decide_register_service(&dir::ServiceState::default(), client_version > 0, command)?;
+    let events =
+        dir::decide_register_service(&dir::ServiceState::default(), client_version > 0, command)?;
     let meta = metadata(actor, &req);
-    let now = Utc::now();
-    let reservation = DirectoryEvent::ServiceNameReserved { service_id: id, name: name.clone() };
-    let after = events.iter().fold(dir::ServiceState::default(), dir::evolve_service);
+    // Truncated as the stored events are, so this response and later reads agree.
+    let now = Utc::now().trunc_subsecs(6);
+    let reservation = DirectoryEvent::ServiceNameReserved {
+        service_id: id,
+        name: name.clone(),
+    };
+    let after = events
+        .iter()
+        .fold(dir::ServiceState::default(), dir::evolve_service);
     let view = ServiceView {
         id,
         client_id: body.client_id,
@@ -377,9 +452,17 @@ pub async fn service_register(
         },
     ];
     let view = serde_json::to_value(view).map_err(|e| ApiError::Internal(Box::new(e)))?;
-    append_created(&state, actor.tenant_id, streams, &key, &fingerprint, format!("/api/v1/services/{id}"), view)
-        .await
-        .map_err(name_conflict("service", &name))
+    append_created(
+        &state,
+        actor.tenant_id,
+        streams,
+        &key,
+        &fingerprint,
+        format!("/api/v1/services/{id}"),
+        view,
+    )
+    .await
+    .map_err(name_conflict("service", &name))
 }
 
 pub async fn service_list(
@@ -391,10 +474,16 @@ pub async fn service_list(
     state.tenants.require(&state.pool, actor.tenant_id).await?;
     let limit = page_len(query.limit)?;
     let Some(filter) = client_filter(actor, query.client_id) else {
-        return Ok(HttpResponse::Ok().json(Page::<store_dir::ServiceRow> { items: vec![], next_cursor: None }));
+        return Ok(HttpResponse::Ok().json(Page::<store_dir::ServiceRow> {
+            items: vec![],
+            next_cursor: None,
+        }));
     };
-    let items = store_dir::list_services(&state.pool, actor.tenant_id, filter, query.after, limit).await?;
-    let next_cursor = (items.len() as i64 == limit).then(|| items.last().map(|s| s.id)).flatten();
+    let items =
+        store_dir::list_services(&state.pool, actor.tenant_id, filter, query.after, limit).await?;
+    let next_cursor = (items.len() as i64 == limit)
+        .then(|| items.last().map(|s| s.id))
+        .flatten();
     Ok(HttpResponse::Ok().json(Page { items, next_cursor }))
 }
 
@@ -408,12 +497,22 @@ pub async fn service_get(
     state.tenants.require(&state.pool, actor.tenant_id).await?;
     let id = id.into_inner();
     let not_found = || ApiError::NotFound(format!("no service {id}"));
-    let events = stream_events(&state, actor.tenant_id, &dir::service_stream(id), query.as_of).await?;
-    let (Some(first), Some(last)) = (events.first(), events.last()) else { return Err(not_found()) };
+    let events = stream_events(
+        &state,
+        actor.tenant_id,
+        &dir::service_stream(id),
+        query.as_of,
+    )
+    .await?;
+    let (Some(first), Some(last)) = (events.first(), events.last()) else {
+        return Err(not_found());
+    };
     let service = events
         .iter()
         .filter_map(|e| DirectoryEvent::from_stored(&e.event_type, &e.payload))
-        .fold(dir::ServiceState::default(), |s, e| dir::evolve_service(s, &e));
+        .fold(dir::ServiceState::default(), |s, e| {
+            dir::evolve_service(s, &e)
+        });
     let client_id = service.client_id.ok_or_else(not_found)?;
     if !may_see_client(actor, client_id) {
         return Err(not_found());
@@ -423,11 +522,14 @@ pub async fn service_get(
         .json(ServiceView {
             id,
             client_id,
-            name: service.name.map(|n| n.as_str().to_owned()).unwrap_or_default(),
+            name: service
+                .name
+                .map(|n| n.as_str().to_owned())
+                .unwrap_or_default(),
             components: service.components,
             sla_target_pct: service.sla_target_pct.map(|s| s.pct()).unwrap_or_default(),
             notice_period_h: service.notice_period_h.unwrap_or_default(),
             version: last.stream_version,
-            registered_at: first.recorded_at,
+            registered_at: first.occurred_at,
         }))
 }

@@ -53,16 +53,27 @@ pub fn fingerprint(req: &HttpRequest, body: &impl Serialize) -> String {
     hex::encode(h.finalize())
 }
 
-pub fn claim(key: &IdempotencyKey, fingerprint: &str, status: StatusCode, body: &Value) -> Option<IdempotencyClaim> {
+/// What to keep for a key: the status, body and `Location` of the response.
+pub fn claim(
+    key: &IdempotencyKey,
+    fingerprint: &str,
+    status: StatusCode,
+    location: Option<&str>,
+    body: &Value,
+) -> Option<IdempotencyClaim> {
     key.0.as_ref().map(|k| IdempotencyClaim {
         key: k.clone(),
         fingerprint: fingerprint.to_owned(),
-        response: json!({ "status": status.as_u16(), "body": body }),
+        response: json!({ "status": status.as_u16(), "location": location, "body": body }),
     })
 }
 
 /// The first response again, or 422 when the key was used for another request.
-pub fn replay(stored_fingerprint: &str, response: &Value, fingerprint: &str) -> Result<HttpResponse, ApiError> {
+pub fn replay(
+    stored_fingerprint: &str,
+    response: &Value,
+    fingerprint: &str,
+) -> Result<HttpResponse, ApiError> {
     if stored_fingerprint != fingerprint {
         return Err(ApiError::Unprocessable(
             "this Idempotency-Key was already used for a different request".into(),
@@ -72,9 +83,12 @@ pub fn replay(stored_fingerprint: &str, response: &Value, fingerprint: &str) -> 
         .as_u64()
         .and_then(|s| StatusCode::from_u16(s as u16).ok())
         .unwrap_or(StatusCode::OK);
-    Ok(HttpResponse::build(status)
-        .insert_header(("idempotent-replayed", "true"))
-        .json(&response["body"]))
+    let mut res = HttpResponse::build(status);
+    res.insert_header(("idempotent-replayed", "true"));
+    if let Some(location) = response["location"].as_str() {
+        res.insert_header((actix_web::http::header::LOCATION, location));
+    }
+    Ok(res.json(&response["body"]))
 }
 
 /// Answers a retry before any work is done, when the key is known.

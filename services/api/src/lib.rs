@@ -47,18 +47,45 @@ fn table() -> Vec<(Method, &'static str, Route)> {
         (Method::GET, "/readyz", web::get().to(system::readyz)),
         (Method::GET, "/metrics", web::get().to(system::metrics)),
         (Method::GET, "/openapi.json", web::get().to(system::openapi)),
-        (Method::GET, "/api/v1/clients", web::get().to(directory::client_list)),
-        (Method::POST, "/api/v1/clients", web::post().to(directory::client_register)),
-        (Method::GET, "/api/v1/clients/{id}", web::get().to(directory::client_get)),
-        (Method::GET, "/api/v1/services", web::get().to(directory::service_list)),
-        (Method::POST, "/api/v1/services", web::post().to(directory::service_register)),
-        (Method::GET, "/api/v1/services/{id}", web::get().to(directory::service_get)),
+        (
+            Method::GET,
+            "/api/v1/clients",
+            web::get().to(directory::client_list),
+        ),
+        (
+            Method::POST,
+            "/api/v1/clients",
+            web::post().to(directory::client_register),
+        ),
+        (
+            Method::GET,
+            "/api/v1/clients/{id}",
+            web::get().to(directory::client_get),
+        ),
+        (
+            Method::GET,
+            "/api/v1/services",
+            web::get().to(directory::service_list),
+        ),
+        (
+            Method::POST,
+            "/api/v1/services",
+            web::post().to(directory::service_register),
+        ),
+        (
+            Method::GET,
+            "/api/v1/services/{id}",
+            web::get().to(directory::service_get),
+        ),
     ]
 }
 
 /// `(method, path)` of every route, in the OpenAPI path syntax.
 pub fn routes() -> Vec<(String, String)> {
-    table().into_iter().map(|(m, p, _)| (m.as_str().to_lowercase(), p.to_owned())).collect()
+    table()
+        .into_iter()
+        .map(|(m, p, _)| (m.as_str().to_lowercase(), p.to_owned()))
+        .collect()
 }
 
 /// Registers every route, grouped by path so a known path with another
@@ -71,12 +98,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .content_type_required(true)
             .error_handler(json_error),
     )
-    .app_data(web::PathConfig::default().error_handler(|e, _| {
-        ApiError::NotFound(format!("no such resource: {e}")).into()
-    }))
-    .app_data(web::QueryConfig::default().error_handler(|e, _| {
-        ApiError::BadRequest(format!("invalid query string: {e}")).into()
-    }))
+    .app_data(
+        web::PathConfig::default()
+            .error_handler(|e, _| ApiError::NotFound(format!("no such resource: {e}")).into()),
+    )
+    .app_data(
+        web::QueryConfig::default().error_handler(|e, _| {
+            ApiError::BadRequest(format!("invalid query string: {e}")).into()
+        }),
+    )
     .app_data(web::PayloadConfig::default().limit(BODY_LEN_MAX_BYTES));
 
     let mut by_path: Vec<(&'static str, Vec<Route>)> = Vec::new();
@@ -99,7 +129,11 @@ async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
     let status = actix_web::http::StatusCode::METHOD_NOT_ALLOWED;
     problem::problem_response(
         status,
-        problem::problem_body(status, "method-not-allowed", &format!("{} is not allowed on {}", req.method(), req.path())),
+        problem::problem_body(
+            status,
+            "method-not-allowed",
+            &format!("{} is not allowed on {}", req.method(), req.path()),
+        ),
     )
 }
 
@@ -108,22 +142,30 @@ pub async fn not_found(req: HttpRequest) -> HttpResponse {
     let status = actix_web::http::StatusCode::NOT_FOUND;
     problem::problem_response(
         status,
-        problem::problem_body(status, "not-found", &format!("there is no resource at {}", req.path())),
+        problem::problem_body(
+            status,
+            "not-found",
+            &format!("there is no resource at {}", req.path()),
+        ),
     )
 }
 
 fn json_error(err: error::JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
     let api = match &err {
         error::JsonPayloadError::OverflowKnownLength { length, limit } => {
-            ApiError::PayloadTooLarge(format!("the body is {length} bytes; at most {limit} are accepted"))
+            ApiError::PayloadTooLarge(format!(
+                "the body is {length} bytes; at most {limit} are accepted"
+            ))
         }
-        error::JsonPayloadError::Overflow { limit } => {
-            ApiError::PayloadTooLarge(format!("the body is larger than the {limit} bytes accepted"))
+        error::JsonPayloadError::Overflow { limit } => ApiError::PayloadTooLarge(format!(
+            "the body is larger than the {limit} bytes accepted"
+        )),
+        error::JsonPayloadError::ContentType => ApiError::UnsupportedMediaType(
+            "the body must be JSON (Content-Type: application/json)".into(),
+        ),
+        error::JsonPayloadError::Deserialize(e) => {
+            ApiError::BadRequest(format!("the body is not valid: {e}"))
         }
-        error::JsonPayloadError::ContentType => {
-            ApiError::UnsupportedMediaType("the body must be JSON (Content-Type: application/json)".into())
-        }
-        error::JsonPayloadError::Deserialize(e) => ApiError::BadRequest(format!("the body is not valid: {e}")),
         other => ApiError::BadRequest(format!("the body could not be read: {other}")),
     };
     api.into()

@@ -31,7 +31,10 @@ pub enum ApiError {
     #[error("{0}")]
     NotFound(String),
     #[error("{detail}")]
-    Conflict { detail: String, extra: Map<String, Value> },
+    Conflict {
+        detail: String,
+        extra: Map<String, Value>,
+    },
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
@@ -46,7 +49,10 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn conflict(detail: impl Into<String>) -> ApiError {
-        ApiError::Conflict { detail: detail.into(), extra: Map::new() }
+        ApiError::Conflict {
+            detail: detail.into(),
+            extra: Map::new(),
+        }
     }
 
     fn slug(&self) -> &'static str {
@@ -78,7 +84,11 @@ impl From<StoreError> for ApiError {
 impl From<AppendError> for ApiError {
     fn from(e: AppendError) -> Self {
         match e {
-            AppendError::Conflict { stream_id, expected, actual } => {
+            AppendError::Conflict {
+                stream_id,
+                expected,
+                actual,
+            } => {
                 let mut extra = Map::new();
                 extra.insert("stream".into(), json!(stream_id));
                 extra.insert("current_version".into(), json!(actual));
@@ -87,7 +97,8 @@ impl From<AppendError> for ApiError {
                         "{stream_id} is at version {actual}; the command expected {}",
                         match expected {
                             opsledger_store::ExpectedVersion::Any => "any version".to_owned(),
-                            opsledger_store::ExpectedVersion::NoStream => "it not to exist yet".to_owned(),
+                            opsledger_store::ExpectedVersion::NoStream =>
+                                "it not to exist yet".to_owned(),
                             opsledger_store::ExpectedVersion::Exact(v) => format!("version {v}"),
                         }
                     ),
@@ -113,8 +124,14 @@ impl From<opsledger_domain::Rejection> for ApiError {
 
 pub fn problem_body(status: StatusCode, slug: &str, detail: &str) -> Map<String, Value> {
     let mut body = Map::new();
-    body.insert("type".into(), json!(format!("urn:opsledger:problem:{slug}")));
-    body.insert("title".into(), json!(status.canonical_reason().unwrap_or("Error")));
+    body.insert(
+        "type".into(),
+        json!(format!("urn:opsledger:problem:{slug}")),
+    );
+    body.insert(
+        "title".into(),
+        json!(status.canonical_reason().unwrap_or("Error")),
+    );
     body.insert("status".into(), json!(status.as_u16()));
     body.insert("detail".into(), json!(detail));
     body
@@ -153,7 +170,8 @@ impl ResponseError for ApiError {
         let detail = match self {
             ApiError::Internal(source) => {
                 tracing::error!(error = ?source, "internal error");
-                "an internal error occurred; the request id identifies it in the service's log".to_owned()
+                "an internal error occurred; the request id identifies it in the service's log"
+                    .to_owned()
             }
             ApiError::Unavailable(source) => {
                 tracing::warn!(error = ?source, "database unavailable");
@@ -186,7 +204,11 @@ pub async fn problem_middleware(
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= REQUEST_ID_LEN_MAX && v.chars().all(|c| c.is_ascii_graphic()))
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= REQUEST_ID_LEN_MAX
+                && v.chars().all(|c| c.is_ascii_graphic())
+        })
         .map(str::to_owned)
         .unwrap_or_else(|| Uuid::new_v4().to_string());
     req.extensions_mut().insert(RequestId(request_id.clone()));
@@ -198,7 +220,11 @@ pub async fn problem_middleware(
             // Only an inner middleware fails this way; handlers' errors are
             // responses by now. Answer it as a problem all the same.
             let status = e.as_response_error().status_code();
-            let detail = if status.is_server_error() { "internal error".to_owned() } else { e.to_string() };
+            let detail = if status.is_server_error() {
+                "internal error".to_owned()
+            } else {
+                e.to_string()
+            };
             let response = problem_response(status, problem_body(status, "http", &detail));
             return Err(actix_web::error::InternalError::from_response(e, response).into());
         }
@@ -227,7 +253,8 @@ pub async fn problem_middleware(
         res
     };
     if let Ok(v) = HeaderValue::from_str(&request_id) {
-        res.headers_mut().insert(header::HeaderName::from_static("x-request-id"), v);
+        res.headers_mut()
+            .insert(header::HeaderName::from_static("x-request-id"), v);
     }
     Ok(res)
 }

@@ -19,7 +19,11 @@ pub async fn healthz() -> HttpResponse {
 
 /// Ready: the database answers and the schema is migrated.
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let client = state.pool.get().await.map_err(opsledger_store::StoreError::from)?;
+    let client = state
+        .pool
+        .get()
+        .await
+        .map_err(opsledger_store::StoreError::from)?;
     client
         .query("SELECT 1 FROM projection_checkpoints LIMIT 1", &[])
         .await
@@ -36,18 +40,41 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
     behind.push_str("# TYPE opsledger_projection_behind_events gauge\n");
     for p in &state.projections {
         let lag = opsledger_store::projection::lag(&state.pool, p.name()).await?;
-        let _ = writeln!(out, "opsledger_projection_lag_seconds{{projection=\"{}\"}} {}", lag.name, lag.lag_seconds);
-        let _ = writeln!(behind, "opsledger_projection_behind_events{{projection=\"{}\"}} {}", lag.name, lag.behind_events);
+        let _ = writeln!(
+            out,
+            "opsledger_projection_lag_seconds{{projection=\"{}\"}} {}",
+            lag.name, lag.lag_seconds
+        );
+        let _ = writeln!(
+            behind,
+            "opsledger_projection_behind_events{{projection=\"{}\"}} {}",
+            lag.name, lag.behind_events
+        );
     }
     out.push_str(&behind);
     let status = state.pool.status();
-    let _ = writeln!(out, "# HELP opsledger_db_pool_connections Pooled database connections by state.");
+    let _ = writeln!(
+        out,
+        "# HELP opsledger_db_pool_connections Pooled database connections by state."
+    );
     let _ = writeln!(out, "# TYPE opsledger_db_pool_connections gauge");
-    let _ = writeln!(out, "opsledger_db_pool_connections{{state=\"open\"}} {}", status.size);
-    let _ = writeln!(out, "opsledger_db_pool_connections{{state=\"idle\"}} {}", status.available);
-    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(out))
+    let _ = writeln!(
+        out,
+        "opsledger_db_pool_connections{{state=\"open\"}} {}",
+        status.size
+    );
+    let _ = writeln!(
+        out,
+        "opsledger_db_pool_connections{{state=\"idle\"}} {}",
+        status.available
+    );
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(out))
 }
 
 pub async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().content_type("application/json").body(OPENAPI_JSON)
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(OPENAPI_JSON)
 }

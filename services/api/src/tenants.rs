@@ -17,13 +17,25 @@ pub struct TenantDirectory {
 
 impl TenantDirectory {
     pub async fn require(&self, pool: &Pool, tenant: Uuid) -> Result<(), ApiError> {
-        if self.known.read().map(|k| k.contains(&tenant)).unwrap_or(false) {
+        if self
+            .known
+            .read()
+            .map(|k| k.contains(&tenant))
+            .unwrap_or(false)
+        {
             return Ok(());
         }
-        let client = pool.get().await.map_err(opsledger_store::StoreError::from)?;
-        let version = opsledger_store::directory::stream_version(&client, tenant, &tenant_stream(tenant)).await?;
+        let client = pool
+            .get()
+            .await
+            .map_err(opsledger_store::StoreError::from)?;
+        let version =
+            opsledger_store::directory::stream_version(&client, tenant, &tenant_stream(tenant))
+                .await?;
         if version == 0 {
-            return Err(ApiError::Forbidden(format!("tenant {tenant} is not registered")));
+            return Err(ApiError::Forbidden(format!(
+                "tenant {tenant} is not registered"
+            )));
         }
         if let Ok(mut known) = self.known.write() {
             known.insert(tenant);

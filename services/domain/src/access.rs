@@ -61,12 +61,22 @@ impl Actor {
 
     /// The role recorded in event metadata: the most privileged one held.
     pub fn primary_role(&self) -> Role {
-        Role::ALL.into_iter().rev().find(|r| self.roles.contains(r)).unwrap_or(Role::Client)
+        Role::ALL
+            .into_iter()
+            .rev()
+            .find(|r| self.roles.contains(r))
+            .unwrap_or(Role::Client)
     }
 
     /// A client user is restricted to one client; staff see every client.
     pub fn client_scope(&self) -> ClientScope {
-        let staff = [Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin];
+        let staff = [
+            Role::Operator,
+            Role::Maintainer,
+            Role::Approver,
+            Role::Auditor,
+            Role::Admin,
+        ];
         if self.has_any(&staff) {
             ClientScope::All
         } else {
@@ -86,8 +96,14 @@ pub enum ClientScope {
 }
 
 /// Directory reads: staff and clients (their own); integrations never.
-pub const DIRECTORY_READERS: &[Role] =
-    &[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin, Role::Client];
+pub const DIRECTORY_READERS: &[Role] = &[
+    Role::Operator,
+    Role::Maintainer,
+    Role::Approver,
+    Role::Auditor,
+    Role::Admin,
+    Role::Client,
+];
 /// Registering clients and services shapes what everyone else sees: admins only.
 pub const DIRECTORY_WRITERS: &[Role] = &[Role::Admin];
 
@@ -96,16 +112,33 @@ mod tests {
     use super::*;
 
     fn actor(roles: &[Role], client_id: Option<Uuid>) -> Actor {
-        Actor { tenant_id: Uuid::nil(), subject: "u".into(), roles: roles.to_vec(), client_id }
+        Actor {
+            tenant_id: Uuid::nil(),
+            subject: "u".into(),
+            roles: roles.to_vec(),
+            client_id,
+        }
     }
 
     #[test]
     fn a_client_user_sees_only_its_client() {
         let id = Uuid::from_u128(7);
-        assert_eq!(actor(&[Role::Client], Some(id)).client_scope(), ClientScope::Only(id));
-        assert_eq!(actor(&[Role::Client], None).client_scope(), ClientScope::Nothing);
-        assert_eq!(actor(&[Role::Integration], Some(id)).client_scope(), ClientScope::Nothing);
-        assert_eq!(actor(&[Role::Operator], None).client_scope(), ClientScope::All);
+        assert_eq!(
+            actor(&[Role::Client], Some(id)).client_scope(),
+            ClientScope::Only(id)
+        );
+        assert_eq!(
+            actor(&[Role::Client], None).client_scope(),
+            ClientScope::Nothing
+        );
+        assert_eq!(
+            actor(&[Role::Integration], Some(id)).client_scope(),
+            ClientScope::Nothing
+        );
+        assert_eq!(
+            actor(&[Role::Operator], None).client_scope(),
+            ClientScope::All
+        );
     }
 
     #[test]

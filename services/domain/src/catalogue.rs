@@ -39,7 +39,11 @@ pub struct EventKind {
 }
 
 const fn ops(name: &'static str) -> EventKind {
-    EventKind { name, schema_version: 1, work_class: WorkClass::Operations }
+    EventKind {
+        name,
+        schema_version: 1,
+        work_class: WorkClass::Operations,
+    }
 }
 
 /// Event types known today. Later capabilities add theirs here; the
@@ -74,7 +78,10 @@ mod tests {
     #[test]
     fn unknown_types_have_no_work_class() {
         assert!(lookup("NoSuchEvent").is_none());
-        assert_eq!(lookup("ServiceRegistered").unwrap().work_class, WorkClass::Operations);
+        assert_eq!(
+            lookup("ServiceRegistered").unwrap().work_class,
+            WorkClass::Operations
+        );
     }
 
     #[test]

@@ -93,6 +93,9 @@ mod tests {
 
     #[test]
     fn the_hash_is_deterministic() {
-        assert_eq!(link_hash(&GENESIS, &content("{}")), link_hash(&GENESIS, &content("{}")));
+        assert_eq!(
+            link_hash(&GENESIS, &content("{}")),
+            link_hash(&GENESIS, &content("{}"))
+        );
     }
 }

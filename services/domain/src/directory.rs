@@ -68,7 +68,9 @@ impl SlaTarget {
         if pct.is_finite() && pct > 0.0 && pct <= 100.0 {
             Ok(SlaTarget((pct * 1000.0).round() / 1000.0))
         } else {
-            Err(format!("sla_target_pct must be greater than 0 and at most 100, not {pct}"))
+            Err(format!(
+                "sla_target_pct must be greater than 0 and at most 100, not {pct}"
+            ))
         }
     }
     pub fn pct(self) -> f64 {
@@ -79,9 +81,20 @@ impl SlaTarget {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
 pub enum DirectoryEvent {
-    TenantRegistered { tenant_id: Uuid, name: Name },
-    ClientRegistered { client_id: Uuid, name: Name, locale: Locale, contacts: Vec<Contact> },
-    ClientNameReserved { client_id: Uuid, name: Name },
+    TenantRegistered {
+        tenant_id: Uuid,
+        name: Name,
+    },
+    ClientRegistered {
+        client_id: Uuid,
+        name: Name,
+        locale: Locale,
+        contacts: Vec<Contact>,
+    },
+    ClientNameReserved {
+        client_id: Uuid,
+        name: Name,
+    },
     ServiceRegistered {
         service_id: Uuid,
         client_id: Uuid,
@@ -90,7 +103,10 @@ pub enum DirectoryEvent {
         sla_target_pct: SlaTarget,
         notice_period_h: u32,
     },
-    ServiceNameReserved { service_id: Uuid, name: Name },
+    ServiceNameReserved {
+        service_id: Uuid,
+        name: Name,
+    },
 }
 
 impl DirectoryEvent {
@@ -160,10 +176,15 @@ pub fn decide_register_client(
     cmd: RegisterClient,
 ) -> Result<Vec<DirectoryEvent>, Rejection> {
     if state.registered.is_some() {
-        return Err(Rejection::AlreadyExists(format!("client {}", cmd.client_id)));
+        return Err(Rejection::AlreadyExists(format!(
+            "client {}",
+            cmd.client_id
+        )));
     }
     if cmd.contacts.len() > CONTACTS_MAX {
-        return Err(Rejection::Invalid(format!("at most {CONTACTS_MAX} contacts")));
+        return Err(Rejection::Invalid(format!(
+            "at most {CONTACTS_MAX} contacts"
+        )));
     }
     Ok(vec![DirectoryEvent::ClientRegistered {
         client_id: cmd.client_id,
@@ -174,7 +195,13 @@ pub fn decide_register_client(
 }
 
 pub fn evolve_client(mut state: ClientState, event: &DirectoryEvent) -> ClientState {
-    if let DirectoryEvent::ClientRegistered { client_id, name, locale, contacts } = event {
+    if let DirectoryEvent::ClientRegistered {
+        client_id,
+        name,
+        locale,
+        contacts,
+    } = event
+    {
         state.registered = Some(RegisterClient {
             client_id: *client_id,
             name: name.clone(),
@@ -192,7 +219,10 @@ pub fn decide_register_service(
     cmd: RegisterService,
 ) -> Result<Vec<DirectoryEvent>, Rejection> {
     if state.service_id.is_some() {
-        return Err(Rejection::AlreadyExists(format!("service {}", cmd.service_id)));
+        return Err(Rejection::AlreadyExists(format!(
+            "service {}",
+            cmd.service_id
+        )));
     }
     if !client_exists {
         return Err(Rejection::NotFound(format!("client {}", cmd.client_id)));
@@ -203,7 +233,9 @@ pub fn decide_register_service(
         )));
     }
     if cmd.components.len() > COMPONENTS_MAX {
-        return Err(Rejection::Invalid(format!("at most {COMPONENTS_MAX} components")));
+        return Err(Rejection::Invalid(format!(
+            "at most {COMPONENTS_MAX} components"
+        )));
     }
     Ok(vec![DirectoryEvent::ServiceRegistered {
         service_id: cmd.service_id,
@@ -255,9 +287,12 @@ mod tests {
 
     #[test]
     fn given_nothing_when_registering_a_service_then_it_is_registered() {
-        let events =
-            decide_register_service(&ServiceState::default(), true, register_service(Uuid::nil()))
-                .unwrap();
+        let events = decide_register_service(
+            &ServiceState::default(),
+            true,
+            register_service(Uuid::nil()),
+        )
+        .unwrap();
         assert_eq!(events.len(), 1);
         let state = events.iter().fold(ServiceState::default(), evolve_service);
         assert_eq!(state.notice_period_h, Some(72));
@@ -266,9 +301,12 @@ mod tests {
 
     #[test]
     fn given_a_registered_service_when_registering_again_then_rejected() {
-        let events =
-            decide_register_service(&ServiceState::default(), true, register_service(Uuid::nil()))
-                .unwrap();
+        let events = decide_register_service(
+            &ServiceState::default(),
+            true,
+            register_service(Uuid::nil()),
+        )
+        .unwrap();
         let state = events.iter().fold(ServiceState::default(), evolve_service);
         let again = decide_register_service(&state, true, register_service(Uuid::nil()));
         assert!(matches!(again, Err(Rejection::AlreadyExists(_))));
@@ -276,7 +314,11 @@ mod tests {
 
     #[test]
     fn a_service_needs_an_existing_client_and_a_sane_notice_period() {
-        let missing = decide_register_service(&ServiceState::default(), false, register_service(Uuid::nil()));
+        let missing = decide_register_service(
+            &ServiceState::default(),
+            false,
+            register_service(Uuid::nil()),
+        );
         assert!(matches!(missing, Err(Rejection::NotFound(_))));
         let mut cmd = register_service(Uuid::nil());
         cmd.notice_period_h = NOTICE_PERIOD_MAX_H + 1;
@@ -296,11 +338,17 @@ mod tests {
 
     #[test]
     fn events_round_trip_through_their_stored_form() {
-        let events =
-            decide_register_service(&ServiceState::default(), true, register_service(Uuid::nil()))
-                .unwrap();
+        let events = decide_register_service(
+            &ServiceState::default(),
+            true,
+            register_service(Uuid::nil()),
+        )
+        .unwrap();
         let stored = events[0].payload();
-        assert_eq!(DirectoryEvent::from_stored(events[0].type_name(), &stored).as_ref(), Some(&events[0]));
+        assert_eq!(
+            DirectoryEvent::from_stored(events[0].type_name(), &stored).as_ref(),
+            Some(&events[0])
+        );
         assert!(crate::catalogue::lookup(events[0].type_name()).is_some());
     }
 

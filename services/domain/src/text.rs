@@ -21,7 +21,9 @@ impl Name {
             return Err(format!("{field} must not be empty"));
         }
         if trimmed.chars().count() > NAME_LEN_MAX_CHARS {
-            return Err(format!("{field} must be at most {NAME_LEN_MAX_CHARS} characters"));
+            return Err(format!(
+                "{field} must be at most {NAME_LEN_MAX_CHARS} characters"
+            ));
         }
         if trimmed.chars().any(char::is_control) {
             return Err(format!("{field} must not contain control characters"));
@@ -48,7 +50,9 @@ impl Email {
     pub fn parse(raw: &str) -> Result<Email, String> {
         let s = raw.trim();
         let valid = s.len() <= EMAIL_LEN_MAX_BYTES
-            && !s.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
+            && !s
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
             && matches!(s.split_once('@'), Some((local, domain))
                 if !local.is_empty() && domain.contains('.') && !domain.starts_with('.')
                     && !domain.ends_with('.') && !domain.contains('@'));
@@ -88,7 +92,10 @@ mod tests {
 
     #[test]
     fn names_are_trimmed_and_bounded() {
-        assert_eq!(Name::parse("name", "  受注サイト ").unwrap().as_str(), "受注サイト");
+        assert_eq!(
+            Name::parse("name", "  受注サイト ").unwrap().as_str(),
+            "受注サイト"
+        );
         assert!(Name::parse("name", "   ").is_err());
         assert!(Name::parse("name", "a\u{0}b").is_err());
         assert!(Name::parse("name", &"x".repeat(NAME_LEN_MAX_CHARS + 1)).is_err());
@@ -98,7 +105,16 @@ mod tests {
     #[test]
     fn emails_need_a_local_part_and_a_dotted_domain() {
         assert!(Email::parse("ops@example.jp").is_ok());
-        for bad in ["", "a", "@example.jp", "a@b", "a b@example.jp", "a@.jp", "a@b@c.jp", "<a@b.jp>"] {
+        for bad in [
+            "",
+            "a",
+            "@example.jp",
+            "a@b",
+            "a b@example.jp",
+            "a@.jp",
+            "a@b@c.jp",
+            "<a@b.jp>",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad} accepted");
         }
     }

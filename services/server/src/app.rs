@@ -37,14 +37,19 @@ impl Application {
         Application::build_on(config, listener).await
     }
 
-    pub async fn build_on(config: &Config, listener: TcpListener) -> Result<Application, StartError> {
+    pub async fn build_on(
+        config: &Config,
+        listener: TcpListener,
+    ) -> Result<Application, StartError> {
         let db = config.db().map_err(StartError::Config)?;
         let applied = opsledger_store::migrate::migrate(&db).await?;
         for m in &applied {
             tracing::info!(migration = %m, "applied migration");
         }
         if config.jwt_secret == crate::config::DEV_JWT_SECRET {
-            tracing::warn!("using the development JWT secret: set OPSLEDGER_JWT_SECRET in production");
+            tracing::warn!(
+                "using the development JWT secret: set OPSLEDGER_JWT_SECRET in production"
+            );
         }
         let pool = opsledger_store::connect(&db)?;
         let committer = Committer::start(pool.clone(), config.committers);
@@ -80,7 +85,12 @@ impl Application {
         .workers(config.http_workers)
         .listen(listener)?
         .run();
-        Ok(Application { port, server, workers, state })
+        Ok(Application {
+            port,
+            server,
+            workers,
+            state,
+        })
     }
 
     pub fn port(&self) -> u16 {

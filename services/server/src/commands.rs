@@ -8,9 +8,17 @@ use opsledger_store::{append, AppendError, AppendRequest, ExpectedVersion, Pool,
 use uuid::Uuid;
 
 /// Registers a tenant: its `tenant-<id>` stream must not exist yet.
-pub async fn register_tenant(pool: &Pool, id: Uuid, name: &str, actor: &str) -> Result<(), AppendError> {
+pub async fn register_tenant(
+    pool: &Pool,
+    id: Uuid,
+    name: &str,
+    actor: &str,
+) -> Result<(), AppendError> {
     let name = Name::parse("name", name).map_err(AppendError::Invalid)?;
-    let event = DirectoryEvent::TenantRegistered { tenant_id: id, name };
+    let event = DirectoryEvent::TenantRegistered {
+        tenant_id: id,
+        name,
+    };
     let meta = Metadata {
         actor: actor.to_owned(),
         role: "admin".into(),
@@ -24,7 +32,12 @@ pub async fn register_tenant(pool: &Pool, id: Uuid, name: &str, actor: &str) -> 
         streams: vec![StreamAppend {
             stream_id: tenant_stream(id),
             expected: ExpectedVersion::NoStream,
-            events: vec![NewEvent::new(event.type_name(), event.payload(), meta, Utc::now())],
+            events: vec![NewEvent::new(
+                event.type_name(),
+                event.payload(),
+                meta,
+                Utc::now(),
+            )],
         }],
         idempotency: None,
     };

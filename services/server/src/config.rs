@@ -29,7 +29,10 @@ fn var(name: &str) -> Option<String> {
 fn parsed<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
     match var(name) {
         None => Ok(default),
-        Some(v) => v.trim().parse().map_err(|_| format!("{name}={v:?} is not valid")),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| format!("{name}={v:?} is not valid")),
     }
 }
 
@@ -47,11 +50,19 @@ impl Config {
                 "OPSLEDGER_POLL_MS",
                 opsledger_store::projection::POLL_INTERVAL_DEFAULT.as_millis() as u64,
             )?),
-            pool_size: parsed("OPSLEDGER_DB_POOL_SIZE", opsledger_store::pool::POOL_SIZE_DEFAULT)?,
-            committers: parsed("OPSLEDGER_COMMITTERS", opsledger_store::append::COMMITTERS_DEFAULT)?,
+            pool_size: parsed(
+                "OPSLEDGER_DB_POOL_SIZE",
+                opsledger_store::pool::POOL_SIZE_DEFAULT,
+            )?,
+            committers: parsed(
+                "OPSLEDGER_COMMITTERS",
+                opsledger_store::append::COMMITTERS_DEFAULT,
+            )?,
             http_workers: parsed(
                 "OPSLEDGER_HTTP_WORKERS",
-                std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2),
             )?,
         })
     }
@@ -78,6 +89,10 @@ impl Config {
     }
 
     pub fn auth(&self) -> opsledger_api::auth::AuthConfig {
-        opsledger_api::auth::AuthConfig::hs256(self.jwt_secret.as_bytes(), &self.jwt_issuer, &self.jwt_audience)
+        opsledger_api::auth::AuthConfig::hs256(
+            self.jwt_secret.as_bytes(),
+            &self.jwt_issuer,
+            &self.jwt_audience,
+        )
     }
 }

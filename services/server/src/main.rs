@@ -8,7 +8,11 @@ use opsledger_server::{telemetry, Application, Config};
 use uuid::Uuid;
 
 #[derive(Parser)]
-#[command(name = "opsledger", version, about = "Event-sourced incident and change management")]
+#[command(
+    name = "opsledger",
+    version,
+    about = "Event-sourced incident and change management"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -85,7 +89,13 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 async fn run(command: Command) -> Result<ExitCode, BoxError> {
     match command {
-        Command::Token { tenant, subject, roles, client_id, ttl_s } => {
+        Command::Token {
+            tenant,
+            subject,
+            roles,
+            client_id,
+            ttl_s,
+        } => {
             let config = Config::for_database("").clone();
             let secret = std::env::var("OPSLEDGER_JWT_SECRET").unwrap_or(config.jwt_secret);
             let issuer = std::env::var("OPSLEDGER_JWT_ISSUER").unwrap_or(config.jwt_issuer);
@@ -94,7 +104,8 @@ async fn run(command: Command) -> Result<ExitCode, BoxError> {
                 .iter()
                 .map(|r| Role::parse(r).ok_or_else(|| format!("unknown role {r:?}")))
                 .collect::<Result<Vec<_>, _>>()?;
-            let auth = opsledger_api::auth::AuthConfig::hs256(secret.as_bytes(), &issuer, &audience);
+            let auth =
+                opsledger_api::auth::AuthConfig::hs256(secret.as_bytes(), &issuer, &audience);
             println!("{}", auth.mint(tenant, &subject, &roles, client_id, ttl_s));
             Ok(ExitCode::SUCCESS)
         }
@@ -123,10 +134,18 @@ async fn run(command: Command) -> Result<ExitCode, BoxError> {
                         matched = true;
                         let started = std::time::Instant::now();
                         let n = opsledger_store::projection::rebuild(&pool, p.as_ref()).await?;
-                        println!("rebuilt {} from {n} events in {:.2?}", p.name(), started.elapsed());
+                        println!(
+                            "rebuilt {} from {n} events in {:.2?}",
+                            p.name(),
+                            started.elapsed()
+                        );
                     }
                     if !matched {
-                        return Err(format!("no projection named {:?}", projection.unwrap_or_default()).into());
+                        return Err(format!(
+                            "no projection named {:?}",
+                            projection.unwrap_or_default()
+                        )
+                        .into());
                     }
                 }
                 Command::Verify { tenant } => {
@@ -137,12 +156,18 @@ async fn run(command: Command) -> Result<ExitCode, BoxError> {
                     if let Some(bad) = report.first_mismatch {
                         eprintln!(
                             "verify: event at position {} ({} v{}) of tenant {} does not match: {}",
-                            bad.position, bad.stream_id, bad.stream_version, bad.tenant_id, bad.reason
+                            bad.position,
+                            bad.stream_id,
+                            bad.stream_version,
+                            bad.tenant_id,
+                            bad.reason
                         );
                         return Ok(ExitCode::from(1));
                     }
                 }
-                Command::Tenant { command: TenantCommand::Add { name, id } } => {
+                Command::Tenant {
+                    command: TenantCommand::Add { name, id },
+                } => {
                     opsledger_store::migrate::migrate(&db).await?;
                     let pool = opsledger_store::connect(&db)?;
                     let id = id.unwrap_or_else(Uuid::now_v7);

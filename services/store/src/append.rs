@@ -92,17 +92,24 @@ pub struct StreamCommitted {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum AppendOutcome {
-    Committed { streams: Vec<StreamCommitted>, last_position: i64 },
+    Committed {
+        streams: Vec<StreamCommitted>,
+        last_position: i64,
+    },
     /// The idempotency key was used before: nothing was appended.
-    Duplicate { fingerprint: String, response: Value },
+    Duplicate {
+        fingerprint: String,
+        response: Value,
+    },
 }
 
 impl AppendOutcome {
     pub fn version_of(&self, stream_id: &str) -> Option<i64> {
         match self {
-            AppendOutcome::Committed { streams, .. } => {
-                streams.iter().find(|s| s.stream_id == stream_id).map(|s| s.version)
-            }
+            AppendOutcome::Committed { streams, .. } => streams
+                .iter()
+                .find(|s| s.stream_id == stream_id)
+                .map(|s| s.version),
             AppendOutcome::Duplicate { .. } => None,
         }
     }
@@ -111,7 +118,11 @@ impl AppendOutcome {
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {
     #[error("stream {stream_id} is at version {actual}, not the expected {expected:?}")]
-    Conflict { stream_id: String, expected: ExpectedVersion, actual: i64 },
+    Conflict {
+        stream_id: String,
+        expected: ExpectedVersion,
+        actual: i64,
+    },
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]
@@ -127,7 +138,9 @@ impl From<tokio_postgres::Error> for AppendError {
 fn validate(req: &AppendRequest) -> Result<(), AppendError> {
     let events: usize = req.streams.iter().map(|s| s.events.len()).sum();
     if events == 0 {
-        return Err(AppendError::Invalid("an append needs at least one event".into()));
+        return Err(AppendError::Invalid(
+            "an append needs at least one event".into(),
+        ));
     }
     if events > EVENTS_PER_REQUEST_MAX {
         return Err(AppendError::Invalid(format!(
@@ -202,8 +215,10 @@ pub async fn write_batch(
         }
     }
     // Both lookups are pipelined on the one connection.
-    let (mut versions, mut claimed) =
-        tokio::try_join!(stream_versions(tx, &stream_keys), claimed_keys(tx, &idem_keys))?;
+    let (mut versions, mut claimed) = tokio::try_join!(
+        stream_versions(tx, &stream_keys),
+        claimed_keys(tx, &idem_keys)
+    )?;
 
     let mut rows = EventRows::default();
     let mut new_claims: Vec<(Uuid, &IdempotencyClaim)> = Vec::new();
@@ -215,7 +230,8 @@ pub async fn write_batch(
             continue;
         }
         if let Some(claim) = &req.idempotency {
-            if let Some((fingerprint, response)) = claimed.get(&(req.tenant_id, claim.key.clone())) {
+            if let Some((fingerprint, response)) = claimed.get(&(req.tenant_id, claim.key.clone()))
+            {
                 outcomes[i] = Some(Ok(AppendOutcome::Duplicate {
                     fingerprint: fingerprint.clone(),
                     response: response.clone(),
@@ -226,9 +242,15 @@ pub async fn write_batch(
         // Check every stream first: the request commits whole or not at all.
         let mut planned: HashMap<&str, i64> = HashMap::new();
         for s in &req.streams {
-            let current = planned.get(s.stream_id.as_str()).copied().unwrap_or_else(|| {
-                versions.get(&(req.tenant_id, s.stream_id.clone())).copied().unwrap_or(0)
-            });
+            let current = planned
+                .get(s.stream_id.as_str())
+                .copied()
+                .unwrap_or_else(|| {
+                    versions
+                        .get(&(req.tenant_id, s.stream_id.clone()))
+                        .copied()
+                        .unwrap_or(0)
+                });
             if !s.expected.admits(current) {
                 outcomes[i] = Some(Err(AppendError::Conflict {
                     stream_id: s.stream_id.clone(),
@@ -253,7 +275,9 @@ pub async fn write_batch(
             continue;
         }
         let mut payloads = payloads.into_iter();
-        let head = heads.get_mut(&req.tenant_id).expect("every tenant's head was locked");
+        let head = heads
+            .get_mut(&req.tenant_id)
+            .expect("every tenant's head was locked");
         let mut ids = Vec::new();
         let mut stream_versions_after = Vec::new();
         for s in &req.streams {
@@ -286,19 +310,24 @@ pub async fn write_batch(
                 rows.stream_version.push(version);
                 rows.event_type.push(event.kind.name.to_owned());
                 rows.schema_version.push(event.kind.schema_version);
-                rows.work_class.push(event.kind.work_class.as_str().to_owned());
+                rows.work_class
+                    .push(event.kind.work_class.as_str().to_owned());
                 rows.payload.push(payload);
                 rows.metadata.push(metadata);
                 rows.occurred_at.push(event.occurred_at);
                 rows.recorded_at.push(recorded_at);
-                rows.prev_hash.push(std::mem::replace(&mut head.hash, hash.to_vec()));
+                rows.prev_hash
+                    .push(std::mem::replace(&mut head.hash, hash.to_vec()));
                 rows.hash.push(hash.to_vec());
                 head.count += 1;
                 ids.push(event.event_id);
             }
             versions.insert(key, version);
             stream_versions_after.retain(|c: &StreamCommitted| c.stream_id != s.stream_id);
-            stream_versions_after.push(StreamCommitted { stream_id: s.stream_id.clone(), version });
+            stream_versions_after.push(StreamCommitted {
+                stream_id: s.stream_id.clone(),
+                version,
+            });
         }
         if let Some(claim) = &req.idempotency {
             claimed.insert(
@@ -322,7 +351,10 @@ pub async fn write_batch(
         insert_claims(tx, &new_claims).await?;
         for (i, streams, ids) in committed_ids {
             let last_position = ids.iter().map(|id| positions[id]).max().unwrap_or(0);
-            outcomes[i] = Some(Ok(AppendOutcome::Committed { streams, last_position }));
+            outcomes[i] = Some(Ok(AppendOutcome::Committed {
+                streams,
+                last_position,
+            }));
         }
     }
     Ok(outcomes
@@ -354,11 +386,18 @@ async fn lock_chain_heads(
     let mut heads = HashMap::new();
     let mut recorded_at = None;
     for row in rows {
-        heads.insert(row.get(0), Head { hash: row.get(1), count: row.get(2) });
+        heads.insert(
+            row.get(0),
+            Head {
+                hash: row.get(1),
+                count: row.get(2),
+            },
+        );
         let at: DateTime<Utc> = row.get(3);
         recorded_at = Some(recorded_at.map_or(at, |r: DateTime<Utc>| r.max(at)));
     }
-    let recorded_at = recorded_at.ok_or_else(|| StoreError::Corrupt("no chain head locked".into()))?;
+    let recorded_at =
+        recorded_at.ok_or_else(|| StoreError::Corrupt("no chain head locked".into()))?;
     Ok((heads, recorded_at))
 }
 
@@ -375,7 +414,10 @@ async fn stream_versions(
         )
         .await?;
     let rows = tx.query(&stmt, &[&tenants, &streams]).await?;
-    Ok(rows.into_iter().map(|r| ((r.get(0), r.get(1)), r.get(2))).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+        .collect())
 }
 
 type Claims = HashMap<(Uuid, String), (String, Value)>;
@@ -466,7 +508,8 @@ async fn update_chain_heads(
              WHERE h.tenant_id = u.t",
         )
         .await?;
-    tx.execute(&stmt, &[&tenants, &hashes, &counts, &positions]).await?;
+    tx.execute(&stmt, &[&tenants, &hashes, &counts, &positions])
+        .await?;
     Ok(())
 }
 
@@ -496,7 +539,10 @@ pub async fn append_direct(pool: &Pool, request: &AppendRequest) -> Outcome {
     results.pop().expect("one outcome per request")
 }
 
-async fn commit_batch(pool: &Pool, requests: &[&AppendRequest]) -> Result<Vec<Outcome>, StoreError> {
+async fn commit_batch(
+    pool: &Pool,
+    requests: &[&AppendRequest],
+) -> Result<Vec<Outcome>, StoreError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let outcomes = write_batch(&tx, requests).await?;
@@ -533,7 +579,11 @@ impl Committer {
         let (committed, _) = watch::channel(0u64);
         let committed = Arc::new(committed);
         for _ in 0..committers.max(1) {
-            tokio::spawn(run_committer(pool.clone(), receiver.clone(), committed.clone()));
+            tokio::spawn(run_committer(
+                pool.clone(),
+                receiver.clone(),
+                committed.clone(),
+            ));
         }
         Committer { queue, committed }
     }
@@ -545,9 +595,9 @@ impl Committer {
             .send(Job { request, reply })
             .await
             .map_err(|_| StoreError::Unavailable("the committer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| AppendError::Store(StoreError::Unavailable("the committer has stopped".into())))?
+        answer.await.map_err(|_| {
+            AppendError::Store(StoreError::Unavailable("the committer has stopped".into()))
+        })?
     }
 
     /// Changes after every commit that appended something: lets projection
@@ -599,11 +649,18 @@ async fn run_committer(
                 let shared = Arc::new(e);
                 requests
                     .iter()
-                    .map(|_| Err(AppendError::Store(StoreError::Unavailable(Box::new(SharedError(shared.clone()))))))
+                    .map(|_| {
+                        Err(AppendError::Store(StoreError::Unavailable(Box::new(
+                            SharedError(shared.clone()),
+                        ))))
+                    })
                     .collect()
             }
         };
-        if outcomes.iter().any(|o| matches!(o, Ok(AppendOutcome::Committed { .. }))) {
+        if outcomes
+            .iter()
+            .any(|o| matches!(o, Ok(AppendOutcome::Committed { .. })))
+        {
             committed.send_modify(|n| *n += 1);
         }
         for (job, outcome) in jobs.into_iter().zip(outcomes) {

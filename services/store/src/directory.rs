@@ -29,10 +29,12 @@ impl Projection for DirectoryProjection {
         event: &'a RecordedEvent,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let Some(parsed) = DirectoryEvent::from_stored(&event.event_type, &event.payload) else {
+            let Some(parsed) = DirectoryEvent::from_stored(&event.event_type, &event.payload)
+            else {
                 return Ok(());
             };
-            let at = event.recorded_at;
+            // When it happened, as the API reports it for a single resource too.
+            let at = event.occurred_at;
             match parsed {
                 DirectoryEvent::TenantRegistered { tenant_id, name } => {
                     tx.execute(
@@ -41,7 +43,12 @@ impl Projection for DirectoryProjection {
                     )
                     .await?;
                 }
-                DirectoryEvent::ClientRegistered { client_id, name, locale, contacts } => {
+                DirectoryEvent::ClientRegistered {
+                    client_id,
+                    name,
+                    locale,
+                    contacts,
+                } => {
                     let locale = serde_json::to_value(locale).unwrap_or_default();
                     tx.execute(
                         "INSERT INTO proj_clients (tenant_id, client_id, name, locale, contacts, version, registered_at) \
@@ -84,7 +91,8 @@ impl Projection for DirectoryProjection {
                     )
                     .await?;
                 }
-                DirectoryEvent::ClientNameReserved { .. } | DirectoryEvent::ServiceNameReserved { .. } => {}
+                DirectoryEvent::ClientNameReserved { .. }
+                | DirectoryEvent::ServiceNameReserved { .. } => {}
             }
             Ok(())
         })

@@ -56,10 +56,13 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             StoreError::Unavailable(_) => true,
-            StoreError::Db(e) => e.is_closed() || e.as_db_error().is_none_or(|db| {
-                // admin_shutdown, crash_shutdown, cannot_connect_now
-                matches!(db.code().code(), "57P01" | "57P02" | "57P03")
-            }),
+            StoreError::Db(e) => {
+                e.is_closed()
+                    || e.as_db_error().is_none_or(|db| {
+                        // admin_shutdown, crash_shutdown, cannot_connect_now
+                        matches!(db.code().code(), "57P01" | "57P02" | "57P03")
+                    })
+            }
             _ => false,
         }
     }

@@ -13,14 +13,30 @@ const MIGRATION_LOCK_KEY: i64 = 0x6f70_736c_6564_6701;
 
 pub async fn migrate(config: &DbConfig) -> Result<Vec<String>, StoreError> {
     let mut client = pool::connect_owner(config).await?;
-    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY]).await?;
-    let result = embedded::migrations::runner().set_abort_divergent(true).set_abort_missing(true).run_async(&mut client).await;
-    client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY]).await?;
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
+        .await?;
+    let result = embedded::migrations::runner()
+        .set_abort_divergent(true)
+        .set_abort_missing(true)
+        .run_async(&mut client)
+        .await;
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
+        .await?;
     let report = result?;
-    Ok(report.applied_migrations().iter().map(|m| m.to_string()).collect())
+    Ok(report
+        .applied_migrations()
+        .iter()
+        .map(|m| m.to_string())
+        .collect())
 }
 
 /// Names of the migrations this binary carries, in order.
 pub fn known() -> Vec<String> {
-    embedded::migrations::runner().get_migrations().iter().map(|m| m.to_string()).collect()
+    embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| m.to_string())
+        .collect()
 }

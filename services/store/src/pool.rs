@@ -29,7 +29,10 @@ impl DbConfig {
     /// Accepts both URL (`postgres://…`) and key-value (`host=… dbname=…`) forms.
     pub fn parse(url: &str) -> Result<DbConfig, String> {
         let pg = tokio_postgres::Config::from_str(url).map_err(|e| format!("DATABASE_URL: {e}"))?;
-        Ok(DbConfig { pg, pool_size: POOL_SIZE_DEFAULT })
+        Ok(DbConfig {
+            pg,
+            pool_size: POOL_SIZE_DEFAULT,
+        })
     }
 }
 
@@ -40,7 +43,9 @@ pub fn connect(config: &DbConfig) -> Result<Pool, StoreError> {
     let manager = Manager::from_config(
         pg,
         NoTls,
-        ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
     );
     deadpool_postgres::Pool::builder(manager)
         .max_size(config.pool_size)

@@ -75,7 +75,10 @@ async fn load_checkpoint<C: GenericClient>(client: &C, name: &str) -> Result<Cur
             &[&name],
         )
         .await?;
-    Ok(Cursor { tx_id: row.get::<_, i64>(0) as u64, position: row.get(1) })
+    Ok(Cursor {
+        tx_id: row.get::<_, i64>(0) as u64,
+        position: row.get(1),
+    })
 }
 
 async fn save_checkpoint(
@@ -86,7 +89,12 @@ async fn save_checkpoint(
     tx.execute(
         "UPDATE projection_checkpoints SET last_tx_id = $2::int8::text::xid8, last_position = $3, \
            last_recorded_at = $4, updated_at = now() WHERE name = $1",
-        &[&name, &(last.tx_id as i64), &last.position, &last.recorded_at],
+        &[
+            &name,
+            &(last.tx_id as i64),
+            &last.position,
+            &last.recorded_at,
+        ],
     )
     .await?;
     Ok(())
@@ -166,7 +174,8 @@ pub async fn rebuild(pool: &Pool, projection: &dyn Projection) -> Result<u64, St
     )
     .await?;
     if !projection.tables().is_empty() {
-        tx.batch_execute(&format!("TRUNCATE {}", projection.tables().join(", "))).await?;
+        tx.batch_execute(&format!("TRUNCATE {}", projection.tables().join(", ")))
+            .await?;
     }
     tx.execute(
         "UPDATE projection_checkpoints SET last_tx_id = '0', last_position = 0, \
@@ -226,17 +235,29 @@ pub async fn lag(pool: &Pool, name: &str) -> Result<Lag, StoreError> {
     Ok(match row {
         Some(r) => Lag {
             name: name.to_owned(),
-            checkpoint: Cursor { tx_id: r.get::<_, i64>(0) as u64, position: r.get(1) },
+            checkpoint: Cursor {
+                tx_id: r.get::<_, i64>(0) as u64,
+                position: r.get(1),
+            },
             updated_at: r.get(2),
             behind_events: r.get(3),
             lag_seconds: r.get::<_, Option<f64>>(4).unwrap_or(0.0).max(0.0),
         },
         None => {
             let behind: i64 = client
-                .query_one("SELECT count(*) FROM (SELECT 1 FROM events LIMIT $1) x", &[&LAG_COUNT_CAP])
+                .query_one(
+                    "SELECT count(*) FROM (SELECT 1 FROM events LIMIT $1) x",
+                    &[&LAG_COUNT_CAP],
+                )
                 .await?
                 .get(0);
-            Lag { name: name.to_owned(), checkpoint: Cursor::START, behind_events: behind, lag_seconds: 0.0, updated_at: None }
+            Lag {
+                name: name.to_owned(),
+                checkpoint: Cursor::START,
+                behind_events: behind,
+                lag_seconds: 0.0,
+                updated_at: None,
+            }
         }
     })
 }

@@ -28,10 +28,16 @@ pub struct Cursor {
 }
 
 impl Cursor {
-    pub const START: Cursor = Cursor { tx_id: 0, position: 0 };
+    pub const START: Cursor = Cursor {
+        tx_id: 0,
+        position: 0,
+    };
 
     pub fn after(event: &RecordedEvent) -> Cursor {
-        Cursor { tx_id: event.tx_id, position: event.position }
+        Cursor {
+            tx_id: event.tx_id,
+            position: event.position,
+        }
     }
 }
 
@@ -77,7 +83,9 @@ pub async fn read_after<C: GenericClient>(
          ORDER BY tx_id, position LIMIT $3"
     );
     let stmt = client.prepare_cached(&sql).await?;
-    let rows = client.query(&stmt, &[&(cursor.tx_id as i64), &cursor.position, &limit]).await?;
+    let rows = client
+        .query(&stmt, &[&(cursor.tx_id as i64), &cursor.position, &limit])
+        .await?;
     rows.iter().map(decode).collect()
 }
 
@@ -94,6 +102,8 @@ pub async fn read_stream<C: GenericClient>(
            AND ($3::timestamptz IS NULL OR recorded_at <= $3) ORDER BY stream_version"
     );
     let stmt = client.prepare_cached(&sql).await?;
-    let rows = client.query(&stmt, &[&tenant_id, &stream_id, &as_of]).await?;
+    let rows = client
+        .query(&stmt, &[&tenant_id, &stream_id, &as_of])
+        .await?;
     rows.iter().map(decode).collect()
 }

@@ -46,7 +46,11 @@ pub async fn verify<C: GenericClient>(
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let mut report = VerifyReport { tenants: tenants.len(), events: 0, first_mismatch: None };
+    let mut report = VerifyReport {
+        tenants: tenants.len(),
+        events: 0,
+        first_mismatch: None,
+    };
     for tenant in tenants {
         let (checked, mismatch) = verify_tenant(client, tenant).await?;
         report.events += checked;
@@ -121,7 +125,14 @@ async fn verify_tenant<C: GenericClient>(
             if let Some(reason) = reason {
                 return Ok((
                     checked,
-                    Some(Mismatch { tenant_id: tenant, position, event_id: Some(event_id), stream_id, stream_version, reason }),
+                    Some(Mismatch {
+                        tenant_id: tenant,
+                        position,
+                        event_id: Some(event_id),
+                        stream_id,
+                        stream_version,
+                        reason,
+                    }),
                 ));
             }
             checked += 1;
@@ -141,8 +152,9 @@ async fn verify_tenant<C: GenericClient>(
         None => (0, GENESIS.to_vec()),
     };
     if count as u64 != checked || last_hash != prev {
-        let (position, event_id, stream_id, stream_version) =
-            last.map(|(p, e, s, v)| (p, Some(e), s, v)).unwrap_or((0, None, String::new(), 0));
+        let (position, event_id, stream_id, stream_version) = last
+            .map(|(p, e, s, v)| (p, Some(e), s, v))
+            .unwrap_or((0, None, String::new(), 0));
         return Ok((
             checked,
             Some(Mismatch {

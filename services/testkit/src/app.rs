@@ -26,7 +26,9 @@ pub async fn spawn_app() -> TestApp {
     let mut config = Config::for_database(&db.url);
     config.http_workers = 1;
     let listener = TcpListener::bind("127.0.0.1:0").expect("a free port on loopback");
-    let app = Application::build_on(&config, listener).await.expect("the application starts");
+    let app = Application::build_on(&config, listener)
+        .await
+        .expect("the application starts");
     let port = app.port();
     let app_state = app.state.clone();
     tokio::spawn(app.run_until_stopped());
@@ -39,7 +41,10 @@ pub async fn spawn_app() -> TestApp {
         auth: config.auth(),
         db,
         config,
-        http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
         tenant,
         app_state,
     }
@@ -55,21 +60,45 @@ impl TestApp {
         self.auth.mint(self.tenant, "tester", roles, None, 600)
     }
 
-    pub fn token_for(&self, tenant: Uuid, subject: &str, roles: &[Role], client_id: Option<Uuid>) -> String {
+    pub fn token_for(
+        &self,
+        tenant: Uuid,
+        subject: &str,
+        roles: &[Role],
+        client_id: Option<Uuid>,
+    ) -> String {
         self.auth.mint(tenant, subject, roles, client_id, 600)
     }
 
     pub async fn register_tenant(&self, name: &str) -> Uuid {
         let id = Uuid::now_v7();
-        opsledger_server::commands::register_tenant(&self.app_state.pool, id, name, "testkit").await.unwrap();
+        opsledger_server::commands::register_tenant(&self.app_state.pool, id, name, "testkit")
+            .await
+            .unwrap();
         id
     }
 
     pub async fn get(&self, path: &str, token: &str) -> reqwest::Response {
-        self.http.get(self.url(path)).bearer_auth(token).send().await.expect("the request is sent")
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("the request is sent")
     }
 
-    pub async fn post(&self, path: &str, token: &str, body: &serde_json::Value) -> reqwest::Response {
-        self.http.post(self.url(path)).bearer_auth(token).json(body).send().await.expect("the request is sent")
+    pub async fn post(
+        &self,
+        path: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("the request is sent")
     }
 }

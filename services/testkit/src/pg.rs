@@ -30,8 +30,11 @@ pub fn cluster_host() -> &'static str {
         if let Ok(host) = std::env::var("OPSLEDGER_TEST_PGHOST") {
             return host;
         }
-        let dir = std::env::temp_dir()
-            .join(format!("opsledger-test-{}-{}", std::process::id(), Uuid::new_v4().simple()));
+        let dir = std::env::temp_dir().join(format!(
+            "opsledger-test-{}-{}",
+            std::process::id(),
+            Uuid::new_v4().simple()
+        ));
         let script = repo_root().join("ops/pg.sh");
         let out = Command::new("bash")
             .arg(&script)
@@ -41,7 +44,9 @@ pub fn cluster_host() -> &'static str {
             .output()
             .expect("bash runs ops/pg.sh");
         assert!(out.status.success(), "ops/pg.sh ephemeral failed");
-        // The watcher outlives a panic, an abort or a kill of this process.
+        // The watcher outlives a panic, an abort or a kill of this process;
+        // it is never waited for on purpose.
+        #[allow(clippy::zombie_processes)]
         Command::new("setsid")
             .arg("bash")
             .arg(&script)
@@ -78,23 +83,42 @@ async fn ensure_template() {
         return;
     }
     let admin = admin().await;
-    admin.execute("SELECT pg_advisory_lock($1)", &[&TEMPLATE_LOCK_KEY]).await.unwrap();
+    admin
+        .execute("SELECT pg_advisory_lock($1)", &[&TEMPLATE_LOCK_KEY])
+        .await
+        .unwrap();
     let exists = admin
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1 AND datistemplate", &[&TEMPLATE_DB])
+        .query_opt(
+            "SELECT 1 FROM pg_database WHERE datname = $1 AND datistemplate",
+            &[&TEMPLATE_DB],
+        )
         .await
         .unwrap()
         .is_some();
     if !exists {
-        admin.batch_execute(&format!("DROP DATABASE IF EXISTS {TEMPLATE_DB}")).await.unwrap();
-        admin.batch_execute(&format!("CREATE DATABASE {TEMPLATE_DB}")).await.unwrap();
-        let config = DbConfig::parse(&url_for(TEMPLATE_DB)).unwrap();
-        opsledger_store::migrate::migrate(&config).await.expect("migrations apply to the template");
         admin
-            .batch_execute(&format!("ALTER DATABASE {TEMPLATE_DB} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false"))
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {TEMPLATE_DB}"))
+            .await
+            .unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {TEMPLATE_DB}"))
+            .await
+            .unwrap();
+        let config = DbConfig::parse(&url_for(TEMPLATE_DB)).unwrap();
+        opsledger_store::migrate::migrate(&config)
+            .await
+            .expect("migrations apply to the template");
+        admin
+            .batch_execute(&format!(
+                "ALTER DATABASE {TEMPLATE_DB} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false"
+            ))
             .await
             .unwrap();
     }
-    admin.execute("SELECT pg_advisory_unlock($1)", &[&TEMPLATE_LOCK_KEY]).await.unwrap();
+    admin
+        .execute("SELECT pg_advisory_unlock($1)", &[&TEMPLATE_LOCK_KEY])
+        .await
+        .unwrap();
     *ready = true;
 }
 
@@ -123,7 +147,9 @@ impl Drop for TestDatabase {
         let url = url_for("postgres");
         let name = self.name.clone();
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
             if let Ok(rt) = rt {
                 rt.block_on(async move {
                     if let Ok((client, conn)) = tokio_postgres::connect(&url, NoTls).await {
@@ -145,7 +171,10 @@ pub async fn fresh_database() -> TestDatabase {
     let mut attempt = 0;
     loop {
         // The template may still be held open by a closing connection for a moment.
-        match admin.batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")).await {
+        match admin
+            .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}"))
+            .await
+        {
             Ok(()) => break,
             Err(e) if attempt < 50 => {
                 attempt += 1;
@@ -156,5 +185,9 @@ pub async fn fresh_database() -> TestDatabase {
         }
     }
     let url = url_for(&name);
-    TestDatabase { config: DbConfig::parse(&url).unwrap(), url, name }
+    TestDatabase {
+        config: DbConfig::parse(&url).unwrap(),
+        url,
+        name,
+    }
 }
