@@ -17,7 +17,14 @@ async fn events(app: &TestApp) -> i64 {
 }
 
 /// (name, method, path, content type, body, expected status)
-type Case = (&'static str, Method, &'static str, Option<&'static str>, Vec<u8>, StatusCode);
+type Case = (
+    &'static str,
+    Method,
+    &'static str,
+    Option<&'static str>,
+    Vec<u8>,
+    StatusCode,
+);
 
 #[tokio::test]
 async fn malformed_requests_get_problems_and_write_nothing() {
