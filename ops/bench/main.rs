@@ -1,1 +1,219 @@
-fn main() {}
+//! Event-store append benchmark (issue #2, SPEC §11).
+//!
+//! For each scenario it measures opsledger's appends through the real append
+//! path (group commit, expected versions, hash chain) and, in the same run on
+//! the same database, pgbench doing raw INSERT transactions of rows of the
+//! same size into a plain table, then prints both and their ratio.
+//!
+//! Run it with `ops/bench/run`, which starts a durable throwaway cluster.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use opsledger_domain::{Metadata, NewEvent};
+use opsledger_store::{AppendRequest, Committer, DbConfig, ExpectedVersion, StreamAppend};
+use serde_json::json;
+use uuid::Uuid;
+
+/// Events per append in the batched scenario, and rows per raw multi-row INSERT.
+const BATCH_LEN: usize = 100;
+/// Clients in the batched scenario, on both sides.
+const BATCH_CLIENTS: usize = 8;
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is set by ops/bench/run"))
+}
+
+fn seconds() -> u64 {
+    std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10)
+}
+
+fn payload() -> serde_json::Value {
+    json!({
+        "alert": "HighLatency", "service": "orders", "severity": "critical",
+        "summary": "p99 latency above 2s for 5m on orders-api", "labels": { "env": "prod", "region": "ap-northeast-1" }
+    })
+}
+
+fn metadata() -> Metadata {
+    Metadata {
+        actor: "alertmanager".into(),
+        role: "integration".into(),
+        request_id: Some(Uuid::new_v4().to_string()),
+        correlation_id: None,
+        causation_id: None,
+        source: "bench".into(),
+    }
+}
+
+fn new_event() -> NewEvent {
+    NewEvent::new("TenantRegistered", payload(), metadata(), Utc::now())
+}
+
+/// A raw row of the same shape and size as an event row.
+fn raw_values() -> String {
+    let payload = payload().to_string().replace('\'', "''");
+    let metadata = serde_json::to_string(&metadata())
+        .unwrap()
+        .replace('\'', "''");
+    let hash = format!("\\x{}", "ab".repeat(32));
+    format!(
+        "(gen_random_uuid(), '{tenant}', 'incident-{stream}', 1, 'TenantRegistered', 1, 'operations', \
+          '{payload}', '{metadata}', now(), now(), '{hash}', '{hash}')",
+        tenant = Uuid::nil(),
+        stream = Uuid::nil(),
+    )
+}
+
+fn pgbench(clients: usize, script: &str) -> f64 {
+    let dir = std::env::temp_dir().join(format!("opsledger-bench-{}.sql", Uuid::new_v4().simple()));
+    std::fs::write(&dir, script).unwrap();
+    let out = Command::new(env("PGBENCH"))
+        .args([
+            "-n",
+            "-h",
+            &env("BENCH_PGHOST"),
+            "-U",
+            "postgres",
+            "-d",
+            "bench",
+            "-M",
+            "prepared",
+        ])
+        .args([
+            "-c",
+            &clients.to_string(),
+            "-j",
+            &clients.min(2).to_string(),
+            "-T",
+            &seconds().to_string(),
+        ])
+        .arg("-f")
+        .arg(&dir)
+        .output()
+        .expect("pgbench runs");
+    let _ = std::fs::remove_file(&dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "pgbench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("tps = ")
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or_else(|| panic!("no tps in pgbench output: {text}"))
+}
+
+/// Appends for the configured time from `clients` tasks; returns events/s.
+async fn appends(committer: &Committer, clients: usize, events_per_append: usize) -> f64 {
+    let tenant = Uuid::now_v7();
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let committer = committer.clone();
+            let stop = stop.clone();
+            let count = count.clone();
+            tokio::spawn(async move {
+                let stream = format!("incident-{}", Uuid::now_v7());
+                let mut version = 0i64;
+                while !stop.load(Ordering::Relaxed) {
+                    let request = AppendRequest {
+                        tenant_id: tenant,
+                        streams: vec![StreamAppend {
+                            stream_id: stream.clone(),
+                            expected: ExpectedVersion::Exact(version),
+                            events: (0..events_per_append).map(|_| new_event()).collect(),
+                        }],
+                        idempotency: None,
+                    };
+                    committer.append(request).await.expect("append succeeds");
+                    version += events_per_append as i64;
+                    count.fetch_add(events_per_append as u64, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(seconds())).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+#[tokio::main]
+async fn main() {
+    let url = format!("host={} user=postgres dbname=bench", env("BENCH_PGHOST"));
+    let mut config = DbConfig::parse(&url).unwrap();
+    config.pool_size = 16;
+    opsledger_store::migrate::migrate(&config)
+        .await
+        .expect("migrations apply");
+    let owner = opsledger_store::pool::connect_owner(&config).await.unwrap();
+    owner
+        .batch_execute(
+            "CREATE TABLE raw_events (position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, \
+               event_id uuid, tenant_id uuid, stream_id text, stream_version bigint, event_type text, \
+               schema_version int, work_class text, payload json, metadata json, occurred_at timestamptz, \
+               recorded_at timestamptz, prev_hash bytea, hash bytea)",
+        )
+        .await
+        .unwrap();
+    let durability: String = owner
+        .query_one("SHOW synchronous_commit", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let fsync: String = owner.query_one("SHOW fsync", &[]).await.unwrap().get(0);
+    println!("opsledger append benchmark: {}s per scenario, fsync={fsync}, synchronous_commit={durability}", seconds());
+    println!(
+        "{:<44} {:>14} {:>14} {:>7}",
+        "scenario", "opsledger/s", "raw rows/s", "ratio"
+    );
+
+    let pool = opsledger_store::connect(&config).unwrap();
+    let committer = Committer::start(pool, opsledger_store::append::COMMITTERS_DEFAULT);
+    let single = format!("INSERT INTO raw_events (event_id, tenant_id, stream_id, stream_version, event_type, \
+        schema_version, work_class, payload, metadata, occurred_at, recorded_at, prev_hash, hash) VALUES {};\n", raw_values());
+    let mut rows = Vec::new();
+    for clients in [1usize, 8, 64] {
+        let raw = pgbench(clients, &single);
+        let ours = appends(&committer, clients, 1).await;
+        rows.push((
+            format!("single-event appends, {clients} clients"),
+            ours,
+            raw,
+        ));
+        print_row(rows.last().unwrap());
+    }
+    let multi = format!(
+        "INSERT INTO raw_events (event_id, tenant_id, stream_id, stream_version, event_type, schema_version, \
+          work_class, payload, metadata, occurred_at, recorded_at, prev_hash, hash) VALUES {};\n",
+        vec![raw_values(); BATCH_LEN].join(", ")
+    );
+    let raw = pgbench(BATCH_CLIENTS, &multi) * BATCH_LEN as f64;
+    let ours = appends(&committer, BATCH_CLIENTS, BATCH_LEN).await;
+    rows.push((
+        format!("{BATCH_LEN}-event appends, {BATCH_CLIENTS} clients"),
+        ours,
+        raw,
+    ));
+    print_row(rows.last().unwrap());
+    println!("targets: single-event at 64 clients >= 0.80 of raw; batched >= 0.50 of raw multi-row INSERT");
+}
+
+fn print_row((name, ours, raw): &(String, f64, f64)) {
+    println!("{name:<44} {ours:>14.0} {raw:>14.0} {:>7.2}", ours / raw);
+}

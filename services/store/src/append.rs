@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use deadpool_postgres::{GenericClient, Transaction};
+use deadpool_postgres::GenericClient;
 use opsledger_domain::chain::{self, ChainedContent, GENESIS};
 use opsledger_domain::NewEvent;
 use serde_json::Value;
@@ -166,9 +166,9 @@ struct EventRows {
     tenant_id: Vec<Uuid>,
     stream_id: Vec<String>,
     stream_version: Vec<i64>,
-    event_type: Vec<String>,
+    event_type: Vec<&'static str>,
     schema_version: Vec<i32>,
-    work_class: Vec<String>,
+    work_class: Vec<&'static str>,
     payload: Vec<String>,
     metadata: Vec<String>,
     occurred_at: Vec<DateTime<Utc>>,
@@ -183,13 +183,58 @@ struct Head {
 }
 
 type Outcome = Result<AppendOutcome, AppendError>;
+type Claims = HashMap<(Uuid, String), (String, Value)>;
 
-/// Writes the requests inside `tx`, deciding each one's fate. The caller
-/// commits. Returns one outcome per request, in order; an `Err` from this
-/// function means the transaction must be abandoned.
-pub async fn write_batch(
-    tx: &Transaction<'_>,
+/// Who opens and closes the transaction. When the batch owns it, BEGIN and
+/// COMMIT travel in the same pipelines as the statements, so a whole batch
+/// costs two round trips and one WAL flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TxOwner {
+    Batch,
+    Caller,
+}
+
+const LOCK_HEADS: &str = "SELECT tenant_id, last_hash, event_count, clock_timestamp() \
+     FROM tenant_chain_heads WHERE tenant_id = ANY($1) ORDER BY tenant_id FOR UPDATE";
+const CREATE_HEADS: &str = "INSERT INTO tenant_chain_heads (tenant_id, last_hash, event_count) \
+     SELECT t, $2, 0 FROM unnest($1::uuid[]) AS t ORDER BY t ON CONFLICT DO NOTHING";
+const STREAM_VERSIONS: &str =
+    "SELECT u.t, u.s, coalesce((SELECT max(e.stream_version) FROM events e \
+       WHERE e.tenant_id = u.t AND e.stream_id = u.s), 0) \
+     FROM unnest($1::uuid[], $2::text[]) AS u(t, s)";
+const CLAIMED_KEYS: &str =
+    "SELECT k.tenant_id, k.key, k.fingerprint, k.response::text FROM idempotency_keys k \
+     JOIN unnest($1::uuid[], $2::text[]) AS u(t, key) ON k.tenant_id = u.t AND k.key = u.key";
+// One statement for the whole batch; ORDER BY keeps positions in chain order.
+const INSERT_EVENTS: &str =
+    "INSERT INTO events (event_id, tenant_id, stream_id, stream_version, event_type, \
+       schema_version, work_class, payload, metadata, occurred_at, recorded_at, prev_hash, hash) \
+     SELECT e, t, s, v, ty, sv, wc, p::json, m::json, oa, ra, ph, h \
+     FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int8[], $5::text[], $6::int4[], \
+       $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[], \
+       $12::bytea[], $13::bytea[]) WITH ORDINALITY \
+       AS u(e, t, s, v, ty, sv, wc, p, m, oa, ra, ph, h, n) \
+     ORDER BY n \
+     RETURNING event_id, position";
+const UPDATE_HEADS: &str = "UPDATE tenant_chain_heads h SET last_hash = u.h, event_count = u.c \
+     FROM unnest($1::uuid[], $2::bytea[], $3::int8[]) AS u(t, h, c) WHERE h.tenant_id = u.t";
+const INSERT_CLAIMS: &str = "INSERT INTO idempotency_keys (tenant_id, key, fingerprint, response) \
+     SELECT t, k, f, r::json FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS u(t, k, f, r)";
+
+/// Writes the requests inside the caller's open transaction, deciding each
+/// one's fate; the caller commits. Returns one outcome per request, in order.
+/// An `Err` means the transaction must be abandoned.
+pub async fn write_batch<C: GenericClient>(
+    client: &C,
     requests: &[&AppendRequest],
+) -> Result<Vec<Outcome>, StoreError> {
+    write(client, requests, TxOwner::Caller).await
+}
+
+async fn write<C: GenericClient>(
+    client: &C,
+    requests: &[&AppendRequest],
+    owner: TxOwner,
 ) -> Result<Vec<Outcome>, StoreError> {
     let mut outcomes: Vec<Option<Outcome>> = requests
         .iter()
@@ -199,31 +244,98 @@ pub async fn write_batch(
     let mut tenants: Vec<Uuid> = requests.iter().map(|r| r.tenant_id).collect();
     tenants.sort();
     tenants.dedup();
-    let (mut heads, recorded_at) = lock_chain_heads(tx, &tenants).await?;
-
-    let mut stream_keys: Vec<(Uuid, String)> = Vec::new();
     let mut seen = HashSet::new();
-    let mut idem_keys: Vec<(Uuid, String)> = Vec::new();
+    let (mut stream_tenants, mut stream_ids) = (Vec::new(), Vec::new());
+    let (mut key_tenants, mut keys) = (Vec::new(), Vec::new());
     for r in requests {
         for s in &r.streams {
             if seen.insert((r.tenant_id, s.stream_id.as_str())) {
-                stream_keys.push((r.tenant_id, s.stream_id.clone()));
+                stream_tenants.push(r.tenant_id);
+                stream_ids.push(s.stream_id.as_str());
             }
         }
         if let Some(claim) = &r.idempotency {
-            idem_keys.push((r.tenant_id, claim.key.clone()));
+            key_tenants.push(r.tenant_id);
+            keys.push(claim.key.as_str());
         }
     }
-    // Both lookups are pipelined on the one connection.
-    let (mut versions, mut claimed) = tokio::try_join!(
-        stream_versions(tx, &stream_keys),
-        claimed_keys(tx, &idem_keys)
+
+    // Statements are prepared once per connection, then cached.
+    let lock = client.prepare_cached(LOCK_HEADS).await?;
+    let versions = client.prepare_cached(STREAM_VERSIONS).await?;
+    let claims = client.prepare_cached(CLAIMED_KEYS).await?;
+
+    // Round trip 1: begin, lock the tenants' chain heads (in tenant order, so
+    // batches never deadlock), then — once the locks are held, as the server
+    // runs a pipeline in order — read stream versions and claimed keys.
+    let read_state = || async {
+        tokio::try_join!(
+            async {
+                client
+                    .query(&versions, &[&stream_tenants, &stream_ids])
+                    .await
+            },
+            async {
+                if keys.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    client.query(&claims, &[&key_tenants, &keys]).await
+                }
+            }
+        )
+    };
+    let (_, mut head_rows, (mut version_rows, mut claim_rows)) = tokio::try_join!(
+        async {
+            match owner {
+                TxOwner::Batch => client.batch_execute("BEGIN").await,
+                TxOwner::Caller => Ok(()),
+            }
+        },
+        async { client.query(&lock, &[&tenants]).await },
+        read_state(),
     )?;
+    if head_rows.len() < tenants.len() {
+        // A tenant's first append: create its head, lock it, and read again
+        // now that every lock is held.
+        let create = client.prepare_cached(CREATE_HEADS).await?;
+        client
+            .execute(&create, &[&tenants, &GENESIS.as_slice()])
+            .await?;
+        head_rows = client.query(&lock, &[&tenants]).await?;
+        (version_rows, claim_rows) = read_state().await?;
+    }
+
+    let mut heads: HashMap<Uuid, Head> = HashMap::new();
+    let mut recorded_at: Option<DateTime<Utc>> = None;
+    for row in &head_rows {
+        heads.insert(
+            row.get(0),
+            Head {
+                hash: row.get(1),
+                count: row.get(2),
+            },
+        );
+        let at: DateTime<Utc> = row.get(3);
+        recorded_at = Some(recorded_at.map_or(at, |r| r.max(at)));
+    }
+    let recorded_at =
+        recorded_at.ok_or_else(|| StoreError::Corrupt("no chain head locked".into()))?;
+    let mut versions: HashMap<(Uuid, String), i64> = version_rows
+        .iter()
+        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+        .collect();
+    let mut claimed: Claims = HashMap::new();
+    for r in &claim_rows {
+        let response: String = r.get(3);
+        let response = serde_json::from_str(&response)
+            .map_err(|e| StoreError::Corrupt(format!("idempotent response: {e}")))?;
+        claimed.insert((r.get(0), r.get(1)), (r.get(2), response));
+    }
 
     let mut rows = EventRows::default();
     let mut new_claims: Vec<(Uuid, &IdempotencyClaim)> = Vec::new();
-    // For each request that commits: its event ids, to learn its positions.
-    let mut committed_ids: Vec<(usize, Vec<StreamCommitted>, Vec<Uuid>)> = Vec::new();
+    // For each request that commits: its streams' versions and its event ids.
+    let mut committed: Vec<(usize, Vec<StreamCommitted>, Vec<Uuid>)> = Vec::new();
 
     'requests: for (i, req) in requests.iter().enumerate() {
         if outcomes[i].is_some() {
@@ -279,7 +391,7 @@ pub async fn write_batch(
             .get_mut(&req.tenant_id)
             .expect("every tenant's head was locked");
         let mut ids = Vec::new();
-        let mut stream_versions_after = Vec::new();
+        let mut streams_after: Vec<StreamCommitted> = Vec::new();
         for s in &req.streams {
             let key = (req.tenant_id, s.stream_id.clone());
             let mut version = versions.get(&key).copied().unwrap_or(0);
@@ -308,10 +420,9 @@ pub async fn write_batch(
                 rows.tenant_id.push(req.tenant_id);
                 rows.stream_id.push(s.stream_id.clone());
                 rows.stream_version.push(version);
-                rows.event_type.push(event.kind.name.to_owned());
+                rows.event_type.push(event.kind.name);
                 rows.schema_version.push(event.kind.schema_version);
-                rows.work_class
-                    .push(event.kind.work_class.as_str().to_owned());
+                rows.work_class.push(event.kind.work_class.as_str());
                 rows.payload.push(payload);
                 rows.metadata.push(metadata);
                 rows.occurred_at.push(event.occurred_at);
@@ -323,8 +434,8 @@ pub async fn write_batch(
                 ids.push(event.event_id);
             }
             versions.insert(key, version);
-            stream_versions_after.retain(|c: &StreamCommitted| c.stream_id != s.stream_id);
-            stream_versions_after.push(StreamCommitted {
+            streams_after.retain(|c| c.stream_id != s.stream_id);
+            streams_after.push(StreamCommitted {
                 stream_id: s.stream_id.clone(),
                 version,
             });
@@ -336,201 +447,112 @@ pub async fn write_batch(
             );
             new_claims.push((req.tenant_id, claim));
         }
-        committed_ids.push((i, stream_versions_after, ids));
+        committed.push((i, streams_after, ids));
     }
 
-    if !rows.event_id.is_empty() {
-        let positions = insert_events(tx, &rows).await?;
-        let mut last_position_of_tenant: HashMap<Uuid, i64> = HashMap::new();
-        for (tenant, id) in rows.tenant_id.iter().zip(&rows.event_id) {
-            let p = positions[id];
-            let last = last_position_of_tenant.entry(*tenant).or_insert(p);
-            *last = (*last).max(p);
+    // Round trip 2: insert, move the chain heads, keep the keys, commit.
+    let insert = client.prepare_cached(INSERT_EVENTS).await?;
+    let update = client.prepare_cached(UPDATE_HEADS).await?;
+    let insert_claims = client.prepare_cached(INSERT_CLAIMS).await?;
+    let (head_tenants, head_hashes, head_counts): (Vec<Uuid>, Vec<Vec<u8>>, Vec<i64>) = {
+        let mut t = Vec::new();
+        let mut h = Vec::new();
+        let mut c = Vec::new();
+        for (tenant, head) in &heads {
+            t.push(*tenant);
+            h.push(head.hash.clone());
+            c.push(head.count);
         }
-        update_chain_heads(tx, &heads, &last_position_of_tenant).await?;
-        insert_claims(tx, &new_claims).await?;
-        for (i, streams, ids) in committed_ids {
-            let last_position = ids.iter().map(|id| positions[id]).max().unwrap_or(0);
-            outcomes[i] = Some(Ok(AppendOutcome::Committed {
-                streams,
-                last_position,
-            }));
-        }
+        (t, h, c)
+    };
+    let claim_tenants: Vec<Uuid> = new_claims.iter().map(|(t, _)| *t).collect();
+    let claim_keys: Vec<&str> = new_claims.iter().map(|(_, c)| c.key.as_str()).collect();
+    let claim_fingerprints: Vec<&str> = new_claims
+        .iter()
+        .map(|(_, c)| c.fingerprint.as_str())
+        .collect();
+    let claim_responses: Vec<String> = new_claims
+        .iter()
+        .map(|(_, c)| c.response.to_string())
+        .collect();
+    let anything = !rows.event_id.is_empty();
+    let (inserted, _, _, _) = tokio::try_join!(
+        async {
+            if anything {
+                client
+                    .query(
+                        &insert,
+                        &[
+                            &rows.event_id,
+                            &rows.tenant_id,
+                            &rows.stream_id,
+                            &rows.stream_version,
+                            &rows.event_type,
+                            &rows.schema_version,
+                            &rows.work_class,
+                            &rows.payload,
+                            &rows.metadata,
+                            &rows.occurred_at,
+                            &rows.recorded_at,
+                            &rows.prev_hash,
+                            &rows.hash,
+                        ],
+                    )
+                    .await
+            } else {
+                Ok(Vec::new())
+            }
+        },
+        async {
+            if anything {
+                client
+                    .execute(&update, &[&head_tenants, &head_hashes, &head_counts])
+                    .await
+            } else {
+                Ok(0)
+            }
+        },
+        async {
+            if new_claims.is_empty() {
+                Ok(0)
+            } else {
+                client
+                    .execute(
+                        &insert_claims,
+                        &[
+                            &claim_tenants,
+                            &claim_keys,
+                            &claim_fingerprints,
+                            &claim_responses,
+                        ],
+                    )
+                    .await
+            }
+        },
+        async {
+            match owner {
+                TxOwner::Batch => client.batch_execute("COMMIT").await,
+                TxOwner::Caller => Ok(()),
+            }
+        },
+    )?;
+    let positions: HashMap<Uuid, i64> = inserted.iter().map(|r| (r.get(0), r.get(1))).collect();
+    for (i, streams, ids) in committed {
+        let last_position = ids
+            .iter()
+            .filter_map(|id| positions.get(id))
+            .copied()
+            .max()
+            .unwrap_or(0);
+        outcomes[i] = Some(Ok(AppendOutcome::Committed {
+            streams,
+            last_position,
+        }));
     }
     Ok(outcomes
         .into_iter()
         .map(|o| o.expect("every request was decided"))
         .collect())
-}
-
-/// Locks the chain head of every tenant in the batch, in tenant order (so two
-/// batches never deadlock), creating missing heads. Returns the heads and the
-/// server's clock after the locks were granted: the events' `recorded_at`.
-async fn lock_chain_heads(
-    tx: &Transaction<'_>,
-    tenants: &[Uuid],
-) -> Result<(HashMap<Uuid, Head>, DateTime<Utc>), StoreError> {
-    const LOCK: &str = "SELECT tenant_id, last_hash, event_count, clock_timestamp() \
-         FROM tenant_chain_heads WHERE tenant_id = ANY($1) ORDER BY tenant_id FOR UPDATE";
-    let lock = tx.prepare_cached(LOCK).await?;
-    let mut rows = tx.query(&lock, &[&tenants]).await?;
-    if rows.len() < tenants.len() {
-        tx.execute(
-            "INSERT INTO tenant_chain_heads (tenant_id, last_position, last_hash, event_count) \
-             SELECT t, 0, $2, 0 FROM unnest($1::uuid[]) AS t ORDER BY t ON CONFLICT DO NOTHING",
-            &[&tenants, &GENESIS.as_slice()],
-        )
-        .await?;
-        rows = tx.query(&lock, &[&tenants]).await?;
-    }
-    let mut heads = HashMap::new();
-    let mut recorded_at = None;
-    for row in rows {
-        heads.insert(
-            row.get(0),
-            Head {
-                hash: row.get(1),
-                count: row.get(2),
-            },
-        );
-        let at: DateTime<Utc> = row.get(3);
-        recorded_at = Some(recorded_at.map_or(at, |r: DateTime<Utc>| r.max(at)));
-    }
-    let recorded_at =
-        recorded_at.ok_or_else(|| StoreError::Corrupt("no chain head locked".into()))?;
-    Ok((heads, recorded_at))
-}
-
-async fn stream_versions(
-    tx: &Transaction<'_>,
-    keys: &[(Uuid, String)],
-) -> Result<HashMap<(Uuid, String), i64>, StoreError> {
-    let (tenants, streams): (Vec<Uuid>, Vec<String>) = keys.iter().cloned().unzip();
-    let stmt = tx
-        .prepare_cached(
-            "SELECT u.t, u.s, coalesce((SELECT max(e.stream_version) FROM events e \
-               WHERE e.tenant_id = u.t AND e.stream_id = u.s), 0) \
-             FROM unnest($1::uuid[], $2::text[]) AS u(t, s)",
-        )
-        .await?;
-    let rows = tx.query(&stmt, &[&tenants, &streams]).await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
-        .collect())
-}
-
-type Claims = HashMap<(Uuid, String), (String, Value)>;
-
-async fn claimed_keys(tx: &Transaction<'_>, keys: &[(Uuid, String)]) -> Result<Claims, StoreError> {
-    if keys.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let (tenants, names): (Vec<Uuid>, Vec<String>) = keys.iter().cloned().unzip();
-    let rows = tx
-        .query(
-            "SELECT k.tenant_id, k.key, k.fingerprint, k.response::text FROM idempotency_keys k \
-             JOIN unnest($1::uuid[], $2::text[]) AS u(t, key) ON k.tenant_id = u.t AND k.key = u.key",
-            &[&tenants, &names],
-        )
-        .await?;
-    rows.into_iter()
-        .map(|r| {
-            let response: String = r.get(3);
-            let response = serde_json::from_str(&response)
-                .map_err(|e| StoreError::Corrupt(format!("idempotent response: {e}")))?;
-            Ok(((r.get(0), r.get(1)), (r.get(2), response)))
-        })
-        .collect()
-}
-
-async fn insert_events(
-    tx: &Transaction<'_>,
-    rows: &EventRows,
-) -> Result<HashMap<Uuid, i64>, StoreError> {
-    // One statement for the whole batch; ORDER BY keeps positions in chain order.
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO events (event_id, tenant_id, stream_id, stream_version, event_type, \
-               schema_version, work_class, payload, metadata, occurred_at, recorded_at, prev_hash, hash) \
-             SELECT e, t, s, v, ty, sv, wc, p::json, m::json, oa, ra, ph, h \
-             FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int8[], $5::text[], $6::int4[], \
-               $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[], \
-               $12::bytea[], $13::bytea[]) WITH ORDINALITY \
-               AS u(e, t, s, v, ty, sv, wc, p, m, oa, ra, ph, h, n) \
-             ORDER BY n \
-             RETURNING event_id, position",
-        )
-        .await?;
-    let returned = tx
-        .query(
-            &stmt,
-            &[
-                &rows.event_id,
-                &rows.tenant_id,
-                &rows.stream_id,
-                &rows.stream_version,
-                &rows.event_type,
-                &rows.schema_version,
-                &rows.work_class,
-                &rows.payload,
-                &rows.metadata,
-                &rows.occurred_at,
-                &rows.recorded_at,
-                &rows.prev_hash,
-                &rows.hash,
-            ],
-        )
-        .await?;
-    Ok(returned.into_iter().map(|r| (r.get(0), r.get(1))).collect())
-}
-
-async fn update_chain_heads(
-    tx: &Transaction<'_>,
-    heads: &HashMap<Uuid, Head>,
-    last_positions: &HashMap<Uuid, i64>,
-) -> Result<(), StoreError> {
-    let mut tenants = Vec::new();
-    let mut hashes = Vec::new();
-    let mut counts = Vec::new();
-    let mut positions = Vec::new();
-    for (tenant, position) in last_positions {
-        let head = &heads[tenant];
-        tenants.push(*tenant);
-        hashes.push(head.hash.clone());
-        counts.push(head.count);
-        positions.push(*position);
-    }
-    let stmt = tx
-        .prepare_cached(
-            "UPDATE tenant_chain_heads h SET last_hash = u.h, event_count = u.c, last_position = u.p \
-             FROM unnest($1::uuid[], $2::bytea[], $3::int8[], $4::int8[]) AS u(t, h, c, p) \
-             WHERE h.tenant_id = u.t",
-        )
-        .await?;
-    tx.execute(&stmt, &[&tenants, &hashes, &counts, &positions])
-        .await?;
-    Ok(())
-}
-
-async fn insert_claims(
-    tx: &Transaction<'_>,
-    claims: &[(Uuid, &IdempotencyClaim)],
-) -> Result<(), StoreError> {
-    if claims.is_empty() {
-        return Ok(());
-    }
-    let tenants: Vec<Uuid> = claims.iter().map(|(t, _)| *t).collect();
-    let keys: Vec<&str> = claims.iter().map(|(_, c)| c.key.as_str()).collect();
-    let fingerprints: Vec<&str> = claims.iter().map(|(_, c)| c.fingerprint.as_str()).collect();
-    let responses: Vec<String> = claims.iter().map(|(_, c)| c.response.to_string()).collect();
-    tx.execute(
-        "INSERT INTO idempotency_keys (tenant_id, key, fingerprint, response) \
-         SELECT t, k, f, r::json FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS u(t, k, f, r)",
-        &[&tenants, &keys, &fingerprints, &responses],
-    )
-    .await?;
-    Ok(())
 }
 
 /// Appends in a transaction of its own, without group commit.
@@ -543,11 +565,18 @@ async fn commit_batch(
     pool: &Pool,
     requests: &[&AppendRequest],
 ) -> Result<Vec<Outcome>, StoreError> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    let outcomes = write_batch(&tx, requests).await?;
-    tx.commit().await?;
-    Ok(outcomes)
+    let client = pool.get().await?;
+    match write(&client, requests, TxOwner::Batch).await {
+        Ok(outcomes) => Ok(outcomes),
+        Err(e) => {
+            // Leave no transaction open on a pooled connection; if even that
+            // fails, the connection is not returned to the pool at all.
+            if client.batch_execute("ROLLBACK").await.is_err() {
+                drop(deadpool_postgres::Object::take(client));
+            }
+            Err(e)
+        }
+    }
 }
 
 // ------------------------------------------------------------ group commit

@@ -2,6 +2,8 @@
 //! that does not match: an altered row, a row removed from the middle (the next
 //! event no longer links) or from the end (the chain head disagrees).
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use opsledger_domain::chain::{self, ChainedContent, GENESIS};
@@ -27,56 +29,34 @@ pub struct Mismatch {
 pub struct VerifyReport {
     pub tenants: usize,
     pub events: u64,
-    /// The first event, per tenant in tenant order, whose hash does not match.
+    /// The first event, in position order, whose hash does not match.
     pub first_mismatch: Option<Mismatch>,
 }
 
+/// What is known of one tenant's chain while walking the events.
+struct Chain {
+    prev: Vec<u8>,
+    count: u64,
+    last: Option<(i64, Uuid, String, i64)>,
+}
+
+/// Walks every event once in position order (the primary key), following
+/// each tenant's chain, then checks each chain's end against its head.
 pub async fn verify<C: GenericClient>(
     client: &C,
     only_tenant: Option<Uuid>,
 ) -> Result<VerifyReport, StoreError> {
-    let tenants: Vec<Uuid> = client
-        .query(
-            "SELECT tenant_id FROM (SELECT DISTINCT tenant_id FROM events \
-               UNION SELECT tenant_id FROM tenant_chain_heads) t \
-             WHERE $1::uuid IS NULL OR tenant_id = $1 ORDER BY tenant_id",
-            &[&only_tenant],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let mut report = VerifyReport {
-        tenants: tenants.len(),
-        events: 0,
-        first_mismatch: None,
-    };
-    for tenant in tenants {
-        let (checked, mismatch) = verify_tenant(client, tenant).await?;
-        report.events += checked;
-        if mismatch.is_some() {
-            report.first_mismatch = mismatch;
-            break;
-        }
-    }
-    Ok(report)
-}
-
-async fn verify_tenant<C: GenericClient>(
-    client: &C,
-    tenant: Uuid,
-) -> Result<(u64, Option<Mismatch>), StoreError> {
-    let mut prev: Vec<u8> = GENESIS.to_vec();
+    let mut chains: HashMap<Uuid, Chain> = HashMap::new();
+    let mut events = 0u64;
     let mut after = 0i64;
-    let mut checked = 0u64;
-    let mut last: Option<(i64, Uuid, String, i64)> = None;
     loop {
         let rows = client
             .query(
-                "SELECT position, event_id, stream_id, stream_version, event_type, schema_version, \
+                "SELECT position, event_id, tenant_id, stream_id, stream_version, event_type, schema_version, \
                    work_class, payload::text, metadata::text, occurred_at, recorded_at, prev_hash, hash \
-                 FROM events WHERE tenant_id = $1 AND position > $2 ORDER BY position LIMIT $3",
-                &[&tenant, &after, &VERIFY_PAGE_ROWS],
+                 FROM events WHERE position > $1 AND ($2::uuid IS NULL OR tenant_id = $2) \
+                 ORDER BY position LIMIT $3",
+                &[&after, &only_tenant, &VERIFY_PAGE_ROWS],
             )
             .await?;
         if rows.is_empty() {
@@ -85,25 +65,31 @@ async fn verify_tenant<C: GenericClient>(
         for row in &rows {
             let position: i64 = row.get(0);
             let event_id: Uuid = row.get(1);
-            let stream_id: String = row.get(2);
-            let stream_version: i64 = row.get(3);
-            let event_type: String = row.get(4);
-            let work_class: String = row.get(6);
-            let payload: String = row.get(7);
-            let metadata: String = row.get(8);
-            let occurred_at: DateTime<Utc> = row.get(9);
-            let recorded_at: DateTime<Utc> = row.get(10);
-            let stored_prev: Vec<u8> = row.get(11);
-            let stored_hash: Vec<u8> = row.get(12);
+            let tenant_id: Uuid = row.get(2);
+            let stream_id: String = row.get(3);
+            let stream_version: i64 = row.get(4);
+            let event_type: String = row.get(5);
+            let work_class: String = row.get(7);
+            let payload: String = row.get(8);
+            let metadata: String = row.get(9);
+            let occurred_at: DateTime<Utc> = row.get(10);
+            let recorded_at: DateTime<Utc> = row.get(11);
+            let stored_prev: Vec<u8> = row.get(12);
+            let stored_hash: Vec<u8> = row.get(13);
+            let chain = chains.entry(tenant_id).or_insert_with(|| Chain {
+                prev: GENESIS.to_vec(),
+                count: 0,
+                last: None,
+            });
             let computed = chain::link_hash(
-                &prev,
+                &chain.prev,
                 &ChainedContent {
                     event_id,
-                    tenant_id: tenant,
+                    tenant_id,
                     stream_id: &stream_id,
                     stream_version,
                     event_type: &event_type,
-                    schema_version: row.get(5),
+                    schema_version: row.get(6),
                     work_class: &work_class,
                     payload_json: &payload,
                     metadata_json: &metadata,
@@ -111,7 +97,7 @@ async fn verify_tenant<C: GenericClient>(
                     recorded_at,
                 },
             );
-            let reason = if stored_prev != prev {
+            let reason = if stored_prev != chain.prev {
                 Some("does not link to the previous event of its tenant (an event before it was removed or altered)".to_owned())
             } else if stored_hash.as_slice() != computed.as_slice() {
                 Some(format!(
@@ -123,51 +109,84 @@ async fn verify_tenant<C: GenericClient>(
                 None
             };
             if let Some(reason) = reason {
-                return Ok((
-                    checked,
-                    Some(Mismatch {
-                        tenant_id: tenant,
-                        position,
-                        event_id: Some(event_id),
-                        stream_id,
-                        stream_version,
-                        reason,
-                    }),
-                ));
+                let mismatch = Mismatch {
+                    tenant_id,
+                    position,
+                    event_id: Some(event_id),
+                    stream_id,
+                    stream_version,
+                    reason,
+                };
+                return Ok(VerifyReport {
+                    tenants: chains.len(),
+                    events,
+                    first_mismatch: Some(mismatch),
+                });
             }
-            checked += 1;
-            prev = stored_hash;
+            events += 1;
+            chain.count += 1;
+            chain.prev = stored_hash;
+            chain.last = Some((position, event_id, stream_id, stream_version));
             after = position;
-            last = Some((position, event_id, stream_id, stream_version));
         }
     }
-    let head = client
-        .query_opt(
-            "SELECT event_count, last_hash FROM tenant_chain_heads WHERE tenant_id = $1",
-            &[&tenant],
+
+    // Events removed from the end of a chain leave no broken link: the head,
+    // moved in the same transaction as every append, tells.
+    let heads = client
+        .query(
+            "SELECT tenant_id, event_count, last_hash FROM tenant_chain_heads \
+             WHERE $1::uuid IS NULL OR tenant_id = $1 ORDER BY tenant_id",
+            &[&only_tenant],
         )
         .await?;
-    let (count, last_hash): (i64, Vec<u8>) = match &head {
-        Some(row) => (row.get(0), row.get(1)),
-        None => (0, GENESIS.to_vec()),
-    };
-    if count as u64 != checked || last_hash != prev {
-        let (position, event_id, stream_id, stream_version) = last
-            .map(|(p, e, s, v)| (p, Some(e), s, v))
-            .unwrap_or((0, None, String::new(), 0));
-        return Ok((
-            checked,
-            Some(Mismatch {
-                tenant_id: tenant,
+    let mut tenants: Vec<Uuid> = chains.keys().copied().collect();
+    for head in &heads {
+        let tenant_id: Uuid = head.get(0);
+        if !chains.contains_key(&tenant_id) {
+            tenants.push(tenant_id);
+        }
+    }
+    tenants.sort();
+    let head_of: HashMap<Uuid, (i64, Vec<u8>)> = heads
+        .iter()
+        .map(|h| (h.get(0), (h.get(1), h.get(2))))
+        .collect();
+    for tenant_id in &tenants {
+        let walked = chains.get(tenant_id);
+        let (count, prev, last) = match walked {
+            Some(c) => (c.count, c.prev.clone(), c.last.clone()),
+            None => (0, GENESIS.to_vec(), None),
+        };
+        let reason = match head_of.get(tenant_id) {
+            None => Some("the tenant's chain head is missing".to_owned()),
+            Some((head_count, head_hash)) if *head_count as u64 != count || *head_hash != prev => Some(format!(
+                "the chain head records {head_count} events but {count} were found: events after this one were removed"
+            )),
+            Some(_) => None,
+        };
+        if let Some(reason) = reason {
+            let (position, event_id, stream_id, stream_version) = last
+                .map(|(p, e, s, v)| (p, Some(e), s, v))
+                .unwrap_or((0, None, String::new(), 0));
+            let mismatch = Mismatch {
+                tenant_id: *tenant_id,
                 position,
                 event_id,
                 stream_id,
                 stream_version,
-                reason: format!(
-                    "the chain head records {count} events but {checked} were found: events after this one were removed"
-                ),
-            }),
-        ));
+                reason,
+            };
+            return Ok(VerifyReport {
+                tenants: tenants.len(),
+                events,
+                first_mismatch: Some(mismatch),
+            });
+        }
     }
-    Ok((checked, None))
+    Ok(VerifyReport {
+        tenants: tenants.len(),
+        events,
+        first_mismatch: None,
+    })
 }
