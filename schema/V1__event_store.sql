@@ -45,6 +45,9 @@ CREATE TABLE events (
     metadata        json NOT NULL,
     occurred_at     timestamptz NOT NULL,
     recorded_at     timestamptz NOT NULL,
+    -- The strand of the tenant's hash chain this event belongs to (a stable
+    -- hash of stream_id); prev_hash is the previous event of that strand.
+    chain_lane      smallint NOT NULL CHECK (chain_lane >= 0),
     prev_hash       bytea NOT NULL,
     hash            bytea NOT NULL,
     UNIQUE (tenant_id, stream_id, stream_version)
@@ -70,12 +73,15 @@ CREATE TRIGGER events_no_truncate
     BEFORE TRUNCATE ON events
     FOR EACH STATEMENT EXECUTE FUNCTION events_refuse_change();
 
--- The head of each tenant's hash chain. Locking this row is what orders a
--- tenant's appends; a whole group-committed batch takes it once.
+-- The head of each strand of a tenant's hash chain. Locking this row is what
+-- orders the appends to the strand's streams; a whole group-committed batch
+-- takes it once.
 CREATE TABLE tenant_chain_heads (
-    tenant_id       uuid PRIMARY KEY,
+    tenant_id       uuid NOT NULL,
+    chain_lane      smallint NOT NULL,
     last_hash       bytea NOT NULL,
-    event_count     bigint NOT NULL
+    event_count     bigint NOT NULL,
+    PRIMARY KEY (tenant_id, chain_lane)
 );
 
 -- Idempotency keys, written in the same transaction as the events they guard.

@@ -135,5 +135,5 @@ async fn a_removed_event_is_found_by_the_next_one_or_the_head() {
         .first_mismatch
         .unwrap();
     assert_eq!(bad.position, positions[3]);
-    assert!(bad.reason.contains("chain head"), "{}", bad.reason);
+    assert!(bad.reason.contains("head of strand"), "{}", bad.reason);
 }

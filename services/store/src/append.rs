@@ -16,10 +16,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
-use opsledger_domain::chain::{self, ChainedContent, GENESIS};
+use opsledger_domain::chain::{self, lane_of, ChainedContent, GENESIS};
 use opsledger_domain::NewEvent;
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot, watch, Mutex};
+use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use crate::{Pool, StoreError};
@@ -34,7 +34,8 @@ pub const STREAM_ID_LEN_MAX: usize = 200;
 /// Payload of one event at most, as JSON text: bodies are capped at 1 MiB by
 /// the HTTP layer, and no fact needs more than that.
 pub const PAYLOAD_LEN_MAX_BYTES: usize = 1 << 20;
-/// Committer tasks: two let one batch's Rust-side work overlap another's flush.
+/// Committer tasks: two let the strands of a tenant commit in parallel on a
+/// 2-core machine; more only add lock waits.
 pub const COMMITTERS_DEFAULT: usize = 2;
 /// Requests waiting for a committer before callers are pushed back on.
 const QUEUE_LEN: usize = 8_192;
@@ -173,6 +174,7 @@ struct EventRows {
     metadata: Vec<String>,
     occurred_at: Vec<DateTime<Utc>>,
     recorded_at: Vec<DateTime<Utc>>,
+    chain_lane: Vec<i16>,
     prev_hash: Vec<Vec<u8>>,
     hash: Vec<Vec<u8>>,
 }
@@ -194,10 +196,13 @@ enum TxOwner {
     Caller,
 }
 
-const LOCK_HEADS: &str = "SELECT tenant_id, last_hash, event_count, clock_timestamp() \
-     FROM tenant_chain_heads WHERE tenant_id = ANY($1) ORDER BY tenant_id FOR UPDATE";
-const CREATE_HEADS: &str = "INSERT INTO tenant_chain_heads (tenant_id, last_hash, event_count) \
-     SELECT t, $2, 0 FROM unnest($1::uuid[]) AS t ORDER BY t ON CONFLICT DO NOTHING";
+const LOCK_HEADS: &str =
+    "SELECT h.tenant_id, h.chain_lane, h.last_hash, h.event_count, clock_timestamp() \
+     FROM tenant_chain_heads h JOIN unnest($1::uuid[], $2::int2[]) AS u(t, l) \
+       ON h.tenant_id = u.t AND h.chain_lane = u.l \
+     ORDER BY h.tenant_id, h.chain_lane FOR UPDATE OF h";
+const CREATE_HEADS: &str = "INSERT INTO tenant_chain_heads (tenant_id, chain_lane, last_hash, event_count) \
+     SELECT t, l, $3, 0 FROM unnest($1::uuid[], $2::int2[]) AS u(t, l) ORDER BY t, l ON CONFLICT DO NOTHING";
 const STREAM_VERSIONS: &str =
     "SELECT u.t, u.s, coalesce((SELECT max(e.stream_version) FROM events e \
        WHERE e.tenant_id = u.t AND e.stream_id = u.s), 0) \
@@ -208,16 +213,17 @@ const CLAIMED_KEYS: &str =
 // One statement for the whole batch; ORDER BY keeps positions in chain order.
 const INSERT_EVENTS: &str =
     "INSERT INTO events (event_id, tenant_id, stream_id, stream_version, event_type, \
-       schema_version, work_class, payload, metadata, occurred_at, recorded_at, prev_hash, hash) \
-     SELECT e, t, s, v, ty, sv, wc, p::json, m::json, oa, ra, ph, h \
+       schema_version, work_class, payload, metadata, occurred_at, recorded_at, chain_lane, prev_hash, hash) \
+     SELECT e, t, s, v, ty, sv, wc, p::json, m::json, oa, ra, cl, ph, h \
      FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int8[], $5::text[], $6::int4[], \
        $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[], \
-       $12::bytea[], $13::bytea[]) WITH ORDINALITY \
-       AS u(e, t, s, v, ty, sv, wc, p, m, oa, ra, ph, h, n) \
+       $12::int2[], $13::bytea[], $14::bytea[]) WITH ORDINALITY \
+       AS u(e, t, s, v, ty, sv, wc, p, m, oa, ra, cl, ph, h, n) \
      ORDER BY n \
      RETURNING event_id, position";
 const UPDATE_HEADS: &str = "UPDATE tenant_chain_heads h SET last_hash = u.h, event_count = u.c \
-     FROM unnest($1::uuid[], $2::bytea[], $3::int8[]) AS u(t, h, c) WHERE h.tenant_id = u.t";
+     FROM unnest($1::uuid[], $2::int2[], $3::bytea[], $4::int8[]) AS u(t, l, h, c) \
+     WHERE h.tenant_id = u.t AND h.chain_lane = u.l";
 const INSERT_CLAIMS: &str = "INSERT INTO idempotency_keys (tenant_id, key, fingerprint, response) \
      SELECT t, k, f, r::json FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS u(t, k, f, r)";
 
@@ -241,9 +247,17 @@ async fn write<C: GenericClient>(
         .map(|r| validate(r).err().map(Err))
         .collect();
 
-    let mut tenants: Vec<Uuid> = requests.iter().map(|r| r.tenant_id).collect();
-    tenants.sort();
-    tenants.dedup();
+    let mut strands: Vec<(Uuid, i16)> = requests
+        .iter()
+        .flat_map(|r| {
+            r.streams
+                .iter()
+                .map(|s| (r.tenant_id, lane_of(&s.stream_id)))
+        })
+        .collect();
+    strands.sort();
+    strands.dedup();
+    let (strand_tenants, strand_lanes): (Vec<Uuid>, Vec<i16>) = strands.iter().copied().unzip();
     let mut seen = HashSet::new();
     let (mut stream_tenants, mut stream_ids) = (Vec::new(), Vec::new());
     let (mut key_tenants, mut keys) = (Vec::new(), Vec::new());
@@ -265,8 +279,8 @@ async fn write<C: GenericClient>(
     let versions = client.prepare_cached(STREAM_VERSIONS).await?;
     let claims = client.prepare_cached(CLAIMED_KEYS).await?;
 
-    // Round trip 1: begin, lock the tenants' chain heads (in tenant order, so
-    // batches never deadlock), then — once the locks are held, as the server
+    // Round trip 1: begin, lock the chain heads of the strands written (in
+    // order, so batches never deadlock), then — once the locks are held, as the server
     // runs a pipeline in order — read stream versions and claimed keys.
     let read_state = || async {
         tokio::try_join!(
@@ -291,31 +305,36 @@ async fn write<C: GenericClient>(
                 TxOwner::Caller => Ok(()),
             }
         },
-        async { client.query(&lock, &[&tenants]).await },
+        async { client.query(&lock, &[&strand_tenants, &strand_lanes]).await },
         read_state(),
     )?;
-    if head_rows.len() < tenants.len() {
-        // A tenant's first append: create its head, lock it, and read again
+    if head_rows.len() < strands.len() {
+        // A strand's first append: create its head, lock it, and read again
         // now that every lock is held.
         let create = client.prepare_cached(CREATE_HEADS).await?;
         client
-            .execute(&create, &[&tenants, &GENESIS.as_slice()])
+            .execute(
+                &create,
+                &[&strand_tenants, &strand_lanes, &GENESIS.as_slice()],
+            )
             .await?;
-        head_rows = client.query(&lock, &[&tenants]).await?;
+        head_rows = client
+            .query(&lock, &[&strand_tenants, &strand_lanes])
+            .await?;
         (version_rows, claim_rows) = read_state().await?;
     }
 
-    let mut heads: HashMap<Uuid, Head> = HashMap::new();
+    let mut heads: HashMap<(Uuid, i16), Head> = HashMap::new();
     let mut recorded_at: Option<DateTime<Utc>> = None;
     for row in &head_rows {
         heads.insert(
-            row.get(0),
+            (row.get(0), row.get(1)),
             Head {
-                hash: row.get(1),
-                count: row.get(2),
+                hash: row.get(2),
+                count: row.get(3),
             },
         );
-        let at: DateTime<Utc> = row.get(3);
+        let at: DateTime<Utc> = row.get(4);
         recorded_at = Some(recorded_at.map_or(at, |r| r.max(at)));
     }
     let recorded_at =
@@ -387,12 +406,13 @@ async fn write<C: GenericClient>(
             continue;
         }
         let mut payloads = payloads.into_iter();
-        let head = heads
-            .get_mut(&req.tenant_id)
-            .expect("every tenant's head was locked");
         let mut ids = Vec::new();
         let mut streams_after: Vec<StreamCommitted> = Vec::new();
         for s in &req.streams {
+            let lane = lane_of(&s.stream_id);
+            let head = heads
+                .get_mut(&(req.tenant_id, lane))
+                .expect("every strand's head was locked");
             let key = (req.tenant_id, s.stream_id.clone());
             let mut version = versions.get(&key).copied().unwrap_or(0);
             for event in &s.events {
@@ -427,6 +447,7 @@ async fn write<C: GenericClient>(
                 rows.metadata.push(metadata);
                 rows.occurred_at.push(event.occurred_at);
                 rows.recorded_at.push(recorded_at);
+                rows.chain_lane.push(lane);
                 rows.prev_hash
                     .push(std::mem::replace(&mut head.hash, hash.to_vec()));
                 rows.hash.push(hash.to_vec());
@@ -454,17 +475,16 @@ async fn write<C: GenericClient>(
     let insert = client.prepare_cached(INSERT_EVENTS).await?;
     let update = client.prepare_cached(UPDATE_HEADS).await?;
     let insert_claims = client.prepare_cached(INSERT_CLAIMS).await?;
-    let (head_tenants, head_hashes, head_counts): (Vec<Uuid>, Vec<Vec<u8>>, Vec<i64>) = {
-        let mut t = Vec::new();
-        let mut h = Vec::new();
-        let mut c = Vec::new();
-        for (tenant, head) in &heads {
-            t.push(*tenant);
-            h.push(head.hash.clone());
-            c.push(head.count);
-        }
-        (t, h, c)
-    };
+    let mut head_tenants = Vec::new();
+    let mut head_lanes = Vec::new();
+    let mut head_hashes = Vec::new();
+    let mut head_counts = Vec::new();
+    for ((tenant, lane), head) in &heads {
+        head_tenants.push(*tenant);
+        head_lanes.push(*lane);
+        head_hashes.push(head.hash.clone());
+        head_counts.push(head.count);
+    }
     let claim_tenants: Vec<Uuid> = new_claims.iter().map(|(t, _)| *t).collect();
     let claim_keys: Vec<&str> = new_claims.iter().map(|(_, c)| c.key.as_str()).collect();
     let claim_fingerprints: Vec<&str> = new_claims
@@ -494,6 +514,7 @@ async fn write<C: GenericClient>(
                             &rows.metadata,
                             &rows.occurred_at,
                             &rows.recorded_at,
+                            &rows.chain_lane,
                             &rows.prev_hash,
                             &rows.hash,
                         ],
@@ -506,7 +527,10 @@ async fn write<C: GenericClient>(
         async {
             if anything {
                 client
-                    .execute(&update, &[&head_tenants, &head_hashes, &head_counts])
+                    .execute(
+                        &update,
+                        &[&head_tenants, &head_lanes, &head_hashes, &head_counts],
+                    )
                     .await
             } else {
                 Ok(0)
@@ -557,7 +581,15 @@ async fn write<C: GenericClient>(
 
 /// Appends in a transaction of its own, without group commit.
 pub async fn append_direct(pool: &Pool, request: &AppendRequest) -> Outcome {
-    let mut results = commit_batch(pool, &[request]).await?;
+    let mut results = match commit_batch(pool, &[request]).await {
+        // Two appends with one idempotency key, on different strands of a
+        // tenant, raced to claim it: the loser waited for the winner and hit
+        // the key's unique index. Once more, it now finds the key taken.
+        Err(e) if e.is_unique_violation() && request.idempotency.is_some() => {
+            commit_batch(pool, &[request]).await?
+        }
+        other => other?,
+    };
     results.pop().expect("one outcome per request")
 }
 
@@ -587,9 +619,13 @@ struct Job {
 }
 
 /// The front door of the append path. Cheap to clone.
+///
+/// Each committer task owns the strands (lanes) `lane % committers`, so two
+/// committers' batches rarely wait for each other's locks and commit in
+/// parallel; a request goes to the committer of its first stream's lane.
 #[derive(Clone)]
 pub struct Committer {
-    queue: mpsc::Sender<Job>,
+    queues: Arc<[mpsc::Sender<Job>]>,
     committed: Arc<watch::Sender<u64>>,
 }
 
@@ -603,24 +639,27 @@ impl Committer {
     /// Starts `committers` tasks on the current tokio runtime. They end when
     /// the last clone of the returned handle is dropped.
     pub fn start(pool: Pool, committers: usize) -> Committer {
-        let (queue, receiver) = mpsc::channel(QUEUE_LEN);
-        let receiver = Arc::new(Mutex::new(receiver));
         let (committed, _) = watch::channel(0u64);
         let committed = Arc::new(committed);
-        for _ in 0..committers.max(1) {
-            tokio::spawn(run_committer(
-                pool.clone(),
-                receiver.clone(),
-                committed.clone(),
-            ));
+        let queues: Vec<mpsc::Sender<Job>> = (0..committers.clamp(1, chain::LANES as usize))
+            .map(|_| {
+                let (queue, receiver) = mpsc::channel(QUEUE_LEN);
+                tokio::spawn(run_committer(pool.clone(), receiver, committed.clone()));
+                queue
+            })
+            .collect();
+        Committer {
+            queues: queues.into(),
+            committed,
         }
-        Committer { queue, committed }
     }
 
     pub async fn append(&self, request: AppendRequest) -> Outcome {
         validate(&request)?;
+        let lane = lane_of(&request.streams[0].stream_id) as usize;
+        let queue = &self.queues[lane % self.queues.len()];
         let (reply, answer) = oneshot::channel();
-        self.queue
+        queue
             .send(Job { request, reply })
             .await
             .map_err(|_| StoreError::Unavailable("the committer has stopped".into()))?;
@@ -644,29 +683,28 @@ impl Committer {
 
 async fn run_committer(
     pool: Pool,
-    receiver: Arc<Mutex<mpsc::Receiver<Job>>>,
+    mut receiver: mpsc::Receiver<Job>,
     committed: Arc<watch::Sender<u64>>,
 ) {
     loop {
         let mut jobs = Vec::new();
-        {
-            let mut rx = receiver.lock().await;
-            match rx.recv().await {
-                Some(job) => jobs.push(job),
-                None => return,
-            }
-            while jobs.len() < BATCH_REQUESTS_MAX {
-                match rx.try_recv() {
-                    Ok(job) => jobs.push(job),
-                    Err(_) => break,
-                }
+        match receiver.recv().await {
+            Some(job) => jobs.push(job),
+            None => return,
+        }
+        while jobs.len() < BATCH_REQUESTS_MAX {
+            match receiver.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
             }
         }
         let requests: Vec<&AppendRequest> = jobs.iter().map(|j| &j.request).collect();
         let outcomes = match commit_batch(&pool, &requests).await {
             Ok(outcomes) => outcomes,
-            Err(e) if requests.len() > 1 && !e.is_unavailable() => {
-                tracing::warn!(error = %e, batch = requests.len(), "batch failed; retrying one by one");
+            Err(e) if !e.is_unavailable() => {
+                if requests.len() > 1 {
+                    tracing::warn!(error = %e, batch = requests.len(), "batch failed; retrying one by one");
+                }
                 let mut outcomes = Vec::with_capacity(requests.len());
                 for r in &requests {
                     outcomes.push(append_direct(&pool, r).await);

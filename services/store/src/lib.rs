@@ -52,6 +52,11 @@ impl From<deadpool_postgres::PoolError> for StoreError {
 }
 
 impl StoreError {
+    /// A unique index refused a row: two transactions raced for one key.
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, StoreError::Db(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION))
+    }
+
     /// True when retrying later may succeed: the database is down or restarting.
     pub fn is_unavailable(&self) -> bool {
         match self {

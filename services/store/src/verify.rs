@@ -1,12 +1,13 @@
-//! Recomputes every tenant's hash chain (SPEC §3.6) and names the first event
-//! that does not match: an altered row, a row removed from the middle (the next
-//! event no longer links) or from the end (the chain head disagrees).
+//! Recomputes every tenant's hash chain (SPEC §3.6) — each strand of it, see
+//! `opsledger_domain::chain` — and names the first event that does not match:
+//! an altered row, a row removed from the middle (the next event of its strand
+//! no longer links) or from the end (the strand's head disagrees).
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
-use opsledger_domain::chain::{self, ChainedContent, GENESIS};
+use opsledger_domain::chain::{self, lane_of, ChainedContent, GENESIS};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -46,14 +47,14 @@ pub async fn verify<C: GenericClient>(
     client: &C,
     only_tenant: Option<Uuid>,
 ) -> Result<VerifyReport, StoreError> {
-    let mut chains: HashMap<Uuid, Chain> = HashMap::new();
+    let mut chains: HashMap<(Uuid, i16), Chain> = HashMap::new();
     let mut events = 0u64;
     let mut after = 0i64;
     loop {
         let rows = client
             .query(
                 "SELECT position, event_id, tenant_id, stream_id, stream_version, event_type, schema_version, \
-                   work_class, payload::text, metadata::text, occurred_at, recorded_at, prev_hash, hash \
+                   work_class, payload::text, metadata::text, occurred_at, recorded_at, prev_hash, hash, chain_lane \
                  FROM events WHERE position > $1 AND ($2::uuid IS NULL OR tenant_id = $2) \
                  ORDER BY position LIMIT $3",
                 &[&after, &only_tenant, &VERIFY_PAGE_ROWS],
@@ -76,7 +77,8 @@ pub async fn verify<C: GenericClient>(
             let recorded_at: DateTime<Utc> = row.get(11);
             let stored_prev: Vec<u8> = row.get(12);
             let stored_hash: Vec<u8> = row.get(13);
-            let chain = chains.entry(tenant_id).or_insert_with(|| Chain {
+            let lane: i16 = row.get(14);
+            let chain = chains.entry((tenant_id, lane)).or_insert_with(|| Chain {
                 prev: GENESIS.to_vec(),
                 count: 0,
                 last: None,
@@ -97,7 +99,12 @@ pub async fn verify<C: GenericClient>(
                     recorded_at,
                 },
             );
-            let reason = if stored_prev != chain.prev {
+            let reason = if lane != lane_of(&stream_id) {
+                Some(format!(
+                    "is filed in strand {lane}, but its stream belongs to strand {}",
+                    lane_of(&stream_id)
+                ))
+            } else if stored_prev != chain.prev {
                 Some("does not link to the previous event of its tenant (an event before it was removed or altered)".to_owned())
             } else if stored_hash.as_slice() != computed.as_slice() {
                 Some(format!(
@@ -131,37 +138,34 @@ pub async fn verify<C: GenericClient>(
         }
     }
 
-    // Events removed from the end of a chain leave no broken link: the head,
+    // Events removed from the end of a strand leave no broken link: its head,
     // moved in the same transaction as every append, tells.
     let heads = client
         .query(
-            "SELECT tenant_id, event_count, last_hash FROM tenant_chain_heads \
-             WHERE $1::uuid IS NULL OR tenant_id = $1 ORDER BY tenant_id",
+            "SELECT tenant_id, chain_lane, event_count, last_hash FROM tenant_chain_heads \
+             WHERE $1::uuid IS NULL OR tenant_id = $1",
             &[&only_tenant],
         )
         .await?;
-    let mut tenants: Vec<Uuid> = chains.keys().copied().collect();
-    for head in &heads {
-        let tenant_id: Uuid = head.get(0);
-        if !chains.contains_key(&tenant_id) {
-            tenants.push(tenant_id);
-        }
-    }
-    tenants.sort();
-    let head_of: HashMap<Uuid, (i64, Vec<u8>)> = heads
+    let head_of: HashMap<(Uuid, i16), (i64, Vec<u8>)> = heads
         .iter()
-        .map(|h| (h.get(0), (h.get(1), h.get(2))))
+        .map(|h| ((h.get(0), h.get(1)), (h.get(2), h.get(3))))
         .collect();
-    for tenant_id in &tenants {
-        let walked = chains.get(tenant_id);
-        let (count, prev, last) = match walked {
+    let mut strands: Vec<(Uuid, i16)> = chains.keys().chain(head_of.keys()).copied().collect();
+    strands.sort();
+    strands.dedup();
+    let mut tenants: Vec<Uuid> = strands.iter().map(|(t, _)| *t).collect();
+    tenants.dedup();
+    for strand in &strands {
+        let (count, prev, last) = match chains.get(strand) {
             Some(c) => (c.count, c.prev.clone(), c.last.clone()),
             None => (0, GENESIS.to_vec(), None),
         };
-        let reason = match head_of.get(tenant_id) {
-            None => Some("the tenant's chain head is missing".to_owned()),
+        let reason = match head_of.get(strand) {
+            None => Some(format!("the head of strand {} is missing", strand.1)),
             Some((head_count, head_hash)) if *head_count as u64 != count || *head_hash != prev => Some(format!(
-                "the chain head records {head_count} events but {count} were found: events after this one were removed"
+                "the head of strand {} records {head_count} events but {count} were found: events after this one were removed",
+                strand.1
             )),
             Some(_) => None,
         };
@@ -170,7 +174,7 @@ pub async fn verify<C: GenericClient>(
                 .map(|(p, e, s, v)| (p, Some(e), s, v))
                 .unwrap_or((0, None, String::new(), 0));
             let mismatch = Mismatch {
-                tenant_id: *tenant_id,
+                tenant_id: strand.0,
                 position,
                 event_id,
                 stream_id,
