@@ -52,8 +52,14 @@ fn metadata() -> Metadata {
     }
 }
 
-fn new_event() -> NewEvent {
-    NewEvent::new("TenantRegistered", payload(), metadata(), Utc::now())
+/// Clients send the same event over and over (as pgbench sends the same
+/// row), each with its own id: the benchmark measures the store, not JSON
+/// building in the client.
+fn new_event(template: &NewEvent) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::now_v7(),
+        ..template.clone()
+    }
 }
 
 /// A raw row of the same shape and size as an event row.
@@ -127,6 +133,7 @@ async fn appends(committer: &Committer, clients: usize, events_per_append: usize
             let count = count.clone();
             tokio::spawn(async move {
                 let stream = format!("incident-{}", Uuid::now_v7());
+                let template = NewEvent::new("TenantRegistered", payload(), metadata(), Utc::now());
                 let mut version = 0i64;
                 while !stop.load(Ordering::Relaxed) {
                     let request = AppendRequest {
@@ -134,7 +141,9 @@ async fn appends(committer: &Committer, clients: usize, events_per_append: usize
                         streams: vec![StreamAppend {
                             stream_id: stream.clone(),
                             expected: ExpectedVersion::Exact(version),
-                            events: (0..events_per_append).map(|_| new_event()).collect(),
+                            events: (0..events_per_append)
+                                .map(|_| new_event(&template))
+                                .collect(),
                         }],
                         idempotency: None,
                     };
@@ -184,7 +193,11 @@ async fn main() {
     );
 
     let pool = opsledger_store::connect(&config).unwrap();
-    let committer = Committer::start(pool, opsledger_store::append::COMMITTERS_DEFAULT);
+    let committers = std::env::var("BENCH_COMMITTERS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(opsledger_store::append::COMMITTERS_DEFAULT);
+    let committer = Committer::start(pool, committers);
     let single = format!("INSERT INTO raw_events (event_id, tenant_id, stream_id, stream_version, event_type, \
         schema_version, work_class, payload, metadata, occurred_at, recorded_at, prev_hash, hash) VALUES {};\n", raw_values());
     let mut rows = Vec::new();

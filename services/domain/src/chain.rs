@@ -12,7 +12,7 @@ use uuid::Uuid;
 pub const HASH_LEN: usize = 32;
 /// Strands per tenant: enough for the committers to work in parallel, few
 /// enough that an auditor checks a handful of chains per tenant.
-pub const LANES: i16 = 4;
+pub const LANES: i16 = 16;
 
 /// The lane of a stream: FNV-1a of its id, so it never changes between
 /// versions of the service or machines.

@@ -37,6 +37,9 @@ pub const PAYLOAD_LEN_MAX_BYTES: usize = 1 << 20;
 /// Committer tasks: two let the strands of a tenant commit in parallel on a
 /// 2-core machine; more only add lock waits.
 pub const COMMITTERS_DEFAULT: usize = 2;
+/// Appends of at least this many events skip group commit: they fill a
+/// transaction on their own.
+pub const DIRECT_EVENTS_MIN: usize = 32;
 /// Requests waiting for a committer before callers are pushed back on.
 const QUEUE_LEN: usize = 8_192;
 
@@ -211,8 +214,9 @@ const CLAIMED_KEYS: &str =
     "SELECT k.tenant_id, k.key, k.fingerprint, k.response::text FROM idempotency_keys k \
      JOIN unnest($1::uuid[], $2::text[]) AS u(t, key) ON k.tenant_id = u.t AND k.key = u.key";
 // One statement for the whole batch; ORDER BY keeps positions in chain order.
+// Only the batch's last position comes back: rows cost a transfer each.
 const INSERT_EVENTS: &str =
-    "INSERT INTO events (event_id, tenant_id, stream_id, stream_version, event_type, \
+    "WITH inserted AS (INSERT INTO events (event_id, tenant_id, stream_id, stream_version, event_type, \
        schema_version, work_class, payload, metadata, occurred_at, recorded_at, chain_lane, prev_hash, hash) \
      SELECT e, t, s, v, ty, sv, wc, p::json, m::json, oa, ra, cl, ph, h \
      FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int8[], $5::text[], $6::int4[], \
@@ -220,7 +224,8 @@ const INSERT_EVENTS: &str =
        $12::int2[], $13::bytea[], $14::bytea[]) WITH ORDINALITY \
        AS u(e, t, s, v, ty, sv, wc, p, m, oa, ra, cl, ph, h, n) \
      ORDER BY n \
-     RETURNING event_id, position";
+     RETURNING position) \
+     SELECT max(position) FROM inserted";
 const UPDATE_HEADS: &str = "UPDATE tenant_chain_heads h SET last_hash = u.h, event_count = u.c \
      FROM unnest($1::uuid[], $2::int2[], $3::bytea[], $4::int8[]) AS u(t, l, h, c) \
      WHERE h.tenant_id = u.t AND h.chain_lane = u.l";
@@ -353,8 +358,8 @@ async fn write<C: GenericClient>(
 
     let mut rows = EventRows::default();
     let mut new_claims: Vec<(Uuid, &IdempotencyClaim)> = Vec::new();
-    // For each request that commits: its streams' versions and its event ids.
-    let mut committed: Vec<(usize, Vec<StreamCommitted>, Vec<Uuid>)> = Vec::new();
+    // For each request that commits: its streams' versions.
+    let mut committed: Vec<(usize, Vec<StreamCommitted>)> = Vec::new();
 
     'requests: for (i, req) in requests.iter().enumerate() {
         if outcomes[i].is_some() {
@@ -406,7 +411,6 @@ async fn write<C: GenericClient>(
             continue;
         }
         let mut payloads = payloads.into_iter();
-        let mut ids = Vec::new();
         let mut streams_after: Vec<StreamCommitted> = Vec::new();
         for s in &req.streams {
             let lane = lane_of(&s.stream_id);
@@ -452,7 +456,6 @@ async fn write<C: GenericClient>(
                     .push(std::mem::replace(&mut head.hash, hash.to_vec()));
                 rows.hash.push(hash.to_vec());
                 head.count += 1;
-                ids.push(event.event_id);
             }
             versions.insert(key, version);
             streams_after.retain(|c| c.stream_id != s.stream_id);
@@ -468,7 +471,7 @@ async fn write<C: GenericClient>(
             );
             new_claims.push((req.tenant_id, claim));
         }
-        committed.push((i, streams_after, ids));
+        committed.push((i, streams_after));
     }
 
     // Round trip 2: insert, move the chain heads, keep the keys, commit.
@@ -560,14 +563,13 @@ async fn write<C: GenericClient>(
             }
         },
     )?;
-    let positions: HashMap<Uuid, i64> = inserted.iter().map(|r| (r.get(0), r.get(1))).collect();
-    for (i, streams, ids) in committed {
-        let last_position = ids
-            .iter()
-            .filter_map(|id| positions.get(id))
-            .copied()
-            .max()
-            .unwrap_or(0);
+    // The batch's last position: every request's events are at or before it,
+    // which is what a reader waiting for its own writes needs to know.
+    let last_position: i64 = inserted
+        .first()
+        .and_then(|r| r.get::<_, Option<i64>>(0))
+        .unwrap_or(0);
+    for (i, streams) in committed {
         outcomes[i] = Some(Ok(AppendOutcome::Committed {
             streams,
             last_position,
@@ -625,6 +627,7 @@ struct Job {
 /// parallel; a request goes to the committer of its first stream's lane.
 #[derive(Clone)]
 pub struct Committer {
+    pool: Pool,
     queues: Arc<[mpsc::Sender<Job>]>,
     committed: Arc<watch::Sender<u64>>,
 }
@@ -649,6 +652,7 @@ impl Committer {
             })
             .collect();
         Committer {
+            pool,
             queues: queues.into(),
             committed,
         }
@@ -656,6 +660,16 @@ impl Committer {
 
     pub async fn append(&self, request: AppendRequest) -> Outcome {
         validate(&request)?;
+        let events: usize = request.streams.iter().map(|s| s.events.len()).sum();
+        if events >= DIRECT_EVENTS_MIN {
+            // Already a batch: batching it again buys nothing, and its own
+            // transaction runs in parallel with those of other strands.
+            let outcome = append_direct(&self.pool, &request).await;
+            if matches!(outcome, Ok(AppendOutcome::Committed { .. })) {
+                self.announce();
+            }
+            return outcome;
+        }
         let lane = lane_of(&request.streams[0].stream_id) as usize;
         let queue = &self.queues[lane % self.queues.len()];
         let (reply, answer) = oneshot::channel();
