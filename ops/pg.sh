@@ -51,7 +51,7 @@ as_owner() {
 
 prepare_dir() {
     local dir=$1
-    mkdir -p "$dir"
+    mkdir -p "$dir" 2>/dev/null || return 1
     if [ "$(id -u)" -eq 0 ]; then
         id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
         chown postgres: "$dir"
@@ -60,11 +60,14 @@ prepare_dir() {
 }
 
 # Can the cluster owner reach DIR? (A checkout under a 700 home folder is out
-# of the postgres user's reach.)
+# of the postgres user's reach; a read-only checkout is out of everyone's.)
 reachable() {
     local dir=$1
-    [ "$(id -u)" -ne 0 ] && return 0
-    runuser -u postgres -- test -w "$dir" 2>/dev/null
+    if [ "$(id -u)" -ne 0 ]; then
+        test -w "$dir"
+    else
+        runuser -u postgres -- test -w "$dir" 2>/dev/null
+    fi
 }
 
 init_and_start() {
@@ -114,10 +117,9 @@ case "$cmd" in
         ;;
     ensure)
         dir=${OPSLEDGER_PGDATA:-$repo/.pgdata}
-        prepare_dir "$dir"
-        if ! reachable "$dir"; then
-            dir=/tmp/opsledger-pgdata-$(echo "$repo" | cksum | cut -d' ' -f1)
-            prepare_dir "$dir"
+        if ! { prepare_dir "$dir" && reachable "$dir"; }; then
+            dir=${TMPDIR:-/tmp}/opsledger-pgdata-$(id -u)-$(echo "$repo" | cksum | cut -d' ' -f1)
+            prepare_dir "$dir" || { log "cannot create $dir"; exit 1; }
         fi
         init_and_start "$dir" durable
         bin=$(bindir)
@@ -128,7 +130,7 @@ case "$cmd" in
         ;;
     ephemeral)
         dir=${2:?usage: ops/pg.sh ephemeral DIR [durable]}
-        prepare_dir "$dir"
+        prepare_dir "$dir" || { log "cannot create $dir"; exit 1; }
         init_and_start "$dir" "${3:-}"
         echo "$dir"
         ;;
