@@ -146,6 +146,21 @@ async fn names_are_unique_per_tenant_and_a_service_needs_a_known_client() {
         "{problem}"
     );
 
+    // The longest name accepted registers (its reservation stream is a digest).
+    let long = "受".repeat(200);
+    let res = app
+        .post("/api/v1/clients", &admin, &json!({ "name": long }))
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let res = app
+        .post(
+            "/api/v1/clients",
+            &admin,
+            &json!({ "name": "受".repeat(201) }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
     let orphan = app
         .post("/api/v1/services", &admin, &json!({ "client_id": Uuid::now_v7(), "name": "x", "sla_target_pct": 99.0, "notice_period_h": 1 }))
         .await;

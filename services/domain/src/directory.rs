@@ -28,11 +28,17 @@ pub fn client_stream(id: Uuid) -> String {
 pub fn service_stream(id: Uuid) -> String {
     format!("service-{id}")
 }
+/// Reservation streams are named by a digest of the name's unique form, so a
+/// name of any length and script makes a short, fixed-size stream id.
+fn name_key(name: &Name) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(name.unique_key().as_bytes()))
+}
 pub fn client_name_stream(name: &Name) -> String {
-    format!("client-name-{}", name.unique_key())
+    format!("client-name-{}", name_key(name))
 }
 pub fn service_name_stream(name: &Name) -> String {
-    format!("service-name-{}", name.unique_key())
+    format!("service-name-{}", name_key(name))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -353,9 +359,12 @@ mod tests {
     }
 
     #[test]
-    fn name_reservations_ignore_case() {
+    fn name_reservations_ignore_case_and_fit_any_name() {
         let a = Name::parse("name", "Order Site").unwrap();
         let b = Name::parse("name", " order site").unwrap();
         assert_eq!(service_name_stream(&a), service_name_stream(&b));
+        let long = Name::parse("name", &"受".repeat(crate::text::NAME_LEN_MAX_CHARS)).unwrap();
+        assert!(service_name_stream(&long).len() < 100);
+        assert_ne!(service_name_stream(&long), service_name_stream(&a));
     }
 }
