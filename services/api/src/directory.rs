@@ -133,29 +133,73 @@ fn created(location: String, version: i64, body: &Value) -> HttpResponse {
         .json(body)
 }
 
-/// Appends a registration and answers 201, or replays an idempotent retry.
-async fn append_created(
-    state: &AppState,
-    tenant: Uuid,
-    streams: Vec<StreamAppend>,
-    key: &IdempotencyKey,
-    fingerprint: &str,
+/// A new directory entity and the reservation of its unique name, appended
+/// together: both streams must not exist yet.
+struct Registration {
+    kind: &'static str,
+    name: Name,
+    stream: String,
+    events: Vec<DirectoryEvent>,
+    name_stream: String,
+    reservation: DirectoryEvent,
     location: String,
     view: Value,
+    at: DateTime<Utc>,
+}
+
+/// Appends a registration and answers 201, or replays an idempotent retry.
+async fn register(
+    state: &AppState,
+    actor: &Actor,
+    req: &HttpRequest,
+    key: &IdempotencyKey,
+    fingerprint: &str,
+    r: Registration,
 ) -> Result<HttpResponse, ApiError> {
+    let meta = metadata(actor, req);
     let request = AppendRequest {
-        tenant_id: tenant,
-        streams,
+        tenant_id: actor.tenant_id,
+        streams: vec![
+            StreamAppend {
+                stream_id: r.stream,
+                expected: ExpectedVersion::NoStream,
+                events: r.events.iter().map(|e| new_event(e, &meta, r.at)).collect(),
+            },
+            StreamAppend {
+                stream_id: r.name_stream,
+                expected: ExpectedVersion::NoStream,
+                events: vec![new_event(&r.reservation, &meta, r.at)],
+            },
+        ],
         idempotency: idempotency::claim(
             key,
             fingerprint,
             StatusCode::CREATED,
-            Some(&location),
-            &view,
+            Some(&r.location),
+            &r.view,
         ),
     };
-    match state.committer.append(request).await? {
-        AppendOutcome::Committed { .. } => Ok(created(location, 1, &view)),
+    let outcome = state
+        .committer
+        .append(request)
+        .await
+        .map_err(|e| match ApiError::from(e) {
+            ApiError::Conflict { extra, .. }
+                if extra
+                    .get("stream")
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| s.contains("-name-")) =>
+            {
+                ApiError::conflict(format!(
+                    "a {} named {:?} already exists",
+                    r.kind,
+                    r.name.as_str()
+                ))
+            }
+            other => other,
+        })?;
+    match outcome {
+        AppendOutcome::Committed { .. } => Ok(created(r.location, 1, &r.view)),
         AppendOutcome::Duplicate {
             fingerprint: stored,
             response,
@@ -163,19 +207,20 @@ async fn append_created(
     }
 }
 
-fn name_conflict(kind: &'static str, name: &Name) -> impl FnOnce(ApiError) -> ApiError {
-    let name = name.clone();
-    move |e| match e {
-        ApiError::Conflict { extra, .. }
-            if extra
-                .get("stream")
-                .and_then(Value::as_str)
-                .is_some_and(|s| s.contains("-name-")) =>
-        {
-            ApiError::conflict(format!("a {kind} named {:?} already exists", name.as_str()))
-        }
-        other => other,
-    }
+/// The common start of a command: role, tenant, and an answer for a retry.
+async fn begin_command<'a>(
+    state: &AppState,
+    caller: &'a Caller,
+    roles: &[opsledger_domain::access::Role],
+    key: &IdempotencyKey,
+    req: &HttpRequest,
+    body: &impl Serialize,
+) -> Result<(&'a Actor, String, Option<HttpResponse>), ApiError> {
+    let actor = caller.require(roles)?;
+    state.tenants.require(&state.pool, actor.tenant_id).await?;
+    let fingerprint = idempotency::fingerprint(req, body);
+    let replayed = idempotency::replay_if_seen(state, actor.tenant_id, key, &fingerprint).await?;
+    Ok((actor, fingerprint, replayed))
 }
 
 // ------------------------------------------------------------ clients
@@ -197,12 +242,9 @@ pub async fn client_register(
     req: HttpRequest,
     body: web::Json<RegisterClientBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let actor = caller.require(DIRECTORY_WRITERS)?;
-    state.tenants.require(&state.pool, actor.tenant_id).await?;
-    let fingerprint = idempotency::fingerprint(&req, &*body);
-    if let Some(replayed) =
-        idempotency::replay_if_seen(&state, actor.tenant_id, &key, &fingerprint).await?
-    {
+    let (actor, fingerprint, replayed) =
+        begin_command(&state, &caller, DIRECTORY_WRITERS, &key, &req, &*body).await?;
+    if let Some(replayed) = replayed {
         return Ok(replayed);
     }
     let body = body.into_inner();
@@ -218,66 +260,45 @@ pub async fn client_register(
             },
         });
     }
+    let id = Uuid::now_v7();
+    let name = Name::parse("name", &body.name).map_err(unprocessable)?;
     let command = dir::RegisterClient {
-        client_id: Uuid::now_v7(),
-        name: Name::parse("name", &body.name).map_err(unprocessable)?,
+        client_id: id,
+        name: name.clone(),
         locale,
         contacts,
     };
-    let name = command.name.clone();
-    let id = command.client_id;
     let events = dir::decide_register_client(&dir::ClientState::default(), command)?;
-    let meta = metadata(actor, &req);
+    let registered = events
+        .iter()
+        .fold(dir::ClientState::default(), dir::evolve_client)
+        .registered
+        .ok_or_else(|| ApiError::Internal("registering a client registered nothing".into()))?;
     // Truncated as the stored events are, so this response and later reads agree.
-    let now = Utc::now().trunc_subsecs(6);
-    let reservation = DirectoryEvent::ClientNameReserved {
-        client_id: id,
-        name: name.clone(),
+    let at = Utc::now().trunc_subsecs(6);
+    let view = ClientView {
+        id,
+        name: name.as_str().to_owned(),
+        locale: registered.locale,
+        contacts: registered.contacts,
+        version: 1,
+        registered_at: at,
     };
-    let view = match &events[0] {
-        DirectoryEvent::ClientRegistered {
-            name,
-            locale,
-            contacts,
-            ..
-        } => ClientView {
-            id,
-            name: name.as_str().to_owned(),
-            locale: *locale,
-            contacts: contacts.clone(),
-            version: 1,
-            registered_at: now,
+    let registration = Registration {
+        kind: "client",
+        stream: dir::client_stream(id),
+        events,
+        name_stream: dir::client_name_stream(&name),
+        reservation: DirectoryEvent::ClientNameReserved {
+            client_id: id,
+            name: name.clone(),
         },
-        _ => {
-            return Err(ApiError::Internal(
-                "register client produced an unexpected event".into(),
-            ))
-        }
+        name,
+        location: format!("/api/v1/clients/{id}"),
+        view: serde_json::to_value(view).map_err(|e| ApiError::Internal(Box::new(e)))?,
+        at,
     };
-    let streams = vec![
-        StreamAppend {
-            stream_id: dir::client_stream(id),
-            expected: ExpectedVersion::NoStream,
-            events: events.iter().map(|e| new_event(e, &meta, now)).collect(),
-        },
-        StreamAppend {
-            stream_id: dir::client_name_stream(&name),
-            expected: ExpectedVersion::NoStream,
-            events: vec![new_event(&reservation, &meta, now)],
-        },
-    ];
-    let view = serde_json::to_value(view).map_err(|e| ApiError::Internal(Box::new(e)))?;
-    append_created(
-        &state,
-        actor.tenant_id,
-        streams,
-        &key,
-        &fingerprint,
-        format!("/api/v1/clients/{id}"),
-        view,
-    )
-    .await
-    .map_err(name_conflict("client", &name))
+    register(&state, actor, &req, &key, &fingerprint, registration).await
 }
 
 pub async fn client_list(
@@ -379,12 +400,9 @@ pub async fn service_register(
     req: HttpRequest,
     body: web::Json<RegisterServiceBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let actor = caller.require(DIRECTORY_WRITERS)?;
-    state.tenants.require(&state.pool, actor.tenant_id).await?;
-    let fingerprint = idempotency::fingerprint(&req, &*body);
-    if let Some(replayed) =
-        idempotency::replay_if_seen(&state, actor.tenant_id, &key, &fingerprint).await?
-    {
+    let (actor, fingerprint, replayed) =
+        begin_command(&state, &caller, DIRECTORY_WRITERS, &key, &req, &*body).await?;
+    if let Some(replayed) = replayed {
         return Ok(replayed);
     }
     let body = body.into_inner();
@@ -395,74 +413,56 @@ pub async fn service_register(
             kind: c.kind,
         });
     }
+    let id = Uuid::now_v7();
+    let name = Name::parse("name", &body.name).map_err(unprocessable)?;
     let command = dir::RegisterService {
-        service_id: Uuid::now_v7(),
+        service_id: id,
         client_id: body.client_id,
-        name: Name::parse("name", &body.name).map_err(unprocessable)?,
+        name: name.clone(),
         components,
         sla_target_pct: dir::SlaTarget::parse(body.sla_target_pct).map_err(unprocessable)?,
         notice_period_h: body.notice_period_h,
     };
-    let client = state
-        .pool
-        .get()
-        .await
-        .map_err(opsledger_store::StoreError::from)?;
-    let client_version = store_dir::stream_version(
-        &client,
-        actor.tenant_id,
-        &dir::client_stream(body.client_id),
-    )
-    .await?;
-    drop(client);
-    let id = command.service_id;
-    let name = command.name.clone();
-    let events =
-        dir::decide_register_service(&dir::ServiceState::default(), client_version > 0, command)?;
-    let meta = metadata(actor, &req);
-    // Truncated as the stored events are, so this response and later reads agree.
-    let now = Utc::now().trunc_subsecs(6);
-    let reservation = DirectoryEvent::ServiceNameReserved {
-        service_id: id,
-        name: name.clone(),
+    let client_exists = {
+        let client = state
+            .pool
+            .get()
+            .await
+            .map_err(opsledger_store::StoreError::from)?;
+        let stream = dir::client_stream(body.client_id);
+        store_dir::stream_version(&client, actor.tenant_id, &stream).await? > 0
     };
+    let events =
+        dir::decide_register_service(&dir::ServiceState::default(), client_exists, command)?;
     let after = events
         .iter()
         .fold(dir::ServiceState::default(), dir::evolve_service);
+    let at = Utc::now().trunc_subsecs(6);
     let view = ServiceView {
         id,
         client_id: body.client_id,
         name: name.as_str().to_owned(),
-        components: after.components.clone(),
+        components: after.components,
         sla_target_pct: after.sla_target_pct.map(|s| s.pct()).unwrap_or_default(),
         notice_period_h: after.notice_period_h.unwrap_or_default(),
         version: 1,
-        registered_at: now,
+        registered_at: at,
     };
-    let streams = vec![
-        StreamAppend {
-            stream_id: dir::service_stream(id),
-            expected: ExpectedVersion::NoStream,
-            events: events.iter().map(|e| new_event(e, &meta, now)).collect(),
+    let registration = Registration {
+        kind: "service",
+        stream: dir::service_stream(id),
+        events,
+        name_stream: dir::service_name_stream(&name),
+        reservation: DirectoryEvent::ServiceNameReserved {
+            service_id: id,
+            name: name.clone(),
         },
-        StreamAppend {
-            stream_id: dir::service_name_stream(&name),
-            expected: ExpectedVersion::NoStream,
-            events: vec![new_event(&reservation, &meta, now)],
-        },
-    ];
-    let view = serde_json::to_value(view).map_err(|e| ApiError::Internal(Box::new(e)))?;
-    append_created(
-        &state,
-        actor.tenant_id,
-        streams,
-        &key,
-        &fingerprint,
-        format!("/api/v1/services/{id}"),
-        view,
-    )
-    .await
-    .map_err(name_conflict("service", &name))
+        name,
+        location: format!("/api/v1/services/{id}"),
+        view: serde_json::to_value(view).map_err(|e| ApiError::Internal(Box::new(e)))?,
+        at,
+    };
+    register(&state, actor, &req, &key, &fingerprint, registration).await
 }
 
 pub async fn service_list(
