@@ -94,6 +94,43 @@ async fn an_admin_registers_a_client_and_a_service_that_everyone_staff_can_read(
         .await
         .unwrap();
     assert_eq!(clients["items"][0]["name"], "株式会社サンプル");
+    assert!(
+        clients.get("next_cursor").is_none(),
+        "a last page links nowhere"
+    );
+}
+
+#[tokio::test]
+async fn lists_page_through_every_item_once() {
+    let app = spawn_app().await;
+    let mut registered = Vec::new();
+    for n in 0..5 {
+        registered.push(register_client(&app, &format!("Client {n}")).await["id"].clone());
+    }
+    let operator = app.token(&[Role::Operator]);
+    eventually("all clients are projected", || async {
+        let page: Value = app
+            .get("/api/v1/clients", &operator)
+            .await
+            .json()
+            .await
+            .unwrap();
+        (page["items"].as_array().unwrap().len() == 5).then_some(())
+    })
+    .await;
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/clients?limit=2".to_owned();
+    loop {
+        let page: Value = app.get(&path, &operator).await.json().await.unwrap();
+        let items = page["items"].as_array().unwrap();
+        assert!(!items.is_empty(), "a cursor never leads to an empty page");
+        seen.extend(items.iter().map(|c| c["id"].clone()));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/api/v1/clients?limit=2&after={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, registered);
 }
 
 #[tokio::test]

@@ -79,6 +79,17 @@ pub struct Page<T> {
     pub next_cursor: Option<Uuid>,
 }
 
+impl<T> Page<T> {
+    /// A page from up to `limit + 1` items: the extra one, dropped, tells
+    /// that another page follows, so the last page never links to an empty one.
+    fn of(mut items: Vec<T>, limit: i64, id: impl Fn(&T) -> Uuid) -> Page<T> {
+        let more = items.len() as i64 > limit;
+        items.truncate(limit as usize);
+        let next_cursor = if more { items.last().map(id) } else { None };
+        Page { items, next_cursor }
+    }
+}
+
 // ------------------------------------------------------------ helpers
 
 fn metadata(actor: &Actor, req: &HttpRequest) -> Metadata {
@@ -316,11 +327,9 @@ pub async fn client_list(
         }));
     };
     let items =
-        store_dir::list_clients(&state.pool, actor.tenant_id, filter, query.after, limit).await?;
-    let next_cursor = (items.len() as i64 == limit)
-        .then(|| items.last().map(|c| c.id))
-        .flatten();
-    Ok(HttpResponse::Ok().json(Page { items, next_cursor }))
+        store_dir::list_clients(&state.pool, actor.tenant_id, filter, query.after, limit + 1)
+            .await?;
+    Ok(HttpResponse::Ok().json(Page::of(items, limit, |c| c.id)))
 }
 
 async fn stream_events(
@@ -480,11 +489,9 @@ pub async fn service_list(
         }));
     };
     let items =
-        store_dir::list_services(&state.pool, actor.tenant_id, filter, query.after, limit).await?;
-    let next_cursor = (items.len() as i64 == limit)
-        .then(|| items.last().map(|s| s.id))
-        .flatten();
-    Ok(HttpResponse::Ok().json(Page { items, next_cursor }))
+        store_dir::list_services(&state.pool, actor.tenant_id, filter, query.after, limit + 1)
+            .await?;
+    Ok(HttpResponse::Ok().json(Page::of(items, limit, |s| s.id)))
 }
 
 pub async fn service_get(
