@@ -17,7 +17,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use opsledger_domain::chain::{self, lane_of, ChainedContent, GENESIS};
-use opsledger_domain::NewEvent;
+use opsledger_domain::{Metadata, NewEvent};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
@@ -165,10 +165,10 @@ fn validate(req: &AppendRequest) -> Result<(), AppendError> {
 
 /// The columns of the rows to insert, one vector per column (for `unnest`).
 #[derive(Default)]
-struct EventRows {
+struct EventRows<'a> {
     event_id: Vec<Uuid>,
     tenant_id: Vec<Uuid>,
-    stream_id: Vec<String>,
+    stream_id: Vec<&'a str>,
     stream_version: Vec<i64>,
     event_type: Vec<&'static str>,
     schema_version: Vec<i32>,
@@ -411,6 +411,7 @@ async fn write<C: GenericClient>(
             continue;
         }
         let mut payloads = payloads.into_iter();
+        let mut last_metadata: Option<(&Metadata, String)> = None;
         let mut streams_after: Vec<StreamCommitted> = Vec::new();
         for s in &req.streams {
             let lane = lane_of(&s.stream_id);
@@ -422,8 +423,17 @@ async fn write<C: GenericClient>(
             for event in &s.events {
                 version += 1;
                 let payload = payloads.next().expect("one payload per event");
-                let metadata = serde_json::to_string(&event.metadata)
-                    .expect("metadata is plain data and always serialises");
+                // The events of one command usually share their metadata:
+                // serialise it once for them.
+                let metadata = match &last_metadata {
+                    Some((m, text)) if *m == &event.metadata => text.clone(),
+                    _ => {
+                        let text = serde_json::to_string(&event.metadata)
+                            .expect("metadata is plain data and always serialises");
+                        last_metadata = Some((&event.metadata, text.clone()));
+                        text
+                    }
+                };
                 let hash = chain::link_hash(
                     &head.hash,
                     &ChainedContent {
@@ -442,7 +452,7 @@ async fn write<C: GenericClient>(
                 );
                 rows.event_id.push(event.event_id);
                 rows.tenant_id.push(req.tenant_id);
-                rows.stream_id.push(s.stream_id.clone());
+                rows.stream_id.push(&s.stream_id);
                 rows.stream_version.push(version);
                 rows.event_type.push(event.kind.name);
                 rows.schema_version.push(event.kind.schema_version);
