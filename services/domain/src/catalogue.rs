@@ -55,6 +55,24 @@ pub const CATALOGUE: &[EventKind] = &[
     ops("ServiceRegistered"),
     ops("ServiceNameReserved"),
     ops("ClientNameReserved"),
+    // alerts and their groups
+    ops("AlertReceived"),
+    ops("AlertResolved"),
+    ops("AlertGroupBound"),
+    ops("AlertGroupReleased"),
+    // incidents (operations until handed to maintenance)
+    ops("IncidentOpened"),
+    ops("AlertAttached"),
+    ops("IncidentAcknowledged"),
+    ops("NoteAdded"),
+    ops("ActionRecorded"),
+    ops("IncidentMitigated"),
+    ops("IncidentResolved"),
+    ops("IncidentReopened"),
+    ops("IncidentClosed"),
+    ops("SeverityChanged"),
+    ops("IncidentImpactCorrected"),
+    ops("TriageMarked"),
 ];
 
 pub fn lookup(name: &str) -> Option<&'static EventKind> {

@@ -128,15 +128,11 @@ impl DirectoryEvent {
 
     /// The payload as stored: the variant's fields, without the tag.
     pub fn payload(&self) -> serde_json::Value {
-        match serde_json::to_value(self) {
-            Ok(serde_json::Value::Object(mut map)) => map.remove("data").unwrap_or_default(),
-            // Serialising plain data structs cannot fail; an assertion, not an error.
-            other => panic!("directory event did not serialise to a tagged object: {other:?}"),
-        }
+        crate::event::untagged_payload(self)
     }
 
     pub fn from_stored(event_type: &str, payload: &serde_json::Value) -> Option<DirectoryEvent> {
-        serde_json::from_value(serde_json::json!({ "type": event_type, "data": payload })).ok()
+        crate::event::from_tagged(event_type, payload)
     }
 }
 

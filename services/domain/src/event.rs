@@ -78,3 +78,22 @@ pub struct RecordedEvent {
     pub occurred_at: DateTime<Utc>,
     pub recorded_at: DateTime<Utc>,
 }
+
+/// The stored payload of an adjacently tagged event enum (`{type, data}`):
+/// the variant's fields, without the tag, which is the event type column.
+pub(crate) fn untagged_payload(event: &impl Serialize) -> serde_json::Value {
+    match serde_json::to_value(event) {
+        Ok(serde_json::Value::Object(mut map)) => map.remove("data").unwrap_or_default(),
+        // Serialising plain data cannot fail; an assertion, not an error.
+        other => panic!("event did not serialise to a tagged object: {other:?}"),
+    }
+}
+
+/// The inverse of [`untagged_payload`]: `None` for another type or a payload
+/// that does not fit it.
+pub(crate) fn from_tagged<T: serde::de::DeserializeOwned>(
+    event_type: &str,
+    payload: &serde_json::Value,
+) -> Option<T> {
+    serde_json::from_value(serde_json::json!({ "type": event_type, "data": payload })).ok()
+}

@@ -9,10 +9,12 @@
 //! other than values handed in). Every function here is deterministic.
 
 pub mod access;
+pub mod alert;
 pub mod catalogue;
 pub mod chain;
 pub mod directory;
 pub mod event;
+pub mod incident;
 pub mod text;
 
 pub use catalogue::{EventKind, WorkClass};
@@ -27,4 +29,6 @@ pub enum Rejection {
     AlreadyExists(String),
     #[error("{0} does not exist")]
     NotFound(String),
+    #[error("cannot {command} an incident that is {state}")]
+    InvalidTransition { command: String, state: String },
 }

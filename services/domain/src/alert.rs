@@ -1,0 +1,471 @@
+//! Alerts: signals from monitoring, and what became of each one (SPEC §5).
+//!
+//! Streams: `alert-<digest of dedup key>` holds every receipt of one dedup key,
+//! across its firing cycles; `group-<digest of service and group key>` binds
+//! the incident that alerts of that group attach to while it is open. Both
+//! are appended with expected versions, so concurrent receipts of one key or
+//! one group are decided one after the other, never merged.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+/// Dedup and group keys longer than this are refused: real fingerprints and
+/// group keys are far shorter, and keys end up in stream ids and indexes.
+pub const KEY_LEN_MAX_BYTES: usize = 512;
+/// Labels per alert at most, and the longest label name or value.
+pub const LABELS_MAX: usize = 64;
+pub const LABEL_LEN_MAX_BYTES: usize = 1024;
+/// Longest summary kept; longer ones are cut (monitoring tools send novels).
+pub const SUMMARY_LEN_MAX_CHARS: usize = 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Critical,
+    Error,
+    Warning,
+    Info,
+}
+
+impl Severity {
+    /// Reads the words monitoring tools use for severity; unknown words are
+    /// `None`, and the caller decides the default.
+    pub fn parse_loose(raw: &str) -> Option<Severity> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "critical" | "crit" | "page" | "p1" | "sev1" | "fatal" | "emergency" | "disaster" => {
+                Some(Severity::Critical)
+            }
+            "error" | "err" | "high" | "major" | "p2" | "sev2" => Some(Severity::Error),
+            "warning" | "warn" | "medium" | "minor" | "average" | "p3" | "sev3" => Some(Severity::Warning),
+            "info" | "information" | "low" | "none" | "ok" | "p4" | "p5" | "sev4" => Some(Severity::Info),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        }
+    }
+}
+
+/// The monitoring category of an alert (SPEC §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Category {
+    Application,
+    Liveness,
+    Hardware,
+    Traffic,
+    Security,
+}
+
+impl Category {
+    pub fn parse_loose(raw: &str) -> Option<Category> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "application" | "app" => Some(Category::Application),
+            "liveness" | "availability" | "uptime" | "heartbeat" => Some(Category::Liveness),
+            "hardware" | "infrastructure" | "host" => Some(Category::Hardware),
+            "traffic" | "network" | "load" => Some(Category::Traffic),
+            "security" | "sec" => Some(Category::Security),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Application => "application",
+            Category::Liveness => "liveness",
+            Category::Hardware => "hardware",
+            Category::Traffic => "traffic",
+            Category::Security => "security",
+        }
+    }
+}
+
+/// One alert as any integration reports it, after parsing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Signal {
+    /// `alertmanager`, `pagerduty`, `grafana`, or what a plain-JSON sender says.
+    pub source: String,
+    pub dedup_key: String,
+    /// Alerts of one service and group key share an open incident.
+    pub group_key: String,
+    /// How the sender named the service (id, name, or a label value).
+    pub service_ref: Option<String>,
+    pub summary: String,
+    pub severity: Severity,
+    pub category: Category,
+    pub labels: BTreeMap<String, String>,
+    pub firing: bool,
+    pub starts_at: DateTime<Utc>,
+    /// When the sender says the alert stops being valid unless refreshed.
+    pub ends_at: Option<DateTime<Utc>>,
+}
+
+impl Signal {
+    /// Checks the limits every integration shares.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.dedup_key.trim().is_empty() || self.dedup_key.len() > KEY_LEN_MAX_BYTES {
+            return Err(format!("dedup key must be 1 to {KEY_LEN_MAX_BYTES} bytes"));
+        }
+        if self.group_key.len() > KEY_LEN_MAX_BYTES {
+            return Err(format!("group key must be at most {KEY_LEN_MAX_BYTES} bytes"));
+        }
+        if self.labels.len() > LABELS_MAX {
+            return Err(format!("at most {LABELS_MAX} labels"));
+        }
+        if self.labels.iter().any(|(k, v)| k.len() > LABEL_LEN_MAX_BYTES || v.len() > LABEL_LEN_MAX_BYTES) {
+            return Err(format!("label names and values are at most {LABEL_LEN_MAX_BYTES} bytes"));
+        }
+        if self.source.trim().is_empty() || self.source.len() > 100 {
+            return Err("source must be 1 to 100 bytes".into());
+        }
+        Ok(())
+    }
+}
+
+/// Cuts a summary to the kept length, on a character boundary.
+pub fn clip_summary(raw: &str) -> String {
+    let s = raw.trim();
+    match s.char_indices().nth(SUMMARY_LEN_MAX_CHARS) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
+fn digest(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u32).to_be_bytes());
+        h.update(p.as_bytes());
+    }
+    hex::encode(&h.finalize()[..20])
+}
+
+pub fn alert_stream(dedup_key: &str) -> String {
+    format!("alert-{}", digest(&[dedup_key]))
+}
+
+pub fn group_stream(service_id: Uuid, group_key: &str) -> String {
+    format!("group-{}", digest(&[&service_id.to_string(), group_key]))
+}
+
+/// What became of a received alert (SPEC §5: ingestion decisions are facts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Decision {
+    OpenedIncident { incident_id: Uuid },
+    AttachedToIncident { incident_id: Uuid },
+    /// A repeat of an alert already firing: counted, nothing opened.
+    Deduplicated { into_alert_id: Uuid },
+    SuppressedByWindow { window_id: Uuid },
+    HeldForUnknownService,
+    /// A resolution for an alert that is not firing: kept, changes nothing.
+    NothingFiring,
+}
+
+impl Decision {
+    pub fn incident_id(&self) -> Option<Uuid> {
+        match self {
+            Decision::OpenedIncident { incident_id } | Decision::AttachedToIncident { incident_id } => {
+                Some(*incident_id)
+            }
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResolvedBy {
+    /// The source said so.
+    Source,
+    /// The source stopped refreshing it (silenced or inhibited upstream, or gone).
+    Expired,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum AlertEvent {
+    AlertReceived {
+        /// The firing cycle this receipt belongs to.
+        alert_id: Uuid,
+        signal: Signal,
+        service_id: Option<Uuid>,
+        /// Receipts of this cycle so far, this one included.
+        count: u64,
+        decision: Decision,
+    },
+    AlertResolved {
+        alert_id: Uuid,
+        by: ResolvedBy,
+        at: DateTime<Utc>,
+        incident_id: Option<Uuid>,
+    },
+}
+
+impl AlertEvent {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            AlertEvent::AlertReceived { .. } => "AlertReceived",
+            AlertEvent::AlertResolved { .. } => "AlertResolved",
+        }
+    }
+    pub fn payload(&self) -> serde_json::Value {
+        crate::event::untagged_payload(self)
+    }
+    pub fn from_stored(event_type: &str, payload: &serde_json::Value) -> Option<AlertEvent> {
+        crate::event::from_tagged(event_type, payload)
+    }
+}
+
+/// The current firing cycle of one dedup key, if any.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlertState {
+    pub firing: Option<FiringAlert>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FiringAlert {
+    pub alert_id: Uuid,
+    pub count: u64,
+    pub incident_id: Option<Uuid>,
+    pub service_id: Option<Uuid>,
+    pub group_key: String,
+    pub last_seen: DateTime<Utc>,
+}
+
+pub fn evolve_alert(mut state: AlertState, event: &AlertEvent, recorded_at: DateTime<Utc>) -> AlertState {
+    match event {
+        AlertEvent::AlertReceived { alert_id, signal, service_id, count, decision } => match decision {
+            Decision::NothingFiring => {}
+            Decision::Deduplicated { .. } => {
+                if let Some(f) = &mut state.firing {
+                    f.count = *count;
+                    f.last_seen = recorded_at;
+                }
+            }
+            _ => {
+                state.firing = Some(FiringAlert {
+                    alert_id: *alert_id,
+                    count: *count,
+                    incident_id: decision.incident_id(),
+                    service_id: *service_id,
+                    group_key: signal.group_key.clone(),
+                    last_seen: recorded_at,
+                })
+            }
+        },
+        AlertEvent::AlertResolved { alert_id, .. } => {
+            if state.firing.as_ref().is_some_and(|f| f.alert_id == *alert_id) {
+                state.firing = None;
+            }
+        }
+    }
+    state
+}
+
+/// The incident bound to a group while it is open.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum GroupEvent {
+    AlertGroupBound { incident_id: Uuid, service_id: Uuid, group_key: String },
+    AlertGroupReleased { incident_id: Uuid },
+}
+
+impl GroupEvent {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            GroupEvent::AlertGroupBound { .. } => "AlertGroupBound",
+            GroupEvent::AlertGroupReleased { .. } => "AlertGroupReleased",
+        }
+    }
+    pub fn payload(&self) -> serde_json::Value {
+        crate::event::untagged_payload(self)
+    }
+    pub fn from_stored(event_type: &str, payload: &serde_json::Value) -> Option<GroupEvent> {
+        crate::event::from_tagged(event_type, payload)
+    }
+}
+
+/// The open incident of a group, folded from its stream.
+pub fn bound_incident<'a>(events: impl IntoIterator<Item = &'a GroupEvent>) -> Option<Uuid> {
+    events.into_iter().fold(None, |bound, e| match e {
+        GroupEvent::AlertGroupBound { incident_id, .. } => Some(*incident_id),
+        GroupEvent::AlertGroupReleased { incident_id } if bound == Some(*incident_id) => None,
+        GroupEvent::AlertGroupReleased { .. } => bound,
+    })
+}
+
+/// The facts of receiving one signal, given what is known. Pure: the caller
+/// reads the alert's state, the group's bound incident and the service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Receipt {
+    pub alert: AlertEvent,
+    /// `Some` when a new incident is to be opened with this id.
+    pub open_incident: Option<Uuid>,
+}
+
+pub fn decide_receipt(
+    state: &AlertState,
+    signal: Signal,
+    service_id: Option<Uuid>,
+    bound_incident: Option<Uuid>,
+    suppressing_window: Option<Uuid>,
+    new_id: Uuid,
+    now: DateTime<Utc>,
+) -> Receipt {
+    if !signal.firing {
+        let alert = match &state.firing {
+            Some(f) => AlertEvent::AlertResolved {
+                alert_id: f.alert_id,
+                by: ResolvedBy::Source,
+                at: signal.ends_at.filter(|e| *e <= now).unwrap_or(now),
+                incident_id: f.incident_id,
+            },
+            None => AlertEvent::AlertReceived {
+                alert_id: new_id,
+                signal,
+                service_id,
+                count: 0,
+                decision: Decision::NothingFiring,
+            },
+        };
+        return Receipt { alert, open_incident: None };
+    }
+    if let Some(f) = &state.firing {
+        return Receipt {
+            alert: AlertEvent::AlertReceived {
+                alert_id: f.alert_id,
+                signal,
+                service_id: f.service_id,
+                count: f.count + 1,
+                decision: Decision::Deduplicated { into_alert_id: f.alert_id },
+            },
+            open_incident: None,
+        };
+    }
+    let (decision, open_incident) = match (service_id, suppressing_window, bound_incident) {
+        (None, _, _) => (Decision::HeldForUnknownService, None),
+        (Some(_), Some(window_id), _) => (Decision::SuppressedByWindow { window_id }, None),
+        (Some(_), None, Some(incident_id)) => (Decision::AttachedToIncident { incident_id }, None),
+        (Some(_), None, None) => (Decision::OpenedIncident { incident_id: new_id }, Some(new_id)),
+    };
+    Receipt {
+        alert: AlertEvent::AlertReceived { alert_id: new_id, signal, service_id, count: 1, decision },
+        open_incident,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signal(firing: bool) -> Signal {
+        Signal {
+            source: "alertmanager".into(),
+            dedup_key: "fp-1".into(),
+            group_key: "{}:{alertname=\"HighLatency\"}".into(),
+            service_ref: Some("orders".into()),
+            summary: "p99 above 2s".into(),
+            severity: Severity::Critical,
+            category: Category::Application,
+            labels: BTreeMap::new(),
+            firing,
+            starts_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            ends_at: None,
+        }
+    }
+
+    fn decide_receipt(
+        state: &AlertState,
+        signal: Signal,
+        service_id: Option<Uuid>,
+        bound_incident: Option<Uuid>,
+        suppressing_window: Option<Uuid>,
+        new_id: Uuid,
+    ) -> Receipt {
+        super::decide_receipt(state, signal, service_id, bound_incident, suppressing_window, new_id, Utc::now())
+    }
+
+    fn apply(state: AlertState, receipt: &Receipt) -> AlertState {
+        evolve_alert(state, &receipt.alert, Utc::now())
+    }
+
+    #[test]
+    fn a_first_firing_alert_for_a_known_service_opens_an_incident() {
+        let service = Uuid::from_u128(1);
+        let r = decide_receipt(&AlertState::default(), signal(true), Some(service), None, None, Uuid::from_u128(9));
+        assert_eq!(r.open_incident, Some(Uuid::from_u128(9)));
+    }
+
+    #[test]
+    fn a_repeat_is_deduplicated_and_counted() {
+        let service = Uuid::from_u128(1);
+        let first = decide_receipt(&AlertState::default(), signal(true), Some(service), None, None, Uuid::from_u128(9));
+        let state = apply(AlertState::default(), &first);
+        let again = decide_receipt(&state, signal(true), Some(service), None, None, Uuid::from_u128(10));
+        assert_eq!(again.open_incident, None);
+        let AlertEvent::AlertReceived { count, decision, .. } = &again.alert else { panic!() };
+        assert_eq!((*count, decision), (2, &Decision::Deduplicated { into_alert_id: Uuid::from_u128(9) }));
+    }
+
+    #[test]
+    fn an_open_group_incident_is_attached_to_and_unknown_services_are_held() {
+        let service = Uuid::from_u128(1);
+        let bound = Some(Uuid::from_u128(5));
+        let r = decide_receipt(&AlertState::default(), signal(true), Some(service), bound, None, Uuid::from_u128(9));
+        assert_eq!(r.alert, AlertEvent::AlertReceived {
+            alert_id: Uuid::from_u128(9),
+            signal: signal(true),
+            service_id: Some(service),
+            count: 1,
+            decision: Decision::AttachedToIncident { incident_id: Uuid::from_u128(5) },
+        });
+        let held = decide_receipt(&AlertState::default(), signal(true), None, None, None, Uuid::from_u128(9));
+        assert!(matches!(held.alert, AlertEvent::AlertReceived { decision: Decision::HeldForUnknownService, .. }));
+        let window = decide_receipt(&AlertState::default(), signal(true), Some(service), None, Some(Uuid::from_u128(3)), Uuid::from_u128(9));
+        assert_eq!(window.open_incident, None);
+    }
+
+    #[test]
+    fn a_resolution_ends_the_firing_cycle_and_the_next_firing_starts_a_new_one() {
+        let service = Uuid::from_u128(1);
+        let first = decide_receipt(&AlertState::default(), signal(true), Some(service), None, None, Uuid::from_u128(9));
+        let state = apply(AlertState::default(), &first);
+        let resolved = decide_receipt(&state, signal(false), Some(service), None, None, Uuid::from_u128(10));
+        assert!(matches!(resolved.alert, AlertEvent::AlertResolved { alert_id, by: ResolvedBy::Source, .. } if alert_id == Uuid::from_u128(9)));
+        let state = apply(state, &resolved);
+        assert_eq!(state.firing, None);
+        let stray = decide_receipt(&state, signal(false), Some(service), None, None, Uuid::from_u128(11));
+        assert!(matches!(stray.alert, AlertEvent::AlertReceived { decision: Decision::NothingFiring, .. }));
+    }
+
+    #[test]
+    fn groups_bind_and_release_incidents() {
+        let a = Uuid::from_u128(1);
+        let b = Uuid::from_u128(2);
+        let s = Uuid::from_u128(3);
+        let bound = GroupEvent::AlertGroupBound { incident_id: a, service_id: s, group_key: "g".into() };
+        assert_eq!(bound_incident(&[bound.clone()]), Some(a));
+        assert_eq!(bound_incident(&[bound.clone(), GroupEvent::AlertGroupReleased { incident_id: a }]), None);
+        assert_eq!(bound_incident(&[bound, GroupEvent::AlertGroupReleased { incident_id: b }]), Some(a));
+    }
+
+    #[test]
+    fn loose_words_map_to_severities_and_categories() {
+        assert_eq!(Severity::parse_loose("CRITICAL"), Some(Severity::Critical));
+        assert_eq!(Severity::parse_loose("high"), Some(Severity::Error));
+        assert_eq!(Severity::parse_loose("bogus"), None);
+        assert_eq!(Category::parse_loose("Security"), Some(Category::Security));
+        assert_eq!(clip_summary(&"x".repeat(2000)).chars().count(), SUMMARY_LEN_MAX_CHARS + 1);
+    }
+}

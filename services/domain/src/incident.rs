@@ -1,0 +1,355 @@
+//! The incident lifecycle (SPEC §5): triggered → acknowledged → mitigated →
+//! resolved → closed, reopen from resolved. Escalation is an event, not a
+//! state. Stream: `incident-<id>`.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::alert::{Category, Severity};
+use crate::Rejection;
+
+/// Longest note or action description kept.
+pub const TEXT_LEN_MAX_CHARS: usize = 10_000;
+
+pub fn incident_stream(id: Uuid) -> String {
+    format!("incident-{id}")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Triggered,
+    Acknowledged,
+    Mitigated,
+    Resolved,
+    Closed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Triggered => "triggered",
+            Status::Acknowledged => "acknowledged",
+            Status::Mitigated => "mitigated",
+            Status::Resolved => "resolved",
+            Status::Closed => "closed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Status> {
+        [Status::Triggered, Status::Acknowledged, Status::Mitigated, Status::Resolved, Status::Closed]
+            .into_iter()
+            .find(|x| x.as_str() == s)
+    }
+    /// Open incidents are the ones somebody still has to act on.
+    pub fn is_open(self) -> bool {
+        matches!(self, Status::Triggered | Status::Acknowledged | Status::Mitigated)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    /// Staff only.
+    Internal,
+    /// Shown to the client whose service it is.
+    Client,
+}
+
+/// Operations actions: they do not change the system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationsAction {
+    Inspection,
+    Restart,
+    RunbookStep,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Triage {
+    Actionable,
+    Noise,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum IncidentEvent {
+    IncidentOpened {
+        incident_id: Uuid,
+        service_id: Option<Uuid>,
+        title: String,
+        severity: Severity,
+        category: Category,
+        /// Set when alerts opened it: later alerts of the group attach.
+        group_key: Option<String>,
+        impact_start: DateTime<Utc>,
+    },
+    AlertAttached { alert_id: Uuid, dedup_key: String },
+    IncidentAcknowledged {},
+    NoteAdded { note_id: Uuid, text: String, visibility: Visibility },
+    ActionRecorded { action_id: Uuid, kind: OperationsAction, description: String },
+    IncidentMitigated { impact_end: DateTime<Utc> },
+    IncidentResolved {},
+    IncidentReopened { reason: String },
+    IncidentClosed {},
+    SeverityChanged { from: Severity, to: Severity },
+    IncidentImpactCorrected { impact_start: DateTime<Utc>, impact_end: Option<DateTime<Utc>>, reason: String },
+    TriageMarked { outcome: Triage },
+}
+
+impl IncidentEvent {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            IncidentEvent::IncidentOpened { .. } => "IncidentOpened",
+            IncidentEvent::AlertAttached { .. } => "AlertAttached",
+            IncidentEvent::IncidentAcknowledged { .. } => "IncidentAcknowledged",
+            IncidentEvent::NoteAdded { .. } => "NoteAdded",
+            IncidentEvent::ActionRecorded { .. } => "ActionRecorded",
+            IncidentEvent::IncidentMitigated { .. } => "IncidentMitigated",
+            IncidentEvent::IncidentResolved { .. } => "IncidentResolved",
+            IncidentEvent::IncidentReopened { .. } => "IncidentReopened",
+            IncidentEvent::IncidentClosed { .. } => "IncidentClosed",
+            IncidentEvent::SeverityChanged { .. } => "SeverityChanged",
+            IncidentEvent::IncidentImpactCorrected { .. } => "IncidentImpactCorrected",
+            IncidentEvent::TriageMarked { .. } => "TriageMarked",
+        }
+    }
+    pub fn payload(&self) -> serde_json::Value {
+        crate::event::untagged_payload(self)
+    }
+    pub fn from_stored(event_type: &str, payload: &serde_json::Value) -> Option<IncidentEvent> {
+        crate::event::from_tagged(event_type, payload)
+    }
+}
+
+/// An incident as folded from its events.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Incident {
+    pub id: Uuid,
+    pub service_id: Option<Uuid>,
+    pub title: String,
+    pub status: Status,
+    pub severity: Severity,
+    pub category: Category,
+    pub group_key: Option<String>,
+    pub impact_start: DateTime<Utc>,
+    pub impact_end: Option<DateTime<Utc>>,
+    pub opened_at: DateTime<Utc>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub alerts: Vec<Uuid>,
+    pub triage: Option<Triage>,
+}
+
+/// Folds one event, recorded at `at`, into the incident (`None` before it opens).
+pub fn evolve(incident: Option<Incident>, event: &IncidentEvent, at: DateTime<Utc>) -> Option<Incident> {
+    if let IncidentEvent::IncidentOpened { incident_id, service_id, title, severity, category, group_key, impact_start } = event {
+        return Some(Incident {
+            id: *incident_id,
+            service_id: *service_id,
+            title: title.clone(),
+            status: Status::Triggered,
+            severity: *severity,
+            category: *category,
+            group_key: group_key.clone(),
+            impact_start: *impact_start,
+            impact_end: None,
+            opened_at: at,
+            acknowledged_at: None,
+            resolved_at: None,
+            closed_at: None,
+            alerts: Vec::new(),
+            triage: None,
+        });
+    }
+    let mut i = incident?;
+    match event {
+        IncidentEvent::IncidentOpened { .. } => {}
+        IncidentEvent::AlertAttached { alert_id, .. } => i.alerts.push(*alert_id),
+        IncidentEvent::IncidentAcknowledged {} => {
+            i.status = Status::Acknowledged;
+            i.acknowledged_at.get_or_insert(at);
+        }
+        IncidentEvent::NoteAdded { .. } | IncidentEvent::ActionRecorded { .. } => {}
+        IncidentEvent::IncidentMitigated { impact_end } => {
+            i.status = Status::Mitigated;
+            i.impact_end = Some(*impact_end);
+        }
+        IncidentEvent::IncidentResolved {} => {
+            i.status = Status::Resolved;
+            i.resolved_at = Some(at);
+            i.impact_end.get_or_insert(at);
+        }
+        IncidentEvent::IncidentReopened { .. } => {
+            i.status = Status::Triggered;
+            i.resolved_at = None;
+            i.impact_end = None;
+        }
+        IncidentEvent::IncidentClosed {} => {
+            i.status = Status::Closed;
+            i.closed_at = Some(at);
+        }
+        IncidentEvent::SeverityChanged { to, .. } => i.severity = *to,
+        IncidentEvent::IncidentImpactCorrected { impact_start, impact_end, .. } => {
+            i.impact_start = *impact_start;
+            i.impact_end = *impact_end;
+        }
+        IncidentEvent::TriageMarked { outcome } => i.triage = Some(*outcome),
+    }
+    Some(i)
+}
+
+/// Commands on an existing incident.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Acknowledge,
+    AddNote { text: String, visibility: Visibility },
+    RecordAction { kind: OperationsAction, description: String },
+    Mitigate { impact_end: DateTime<Utc> },
+    Resolve,
+    Reopen { reason: String },
+    Close,
+    ChangeSeverity { to: Severity },
+    CorrectImpact { impact_start: DateTime<Utc>, impact_end: Option<DateTime<Utc>>, reason: String },
+    MarkTriage { outcome: Triage },
+}
+
+fn invalid_in(command: &str, status: Status) -> Rejection {
+    Rejection::InvalidTransition { command: command.to_owned(), state: status.as_str().to_owned() }
+}
+
+fn text(field: &str, raw: &str) -> Result<String, Rejection> {
+    let t = raw.trim();
+    if t.is_empty() {
+        return Err(Rejection::Invalid(format!("{field} must not be empty")));
+    }
+    if t.chars().count() > TEXT_LEN_MAX_CHARS {
+        return Err(Rejection::Invalid(format!("{field} must be at most {TEXT_LEN_MAX_CHARS} characters")));
+    }
+    Ok(t.to_owned())
+}
+
+/// Decides a command against the incident's current state. `new_id` names
+/// notes and actions; the caller supplies it so this stays pure.
+pub fn decide(incident: &Incident, command: Command, new_id: Uuid) -> Result<Vec<IncidentEvent>, Rejection> {
+    use Status::*;
+    let s = incident.status;
+    let event = match command {
+        Command::Acknowledge => match s {
+            Triggered => IncidentEvent::IncidentAcknowledged {},
+            _ => return Err(invalid_in("acknowledge", s)),
+        },
+        Command::AddNote { text: t, visibility } => match s {
+            Closed => return Err(invalid_in("add a note to", s)),
+            _ => IncidentEvent::NoteAdded { note_id: new_id, text: text("text", &t)?, visibility },
+        },
+        Command::RecordAction { kind, description } => match s {
+            Closed => return Err(invalid_in("record an action on", s)),
+            _ => IncidentEvent::ActionRecorded { action_id: new_id, kind, description: text("description", &description)? },
+        },
+        Command::Mitigate { impact_end } => match s {
+            Triggered | Acknowledged => {
+                if impact_end < incident.impact_start {
+                    return Err(Rejection::Invalid("impact_end must not be before the impact start".into()));
+                }
+                IncidentEvent::IncidentMitigated { impact_end }
+            }
+            _ => return Err(invalid_in("mitigate", s)),
+        },
+        Command::Resolve => match s {
+            Triggered | Acknowledged | Mitigated => IncidentEvent::IncidentResolved {},
+            _ => return Err(invalid_in("resolve", s)),
+        },
+        Command::Reopen { reason } => match s {
+            Resolved => IncidentEvent::IncidentReopened { reason: text("reason", &reason)? },
+            _ => return Err(invalid_in("reopen", s)),
+        },
+        Command::Close => match s {
+            Resolved => IncidentEvent::IncidentClosed {},
+            _ => return Err(invalid_in("close", s)),
+        },
+        Command::ChangeSeverity { to } => match s {
+            Closed => return Err(invalid_in("change the severity of", s)),
+            _ if to == incident.severity => {
+                return Err(Rejection::Invalid(format!("the severity is {} already", to.as_str())))
+            }
+            _ => IncidentEvent::SeverityChanged { from: incident.severity, to },
+        },
+        Command::CorrectImpact { impact_start, impact_end, reason } => {
+            if impact_end.is_some_and(|end| end < impact_start) {
+                return Err(Rejection::Invalid("impact_end must not be before impact_start".into()));
+            }
+            IncidentEvent::IncidentImpactCorrected { impact_start, impact_end, reason: text("reason", &reason)? }
+        }
+        Command::MarkTriage { outcome } => IncidentEvent::TriageMarked { outcome },
+    };
+    Ok(vec![event])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opened() -> Incident {
+        let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let e = IncidentEvent::IncidentOpened {
+            incident_id: Uuid::from_u128(1),
+            service_id: None,
+            title: "Orders slow".into(),
+            severity: Severity::Error,
+            category: Category::Application,
+            group_key: None,
+            impact_start: at,
+        };
+        evolve(None, &e, at).unwrap()
+    }
+
+    fn run(i: Incident, c: Command) -> Result<Incident, Rejection> {
+        let at = i.impact_start + chrono::Duration::minutes(5);
+        let events = decide(&i, c, Uuid::from_u128(2))?;
+        Ok(events.iter().fold(Some(i), |i, e| evolve(i, e, at)).unwrap())
+    }
+
+    #[test]
+    fn the_happy_path_runs_from_triggered_to_closed() {
+        let i = run(opened(), Command::Acknowledge).unwrap();
+        assert_eq!(i.status, Status::Acknowledged);
+        let end = i.impact_start + chrono::Duration::minutes(3);
+        let i = run(i, Command::Mitigate { impact_end: end }).unwrap();
+        assert_eq!((i.status, i.impact_end), (Status::Mitigated, Some(end)));
+        let i = run(i, Command::Resolve).unwrap();
+        let i = run(i, Command::Close).unwrap();
+        assert_eq!(i.status, Status::Closed);
+    }
+
+    #[test]
+    fn invalid_transitions_name_the_current_state() {
+        let i = run(opened(), Command::Acknowledge).unwrap();
+        let err = run(i.clone(), Command::Acknowledge).unwrap_err();
+        assert_eq!(err, Rejection::InvalidTransition { command: "acknowledge".into(), state: "acknowledged".into() });
+        assert!(err.to_string().contains("acknowledged"));
+        assert!(run(i.clone(), Command::Close).is_err());
+        assert!(run(i, Command::Reopen { reason: "again".into() }).is_err());
+    }
+
+    #[test]
+    fn a_resolved_incident_reopens_to_triggered() {
+        let i = run(opened(), Command::Resolve).unwrap();
+        assert!(i.impact_end.is_some());
+        let i = run(i, Command::Reopen { reason: "it recurred".into() }).unwrap();
+        assert_eq!((i.status, i.impact_end), (Status::Triggered, None));
+    }
+
+    #[test]
+    fn notes_and_severity_follow_their_rules() {
+        let i = opened();
+        assert!(run(i.clone(), Command::AddNote { text: "  ".into(), visibility: Visibility::Internal }).is_err());
+        assert!(run(i.clone(), Command::ChangeSeverity { to: Severity::Error }).is_err());
+        let i = run(i, Command::ChangeSeverity { to: Severity::Critical }).unwrap();
+        assert_eq!(i.severity, Severity::Critical);
+        let bad = Command::CorrectImpact { impact_start: i.impact_start, impact_end: Some(i.impact_start - chrono::Duration::seconds(1)), reason: "x".into() };
+        assert!(run(i, bad).is_err());
+    }
+}
