@@ -1,9 +1,11 @@
 //! One integration-test binary, a module per capability. Every test gets its
 //! own database on a real PostgreSQL cluster, so they run in parallel.
 
+mod alerts;
 mod api_auth;
 mod api_directory;
 mod api_hostile;
+mod incidents;
 mod migrations;
 mod openapi;
 mod projections;

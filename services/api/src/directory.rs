@@ -82,7 +82,7 @@ pub struct Page<T> {
 impl<T> Page<T> {
     /// A page from up to `limit + 1` items: the extra one, dropped, tells
     /// that another page follows, so the last page never links to an empty one.
-    fn of(mut items: Vec<T>, limit: i64, id: impl Fn(&T) -> Uuid) -> Page<T> {
+    pub(crate) fn of(mut items: Vec<T>, limit: i64, id: impl Fn(&T) -> Uuid) -> Page<T> {
         let more = items.len() as i64 > limit;
         items.truncate(limit as usize);
         let next_cursor = if more { items.last().map(id) } else { None };
@@ -92,7 +92,7 @@ impl<T> Page<T> {
 
 // ------------------------------------------------------------ helpers
 
-fn metadata(actor: &Actor, req: &HttpRequest) -> Metadata {
+pub(crate) fn metadata(actor: &Actor, req: &HttpRequest) -> Metadata {
     use actix_web::HttpMessage;
     Metadata {
         actor: actor.subject.clone(),
@@ -108,11 +108,11 @@ fn new_event(event: &DirectoryEvent, meta: &Metadata, at: DateTime<Utc>) -> NewE
     NewEvent::new(event.type_name(), event.payload(), meta.clone(), at)
 }
 
-fn unprocessable(e: String) -> ApiError {
+pub(crate) fn unprocessable(e: String) -> ApiError {
     ApiError::Unprocessable(e)
 }
 
-fn page_len(limit: Option<u32>) -> Result<i64, ApiError> {
+pub(crate) fn page_len(limit: Option<u32>) -> Result<i64, ApiError> {
     match limit.unwrap_or(PAGE_LEN_DEFAULT) {
         0 => Err(ApiError::BadRequest("limit must be at least 1".into())),
         n if n > PAGE_LEN_MAX => Err(ApiError::BadRequest(format!(
@@ -332,7 +332,7 @@ pub async fn client_list(
     Ok(HttpResponse::Ok().json(Page::of(items, limit, |c| c.id)))
 }
 
-async fn stream_events(
+pub(crate) async fn stream_events(
     state: &AppState,
     tenant: Uuid,
     stream: &str,

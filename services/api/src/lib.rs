@@ -10,6 +10,9 @@
 pub mod auth;
 pub mod directory;
 pub mod idempotency;
+pub mod incidents;
+pub mod ingest;
+pub mod integrations;
 pub mod problem;
 pub mod system;
 pub mod tenants;
@@ -76,6 +79,106 @@ fn table() -> Vec<(Method, &'static str, Route)> {
             Method::GET,
             "/api/v1/services/{id}",
             web::get().to(directory::service_get),
+        ),
+        (
+            Method::POST,
+            "/api/v1/alerts",
+            web::post().to(integrations::alert_post),
+        ),
+        (
+            Method::GET,
+            "/api/v1/alerts",
+            web::get().to(incidents::alert_list),
+        ),
+        (
+            Method::GET,
+            "/api/v1/alerts/{id}",
+            web::get().to(incidents::alert_get),
+        ),
+        (
+            Method::POST,
+            "/api/v1/integrations/alertmanager",
+            web::post().to(integrations::alertmanager_post),
+        ),
+        (
+            Method::POST,
+            "/api/v1/integrations/pagerduty",
+            web::post().to(integrations::pagerduty_post),
+        ),
+        (
+            Method::POST,
+            "/api/v1/integrations/grafana",
+            web::post().to(integrations::grafana_post),
+        ),
+        (
+            Method::GET,
+            "/api/v1/incidents",
+            web::get().to(incidents::incident_list),
+        ),
+        (
+            Method::POST,
+            "/api/v1/incidents",
+            web::post().to(incidents::incident_open),
+        ),
+        (
+            Method::GET,
+            "/api/v1/incidents/{id}",
+            web::get().to(incidents::incident_get),
+        ),
+        (
+            Method::GET,
+            "/api/v1/incidents/{id}/timeline",
+            web::get().to(incidents::incident_timeline),
+        ),
+        (
+            Method::POST,
+            "/api/v1/incidents/{id}/acknowledge",
+            web::post().to(incidents::incident_acknowledge),
+        ),
+        (
+            Method::POST,
+            "/api/v1/incidents/{id}/notes",
+            web::post().to(incidents::incident_note),
+        ),
+        (
+            Method::POST,
+            "/api/v1/incidents/{id}/actions",
+            web::post().to(incidents::incident_action),
+        ),
+        (
+            Method::POST,
+            "/api/v1/incidents/{id}/mitigate",
+            web::post().to(incidents::incident_mitigate),
+        ),
+        (
+            Method::POST,
+            "/api/v1/incidents/{id}/resolve",
+            web::post().to(incidents::incident_resolve),
+        ),
+        (
+            Method::POST,
+            "/api/v1/incidents/{id}/reopen",
+            web::post().to(incidents::incident_reopen),
+        ),
+        (
+            Method::POST,
+            "/api/v1/incidents/{id}/close",
+            web::post().to(incidents::incident_close),
+        ),
+        (
+            Method::POST,
+            "/api/v1/incidents/{id}/severity",
+            web::post().to(incidents::incident_severity),
+        ),
+        (
+            Method::POST,
+            "/api/v1/incidents/{id}/impact",
+            web::post().to(incidents::incident_impact),
+        ),
+        (
+            Method::POST,
+            "/api/v1/incidents/{id}/triage",
+            web::post().to(incidents::incident_triage),
         ),
     ]
 }

@@ -106,6 +106,25 @@ pub const DIRECTORY_READERS: &[Role] = &[
 ];
 /// Registering clients and services shapes what everyone else sees: admins only.
 pub const DIRECTORY_WRITERS: &[Role] = &[Role::Admin];
+/// Who may post alerts: monitoring (integration tokens, which may do nothing
+/// else) and the staff who run it.
+pub const ALERT_SENDERS: &[Role] = &[
+    Role::Integration,
+    Role::Operator,
+    Role::Maintainer,
+    Role::Admin,
+];
+/// Who may read alerts and incidents: staff, and clients (their own services').
+pub const INCIDENT_READERS: &[Role] = &[
+    Role::Operator,
+    Role::Maintainer,
+    Role::Approver,
+    Role::Auditor,
+    Role::Admin,
+    Role::Client,
+];
+/// Who responds to incidents: the two teams, and admins.
+pub const RESPONDERS: &[Role] = &[Role::Operator, Role::Maintainer, Role::Admin];
 
 #[cfg(test)]
 mod tests {

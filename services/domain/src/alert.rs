@@ -40,8 +40,12 @@ impl Severity {
                 Some(Severity::Critical)
             }
             "error" | "err" | "high" | "major" | "p2" | "sev2" => Some(Severity::Error),
-            "warning" | "warn" | "medium" | "minor" | "average" | "p3" | "sev3" => Some(Severity::Warning),
-            "info" | "information" | "low" | "none" | "ok" | "p4" | "p5" | "sev4" => Some(Severity::Info),
+            "warning" | "warn" | "medium" | "minor" | "average" | "p3" | "sev3" => {
+                Some(Severity::Warning)
+            }
+            "info" | "information" | "low" | "none" | "ok" | "p4" | "p5" | "sev4" => {
+                Some(Severity::Info)
+            }
             _ => None,
         }
     }
@@ -117,13 +121,21 @@ impl Signal {
             return Err(format!("dedup key must be 1 to {KEY_LEN_MAX_BYTES} bytes"));
         }
         if self.group_key.len() > KEY_LEN_MAX_BYTES {
-            return Err(format!("group key must be at most {KEY_LEN_MAX_BYTES} bytes"));
+            return Err(format!(
+                "group key must be at most {KEY_LEN_MAX_BYTES} bytes"
+            ));
         }
         if self.labels.len() > LABELS_MAX {
             return Err(format!("at most {LABELS_MAX} labels"));
         }
-        if self.labels.iter().any(|(k, v)| k.len() > LABEL_LEN_MAX_BYTES || v.len() > LABEL_LEN_MAX_BYTES) {
-            return Err(format!("label names and values are at most {LABEL_LEN_MAX_BYTES} bytes"));
+        if self
+            .labels
+            .iter()
+            .any(|(k, v)| k.len() > LABEL_LEN_MAX_BYTES || v.len() > LABEL_LEN_MAX_BYTES)
+        {
+            return Err(format!(
+                "label names and values are at most {LABEL_LEN_MAX_BYTES} bytes"
+            ));
         }
         if self.source.trim().is_empty() || self.source.len() > 100 {
             return Err("source must be 1 to 100 bytes".into());
@@ -162,11 +174,19 @@ pub fn group_stream(service_id: Uuid, group_key: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Decision {
-    OpenedIncident { incident_id: Uuid },
-    AttachedToIncident { incident_id: Uuid },
+    OpenedIncident {
+        incident_id: Uuid,
+    },
+    AttachedToIncident {
+        incident_id: Uuid,
+    },
     /// A repeat of an alert already firing: counted, nothing opened.
-    Deduplicated { into_alert_id: Uuid },
-    SuppressedByWindow { window_id: Uuid },
+    Deduplicated {
+        into_alert_id: Uuid,
+    },
+    SuppressedByWindow {
+        window_id: Uuid,
+    },
     HeldForUnknownService,
     /// A resolution for an alert that is not firing: kept, changes nothing.
     NothingFiring,
@@ -175,9 +195,8 @@ pub enum Decision {
 impl Decision {
     pub fn incident_id(&self) -> Option<Uuid> {
         match self {
-            Decision::OpenedIncident { incident_id } | Decision::AttachedToIncident { incident_id } => {
-                Some(*incident_id)
-            }
+            Decision::OpenedIncident { incident_id }
+            | Decision::AttachedToIncident { incident_id } => Some(*incident_id),
             _ => None,
         }
     }
@@ -243,9 +262,19 @@ pub struct FiringAlert {
     pub last_seen: DateTime<Utc>,
 }
 
-pub fn evolve_alert(mut state: AlertState, event: &AlertEvent, recorded_at: DateTime<Utc>) -> AlertState {
+pub fn evolve_alert(
+    mut state: AlertState,
+    event: &AlertEvent,
+    recorded_at: DateTime<Utc>,
+) -> AlertState {
     match event {
-        AlertEvent::AlertReceived { alert_id, signal, service_id, count, decision } => match decision {
+        AlertEvent::AlertReceived {
+            alert_id,
+            signal,
+            service_id,
+            count,
+            decision,
+        } => match decision {
             Decision::NothingFiring => {}
             Decision::Deduplicated { .. } => {
                 if let Some(f) = &mut state.firing {
@@ -265,7 +294,11 @@ pub fn evolve_alert(mut state: AlertState, event: &AlertEvent, recorded_at: Date
             }
         },
         AlertEvent::AlertResolved { alert_id, .. } => {
-            if state.firing.as_ref().is_some_and(|f| f.alert_id == *alert_id) {
+            if state
+                .firing
+                .as_ref()
+                .is_some_and(|f| f.alert_id == *alert_id)
+            {
                 state.firing = None;
             }
         }
@@ -277,8 +310,14 @@ pub fn evolve_alert(mut state: AlertState, event: &AlertEvent, recorded_at: Date
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
 pub enum GroupEvent {
-    AlertGroupBound { incident_id: Uuid, service_id: Uuid, group_key: String },
-    AlertGroupReleased { incident_id: Uuid },
+    AlertGroupBound {
+        incident_id: Uuid,
+        service_id: Uuid,
+        group_key: String,
+    },
+    AlertGroupReleased {
+        incident_id: Uuid,
+    },
 }
 
 impl GroupEvent {
@@ -339,7 +378,10 @@ pub fn decide_receipt(
                 decision: Decision::NothingFiring,
             },
         };
-        return Receipt { alert, open_incident: None };
+        return Receipt {
+            alert,
+            open_incident: None,
+        };
     }
     if let Some(f) = &state.firing {
         return Receipt {
@@ -348,7 +390,9 @@ pub fn decide_receipt(
                 signal,
                 service_id: f.service_id,
                 count: f.count + 1,
-                decision: Decision::Deduplicated { into_alert_id: f.alert_id },
+                decision: Decision::Deduplicated {
+                    into_alert_id: f.alert_id,
+                },
             },
             open_incident: None,
         };
@@ -357,10 +401,21 @@ pub fn decide_receipt(
         (None, _, _) => (Decision::HeldForUnknownService, None),
         (Some(_), Some(window_id), _) => (Decision::SuppressedByWindow { window_id }, None),
         (Some(_), None, Some(incident_id)) => (Decision::AttachedToIncident { incident_id }, None),
-        (Some(_), None, None) => (Decision::OpenedIncident { incident_id: new_id }, Some(new_id)),
+        (Some(_), None, None) => (
+            Decision::OpenedIncident {
+                incident_id: new_id,
+            },
+            Some(new_id),
+        ),
     };
     Receipt {
-        alert: AlertEvent::AlertReceived { alert_id: new_id, signal, service_id, count: 1, decision },
+        alert: AlertEvent::AlertReceived {
+            alert_id: new_id,
+            signal,
+            service_id,
+            count: 1,
+            decision,
+        },
         open_incident,
     }
 }
@@ -393,7 +448,15 @@ mod tests {
         suppressing_window: Option<Uuid>,
         new_id: Uuid,
     ) -> Receipt {
-        super::decide_receipt(state, signal, service_id, bound_incident, suppressing_window, new_id, Utc::now())
+        super::decide_receipt(
+            state,
+            signal,
+            service_id,
+            bound_incident,
+            suppressing_window,
+            new_id,
+            Utc::now(),
+        )
     }
 
     fn apply(state: AlertState, receipt: &Receipt) -> AlertState {
@@ -403,50 +466,145 @@ mod tests {
     #[test]
     fn a_first_firing_alert_for_a_known_service_opens_an_incident() {
         let service = Uuid::from_u128(1);
-        let r = decide_receipt(&AlertState::default(), signal(true), Some(service), None, None, Uuid::from_u128(9));
+        let r = decide_receipt(
+            &AlertState::default(),
+            signal(true),
+            Some(service),
+            None,
+            None,
+            Uuid::from_u128(9),
+        );
         assert_eq!(r.open_incident, Some(Uuid::from_u128(9)));
     }
 
     #[test]
     fn a_repeat_is_deduplicated_and_counted() {
         let service = Uuid::from_u128(1);
-        let first = decide_receipt(&AlertState::default(), signal(true), Some(service), None, None, Uuid::from_u128(9));
+        let first = decide_receipt(
+            &AlertState::default(),
+            signal(true),
+            Some(service),
+            None,
+            None,
+            Uuid::from_u128(9),
+        );
         let state = apply(AlertState::default(), &first);
-        let again = decide_receipt(&state, signal(true), Some(service), None, None, Uuid::from_u128(10));
+        let again = decide_receipt(
+            &state,
+            signal(true),
+            Some(service),
+            None,
+            None,
+            Uuid::from_u128(10),
+        );
         assert_eq!(again.open_incident, None);
-        let AlertEvent::AlertReceived { count, decision, .. } = &again.alert else { panic!() };
-        assert_eq!((*count, decision), (2, &Decision::Deduplicated { into_alert_id: Uuid::from_u128(9) }));
+        let AlertEvent::AlertReceived {
+            count, decision, ..
+        } = &again.alert
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (*count, decision),
+            (
+                2,
+                &Decision::Deduplicated {
+                    into_alert_id: Uuid::from_u128(9)
+                }
+            )
+        );
     }
 
     #[test]
     fn an_open_group_incident_is_attached_to_and_unknown_services_are_held() {
         let service = Uuid::from_u128(1);
         let bound = Some(Uuid::from_u128(5));
-        let r = decide_receipt(&AlertState::default(), signal(true), Some(service), bound, None, Uuid::from_u128(9));
-        assert_eq!(r.alert, AlertEvent::AlertReceived {
-            alert_id: Uuid::from_u128(9),
-            signal: signal(true),
-            service_id: Some(service),
-            count: 1,
-            decision: Decision::AttachedToIncident { incident_id: Uuid::from_u128(5) },
-        });
-        let held = decide_receipt(&AlertState::default(), signal(true), None, None, None, Uuid::from_u128(9));
-        assert!(matches!(held.alert, AlertEvent::AlertReceived { decision: Decision::HeldForUnknownService, .. }));
-        let window = decide_receipt(&AlertState::default(), signal(true), Some(service), None, Some(Uuid::from_u128(3)), Uuid::from_u128(9));
+        let r = decide_receipt(
+            &AlertState::default(),
+            signal(true),
+            Some(service),
+            bound,
+            None,
+            Uuid::from_u128(9),
+        );
+        assert_eq!(
+            r.alert,
+            AlertEvent::AlertReceived {
+                alert_id: Uuid::from_u128(9),
+                signal: signal(true),
+                service_id: Some(service),
+                count: 1,
+                decision: Decision::AttachedToIncident {
+                    incident_id: Uuid::from_u128(5)
+                },
+            }
+        );
+        let held = decide_receipt(
+            &AlertState::default(),
+            signal(true),
+            None,
+            None,
+            None,
+            Uuid::from_u128(9),
+        );
+        assert!(matches!(
+            held.alert,
+            AlertEvent::AlertReceived {
+                decision: Decision::HeldForUnknownService,
+                ..
+            }
+        ));
+        let window = decide_receipt(
+            &AlertState::default(),
+            signal(true),
+            Some(service),
+            None,
+            Some(Uuid::from_u128(3)),
+            Uuid::from_u128(9),
+        );
         assert_eq!(window.open_incident, None);
     }
 
     #[test]
     fn a_resolution_ends_the_firing_cycle_and_the_next_firing_starts_a_new_one() {
         let service = Uuid::from_u128(1);
-        let first = decide_receipt(&AlertState::default(), signal(true), Some(service), None, None, Uuid::from_u128(9));
+        let first = decide_receipt(
+            &AlertState::default(),
+            signal(true),
+            Some(service),
+            None,
+            None,
+            Uuid::from_u128(9),
+        );
         let state = apply(AlertState::default(), &first);
-        let resolved = decide_receipt(&state, signal(false), Some(service), None, None, Uuid::from_u128(10));
-        assert!(matches!(resolved.alert, AlertEvent::AlertResolved { alert_id, by: ResolvedBy::Source, .. } if alert_id == Uuid::from_u128(9)));
+        let resolved = decide_receipt(
+            &state,
+            signal(false),
+            Some(service),
+            None,
+            None,
+            Uuid::from_u128(10),
+        );
+        assert!(
+            matches!(resolved.alert, AlertEvent::AlertResolved { alert_id, by: ResolvedBy::Source, .. } if alert_id == Uuid::from_u128(9))
+        );
         let state = apply(state, &resolved);
         assert_eq!(state.firing, None);
-        let stray = decide_receipt(&state, signal(false), Some(service), None, None, Uuid::from_u128(11));
-        assert!(matches!(stray.alert, AlertEvent::AlertReceived { decision: Decision::NothingFiring, .. }));
+        let stray = decide_receipt(
+            &state,
+            signal(false),
+            Some(service),
+            None,
+            None,
+            Uuid::from_u128(11),
+        );
+        assert!(matches!(
+            stray.alert,
+            AlertEvent::AlertReceived {
+                decision: Decision::NothingFiring,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -454,10 +612,23 @@ mod tests {
         let a = Uuid::from_u128(1);
         let b = Uuid::from_u128(2);
         let s = Uuid::from_u128(3);
-        let bound = GroupEvent::AlertGroupBound { incident_id: a, service_id: s, group_key: "g".into() };
-        assert_eq!(bound_incident(&[bound.clone()]), Some(a));
-        assert_eq!(bound_incident(&[bound.clone(), GroupEvent::AlertGroupReleased { incident_id: a }]), None);
-        assert_eq!(bound_incident(&[bound, GroupEvent::AlertGroupReleased { incident_id: b }]), Some(a));
+        let bound = GroupEvent::AlertGroupBound {
+            incident_id: a,
+            service_id: s,
+            group_key: "g".into(),
+        };
+        assert_eq!(bound_incident(std::slice::from_ref(&bound)), Some(a));
+        assert_eq!(
+            bound_incident(&[
+                bound.clone(),
+                GroupEvent::AlertGroupReleased { incident_id: a }
+            ]),
+            None
+        );
+        assert_eq!(
+            bound_incident(&[bound, GroupEvent::AlertGroupReleased { incident_id: b }]),
+            Some(a)
+        );
     }
 
     #[test]
@@ -466,6 +637,9 @@ mod tests {
         assert_eq!(Severity::parse_loose("high"), Some(Severity::Error));
         assert_eq!(Severity::parse_loose("bogus"), None);
         assert_eq!(Category::parse_loose("Security"), Some(Category::Security));
-        assert_eq!(clip_summary(&"x".repeat(2000)).chars().count(), SUMMARY_LEN_MAX_CHARS + 1);
+        assert_eq!(
+            clip_summary(&"x".repeat(2000)).chars().count(),
+            SUMMARY_LEN_MAX_CHARS + 1
+        );
     }
 }

@@ -37,13 +37,22 @@ impl Status {
         }
     }
     pub fn parse(s: &str) -> Option<Status> {
-        [Status::Triggered, Status::Acknowledged, Status::Mitigated, Status::Resolved, Status::Closed]
-            .into_iter()
-            .find(|x| x.as_str() == s)
+        [
+            Status::Triggered,
+            Status::Acknowledged,
+            Status::Mitigated,
+            Status::Resolved,
+            Status::Closed,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
     }
     /// Open incidents are the ones somebody still has to act on.
     pub fn is_open(self) -> bool {
-        matches!(self, Status::Triggered | Status::Acknowledged | Status::Mitigated)
+        matches!(
+            self,
+            Status::Triggered | Status::Acknowledged | Status::Mitigated
+        )
     }
 }
 
@@ -85,17 +94,41 @@ pub enum IncidentEvent {
         group_key: Option<String>,
         impact_start: DateTime<Utc>,
     },
-    AlertAttached { alert_id: Uuid, dedup_key: String },
+    AlertAttached {
+        alert_id: Uuid,
+        dedup_key: String,
+    },
     IncidentAcknowledged {},
-    NoteAdded { note_id: Uuid, text: String, visibility: Visibility },
-    ActionRecorded { action_id: Uuid, kind: OperationsAction, description: String },
-    IncidentMitigated { impact_end: DateTime<Utc> },
+    NoteAdded {
+        note_id: Uuid,
+        text: String,
+        visibility: Visibility,
+    },
+    ActionRecorded {
+        action_id: Uuid,
+        kind: OperationsAction,
+        description: String,
+    },
+    IncidentMitigated {
+        impact_end: DateTime<Utc>,
+    },
     IncidentResolved {},
-    IncidentReopened { reason: String },
+    IncidentReopened {
+        reason: String,
+    },
     IncidentClosed {},
-    SeverityChanged { from: Severity, to: Severity },
-    IncidentImpactCorrected { impact_start: DateTime<Utc>, impact_end: Option<DateTime<Utc>>, reason: String },
-    TriageMarked { outcome: Triage },
+    SeverityChanged {
+        from: Severity,
+        to: Severity,
+    },
+    IncidentImpactCorrected {
+        impact_start: DateTime<Utc>,
+        impact_end: Option<DateTime<Utc>>,
+        reason: String,
+    },
+    TriageMarked {
+        outcome: Triage,
+    },
 }
 
 impl IncidentEvent {
@@ -124,7 +157,7 @@ impl IncidentEvent {
 }
 
 /// An incident as folded from its events.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Incident {
     pub id: Uuid,
     pub service_id: Option<Uuid>,
@@ -144,8 +177,21 @@ pub struct Incident {
 }
 
 /// Folds one event, recorded at `at`, into the incident (`None` before it opens).
-pub fn evolve(incident: Option<Incident>, event: &IncidentEvent, at: DateTime<Utc>) -> Option<Incident> {
-    if let IncidentEvent::IncidentOpened { incident_id, service_id, title, severity, category, group_key, impact_start } = event {
+pub fn evolve(
+    incident: Option<Incident>,
+    event: &IncidentEvent,
+    at: DateTime<Utc>,
+) -> Option<Incident> {
+    if let IncidentEvent::IncidentOpened {
+        incident_id,
+        service_id,
+        title,
+        severity,
+        category,
+        group_key,
+        impact_start,
+    } = event
+    {
         return Some(Incident {
             id: *incident_id,
             service_id: *service_id,
@@ -192,7 +238,11 @@ pub fn evolve(incident: Option<Incident>, event: &IncidentEvent, at: DateTime<Ut
             i.closed_at = Some(at);
         }
         IncidentEvent::SeverityChanged { to, .. } => i.severity = *to,
-        IncidentEvent::IncidentImpactCorrected { impact_start, impact_end, .. } => {
+        IncidentEvent::IncidentImpactCorrected {
+            impact_start,
+            impact_end,
+            ..
+        } => {
             i.impact_start = *impact_start;
             i.impact_end = *impact_end;
         }
@@ -205,19 +255,40 @@ pub fn evolve(incident: Option<Incident>, event: &IncidentEvent, at: DateTime<Ut
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     Acknowledge,
-    AddNote { text: String, visibility: Visibility },
-    RecordAction { kind: OperationsAction, description: String },
-    Mitigate { impact_end: DateTime<Utc> },
+    AddNote {
+        text: String,
+        visibility: Visibility,
+    },
+    RecordAction {
+        kind: OperationsAction,
+        description: String,
+    },
+    Mitigate {
+        impact_end: DateTime<Utc>,
+    },
     Resolve,
-    Reopen { reason: String },
+    Reopen {
+        reason: String,
+    },
     Close,
-    ChangeSeverity { to: Severity },
-    CorrectImpact { impact_start: DateTime<Utc>, impact_end: Option<DateTime<Utc>>, reason: String },
-    MarkTriage { outcome: Triage },
+    ChangeSeverity {
+        to: Severity,
+    },
+    CorrectImpact {
+        impact_start: DateTime<Utc>,
+        impact_end: Option<DateTime<Utc>>,
+        reason: String,
+    },
+    MarkTriage {
+        outcome: Triage,
+    },
 }
 
 fn invalid_in(command: &str, status: Status) -> Rejection {
-    Rejection::InvalidTransition { command: command.to_owned(), state: status.as_str().to_owned() }
+    Rejection::InvalidTransition {
+        command: command.to_owned(),
+        state: status.as_str().to_owned(),
+    }
 }
 
 fn text(field: &str, raw: &str) -> Result<String, Rejection> {
@@ -226,14 +297,20 @@ fn text(field: &str, raw: &str) -> Result<String, Rejection> {
         return Err(Rejection::Invalid(format!("{field} must not be empty")));
     }
     if t.chars().count() > TEXT_LEN_MAX_CHARS {
-        return Err(Rejection::Invalid(format!("{field} must be at most {TEXT_LEN_MAX_CHARS} characters")));
+        return Err(Rejection::Invalid(format!(
+            "{field} must be at most {TEXT_LEN_MAX_CHARS} characters"
+        )));
     }
     Ok(t.to_owned())
 }
 
 /// Decides a command against the incident's current state. `new_id` names
 /// notes and actions; the caller supplies it so this stays pure.
-pub fn decide(incident: &Incident, command: Command, new_id: Uuid) -> Result<Vec<IncidentEvent>, Rejection> {
+pub fn decide(
+    incident: &Incident,
+    command: Command,
+    new_id: Uuid,
+) -> Result<Vec<IncidentEvent>, Rejection> {
     use Status::*;
     let s = incident.status;
     let event = match command {
@@ -241,18 +318,31 @@ pub fn decide(incident: &Incident, command: Command, new_id: Uuid) -> Result<Vec
             Triggered => IncidentEvent::IncidentAcknowledged {},
             _ => return Err(invalid_in("acknowledge", s)),
         },
-        Command::AddNote { text: t, visibility } => match s {
+        Command::AddNote {
+            text: t,
+            visibility,
+        } => match s {
             Closed => return Err(invalid_in("add a note to", s)),
-            _ => IncidentEvent::NoteAdded { note_id: new_id, text: text("text", &t)?, visibility },
+            _ => IncidentEvent::NoteAdded {
+                note_id: new_id,
+                text: text("text", &t)?,
+                visibility,
+            },
         },
         Command::RecordAction { kind, description } => match s {
             Closed => return Err(invalid_in("record an action on", s)),
-            _ => IncidentEvent::ActionRecorded { action_id: new_id, kind, description: text("description", &description)? },
+            _ => IncidentEvent::ActionRecorded {
+                action_id: new_id,
+                kind,
+                description: text("description", &description)?,
+            },
         },
         Command::Mitigate { impact_end } => match s {
             Triggered | Acknowledged => {
                 if impact_end < incident.impact_start {
-                    return Err(Rejection::Invalid("impact_end must not be before the impact start".into()));
+                    return Err(Rejection::Invalid(
+                        "impact_end must not be before the impact start".into(),
+                    ));
                 }
                 IncidentEvent::IncidentMitigated { impact_end }
             }
@@ -263,7 +353,9 @@ pub fn decide(incident: &Incident, command: Command, new_id: Uuid) -> Result<Vec
             _ => return Err(invalid_in("resolve", s)),
         },
         Command::Reopen { reason } => match s {
-            Resolved => IncidentEvent::IncidentReopened { reason: text("reason", &reason)? },
+            Resolved => IncidentEvent::IncidentReopened {
+                reason: text("reason", &reason)?,
+            },
             _ => return Err(invalid_in("reopen", s)),
         },
         Command::Close => match s {
@@ -273,15 +365,31 @@ pub fn decide(incident: &Incident, command: Command, new_id: Uuid) -> Result<Vec
         Command::ChangeSeverity { to } => match s {
             Closed => return Err(invalid_in("change the severity of", s)),
             _ if to == incident.severity => {
-                return Err(Rejection::Invalid(format!("the severity is {} already", to.as_str())))
+                return Err(Rejection::Invalid(format!(
+                    "the severity is {} already",
+                    to.as_str()
+                )))
             }
-            _ => IncidentEvent::SeverityChanged { from: incident.severity, to },
+            _ => IncidentEvent::SeverityChanged {
+                from: incident.severity,
+                to,
+            },
         },
-        Command::CorrectImpact { impact_start, impact_end, reason } => {
+        Command::CorrectImpact {
+            impact_start,
+            impact_end,
+            reason,
+        } => {
             if impact_end.is_some_and(|end| end < impact_start) {
-                return Err(Rejection::Invalid("impact_end must not be before impact_start".into()));
+                return Err(Rejection::Invalid(
+                    "impact_end must not be before impact_start".into(),
+                ));
             }
-            IncidentEvent::IncidentImpactCorrected { impact_start, impact_end, reason: text("reason", &reason)? }
+            IncidentEvent::IncidentImpactCorrected {
+                impact_start,
+                impact_end,
+                reason: text("reason", &reason)?,
+            }
         }
         Command::MarkTriage { outcome } => IncidentEvent::TriageMarked { outcome },
     };
@@ -309,7 +417,10 @@ mod tests {
     fn run(i: Incident, c: Command) -> Result<Incident, Rejection> {
         let at = i.impact_start + chrono::Duration::minutes(5);
         let events = decide(&i, c, Uuid::from_u128(2))?;
-        Ok(events.iter().fold(Some(i), |i, e| evolve(i, e, at)).unwrap())
+        Ok(events
+            .iter()
+            .try_fold(i, |i, e| evolve(Some(i), e, at))
+            .unwrap())
     }
 
     #[test]
@@ -328,28 +439,69 @@ mod tests {
     fn invalid_transitions_name_the_current_state() {
         let i = run(opened(), Command::Acknowledge).unwrap();
         let err = run(i.clone(), Command::Acknowledge).unwrap_err();
-        assert_eq!(err, Rejection::InvalidTransition { command: "acknowledge".into(), state: "acknowledged".into() });
+        assert_eq!(
+            err,
+            Rejection::InvalidTransition {
+                command: "acknowledge".into(),
+                state: "acknowledged".into()
+            }
+        );
         assert!(err.to_string().contains("acknowledged"));
         assert!(run(i.clone(), Command::Close).is_err());
-        assert!(run(i, Command::Reopen { reason: "again".into() }).is_err());
+        assert!(run(
+            i,
+            Command::Reopen {
+                reason: "again".into()
+            }
+        )
+        .is_err());
     }
 
     #[test]
     fn a_resolved_incident_reopens_to_triggered() {
         let i = run(opened(), Command::Resolve).unwrap();
         assert!(i.impact_end.is_some());
-        let i = run(i, Command::Reopen { reason: "it recurred".into() }).unwrap();
+        let i = run(
+            i,
+            Command::Reopen {
+                reason: "it recurred".into(),
+            },
+        )
+        .unwrap();
         assert_eq!((i.status, i.impact_end), (Status::Triggered, None));
     }
 
     #[test]
     fn notes_and_severity_follow_their_rules() {
         let i = opened();
-        assert!(run(i.clone(), Command::AddNote { text: "  ".into(), visibility: Visibility::Internal }).is_err());
-        assert!(run(i.clone(), Command::ChangeSeverity { to: Severity::Error }).is_err());
-        let i = run(i, Command::ChangeSeverity { to: Severity::Critical }).unwrap();
+        assert!(run(
+            i.clone(),
+            Command::AddNote {
+                text: "  ".into(),
+                visibility: Visibility::Internal
+            }
+        )
+        .is_err());
+        assert!(run(
+            i.clone(),
+            Command::ChangeSeverity {
+                to: Severity::Error
+            }
+        )
+        .is_err());
+        let i = run(
+            i,
+            Command::ChangeSeverity {
+                to: Severity::Critical,
+            },
+        )
+        .unwrap();
         assert_eq!(i.severity, Severity::Critical);
-        let bad = Command::CorrectImpact { impact_start: i.impact_start, impact_end: Some(i.impact_start - chrono::Duration::seconds(1)), reason: "x".into() };
+        let bad = Command::CorrectImpact {
+            impact_start: i.impact_start,
+            impact_end: Some(i.impact_start - chrono::Duration::seconds(1)),
+            reason: "x".into(),
+        };
         assert!(run(i, bad).is_err());
     }
 }

@@ -18,6 +18,7 @@
 
 pub mod append;
 pub mod directory;
+pub mod incidents;
 pub mod migrate;
 pub mod pool;
 pub mod projection;
@@ -75,5 +76,9 @@ impl StoreError {
 
 /// Every projection the service maintains, in the order workers start.
 pub fn projections() -> Vec<projection::SharedProjection> {
-    vec![std::sync::Arc::new(directory::DirectoryProjection)]
+    vec![
+        std::sync::Arc::new(directory::DirectoryProjection),
+        std::sync::Arc::new(incidents::IncidentProjection),
+        std::sync::Arc::new(incidents::AlertProjection),
+    ]
 }

@@ -1,0 +1,804 @@
+//! Incidents: open by hand, the lifecycle commands, reads, the timeline, and
+//! the alerts list (SPEC §5, §6, §7).
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use opsledger_domain::access::{Actor, ClientScope, INCIDENT_READERS, RESPONDERS};
+use opsledger_domain::alert::{self, AlertEvent, Category, GroupEvent, Severity};
+use opsledger_domain::incident::{
+    self, Command, Incident, IncidentEvent, OperationsAction, Status, Triage, Visibility,
+};
+use opsledger_domain::{Metadata, NewEvent, RecordedEvent, WorkClass};
+use opsledger_store::incidents::{self as store_inc, AlertFilter, IncidentFilter};
+use opsledger_store::{AppendOutcome, AppendRequest, ExpectedVersion, StreamAppend};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::directory::{metadata, page_len, stream_events, unprocessable, Page};
+use crate::idempotency::{self, IdempotencyKey};
+use crate::problem::ApiError;
+use crate::AppState;
+
+// ------------------------------------------------------------ views
+
+#[derive(Debug, Serialize)]
+pub struct IncidentView {
+    #[serde(flatten)]
+    pub incident: Incident,
+    pub client_id: Option<Uuid>,
+    pub version: i64,
+}
+
+fn respond(view: &IncidentView) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::ETAG, format!("\"{}\"", view.version)))
+        .json(view)
+}
+
+/// The version a command was based on, from `If-Match` (`"3"`, `W/"3"` or `3`).
+pub struct IfMatch(pub Option<i64>);
+
+impl actix_web::FromRequest for IfMatch {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<IfMatch, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let parsed = match req.headers().get(header::IF_MATCH) {
+            None => Ok(IfMatch(None)),
+            Some(v) => v
+                .to_str()
+                .ok()
+                .map(|s| s.trim().trim_start_matches("W/").trim_matches('"'))
+                .and_then(|s| s.parse::<i64>().ok())
+                .filter(|v| *v >= 1)
+                .map(|v| IfMatch(Some(v)))
+                .ok_or_else(|| {
+                    ApiError::BadRequest(
+                        "If-Match must be the incident's version, as its ETag gives it".into(),
+                    )
+                }),
+        };
+        std::future::ready(parsed)
+    }
+}
+
+// ------------------------------------------------------------ loading
+
+fn fold(events: &[RecordedEvent]) -> Option<Incident> {
+    events.iter().fold(None, |i, e| {
+        match IncidentEvent::from_stored(&e.event_type, &e.payload) {
+            Some(ev) => incident::evolve(i, &ev, e.recorded_at),
+            None => i,
+        }
+    })
+}
+
+/// Whether the caller may see incidents of this service.
+async fn visible(state: &AppState, actor: &Actor, service: Option<Uuid>) -> Result<bool, ApiError> {
+    Ok(match actor.client_scope() {
+        ClientScope::All => true,
+        ClientScope::Nothing => false,
+        ClientScope::Only(own) => match service {
+            Some(s) => {
+                store_inc::client_of_service(&state.pool, actor.tenant_id, s).await? == Some(own)
+            }
+            None => false,
+        },
+    })
+}
+
+async fn load(
+    state: &AppState,
+    actor: &Actor,
+    id: Uuid,
+    as_of: Option<DateTime<Utc>>,
+) -> Result<(Incident, Vec<RecordedEvent>, Option<Uuid>), ApiError> {
+    let events = stream_events(
+        state,
+        actor.tenant_id,
+        &incident::incident_stream(id),
+        as_of,
+    )
+    .await?;
+    let not_found = || ApiError::NotFound(format!("no incident {id}"));
+    let incident = fold(&events).ok_or_else(not_found)?;
+    if !visible(state, actor, incident.service_id).await? {
+        return Err(not_found());
+    }
+    let client_id = match incident.service_id {
+        Some(s) => store_inc::client_of_service(&state.pool, actor.tenant_id, s).await?,
+        None => None,
+    };
+    Ok((incident, events, client_id))
+}
+
+// ------------------------------------------------------------ commands
+
+/// Decides a command on the incident's current state and appends the result
+/// with the version it was decided on: a concurrent change is a 409.
+async fn execute(
+    state: &AppState,
+    tenant: Uuid,
+    meta: &Metadata,
+    id: Uuid,
+    if_match: Option<i64>,
+    command: Command,
+) -> Result<IncidentView, ApiError> {
+    let stream = incident::incident_stream(id);
+    let events = stream_events(state, tenant, &stream, None).await?;
+    let incident = fold(&events).ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))?;
+    let version = events.last().map_or(0, |e| e.stream_version);
+    if let Some(expected) = if_match {
+        if expected != version {
+            let mut extra = serde_json::Map::new();
+            extra.insert("current_version".into(), version.into());
+            extra.insert("current_state".into(), incident.status.as_str().into());
+            return Err(ApiError::Conflict {
+                detail: format!(
+                    "the incident is at version {version}, not {expected}: reload it and retry"
+                ),
+                extra,
+            });
+        }
+    }
+    let decided = incident::decide(&incident, command, Uuid::now_v7()).map_err(|r| {
+        let state_name = incident.status.as_str();
+        match ApiError::from(r) {
+            ApiError::Conflict { detail, mut extra } => {
+                extra.insert("current_state".into(), state_name.into());
+                ApiError::Conflict { detail, extra }
+            }
+            other => other,
+        }
+    })?;
+    let now = Utc::now();
+    let new = |e: &dyn Fn() -> (&'static str, Value)| {
+        let (t, p) = e();
+        NewEvent::new(t, p, meta.clone(), now)
+    };
+    let mut streams = vec![StreamAppend {
+        stream_id: stream,
+        expected: ExpectedVersion::Exact(version),
+        events: decided
+            .iter()
+            .map(|e| new(&|| (e.type_name(), e.payload())))
+            .collect(),
+    }];
+    // Resolving frees the alert group: the next alert of it opens a new incident.
+    let resolves = decided
+        .iter()
+        .any(|e| matches!(e, IncidentEvent::IncidentResolved {}));
+    if let (true, Some(service), Some(group_key)) =
+        (resolves, incident.service_id, &incident.group_key)
+    {
+        let released = GroupEvent::AlertGroupReleased { incident_id: id };
+        streams.push(StreamAppend {
+            stream_id: alert::group_stream(service, group_key),
+            expected: ExpectedVersion::Any,
+            events: vec![new(&|| (released.type_name(), released.payload()))],
+        });
+    }
+    state
+        .committer
+        .append(AppendRequest {
+            tenant_id: tenant,
+            streams,
+            idempotency: None,
+        })
+        .await?;
+    let after = decided
+        .iter()
+        .try_fold(incident, |i, e| incident::evolve(Some(i), e, now))
+        .ok_or_else(|| ApiError::Internal("the incident vanished".into()))?;
+    let client_id = match after.service_id {
+        Some(s) => store_inc::client_of_service(&state.pool, tenant, s).await?,
+        None => None,
+    };
+    Ok(IncidentView {
+        incident: after,
+        client_id,
+        version: version + decided.len() as i64,
+    })
+}
+
+/// PagerDuty's acknowledge: the same event as the API's, when it applies.
+pub async fn acknowledge_if_triggered(
+    state: &AppState,
+    tenant: Uuid,
+    meta: &Metadata,
+    id: Uuid,
+) -> Result<(), ApiError> {
+    match execute(state, tenant, meta, id, None, Command::Acknowledge).await {
+        Ok(_) => Ok(()),
+        // Already acknowledged (or further along): PagerDuty treats it as done.
+        Err(ApiError::Conflict { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+async fn command(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    id: web::Path<Uuid>,
+    if_match: IfMatch,
+    command: Command,
+) -> Result<HttpResponse, ApiError> {
+    let actor = caller.require(RESPONDERS)?;
+    state.tenants.require(&state.pool, actor.tenant_id).await?;
+    let view = execute(
+        &state,
+        actor.tenant_id,
+        &metadata(actor, &req),
+        id.into_inner(),
+        if_match.0,
+        command,
+    )
+    .await?;
+    Ok(respond(&view))
+}
+
+pub async fn incident_acknowledge(
+    s: web::Data<AppState>,
+    c: Caller,
+    r: HttpRequest,
+    id: web::Path<Uuid>,
+    m: IfMatch,
+) -> Result<HttpResponse, ApiError> {
+    command(s, c, r, id, m, Command::Acknowledge).await
+}
+
+pub async fn incident_resolve(
+    s: web::Data<AppState>,
+    c: Caller,
+    r: HttpRequest,
+    id: web::Path<Uuid>,
+    m: IfMatch,
+) -> Result<HttpResponse, ApiError> {
+    command(s, c, r, id, m, Command::Resolve).await
+}
+
+pub async fn incident_close(
+    s: web::Data<AppState>,
+    c: Caller,
+    r: HttpRequest,
+    id: web::Path<Uuid>,
+    m: IfMatch,
+) -> Result<HttpResponse, ApiError> {
+    command(s, c, r, id, m, Command::Close).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoteBody {
+    pub text: String,
+    pub visibility: Visibility,
+}
+
+pub async fn incident_note(
+    s: web::Data<AppState>,
+    c: Caller,
+    r: HttpRequest,
+    id: web::Path<Uuid>,
+    m: IfMatch,
+    b: web::Json<NoteBody>,
+) -> Result<HttpResponse, ApiError> {
+    let b = b.into_inner();
+    command(
+        s,
+        c,
+        r,
+        id,
+        m,
+        Command::AddNote {
+            text: b.text,
+            visibility: b.visibility,
+        },
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionBody {
+    pub kind: OperationsAction,
+    pub description: String,
+}
+
+pub async fn incident_action(
+    s: web::Data<AppState>,
+    c: Caller,
+    r: HttpRequest,
+    id: web::Path<Uuid>,
+    m: IfMatch,
+    b: web::Json<ActionBody>,
+) -> Result<HttpResponse, ApiError> {
+    let b = b.into_inner();
+    command(
+        s,
+        c,
+        r,
+        id,
+        m,
+        Command::RecordAction {
+            kind: b.kind,
+            description: b.description,
+        },
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MitigateBody {
+    /// When the impact ended; now if absent.
+    #[serde(default)]
+    pub impact_end: Option<DateTime<Utc>>,
+}
+
+pub async fn incident_mitigate(
+    s: web::Data<AppState>,
+    c: Caller,
+    r: HttpRequest,
+    id: web::Path<Uuid>,
+    m: IfMatch,
+    b: Option<web::Json<MitigateBody>>,
+) -> Result<HttpResponse, ApiError> {
+    let end = b
+        .and_then(|b| b.into_inner().impact_end)
+        .unwrap_or_else(Utc::now);
+    command(s, c, r, id, m, Command::Mitigate { impact_end: end }).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReopenBody {
+    pub reason: String,
+}
+
+pub async fn incident_reopen(
+    s: web::Data<AppState>,
+    c: Caller,
+    r: HttpRequest,
+    id: web::Path<Uuid>,
+    m: IfMatch,
+    b: web::Json<ReopenBody>,
+) -> Result<HttpResponse, ApiError> {
+    command(
+        s,
+        c,
+        r,
+        id,
+        m,
+        Command::Reopen {
+            reason: b.into_inner().reason,
+        },
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeverityBody {
+    pub severity: Severity,
+}
+
+pub async fn incident_severity(
+    s: web::Data<AppState>,
+    c: Caller,
+    r: HttpRequest,
+    id: web::Path<Uuid>,
+    m: IfMatch,
+    b: web::Json<SeverityBody>,
+) -> Result<HttpResponse, ApiError> {
+    command(
+        s,
+        c,
+        r,
+        id,
+        m,
+        Command::ChangeSeverity {
+            to: b.into_inner().severity,
+        },
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImpactBody {
+    pub impact_start: DateTime<Utc>,
+    #[serde(default)]
+    pub impact_end: Option<DateTime<Utc>>,
+    pub reason: String,
+}
+
+pub async fn incident_impact(
+    s: web::Data<AppState>,
+    c: Caller,
+    r: HttpRequest,
+    id: web::Path<Uuid>,
+    m: IfMatch,
+    b: web::Json<ImpactBody>,
+) -> Result<HttpResponse, ApiError> {
+    let b = b.into_inner();
+    command(
+        s,
+        c,
+        r,
+        id,
+        m,
+        Command::CorrectImpact {
+            impact_start: b.impact_start,
+            impact_end: b.impact_end,
+            reason: b.reason,
+        },
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriageBody {
+    pub outcome: Triage,
+}
+
+pub async fn incident_triage(
+    s: web::Data<AppState>,
+    c: Caller,
+    r: HttpRequest,
+    id: web::Path<Uuid>,
+    m: IfMatch,
+    b: web::Json<TriageBody>,
+) -> Result<HttpResponse, ApiError> {
+    command(
+        s,
+        c,
+        r,
+        id,
+        m,
+        Command::MarkTriage {
+            outcome: b.into_inner().outcome,
+        },
+    )
+    .await
+}
+
+// ------------------------------------------------------------ open by hand
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenBody {
+    pub title: String,
+    #[serde(default)]
+    pub service_id: Option<Uuid>,
+    pub severity: Severity,
+    #[serde(default)]
+    pub category: Option<Category>,
+    /// When the impact began; now if absent.
+    #[serde(default)]
+    pub impact_start: Option<DateTime<Utc>>,
+}
+
+pub async fn incident_open(
+    state: web::Data<AppState>,
+    caller: Caller,
+    key: IdempotencyKey,
+    req: HttpRequest,
+    body: web::Json<OpenBody>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = caller.require(RESPONDERS)?;
+    state.tenants.require(&state.pool, actor.tenant_id).await?;
+    let fingerprint = idempotency::fingerprint(&req, &*body);
+    if let Some(replayed) =
+        idempotency::replay_if_seen(&state, actor.tenant_id, &key, &fingerprint).await?
+    {
+        return Ok(replayed);
+    }
+    let body = body.into_inner();
+    let title = opsledger_domain::text::Name::parse("title", &body.title).map_err(unprocessable)?;
+    if let Some(service) = body.service_id {
+        let known = !stream_events(
+            &state,
+            actor.tenant_id,
+            &opsledger_domain::directory::service_stream(service),
+            None,
+        )
+        .await?
+        .is_empty();
+        if !known {
+            return Err(ApiError::Unprocessable(format!(
+                "service {service} does not exist"
+            )));
+        }
+    }
+    let now = Utc::now();
+    let id = Uuid::now_v7();
+    let opened = IncidentEvent::IncidentOpened {
+        incident_id: id,
+        service_id: body.service_id,
+        title: title.as_str().to_owned(),
+        severity: body.severity,
+        category: body.category.unwrap_or(Category::Application),
+        group_key: None,
+        impact_start: body.impact_start.unwrap_or(now).min(now),
+    };
+    let incident = incident::evolve(None, &opened, now)
+        .ok_or_else(|| ApiError::Internal("opening opened nothing".into()))?;
+    let client_id = match body.service_id {
+        Some(s) => store_inc::client_of_service(&state.pool, actor.tenant_id, s).await?,
+        None => None,
+    };
+    let view = IncidentView {
+        incident,
+        client_id,
+        version: 1,
+    };
+    let location = format!("/api/v1/incidents/{id}");
+    let body_json = serde_json::to_value(&view).map_err(|e| ApiError::Internal(Box::new(e)))?;
+    let request = AppendRequest {
+        tenant_id: actor.tenant_id,
+        streams: vec![StreamAppend {
+            stream_id: incident::incident_stream(id),
+            expected: ExpectedVersion::NoStream,
+            events: vec![NewEvent::new(
+                opened.type_name(),
+                opened.payload(),
+                metadata(actor, &req),
+                now,
+            )],
+        }],
+        idempotency: idempotency::claim(
+            &key,
+            &fingerprint,
+            actix_web::http::StatusCode::CREATED,
+            Some(&location),
+            &body_json,
+        ),
+    };
+    match state.committer.append(request).await? {
+        AppendOutcome::Committed { .. } => Ok(HttpResponse::Created()
+            .insert_header((header::LOCATION, location))
+            .insert_header((header::ETAG, "\"1\""))
+            .json(body_json)),
+        AppendOutcome::Duplicate {
+            fingerprint: stored,
+            response,
+        } => idempotency::replay(&stored, &response, &fingerprint),
+    }
+}
+
+// ------------------------------------------------------------ reads
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentListQuery {
+    pub status: Option<Status>,
+    pub service_id: Option<Uuid>,
+    pub client_id: Option<Uuid>,
+    pub severity: Option<Severity>,
+    pub category: Option<Category>,
+    pub opened_since: Option<DateTime<Utc>>,
+    pub opened_until: Option<DateTime<Utc>>,
+    /// The cursor: incidents older than this one (lists are newest first).
+    pub before: Option<Uuid>,
+    pub limit: Option<u32>,
+}
+
+pub async fn incident_list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<IncidentListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = caller.require(INCIDENT_READERS)?;
+    state.tenants.require(&state.pool, actor.tenant_id).await?;
+    let limit = page_len(query.limit)?;
+    let client_id = match actor.client_scope() {
+        ClientScope::All => query.client_id,
+        ClientScope::Only(own) if query.client_id.is_none_or(|c| c == own) => Some(own),
+        _ => {
+            return Ok(HttpResponse::Ok().json(Page::<store_inc::IncidentRow> {
+                items: vec![],
+                next_cursor: None,
+            }))
+        }
+    };
+    let filter = IncidentFilter {
+        status: query.status.map(|s| s.as_str().to_owned()),
+        service_id: query.service_id,
+        client_id,
+        severity: query.severity.map(|s| s.as_str().to_owned()),
+        category: query.category.map(|c| c.as_str().to_owned()),
+        opened_since: query.opened_since,
+        opened_until: query.opened_until,
+    };
+    let items = store_inc::list_incidents(
+        &state.pool,
+        actor.tenant_id,
+        &filter,
+        query.before,
+        limit + 1,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(Page::of(items, limit, |i| i.incident.id)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AsOfQuery {
+    pub as_of: Option<DateTime<Utc>>,
+}
+
+pub async fn incident_get(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<Uuid>,
+    query: web::Query<AsOfQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = caller.require(INCIDENT_READERS)?;
+    state.tenants.require(&state.pool, actor.tenant_id).await?;
+    let (incident, events, client_id) = load(&state, actor, id.into_inner(), query.as_of).await?;
+    let version = events.last().map_or(0, |e| e.stream_version);
+    Ok(respond(&IncidentView {
+        incident,
+        client_id,
+        version,
+    }))
+}
+
+#[derive(Debug, Serialize)]
+pub struct TimelineEntry {
+    pub position: i64,
+    pub stream: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub work_class: WorkClass,
+    pub occurred_at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+    pub actor: Option<String>,
+    pub role: Option<String>,
+    pub source: Option<String>,
+    pub data: Value,
+}
+
+pub async fn incident_timeline(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = caller.require(INCIDENT_READERS)?;
+    state.tenants.require(&state.pool, actor.tenant_id).await?;
+    let (_, events, _) = load(&state, actor, id.into_inner(), None).await?;
+    let mut all: Vec<RecordedEvent> = Vec::new();
+    let mut alert_ids = std::collections::HashSet::new();
+    let mut keys = std::collections::BTreeSet::new();
+    for e in &events {
+        if let Some(IncidentEvent::AlertAttached {
+            alert_id,
+            dedup_key,
+        }) = IncidentEvent::from_stored(&e.event_type, &e.payload)
+        {
+            alert_ids.insert(alert_id);
+            keys.insert(dedup_key);
+        }
+    }
+    for key in keys {
+        for e in stream_events(&state, actor.tenant_id, &alert::alert_stream(&key), None).await? {
+            let of_this = match AlertEvent::from_stored(&e.event_type, &e.payload) {
+                Some(AlertEvent::AlertReceived { alert_id, .. })
+                | Some(AlertEvent::AlertResolved { alert_id, .. }) => alert_ids.contains(&alert_id),
+                None => false,
+            };
+            if of_this {
+                all.push(e);
+            }
+        }
+    }
+    let client_view = !matches!(actor.client_scope(), ClientScope::All);
+    all.extend(events.into_iter().filter(|e| {
+        // Clients never see internal notes.
+        !(client_view
+            && matches!(
+                IncidentEvent::from_stored(&e.event_type, &e.payload),
+                Some(IncidentEvent::NoteAdded {
+                    visibility: Visibility::Internal,
+                    ..
+                })
+            ))
+    }));
+    all.sort_by_key(|e| (e.recorded_at, e.position));
+    let entries: Vec<TimelineEntry> = all
+        .into_iter()
+        .map(|e| TimelineEntry {
+            position: e.position,
+            stream: e.stream_id,
+            event_type: e.event_type,
+            work_class: e.work_class,
+            occurred_at: e.occurred_at,
+            recorded_at: e.recorded_at,
+            actor: e.metadata["actor"].as_str().map(str::to_owned),
+            role: e.metadata["role"].as_str().map(str::to_owned),
+            source: e.metadata["source"].as_str().map(str::to_owned),
+            data: e.payload,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": entries })))
+}
+
+// ------------------------------------------------------------ alerts
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertListQuery {
+    pub firing: Option<bool>,
+    pub category: Option<Category>,
+    pub service_id: Option<Uuid>,
+    pub source: Option<String>,
+    pub before: Option<Uuid>,
+    pub limit: Option<u32>,
+}
+
+fn alert_client_filter(actor: &Actor) -> Result<Option<Uuid>, ()> {
+    match actor.client_scope() {
+        ClientScope::All => Ok(None),
+        ClientScope::Only(own) => Ok(Some(own)),
+        ClientScope::Nothing => Err(()),
+    }
+}
+
+pub async fn alert_list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<AlertListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = caller.require(INCIDENT_READERS)?;
+    state.tenants.require(&state.pool, actor.tenant_id).await?;
+    let limit = page_len(query.limit)?;
+    let Ok(client_id) = alert_client_filter(actor) else {
+        return Ok(HttpResponse::Ok().json(Page::<store_inc::AlertRow> {
+            items: vec![],
+            next_cursor: None,
+        }));
+    };
+    let filter = AlertFilter {
+        firing: query.firing,
+        category: query.category.map(|c| c.as_str().to_owned()),
+        service_id: query.service_id,
+        source: query.source.clone(),
+        client_id,
+        ..Default::default()
+    };
+    let items = store_inc::list_alerts(
+        &state.pool,
+        actor.tenant_id,
+        &filter,
+        query.before,
+        limit + 1,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(Page::of(items, limit, |a| a.id)))
+}
+
+pub async fn alert_get(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = caller.require(INCIDENT_READERS)?;
+    state.tenants.require(&state.pool, actor.tenant_id).await?;
+    let id = id.into_inner();
+    let not_found = || ApiError::NotFound(format!("no alert {id}"));
+    let client_id = alert_client_filter(actor).map_err(|_| not_found())?;
+    let filter = AlertFilter {
+        alert_id: Some(id),
+        client_id,
+        ..Default::default()
+    };
+    let mut rows = store_inc::list_alerts(&state.pool, actor.tenant_id, &filter, None, 1).await?;
+    rows.pop()
+        .map(|a| HttpResponse::Ok().json(a))
+        .ok_or_else(not_found)
+}

@@ -1,0 +1,350 @@
+//! Ingestion: from a parsed signal to recorded facts (SPEC §5). Every signal
+//! received leaves an event saying what became of it.
+//!
+//! Decisions read the alert's stream, the group's stream and the incident's
+//! version, decide in the domain, and append to all of them with expected
+//! versions in one transaction; a conflict means another receipt got there
+//! first, so the signal is decided again on the new state.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use opsledger_domain::alert::{
+    self, AlertEvent, AlertState, Decision, GroupEvent, ResolvedBy, Signal,
+};
+use opsledger_domain::directory::{self as dir, DirectoryEvent};
+use opsledger_domain::incident::{self, IncidentEvent};
+use opsledger_domain::text::Name;
+use opsledger_domain::{Metadata, NewEvent, RecordedEvent};
+use opsledger_store::{AppendError, AppendRequest, ExpectedVersion, StreamAppend};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::directory::stream_events;
+use crate::problem::ApiError;
+use crate::AppState;
+
+/// Attempts at deciding one signal when concurrent receipts keep winning.
+const INGEST_ATTEMPTS_MAX: usize = 8;
+
+/// What became of one signal, as the ingestion endpoints report it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ingested {
+    pub dedup_key: String,
+    pub alert_id: Uuid,
+    /// `opened_incident`, `attached_to_incident`, `deduplicated`,
+    /// `suppressed_by_window`, `held_for_unknown_service`, `nothing_firing`
+    /// or `resolved`.
+    pub outcome: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incident_id: Option<Uuid>,
+}
+
+fn new_event(
+    type_name: &str,
+    payload: serde_json::Value,
+    meta: &Metadata,
+    at: DateTime<Utc>,
+) -> NewEvent {
+    NewEvent::new(type_name, payload, meta.clone(), at)
+}
+
+fn version_of(events: &[RecordedEvent]) -> i64 {
+    events.last().map_or(0, |e| e.stream_version)
+}
+
+fn alert_state(events: &[RecordedEvent]) -> AlertState {
+    events
+        .iter()
+        .fold(
+            AlertState::default(),
+            |s, e| match AlertEvent::from_stored(&e.event_type, &e.payload) {
+                Some(a) => alert::evolve_alert(s, &a, e.recorded_at),
+                None => s,
+            },
+        )
+}
+
+/// Finds the service a signal names: by id, by name, or by its `service` label.
+pub async fn resolve_service(
+    state: &AppState,
+    tenant: Uuid,
+    signal: &Signal,
+) -> Result<Option<Uuid>, ApiError> {
+    let mut refs: Vec<&str> = Vec::new();
+    refs.extend(signal.service_ref.as_deref());
+    refs.extend(signal.labels.get("service").map(String::as_str));
+    refs.extend(signal.labels.get("service_id").map(String::as_str));
+    for r in refs {
+        if let Ok(id) = Uuid::parse_str(r.trim()) {
+            if !stream_events(state, tenant, &dir::service_stream(id), None)
+                .await?
+                .is_empty()
+            {
+                return Ok(Some(id));
+            }
+            continue;
+        }
+        let Ok(name) = Name::parse("service", r) else {
+            continue;
+        };
+        let reservation =
+            stream_events(state, tenant, &dir::service_name_stream(&name), None).await?;
+        let found = reservation.iter().find_map(|e| {
+            match DirectoryEvent::from_stored(&e.event_type, &e.payload) {
+                Some(DirectoryEvent::ServiceNameReserved { service_id, .. }) => Some(service_id),
+                _ => None,
+            }
+        });
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
+}
+
+/// The maintenance window that suppresses new incidents for this service now.
+/// Windows arrive with change management; until then no alert is suppressed,
+/// and this is the one place that will ask.
+async fn suppressing_window(
+    _state: &AppState,
+    _tenant: Uuid,
+    _service: Uuid,
+    _at: DateTime<Utc>,
+) -> Result<Option<Uuid>, ApiError> {
+    Ok(None)
+}
+
+/// Records one signal and returns what became of it.
+pub async fn ingest(
+    state: &AppState,
+    tenant: Uuid,
+    meta: &Metadata,
+    signal: Signal,
+) -> Result<Ingested, ApiError> {
+    signal.validate().map_err(ApiError::Unprocessable)?;
+    let service_id = resolve_service(state, tenant, &signal).await?;
+    let stream = alert::alert_stream(&signal.dedup_key);
+    for _ in 0..INGEST_ATTEMPTS_MAX {
+        let now = Utc::now();
+        let alert_events = stream_events(state, tenant, &stream, None).await?;
+        let current = alert_state(&alert_events);
+        // The group is read only when a new firing cycle may open or attach.
+        let mut group = None;
+        let mut window = None;
+        if let (true, None, Some(service)) = (signal.firing, &current.firing, service_id) {
+            window = suppressing_window(state, tenant, service, now).await?;
+            let gs = alert::group_stream(service, &signal.group_key);
+            let events = stream_events(state, tenant, &gs, None).await?;
+            let parsed: Vec<GroupEvent> = events
+                .iter()
+                .filter_map(|e| GroupEvent::from_stored(&e.event_type, &e.payload))
+                .collect();
+            group = Some((gs, version_of(&events), alert::bound_incident(&parsed)));
+        }
+        let bound = group.as_ref().and_then(|(_, _, b)| *b);
+        let receipt = alert::decide_receipt(
+            &current,
+            signal.clone(),
+            service_id,
+            bound,
+            window,
+            Uuid::now_v7(),
+            now,
+        );
+        let mut streams = vec![StreamAppend {
+            stream_id: stream.clone(),
+            expected: ExpectedVersion::Exact(version_of(&alert_events)),
+            events: vec![new_event(
+                receipt.alert.type_name(),
+                receipt.alert.payload(),
+                meta,
+                now,
+            )],
+        }];
+        let (alert_id, outcome, incident_id) = match &receipt.alert {
+            AlertEvent::AlertReceived {
+                alert_id, decision, ..
+            } => (*alert_id, decision_name(decision), decision.incident_id()),
+            AlertEvent::AlertResolved {
+                alert_id,
+                incident_id,
+                ..
+            } => (*alert_id, "resolved", *incident_id),
+        };
+        if let AlertEvent::AlertReceived { decision, .. } = &receipt.alert {
+            let attached = IncidentEvent::AlertAttached {
+                alert_id,
+                dedup_key: signal.dedup_key.clone(),
+            };
+            match (decision, receipt.open_incident, &group) {
+                (Decision::OpenedIncident { .. }, Some(id), Some((gs, gv, _))) => {
+                    let opened = IncidentEvent::IncidentOpened {
+                        incident_id: id,
+                        service_id,
+                        title: signal.summary.clone(),
+                        severity: signal.severity,
+                        category: signal.category,
+                        group_key: Some(signal.group_key.clone()),
+                        impact_start: signal.starts_at.min(now),
+                    };
+                    streams.push(StreamAppend {
+                        stream_id: incident::incident_stream(id),
+                        expected: ExpectedVersion::NoStream,
+                        events: [opened, attached]
+                            .iter()
+                            .map(|e| new_event(e.type_name(), e.payload(), meta, now))
+                            .collect(),
+                    });
+                    let bound = GroupEvent::AlertGroupBound {
+                        incident_id: id,
+                        service_id: service_id.unwrap_or_default(),
+                        group_key: signal.group_key.clone(),
+                    };
+                    streams.push(StreamAppend {
+                        stream_id: gs.clone(),
+                        expected: ExpectedVersion::Exact(*gv),
+                        events: vec![new_event(bound.type_name(), bound.payload(), meta, now)],
+                    });
+                }
+                (Decision::AttachedToIncident { incident_id }, _, _) => {
+                    let istream = incident::incident_stream(*incident_id);
+                    let iversion = version_of(&stream_events(state, tenant, &istream, None).await?);
+                    streams.push(StreamAppend {
+                        stream_id: istream,
+                        expected: ExpectedVersion::Exact(iversion),
+                        events: vec![new_event(
+                            attached.type_name(),
+                            attached.payload(),
+                            meta,
+                            now,
+                        )],
+                    });
+                }
+                _ => {}
+            }
+        }
+        let request = AppendRequest {
+            tenant_id: tenant,
+            streams,
+            idempotency: None,
+        };
+        match state.committer.append(request).await {
+            Ok(_) => {
+                return Ok(Ingested {
+                    dedup_key: signal.dedup_key,
+                    alert_id,
+                    outcome: outcome.into(),
+                    incident_id,
+                })
+            }
+            Err(AppendError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::conflict(format!(
+        "alert {:?} kept changing while it was being recorded; retry",
+        signal.dedup_key
+    )))
+}
+
+fn decision_name(d: &Decision) -> &'static str {
+    match d {
+        Decision::OpenedIncident { .. } => "opened_incident",
+        Decision::AttachedToIncident { .. } => "attached_to_incident",
+        Decision::Deduplicated { .. } => "deduplicated",
+        Decision::SuppressedByWindow { .. } => "suppressed_by_window",
+        Decision::HeldForUnknownService => "held_for_unknown_service",
+        Decision::NothingFiring => "nothing_firing",
+    }
+}
+
+/// Closes a firing alert its source will never resolve (SPEC §5), if it is
+/// still the firing cycle `alert_id`. Returns whether it did.
+pub async fn expire(
+    state: &AppState,
+    tenant: Uuid,
+    meta: &Metadata,
+    dedup_key: &str,
+    alert_id: Uuid,
+) -> Result<bool, ApiError> {
+    let stream = alert::alert_stream(dedup_key);
+    for _ in 0..INGEST_ATTEMPTS_MAX {
+        let events = stream_events(state, tenant, &stream, None).await?;
+        let Some(firing) = alert_state(&events)
+            .firing
+            .filter(|f| f.alert_id == alert_id)
+        else {
+            return Ok(false);
+        };
+        let now = Utc::now();
+        let resolved = AlertEvent::AlertResolved {
+            alert_id,
+            by: ResolvedBy::Expired,
+            at: now,
+            incident_id: firing.incident_id,
+        };
+        let request = AppendRequest {
+            tenant_id: tenant,
+            streams: vec![StreamAppend {
+                stream_id: stream.clone(),
+                expected: ExpectedVersion::Exact(version_of(&events)),
+                events: vec![new_event(
+                    resolved.type_name(),
+                    resolved.payload(),
+                    meta,
+                    now,
+                )],
+            }],
+            idempotency: None,
+        };
+        match state.committer.append(request).await {
+            Ok(_) => return Ok(true),
+            Err(AppendError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(false)
+}
+
+/// After an Alertmanager-style notification of a group: every alert of the
+/// group still firing here but absent from the notification was silenced or
+/// inhibited upstream, and its resolution will never come — expire it.
+pub async fn expire_missing_from_group(
+    state: &AppState,
+    tenant: Uuid,
+    meta: &Metadata,
+    source: &str,
+    group_key: &str,
+    present: &HashSet<String>,
+) -> Result<Vec<Uuid>, ApiError> {
+    let filter = opsledger_store::incidents::AlertFilter {
+        firing: Some(true),
+        source: Some(source.to_owned()),
+        group_key: Some(group_key.to_owned()),
+        ..Default::default()
+    };
+    let firing =
+        opsledger_store::incidents::list_alerts(&state.pool, tenant, &filter, None, 10_000).await?;
+    let mut expired = Vec::new();
+    for a in firing
+        .into_iter()
+        .filter(|a| !present.contains(&a.dedup_key))
+    {
+        if expire(state, tenant, meta, &a.dedup_key, a.id).await? {
+            expired.push(a.id);
+        }
+    }
+    Ok(expired)
+}
+
+/// The incident a firing dedup key is attached to, for commands that arrive
+/// by dedup key (PagerDuty's acknowledge).
+pub async fn incident_of_key(
+    state: &AppState,
+    tenant: Uuid,
+    dedup_key: &str,
+) -> Result<Option<Uuid>, ApiError> {
+    let events = stream_events(state, tenant, &alert::alert_stream(dedup_key), None).await?;
+    Ok(alert_state(&events).firing.and_then(|f| f.incident_id))
+}

@@ -1,0 +1,382 @@
+//! The alert and incident read models and their queries.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Transaction;
+use futures_util::future::BoxFuture;
+use opsledger_domain::alert::{AlertEvent, Decision};
+use opsledger_domain::incident::{self, Incident, IncidentEvent};
+use opsledger_domain::RecordedEvent;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::projection::Projection;
+use crate::{Pool, StoreError};
+
+fn corrupt(e: serde_json::Error) -> StoreError {
+    StoreError::Corrupt(format!("projection state: {e}"))
+}
+
+/// One row per incident, kept by folding each event with the domain's evolve.
+#[derive(Debug, Default)]
+pub struct IncidentProjection;
+
+impl Projection for IncidentProjection {
+    fn name(&self) -> &'static str {
+        "incidents"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["proj_incidents"]
+    }
+
+    fn apply<'a>(
+        &'a self,
+        tx: &'a Transaction<'a>,
+        event: &'a RecordedEvent,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let Some(parsed) = IncidentEvent::from_stored(&event.event_type, &event.payload) else {
+                return Ok(());
+            };
+            let current: Option<Incident> = match &parsed {
+                IncidentEvent::IncidentOpened { .. } => None,
+                _ => {
+                    let row = tx
+                        .query_opt(
+                            "SELECT state FROM proj_incidents WHERE tenant_id = $1 AND incident_id = $2",
+                            &[&event.tenant_id, &incident_id_of(&event.stream_id)?],
+                        )
+                        .await?;
+                    match row {
+                        Some(r) => Some(serde_json::from_value(r.get(0)).map_err(corrupt)?),
+                        None => return Ok(()),
+                    }
+                }
+            };
+            let Some(next) = incident::evolve(current, &parsed, event.recorded_at) else {
+                return Ok(());
+            };
+            let state = serde_json::to_value(&next).map_err(corrupt)?;
+            tx.execute(
+                "INSERT INTO proj_incidents (tenant_id, incident_id, service_id, title, status, severity, \
+                   category, group_key, impact_start, impact_end, opened_at, acknowledged_at, resolved_at, \
+                   closed_at, alert_count, triage, version, state) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+                 ON CONFLICT (tenant_id, incident_id) DO UPDATE SET service_id = EXCLUDED.service_id, \
+                   title = EXCLUDED.title, status = EXCLUDED.status, severity = EXCLUDED.severity, \
+                   category = EXCLUDED.category, group_key = EXCLUDED.group_key, \
+                   impact_start = EXCLUDED.impact_start, impact_end = EXCLUDED.impact_end, \
+                   acknowledged_at = EXCLUDED.acknowledged_at, resolved_at = EXCLUDED.resolved_at, \
+                   closed_at = EXCLUDED.closed_at, alert_count = EXCLUDED.alert_count, \
+                   triage = EXCLUDED.triage, version = EXCLUDED.version, state = EXCLUDED.state",
+                &[
+                    &event.tenant_id,
+                    &next.id,
+                    &next.service_id,
+                    &next.title,
+                    &next.status.as_str(),
+                    &next.severity.as_str(),
+                    &next.category.as_str(),
+                    &next.group_key,
+                    &next.impact_start,
+                    &next.impact_end,
+                    &next.opened_at,
+                    &next.acknowledged_at,
+                    &next.resolved_at,
+                    &next.closed_at,
+                    &(next.alerts.len() as i32),
+                    &next.triage.and_then(|t| serde_json::to_value(t).ok().and_then(|v| v.as_str().map(str::to_owned))),
+                    &event.stream_version,
+                    &state,
+                ],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+}
+
+fn incident_id_of(stream_id: &str) -> Result<Uuid, StoreError> {
+    stream_id
+        .strip_prefix("incident-")
+        .and_then(|id| Uuid::parse_str(id).ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("incident event on stream {stream_id}")))
+}
+
+/// One row per alert firing cycle: what it is, whether it still fires, and
+/// what became of it.
+#[derive(Debug, Default)]
+pub struct AlertProjection;
+
+impl Projection for AlertProjection {
+    fn name(&self) -> &'static str {
+        "alerts"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["proj_alerts"]
+    }
+
+    fn apply<'a>(
+        &'a self,
+        tx: &'a Transaction<'a>,
+        event: &'a RecordedEvent,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let Some(parsed) = AlertEvent::from_stored(&event.event_type, &event.payload) else {
+                return Ok(());
+            };
+            match parsed {
+                AlertEvent::AlertReceived {
+                    alert_id,
+                    signal,
+                    service_id,
+                    count,
+                    decision,
+                } => {
+                    if let Decision::Deduplicated { .. } = decision {
+                        tx.execute(
+                            "UPDATE proj_alerts SET receipts = $3, last_seen = $4, ends_at = $5 \
+                             WHERE tenant_id = $1 AND alert_id = $2",
+                            &[
+                                &event.tenant_id,
+                                &alert_id,
+                                &(count as i64),
+                                &event.recorded_at,
+                                &signal.ends_at,
+                            ],
+                        )
+                        .await?;
+                        return Ok(());
+                    }
+                    let firing = !matches!(decision, Decision::NothingFiring);
+                    tx.execute(
+                        "INSERT INTO proj_alerts (tenant_id, alert_id, dedup_key, group_key, source, service_id, \
+                           service_ref, summary, severity, category, labels, firing, receipts, starts_at, ends_at, \
+                           first_seen, last_seen, incident_id, decision) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17, $18) \
+                         ON CONFLICT (tenant_id, alert_id) DO NOTHING",
+                        &[
+                            &event.tenant_id,
+                            &alert_id,
+                            &signal.dedup_key,
+                            &signal.group_key,
+                            &signal.source,
+                            &service_id,
+                            &signal.service_ref,
+                            &signal.summary,
+                            &signal.severity.as_str(),
+                            &signal.category.as_str(),
+                            &serde_json::to_value(&signal.labels).map_err(corrupt)?,
+                            &firing,
+                            &(count as i64),
+                            &signal.starts_at,
+                            &signal.ends_at,
+                            &event.recorded_at,
+                            &decision.incident_id(),
+                            &serde_json::to_value(&decision).map_err(corrupt)?,
+                        ],
+                    )
+                    .await?;
+                }
+                AlertEvent::AlertResolved {
+                    alert_id, by, at, ..
+                } => {
+                    let by = serde_json::to_value(by).map_err(corrupt)?;
+                    tx.execute(
+                        "UPDATE proj_alerts SET firing = false, resolved_at = $3, resolved_by = $4 \
+                         WHERE tenant_id = $1 AND alert_id = $2",
+                        &[&event.tenant_id, &alert_id, &at, &by.as_str()],
+                    )
+                    .await?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct IncidentFilter {
+    pub status: Option<String>,
+    pub service_id: Option<Uuid>,
+    pub client_id: Option<Uuid>,
+    pub severity: Option<String>,
+    pub category: Option<String>,
+    pub opened_since: Option<DateTime<Utc>>,
+    pub opened_until: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IncidentRow {
+    #[serde(flatten)]
+    pub incident: Incident,
+    pub client_id: Option<Uuid>,
+    pub version: i64,
+}
+
+/// Incidents, newest first (ids are UUIDv7), after the cursor `before`.
+pub async fn list_incidents(
+    pool: &Pool,
+    tenant: Uuid,
+    filter: &IncidentFilter,
+    before: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<IncidentRow>, StoreError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT i.state, s.client_id, i.version FROM proj_incidents i \
+             LEFT JOIN proj_services s ON s.tenant_id = i.tenant_id AND s.service_id = i.service_id \
+             WHERE i.tenant_id = $1 \
+               AND ($2::text IS NULL OR i.status = $2) \
+               AND ($3::uuid IS NULL OR i.service_id = $3) \
+               AND ($4::uuid IS NULL OR s.client_id = $4) \
+               AND ($5::text IS NULL OR i.severity = $5) \
+               AND ($6::text IS NULL OR i.category = $6) \
+               AND ($7::timestamptz IS NULL OR i.opened_at >= $7) \
+               AND ($8::timestamptz IS NULL OR i.opened_at < $8) \
+               AND ($9::uuid IS NULL OR i.incident_id < $9) \
+             ORDER BY i.incident_id DESC LIMIT $10",
+            &[
+                &tenant,
+                &filter.status,
+                &filter.service_id,
+                &filter.client_id,
+                &filter.severity,
+                &filter.category,
+                &filter.opened_since,
+                &filter.opened_until,
+                &before,
+                &limit,
+            ],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(IncidentRow {
+                incident: serde_json::from_value(r.get(0)).map_err(corrupt)?,
+                client_id: r.get(1),
+                version: r.get(2),
+            })
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertRow {
+    pub id: Uuid,
+    pub dedup_key: String,
+    pub group_key: String,
+    pub source: String,
+    pub service_id: Option<Uuid>,
+    pub service_ref: Option<String>,
+    pub summary: String,
+    pub severity: String,
+    pub category: String,
+    pub labels: serde_json::Value,
+    pub firing: bool,
+    pub receipts: i64,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: Option<DateTime<Utc>>,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub resolved_by: Option<String>,
+    pub incident_id: Option<Uuid>,
+    pub decision: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AlertFilter {
+    pub firing: Option<bool>,
+    pub category: Option<String>,
+    pub service_id: Option<Uuid>,
+    pub source: Option<String>,
+    pub group_key: Option<String>,
+    pub alert_id: Option<Uuid>,
+    /// Only alerts of services of this client (client users).
+    pub client_id: Option<Uuid>,
+}
+
+pub async fn list_alerts(
+    pool: &Pool,
+    tenant: Uuid,
+    filter: &AlertFilter,
+    before: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<AlertRow>, StoreError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT a.alert_id, a.dedup_key, a.group_key, a.source, a.service_id, a.service_ref, a.summary, \
+               a.severity, a.category, a.labels, a.firing, a.receipts, a.starts_at, a.ends_at, a.first_seen, \
+               a.last_seen, a.resolved_at, a.resolved_by, a.incident_id, a.decision \
+             FROM proj_alerts a \
+             LEFT JOIN proj_services s ON s.tenant_id = a.tenant_id AND s.service_id = a.service_id \
+             WHERE a.tenant_id = $1 \
+               AND ($2::bool IS NULL OR a.firing = $2) \
+               AND ($3::text IS NULL OR a.category = $3) \
+               AND ($4::uuid IS NULL OR a.service_id = $4) \
+               AND ($5::text IS NULL OR a.source = $5) \
+               AND ($6::text IS NULL OR a.group_key = $6) \
+               AND ($7::uuid IS NULL OR a.alert_id = $7) \
+               AND ($8::uuid IS NULL OR s.client_id = $8) \
+               AND ($9::uuid IS NULL OR a.alert_id < $9) \
+             ORDER BY a.alert_id DESC LIMIT $10",
+            &[
+                &tenant,
+                &filter.firing,
+                &filter.category,
+                &filter.service_id,
+                &filter.source,
+                &filter.group_key,
+                &filter.alert_id,
+                &filter.client_id,
+                &before,
+                &limit,
+            ],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| AlertRow {
+            id: r.get(0),
+            dedup_key: r.get(1),
+            group_key: r.get(2),
+            source: r.get(3),
+            service_id: r.get(4),
+            service_ref: r.get(5),
+            summary: r.get(6),
+            severity: r.get(7),
+            category: r.get(8),
+            labels: r.get(9),
+            firing: r.get(10),
+            receipts: r.get(11),
+            starts_at: r.get(12),
+            ends_at: r.get(13),
+            first_seen: r.get(14),
+            last_seen: r.get(15),
+            resolved_at: r.get(16),
+            resolved_by: r.get(17),
+            incident_id: r.get(18),
+            decision: r.get(19),
+        })
+        .collect())
+}
+
+/// The client of a service, read from the directory's read model.
+pub async fn client_of_service(
+    pool: &Pool,
+    tenant: Uuid,
+    service: Uuid,
+) -> Result<Option<Uuid>, StoreError> {
+    let client = pool.get().await?;
+    Ok(client
+        .query_opt(
+            "SELECT client_id FROM proj_services WHERE tenant_id = $1 AND service_id = $2",
+            &[&tenant, &service],
+        )
+        .await?
+        .map(|r| r.get(0)))
+}
