@@ -2,7 +2,7 @@
 //! payloads shaped like the examples in each tool's documentation.
 
 use opsledger_domain::access::Role;
-use opsledger_testkit::{spawn_app, TestApp};
+use opsledger_testkit::{spawn_app, spawn_app_with, TestApp};
 use opsledger_tests::eventually;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -492,4 +492,64 @@ async fn integration_tokens_may_post_alerts_and_nothing_else() {
             .await;
         assert_eq!(res.status(), StatusCode::FORBIDDEN, "{role:?}");
     }
+}
+
+#[tokio::test]
+async fn the_worker_expires_alerts_whose_end_passed_or_that_nobody_refreshes() {
+    let app = spawn_app_with(|c| {
+        c.expiry_interval = std::time::Duration::from_millis(100);
+        c.alert_stale_after = std::time::Duration::from_secs(2);
+    })
+    .await;
+    service(&app, "orders").await;
+    let token = app.token(&[Role::Integration]);
+    let ends_at = (chrono::Utc::now() + chrono::Duration::milliseconds(300)).to_rfc3339();
+    let (_, ending) = post(&app, "/api/v1/alerts", &token, &json!({
+        "source": "custom", "dedup_key": "ends-soon", "service": "orders", "summary": "s", "severity": "warning", "ends_at": ends_at
+    })).await;
+    let (_, silent) = post(&app, "/api/v1/alerts", &token, &json!({
+        "source": "custom", "dedup_key": "goes-silent", "service": "orders", "summary": "s", "severity": "warning"
+    })).await;
+    let (_, fresh) = post(&app, "/api/v1/alerts", &token, &json!({
+        "source": "custom", "dedup_key": "keeps-firing", "service": "orders", "summary": "s", "severity": "warning"
+    })).await;
+    let operator = app.token(&[Role::Operator]);
+    let state = |id: Value| {
+        let app = &app;
+        let operator = &operator;
+        async move {
+            app.get(
+                &format!("/api/v1/alerts/{}", id.as_str().unwrap()),
+                operator,
+            )
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()
+        }
+    };
+    let expired = eventually("the alert whose end passed is expired", || async {
+        let a = state(ending["alert_id"].clone()).await;
+        (a["firing"] == false).then_some(a)
+    })
+    .await;
+    assert_eq!(expired["resolved_by"], "expired");
+    // Keep one alert refreshed while the other goes silent past the bound.
+    for _ in 0..6 {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        post(&app, "/api/v1/alerts", &token, &json!({
+            "source": "custom", "dedup_key": "keeps-firing", "service": "orders", "summary": "s", "severity": "warning"
+        })).await;
+    }
+    let silent_alert = eventually("the silent alert is expired", || async {
+        let a = state(silent["alert_id"].clone()).await;
+        (a["firing"] == false).then_some(a)
+    })
+    .await;
+    assert_eq!(silent_alert["resolved_by"], "expired");
+    assert_eq!(
+        state(fresh["alert_id"].clone()).await["firing"],
+        true,
+        "a refreshed alert keeps firing"
+    );
 }

@@ -291,3 +291,36 @@ async fn the_database_refuses_to_change_or_remove_events() {
         .get(0);
     assert_eq!(count, 1);
 }
+
+#[tokio::test]
+async fn a_stream_without_events_asserts_its_version() {
+    let db = fresh_database().await;
+    let pool = connect(&db.config).unwrap();
+    let tenant = Uuid::now_v7();
+    append_direct(
+        &pool,
+        &one(tenant, "guard", ExpectedVersion::Any, vec![event(0)]),
+    )
+    .await
+    .unwrap();
+    let guarded = |expected| {
+        let mut r = one(tenant, "guarded", ExpectedVersion::Any, vec![event(1)]);
+        r.streams.push(StreamAppend {
+            stream_id: "guard".into(),
+            expected,
+            events: vec![],
+        });
+        r
+    };
+    assert!(matches!(
+        append_direct(&pool, &guarded(ExpectedVersion::Exact(0))).await,
+        Err(AppendError::Conflict { .. })
+    ));
+    let ok = append_direct(&pool, &guarded(ExpectedVersion::Exact(1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (ok.version_of("guarded"), ok.version_of("guard")),
+        (Some(1), Some(1))
+    );
+}

@@ -207,18 +207,24 @@ pub async fn ingest(
                         events: vec![new_event(bound.type_name(), bound.payload(), meta, now)],
                     });
                 }
-                (Decision::AttachedToIncident { incident_id }, _, _) => {
-                    let istream = incident::incident_stream(*incident_id);
-                    let iversion = version_of(&stream_events(state, tenant, &istream, None).await?);
+                (Decision::AttachedToIncident { incident_id }, _, Some((gs, gv, _))) => {
+                    // Attachments to one incident do not conflict with each
+                    // other; what must not move is the group's binding (a
+                    // resolve releases it), so its version is asserted.
                     streams.push(StreamAppend {
-                        stream_id: istream,
-                        expected: ExpectedVersion::Exact(iversion),
+                        stream_id: incident::incident_stream(*incident_id),
+                        expected: ExpectedVersion::Any,
                         events: vec![new_event(
                             attached.type_name(),
                             attached.payload(),
                             meta,
                             now,
                         )],
+                    });
+                    streams.push(StreamAppend {
+                        stream_id: gs.clone(),
+                        expected: ExpectedVersion::Exact(*gv),
+                        events: Vec::new(),
                     });
                 }
                 _ => {}
@@ -347,4 +353,40 @@ pub async fn incident_of_key(
 ) -> Result<Option<Uuid>, ApiError> {
     let events = stream_events(state, tenant, &alert::alert_stream(dedup_key), None).await?;
     Ok(alert_state(&events).firing.and_then(|f| f.incident_id))
+}
+
+/// Alerts expired in one pass at most; the next pass takes the rest.
+const EXPIRY_BATCH_MAX: i64 = 1_000;
+
+/// One pass of the expiry worker: closes every firing alert whose announced
+/// end passed, or that its source has not refreshed for `stale_after`.
+/// Instances may run it concurrently: each expiry is an append with an
+/// expected version, so an alert is closed once. Returns how many it closed.
+pub async fn expire_stale(
+    state: &AppState,
+    stale_after: chrono::Duration,
+) -> Result<usize, ApiError> {
+    let now = Utc::now();
+    let stale = opsledger_store::incidents::stale_alerts(
+        &state.pool,
+        now,
+        now - stale_after,
+        EXPIRY_BATCH_MAX,
+    )
+    .await?;
+    let mut closed = 0;
+    for a in stale {
+        let meta = Metadata {
+            actor: "system:alert-expiry".into(),
+            role: "system".into(),
+            request_id: None,
+            correlation_id: None,
+            causation_id: None,
+            source: "expiry".into(),
+        };
+        if expire(state, a.tenant_id, &meta, &a.dedup_key, a.alert_id).await? {
+            closed += 1;
+        }
+    }
+    Ok(closed)
 }

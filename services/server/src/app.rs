@@ -72,6 +72,12 @@ impl Application {
             tenants: TenantDirectory::default(),
             projections,
         });
+        let mut workers: Vec<JoinHandle<()>> = workers;
+        workers.push(tokio::spawn(expiry_worker(
+            state.clone(),
+            config.expiry_interval,
+            config.alert_stale_after,
+        )));
         let port = listener.local_addr()?.port();
         let shared = state.clone();
         let server = HttpServer::new(move || {
@@ -104,5 +110,26 @@ impl Application {
             w.abort();
         }
         result
+    }
+}
+
+/// Closes alerts their sources stopped refreshing (SPEC §5), every `interval`.
+async fn expiry_worker(
+    state: web::Data<AppState>,
+    interval: std::time::Duration,
+    stale_after: std::time::Duration,
+) {
+    let stale_after =
+        chrono::Duration::from_std(stale_after).unwrap_or(chrono::Duration::hours(12));
+    loop {
+        tokio::time::sleep(interval).await;
+        match opsledger_api::ingest::expire_stale(&state, stale_after).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                expired = n,
+                "closed alerts their sources stopped refreshing"
+            ),
+            Err(e) => tracing::warn!(error = %e, "alert expiry pass failed"),
+        }
     }
 }

@@ -9,6 +9,9 @@ use opsledger_store::DbConfig;
 /// nobody runs production with it.
 pub const DEV_JWT_SECRET: &str = "opsledger-development-secret-do-not-use-in-production";
 
+pub const EXPIRY_INTERVAL_DEFAULT_MS: u64 = 30_000;
+pub const ALERT_STALE_DEFAULT_S: u64 = 3 * 4 * 3600;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub database_url: String,
@@ -20,6 +23,11 @@ pub struct Config {
     pub pool_size: usize,
     pub committers: usize,
     pub http_workers: usize,
+    /// How often the expiry worker looks for alerts nobody refreshes.
+    pub expiry_interval: Duration,
+    /// A firing alert not refreshed for this long is closed as expired:
+    /// three times Alertmanager's default repeat interval (4 h).
+    pub alert_stale_after: Duration,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -64,6 +72,14 @@ impl Config {
                     .map(|n| n.get())
                     .unwrap_or(2),
             )?,
+            expiry_interval: Duration::from_millis(parsed(
+                "OPSLEDGER_EXPIRY_INTERVAL_MS",
+                EXPIRY_INTERVAL_DEFAULT_MS,
+            )?),
+            alert_stale_after: Duration::from_secs(parsed(
+                "OPSLEDGER_ALERT_STALE_S",
+                ALERT_STALE_DEFAULT_S,
+            )?),
         })
     }
 
@@ -79,6 +95,8 @@ impl Config {
             pool_size: opsledger_store::pool::POOL_SIZE_DEFAULT,
             committers: opsledger_store::append::COMMITTERS_DEFAULT,
             http_workers: 2,
+            expiry_interval: Duration::from_millis(EXPIRY_INTERVAL_DEFAULT_MS),
+            alert_stale_after: Duration::from_secs(ALERT_STALE_DEFAULT_S),
         }
     }
 

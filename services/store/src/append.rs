@@ -64,6 +64,9 @@ impl ExpectedVersion {
     }
 }
 
+/// One stream's part of an append. With no events it only asserts the
+/// stream's version: the append commits only if that stream has not moved,
+/// and, as its strand is locked too, nothing moves it until the commit.
 #[derive(Debug, Clone)]
 pub struct StreamAppend {
     pub stream_id: String,

@@ -380,3 +380,37 @@ pub async fn client_of_service(
         .await?
         .map(|r| r.get(0)))
 }
+
+/// A firing alert its source stopped refreshing.
+#[derive(Debug, Clone)]
+pub struct StaleAlert {
+    pub tenant_id: Uuid,
+    pub alert_id: Uuid,
+    pub dedup_key: String,
+}
+
+/// Firing alerts, of every tenant, whose announced end has passed or that
+/// were last seen before `seen_before`: oldest first, at most `limit`.
+pub async fn stale_alerts(
+    pool: &Pool,
+    now: DateTime<Utc>,
+    seen_before: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<StaleAlert>, StoreError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT tenant_id, alert_id, dedup_key FROM proj_alerts \
+             WHERE firing AND (ends_at < $1 OR last_seen < $2) ORDER BY last_seen LIMIT $3",
+            &[&now, &seen_before, &limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| StaleAlert {
+            tenant_id: r.get(0),
+            alert_id: r.get(1),
+            dedup_key: r.get(2),
+        })
+        .collect())
+}

@@ -22,9 +22,15 @@ pub struct TestApp {
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// The app with a configuration adjusted for a test (short worker intervals, say).
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let db = fresh_database().await;
     let mut config = Config::for_database(&db.url);
     config.http_workers = 1;
+    adjust(&mut config);
     let listener = TcpListener::bind("127.0.0.1:0").expect("a free port on loopback");
     let app = Application::build_on(&config, listener)
         .await

@@ -7,5 +7,5 @@
 pub mod app;
 pub mod pg;
 
-pub use app::{spawn_app, TestApp};
+pub use app::{spawn_app, spawn_app_with, TestApp};
 pub use pg::{fresh_database, TestDatabase};
