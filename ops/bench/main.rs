@@ -164,22 +164,133 @@ async fn appends(committer: &Committer, clients: usize, events_per_append: usize
 
 #[tokio::main]
 async fn main() {
+    let which = std::env::args().nth(1).unwrap_or_else(|| "all".into());
+    if which == "all" || which == "appends" {
+        append_benchmark().await;
+    }
+    if which == "all" || which == "ingest" {
+        ingest_benchmark().await;
+    }
+}
+
+/// P1 (SPEC §11): alerts ingested over HTTP by 64 concurrent clients, beside
+/// raw single-row INSERT transactions by 64 pgbench clients, same database.
+async fn ingest_benchmark() {
+    const CLIENTS: usize = 64;
     let url = format!("host={} user=postgres dbname=bench", env("BENCH_PGHOST"));
-    let mut config = DbConfig::parse(&url).unwrap();
-    config.pool_size = 16;
-    opsledger_store::migrate::migrate(&config)
+    let mut config = opsledger_server::Config::for_database(&url);
+    config.http_workers = 2;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let app = opsledger_server::Application::build_on(&config, listener)
         .await
-        .expect("migrations apply");
-    let owner = opsledger_store::pool::connect_owner(&config).await.unwrap();
+        .expect("the service starts");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state.clone();
+    tokio::spawn(app.run_until_stopped());
+    let tenant = Uuid::now_v7();
+    opsledger_server::commands::register_tenant(&state.pool, tenant, "Bench MSP", "bench")
+        .await
+        .unwrap();
+    let auth = config.auth();
+    use opsledger_domain::access::Role;
+    let admin = auth.mint(tenant, "bench", &[Role::Admin], None, 3600);
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(CLIENTS)
+        .build()
+        .unwrap();
+    let client: serde_json::Value = http
+        .post(format!("{base}/api/v1/clients"))
+        .bearer_auth(&admin)
+        .json(&json!({ "name": "Bench client" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let res = http
+        .post(format!("{base}/api/v1/services"))
+        .bearer_auth(&admin)
+        .json(&json!({ "client_id": client["id"], "name": "orders", "sla_target_pct": 99.9, "notice_period_h": 24 }))
+        .send().await.unwrap();
+    assert!(res.status().is_success(), "the bench service registers");
+    let token = auth.mint(tenant, "alertmanager", &[Role::Integration], None, 3600);
+
+    raw_table(&DbConfig::parse(&url).unwrap()).await;
+    let single = format!("INSERT INTO raw_events (event_id, tenant_id, stream_id, stream_version, event_type, \
+        schema_version, work_class, payload, metadata, occurred_at, recorded_at, prev_hash, hash) VALUES {};\n", raw_values());
+    let raw = pgbench(CLIENTS, &single);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let (http, base, token, stop, count) = (http.clone(), base.clone(), token.clone(), stop.clone(), count.clone());
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    // An alert storm: distinct alerts of one group on one service.
+                    let res = http
+                        .post(format!("{base}/api/v1/alerts"))
+                        .bearer_auth(&token)
+                        .json(&json!({
+                            "source": "bench", "dedup_key": format!("c{c}-a{n}"), "group_key": "storm",
+                            "service": "orders", "summary": "p99 latency above 2s on orders-api",
+                            "severity": "critical", "category": "application", "labels": { "env": "prod" }
+                        }))
+                        .send()
+                        .await;
+                    match res {
+                        Ok(r) if r.status().is_success() => {
+                            count.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(r) => panic!("ingest answered {}", r.status()),
+                        Err(e) => panic!("ingest failed: {e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(seconds())).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let ours = count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    println!();
+    println!(
+        "{:<44} {:>14} {:>14} {:>7}",
+        "P1: alert ingest over HTTP", "alerts/s", "raw tx/s", "ratio"
+    );
+    print_row(&(format!("plain JSON alerts, {CLIENTS} clients"), ours, raw));
+    println!("target: >= 1.00 of raw single-row INSERT transactions/s");
+}
+
+/// The baseline's plain table: the columns of an event row, one index.
+async fn raw_table(config: &DbConfig) -> tokio_postgres::Client {
+    let owner = opsledger_store::pool::connect_owner(config).await.unwrap();
     owner
         .batch_execute(
-            "CREATE TABLE raw_events (position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, \
+            "CREATE TABLE IF NOT EXISTS raw_events (position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, \
                event_id uuid, tenant_id uuid, stream_id text, stream_version bigint, event_type text, \
                schema_version int, work_class text, payload json, metadata json, occurred_at timestamptz, \
                recorded_at timestamptz, prev_hash bytea, hash bytea)",
         )
         .await
         .unwrap();
+    owner
+}
+
+async fn append_benchmark() {
+    let url = format!("host={} user=postgres dbname=bench", env("BENCH_PGHOST"));
+    let mut config = DbConfig::parse(&url).unwrap();
+    config.pool_size = 16;
+    opsledger_store::migrate::migrate(&config)
+        .await
+        .expect("migrations apply");
+    let owner = raw_table(&config).await;
     let durability: String = owner
         .query_one("SHOW synchronous_commit", &[])
         .await

@@ -172,7 +172,9 @@ pub struct Incident {
     pub acknowledged_at: Option<DateTime<Utc>>,
     pub resolved_at: Option<DateTime<Utc>>,
     pub closed_at: Option<DateTime<Utc>>,
-    pub alerts: Vec<Uuid>,
+    /// Alerts attached so far. A count, not a list: an alert storm attaches
+    /// thousands, and the alerts read model lists them by incident.
+    pub alert_count: u64,
     pub triage: Option<Triage>,
 }
 
@@ -206,14 +208,14 @@ pub fn evolve(
             acknowledged_at: None,
             resolved_at: None,
             closed_at: None,
-            alerts: Vec::new(),
+            alert_count: 0,
             triage: None,
         });
     }
     let mut i = incident?;
     match event {
         IncidentEvent::IncidentOpened { .. } => {}
-        IncidentEvent::AlertAttached { alert_id, .. } => i.alerts.push(*alert_id),
+        IncidentEvent::AlertAttached { .. } => i.alert_count += 1,
         IncidentEvent::IncidentAcknowledged {} => {
             i.status = Status::Acknowledged;
             i.acknowledged_at.get_or_insert(at);

@@ -84,7 +84,7 @@ impl Projection for IncidentProjection {
                     &next.acknowledged_at,
                     &next.resolved_at,
                     &next.closed_at,
-                    &(next.alerts.len() as i32),
+                    &(next.alert_count as i32),
                     &next.triage.and_then(|t| serde_json::to_value(t).ok().and_then(|v| v.as_str().map(str::to_owned))),
                     &event.stream_version,
                     &state,
