@@ -44,6 +44,22 @@ fn every_route_is_documented_and_every_documented_route_exists() {
     );
 }
 
+/// Where a response is documented, following a `$ref` to a shared response.
+fn response_pointer(doc: &Value, method: &str, path: &str, status: u16) -> String {
+    let pointer = format!("/paths/{}/{method}/responses/{status}", escape(path));
+    let response = doc
+        .pointer(&pointer)
+        .unwrap_or_else(|| panic!("{method} {path} does not document {status}"));
+    match response.get("$ref").and_then(Value::as_str) {
+        Some(r) => {
+            let target = r.trim_start_matches('#').to_owned();
+            assert!(doc.pointer(&target).is_some(), "dangling {r}");
+            target
+        }
+        None => pointer,
+    }
+}
+
 /// Where the schema for a response lives, following a `$ref` to a shared response.
 fn schema_pointer(
     doc: &Value,
@@ -52,29 +68,65 @@ fn schema_pointer(
     status: u16,
     content_type: &str,
 ) -> String {
-    let mut pointer = format!("/paths/{}/{method}/responses/{status}", escape(path));
-    let mut response = doc
-        .pointer(&pointer)
-        .unwrap_or_else(|| panic!("{method} {path} does not document {status}"));
-    if let Some(r) = response.get("$ref").and_then(Value::as_str) {
-        pointer = r.trim_start_matches('#').to_owned();
-        response = doc
-            .pointer(&pointer)
-            .unwrap_or_else(|| panic!("dangling {r}"));
-    }
+    let pointer = response_pointer(doc, method, path, status);
     assert!(
-        response["content"].get(content_type).is_some(),
+        doc.pointer(&pointer).unwrap()["content"]
+            .get(content_type)
+            .is_some(),
         "{method} {path} {status} does not document {content_type}"
     );
     format!("{pointer}/content/{}/schema", escape(content_type))
 }
 
+/// The errors of `instance` against the schema at `pointer` in the document.
+fn violations(doc: &Value, pointer: &str, instance: &Value) -> Vec<String> {
+    let mut root = doc.clone();
+    // A URI fragment: braces of path templates must be percent-encoded.
+    root["$ref"] = json!(format!(
+        "#{}",
+        pointer.replace('{', "%7B").replace('}', "%7D")
+    ));
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&root)
+        .expect("the schema compiles");
+    validator
+        .iter_errors(instance)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect()
+}
+
 struct Checker {
     doc: Value,
     checked: Vec<String>,
+    /// Headers for the next request only.
+    headers: Vec<(String, String)>,
+    /// The status the next response must have, if set.
+    expected: Option<u16>,
 }
 
 impl Checker {
+    fn new() -> Checker {
+        Checker {
+            doc: document(),
+            checked: vec![],
+            headers: vec![],
+            expected: None,
+        }
+    }
+
+    /// Sends `name: value` with the next request.
+    fn header(&mut self, name: &str, value: &str) -> &mut Checker {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The next response must have this status.
+    fn expect(&mut self, status: u16) -> &mut Checker {
+        self.expected = Some(status);
+        self
+    }
+
     async fn check(
         &mut self,
         app: &TestApp,
@@ -88,12 +140,16 @@ impl Checker {
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
+        for (name, value) in std::mem::take(&mut self.headers) {
+            req = req.header(name, value);
+        }
         if let Some(b) = body {
             req = req.json(&b);
         }
         let res = req.send().await.unwrap();
         let status = res.status().as_u16();
-        let content_type = res.headers()["content-type"]
+        let headers = res.headers().clone();
+        let content_type = headers["content-type"]
             .to_str()
             .unwrap()
             .split(';')
@@ -102,31 +158,39 @@ impl Checker {
             .to_owned();
         let text = res.text().await.unwrap();
         let m = method.as_str().to_lowercase();
+        if let Some(expected) = self.expected.take() {
+            assert_eq!(status, expected, "{m} {url}: {text}");
+        }
+        // Documented headers that were sent match their schemas.
+        let response = response_pointer(&self.doc, &m, template, status);
+        if let Some(documented) = self.doc.pointer(&response).unwrap()["headers"].as_object() {
+            for (name, header) in documented {
+                let Some(value) = headers.get(name.as_str()) else {
+                    continue;
+                };
+                let at = match header.get("$ref").and_then(Value::as_str) {
+                    Some(r) => r.trim_start_matches('#').to_owned(),
+                    None => format!("{response}/headers/{}", escape(name)),
+                };
+                let value = json!(value.to_str().unwrap());
+                let errors = violations(&self.doc, &format!("{at}/schema"), &value);
+                assert!(
+                    errors.is_empty(),
+                    "{m} {url} -> {status}, header {name}: {errors:?}"
+                );
+            }
+        }
         let pointer = schema_pointer(&self.doc, &m, template, status, &content_type);
+        self.checked.push(format!("{m} {template} {status}"));
         if content_type.ends_with("json") {
             let instance: Value = serde_json::from_str(&text).unwrap();
-            let mut root = self.doc.clone();
-            // A URI fragment: braces of path templates must be percent-encoded.
-            root["$ref"] = json!(format!(
-                "#{}",
-                pointer.replace('{', "%7B").replace('}', "%7D")
-            ));
-            let validator = jsonschema::options()
-                .should_validate_formats(true)
-                .build(&root)
-                .expect("the schema compiles");
-            let errors: Vec<String> = validator
-                .iter_errors(&instance)
-                .map(|e| format!("{e} at {}", e.instance_path))
-                .collect();
+            let errors = violations(&self.doc, &pointer, &instance);
             assert!(
                 errors.is_empty(),
                 "{m} {url} -> {status}: {errors:?}\n{instance}"
             );
-            self.checked.push(format!("{m} {template} {status}"));
             instance
         } else {
-            self.checked.push(format!("{m} {template} {status}"));
             Value::String(text)
         }
     }
@@ -135,10 +199,7 @@ impl Checker {
 #[tokio::test]
 async fn responses_validate_against_the_document() {
     let app = spawn_app().await;
-    let mut c = Checker {
-        doc: document(),
-        checked: vec![],
-    };
+    let mut c = Checker::new();
     let admin = app.token(&[Role::Admin]);
     let operator = app.token(&[Role::Operator]);
     let integration = app.token(&[Role::Integration]);
@@ -332,6 +393,8 @@ async fn responses_validate_against_the_document() {
     )
     .await;
 
+    alerts_and_incidents(&mut c, &app, &client_id, &service_id).await;
+
     // Every route was exercised at least once.
     for (method, path) in opsledger_api::routes() {
         assert!(
@@ -341,4 +404,654 @@ async fn responses_validate_against_the_document() {
             "{method} {path} never checked"
         );
     }
+}
+
+/// The alert, integration and incident routes, with the service registered by
+/// the caller (named `受注サイト`) already projected.
+async fn alerts_and_incidents(c: &mut Checker, app: &TestApp, client_id: &str, service_id: &str) {
+    let operator = app.token(&[Role::Operator]);
+    let integration = app.token(&[Role::Integration]);
+    let auditor = app.token(&[Role::Auditor]);
+    let client = app.token_for(
+        app.tenant,
+        "client-user",
+        &[Role::Client],
+        Some(client_id.parse().unwrap()),
+    );
+    let service = "受注サイト";
+
+    // ---------------------------------------------------------- plain alerts
+    let alert = json!({
+        "source": "zabbix", "dedup_key": "zbx-1", "summary": "受注サイト 5xx above 5%",
+        "severity": "critical", "service": service, "labels": { "host": "web-1" }
+    });
+    let opened = c
+        .expect(202)
+        .check(
+            app,
+            Method::POST,
+            "/api/v1/alerts",
+            "/api/v1/alerts",
+            Some(&integration),
+            Some(alert.clone()),
+        )
+        .await;
+    assert_eq!(opened["outcome"], "opened_incident");
+    let incident_id = opened["incident_id"].as_str().unwrap().to_owned();
+    let alert_id = opened["alert_id"].as_str().unwrap().to_owned();
+    let repeat = c
+        .expect(202)
+        .check(
+            app,
+            Method::POST,
+            "/api/v1/alerts",
+            "/api/v1/alerts",
+            Some(&integration),
+            Some(alert),
+        )
+        .await;
+    assert_eq!(repeat["outcome"], "deduplicated");
+    let held = c
+        .expect(202)
+        .check(
+            app,
+            Method::POST,
+            "/api/v1/alerts",
+            "/api/v1/alerts",
+            Some(&operator),
+            Some(json!({
+                "source": "zabbix", "dedup_key": "zbx-2", "group_key": null, "service": "nowhere",
+                "summary": "disk", "severity": "P3", "category": "host", "status": "trigger",
+                "starts_at": "2026-11-25T01:00:00Z", "ends_at": null
+            })),
+        )
+        .await;
+    assert_eq!(held["outcome"], "held_for_unknown_service");
+    let unknown_severity = c
+        .expect(422)
+        .check(app, Method::POST, "/api/v1/alerts", "/api/v1/alerts", Some(&integration), Some(json!({
+            "source": "zabbix", "dedup_key": "zbx-3", "summary": "x", "severity": "apocalyptic", "service": service
+        })))
+        .await;
+    assert!(unknown_severity["detail"]
+        .as_str()
+        .unwrap()
+        .contains("apocalyptic"));
+    c.expect(400)
+        .check(app, Method::POST, "/api/v1/alerts", "/api/v1/alerts", Some(&integration), Some(json!({
+            "source": "zabbix", "dedup_key": "zbx-3", "summary": "x", "severity": "info", "sevirity": "info"
+        })))
+        .await;
+    c.expect(403)
+        .check(
+            app,
+            Method::POST,
+            "/api/v1/alerts",
+            "/api/v1/alerts",
+            Some(&client),
+            Some(json!({
+                "source": "zabbix", "dedup_key": "zbx-3", "summary": "x", "severity": "info"
+            })),
+        )
+        .await;
+
+    // ---------------------------------------------------------- Alertmanager and Grafana
+    let notification = |fingerprint: &str, instance: &str| {
+        json!({
+            "version": "4", "groupKey": "{}:{alertname=\"HighLatency\"}", "truncatedAlerts": 0,
+            "status": "firing", "receiver": "opsledger", "groupLabels": { "alertname": "HighLatency" },
+            "commonLabels": { "alertname": "HighLatency", "service": service, "severity": "critical" },
+            "commonAnnotations": {}, "externalURL": "http://alertmanager:9093",
+            "alerts": [{
+                "status": "firing",
+                "labels": { "alertname": "HighLatency", "service": service, "severity": "critical", "instance": instance },
+                "annotations": { "summary": "p99 latency above 2s" },
+                "startsAt": "2026-11-25T01:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus:9090/graph", "fingerprint": fingerprint
+            }]
+        })
+    };
+    let am = c
+        .expect(200)
+        .check(
+            app,
+            Method::POST,
+            "/api/v1/integrations/alertmanager",
+            "/api/v1/integrations/alertmanager",
+            Some(&integration),
+            Some(notification("c2f6d1a7e3b41234", "web-1")),
+        )
+        .await;
+    assert_eq!(am["results"][0]["outcome"], "opened_incident");
+    let am_alert = am["results"][0]["alert_id"].as_str().unwrap().to_owned();
+    eventually("the Alertmanager alert is projected", || async {
+        let page: Value = app
+            .get("/api/v1/alerts?source=alertmanager&firing=true", &operator)
+            .await
+            .json()
+            .await
+            .unwrap();
+        (page["items"].as_array().unwrap().len() == 1).then_some(())
+    })
+    .await;
+    // The next notification of the group no longer carries web-1: it was silenced.
+    let am = c
+        .expect(200)
+        .check(
+            app,
+            Method::POST,
+            "/api/v1/integrations/alertmanager",
+            "/api/v1/integrations/alertmanager",
+            Some(&integration),
+            Some(notification("c2f6d1a7e3b45678", "web-2")),
+        )
+        .await;
+    assert_eq!(am["results"][0]["outcome"], "attached_to_incident");
+    assert_eq!(am["expired"], json!([am_alert]));
+    c.expect(422)
+        .check(app, Method::POST, "/api/v1/integrations/alertmanager", "/api/v1/integrations/alertmanager",
+            Some(&integration), Some(json!({
+                "groupKey": "g", "alerts": [{ "status": "pending", "startsAt": "2026-11-25T01:00:00Z" }]
+            })))
+        .await;
+    c.expect(400)
+        .check(
+            app,
+            Method::POST,
+            "/api/v1/integrations/alertmanager",
+            "/api/v1/integrations/alertmanager",
+            Some(&integration),
+            Some(json!({ "alerts": [] })),
+        )
+        .await;
+    let grafana = c
+        .expect(200)
+        .check(app, Method::POST, "/api/v1/integrations/grafana", "/api/v1/integrations/grafana",
+            Some(&integration), Some(json!({
+                "receiver": "opsledger", "status": "firing", "orgId": 1, "groupKey": "{}/{}:{alertname=\"CPU\"}",
+                "groupLabels": { "alertname": "CPU" }, "commonLabels": { "alertname": "CPU" },
+                "commonAnnotations": {}, "externalURL": "http://grafana:3000/", "version": "1",
+                "truncatedAlerts": 0, "title": "[FIRING:1] CPU", "state": "alerting", "message": "CPU high",
+                "alerts": [{
+                    "status": "firing",
+                    "labels": { "alertname": "CPU", "service": service, "severity": "warning", "category": "hardware" },
+                    "annotations": { "description": "CPU above 90%" },
+                    "startsAt": "2026-11-25T02:00:00+09:00", "endsAt": "0001-01-01T00:00:00Z",
+                    "generatorURL": "http://grafana:3000/alerting/grafana/x/view", "fingerprint": "9a1b",
+                    "silenceURL": "http://grafana:3000/alerting/silence/new", "dashboardURL": "", "panelURL": "",
+                    "values": { "B": 93.5 }, "valueString": "[ var='B' value=93.5 ]"
+                }, {
+                    "status": "resolved", "labels": { "alertname": "CPU", "service": service },
+                    "startsAt": "2026-11-25T00:00:00Z", "endsAt": "2026-11-25T00:30:00Z"
+                }]
+            })))
+        .await;
+    assert_eq!(grafana["results"][1]["outcome"], "nothing_firing");
+
+    // ---------------------------------------------------------- PagerDuty
+    let pd = c
+        .expect(202)
+        .check(app, Method::POST, "/api/v1/integrations/pagerduty", "/api/v1/integrations/pagerduty",
+            Some(&integration), Some(json!({
+                "routing_key": service, "event_action": "trigger", "dedup_key": "pd-1", "client": "monitor",
+                "payload": { "summary": "Disk full on db-1", "source": "db-1", "severity": "critical",
+                             "component": "postgres", "class": "disk", "custom_details": { "free": "0%" } }
+            })))
+        .await;
+    assert_eq!(pd["dedup_key"], "pd-1");
+    let pd_trigger_without_key = c
+        .expect(202)
+        .check(
+            app,
+            Method::POST,
+            "/api/v1/integrations/pagerduty",
+            "/api/v1/integrations/pagerduty",
+            Some(&integration),
+            Some(json!({
+                "routing_key": service, "event_action": "trigger",
+                "payload": { "summary": "Swap in use", "source": "db-2", "severity": "warning" }
+            })),
+        )
+        .await;
+    assert!(!pd_trigger_without_key["dedup_key"]
+        .as_str()
+        .unwrap()
+        .is_empty());
+    for action in ["acknowledge", "resolve"] {
+        c.expect(202)
+            .check(
+                app,
+                Method::POST,
+                "/api/v1/integrations/pagerduty",
+                "/api/v1/integrations/pagerduty",
+                Some(&integration),
+                Some(
+                    json!({ "routing_key": service, "event_action": action, "dedup_key": "pd-1" }),
+                ),
+            )
+            .await;
+    }
+    c.expect(400)
+        .check(
+            app,
+            Method::POST,
+            "/api/v1/integrations/pagerduty",
+            "/api/v1/integrations/pagerduty",
+            Some(&integration),
+            Some(json!({ "routing_key": service, "event_action": "snooze", "dedup_key": "pd-1" })),
+        )
+        .await;
+
+    // ---------------------------------------------------------- incidents by hand
+    let by_hand = c
+        .expect(201)
+        .check(
+            app,
+            Method::POST,
+            "/api/v1/incidents",
+            "/api/v1/incidents",
+            Some(&operator),
+            Some(json!({
+                "title": "受注サイトの決済が遅い", "service_id": service_id, "severity": "error",
+                "category": "application", "impact_start": "2026-11-25T00:00:00Z"
+            })),
+        )
+        .await;
+    assert_eq!(
+        (by_hand["status"].as_str(), by_hand["version"].as_i64()),
+        (Some("triggered"), Some(1))
+    );
+    c.expect(201)
+        .check(
+            app,
+            Method::POST,
+            "/api/v1/incidents",
+            "/api/v1/incidents",
+            Some(&operator),
+            Some(json!({
+                "title": "Office network down", "severity": "warning"
+            })),
+        )
+        .await;
+    c.expect(422)
+        .check(
+            app,
+            Method::POST,
+            "/api/v1/incidents",
+            "/api/v1/incidents",
+            Some(&operator),
+            Some(json!({
+                "title": "x", "service_id": client_id, "severity": "warning"
+            })),
+        )
+        .await;
+    c.expect(400)
+        .check(
+            app,
+            Method::POST,
+            "/api/v1/incidents",
+            "/api/v1/incidents",
+            Some(&operator),
+            Some(json!({
+                "title": "x", "severity": "apocalyptic"
+            })),
+        )
+        .await;
+    c.expect(403)
+        .check(
+            app,
+            Method::POST,
+            "/api/v1/incidents",
+            "/api/v1/incidents",
+            Some(&auditor),
+            Some(json!({
+                "title": "x", "severity": "info"
+            })),
+        )
+        .await;
+
+    // ---------------------------------------------------------- reads of one incident
+    let one = format!("/api/v1/incidents/{incident_id}");
+    let incident = c
+        .expect(200)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/incidents/{id}",
+            &one,
+            Some(&client),
+            None,
+        )
+        .await;
+    assert_eq!(incident["alert_count"], 1);
+    c.expect(200)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/incidents/{id}",
+            &format!("{one}?as_of=2100-01-01T00:00:00Z"),
+            Some(&operator),
+            None,
+        )
+        .await;
+    c.expect(404)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/incidents/{id}",
+            "/api/v1/incidents/not-a-uuid",
+            Some(&operator),
+            None,
+        )
+        .await;
+    c.expect(400)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/incidents/{id}",
+            &format!("{one}?as_of=yesterday"),
+            Some(&operator),
+            None,
+        )
+        .await;
+    let version = incident["version"].as_i64().unwrap();
+
+    // ---------------------------------------------------------- the lifecycle
+    let command = |verb: &str| {
+        (
+            format!("/api/v1/incidents/{{id}}/{verb}"),
+            format!("{one}/{verb}"),
+        )
+    };
+    let (t, u) = command("acknowledge");
+    let acked = c
+        .expect(200)
+        .header("if-match", &format!("\"{version}\""))
+        .check(app, Method::POST, &t, &u, Some(&operator), None)
+        .await;
+    assert_eq!(acked["status"], "acknowledged");
+    let again = c
+        .expect(409)
+        .check(app, Method::POST, &t, &u, Some(&operator), None)
+        .await;
+    assert_eq!(again["current_state"], "acknowledged");
+    let stale = c
+        .expect(409)
+        .header("if-match", &format!("\"{version}\""))
+        .check(app, Method::POST, &t, &u, Some(&operator), None)
+        .await;
+    assert_eq!(stale["current_version"], version + 1);
+    c.expect(400)
+        .header("if-match", "\"three\"")
+        .check(app, Method::POST, &t, &u, Some(&operator), None)
+        .await;
+    c.expect(403)
+        .check(app, Method::POST, &t, &u, Some(&client), None)
+        .await;
+    c.expect(404)
+        .check(
+            app,
+            Method::POST,
+            &t,
+            &format!("/api/v1/incidents/{service_id}/acknowledge"),
+            Some(&operator),
+            None,
+        )
+        .await;
+
+    let steps: Vec<(&str, Option<Value>, u16)> = vec![
+        (
+            "notes",
+            Some(json!({ "text": "LB のログを確認中", "visibility": "internal" })),
+            200,
+        ),
+        (
+            "notes",
+            Some(json!({ "text": "調査中です", "visibility": "client" })),
+            200,
+        ),
+        (
+            "notes",
+            Some(json!({ "text": "   ", "visibility": "client" })),
+            422,
+        ),
+        (
+            "notes",
+            Some(json!({ "text": "x", "visibility": "public" })),
+            400,
+        ),
+        (
+            "actions",
+            Some(json!({ "kind": "runbook_step", "description": "Drained web-1" })),
+            200,
+        ),
+        ("severity", Some(json!({ "severity": "error" })), 200),
+        ("severity", Some(json!({ "severity": "error" })), 422),
+        ("mitigate", None, 200),
+        ("mitigate", Some(json!({ "impact_end": null })), 409),
+        (
+            "impact",
+            Some(
+                json!({ "impact_start": "2026-11-25T00:00:00Z", "impact_end": "2026-11-25T00:40:00Z", "reason": "per the LB logs" }),
+            ),
+            200,
+        ),
+        ("triage", Some(json!({ "outcome": "actionable" })), 200),
+        ("close", None, 409),
+        ("resolve", None, 200),
+        ("reopen", Some(json!({ "reason": "errors are back" })), 200),
+        (
+            "mitigate",
+            Some(json!({ "impact_end": "2026-11-25T01:10:00Z" })),
+            200,
+        ),
+        ("resolve", None, 200),
+        ("close", None, 200),
+        (
+            "notes",
+            Some(json!({ "text": "too late", "visibility": "internal" })),
+            409,
+        ),
+        ("reopen", Some(json!({ "reason": "again" })), 409),
+    ];
+    for (verb, body, status) in steps {
+        let (t, u) = command(verb);
+        let res = c
+            .expect(status)
+            .check(app, Method::POST, &t, &u, Some(&operator), body)
+            .await;
+        if status == 409 {
+            assert!(res["current_state"].is_string(), "{verb}: {res}");
+        }
+    }
+
+    // ---------------------------------------------------------- timeline
+    let (t, u) = command("timeline");
+    let staff = c
+        .expect(200)
+        .check(app, Method::GET, &t, &u, Some(&operator), None)
+        .await;
+    let theirs = c
+        .expect(200)
+        .check(app, Method::GET, &t, &u, Some(&client), None)
+        .await;
+    let types = |v: &Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["type"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(types(&staff).contains(&"AlertReceived".to_owned()));
+    assert_eq!(
+        types(&staff).iter().filter(|t| *t == "NoteAdded").count(),
+        types(&theirs).iter().filter(|t| *t == "NoteAdded").count() + 1
+    );
+    c.expect(404)
+        .check(
+            app,
+            Method::GET,
+            &t,
+            &format!("/api/v1/incidents/{service_id}/timeline"),
+            Some(&operator),
+            None,
+        )
+        .await;
+
+    // ---------------------------------------------------------- lists
+    eventually(
+        "every incident is projected, the first one closed",
+        || async {
+            let page: Value = app
+                .get("/api/v1/incidents?status=closed", &operator)
+                .await
+                .json()
+                .await
+                .unwrap();
+            (page["items"].as_array().unwrap().len() == 1).then_some(())
+        },
+    )
+    .await;
+    let all = c
+        .expect(200)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/incidents",
+            "/api/v1/incidents",
+            Some(&operator),
+            None,
+        )
+        .await;
+    assert!(all["items"].as_array().unwrap().len() >= 4, "{all}");
+    let first = c
+        .expect(200)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/incidents",
+            "/api/v1/incidents?limit=1",
+            Some(&auditor),
+            None,
+        )
+        .await;
+    let cursor = first["next_cursor"].as_str().unwrap();
+    c.expect(200)
+        .check(app, Method::GET, "/api/v1/incidents",
+            &format!("/api/v1/incidents?before={cursor}&status=triggered&severity=critical&category=application&service_id={service_id}&opened_since=2000-01-01T00:00:00Z"),
+            Some(&operator), None)
+        .await;
+    c.expect(200)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/incidents",
+            "/api/v1/incidents",
+            Some(&client),
+            None,
+        )
+        .await;
+    c.expect(400)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/incidents",
+            "/api/v1/incidents?status=open",
+            Some(&operator),
+            None,
+        )
+        .await;
+    c.expect(403)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/incidents",
+            "/api/v1/incidents",
+            Some(&integration),
+            None,
+        )
+        .await;
+
+    eventually("the alerts are projected", || async {
+        let page: Value = app
+            .get("/api/v1/alerts", &operator)
+            .await
+            .json()
+            .await
+            .unwrap();
+        (page["items"].as_array().unwrap().len() >= 7).then_some(())
+    })
+    .await;
+    c.expect(200)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/alerts",
+            "/api/v1/alerts",
+            Some(&operator),
+            None,
+        )
+        .await;
+    c.expect(200)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/alerts",
+            "/api/v1/alerts?limit=2",
+            Some(&client),
+            None,
+        )
+        .await;
+    c.expect(200)
+        .check(app, Method::GET, "/api/v1/alerts", &format!("/api/v1/alerts?firing=false&category=hardware&service_id={service_id}&source=grafana"), Some(&operator), None)
+        .await;
+    c.expect(400)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/alerts",
+            "/api/v1/alerts?firing=maybe",
+            Some(&operator),
+            None,
+        )
+        .await;
+    let one_alert = c
+        .expect(200)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/alerts/{id}",
+            &format!("/api/v1/alerts/{am_alert}"),
+            Some(&operator),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (
+            one_alert["firing"].as_bool(),
+            one_alert["resolved_by"].as_str()
+        ),
+        (Some(false), Some("expired"))
+    );
+    c.expect(404)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/alerts/{id}",
+            &format!("/api/v1/alerts/{service_id}"),
+            Some(&operator),
+            None,
+        )
+        .await;
+    c.expect(401)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/alerts/{id}",
+            &format!("/api/v1/alerts/{alert_id}"),
+            None,
+            None,
+        )
+        .await;
 }

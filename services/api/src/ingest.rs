@@ -1,10 +1,16 @@
 //! Ingestion: from a parsed signal to recorded facts (SPEC §5). Every signal
 //! received leaves an event saying what became of it.
 //!
-//! Decisions read the alert's stream, the group's stream and the incident's
-//! version, decide in the domain, and append to all of them with expected
-//! versions in one transaction; a conflict means another receipt got there
-//! first, so the signal is decided again on the new state.
+//! Decisions read the alert's stream and the group's stream, decide in the
+//! domain, and append with expected versions in one transaction; a conflict
+//! means another receipt got there first, so the signal is decided again on
+//! state read afresh.
+//!
+//! The first attempt decides on what this process last knew of the two
+//! streams ([`IngestCache`]) instead of reading them: an alert storm of new
+//! dedup keys then costs one batched append per alert and no reads. The cache
+//! is only ever a guess — the expected versions make a stale guess a
+//! conflict, never a wrong fact.
 
 use std::collections::HashSet;
 
@@ -26,6 +32,33 @@ use crate::AppState;
 
 /// Attempts at deciding one signal when concurrent receipts keep winning.
 const INGEST_ATTEMPTS_MAX: usize = 8;
+/// Streams remembered per map before it is emptied and refilled: bounds memory
+/// at tens of megabytes whatever the alert volume.
+const CACHE_ENTRIES_MAX: usize = 100_000;
+
+/// A stream as ingestion last saw it: its version and what it says.
+type Known<T> = std::sync::Mutex<std::collections::HashMap<(Uuid, String), (i64, T)>>;
+
+#[derive(Debug, Default)]
+pub struct IngestCache {
+    alerts: Known<AlertState>,
+    groups: Known<Option<Uuid>>,
+    /// Service names never change meaning once reserved.
+    services: std::sync::RwLock<std::collections::HashMap<(Uuid, String), Uuid>>,
+}
+
+fn remember<T>(known: &Known<T>, key: (Uuid, String), value: (i64, T)) {
+    if let Ok(mut map) = known.lock() {
+        if map.len() >= CACHE_ENTRIES_MAX {
+            map.clear();
+        }
+        map.insert(key, value);
+    }
+}
+
+fn recall<T: Clone>(known: &Known<T>, key: &(Uuid, String)) -> Option<(i64, T)> {
+    known.lock().ok().and_then(|m| m.get(key).cloned())
+}
 
 /// What became of one signal, as the ingestion endpoints report it.
 #[derive(Debug, Clone, Serialize)]
@@ -88,6 +121,16 @@ pub async fn resolve_service(
         let Ok(name) = Name::parse("service", r) else {
             continue;
         };
+        let cache_key = (tenant, name.unique_key());
+        let cached = state
+            .ingest_cache
+            .services
+            .read()
+            .ok()
+            .and_then(|m| m.get(&cache_key).copied());
+        if cached.is_some() {
+            return Ok(cached);
+        }
         let reservation =
             stream_events(state, tenant, &dir::service_name_stream(&name), None).await?;
         let found = reservation.iter().find_map(|e| {
@@ -96,7 +139,13 @@ pub async fn resolve_service(
                 _ => None,
             }
         });
-        if found.is_some() {
+        if let Some(id) = found {
+            if let Ok(mut m) = state.ingest_cache.services.write() {
+                if m.len() >= CACHE_ENTRIES_MAX {
+                    m.clear();
+                }
+                m.insert(cache_key, id);
+            }
             return Ok(found);
         }
     }
@@ -125,22 +174,39 @@ pub async fn ingest(
     signal.validate().map_err(ApiError::Unprocessable)?;
     let service_id = resolve_service(state, tenant, &signal).await?;
     let stream = alert::alert_stream(&signal.dedup_key);
-    for _ in 0..INGEST_ATTEMPTS_MAX {
+    for attempt in 0..INGEST_ATTEMPTS_MAX {
         let now = Utc::now();
-        let alert_events = stream_events(state, tenant, &stream, None).await?;
-        let current = alert_state(&alert_events);
+        let alert_key = (tenant, stream.clone());
+        // First attempt: what this process knew (an unknown key is assumed new).
+        // After a conflict: the stream itself.
+        let (alert_version, current) =
+            match (attempt, recall(&state.ingest_cache.alerts, &alert_key)) {
+                (0, Some(known)) => known,
+                (0, None) => (0, AlertState::default()),
+                _ => {
+                    let events = stream_events(state, tenant, &stream, None).await?;
+                    (version_of(&events), alert_state(&events))
+                }
+            };
         // The group is read only when a new firing cycle may open or attach.
         let mut group = None;
         let mut window = None;
         if let (true, None, Some(service)) = (signal.firing, &current.firing, service_id) {
             window = suppressing_window(state, tenant, service, now).await?;
             let gs = alert::group_stream(service, &signal.group_key);
-            let events = stream_events(state, tenant, &gs, None).await?;
-            let parsed: Vec<GroupEvent> = events
-                .iter()
-                .filter_map(|e| GroupEvent::from_stored(&e.event_type, &e.payload))
-                .collect();
-            group = Some((gs, version_of(&events), alert::bound_incident(&parsed)));
+            let group_key = (tenant, gs.clone());
+            let (gv, bound) = match (attempt, recall(&state.ingest_cache.groups, &group_key)) {
+                (0, Some(known)) => known,
+                _ => {
+                    let events = stream_events(state, tenant, &gs, None).await?;
+                    let parsed: Vec<GroupEvent> = events
+                        .iter()
+                        .filter_map(|e| GroupEvent::from_stored(&e.event_type, &e.payload))
+                        .collect();
+                    (version_of(&events), alert::bound_incident(&parsed))
+                }
+            };
+            group = Some((gs, gv, bound));
         }
         let bound = group.as_ref().and_then(|(_, _, b)| *b);
         let receipt = alert::decide_receipt(
@@ -154,7 +220,7 @@ pub async fn ingest(
         );
         let mut streams = vec![StreamAppend {
             stream_id: stream.clone(),
-            expected: ExpectedVersion::Exact(version_of(&alert_events)),
+            expected: ExpectedVersion::Exact(alert_version),
             events: vec![new_event(
                 receipt.alert.type_name(),
                 receipt.alert.payload(),
@@ -237,12 +303,27 @@ pub async fn ingest(
         };
         match state.committer.append(request).await {
             Ok(_) => {
+                let after = alert::evolve_alert(current, &receipt.alert, now);
+                remember(
+                    &state.ingest_cache.alerts,
+                    alert_key,
+                    (alert_version + 1, after),
+                );
+                match (receipt.open_incident, group) {
+                    (Some(id), Some((gs, gv, _))) => {
+                        remember(&state.ingest_cache.groups, (tenant, gs), (gv + 1, Some(id)))
+                    }
+                    (None, Some((gs, gv, bound))) => {
+                        remember(&state.ingest_cache.groups, (tenant, gs), (gv, bound))
+                    }
+                    _ => {}
+                }
                 return Ok(Ingested {
                     dedup_key: signal.dedup_key,
                     alert_id,
                     outcome: outcome.into(),
                     incident_id,
-                })
+                });
             }
             Err(AppendError::Conflict { .. }) => continue,
             Err(e) => return Err(e.into()),

@@ -39,6 +39,8 @@ pub struct AppState {
     pub auth: auth::AuthConfig,
     pub tenants: tenants::TenantDirectory,
     pub projections: Vec<SharedProjection>,
+    /// What ingestion last knew of alert and group streams; see `ingest`.
+    pub ingest_cache: ingest::IngestCache,
 }
 
 /// Every route the server exposes: (method, path, handler). `configure`

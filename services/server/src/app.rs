@@ -71,6 +71,7 @@ impl Application {
             auth: config.auth(),
             tenants: TenantDirectory::default(),
             projections,
+            ingest_cache: Default::default(),
         });
         let mut workers: Vec<JoinHandle<()>> = workers;
         workers.push(tokio::spawn(expiry_worker(

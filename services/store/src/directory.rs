@@ -29,6 +29,13 @@ impl Projection for DirectoryProjection {
         event: &'a RecordedEvent,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
+            // Most events are not the directory's: skip them before parsing.
+            if !matches!(
+                event.event_type.as_str(),
+                "TenantRegistered" | "ClientRegistered" | "ServiceRegistered"
+            ) {
+                return Ok(());
+            }
             let Some(parsed) = DirectoryEvent::from_stored(&event.event_type, &event.payload)
             else {
                 return Ok(());

@@ -1,5 +1,7 @@
 //! The alert and incident read models and their queries.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 use futures_util::future::BoxFuture;
@@ -34,66 +36,110 @@ impl Projection for IncidentProjection {
         tx: &'a Transaction<'a>,
         event: &'a RecordedEvent,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.apply_batch(tx, std::slice::from_ref(event))
+    }
+
+    /// Folds every event of a batch per incident in memory and writes each
+    /// incident once: an alert storm attaches hundreds of alerts to one
+    /// incident within a batch.
+    fn apply_batch<'a>(
+        &'a self,
+        tx: &'a Transaction<'a>,
+        events: &'a [RecordedEvent],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let Some(parsed) = IncidentEvent::from_stored(&event.event_type, &event.payload) else {
-                return Ok(());
-            };
-            let current: Option<Incident> = match &parsed {
-                IncidentEvent::IncidentOpened { .. } => None,
-                _ => {
-                    let row = tx
-                        .query_opt(
-                            "SELECT state FROM proj_incidents WHERE tenant_id = $1 AND incident_id = $2",
-                            &[&event.tenant_id, &incident_id_of(&event.stream_id)?],
-                        )
-                        .await?;
-                    match row {
-                        Some(r) => Some(serde_json::from_value(r.get(0)).map_err(corrupt)?),
-                        None => return Ok(()),
-                    }
+            let mut touched: Vec<(Uuid, Uuid)> = Vec::new();
+            let mut folded: HashMap<(Uuid, Uuid), (Option<Incident>, i64)> = HashMap::new();
+            for event in events {
+                if !event.stream_id.starts_with("incident-") {
+                    continue;
                 }
-            };
-            let Some(next) = incident::evolve(current, &parsed, event.recorded_at) else {
-                return Ok(());
-            };
-            let state = serde_json::to_value(&next).map_err(corrupt)?;
-            tx.execute(
-                "INSERT INTO proj_incidents (tenant_id, incident_id, service_id, title, status, severity, \
-                   category, group_key, impact_start, impact_end, opened_at, acknowledged_at, resolved_at, \
-                   closed_at, alert_count, triage, version, state) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
-                 ON CONFLICT (tenant_id, incident_id) DO UPDATE SET service_id = EXCLUDED.service_id, \
-                   title = EXCLUDED.title, status = EXCLUDED.status, severity = EXCLUDED.severity, \
-                   category = EXCLUDED.category, group_key = EXCLUDED.group_key, \
-                   impact_start = EXCLUDED.impact_start, impact_end = EXCLUDED.impact_end, \
-                   acknowledged_at = EXCLUDED.acknowledged_at, resolved_at = EXCLUDED.resolved_at, \
-                   closed_at = EXCLUDED.closed_at, alert_count = EXCLUDED.alert_count, \
-                   triage = EXCLUDED.triage, version = EXCLUDED.version, state = EXCLUDED.state",
-                &[
-                    &event.tenant_id,
-                    &next.id,
-                    &next.service_id,
-                    &next.title,
-                    &next.status.as_str(),
-                    &next.severity.as_str(),
-                    &next.category.as_str(),
-                    &next.group_key,
-                    &next.impact_start,
-                    &next.impact_end,
-                    &next.opened_at,
-                    &next.acknowledged_at,
-                    &next.resolved_at,
-                    &next.closed_at,
-                    &(next.alert_count as i32),
-                    &next.triage.and_then(|t| serde_json::to_value(t).ok().and_then(|v| v.as_str().map(str::to_owned))),
-                    &event.stream_version,
-                    &state,
-                ],
-            )
-            .await?;
+                let Some(parsed) = IncidentEvent::from_stored(&event.event_type, &event.payload)
+                else {
+                    continue;
+                };
+                let key = (event.tenant_id, incident_id_of(&event.stream_id)?);
+                // Not the entry API: loading the stored state awaits.
+                #[allow(clippy::map_entry)]
+                if !folded.contains_key(&key) {
+                    let stored = match &parsed {
+                        IncidentEvent::IncidentOpened { .. } => None,
+                        _ => match tx
+                            .query_opt(
+                                "SELECT state FROM proj_incidents WHERE tenant_id = $1 AND incident_id = $2",
+                                &[&key.0, &key.1],
+                            )
+                            .await?
+                        {
+                            Some(r) => Some(serde_json::from_value(r.get(0)).map_err(corrupt)?),
+                            None => None,
+                        },
+                    };
+                    folded.insert(key, (stored, 0));
+                    touched.push(key);
+                }
+                let entry = folded.get_mut(&key).expect("inserted above");
+                entry.0 = incident::evolve(entry.0.take(), &parsed, event.recorded_at);
+                entry.1 = event.stream_version;
+            }
+            for key in touched {
+                let (Some(next), version) = &folded[&key] else {
+                    continue;
+                };
+                upsert_incident(tx, key.0, next, *version).await?;
+            }
             Ok(())
         })
     }
+}
+
+async fn upsert_incident(
+    tx: &Transaction<'_>,
+    tenant: Uuid,
+    next: &Incident,
+    version: i64,
+) -> Result<(), StoreError> {
+    let state = serde_json::to_value(next).map_err(corrupt)?;
+    let triage = next.triage.and_then(|t| {
+        serde_json::to_value(t)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+    });
+    tx.execute(
+        "INSERT INTO proj_incidents (tenant_id, incident_id, service_id, title, status, severity, \
+           category, group_key, impact_start, impact_end, opened_at, acknowledged_at, resolved_at, \
+           closed_at, alert_count, triage, version, state) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+         ON CONFLICT (tenant_id, incident_id) DO UPDATE SET service_id = EXCLUDED.service_id, \
+           title = EXCLUDED.title, status = EXCLUDED.status, severity = EXCLUDED.severity, \
+           category = EXCLUDED.category, group_key = EXCLUDED.group_key, \
+           impact_start = EXCLUDED.impact_start, impact_end = EXCLUDED.impact_end, \
+           acknowledged_at = EXCLUDED.acknowledged_at, resolved_at = EXCLUDED.resolved_at, \
+           closed_at = EXCLUDED.closed_at, alert_count = EXCLUDED.alert_count, \
+           triage = EXCLUDED.triage, version = EXCLUDED.version, state = EXCLUDED.state",
+        &[
+            &tenant,
+            &next.id,
+            &next.service_id,
+            &next.title,
+            &next.status.as_str(),
+            &next.severity.as_str(),
+            &next.category.as_str(),
+            &next.group_key,
+            &next.impact_start,
+            &next.impact_end,
+            &next.opened_at,
+            &next.acknowledged_at,
+            &next.resolved_at,
+            &next.closed_at,
+            &(next.alert_count as i32),
+            &triage,
+            &version,
+            &state,
+        ],
+    )
+    .await?;
+    Ok(())
 }
 
 fn incident_id_of(stream_id: &str) -> Result<Uuid, StoreError> {
@@ -123,6 +169,9 @@ impl Projection for AlertProjection {
         event: &'a RecordedEvent,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
+            if !event.stream_id.starts_with("alert-") {
+                return Ok(());
+            }
             let Some(parsed) = AlertEvent::from_stored(&event.event_type, &event.payload) else {
                 return Ok(());
             };

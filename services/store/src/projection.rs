@@ -46,6 +46,21 @@ pub trait Projection: Send + Sync {
         tx: &'a Transaction<'a>,
         event: &'a RecordedEvent,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Applies a batch of events in order. The engine calls this; a projection
+    /// that can fold several events into one write overrides it.
+    fn apply_batch<'a>(
+        &'a self,
+        tx: &'a Transaction<'a>,
+        events: &'a [RecordedEvent],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            for event in events {
+                self.apply(tx, event).await?;
+            }
+            Ok(())
+        })
+    }
 }
 
 pub type SharedProjection = Arc<dyn Projection>;
@@ -121,9 +136,7 @@ pub async fn catch_up_once(pool: &Pool, projection: &dyn Projection) -> Result<S
     let Some(last) = events.last() else {
         return Ok(Step::Applied(0));
     };
-    for event in &events {
-        projection.apply(&tx, event).await?;
-    }
+    projection.apply_batch(&tx, &events).await?;
     save_checkpoint(&tx, projection.name(), last).await?;
     tx.commit().await?;
     Ok(Step::Applied(events.len()))
@@ -190,9 +203,7 @@ pub async fn rebuild(pool: &Pool, projection: &dyn Projection) -> Result<u64, St
         let events = read::read_after(&tx, cursor, REBUILD_PAGE_EVENTS).await?;
         let Some(tail) = events.last() else { break };
         cursor = Cursor::after(tail);
-        for event in &events {
-            projection.apply(&tx, event).await?;
-        }
+        projection.apply_batch(&tx, &events).await?;
         replayed += events.len() as u64;
         last = events.into_iter().last();
     }
