@@ -90,6 +90,15 @@ async fn an_alertmanager_group_firing_then_resolving_yields_one_incident_with_it
         .map(|r| r["outcome"].as_str().unwrap())
         .collect();
     assert_eq!(outcomes, ["deduplicated", "deduplicated"]);
+    assert_eq!(
+        repeat["results"][0]["incident_id"],
+        incident.as_str(),
+        "a repeat names its incident"
+    );
+    assert_ne!(
+        results[0]["alert_id"], results[0]["incident_id"],
+        "an alert and its incident have ids of their own"
+    );
 
     let operator = app.token(&[Role::Operator]);
     let listed = eventually("the incident is projected with both alerts", || async {
@@ -136,11 +145,12 @@ async fn an_alertmanager_group_firing_then_resolving_yields_one_incident_with_it
     })
     .await;
     let alerts: Value = app
-        .get("/api/v1/alerts", &operator)
+        .get(&format!("/api/v1/alerts?incident_id={incident}"), &operator)
         .await
         .json()
         .await
         .unwrap();
+    assert_eq!(alerts["items"].as_array().unwrap().len(), 2);
     for a in alerts["items"].as_array().unwrap() {
         assert_eq!(
             (a["receipts"].as_i64(), a["resolved_by"].as_str()),

@@ -164,6 +164,36 @@ async fn an_invalid_transition_is_a_409_naming_the_current_state() {
     )
     .await;
     assert_eq!(empty.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    // A body that may be left out is still checked when it is there.
+    let operator = app.token(&[Role::Operator]);
+    for (body, content_type, expected) in [
+        (
+            "{\"impact_end\": \"soon\"}",
+            "application/json",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "{\"until\": \"2026-11-25T01:00:00Z\"}",
+            "application/json",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "impact_end=now",
+            "text/plain",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+    ] {
+        let res = app
+            .http
+            .post(app.url(&format!("/api/v1/incidents/{id}/mitigate")))
+            .bearer_auth(&operator)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), expected, "{body}");
+    }
     let missing = command(
         &app,
         &uuid::Uuid::now_v7().to_string(),

@@ -74,7 +74,8 @@ pub struct AsOfQuery {
 #[derive(Debug, Serialize)]
 pub struct Page<T> {
     pub items: Vec<T>,
-    /// Pass as `after` for the next page; absent on the last page.
+    /// The cursor of the next page (`after` for directory lists, `before`
+    /// for the newest-first lists); absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<Uuid>,
 }

@@ -345,12 +345,39 @@ pub async fn incident_mitigate(
     r: HttpRequest,
     id: web::Path<Uuid>,
     m: IfMatch,
-    b: Option<web::Json<MitigateBody>>,
+    b: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let end = b
-        .and_then(|b| b.into_inner().impact_end)
-        .unwrap_or_else(Utc::now);
+    let body: Option<MitigateBody> = optional_json(&r, &b)?;
+    let end = body.and_then(|b| b.impact_end).unwrap_or_else(Utc::now);
     command(s, c, r, id, m, Command::Mitigate { impact_end: end }).await
+}
+
+/// A body that may be left out entirely; when present it must be valid JSON
+/// of the right shape, never silently ignored.
+fn optional_json<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<Option<T>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if !json {
+        return Err(ApiError::UnsupportedMediaType(
+            "the body must be JSON (Content-Type: application/json)".into(),
+        ));
+    }
+    serde_json::from_slice(body)
+        .map(Some)
+        .map_err(|e| ApiError::BadRequest(format!("the body is not valid: {e}")))
 }
 
 #[derive(Debug, Deserialize)]
@@ -734,6 +761,8 @@ pub async fn incident_timeline(
 #[serde(deny_unknown_fields)]
 pub struct AlertListQuery {
     pub firing: Option<bool>,
+    /// The alerts attached to this incident.
+    pub incident_id: Option<Uuid>,
     pub category: Option<Category>,
     pub service_id: Option<Uuid>,
     pub source: Option<String>,
@@ -768,6 +797,7 @@ pub async fn alert_list(
         category: query.category.map(|c| c.as_str().to_owned()),
         service_id: query.service_id,
         source: query.source.clone(),
+        incident_id: query.incident_id,
         client_id,
         ..Default::default()
     };

@@ -215,7 +215,10 @@ pub async fn ingest(
             service_id,
             bound,
             window,
-            Uuid::now_v7(),
+            alert::NewIds {
+                alert_id: Uuid::now_v7(),
+                incident_id: Uuid::now_v7(),
+            },
             now,
         );
         let mut streams = vec![StreamAppend {
@@ -231,7 +234,13 @@ pub async fn ingest(
         let (alert_id, outcome, incident_id) = match &receipt.alert {
             AlertEvent::AlertReceived {
                 alert_id, decision, ..
-            } => (*alert_id, decision_name(decision), decision.incident_id()),
+            } => {
+                // A repeat belongs to the incident its firing cycle is attached to.
+                let incident = decision
+                    .incident_id()
+                    .or_else(|| current.firing.as_ref().and_then(|f| f.incident_id));
+                (*alert_id, decision_name(decision), incident)
+            }
             AlertEvent::AlertResolved {
                 alert_id,
                 incident_id,

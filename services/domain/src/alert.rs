@@ -353,15 +353,23 @@ pub struct Receipt {
     pub open_incident: Option<Uuid>,
 }
 
+/// Ids for what a receipt may create, made by the caller so deciding stays pure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewIds {
+    pub alert_id: Uuid,
+    pub incident_id: Uuid,
+}
+
 pub fn decide_receipt(
     state: &AlertState,
     signal: Signal,
     service_id: Option<Uuid>,
     bound_incident: Option<Uuid>,
     suppressing_window: Option<Uuid>,
-    new_id: Uuid,
+    ids: NewIds,
     now: DateTime<Utc>,
 ) -> Receipt {
+    let new_id = ids.alert_id;
     if !signal.firing {
         let alert = match &state.firing {
             Some(f) => AlertEvent::AlertResolved {
@@ -403,9 +411,9 @@ pub fn decide_receipt(
         (Some(_), None, Some(incident_id)) => (Decision::AttachedToIncident { incident_id }, None),
         (Some(_), None, None) => (
             Decision::OpenedIncident {
-                incident_id: new_id,
+                incident_id: ids.incident_id,
             },
-            Some(new_id),
+            Some(ids.incident_id),
         ),
     };
     Receipt {
@@ -454,7 +462,10 @@ mod tests {
             service_id,
             bound_incident,
             suppressing_window,
-            new_id,
+            NewIds {
+                alert_id: new_id,
+                incident_id: new_id,
+            },
             Utc::now(),
         )
     }

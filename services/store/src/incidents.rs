@@ -344,6 +344,7 @@ pub struct AlertFilter {
     pub source: Option<String>,
     pub group_key: Option<String>,
     pub alert_id: Option<Uuid>,
+    pub incident_id: Option<Uuid>,
     /// Only alerts of services of this client (client users).
     pub client_id: Option<Uuid>,
 }
@@ -372,6 +373,7 @@ pub async fn list_alerts(
                AND ($7::uuid IS NULL OR a.alert_id = $7) \
                AND ($8::uuid IS NULL OR s.client_id = $8) \
                AND ($9::uuid IS NULL OR a.alert_id < $9) \
+               AND ($11::uuid IS NULL OR a.incident_id = $11) \
              ORDER BY a.alert_id DESC LIMIT $10",
             &[
                 &tenant,
@@ -384,6 +386,7 @@ pub async fn list_alerts(
                 &filter.client_id,
                 &before,
                 &limit,
+                &filter.incident_id,
             ],
         )
         .await?;
