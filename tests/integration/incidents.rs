@@ -534,3 +534,86 @@ async fn another_tenants_incident_does_not_exist_for_you() {
         .unwrap();
     assert_eq!(listed["items"], json!([]));
 }
+
+#[tokio::test]
+async fn roles_are_enforced_on_every_incident_route() {
+    let app = spawn_app().await;
+    let svc = service(&app, "orders").await;
+    let client_id = app
+        .get(
+            &format!("/api/v1/services/{svc}"),
+            &app.token(&[Role::Operator]),
+        )
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["client_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    for role in Role::ALL {
+        let token = app.token_for(
+            app.tenant,
+            "u",
+            &[role],
+            (role == Role::Client).then_some(client_id),
+        );
+        let incident = open(&app, Some(&svc), &format!("For {role:?}"), "warning").await;
+        let id = incident["id"].as_str().unwrap();
+        let reads = [
+            format!("/api/v1/incidents/{id}"),
+            format!("/api/v1/incidents/{id}/timeline"),
+            "/api/v1/incidents".to_owned(),
+            "/api/v1/alerts".to_owned(),
+        ];
+        let may_read = role != Role::Integration;
+        for path in &reads {
+            let status = app.get(path, &token).await.status();
+            assert_eq!(
+                status == StatusCode::OK,
+                may_read,
+                "{role:?} GET {path}: {status}"
+            );
+        }
+        let may_respond = matches!(role, Role::Operator | Role::Maintainer | Role::Admin);
+        let res = app
+            .http
+            .post(app.url(&format!("/api/v1/incidents/{id}/acknowledge")))
+            .bearer_auth(&token)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            res.status() == StatusCode::OK,
+            may_respond,
+            "{role:?} acknowledge: {}",
+            res.status()
+        );
+        let res = app
+            .post(
+                "/api/v1/incidents",
+                &token,
+                &json!({ "title": "by hand", "severity": "info" }),
+            )
+            .await;
+        assert_eq!(
+            res.status() == StatusCode::CREATED,
+            may_respond,
+            "{role:?} open: {}",
+            res.status()
+        );
+        let may_send = matches!(
+            role,
+            Role::Integration | Role::Operator | Role::Maintainer | Role::Admin
+        );
+        let res = app.post("/api/v1/alerts", &token, &json!({ "source": "x", "dedup_key": format!("k-{role:?}"), "summary": "s", "severity": "info" })).await;
+        assert_eq!(
+            res.status() == StatusCode::ACCEPTED,
+            may_send,
+            "{role:?} alert: {}",
+            res.status()
+        );
+    }
+}
