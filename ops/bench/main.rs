@@ -77,7 +77,7 @@ fn raw_values() -> String {
     )
 }
 
-fn pgbench(clients: usize, script: &str) -> f64 {
+fn pgbench(database: &str, clients: usize, script: &str) -> f64 {
     let dir = std::env::temp_dir().join(format!("opsledger-bench-{}.sql", Uuid::new_v4().simple()));
     std::fs::write(&dir, script).unwrap();
     let out = Command::new(env("PGBENCH"))
@@ -88,7 +88,7 @@ fn pgbench(clients: usize, script: &str) -> f64 {
             "-U",
             "postgres",
             "-d",
-            "bench",
+            database,
             "-M",
             "prepared",
         ])
@@ -177,7 +177,23 @@ async fn main() {
 /// raw single-row INSERT transactions by 64 pgbench clients, same database.
 async fn ingest_benchmark() {
     const CLIENTS: usize = 64;
-    let url = format!("host={} user=postgres dbname=bench", env("BENCH_PGHOST"));
+    // A database of its own: the append benchmark's millions of events would
+    // otherwise keep the projection workers busy during this measurement.
+    let admin = format!("host={} user=postgres dbname=bench", env("BENCH_PGHOST"));
+    let owner = opsledger_store::pool::connect_owner(&DbConfig::parse(&admin).unwrap())
+        .await
+        .unwrap();
+    for sql in [
+        "DROP DATABASE IF EXISTS bench_ingest",
+        "CREATE DATABASE bench_ingest",
+    ] {
+        owner.batch_execute(sql).await.unwrap();
+    }
+    drop(owner);
+    let url = format!(
+        "host={} user=postgres dbname=bench_ingest",
+        env("BENCH_PGHOST")
+    );
     let mut config = opsledger_server::Config::for_database(&url);
     config.http_workers = 2;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -219,7 +235,7 @@ async fn ingest_benchmark() {
     raw_table(&DbConfig::parse(&url).unwrap()).await;
     let single = format!("INSERT INTO raw_events (event_id, tenant_id, stream_id, stream_version, event_type, \
         schema_version, work_class, payload, metadata, occurred_at, recorded_at, prev_hash, hash) VALUES {};\n", raw_values());
-    let raw = pgbench(CLIENTS, &single);
+    let raw = pgbench("bench_ingest", CLIENTS, &single);
 
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
@@ -313,7 +329,7 @@ async fn append_benchmark() {
         schema_version, work_class, payload, metadata, occurred_at, recorded_at, prev_hash, hash) VALUES {};\n", raw_values());
     let mut rows = Vec::new();
     for clients in [1usize, 8, 64] {
-        let raw = pgbench(clients, &single);
+        let raw = pgbench("bench", clients, &single);
         let ours = appends(&committer, clients, 1).await;
         rows.push((
             format!("single-event appends, {clients} clients"),
@@ -327,7 +343,7 @@ async fn append_benchmark() {
           work_class, payload, metadata, occurred_at, recorded_at, prev_hash, hash) VALUES {};\n",
         vec![raw_values(); BATCH_LEN].join(", ")
     );
-    let raw = pgbench(BATCH_CLIENTS, &multi) * BATCH_LEN as f64;
+    let raw = pgbench("bench", BATCH_CLIENTS, &multi) * BATCH_LEN as f64;
     let ours = appends(&committer, BATCH_CLIENTS, BATCH_LEN).await;
     rows.push((
         format!("{BATCH_LEN}-event appends, {BATCH_CLIENTS} clients"),

@@ -44,16 +44,31 @@ fn parsed<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
     }
 }
 
+/// The token settings alone, for the `token` command, which needs no database.
+pub fn auth_from_env() -> opsledger_api::auth::AuthConfig {
+    let (secret, issuer, audience) = jwt_from_env();
+    opsledger_api::auth::AuthConfig::hs256(secret.as_bytes(), &issuer, &audience)
+}
+
+fn jwt_from_env() -> (String, String, String) {
+    (
+        var("OPSLEDGER_JWT_SECRET").unwrap_or_else(|| DEV_JWT_SECRET.into()),
+        var("OPSLEDGER_JWT_ISSUER").unwrap_or_else(|| "opsledger".into()),
+        var("OPSLEDGER_JWT_AUDIENCE").unwrap_or_else(|| "opsledger".into()),
+    )
+}
+
 impl Config {
     pub fn from_env() -> Result<Config, String> {
+        let (jwt_secret, jwt_issuer, jwt_audience) = jwt_from_env();
         Ok(Config {
             database_url: var("DATABASE_URL").ok_or(
                 "DATABASE_URL is not set (ops/run starts a project-local PostgreSQL and sets it)",
             )?,
             bind: var("OPSLEDGER_BIND").unwrap_or_else(|| "127.0.0.1:8080".into()),
-            jwt_secret: var("OPSLEDGER_JWT_SECRET").unwrap_or_else(|| DEV_JWT_SECRET.into()),
-            jwt_issuer: var("OPSLEDGER_JWT_ISSUER").unwrap_or_else(|| "opsledger".into()),
-            jwt_audience: var("OPSLEDGER_JWT_AUDIENCE").unwrap_or_else(|| "opsledger".into()),
+            jwt_secret,
+            jwt_issuer,
+            jwt_audience,
             poll_interval: Duration::from_millis(parsed(
                 "OPSLEDGER_POLL_MS",
                 opsledger_store::projection::POLL_INTERVAL_DEFAULT.as_millis() as u64,

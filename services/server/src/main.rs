@@ -96,16 +96,11 @@ async fn run(command: Command) -> Result<ExitCode, BoxError> {
             client_id,
             ttl_s,
         } => {
-            let config = Config::for_database("").clone();
-            let secret = std::env::var("OPSLEDGER_JWT_SECRET").unwrap_or(config.jwt_secret);
-            let issuer = std::env::var("OPSLEDGER_JWT_ISSUER").unwrap_or(config.jwt_issuer);
-            let audience = std::env::var("OPSLEDGER_JWT_AUDIENCE").unwrap_or(config.jwt_audience);
             let roles = roles
                 .iter()
                 .map(|r| Role::parse(r).ok_or_else(|| format!("unknown role {r:?}")))
                 .collect::<Result<Vec<_>, _>>()?;
-            let auth =
-                opsledger_api::auth::AuthConfig::hs256(secret.as_bytes(), &issuer, &audience);
+            let auth = opsledger_server::config::auth_from_env();
             println!("{}", auth.mint(tenant, &subject, &roles, client_id, ttl_s));
             Ok(ExitCode::SUCCESS)
         }
