@@ -168,80 +168,188 @@ impl Projection for AlertProjection {
         tx: &'a Transaction<'a>,
         event: &'a RecordedEvent,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.apply_batch(tx, std::slice::from_ref(event))
+    }
+
+    /// Three statements per batch, whatever its size: new firing cycles,
+    /// repeats (the last of each alert wins), resolutions. Within a batch an
+    /// alert's receipt precedes its repeats and its resolution, so this order
+    /// is the events' order for every alert.
+    fn apply_batch<'a>(
+        &'a self,
+        tx: &'a Transaction<'a>,
+        events: &'a [RecordedEvent],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            if !event.stream_id.starts_with("alert-") {
-                return Ok(());
-            }
-            let Some(parsed) = AlertEvent::from_stored(&event.event_type, &event.payload) else {
-                return Ok(());
-            };
-            match parsed {
-                AlertEvent::AlertReceived {
-                    alert_id,
-                    signal,
-                    service_id,
-                    count,
-                    decision,
-                } => {
-                    if let Decision::Deduplicated { .. } = decision {
-                        tx.execute(
-                            "UPDATE proj_alerts SET receipts = $3, last_seen = $4, ends_at = $5 \
-                             WHERE tenant_id = $1 AND alert_id = $2",
-                            &[
-                                &event.tenant_id,
-                                &alert_id,
-                                &(count as i64),
-                                &event.recorded_at,
-                                &signal.ends_at,
-                            ],
-                        )
-                        .await?;
-                        return Ok(());
+            let mut new = NewAlertRows::default();
+            let mut repeats: HashMap<(Uuid, Uuid), Repeat> = HashMap::new();
+            let mut resolved: Vec<(Uuid, Uuid, DateTime<Utc>, String)> = Vec::new();
+            for event in events {
+                if !event.stream_id.starts_with("alert-") {
+                    continue;
+                }
+                match AlertEvent::from_stored(&event.event_type, &event.payload) {
+                    Some(AlertEvent::AlertReceived {
+                        alert_id,
+                        signal,
+                        count,
+                        decision: Decision::Deduplicated { .. },
+                        ..
+                    }) => {
+                        repeats.insert(
+                            (event.tenant_id, alert_id),
+                            Repeat {
+                                receipts: count as i64,
+                                seen: event.recorded_at,
+                                ends_at: signal.ends_at,
+                            },
+                        );
                     }
-                    let firing = !matches!(decision, Decision::NothingFiring);
-                    tx.execute(
-                        "INSERT INTO proj_alerts (tenant_id, alert_id, dedup_key, group_key, source, service_id, \
-                           service_ref, summary, severity, category, labels, firing, receipts, starts_at, ends_at, \
-                           first_seen, last_seen, incident_id, decision) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17, $18) \
-                         ON CONFLICT (tenant_id, alert_id) DO NOTHING",
-                        &[
-                            &event.tenant_id,
-                            &alert_id,
-                            &signal.dedup_key,
-                            &signal.group_key,
-                            &signal.source,
-                            &service_id,
-                            &signal.service_ref,
-                            &signal.summary,
-                            &signal.severity.as_str(),
-                            &signal.category.as_str(),
-                            &serde_json::to_value(&signal.labels).map_err(corrupt)?,
-                            &firing,
-                            &(count as i64),
-                            &signal.starts_at,
-                            &signal.ends_at,
-                            &event.recorded_at,
-                            &decision.incident_id(),
-                            &serde_json::to_value(&decision).map_err(corrupt)?,
-                        ],
-                    )
-                    .await?;
+                    Some(AlertEvent::AlertReceived {
+                        alert_id,
+                        signal,
+                        service_id,
+                        count,
+                        decision,
+                    }) => {
+                        new.push(event, alert_id, signal, service_id, count, decision)?;
+                    }
+                    Some(AlertEvent::AlertResolved {
+                        alert_id, by, at, ..
+                    }) => {
+                        let by = serde_json::to_value(by).map_err(corrupt)?;
+                        resolved.push((
+                            event.tenant_id,
+                            alert_id,
+                            at,
+                            by.as_str().unwrap_or_default().to_owned(),
+                        ));
+                    }
+                    None => {}
                 }
-                AlertEvent::AlertResolved {
-                    alert_id, by, at, ..
-                } => {
-                    let by = serde_json::to_value(by).map_err(corrupt)?;
-                    tx.execute(
-                        "UPDATE proj_alerts SET firing = false, resolved_at = $3, resolved_by = $4 \
-                         WHERE tenant_id = $1 AND alert_id = $2",
-                        &[&event.tenant_id, &alert_id, &at, &by.as_str()],
-                    )
-                    .await?;
+            }
+            if !new.alert_id.is_empty() {
+                tx.execute(
+                    "INSERT INTO proj_alerts (tenant_id, alert_id, dedup_key, group_key, source, service_id, \
+                       service_ref, summary, severity, category, labels, firing, receipts, starts_at, ends_at, \
+                       first_seen, last_seen, incident_id, decision) \
+                     SELECT t, a, dk, gk, src, svc, sref, summ, sev, cat, lab, f, r, sa, ea, seen, seen, inc, dec \
+                     FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::uuid[], \
+                       $7::text[], $8::text[], $9::text[], $10::text[], $11::jsonb[], $12::bool[], $13::int8[], \
+                       $14::timestamptz[], $15::timestamptz[], $16::timestamptz[], $17::uuid[], $18::jsonb[]) \
+                       AS u(t, a, dk, gk, src, svc, sref, summ, sev, cat, lab, f, r, sa, ea, seen, inc, dec) \
+                     ON CONFLICT (tenant_id, alert_id) DO NOTHING",
+                    &[
+                        &new.tenant_id, &new.alert_id, &new.dedup_key, &new.group_key, &new.source,
+                        &new.service_id, &new.service_ref, &new.summary, &new.severity, &new.category,
+                        &new.labels, &new.firing, &new.receipts, &new.starts_at, &new.ends_at, &new.seen,
+                        &new.incident_id, &new.decision,
+                    ],
+                )
+                .await?;
+            }
+            if !repeats.is_empty() {
+                let mut tenants = Vec::new();
+                let mut alerts = Vec::new();
+                let mut receipts = Vec::new();
+                let mut seen = Vec::new();
+                let mut ends = Vec::new();
+                for ((tenant, alert), r) in repeats {
+                    tenants.push(tenant);
+                    alerts.push(alert);
+                    receipts.push(r.receipts);
+                    seen.push(r.seen);
+                    ends.push(r.ends_at);
                 }
+                tx.execute(
+                    "UPDATE proj_alerts p SET receipts = u.r, last_seen = u.seen, ends_at = u.ends \
+                     FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::timestamptz[], $5::timestamptz[]) \
+                       AS u(t, a, r, seen, ends) \
+                     WHERE p.tenant_id = u.t AND p.alert_id = u.a",
+                    &[&tenants, &alerts, &receipts, &seen, &ends],
+                )
+                .await?;
+            }
+            if !resolved.is_empty() {
+                let tenants: Vec<Uuid> = resolved.iter().map(|r| r.0).collect();
+                let alerts: Vec<Uuid> = resolved.iter().map(|r| r.1).collect();
+                let ats: Vec<DateTime<Utc>> = resolved.iter().map(|r| r.2).collect();
+                let bys: Vec<&str> = resolved.iter().map(|r| r.3.as_str()).collect();
+                tx.execute(
+                    "UPDATE proj_alerts p SET firing = false, resolved_at = u.at, resolved_by = u.by \
+                     FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[]) AS u(t, a, at, by) \
+                     WHERE p.tenant_id = u.t AND p.alert_id = u.a",
+                    &[&tenants, &alerts, &ats, &bys],
+                )
+                .await?;
             }
             Ok(())
         })
+    }
+}
+
+/// The latest repeat of an alert within a batch.
+struct Repeat {
+    receipts: i64,
+    seen: DateTime<Utc>,
+    ends_at: Option<DateTime<Utc>>,
+}
+
+/// New firing cycles of a batch, one vector per column (for `unnest`).
+#[derive(Default)]
+struct NewAlertRows {
+    tenant_id: Vec<Uuid>,
+    alert_id: Vec<Uuid>,
+    dedup_key: Vec<String>,
+    group_key: Vec<String>,
+    source: Vec<String>,
+    service_id: Vec<Option<Uuid>>,
+    service_ref: Vec<Option<String>>,
+    summary: Vec<String>,
+    severity: Vec<&'static str>,
+    category: Vec<&'static str>,
+    labels: Vec<serde_json::Value>,
+    firing: Vec<bool>,
+    receipts: Vec<i64>,
+    starts_at: Vec<DateTime<Utc>>,
+    ends_at: Vec<Option<DateTime<Utc>>>,
+    seen: Vec<DateTime<Utc>>,
+    incident_id: Vec<Option<Uuid>>,
+    decision: Vec<serde_json::Value>,
+}
+
+impl NewAlertRows {
+    fn push(
+        &mut self,
+        event: &RecordedEvent,
+        alert_id: Uuid,
+        signal: opsledger_domain::alert::Signal,
+        service_id: Option<Uuid>,
+        count: u64,
+        decision: Decision,
+    ) -> Result<(), StoreError> {
+        self.tenant_id.push(event.tenant_id);
+        self.alert_id.push(alert_id);
+        self.labels
+            .push(serde_json::to_value(&signal.labels).map_err(corrupt)?);
+        self.decision
+            .push(serde_json::to_value(&decision).map_err(corrupt)?);
+        self.firing
+            .push(!matches!(decision, Decision::NothingFiring));
+        self.incident_id.push(decision.incident_id());
+        self.dedup_key.push(signal.dedup_key);
+        self.group_key.push(signal.group_key);
+        self.source.push(signal.source);
+        self.service_id.push(service_id);
+        self.service_ref.push(signal.service_ref);
+        self.summary.push(signal.summary);
+        self.severity.push(signal.severity.as_str());
+        self.category.push(signal.category.as_str());
+        self.receipts.push(count as i64);
+        self.starts_at.push(signal.starts_at);
+        self.ends_at.push(signal.ends_at);
+        self.seen.push(event.recorded_at);
+        Ok(())
     }
 }
 
