@@ -562,3 +562,47 @@ async fn the_worker_expires_alerts_whose_end_passed_or_that_nobody_refreshes() {
         "a refreshed alert keeps firing"
     );
 }
+
+#[tokio::test]
+async fn a_reopened_incident_takes_its_alert_group_back() {
+    let app = spawn_app().await;
+    service(&app, "orders").await;
+    let token = app.token(&[Role::Integration]);
+    let alert = |key: &str| json!({ "source": "custom", "dedup_key": key, "group_key": "db", "service": "orders", "summary": "db slow", "severity": "error" });
+    let (_, first) = post(&app, "/api/v1/alerts", &token, &alert("a")).await;
+    let incident = first["incident_id"].as_str().unwrap().to_owned();
+    let operator = app.token(&[Role::Operator]);
+    let resolve = app
+        .post(
+            &format!("/api/v1/incidents/{incident}/resolve"),
+            &operator,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(resolve.status(), StatusCode::OK);
+    // While resolved, a new alert of the group opens a new incident…
+    let (_, second) = post(&app, "/api/v1/alerts", &token, &alert("b")).await;
+    assert_eq!(second["outcome"], "opened_incident");
+    let other = second["incident_id"].as_str().unwrap().to_owned();
+    assert_ne!(other, incident);
+    app.post(
+        &format!("/api/v1/incidents/{other}/resolve"),
+        &operator,
+        &json!({}),
+    )
+    .await;
+    // …and once the first is reopened, the group's alerts attach to it again.
+    let reopen = app
+        .post(
+            &format!("/api/v1/incidents/{incident}/reopen"),
+            &operator,
+            &json!({ "reason": "recurred" }),
+        )
+        .await;
+    assert_eq!(reopen.status(), StatusCode::OK);
+    let (_, third) = post(&app, "/api/v1/alerts", &token, &alert("c")).await;
+    assert_eq!(
+        (third["outcome"].as_str(), third["incident_id"].as_str()),
+        (Some("attached_to_incident"), Some(incident.as_str()))
+    );
+}

@@ -181,6 +181,35 @@ async fn execute(
             events: vec![new(&|| (released.type_name(), released.payload()))],
         });
     }
+    // Reopening takes the group back, unless a newer incident holds it now:
+    // the group's alerts attach here again.
+    let reopens = decided
+        .iter()
+        .any(|e| matches!(e, IncidentEvent::IncidentReopened { .. }));
+    if let (true, Some(service), Some(group_key)) =
+        (reopens, incident.service_id, &incident.group_key)
+    {
+        let gs = alert::group_stream(service, group_key);
+        let group_events = stream_events(state, tenant, &gs, None).await?;
+        let parsed: Vec<GroupEvent> = group_events
+            .iter()
+            .filter_map(|e| GroupEvent::from_stored(&e.event_type, &e.payload))
+            .collect();
+        if alert::bound_incident(&parsed).is_none() {
+            let bound = GroupEvent::AlertGroupBound {
+                incident_id: id,
+                service_id: service,
+                group_key: group_key.clone(),
+            };
+            streams.push(StreamAppend {
+                stream_id: gs,
+                expected: ExpectedVersion::Exact(
+                    group_events.last().map_or(0, |e| e.stream_version),
+                ),
+                events: vec![new(&|| (bound.type_name(), bound.payload()))],
+            });
+        }
+    }
     state
         .committer
         .append(AppendRequest {
