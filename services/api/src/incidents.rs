@@ -270,6 +270,73 @@ async fn command(
     Ok(respond(&view))
 }
 
+/// A command's body: what it asks for, as a domain command.
+pub trait CommandBody: serde::de::DeserializeOwned {
+    fn into_command(self) -> Command;
+}
+
+/// The handler of every lifecycle command that takes a body.
+pub async fn incident_command<B: CommandBody>(
+    s: web::Data<AppState>,
+    c: Caller,
+    r: HttpRequest,
+    id: web::Path<Uuid>,
+    m: IfMatch,
+    b: web::Json<B>,
+) -> Result<HttpResponse, ApiError> {
+    command(s, c, r, id, m, b.into_inner().into_command()).await
+}
+
+impl CommandBody for NoteBody {
+    fn into_command(self) -> Command {
+        Command::AddNote {
+            text: self.text,
+            visibility: self.visibility,
+        }
+    }
+}
+
+impl CommandBody for ActionBody {
+    fn into_command(self) -> Command {
+        Command::RecordAction {
+            kind: self.kind,
+            description: self.description,
+        }
+    }
+}
+
+impl CommandBody for ReopenBody {
+    fn into_command(self) -> Command {
+        Command::Reopen {
+            reason: self.reason,
+        }
+    }
+}
+
+impl CommandBody for SeverityBody {
+    fn into_command(self) -> Command {
+        Command::ChangeSeverity { to: self.severity }
+    }
+}
+
+impl CommandBody for ImpactBody {
+    fn into_command(self) -> Command {
+        Command::CorrectImpact {
+            impact_start: self.impact_start,
+            impact_end: self.impact_end,
+            reason: self.reason,
+        }
+    }
+}
+
+impl CommandBody for TriageBody {
+    fn into_command(self) -> Command {
+        Command::MarkTriage {
+            outcome: self.outcome,
+        }
+    }
+}
+
 pub async fn incident_acknowledge(
     s: web::Data<AppState>,
     c: Caller,
@@ -307,57 +374,11 @@ pub struct NoteBody {
     pub visibility: Visibility,
 }
 
-pub async fn incident_note(
-    s: web::Data<AppState>,
-    c: Caller,
-    r: HttpRequest,
-    id: web::Path<Uuid>,
-    m: IfMatch,
-    b: web::Json<NoteBody>,
-) -> Result<HttpResponse, ApiError> {
-    let b = b.into_inner();
-    command(
-        s,
-        c,
-        r,
-        id,
-        m,
-        Command::AddNote {
-            text: b.text,
-            visibility: b.visibility,
-        },
-    )
-    .await
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActionBody {
     pub kind: OperationsAction,
     pub description: String,
-}
-
-pub async fn incident_action(
-    s: web::Data<AppState>,
-    c: Caller,
-    r: HttpRequest,
-    id: web::Path<Uuid>,
-    m: IfMatch,
-    b: web::Json<ActionBody>,
-) -> Result<HttpResponse, ApiError> {
-    let b = b.into_inner();
-    command(
-        s,
-        c,
-        r,
-        id,
-        m,
-        Command::RecordAction {
-            kind: b.kind,
-            description: b.description,
-        },
-    )
-    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -415,52 +436,10 @@ pub struct ReopenBody {
     pub reason: String,
 }
 
-pub async fn incident_reopen(
-    s: web::Data<AppState>,
-    c: Caller,
-    r: HttpRequest,
-    id: web::Path<Uuid>,
-    m: IfMatch,
-    b: web::Json<ReopenBody>,
-) -> Result<HttpResponse, ApiError> {
-    command(
-        s,
-        c,
-        r,
-        id,
-        m,
-        Command::Reopen {
-            reason: b.into_inner().reason,
-        },
-    )
-    .await
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeverityBody {
     pub severity: Severity,
-}
-
-pub async fn incident_severity(
-    s: web::Data<AppState>,
-    c: Caller,
-    r: HttpRequest,
-    id: web::Path<Uuid>,
-    m: IfMatch,
-    b: web::Json<SeverityBody>,
-) -> Result<HttpResponse, ApiError> {
-    command(
-        s,
-        c,
-        r,
-        id,
-        m,
-        Command::ChangeSeverity {
-            to: b.into_inner().severity,
-        },
-    )
-    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -472,55 +451,10 @@ pub struct ImpactBody {
     pub reason: String,
 }
 
-pub async fn incident_impact(
-    s: web::Data<AppState>,
-    c: Caller,
-    r: HttpRequest,
-    id: web::Path<Uuid>,
-    m: IfMatch,
-    b: web::Json<ImpactBody>,
-) -> Result<HttpResponse, ApiError> {
-    let b = b.into_inner();
-    command(
-        s,
-        c,
-        r,
-        id,
-        m,
-        Command::CorrectImpact {
-            impact_start: b.impact_start,
-            impact_end: b.impact_end,
-            reason: b.reason,
-        },
-    )
-    .await
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TriageBody {
     pub outcome: Triage,
-}
-
-pub async fn incident_triage(
-    s: web::Data<AppState>,
-    c: Caller,
-    r: HttpRequest,
-    id: web::Path<Uuid>,
-    m: IfMatch,
-    b: web::Json<TriageBody>,
-) -> Result<HttpResponse, ApiError> {
-    command(
-        s,
-        c,
-        r,
-        id,
-        m,
-        Command::MarkTriage {
-            outcome: b.into_inner().outcome,
-        },
-    )
-    .await
 }
 
 // ------------------------------------------------------------ open by hand

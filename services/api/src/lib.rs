@@ -140,12 +140,12 @@ fn table() -> Vec<(Method, &'static str, Route)> {
         (
             Method::POST,
             "/api/v1/incidents/{id}/notes",
-            web::post().to(incidents::incident_note),
+            web::post().to(incidents::incident_command::<incidents::NoteBody>),
         ),
         (
             Method::POST,
             "/api/v1/incidents/{id}/actions",
-            web::post().to(incidents::incident_action),
+            web::post().to(incidents::incident_command::<incidents::ActionBody>),
         ),
         (
             Method::POST,
@@ -160,7 +160,7 @@ fn table() -> Vec<(Method, &'static str, Route)> {
         (
             Method::POST,
             "/api/v1/incidents/{id}/reopen",
-            web::post().to(incidents::incident_reopen),
+            web::post().to(incidents::incident_command::<incidents::ReopenBody>),
         ),
         (
             Method::POST,
@@ -170,17 +170,17 @@ fn table() -> Vec<(Method, &'static str, Route)> {
         (
             Method::POST,
             "/api/v1/incidents/{id}/severity",
-            web::post().to(incidents::incident_severity),
+            web::post().to(incidents::incident_command::<incidents::SeverityBody>),
         ),
         (
             Method::POST,
             "/api/v1/incidents/{id}/impact",
-            web::post().to(incidents::incident_impact),
+            web::post().to(incidents::incident_command::<incidents::ImpactBody>),
         ),
         (
             Method::POST,
             "/api/v1/incidents/{id}/triage",
-            web::post().to(incidents::incident_triage),
+            web::post().to(incidents::incident_command::<incidents::TriageBody>),
         ),
     ]
 }
