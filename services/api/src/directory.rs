@@ -220,7 +220,7 @@ async fn register(
 }
 
 /// The common start of a command: role, tenant, and an answer for a retry.
-async fn begin_command<'a>(
+pub(crate) async fn begin_command<'a>(
     state: &AppState,
     caller: &'a Caller,
     roles: &[opsledger_domain::access::Role],

@@ -480,12 +480,9 @@ pub async fn incident_open(
     req: HttpRequest,
     body: web::Json<OpenBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let actor = caller.require(RESPONDERS)?;
-    state.tenants.require(&state.pool, actor.tenant_id).await?;
-    let fingerprint = idempotency::fingerprint(&req, &*body);
-    if let Some(replayed) =
-        idempotency::replay_if_seen(&state, actor.tenant_id, &key, &fingerprint).await?
-    {
+    let (actor, fingerprint, replayed) =
+        crate::directory::begin_command(&state, &caller, RESPONDERS, &key, &req, &*body).await?;
+    if let Some(replayed) = replayed {
         return Ok(replayed);
     }
     let body = body.into_inner();
