@@ -196,6 +196,12 @@ async fn ingest_benchmark() {
     );
     let mut config = opsledger_server::Config::for_database(&url);
     config.http_workers = 2;
+    if let Some(c) = std::env::var("BENCH_COMMITTERS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+    {
+        config.committers = c;
+    }
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let app = opsledger_server::Application::build_on(&config, listener)
         .await
