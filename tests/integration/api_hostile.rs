@@ -120,3 +120,199 @@ async fn health_is_public_and_readiness_sees_the_database() {
         "{metrics}"
     );
 }
+
+/// (name, path or incident command, who: i(ntegration) or o(perator), body, If-Match, expected)
+type CommandCase = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Value,
+    Option<&'static str>,
+    StatusCode,
+);
+
+#[tokio::test]
+async fn malformed_alerts_and_commands_get_problems_and_write_nothing() {
+    let app = spawn_app().await;
+    let integration = app.token(&[Role::Integration]);
+    let operator = app.token(&[Role::Operator]);
+    let incident: Value = app
+        .post(
+            "/api/v1/incidents",
+            &operator,
+            &serde_json::json!({ "title": "x", "severity": "info" }),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = incident["id"].as_str().unwrap().to_owned();
+    let before = events(&app).await;
+    let labels: serde_json::Map<String, Value> = (0..100)
+        .map(|i| (format!("l{i}"), Value::from("v")))
+        .collect();
+    let cases: Vec<CommandCase> = vec![
+        (
+            "am alerts not a list",
+            "/api/v1/integrations/alertmanager",
+            "i",
+            serde_json::json!({ "groupKey": "g", "alerts": "many" }),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "am bad status",
+            "/api/v1/integrations/alertmanager",
+            "i",
+            serde_json::json!({ "groupKey": "g", "alerts": [{ "status": "burning", "startsAt": "2026-11-25T00:00:00Z" }] }),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "am bad time",
+            "/api/v1/integrations/alertmanager",
+            "i",
+            serde_json::json!({ "groupKey": "g", "alerts": [{ "status": "firing", "startsAt": "yesterday" }] }),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "pd unknown action",
+            "/api/v1/integrations/pagerduty",
+            "i",
+            serde_json::json!({ "routing_key": "r", "event_action": "explode" }),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "pd bad severity",
+            "/api/v1/integrations/pagerduty",
+            "i",
+            serde_json::json!({ "routing_key": "r", "event_action": "trigger", "payload": { "summary": "s", "source": "s", "severity": "apocalyptic" } }),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "pd resolve without key",
+            "/api/v1/integrations/pagerduty",
+            "i",
+            serde_json::json!({ "routing_key": "r", "event_action": "resolve" }),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "huge dedup key",
+            "/api/v1/alerts",
+            "i",
+            serde_json::json!({ "source": "s", "dedup_key": "k".repeat(600), "summary": "s", "severity": "info" }),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "empty dedup key",
+            "/api/v1/alerts",
+            "i",
+            serde_json::json!({ "source": "s", "dedup_key": " ", "summary": "s", "severity": "info" }),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "too many labels",
+            "/api/v1/alerts",
+            "i",
+            serde_json::json!({ "source": "s", "dedup_key": "k", "summary": "s", "severity": "info", "labels": labels }),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "bad category",
+            "/api/v1/alerts",
+            "i",
+            serde_json::json!({ "source": "s", "dedup_key": "k", "summary": "s", "severity": "info", "category": "vibes" }),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "garbage if-match",
+            "notes",
+            "o",
+            serde_json::json!({ "text": "t", "visibility": "internal" }),
+            Some("yesterday"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "bad visibility",
+            "notes",
+            "o",
+            serde_json::json!({ "text": "t", "visibility": "everyone" }),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "bad action kind",
+            "actions",
+            "o",
+            serde_json::json!({ "kind": "reboot-the-world", "description": "d" }),
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "impact backwards",
+            "impact",
+            "o",
+            serde_json::json!({ "impact_start": "2026-11-25T02:00:00Z", "impact_end": "2026-11-25T01:00:00Z", "reason": "r" }),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "huge note",
+            "notes",
+            "o",
+            serde_json::json!({ "text": "n".repeat(20_000), "visibility": "internal" }),
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ];
+    for (name, target, who, body, if_match, expected) in cases {
+        let path = if target.starts_with('/') {
+            target.to_owned()
+        } else {
+            format!("/api/v1/incidents/{id}/{target}")
+        };
+        let token = if who == "i" { &integration } else { &operator };
+        let mut req = app.http.post(app.url(&path)).bearer_auth(token).json(&body);
+        if let Some(m) = if_match {
+            req = req.header("if-match", m);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), expected, "{name}");
+        assert_eq!(
+            res.headers()["content-type"],
+            "application/problem+json",
+            "{name}"
+        );
+    }
+    for path in [
+        "/api/v1/incidents/not-a-uuid",
+        "/api/v1/incidents/not-a-uuid/timeline",
+        "/api/v1/alerts/not-a-uuid",
+    ] {
+        assert_eq!(
+            app.get(path, &operator).await.status(),
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    let unknown = uuid::Uuid::now_v7();
+    assert_eq!(
+        app.get(&format!("/api/v1/incidents/{unknown}/timeline"), &operator)
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        events(&app).await,
+        before,
+        "a refused request wrote nothing"
+    );
+}
