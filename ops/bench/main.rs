@@ -195,7 +195,10 @@ async fn ingest_benchmark() {
         env("BENCH_PGHOST")
     );
     let mut config = opsledger_server::Config::for_database(&url);
-    config.http_workers = 2;
+    config.http_workers = std::env::var("BENCH_HTTP_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(2);
     if let Some(c) = std::env::var("BENCH_COMMITTERS")
         .ok()
         .and_then(|c| c.parse().ok())
