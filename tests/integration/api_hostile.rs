@@ -316,3 +316,98 @@ async fn malformed_alerts_and_commands_get_problems_and_write_nothing() {
         "a refused request wrote nothing"
     );
 }
+
+#[tokio::test]
+async fn a_database_outage_gives_503_with_retry_after_then_recovers() {
+    let app = spawn_app().await;
+    let admin = app.token(&[Role::Admin]);
+    for n in 0..4 {
+        let res = app
+            .post(
+                "/api/v1/clients",
+                &admin,
+                &serde_json::json!({ "name": format!("Before {n}") }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+    }
+    // An outage of this database alone: refuse new connections, cut the open ones.
+    let admin_db = app.db.superuser_of("postgres").await;
+    let outage = |allow: bool| {
+        format!(
+            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS {allow}",
+            app.db.name
+        )
+    };
+    admin_db.batch_execute(&outage(false)).await.unwrap();
+    admin_db
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            &[&app.db.name],
+        )
+        .await
+        .unwrap();
+    let mut unavailable = 0;
+    for n in 0..5 {
+        let res = app
+            .post(
+                "/api/v1/clients",
+                &admin,
+                &serde_json::json!({ "name": format!("During {n}") }),
+            )
+            .await;
+        assert_eq!(
+            res.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "during the outage"
+        );
+        assert!(
+            res.headers().contains_key("retry-after"),
+            "503 carries Retry-After"
+        );
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+        unavailable += 1;
+    }
+    assert_eq!(unavailable, 5);
+    let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(
+        ready.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not ready without a database"
+    );
+    assert_eq!(
+        app.http
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK,
+        "but alive"
+    );
+
+    admin_db.batch_execute(&outage(true)).await.unwrap();
+    let mut recovered = false;
+    for n in 0..100 {
+        let res = app
+            .post(
+                "/api/v1/clients",
+                &admin,
+                &serde_json::json!({ "name": format!("After {n}") }),
+            )
+            .await;
+        match res.status() {
+            StatusCode::CREATED => {
+                recovered = true;
+                break;
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {}
+            other => panic!(
+                "while the database returns: {other} {}",
+                res.text().await.unwrap()
+            ),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(recovered, "the service recovers once the database is back");
+}

@@ -140,6 +140,17 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// A superuser connection to another database of the same cluster.
+    pub async fn superuser_of(&self, dbname: &str) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(&url_for(dbname), NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         // Best effort and off the async runtime: the cluster is thrown away
