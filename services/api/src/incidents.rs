@@ -672,16 +672,23 @@ pub async fn incident_timeline(
             keys.insert(dedup_key);
         }
     }
-    for key in keys {
-        for e in stream_events(&state, actor.tenant_id, &alert::alert_stream(&key), None).await? {
-            let of_this = match AlertEvent::from_stored(&e.event_type, &e.payload) {
-                Some(AlertEvent::AlertReceived { alert_id, .. })
-                | Some(AlertEvent::AlertResolved { alert_id, .. }) => alert_ids.contains(&alert_id),
-                None => false,
-            };
-            if of_this {
-                all.push(e);
-            }
+    let alert_streams: Vec<String> = keys.iter().map(|k| alert::alert_stream(k)).collect();
+    let alert_events = {
+        let client = state
+            .pool
+            .get()
+            .await
+            .map_err(opsledger_store::StoreError::from)?;
+        opsledger_store::read::read_streams(&client, actor.tenant_id, &alert_streams).await?
+    };
+    for e in alert_events {
+        let of_this = match AlertEvent::from_stored(&e.event_type, &e.payload) {
+            Some(AlertEvent::AlertReceived { alert_id, .. })
+            | Some(AlertEvent::AlertResolved { alert_id, .. }) => alert_ids.contains(&alert_id),
+            None => false,
+        };
+        if of_this {
+            all.push(e);
         }
     }
     let client_view = !matches!(actor.client_scope(), ClientScope::All);
