@@ -6,7 +6,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use opsledger_domain::access::{Actor, ClientScope, DIRECTORY_READERS, DIRECTORY_WRITERS};
 use opsledger_domain::directory::{self as dir, DirectoryEvent};
 use opsledger_domain::text::{Email, Locale, Name};
-use opsledger_domain::{Metadata, NewEvent, RecordedEvent};
+use opsledger_domain::{Metadata, NewEvent};
 use opsledger_store::directory::{self as store_dir, ClientFilter};
 use opsledger_store::{AppendOutcome, AppendRequest, ExpectedVersion, StreamAppend};
 use serde::{Deserialize, Serialize};
@@ -14,9 +14,12 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::auth::Caller;
+use crate::common::{
+    begin_command, metadata, page_len, stream_events, unprocessable, AsOfQuery, Page,
+};
 use crate::idempotency::{self, IdempotencyKey};
-use crate::problem::{ApiError, RequestId};
-use crate::{AppState, PAGE_LEN_DEFAULT, PAGE_LEN_MAX};
+use crate::problem::ApiError;
+use crate::AppState;
 
 // ------------------------------------------------------------ wire types
 
@@ -65,62 +68,10 @@ pub struct ListQuery {
     pub client_id: Option<Uuid>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AsOfQuery {
-    pub as_of: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    /// The cursor of the next page (`after` for directory lists, `before`
-    /// for the newest-first lists); absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<Uuid>,
-}
-
-impl<T> Page<T> {
-    /// A page from up to `limit + 1` items: the extra one, dropped, tells
-    /// that another page follows, so the last page never links to an empty one.
-    pub(crate) fn of(mut items: Vec<T>, limit: i64, id: impl Fn(&T) -> Uuid) -> Page<T> {
-        let more = items.len() as i64 > limit;
-        items.truncate(limit as usize);
-        let next_cursor = if more { items.last().map(id) } else { None };
-        Page { items, next_cursor }
-    }
-}
-
 // ------------------------------------------------------------ helpers
-
-pub(crate) fn metadata(actor: &Actor, req: &HttpRequest) -> Metadata {
-    use actix_web::HttpMessage;
-    Metadata {
-        actor: actor.subject.clone(),
-        role: actor.primary_role().as_str().to_owned(),
-        request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
-        correlation_id: None,
-        causation_id: None,
-        source: "api".into(),
-    }
-}
 
 fn new_event(event: &DirectoryEvent, meta: &Metadata, at: DateTime<Utc>) -> NewEvent {
     NewEvent::new(event.type_name(), event.payload(), meta.clone(), at)
-}
-
-pub(crate) fn unprocessable(e: String) -> ApiError {
-    ApiError::Unprocessable(e)
-}
-
-pub(crate) fn page_len(limit: Option<u32>) -> Result<i64, ApiError> {
-    match limit.unwrap_or(PAGE_LEN_DEFAULT) {
-        0 => Err(ApiError::BadRequest("limit must be at least 1".into())),
-        n if n > PAGE_LEN_MAX => Err(ApiError::BadRequest(format!(
-            "limit must be at most {PAGE_LEN_MAX}"
-        ))),
-        n => Ok(n as i64),
-    }
 }
 
 /// What a caller may see of the clients, and whether it asked for one.
@@ -219,22 +170,6 @@ async fn register(
     }
 }
 
-/// The common start of a command: role, tenant, and an answer for a retry.
-pub(crate) async fn begin_command<'a>(
-    state: &AppState,
-    caller: &'a Caller,
-    roles: &[opsledger_domain::access::Role],
-    key: &IdempotencyKey,
-    req: &HttpRequest,
-    body: &impl Serialize,
-) -> Result<(&'a Actor, String, Option<HttpResponse>), ApiError> {
-    let actor = caller.require(roles)?;
-    state.tenants.require(&state.pool, actor.tenant_id).await?;
-    let fingerprint = idempotency::fingerprint(req, body);
-    let replayed = idempotency::replay_if_seen(state, actor.tenant_id, key, &fingerprint).await?;
-    Ok((actor, fingerprint, replayed))
-}
-
 // ------------------------------------------------------------ clients
 
 #[derive(Debug, Serialize)]
@@ -331,20 +266,6 @@ pub async fn client_list(
         store_dir::list_clients(&state.pool, actor.tenant_id, filter, query.after, limit + 1)
             .await?;
     Ok(HttpResponse::Ok().json(Page::of(items, limit, |c| c.id)))
-}
-
-pub(crate) async fn stream_events(
-    state: &AppState,
-    tenant: Uuid,
-    stream: &str,
-    as_of: Option<DateTime<Utc>>,
-) -> Result<Vec<RecordedEvent>, ApiError> {
-    let client = state
-        .pool
-        .get()
-        .await
-        .map_err(opsledger_store::StoreError::from)?;
-    Ok(opsledger_store::read::read_stream(&client, tenant, stream, as_of).await?)
 }
 
 pub async fn client_get(

@@ -17,7 +17,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::directory::{metadata, page_len, stream_events, unprocessable, Page};
+use crate::common::{
+    begin_command, metadata, page_len, stream_events, unprocessable, AsOfQuery, Page,
+};
 use crate::idempotency::{self, IdempotencyKey};
 use crate::problem::ApiError;
 use crate::AppState;
@@ -481,7 +483,7 @@ pub async fn incident_open(
     body: web::Json<OpenBody>,
 ) -> Result<HttpResponse, ApiError> {
     let (actor, fingerprint, replayed) =
-        crate::directory::begin_command(&state, &caller, RESPONDERS, &key, &req, &*body).await?;
+        begin_command(&state, &caller, RESPONDERS, &key, &req, &*body).await?;
     if let Some(replayed) = replayed {
         return Ok(replayed);
     }
@@ -611,12 +613,6 @@ pub async fn incident_list(
     )
     .await?;
     Ok(HttpResponse::Ok().json(Page::of(items, limit, |i| i.incident.id)))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AsOfQuery {
-    pub as_of: Option<DateTime<Utc>>,
 }
 
 pub async fn incident_get(

@@ -26,7 +26,7 @@ use opsledger_store::{AppendError, AppendRequest, ExpectedVersion, StreamAppend}
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::directory::stream_events;
+use crate::common::stream_events;
 use crate::problem::ApiError;
 use crate::AppState;
 

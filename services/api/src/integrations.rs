@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::directory::metadata;
+use crate::common::metadata;
 use crate::incidents;
 use crate::ingest::{self, Ingested};
 use crate::problem::ApiError;

@@ -8,6 +8,7 @@
 //! ask the domain to decide, append through the store, and map the outcome.
 
 pub mod auth;
+pub mod common;
 pub mod directory;
 pub mod idempotency;
 pub mod incidents;
