@@ -176,10 +176,23 @@ async fn an_alertmanager_group_firing_then_resolving_yields_one_incident_with_it
         4,
         "{types:?}"
     );
+    // The receipts say how each alert joined: the first opened the incident,
+    // the second attached to it.
+    let outcomes: Vec<&str> = timeline["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["data"]["decision"]["outcome"].as_str())
+        .collect();
     assert_eq!(
-        types.iter().filter(|t| **t == "AlertAttached").count(),
-        2,
-        "{types:?}"
+        outcomes,
+        [
+            "opened_incident",
+            "attached_to_incident",
+            "deduplicated",
+            "deduplicated"
+        ],
+        "{timeline}"
     );
     assert_eq!(
         types.iter().filter(|t| **t == "AlertResolved").count(),

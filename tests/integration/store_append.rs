@@ -324,3 +324,61 @@ async fn a_stream_without_events_asserts_its_version() {
         (Some(1), Some(1))
     );
 }
+
+#[tokio::test]
+async fn an_asserted_stream_stays_put_until_the_commit_yet_asserters_do_not_queue() {
+    use opsledger_store::append::write_batch;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let db = fresh_database().await;
+    let pool = connect(&db.config).unwrap();
+    let tenant = Uuid::now_v7();
+    append_direct(
+        &pool,
+        &one(tenant, "group", ExpectedVersion::Any, vec![event(0)]),
+    )
+    .await
+    .unwrap();
+    let asserting = |stream: &str| {
+        let mut r = one(tenant, stream, ExpectedVersion::Any, vec![event(1)]);
+        r.streams.push(StreamAppend {
+            stream_id: "group".into(),
+            expected: ExpectedVersion::Exact(1),
+            events: vec![],
+        });
+        r
+    };
+
+    // An append asserting the group, its transaction held open.
+    let mut holder = pool.get().await.unwrap();
+    let tx = holder.transaction().await.unwrap();
+    let first = asserting("alert-1");
+    let outcomes = write_batch(&tx, &[&first]).await.unwrap();
+    assert!(outcomes[0].is_ok(), "{outcomes:?}");
+
+    // Another assertion of the same stream commits meanwhile: asserters share.
+    let second = append_direct(&pool, &asserting("alert-2")).await.unwrap();
+    assert_eq!(second.version_of("group"), Some(1));
+
+    // A writer of the asserted stream waits for the open assertion to commit.
+    let committed = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (pool, committed) = (pool.clone(), committed.clone());
+        tokio::spawn(async move {
+            let outcome = append_direct(
+                &pool,
+                &one(tenant, "group", ExpectedVersion::Exact(1), vec![event(2)]),
+            )
+            .await;
+            (outcome, committed.load(Ordering::SeqCst))
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!writer.is_finished(), "the writer waits for the assertion");
+    committed.store(true, Ordering::SeqCst);
+    tx.commit().await.unwrap();
+    let (outcome, after_commit) = writer.await.unwrap();
+    assert!(after_commit, "the writer went on only after the commit");
+    assert_eq!(outcome.unwrap().version_of("group"), Some(2));
+}

@@ -32,6 +32,8 @@ pub struct IncidentView {
     pub incident: Incident,
     pub client_id: Option<Uuid>,
     pub version: i64,
+    /// Alerts that opened or joined it (from the alerts read model).
+    pub alert_count: i64,
 }
 
 fn respond(view: &IncidentView) -> HttpResponse {
@@ -228,10 +230,12 @@ async fn execute(
         Some(s) => store_inc::client_of_service(&state.pool, tenant, s).await?,
         None => None,
     };
+    let alert_count = store_inc::alert_count(&state.pool, tenant, after.id, None).await?;
     Ok(IncidentView {
         incident: after,
         client_id,
         version: version + decided.len() as i64,
+        alert_count,
     })
 }
 
@@ -525,6 +529,7 @@ pub async fn incident_open(
         incident,
         client_id,
         version: 1,
+        alert_count: 0,
     };
     let location = format!("/api/v1/incidents/{id}");
     let body_json = serde_json::to_value(&view).map_err(|e| ApiError::Internal(Box::new(e)))?;
@@ -625,10 +630,13 @@ pub async fn incident_get(
     state.tenants.require(&state.pool, actor.tenant_id).await?;
     let (incident, events, client_id) = load(&state, actor, id.into_inner(), query.as_of).await?;
     let version = events.last().map_or(0, |e| e.stream_version);
+    let alert_count =
+        store_inc::alert_count(&state.pool, actor.tenant_id, incident.id, query.as_of).await?;
     Ok(respond(&IncidentView {
         incident,
         client_id,
         version,
+        alert_count,
     }))
 }
 
@@ -654,20 +662,11 @@ pub async fn incident_timeline(
 ) -> Result<HttpResponse, ApiError> {
     let actor = caller.require(INCIDENT_READERS)?;
     state.tenants.require(&state.pool, actor.tenant_id).await?;
-    let (_, events, _) = load(&state, actor, id.into_inner(), None).await?;
+    let (incident, events, _) = load(&state, actor, id.into_inner(), None).await?;
     let mut all: Vec<RecordedEvent> = Vec::new();
-    let mut alert_ids = std::collections::HashSet::new();
-    let mut keys = std::collections::BTreeSet::new();
-    for e in &events {
-        if let Some(IncidentEvent::AlertAttached {
-            alert_id,
-            dedup_key,
-        }) = IncidentEvent::from_stored(&e.event_type, &e.payload)
-        {
-            alert_ids.insert(alert_id);
-            keys.insert(dedup_key);
-        }
-    }
+    let attached = store_inc::alerts_of_incident(&state.pool, actor.tenant_id, incident.id).await?;
+    let alert_ids: std::collections::HashSet<Uuid> = attached.iter().map(|(id, _)| *id).collect();
+    let keys: std::collections::BTreeSet<&str> = attached.iter().map(|(_, k)| k.as_str()).collect();
     let alert_streams: Vec<String> = keys.iter().map(|k| alert::alert_stream(k)).collect();
     let alert_events = {
         let client = state

@@ -248,10 +248,6 @@ pub async fn ingest(
             } => (*alert_id, "resolved", *incident_id),
         };
         if let AlertEvent::AlertReceived { decision, .. } = &receipt.alert {
-            let attached = IncidentEvent::AlertAttached {
-                alert_id,
-                dedup_key: signal.dedup_key.clone(),
-            };
             match (decision, receipt.open_incident, &group) {
                 (Decision::OpenedIncident { .. }, Some(id), Some((gs, gv, _))) => {
                     let opened = IncidentEvent::IncidentOpened {
@@ -263,14 +259,22 @@ pub async fn ingest(
                         group_key: Some(signal.group_key.clone()),
                         impact_start: signal.starts_at.min(now),
                     };
-                    streams.push(StreamAppend {
-                        stream_id: incident::incident_stream(id),
-                        expected: ExpectedVersion::NoStream,
-                        events: [opened, attached]
-                            .iter()
-                            .map(|e| new_event(e.type_name(), e.payload(), meta, now))
-                            .collect(),
-                    });
+                    // The incident opens before the receipt that says so: a
+                    // reader of the log never meets an alert attached to an
+                    // incident it has not seen open.
+                    streams.insert(
+                        0,
+                        StreamAppend {
+                            stream_id: incident::incident_stream(id),
+                            expected: ExpectedVersion::NoStream,
+                            events: vec![new_event(
+                                opened.type_name(),
+                                opened.payload(),
+                                meta,
+                                now,
+                            )],
+                        },
+                    );
                     let bound = GroupEvent::AlertGroupBound {
                         incident_id: id,
                         service_id: service_id.unwrap_or_default(),
@@ -282,20 +286,11 @@ pub async fn ingest(
                         events: vec![new_event(bound.type_name(), bound.payload(), meta, now)],
                     });
                 }
-                (Decision::AttachedToIncident { incident_id }, _, Some((gs, gv, _))) => {
-                    // Attachments to one incident do not conflict with each
-                    // other; what must not move is the group's binding (a
-                    // resolve releases it), so its version is asserted.
-                    streams.push(StreamAppend {
-                        stream_id: incident::incident_stream(*incident_id),
-                        expected: ExpectedVersion::Any,
-                        events: vec![new_event(
-                            attached.type_name(),
-                            attached.payload(),
-                            meta,
-                            now,
-                        )],
-                    });
+                (Decision::AttachedToIncident { .. }, _, Some((gs, gv, _))) => {
+                    // The receipt is the attachment. What must not move is the
+                    // group's binding (a resolve releases it): its version is
+                    // asserted, under a shared lock, so a storm's attachments
+                    // commit side by side.
                     streams.push(StreamAppend {
                         stream_id: gs.clone(),
                         expected: ExpectedVersion::Exact(*gv),

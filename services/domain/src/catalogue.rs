@@ -62,7 +62,6 @@ pub const CATALOGUE: &[EventKind] = &[
     ops("AlertGroupReleased"),
     // incidents (operations until handed to maintenance)
     ops("IncidentOpened"),
-    ops("AlertAttached"),
     ops("IncidentAcknowledged"),
     ops("NoteAdded"),
     ops("ActionRecorded"),

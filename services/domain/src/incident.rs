@@ -81,6 +81,13 @@ pub enum Triage {
     Noise,
 }
 
+/// The facts of an incident's own stream.
+///
+/// An alert joining an incident is not among them: that fact is the alert's
+/// receipt (`AlertReceived`, decision `opened_incident` or
+/// `attached_to_incident`), on the alert's stream. An alert storm then writes
+/// to as many streams as it has alerts, instead of queueing on one, and a
+/// responder's `If-Match` is not defeated by alerts that keep arriving.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
 pub enum IncidentEvent {
@@ -93,10 +100,6 @@ pub enum IncidentEvent {
         /// Set when alerts opened it: later alerts of the group attach.
         group_key: Option<String>,
         impact_start: DateTime<Utc>,
-    },
-    AlertAttached {
-        alert_id: Uuid,
-        dedup_key: String,
     },
     IncidentAcknowledged {},
     NoteAdded {
@@ -135,7 +138,6 @@ impl IncidentEvent {
     pub fn type_name(&self) -> &'static str {
         match self {
             IncidentEvent::IncidentOpened { .. } => "IncidentOpened",
-            IncidentEvent::AlertAttached { .. } => "AlertAttached",
             IncidentEvent::IncidentAcknowledged { .. } => "IncidentAcknowledged",
             IncidentEvent::NoteAdded { .. } => "NoteAdded",
             IncidentEvent::ActionRecorded { .. } => "ActionRecorded",
@@ -172,9 +174,6 @@ pub struct Incident {
     pub acknowledged_at: Option<DateTime<Utc>>,
     pub resolved_at: Option<DateTime<Utc>>,
     pub closed_at: Option<DateTime<Utc>>,
-    /// Alerts attached so far. A count, not a list: an alert storm attaches
-    /// thousands, and the alerts read model lists them by incident.
-    pub alert_count: u64,
     pub triage: Option<Triage>,
 }
 
@@ -208,14 +207,12 @@ pub fn evolve(
             acknowledged_at: None,
             resolved_at: None,
             closed_at: None,
-            alert_count: 0,
             triage: None,
         });
     }
     let mut i = incident?;
     match event {
         IncidentEvent::IncidentOpened { .. } => {}
-        IncidentEvent::AlertAttached { .. } => i.alert_count += 1,
         IncidentEvent::IncidentAcknowledged {} => {
             i.status = Status::Acknowledged;
             i.acknowledged_at.get_or_insert(at);

@@ -66,7 +66,8 @@ impl ExpectedVersion {
 
 /// One stream's part of an append. With no events it only asserts the
 /// stream's version: the append commits only if that stream has not moved,
-/// and, as its strand is locked too, nothing moves it until the commit.
+/// and a shared lock on the stream keeps writers of it waiting until the
+/// commit, while other appends asserting the same stream proceed.
 #[derive(Debug, Clone)]
 pub struct StreamAppend {
     pub stream_id: String,
@@ -207,6 +208,13 @@ const LOCK_HEADS: &str =
      FROM tenant_chain_heads h JOIN unnest($1::uuid[], $2::int2[]) AS u(t, l) \
        ON h.tenant_id = u.t AND h.chain_lane = u.l \
      ORDER BY h.tenant_id, h.chain_lane FOR UPDATE OF h";
+// Stream guards: every append holds an exclusive transaction lock on each
+// stream it writes and a shared one on each stream it only asserts, taken in
+// key order. Assertions of one stream (an alert storm attaching to one group)
+// then commit side by side, and a writer of the stream waits for them.
+const GUARD_STREAMS: &str =
+    "SELECT count(CASE WHEN x THEN pg_advisory_xact_lock(k)::text ELSE pg_advisory_xact_lock_shared(k)::text END) \
+     FROM unnest($1::int8[], $2::bool[]) WITH ORDINALITY AS u(k, x, n)";
 const CREATE_HEADS: &str = "INSERT INTO tenant_chain_heads (tenant_id, chain_lane, last_hash, event_count) \
      SELECT t, l, $3, 0 FROM unnest($1::uuid[], $2::int2[]) AS u(t, l) ORDER BY t, l ON CONFLICT DO NOTHING";
 const STREAM_VERSIONS: &str =
@@ -245,6 +253,40 @@ pub async fn write_batch<C: GenericClient>(
     write(client, requests, TxOwner::Caller).await
 }
 
+/// The guard key of a stream: 64 bits of SHA-256 over tenant and stream id.
+/// Two streams sharing a key only wait for each other; never wrong, rarely slow.
+fn guard_key(tenant: Uuid, stream_id: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(tenant.as_bytes());
+    h.update(stream_id.as_bytes());
+    let digest = h.finalize();
+    i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
+/// Each stream of the batch once, by key, exclusive if any request writes it.
+fn stream_guards(requests: &[&AppendRequest]) -> (Vec<i64>, Vec<bool>) {
+    let mut guards: Vec<(i64, bool)> = requests
+        .iter()
+        .flat_map(|r| {
+            r.streams
+                .iter()
+                .map(|s| (guard_key(r.tenant_id, &s.stream_id), !s.events.is_empty()))
+        })
+        .collect();
+    // Exclusive (true) sorts after shared: keep the last of each key.
+    guards.sort();
+    guards.dedup_by(|later, earlier| {
+        if later.0 == earlier.0 {
+            earlier.1 |= later.1;
+            true
+        } else {
+            false
+        }
+    });
+    guards.into_iter().unzip()
+}
+
 async fn write<C: GenericClient>(
     client: &C,
     requests: &[&AppendRequest],
@@ -255,11 +297,13 @@ async fn write<C: GenericClient>(
         .map(|r| validate(r).err().map(Err))
         .collect();
 
+    // Strands of the streams written; asserted streams are guarded instead.
     let mut strands: Vec<(Uuid, i16)> = requests
         .iter()
         .flat_map(|r| {
             r.streams
                 .iter()
+                .filter(|s| !s.events.is_empty())
                 .map(|s| (r.tenant_id, lane_of(&s.stream_id)))
         })
         .collect();
@@ -282,13 +326,17 @@ async fn write<C: GenericClient>(
         }
     }
 
+    let (guard_keys, guard_exclusive) = stream_guards(requests);
+
     // Statements are prepared once per connection, then cached.
     let lock = client.prepare_cached(LOCK_HEADS).await?;
+    let guard = client.prepare_cached(GUARD_STREAMS).await?;
     let versions = client.prepare_cached(STREAM_VERSIONS).await?;
     let claims = client.prepare_cached(CLAIMED_KEYS).await?;
 
-    // Round trip 1: begin, lock the chain heads of the strands written (in
-    // order, so batches never deadlock), then — once the locks are held, as the server
+    // Round trip 1: begin, lock the chain heads of the strands written, then
+    // guard the streams (each in a global order, strands before streams, so
+    // batches never deadlock), then — once the locks are held, as the server
     // runs a pipeline in order — read stream versions and claimed keys.
     let read_state = || async {
         tokio::try_join!(
@@ -306,7 +354,7 @@ async fn write<C: GenericClient>(
             }
         )
     };
-    let (_, mut head_rows, (mut version_rows, mut claim_rows)) = tokio::try_join!(
+    let (_, mut head_rows, _, (mut version_rows, mut claim_rows)) = tokio::try_join!(
         async {
             match owner {
                 TxOwner::Batch => client.batch_execute("BEGIN").await,
@@ -314,6 +362,7 @@ async fn write<C: GenericClient>(
             }
         },
         async { client.query(&lock, &[&strand_tenants, &strand_lanes]).await },
+        async { client.query(&guard, &[&guard_keys, &guard_exclusive]).await },
         read_state(),
     )?;
     if head_rows.len() < strands.len() {
@@ -417,12 +466,21 @@ async fn write<C: GenericClient>(
         let mut last_metadata: Option<(&Metadata, String)> = None;
         let mut streams_after: Vec<StreamCommitted> = Vec::new();
         for s in &req.streams {
+            let key = (req.tenant_id, s.stream_id.clone());
+            let mut version = versions.get(&key).copied().unwrap_or(0);
+            if s.events.is_empty() {
+                // Only asserted: no strand of its own to move.
+                streams_after.retain(|c| c.stream_id != s.stream_id);
+                streams_after.push(StreamCommitted {
+                    stream_id: s.stream_id.clone(),
+                    version,
+                });
+                continue;
+            }
             let lane = lane_of(&s.stream_id);
             let head = heads
                 .get_mut(&(req.tenant_id, lane))
-                .expect("every strand's head was locked");
-            let key = (req.tenant_id, s.stream_id.clone());
-            let mut version = versions.get(&key).copied().unwrap_or(0);
+                .expect("every written strand's head was locked");
             for event in &s.events {
                 version += 1;
                 let payload = payloads.next().expect("one payload per event");

@@ -23,6 +23,10 @@ impl Projection for DirectoryProjection {
         &["proj_tenants", "proj_clients", "proj_services"]
     }
 
+    fn streams(&self) -> &'static [&'static str] {
+        &["tenant-", "client-", "service-"]
+    }
+
     fn apply<'a>(
         &'a self,
         tx: &'a Transaction<'a>,

@@ -31,6 +31,10 @@ impl Projection for IncidentProjection {
         &["proj_incidents"]
     }
 
+    fn streams(&self) -> &'static [&'static str] {
+        &["incident-"]
+    }
+
     fn apply<'a>(
         &'a self,
         tx: &'a Transaction<'a>,
@@ -108,14 +112,14 @@ async fn upsert_incident(
     tx.execute(
         "INSERT INTO proj_incidents (tenant_id, incident_id, service_id, title, status, severity, \
            category, group_key, impact_start, impact_end, opened_at, acknowledged_at, resolved_at, \
-           closed_at, alert_count, triage, version, state) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+           closed_at, triage, version, state) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
          ON CONFLICT (tenant_id, incident_id) DO UPDATE SET service_id = EXCLUDED.service_id, \
            title = EXCLUDED.title, status = EXCLUDED.status, severity = EXCLUDED.severity, \
            category = EXCLUDED.category, group_key = EXCLUDED.group_key, \
            impact_start = EXCLUDED.impact_start, impact_end = EXCLUDED.impact_end, \
            acknowledged_at = EXCLUDED.acknowledged_at, resolved_at = EXCLUDED.resolved_at, \
-           closed_at = EXCLUDED.closed_at, alert_count = EXCLUDED.alert_count, \
+           closed_at = EXCLUDED.closed_at, \
            triage = EXCLUDED.triage, version = EXCLUDED.version, state = EXCLUDED.state",
         &[
             &tenant,
@@ -132,7 +136,6 @@ async fn upsert_incident(
             &next.acknowledged_at,
             &next.resolved_at,
             &next.closed_at,
-            &(next.alert_count as i32),
             &triage,
             &version,
             &state,
@@ -161,6 +164,10 @@ impl Projection for AlertProjection {
 
     fn tables(&self) -> &'static [&'static str] {
         &["proj_alerts"]
+    }
+
+    fn streams(&self) -> &'static [&'static str] {
+        &["alert-"]
     }
 
     fn apply<'a>(
@@ -370,6 +377,45 @@ pub struct IncidentRow {
     pub incident: Incident,
     pub client_id: Option<Uuid>,
     pub version: i64,
+    /// Alerts that opened or joined it.
+    pub alert_count: i64,
+}
+
+/// How many alerts had opened or joined the incident by `as_of` (now if `None`).
+pub async fn alert_count(
+    pool: &Pool,
+    tenant: Uuid,
+    incident: Uuid,
+    as_of: Option<DateTime<Utc>>,
+) -> Result<i64, StoreError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM proj_alerts \
+             WHERE tenant_id = $1 AND incident_id = $2 \
+               AND ($3::timestamptz IS NULL OR first_seen <= $3)",
+            &[&tenant, &incident, &as_of],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// The alerts (firing cycles) that opened or joined the incident, with their
+/// dedup keys: where the timeline finds their streams.
+pub async fn alerts_of_incident(
+    pool: &Pool,
+    tenant: Uuid,
+    incident: Uuid,
+) -> Result<Vec<(Uuid, String)>, StoreError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT alert_id, dedup_key FROM proj_alerts \
+             WHERE tenant_id = $1 AND incident_id = $2 ORDER BY first_seen",
+            &[&tenant, &incident],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// Incidents, newest first (ids are UUIDv7), after the cursor `before`.
@@ -383,7 +429,10 @@ pub async fn list_incidents(
     let client = pool.get().await?;
     let rows = client
         .query(
-            "SELECT i.state, s.client_id, i.version FROM proj_incidents i \
+            "SELECT i.state, s.client_id, i.version, \
+               (SELECT count(*) FROM proj_alerts a \
+                WHERE a.tenant_id = i.tenant_id AND a.incident_id = i.incident_id) \
+             FROM proj_incidents i \
              LEFT JOIN proj_services s ON s.tenant_id = i.tenant_id AND s.service_id = i.service_id \
              WHERE i.tenant_id = $1 \
                AND ($2::text IS NULL OR i.status = $2) \
@@ -415,6 +464,7 @@ pub async fn list_incidents(
                 incident: serde_json::from_value(r.get(0)).map_err(corrupt)?,
                 client_id: r.get(1),
                 version: r.get(2),
+                alert_count: r.get(3),
             })
         })
         .collect()

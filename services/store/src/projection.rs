@@ -39,6 +39,11 @@ pub trait Projection: Send + Sync {
     fn name(&self) -> &'static str;
     /// The tables this projection owns: emptied by `rebuild`.
     fn tables(&self) -> &'static [&'static str];
+    /// The prefixes of the stream ids whose events it reads. Events of other
+    /// streams still pass by, in order, but with null payload and metadata.
+    fn streams(&self) -> &'static [&'static str] {
+        &[""]
+    }
     /// Applies one event. Called in event order, inside the transaction that
     /// also advances the checkpoint. Events it does not care about are ignored.
     fn apply<'a>(
@@ -132,7 +137,8 @@ pub async fn catch_up_once(pool: &Pool, projection: &dyn Projection) -> Result<S
         return Ok(Step::Busy);
     }
     let cursor = load_checkpoint(&tx, projection.name()).await?;
-    let events = read::read_after(&tx, cursor, FOLLOW_BATCH_EVENTS).await?;
+    let events =
+        read::read_after_of(&tx, cursor, FOLLOW_BATCH_EVENTS, projection.streams()).await?;
     let Some(last) = events.last() else {
         return Ok(Step::Applied(0));
     };
@@ -200,7 +206,8 @@ pub async fn rebuild(pool: &Pool, projection: &dyn Projection) -> Result<u64, St
     let mut replayed = 0u64;
     let mut last = None;
     loop {
-        let events = read::read_after(&tx, cursor, REBUILD_PAGE_EVENTS).await?;
+        let events =
+            read::read_after_of(&tx, cursor, REBUILD_PAGE_EVENTS, projection.streams()).await?;
         let Some(tail) = events.last() else { break };
         cursor = Cursor::after(tail);
         projection.apply_batch(&tx, &events).await?;

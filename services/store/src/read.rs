@@ -46,9 +46,13 @@ pub(crate) const COLUMNS: &str = "position, tx_id::text::int8, event_id, tenant_
     occurred_at, recorded_at";
 
 pub(crate) fn decode(row: &Row) -> Result<RecordedEvent, StoreError> {
+    // A payload left out by the reader (see `read_after_of`) decodes as null.
     let json = |i: usize| -> Result<serde_json::Value, StoreError> {
-        let text: String = row.get(i);
-        serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("event json: {e}")))
+        match row.get::<_, Option<&str>>(i) {
+            Some(text) => serde_json::from_str(text)
+                .map_err(|e| StoreError::Corrupt(format!("event json: {e}"))),
+            None => Ok(serde_json::Value::Null),
+        }
     };
     let work_class: String = row.get(8);
     Ok(RecordedEvent {
@@ -85,6 +89,49 @@ pub async fn read_after<C: GenericClient>(
     let stmt = client.prepare_cached(&sql).await?;
     let rows = client
         .query(&stmt, &[&(cursor.tx_id as i64), &cursor.position, &limit])
+        .await?;
+    rows.iter().map(decode).collect()
+}
+
+/// As [`read_after`], but only events of streams whose ids start with one of
+/// `prefixes` carry their payload and metadata (the others come as null): a
+/// projection still sees every position go by, so its checkpoint moves, yet
+/// never pays for reading and parsing events it ignores.
+pub async fn read_after_of<C: GenericClient>(
+    client: &C,
+    cursor: Cursor,
+    limit: i64,
+    prefixes: &[&str],
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let patterns: Vec<String> = prefixes
+        .iter()
+        .map(|p| {
+            format!(
+                "{}%",
+                p.replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            )
+        })
+        .collect();
+    let stmt = client
+        .prepare_cached(
+            "SELECT position, tx_id::text::int8, event_id, tenant_id, stream_id, stream_version, \
+               event_type, schema_version, work_class, \
+               CASE WHEN stream_id LIKE ANY($4) THEN payload::text END, \
+               CASE WHEN stream_id LIKE ANY($4) THEN metadata::text END, \
+               occurred_at, recorded_at \
+             FROM events \
+             WHERE (tx_id, position) > ($1::int8::text::xid8, $2) \
+               AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY tx_id, position LIMIT $3",
+        )
+        .await?;
+    let rows = client
+        .query(
+            &stmt,
+            &[&(cursor.tx_id as i64), &cursor.position, &limit, &patterns],
+        )
         .await?;
     rows.iter().map(decode).collect()
 }
