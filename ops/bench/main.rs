@@ -5,6 +5,10 @@
 //! the same database, pgbench doing raw INSERT transactions of rows of the
 //! same size into a plain table, then prints both and their ratio.
 //!
+//! P1 (`ingest`) posts alerts over HTTP from 64 keep-alive connections of a
+//! lean client (request bytes out, sized responses in, like pgbench on the
+//! other side) and compares with pgbench's single-row INSERT transactions.
+//!
 //! Run it with `ops/bench/run`, which starts a durable throwaway cluster.
 
 use std::process::Command;
@@ -209,7 +213,8 @@ async fn ingest_benchmark() {
     let app = opsledger_server::Application::build_on(&config, listener)
         .await
         .expect("the service starts");
-    let base = format!("http://127.0.0.1:{}", app.port());
+    let app_port = app.port();
+    let base = format!("http://127.0.0.1:{app_port}");
     let state = app.state.clone();
     tokio::spawn(app.run_until_stopped());
     let tenant = Uuid::now_v7();
@@ -249,31 +254,22 @@ async fn ingest_benchmark() {
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], app_port));
     let tasks: Vec<_> = (0..CLIENTS)
         .map(|c| {
-            let (http, base, token, stop, count) = (http.clone(), base.clone(), token.clone(), stop.clone(), count.clone());
+            let (token, stop, count) = (token.clone(), stop.clone(), count.clone());
             tokio::spawn(async move {
+                let mut conn = LoadClient::connect(addr).await;
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     n += 1;
                     // An alert storm: distinct alerts of one group on one service.
-                    let res = http
-                        .post(format!("{base}/api/v1/alerts"))
-                        .bearer_auth(&token)
-                        .json(&json!({
-                            "source": "bench", "dedup_key": format!("c{c}-a{n}"), "group_key": "storm",
-                            "service": "orders", "summary": "p99 latency above 2s on orders-api",
-                            "severity": "critical", "category": "application", "labels": { "env": "prod" }
-                        }))
-                        .send()
-                        .await;
-                    match res {
-                        Ok(r) if r.status().is_success() => {
-                            count.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Ok(r) => panic!("ingest answered {}", r.status()),
-                        Err(e) => panic!("ingest failed: {e}"),
-                    }
+                    let body = format!(
+                        r#"{{"source":"bench","dedup_key":"c{c}-a{n}","group_key":"storm","service":"orders","summary":"p99 latency above 2s on orders-api","severity":"critical","category":"application","labels":{{"env":"prod"}}}}"#
+                    );
+                    let status = conn.post("/api/v1/alerts", &token, &body).await;
+                    assert!((200..300).contains(&status), "ingest answered {status}");
+                    count.fetch_add(1, Ordering::Relaxed);
                 }
             })
         })
@@ -365,4 +361,81 @@ async fn append_benchmark() {
 
 fn print_row((name, ours, raw): &(String, f64, f64)) {
     println!("{name:<44} {ours:>14.0} {raw:>14.0} {:>7.2}", ours / raw);
+}
+
+/// The load generator's side of one keep-alive HTTP/1.1 connection: requests
+/// written as bytes, responses read by Content-Length. As lean as pgbench is on
+/// the baseline's side, so the two cores go to the service, not to the client.
+struct LoadClient {
+    stream: tokio::io::BufReader<tokio::net::TcpStream>,
+    head: String,
+}
+
+impl LoadClient {
+    async fn connect(addr: std::net::SocketAddr) -> LoadClient {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connects");
+        stream.set_nodelay(true).unwrap();
+        LoadClient {
+            stream: tokio::io::BufReader::new(stream),
+            head: String::new(),
+        }
+    }
+
+    /// Posts a JSON body; returns the response status once its body is read.
+    async fn post(&mut self, path: &str, token: &str, body: &str) -> u16 {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.stream
+            .get_mut()
+            .write_all(request.as_bytes())
+            .await
+            .expect("request sent");
+        let mut status = 0u16;
+        let mut length = 0usize;
+        loop {
+            self.head.clear();
+            let n = self
+                .stream
+                .read_line(&mut self.head)
+                .await
+                .expect("response read");
+            assert!(n > 0, "the service closed the connection");
+            let line = self.head.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if status == 0 {
+                status = line
+                    .split(' ')
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .expect("a status line");
+            } else if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().expect("a length");
+                }
+                assert!(
+                    !(name.eq_ignore_ascii_case("transfer-encoding")),
+                    "responses are sized, not chunked"
+                );
+            }
+        }
+        let mut body = vec![0u8; length];
+        self.stream
+            .read_exact(&mut body)
+            .await
+            .expect("response body");
+        assert!(
+            status < 500,
+            "the service answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        status
+    }
 }

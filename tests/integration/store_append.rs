@@ -382,3 +382,41 @@ async fn an_asserted_stream_stays_put_until_the_commit_yet_asserters_do_not_queu
     assert!(after_commit, "the writer went on only after the commit");
     assert_eq!(outcome.unwrap().version_of("group"), Some(2));
 }
+
+/// New tenants' first appends create their strands' heads while other
+/// batches lock theirs: nothing may deadlock or fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_appends_of_many_tenants_through_many_committers_all_commit() {
+    let db = fresh_database().await;
+    let pool = connect(&db.config).unwrap();
+    let committer = Committer::start(pool.clone(), 8);
+    let tenants: Vec<Uuid> = (0..8).map(|_| Uuid::now_v7()).collect();
+    let appends = (0..400i64).map(|n| {
+        let c = committer.clone();
+        let tenant = tenants[(n % 8) as usize];
+        tokio::spawn(async move {
+            // Two streams, usually on two strands, written together.
+            let mut request = one(
+                tenant,
+                &format!("a-{n}"),
+                ExpectedVersion::NoStream,
+                vec![event(n)],
+            );
+            request.streams.push(StreamAppend {
+                stream_id: format!("b-{n}"),
+                expected: ExpectedVersion::NoStream,
+                events: vec![event(n)],
+            });
+            c.append(request).await
+        })
+    });
+    for r in futures_util::future::join_all(appends).await {
+        r.unwrap().unwrap();
+    }
+    let client = pool.get().await.unwrap();
+    let report = opsledger_store::verify::verify(&client, None)
+        .await
+        .unwrap();
+    assert_eq!(report.first_mismatch, None);
+    assert_eq!(report.events, 800);
+}

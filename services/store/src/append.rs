@@ -366,15 +366,27 @@ async fn write<C: GenericClient>(
         read_state(),
     )?;
     if head_rows.len() < strands.len() {
-        // A strand's first append: create its head, lock it, and read again
-        // now that every lock is held.
+        // A strand's first append: its head must be created. Creating it under
+        // the locks already held, then locking again, would take locks out of
+        // order and deadlock with concurrent batches; so a batch that owns
+        // its transaction lets go of everything, creates the heads on their
+        // own, and starts over.
         let create = client.prepare_cached(CREATE_HEADS).await?;
-        client
-            .execute(
-                &create,
-                &[&strand_tenants, &strand_lanes, &GENESIS.as_slice()],
-            )
-            .await?;
+        let create_heads = || async {
+            client
+                .execute(
+                    &create,
+                    &[&strand_tenants, &strand_lanes, &GENESIS.as_slice()],
+                )
+                .await
+        };
+        if owner == TxOwner::Batch {
+            client.batch_execute("ROLLBACK").await?;
+            create_heads().await?;
+            return Box::pin(write(client, requests, owner)).await;
+        }
+        // A caller's transaction is the caller's to keep: create in it.
+        create_heads().await?;
         head_rows = client
             .query(&lock, &[&strand_tenants, &strand_lanes])
             .await?;
