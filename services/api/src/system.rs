@@ -52,6 +52,16 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
         );
     }
     out.push_str(&behind);
+    let paths = state.committer.paths();
+    out.push_str("# HELP opsledger_append_batches_total Batches committed, by path: predicted (one round trip) or locked (read first).\n");
+    out.push_str("# TYPE opsledger_append_batches_total counter\n");
+    for (path, n) in [("predicted", &paths.predicted), ("locked", &paths.locked)] {
+        let _ = writeln!(
+            out,
+            "opsledger_append_batches_total{{path=\"{path}\"}} {}",
+            n.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
     let status = state.pool.status();
     let _ = writeln!(
         out,

@@ -12,12 +12,12 @@
 //! neighbours down with it.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
-use opsledger_domain::chain::{self, lane_of, ChainedContent, GENESIS};
-use opsledger_domain::{Metadata, NewEvent};
+use opsledger_domain::chain::{self, lane_of, GENESIS};
+use opsledger_domain::NewEvent;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
@@ -42,6 +42,8 @@ pub const COMMITTERS_DEFAULT: usize = 2;
 pub const DIRECT_EVENTS_MIN: usize = 32;
 /// Requests waiting for a committer before callers are pushed back on.
 const QUEUE_LEN: usize = 8_192;
+/// Strand heads a committer remembers (16 per tenant) before starting afresh.
+const KNOWN_HEADS_MAX: usize = 16 * 4_096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "version")]
@@ -167,32 +169,13 @@ fn validate(req: &AppendRequest) -> Result<(), AppendError> {
 
 // ------------------------------------------------------------ the batch
 
-/// The columns of the rows to insert, one vector per column (for `unnest`).
-#[derive(Default)]
-struct EventRows<'a> {
-    event_id: Vec<Uuid>,
-    tenant_id: Vec<Uuid>,
-    stream_id: Vec<&'a str>,
-    stream_version: Vec<i64>,
-    event_type: Vec<&'static str>,
-    schema_version: Vec<i32>,
-    work_class: Vec<&'static str>,
-    payload: Vec<String>,
-    metadata: Vec<String>,
-    occurred_at: Vec<DateTime<Utc>>,
-    recorded_at: Vec<DateTime<Utc>>,
-    chain_lane: Vec<i16>,
-    prev_hash: Vec<Vec<u8>>,
-    hash: Vec<Vec<u8>>,
-}
+mod fast;
+mod plan;
 
-struct Head {
-    hash: Vec<u8>,
-    count: i64,
-}
+use plan::{plan, strands_written, stream_guards, Claims, Versions};
+pub(crate) use plan::{EventTexts, Head, Heads};
 
 type Outcome = Result<AppendOutcome, AppendError>;
-type Claims = HashMap<(Uuid, String), (String, Value)>;
 
 /// Who opens and closes the transaction. When the batch owns it, BEGIN and
 /// COMMIT travel in the same pipelines as the statements, so a whole batch
@@ -203,8 +186,7 @@ enum TxOwner {
     Caller,
 }
 
-const LOCK_HEADS: &str =
-    "SELECT h.tenant_id, h.chain_lane, h.last_hash, h.event_count, clock_timestamp() \
+const LOCK_HEADS: &str = "SELECT h.tenant_id, h.chain_lane, h.last_hash, h.event_count \
      FROM tenant_chain_heads h JOIN unnest($1::uuid[], $2::int2[]) AS u(t, l) \
        ON h.tenant_id = u.t AND h.chain_lane = u.l \
      ORDER BY h.tenant_id, h.chain_lane FOR UPDATE OF h";
@@ -217,10 +199,10 @@ const GUARD_STREAMS: &str =
      FROM unnest($1::int8[], $2::bool[]) WITH ORDINALITY AS u(k, x, n)";
 const CREATE_HEADS: &str = "INSERT INTO tenant_chain_heads (tenant_id, chain_lane, last_hash, event_count) \
      SELECT t, l, $3, 0 FROM unnest($1::uuid[], $2::int2[]) AS u(t, l) ORDER BY t, l ON CONFLICT DO NOTHING";
-const STREAM_VERSIONS: &str =
-    "SELECT u.t, u.s, coalesce((SELECT max(e.stream_version) FROM events e \
+// Rows come back by their place in the input, so they map to borrowed ids.
+const STREAM_VERSIONS: &str = "SELECT u.n, coalesce((SELECT max(e.stream_version) FROM events e \
        WHERE e.tenant_id = u.t AND e.stream_id = u.s), 0) \
-     FROM unnest($1::uuid[], $2::text[]) AS u(t, s)";
+     FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS u(t, s, n)";
 const CLAIMED_KEYS: &str =
     "SELECT k.tenant_id, k.key, k.fingerprint, k.response::text FROM idempotency_keys k \
      JOIN unnest($1::uuid[], $2::text[]) AS u(t, key) ON k.tenant_id = u.t AND k.key = u.key";
@@ -250,70 +232,57 @@ pub async fn write_batch<C: GenericClient>(
     client: &C,
     requests: &[&AppendRequest],
 ) -> Result<Vec<Outcome>, StoreError> {
-    write(client, requests, TxOwner::Caller).await
-}
-
-/// The guard key of a stream: 64 bits of SHA-256 over tenant and stream id.
-/// Two streams sharing a key only wait for each other; never wrong, rarely slow.
-fn guard_key(tenant: Uuid, stream_id: &str) -> i64 {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update(tenant.as_bytes());
-    h.update(stream_id.as_bytes());
-    let digest = h.finalize();
-    i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
-}
-
-/// Each stream of the batch once, by key, exclusive if any request writes it.
-fn stream_guards(requests: &[&AppendRequest]) -> (Vec<i64>, Vec<bool>) {
-    let mut guards: Vec<(i64, bool)> = requests
+    let (outcomes, texts) = prepare(requests);
+    let valid: Vec<(&AppendRequest, &EventTexts)> = requests
         .iter()
-        .flat_map(|r| {
-            r.streams
-                .iter()
-                .map(|s| (guard_key(r.tenant_id, &s.stream_id), !s.events.is_empty()))
-        })
+        .zip(&texts)
+        .filter_map(|(r, t)| t.as_ref().map(|t| (*r, t)))
         .collect();
-    // Exclusive (true) sorts after shared: keep the last of each key.
-    guards.sort();
-    guards.dedup_by(|later, earlier| {
-        if later.0 == earlier.0 {
-            earlier.1 |= later.1;
-            true
-        } else {
-            false
-        }
-    });
-    guards.into_iter().unzip()
+    let written = write_locked(client, &valid, TxOwner::Caller).await?;
+    Ok(merge(outcomes, written.outcomes))
 }
 
-async fn write<C: GenericClient>(
+/// Validates and serialises each request: `Some` texts for those that may
+/// be written, and the outcome already decided for the others.
+fn prepare(requests: &[&AppendRequest]) -> (Vec<Option<Outcome>>, Vec<Option<EventTexts>>) {
+    requests
+        .iter()
+        .map(|r| match validate(r).and_then(|()| EventTexts::of(r)) {
+            Ok(texts) => (None, Some(texts)),
+            Err(e) => (Some(Err(e)), None),
+        })
+        .unzip()
+}
+
+/// Fills the undecided places of `decided` with `written`, in order.
+fn merge(decided: Vec<Option<Outcome>>, written: Vec<Outcome>) -> Vec<Outcome> {
+    let mut written = written.into_iter();
+    decided
+        .into_iter()
+        .map(|d| d.unwrap_or_else(|| written.next().expect("one outcome per written request")))
+        .collect()
+}
+
+/// A batch written: its outcomes and the heads of the strands it wrote.
+struct Written {
+    outcomes: Vec<Outcome>,
+    heads: Heads,
+}
+
+/// The locked path: reads the stream versions, strand heads and claimed keys
+/// under the batch's locks, then plans and writes. Two round trips.
+async fn write_locked<C: GenericClient>(
     client: &C,
-    requests: &[&AppendRequest],
+    requests: &[(&AppendRequest, &EventTexts)],
     owner: TxOwner,
-) -> Result<Vec<Outcome>, StoreError> {
-    let mut outcomes: Vec<Option<Outcome>> = requests
-        .iter()
-        .map(|r| validate(r).err().map(Err))
-        .collect();
-
-    // Strands of the streams written; asserted streams are guarded instead.
-    let mut strands: Vec<(Uuid, i16)> = requests
-        .iter()
-        .flat_map(|r| {
-            r.streams
-                .iter()
-                .filter(|s| !s.events.is_empty())
-                .map(|s| (r.tenant_id, lane_of(&s.stream_id)))
-        })
-        .collect();
-    strands.sort();
-    strands.dedup();
+) -> Result<Written, StoreError> {
+    let plain: Vec<&AppendRequest> = requests.iter().map(|(r, _)| *r).collect();
+    let strands = strands_written(&plain);
     let (strand_tenants, strand_lanes): (Vec<Uuid>, Vec<i16>) = strands.iter().copied().unzip();
     let mut seen = HashSet::new();
-    let (mut stream_tenants, mut stream_ids) = (Vec::new(), Vec::new());
+    let (mut stream_tenants, mut stream_ids) = (Vec::new(), Vec::<&str>::new());
     let (mut key_tenants, mut keys) = (Vec::new(), Vec::new());
-    for r in requests {
+    for r in &plain {
         for s in &r.streams {
             if seen.insert((r.tenant_id, s.stream_id.as_str())) {
                 stream_tenants.push(r.tenant_id);
@@ -326,7 +295,7 @@ async fn write<C: GenericClient>(
         }
     }
 
-    let (guard_keys, guard_exclusive) = stream_guards(requests);
+    let (guard_keys, guard_exclusive) = stream_guards(&plain);
 
     // Statements are prepared once per connection, then cached.
     let lock = client.prepare_cached(LOCK_HEADS).await?;
@@ -383,7 +352,7 @@ async fn write<C: GenericClient>(
         if owner == TxOwner::Batch {
             client.batch_execute("ROLLBACK").await?;
             create_heads().await?;
-            return Box::pin(write(client, requests, owner)).await;
+            return Box::pin(write_locked(client, requests, owner)).await;
         }
         // A caller's transaction is the caller's to keep: create in it.
         create_heads().await?;
@@ -393,25 +362,27 @@ async fn write<C: GenericClient>(
         (version_rows, claim_rows) = read_state().await?;
     }
 
-    let mut heads: HashMap<(Uuid, i16), Head> = HashMap::new();
-    let mut recorded_at: Option<DateTime<Utc>> = None;
-    for row in &head_rows {
-        heads.insert(
-            (row.get(0), row.get(1)),
-            Head {
-                hash: row.get(2),
-                count: row.get(3),
-            },
-        );
-        let at: DateTime<Utc> = row.get(4);
-        recorded_at = Some(recorded_at.map_or(at, |r| r.max(at)));
-    }
-    let recorded_at =
-        recorded_at.ok_or_else(|| StoreError::Corrupt("no chain head locked".into()))?;
-    let mut versions: HashMap<(Uuid, String), i64> = version_rows
+    let heads: Heads = head_rows
         .iter()
-        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+        .map(|row| {
+            (
+                (row.get(0), row.get(1)),
+                Head {
+                    hash: row.get(2),
+                    count: row.get(3),
+                },
+            )
+        })
         .collect();
+    let mut read = HashMap::with_capacity(version_rows.len());
+    for r in &version_rows {
+        let n: i64 = r.get(0);
+        let i = usize::try_from(n - 1)
+            .ok()
+            .filter(|i| *i < stream_ids.len())
+            .ok_or_else(|| StoreError::Corrupt(format!("stream version row {n}")))?;
+        read.insert((stream_tenants[i], stream_ids[i]), r.get::<_, i64>(1));
+    }
     let mut claimed: Claims = HashMap::new();
     for r in &claim_rows {
         let response: String = r.get(3);
@@ -420,167 +391,22 @@ async fn write<C: GenericClient>(
         claimed.insert((r.get(0), r.get(1)), (r.get(2), response));
     }
 
-    let mut rows = EventRows::default();
-    let mut new_claims: Vec<(Uuid, &IdempotencyClaim)> = Vec::new();
-    // For each request that commits: its streams' versions.
-    let mut committed: Vec<(usize, Vec<StreamCommitted>)> = Vec::new();
-
-    'requests: for (i, req) in requests.iter().enumerate() {
-        if outcomes[i].is_some() {
-            continue;
-        }
-        if let Some(claim) = &req.idempotency {
-            if let Some((fingerprint, response)) = claimed.get(&(req.tenant_id, claim.key.clone()))
-            {
-                outcomes[i] = Some(Ok(AppendOutcome::Duplicate {
-                    fingerprint: fingerprint.clone(),
-                    response: response.clone(),
-                }));
-                continue;
-            }
-        }
-        // Check every stream first: the request commits whole or not at all.
-        let mut planned: HashMap<&str, i64> = HashMap::new();
-        for s in &req.streams {
-            let current = planned
-                .get(s.stream_id.as_str())
-                .copied()
-                .unwrap_or_else(|| {
-                    versions
-                        .get(&(req.tenant_id, s.stream_id.clone()))
-                        .copied()
-                        .unwrap_or(0)
-                });
-            if !s.expected.admits(current) {
-                outcomes[i] = Some(Err(AppendError::Conflict {
-                    stream_id: s.stream_id.clone(),
-                    expected: s.expected,
-                    actual: current,
-                }));
-                continue 'requests;
-            }
-            planned.insert(&s.stream_id, current + s.events.len() as i64);
-        }
-        // Serialised once: these exact bytes are hashed and stored.
-        let payloads: Vec<String> = req
-            .streams
-            .iter()
-            .flat_map(|s| s.events.iter())
-            .map(|e| e.payload.to_string())
-            .collect();
-        if payloads.iter().any(|p| p.len() > PAYLOAD_LEN_MAX_BYTES) {
-            outcomes[i] = Some(Err(AppendError::Invalid(format!(
-                "an event payload is at most {PAYLOAD_LEN_MAX_BYTES} bytes"
-            ))));
-            continue;
-        }
-        let mut payloads = payloads.into_iter();
-        let mut last_metadata: Option<(&Metadata, String)> = None;
-        let mut streams_after: Vec<StreamCommitted> = Vec::new();
-        for s in &req.streams {
-            let key = (req.tenant_id, s.stream_id.clone());
-            let mut version = versions.get(&key).copied().unwrap_or(0);
-            if s.events.is_empty() {
-                // Only asserted: no strand of its own to move.
-                streams_after.retain(|c| c.stream_id != s.stream_id);
-                streams_after.push(StreamCommitted {
-                    stream_id: s.stream_id.clone(),
-                    version,
-                });
-                continue;
-            }
-            let lane = lane_of(&s.stream_id);
-            let head = heads
-                .get_mut(&(req.tenant_id, lane))
-                .expect("every written strand's head was locked");
-            for event in &s.events {
-                version += 1;
-                let payload = payloads.next().expect("one payload per event");
-                // The events of one command usually share their metadata:
-                // serialise it once for them.
-                let metadata = match &last_metadata {
-                    Some((m, text)) if *m == &event.metadata => text.clone(),
-                    _ => {
-                        let text = serde_json::to_string(&event.metadata)
-                            .expect("metadata is plain data and always serialises");
-                        last_metadata = Some((&event.metadata, text.clone()));
-                        text
-                    }
-                };
-                let hash = chain::link_hash(
-                    &head.hash,
-                    &ChainedContent {
-                        event_id: event.event_id,
-                        tenant_id: req.tenant_id,
-                        stream_id: &s.stream_id,
-                        stream_version: version,
-                        event_type: event.kind.name,
-                        schema_version: event.kind.schema_version,
-                        work_class: event.kind.work_class.as_str(),
-                        payload_json: &payload,
-                        metadata_json: &metadata,
-                        occurred_at: event.occurred_at,
-                        recorded_at,
-                    },
-                );
-                rows.event_id.push(event.event_id);
-                rows.tenant_id.push(req.tenant_id);
-                rows.stream_id.push(&s.stream_id);
-                rows.stream_version.push(version);
-                rows.event_type.push(event.kind.name);
-                rows.schema_version.push(event.kind.schema_version);
-                rows.work_class.push(event.kind.work_class.as_str());
-                rows.payload.push(payload);
-                rows.metadata.push(metadata);
-                rows.occurred_at.push(event.occurred_at);
-                rows.recorded_at.push(recorded_at);
-                rows.chain_lane.push(lane);
-                rows.prev_hash
-                    .push(std::mem::replace(&mut head.hash, hash.to_vec()));
-                rows.hash.push(hash.to_vec());
-                head.count += 1;
-            }
-            versions.insert(key, version);
-            streams_after.retain(|c| c.stream_id != s.stream_id);
-            streams_after.push(StreamCommitted {
-                stream_id: s.stream_id.clone(),
-                version,
-            });
-        }
-        if let Some(claim) = &req.idempotency {
-            claimed.insert(
-                (req.tenant_id, claim.key.clone()),
-                (claim.fingerprint.clone(), claim.response.clone()),
-            );
-            new_claims.push((req.tenant_id, claim));
-        }
-        committed.push((i, streams_after));
-    }
+    let plan = plan(
+        requests,
+        &mut Versions::Read(read),
+        heads,
+        claimed,
+        plan::now_micros(),
+    )
+    .map_err(|_| StoreError::Corrupt("a written strand's head was not locked".into()))?;
 
     // Round trip 2: insert, move the chain heads, keep the keys, commit.
     let insert = client.prepare_cached(INSERT_EVENTS).await?;
     let update = client.prepare_cached(UPDATE_HEADS).await?;
     let insert_claims = client.prepare_cached(INSERT_CLAIMS).await?;
-    let mut head_tenants = Vec::new();
-    let mut head_lanes = Vec::new();
-    let mut head_hashes = Vec::new();
-    let mut head_counts = Vec::new();
-    for ((tenant, lane), head) in &heads {
-        head_tenants.push(*tenant);
-        head_lanes.push(*lane);
-        head_hashes.push(head.hash.clone());
-        head_counts.push(head.count);
-    }
-    let claim_tenants: Vec<Uuid> = new_claims.iter().map(|(t, _)| *t).collect();
-    let claim_keys: Vec<&str> = new_claims.iter().map(|(_, c)| c.key.as_str()).collect();
-    let claim_fingerprints: Vec<&str> = new_claims
-        .iter()
-        .map(|(_, c)| c.fingerprint.as_str())
-        .collect();
-    let claim_responses: Vec<String> = new_claims
-        .iter()
-        .map(|(_, c)| c.response.to_string())
-        .collect();
+    let heads = HeadColumns::of(&strands, &plan.heads);
+    let claims = ClaimColumns::of(&plan.new_claims);
+    let rows = &plan.rows;
     let anything = !rows.event_id.is_empty();
     let (inserted, _, _, _) = tokio::try_join!(
         async {
@@ -615,7 +441,7 @@ async fn write<C: GenericClient>(
                 client
                     .execute(
                         &update,
-                        &[&head_tenants, &head_lanes, &head_hashes, &head_counts],
+                        &[&heads.tenants, &heads.lanes, &heads.hashes, &heads.counts],
                     )
                     .await
             } else {
@@ -623,17 +449,17 @@ async fn write<C: GenericClient>(
             }
         },
         async {
-            if new_claims.is_empty() {
+            if claims.tenants.is_empty() {
                 Ok(0)
             } else {
                 client
                     .execute(
                         &insert_claims,
                         &[
-                            &claim_tenants,
-                            &claim_keys,
-                            &claim_fingerprints,
-                            &claim_responses,
+                            &claims.tenants,
+                            &claims.keys,
+                            &claims.fingerprints,
+                            &claims.responses,
                         ],
                     )
                     .await
@@ -652,39 +478,92 @@ async fn write<C: GenericClient>(
         .first()
         .and_then(|r| r.get::<_, Option<i64>>(0))
         .unwrap_or(0);
-    for (i, streams) in committed {
-        outcomes[i] = Some(Ok(AppendOutcome::Committed {
-            streams,
-            last_position,
-        }));
+    let heads = plan.heads.clone();
+    Ok(Written {
+        outcomes: plan.finish(last_position),
+        heads,
+    })
+}
+
+/// Strand heads as columns, for `unnest`.
+struct HeadColumns {
+    tenants: Vec<Uuid>,
+    lanes: Vec<i16>,
+    hashes: Vec<Vec<u8>>,
+    counts: Vec<i64>,
+}
+
+impl HeadColumns {
+    /// The heads of `strands`, in that order (every strand must have one).
+    fn of(strands: &[(Uuid, i16)], heads: &Heads) -> HeadColumns {
+        let mut columns = HeadColumns {
+            tenants: Vec::with_capacity(strands.len()),
+            lanes: Vec::with_capacity(strands.len()),
+            hashes: Vec::with_capacity(strands.len()),
+            counts: Vec::with_capacity(strands.len()),
+        };
+        for (key, head) in strands.iter().filter_map(|k| heads.get(k).map(|h| (k, h))) {
+            columns.tenants.push(key.0);
+            columns.lanes.push(key.1);
+            columns.hashes.push(head.hash.clone());
+            columns.counts.push(head.count);
+        }
+        columns
     }
-    Ok(outcomes
-        .into_iter()
-        .map(|o| o.expect("every request was decided"))
-        .collect())
+}
+
+/// New idempotency claims as columns, for `unnest`.
+struct ClaimColumns<'a> {
+    tenants: Vec<Uuid>,
+    keys: Vec<&'a str>,
+    fingerprints: Vec<&'a str>,
+    responses: Vec<String>,
+}
+
+impl<'a> ClaimColumns<'a> {
+    fn of(claims: &[(Uuid, &'a IdempotencyClaim)]) -> ClaimColumns<'a> {
+        ClaimColumns {
+            tenants: claims.iter().map(|(t, _)| *t).collect(),
+            keys: claims.iter().map(|(_, c)| c.key.as_str()).collect(),
+            fingerprints: claims.iter().map(|(_, c)| c.fingerprint.as_str()).collect(),
+            responses: claims.iter().map(|(_, c)| c.response.to_string()).collect(),
+        }
+    }
 }
 
 /// Appends in a transaction of its own, without group commit.
 pub async fn append_direct(pool: &Pool, request: &AppendRequest) -> Outcome {
-    let mut results = match commit_batch(pool, &[request]).await {
+    validate(request)?;
+    let texts = EventTexts::of(request)?;
+    append_direct_texts(pool, request, &texts).await
+}
+
+async fn append_direct_texts(pool: &Pool, request: &AppendRequest, texts: &EventTexts) -> Outcome {
+    let batch = [(request, texts)];
+    let written = match commit_locked(pool, &batch).await {
         // Two appends with one idempotency key, on different strands of a
         // tenant, raced to claim it: the loser waited for the winner and hit
         // the key's unique index. Once more, it now finds the key taken.
         Err(e) if e.is_unique_violation() && request.idempotency.is_some() => {
-            commit_batch(pool, &[request]).await?
+            commit_locked(pool, &batch).await?
         }
         other => other?,
     };
-    results.pop().expect("one outcome per request")
+    written
+        .outcomes
+        .into_iter()
+        .next()
+        .expect("one outcome per request")
 }
 
-async fn commit_batch(
+/// The locked path in a transaction of its own, on a pooled connection.
+async fn commit_locked(
     pool: &Pool,
-    requests: &[&AppendRequest],
-) -> Result<Vec<Outcome>, StoreError> {
+    requests: &[(&AppendRequest, &EventTexts)],
+) -> Result<Written, StoreError> {
     let client = pool.get().await?;
-    match write(&client, requests, TxOwner::Batch).await {
-        Ok(outcomes) => Ok(outcomes),
+    match write_locked(&client, requests, TxOwner::Batch).await {
+        Ok(written) => Ok(written),
         Err(e) => {
             // Leave no transaction open on a pooled connection; if even that
             // fails, the connection is not returned to the pool at all.
@@ -696,10 +575,63 @@ async fn commit_batch(
     }
 }
 
+/// A committer's batch: the predicted path when this committer knows the
+/// heads of every strand written, else (or when the database finds a
+/// prediction wrong) the locked path. `known` follows every commit.
+async fn commit_batch(
+    pool: &Pool,
+    requests: &[(&AppendRequest, &EventTexts)],
+    known: &mut Heads,
+    paths: &BatchPaths,
+) -> Result<Vec<Outcome>, StoreError> {
+    let client = pool.get().await?;
+    match fast::write_predicted(&client, requests, known).await {
+        Ok(Some(written)) => {
+            paths.predicted.fetch_add(1, Ordering::Relaxed);
+            known.extend(written.heads);
+            return Ok(written.outcomes);
+        }
+        Ok(None) => {}
+        Err(e) if e.is_unavailable() => return Err(e),
+        Err(e) => {
+            // The pipeline's COMMIT ended the failed transaction; should it
+            // not have run, this does.
+            if client.batch_execute("ROLLBACK").await.is_err() {
+                drop(deadpool_postgres::Object::take(client));
+                return Err(e);
+            }
+            // A prediction the database refused (another instance moved a
+            // strand or a stream) or a key claimed before: forget what this
+            // committer believed about these strands and read them.
+            tracing::debug!(error = %e, "predicted append refused; taking the locked path");
+            for (r, _) in requests {
+                for s in r.streams.iter().filter(|s| !s.events.is_empty()) {
+                    known.remove(&(r.tenant_id, lane_of(&s.stream_id)));
+                }
+            }
+        }
+    }
+    drop(client);
+    paths.locked.fetch_add(1, Ordering::Relaxed);
+    let written = commit_locked(pool, requests).await?;
+    known.extend(written.heads);
+    Ok(written.outcomes)
+}
+
+/// Batches committed by each path since the start, for `/metrics`: a
+/// service whose batches mostly take the locked path has another writer on
+/// its strands.
+#[derive(Debug, Default)]
+pub struct BatchPaths {
+    pub predicted: AtomicU64,
+    pub locked: AtomicU64,
+}
+
 // ------------------------------------------------------------ group commit
 
 struct Job {
     request: AppendRequest,
+    texts: EventTexts,
     reply: oneshot::Sender<Outcome>,
 }
 
@@ -713,6 +645,7 @@ pub struct Committer {
     pool: Pool,
     queues: Arc<[mpsc::Sender<Job>]>,
     committed: Arc<watch::Sender<u64>>,
+    paths: Arc<BatchPaths>,
 }
 
 impl std::fmt::Debug for Committer {
@@ -727,10 +660,16 @@ impl Committer {
     pub fn start(pool: Pool, committers: usize) -> Committer {
         let (committed, _) = watch::channel(0u64);
         let committed = Arc::new(committed);
+        let paths = Arc::new(BatchPaths::default());
         let queues: Vec<mpsc::Sender<Job>> = (0..committers.clamp(1, chain::LANES as usize))
             .map(|_| {
                 let (queue, receiver) = mpsc::channel(QUEUE_LEN);
-                tokio::spawn(run_committer(pool.clone(), receiver, committed.clone()));
+                tokio::spawn(run_committer(
+                    pool.clone(),
+                    receiver,
+                    committed.clone(),
+                    paths.clone(),
+                ));
                 queue
             })
             .collect();
@@ -738,16 +677,19 @@ impl Committer {
             pool,
             queues: queues.into(),
             committed,
+            paths,
         }
     }
 
     pub async fn append(&self, request: AppendRequest) -> Outcome {
         validate(&request)?;
+        // Serialised here, by the caller, not by the committer.
+        let texts = EventTexts::of(&request)?;
         let events: usize = request.streams.iter().map(|s| s.events.len()).sum();
         if events >= DIRECT_EVENTS_MIN {
             // Already a batch: batching it again buys nothing, and its own
             // transaction runs in parallel with those of other strands.
-            let outcome = append_direct(&self.pool, &request).await;
+            let outcome = append_direct_texts(&self.pool, &request, &texts).await;
             if matches!(outcome, Ok(AppendOutcome::Committed { .. })) {
                 self.announce();
             }
@@ -757,7 +699,11 @@ impl Committer {
         let queue = &self.queues[lane % self.queues.len()];
         let (reply, answer) = oneshot::channel();
         queue
-            .send(Job { request, reply })
+            .send(Job {
+                request,
+                texts,
+                reply,
+            })
             .await
             .map_err(|_| StoreError::Unavailable("the committer has stopped".into()))?;
         answer.await.map_err(|_| {
@@ -771,6 +717,11 @@ impl Committer {
         self.committed.subscribe()
     }
 
+    /// How many batches each path has committed.
+    pub fn paths(&self) -> &BatchPaths {
+        &self.paths
+    }
+
     /// Tells this process's followers that events were appended outside the
     /// committer (for instance by a test writing in its own transaction).
     pub fn announce(&self) {
@@ -782,7 +733,11 @@ async fn run_committer(
     pool: Pool,
     mut receiver: mpsc::Receiver<Job>,
     committed: Arc<watch::Sender<u64>>,
+    paths: Arc<BatchPaths>,
 ) {
+    // The heads this committer left its strands at: what lets a batch take
+    // the predicted path. Bounded by tenants × strands.
+    let mut known = Heads::new();
     loop {
         let mut jobs = Vec::new();
         match receiver.recv().await {
@@ -795,16 +750,21 @@ async fn run_committer(
                 Err(_) => break,
             }
         }
-        let requests: Vec<&AppendRequest> = jobs.iter().map(|j| &j.request).collect();
-        let outcomes = match commit_batch(&pool, &requests).await {
+        if known.len() > KNOWN_HEADS_MAX {
+            known.clear();
+        }
+        let requests: Vec<(&AppendRequest, &EventTexts)> =
+            jobs.iter().map(|j| (&j.request, &j.texts)).collect();
+        let outcomes = match commit_batch(&pool, &requests, &mut known, &paths).await {
             Ok(outcomes) => outcomes,
             Err(e) if !e.is_unavailable() => {
                 if requests.len() > 1 {
                     tracing::warn!(error = %e, batch = requests.len(), "batch failed; retrying one by one");
                 }
+                known.clear();
                 let mut outcomes = Vec::with_capacity(requests.len());
-                for r in &requests {
-                    outcomes.push(append_direct(&pool, r).await);
+                for (r, t) in &requests {
+                    outcomes.push(append_direct_texts(&pool, r, t).await);
                 }
                 outcomes
             }

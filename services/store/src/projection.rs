@@ -42,8 +42,8 @@ pub trait Projection: Send + Sync {
     fn name(&self) -> &'static str;
     /// The tables this projection owns: emptied by `rebuild`.
     fn tables(&self) -> &'static [&'static str];
-    /// The prefixes of the stream ids whose events it reads. Events of other
-    /// streams still pass by, in order, but with null payload and metadata.
+    /// The prefixes of the stream ids whose events it reads; it never sees
+    /// the others.
     fn streams(&self) -> &'static [&'static str] {
         &[""]
     }
@@ -75,7 +75,13 @@ pub type SharedProjection = Arc<dyn Projection>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
+    /// The checkpoint moved, past this many events of the projection's streams
+    /// (and perhaps others').
     Applied(usize),
+    /// A whole batch was applied: more are waiting.
+    Full,
+    /// Nothing new below the horizon.
+    Caught,
     /// Another instance holds the projection right now.
     Busy,
 }
@@ -104,19 +110,21 @@ async fn load_checkpoint<C: GenericClient>(client: &C, name: &str) -> Result<Cur
     })
 }
 
+/// Moves the checkpoint to `next`; `last` is the last event applied, if any.
 async fn save_checkpoint(
     tx: &Transaction<'_>,
     name: &str,
-    last: &RecordedEvent,
+    next: Cursor,
+    last: Option<&RecordedEvent>,
 ) -> Result<(), StoreError> {
     tx.execute(
         "UPDATE projection_checkpoints SET last_tx_id = $2::int8::text::xid8, last_position = $3, \
-           last_recorded_at = $4, updated_at = now() WHERE name = $1",
+           last_recorded_at = coalesce($4, last_recorded_at), updated_at = now() WHERE name = $1",
         &[
             &name,
-            &(last.tx_id as i64),
-            &last.position,
-            &last.recorded_at,
+            &(next.tx_id as i64),
+            &next.position,
+            &last.map(|e| e.recorded_at),
         ],
     )
     .await?;
@@ -145,15 +153,21 @@ pub async fn catch_up_once(pool: &Pool, projection: &dyn Projection) -> Result<S
     tx.batch_execute("SET LOCAL synchronous_commit = off")
         .await?;
     let cursor = load_checkpoint(&tx, projection.name()).await?;
-    let events =
+    let read::Followed { events, next } =
         read::read_after_of(&tx, cursor, FOLLOW_BATCH_EVENTS, projection.streams()).await?;
-    let Some(last) = events.last() else {
-        return Ok(Step::Applied(0));
-    };
-    projection.apply_batch(&tx, &events).await?;
-    save_checkpoint(&tx, projection.name(), last).await?;
+    if next == cursor {
+        return Ok(Step::Caught);
+    }
+    if !events.is_empty() {
+        projection.apply_batch(&tx, &events).await?;
+    }
+    save_checkpoint(&tx, projection.name(), next, events.last()).await?;
     tx.commit().await?;
-    Ok(Step::Applied(events.len()))
+    Ok(if events.len() as i64 >= FOLLOW_BATCH_EVENTS {
+        Step::Full
+    } else {
+        Step::Applied(events.len())
+    })
 }
 
 /// Follows the store for ever: run it as a task, abort the task to stop.
@@ -170,15 +184,15 @@ pub async fn follow(
     let mut wake_open = true;
     loop {
         match catch_up_once(&pool, projection.as_ref()).await {
-            Ok(Step::Applied(n)) if n as i64 == FOLLOW_BATCH_EVENTS => continue,
-            Ok(Step::Applied(n)) if n > 0 => {
+            Ok(Step::Full) => continue,
+            Ok(Step::Applied(_)) => {
                 // Events are flowing: let a few milliseconds' worth gather, so
                 // a busy store is followed in batches rather than one
                 // transaction per commit.
                 tokio::time::sleep(FOLLOW_GATHER).await;
                 continue;
             }
-            Ok(_) => {}
+            Ok(Step::Caught | Step::Busy) => {}
             Err(e) => {
                 tracing::warn!(projection = projection.name(), error = %e, "projection batch failed");
                 tokio::time::sleep(RETRY_PAUSE).await;
@@ -221,17 +235,19 @@ pub async fn rebuild(pool: &Pool, projection: &dyn Projection) -> Result<u64, St
     let mut replayed = 0u64;
     let mut last = None;
     loop {
-        let events =
+        let read::Followed { events, next } =
             read::read_after_of(&tx, cursor, REBUILD_PAGE_EVENTS, projection.streams()).await?;
-        let Some(tail) = events.last() else { break };
-        cursor = Cursor::after(tail);
+        if next == cursor {
+            break;
+        }
+        cursor = next;
         projection.apply_batch(&tx, &events).await?;
         replayed += events.len() as u64;
-        last = events.into_iter().last();
+        if let Some(tail) = events.into_iter().last() {
+            last = Some(tail);
+        }
     }
-    if let Some(last) = &last {
-        save_checkpoint(&tx, projection.name(), last).await?;
-    }
+    save_checkpoint(&tx, projection.name(), cursor, last.as_ref()).await?;
     tx.commit().await?;
     Ok(replayed)
 }

@@ -46,30 +46,34 @@ pub(crate) const COLUMNS: &str = "position, tx_id::text::int8, event_id, tenant_
     occurred_at, recorded_at";
 
 pub(crate) fn decode(row: &Row) -> Result<RecordedEvent, StoreError> {
-    // A payload left out by the reader (see `read_after_of`) decodes as null.
+    decode_at(row, 0)
+}
+
+/// Decodes the event whose [`COLUMNS`] start at column `at` of the row.
+fn decode_at(row: &Row, at: usize) -> Result<RecordedEvent, StoreError> {
     let json = |i: usize| -> Result<serde_json::Value, StoreError> {
-        match row.get::<_, Option<&str>>(i) {
+        match row.get::<_, Option<&str>>(at + i) {
             Some(text) => serde_json::from_str(text)
                 .map_err(|e| StoreError::Corrupt(format!("event json: {e}"))),
             None => Ok(serde_json::Value::Null),
         }
     };
-    let work_class: String = row.get(8);
+    let work_class: &str = row.get(at + 8);
     Ok(RecordedEvent {
-        position: row.get(0),
-        tx_id: row.get::<_, i64>(1) as u64,
-        event_id: row.get(2),
-        tenant_id: row.get(3),
-        stream_id: row.get(4),
-        stream_version: row.get(5),
-        event_type: row.get(6),
-        schema_version: row.get(7),
-        work_class: WorkClass::parse(&work_class)
+        position: row.get(at),
+        tx_id: row.get::<_, i64>(at + 1) as u64,
+        event_id: row.get(at + 2),
+        tenant_id: row.get(at + 3),
+        stream_id: row.get(at + 4),
+        stream_version: row.get(at + 5),
+        event_type: row.get(at + 6),
+        schema_version: row.get(at + 7),
+        work_class: WorkClass::parse(work_class)
             .ok_or_else(|| StoreError::Corrupt(format!("work class {work_class}")))?,
         payload: json(9)?,
         metadata: json(10)?,
-        occurred_at: row.get(11),
-        recorded_at: row.get(12),
+        occurred_at: row.get(at + 11),
+        recorded_at: row.get(at + 12),
     })
 }
 
@@ -93,16 +97,28 @@ pub async fn read_after<C: GenericClient>(
     rows.iter().map(decode).collect()
 }
 
+/// What a follower of some streams finds after its cursor.
+#[derive(Debug)]
+pub struct Followed {
+    /// Events of the followed streams, in the global order.
+    pub events: Vec<RecordedEvent>,
+    /// Where the follower may stand afterwards: after the last event when the
+    /// read was cut at its limit; otherwise past every event of any stream
+    /// below the horizon, which the read has looked through whole.
+    pub next: Cursor,
+}
+
 /// As [`read_after`], but only events of streams whose ids start with one of
-/// `prefixes` carry their payload and metadata (the others come as null): a
-/// projection still sees every position go by, so its checkpoint moves, yet
-/// never pays for reading and parsing events it ignores.
+/// `prefixes`: a projection never reads, transfers or parses the events it
+/// ignores, and its cursor still moves past them. Every row below the horizon
+/// (`pg_snapshot_xmin`, taken once for the statement) is final, so once the
+/// read has gone through all of them the cursor may move to the horizon.
 pub async fn read_after_of<C: GenericClient>(
     client: &C,
     cursor: Cursor,
     limit: i64,
     prefixes: &[&str],
-) -> Result<Vec<RecordedEvent>, StoreError> {
+) -> Result<Followed, StoreError> {
     let patterns: Vec<String> = prefixes
         .iter()
         .map(|p| {
@@ -116,15 +132,15 @@ pub async fn read_after_of<C: GenericClient>(
         .collect();
     let stmt = client
         .prepare_cached(
-            "SELECT position, tx_id::text::int8, event_id, tenant_id, stream_id, stream_version, \
-               event_type, schema_version, work_class, \
-               CASE WHEN stream_id LIKE ANY($4) THEN payload::text END, \
-               CASE WHEN stream_id LIKE ANY($4) THEN metadata::text END, \
-               occurred_at, recorded_at \
-             FROM events \
-             WHERE (tx_id, position) > ($1::int8::text::xid8, $2) \
-               AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
-             ORDER BY tx_id, position LIMIT $3",
+            "WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon) \
+             SELECT h.horizon::text::int8, e.* FROM h LEFT JOIN LATERAL ( \
+               SELECT position, tx_id::text::int8, event_id, tenant_id, stream_id, stream_version, \
+                 event_type, schema_version, work_class, payload::text, metadata::text, \
+                 occurred_at, recorded_at \
+               FROM events \
+               WHERE (tx_id, position) > ($1::int8::text::xid8, $2) AND tx_id < h.horizon \
+                 AND stream_id LIKE ANY($4) \
+               ORDER BY tx_id, position LIMIT $3) e ON true",
         )
         .await?;
     let rows = client
@@ -133,7 +149,24 @@ pub async fn read_after_of<C: GenericClient>(
             &[&(cursor.tx_id as i64), &cursor.position, &limit, &patterns],
         )
         .await?;
-    rows.iter().map(decode).collect()
+    let horizon: i64 = rows
+        .first()
+        .map(|r| r.get(0))
+        .ok_or_else(|| StoreError::Corrupt("no snapshot horizon".into()))?;
+    let mut events = Vec::with_capacity(rows.len());
+    for row in &rows {
+        if row.get::<_, Option<i64>>(1).is_some() {
+            events.push(decode_at(row, 1)?);
+        }
+    }
+    let next = match events.last() {
+        Some(last) if events.len() as i64 >= limit => Cursor::after(last),
+        _ => cursor.max(Cursor {
+            tx_id: (horizon as u64).saturating_sub(1),
+            position: i64::MAX,
+        }),
+    };
+    Ok(Followed { events, next })
 }
 
 /// One stream's events in version order; with `as_of`, only those recorded
