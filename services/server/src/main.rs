@@ -7,6 +7,12 @@ use opsledger_domain::access::Role;
 use opsledger_server::{telemetry, Application, Config};
 use uuid::Uuid;
 
+// Buffers are allocated on the HTTP workers and freed on the committer's
+// threads (and back) thousands of times a second; glibc's allocator spends a
+// tenth of the service's CPU on that under load, mimalloc much less.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "opsledger",
