@@ -95,9 +95,8 @@ pub(super) async fn write_predicted<C: GenericClient>(
         client.batch_execute("COMMIT"),
     )?;
     let last_position: Option<i64> = row.get(0);
-    let heads = plan.heads.clone();
     Ok(Some(Written {
-        outcomes: plan.finish(last_position.unwrap_or(0)),
-        heads,
+        outcomes: plan.decided.finish(last_position.unwrap_or(0)),
+        heads: plan.heads,
     }))
 }

@@ -138,13 +138,18 @@ pub(super) struct Plan<'a> {
     /// The heads of the strands written, as the batch leaves them.
     pub heads: Heads,
     pub new_claims: Vec<(Uuid, &'a IdempotencyClaim)>,
+    pub decided: Decided,
+}
+
+/// Each request's fate, but for the position its batch commits at.
+pub(super) struct Decided {
     /// Decided already: invalid requests, conflicts, replays.
     outcomes: Vec<Option<Outcome>>,
     /// Requests that commit, with their streams' versions afterwards.
     committed: Vec<(usize, Vec<StreamCommitted>)>,
 }
 
-impl Plan<'_> {
+impl Decided {
     /// Every request's outcome, once the batch committed at `last_position`.
     pub fn finish(self, last_position: i64) -> Vec<Outcome> {
         let mut outcomes = self.outcomes;
@@ -286,8 +291,10 @@ pub(super) fn plan<'a>(
         rows,
         heads,
         new_claims,
-        outcomes,
-        committed,
+        decided: Decided {
+            outcomes,
+            committed,
+        },
     })
 }
 
