@@ -619,3 +619,87 @@ async fn a_reopened_incident_takes_its_alert_group_back() {
         (Some("attached_to_incident"), Some(incident.as_str()))
     );
 }
+
+/// The alerts read model is kept by the appends themselves: an alert is
+/// listed the moment its POST is answered, repeats and resolutions included,
+/// and rebuilding the model from the log gives the same rows.
+#[tokio::test]
+async fn the_alerts_read_model_is_current_when_ingestion_answers_and_equals_its_rebuild() {
+    let app = spawn_app().await;
+    service(&app, "orders").await;
+    let token = app.token(&[Role::Integration]);
+    let operator = app.token(&[Role::Operator]);
+    let alert = |key: &str, status: &str| {
+        json!({
+            "source": "custom", "dedup_key": key, "service": "orders", "summary": "disk full",
+            "severity": "critical", "category": "hardware", "status": status,
+            "labels": { "host": key }
+        })
+    };
+    for (key, status) in [
+        ("a", "firing"),
+        ("b", "firing"),
+        ("a", "firing"),
+        ("a", "firing"),
+        ("b", "resolved"),
+        ("c", "firing"),
+    ] {
+        let (code, receipt) = post(&app, "/api/v1/alerts", &token, &alert(key, status)).await;
+        assert!(code.is_success(), "{receipt}");
+        // No waiting: the row is there when the answer is.
+        let row: Value = app
+            .get(
+                &format!("/api/v1/alerts/{}", receipt["alert_id"].as_str().unwrap()),
+                &operator,
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(row["firing"], status == "firing", "{key}: {row}");
+    }
+    let listed: Value = app
+        .get("/api/v1/alerts?firing=true", &operator)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let keys: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["dedup_key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys.len(), 2, "{listed}");
+    assert!(keys.contains(&"a") && keys.contains(&"c"), "{listed}");
+    let repeated = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["dedup_key"] == "a")
+        .unwrap();
+    assert_eq!(repeated["receipts"], 3, "{repeated}");
+
+    let su = app.db.superuser().await;
+    let dump = || async {
+        su.query(
+            "SELECT to_jsonb(p) - 'labels' - 'decision' || jsonb_build_object('labels', labels::text, 'decision', decision::text) \
+             FROM proj_alerts p ORDER BY alert_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, Value>(0))
+        .collect::<Vec<_>>()
+    };
+    let kept = dump().await;
+    assert_eq!(kept.len(), 3);
+    opsledger_store::projection::rebuild(
+        &app.app_state.pool,
+        &opsledger_store::incidents::AlertProjection,
+    )
+    .await
+    .unwrap();
+    assert_eq!(dump().await, kept, "the rebuild equals what the appends kept");
+}

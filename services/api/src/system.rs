@@ -38,7 +38,8 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
     let mut behind = String::new();
     behind.push_str("# HELP opsledger_projection_behind_events Committed events a projection has not applied yet.\n");
     behind.push_str("# TYPE opsledger_projection_behind_events gauge\n");
-    for p in &state.projections {
+    // Inline projections are kept by the appends themselves: never behind.
+    for p in state.projections.iter().filter(|p| !p.inline()) {
         let lag = opsledger_store::projection::lag(&state.pool, p.name()).await?;
         let _ = writeln!(
             out,

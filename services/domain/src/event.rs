@@ -91,9 +91,19 @@ pub(crate) fn untagged_payload(event: &impl Serialize) -> serde_json::Value {
 
 /// The inverse of [`untagged_payload`]: `None` for another type or a payload
 /// that does not fit it.
+///
+/// Presents `{type, data}` to the enum's deserializer as a map whose tag comes
+/// first and whose content is the stored payload itself: serde then reads the
+/// variant straight from the payload, neither copying it into a new tree nor
+/// buffering it (which it must when the content precedes the tag, as it does
+/// in a `{type, data}` object, whose keys are kept sorted).
 pub(crate) fn from_tagged<T: serde::de::DeserializeOwned>(
     event_type: &str,
     payload: &serde_json::Value,
 ) -> Option<T> {
-    serde_json::from_value(serde_json::json!({ "type": event_type, "data": payload })).ok()
+    use serde::de::value::MapDeserializer;
+    let tag = serde_json::Value::String(event_type.to_owned());
+    let fields = [("type", &tag), ("data", payload)];
+    let map: MapDeserializer<'_, _, serde_json::Error> = MapDeserializer::new(fields.into_iter());
+    T::deserialize(map).ok()
 }

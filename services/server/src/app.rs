@@ -56,6 +56,7 @@ impl Application {
         let projections = opsledger_store::projections();
         let workers = projections
             .iter()
+            .filter(|p| !p.inline())
             .map(|p| {
                 tokio::spawn(opsledger_store::projection::follow(
                     pool.clone(),

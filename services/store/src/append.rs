@@ -22,6 +22,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
+use crate::projection::Write;
 use crate::{Pool, StoreError};
 
 /// Requests committed together at most: enough to absorb 64+ concurrent
@@ -409,8 +410,10 @@ async fn write_locked<C: GenericClient>(
     let heads = HeadColumns::of(&strands, &plan.heads);
     let claims = ClaimColumns::of(&plan.new_claims);
     let rows = &plan.rows;
+    let projected = rows.inline_writes()?;
+    let projected_statements = prepare_writes(client, &projected).await?;
     let anything = !rows.event_id.is_empty();
-    let (inserted, _, _, _) = tokio::try_join!(
+    let (inserted, _, _, _, _) = tokio::try_join!(
         async {
             if anything {
                 client
@@ -467,6 +470,7 @@ async fn write_locked<C: GenericClient>(
                     .await
             }
         },
+        run_writes(client, &projected, &projected_statements),
         async {
             match owner {
                 TxOwner::Batch => client.batch_execute("COMMIT").await,
@@ -484,6 +488,37 @@ async fn write_locked<C: GenericClient>(
         outcomes: plan.decided.finish(last_position),
         heads: plan.heads,
     })
+}
+
+/// Prepares the inline projections' statements (a round trip only the first
+/// time on a connection), so that running them sends them at once.
+async fn prepare_writes<C: GenericClient>(
+    client: &C,
+    writes: &[Write],
+) -> Result<Vec<tokio_postgres::Statement>, StoreError> {
+    let mut statements = Vec::with_capacity(writes.len());
+    for w in writes {
+        statements.push(client.prepare_cached(w.sql).await?);
+    }
+    Ok(statements)
+}
+
+/// Sends every write when first polled, in order, so they travel in the
+/// caller's pipeline, inside its transaction, before its COMMIT.
+async fn run_writes<C: GenericClient>(
+    client: &C,
+    writes: &[Write],
+    statements: &[tokio_postgres::Statement],
+) -> Result<(), tokio_postgres::Error> {
+    let params: Vec<_> = writes.iter().map(Write::param_refs).collect();
+    futures_util::future::try_join_all(
+        statements
+            .iter()
+            .zip(&params)
+            .map(|(statement, params)| client.execute(statement, params)),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Strand heads as columns, for `unnest`.

@@ -11,7 +11,7 @@ use opsledger_domain::RecordedEvent;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::projection::Projection;
+use crate::projection::{Appended, Inline, Projection, Write};
 use crate::{Pool, StoreError};
 
 fn corrupt(e: serde_json::Error) -> StoreError {
@@ -178,120 +178,171 @@ impl Projection for AlertProjection {
         self.apply_batch(tx, std::slice::from_ref(event))
     }
 
-    /// Three statements per batch, whatever its size: new firing cycles,
-    /// repeats (the last of each alert wins), resolutions. Within a batch an
-    /// alert's receipt precedes its repeats and its resolution, so this order
-    /// is the events' order for every alert.
+    fn inline(&self) -> bool {
+        true
+    }
+
     fn apply_batch<'a>(
         &'a self,
         tx: &'a Transaction<'a>,
         events: &'a [RecordedEvent],
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let mut new = NewAlertRows::default();
-            let mut repeats: HashMap<(Uuid, Uuid), Repeat> = HashMap::new();
-            let mut resolved: Vec<(Uuid, Uuid, DateTime<Utc>, String)> = Vec::new();
-            for event in events {
-                if !event.stream_id.starts_with("alert-") {
-                    continue;
-                }
-                match AlertEvent::from_stored(&event.event_type, &event.payload) {
-                    Some(AlertEvent::AlertReceived {
-                        alert_id,
-                        signal,
-                        count,
-                        decision: Decision::Deduplicated { .. },
-                        ..
-                    }) => {
-                        repeats.insert(
-                            (event.tenant_id, alert_id),
-                            Repeat {
-                                receipts: count as i64,
-                                seen: event.recorded_at,
-                                ends_at: signal.ends_at,
-                            },
-                        );
-                    }
-                    Some(AlertEvent::AlertReceived {
-                        alert_id,
-                        signal,
-                        service_id,
-                        count,
-                        decision,
-                    }) => {
-                        new.push(event, alert_id, signal, service_id, count, decision)?;
-                    }
-                    Some(AlertEvent::AlertResolved {
-                        alert_id, by, at, ..
-                    }) => {
-                        let by = serde_json::to_value(by).map_err(corrupt)?;
-                        resolved.push((
-                            event.tenant_id,
-                            alert_id,
-                            at,
-                            by.as_str().unwrap_or_default().to_owned(),
-                        ));
-                    }
-                    None => {}
-                }
-            }
-            if !new.alert_id.is_empty() {
-                tx.execute(
-                    "INSERT INTO proj_alerts (tenant_id, alert_id, dedup_key, group_key, source, service_id, \
-                       service_ref, summary, severity, category, labels, firing, receipts, starts_at, ends_at, \
-                       first_seen, last_seen, incident_id, decision) \
-                     SELECT t, a, dk, gk, src, svc, sref, summ, sev, cat, lab, f, r, sa, ea, seen, seen, inc, dec \
-                     FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::uuid[], \
-                       $7::text[], $8::text[], $9::text[], $10::text[], $11::jsonb[], $12::bool[], $13::int8[], \
-                       $14::timestamptz[], $15::timestamptz[], $16::timestamptz[], $17::uuid[], $18::jsonb[]) \
-                       AS u(t, a, dk, gk, src, svc, sref, summ, sev, cat, lab, f, r, sa, ea, seen, inc, dec) \
-                     ON CONFLICT (tenant_id, alert_id) DO NOTHING",
-                    &[
-                        &new.tenant_id, &new.alert_id, &new.dedup_key, &new.group_key, &new.source,
-                        &new.service_id, &new.service_ref, &new.summary, &new.severity, &new.category,
-                        &new.labels, &new.firing, &new.receipts, &new.starts_at, &new.ends_at, &new.seen,
-                        &new.incident_id, &new.decision,
-                    ],
-                )
-                .await?;
-            }
-            if !repeats.is_empty() {
-                let mut tenants = Vec::new();
-                let mut alerts = Vec::new();
-                let mut receipts = Vec::new();
-                let mut seen = Vec::new();
-                let mut ends = Vec::new();
-                for ((tenant, alert), r) in repeats {
-                    tenants.push(tenant);
-                    alerts.push(alert);
-                    receipts.push(r.receipts);
-                    seen.push(r.seen);
-                    ends.push(r.ends_at);
-                }
-                tx.execute(
-                    "UPDATE proj_alerts p SET receipts = u.r, last_seen = u.seen, ends_at = u.ends \
-                     FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::timestamptz[], $5::timestamptz[]) \
-                       AS u(t, a, r, seen, ends) \
-                     WHERE p.tenant_id = u.t AND p.alert_id = u.a",
-                    &[&tenants, &alerts, &receipts, &seen, &ends],
-                )
-                .await?;
-            }
-            if !resolved.is_empty() {
-                let tenants: Vec<Uuid> = resolved.iter().map(|r| r.0).collect();
-                let alerts: Vec<Uuid> = resolved.iter().map(|r| r.1).collect();
-                let ats: Vec<DateTime<Utc>> = resolved.iter().map(|r| r.2).collect();
-                let bys: Vec<&str> = resolved.iter().map(|r| r.3.as_str()).collect();
-                tx.execute(
-                    "UPDATE proj_alerts p SET firing = false, resolved_at = u.at, resolved_by = u.by \
-                     FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[]) AS u(t, a, at, by) \
-                     WHERE p.tenant_id = u.t AND p.alert_id = u.a",
-                    &[&tenants, &alerts, &ats, &bys],
-                )
-                .await?;
+            let appended: Vec<Appended<'_>> = events.iter().map(Appended::of).collect();
+            for write in self.writes(&appended)? {
+                write.execute(tx).await?;
             }
             Ok(())
         })
+    }
+}
+
+const INSERT_ALERTS: &str =
+    "INSERT INTO proj_alerts (tenant_id, alert_id, dedup_key, group_key, source, service_id, \
+       service_ref, summary, severity, category, labels, firing, receipts, starts_at, ends_at, \
+       first_seen, last_seen, incident_id, decision) \
+     SELECT t, a, dk, gk, src, svc, sref, summ, sev, cat, lab, f, r, sa, ea, seen, seen, inc, dec \
+     FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::uuid[], \
+       $7::text[], $8::text[], $9::text[], $10::text[], $11::jsonb[], $12::bool[], $13::int8[], \
+       $14::timestamptz[], $15::timestamptz[], $16::timestamptz[], $17::uuid[], $18::jsonb[]) \
+       AS u(t, a, dk, gk, src, svc, sref, summ, sev, cat, lab, f, r, sa, ea, seen, inc, dec) \
+     ON CONFLICT (tenant_id, alert_id) DO NOTHING";
+const UPDATE_REPEATS: &str =
+    "UPDATE proj_alerts p SET receipts = u.r, last_seen = u.seen, ends_at = u.ends \
+     FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::timestamptz[], $5::timestamptz[]) \
+       AS u(t, a, r, seen, ends) \
+     WHERE p.tenant_id = u.t AND p.alert_id = u.a";
+const UPDATE_RESOLVED: &str =
+    "UPDATE proj_alerts p SET firing = false, resolved_at = u.at, resolved_by = u.by \
+     FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[]) AS u(t, a, at, by) \
+     WHERE p.tenant_id = u.t AND p.alert_id = u.a";
+
+/// The alerts read model is kept by every append that records an alert: an
+/// alert storm's receipts are rows of it the moment they commit, and ingestion
+/// pays no second read of its events.
+impl Inline for AlertProjection {
+    fn streams(&self) -> &'static [&'static str] {
+        &["alert-"]
+    }
+
+    /// Three statements at most, whatever the number of events: new firing
+    /// cycles, repeats (the last of each alert wins), resolutions. Within a
+    /// batch an alert's receipt precedes its repeats and its resolution, so
+    /// this order is the events' order for every alert.
+    fn writes(&self, events: &[Appended<'_>]) -> Result<Vec<Write>, StoreError> {
+        let mut new = NewAlertRows::default();
+        let mut repeats: HashMap<(Uuid, Uuid), Repeat> = HashMap::new();
+        let mut resolved: Vec<(Uuid, Uuid, DateTime<Utc>, String)> = Vec::new();
+        for event in events {
+            if !event.stream_id.starts_with("alert-") {
+                continue;
+            }
+            match AlertEvent::from_stored(event.event_type, event.payload) {
+                Some(AlertEvent::AlertReceived {
+                    alert_id,
+                    signal,
+                    count,
+                    decision: Decision::Deduplicated { .. },
+                    ..
+                }) => {
+                    repeats.insert(
+                        (event.tenant_id, alert_id),
+                        Repeat {
+                            receipts: count as i64,
+                            seen: event.recorded_at,
+                            ends_at: signal.ends_at,
+                        },
+                    );
+                }
+                Some(AlertEvent::AlertReceived {
+                    alert_id,
+                    signal,
+                    service_id,
+                    count,
+                    decision,
+                }) => {
+                    new.push(event, alert_id, signal, service_id, count, decision)?;
+                }
+                Some(AlertEvent::AlertResolved {
+                    alert_id, by, at, ..
+                }) => {
+                    let by = serde_json::to_value(by).map_err(corrupt)?;
+                    resolved.push((
+                        event.tenant_id,
+                        alert_id,
+                        at,
+                        by.as_str().unwrap_or_default().to_owned(),
+                    ));
+                }
+                None => {}
+            }
+        }
+        let mut writes = Vec::new();
+        if !new.alert_id.is_empty() {
+            writes.push(Write {
+                sql: INSERT_ALERTS,
+                params: vec![
+                    Box::new(new.tenant_id),
+                    Box::new(new.alert_id),
+                    Box::new(new.dedup_key),
+                    Box::new(new.group_key),
+                    Box::new(new.source),
+                    Box::new(new.service_id),
+                    Box::new(new.service_ref),
+                    Box::new(new.summary),
+                    Box::new(new.severity),
+                    Box::new(new.category),
+                    Box::new(new.labels),
+                    Box::new(new.firing),
+                    Box::new(new.receipts),
+                    Box::new(new.starts_at),
+                    Box::new(new.ends_at),
+                    Box::new(new.seen),
+                    Box::new(new.incident_id),
+                    Box::new(new.decision),
+                ],
+            });
+        }
+        if !repeats.is_empty() {
+            let mut tenants = Vec::new();
+            let mut alerts = Vec::new();
+            let mut receipts = Vec::new();
+            let mut seen = Vec::new();
+            let mut ends = Vec::new();
+            for ((tenant, alert), r) in repeats {
+                tenants.push(tenant);
+                alerts.push(alert);
+                receipts.push(r.receipts);
+                seen.push(r.seen);
+                ends.push(r.ends_at);
+            }
+            writes.push(Write {
+                sql: UPDATE_REPEATS,
+                params: vec![
+                    Box::new(tenants),
+                    Box::new(alerts),
+                    Box::new(receipts),
+                    Box::new(seen),
+                    Box::new(ends),
+                ],
+            });
+        }
+        if !resolved.is_empty() {
+            let tenants: Vec<Uuid> = resolved.iter().map(|r| r.0).collect();
+            let alerts: Vec<Uuid> = resolved.iter().map(|r| r.1).collect();
+            let ats: Vec<DateTime<Utc>> = resolved.iter().map(|r| r.2).collect();
+            let bys: Vec<String> = resolved.into_iter().map(|r| r.3).collect();
+            writes.push(Write {
+                sql: UPDATE_RESOLVED,
+                params: vec![
+                    Box::new(tenants),
+                    Box::new(alerts),
+                    Box::new(ats),
+                    Box::new(bys),
+                ],
+            });
+        }
+        Ok(writes)
     }
 }
 
@@ -328,7 +379,7 @@ struct NewAlertRows {
 impl NewAlertRows {
     fn push(
         &mut self,
-        event: &RecordedEvent,
+        event: &Appended<'_>,
         alert_id: Uuid,
         signal: opsledger_domain::alert::Signal,
         service_id: Option<Uuid>,

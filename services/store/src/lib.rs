@@ -74,6 +74,10 @@ impl StoreError {
     }
 }
 
+/// The projections every append keeps in its own transaction
+/// (`projection::Inline`); they are also in [`projections`], for rebuilds.
+pub(crate) static INLINE: &[&dyn projection::Inline] = &[&incidents::AlertProjection];
+
 /// Every projection the service maintains, in the order workers start.
 pub fn projections() -> Vec<projection::SharedProjection> {
     vec![

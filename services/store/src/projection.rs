@@ -47,6 +47,11 @@ pub trait Projection: Send + Sync {
     fn streams(&self) -> &'static [&'static str] {
         &[""]
     }
+    /// True for a projection kept by the append itself ([`Inline`]): no
+    /// follower runs for it, and it is never behind.
+    fn inline(&self) -> bool {
+        false
+    }
     /// Applies one event. Called in event order, inside the transaction that
     /// also advances the checkpoint. Events it does not care about are ignored.
     fn apply<'a>(
@@ -72,6 +77,63 @@ pub trait Projection: Send + Sync {
 }
 
 pub type SharedProjection = Arc<dyn Projection>;
+
+/// A read model kept in the append's own transaction rather than by a
+/// follower (an *inline* projection): it is never behind the log, a crash
+/// never separates it from its events, and its events are not read back.
+/// Its writes are planned without I/O so that they travel in the same
+/// pipeline as the append. The engine still rebuilds it from the log, with
+/// the same writes, through [`Projection::apply_batch`].
+pub trait Inline: Send + Sync {
+    /// The stream-id prefixes whose events it takes.
+    fn streams(&self) -> &'static [&'static str];
+    /// The statements that apply these events (all of the followed streams),
+    /// in order.
+    fn writes(&self, events: &[Appended<'_>]) -> Result<Vec<Write>, StoreError>;
+}
+
+/// An event as an inline projection sees it: appended, not yet committed.
+#[derive(Debug, Clone, Copy)]
+pub struct Appended<'a> {
+    pub tenant_id: uuid::Uuid,
+    pub stream_id: &'a str,
+    pub event_type: &'a str,
+    pub payload: &'a serde_json::Value,
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl<'a> Appended<'a> {
+    pub fn of(event: &'a RecordedEvent) -> Appended<'a> {
+        Appended {
+            tenant_id: event.tenant_id,
+            stream_id: &event.stream_id,
+            event_type: &event.event_type,
+            payload: &event.payload,
+            recorded_at: event.recorded_at,
+        }
+    }
+}
+
+/// One statement of a projection, with its parameters.
+pub struct Write {
+    pub sql: &'static str,
+    pub params: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>>,
+}
+
+impl Write {
+    /// Runs the statement on its own (rebuilds, followers).
+    pub async fn execute<C: GenericClient>(&self, client: &C) -> Result<u64, StoreError> {
+        let statement = client.prepare_cached(self.sql).await?;
+        Ok(client.execute(&statement, &self.param_refs()).await?)
+    }
+
+    pub fn param_refs(&self) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+        self.params
+            .iter()
+            .map(|p| &**p as &(dyn tokio_postgres::types::ToSql + Sync))
+            .collect()
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {

@@ -9,6 +9,8 @@
 //! another instance wrote a strand, a stream moved, a key was claimed before —
 //! it raises, nothing is written, and the batch takes the locked path.
 //!
+//! The inline projections' writes ride in the same pipeline, after the call.
+//!
 //! Requests in the batch are still decided one by one: a request that expects
 //! a version an earlier request of the batch moved is a conflict, decided here
 //! — correctly, because the database confirms the earlier request's footing.
@@ -16,7 +18,7 @@
 use deadpool_postgres::GenericClient;
 
 use super::plan::{now_micros, plan, strands_written, stream_guards, Claims, Versions};
-use super::{ClaimColumns, EventTexts, HeadColumns, Heads, Written};
+use super::{prepare_writes, run_writes, ClaimColumns, EventTexts, HeadColumns, Heads, Written};
 use crate::{AppendRequest, StoreError};
 
 const APPEND_PREDICTED: &str = "SELECT append_predicted($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
@@ -55,6 +57,8 @@ pub(super) async fn write_predicted<C: GenericClient>(
     let claims = ClaimColumns::of(&plan.new_claims);
     let rows = &plan.rows;
 
+    let projected = rows.inline_writes()?;
+    let projected_statements = prepare_writes(client, &projected).await?;
     let call = client.prepare_cached(APPEND_PREDICTED).await?;
     // One pipeline: BEGIN, the call, COMMIT. The COMMIT is awaited like the
     // rest, so a 2xx never rests on a commit that could still fail.
@@ -89,9 +93,10 @@ pub(super) async fn write_predicted<C: GenericClient>(
         &claims.fingerprints,
         &claims.responses,
     ];
-    let (_, row, _) = tokio::try_join!(
+    let (_, row, _, _) = tokio::try_join!(
         client.batch_execute("BEGIN"),
         client.query_one(&call, &params),
+        run_writes(client, &projected, &projected_statements),
         client.batch_execute("COMMIT"),
     )?;
     let last_position: Option<i64> = row.get(0);

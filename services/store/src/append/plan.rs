@@ -10,6 +10,9 @@ use opsledger_domain::chain::{self, lane_of, ChainedContent};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::projection::{Appended, Write};
+use crate::StoreError;
+
 use super::{
     AppendError, AppendOutcome, AppendRequest, ExpectedVersion, IdempotencyClaim, Outcome,
     StreamCommitted, PAYLOAD_LEN_MAX_BYTES,
@@ -76,6 +79,8 @@ pub(super) struct EventRows<'a> {
     pub schema_version: Vec<i32>,
     pub work_class: Vec<&'static str>,
     pub payload: Vec<&'a str>,
+    /// The payloads as values, for the inline projections.
+    pub values: Vec<&'a Value>,
     pub metadata: Vec<&'a str>,
     pub occurred_at: Vec<DateTime<Utc>>,
     pub recorded_at: Vec<DateTime<Utc>>,
@@ -260,6 +265,7 @@ pub(super) fn plan<'a>(
                     rows.schema_version.push(event.kind.schema_version);
                     rows.work_class.push(event.kind.work_class.as_str());
                     rows.payload.push(payload);
+                    rows.values.push(&event.payload);
                     rows.metadata.push(metadata);
                     rows.occurred_at.push(event.occurred_at);
                     rows.recorded_at.push(recorded_at);
@@ -296,6 +302,34 @@ pub(super) fn plan<'a>(
             committed,
         },
     })
+}
+
+impl EventRows<'_> {
+    /// What the inline projections write for these events, in their order.
+    pub fn inline_writes(&self) -> Result<Vec<Write>, StoreError> {
+        let mut writes = Vec::new();
+        for projection in crate::INLINE {
+            let events: Vec<Appended<'_>> = (0..self.event_id.len())
+                .filter(|&i| {
+                    projection
+                        .streams()
+                        .iter()
+                        .any(|p| self.stream_id[i].starts_with(p))
+                })
+                .map(|i| Appended {
+                    tenant_id: self.tenant_id[i],
+                    stream_id: self.stream_id[i],
+                    event_type: self.event_type[i],
+                    payload: self.values[i],
+                    recorded_at: self.recorded_at[i],
+                })
+                .collect();
+            if !events.is_empty() {
+                writes.extend(projection.writes(&events)?);
+            }
+        }
+        Ok(writes)
+    }
 }
 
 /// The strands a batch writes, each once, in key order (the lock order).
