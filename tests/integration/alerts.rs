@@ -701,5 +701,9 @@ async fn the_alerts_read_model_is_current_when_ingestion_answers_and_equals_its_
     )
     .await
     .unwrap();
-    assert_eq!(dump().await, kept, "the rebuild equals what the appends kept");
+    assert_eq!(
+        dump().await,
+        kept,
+        "the rebuild equals what the appends kept"
+    );
 }

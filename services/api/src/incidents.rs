@@ -6,6 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use opsledger_domain::access::{Actor, ClientScope, INCIDENT_READERS, RESPONDERS};
 use opsledger_domain::alert::{self, AlertEvent, Category, GroupEvent, Severity};
+use opsledger_domain::directory as dir;
 use opsledger_domain::incident::{
     self, Command, Incident, IncidentEvent, OperationsAction, Status, Triage, Visibility,
 };
@@ -80,15 +81,30 @@ fn fold(events: &[RecordedEvent]) -> Option<Incident> {
     })
 }
 
+/// The client that owns a service, from the service's own stream: a service
+/// registered a moment ago is already known, which the directory read model
+/// may not yet say. A service never changes hands.
+async fn client_of_service(
+    state: &AppState,
+    tenant: Uuid,
+    service: Uuid,
+) -> Result<Option<Uuid>, ApiError> {
+    let events = stream_events(state, tenant, &dir::service_stream(service), None).await?;
+    Ok(events.iter().find_map(|e| {
+        match dir::DirectoryEvent::from_stored(&e.event_type, &e.payload) {
+            Some(dir::DirectoryEvent::ServiceRegistered { client_id, .. }) => Some(client_id),
+            _ => None,
+        }
+    }))
+}
+
 /// Whether the caller may see incidents of this service.
 async fn visible(state: &AppState, actor: &Actor, service: Option<Uuid>) -> Result<bool, ApiError> {
     Ok(match actor.client_scope() {
         ClientScope::All => true,
         ClientScope::Nothing => false,
         ClientScope::Only(own) => match service {
-            Some(s) => {
-                store_inc::client_of_service(&state.pool, actor.tenant_id, s).await? == Some(own)
-            }
+            Some(s) => client_of_service(state, actor.tenant_id, s).await? == Some(own),
             None => false,
         },
     })
@@ -113,7 +129,7 @@ async fn load(
         return Err(not_found());
     }
     let client_id = match incident.service_id {
-        Some(s) => store_inc::client_of_service(&state.pool, actor.tenant_id, s).await?,
+        Some(s) => client_of_service(state, actor.tenant_id, s).await?,
         None => None,
     };
     Ok((incident, events, client_id))
@@ -227,7 +243,7 @@ async fn execute(
         .try_fold(incident, |i, e| incident::evolve(Some(i), e, now))
         .ok_or_else(|| ApiError::Internal("the incident vanished".into()))?;
     let client_id = match after.service_id {
-        Some(s) => store_inc::client_of_service(&state.pool, tenant, s).await?,
+        Some(s) => client_of_service(state, tenant, s).await?,
         None => None,
     };
     let alert_count = store_inc::alert_count(&state.pool, tenant, after.id, None).await?;
@@ -522,7 +538,7 @@ pub async fn incident_open(
     let incident = incident::evolve(None, &opened, now)
         .ok_or_else(|| ApiError::Internal("opening opened nothing".into()))?;
     let client_id = match body.service_id {
-        Some(s) => store_inc::client_of_service(&state.pool, actor.tenant_id, s).await?,
+        Some(s) => client_of_service(&state, actor.tenant_id, s).await?,
         None => None,
     };
     let view = IncidentView {

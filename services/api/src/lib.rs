@@ -49,6 +49,28 @@ pub struct AppState {
 /// document, so neither can drift from the other.
 fn table() -> Vec<(Method, &'static str, Route)> {
     vec![
+        // Ingestion first: actix tries routes in order, and these carry the
+        // most requests by far.
+        (
+            Method::POST,
+            "/api/v1/alerts",
+            web::post().to(integrations::alert_post),
+        ),
+        (
+            Method::POST,
+            "/api/v1/integrations/alertmanager",
+            web::post().to(integrations::alertmanager_post),
+        ),
+        (
+            Method::POST,
+            "/api/v1/integrations/pagerduty",
+            web::post().to(integrations::pagerduty_post),
+        ),
+        (
+            Method::POST,
+            "/api/v1/integrations/grafana",
+            web::post().to(integrations::grafana_post),
+        ),
         (Method::GET, "/healthz", web::get().to(system::healthz)),
         (Method::GET, "/readyz", web::get().to(system::readyz)),
         (Method::GET, "/metrics", web::get().to(system::metrics)),
@@ -84,11 +106,6 @@ fn table() -> Vec<(Method, &'static str, Route)> {
             web::get().to(directory::service_get),
         ),
         (
-            Method::POST,
-            "/api/v1/alerts",
-            web::post().to(integrations::alert_post),
-        ),
-        (
             Method::GET,
             "/api/v1/alerts",
             web::get().to(incidents::alert_list),
@@ -97,21 +114,6 @@ fn table() -> Vec<(Method, &'static str, Route)> {
             Method::GET,
             "/api/v1/alerts/{id}",
             web::get().to(incidents::alert_get),
-        ),
-        (
-            Method::POST,
-            "/api/v1/integrations/alertmanager",
-            web::post().to(integrations::alertmanager_post),
-        ),
-        (
-            Method::POST,
-            "/api/v1/integrations/pagerduty",
-            web::post().to(integrations::pagerduty_post),
-        ),
-        (
-            Method::POST,
-            "/api/v1/integrations/grafana",
-            web::post().to(integrations::grafana_post),
         ),
         (
             Method::GET,

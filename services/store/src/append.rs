@@ -722,77 +722,173 @@ impl Committer {
     }
 }
 
+/// Predicted batches of one committer in flight at once at most.
+const PIPELINE_DEPTH: usize = 2;
+/// Requests a batch needs to be sent while another is in flight. Starting a
+/// batch costs the database about as much as writing a few dozen requests
+/// (measured: ~1.3 ms against ~20 µs a request), so an early second batch
+/// pays only when it is that large; a smaller one waits for the first to
+/// commit, gathering more meanwhile. (P1 at 64 clients, alerts/s: 14.5k at
+/// 16, 15.5k at 28, 16.5k at 32, 13.5k at 40, where it never fills.)
+const PIPELINED_BATCH_MIN: usize = 32;
+
+/// A predicted batch sent and not yet answered.
+struct Sent {
+    jobs: Vec<Job>,
+    decided: plan::Decided,
+}
+
+type Answer = futures_util::future::BoxFuture<'static, Result<Option<i64>, StoreError>>;
+
+/// One committer: gathers waiting requests into batches and commits them in
+/// order, with up to [`PIPELINE_DEPTH`] predicted batches in flight on its own
+/// connection, so the database starts the next batch the moment the one
+/// before commits rather than a round trip later.
+struct CommitterTask {
+    pool: Pool,
+    committed: Arc<watch::Sender<u64>>,
+    paths: Arc<BatchPaths>,
+    /// The heads this committer's strands will have once everything it sent
+    /// commits: what lets it plan on predictions. Bounded by tenants × strands.
+    known: Heads,
+    /// Its own connection: one backend, kept warm, running its batches in order.
+    own: Option<fast::Client>,
+    sent: std::collections::VecDeque<Sent>,
+    answers: futures_util::stream::FuturesOrdered<Answer>,
+}
+
 async fn run_committer(
     pool: Pool,
     mut receiver: mpsc::Receiver<Job>,
     committed: Arc<watch::Sender<u64>>,
     paths: Arc<BatchPaths>,
 ) {
-    // The heads this committer left its strands at: what lets a batch take
-    // the predicted path. Bounded by tenants × strands.
-    let mut known = Heads::new();
-    // Its own connection for predicted batches: one backend, kept warm,
-    // instead of whichever the pool hands out.
-    let mut own: Option<deadpool_postgres::Object> = None;
+    use futures_util::StreamExt;
+    let mut task = CommitterTask {
+        pool,
+        committed,
+        paths,
+        known: Heads::new(),
+        own: None,
+        sent: Default::default(),
+        answers: Default::default(),
+    };
+    let mut pending: Vec<Job> = Vec::new();
+    let mut open = true;
     loop {
-        let mut jobs = Vec::new();
-        match receiver.recv().await {
-            Some(job) => jobs.push(job),
-            None => return,
+        let in_flight = task.answers.len();
+        if !pending.is_empty()
+            && (in_flight == 0
+                || (in_flight < PIPELINE_DEPTH && pending.len() >= PIPELINED_BATCH_MIN))
+        {
+            let rest = pending.split_off(pending.len().min(BATCH_REQUESTS_MAX));
+            let jobs = std::mem::replace(&mut pending, rest);
+            task.dispatch(jobs).await;
+            continue;
         }
-        while jobs.len() < BATCH_REQUESTS_MAX {
-            match receiver.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
-            }
+        if !open && in_flight == 0 {
+            return;
         }
-        if known.len() > KNOWN_HEADS_MAX {
-            known.clear();
+        tokio::select! {
+            biased;
+            Some(answer) = task.answers.next(), if in_flight > 0 => task.answered(answer).await,
+            job = receiver.recv(), if open && pending.len() < BATCH_REQUESTS_MAX => match job {
+                Some(job) => {
+                    pending.push(job);
+                    while pending.len() < BATCH_REQUESTS_MAX {
+                        match receiver.try_recv() {
+                            Ok(job) => pending.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                // Every handle is gone: finish what is pending, then stop.
+                None => open = false,
+            },
         }
-        let outcomes = commit_batch(&pool, &mut own, &jobs, &mut known, &paths).await;
-        reply(jobs, outcomes, &committed);
     }
 }
 
-/// A committer's batch: the predicted path when this committer knows the
-/// heads of every strand written, else (or when the database finds a
-/// prediction wrong) the locked path. `known` follows every commit.
-async fn commit_batch(
-    pool: &Pool,
-    own: &mut Option<deadpool_postgres::Object>,
-    jobs: &[Job],
-    known: &mut Heads,
-    paths: &BatchPaths,
-) -> Vec<Outcome> {
-    let requests: Vec<(&AppendRequest, &EventTexts)> =
-        jobs.iter().map(|j| (&j.request, &j.texts)).collect();
-    if own.as_ref().is_some_and(|c| c.is_closed()) {
-        *own = None;
+impl CommitterTask {
+    /// Sends a batch on predictions when it can; otherwise, once everything
+    /// in flight is settled, commits it by the locked path.
+    async fn dispatch(&mut self, jobs: Vec<Job>) {
+        if self.known.len() > KNOWN_HEADS_MAX && self.answers.is_empty() {
+            self.known.clear();
+        }
+        if self.own.as_ref().is_some_and(|c| c.is_closed()) {
+            self.own = None;
+        }
+        if self.own.is_none() {
+            self.own = self.pool.get().await.ok().map(Arc::new);
+        }
+        let requests: Vec<(&AppendRequest, &EventTexts)> =
+            jobs.iter().map(|j| (&j.request, &j.texts)).collect();
+        let predicted = fast::plan_predicted(&requests, &self.known);
+        drop(requests);
+        if let (Ok(Some(predicted)), Some(client)) = (predicted, &self.own) {
+            self.known.extend(predicted.heads);
+            let (client, call) = (client.clone(), predicted.call);
+            self.answers
+                .push_back(Box::pin(async move { fast::send(&client, &call).await }));
+            self.sent.push_back(Sent {
+                jobs,
+                decided: predicted.decided,
+            });
+            return;
+        }
+        self.settle().await;
+        let outcomes = self.commit_locked(&jobs).await;
+        reply(jobs, outcomes, &self.committed);
     }
-    if own.is_none() {
-        *own = pool.get().await.ok();
-    }
-    if let Some(client) = own {
-        match fast::write_predicted(client, &requests, known).await {
-            Ok(Some(written)) => {
-                paths.predicted.fetch_add(1, Ordering::Relaxed);
-                known.extend(written.heads);
-                return written.outcomes;
-            }
-            Ok(None) => {}
+
+    /// Handles the answer to the oldest batch in flight.
+    async fn answered(&mut self, answer: Result<Option<i64>, StoreError>) {
+        let batch = self.sent.pop_front().expect("one sent batch per answer");
+        match answer {
+            Ok(last_position) => self.committed_batch(batch, last_position),
             Err(e) => {
-                // A prediction the database refused (another instance moved a
-                // strand or a stream) or a key claimed before: forget what
-                // this committer believed and read.
+                // Refused: so will be the batches planned on it. Settle them,
+                // then take the locked path for this one.
                 tracing::debug!(error = %e, "predicted append refused; taking the locked path");
-                known.clear();
-                if client.batch_execute("ROLLBACK").await.is_err() {
-                    *own = None;
-                }
+                self.settle().await;
+                self.known.clear();
+                let outcomes = self.commit_locked(&batch.jobs).await;
+                reply(batch.jobs, outcomes, &self.committed);
             }
         }
     }
-    commit_locked_batch(pool, jobs, known, paths).await
+
+    fn committed_batch(&self, batch: Sent, last_position: Option<i64>) {
+        self.paths.predicted.fetch_add(1, Ordering::Relaxed);
+        let outcomes = batch.decided.finish(last_position.unwrap_or(0));
+        reply(batch.jobs, outcomes, &self.committed);
+    }
+
+    /// Waits for every batch in flight, committing the refused ones by the
+    /// locked path, in order.
+    async fn settle(&mut self) {
+        use futures_util::StreamExt;
+        let mut refused = Vec::new();
+        while let Some(answer) = self.answers.next().await {
+            let batch = self.sent.pop_front().expect("one sent batch per answer");
+            match answer {
+                Ok(last_position) => self.committed_batch(batch, last_position),
+                Err(_) => refused.push(batch.jobs),
+            }
+        }
+        if !refused.is_empty() {
+            self.known.clear();
+        }
+        for jobs in refused {
+            let outcomes = self.commit_locked(&jobs).await;
+            reply(jobs, outcomes, &self.committed);
+        }
+    }
+
+    async fn commit_locked(&mut self, jobs: &[Job]) -> Vec<Outcome> {
+        commit_locked_batch(&self.pool, jobs, &mut self.known, &self.paths).await
+    }
 }
 
 /// The locked path for a committer's batch. An unexpected database error

@@ -626,22 +626,6 @@ pub async fn list_alerts(
         .collect())
 }
 
-/// The client of a service, read from the directory's read model.
-pub async fn client_of_service(
-    pool: &Pool,
-    tenant: Uuid,
-    service: Uuid,
-) -> Result<Option<Uuid>, StoreError> {
-    let client = pool.get().await?;
-    Ok(client
-        .query_opt(
-            "SELECT client_id FROM proj_services WHERE tenant_id = $1 AND service_id = $2",
-            &[&tenant, &service],
-        )
-        .await?
-        .map(|r| r.get(0)))
-}
-
 /// A firing alert its source stopped refreshing.
 #[derive(Debug, Clone)]
 pub struct StaleAlert {

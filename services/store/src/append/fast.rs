@@ -17,21 +17,64 @@
 
 use deadpool_postgres::GenericClient;
 
-use super::plan::{now_micros, plan, strands_written, stream_guards, Claims, Versions};
-use super::{prepare_writes, run_writes, ClaimColumns, EventTexts, HeadColumns, Heads, Written};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::plan::{now_micros, plan, strands_written, stream_guards, Claims, Decided, Versions};
+use super::{prepare_writes, run_writes, ClaimColumns, EventTexts, HeadColumns, Heads};
+use crate::projection::Write;
 use crate::{AppendRequest, StoreError};
 
 const APPEND_PREDICTED: &str = "SELECT append_predicted($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
      $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)";
 
-/// Writes the batch on predictions, if this committer can make them all:
-/// `Ok(None)` when it cannot (a strand it never wrote, an append that accepts
-/// any version), `Err` when the database refused one.
-pub(super) async fn write_predicted<C: GenericClient>(
-    client: &C,
+/// A batch planned on predictions: what it sends, owned, so its call can be
+/// in flight while the committer plans the next batch.
+pub(super) struct Predicted {
+    pub call: Call,
+    /// The heads of the strands written, once this batch commits.
+    pub heads: Heads,
+    pub decided: Decided,
+}
+
+/// The arguments of one `append_predicted` call, and the inline projections'
+/// writes that follow it.
+pub(super) struct Call {
+    before: HeadColumns,
+    after: HeadColumns,
+    guard_keys: Vec<i64>,
+    guard_exclusive: Vec<bool>,
+    check_tenants: Vec<Uuid>,
+    check_streams: Vec<String>,
+    check_versions: Vec<i64>,
+    event_id: Vec<Uuid>,
+    tenant_id: Vec<Uuid>,
+    stream_id: Vec<String>,
+    stream_version: Vec<i64>,
+    event_type: Vec<&'static str>,
+    schema_version: Vec<i32>,
+    work_class: Vec<&'static str>,
+    payload: Vec<String>,
+    metadata: Vec<String>,
+    occurred_at: Vec<DateTime<Utc>>,
+    recorded_at: Vec<DateTime<Utc>>,
+    chain_lane: Vec<i16>,
+    prev_hash: Vec<Vec<u8>>,
+    hash: Vec<Vec<u8>>,
+    claim_tenants: Vec<Uuid>,
+    claim_keys: Vec<String>,
+    claim_fingerprints: Vec<String>,
+    claim_responses: Vec<String>,
+    projected: Vec<Write>,
+}
+
+/// Plans the batch on `known` heads and the requests' expectations: `None`
+/// when that is impossible (a strand this committer never wrote, an append
+/// that accepts any version).
+pub(super) fn plan_predicted(
     requests: &[(&AppendRequest, &EventTexts)],
     known: &Heads,
-) -> Result<Option<Written>, StoreError> {
+) -> Result<Option<Predicted>, StoreError> {
     let plain: Vec<&AppendRequest> = requests.iter().map(|(r, _)| *r).collect();
     let strands = strands_written(&plain);
     let mut heads = Heads::with_capacity(strands.len());
@@ -49,59 +92,104 @@ pub(super) async fn write_predicted<C: GenericClient>(
     let Versions::Predicted { checks, .. } = versions else {
         unreachable!("planned on predictions")
     };
-    let after = HeadColumns::of(&strands, &plan.heads);
     let (guard_keys, guard_exclusive) = stream_guards(&plain);
-    let check_tenants: Vec<uuid::Uuid> = checks.iter().map(|c| c.0).collect();
-    let check_streams: Vec<&str> = checks.iter().map(|c| c.1).collect();
-    let check_versions: Vec<i64> = checks.iter().map(|c| c.2).collect();
     let claims = ClaimColumns::of(&plan.new_claims);
-    let rows = &plan.rows;
-
-    let projected = rows.inline_writes()?;
-    let projected_statements = prepare_writes(client, &projected).await?;
-    let call = client.prepare_cached(APPEND_PREDICTED).await?;
-    // One pipeline: BEGIN, the call, COMMIT. The COMMIT is awaited like the
-    // rest, so a 2xx never rests on a commit that could still fail.
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 29] = [
-        &before.tenants,
-        &before.lanes,
-        &before.hashes,
-        &before.counts,
-        &after.hashes,
-        &after.counts,
-        &guard_keys,
-        &guard_exclusive,
-        &check_tenants,
-        &check_streams,
-        &check_versions,
-        &rows.event_id,
-        &rows.tenant_id,
-        &rows.stream_id,
-        &rows.stream_version,
-        &rows.event_type,
-        &rows.schema_version,
-        &rows.work_class,
-        &rows.payload,
-        &rows.metadata,
-        &rows.occurred_at,
-        &rows.recorded_at,
-        &rows.chain_lane,
-        &rows.prev_hash,
-        &rows.hash,
-        &claims.tenants,
-        &claims.keys,
-        &claims.fingerprints,
-        &claims.responses,
-    ];
-    let (_, row, _, _) = tokio::try_join!(
-        client.batch_execute("BEGIN"),
-        client.query_one(&call, &params),
-        run_writes(client, &projected, &projected_statements),
-        client.batch_execute("COMMIT"),
-    )?;
-    let last_position: Option<i64> = row.get(0);
-    Ok(Some(Written {
-        outcomes: plan.decided.finish(last_position.unwrap_or(0)),
+    let projected = plan.rows.inline_writes()?;
+    let rows = plan.rows;
+    let owned = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<String>>();
+    let call = Call {
+        after: HeadColumns::of(&strands, &plan.heads),
+        before,
+        guard_keys,
+        guard_exclusive,
+        check_tenants: checks.iter().map(|c| c.0).collect(),
+        check_streams: checks.iter().map(|c| c.1.to_owned()).collect(),
+        check_versions: checks.iter().map(|c| c.2).collect(),
+        event_id: rows.event_id,
+        tenant_id: rows.tenant_id,
+        stream_id: owned(&rows.stream_id),
+        stream_version: rows.stream_version,
+        event_type: rows.event_type,
+        schema_version: rows.schema_version,
+        work_class: rows.work_class,
+        payload: owned(&rows.payload),
+        metadata: owned(&rows.metadata),
+        occurred_at: rows.occurred_at,
+        recorded_at: rows.recorded_at,
+        chain_lane: rows.chain_lane,
+        prev_hash: rows.prev_hash,
+        hash: rows.hash,
+        claim_tenants: claims.tenants,
+        claim_keys: owned(&claims.keys),
+        claim_fingerprints: owned(&claims.fingerprints),
+        claim_responses: claims.responses,
+        projected,
+    };
+    Ok(Some(Predicted {
+        call,
         heads: plan.heads,
+        decided: plan.decided,
     }))
+}
+
+/// A committer's own connection, shared by the batches it has in flight.
+pub(super) type Client = std::sync::Arc<deadpool_postgres::Object>;
+
+/// Sends a planned batch on the committer's own connection: BEGIN, the call,
+/// the inline projections' writes and COMMIT in one pipeline, the COMMIT
+/// awaited like the rest, so a 2xx never rests on a commit that could still
+/// fail. Batches sent one after another on one connection run in that order,
+/// each right after the one before. Returns the batch's last position; `Err`
+/// when the database refused a prediction (or failed), with nothing written.
+pub(super) async fn send(client: &Client, call: &Call) -> Result<Option<i64>, StoreError> {
+    let client: &deadpool_postgres::Object = client;
+    let statement = client.prepare_cached(APPEND_PREDICTED).await?;
+    let projected_statements = prepare_writes(client, &call.projected).await?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 29] = [
+        &call.before.tenants,
+        &call.before.lanes,
+        &call.before.hashes,
+        &call.before.counts,
+        &call.after.hashes,
+        &call.after.counts,
+        &call.guard_keys,
+        &call.guard_exclusive,
+        &call.check_tenants,
+        &call.check_streams,
+        &call.check_versions,
+        &call.event_id,
+        &call.tenant_id,
+        &call.stream_id,
+        &call.stream_version,
+        &call.event_type,
+        &call.schema_version,
+        &call.work_class,
+        &call.payload,
+        &call.metadata,
+        &call.occurred_at,
+        &call.recorded_at,
+        &call.chain_lane,
+        &call.prev_hash,
+        &call.hash,
+        &call.claim_tenants,
+        &call.claim_keys,
+        &call.claim_fingerprints,
+        &call.claim_responses,
+    ];
+    let sent = tokio::try_join!(
+        client.batch_execute("BEGIN"),
+        client.query_one(&statement, &params),
+        run_writes(client, &call.projected, &projected_statements),
+        client.batch_execute("COMMIT"),
+    );
+    match sent {
+        Ok((_, row, _, _)) => Ok(row.get(0)),
+        Err(e) => {
+            // The pipeline's COMMIT ended the failed transaction; should it
+            // not have run, this does. It follows every batch already sent
+            // on the connection, so it can only end this one's transaction.
+            let _ = client.batch_execute("ROLLBACK").await;
+            Err(e.into())
+        }
+    }
 }
