@@ -21,12 +21,32 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::plan::{now_micros, plan, strands_written, stream_guards, Claims, Decided, Versions};
-use super::{prepare_writes, run_writes, ClaimColumns, EventTexts, HeadColumns, Heads};
+use super::{
+    prepare_writes, run_writes, ClaimColumns, EventTexts, HeadColumns, Heads, GUARD_STREAMS,
+    INSERT_CLAIMS, INSERT_EVENTS, UPDATE_HEADS,
+};
 use crate::projection::Write;
 use crate::{AppendRequest, StoreError};
 
-const APPEND_PREDICTED: &str = "SELECT append_predicted($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-     $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)";
+// Locks the heads of the strands written, in key order, and refuses unless
+// every one is where this committer left it.
+const CHECK_HEADS: &str =
+    "SELECT append_refused('a strand head is not where this committer left it') \
+     FROM (SELECT count(*) FILTER (WHERE locked.as_predicted) AS n \
+           FROM (SELECT h.last_hash = u.p AND h.event_count = u.c AS as_predicted \
+                 FROM tenant_chain_heads h \
+                 JOIN unnest($1::uuid[], $2::int2[], $3::bytea[], $4::int8[]) AS u(t, l, p, c) \
+                   ON h.tenant_id = u.t AND h.chain_lane = u.l \
+                 ORDER BY h.tenant_id, h.chain_lane \
+                 FOR UPDATE OF h) AS locked) AS heads \
+     WHERE heads.n <> cardinality($1::uuid[])";
+// Under the guards: refuses unless every stream is at the predicted version.
+const CHECK_VERSIONS: &str =
+    "SELECT append_refused('a stream is not at the version its append expected') \
+     FROM unnest($1::uuid[], $2::text[], $3::int8[]) AS u(t, s, v) \
+     WHERE coalesce((SELECT max(e.stream_version) FROM events e \
+                     WHERE e.tenant_id = u.t AND e.stream_id = u.s), 0) <> u.v \
+     LIMIT 1";
 
 /// A batch planned on predictions: what it sends, owned, so its call can be
 /// in flight while the committer plans the next batch.
@@ -143,47 +163,117 @@ pub(super) type Client = std::sync::Arc<deadpool_postgres::Object>;
 /// when the database refused a prediction (or failed), with nothing written.
 pub(super) async fn send(client: &Client, call: &Call) -> Result<Option<i64>, StoreError> {
     let client: &deadpool_postgres::Object = client;
-    let statement = client.prepare_cached(APPEND_PREDICTED).await?;
+    let check_heads = client.prepare_cached(CHECK_HEADS).await?;
+    let guard = client.prepare_cached(GUARD_STREAMS).await?;
+    let check_versions = client.prepare_cached(CHECK_VERSIONS).await?;
+    let insert = client.prepare_cached(INSERT_EVENTS).await?;
+    let update = client.prepare_cached(UPDATE_HEADS).await?;
+    let insert_claims = client.prepare_cached(INSERT_CLAIMS).await?;
     let projected_statements = prepare_writes(client, &call.projected).await?;
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 29] = [
-        &call.before.tenants,
-        &call.before.lanes,
-        &call.before.hashes,
-        &call.before.counts,
-        &call.after.hashes,
-        &call.after.counts,
-        &call.guard_keys,
-        &call.guard_exclusive,
-        &call.check_tenants,
-        &call.check_streams,
-        &call.check_versions,
-        &call.event_id,
-        &call.tenant_id,
-        &call.stream_id,
-        &call.stream_version,
-        &call.event_type,
-        &call.schema_version,
-        &call.work_class,
-        &call.payload,
-        &call.metadata,
-        &call.occurred_at,
-        &call.recorded_at,
-        &call.chain_lane,
-        &call.prev_hash,
-        &call.hash,
-        &call.claim_tenants,
-        &call.claim_keys,
-        &call.claim_fingerprints,
-        &call.claim_responses,
-    ];
+    let anything = !call.event_id.is_empty();
+    // Every statement is sent when first polled, in this order, so the whole
+    // batch is one pipeline.
     let sent = tokio::try_join!(
         client.batch_execute("BEGIN"),
-        client.query_one(&statement, &params),
+        async {
+            client
+                .query(
+                    &check_heads,
+                    &[
+                        &call.before.tenants,
+                        &call.before.lanes,
+                        &call.before.hashes,
+                        &call.before.counts,
+                    ],
+                )
+                .await
+        },
+        async {
+            client
+                .query(&guard, &[&call.guard_keys, &call.guard_exclusive])
+                .await
+        },
+        async {
+            client
+                .query(
+                    &check_versions,
+                    &[
+                        &call.check_tenants,
+                        &call.check_streams,
+                        &call.check_versions,
+                    ],
+                )
+                .await
+        },
+        async {
+            if anything {
+                client
+                    .query(
+                        &insert,
+                        &[
+                            &call.event_id,
+                            &call.tenant_id,
+                            &call.stream_id,
+                            &call.stream_version,
+                            &call.event_type,
+                            &call.schema_version,
+                            &call.work_class,
+                            &call.payload,
+                            &call.metadata,
+                            &call.occurred_at,
+                            &call.recorded_at,
+                            &call.chain_lane,
+                            &call.prev_hash,
+                            &call.hash,
+                        ],
+                    )
+                    .await
+            } else {
+                Ok(Vec::new())
+            }
+        },
+        async {
+            if anything {
+                client
+                    .execute(
+                        &update,
+                        &[
+                            &call.before.tenants,
+                            &call.before.lanes,
+                            &call.after.hashes,
+                            &call.after.counts,
+                        ],
+                    )
+                    .await
+            } else {
+                Ok(0)
+            }
+        },
+        async {
+            if call.claim_tenants.is_empty() {
+                Ok(0)
+            } else {
+                client
+                    .execute(
+                        &insert_claims,
+                        &[
+                            &call.claim_tenants,
+                            &call.claim_keys,
+                            &call.claim_fingerprints,
+                            &call.claim_responses,
+                        ],
+                    )
+                    .await
+            }
+        },
         run_writes(client, &call.projected, &projected_statements),
         client.batch_execute("COMMIT"),
     );
     match sent {
-        Ok((_, row, _, _)) => Ok(row.get(0)),
+        Ok((_, _, _, _, inserted, _, _, _, _)) => {
+            Ok(inserted.first().and_then(|r| r.get::<_, Option<i64>>(0)))
+        }
+
         Err(e) => {
             // The pipeline's COMMIT ended the failed transaction; should it
             // not have run, this does. It follows every batch already sent
