@@ -478,12 +478,18 @@ async fn a_client_sees_only_its_own_incidents_and_never_internal_notes() {
         (all["items"].as_array().unwrap().len() == 2).then_some(())
     })
     .await;
-    let listed: Value = app
-        .get("/api/v1/incidents", &me)
-        .await
-        .json()
-        .await
-        .unwrap();
+    // The list asks the directory read model whose client a service is; it
+    // follows the log like the incidents' and may be a moment behind it.
+    let listed: Value = eventually("the client's incident is listed", || async {
+        let listed: Value = app
+            .get("/api/v1/incidents", &me)
+            .await
+            .json()
+            .await
+            .unwrap();
+        (!listed["items"].as_array().unwrap().is_empty()).then_some(listed)
+    })
+    .await;
     assert_eq!(listed["items"].as_array().unwrap().len(), 1);
     assert_eq!(listed["items"][0]["id"], my_id);
     // Clients read; they do not respond.

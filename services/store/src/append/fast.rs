@@ -109,9 +109,17 @@ pub(super) fn plan_predicted(
     let Ok(plan) = plan(requests, &mut versions, heads, Claims::new(), now_micros()) else {
         return Ok(None);
     };
-    let Versions::Predicted { checks, .. } = versions else {
+    let Versions::Predicted { mut checks, .. } = versions else {
         unreachable!("planned on predictions")
     };
+    // A stream predicted empty that the batch starts needs no check: its
+    // version 1 would collide in the unique index if it had any event. In an
+    // alert storm of new dedup keys that is every alert's stream.
+    let started: std::collections::HashSet<(Uuid, &str)> = (0..plan.rows.event_id.len())
+        .filter(|&i| plan.rows.stream_version[i] == 1)
+        .map(|i| (plan.rows.tenant_id[i], plan.rows.stream_id[i]))
+        .collect();
+    checks.retain(|(t, s, v)| !(*v == 0 && started.contains(&(*t, *s))));
     let (guard_keys, guard_exclusive) = stream_guards(&plain);
     let claims = ClaimColumns::of(&plan.new_claims);
     let projected = plan.rows.inline_writes()?;
