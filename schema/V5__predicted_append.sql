@@ -12,3 +12,10 @@ BEGIN
     RAISE EXCEPTION 'predicted append refused: %', reason USING ERRCODE = 'OL409';
 END
 $$;
+
+-- An alert's labels and recorded decision are kept and shown, never queried
+-- inside: json (checked, stored as sent) costs every receipt less than jsonb
+-- (parsed into a binary form).
+ALTER TABLE proj_alerts
+    ALTER COLUMN labels TYPE json USING labels::json,
+    ALTER COLUMN decision TYPE json USING decision::json;

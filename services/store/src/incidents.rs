@@ -203,8 +203,8 @@ const INSERT_ALERTS: &str =
        first_seen, last_seen, incident_id, decision) \
      SELECT t, a, dk, gk, src, svc, sref, summ, sev, cat, lab, f, r, sa, ea, seen, seen, inc, dec \
      FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::uuid[], \
-       $7::text[], $8::text[], $9::text[], $10::text[], $11::jsonb[], $12::bool[], $13::int8[], \
-       $14::timestamptz[], $15::timestamptz[], $16::timestamptz[], $17::uuid[], $18::jsonb[]) \
+       $7::text[], $8::text[], $9::text[], $10::text[], $11::json[], $12::bool[], $13::int8[], \
+       $14::timestamptz[], $15::timestamptz[], $16::timestamptz[], $17::uuid[], $18::json[]) \
        AS u(t, a, dk, gk, src, svc, sref, summ, sev, cat, lab, f, r, sa, ea, seen, inc, dec) \
      ON CONFLICT (tenant_id, alert_id) DO NOTHING";
 const UPDATE_REPEATS: &str =
