@@ -305,6 +305,22 @@ pub async fn rebuild(pool: &Pool, projection: &dyn Projection) -> Result<u64, St
         &[&projection.name()],
     )
     .await?;
+    if projection.inline() {
+        // Kept by the appends: they wait on the TRUNCATE's lock until this
+        // commits, and then write their own events' rows.
+        let mut position = 0;
+        let mut replayed = 0u64;
+        loop {
+            let events =
+                read::read_all_of(&tx, position, REBUILD_PAGE_EVENTS, projection.streams()).await?;
+            let Some(tail) = events.last() else { break };
+            position = tail.position;
+            projection.apply_batch(&tx, &events).await?;
+            replayed += events.len() as u64;
+        }
+        tx.commit().await?;
+        return Ok(replayed);
+    }
     let mut cursor = Cursor::START;
     let mut replayed = 0u64;
     let mut last = None;

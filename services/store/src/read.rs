@@ -119,17 +119,7 @@ pub async fn read_after_of<C: GenericClient>(
     limit: i64,
     prefixes: &[&str],
 ) -> Result<Followed, StoreError> {
-    let patterns: Vec<String> = prefixes
-        .iter()
-        .map(|p| {
-            format!(
-                "{}%",
-                p.replace('\\', "\\\\")
-                    .replace('%', "\\%")
-                    .replace('_', "\\_")
-            )
-        })
-        .collect();
+    let patterns = like_prefixes(prefixes);
     let stmt = client
         .prepare_cached(
             "WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon) \
@@ -167,6 +157,43 @@ pub async fn read_after_of<C: GenericClient>(
         }),
     };
     Ok(Followed { events, next })
+}
+
+/// Every committed event of streams starting with one of `prefixes` after
+/// `position`, in position order, up to `limit`: for rebuilding an inline
+/// projection, whose tables the rebuild holds locked, so that no writer of
+/// them can commit meanwhile and a late commit cannot slip behind the reader.
+/// It reads past the horizon, since the events above it are the inline
+/// projection's too.
+pub async fn read_all_of<C: GenericClient>(
+    client: &C,
+    position: i64,
+    limit: i64,
+    prefixes: &[&str],
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let patterns = like_prefixes(prefixes);
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events WHERE position > $1 AND stream_id LIKE ANY($3) \
+         ORDER BY position LIMIT $2"
+    );
+    let stmt = client.prepare_cached(&sql).await?;
+    let rows = client.query(&stmt, &[&position, &limit, &patterns]).await?;
+    rows.iter().map(decode).collect()
+}
+
+/// `LIKE` patterns matching ids that start with one of `prefixes`.
+fn like_prefixes(prefixes: &[&str]) -> Vec<String> {
+    prefixes
+        .iter()
+        .map(|p| {
+            format!(
+                "{}%",
+                p.replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            )
+        })
+        .collect()
 }
 
 /// One stream's events in version order; with `as_of`, only those recorded
