@@ -19,3 +19,9 @@ $$;
 ALTER TABLE proj_alerts
     ALTER COLUMN labels TYPE json USING labels::json,
     ALTER COLUMN decision TYPE json USING decision::json;
+
+-- The expiry worker's question (firing, and ended or not refreshed) has an OR
+-- that this index on ends_at cannot answer alone, so the planner never used
+-- it, while every receipt paid for it. The partial index on firing alerts'
+-- groups bounds that scan to the alerts still firing.
+DROP INDEX proj_alerts_firing_ends;
