@@ -10,6 +10,12 @@
 //! another's; an unexpected database error fails the batch, which is then
 //! retried one request per transaction so a poisoned request cannot take its
 //! neighbours down with it.
+//!
+//! Two write paths, one plan (`plan`): the predicted path (`fast`) plans on
+//! what the committer expects the strands and streams to be and lets the
+//! database check it, in one round trip; the locked path reads them under
+//! its locks first, in two. Inline projections (`projection::Inline`) write
+//! in the same transaction either way.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
