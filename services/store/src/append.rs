@@ -409,91 +409,104 @@ async fn write_locked<C: GenericClient>(
     )
     .map_err(|_| StoreError::Corrupt("a written strand's head was not locked".into()))?;
 
-    // Round trip 2: insert, move the chain heads, keep the keys, commit.
-    let insert = client.prepare_cached(INSERT_EVENTS).await?;
-    let update = client.prepare_cached(UPDATE_HEADS).await?;
-    let insert_claims = client.prepare_cached(INSERT_CLAIMS).await?;
-    let heads = HeadColumns::of(&strands, &plan.heads);
-    let claims = ClaimColumns::of(&plan.new_claims);
-    let rows = &plan.rows;
-    let projected = rows.inline_writes()?;
-    let projected_statements = prepare_writes(client, &projected).await?;
-    let anything = !rows.event_id.is_empty();
-    let (inserted, _, _, _, _) = tokio::try_join!(
-        async {
-            if anything {
-                client
-                    .query(
-                        &insert,
-                        &[
-                            &rows.event_id,
-                            &rows.tenant_id,
-                            &rows.stream_id,
-                            &rows.stream_version,
-                            &rows.event_type,
-                            &rows.schema_version,
-                            &rows.work_class,
-                            &rows.payload,
-                            &rows.metadata,
-                            &rows.occurred_at,
-                            &rows.recorded_at,
-                            &rows.chain_lane,
-                            &rows.prev_hash,
-                            &rows.hash,
-                        ],
-                    )
-                    .await
-            } else {
-                Ok(Vec::new())
-            }
-        },
-        async {
-            if anything {
-                client
-                    .execute(
-                        &update,
-                        &[&heads.tenants, &heads.lanes, &heads.hashes, &heads.counts],
-                    )
-                    .await
-            } else {
-                Ok(0)
-            }
-        },
-        async {
-            if claims.tenants.is_empty() {
-                Ok(0)
-            } else {
-                client
-                    .execute(
-                        &insert_claims,
-                        &[
-                            &claims.tenants,
-                            &claims.keys,
-                            &claims.fingerprints,
-                            &claims.responses,
-                        ],
-                    )
-                    .await
-            }
-        },
-        run_writes(client, &projected, &projected_statements),
-        async {
-            match owner {
-                TxOwner::Batch => client.batch_execute("COMMIT").await,
-                TxOwner::Caller => Ok(()),
-            }
-        },
-    )?;
-    // The batch's last position: every request's events are at or before it,
-    // which is what a reader waiting for its own writes needs to know.
-    let last_position: i64 = inserted
-        .first()
-        .and_then(|r| r.get::<_, Option<i64>>(0))
-        .unwrap_or(0);
+    // Round trip 2: insert, move the chain heads, keep the keys, project,
+    // commit.
+    let writes = batch_writes(&plan, &strands)?;
+    let statements = prepare_writes(client, &writes).await?;
+    let (written, _) = tokio::try_join!(run_writes(client, &writes, &statements), async {
+        match owner {
+            TxOwner::Batch => client.batch_execute("COMMIT").await,
+            TxOwner::Caller => Ok(()),
+        }
+    })?;
     Ok(Written {
-        outcomes: plan.decided.finish(last_position),
+        outcomes: plan.decided.finish(last_position(&written)),
         heads: plan.heads,
     })
+}
+
+/// A planned batch's writes, in order: its events first (answering the
+/// batch's last position), its strands' new heads, its new idempotency keys,
+/// and its inline projections' writes. Owned, so a batch can be in flight
+/// while the next is planned.
+fn batch_writes(plan: &plan::Plan<'_>, strands: &[(Uuid, i16)]) -> Result<Vec<Write>, StoreError> {
+    let rows = &plan.rows;
+    if rows.event_id.is_empty() {
+        // Every request of the batch was refused or replayed.
+        return Ok(Vec::new());
+    }
+    let owned = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<String>>();
+    let heads = HeadColumns::of(strands, &plan.heads);
+    let mut writes = vec![
+        Write {
+            sql: INSERT_EVENTS,
+            params: vec![
+                Box::new(rows.event_id.clone()),
+                Box::new(rows.tenant_id.clone()),
+                Box::new(owned(&rows.stream_id)),
+                Box::new(rows.stream_version.clone()),
+                Box::new(rows.event_type.clone()),
+                Box::new(rows.schema_version.clone()),
+                Box::new(rows.work_class.clone()),
+                Box::new(owned(&rows.payload)),
+                Box::new(owned(&rows.metadata)),
+                Box::new(rows.occurred_at.clone()),
+                Box::new(rows.recorded_at.clone()),
+                Box::new(rows.chain_lane.clone()),
+                Box::new(rows.prev_hash.clone()),
+                Box::new(rows.hash.clone()),
+            ],
+        },
+        Write {
+            sql: UPDATE_HEADS,
+            params: vec![
+                Box::new(heads.tenants),
+                Box::new(heads.lanes),
+                Box::new(heads.hashes),
+                Box::new(heads.counts),
+            ],
+        },
+    ];
+    if !plan.new_claims.is_empty() {
+        let claims = &plan.new_claims;
+        writes.push(Write {
+            sql: INSERT_CLAIMS,
+            params: vec![
+                Box::new(claims.iter().map(|(t, _)| *t).collect::<Vec<Uuid>>()),
+                Box::new(
+                    claims
+                        .iter()
+                        .map(|(_, c)| c.key.clone())
+                        .collect::<Vec<_>>(),
+                ),
+                Box::new(
+                    claims
+                        .iter()
+                        .map(|(_, c)| c.fingerprint.clone())
+                        .collect::<Vec<_>>(),
+                ),
+                Box::new(
+                    claims
+                        .iter()
+                        .map(|(_, c)| c.response.to_string())
+                        .collect::<Vec<_>>(),
+                ),
+            ],
+        });
+    }
+    writes.extend(rows.inline_writes()?);
+    Ok(writes)
+}
+
+/// The batch's last position, from what [`run_writes`] answered: every
+/// request's events are at or before it, which is what a reader waiting for
+/// its own writes needs to know.
+fn last_position(answers: &[Vec<tokio_postgres::Row>]) -> i64 {
+    answers
+        .first()
+        .and_then(|rows| rows.first())
+        .and_then(|r| r.get::<_, Option<i64>>(0))
+        .unwrap_or(0)
 }
 
 /// Prepares the inline projections' statements (a round trip only the first
@@ -510,21 +523,21 @@ async fn prepare_writes<C: GenericClient>(
 }
 
 /// Sends every write when first polled, in order, so they travel in the
-/// caller's pipeline, inside its transaction, before its COMMIT.
+/// caller's pipeline, inside its transaction, before its COMMIT. Answers
+/// each write's rows.
 async fn run_writes<C: GenericClient>(
     client: &C,
     writes: &[Write],
     statements: &[tokio_postgres::Statement],
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<Vec<Vec<tokio_postgres::Row>>, tokio_postgres::Error> {
     let params: Vec<_> = writes.iter().map(Write::param_refs).collect();
     futures_util::future::try_join_all(
         statements
             .iter()
             .zip(&params)
-            .map(|(statement, params)| client.execute(statement, params)),
+            .map(|(statement, params)| client.query(statement, params)),
     )
-    .await?;
-    Ok(())
+    .await
 }
 
 /// Strand heads as columns, for `unnest`.
@@ -551,25 +564,6 @@ impl HeadColumns {
             columns.counts.push(head.count);
         }
         columns
-    }
-}
-
-/// New idempotency claims as columns, for `unnest`.
-struct ClaimColumns<'a> {
-    tenants: Vec<Uuid>,
-    keys: Vec<&'a str>,
-    fingerprints: Vec<&'a str>,
-    responses: Vec<String>,
-}
-
-impl<'a> ClaimColumns<'a> {
-    fn of(claims: &[(Uuid, &'a IdempotencyClaim)]) -> ClaimColumns<'a> {
-        ClaimColumns {
-            tenants: claims.iter().map(|(t, _)| *t).collect(),
-            keys: claims.iter().map(|(_, c)| c.key.as_str()).collect(),
-            fingerprints: claims.iter().map(|(_, c)| c.fingerprint.as_str()).collect(),
-            responses: claims.iter().map(|(_, c)| c.response.to_string()).collect(),
-        }
     }
 }
 
@@ -744,7 +738,7 @@ struct Sent {
     decided: plan::Decided,
 }
 
-type Answer = futures_util::future::BoxFuture<'static, Result<Option<i64>, StoreError>>;
+type Answer = futures_util::future::BoxFuture<'static, Result<i64, StoreError>>;
 
 /// One committer: gathers waiting requests into batches and commits them in
 /// order, with up to [`PIPELINE_DEPTH`] predicted batches in flight on its own
@@ -849,7 +843,7 @@ impl CommitterTask {
     }
 
     /// Handles the answer to the oldest batch in flight.
-    async fn answered(&mut self, answer: Result<Option<i64>, StoreError>) {
+    async fn answered(&mut self, answer: Result<i64, StoreError>) {
         let batch = self.sent.pop_front().expect("one sent batch per answer");
         match answer {
             Ok(last_position) => self.committed_batch(batch, last_position),
@@ -865,9 +859,9 @@ impl CommitterTask {
         }
     }
 
-    fn committed_batch(&self, batch: Sent, last_position: Option<i64>) {
+    fn committed_batch(&self, batch: Sent, last_position: i64) {
         self.paths.predicted.fetch_add(1, Ordering::Relaxed);
-        let outcomes = batch.decided.finish(last_position.unwrap_or(0));
+        let outcomes = batch.decided.finish(last_position);
         reply(batch.jobs, outcomes, &self.committed);
     }
 

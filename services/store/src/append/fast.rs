@@ -1,29 +1,34 @@
-//! The predicted path: a whole batch in one round trip.
+//! The predicted path: a whole batch in one round trip, and a second batch
+//! in flight behind it.
 //!
 //! A committer that last wrote a strand knows its head, and every request
 //! names the version it expects of each stream it touches. Planned on those
-//! predictions, the batch goes to the database as one call of
-//! `append_predicted` (schema V5), between BEGIN and COMMIT in the same
-//! pipeline. The function takes the locked path's locks in the same order and
-//! checks every prediction under them before writing; if any is wrong —
-//! another instance wrote a strand, a stream moved, a key was claimed before —
-//! it raises, nothing is written, and the batch takes the locked path.
-//!
-//! The inline projections' writes ride in the same pipeline, after the call.
+//! predictions, the batch goes to the database as one pipeline on the
+//! committer's own connection: BEGIN; lock the strand heads and check them;
+//! guard the streams; check their versions; the batch's writes (events,
+//! heads, keys, inline projections); COMMIT. The checks take the locked
+//! path's locks in the same order; if a prediction is wrong — another
+//! instance wrote a strand, a stream moved, a key was claimed before — they
+//! call `append_refused` (schema V5), which raises, nothing is written, and
+//! the batch takes the locked path.
 //!
 //! Requests in the batch are still decided one by one: a request that expects
 //! a version an earlier request of the batch moved is a conflict, decided here
 //! — correctly, because the database confirms the earlier request's footing.
+//!
+//! Because a plan needs no answer from the database, the next batch can be
+//! planned on the heads the previous one will leave and sent behind it on the
+//! same connection, where it runs the moment the first commits. If a batch is
+//! refused, those planned on it are refused too (their heads never appear),
+//! and each takes the locked path.
 
 use deadpool_postgres::GenericClient;
-
-use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::plan::{now_micros, plan, strands_written, stream_guards, Claims, Decided, Versions};
 use super::{
-    prepare_writes, run_writes, ClaimColumns, EventTexts, HeadColumns, Heads, GUARD_STREAMS,
-    INSERT_CLAIMS, INSERT_EVENTS, UPDATE_HEADS,
+    batch_writes, last_position, prepare_writes, run_writes, EventTexts, HeadColumns, Heads,
+    GUARD_STREAMS,
 };
 use crate::projection::Write;
 use crate::{AppendRequest, StoreError};
@@ -57,35 +62,15 @@ pub(super) struct Predicted {
     pub decided: Decided,
 }
 
-/// The arguments of one `append_predicted` call, and the inline projections'
-/// writes that follow it.
+/// What a predicted batch sends: the predictions to check, then its writes.
 pub(super) struct Call {
     before: HeadColumns,
-    after: HeadColumns,
     guard_keys: Vec<i64>,
     guard_exclusive: Vec<bool>,
     check_tenants: Vec<Uuid>,
     check_streams: Vec<String>,
     check_versions: Vec<i64>,
-    event_id: Vec<Uuid>,
-    tenant_id: Vec<Uuid>,
-    stream_id: Vec<String>,
-    stream_version: Vec<i64>,
-    event_type: Vec<&'static str>,
-    schema_version: Vec<i32>,
-    work_class: Vec<&'static str>,
-    payload: Vec<String>,
-    metadata: Vec<String>,
-    occurred_at: Vec<DateTime<Utc>>,
-    recorded_at: Vec<DateTime<Utc>>,
-    chain_lane: Vec<i16>,
-    prev_hash: Vec<Vec<u8>>,
-    hash: Vec<Vec<u8>>,
-    claim_tenants: Vec<Uuid>,
-    claim_keys: Vec<String>,
-    claim_fingerprints: Vec<String>,
-    claim_responses: Vec<String>,
-    projected: Vec<Write>,
+    writes: Vec<Write>,
 }
 
 /// Plans the batch on `known` heads and the requests' expectations: `None`
@@ -121,37 +106,14 @@ pub(super) fn plan_predicted(
         .collect();
     checks.retain(|(t, s, v)| !(*v == 0 && started.contains(&(*t, *s))));
     let (guard_keys, guard_exclusive) = stream_guards(&plain);
-    let claims = ClaimColumns::of(&plan.new_claims);
-    let projected = plan.rows.inline_writes()?;
-    let rows = plan.rows;
-    let owned = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<String>>();
     let call = Call {
-        after: HeadColumns::of(&strands, &plan.heads),
         before,
         guard_keys,
         guard_exclusive,
         check_tenants: checks.iter().map(|c| c.0).collect(),
         check_streams: checks.iter().map(|c| c.1.to_owned()).collect(),
         check_versions: checks.iter().map(|c| c.2).collect(),
-        event_id: rows.event_id,
-        tenant_id: rows.tenant_id,
-        stream_id: owned(&rows.stream_id),
-        stream_version: rows.stream_version,
-        event_type: rows.event_type,
-        schema_version: rows.schema_version,
-        work_class: rows.work_class,
-        payload: owned(&rows.payload),
-        metadata: owned(&rows.metadata),
-        occurred_at: rows.occurred_at,
-        recorded_at: rows.recorded_at,
-        chain_lane: rows.chain_lane,
-        prev_hash: rows.prev_hash,
-        hash: rows.hash,
-        claim_tenants: claims.tenants,
-        claim_keys: owned(&claims.keys),
-        claim_fingerprints: owned(&claims.fingerprints),
-        claim_responses: claims.responses,
-        projected,
+        writes: batch_writes(&plan, &strands)?,
     };
     Ok(Some(Predicted {
         call,
@@ -163,22 +125,18 @@ pub(super) fn plan_predicted(
 /// A committer's own connection, shared by the batches it has in flight.
 pub(super) type Client = std::sync::Arc<deadpool_postgres::Object>;
 
-/// Sends a planned batch on the committer's own connection: BEGIN, the call,
-/// the inline projections' writes and COMMIT in one pipeline, the COMMIT
+/// Sends a planned batch on the committer's own connection: BEGIN, the
+/// checks, the batch's writes and COMMIT in one pipeline, the COMMIT
 /// awaited like the rest, so a 2xx never rests on a commit that could still
 /// fail. Batches sent one after another on one connection run in that order,
 /// each right after the one before. Returns the batch's last position; `Err`
 /// when the database refused a prediction (or failed), with nothing written.
-pub(super) async fn send(client: &Client, call: &Call) -> Result<Option<i64>, StoreError> {
+pub(super) async fn send(client: &Client, call: &Call) -> Result<i64, StoreError> {
     let client: &deadpool_postgres::Object = client;
     let check_heads = client.prepare_cached(CHECK_HEADS).await?;
     let guard = client.prepare_cached(GUARD_STREAMS).await?;
     let check_versions = client.prepare_cached(CHECK_VERSIONS).await?;
-    let insert = client.prepare_cached(INSERT_EVENTS).await?;
-    let update = client.prepare_cached(UPDATE_HEADS).await?;
-    let insert_claims = client.prepare_cached(INSERT_CLAIMS).await?;
-    let projected_statements = prepare_writes(client, &call.projected).await?;
-    let anything = !call.event_id.is_empty();
+    let statements = prepare_writes(client, &call.writes).await?;
     // Every statement is sent when first polled, in this order, so the whole
     // batch is one pipeline.
     let sent = tokio::try_join!(
@@ -213,75 +171,11 @@ pub(super) async fn send(client: &Client, call: &Call) -> Result<Option<i64>, St
                 )
                 .await
         },
-        async {
-            if anything {
-                client
-                    .query(
-                        &insert,
-                        &[
-                            &call.event_id,
-                            &call.tenant_id,
-                            &call.stream_id,
-                            &call.stream_version,
-                            &call.event_type,
-                            &call.schema_version,
-                            &call.work_class,
-                            &call.payload,
-                            &call.metadata,
-                            &call.occurred_at,
-                            &call.recorded_at,
-                            &call.chain_lane,
-                            &call.prev_hash,
-                            &call.hash,
-                        ],
-                    )
-                    .await
-            } else {
-                Ok(Vec::new())
-            }
-        },
-        async {
-            if anything {
-                client
-                    .execute(
-                        &update,
-                        &[
-                            &call.before.tenants,
-                            &call.before.lanes,
-                            &call.after.hashes,
-                            &call.after.counts,
-                        ],
-                    )
-                    .await
-            } else {
-                Ok(0)
-            }
-        },
-        async {
-            if call.claim_tenants.is_empty() {
-                Ok(0)
-            } else {
-                client
-                    .execute(
-                        &insert_claims,
-                        &[
-                            &call.claim_tenants,
-                            &call.claim_keys,
-                            &call.claim_fingerprints,
-                            &call.claim_responses,
-                        ],
-                    )
-                    .await
-            }
-        },
-        run_writes(client, &call.projected, &projected_statements),
+        run_writes(client, &call.writes, &statements),
         client.batch_execute("COMMIT"),
     );
     match sent {
-        Ok((_, _, _, _, inserted, _, _, _, _)) => {
-            Ok(inserted.first().and_then(|r| r.get::<_, Option<i64>>(0)))
-        }
-
+        Ok((_, _, _, _, written, _)) => Ok(last_position(&written)),
         Err(e) => {
             // The pipeline's COMMIT ended the failed transaction; should it
             // not have run, this does. It follows every batch already sent
