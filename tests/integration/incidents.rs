@@ -623,3 +623,75 @@ async fn roles_are_enforced_on_every_incident_route() {
         );
     }
 }
+
+/// SPEC §3.5 for lifecycle commands: a retry with the same `Idempotency-Key`
+/// gets the first answer and records nothing twice; the key reused for
+/// another request is refused.
+#[tokio::test]
+async fn a_retried_command_with_its_key_is_answered_once_and_recorded_once() {
+    let app = spawn_app().await;
+    let incident = open(&app, None, "Disk full on db-1", "warning").await;
+    let id = incident["id"].as_str().unwrap();
+    let operator = app.token(&[Role::Operator]);
+    let send = |verb: &'static str, key: &'static str, body: Value| {
+        let (app, operator) = (&app, &operator);
+        async move {
+            app.http
+                .post(app.url(&format!("/api/v1/incidents/{id}/{verb}")))
+                .bearer_auth(operator)
+                .header("idempotency-key", key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let note = json!({ "text": "Cleared old WAL files", "visibility": "internal" });
+    let first = send("notes", "note-1", note.clone()).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let first_etag = first.headers()["etag"].to_str().unwrap().to_owned();
+    let first: Value = first.json().await.unwrap();
+    let again = send("notes", "note-1", note.clone()).await;
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.headers()["etag"].to_str().unwrap(), first_etag);
+    assert_eq!(again.json::<Value>().await.unwrap(), first);
+    let reused = send(
+        "notes",
+        "note-1",
+        json!({ "text": "Something else", "visibility": "internal" }),
+    )
+    .await;
+    assert_eq!(reused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(reused.headers()["content-type"], "application/problem+json");
+
+    // A retried acknowledgement is the first answer again, not a 409.
+    let ack = send("acknowledge", "ack-1", json!({})).await;
+    assert_eq!(ack.status(), StatusCode::OK);
+    let ack_again = send("acknowledge", "ack-1", json!({})).await;
+    assert_eq!(ack_again.status(), StatusCode::OK);
+    assert_eq!(ack_again.headers()["idempotent-replayed"], "true");
+    // Without the key, acknowledging twice is the invalid transition it is.
+    assert_eq!(
+        command(&app, id, "acknowledge", None, json!({}))
+            .await
+            .status(),
+        StatusCode::CONFLICT
+    );
+
+    let timeline: Value = app
+        .get(&format!("/api/v1/incidents/{id}/timeline"), &operator)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let count = |kind: &str| {
+        timeline["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == kind)
+            .count()
+    };
+    assert_eq!((count("NoteAdded"), count("IncidentAcknowledged")), (1, 1));
+}

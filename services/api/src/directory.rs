@@ -139,6 +139,7 @@ async fn register(
             fingerprint,
             StatusCode::CREATED,
             Some(&r.location),
+            Some(1),
             &r.view,
         ),
     };

@@ -53,18 +53,22 @@ pub fn fingerprint(req: &HttpRequest, body: &impl Serialize) -> String {
     hex::encode(h.finalize())
 }
 
-/// What to keep for a key: the status, body and `Location` of the response.
+/// What to keep for a key: the status, body, `Location` and `ETag` (the
+/// version) of the response.
 pub fn claim(
     key: &IdempotencyKey,
     fingerprint: &str,
     status: StatusCode,
     location: Option<&str>,
+    version: Option<i64>,
     body: &Value,
 ) -> Option<IdempotencyClaim> {
     key.0.as_ref().map(|k| IdempotencyClaim {
         key: k.clone(),
         fingerprint: fingerprint.to_owned(),
-        response: json!({ "status": status.as_u16(), "location": location, "body": body }),
+        response: json!({
+            "status": status.as_u16(), "location": location, "version": version, "body": body
+        }),
     })
 }
 
@@ -87,6 +91,9 @@ pub fn replay(
     res.insert_header(("idempotent-replayed", "true"));
     if let Some(location) = response["location"].as_str() {
         res.insert_header((actix_web::http::header::LOCATION, location));
+    }
+    if let Some(version) = response["version"].as_i64() {
+        res.insert_header((actix_web::http::header::ETAG, format!("\"{version}\"")));
     }
     Ok(res.json(&response["body"]))
 }

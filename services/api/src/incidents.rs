@@ -139,6 +139,18 @@ async fn load(
 
 /// Decides a command on the incident's current state and appends the result
 /// with the version it was decided on: a concurrent change is a 409.
+/// A retried command's key and what it asked, to answer it as the first time.
+struct Retry<'a> {
+    key: &'a IdempotencyKey,
+    fingerprint: &'a str,
+}
+
+/// What became of a command: done, or done before (an idempotent retry).
+enum Executed {
+    Done(IncidentView),
+    Replayed(HttpResponse),
+}
+
 async fn execute(
     state: &AppState,
     tenant: Uuid,
@@ -146,7 +158,8 @@ async fn execute(
     id: Uuid,
     if_match: Option<i64>,
     command: Command,
-) -> Result<IncidentView, ApiError> {
+    retry: Option<Retry<'_>>,
+) -> Result<Executed, ApiError> {
     let stream = incident::incident_stream(id);
     let events = stream_events(state, tenant, &stream, None).await?;
     let incident = fold(&events).ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))?;
@@ -230,14 +243,8 @@ async fn execute(
             });
         }
     }
-    state
-        .committer
-        .append(AppendRequest {
-            tenant_id: tenant,
-            streams,
-            idempotency: None,
-        })
-        .await?;
+    // The answer is known before the append, so an idempotency key can keep
+    // it in the same transaction.
     let after = decided
         .iter()
         .try_fold(incident, |i, e| incident::evolve(Some(i), e, now))
@@ -247,12 +254,44 @@ async fn execute(
         None => None,
     };
     let alert_count = store_inc::alert_count(&state.pool, tenant, after.id, None).await?;
-    Ok(IncidentView {
+    let view = IncidentView {
         incident: after,
         client_id,
         version: version + decided.len() as i64,
         alert_count,
-    })
+    };
+    let idempotency = match &retry {
+        Some(r) => {
+            let body = serde_json::to_value(&view).map_err(|e| ApiError::Internal(Box::new(e)))?;
+            idempotency::claim(
+                r.key,
+                r.fingerprint,
+                actix_web::http::StatusCode::OK,
+                None,
+                Some(view.version),
+                &body,
+            )
+        }
+        None => None,
+    };
+    let outcome = state
+        .committer
+        .append(AppendRequest {
+            tenant_id: tenant,
+            streams,
+            idempotency,
+        })
+        .await?;
+    match (outcome, retry) {
+        (
+            AppendOutcome::Duplicate {
+                fingerprint: stored,
+                response,
+            },
+            Some(r),
+        ) => idempotency::replay(&stored, &response, r.fingerprint).map(Executed::Replayed),
+        _ => Ok(Executed::Done(view)),
+    }
 }
 
 /// PagerDuty's acknowledge: the same event as the API's, when it applies.
@@ -262,7 +301,7 @@ pub async fn acknowledge_if_triggered(
     meta: &Metadata,
     id: Uuid,
 ) -> Result<(), ApiError> {
-    match execute(state, tenant, meta, id, None, Command::Acknowledge).await {
+    match execute(state, tenant, meta, id, None, Command::Acknowledge, None).await {
         Ok(_) => Ok(()),
         // Already acknowledged (or further along): PagerDuty treats it as done.
         Err(ApiError::Conflict { .. }) => Ok(()),
@@ -270,30 +309,57 @@ pub async fn acknowledge_if_triggered(
     }
 }
 
+/// What a lifecycle request said besides its command: the version it was
+/// based on, its idempotency key, and its body (for the key's fingerprint).
+struct Asked {
+    if_match: IfMatch,
+    key: IdempotencyKey,
+    body: Value,
+}
+
+/// A lifecycle command: role, tenant, an answer for a retry (SPEC §3.5: a
+/// retried note is not noted twice), then the command itself.
 async fn command(
     state: web::Data<AppState>,
     caller: Caller,
     req: HttpRequest,
     id: web::Path<Uuid>,
-    if_match: IfMatch,
+    asked: Asked,
     command: Command,
 ) -> Result<HttpResponse, ApiError> {
-    let actor = caller.require(RESPONDERS)?;
-    state.tenants.require(&state.pool, actor.tenant_id).await?;
-    let view = execute(
+    let Asked {
+        if_match,
+        key,
+        body,
+    } = asked;
+    let what = serde_json::json!({ "if_match": if_match.0, "body": body });
+    let (actor, fingerprint, replayed) =
+        begin_command(&state, &caller, RESPONDERS, &key, &req, &what).await?;
+    if let Some(replayed) = replayed {
+        return Ok(replayed);
+    }
+    let retry = Retry {
+        key: &key,
+        fingerprint: &fingerprint,
+    };
+    match execute(
         &state,
         actor.tenant_id,
         &metadata(actor, &req),
         id.into_inner(),
         if_match.0,
         command,
+        Some(retry),
     )
-    .await?;
-    Ok(respond(&view))
+    .await?
+    {
+        Executed::Done(view) => Ok(respond(&view)),
+        Executed::Replayed(replayed) => Ok(replayed),
+    }
 }
 
 /// A command's body: what it asks for, as a domain command.
-pub trait CommandBody: serde::de::DeserializeOwned {
+pub trait CommandBody: serde::de::DeserializeOwned + Serialize {
     fn into_command(self) -> Command;
 }
 
@@ -304,9 +370,16 @@ pub async fn incident_command<B: CommandBody>(
     r: HttpRequest,
     id: web::Path<Uuid>,
     m: IfMatch,
+    k: IdempotencyKey,
     b: web::Json<B>,
 ) -> Result<HttpResponse, ApiError> {
-    command(s, c, r, id, m, b.into_inner().into_command()).await
+    let asked = serde_json::to_value(&*b).map_err(|e| ApiError::Internal(Box::new(e)))?;
+    let asked = Asked {
+        if_match: m,
+        key: k,
+        body: asked,
+    };
+    command(s, c, r, id, asked, b.into_inner().into_command()).await
 }
 
 impl CommandBody for NoteBody {
@@ -365,8 +438,14 @@ pub async fn incident_acknowledge(
     r: HttpRequest,
     id: web::Path<Uuid>,
     m: IfMatch,
+    k: IdempotencyKey,
 ) -> Result<HttpResponse, ApiError> {
-    command(s, c, r, id, m, Command::Acknowledge).await
+    let asked = Asked {
+        if_match: m,
+        key: k,
+        body: Value::Null,
+    };
+    command(s, c, r, id, asked, Command::Acknowledge).await
 }
 
 pub async fn incident_resolve(
@@ -375,8 +454,14 @@ pub async fn incident_resolve(
     r: HttpRequest,
     id: web::Path<Uuid>,
     m: IfMatch,
+    k: IdempotencyKey,
 ) -> Result<HttpResponse, ApiError> {
-    command(s, c, r, id, m, Command::Resolve).await
+    let asked = Asked {
+        if_match: m,
+        key: k,
+        body: Value::Null,
+    };
+    command(s, c, r, id, asked, Command::Resolve).await
 }
 
 pub async fn incident_close(
@@ -385,25 +470,31 @@ pub async fn incident_close(
     r: HttpRequest,
     id: web::Path<Uuid>,
     m: IfMatch,
+    k: IdempotencyKey,
 ) -> Result<HttpResponse, ApiError> {
-    command(s, c, r, id, m, Command::Close).await
+    let asked = Asked {
+        if_match: m,
+        key: k,
+        body: Value::Null,
+    };
+    command(s, c, r, id, asked, Command::Close).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NoteBody {
     pub text: String,
     pub visibility: Visibility,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActionBody {
     pub kind: OperationsAction,
     pub description: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MitigateBody {
     /// When the impact ended; now if absent.
@@ -417,11 +508,18 @@ pub async fn incident_mitigate(
     r: HttpRequest,
     id: web::Path<Uuid>,
     m: IfMatch,
+    k: IdempotencyKey,
     b: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let body: Option<MitigateBody> = optional_json(&r, &b)?;
+    let asked = serde_json::to_value(&body).map_err(|e| ApiError::Internal(Box::new(e)))?;
     let end = body.and_then(|b| b.impact_end).unwrap_or_else(Utc::now);
-    command(s, c, r, id, m, Command::Mitigate { impact_end: end }).await
+    let asked = Asked {
+        if_match: m,
+        key: k,
+        body: asked,
+    };
+    command(s, c, r, id, asked, Command::Mitigate { impact_end: end }).await
 }
 
 /// A body that may be left out entirely; when present it must be valid JSON
@@ -452,19 +550,19 @@ fn optional_json<T: serde::de::DeserializeOwned>(
         .map_err(|e| ApiError::BadRequest(format!("the body is not valid: {e}")))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReopenBody {
     pub reason: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeverityBody {
     pub severity: Severity,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImpactBody {
     pub impact_start: DateTime<Utc>,
@@ -473,7 +571,7 @@ pub struct ImpactBody {
     pub reason: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TriageBody {
     pub outcome: Triage,
@@ -566,6 +664,7 @@ pub async fn incident_open(
             &fingerprint,
             actix_web::http::StatusCode::CREATED,
             Some(&location),
+            Some(1),
             &body_json,
         ),
     };
