@@ -197,6 +197,9 @@ impl Projection for AlertProjection {
     }
 }
 
+// Every firing cycle's receipt carries an alert id of its own, written once
+// (inline, or by a rebuild into an emptied table): a plain INSERT, without
+// the speculative insertion ON CONFLICT costs, for a conflict that cannot be.
 const INSERT_ALERTS: &str =
     "INSERT INTO proj_alerts (tenant_id, alert_id, dedup_key, group_key, source, service_id, \
        service_ref, summary, severity, category, labels, firing, receipts, starts_at, ends_at, \
@@ -205,8 +208,7 @@ const INSERT_ALERTS: &str =
      FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::uuid[], \
        $7::text[], $8::text[], $9::text[], $10::text[], $11::json[], $12::bool[], $13::int8[], \
        $14::timestamptz[], $15::timestamptz[], $16::timestamptz[], $17::uuid[], $18::json[]) \
-       AS u(t, a, dk, gk, src, svc, sref, summ, sev, cat, lab, f, r, sa, ea, seen, inc, dec) \
-     ON CONFLICT (tenant_id, alert_id) DO NOTHING";
+       AS u(t, a, dk, gk, src, svc, sref, summ, sev, cat, lab, f, r, sa, ea, seen, inc, dec)";
 const UPDATE_REPEATS: &str =
     "UPDATE proj_alerts p SET receipts = u.r, last_seen = u.seen, ends_at = u.ends \
      FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::timestamptz[], $5::timestamptz[]) \
