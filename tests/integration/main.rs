@@ -9,6 +9,7 @@ mod incidents;
 mod migrations;
 mod openapi;
 mod projections;
+mod smtp_sink;
 mod store_append;
 mod store_chain;
 mod store_read;

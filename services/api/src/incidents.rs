@@ -37,7 +37,7 @@ pub struct IncidentView {
     pub alert_count: i64,
 }
 
-fn respond(view: &IncidentView) -> HttpResponse {
+pub(crate) fn respond(view: &IncidentView) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::ETAG, format!("\"{}\"", view.version)))
         .json(view)
@@ -84,7 +84,7 @@ fn fold(events: &[RecordedEvent]) -> Option<Incident> {
 /// The client that owns a service, from the service's own stream: a service
 /// registered a moment ago is already known, which the directory read model
 /// may not yet say. A service never changes hands.
-async fn client_of_service(
+pub(crate) async fn client_of_service(
     state: &AppState,
     tenant: Uuid,
     service: Uuid,
@@ -137,21 +137,21 @@ async fn load(
 
 // ------------------------------------------------------------ commands
 
-/// Decides a command on the incident's current state and appends the result
-/// with the version it was decided on: a concurrent change is a 409.
 /// A retried command's key and what it asked, to answer it as the first time.
-struct Retry<'a> {
-    key: &'a IdempotencyKey,
-    fingerprint: &'a str,
+pub(crate) struct Retry<'a> {
+    pub key: &'a IdempotencyKey,
+    pub fingerprint: &'a str,
 }
 
 /// What became of a command: done, or done before (an idempotent retry).
-enum Executed {
+pub(crate) enum Executed {
     Done(IncidentView),
     Replayed(HttpResponse),
 }
 
-async fn execute(
+/// Decides a command on the incident's current state and appends the result
+/// with the version it was decided on: a concurrent change is a 409.
+pub(crate) async fn execute(
     state: &AppState,
     tenant: Uuid,
     meta: &Metadata,
@@ -177,7 +177,7 @@ async fn execute(
             });
         }
     }
-    let decided = incident::decide(&incident, command, Uuid::now_v7()).map_err(|r| {
+    let mut decided = incident::decide(&incident, command, Uuid::now_v7()).map_err(|r| {
         let state_name = incident.status.as_str();
         match ApiError::from(r) {
             ApiError::Conflict { detail, mut extra } => {
@@ -188,6 +188,14 @@ async fn execute(
         }
     })?;
     let now = Utc::now();
+    // A reopened incident pages again, from the first level.
+    if decided
+        .iter()
+        .any(|e| matches!(e, IncidentEvent::IncidentReopened { .. }))
+    {
+        decided
+            .extend(crate::escalation::first_step(state, tenant, incident.service_id, now).await?);
+    }
     let new = |e: &dyn Fn() -> (&'static str, Value)| {
         let (t, p) = e();
         NewEvent::new(t, p, meta.clone(), now)
@@ -432,6 +440,51 @@ impl CommandBody for TriageBody {
     }
 }
 
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandOffBody {
+    pub reason: String,
+}
+
+impl CommandBody for HandOffBody {
+    fn into_command(self) -> Command {
+        Command::HandOff {
+            reason: self.reason,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssignBody {
+    /// Who takes it: a user id or any name the team uses.
+    pub assignee: String,
+}
+
+impl CommandBody for AssignBody {
+    fn into_command(self) -> Command {
+        Command::Assign {
+            assignee: self.assignee,
+        }
+    }
+}
+
+pub async fn incident_unassign(
+    s: web::Data<AppState>,
+    c: Caller,
+    r: HttpRequest,
+    id: web::Path<Uuid>,
+    m: IfMatch,
+    k: IdempotencyKey,
+) -> Result<HttpResponse, ApiError> {
+    let asked = Asked {
+        if_match: m,
+        key: k,
+        body: Value::Null,
+    };
+    command(s, c, r, id, asked, Command::Unassign).await
+}
+
 pub async fn incident_acknowledge(
     s: web::Data<AppState>,
     c: Caller,
@@ -633,7 +686,12 @@ pub async fn incident_open(
         group_key: None,
         impact_start: body.impact_start.unwrap_or(now).min(now),
     };
-    let incident = incident::evolve(None, &opened, now)
+    let first =
+        crate::escalation::first_step(&state, actor.tenant_id, body.service_id, now).await?;
+    let incident = std::iter::once(&opened)
+        .chain(first.iter())
+        .try_fold(None, |i, e| Some(incident::evolve(i, e, now)))
+        .flatten()
         .ok_or_else(|| ApiError::Internal("opening opened nothing".into()))?;
     let client_id = match body.service_id {
         Some(s) => client_of_service(&state, actor.tenant_id, s).await?,
@@ -642,7 +700,7 @@ pub async fn incident_open(
     let view = IncidentView {
         incident,
         client_id,
-        version: 1,
+        version: 1 + first.iter().count() as i64,
         alert_count: 0,
     };
     let location = format!("/api/v1/incidents/{id}");
@@ -652,12 +710,10 @@ pub async fn incident_open(
         streams: vec![StreamAppend {
             stream_id: incident::incident_stream(id),
             expected: ExpectedVersion::NoStream,
-            events: vec![NewEvent::new(
-                opened.type_name(),
-                opened.payload(),
-                metadata(actor, &req),
-                now,
-            )],
+            events: std::iter::once(&opened)
+                .chain(first.iter())
+                .map(|e| NewEvent::new(e.type_name(), e.payload(), metadata(actor, &req), now))
+                .collect(),
         }],
         idempotency: idempotency::claim(
             &key,
@@ -671,7 +727,7 @@ pub async fn incident_open(
     match state.committer.append(request).await? {
         AppendOutcome::Committed { .. } => Ok(HttpResponse::Created()
             .insert_header((header::LOCATION, location))
-            .insert_header((header::ETAG, "\"1\""))
+            .insert_header((header::ETAG, format!("\"{}\"", view.version)))
             .json(body_json)),
         AppendOutcome::Duplicate {
             fingerprint: stored,

@@ -262,17 +262,17 @@ pub async fn ingest(
                     // The incident opens before the receipt that says so: a
                     // reader of the log never meets an alert attached to an
                     // incident it has not seen open.
+                    let first =
+                        crate::escalation::first_step(state, tenant, service_id, now).await?;
                     streams.insert(
                         0,
                         StreamAppend {
                             stream_id: incident::incident_stream(id),
                             expected: ExpectedVersion::NoStream,
-                            events: vec![new_event(
-                                opened.type_name(),
-                                opened.payload(),
-                                meta,
-                                now,
-                            )],
+                            events: std::iter::once(&opened)
+                                .chain(first.iter())
+                                .map(|e| new_event(e.type_name(), e.payload(), meta, now))
+                                .collect(),
                         },
                     );
                     let bound = GroupEvent::AlertGroupBound {

@@ -10,11 +10,14 @@
 pub mod auth;
 pub mod common;
 pub mod directory;
+pub mod escalation;
 pub mod idempotency;
 pub mod incidents;
 pub mod ingest;
 pub mod integrations;
+pub mod outbox;
 pub mod problem;
+pub mod roster;
 pub mod system;
 pub mod tenants;
 
@@ -184,6 +187,96 @@ fn table() -> Vec<(Method, &'static str, Route)> {
             Method::POST,
             "/api/v1/incidents/{id}/triage",
             web::post().to(incidents::incident_command::<incidents::TriageBody>),
+        ),
+        (
+            Method::GET,
+            "/api/v1/users",
+            web::get().to(roster::user_list),
+        ),
+        (
+            Method::POST,
+            "/api/v1/users",
+            web::post().to(roster::user_register),
+        ),
+        (
+            Method::GET,
+            "/api/v1/escalation-policies",
+            web::get().to(roster::policy_list),
+        ),
+        (
+            Method::POST,
+            "/api/v1/escalation-policies",
+            web::post().to(roster::policy_define),
+        ),
+        (
+            Method::POST,
+            "/api/v1/schedules",
+            web::post().to(roster::schedule_define),
+        ),
+        (
+            Method::GET,
+            "/api/v1/schedules/{id}",
+            web::get().to(roster::schedule_get),
+        ),
+        (
+            Method::POST,
+            "/api/v1/schedules/{id}/overrides",
+            web::post().to(roster::override_add),
+        ),
+        (
+            Method::GET,
+            "/api/v1/schedules/{id}/oncall",
+            web::get().to(roster::schedule_oncall),
+        ),
+        (
+            Method::GET,
+            "/api/v1/subscriptions",
+            web::get().to(roster::subscription_list),
+        ),
+        (
+            Method::POST,
+            "/api/v1/subscriptions",
+            web::post().to(roster::subscription_create),
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/subscriptions/{id}",
+            web::delete().to(roster::subscription_cancel),
+        ),
+        (
+            Method::GET,
+            "/api/v1/queues/operations",
+            web::get().to(roster::queue_operations),
+        ),
+        (
+            Method::GET,
+            "/api/v1/queues/maintenance",
+            web::get().to(roster::queue_maintenance),
+        ),
+        (
+            Method::GET,
+            "/api/v1/notifications",
+            web::get().to(roster::notification_list),
+        ),
+        (
+            Method::POST,
+            "/api/v1/incidents/{id}/escalate",
+            web::post().to(escalation::incident_escalate),
+        ),
+        (
+            Method::POST,
+            "/api/v1/incidents/{id}/handoff",
+            web::post().to(incidents::incident_command::<incidents::HandOffBody>),
+        ),
+        (
+            Method::POST,
+            "/api/v1/incidents/{id}/assign",
+            web::post().to(incidents::incident_command::<incidents::AssignBody>),
+        ),
+        (
+            Method::POST,
+            "/api/v1/incidents/{id}/unassign",
+            web::post().to(incidents::incident_unassign),
         ),
     ]
 }

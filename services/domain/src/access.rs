@@ -123,6 +123,31 @@ pub const INCIDENT_READERS: &[Role] = &[
     Role::Admin,
     Role::Client,
 ];
+/// Staff who read the teams' queues, responders, schedules and the
+/// notification ledger: everyone but clients and integrations.
+pub const STAFF: &[Role] = &[
+    Role::Operator,
+    Role::Maintainer,
+    Role::Approver,
+    Role::Auditor,
+    Role::Admin,
+];
+/// Who defines responders, policies and schedules.
+pub const ROSTER_WRITERS: &[Role] = &[Role::Admin];
+/// Who may add an on-call override (swapping a shift is the teams' own business).
+pub const OVERRIDE_WRITERS: &[Role] = &[Role::Operator, Role::Maintainer, Role::Admin];
+/// Who manages client subscriptions: admins, and clients (their own).
+pub const SUBSCRIPTION_WRITERS: &[Role] = &[Role::Admin, Role::Client];
+/// Who reads subscriptions and the notification ledger: staff, and clients (their own).
+pub const LEDGER_READERS: &[Role] = &[
+    Role::Operator,
+    Role::Maintainer,
+    Role::Approver,
+    Role::Auditor,
+    Role::Admin,
+    Role::Client,
+];
+
 /// Who responds to incidents: the two teams, and admins.
 pub const RESPONDERS: &[Role] = &[Role::Operator, Role::Maintainer, Role::Admin];
 

@@ -72,6 +72,24 @@ pub const CATALOGUE: &[EventKind] = &[
     ops("SeverityChanged"),
     ops("IncidentImpactCorrected"),
     ops("TriageMarked"),
+    // escalation, hand-off and the queues (SPEC §5)
+    ops("EscalationScheduled"),
+    ops("IncidentEscalated"),
+    ops("IncidentHandedOff"),
+    ops("IncidentAssigned"),
+    ops("IncidentUnassigned"),
+    ops("EscalationPolicyDefined"),
+    // responders, schedules, client subscriptions
+    ops("UserRegistered"),
+    ops("ScheduleDefined"),
+    ops("OverrideAdded"),
+    ops("SubscriptionCreated"),
+    ops("SubscriptionCancelled"),
+    // the notification outbox (SPEC §9)
+    ops("NotificationRequested"),
+    ops("NotificationSent"),
+    ops("NotificationFailed"),
+    ops("NotificationAbandoned"),
 ];
 
 pub fn lookup(name: &str) -> Option<&'static EventKind> {

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::alert::{Category, Severity};
+use crate::escalation::{Step, Target};
 use crate::Rejection;
 
 /// Longest note or action description kept.
@@ -132,6 +133,59 @@ pub enum IncidentEvent {
     TriageMarked {
         outcome: Triage,
     },
+    /// The next escalation step and when it is due, unless acknowledged first.
+    EscalationScheduled {
+        level: u32,
+        round: u32,
+        due_at: DateTime<Utc>,
+    },
+    /// A level's targets were told: on time, or by hand.
+    IncidentEscalated {
+        level: u32,
+        round: u32,
+        targets: Vec<Target>,
+        /// The responders told: the level's users and whoever its schedules
+        /// had on call at that moment.
+        users: Vec<Uuid>,
+        by_hand: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// First line hands the incident to second line (SPEC §2).
+    IncidentHandedOff {
+        to: Team,
+        reason: String,
+    },
+    IncidentAssigned {
+        assignee: String,
+    },
+    IncidentUnassigned {},
+}
+
+/// The team whose queue an open incident is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Team {
+    #[default]
+    Operations,
+    Maintenance,
+}
+
+impl Team {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Team::Operations => "operations",
+            Team::Maintenance => "maintenance",
+        }
+    }
+}
+
+/// The escalation step an incident waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingEscalation {
+    pub level: u32,
+    pub round: u32,
+    pub due_at: DateTime<Utc>,
 }
 
 impl IncidentEvent {
@@ -148,6 +202,11 @@ impl IncidentEvent {
             IncidentEvent::SeverityChanged { .. } => "SeverityChanged",
             IncidentEvent::IncidentImpactCorrected { .. } => "IncidentImpactCorrected",
             IncidentEvent::TriageMarked { .. } => "TriageMarked",
+            IncidentEvent::EscalationScheduled { .. } => "EscalationScheduled",
+            IncidentEvent::IncidentEscalated { .. } => "IncidentEscalated",
+            IncidentEvent::IncidentHandedOff { .. } => "IncidentHandedOff",
+            IncidentEvent::IncidentAssigned { .. } => "IncidentAssigned",
+            IncidentEvent::IncidentUnassigned { .. } => "IncidentUnassigned",
         }
     }
     pub fn payload(&self) -> serde_json::Value {
@@ -175,6 +234,15 @@ pub struct Incident {
     pub resolved_at: Option<DateTime<Utc>>,
     pub closed_at: Option<DateTime<Utc>>,
     pub triage: Option<Triage>,
+    #[serde(default)]
+    pub team: Team,
+    #[serde(default)]
+    pub assignee: Option<String>,
+    /// Highest escalation level reached (0: none yet).
+    #[serde(default)]
+    pub escalation_level: u32,
+    #[serde(default)]
+    pub next_escalation: Option<PendingEscalation>,
 }
 
 /// Folds one event, recorded at `at`, into the incident (`None` before it opens).
@@ -208,6 +276,10 @@ pub fn evolve(
             resolved_at: None,
             closed_at: None,
             triage: None,
+            team: Team::Operations,
+            assignee: None,
+            escalation_level: 0,
+            next_escalation: None,
         });
     }
     let mut i = incident?;
@@ -216,13 +288,17 @@ pub fn evolve(
         IncidentEvent::IncidentAcknowledged {} => {
             i.status = Status::Acknowledged;
             i.acknowledged_at.get_or_insert(at);
+            // Somebody has it: nobody else needs to be woken.
+            i.next_escalation = None;
         }
         IncidentEvent::NoteAdded { .. } | IncidentEvent::ActionRecorded { .. } => {}
         IncidentEvent::IncidentMitigated { impact_end } => {
             i.status = Status::Mitigated;
             i.impact_end = Some(*impact_end);
+            i.next_escalation = None;
         }
         IncidentEvent::IncidentResolved {} => {
+            i.next_escalation = None;
             i.status = Status::Resolved;
             i.resolved_at = Some(at);
             i.impact_end.get_or_insert(at);
@@ -233,6 +309,7 @@ pub fn evolve(
             i.impact_end = None;
         }
         IncidentEvent::IncidentClosed {} => {
+            i.next_escalation = None;
             i.status = Status::Closed;
             i.closed_at = Some(at);
         }
@@ -246,6 +323,24 @@ pub fn evolve(
             i.impact_end = *impact_end;
         }
         IncidentEvent::TriageMarked { outcome } => i.triage = Some(*outcome),
+        IncidentEvent::EscalationScheduled {
+            level,
+            round,
+            due_at,
+        } => {
+            i.next_escalation = Some(PendingEscalation {
+                level: *level,
+                round: *round,
+                due_at: *due_at,
+            })
+        }
+        IncidentEvent::IncidentEscalated { level, .. } => {
+            i.escalation_level = i.escalation_level.max(*level);
+            i.next_escalation = None;
+        }
+        IncidentEvent::IncidentHandedOff { to, .. } => i.team = *to,
+        IncidentEvent::IncidentAssigned { assignee } => i.assignee = Some(assignee.clone()),
+        IncidentEvent::IncidentUnassigned {} => i.assignee = None,
     }
     Some(i)
 }
@@ -281,6 +376,24 @@ pub enum Command {
     MarkTriage {
         outcome: Triage,
     },
+    /// Tell a level's targets now; `then` is the step to schedule after it
+    /// (from the policy), if the incident is still unacknowledged.
+    Escalate {
+        step: Step,
+        targets: Vec<Target>,
+        users: Vec<Uuid>,
+        by_hand: bool,
+        reason: Option<String>,
+        then: Option<(Step, DateTime<Utc>)>,
+        now: DateTime<Utc>,
+    },
+    HandOff {
+        reason: String,
+    },
+    Assign {
+        assignee: String,
+    },
+    Unassign,
 }
 
 fn invalid_in(command: &str, status: Status) -> Rejection {
@@ -391,6 +504,74 @@ pub fn decide(
             }
         }
         Command::MarkTriage { outcome } => IncidentEvent::TriageMarked { outcome },
+        Command::Escalate {
+            step,
+            targets,
+            users,
+            by_hand,
+            reason,
+            then,
+            now,
+        } => {
+            if !matches!(s, Triggered | Acknowledged) {
+                return Err(invalid_in("escalate", s));
+            }
+            if !by_hand {
+                // The timer's step must still be the one waited for, and due:
+                // a step fired, cancelled or rescheduled meanwhile is not fired.
+                let waited = incident
+                    .next_escalation
+                    .filter(|p| p.level == step.level && p.round == step.round && p.due_at <= now);
+                if waited.is_none() || s != Triggered {
+                    return Err(Rejection::Invalid(
+                        "that escalation step is no longer due".into(),
+                    ));
+                }
+            }
+            let reason = match reason {
+                Some(r) => Some(text("reason", &r)?),
+                None => None,
+            };
+            let mut events = vec![IncidentEvent::IncidentEscalated {
+                level: step.level,
+                round: step.round,
+                targets,
+                users,
+                by_hand,
+                reason,
+            }];
+            if let (Triggered, Some((next, due_at))) = (s, then) {
+                events.push(IncidentEvent::EscalationScheduled {
+                    level: next.level,
+                    round: next.round,
+                    due_at,
+                });
+            }
+            return Ok(events);
+        }
+        Command::HandOff { reason } => match (s, incident.team) {
+            (Closed | Resolved, _) => return Err(invalid_in("hand off", s)),
+            (_, Team::Maintenance) => {
+                return Err(Rejection::Invalid(
+                    "the incident is with maintenance already".into(),
+                ))
+            }
+            _ => IncidentEvent::IncidentHandedOff {
+                to: Team::Maintenance,
+                reason: text("reason", &reason)?,
+            },
+        },
+        Command::Assign { assignee } => match s {
+            Closed => return Err(invalid_in("assign", s)),
+            _ => IncidentEvent::IncidentAssigned {
+                assignee: text("assignee", &assignee)?,
+            },
+        },
+        Command::Unassign => match (s, &incident.assignee) {
+            (Closed, _) => return Err(invalid_in("unassign", s)),
+            (_, None) => return Err(Rejection::Invalid("nobody is assigned".into())),
+            _ => IncidentEvent::IncidentUnassigned {},
+        },
     };
     Ok(vec![event])
 }

@@ -13,8 +13,13 @@ pub mod alert;
 pub mod catalogue;
 pub mod chain;
 pub mod directory;
+pub mod escalation;
 pub mod event;
 pub mod incident;
+pub mod notice;
+pub mod notification;
+pub mod oncall;
+pub mod roster;
 pub mod text;
 
 pub use catalogue::{EventKind, WorkClass};

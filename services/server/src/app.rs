@@ -80,6 +80,24 @@ impl Application {
             config.expiry_interval,
             config.alert_stale_after,
         )));
+        workers.push(tokio::spawn(escalation_worker(
+            state.clone(),
+            config.timer_interval,
+        )));
+        match &config.smtp {
+            Some(smtp) => {
+                let mailer =
+                    opsledger_api::outbox::Mailer::new(smtp).map_err(StartError::Config)?;
+                workers.push(tokio::spawn(mail_worker(
+                    state.clone(),
+                    mailer,
+                    config.timer_interval,
+                )));
+            }
+            None => tracing::warn!(
+                "OPSLEDGER_SMTP_HOST is not set: notifications wait in the outbox until it is"
+            ),
+        }
         let port = listener.local_addr()?.port();
         let shared = state.clone();
         let server = HttpServer::new(move || {
@@ -132,6 +150,32 @@ async fn expiry_worker(
                 "closed alerts their sources stopped refreshing"
             ),
             Err(e) => tracing::warn!(error = %e, "alert expiry pass failed"),
+        }
+    }
+}
+
+/// Fires due escalation steps (SPEC §5), every `interval`.
+async fn escalation_worker(state: web::Data<AppState>, interval: std::time::Duration) {
+    loop {
+        tokio::time::sleep(interval).await;
+        match opsledger_api::escalation::fire_due(&state).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(steps = n, "escalation steps settled"),
+            Err(e) => tracing::warn!(error = %e, "escalation pass failed"),
+        }
+    }
+}
+
+/// Sends due notifications (SPEC §9), every `interval`.
+async fn mail_worker(
+    state: web::Data<AppState>,
+    mailer: opsledger_api::outbox::Mailer,
+    interval: std::time::Duration,
+) {
+    loop {
+        tokio::time::sleep(interval).await;
+        if let Err(e) = opsledger_api::outbox::send_due(&state, &mailer).await {
+            tracing::warn!(error = %e, "notification pass failed");
         }
     }
 }

@@ -28,6 +28,47 @@ pub struct Config {
     /// A firing alert not refreshed for this long is closed as expired:
     /// three times Alertmanager's default repeat interval (4 h).
     pub alert_stale_after: Duration,
+    /// How often the escalation and notification workers look for due work.
+    pub timer_interval: Duration,
+    /// Where mail goes; `None` keeps notifications waiting in the outbox.
+    pub smtp: Option<opsledger_api::outbox::SmtpConfig>,
+}
+
+const TIMER_INTERVAL_DEFAULT_MS: u64 = 1_000;
+
+/// Mail settings: `OPSLEDGER_SMTP_HOST` turns sending on.
+fn smtp_from_env() -> Result<Option<opsledger_api::outbox::SmtpConfig>, String> {
+    use opsledger_api::outbox::{SmtpConfig, TlsMode};
+    let Some(host) = var("OPSLEDGER_SMTP_HOST") else {
+        return Ok(None);
+    };
+    let tls_raw = var("OPSLEDGER_SMTP_TLS").unwrap_or_else(|| "starttls".into());
+    let tls = TlsMode::parse(&tls_raw).ok_or_else(|| {
+        format!("OPSLEDGER_SMTP_TLS={tls_raw:?} is not valid (none, starttls, tls)")
+    })?;
+    let default_port = match tls {
+        TlsMode::None => 25,
+        TlsMode::StartTls => 587,
+        TlsMode::Tls => 465,
+    };
+    Ok(Some(SmtpConfig {
+        host,
+        port: parsed("OPSLEDGER_SMTP_PORT", default_port)?,
+        tls,
+        username: var("OPSLEDGER_SMTP_USERNAME"),
+        password: var("OPSLEDGER_SMTP_PASSWORD"),
+        from: var("OPSLEDGER_SMTP_FROM")
+            .unwrap_or_else(|| "opsledger <opsledger@localhost>".into()),
+        timeout: Duration::from_millis(parsed("OPSLEDGER_SMTP_TIMEOUT_MS", 10_000u64)?),
+        backoff: opsledger_domain::notification::Backoff {
+            first: chrono::Duration::milliseconds(parsed(
+                "OPSLEDGER_SMTP_RETRY_FIRST_MS",
+                5_000i64,
+            )?),
+            max: chrono::Duration::milliseconds(parsed("OPSLEDGER_SMTP_RETRY_MAX_MS", 900_000i64)?),
+            attempts_max: parsed("OPSLEDGER_SMTP_ATTEMPTS_MAX", 12u32)?,
+        },
+    }))
 }
 
 fn var(name: &str) -> Option<String> {
@@ -95,6 +136,11 @@ impl Config {
                 "OPSLEDGER_ALERT_STALE_S",
                 ALERT_STALE_DEFAULT_S,
             )?),
+            timer_interval: Duration::from_millis(parsed(
+                "OPSLEDGER_TIMER_INTERVAL_MS",
+                TIMER_INTERVAL_DEFAULT_MS,
+            )?),
+            smtp: smtp_from_env()?,
         })
     }
 
@@ -112,6 +158,8 @@ impl Config {
             http_workers: 2,
             expiry_interval: Duration::from_millis(EXPIRY_INTERVAL_DEFAULT_MS),
             alert_stale_after: Duration::from_secs(ALERT_STALE_DEFAULT_S),
+            timer_interval: Duration::from_millis(TIMER_INTERVAL_DEFAULT_MS),
+            smtp: None,
         }
     }
 

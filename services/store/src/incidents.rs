@@ -28,7 +28,7 @@ impl Projection for IncidentProjection {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["proj_incidents"]
+        &["proj_incidents", "escalation_timers"]
     }
 
     fn streams(&self) -> &'static [&'static str] {
@@ -112,15 +112,17 @@ async fn upsert_incident(
     tx.execute(
         "INSERT INTO proj_incidents (tenant_id, incident_id, service_id, title, status, severity, \
            category, group_key, impact_start, impact_end, opened_at, acknowledged_at, resolved_at, \
-           closed_at, triage, version, state) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+           closed_at, triage, version, state, team, assignee, escalation_level, next_escalation_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
          ON CONFLICT (tenant_id, incident_id) DO UPDATE SET service_id = EXCLUDED.service_id, \
            title = EXCLUDED.title, status = EXCLUDED.status, severity = EXCLUDED.severity, \
            category = EXCLUDED.category, group_key = EXCLUDED.group_key, \
            impact_start = EXCLUDED.impact_start, impact_end = EXCLUDED.impact_end, \
            acknowledged_at = EXCLUDED.acknowledged_at, resolved_at = EXCLUDED.resolved_at, \
            closed_at = EXCLUDED.closed_at, \
-           triage = EXCLUDED.triage, version = EXCLUDED.version, state = EXCLUDED.state",
+           triage = EXCLUDED.triage, version = EXCLUDED.version, state = EXCLUDED.state, \
+           team = EXCLUDED.team, assignee = EXCLUDED.assignee, \
+           escalation_level = EXCLUDED.escalation_level, next_escalation_at = EXCLUDED.next_escalation_at",
         &[
             &tenant,
             &next.id,
@@ -139,9 +141,39 @@ async fn upsert_incident(
             &triage,
             &version,
             &state,
+            &next.team.as_str(),
+            &next.assignee,
+            &(next.escalation_level as i32),
+            &next.next_escalation.map(|p| p.due_at),
         ],
     )
     .await?;
+    // The durable timer follows the step the incident waits for.
+    match next.next_escalation {
+        Some(p) => {
+            tx.execute(
+                "INSERT INTO escalation_timers (tenant_id, incident_id, level, round, due_at) \
+                 VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (tenant_id, incident_id) DO UPDATE SET level = EXCLUDED.level, \
+                   round = EXCLUDED.round, due_at = EXCLUDED.due_at",
+                &[
+                    &tenant,
+                    &next.id,
+                    &(p.level as i32),
+                    &(p.round as i32),
+                    &p.due_at,
+                ],
+            )
+            .await?;
+        }
+        None => {
+            tx.execute(
+                "DELETE FROM escalation_timers WHERE tenant_id = $1 AND incident_id = $2",
+                &[&tenant, &next.id],
+            )
+            .await?;
+        }
+    }
     Ok(())
 }
 
@@ -658,6 +690,66 @@ pub async fn stale_alerts(
             tenant_id: r.get(0),
             alert_id: r.get(1),
             dedup_key: r.get(2),
+        })
+        .collect())
+}
+
+/// One open incident in a team's queue.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueItem {
+    pub incident_id: Uuid,
+    pub title: String,
+    pub service_id: Option<Uuid>,
+    pub client_id: Option<Uuid>,
+    pub severity: String,
+    pub status: String,
+    pub opened_at: DateTime<Utc>,
+    pub age_seconds: i64,
+    pub assignee: Option<String>,
+    pub escalation_level: i32,
+    pub next_escalation_at: Option<DateTime<Utc>>,
+    /// Seconds left before the next escalation step (0 when due).
+    pub escalates_in_seconds: Option<i64>,
+}
+
+/// The open incidents of a team (`operations` or `maintenance`), oldest first.
+pub async fn queue(
+    pool: &Pool,
+    tenant: Uuid,
+    team: &str,
+    limit: i64,
+) -> Result<Vec<QueueItem>, StoreError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT i.incident_id, i.title, i.service_id, s.client_id, i.severity, i.status, i.opened_at, \
+               floor(extract(epoch FROM now() - i.opened_at))::int8, i.assignee, i.escalation_level, \
+               i.next_escalation_at, \
+               CASE WHEN i.next_escalation_at IS NULL THEN NULL \
+                 ELSE greatest(0, ceil(extract(epoch FROM i.next_escalation_at - now())))::int8 END \
+             FROM proj_incidents i \
+             LEFT JOIN proj_services s ON s.tenant_id = i.tenant_id AND s.service_id = i.service_id \
+             WHERE i.tenant_id = $1 AND i.team = $2 \
+               AND i.status IN ('triggered', 'acknowledged', 'mitigated') \
+             ORDER BY i.opened_at, i.incident_id LIMIT $3",
+            &[&tenant, &team, &limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| QueueItem {
+            incident_id: r.get(0),
+            title: r.get(1),
+            service_id: r.get(2),
+            client_id: r.get(3),
+            severity: r.get(4),
+            status: r.get(5),
+            opened_at: r.get(6),
+            age_seconds: r.get(7),
+            assignee: r.get(8),
+            escalation_level: r.get(9),
+            next_escalation_at: r.get(10),
+            escalates_in_seconds: r.get(11),
         })
         .collect())
 }

@@ -20,9 +20,12 @@ pub mod append;
 pub mod directory;
 pub mod incidents;
 pub mod migrate;
+pub mod notifier;
+pub mod outbox;
 pub mod pool;
 pub mod projection;
 pub mod read;
+pub mod roster;
 pub mod verify;
 
 pub use append::{
@@ -84,5 +87,9 @@ pub fn projections() -> Vec<projection::SharedProjection> {
         std::sync::Arc::new(directory::DirectoryProjection),
         std::sync::Arc::new(incidents::IncidentProjection),
         std::sync::Arc::new(incidents::AlertProjection),
+        std::sync::Arc::new(roster::RosterProjection),
+        std::sync::Arc::new(outbox::NotificationProjection),
+        // Last: it reads what the others keep.
+        std::sync::Arc::new(notifier::Notifier),
     ]
 }

@@ -56,6 +56,18 @@ pub trait Projection: Send + Sync {
     fn inline(&self) -> bool {
         false
     }
+    /// Projections whose tables this one reads while applying: it follows
+    /// no further than the slowest of them has got, so what it reads there
+    /// is never older than the events it applies. (Inline projections are
+    /// never behind and need not be named.)
+    fn after(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Whether its transactions append events, which must be durable when
+    /// they commit. Others commit without waiting for their WAL flush.
+    fn appends(&self) -> bool {
+        false
+    }
     /// Applies one event. Called in event order, inside the transaction that
     /// also advances the checkpoint. Events it does not care about are ignored.
     fn apply<'a>(
@@ -218,11 +230,23 @@ pub async fn catch_up_once(pool: &Pool, projection: &dyn Projection) -> Result<S
     // A read model is rebuilt from the log, and its rows commit with its
     // checkpoint: if a crash loses this commit, both are lost together and the
     // batch is applied again. So it need not wait for its WAL flush.
-    tx.batch_execute("SET LOCAL synchronous_commit = off")
-        .await?;
+    if !projection.appends() {
+        tx.batch_execute("SET LOCAL synchronous_commit = off")
+            .await?;
+    }
     let cursor = load_checkpoint(&tx, projection.name()).await?;
-    let read::Followed { events, next } =
-        read::read_after_of(&tx, cursor, FOLLOW_BATCH_EVENTS, projection.streams()).await?;
+    let mut until = Cursor::END;
+    for leader in projection.after() {
+        until = until.min(load_checkpoint(&tx, leader).await.unwrap_or(Cursor::START));
+    }
+    let read::Followed { events, next } = read::read_after_of(
+        &tx,
+        cursor,
+        until,
+        FOLLOW_BATCH_EVENTS,
+        projection.streams(),
+    )
+    .await?;
     if next == cursor {
         return Ok(Step::Caught);
     }
@@ -325,8 +349,14 @@ pub async fn rebuild(pool: &Pool, projection: &dyn Projection) -> Result<u64, St
     let mut replayed = 0u64;
     let mut last = None;
     loop {
-        let read::Followed { events, next } =
-            read::read_after_of(&tx, cursor, REBUILD_PAGE_EVENTS, projection.streams()).await?;
+        let read::Followed { events, next } = read::read_after_of(
+            &tx,
+            cursor,
+            Cursor::END,
+            REBUILD_PAGE_EVENTS,
+            projection.streams(),
+        )
+        .await?;
         if next == cursor {
             break;
         }

@@ -32,6 +32,11 @@ impl Cursor {
         tx_id: 0,
         position: 0,
     };
+    /// After everything: no bound.
+    pub const END: Cursor = Cursor {
+        tx_id: i64::MAX as u64,
+        position: i64::MAX,
+    };
 
     pub fn after(event: &RecordedEvent) -> Cursor {
         Cursor {
@@ -109,13 +114,15 @@ pub struct Followed {
 }
 
 /// As [`read_after`], but only events of streams whose ids start with one of
-/// `prefixes`: a projection never reads, transfers or parses the events it
-/// ignores, and its cursor still moves past them. Every row below the horizon
-/// (`pg_snapshot_xmin`, taken once for the statement) is final, so once the
-/// read has gone through all of them the cursor may move to the horizon.
+/// `prefixes`, and none after `until`: a projection never reads, transfers or
+/// parses the events it ignores, and its cursor still moves past them. Every
+/// row below the horizon (`pg_snapshot_xmin`, taken once for the statement)
+/// is final, so once the read has gone through all of them the cursor may
+/// move to the horizon (or to `until`, if that comes first).
 pub async fn read_after_of<C: GenericClient>(
     client: &C,
     cursor: Cursor,
+    until: Cursor,
     limit: i64,
     prefixes: &[&str],
 ) -> Result<Followed, StoreError> {
@@ -129,6 +136,7 @@ pub async fn read_after_of<C: GenericClient>(
                  occurred_at, recorded_at \
                FROM events \
                WHERE (tx_id, position) > ($1::int8::text::xid8, $2) AND tx_id < h.horizon \
+                 AND (tx_id, position) <= ($5::int8::text::xid8, $6) \
                  AND stream_id LIKE ANY($4) \
                ORDER BY tx_id, position LIMIT $3) e ON true",
         )
@@ -136,7 +144,14 @@ pub async fn read_after_of<C: GenericClient>(
     let rows = client
         .query(
             &stmt,
-            &[&(cursor.tx_id as i64), &cursor.position, &limit, &patterns],
+            &[
+                &(cursor.tx_id as i64),
+                &cursor.position,
+                &limit,
+                &patterns,
+                &(until.tx_id.min(i64::MAX as u64) as i64),
+                &until.position,
+            ],
         )
         .await?;
     let horizon: i64 = rows
@@ -151,10 +166,13 @@ pub async fn read_after_of<C: GenericClient>(
     }
     let next = match events.last() {
         Some(last) if events.len() as i64 >= limit => Cursor::after(last),
-        _ => cursor.max(Cursor {
-            tx_id: (horizon as u64).saturating_sub(1),
-            position: i64::MAX,
-        }),
+        _ => cursor.max(
+            Cursor {
+                tx_id: (horizon as u64).saturating_sub(1),
+                position: i64::MAX,
+            }
+            .min(until),
+        ),
     };
     Ok(Followed { events, next })
 }

@@ -1,0 +1,277 @@
+//! Escalation (SPEC §5): the first step scheduled when an incident opens,
+//! the worker that fires due steps, escalation by hand, and who a level's
+//! targets are at a given moment.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use opsledger_domain::escalation::{self, Step, Target};
+use opsledger_domain::incident::{self, Command, IncidentEvent};
+use opsledger_domain::{oncall, Metadata, RecordedEvent};
+use opsledger_store::roster as store_roster;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::common::{begin_command, metadata, stream_events};
+use crate::idempotency::IdempotencyKey;
+use crate::incidents::{execute, respond, Executed, IfMatch, Retry};
+use crate::problem::ApiError;
+use crate::AppState;
+use opsledger_domain::access::RESPONDERS;
+
+/// Due steps one worker pass fires at most; the next pass takes the rest.
+const FIRE_BATCH_MAX: i64 = 50;
+
+/// The step an incident of this service starts with, due now, if the service
+/// has a policy.
+pub(crate) async fn first_step(
+    state: &AppState,
+    tenant: Uuid,
+    service: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> Result<Option<IncidentEvent>, ApiError> {
+    let Some(service) = service else {
+        return Ok(None);
+    };
+    let policy = store_roster::policy_of_service(&state.pool, tenant, service).await?;
+    Ok(policy.map(|_| IncidentEvent::EscalationScheduled {
+        level: Step::FIRST.level,
+        round: Step::FIRST.round,
+        due_at: now,
+    }))
+}
+
+/// The responders a level's targets name at `at`: its users, and whoever
+/// its schedules have on call then. Unknown users and schedules name nobody.
+pub(crate) async fn responders(
+    state: &AppState,
+    tenant: Uuid,
+    targets: &[Target],
+    at: DateTime<Utc>,
+) -> Result<Vec<Uuid>, ApiError> {
+    let mut users: Vec<Uuid> = Vec::new();
+    let schedule_ids: Vec<Uuid> = targets
+        .iter()
+        .filter_map(|t| match t {
+            Target::Schedule(id) => Some(*id),
+            Target::User(_) => None,
+        })
+        .collect();
+    for t in targets {
+        if let Target::User(id) = t {
+            users.push(*id);
+        }
+    }
+    if !schedule_ids.is_empty() {
+        for s in store_roster::schedules(&state.pool, tenant, &schedule_ids).await? {
+            users.extend(
+                oncall::on_call(&s.schedule, at)
+                    .into_iter()
+                    .map(|o| o.user_id),
+            );
+        }
+    }
+    let known: Vec<Uuid> = store_roster::users(&state.pool, tenant, &users)
+        .await?
+        .into_iter()
+        .map(|u| u.id)
+        .collect();
+    let mut told = Vec::new();
+    for u in users {
+        if known.contains(&u) && !told.contains(&u) {
+            told.push(u);
+        }
+    }
+    Ok(told)
+}
+
+fn system_meta() -> Metadata {
+    Metadata {
+        actor: "system:escalation".into(),
+        role: "system".into(),
+        request_id: None,
+        correlation_id: None,
+        causation_id: None,
+        source: "escalation".into(),
+    }
+}
+
+fn fold(events: &[RecordedEvent]) -> Option<incident::Incident> {
+    events.iter().fold(None, |i, e| {
+        match IncidentEvent::from_stored(&e.event_type, &e.payload) {
+            Some(ev) => incident::evolve(i, &ev, e.recorded_at),
+            None => i,
+        }
+    })
+}
+
+/// What became of a due timer.
+enum Fired {
+    /// Fired, or found no longer wanted: the timer row goes.
+    Done,
+    /// Lost a race with a command: tried again on the next pass.
+    Later,
+}
+
+async fn fire_one(
+    state: &AppState,
+    tenant: Uuid,
+    id: Uuid,
+    step: Step,
+    now: DateTime<Utc>,
+) -> Result<Fired, ApiError> {
+    let events = stream_events(state, tenant, &incident::incident_stream(id), None).await?;
+    let Some(incident) = fold(&events) else {
+        return Ok(Fired::Done);
+    };
+    let policy = match incident.service_id {
+        Some(s) => store_roster::policy_of_service(&state.pool, tenant, s).await?,
+        None => None,
+    };
+    let Some(level) = policy
+        .as_ref()
+        .and_then(|p| p.policy.levels.get(step.level as usize - 1))
+    else {
+        return Ok(Fired::Done);
+    };
+    let users = responders(state, tenant, &level.targets, now).await?;
+    let then = policy
+        .as_ref()
+        .and_then(|p| escalation::after(&p.policy, step))
+        .map(|(next, wait)| (next, now + wait));
+    let command = Command::Escalate {
+        step,
+        targets: level.targets.clone(),
+        users,
+        by_hand: false,
+        reason: None,
+        then,
+        now,
+    };
+    match execute(state, tenant, &system_meta(), id, None, command, None).await {
+        Ok(_) => Ok(Fired::Done),
+        // Acknowledged, resolved or rescheduled meanwhile: nothing to fire.
+        Err(ApiError::Unprocessable(_)) => Ok(Fired::Done),
+        Err(ApiError::Conflict { .. }) => Ok(Fired::Later),
+        Err(e) => Err(e),
+    }
+}
+
+/// One pass of the escalation worker: fires every due step. Instances may
+/// run it at once: each takes the timers it locks and skips those another
+/// holds, and firing appends with the incident's version, so a step fires
+/// once. Returns how many timers it settled.
+pub async fn fire_due(state: &AppState) -> Result<usize, ApiError> {
+    let mut client = state
+        .pool
+        .get()
+        .await
+        .map_err(opsledger_store::StoreError::from)?;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(opsledger_store::StoreError::from)?;
+    let due = tx
+        .query(
+            "SELECT tenant_id, incident_id, level, round, due_at FROM escalation_timers \
+             WHERE due_at <= now() ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+            &[&FIRE_BATCH_MAX],
+        )
+        .await
+        .map_err(opsledger_store::StoreError::from)?;
+    let mut settled = 0;
+    for row in &due {
+        let (tenant, id): (Uuid, Uuid) = (row.get(0), row.get(1));
+        let (level, round): (i32, i32) = (row.get(2), row.get(3));
+        let due_at: DateTime<Utc> = row.get(4);
+        let step = Step {
+            level: level as u32,
+            round: round as u32,
+        };
+        // The database said it is due: this clock must not say otherwise.
+        let now = Utc::now().max(due_at);
+        match fire_one(state, tenant, id, step, now).await {
+            Ok(Fired::Done) => {
+                tx.execute(
+                    "DELETE FROM escalation_timers WHERE tenant_id = $1 AND incident_id = $2 \
+                       AND level = $3 AND round = $4",
+                    &[&tenant, &id, &level, &round],
+                )
+                .await
+                .map_err(opsledger_store::StoreError::from)?;
+                settled += 1;
+            }
+            Ok(Fired::Later) => {}
+            Err(e) => {
+                tracing::warn!(incident = %id, error = %e, "escalation step not fired; retrying");
+            }
+        }
+    }
+    tx.commit()
+        .await
+        .map_err(opsledger_store::StoreError::from)?;
+    Ok(settled)
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalateBody {
+    pub reason: Option<String>,
+}
+
+/// `POST /api/v1/incidents/{id}/escalate`: the next level is told now.
+pub async fn incident_escalate(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    id: web::Path<Uuid>,
+    if_match: IfMatch,
+    key: IdempotencyKey,
+    body: web::Json<EscalateBody>,
+) -> Result<HttpResponse, ApiError> {
+    let asked = serde_json::json!({ "if_match": if_match.0, "body": &*body });
+    let (actor, fingerprint, replayed) =
+        begin_command(&state, &caller, RESPONDERS, &key, &req, &asked).await?;
+    if let Some(replayed) = replayed {
+        return Ok(replayed);
+    }
+    let id = id.into_inner();
+    let tenant = actor.tenant_id;
+    let events = stream_events(&state, tenant, &incident::incident_stream(id), None).await?;
+    let incident = fold(&events).ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))?;
+    let policy = match incident.service_id {
+        Some(s) => store_roster::policy_of_service(&state.pool, tenant, s).await?,
+        None => None,
+    };
+    let policy = policy.map(|p| p.policy);
+    let step = escalation::manual_step(policy.as_ref(), incident.escalation_level);
+    let now = Utc::now();
+    let targets = policy
+        .as_ref()
+        .and_then(|p| p.levels.get(step.level as usize - 1))
+        .map(|l| l.targets.clone())
+        .unwrap_or_default();
+    let users = responders(&state, tenant, &targets, now).await?;
+    let then = policy
+        .as_ref()
+        .and_then(|p| escalation::after(p, step))
+        .map(|(next, wait)| (next, now + wait));
+    let command = Command::Escalate {
+        step,
+        targets,
+        users,
+        by_hand: true,
+        reason: body.into_inner().reason,
+        then,
+        now,
+    };
+    let retry = Retry {
+        key: &key,
+        fingerprint: &fingerprint,
+    };
+    let meta = metadata(actor, &req);
+    match execute(&state, tenant, &meta, id, if_match.0, command, Some(retry)).await? {
+        Executed::Done(view) => Ok(respond(&view)),
+        Executed::Replayed(replayed) => Ok(replayed),
+    }
+}

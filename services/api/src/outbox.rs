@@ -1,0 +1,235 @@
+//! The notification sender (SPEC §9): leases due notifications, sends them
+//! over SMTP with lettre, and records each attempt as an event.
+
+use chrono::{Duration, Utc};
+use lettre::message::{header::ContentType, Mailbox};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use opsledger_domain::notice::RenderedNotice;
+use opsledger_domain::notification::{self, Backoff, Delivery, NotificationEvent, Recipient};
+use opsledger_domain::{Metadata, NewEvent, RecordedEvent};
+use opsledger_store::outbox::{self as store_outbox, Leased};
+use opsledger_store::{AppendError, AppendRequest, ExpectedVersion, StreamAppend};
+
+use crate::common::stream_events;
+use crate::problem::ApiError;
+use crate::AppState;
+
+/// How long a sender holds a notification: well over one SMTP exchange.
+const LEASE: Duration = Duration::seconds(60);
+/// Notifications one pass sends at most; the next pass takes the rest.
+const SEND_BATCH_MAX: usize = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    None,
+    StartTls,
+    Tls,
+}
+
+impl TlsMode {
+    pub fn parse(raw: &str) -> Option<TlsMode> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "none" | "plain" | "off" => Some(TlsMode::None),
+            "starttls" => Some(TlsMode::StartTls),
+            "tls" | "smtps" | "implicit" => Some(TlsMode::Tls),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// The sender, as `Name <address>` or a bare address.
+    pub from: String,
+    pub timeout: std::time::Duration,
+    pub backoff: Backoff,
+}
+
+/// An SMTP client as configured.
+#[derive(Clone)]
+pub struct Mailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    backoff: Backoff,
+}
+
+impl std::fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailer")
+            .field("from", &self.from)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mailer {
+    pub fn new(config: &SmtpConfig) -> Result<Mailer, String> {
+        let from: Mailbox = config
+            .from
+            .parse()
+            .map_err(|e| format!("OPSLEDGER_SMTP_FROM {:?}: {e}", config.from))?;
+        let tls = |host: &str| {
+            TlsParameters::new(host.to_owned()).map_err(|e| format!("TLS for {host}: {e}"))
+        };
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host)
+            .port(config.port)
+            .timeout(Some(config.timeout));
+        builder = match config.tls {
+            TlsMode::None => builder.tls(Tls::None),
+            TlsMode::StartTls => builder.tls(Tls::Required(tls(&config.host)?)),
+            TlsMode::Tls => builder.tls(Tls::Wrapper(tls(&config.host)?)),
+        };
+        if let (Some(user), Some(password)) = (&config.username, &config.password) {
+            builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+        }
+        Ok(Mailer {
+            transport: builder.build(),
+            from,
+            backoff: config.backoff,
+        })
+    }
+
+    async fn send(&self, to: &Recipient, message: &RenderedNotice) -> Result<String, String> {
+        let to_box = Mailbox::new(
+            Some(to.name.clone()),
+            to.email
+                .parse()
+                .map_err(|e| format!("recipient {}: {e}", to.email))?,
+        );
+        let email = Message::builder()
+            .from(self.from.clone())
+            .to(to_box)
+            .subject(message.subject.clone())
+            .header(ContentType::TEXT_PLAIN)
+            .body(message.body.clone())
+            .map_err(|e| format!("building the message: {e}"))?;
+        let response = self
+            .transport
+            .send(email)
+            .await
+            .map_err(|e| format!("SMTP: {e}"))?;
+        Ok(response.message().collect::<Vec<_>>().join(" "))
+    }
+}
+
+struct Pending {
+    recipient: Recipient,
+    message: RenderedNotice,
+    delivery: Delivery,
+    version: i64,
+}
+
+fn pending(events: &[RecordedEvent]) -> Option<Pending> {
+    let mut first = None;
+    let mut delivery = None;
+    for e in events {
+        let parsed = NotificationEvent::from_stored(&e.event_type, &e.payload)?;
+        if let NotificationEvent::NotificationRequested {
+            recipient, message, ..
+        } = &parsed
+        {
+            first = Some((recipient.clone(), message.clone()));
+        }
+        delivery = notification::evolve(delivery, &parsed, e.recorded_at);
+    }
+    let (recipient, message) = first?;
+    Some(Pending {
+        recipient,
+        message,
+        delivery: delivery?,
+        version: events.last()?.stream_version,
+    })
+}
+
+fn sender_meta() -> Metadata {
+    Metadata {
+        actor: "system:mailer".into(),
+        role: "system".into(),
+        request_id: None,
+        correlation_id: None,
+        causation_id: None,
+        source: "smtp".into(),
+    }
+}
+
+/// Sends one leased notification and records what happened.
+async fn send_one(state: &AppState, mailer: &Mailer, leased: &Leased) -> Result<(), ApiError> {
+    let stream = notification::notification_stream(leased.notification_id);
+    let events = stream_events(state, leased.tenant_id, &stream, None).await?;
+    let Some(p) = pending(&events) else {
+        return Ok(());
+    };
+    if !p.delivery.status.pending() {
+        // Settled already; the read model had not caught up.
+        store_outbox::settle(
+            &state.pool,
+            leased,
+            p.delivery.status.as_str(),
+            p.delivery.attempts,
+            None,
+            p.version,
+        )
+        .await?;
+        return Ok(());
+    }
+    let attempt = p.delivery.attempts + 1;
+    let now = Utc::now();
+    let outcome = match mailer.send(&p.recipient, &p.message).await {
+        Ok(response) => NotificationEvent::NotificationSent { attempt, response },
+        Err(error) => {
+            tracing::warn!(notification = %leased.notification_id, attempt, %error, "mail not sent");
+            mailer.backoff.after_failure(attempt, error, now)
+        }
+    };
+    let request = AppendRequest {
+        tenant_id: leased.tenant_id,
+        streams: vec![StreamAppend {
+            stream_id: stream,
+            expected: ExpectedVersion::Exact(p.version),
+            events: vec![NewEvent::new(
+                outcome.type_name(),
+                outcome.payload(),
+                sender_meta(),
+                now,
+            )],
+        }],
+        idempotency: None,
+    };
+    match state.committer.append(request).await {
+        Ok(_) => {}
+        // Another sender recorded an attempt meanwhile (its lease ran out
+        // while it was still at it): its record stands.
+        Err(AppendError::Conflict { .. }) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    }
+    let (status, next) = match &outcome {
+        NotificationEvent::NotificationSent { .. } => ("sent", None),
+        NotificationEvent::NotificationFailed { retry_at, .. } => ("failed", Some(*retry_at)),
+        _ => ("abandoned", None),
+    };
+    store_outbox::settle(&state.pool, leased, status, attempt, next, p.version + 1).await?;
+    Ok(())
+}
+
+/// One pass of the sender: every due notification, one lease at a time.
+/// Instances may run it at once; a lease is held by one of them. Returns how
+/// many it tried.
+pub async fn send_due(state: &AppState, mailer: &Mailer) -> Result<usize, ApiError> {
+    let mut tried = 0;
+    while tried < SEND_BATCH_MAX {
+        let Some(leased) = store_outbox::lease_next(&state.pool, LEASE).await? else {
+            break;
+        };
+        tried += 1;
+        if let Err(e) = send_one(state, mailer, &leased).await {
+            tracing::warn!(notification = %leased.notification_id, error = %e, "notification not recorded; its lease will run out");
+        }
+    }
+    Ok(tried)
+}

@@ -1,0 +1,654 @@
+//! Notification texts: the subject and body of each notice, in English or
+//! Japanese, rendered from the templates under `templates/notice/`.
+//!
+//! Templates are embedded at compile time and rendered with minijinja in
+//! strict mode (a variable the template names but the context lacks is an
+//! error, caught by the tests below) and without auto-escaping: these are
+//! plain-text mails. Rendering is deterministic: the same facts give the same
+//! text and the same hash, so the outbox can record exactly what was said.
+
+use std::sync::OnceLock;
+
+use chrono::{DateTime, FixedOffset, Utc};
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+/// Longest subject, in characters; longer titles are cut to fit.
+pub const SUBJECT_LEN_MAX_CHARS: usize = 200;
+
+/// What a notice is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeKind {
+    IncidentOpened,
+    IncidentMitigated,
+    IncidentResolved,
+    IncidentEscalated,
+}
+
+impl NoticeKind {
+    pub const ALL: [NoticeKind; 4] = [
+        NoticeKind::IncidentOpened,
+        NoticeKind::IncidentMitigated,
+        NoticeKind::IncidentResolved,
+        NoticeKind::IncidentEscalated,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeKind::IncidentOpened => "incident_opened",
+            NoticeKind::IncidentMitigated => "incident_mitigated",
+            NoticeKind::IncidentResolved => "incident_resolved",
+            NoticeKind::IncidentEscalated => "incident_escalated",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<NoticeKind> {
+        NoticeKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// What a notice may say. For client contacts only client-visible facts are
+/// ever put here (no internal notes, no responder names).
+#[derive(Debug, Clone, Serialize)]
+pub struct NoticeFacts {
+    pub incident_id: Uuid,
+    pub title: String,
+    pub service_name: Option<String>,
+    /// critical | error | warning | info
+    pub severity: String,
+    /// triggered | acknowledged | mitigated | resolved | closed
+    pub status: String,
+    pub impact_start: DateTime<Utc>,
+    pub impact_end: Option<DateTime<Utc>>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// For escalations: the level reached (1-based) and whether by hand.
+    pub escalation_level: Option<u32>,
+    pub escalated_by_hand: bool,
+    pub recipient_name: String,
+}
+
+/// A notice as sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenderedNotice {
+    pub subject: String,
+    pub body: String,
+    /// The language the notice is written in: "en" or "ja".
+    pub locale: String,
+    /// hex SHA-256 over subject, a NUL byte, body
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lang {
+    En,
+    Ja,
+}
+
+impl Lang {
+    /// "ja" or any "ja-*" (also "ja_*", any case) is Japanese; all else English.
+    fn of(locale: &str) -> Lang {
+        let l = locale.trim().to_ascii_lowercase();
+        if l == "ja" || l.starts_with("ja-") || l.starts_with("ja_") {
+            Lang::Ja
+        } else {
+            Lang::En
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Ja => "ja",
+        }
+    }
+}
+
+/// Embeds each named template from `templates/notice/`.
+macro_rules! notice_templates {
+    ($($name:literal),* $(,)?) => {
+        &[$(($name, include_str!(concat!("../templates/notice/", $name)))),*]
+    };
+}
+
+const TEMPLATES: &[(&str, &str)] = notice_templates!(
+    "incident_opened.en.subject.txt",
+    "incident_opened.en.body.txt",
+    "incident_opened.ja.subject.txt",
+    "incident_opened.ja.body.txt",
+    "incident_mitigated.en.subject.txt",
+    "incident_mitigated.en.body.txt",
+    "incident_mitigated.ja.subject.txt",
+    "incident_mitigated.ja.body.txt",
+    "incident_resolved.en.subject.txt",
+    "incident_resolved.en.body.txt",
+    "incident_resolved.ja.subject.txt",
+    "incident_resolved.ja.body.txt",
+    "incident_escalated.en.subject.txt",
+    "incident_escalated.en.body.txt",
+    "incident_escalated.ja.subject.txt",
+    "incident_escalated.ja.body.txt",
+);
+
+fn env() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_auto_escape_callback(|_| AutoEscape::None);
+        // Block tags on lines of their own leave no blank lines behind.
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        for (name, source) in TEMPLATES {
+            env.add_template(name, source)
+                .unwrap_or_else(|e| panic!("notice template {name} does not parse: {e:#}"));
+        }
+        env
+    })
+}
+
+/// Everything a template may name: the facts, made printable.
+#[derive(Debug, Clone, Serialize)]
+struct Context {
+    incident_id: Uuid,
+    /// On one line; in subjects possibly cut to fit.
+    title: String,
+    /// On one line.
+    service: Option<String>,
+    severity: String,
+    severity_label: String,
+    status: String,
+    status_label: String,
+    impact_start: String,
+    impact_end: Option<String>,
+    resolved_at: Option<String>,
+    escalation_level: Option<u32>,
+    escalated_by_hand: bool,
+    recipient_name: String,
+}
+
+impl Context {
+    fn new(lang: Lang, facts: &NoticeFacts) -> Context {
+        let time = |t: DateTime<Utc>| format_time(lang, t);
+        Context {
+            incident_id: facts.incident_id,
+            title: single_line(&facts.title),
+            service: facts
+                .service_name
+                .as_deref()
+                .map(single_line)
+                .filter(|s| !s.is_empty()),
+            severity: facts.severity.clone(),
+            severity_label: severity_label(lang, &facts.severity),
+            status: facts.status.clone(),
+            status_label: status_label(lang, &facts.status),
+            impact_start: time(facts.impact_start),
+            impact_end: facts.impact_end.map(time),
+            resolved_at: facts.resolved_at.map(time),
+            escalation_level: facts.escalation_level,
+            escalated_by_hand: facts.escalated_by_hand,
+            recipient_name: single_line(&facts.recipient_name),
+        }
+    }
+}
+
+/// Renders the notice for a recipient locale: "ja" (or any "ja-*") gets
+/// Japanese, everything else English. Deterministic: same input, same output.
+/// Times are shown in UTC for English ("2026-11-25 06:24 UTC") and in Japan
+/// time for Japanese ("2026年11月25日 15:24 (JST)").
+pub fn render(kind: NoticeKind, locale: &str, facts: &NoticeFacts) -> RenderedNotice {
+    let lang = Lang::of(locale);
+    let base = format!("{}.{}", kind.as_str(), lang.as_str());
+    let ctx = Context::new(lang, facts);
+
+    let subject = render_subject(&format!("{base}.subject.txt"), ctx.clone());
+    let body = format!(
+        "{}\n",
+        render_template(&format!("{base}.body.txt"), &ctx).trim_end()
+    );
+    let sha256 = digest(&subject, &body);
+    RenderedNotice {
+        subject,
+        body,
+        locale: lang.as_str().to_owned(),
+        sha256,
+    }
+}
+
+/// hex SHA-256 over subject, a NUL byte, body.
+fn digest(subject: &str, body: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(subject.as_bytes());
+    hasher.update([0u8]);
+    hasher.update(body.as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+/// Templates and contexts are ours, so a failure is a bug the tests catch.
+fn render_template(name: &str, ctx: &Context) -> String {
+    env()
+        .get_template(name)
+        .and_then(|t| t.render(ctx))
+        .unwrap_or_else(|e| panic!("notice template {name} fails to render: {e:#}"))
+}
+
+/// One line of at most [`SUBJECT_LEN_MAX_CHARS`]: a long title is cut on a
+/// character boundary and ends in "…".
+fn render_subject(name: &str, mut ctx: Context) -> String {
+    let subject = single_line(&render_template(name, &ctx));
+    let len = subject.chars().count();
+    if len <= SUBJECT_LEN_MAX_CHARS {
+        return subject;
+    }
+    let title_len = ctx.title.chars().count();
+    let room = SUBJECT_LEN_MAX_CHARS.saturating_sub(len - title_len);
+    if room >= 2 {
+        ctx.title = truncate(&ctx.title, room);
+        let subject = single_line(&render_template(name, &ctx));
+        if subject.chars().count() <= SUBJECT_LEN_MAX_CHARS {
+            return subject;
+        }
+    }
+    // Only a very long service name gets here: cut the whole line.
+    truncate(&subject, SUBJECT_LEN_MAX_CHARS)
+}
+
+/// `s` cut to at most `max` characters, ending in "…" if it was cut.
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// Line breaks and other control characters become single spaces; the ends
+/// are trimmed. Other spaces (such as the ideographic space) are kept.
+fn single_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut pending_space = false;
+    for c in s.chars() {
+        if c.is_control() || c == '\u{2028}' || c == '\u{2029}' {
+            pending_space = true;
+            continue;
+        }
+        if pending_space {
+            if !out.is_empty() && !out.ends_with(' ') && c != ' ' {
+                out.push(' ');
+            }
+            pending_space = false;
+        }
+        out.push(c);
+    }
+    out.trim().to_owned()
+}
+
+fn format_time(lang: Lang, t: DateTime<Utc>) -> String {
+    match lang {
+        Lang::En => t.format("%Y-%m-%d %H:%M UTC").to_string(),
+        Lang::Ja => {
+            let jst = FixedOffset::east_opt(9 * 3600).expect("UTC+9 is a valid offset");
+            t.with_timezone(&jst)
+                .format("%Y年%-m月%-d日 %H:%M (JST)")
+                .to_string()
+        }
+    }
+}
+
+fn severity_label(lang: Lang, severity: &str) -> String {
+    let label = match (lang, severity) {
+        (Lang::En, "critical") => "Critical",
+        (Lang::En, "error") => "Error",
+        (Lang::En, "warning") => "Warning",
+        (Lang::En, "info") => "Info",
+        (Lang::Ja, "critical") => "重大",
+        (Lang::Ja, "error") => "障害",
+        (Lang::Ja, "warning") => "警告",
+        (Lang::Ja, "info") => "情報",
+        (_, other) => other,
+    };
+    single_line(label)
+}
+
+fn status_label(lang: Lang, status: &str) -> String {
+    let label = match (lang, status) {
+        (Lang::En, "triggered") => "Open",
+        (Lang::En, "acknowledged") => "Being worked on",
+        (Lang::En, "mitigated") => "Mitigated",
+        (Lang::En, "resolved") => "Resolved",
+        (Lang::En, "closed") => "Closed",
+        (Lang::Ja, "triggered") => "発生中",
+        (Lang::Ja, "acknowledged") => "対応中",
+        (Lang::Ja, "mitigated") => "影響緩和済み",
+        (Lang::Ja, "resolved") => "復旧済み",
+        (Lang::Ja, "closed") => "対応完了",
+        (_, other) => other,
+    };
+    single_line(label)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap()
+    }
+
+    fn facts() -> NoticeFacts {
+        NoticeFacts {
+            incident_id: Uuid::from_u128(0x0193_5f2a_7c11_7d40_9a3e_4b5c_6d7e_8f90),
+            title: "受注APIの応答遅延".to_owned(),
+            service_name: Some("受注システム".to_owned()),
+            severity: "critical".to_owned(),
+            status: "triggered".to_owned(),
+            impact_start: at(2026, 11, 25, 6, 24),
+            impact_end: None,
+            resolved_at: None,
+            escalation_level: Some(2),
+            escalated_by_hand: false,
+            recipient_name: "山田 太郎".to_owned(),
+        }
+    }
+
+    fn resolved_facts() -> NoticeFacts {
+        NoticeFacts {
+            status: "resolved".to_owned(),
+            impact_end: Some(at(2026, 11, 25, 7, 5)),
+            resolved_at: Some(at(2026, 11, 25, 7, 12)),
+            ..facts()
+        }
+    }
+
+    #[test]
+    fn kinds_round_trip_through_their_names() {
+        for kind in NoticeKind::ALL {
+            assert_eq!(NoticeKind::parse(kind.as_str()), Some(kind));
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+        }
+        assert_eq!(NoticeKind::parse("incident_closed"), None);
+    }
+
+    #[test]
+    fn every_kind_renders_in_both_languages() {
+        let variants = [
+            facts(),
+            resolved_facts(),
+            NoticeFacts {
+                service_name: None,
+                escalation_level: None,
+                escalated_by_hand: true,
+                ..facts()
+            },
+        ];
+        for kind in NoticeKind::ALL {
+            for locale in ["en", "ja"] {
+                for f in &variants {
+                    let n = render(kind, locale, f);
+                    assert_eq!(n.locale, locale);
+                    assert!(!n.subject.is_empty() && !n.subject.contains('\n'));
+                    assert!(n.subject.chars().count() <= SUBJECT_LEN_MAX_CHARS);
+                    assert!(n.body.contains(&f.incident_id.to_string()), "{}", n.body);
+                    assert!(n.body.contains(&f.recipient_name), "{}", n.body);
+                    assert!(n.body.ends_with('\n') && !n.body.ends_with("\n\n"));
+                    assert!(!n.body.contains("{{") && !n.body.contains("{%"));
+                    assert!(!n.body.contains("none"), "{}", n.body);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn japanese_subjects_have_the_prefix_and_the_whole_title() {
+        let f = facts();
+        for (kind, prefix) in [
+            (NoticeKind::IncidentOpened, "【障害発生】"),
+            (NoticeKind::IncidentMitigated, "【影響緩和】"),
+            (NoticeKind::IncidentResolved, "【復旧】"),
+            (
+                NoticeKind::IncidentEscalated,
+                "【エスカレーション レベル2】",
+            ),
+        ] {
+            let n = render(kind, "ja", &f);
+            assert!(n.subject.starts_with(prefix), "{}", n.subject);
+            assert!(n.subject.contains(&f.title), "{}", n.subject);
+        }
+        assert_eq!(
+            render(NoticeKind::IncidentOpened, "ja", &f).subject,
+            "【障害発生】受注APIの応答遅延（受注システム）"
+        );
+    }
+
+    #[test]
+    fn english_subjects_follow_the_pattern() {
+        let f = NoticeFacts {
+            title: "Checkout latency".to_owned(),
+            service_name: Some("Shop".to_owned()),
+            ..facts()
+        };
+        assert_eq!(
+            render(NoticeKind::IncidentOpened, "en", &f).subject,
+            "[opsledger] Incident opened: Checkout latency (Shop)"
+        );
+        assert_eq!(
+            render(NoticeKind::IncidentResolved, "en", &f).subject,
+            "[opsledger] Incident resolved: Checkout latency (Shop)"
+        );
+        assert_eq!(
+            render(NoticeKind::IncidentEscalated, "en", &f).subject,
+            "[opsledger] Escalation level 2: Checkout latency"
+        );
+        let no_service = NoticeFacts {
+            service_name: None,
+            ..f
+        };
+        assert_eq!(
+            render(NoticeKind::IncidentMitigated, "en", &no_service).subject,
+            "[opsledger] Incident mitigated: Checkout latency"
+        );
+    }
+
+    #[test]
+    fn locales_pick_the_language() {
+        let f = facts();
+        for (locale, lang) in [
+            ("en", "en"),
+            ("en-GB", "en"),
+            ("fr", "en"),
+            ("", "en"),
+            ("jav", "en"),
+            ("ja", "ja"),
+            ("ja-JP", "ja"),
+            ("JA_jp", "ja"),
+        ] {
+            let n = render(NoticeKind::IncidentOpened, locale, &f);
+            assert_eq!(n.locale, lang, "{locale}");
+        }
+        assert!(render(NoticeKind::IncidentOpened, "en-GB", &f)
+            .subject
+            .starts_with("[opsledger] Incident opened:"));
+        let ja = render(NoticeKind::IncidentOpened, "ja-JP", &f);
+        assert!(ja.subject.starts_with("【障害発生】"));
+        assert!(ja.body.contains("いつもお世話になっております。"));
+    }
+
+    #[test]
+    fn the_hash_covers_subject_nul_body() {
+        let f = facts();
+        let n = render(NoticeKind::IncidentOpened, "en", &f);
+        let mut bytes = n.subject.as_bytes().to_vec();
+        bytes.push(0);
+        bytes.extend_from_slice(n.body.as_bytes());
+        assert_eq!(n.sha256, hex::encode(Sha256::digest(&bytes)));
+        assert_eq!(n.sha256.len(), 64);
+
+        // Deterministic.
+        assert_eq!(render(NoticeKind::IncidentOpened, "en", &f), n);
+
+        // Only the body differs (the status is not in the subject): new hash.
+        let other = render(
+            NoticeKind::IncidentOpened,
+            "en",
+            &NoticeFacts {
+                status: "acknowledged".to_owned(),
+                ..f
+            },
+        );
+        assert_eq!(other.subject, n.subject);
+        assert_ne!(other.body, n.body);
+        assert_ne!(other.sha256, n.sha256);
+    }
+
+    #[test]
+    fn subjects_are_one_line_and_bounded() {
+        let f = NoticeFacts {
+            title: "Database down\r\nsecond line\n\tthird".to_owned(),
+            service_name: Some("DB\nprimary".to_owned()),
+            ..facts()
+        };
+        for locale in ["en", "ja"] {
+            let n = render(NoticeKind::IncidentOpened, locale, &f);
+            assert!(!n.subject.contains(['\n', '\r', '\t']), "{:?}", n.subject);
+            assert!(n.subject.contains("Database down second line third"));
+            assert!(n.subject.contains("DB primary"));
+        }
+
+        let long = NoticeFacts {
+            title: "長".repeat(500),
+            ..facts()
+        };
+        for kind in NoticeKind::ALL {
+            for locale in ["en", "ja"] {
+                let n = render(kind, locale, &long);
+                assert_eq!(n.subject.chars().count(), SUBJECT_LEN_MAX_CHARS);
+                assert!(n.subject.contains("長…"), "{}", n.subject);
+                // The service still shows after the cut title.
+                if kind != NoticeKind::IncidentEscalated {
+                    assert!(n.subject.contains("受注システム"), "{}", n.subject);
+                }
+                // The body keeps the whole title.
+                assert!(n.body.contains(&long.title));
+            }
+        }
+
+        let huge_service = NoticeFacts {
+            service_name: Some("s".repeat(400)),
+            ..facts()
+        };
+        let n = render(NoticeKind::IncidentOpened, "en", &huge_service);
+        assert_eq!(n.subject.chars().count(), SUBJECT_LEN_MAX_CHARS);
+        assert!(n.subject.ends_with('…'));
+    }
+
+    #[test]
+    fn escalations_name_the_level_and_ask_for_acknowledgement() {
+        let auto = facts();
+        let en = render(NoticeKind::IncidentEscalated, "en", &auto);
+        assert!(en.subject.contains("Escalation level 2"));
+        assert!(en.body.contains("escalation level 2"), "{}", en.body);
+        assert!(en.body.contains("not been acknowledged"));
+        assert!(en.body.contains("Please acknowledge"));
+        let ja = render(NoticeKind::IncidentEscalated, "ja", &auto);
+        assert!(ja.subject.starts_with("【エスカレーション レベル2】"));
+        assert!(ja.body.contains("エスカレーション レベル2に達しました"));
+        assert!(ja.body.contains("応答（acknowledge）をお願いいたします"));
+
+        let by_hand = NoticeFacts {
+            escalation_level: Some(3),
+            escalated_by_hand: true,
+            ..facts()
+        };
+        let en = render(NoticeKind::IncidentEscalated, "en", &by_hand);
+        assert!(en.subject.contains("Escalation level 3"));
+        assert!(
+            en.body.contains("escalated by hand to level 3"),
+            "{}",
+            en.body
+        );
+        let ja = render(NoticeKind::IncidentEscalated, "ja", &by_hand);
+        assert!(ja
+            .body
+            .contains("担当者の判断によりエスカレーション レベル3へ"));
+    }
+
+    #[test]
+    fn times_are_utc_in_english_and_jst_in_japanese() {
+        let t = at(2026, 11, 25, 6, 24);
+        assert_eq!(format_time(Lang::En, t), "2026-11-25 06:24 UTC");
+        assert_eq!(format_time(Lang::Ja, t), "2026年11月25日 15:24 (JST)");
+        // Across midnight and the year end, month and day unpadded.
+        let t = at(2026, 12, 31, 15, 5);
+        assert_eq!(format_time(Lang::En, t), "2026-12-31 15:05 UTC");
+        assert_eq!(format_time(Lang::Ja, t), "2027年1月1日 00:05 (JST)");
+
+        let f = resolved_facts();
+        let en = render(NoticeKind::IncidentResolved, "en", &f);
+        assert!(
+            en.body.contains("Impact start:  2026-11-25 06:24 UTC"),
+            "{}",
+            en.body
+        );
+        assert!(en.body.contains("Impact end:    2026-11-25 07:05 UTC"));
+        assert!(en.body.contains("Resolved at:   2026-11-25 07:12 UTC"));
+        let ja = render(NoticeKind::IncidentResolved, "ja", &f);
+        assert!(
+            ja.body.contains("影響開始　：2026年11月25日 15:24 (JST)"),
+            "{}",
+            ja.body
+        );
+        assert!(ja.body.contains("影響終了　：2026年11月25日 16:05 (JST)"));
+        assert!(ja.body.contains("復旧日時　：2026年11月25日 16:12 (JST)"));
+    }
+
+    #[test]
+    fn japanese_bodies_translate_severity_and_status() {
+        for (severity, label) in [
+            ("critical", "重大"),
+            ("error", "障害"),
+            ("warning", "警告"),
+            ("info", "情報"),
+        ] {
+            let f = NoticeFacts {
+                severity: severity.to_owned(),
+                ..facts()
+            };
+            let n = render(NoticeKind::IncidentOpened, "ja", &f);
+            assert!(
+                n.body.contains(&format!("重要度　　：{label}\n")),
+                "{}",
+                n.body
+            );
+        }
+        for (status, label) in [
+            ("triggered", "発生中"),
+            ("acknowledged", "対応中"),
+            ("mitigated", "影響緩和済み"),
+            ("resolved", "復旧済み"),
+            ("closed", "対応完了"),
+        ] {
+            let f = NoticeFacts {
+                status: status.to_owned(),
+                ..facts()
+            };
+            let n = render(NoticeKind::IncidentMitigated, "ja", &f);
+            assert!(
+                n.body.contains(&format!("現在の状況：{label}\n")),
+                "{}",
+                n.body
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_variable_is_an_error() {
+        let t = env().template_from_str("{{ nope }}").unwrap();
+        assert!(t.render(Context::new(Lang::En, &facts())).is_err());
+    }
+}
