@@ -5,7 +5,6 @@
 
 use std::error::Error as _;
 
-use base64::Engine as _;
 use lettre::message::header::ContentType;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use opsledger_testkit::SmtpSink;
@@ -27,124 +26,6 @@ fn message(to: &str, subject: &str, body: &str) -> Message {
         .header(ContentType::TEXT_PLAIN)
         .body(body.to_owned())
         .unwrap()
-}
-
-/// The header part and the body of a raw message.
-fn split(raw: &str) -> (&str, &str) {
-    raw.split_once("\r\n\r\n")
-        .expect("a blank line ends the header")
-}
-
-/// The value of header `name` (first occurrence), unfolded, as sent.
-fn header(raw: &str, name: &str) -> Option<String> {
-    let (head, _) = split(raw);
-    let mut value: Option<String> = None;
-    for line in head.split("\r\n") {
-        if let Some(v) = value.as_mut() {
-            if line.starts_with([' ', '\t']) {
-                v.push_str(line);
-                continue;
-            }
-            break;
-        }
-        if let Some((n, v)) = line.split_once(':') {
-            if n.eq_ignore_ascii_case(name) {
-                value = Some(v.trim_start().to_owned());
-            }
-        }
-    }
-    value
-}
-
-fn quoted_printable(text: &str, underscore_is_space: bool) -> Vec<u8> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'=' if bytes[i + 1..].starts_with(b"\r\n") => i += 3,
-            b'=' => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
-                out.push(u8::from_str_radix(hex, 16).expect("=XX in quoted-printable"));
-                i += 3;
-            }
-            b'_' if underscore_is_space => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    out
-}
-
-fn base64(text: &str) -> Vec<u8> {
-    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(compact)
-        .expect("valid base64")
-}
-
-/// An RFC 2047 encoded word (`=?charset?B|Q?text?=`), decoded; None if `word` is not one.
-fn encoded_word(word: &str) -> Option<String> {
-    let inner = word.strip_prefix("=?")?.strip_suffix("?=")?;
-    let mut parts = inner.splitn(3, '?');
-    let charset = parts.next()?;
-    let encoding = parts.next()?;
-    let text = parts.next()?;
-    assert!(
-        charset.eq_ignore_ascii_case("utf-8"),
-        "unexpected charset {charset}"
-    );
-    let bytes = match encoding {
-        "B" | "b" => base64(text),
-        "Q" | "q" => quoted_printable(text, true),
-        _ => return None,
-    };
-    Some(String::from_utf8(bytes).expect("an encoded word in UTF-8"))
-}
-
-/// An unstructured header value with RFC 2047 encoded words decoded
-/// (whitespace between two encoded words is dropped, as the RFC says).
-fn decode_header(value: &str) -> String {
-    let mut out = String::new();
-    let mut previous_was_encoded = false;
-    for token in value.split_whitespace() {
-        match encoded_word(token) {
-            Some(decoded) => {
-                if !out.is_empty() && !previous_was_encoded {
-                    out.push(' ');
-                }
-                out.push_str(&decoded);
-                previous_was_encoded = true;
-            }
-            None => {
-                if !out.is_empty() {
-                    out.push(' ');
-                }
-                out.push_str(token);
-                previous_was_encoded = false;
-            }
-        }
-    }
-    out
-}
-
-/// The body of a single-part message, its transfer encoding undone.
-fn decode_body(raw: &str) -> String {
-    let (_, body) = split(raw);
-    let encoding = header(raw, "Content-Transfer-Encoding")
-        .unwrap_or_else(|| "7bit".into())
-        .to_ascii_lowercase();
-    let bytes = match encoding.as_str() {
-        "base64" => base64(body),
-        "quoted-printable" => quoted_printable(body, false),
-        _ => body.as_bytes().to_vec(),
-    };
-    String::from_utf8(bytes).expect("a UTF-8 body")
 }
 
 fn is_connection_refused(err: &lettre::transport::smtp::Error) -> bool {
@@ -174,18 +55,24 @@ async fn a_message_arrives_verbatim_with_its_envelope_and_encoded_japanese_subje
     assert_eq!(mail.mail_from, "noreply@opsledger.test");
     assert_eq!(mail.rcpt_to, vec!["oncall@example.test".to_owned()]);
 
-    let raw = std::str::from_utf8(&mail.raw).expect("lettre sends 7-bit headers");
-    let subject = header(raw, "Subject").expect("a Subject header");
+    assert!(
+        mail.raw.is_ascii(),
+        "lettre sends 7-bit headers and an encoded body"
+    );
+    let subject = mail.header("Subject").expect("a Subject header");
     assert!(
         subject.to_ascii_lowercase().contains("=?utf-8?"),
         "the subject is RFC 2047 encoded: {subject}"
     );
     assert!(subject.is_ascii(), "no raw UTF-8 in the header: {subject}");
-    assert_eq!(decode_header(&subject), SUBJECT);
-    let to = header(raw, "To").expect("a To header");
+    assert_eq!(mail.subject(), SUBJECT);
+    let to = mail.header("To").expect("a To header");
     assert!(to.contains("<oncall@example.test>"), "{to}");
-    assert_eq!(decode_header(&to), "当番 <oncall@example.test>");
-    assert_eq!(decode_body(raw), BODY);
+    assert_eq!(
+        mail.decoded_header("To").unwrap(),
+        "当番 <oncall@example.test>"
+    );
+    assert_eq!(mail.body(), BODY);
 }
 
 #[tokio::test]
@@ -216,8 +103,5 @@ async fn a_stopped_sink_refuses_connections_and_a_restarted_one_keeps_the_earlie
     let received = sink.messages();
     let rcpts: Vec<&str> = received.iter().map(|m| m.rcpt_to[0].as_str()).collect();
     assert_eq!(rcpts, ["first@example.test", "second@example.test"]);
-    assert_eq!(
-        decode_header(&header(&received[1].text(), "Subject").unwrap()),
-        "後"
-    );
+    assert_eq!(received[1].subject(), "後");
 }

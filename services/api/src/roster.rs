@@ -271,9 +271,20 @@ struct ScheduleView {
     version: i64,
 }
 
+/// The users a schedule or override names must exist; asked of the log, so
+/// that a user registered a moment ago counts.
 async fn users_exist(state: &AppState, tenant: Uuid, ids: &[Uuid]) -> Result<(), ApiError> {
-    let known = store_roster::users(&state.pool, tenant, ids).await?;
-    match ids.iter().find(|id| !known.iter().any(|u| u.id == **id)) {
+    let streams: Vec<String> = ids.iter().map(|id| roster::user_stream(*id)).collect();
+    let client = state
+        .pool
+        .get()
+        .await
+        .map_err(opsledger_store::StoreError::from)?;
+    let known = opsledger_store::read::existing_streams(&client, tenant, &streams).await?;
+    match ids
+        .iter()
+        .find(|id| !known.contains(&roster::user_stream(**id)))
+    {
         Some(missing) => Err(ApiError::Unprocessable(format!(
             "user {missing} does not exist"
         ))),

@@ -214,6 +214,24 @@ fn like_prefixes(prefixes: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// Which of `stream_ids` have events: a command that names other entities
+/// (a schedule its users, say) checks them against the log itself, so that
+/// an entity registered a moment ago counts.
+pub async fn existing_streams<C: GenericClient>(
+    client: &C,
+    tenant_id: Uuid,
+    stream_ids: &[String],
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT DISTINCT stream_id FROM events WHERE tenant_id = $1 AND stream_id = ANY($2) \
+               AND stream_version = 1",
+        )
+        .await?;
+    let rows = client.query(&stmt, &[&tenant_id, &stream_ids]).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 /// One stream's events in version order; with `as_of`, only those recorded
 /// by then (what the system knew at that instant).
 pub async fn read_stream<C: GenericClient>(

@@ -11,6 +11,7 @@ use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use uuid::Uuid;
@@ -72,6 +73,144 @@ impl Received {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.raw).into_owned()
     }
+
+    /// The value of header `name` (first occurrence), unfolded, as sent.
+    pub fn header(&self, name: &str) -> Option<String> {
+        header(&self.text(), name)
+    }
+
+    /// Header `name` with its RFC 2047 encoded words decoded.
+    pub fn decoded_header(&self, name: &str) -> Option<String> {
+        self.header(name).map(|v| decode_header(&v))
+    }
+
+    /// The subject, decoded.
+    pub fn subject(&self) -> String {
+        self.decoded_header("Subject").unwrap_or_default()
+    }
+
+    /// The body of a single-part message, its transfer encoding undone.
+    pub fn body(&self) -> String {
+        decode_body(&self.text())
+    }
+}
+
+/// The header part and the body of a raw message.
+fn split(raw: &str) -> (&str, &str) {
+    raw.split_once("\r\n\r\n")
+        .expect("a blank line ends the header")
+}
+
+/// The value of header `name` (first occurrence), unfolded, as sent.
+fn header(raw: &str, name: &str) -> Option<String> {
+    let (head, _) = split(raw);
+    let mut value: Option<String> = None;
+    for line in head.split("\r\n") {
+        if let Some(v) = value.as_mut() {
+            if line.starts_with([' ', '\t']) {
+                v.push_str(line);
+                continue;
+            }
+            break;
+        }
+        if let Some((n, v)) = line.split_once(':') {
+            if n.eq_ignore_ascii_case(name) {
+                value = Some(v.trim_start().to_owned());
+            }
+        }
+    }
+    value
+}
+
+fn quoted_printable(text: &str, underscore_is_space: bool) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'=' if bytes[i + 1..].starts_with(b"\r\n") => i += 3,
+            b'=' => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
+                out.push(u8::from_str_radix(hex, 16).expect("=XX in quoted-printable"));
+                i += 3;
+            }
+            b'_' if underscore_is_space => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+fn base64(text: &str) -> Vec<u8> {
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .expect("valid base64")
+}
+
+/// An RFC 2047 encoded word (`=?charset?B|Q?text?=`), decoded; None if `word` is not one.
+fn encoded_word(word: &str) -> Option<String> {
+    let inner = word.strip_prefix("=?")?.strip_suffix("?=")?;
+    let mut parts = inner.splitn(3, '?');
+    let charset = parts.next()?;
+    let encoding = parts.next()?;
+    let text = parts.next()?;
+    assert!(
+        charset.eq_ignore_ascii_case("utf-8"),
+        "unexpected charset {charset}"
+    );
+    let bytes = match encoding {
+        "B" | "b" => base64(text),
+        "Q" | "q" => quoted_printable(text, true),
+        _ => return None,
+    };
+    Some(String::from_utf8(bytes).expect("an encoded word in UTF-8"))
+}
+
+/// An unstructured header value with RFC 2047 encoded words decoded
+/// (whitespace between two encoded words is dropped, as the RFC says).
+fn decode_header(value: &str) -> String {
+    let mut out = String::new();
+    let mut previous_was_encoded = false;
+    for token in value.split_whitespace() {
+        match encoded_word(token) {
+            Some(decoded) => {
+                if !out.is_empty() && !previous_was_encoded {
+                    out.push(' ');
+                }
+                out.push_str(&decoded);
+                previous_was_encoded = true;
+            }
+            None => {
+                if !out.is_empty() {
+                    out.push(' ');
+                }
+                out.push_str(token);
+                previous_was_encoded = false;
+            }
+        }
+    }
+    out
+}
+
+/// The body of a single-part message, its transfer encoding undone.
+fn decode_body(raw: &str) -> String {
+    let (_, body) = split(raw);
+    let encoding = header(raw, "Content-Transfer-Encoding")
+        .unwrap_or_else(|| "7bit".into())
+        .to_ascii_lowercase();
+    let bytes = match encoding.as_str() {
+        "base64" => base64(body),
+        "quoted-printable" => quoted_printable(body, false),
+        _ => body.as_bytes().to_vec(),
+    };
+    String::from_utf8(bytes).expect("a UTF-8 body")
 }
 
 struct Running {
