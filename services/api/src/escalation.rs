@@ -5,7 +5,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use opsledger_domain::escalation::{self, Step, Target};
-use opsledger_domain::incident::{self, Command, IncidentEvent};
+use opsledger_domain::incident::{self, Command, IncidentEvent, Status};
 use opsledger_domain::{oncall, Metadata, RecordedEvent};
 use opsledger_store::roster as store_roster;
 use serde::{Deserialize, Serialize};
@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::auth::Caller;
 use crate::common::{begin_command, metadata, stream_events};
 use crate::idempotency::IdempotencyKey;
-use crate::incidents::{execute, respond, Executed, IfMatch, Retry};
+use crate::incidents::{execute, optional_json, respond, Executed, IfMatch, Retry};
 use crate::problem::ApiError;
 use crate::AppState;
 use opsledger_domain::access::RESPONDERS;
@@ -227,9 +227,11 @@ pub async fn incident_escalate(
     id: web::Path<Uuid>,
     if_match: IfMatch,
     key: IdempotencyKey,
-    body: web::Json<EscalateBody>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let asked = serde_json::json!({ "if_match": if_match.0, "body": &*body });
+    // Every field is optional, so the body may be left out altogether.
+    let body: EscalateBody = optional_json(&req, &body)?.unwrap_or_default();
+    let asked = serde_json::json!({ "if_match": if_match.0, "body": &body });
     let (actor, fingerprint, replayed) =
         begin_command(&state, &caller, RESPONDERS, &key, &req, &asked).await?;
     if let Some(replayed) = replayed {
@@ -244,6 +246,15 @@ pub async fn incident_escalate(
         None => None,
     };
     let policy = policy.map(|p| p.policy);
+    let open = matches!(incident.status, Status::Triggered | Status::Acknowledged);
+    if open && policy.is_none() {
+        // (A closed incident gets the 409 that names its state instead.)
+        return Err(ApiError::Unprocessable(
+            "the incident's service has no escalation policy: there is nobody to escalate to; \
+             hand it off or assign it instead"
+                .into(),
+        ));
+    }
     let step = escalation::manual_step(policy.as_ref(), incident.escalation_level);
     let now = Utc::now();
     let targets = policy
@@ -261,7 +272,7 @@ pub async fn incident_escalate(
         targets,
         users,
         by_hand: true,
-        reason: body.into_inner().reason,
+        reason: body.reason,
         then,
         now,
     };

@@ -577,7 +577,7 @@ pub async fn incident_mitigate(
 
 /// A body that may be left out entirely; when present it must be valid JSON
 /// of the right shape, never silently ignored.
-fn optional_json<T: serde::de::DeserializeOwned>(
+pub(crate) fn optional_json<T: serde::de::DeserializeOwned>(
     req: &HttpRequest,
     body: &[u8],
 ) -> Result<Option<T>, ApiError> {

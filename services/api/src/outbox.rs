@@ -167,19 +167,20 @@ async fn send_one(state: &AppState, mailer: &Mailer, leased: &Leased) -> Result<
     };
     if !p.delivery.status.pending() {
         // Settled already; the read model had not caught up.
-        store_outbox::settle(
-            &state.pool,
-            leased,
-            p.delivery.status.as_str(),
-            p.delivery.attempts,
-            None,
-            p.version,
-        )
-        .await?;
+        let settled = store_outbox::Settled {
+            status: p.delivery.status.as_str(),
+            attempts: p.delivery.attempts,
+            next_attempt_at: None,
+            last_error: None,
+            sent_at: None,
+        };
+        store_outbox::settle(&state.pool, leased, &settled, p.version).await?;
         return Ok(());
     }
     let attempt = p.delivery.attempts + 1;
-    let now = Utc::now();
+    // As the event will keep it (microseconds): the row written at once and
+    // the row a rebuild writes must agree.
+    let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
     let outcome = match mailer.send(&p.recipient, &p.message).await {
         Ok(response) => NotificationEvent::NotificationSent { attempt, response },
         Err(error) => {
@@ -208,12 +209,33 @@ async fn send_one(state: &AppState, mailer: &Mailer, leased: &Leased) -> Result<
         Err(AppendError::Conflict { .. }) => return Ok(()),
         Err(e) => return Err(e.into()),
     }
-    let (status, next) = match &outcome {
-        NotificationEvent::NotificationSent { .. } => ("sent", None),
-        NotificationEvent::NotificationFailed { retry_at, .. } => ("failed", Some(*retry_at)),
-        _ => ("abandoned", None),
+    let settled = match &outcome {
+        NotificationEvent::NotificationSent { .. } => store_outbox::Settled {
+            status: "sent",
+            attempts: attempt,
+            next_attempt_at: None,
+            last_error: None,
+            sent_at: Some(now),
+        },
+        NotificationEvent::NotificationFailed {
+            retry_at, error, ..
+        } => store_outbox::Settled {
+            status: "failed",
+            attempts: attempt,
+            next_attempt_at: Some(*retry_at),
+            last_error: Some(error),
+            sent_at: None,
+        },
+        NotificationEvent::NotificationAbandoned { error, .. } => store_outbox::Settled {
+            status: "abandoned",
+            attempts: attempt,
+            next_attempt_at: None,
+            last_error: Some(error),
+            sent_at: None,
+        },
+        NotificationEvent::NotificationRequested { .. } => return Ok(()),
     };
-    store_outbox::settle(&state.pool, leased, status, attempt, next, p.version + 1).await?;
+    store_outbox::settle(&state.pool, leased, &settled, p.version + 1).await?;
     Ok(())
 }
 

@@ -48,6 +48,7 @@ async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let meta = metadata(actor, req);
     let now = Utc::now();
+    let version = events.len() as i64;
     let request = AppendRequest {
         tenant_id: actor.tenant_id,
         streams: vec![StreamAppend {
@@ -66,13 +67,14 @@ async fn create(
             fingerprint,
             StatusCode::CREATED,
             Some(&location),
-            Some(1),
+            Some(version),
             &view,
         ),
     };
     match state.committer.append(request).await? {
         AppendOutcome::Committed { .. } => Ok(HttpResponse::Created()
             .insert_header((header::LOCATION, location))
+            .insert_header((header::ETAG, format!("\"{version}\"")))
             .json(view)),
         AppendOutcome::Duplicate {
             fingerprint: stored,
@@ -454,13 +456,15 @@ pub async fn override_add(
             &fingerprint,
             StatusCode::CREATED,
             Some(&location),
-            Some(1),
+            Some(version + 1),
             &view,
         ),
     };
     match state.committer.append(request).await? {
+        // The entity tag is the schedule's: the override is part of it.
         AppendOutcome::Committed { .. } => Ok(HttpResponse::Created()
             .insert_header((header::LOCATION, location))
+            .insert_header((header::ETAG, format!("\"{}\"", version + 1)))
             .json(view)),
         AppendOutcome::Duplicate {
             fingerprint: stored,

@@ -13,7 +13,6 @@ use chrono::Duration;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::text::NAME_LEN_MAX_CHARS;
 use crate::Rejection;
 
 pub const LEVELS_MAX: usize = 20;
@@ -29,13 +28,19 @@ pub fn policy_stream(id: Uuid) -> String {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(tag = "type", content = "id", rename_all = "snake_case")]
+#[serde(
+    tag = "type",
+    content = "id",
+    rename_all = "snake_case",
+    deny_unknown_fields
+)]
 pub enum Target {
     User(Uuid),
     Schedule(Uuid),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Level {
     pub targets: Vec<Target>,
     /// Minutes without acknowledgement before the next step.
@@ -77,10 +82,8 @@ impl PolicyEvent {
 /// Checks a policy as submitted.
 pub fn validate(policy: &Policy) -> Result<(), Rejection> {
     let invalid = |m: String| Err(Rejection::Invalid(m));
-    let name = policy.name.trim();
-    if name.is_empty() || name.chars().count() > NAME_LEN_MAX_CHARS {
-        return invalid(format!("name must be 1 to {NAME_LEN_MAX_CHARS} characters"));
-    }
+    // The same rule as every other name (length, no control characters).
+    crate::text::Name::parse("name", &policy.name).map_err(Rejection::Invalid)?;
     if policy.levels.is_empty() || policy.levels.len() > LEVELS_MAX {
         return invalid(format!("a policy has 1 to {LEVELS_MAX} levels"));
     }

@@ -564,7 +564,11 @@ pub fn decide(
         Command::Assign { assignee } => match s {
             Closed => return Err(invalid_in("assign", s)),
             _ => IncidentEvent::IncidentAssigned {
-                assignee: text("assignee", &assignee)?,
+                // A person or a team, named as anything else is.
+                assignee: crate::text::Name::parse("assignee", &assignee)
+                    .map_err(Rejection::Invalid)?
+                    .as_str()
+                    .to_owned(),
             },
         },
         Command::Unassign => match (s, &incident.assignee) {

@@ -25,6 +25,7 @@ pub const USERS_MAX: usize = 100;
 pub const SHIFT_HOURS_MAX: u32 = 8760;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Rotation {
     /// Users in turn order.
     pub users: Vec<Uuid>,

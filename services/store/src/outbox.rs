@@ -96,6 +96,8 @@ impl Projection for NotificationProjection {
                     .await?;
                 }
                 NotificationEvent::NotificationSent { attempt, .. } => {
+                    // When the sender had it sent: the event's own time, which
+                    // the sender also writes at once (see `settle`).
                     tx.execute(
                         &sql_update("status = 'sent', attempts = $4, sent_at = $5"),
                         &[
@@ -103,7 +105,7 @@ impl Projection for NotificationProjection {
                             &id,
                             &event.stream_version,
                             &(attempt as i32),
-                            &event.recorded_at,
+                            &event.occurred_at,
                         ],
                     )
                     .await?;
@@ -180,31 +182,44 @@ pub async fn lease_next(
 
 /// Writes what a sender recorded into the row at once (the projection will
 /// agree), so the row is not leased again before the projection gets there.
+/// It writes all the event says (the error too): the projection skips an
+/// event whose version the row already has.
 pub async fn settle(
     pool: &Pool,
     leased: &Leased,
-    status: &str,
-    attempts: u32,
-    next_attempt_at: Option<DateTime<Utc>>,
+    outcome: &Settled<'_>,
     version: i64,
 ) -> Result<(), StoreError> {
     let client = pool.get().await?;
     client
         .execute(
             "UPDATE proj_notifications SET status = $3, attempts = $4, \
-               next_attempt_at = coalesce($5, next_attempt_at), version = $6, lease_until = NULL \
-             WHERE tenant_id = $1 AND notification_id = $2 AND version < $6",
+               next_attempt_at = coalesce($5, next_attempt_at), last_error = coalesce($6, last_error), \
+               sent_at = coalesce($7, sent_at), version = $8, lease_until = NULL \
+             WHERE tenant_id = $1 AND notification_id = $2 AND version < $8",
             &[
                 &leased.tenant_id,
                 &leased.notification_id,
-                &status,
-                &(attempts as i32),
-                &next_attempt_at,
+                &outcome.status,
+                &(outcome.attempts as i32),
+                &outcome.next_attempt_at,
+                &outcome.last_error,
+                &outcome.sent_at,
                 &version,
             ],
         )
         .await?;
     Ok(())
+}
+
+/// What a sender recorded about a notification, as its row shows it.
+#[derive(Debug, Clone)]
+pub struct Settled<'a> {
+    pub status: &'a str,
+    pub attempts: u32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_error: Option<&'a str>,
+    pub sent_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
