@@ -46,6 +46,14 @@ const fn ops(name: &'static str) -> EventKind {
     }
 }
 
+const fn maint(name: &'static str) -> EventKind {
+    EventKind {
+        name,
+        schema_version: 1,
+        work_class: WorkClass::Maintenance,
+    }
+}
+
 /// Event types known today. Later capabilities add theirs here; the
 /// catalogue test checks names are unique.
 pub const CATALOGUE: &[EventKind] = &[
@@ -90,6 +98,53 @@ pub const CATALOGUE: &[EventKind] = &[
     ops("NotificationSent"),
     ops("NotificationFailed"),
     ops("NotificationAbandoned"),
+    // maintenance on incidents: root causes, recovery and fixes (SPEC §4)
+    maint("FindingRecorded"),
+    maint("MaintenanceActionRecorded"),
+    // a failure again after a fix: the new incident names the earlier one
+    ops("RecurrenceDetected"),
+    // change management (SPEC §5): every change changes the system
+    maint("ChangeRequested"),
+    maint("ChangeSubmitted"),
+    maint("ChangeApproved"),
+    maint("ChangeRejected"),
+    maint("ChangeScheduled"),
+    maint("ChangeStarted"),
+    maint("ChangeCompleted"),
+    maint("ChangeFailed"),
+    maint("ChangeRolledBack"),
+    maint("ChangeReviewed"),
+    maint("ChangeLinked"),
+    // freeze (blackout) periods govern changes but change nothing themselves
+    ops("FreezeDeclared"),
+    ops("FreezeLifted"),
+    // maintenance windows
+    maint("WindowPlanned"),
+    maint("WindowAnnounced"),
+    maint("WindowStarted"),
+    maint("WindowEnded"),
+    maint("WindowCancelled"),
+    // improvement proposals
+    maint("ProposalRaised"),
+    maint("ProposalApproved"),
+    maint("ProposalRejected"),
+    maint("ProposalImplemented"),
+    maint("ProposalVerified"),
+    maint("ProposalVerificationLapsed"),
+    // client inquiries
+    ops("InquiryOpened"),
+    ops("InquiryAnswered"),
+    ops("InquiryEscalated"),
+    ops("InquiryClosed"),
+    // runbooks and the operations work log
+    ops("RunbookPublished"),
+    ops("RunbookExecutionStarted"),
+    ops("StepCompleted"),
+    ops("StepDoubleChecked"),
+    ops("RunbookExecutionFinished"),
+    ops("BackupPerformed"),
+    ops("BackupVerified"),
+    ops("RoutineTaskRecorded"),
 ];
 
 pub fn lookup(name: &str) -> Option<&'static EventKind> {
@@ -116,6 +171,10 @@ mod tests {
         assert_eq!(
             lookup("ServiceRegistered").unwrap().work_class,
             WorkClass::Operations
+        );
+        assert_eq!(
+            lookup("FindingRecorded").unwrap().work_class,
+            WorkClass::Maintenance
         );
     }
 
