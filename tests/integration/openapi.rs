@@ -868,6 +868,82 @@ async fn alerts_and_incidents(c: &mut Checker, app: &TestApp, client_id: &str, s
         ),
         ("reopen", Some(json!({ "reason": "again" })), 409),
     ];
+    // Maintenance work on the incident: maintainers only.
+    let maintainer = app.token(&[Role::Maintainer]);
+    let finding = json!({
+        "statement": "The connection pool was exhausted by a leaking batch job",
+        "evidence": {
+            "log_excerpts": ["FATAL: sorry, too many clients already"],
+            "time_range": { "from": "2026-11-25T00:00:00Z", "to": "2026-11-25T00:40:00Z" },
+            "components": ["database"]
+        },
+        "minutes_spent": 45
+    });
+    let (t, u) = command("findings");
+    let found = c
+        .expect(200)
+        .check(
+            app,
+            Method::POST,
+            &t,
+            &u,
+            Some(&maintainer),
+            Some(finding.clone()),
+        )
+        .await;
+    assert_eq!(found["findings"], 1);
+    c.expect(403)
+        .check(app, Method::POST, &t, &u, Some(&operator), Some(finding))
+        .await;
+    c.expect(422)
+        .check(
+            app,
+            Method::POST,
+            &t,
+            &u,
+            Some(&maintainer),
+            Some(json!({ "statement": " " })),
+        )
+        .await;
+    c.expect(400)
+        .check(
+            app,
+            Method::POST,
+            &t,
+            &u,
+            Some(&maintainer),
+            Some(json!({ "statement": "x", "evidence": { "logs": [] } })),
+        )
+        .await;
+    let (t, u) = command("actions");
+    let fixed = c
+        .expect(200)
+        .check(app, Method::POST, &t, &u, Some(&maintainer), Some(json!({ "kind": "fix", "description": "Capped the batch job's pool", "minutes_spent": 30 })))
+        .await;
+    assert_eq!(fixed["fixes"][0]["kind"], "action");
+    c.expect(403)
+        .check(
+            app,
+            Method::POST,
+            &t,
+            &u,
+            Some(&operator),
+            Some(json!({ "kind": "recovery", "description": "Failed over" })),
+        )
+        .await;
+    c.expect(422)
+        .check(
+            app,
+            Method::POST,
+            &t,
+            &u,
+            Some(&maintainer),
+            Some(
+                json!({ "kind": "recovery", "description": "Failed over", "minutes_spent": 20000 }),
+            ),
+        )
+        .await;
+
     for (verb, body, status) in steps {
         let (t, u) = command(verb);
         let res = c

@@ -8,7 +8,8 @@ use opsledger_domain::access::{Actor, ClientScope, INCIDENT_READERS, RESPONDERS}
 use opsledger_domain::alert::{self, AlertEvent, Category, GroupEvent, Severity};
 use opsledger_domain::directory as dir;
 use opsledger_domain::incident::{
-    self, Command, Incident, IncidentEvent, OperationsAction, Status, Triage, Visibility,
+    self, Command, Evidence, Incident, IncidentEvent, MaintenanceAction, OperationsAction, Status,
+    Triage, Visibility,
 };
 use opsledger_domain::{Metadata, NewEvent, RecordedEvent, WorkClass};
 use opsledger_store::incidents::{self as store_inc, AlertFilter, IncidentFilter};
@@ -342,7 +343,7 @@ async fn command(
     } = asked;
     let what = serde_json::json!({ "if_match": if_match.0, "body": body });
     let (actor, fingerprint, replayed) =
-        begin_command(&state, &caller, RESPONDERS, &key, &req, &what).await?;
+        begin_command(&state, &caller, command.roles(), &key, &req, &what).await?;
     if let Some(replayed) = replayed {
         return Ok(replayed);
     }
@@ -401,9 +402,54 @@ impl CommandBody for NoteBody {
 
 impl CommandBody for ActionBody {
     fn into_command(self) -> Command {
-        Command::RecordAction {
-            kind: self.kind,
-            description: self.description,
+        let (description, minutes_spent) = (self.description, self.minutes_spent);
+        match self.kind {
+            ActionKind::Inspection => Command::RecordAction {
+                kind: OperationsAction::Inspection,
+                description,
+                minutes_spent,
+            },
+            ActionKind::Restart => Command::RecordAction {
+                kind: OperationsAction::Restart,
+                description,
+                minutes_spent,
+            },
+            ActionKind::RunbookStep => Command::RecordAction {
+                kind: OperationsAction::RunbookStep,
+                description,
+                minutes_spent,
+            },
+            ActionKind::Recovery => Command::RecordMaintenanceAction {
+                kind: MaintenanceAction::Recovery,
+                description,
+                minutes_spent,
+            },
+            ActionKind::Fix => Command::RecordMaintenanceAction {
+                kind: MaintenanceAction::Fix,
+                description,
+                minutes_spent,
+            },
+        }
+    }
+}
+
+/// A root-cause finding (maintainers only).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FindingBody {
+    pub statement: String,
+    #[serde(default)]
+    pub evidence: Evidence,
+    #[serde(default)]
+    pub minutes_spent: Option<u32>,
+}
+
+impl CommandBody for FindingBody {
+    fn into_command(self) -> Command {
+        Command::RecordFinding {
+            statement: self.statement,
+            evidence: self.evidence,
+            minutes_spent: self.minutes_spent,
         }
     }
 }
@@ -543,8 +589,23 @@ pub struct NoteBody {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActionBody {
-    pub kind: OperationsAction,
+    pub kind: ActionKind,
     pub description: String,
+    #[serde(default)]
+    pub minutes_spent: Option<u32>,
+}
+
+/// What was done. The first three are operations work (no change to the
+/// system, any responder); recovery and fix are maintenance work, recorded
+/// as their own event type and by maintainers only.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    Inspection,
+    Restart,
+    RunbookStep,
+    Recovery,
+    Fix,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -859,14 +920,18 @@ pub async fn incident_timeline(
     }
     let client_view = !matches!(actor.client_scope(), ClientScope::All);
     all.extend(events.into_iter().filter(|e| {
-        // Clients never see internal notes.
+        // Clients never see internal notes, nor the maintenance team's
+        // working record (findings quote logs; fixes name internals).
         !(client_view
             && matches!(
                 IncidentEvent::from_stored(&e.event_type, &e.payload),
-                Some(IncidentEvent::NoteAdded {
-                    visibility: Visibility::Internal,
-                    ..
-                })
+                Some(
+                    IncidentEvent::NoteAdded {
+                        visibility: Visibility::Internal,
+                        ..
+                    } | IncidentEvent::FindingRecorded { .. }
+                        | IncidentEvent::MaintenanceActionRecorded { .. }
+                )
             ))
     }));
     all.sort_by_key(|e| (e.recorded_at, e.position));

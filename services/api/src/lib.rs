@@ -155,6 +155,11 @@ fn table() -> Vec<(Method, &'static str, Route)> {
         ),
         (
             Method::POST,
+            "/api/v1/incidents/{id}/findings",
+            web::post().to(incidents::incident_command::<incidents::FindingBody>),
+        ),
+        (
+            Method::POST,
             "/api/v1/incidents/{id}/mitigate",
             web::post().to(incidents::incident_mitigate),
         ),

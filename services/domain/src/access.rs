@@ -150,6 +150,8 @@ pub const LEDGER_READERS: &[Role] = &[
 
 /// Who responds to incidents: the two teams, and admins.
 pub const RESPONDERS: &[Role] = &[Role::Operator, Role::Maintainer, Role::Admin];
+/// Who records work that changes the system: findings, recoveries, fixes.
+pub const MAINTAINERS: &[Role] = &[Role::Maintainer, Role::Admin];
 
 #[cfg(test)]
 mod tests {

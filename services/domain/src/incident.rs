@@ -75,6 +75,54 @@ pub enum OperationsAction {
     RunbookStep,
 }
 
+/// Maintenance actions: they change the system (SPEC §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaintenanceAction {
+    /// Restores service, e.g. a failover or a data repair.
+    Recovery,
+    /// Removes the cause.
+    Fix,
+}
+
+/// What a root-cause statement rests on.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Evidence {
+    #[serde(default)]
+    pub log_excerpts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_range: Option<TimeRange>,
+    /// Affected components: server, network, database, application, or any name.
+    #[serde(default)]
+    pub components: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeRange {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+/// How an earlier incident was fixed: a maintenance action on it, or a
+/// completed change that names it as fixed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FixRef {
+    Action { action_id: Uuid },
+    Change { change_id: Uuid },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecurrenceMatch {
+    /// An alert with the same dedup key (fingerprint) opened both.
+    Fingerprint,
+    /// Same service.
+    Service,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Triage {
@@ -112,6 +160,32 @@ pub enum IncidentEvent {
         action_id: Uuid,
         kind: OperationsAction,
         description: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        minutes_spent: Option<u32>,
+    },
+    /// A root-cause statement (maintenance work).
+    FindingRecorded {
+        finding_id: Uuid,
+        statement: String,
+        evidence: Evidence,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        minutes_spent: Option<u32>,
+    },
+    /// A recovery step or a fix (maintenance work: it changes the system).
+    MaintenanceActionRecorded {
+        action_id: Uuid,
+        kind: MaintenanceAction,
+        description: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        minutes_spent: Option<u32>,
+    },
+    /// The same fingerprint or service failed again after an earlier incident
+    /// was resolved: this incident is a recurrence of it (and of its fix).
+    RecurrenceDetected {
+        earlier_incident_id: Uuid,
+        matched_by: RecurrenceMatch,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fix: Option<FixRef>,
     },
     IncidentMitigated {
         impact_end: DateTime<Utc>,
@@ -195,6 +269,9 @@ impl IncidentEvent {
             IncidentEvent::IncidentAcknowledged { .. } => "IncidentAcknowledged",
             IncidentEvent::NoteAdded { .. } => "NoteAdded",
             IncidentEvent::ActionRecorded { .. } => "ActionRecorded",
+            IncidentEvent::FindingRecorded { .. } => "FindingRecorded",
+            IncidentEvent::MaintenanceActionRecorded { .. } => "MaintenanceActionRecorded",
+            IncidentEvent::RecurrenceDetected { .. } => "RecurrenceDetected",
             IncidentEvent::IncidentMitigated { .. } => "IncidentMitigated",
             IncidentEvent::IncidentResolved { .. } => "IncidentResolved",
             IncidentEvent::IncidentReopened { .. } => "IncidentReopened",
@@ -243,6 +320,15 @@ pub struct Incident {
     pub escalation_level: u32,
     #[serde(default)]
     pub next_escalation: Option<PendingEscalation>,
+    /// Root-cause findings recorded so far.
+    #[serde(default)]
+    pub findings: u32,
+    /// Fixes made on the incident itself (maintenance actions of kind fix).
+    #[serde(default)]
+    pub fixes: Vec<FixRef>,
+    /// The earlier incident this one is a recurrence of.
+    #[serde(default)]
+    pub recurrence_of: Option<Uuid>,
 }
 
 /// Folds one event, recorded at `at`, into the incident (`None` before it opens).
@@ -280,6 +366,9 @@ pub fn evolve(
             assignee: None,
             escalation_level: 0,
             next_escalation: None,
+            findings: 0,
+            fixes: Vec::new(),
+            recurrence_of: None,
         });
     }
     let mut i = incident?;
@@ -292,6 +381,20 @@ pub fn evolve(
             i.next_escalation = None;
         }
         IncidentEvent::NoteAdded { .. } | IncidentEvent::ActionRecorded { .. } => {}
+        IncidentEvent::FindingRecorded { .. } => i.findings += 1,
+        IncidentEvent::MaintenanceActionRecorded {
+            action_id, kind, ..
+        } => {
+            if *kind == MaintenanceAction::Fix {
+                i.fixes.push(FixRef::Action {
+                    action_id: *action_id,
+                });
+            }
+        }
+        IncidentEvent::RecurrenceDetected {
+            earlier_incident_id,
+            ..
+        } => i.recurrence_of = Some(*earlier_incident_id),
         IncidentEvent::IncidentMitigated { impact_end } => {
             i.status = Status::Mitigated;
             i.impact_end = Some(*impact_end);
@@ -356,6 +459,17 @@ pub enum Command {
     RecordAction {
         kind: OperationsAction,
         description: String,
+        minutes_spent: Option<u32>,
+    },
+    RecordFinding {
+        statement: String,
+        evidence: Evidence,
+        minutes_spent: Option<u32>,
+    },
+    RecordMaintenanceAction {
+        kind: MaintenanceAction,
+        description: String,
+        minutes_spent: Option<u32>,
     },
     Mitigate {
         impact_end: DateTime<Utc>,
@@ -416,6 +530,76 @@ fn text(field: &str, raw: &str) -> Result<String, Rejection> {
     Ok(t.to_owned())
 }
 
+/// A week: more effort than that on one record is a typo.
+pub const MINUTES_SPENT_MAX: u32 = 7 * 24 * 60;
+/// Bounds on a finding's evidence, so one finding cannot be a log dump.
+pub const EVIDENCE_EXCERPTS_MAX: usize = 50;
+pub const EVIDENCE_COMPONENTS_MAX: usize = 50;
+const COMPONENT_LEN_MAX_CHARS: usize = 200;
+
+/// Checks the effort recorded with a command (SPEC §6: time spent where recorded).
+pub fn minutes(minutes_spent: Option<u32>) -> Result<Option<u32>, Rejection> {
+    match minutes_spent {
+        Some(m) if m > MINUTES_SPENT_MAX => Err(Rejection::Invalid(format!(
+            "minutes_spent must be at most {MINUTES_SPENT_MAX} (a week)"
+        ))),
+        m => Ok(m),
+    }
+}
+
+fn checked_evidence(e: Evidence) -> Result<Evidence, Rejection> {
+    if e.log_excerpts.len() > EVIDENCE_EXCERPTS_MAX {
+        return Err(Rejection::Invalid(format!(
+            "evidence.log_excerpts may hold at most {EVIDENCE_EXCERPTS_MAX} excerpts"
+        )));
+    }
+    if e.components.len() > EVIDENCE_COMPONENTS_MAX {
+        return Err(Rejection::Invalid(format!(
+            "evidence.components may hold at most {EVIDENCE_COMPONENTS_MAX} names"
+        )));
+    }
+    if let Some(r) = e.time_range {
+        if r.to < r.from {
+            return Err(Rejection::Invalid(
+                "evidence.time_range.to must not be before its from".into(),
+            ));
+        }
+    }
+    let log_excerpts = e
+        .log_excerpts
+        .iter()
+        .map(|x| text("evidence.log_excerpts[]", x))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut components = Vec::with_capacity(e.components.len());
+    for c in &e.components {
+        let c = c.trim();
+        if c.is_empty() || c.chars().count() > COMPONENT_LEN_MAX_CHARS {
+            return Err(Rejection::Invalid(format!(
+                "evidence.components[] must be 1 to {COMPONENT_LEN_MAX_CHARS} characters"
+            )));
+        }
+        components.push(c.to_owned());
+    }
+    Ok(Evidence {
+        log_excerpts,
+        time_range: e.time_range,
+        components,
+    })
+}
+
+impl Command {
+    /// Who may give it: findings and maintenance actions change the system,
+    /// so they are the maintenance team's (SPEC §1).
+    pub fn roles(&self) -> &'static [crate::access::Role] {
+        match self {
+            Command::RecordFinding { .. } | Command::RecordMaintenanceAction { .. } => {
+                crate::access::MAINTAINERS
+            }
+            _ => crate::access::RESPONDERS,
+        }
+    }
+}
+
 /// Decides a command against the incident's current state. `new_id` names
 /// notes and actions; the caller supplies it so this stays pure.
 pub fn decide(
@@ -441,12 +625,45 @@ pub fn decide(
                 visibility,
             },
         },
-        Command::RecordAction { kind, description } => match s {
+        Command::RecordAction {
+            kind,
+            description,
+            minutes_spent,
+        } => match s {
             Closed => return Err(invalid_in("record an action on", s)),
             _ => IncidentEvent::ActionRecorded {
                 action_id: new_id,
                 kind,
                 description: text("description", &description)?,
+                minutes_spent: minutes(minutes_spent)?,
+            },
+        },
+        // Root causes are often found after the service is back, so a
+        // resolved incident still takes findings; a closed one is done.
+        Command::RecordFinding {
+            statement,
+            evidence,
+            minutes_spent,
+        } => match s {
+            Closed => return Err(invalid_in("record a finding on", s)),
+            _ => IncidentEvent::FindingRecorded {
+                finding_id: new_id,
+                statement: text("statement", &statement)?,
+                evidence: checked_evidence(evidence)?,
+                minutes_spent: minutes(minutes_spent)?,
+            },
+        },
+        Command::RecordMaintenanceAction {
+            kind,
+            description,
+            minutes_spent,
+        } => match s {
+            Closed => return Err(invalid_in("record a maintenance action on", s)),
+            _ => IncidentEvent::MaintenanceActionRecorded {
+                action_id: new_id,
+                kind,
+                description: text("description", &description)?,
+                minutes_spent: minutes(minutes_spent)?,
             },
         },
         Command::Mitigate { impact_end } => match s {
@@ -687,5 +904,78 @@ mod tests {
             reason: "x".into(),
         };
         assert!(run(i, bad).is_err());
+    }
+
+    #[test]
+    fn findings_and_fixes_are_recorded_until_closed_and_belong_to_maintainers() {
+        let finding = || Command::RecordFinding {
+            statement: "Pool exhausted by a batch job".into(),
+            evidence: Evidence {
+                log_excerpts: vec!["too many clients".into()],
+                time_range: None,
+                components: vec![" database ".into()],
+            },
+            minutes_spent: Some(45),
+        };
+        assert_eq!(finding().roles(), crate::access::MAINTAINERS);
+        let fix = Command::RecordMaintenanceAction {
+            kind: MaintenanceAction::Fix,
+            description: "Capped the pool".into(),
+            minutes_spent: None,
+        };
+        assert_eq!(fix.roles(), crate::access::MAINTAINERS);
+        assert_eq!(Command::Acknowledge.roles(), crate::access::RESPONDERS);
+        let resolved = run(opened(), Command::Resolve).unwrap();
+        // Causes are often found after the service is back.
+        let i = run(resolved, finding()).unwrap();
+        assert_eq!(i.findings, 1);
+        let i = run(i, fix).unwrap();
+        assert_eq!(
+            i.fixes,
+            vec![FixRef::Action {
+                action_id: Uuid::from_u128(2)
+            }]
+        );
+        let events = decide(&i, finding(), Uuid::from_u128(3)).unwrap();
+        match &events[0] {
+            IncidentEvent::FindingRecorded { evidence, .. } => {
+                assert_eq!(evidence.components, vec!["database".to_owned()])
+            }
+            other => panic!("{other:?}"),
+        }
+        let closed = run(i, Command::Close).unwrap();
+        assert!(matches!(
+            run(closed, finding()),
+            Err(Rejection::InvalidTransition { .. })
+        ));
+    }
+
+    #[test]
+    fn evidence_and_effort_are_bounded() {
+        let with = |evidence: Evidence, minutes_spent| Command::RecordFinding {
+            statement: "x".into(),
+            evidence,
+            minutes_spent,
+        };
+        let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let backwards = Evidence {
+            time_range: Some(TimeRange {
+                from: at,
+                to: at - chrono::Duration::seconds(1),
+            }),
+            ..Evidence::default()
+        };
+        assert!(run(opened(), with(backwards, None)).is_err());
+        let empty_excerpt = Evidence {
+            log_excerpts: vec!["  ".into()],
+            ..Evidence::default()
+        };
+        assert!(run(opened(), with(empty_excerpt, None)).is_err());
+        assert!(run(
+            opened(),
+            with(Evidence::default(), Some(MINUTES_SPENT_MAX + 1))
+        )
+        .is_err());
+        assert!(run(opened(), with(Evidence::default(), Some(MINUTES_SPENT_MAX))).is_ok());
     }
 }
