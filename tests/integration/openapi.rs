@@ -1258,6 +1258,24 @@ async fn roster_and_escalation(c: &mut Checker, app: &TestApp, client_id: &str) 
             None,
         )
         .await;
+    let t = "/api/v1/users/{id}";
+    let one = format!("{users_path}/{}", users[0]);
+    let read = c
+        .expect(200)
+        .check(app, Method::GET, t, &one, Some(&auditor), None)
+        .await;
+    assert_eq!(read["id"].as_str(), Some(users[0].as_str()));
+    for (url, token, status) in [
+        (format!("{one}?as_of=2020-01-01T00:00:00Z"), &operator, 404),
+        (format!("{users_path}/{unknown}"), &operator, 404),
+        (format!("{users_path}/not-a-uuid"), &operator, 404),
+        (format!("{one}?as_of=yesterday"), &operator, 400),
+        (one.clone(), &client, 403),
+    ] {
+        c.expect(status)
+            .check(app, Method::GET, t, &url, Some(token), None)
+            .await;
+    }
 
     // ---------------------------------------------------------- schedules
     let schedules = "/api/v1/schedules";
@@ -1304,6 +1322,19 @@ async fn roster_and_escalation(c: &mut Checker, app: &TestApp, client_id: &str) 
             )
             .await;
     }
+    eventually("the schedule is projected", || async {
+        let list: Value = app.get(schedules, &operator).await.json().await.unwrap();
+        (list["items"].as_array().unwrap().len() == 1).then_some(())
+    })
+    .await;
+    let listed = c
+        .expect(200)
+        .check(app, Method::GET, schedules, schedules, Some(&auditor), None)
+        .await;
+    assert_eq!(listed["items"][0], schedule);
+    c.expect(403)
+        .check(app, Method::GET, schedules, schedules, Some(&client), None)
+        .await;
     let one = format!("{schedules}/{schedule_id}");
     let t = "/api/v1/schedules/{id}";
     c.expect(200)
@@ -1437,7 +1468,8 @@ async fn roster_and_escalation(c: &mut Checker, app: &TestApp, client_id: &str) 
 
     // ---------------------------------------------------------- escalation policies
     let policies = "/api/v1/escalation-policies";
-    c.expect(201)
+    let policy = c
+        .expect(201)
         .check(app, Method::POST, policies, policies, Some(&admin), Some(json!({
             "name": "決済API 夜間", "service_ids": [service_id],
             "levels": [
@@ -1494,6 +1526,22 @@ async fn roster_and_escalation(c: &mut Checker, app: &TestApp, client_id: &str) 
             None,
         )
         .await;
+    let t = "/api/v1/escalation-policies/{id}";
+    let one = format!("{policies}/{}", policy["id"].as_str().unwrap());
+    let read = c
+        .expect(200)
+        .check(app, Method::GET, t, &one, Some(&operator), None)
+        .await;
+    assert_eq!(read, policy);
+    for (url, token, status) in [
+        (format!("{policies}/{unknown}"), &operator, 404),
+        (format!("{one}?version=1"), &operator, 400),
+        (one.clone(), &client, 403),
+    ] {
+        c.expect(status)
+            .check(app, Method::GET, t, &url, Some(token), None)
+            .await;
+    }
 
     // ---------------------------------------------------------- subscriptions
     let subscriptions = "/api/v1/subscriptions";
@@ -1571,6 +1619,20 @@ async fn roster_and_escalation(c: &mut Checker, app: &TestApp, client_id: &str) 
     }
     let t = "/api/v1/subscriptions/{id}";
     let u = format!("{subscriptions}/{}", theirs["id"].as_str().unwrap());
+    let read = c
+        .expect(200)
+        .check(app, Method::GET, t, &u, Some(&client), None)
+        .await;
+    assert_eq!(read, theirs);
+    for (url, token, status) in [
+        (format!("{subscriptions}/{unknown}"), &operator, 404),
+        (format!("{u}?active=true"), &operator, 400),
+        (u.clone(), &integration, 403),
+    ] {
+        c.expect(status)
+            .check(app, Method::GET, t, &url, Some(token), None)
+            .await;
+    }
     c.expect(403)
         .check(app, Method::DELETE, t, &u, Some(&operator), None)
         .await;
@@ -1579,6 +1641,11 @@ async fn roster_and_escalation(c: &mut Checker, app: &TestApp, client_id: &str) 
             .check(app, Method::DELETE, t, &u, Some(&client), None)
             .await;
     }
+    let cancelled = c
+        .expect(200)
+        .check(app, Method::GET, t, &u, Some(&auditor), None)
+        .await;
+    assert_eq!(cancelled["active"], false);
     c.expect(404)
         .check(
             app,

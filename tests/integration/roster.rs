@@ -1,6 +1,7 @@
 //! Responders, schedules, policies, subscriptions, queues and the ledger
-//! (issue 4): every route's roles, tenants apart, and acknowledgement
-//! cancelling what escalation had scheduled.
+//! (issue 4): every route's roles, tenants apart, reads by id that answer
+//! what the create did, and acknowledgement cancelling what escalation had
+//! scheduled.
 
 use std::time::Duration;
 
@@ -52,6 +53,22 @@ async fn roles_are_enforced_on_every_roster_queue_and_ledger_route() {
     }))
     .await;
     let sid = schedule["id"].as_str().unwrap().to_owned();
+    let uid = user["id"].as_str().unwrap().to_owned();
+    let policy = admin_post(&app, "/api/v1/escalation-policies", json!({
+        "name": "Shop", "levels": [{ "targets": [{ "type": "user", "id": user["id"] }], "timeout_minutes": 5 }]
+    }))
+    .await;
+    let pid = policy["id"].as_str().unwrap().to_owned();
+    let subscription = admin_post(
+        &app,
+        "/api/v1/subscriptions",
+        json!({
+            "service_id": service["id"], "name": "C", "email": "c@example.test",
+            "kinds": ["incident_opened"], "min_severity": "warning"
+        }),
+    )
+    .await;
+    let subid = subscription["id"].as_str().unwrap().to_owned();
     let incident = app
         .post(
             "/api/v1/incidents",
@@ -86,6 +103,7 @@ async fn roles_are_enforced_on_every_roster_queue_and_ledger_route() {
         let ledger = is_staff || role == Role::Client;
         let checks: Vec<(Method, String, Option<Value>, bool)> = vec![
             (Method::GET, "/api/v1/users".into(), None, is_staff),
+            (Method::GET, format!("/api/v1/users/{uid}"), None, is_staff),
             (
                 Method::POST,
                 "/api/v1/users".into(),
@@ -99,6 +117,12 @@ async fn roles_are_enforced_on_every_roster_queue_and_ledger_route() {
                 is_staff,
             ),
             (
+                Method::GET,
+                format!("/api/v1/escalation-policies/{pid}"),
+                None,
+                is_staff,
+            ),
+            (
                 Method::POST,
                 "/api/v1/escalation-policies".into(),
                 Some(
@@ -106,6 +130,7 @@ async fn roles_are_enforced_on_every_roster_queue_and_ledger_route() {
                 ),
                 is_admin,
             ),
+            (Method::GET, "/api/v1/schedules".into(), None, is_staff),
             (
                 Method::POST,
                 "/api/v1/schedules".into(),
@@ -135,6 +160,12 @@ async fn roles_are_enforced_on_every_roster_queue_and_ledger_route() {
                 responds,
             ),
             (Method::GET, "/api/v1/subscriptions".into(), None, ledger),
+            (
+                Method::GET,
+                format!("/api/v1/subscriptions/{subid}"),
+                None,
+                ledger,
+            ),
             (
                 Method::POST,
                 "/api/v1/subscriptions".into(),
@@ -211,12 +242,16 @@ async fn roles_are_enforced_on_every_roster_queue_and_ledger_route() {
         }
     }
 
-    // Another tenant's schedule, subscription and incident do not exist for you.
+    // Another tenant's responder, policy, schedule, subscription and
+    // incident do not exist for you.
     let other = app.register_tenant("Other MSP").await;
     let stranger = app.token_for(other, "x", &[Role::Admin], None);
     for path in [
+        format!("/api/v1/users/{uid}"),
+        format!("/api/v1/escalation-policies/{pid}"),
         format!("/api/v1/schedules/{sid}"),
         format!("/api/v1/schedules/{sid}/oncall"),
+        format!("/api/v1/subscriptions/{subid}"),
     ] {
         assert_eq!(
             app.get(&path, &stranger).await.status(),
@@ -242,6 +277,251 @@ async fn roles_are_enforced_on_every_roster_queue_and_ledger_route() {
         .await
         .unwrap();
     assert_eq!(queue["items"], json!([]));
+}
+
+/// A response's status, `ETag`, media type and body.
+struct Read {
+    status: StatusCode,
+    etag: Option<String>,
+    content_type: String,
+    body: Value,
+}
+
+async fn read(app: &TestApp, path: &str, token: &str) -> Read {
+    let res = app.get(path, token).await;
+    let header = |name: &str| {
+        res.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let (status, etag) = (res.status(), header("etag"));
+    let content_type = header("content-type").unwrap_or_default();
+    let text = res.text().await.unwrap();
+    Read {
+        status,
+        etag,
+        content_type,
+        body: serde_json::from_str(&text).unwrap_or(Value::Null),
+    }
+}
+
+/// `path` answers `status` with a problem+json body of that status.
+async fn assert_problem(app: &TestApp, path: &str, token: &str, status: StatusCode) {
+    let r = read(app, path, token).await;
+    assert_eq!(r.status, status, "{path}: {}", r.body);
+    assert_eq!(r.content_type, "application/problem+json", "{path}");
+    assert_eq!(r.body["status"], status.as_u16(), "{path}: {}", r.body);
+}
+
+/// Every roster create answers 201 with a `Location` that is served: the read
+/// there answers the very body and entity tag the create did (from the
+/// stream, at once), and the list shows the same item once projected.
+#[tokio::test]
+async fn reads_by_id_answer_what_the_create_did_and_the_lists_show() {
+    let app = spawn_app().await;
+    let admin = app.token(&[Role::Admin]);
+    let auditor = app.token(&[Role::Auditor]);
+    let mine = register_client(&app, "Client Mine").await;
+    let theirs = register_client(&app, "Client Theirs").await;
+    let my_service = register_service(&app, mine["id"].as_str().unwrap(), "shop").await;
+    let their_service = register_service(&app, theirs["id"].as_str().unwrap(), "erp").await;
+    let created = |path: &'static str, body: Value| {
+        let admin = admin.clone();
+        let app = &app;
+        async move {
+            let res = app.post(path, &admin, &body).await;
+            assert_eq!(res.status(), StatusCode::CREATED, "{path}");
+            let header = |n: &str| res.headers()[n].to_str().unwrap().to_owned();
+            let (location, etag) = (header("location"), header("etag"));
+            let body: Value = res.json().await.unwrap();
+            let id = body["id"].as_str().unwrap();
+            assert_eq!(location, format!("{path}/{id}"));
+            assert_eq!(etag, "\"1\"", "{path}");
+            (location, body)
+        }
+    };
+    let (user_at, user) = created(
+        "/api/v1/users",
+        json!({ "name": "佐藤 花子", "email": "hanako@example.jp", "locale": "ja" }),
+    )
+    .await;
+    let (schedule_at, schedule) = created("/api/v1/schedules", json!({
+        "name": "Ops", "time_zone": "Asia/Tokyo",
+        "rotations": [{ "users": [user["id"]], "shift_hours": 12, "start_date": "2026-01-01", "handoff_time": "09:00:00" }]
+    }))
+    .await;
+    let (policy_at, policy) = created("/api/v1/escalation-policies", json!({
+        "name": "Shop", "service_ids": [my_service["id"]],
+        "levels": [{ "targets": [{ "type": "user", "id": user["id"] }, { "type": "schedule", "id": schedule["id"] }],
+                     "timeout_minutes": 5, "repeat": 1 }]
+    }))
+    .await;
+    let subscribe = |service: &Value| {
+        json!({
+            "service_id": service["id"], "name": "経理 田中", "email": "tanaka@example.jp",
+            "locale": "ja", "kinds": ["incident_opened", "incident_resolved"], "min_severity": "warning"
+        })
+    };
+    let (sub_at, sub) = created("/api/v1/subscriptions", subscribe(&my_service)).await;
+    let (their_sub_at, _) = created("/api/v1/subscriptions", subscribe(&their_service)).await;
+    assert!(
+        policy["defined_at"].is_string() && user["registered_at"].is_string(),
+        "{policy} {user}"
+    );
+
+    // At once, from the stream: the create's body and tag.
+    for (at, body) in [
+        (&user_at, &user),
+        (&schedule_at, &schedule),
+        (&policy_at, &policy),
+        (&sub_at, &sub),
+    ] {
+        let r = read(&app, at, &auditor).await;
+        assert_eq!(r.status, StatusCode::OK, "{at}: {}", r.body);
+        assert_eq!(r.etag.as_deref(), Some("\"1\""), "{at}");
+        assert_eq!(&r.body, body, "{at}");
+    }
+    // The lists show the same items once projected.
+    for (list, body) in [
+        ("/api/v1/users", &user),
+        ("/api/v1/schedules", &schedule),
+        ("/api/v1/escalation-policies", &policy),
+        ("/api/v1/subscriptions", &sub),
+    ] {
+        let item = eventually(list, || async {
+            let l = read(&app, list, &auditor).await;
+            assert_eq!(l.status, StatusCode::OK, "{list}: {}", l.body);
+            l.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["id"] == body["id"])
+                .cloned()
+        })
+        .await;
+        assert_eq!(&item, body, "{list}");
+    }
+
+    // A schedule with an override: the read by id, the list and the
+    // override's answer all agree on the new version.
+    let res = app
+        .post(
+            &format!("{schedule_at}/overrides"),
+            &app.token(&[Role::Operator]),
+            &json!({ "user_id": user["id"], "start": "2026-06-01T00:00:00Z", "end": "2026-06-02T00:00:00Z" }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    assert_eq!(res.headers()["etag"], "\"2\"");
+    let added: Value = res.json().await.unwrap();
+    let now = read(&app, &schedule_at, &auditor).await;
+    assert_eq!(now.etag.as_deref(), Some("\"2\""));
+    assert_eq!(now.body["version"], 2);
+    assert_eq!(now.body["overrides"], json!([added]));
+    eventually("the override is projected", || async {
+        let l = read(&app, "/api/v1/schedules", &auditor).await;
+        let items = l.body["items"].as_array().unwrap().clone();
+        (items == [now.body.clone()]).then_some(())
+    })
+    .await;
+
+    // A cancelled subscription: read by id as inactive, at a later version;
+    // as it stood before the cancellation, active; gone from the list.
+    let before_cancel = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let res = app
+        .http
+        .delete(app.url(&sub_at))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let cancelled = read(&app, &sub_at, &auditor).await;
+    assert_eq!(cancelled.etag.as_deref(), Some("\"2\""));
+    let mut inactive = sub.clone();
+    inactive["active"] = json!(false);
+    assert_eq!(cancelled.body, inactive);
+    let then = read(&app, &format!("{sub_at}?as_of={before_cancel}"), &auditor).await;
+    assert_eq!(then.status, StatusCode::OK, "{}", then.body);
+    assert_eq!((then.etag.as_deref(), &then.body), (Some("\"1\""), &sub));
+    assert_problem(
+        &app,
+        &format!("{sub_at}?as_of=2020-01-01T00:00:00Z"),
+        &auditor,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    eventually("the cancellation is projected", || async {
+        let l = read(&app, "/api/v1/subscriptions", &auditor).await;
+        let ids: Vec<&Value> = l.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| &i["id"])
+            .collect();
+        (!ids.contains(&&sub["id"])).then_some(())
+    })
+    .await;
+
+    // A client user reads its own client's subscription, not another's.
+    let client = app.token_for(
+        app.tenant,
+        "c",
+        &[Role::Client],
+        Some(mine["id"].as_str().unwrap().parse().unwrap()),
+    );
+    let own = read(&app, &sub_at, &client).await;
+    assert_eq!((own.status, &own.body), (StatusCode::OK, &inactive));
+    assert_problem(&app, &their_sub_at, &client, StatusCode::NOT_FOUND).await;
+
+    // Roles the lists refuse are refused the reads by id too.
+    for at in [&user_at, &policy_at, &schedule_at] {
+        assert_problem(&app, at, &client, StatusCode::FORBIDDEN).await;
+    }
+    assert_problem(&app, "/api/v1/schedules", &client, StatusCode::FORBIDDEN).await;
+    let integration = app.token(&[Role::Integration]);
+    for at in [&user_at, &policy_at, &schedule_at, &sub_at] {
+        assert_problem(&app, at, &integration, StatusCode::FORBIDDEN).await;
+    }
+
+    // Another tenant's are not found, and its list of schedules is its own.
+    let other = app.register_tenant("Other MSP").await;
+    let stranger = app.token_for(other, "x", &[Role::Admin], None);
+    for at in [&user_at, &policy_at, &schedule_at, &sub_at] {
+        assert_problem(&app, at, &stranger, StatusCode::NOT_FOUND).await;
+    }
+    let theirs = read(&app, "/api/v1/schedules", &stranger).await;
+    assert_eq!(theirs.body, json!({ "items": [] }));
+
+    // Unknown and malformed ids are 404, unknown query parameters 400.
+    let unknown = uuid::Uuid::now_v7();
+    for list in [
+        "/api/v1/users",
+        "/api/v1/escalation-policies",
+        "/api/v1/subscriptions",
+    ] {
+        for id in [unknown.to_string(), "not-a-uuid".to_owned()] {
+            assert_problem(&app, &format!("{list}/{id}"), &admin, StatusCode::NOT_FOUND).await;
+        }
+        // Ids of other kinds of entity are not found either.
+        let schedule_id = schedule["id"].as_str().unwrap();
+        assert_problem(
+            &app,
+            &format!("{list}/{schedule_id}"),
+            &admin,
+            StatusCode::NOT_FOUND,
+        )
+        .await;
+    }
+    for at in [&user_at, &policy_at, &sub_at] {
+        assert_problem(
+            &app,
+            &format!("{at}?limit=1"),
+            &admin,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    }
 }
 
 /// Acknowledging cancels the step escalation had scheduled: level 2 never

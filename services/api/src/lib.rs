@@ -205,6 +205,11 @@ fn table() -> Vec<(Method, &'static str, Route)> {
         ),
         (
             Method::GET,
+            "/api/v1/users/{id}",
+            web::get().to(roster::user_get),
+        ),
+        (
+            Method::GET,
             "/api/v1/escalation-policies",
             web::get().to(roster::policy_list),
         ),
@@ -212,6 +217,16 @@ fn table() -> Vec<(Method, &'static str, Route)> {
             Method::POST,
             "/api/v1/escalation-policies",
             web::post().to(roster::policy_define),
+        ),
+        (
+            Method::GET,
+            "/api/v1/escalation-policies/{id}",
+            web::get().to(roster::policy_get),
+        ),
+        (
+            Method::GET,
+            "/api/v1/schedules",
+            web::get().to(roster::schedule_list),
         ),
         (
             Method::POST,
@@ -242,6 +257,11 @@ fn table() -> Vec<(Method, &'static str, Route)> {
             Method::POST,
             "/api/v1/subscriptions",
             web::post().to(roster::subscription_create),
+        ),
+        (
+            Method::GET,
+            "/api/v1/subscriptions/{id}",
+            web::get().to(roster::subscription_get),
         ),
         (
             Method::DELETE,

@@ -24,7 +24,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::common::{begin_command, metadata, page_len, stream_events, unprocessable};
+use crate::common::{begin_command, metadata, page_len, stream_events, unprocessable, AsOfQuery};
 use crate::idempotency::{self, IdempotencyKey};
 use crate::problem::ApiError;
 use crate::AppState;
@@ -33,7 +33,9 @@ fn internal(e: serde_json::Error) -> ApiError {
     ApiError::Internal(Box::new(e))
 }
 
-/// Appends the first events of a new stream and answers 201 with `view`.
+/// Appends the first events of a new stream, as occurred `at`, and answers
+/// 201 with `view`. The caller puts the same `at` (truncated to microseconds,
+/// as stored) in `view`, so this answer, the read by id and the list agree.
 #[allow(clippy::too_many_arguments)]
 async fn create(
     state: &AppState,
@@ -45,9 +47,9 @@ async fn create(
     events: Vec<RosterOrPolicy>,
     location: String,
     view: Value,
+    at: DateTime<Utc>,
 ) -> Result<HttpResponse, ApiError> {
     let meta = metadata(actor, req);
-    let now = Utc::now();
     let version = events.len() as i64;
     let request = AppendRequest {
         tenant_id: actor.tenant_id,
@@ -58,7 +60,7 @@ async fn create(
                 .iter()
                 .map(|e| {
                     let (t, p) = e.parts();
-                    NewEvent::new(t, p, meta.clone(), now)
+                    NewEvent::new(t, p, meta.clone(), at)
                 })
                 .collect(),
         }],
@@ -81,6 +83,14 @@ async fn create(
             response,
         } => idempotency::replay(&stored, &response, fingerprint),
     }
+}
+
+/// A 200 with the stream version as entity tag, as the directory's and
+/// incidents' reads by id answer.
+fn found(version: i64, view: &impl Serialize) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::ETAG, format!("\"{version}\"")))
+        .json(view)
 }
 
 enum RosterOrPolicy {
@@ -134,10 +144,8 @@ pub async fn user_register(
     let email = Email::parse(&body.email).map_err(unprocessable)?;
     let locale = locale_of(body.locale.as_deref())?;
     let id = Uuid::now_v7();
-    let view = serde_json::json!({
-        "id": id, "name": name.as_str(), "email": email.as_str(), "locale": locale_str(locale),
-        "registered_at": Utc::now().trunc_subsecs(6),
-    });
+    let at = Utc::now().trunc_subsecs(6);
+    let view = serde_json::to_value(user_view(id, &name, &email, locale, at)).map_err(internal)?;
     let event = RosterEvent::UserRegistered {
         user_id: id,
         name,
@@ -154,8 +162,61 @@ pub async fn user_register(
         vec![RosterOrPolicy::Roster(event)],
         format!("/api/v1/users/{id}"),
         view,
+        at,
     )
     .await
+}
+
+/// A responder as every answer shows one: the list's row.
+fn user_view(
+    id: Uuid,
+    name: &Name,
+    email: &Email,
+    locale: Locale,
+    registered_at: DateTime<Utc>,
+) -> store_roster::UserRow {
+    store_roster::UserRow {
+        id,
+        name: name.as_str().to_owned(),
+        email: email.as_str().to_owned(),
+        locale: locale_str(locale).to_owned(),
+        registered_at,
+    }
+}
+
+/// `GET /api/v1/users/{id}`: one responder, folded from its stream.
+pub async fn user_get(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<Uuid>,
+    query: web::Query<AsOfQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = caller.require(STAFF)?;
+    state.tenants.require(&state.pool, actor.tenant_id).await?;
+    let id = id.into_inner();
+    let events = stream_events(
+        &state,
+        actor.tenant_id,
+        &roster::user_stream(id),
+        query.as_of,
+    )
+    .await?;
+    let registered =
+        events.iter().find_map(
+            |e| match RosterEvent::from_stored(&e.event_type, &e.payload) {
+                Some(RosterEvent::UserRegistered {
+                    name,
+                    email,
+                    locale,
+                    ..
+                }) => Some(user_view(id, &name, &email, locale, e.occurred_at)),
+                _ => None,
+            },
+        );
+    match (registered, events.last()) {
+        (Some(view), Some(last)) => Ok(found(last.stream_version, &view)),
+        _ => Err(ApiError::NotFound(format!("no user {id}"))),
+    }
 }
 
 pub async fn user_list(
@@ -222,9 +283,14 @@ pub async fn policy_define(
         }
     }
     let id = Uuid::now_v7();
-    let mut view = serde_json::to_value(&policy).map_err(internal)?;
-    view["id"] = id.to_string().into();
-    view["version"] = 1.into();
+    let at = Utc::now().trunc_subsecs(6);
+    let view = serde_json::to_value(store_roster::PolicyRow {
+        id,
+        policy: policy.clone(),
+        version: 1,
+        defined_at: at,
+    })
+    .map_err(internal)?;
     create(
         &state,
         actor,
@@ -240,6 +306,7 @@ pub async fn policy_define(
         )],
         format!("/api/v1/escalation-policies/{id}"),
         view,
+        at,
     )
     .await
 }
@@ -252,6 +319,41 @@ pub async fn policy_list(
     state.tenants.require(&state.pool, actor.tenant_id).await?;
     let items = store_roster::list_policies(&state.pool, actor.tenant_id).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items })))
+}
+
+/// `GET /api/v1/escalation-policies/{id}`: one policy, folded from its
+/// stream; the latest definition is the one in force.
+pub async fn policy_get(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<Uuid>,
+    query: web::Query<AsOfQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = caller.require(STAFF)?;
+    state.tenants.require(&state.pool, actor.tenant_id).await?;
+    let id = id.into_inner();
+    let stream = escalation::policy_stream(id);
+    let events = stream_events(&state, actor.tenant_id, &stream, query.as_of).await?;
+    let defined = events.iter().rev().find_map(|e| {
+        match PolicyEvent::from_stored(&e.event_type, &e.payload) {
+            Some(PolicyEvent::EscalationPolicyDefined { policy, .. }) => {
+                Some((policy, e.occurred_at))
+            }
+            _ => None,
+        }
+    });
+    match (defined, events.last()) {
+        (Some((policy, defined_at)), Some(last)) => {
+            let view = store_roster::PolicyRow {
+                id,
+                policy,
+                version: last.stream_version,
+                defined_at,
+            };
+            Ok(found(last.stream_version, &view))
+        }
+        _ => Err(ApiError::NotFound(format!("no escalation policy {id}"))),
+    }
 }
 
 // ------------------------------------------------------------ schedules
@@ -321,6 +423,7 @@ pub async fn schedule_define(
         .collect();
     users_exist(&state, actor.tenant_id, &users).await?;
     let id = Uuid::now_v7();
+    let at = Utc::now().trunc_subsecs(6);
     let view = serde_json::to_value(ScheduleView {
         id,
         name: name.as_str().to_owned(),
@@ -342,8 +445,21 @@ pub async fn schedule_define(
         })],
         format!("/api/v1/schedules/{id}"),
         view,
+        at,
     )
     .await
+}
+
+/// `GET /api/v1/schedules`: the tenant's schedules by name, from the read
+/// model, shaped as the answer to their definition and the read by id.
+pub async fn schedule_list(
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    let actor = caller.require(STAFF)?;
+    state.tenants.require(&state.pool, actor.tenant_id).await?;
+    let items = store_roster::list_schedules(&state.pool, actor.tenant_id).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items })))
 }
 
 /// A schedule folded from its stream: definition plus overrides in order.
@@ -386,12 +502,15 @@ pub async fn schedule_get(
     state.tenants.require(&state.pool, actor.tenant_id).await?;
     let id = id.into_inner();
     let (name, schedule, version) = load_schedule(&state, actor.tenant_id, id).await?;
-    Ok(HttpResponse::Ok().json(ScheduleView {
-        id,
-        name,
-        schedule,
+    Ok(found(
         version,
-    }))
+        &ScheduleView {
+            id,
+            name,
+            schedule,
+            version,
+        },
+    ))
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -575,11 +694,7 @@ pub async fn subscription_create(
         ));
     }
     let id = Uuid::now_v7();
-    let view = serde_json::json!({
-        "id": id, "client_id": client_id, "service_id": body.service_id, "name": name.as_str(),
-        "email": email.as_str(), "locale": locale_str(locale), "kinds": body.kinds,
-        "min_severity": body.min_severity, "active": true, "created_at": Utc::now().trunc_subsecs(6),
-    });
+    let at = Utc::now().trunc_subsecs(6);
     let event = RosterEvent::SubscriptionCreated {
         subscription_id: id,
         client_id,
@@ -590,6 +705,9 @@ pub async fn subscription_create(
         kinds: body.kinds,
         min_severity: body.min_severity,
     };
+    let view = subscription_view(id, &event, true, at)
+        .ok_or_else(|| ApiError::Internal("a subscription created nothing".into()))?;
+    let view = serde_json::to_value(view).map_err(internal)?;
     create(
         &state,
         actor,
@@ -600,8 +718,80 @@ pub async fn subscription_create(
         vec![RosterOrPolicy::Roster(event)],
         format!("/api/v1/subscriptions/{id}"),
         view,
+        at,
     )
     .await
+}
+
+/// A subscription as every answer shows one (the list's row), from the
+/// event that created it.
+fn subscription_view(
+    id: Uuid,
+    created: &RosterEvent,
+    active: bool,
+    created_at: DateTime<Utc>,
+) -> Option<store_roster::SubscriptionRow> {
+    let RosterEvent::SubscriptionCreated {
+        client_id,
+        service_id,
+        name,
+        email,
+        locale,
+        kinds,
+        min_severity,
+        ..
+    } = created
+    else {
+        return None;
+    };
+    Some(store_roster::SubscriptionRow {
+        id,
+        client_id: *client_id,
+        service_id: *service_id,
+        name: name.as_str().to_owned(),
+        email: email.as_str().to_owned(),
+        locale: locale_str(*locale).to_owned(),
+        kinds: kinds.iter().map(|k| k.as_str().to_owned()).collect(),
+        min_severity: min_severity.as_str().to_owned(),
+        active,
+        created_at,
+    })
+}
+
+/// `GET /api/v1/subscriptions/{id}`: one subscription, folded from its
+/// stream; a cancelled one is shown with `active: false`. A client user
+/// sees only its own client's: another's is 404, as for cancelling.
+pub async fn subscription_get(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<Uuid>,
+    query: web::Query<AsOfQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = caller.require(LEDGER_READERS)?;
+    state.tenants.require(&state.pool, actor.tenant_id).await?;
+    let id = id.into_inner();
+    let stream = roster::subscription_stream(id);
+    let events = stream_events(&state, actor.tenant_id, &stream, query.as_of).await?;
+    let mut view = None;
+    for e in &events {
+        match RosterEvent::from_stored(&e.event_type, &e.payload) {
+            Some(created @ RosterEvent::SubscriptionCreated { .. }) => {
+                view = subscription_view(id, &created, true, e.occurred_at);
+            }
+            Some(RosterEvent::SubscriptionCancelled { .. }) => {
+                if let Some(v) = view.as_mut() {
+                    v.active = false;
+                }
+            }
+            _ => {}
+        }
+    }
+    match (view, events.last()) {
+        (Some(view), Some(last)) if may_manage(actor, view.client_id) => {
+            Ok(found(last.stream_version, &view))
+        }
+        _ => Err(ApiError::NotFound(format!("no subscription {id}"))),
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -18,6 +18,9 @@ fn corrupt(e: serde_json::Error) -> StoreError {
     StoreError::Corrupt(format!("roster state: {e}"))
 }
 
+/// The roster read models. Their timestamps (`registered_at`, `defined_at`,
+/// `created_at`) are the events' `occurred_at`, which the API also answers
+/// the create with and reads by id fold from the stream, so all three agree.
 #[derive(Debug, Default)]
 pub struct RosterProjection;
 
@@ -61,7 +64,7 @@ impl Projection for RosterProjection {
                         &serde_json::to_value(&policy).map_err(corrupt)?,
                         &policy.service_ids,
                         &event.stream_version,
-                        &event.recorded_at,
+                        &event.occurred_at,
                     ],
                 )
                 .await?;
@@ -86,7 +89,7 @@ impl Projection for RosterProjection {
                             &name.as_str(),
                             &email.as_str(),
                             &locale_str(locale),
-                            &event.recorded_at,
+                            &event.occurred_at,
                         ],
                     )
                     .await?;
@@ -151,7 +154,7 @@ impl Projection for RosterProjection {
                             &locale_str(locale),
                             &kinds,
                             &min_severity.as_str(),
-                            &event.recorded_at,
+                            &event.occurred_at,
                         ],
                     )
                     .await?;
@@ -286,6 +289,28 @@ pub struct ScheduleRow {
     pub version: i64,
 }
 
+fn schedule_row(r: &tokio_postgres::Row) -> Result<ScheduleRow, StoreError> {
+    Ok(ScheduleRow {
+        id: r.get(0),
+        name: r.get(1),
+        schedule: serde_json::from_value(r.get(2)).map_err(corrupt)?,
+        version: r.get(3),
+    })
+}
+
+/// The tenant's schedules by name, at most 1000 like the other roster lists.
+pub async fn list_schedules(pool: &Pool, tenant: Uuid) -> Result<Vec<ScheduleRow>, StoreError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT schedule_id, name, definition, version FROM proj_schedules \
+             WHERE tenant_id = $1 ORDER BY name, schedule_id LIMIT 1000",
+            &[&tenant],
+        )
+        .await?;
+    rows.iter().map(schedule_row).collect()
+}
+
 pub async fn schedules(
     pool: &Pool,
     tenant: Uuid,
@@ -299,16 +324,7 @@ pub async fn schedules(
             &[&tenant, &ids],
         )
         .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(ScheduleRow {
-                id: r.get(0),
-                name: r.get(1),
-                schedule: serde_json::from_value(r.get(2)).map_err(corrupt)?,
-                version: r.get(3),
-            })
-        })
-        .collect()
+    rows.iter().map(schedule_row).collect()
 }
 
 #[derive(Debug, Clone, Serialize)]
