@@ -7,6 +7,7 @@
 //! Must never import: SQL or SMTP. Handlers parse input into domain values,
 //! ask the domain to decide, append through the store, and map the outcome.
 
+pub mod aggregate;
 pub mod auth;
 pub mod common;
 pub mod directory;
@@ -17,9 +18,11 @@ pub mod ingest;
 pub mod integrations;
 pub mod outbox;
 pub mod problem;
+pub mod proposals;
 pub mod roster;
 pub mod system;
 pub mod tenants;
+pub mod work;
 
 use actix_web::http::Method;
 use actix_web::{error, web, HttpRequest, HttpResponse, Route};
@@ -277,6 +280,46 @@ fn table() -> Vec<(Method, &'static str, Route)> {
             Method::GET,
             "/api/v1/queues/maintenance",
             web::get().to(roster::queue_maintenance),
+        ),
+        (
+            Method::GET,
+            "/api/v1/proposals",
+            web::get().to(proposals::proposal_list),
+        ),
+        (
+            Method::POST,
+            "/api/v1/proposals",
+            web::post().to(proposals::proposal_raise),
+        ),
+        (
+            Method::GET,
+            "/api/v1/proposals/{id}",
+            web::get().to(proposals::proposal_get),
+        ),
+        (
+            Method::POST,
+            "/api/v1/proposals/{id}/approve",
+            web::post().to(proposals::proposal_approve),
+        ),
+        (
+            Method::POST,
+            "/api/v1/proposals/{id}/reject",
+            web::post().to(proposals::proposal_reject),
+        ),
+        (
+            Method::POST,
+            "/api/v1/proposals/{id}/implement",
+            web::post().to(proposals::proposal_implement),
+        ),
+        (
+            Method::POST,
+            "/api/v1/proposals/{id}/verify",
+            web::post().to(proposals::proposal_verify),
+        ),
+        (
+            Method::GET,
+            "/api/v1/work",
+            web::get().to(work::work_ledger),
         ),
         (
             Method::GET,

@@ -9,6 +9,7 @@
 //! other than values handed in). Every function here is deterministic.
 
 pub mod access;
+pub mod aggregate;
 pub mod alert;
 pub mod catalogue;
 pub mod chain;
@@ -19,6 +20,7 @@ pub mod incident;
 pub mod notice;
 pub mod notification;
 pub mod oncall;
+pub mod proposal;
 pub mod roster;
 pub mod text;
 
@@ -36,4 +38,14 @@ pub enum Rejection {
     NotFound(String),
     #[error("cannot {command} an incident that is {state}")]
     InvalidTransition { command: String, state: String },
+    /// Like `InvalidTransition`, for any other kind of record.
+    #[error("cannot {command} a {noun} that is {state}")]
+    WrongState {
+        noun: &'static str,
+        command: String,
+        state: String,
+    },
+    /// The rule is about who asks, not what: four eyes, for one.
+    #[error("{0}")]
+    NotAllowed(String),
 }

@@ -27,6 +27,7 @@ pub mod projection;
 pub mod read;
 pub mod roster;
 pub mod verify;
+pub mod work;
 
 pub use append::{
     AppendError, AppendOutcome, AppendRequest, Committer, ExpectedVersion, IdempotencyClaim,
@@ -89,7 +90,10 @@ pub fn projections() -> Vec<projection::SharedProjection> {
         std::sync::Arc::new(incidents::AlertProjection),
         std::sync::Arc::new(roster::RosterProjection),
         std::sync::Arc::new(outbox::NotificationProjection),
-        // Last: it reads what the others keep.
+        std::sync::Arc::new(work::ProposalProjection),
+        std::sync::Arc::new(work::WorkProjection),
+        // Last: they read what the others keep.
+        std::sync::Arc::new(work::Recurrence),
         std::sync::Arc::new(notifier::Notifier),
     ]
 }
