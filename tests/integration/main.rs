@@ -6,6 +6,7 @@ mod api_auth;
 mod api_directory;
 mod api_hostile;
 mod incidents;
+mod maintenance;
 mod migrations;
 mod notifications;
 mod openapi;

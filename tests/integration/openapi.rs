@@ -408,6 +408,7 @@ async fn responses_validate_against_the_document() {
 
     alerts_and_incidents(&mut c, &app, &client_id, &service_id).await;
     roster_and_escalation(&mut c, &app, &client_id).await;
+    proposals_and_work(&mut c, &app, &client_id, &service_id).await;
 
     // Every route was exercised at least once.
     for (method, path) in opsledger_api::routes() {
@@ -1863,4 +1864,244 @@ async fn roster_and_escalation(c: &mut Checker, app: &TestApp, client_id: &str) 
             assert!(!list["items"].as_array().unwrap().is_empty(), "{list}");
         }
     }
+}
+
+/// Improvement proposals and the work ledger.
+async fn proposals_and_work(c: &mut Checker, app: &TestApp, client_id: &str, service_id: &str) {
+    let mia = app.token_for(app.tenant, "mia", &[Role::Maintainer], None);
+    let arno = app.token_for(app.tenant, "arno", &[Role::Approver], None);
+    let client = app.token_for(
+        app.tenant,
+        "hanako",
+        &[Role::Client],
+        Some(client_id.parse().unwrap()),
+    );
+    let list = "/api/v1/proposals";
+    let raised = c
+        .expect(201)
+        .check(
+            app,
+            Method::POST,
+            list,
+            list,
+            Some(&mia),
+            Some(json!({
+                "title": "Cap connection pools", "description": "Every batch job gets a pool limit",
+                "service_ids": [service_id], "minutes_spent": 20
+            })),
+        )
+        .await;
+    c.expect(422)
+        .check(
+            app,
+            Method::POST,
+            list,
+            list,
+            Some(&mia),
+            Some(json!({ "title": "x", "description": "y" })),
+        )
+        .await;
+    c.expect(400)
+        .check(
+            app,
+            Method::POST,
+            list,
+            list,
+            Some(&mia),
+            Some(json!({ "title": "x", "descr": "y" })),
+        )
+        .await;
+    c.expect(403)
+        .check(
+            app,
+            Method::POST,
+            list,
+            list,
+            Some(&client),
+            Some(json!({ "title": "x", "description": "y" })),
+        )
+        .await;
+    let id = raised["id"].as_str().unwrap().to_owned();
+    let one = "/api/v1/proposals/{id}";
+    let path = format!("/api/v1/proposals/{id}");
+    c.expect(200)
+        .check(app, Method::GET, one, &path, Some(&arno), None)
+        .await;
+    c.expect(404)
+        .check(
+            app,
+            Method::GET,
+            one,
+            &format!("/api/v1/proposals/{}", uuid::Uuid::now_v7()),
+            Some(&arno),
+            None,
+        )
+        .await;
+    c.expect(403)
+        .check(app, Method::GET, one, &path, Some(&client), None)
+        .await;
+    let command = |verb: &str| {
+        (
+            format!("/api/v1/proposals/{{id}}/{verb}"),
+            format!("{path}/{verb}"),
+        )
+    };
+    let (t, u) = command("approve");
+    c.expect(403)
+        .check(app, Method::POST, &t, &u, Some(&mia), None)
+        .await;
+    c.expect(200)
+        .header("if-match", "\"1\"")
+        .check(
+            app,
+            Method::POST,
+            &t,
+            &u,
+            Some(&arno),
+            Some(json!({ "comment": "Yes" })),
+        )
+        .await;
+    c.expect(409)
+        .check(app, Method::POST, &t, &u, Some(&arno), None)
+        .await;
+    let (t, u) = command("reject");
+    c.expect(409)
+        .check(
+            app,
+            Method::POST,
+            &t,
+            &u,
+            Some(&arno),
+            Some(json!({ "reason": "too late" })),
+        )
+        .await;
+    let (t, u) = command("implement");
+    c.expect(422)
+        .check(
+            app,
+            Method::POST,
+            &t,
+            &u,
+            Some(&mia),
+            Some(json!({ "change_id": uuid::Uuid::now_v7() })),
+        )
+        .await;
+    let (t, u) = command("verify");
+    c.expect(409)
+        .check(
+            app,
+            Method::POST,
+            &t,
+            &u,
+            Some(&arno),
+            Some(json!({ "note": "not yet" })),
+        )
+        .await;
+    c.expect(400)
+        .check(app, Method::POST, &t, &u, Some(&arno), Some(json!({})))
+        .await;
+    // A second proposal, rejected.
+    let other = c
+        .expect(201)
+        .check(app, Method::POST, list, list, Some(&mia), Some(json!({
+            "title": "Rewrite the shop", "description": "In a weekend", "service_ids": [service_id]
+        })))
+        .await;
+    let rejected = format!("/api/v1/proposals/{}/reject", other["id"].as_str().unwrap());
+    c.expect(200)
+        .check(
+            app,
+            Method::POST,
+            "/api/v1/proposals/{id}/reject",
+            &rejected,
+            Some(&arno),
+            Some(json!({ "reason": "Not worth the risk" })),
+        )
+        .await;
+    eventually("both proposals are listed", || async {
+        let page: Value = app.get(list, &arno).await.json().await.unwrap();
+        (page["items"].as_array().unwrap().len() == 2).then_some(())
+    })
+    .await;
+    let page = c
+        .expect(200)
+        .check(
+            app,
+            Method::GET,
+            list,
+            &format!("{list}?limit=1"),
+            Some(&arno),
+            None,
+        )
+        .await;
+    assert!(page["next_cursor"].is_string(), "{page}");
+    c.expect(400)
+        .check(
+            app,
+            Method::GET,
+            list,
+            &format!("{list}?status=nope"),
+            Some(&arno),
+            None,
+        )
+        .await;
+
+    let work = "/api/v1/work";
+    eventually("the ledger has the proposals", || async {
+        let page: Value = app.get(work, &arno).await.json().await.unwrap();
+        (page["maintenance"]["count"].as_i64() >= Some(4)).then_some(())
+    })
+    .await;
+    let ledger = c
+        .expect(200)
+        .check(
+            app,
+            Method::GET,
+            work,
+            &format!("{work}?class=maintenance&limit=2"),
+            Some(&arno),
+            None,
+        )
+        .await;
+    assert!(ledger["next_cursor"].is_i64(), "{ledger}");
+    c.expect(200)
+        .check(
+            app,
+            Method::GET,
+            work,
+            &format!("{work}?service_id={service_id}"),
+            Some(&client),
+            None,
+        )
+        .await;
+    c.expect(400)
+        .check(
+            app,
+            Method::GET,
+            work,
+            &format!("{work}?class=neither"),
+            Some(&arno),
+            None,
+        )
+        .await;
+    c.expect(404)
+        .check(
+            app,
+            Method::GET,
+            work,
+            &format!("{work}?client_id={}", uuid::Uuid::now_v7()),
+            Some(&client),
+            None,
+        )
+        .await;
+    c.expect(403)
+        .check(
+            app,
+            Method::GET,
+            work,
+            work,
+            Some(&app.token(&[Role::Integration])),
+            None,
+        )
+        .await;
 }

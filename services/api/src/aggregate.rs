@@ -6,7 +6,7 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpRequest, HttpResponse};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use opsledger_domain::access::Role;
 use opsledger_domain::aggregate::Aggregate;
 use opsledger_domain::{Metadata, NewEvent, RecordedEvent, Rejection};
@@ -29,6 +29,8 @@ pub struct Versioned<A: Serialize> {
     pub version: i64,
 }
 
+/// Folds with `occurred_at`: the instant a command was decided at, which is
+/// also what its answer said.
 fn fold<A: Aggregate>(events: &[RecordedEvent]) -> Option<A> {
     events
         .iter()
@@ -36,7 +38,7 @@ fn fold<A: Aggregate>(events: &[RecordedEvent]) -> Option<A> {
             Some(ev) => A::evolve(
                 state,
                 &ev,
-                e.recorded_at,
+                e.occurred_at,
                 e.metadata["actor"].as_str().unwrap_or(""),
             ),
             None => state,
@@ -112,7 +114,7 @@ where
         }
     }
     let decided = decide(&current.record, &actor.subject).map_err(ApiError::from)?;
-    let now = Utc::now();
+    let now = Utc::now().trunc_subsecs(6);
     let meta: Metadata = metadata(actor, r.req);
     let after = decided
         .iter()
@@ -173,7 +175,7 @@ pub async fn create<A: Aggregate>(
         return Ok(replayed);
     }
     let events = first(&actor.subject)?;
-    let now = Utc::now();
+    let now = Utc::now().trunc_subsecs(6);
     let record = events
         .iter()
         .fold(None, |s, e| A::evolve(s, e, now, &actor.subject))

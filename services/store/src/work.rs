@@ -79,7 +79,7 @@ impl Projection for ProposalProjection {
                     }
                 }
             };
-            let Some(p) = proposal::evolve(before, &parsed, event.recorded_at, actor_of(event))
+            let Some(p) = proposal::evolve(before, &parsed, event.occurred_at, actor_of(event))
             else {
                 return Ok(());
             };
@@ -621,7 +621,7 @@ impl Projection for Recurrence {
                 let version = events.last().map_or(0, |e| e.stream_version);
                 let folded = events.iter().fold(None, |p, e| {
                     match Proposal::parse(&e.event_type, &e.payload) {
-                        Some(ev) => proposal::evolve(p, &ev, e.recorded_at, actor_of(e)),
+                        Some(ev) => proposal::evolve(p, &ev, e.occurred_at, actor_of(e)),
                         None => p,
                     }
                 });
