@@ -94,3 +94,25 @@ pub(crate) async fn stream_events(
         .map_err(opsledger_store::StoreError::from)?;
     Ok(opsledger_store::read::read_stream(&client, tenant, stream, as_of).await?)
 }
+
+/// 422 naming the first of `services` that was never registered in this
+/// tenant: a command that names a service checks it against the log, so a
+/// service registered a moment ago counts.
+pub(crate) async fn require_services(
+    state: &AppState,
+    tenant: Uuid,
+    services: &[Uuid],
+) -> Result<(), ApiError> {
+    for s in services {
+        let stream = opsledger_domain::directory::service_stream(*s);
+        if stream_events(state, tenant, &stream, None)
+            .await?
+            .is_empty()
+        {
+            return Err(ApiError::Unprocessable(format!(
+                "service {s} does not exist"
+            )));
+        }
+    }
+    Ok(())
+}

@@ -20,7 +20,8 @@ use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::common::{
-    begin_command, metadata, page_len, stream_events, unprocessable, AsOfQuery, Page,
+    begin_command, metadata, page_len, require_services, stream_events, unprocessable, AsOfQuery,
+    Page,
 };
 use crate::idempotency::{self, IdempotencyKey};
 use crate::problem::ApiError;
@@ -722,19 +723,7 @@ pub async fn incident_open(
     let body = body.into_inner();
     let title = opsledger_domain::text::Name::parse("title", &body.title).map_err(unprocessable)?;
     if let Some(service) = body.service_id {
-        let known = !stream_events(
-            &state,
-            actor.tenant_id,
-            &opsledger_domain::directory::service_stream(service),
-            None,
-        )
-        .await?
-        .is_empty();
-        if !known {
-            return Err(ApiError::Unprocessable(format!(
-                "service {service} does not exist"
-            )));
-        }
+        require_services(&state, actor.tenant_id, &[service]).await?;
     }
     let now = Utc::now();
     let id = Uuid::now_v7();

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::aggregate::{self, Asked, Versioned};
 use crate::auth::Caller;
-use crate::common::{page_len, stream_events, AsOfQuery, Page};
+use crate::common::{page_len, require_services, stream_events, AsOfQuery, Page};
 use crate::idempotency::IdempotencyKey;
 use crate::incidents::{optional_json, IfMatch};
 use crate::problem::ApiError;
@@ -78,21 +78,7 @@ pub async fn proposal_raise(
             Some(_) => {}
         }
     }
-    for s in &services {
-        let known = !stream_events(
-            &state,
-            tenant,
-            &opsledger_domain::directory::service_stream(*s),
-            None,
-        )
-        .await?
-        .is_empty();
-        if !known {
-            return Err(ApiError::Unprocessable(format!(
-                "service {s} does not exist"
-            )));
-        }
-    }
+    require_services(&state, tenant, &services).await?;
     let id = Uuid::now_v7();
     let asked = Asked {
         caller: &caller,

@@ -14,7 +14,7 @@ use opsledger_domain::notice::NoticeKind;
 use opsledger_domain::oncall::{self, Override, Rotation, Schedule};
 use opsledger_domain::roster::{self, RosterEvent, OVERRIDES_MAX};
 use opsledger_domain::text::{Email, Locale, Name};
-use opsledger_domain::{directory as dir, NewEvent, RecordedEvent};
+use opsledger_domain::{NewEvent, RecordedEvent};
 use opsledger_store::{
     incidents as store_inc, outbox, roster as store_roster, AppendOutcome, AppendRequest,
     ExpectedVersion, StreamAppend,
@@ -24,7 +24,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::common::{begin_command, metadata, page_len, stream_events, unprocessable, AsOfQuery};
+use crate::common::{
+    begin_command, metadata, page_len, require_services, stream_events, unprocessable, AsOfQuery,
+};
 use crate::idempotency::{self, IdempotencyKey};
 use crate::problem::ApiError;
 use crate::AppState;
@@ -264,13 +266,7 @@ pub async fn policy_define(
     };
     escalation::validate(&policy)?;
     let tenant = actor.tenant_id;
-    for s in &policy.service_ids {
-        if !exists(&state, tenant, &dir::service_stream(*s)).await? {
-            return Err(ApiError::Unprocessable(format!(
-                "service {s} does not exist"
-            )));
-        }
-    }
+    require_services(&state, tenant, &policy.service_ids).await?;
     for level in &policy.levels {
         for t in &level.targets {
             let (stream, what) = match t {

@@ -517,7 +517,8 @@ fn invalid_in(command: &str, status: Status) -> Rejection {
     }
 }
 
-fn text(field: &str, raw: &str) -> Result<String, Rejection> {
+/// A trimmed, non-empty text of at most `TEXT_LEN_MAX_CHARS`.
+pub(crate) fn text(field: &str, raw: &str) -> Result<String, Rejection> {
     let t = raw.trim();
     if t.is_empty() {
         return Err(Rejection::Invalid(format!("{field} must not be empty")));

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::access::{Role, MAINTAINERS};
 use crate::aggregate::Aggregate;
-use crate::incident::TEXT_LEN_MAX_CHARS;
+use crate::incident::text;
 use crate::Rejection;
 
 pub fn proposal_stream(id: Uuid) -> String {
@@ -249,19 +249,6 @@ impl Command {
     }
 }
 
-fn text(field: &str, raw: &str) -> Result<String, Rejection> {
-    let t = raw.trim();
-    if t.is_empty() {
-        return Err(Rejection::Invalid(format!("{field} must not be empty")));
-    }
-    if t.chars().count() > TEXT_LEN_MAX_CHARS {
-        return Err(Rejection::Invalid(format!(
-            "{field} must be at most {TEXT_LEN_MAX_CHARS} characters"
-        )));
-    }
-    Ok(t.to_owned())
-}
-
 fn invalid_in(command: &str, status: Status) -> Rejection {
     Rejection::WrongState {
         noun: "proposal",
@@ -397,5 +384,109 @@ impl Aggregate for Proposal {
     }
     fn status(&self) -> &'static str {
         self.status.as_str()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000, 0).unwrap()
+    }
+
+    fn raised() -> Proposal {
+        let e = raise(
+            Uuid::from_u128(1),
+            " Pool limits ",
+            "Cap every job's pool",
+            None,
+            vec![Uuid::from_u128(9), Uuid::from_u128(9)],
+            Some(20),
+        )
+        .unwrap();
+        evolve(None, &e, at(), "mia").unwrap()
+    }
+
+    fn run(p: Proposal, c: Command, actor: &str) -> Result<Proposal, Rejection> {
+        let events = decide(&p, c, actor)?;
+        Ok(events
+            .iter()
+            .try_fold(p, |p, e| evolve(Some(p), e, at(), actor))
+            .unwrap())
+    }
+
+    #[test]
+    fn raising_names_an_incident_or_services_once() {
+        let p = raised();
+        assert_eq!(p.title, "Pool limits");
+        assert_eq!(p.service_ids, vec![Uuid::from_u128(9)]);
+        assert_eq!(p.raised_by, "mia");
+        assert!(raise(Uuid::from_u128(1), "t", "d", None, vec![], None).is_err());
+        assert!(raise(
+            Uuid::from_u128(1),
+            "t",
+            " ",
+            Some(Uuid::from_u128(2)),
+            vec![],
+            None
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn who_raised_it_neither_approves_nor_rejects_it() {
+        let approve = || Command::Approve { comment: None };
+        assert!(matches!(
+            run(raised(), approve(), "mia"),
+            Err(Rejection::NotAllowed(_))
+        ));
+        let reject = Command::Reject {
+            reason: "no".into(),
+        };
+        assert!(matches!(
+            run(raised(), reject, "mia"),
+            Err(Rejection::NotAllowed(_))
+        ));
+        let p = run(raised(), approve(), "arno").unwrap();
+        assert_eq!(p.status, Status::Approved);
+        assert_eq!(p.decided_by.as_deref(), Some("arno"));
+        assert!(matches!(
+            run(p, approve(), "arno"),
+            Err(Rejection::WrongState { .. })
+        ));
+    }
+
+    #[test]
+    fn only_a_completed_change_implements_it_and_a_recurrence_lapses_its_verification() {
+        let p = run(raised(), Command::Approve { comment: None }, "arno").unwrap();
+        let implement = |done| Command::Implement {
+            change_id: Uuid::from_u128(5),
+            change_completed: done,
+        };
+        assert!(matches!(
+            run(p.clone(), implement(false), "mia"),
+            Err(Rejection::Invalid(_))
+        ));
+        let p = run(p, implement(true), "mia").unwrap();
+        assert_eq!(p.change_id, Some(Uuid::from_u128(5)));
+        let lapse = || Command::Lapse {
+            incident_id: Uuid::from_u128(7),
+            earlier_incident_id: Uuid::from_u128(6),
+        };
+        // Nothing to lapse before it was verified.
+        assert!(decide(&p, lapse(), "system").unwrap().is_empty());
+        let verify = || Command::Verify {
+            note: "no exhaustion for a week".into(),
+            minutes_spent: None,
+        };
+        let p = run(p, verify(), "arno").unwrap();
+        assert_eq!(p.status, Status::Verified);
+        let p = run(p, lapse(), "system").unwrap();
+        assert_eq!(p.status, Status::Implemented);
+        assert_eq!(p.needs_review, Some(Uuid::from_u128(7)));
+        let p = run(p, verify(), "arno").unwrap();
+        assert_eq!(p.status, Status::Verified);
+        assert_eq!(p.needs_review, None);
     }
 }
