@@ -10,17 +10,21 @@
 
 pub mod access;
 pub mod alert;
+pub mod calendar;
 pub mod catalogue;
 pub mod chain;
+pub mod change;
 pub mod directory;
 pub mod escalation;
 pub mod event;
+pub mod freeze;
 pub mod incident;
 pub mod notice;
 pub mod notification;
 pub mod oncall;
 pub mod roster;
 pub mod text;
+pub mod window;
 
 pub use catalogue::{EventKind, WorkClass};
 pub use event::{Metadata, NewEvent, RecordedEvent};
@@ -36,4 +40,14 @@ pub enum Rejection {
     NotFound(String),
     #[error("cannot {command} an incident that is {state}")]
     InvalidTransition { command: String, state: String },
+    /// An invalid transition of an aggregate other than an incident.
+    #[error("cannot {command} a {entity} that is {state}")]
+    InvalidState {
+        entity: &'static str,
+        command: String,
+        state: String,
+    },
+    /// The caller may not do this, whatever their role (four eyes).
+    #[error("{0}")]
+    Forbidden(String),
 }
