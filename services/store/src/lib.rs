@@ -17,6 +17,7 @@
 //!   transaction and order by (tx_id, position): see `read`.
 
 pub mod append;
+pub mod changes;
 pub mod directory;
 pub mod incidents;
 pub mod migrate;
@@ -88,6 +89,7 @@ pub fn projections() -> Vec<projection::SharedProjection> {
         std::sync::Arc::new(incidents::IncidentProjection),
         std::sync::Arc::new(incidents::AlertProjection),
         std::sync::Arc::new(roster::RosterProjection),
+        std::sync::Arc::new(changes::ChangeProjection),
         std::sync::Arc::new(outbox::NotificationProjection),
         // Last: it reads what the others keep.
         std::sync::Arc::new(notifier::Notifier),
