@@ -996,3 +996,110 @@ async fn roles_are_enforced_on_every_change_route_and_tenants_stay_apart() {
     let list = call(&app, Method::GET, "/api/v1/changes", &stranger, None, None).await;
     assert_eq!(list.body["items"], json!([]));
 }
+
+#[tokio::test]
+async fn retries_append_nothing_and_concurrent_steps_have_one_winner() {
+    let app = spawn_app().await;
+    let (_, service) = setup(&app).await;
+    let maint = token(&app, "maint-1", Role::Maintainer);
+    let post =
+        |path: String, key: &'static str, body: Value, if_match: Option<i64>, token: String| {
+            let app = &app;
+            async move {
+                let mut req = app
+                    .http
+                    .post(app.url(&path))
+                    .bearer_auth(token)
+                    .header("idempotency-key", key)
+                    .json(&body);
+                if let Some(v) = if_match {
+                    req = req.header("if-match", v.to_string());
+                }
+                let res = req.send().await.unwrap();
+                let status = res.status();
+                let replayed = res.headers().get("idempotent-replayed").is_some();
+                (status, replayed, res.json::<Value>().await.unwrap())
+            }
+        };
+    let (s1, r1, first) = post(
+        "/api/v1/changes".into(),
+        "req-1",
+        normal_change(&service),
+        None,
+        maint.clone(),
+    )
+    .await;
+    let (s2, r2, again) = post(
+        "/api/v1/changes".into(),
+        "req-1",
+        normal_change(&service),
+        None,
+        maint.clone(),
+    )
+    .await;
+    assert_eq!(
+        (s1, r1, s2, r2),
+        (StatusCode::CREATED, false, StatusCode::CREATED, true)
+    );
+    assert_eq!(first["id"], again["id"]);
+    let id = first["id"].as_str().unwrap().to_owned();
+    let (s, _, _) = post(
+        format!("/api/v1/changes/{id}/submit"),
+        "sub-1",
+        json!({ "minutes_spent": 3 }),
+        None,
+        maint.clone(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, replayed, body) = post(
+        format!("/api/v1/changes/{id}/submit"),
+        "sub-1",
+        json!({ "minutes_spent": 3 }),
+        None,
+        maint.clone(),
+    )
+    .await;
+    assert_eq!((s, replayed), (StatusCode::OK, true), "{body}");
+    assert_eq!(body["version"], 2);
+    // The same key for another request is refused.
+    let (s, _, _) = post(
+        format!("/api/v1/changes/{id}/submit"),
+        "sub-1",
+        json!({ "minutes_spent": 4 }),
+        None,
+        maint.clone(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Two approvers at once, both based on version 2: exactly one wins.
+    let a = post(
+        format!("/api/v1/changes/{id}/approve"),
+        "a-1",
+        json!({}),
+        Some(2),
+        token(&app, "owner-a", Role::Approver),
+    );
+    let b = post(
+        format!("/api/v1/changes/{id}/approve"),
+        "a-2",
+        json!({}),
+        Some(2),
+        token(&app, "owner-b", Role::Approver),
+    );
+    let ((sa, _, _), (sb, _, _)) = tokio::join!(a, b);
+    let mut statuses = [sa, sb];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT]);
+    let client = app.app_state.pool.get().await.unwrap();
+    let events =
+        opsledger_store::read::read_stream(&client, app.tenant, &format!("change-{id}"), None)
+            .await
+            .unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        ["ChangeRequested", "ChangeSubmitted", "ChangeApproved"]
+    );
+}
