@@ -44,6 +44,9 @@ const ANY_CHANGER: &[Role] = &[
     Role::Approver,
     Role::Admin,
 ];
+/// How long scheduling waits for the change projection to catch up with
+/// what was committed before it (freezes, other schedules).
+const SCHEDULE_READ_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Changes in one change history at most.
 pub const HISTORY_LEN_MAX: i64 = 1_000;
 
@@ -435,6 +438,11 @@ async fn step(
                 if let Some(m) = missing(&state, tenant, &named).await? {
                     return Err(ApiError::Unprocessable(m));
                 }
+            }
+            // Freezes and schedules recorded before this request count, on
+            // whichever instance they were recorded.
+            if !store_changes::await_current(&state.pool, SCHEDULE_READ_WAIT).await? {
+                tracing::warn!(change = %id, "scheduling on a change projection that is behind");
             }
             let freezes = store_changes::blocking_freezes(
                 &state.pool,

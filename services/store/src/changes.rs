@@ -167,6 +167,42 @@ impl Projection for ChangeProjection {
     }
 }
 
+/// How often [`await_current`] looks at the projection's checkpoint.
+const CURRENT_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Waits, at most `max_wait`, until this projection has applied every event
+/// committed before the call (its checkpoint has passed the transaction ids
+/// assigned by then), so that a freeze or a schedule recorded a moment ago,
+/// by any instance, is seen. Returns whether it got there; a caller that
+/// goes on regardless reads what is projected.
+pub async fn await_current(pool: &Pool, max_wait: std::time::Duration) -> Result<bool, StoreError> {
+    let client = pool.get().await?;
+    let target: i64 = client
+        .query_one(
+            "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::int8",
+            &[],
+        )
+        .await?
+        .get(0);
+    let deadline = tokio::time::Instant::now() + max_wait;
+    loop {
+        let at: i64 = client
+            .query_opt(
+                "SELECT last_tx_id::text::int8 FROM projection_checkpoints WHERE name = $1",
+                &[&ChangeProjection.name()],
+            )
+            .await?
+            .map_or(0, |r| r.get(0));
+        if at >= target - 1 {
+            return Ok(true);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(CURRENT_POLL).await;
+    }
+}
+
 /// A read model row: the aggregate and its stream version.
 #[derive(Debug, Clone, Serialize)]
 pub struct Versioned<T> {
