@@ -318,6 +318,16 @@ async fn recurring_windows_expand_and_the_store_says_which_window_covers_a_servi
         (covering(during, sid).await == Some(wid)).then_some(())
     })
     .await;
+    // The same answer through the API's helper for ingestion.
+    let helper = opsledger_api::windows::covering_window(
+        &app.app_state,
+        app.tenant,
+        sid,
+        during.parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(helper, Some(wid));
     assert_eq!(
         covering("2030-06-16T03:00:00Z", sid).await,
         None,
@@ -493,6 +503,12 @@ async fn the_calendar_is_valid_icalendar_with_windows_and_changes() {
     );
     assert_eq!(prop(&w.properties, "STATUS"), Some("TENTATIVE"));
     let c = by_uid(format!("change-{chid}@opsledger"));
+    assert_eq!(
+        prop(&c.properties, "SEQUENCE"),
+        Some("1"),
+        "scheduled: version 2"
+    );
+    assert_eq!(prop(&w.properties, "SEQUENCE"), Some("0"));
     assert_eq!(
         prop(&c.properties, "SUMMARY").map(unescape).as_deref(),
         Some("Change: Rotate certificates, all nodes")

@@ -424,10 +424,12 @@ async fn step(
         Step::Approve(b) => Command::Approve {
             by,
             comment: b.comment,
+            minutes_spent: b.minutes_spent,
         },
         Step::Reject(b) => Command::Reject {
             by,
             reason: b.reason,
+            minutes_spent: b.minutes_spent,
         },
         Step::Schedule(b) => {
             if let Some(w) = b.window_id {
@@ -484,6 +486,7 @@ async fn step(
                 window_id: b.window_id,
                 conflicts,
                 freezes: freezes.iter().map(|f| f.item.id).collect(),
+                minutes_spent: b.minutes_spent,
             }
         }
         Step::Start(b) => Command::Start {

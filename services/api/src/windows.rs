@@ -560,6 +560,25 @@ window_step!(window_start, EmptyBody, |_b| Step::Start);
 window_step!(window_end, EndBody, |b| Step::End(b));
 window_step!(window_cancel, CancelBody, |b| Step::Cancel(b));
 
+// ------------------------------------------------------------ ingestion
+
+/// The maintenance window in force for `service` at `at`, if any: the answer
+/// ingestion's `suppressing_window` hook needs (an alert of a service inside
+/// an announced or started window is recorded but opens no incident).
+pub async fn covering_window(
+    state: &AppState,
+    tenant: Uuid,
+    service: Uuid,
+    at: DateTime<Utc>,
+) -> Result<Option<Uuid>, ApiError> {
+    let client = state
+        .pool
+        .get()
+        .await
+        .map_err(opsledger_store::StoreError::from)?;
+    Ok(store_changes::window_covering(&client, tenant, service, at).await?)
+}
+
 // ------------------------------------------------------------ reads
 
 #[derive(Debug, Deserialize)]
@@ -703,7 +722,7 @@ pub async fn calendar_ics(
     )
     .await?;
     let mut events = Vec::new();
-    for Versioned { item: w, .. } in windows {
+    for Versioned { item: w, version } in windows {
         // Windows long over are left out; a recurring one stays while it recurs.
         let current = match &w.rrule {
             None => w.end > since,
@@ -732,10 +751,11 @@ pub async fn calendar_ics(
             status,
             categories: vec!["maintenance window".into()],
             last_modified,
+            sequence: version - 1,
         });
     }
     if client_id.is_none() {
-        for Versioned { item: c, .. } in
+        for Versioned { item: c, version } in
             store_changes::scheduled_changes(&state.pool, tenant, since, CALENDAR_ITEMS_MAX).await?
         {
             let Some(s) = &c.schedule else { continue };
@@ -765,6 +785,7 @@ pub async fn calendar_ics(
                     .or(c.started_at)
                     .unwrap_or(c.requested_at)
                     .max(c.approvals.last().map_or(c.requested_at, |a| a.at)),
+                sequence: version - 1,
             });
         }
     }

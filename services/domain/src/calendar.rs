@@ -25,6 +25,9 @@ pub struct Event {
     pub status: &'static str,
     pub categories: Vec<String>,
     pub last_modified: DateTime<Utc>,
+    /// Revision of the event (its stream's version), so that calendar
+    /// clients take a later copy over an earlier one.
+    pub sequence: i64,
 }
 
 impl Event {
@@ -93,6 +96,7 @@ pub fn render(name: &str, events: &[Event], now: DateTime<Utc>) -> String {
         line(format!("UID:{}", e.uid));
         line(format!("DTSTAMP:{}", stamp(now)));
         line(format!("LAST-MODIFIED:{}", stamp(e.last_modified)));
+        line(format!("SEQUENCE:{}", e.sequence.max(0)));
         line(format!("DTSTART:{}", stamp(e.start)));
         line(format!("DTEND:{}", stamp(e.end)));
         if let Some(r) = &e.rrule {
@@ -154,12 +158,14 @@ mod tests {
             status: "CONFIRMED",
             categories: vec!["maintenance".into()],
             last_modified: t,
+            sequence: 3,
         };
         let cal = render("opsledger", &[e], t);
         assert!(cal.starts_with("BEGIN:VCALENDAR\r\n"));
         assert!(cal.ends_with("END:VCALENDAR\r\n"));
         assert!(cal.contains("SUMMARY:Patch\\; reboot\\, done\r\n"));
         assert!(cal.contains("RRULE:FREQ=WEEKLY;COUNT=2\r\n"));
+        assert!(cal.contains("SEQUENCE:3\r\n"));
         assert!(cal.contains("DTSTART:20270115T080000Z\r\n"));
         assert!(!cal.replace("\r\n", "").contains('\n'));
     }

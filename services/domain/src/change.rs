@@ -200,10 +200,14 @@ pub enum ChangeEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         comment: Option<String>,
         retroactive: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        minutes_spent: Option<u32>,
     },
     ChangeRejected {
         service_ids: Vec<Uuid>,
         reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        minutes_spent: Option<u32>,
     },
     ChangeScheduled {
         service_ids: Vec<Uuid>,
@@ -219,6 +223,8 @@ pub enum ChangeEvent {
         /// emergency changes only; recorded so that it shows).
         #[serde(default)]
         freezes: Vec<Uuid>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        minutes_spent: Option<u32>,
     },
     ChangeStarted {
         service_ids: Vec<Uuid>,
@@ -383,8 +389,10 @@ pub fn evolve(
         ChangeEvent::ChangeApproved {
             comment,
             retroactive,
+            minutes_spent,
             ..
         } => {
+            add(&mut c, minutes_spent);
             c.approvals.push(Approval {
                 by: by.to_owned(),
                 at,
@@ -396,7 +404,12 @@ pub fn evolve(
             }
             c.approval_missing = false;
         }
-        ChangeEvent::ChangeRejected { reason, .. } => {
+        ChangeEvent::ChangeRejected {
+            reason,
+            minutes_spent,
+            ..
+        } => {
+            add(&mut c, minutes_spent);
             c.status = Status::Rejected;
             c.rejection = Some(reason.clone());
         }
@@ -406,8 +419,10 @@ pub fn evolve(
             window_id,
             conflicts,
             freezes,
+            minutes_spent,
             ..
         } => {
+            add(&mut c, minutes_spent);
             c.status = Status::Scheduled;
             c.schedule = Some(Schedule {
                 start: *start,
@@ -499,10 +514,12 @@ pub enum Command {
     Approve {
         by: String,
         comment: Option<String>,
+        minutes_spent: Option<u32>,
     },
     Reject {
         by: String,
         reason: String,
+        minutes_spent: Option<u32>,
     },
     Schedule {
         start: DateTime<Utc>,
@@ -512,6 +529,7 @@ pub enum Command {
         conflicts: Vec<Uuid>,
         /// Freezes of its services that the schedule overlaps.
         freezes: Vec<Uuid>,
+        minutes_spent: Option<u32>,
     },
     Start {
         minutes_spent: Option<u32>,
@@ -635,7 +653,11 @@ pub fn decide(change: &Change, command: Command) -> Result<Vec<ChangeEvent>, Rej
             },
             _ => return Err(invalid_in("submit", s)),
         },
-        Command::Approve { by, comment } => {
+        Command::Approve {
+            by,
+            comment,
+            minutes_spent,
+        } => {
             if kind == Kind::Standard {
                 return Err(Rejection::Invalid(
                     "a standard change is pre-approved and takes no approval".into(),
@@ -662,9 +684,14 @@ pub fn decide(change: &Change, command: Command) -> Result<Vec<ChangeEvent>, Rej
                 service_ids: services,
                 comment: optional_text("comment", comment)?,
                 retroactive,
+                minutes_spent: minutes(minutes_spent)?,
             }
         }
-        Command::Reject { by, reason } => {
+        Command::Reject {
+            by,
+            reason,
+            minutes_spent,
+        } => {
             if kind == Kind::Standard {
                 return Err(Rejection::Invalid(
                     "a standard change is pre-approved and cannot be rejected".into(),
@@ -679,6 +706,7 @@ pub fn decide(change: &Change, command: Command) -> Result<Vec<ChangeEvent>, Rej
                 Submitted => ChangeEvent::ChangeRejected {
                     service_ids: services,
                     reason: text("reason", &reason)?,
+                    minutes_spent: minutes(minutes_spent)?,
                 },
                 _ => return Err(invalid_in("reject", s)),
             }
@@ -689,6 +717,7 @@ pub fn decide(change: &Change, command: Command) -> Result<Vec<ChangeEvent>, Rej
             window_id,
             conflicts,
             freezes,
+            minutes_spent,
         } => {
             let allowed = match kind {
                 Kind::Normal => matches!(s, Approved | Scheduled),
@@ -716,6 +745,7 @@ pub fn decide(change: &Change, command: Command) -> Result<Vec<ChangeEvent>, Rej
                 window_id,
                 conflicts: conflicts.into_iter().filter(|c| *c != change.id).collect(),
                 freezes,
+                minutes_spent: minutes(minutes_spent)?,
             }
         }
         Command::Start { minutes_spent } => {
@@ -856,6 +886,7 @@ mod tests {
             window_id: None,
             conflicts: vec![],
             freezes: vec![],
+            minutes_spent: None,
         }
     }
 
@@ -877,6 +908,7 @@ mod tests {
             Command::Approve {
                 by: BOB.into(),
                 comment: Some("ok".into()),
+                minutes_spent: Some(5),
             },
         )
         .unwrap();
@@ -915,7 +947,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.status, Status::Reviewed);
-        assert_eq!(c.minutes_spent, 105);
+        assert_eq!(c.minutes_spent, 110);
         assert!(!c.approval_missing);
     }
 
@@ -935,6 +967,7 @@ mod tests {
             Command::Approve {
                 by: ALICE.into(),
                 comment: None,
+                minutes_spent: None,
             },
         )
         .unwrap_err();
@@ -945,7 +978,8 @@ mod tests {
                 ALICE,
                 Command::Reject {
                     by: ALICE.into(),
-                    reason: "no".into()
+                    reason: "no".into(),
+                    minutes_spent: None
                 }
             ),
             Err(Rejection::Forbidden(_))
@@ -1021,6 +1055,7 @@ mod tests {
             Command::Approve {
                 by: BOB.into(),
                 comment: None,
+                minutes_spent: None,
             },
         )
         .unwrap();
@@ -1037,7 +1072,8 @@ mod tests {
             BOB,
             Command::Approve {
                 by: BOB.into(),
-                comment: None
+                comment: None,
+                minutes_spent: None
             }
         )
         .is_err());
@@ -1062,6 +1098,7 @@ mod tests {
             window_id: None,
             conflicts: vec![Uuid::from_u128(5)],
             freezes: vec![freeze],
+            minutes_spent: None,
         };
         let c = run(
             requested(Kind::Normal),
@@ -1077,6 +1114,7 @@ mod tests {
             Command::Approve {
                 by: BOB.into(),
                 comment: None,
+                minutes_spent: None,
             },
         )
         .unwrap();
