@@ -409,6 +409,7 @@ async fn responses_validate_against_the_document() {
     alerts_and_incidents(&mut c, &app, &client_id, &service_id).await;
     roster_and_escalation(&mut c, &app, &client_id).await;
     proposals_and_work(&mut c, &app, &client_id, &service_id).await;
+    changes_and_windows(&mut c, &app, &client_id, &service_id).await;
 
     // Every route was exercised at least once.
     for (method, path) in opsledger_api::routes() {
@@ -2100,6 +2101,678 @@ async fn proposals_and_work(c: &mut Checker, app: &TestApp, client_id: &str, ser
             Method::GET,
             work,
             work,
+            Some(&app.token(&[Role::Integration])),
+            None,
+        )
+        .await;
+}
+
+/// Changes, freezes, maintenance windows and the calendar (issue 5), on the
+/// service registered by the caller (`受注サイト`, 48 h notice).
+async fn changes_and_windows(c: &mut Checker, app: &TestApp, client_id: &str, service_id: &str) {
+    let maint = app.token_for(app.tenant, "maint-1", &[Role::Maintainer], None);
+    let approver = app.token_for(app.tenant, "owner-1", &[Role::Approver], None);
+    let operator = app.token(&[Role::Operator]);
+    let client = app.token_for(
+        app.tenant,
+        "client-user",
+        &[Role::Client],
+        Some(client_id.parse().unwrap()),
+    );
+    let changes = "/api/v1/changes";
+    let normal = json!({
+        "kind": "normal", "category": "version_upgrade", "title": "PostgreSQL 17.2",
+        "risk": "high", "impact": "Orders read-only for 10 minutes",
+        "rollback_plan": "Fail back to the old primary", "service_ids": [service_id]
+    });
+    let change = c
+        .expect(201)
+        .header("idempotency-key", "change-1")
+        .check(
+            app,
+            Method::POST,
+            changes,
+            changes,
+            Some(&maint),
+            Some(normal.clone()),
+        )
+        .await;
+    let id = change["id"].as_str().unwrap().to_owned();
+    let mut no_plan = normal.clone();
+    no_plan["rollback_plan"] = Value::Null;
+    for (token, body, status) in [
+        (&maint, no_plan, 422),
+        (&maint, json!({ "kind": "normal" }), 400),
+        (&operator, normal.clone(), 403),
+        (&client, normal.clone(), 403),
+    ] {
+        c.expect(status)
+            .check(app, Method::POST, changes, changes, Some(token), Some(body))
+            .await;
+    }
+    let step = |s: &str| format!("/api/v1/changes/{id}/{s}");
+    let tpl = |s: &str| format!("/api/v1/changes/{{id}}/{s}");
+    c.expect(200)
+        .header("if-match", "\"1\"")
+        .check(
+            app,
+            Method::POST,
+            &tpl("submit"),
+            &step("submit"),
+            Some(&maint),
+            None,
+        )
+        .await;
+    c.expect(403)
+        .check(
+            app,
+            Method::POST,
+            &tpl("approve"),
+            &step("approve"),
+            Some(&app.token_for(app.tenant, "maint-1", &[Role::Approver], None)),
+            Some(json!({})),
+        )
+        .await;
+    c.expect(409)
+        .header("if-match", "\"1\"")
+        .check(
+            app,
+            Method::POST,
+            &tpl("approve"),
+            &step("approve"),
+            Some(&approver),
+            Some(json!({})),
+        )
+        .await;
+    c.expect(200)
+        .check(
+            app,
+            Method::POST,
+            &tpl("approve"),
+            &step("approve"),
+            Some(&approver),
+            Some(json!({ "comment": "go" })),
+        )
+        .await;
+    c.expect(409)
+        .check(
+            app,
+            Method::POST,
+            &tpl("reject"),
+            &step("reject"),
+            Some(&approver),
+            Some(json!({ "reason": "late" })),
+        )
+        .await;
+    c.expect(422)
+        .check(
+            app,
+            Method::POST,
+            &tpl("schedule"),
+            &step("schedule"),
+            Some(&maint),
+            Some(json!({ "start": "2031-05-01T02:00:00Z", "end": "2031-05-01T01:00:00Z" })),
+        )
+        .await;
+    c.expect(200)
+        .check(
+            app,
+            Method::POST,
+            &tpl("schedule"),
+            &step("schedule"),
+            Some(&maint),
+            Some(json!({ "start": "2031-05-01T01:00:00Z", "end": "2031-05-01T03:00:00Z" })),
+        )
+        .await;
+    c.expect(200)
+        .check(
+            app,
+            Method::POST,
+            &tpl("start"),
+            &step("start"),
+            Some(&maint),
+            Some(json!({ "minutes_spent": 5 })),
+        )
+        .await;
+    c.expect(422)
+        .check(
+            app,
+            Method::POST,
+            &tpl("links"),
+            &step("links"),
+            Some(&maint),
+            Some(json!({ "relation": "fixes", "incident_id": client_id })),
+        )
+        .await;
+    c.expect(400)
+        .check(
+            app,
+            Method::POST,
+            &tpl("links"),
+            &step("links"),
+            Some(&maint),
+            Some(json!({ "relation": "breaks" })),
+        )
+        .await;
+    c.expect(200)
+        .check(
+            app,
+            Method::POST,
+            &tpl("fail"),
+            &step("fail"),
+            Some(&maint),
+            Some(json!({ "reason": "replica lag" })),
+        )
+        .await;
+    c.expect(409)
+        .check(
+            app,
+            Method::POST,
+            &tpl("complete"),
+            &step("complete"),
+            Some(&maint),
+            None,
+        )
+        .await;
+    c.expect(200)
+        .check(
+            app,
+            Method::POST,
+            &tpl("rollback"),
+            &step("rollback"),
+            Some(&maint),
+            Some(json!({ "reason": "failed back", "minutes_spent": 30 })),
+        )
+        .await;
+    c.expect(200)
+        .check(
+            app,
+            Method::POST,
+            &tpl("review"),
+            &step("review"),
+            Some(&approver),
+            Some(json!({ "summary": "retry with more replicas" })),
+        )
+        .await;
+    // A second change, completed, with a link.
+    let standard = c
+        .expect(201)
+        .check(
+            app,
+            Method::POST,
+            changes,
+            changes,
+            Some(&operator),
+            Some(json!({
+                "kind": "standard", "category": "configuration", "title": "Rotate TLS certificate",
+                "risk": "low", "impact": "none", "service_ids": [service_id]
+            })),
+        )
+        .await;
+    let sid2 = standard["id"].as_str().unwrap();
+    c.expect(200)
+        .check(
+            app,
+            Method::POST,
+            &tpl("start"),
+            &format!("/api/v1/changes/{sid2}/start"),
+            Some(&operator),
+            None,
+        )
+        .await;
+    c.expect(200)
+        .check(
+            app,
+            Method::POST,
+            &tpl("complete"),
+            &format!("/api/v1/changes/{sid2}/complete"),
+            Some(&operator),
+            Some(json!({ "note": "done" })),
+        )
+        .await;
+    let incident: Value = app
+        .post("/api/v1/incidents", &operator, &json!({ "title": "Certificate expired", "service_id": service_id, "severity": "critical" }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    c.expect(200)
+        .check(
+            app,
+            Method::POST,
+            &tpl("links"),
+            &format!("/api/v1/changes/{sid2}/links"),
+            Some(&operator),
+            Some(json!({ "relation": "fixes", "incident_id": incident["id"] })),
+        )
+        .await;
+    c.expect(200)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/changes/{id}",
+            &format!("/api/v1/changes/{id}"),
+            Some(&approver),
+            None,
+        )
+        .await;
+    c.expect(404)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/changes/{id}",
+            &format!("/api/v1/changes/{id}?as_of=2020-01-01T00:00:00Z"),
+            Some(&approver),
+            None,
+        )
+        .await;
+    c.expect(404)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/changes/{id}",
+            &format!("/api/v1/changes/{client_id}"),
+            Some(&approver),
+            None,
+        )
+        .await;
+    c.expect(403)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/changes/{id}",
+            &format!("/api/v1/changes/{id}"),
+            Some(&client),
+            None,
+        )
+        .await;
+    eventually("the changes are projected", || async {
+        let page: Value = app.get(changes, &maint).await.json().await.unwrap();
+        (page["items"].as_array().unwrap().len() == 2).then_some(())
+    })
+    .await;
+    c.expect(200)
+        .check(
+            app,
+            Method::GET,
+            changes,
+            &format!("{changes}?service_id={service_id}&status=reviewed&kind=normal&limit=1"),
+            Some(&maint),
+            None,
+        )
+        .await;
+    c.expect(400)
+        .check(
+            app,
+            Method::GET,
+            changes,
+            &format!("{changes}?status=lost"),
+            Some(&maint),
+            None,
+        )
+        .await;
+    let history = c
+        .expect(200)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/changes/history",
+            &format!("/api/v1/changes/history?service={service_id}"),
+            Some(&maint),
+            None,
+        )
+        .await;
+    assert_eq!(history["items"].as_array().unwrap().len(), 2);
+    c.expect(404)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/changes/history",
+            &format!("/api/v1/changes/history?service={client_id}"),
+            Some(&maint),
+            None,
+        )
+        .await;
+    c.expect(400)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/changes/history",
+            "/api/v1/changes/history",
+            Some(&maint),
+            None,
+        )
+        .await;
+
+    // ---------------------------------------------------------- freezes
+    let freezes = "/api/v1/freezes";
+    let freeze = c
+        .expect(201)
+        .check(app, Method::POST, freezes, freezes, Some(&approver), Some(json!({
+            "service_ids": [service_id], "start": "2031-12-24T00:00:00Z", "end": "2031-12-26T00:00:00Z", "reason": "Holidays"
+        })))
+        .await;
+    let fid = freeze["id"].as_str().unwrap().to_owned();
+    c.expect(422)
+        .check(app, Method::POST, freezes, freezes, Some(&approver), Some(json!({
+            "service_ids": [], "start": "2031-12-24T00:00:00Z", "end": "2031-12-26T00:00:00Z", "reason": "x"
+        })))
+        .await;
+    c.expect(403)
+        .check(app, Method::POST, freezes, freezes, Some(&operator), Some(json!({
+            "service_ids": [service_id], "start": "2031-12-24T00:00:00Z", "end": "2031-12-26T00:00:00Z", "reason": "x"
+        })))
+        .await;
+    eventually("the freeze is projected", || async {
+        let page: Value = app.get(freezes, &maint).await.json().await.unwrap();
+        (page["items"].as_array().unwrap().len() == 1).then_some(())
+    })
+    .await;
+    c.expect(200)
+        .check(app, Method::GET, freezes, freezes, Some(&maint), None)
+        .await;
+    c.expect(200)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/freezes/{id}",
+            &format!("/api/v1/freezes/{fid}"),
+            Some(&maint),
+            None,
+        )
+        .await;
+    c.expect(404)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/freezes/{id}",
+            &format!("/api/v1/freezes/{id}"),
+            Some(&maint),
+            None,
+        )
+        .await;
+    // A normal change into the freeze is refused, naming it.
+    let third = c
+        .expect(201)
+        .check(
+            app,
+            Method::POST,
+            changes,
+            changes,
+            Some(&maint),
+            Some(normal.clone()),
+        )
+        .await;
+    let tid = third["id"].as_str().unwrap();
+    c.expect(200)
+        .check(
+            app,
+            Method::POST,
+            &tpl("submit"),
+            &format!("/api/v1/changes/{tid}/submit"),
+            Some(&maint),
+            None,
+        )
+        .await;
+    c.expect(200)
+        .check(
+            app,
+            Method::POST,
+            &tpl("approve"),
+            &format!("/api/v1/changes/{tid}/approve"),
+            Some(&approver),
+            None,
+        )
+        .await;
+    let refused = c
+        .expect(409)
+        .check(
+            app,
+            Method::POST,
+            &tpl("schedule"),
+            &format!("/api/v1/changes/{tid}/schedule"),
+            Some(&maint),
+            Some(json!({ "start": "2031-12-25T00:00:00Z", "end": "2031-12-25T01:00:00Z" })),
+        )
+        .await;
+    assert_eq!(refused["freeze_id"], fid.as_str());
+    c.expect(200)
+        .header("if-match", "\"1\"")
+        .check(
+            app,
+            Method::POST,
+            "/api/v1/freezes/{id}/lift",
+            &format!("/api/v1/freezes/{fid}/lift"),
+            Some(&approver),
+            None,
+        )
+        .await;
+    c.expect(409)
+        .check(
+            app,
+            Method::POST,
+            "/api/v1/freezes/{id}/lift",
+            &format!("/api/v1/freezes/{fid}/lift"),
+            Some(&approver),
+            Some(json!({ "reason": "again" })),
+        )
+        .await;
+
+    // ---------------------------------------------------------- windows
+    let windows = "/api/v1/maintenance-windows";
+    let start = chrono::Utc::now() + chrono::Duration::days(5);
+    let plan = json!({
+        "title": "定期メンテナンス; OS, DB", "service_ids": [service_id],
+        "start": start, "end": start + chrono::Duration::hours(2),
+        "rrule": "FREQ=WEEKLY;COUNT=3", "change_id": tid
+    });
+    let window = c
+        .expect(201)
+        .check(
+            app,
+            Method::POST,
+            windows,
+            windows,
+            Some(&maint),
+            Some(plan.clone()),
+        )
+        .await;
+    assert_eq!(window["occurrences"].as_array().unwrap().len(), 3);
+    let wid = window["id"].as_str().unwrap().to_owned();
+    let mut bad = plan.clone();
+    bad["rrule"] = json!("FREQ=MINUTELY");
+    c.expect(422)
+        .check(app, Method::POST, windows, windows, Some(&maint), Some(bad))
+        .await;
+    c.expect(403)
+        .check(
+            app,
+            Method::POST,
+            windows,
+            windows,
+            Some(&operator),
+            Some(plan.clone()),
+        )
+        .await;
+    let late = c
+        .expect(201)
+        .check(
+            app,
+            Method::POST,
+            windows,
+            windows,
+            Some(&maint),
+            Some(json!({
+                "title": "Urgent reboot", "service_ids": [service_id],
+                "start": chrono::Utc::now() + chrono::Duration::hours(2),
+                "end": chrono::Utc::now() + chrono::Duration::hours(3)
+            })),
+        )
+        .await;
+    let late_id = late["id"].as_str().unwrap();
+    let wstep = |w: &str, s: &str| format!("/api/v1/maintenance-windows/{w}/{s}");
+    let wtpl = |s: &str| format!("/api/v1/maintenance-windows/{{id}}/{s}");
+    let refused = c
+        .expect(422)
+        .check(
+            app,
+            Method::POST,
+            &wtpl("announce"),
+            &wstep(late_id, "announce"),
+            Some(&maint),
+            None,
+        )
+        .await;
+    assert!(refused["detail"].as_str().unwrap().contains("48 h"));
+    c.expect(200)
+        .header("if-match", "\"1\"")
+        .check(
+            app,
+            Method::POST,
+            &wtpl("announce"),
+            &wstep(&wid, "announce"),
+            Some(&maint),
+            None,
+        )
+        .await;
+    c.expect(409)
+        .check(
+            app,
+            Method::POST,
+            &wtpl("announce"),
+            &wstep(&wid, "announce"),
+            Some(&maint),
+            Some(json!({})),
+        )
+        .await;
+    c.expect(409)
+        .check(
+            app,
+            Method::POST,
+            &wtpl("end"),
+            &wstep(&wid, "end"),
+            Some(&maint),
+            None,
+        )
+        .await;
+    c.expect(200)
+        .check(
+            app,
+            Method::POST,
+            &wtpl("start"),
+            &wstep(&wid, "start"),
+            Some(&maint),
+            None,
+        )
+        .await;
+    c.expect(200)
+        .check(
+            app,
+            Method::POST,
+            &wtpl("end"),
+            &wstep(&wid, "end"),
+            Some(&maint),
+            Some(json!({ "minutes_spent": 120 })),
+        )
+        .await;
+    c.expect(400)
+        .check(
+            app,
+            Method::POST,
+            &wtpl("cancel"),
+            &wstep(late_id, "cancel"),
+            Some(&maint),
+            None,
+        )
+        .await;
+    c.expect(200)
+        .check(
+            app,
+            Method::POST,
+            &wtpl("cancel"),
+            &wstep(late_id, "cancel"),
+            Some(&maint),
+            Some(json!({ "reason": "not needed" })),
+        )
+        .await;
+    c.expect(200)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/maintenance-windows/{id}",
+            &format!("{windows}/{wid}"),
+            Some(&maint),
+            None,
+        )
+        .await;
+    let seen = c
+        .expect(200)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/maintenance-windows/{id}",
+            &format!("{windows}/{wid}?from=2020-01-01T00:00:00Z&to=2040-01-01T00:00:00Z"),
+            Some(&client),
+            None,
+        )
+        .await;
+    assert!(seen.get("change_id").is_none(), "{seen}");
+    c.expect(404)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/maintenance-windows/{id}",
+            &format!("{windows}/{fid}"),
+            Some(&maint),
+            None,
+        )
+        .await;
+    eventually("the windows are projected", || async {
+        let page: Value = app.get(windows, &maint).await.json().await.unwrap();
+        (page["items"].as_array().unwrap().len() == 2).then_some(())
+    })
+    .await;
+    c.expect(200)
+        .check(app, Method::GET, windows, windows, Some(&maint), None)
+        .await;
+    c.expect(200)
+        .check(
+            app,
+            Method::GET,
+            windows,
+            &format!("{windows}?service_id={service_id}&status=ended&limit=1"),
+            Some(&client),
+            None,
+        )
+        .await;
+    c.expect(400)
+        .check(
+            app,
+            Method::GET,
+            windows,
+            &format!("{windows}?from=2030-01-01T00:00:00Z&to=2029-01-01T00:00:00Z"),
+            Some(&maint),
+            None,
+        )
+        .await;
+    let ics = c
+        .expect(200)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/calendar.ics",
+            "/api/v1/calendar.ics",
+            Some(&maint),
+            None,
+        )
+        .await;
+    assert!(ics.as_str().unwrap().starts_with("BEGIN:VCALENDAR\r\n"));
+    c.expect(403)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/calendar.ics",
+            "/api/v1/calendar.ics",
             Some(&app.token(&[Role::Integration])),
             None,
         )

@@ -9,6 +9,7 @@
 
 pub mod aggregate;
 pub mod auth;
+pub mod changes;
 pub mod common;
 pub mod directory;
 pub mod escalation;
@@ -22,6 +23,7 @@ pub mod proposals;
 pub mod roster;
 pub mod system;
 pub mod tenants;
+pub mod windows;
 pub mod work;
 
 use actix_web::http::Method;
@@ -345,6 +347,137 @@ fn table() -> Vec<(Method, &'static str, Route)> {
             Method::POST,
             "/api/v1/incidents/{id}/unassign",
             web::post().to(incidents::incident_unassign),
+        ),
+        (
+            Method::GET,
+            "/api/v1/changes",
+            web::get().to(changes::change_list),
+        ),
+        (
+            Method::POST,
+            "/api/v1/changes",
+            web::post().to(changes::change_request),
+        ),
+        // Before `/changes/{id}`, which would take `history` for an id.
+        (
+            Method::GET,
+            "/api/v1/changes/history",
+            web::get().to(changes::change_history),
+        ),
+        (
+            Method::GET,
+            "/api/v1/changes/{id}",
+            web::get().to(changes::change_get),
+        ),
+        (
+            Method::POST,
+            "/api/v1/changes/{id}/submit",
+            web::post().to(changes::change_submit),
+        ),
+        (
+            Method::POST,
+            "/api/v1/changes/{id}/approve",
+            web::post().to(changes::change_approve),
+        ),
+        (
+            Method::POST,
+            "/api/v1/changes/{id}/reject",
+            web::post().to(changes::change_reject),
+        ),
+        (
+            Method::POST,
+            "/api/v1/changes/{id}/schedule",
+            web::post().to(changes::change_schedule),
+        ),
+        (
+            Method::POST,
+            "/api/v1/changes/{id}/start",
+            web::post().to(changes::change_start),
+        ),
+        (
+            Method::POST,
+            "/api/v1/changes/{id}/complete",
+            web::post().to(changes::change_complete),
+        ),
+        (
+            Method::POST,
+            "/api/v1/changes/{id}/fail",
+            web::post().to(changes::change_fail),
+        ),
+        (
+            Method::POST,
+            "/api/v1/changes/{id}/rollback",
+            web::post().to(changes::change_rollback),
+        ),
+        (
+            Method::POST,
+            "/api/v1/changes/{id}/review",
+            web::post().to(changes::change_review),
+        ),
+        (
+            Method::POST,
+            "/api/v1/changes/{id}/links",
+            web::post().to(changes::change_link),
+        ),
+        (
+            Method::GET,
+            "/api/v1/freezes",
+            web::get().to(changes::freeze_list),
+        ),
+        (
+            Method::POST,
+            "/api/v1/freezes",
+            web::post().to(changes::freeze_declare),
+        ),
+        (
+            Method::GET,
+            "/api/v1/freezes/{id}",
+            web::get().to(changes::freeze_get),
+        ),
+        (
+            Method::POST,
+            "/api/v1/freezes/{id}/lift",
+            web::post().to(changes::freeze_lift),
+        ),
+        (
+            Method::GET,
+            "/api/v1/maintenance-windows",
+            web::get().to(windows::window_list),
+        ),
+        (
+            Method::POST,
+            "/api/v1/maintenance-windows",
+            web::post().to(windows::window_plan),
+        ),
+        (
+            Method::GET,
+            "/api/v1/maintenance-windows/{id}",
+            web::get().to(windows::window_get),
+        ),
+        (
+            Method::POST,
+            "/api/v1/maintenance-windows/{id}/announce",
+            web::post().to(windows::window_announce),
+        ),
+        (
+            Method::POST,
+            "/api/v1/maintenance-windows/{id}/start",
+            web::post().to(windows::window_start),
+        ),
+        (
+            Method::POST,
+            "/api/v1/maintenance-windows/{id}/end",
+            web::post().to(windows::window_end),
+        ),
+        (
+            Method::POST,
+            "/api/v1/maintenance-windows/{id}/cancel",
+            web::post().to(windows::window_cancel),
+        ),
+        (
+            Method::GET,
+            "/api/v1/calendar.ics",
+            web::get().to(windows::calendar_ics),
         ),
     ]
 }

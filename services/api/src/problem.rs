@@ -118,9 +118,9 @@ impl From<opsledger_domain::Rejection> for ApiError {
             Rejection::Invalid(m) => ApiError::Unprocessable(m),
             Rejection::AlreadyExists(_) => ApiError::conflict(r.to_string()),
             Rejection::NotFound(_) => ApiError::Unprocessable(r.to_string()),
-            Rejection::NotAllowed(m) => ApiError::Forbidden(m),
-            Rejection::InvalidTransition { ref state, .. }
-            | Rejection::WrongState { ref state, .. } => {
+            Rejection::Forbidden(m) => ApiError::Forbidden(m),
+            Rejection::InvalidState { ref state, .. }
+            | Rejection::InvalidTransition { ref state, .. } => {
                 let mut extra = Map::new();
                 extra.insert("current_state".into(), json!(state));
                 ApiError::Conflict {

@@ -684,7 +684,12 @@ pub async fn subscription_create(
     let name = Name::parse("name", &body.name).map_err(unprocessable)?;
     let email = Email::parse(&body.email).map_err(unprocessable)?;
     let locale = locale_of(body.locale.as_deref())?;
-    if body.kinds.is_empty() || body.kinds.contains(&NoticeKind::IncidentEscalated) {
+    // Escalations go to responders, and every subscription of a service is
+    // told of its maintenance windows: neither is chosen here.
+    if body.kinds.is_empty()
+        || body.kinds.contains(&NoticeKind::IncidentEscalated)
+        || body.kinds.contains(&NoticeKind::WindowAnnounced)
+    {
         return Err(ApiError::Unprocessable(
             "kinds: one or more of incident_opened, incident_mitigated, incident_resolved".into(),
         ));

@@ -11,11 +11,14 @@
 pub mod access;
 pub mod aggregate;
 pub mod alert;
+pub mod calendar;
 pub mod catalogue;
 pub mod chain;
+pub mod change;
 pub mod directory;
 pub mod escalation;
 pub mod event;
+pub mod freeze;
 pub mod incident;
 pub mod notice;
 pub mod notification;
@@ -23,6 +26,7 @@ pub mod oncall;
 pub mod proposal;
 pub mod roster;
 pub mod text;
+pub mod window;
 
 pub use catalogue::{EventKind, WorkClass};
 pub use event::{Metadata, NewEvent, RecordedEvent};
@@ -38,14 +42,14 @@ pub enum Rejection {
     NotFound(String),
     #[error("cannot {command} an incident that is {state}")]
     InvalidTransition { command: String, state: String },
-    /// Like `InvalidTransition`, for any other kind of record.
-    #[error("cannot {command} a {noun} that is {state}")]
-    WrongState {
-        noun: &'static str,
+    /// An invalid transition of an aggregate other than an incident.
+    #[error("cannot {command} a {entity} that is {state}")]
+    InvalidState {
+        entity: &'static str,
         command: String,
         state: String,
     },
-    /// The rule is about who asks, not what: four eyes, for one.
+    /// The caller may not do this, whatever their role (four eyes).
     #[error("{0}")]
-    NotAllowed(String),
+    Forbidden(String),
 }

@@ -26,9 +26,13 @@ pub enum NoticeKind {
     IncidentMitigated,
     IncidentResolved,
     IncidentEscalated,
+    /// A maintenance window announced to the contacts of its services.
+    WindowAnnounced,
 }
 
 impl NoticeKind {
+    /// The kinds about incidents, rendered by [`render`] from [`NoticeFacts`]
+    /// (a window's announcement is rendered by [`render_window`]).
     pub const ALL: [NoticeKind; 4] = [
         NoticeKind::IncidentOpened,
         NoticeKind::IncidentMitigated,
@@ -42,11 +46,16 @@ impl NoticeKind {
             NoticeKind::IncidentMitigated => "incident_mitigated",
             NoticeKind::IncidentResolved => "incident_resolved",
             NoticeKind::IncidentEscalated => "incident_escalated",
+            NoticeKind::WindowAnnounced => "window_announced",
         }
     }
 
+    /// Every kind: [`NoticeKind::ALL`] (about incidents) and the windows'.
     pub fn parse(s: &str) -> Option<NoticeKind> {
-        NoticeKind::ALL.into_iter().find(|k| k.as_str() == s)
+        NoticeKind::ALL
+            .into_iter()
+            .chain([NoticeKind::WindowAnnounced])
+            .find(|k| k.as_str() == s)
     }
 }
 
@@ -130,6 +139,10 @@ const TEMPLATES: &[(&str, &str)] = notice_templates!(
     "incident_escalated.en.body.txt",
     "incident_escalated.ja.subject.txt",
     "incident_escalated.ja.body.txt",
+    "window_announced.en.subject.txt",
+    "window_announced.en.body.txt",
+    "window_announced.ja.subject.txt",
+    "window_announced.ja.body.txt",
 );
 
 fn env() -> &'static Environment<'static> {
@@ -208,6 +221,89 @@ pub fn render(kind: NoticeKind, locale: &str, facts: &NoticeFacts) -> RenderedNo
         "{}\n",
         render_template(&format!("{base}.body.txt"), &ctx).trim_end()
     );
+    let sha256 = digest(&subject, &body);
+    RenderedNotice {
+        subject,
+        body,
+        locale: lang.as_str().to_owned(),
+        sha256,
+    }
+}
+
+/// What a window announcement may say: client-visible facts only (no
+/// change, no responder, no internal notes), and only the recipient's own
+/// client's services.
+#[derive(Debug, Clone, Serialize)]
+pub struct WindowFacts {
+    pub window_id: Uuid,
+    pub title: String,
+    pub description: Option<String>,
+    /// The recipient's services among the window's.
+    pub services: Vec<String>,
+    /// The next occurrences (at most a few), oldest first.
+    pub occurrences: Vec<(DateTime<Utc>, DateTime<Utc>)>,
+    /// The RRULE of a recurring window, shown as given.
+    pub rrule: Option<String>,
+    pub recipient_name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct WindowContext {
+    window_id: Uuid,
+    title: String,
+    description: Option<String>,
+    services: String,
+    /// "start – end" per occurrence, in the recipient's language and zone.
+    occurrences: Vec<String>,
+    /// When the next occurrence starts, for the subject.
+    first_start: Option<String>,
+    recurring: bool,
+    rrule: Option<String>,
+    recipient_name: String,
+}
+
+/// Renders a window's announcement for a recipient locale, like [`render`].
+pub fn render_window(locale: &str, facts: &WindowFacts) -> RenderedNotice {
+    let lang = Lang::of(locale);
+    let base = format!("{}.{}", NoticeKind::WindowAnnounced.as_str(), lang.as_str());
+    let sep = match lang {
+        Lang::En => ", ",
+        Lang::Ja => "、",
+    };
+    let ctx = WindowContext {
+        window_id: facts.window_id,
+        title: truncate(&single_line(&facts.title), SUBJECT_LEN_MAX_CHARS / 2),
+        description: facts
+            .description
+            .as_deref()
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .map(str::to_owned),
+        services: single_line(&facts.services.join(sep)),
+        occurrences: facts
+            .occurrences
+            .iter()
+            .map(|(s, e)| format!("{} – {}", format_time(lang, *s), format_time(lang, *e)))
+            .collect(),
+        first_start: facts
+            .occurrences
+            .first()
+            .map(|(s, _)| format_time(lang, *s)),
+        recurring: facts.rrule.is_some(),
+        rrule: facts.rrule.as_deref().map(single_line),
+        recipient_name: single_line(&facts.recipient_name),
+    };
+    let render = |name: String| {
+        env()
+            .get_template(&name)
+            .and_then(|t| t.render(&ctx))
+            .unwrap_or_else(|e| panic!("notice template {name} fails to render: {e:#}"))
+    };
+    let subject = truncate(
+        &single_line(&render(format!("{base}.subject.txt"))),
+        SUBJECT_LEN_MAX_CHARS,
+    );
+    let body = format!("{}\n", render(format!("{base}.body.txt")).trim_end());
     let sha256 = digest(&subject, &body);
     RenderedNotice {
         subject,
@@ -644,6 +740,67 @@ mod tests {
                 n.body
             );
         }
+    }
+
+    #[test]
+    fn window_announcements_render_in_both_languages() {
+        let f = WindowFacts {
+            window_id: Uuid::from_u128(5),
+            title: "OS patching".into(),
+            description: Some("Servers restart one by one.".into()),
+            services: vec!["受注サイト".into(), "決済API".into()],
+            occurrences: vec![(at(2026, 12, 6, 17, 0), at(2026, 12, 6, 19, 0))],
+            rrule: None,
+            recipient_name: "山田 太郎".into(),
+        };
+        let en = render_window("en", &f);
+        assert_eq!(
+            en.subject,
+            "[opsledger] Planned maintenance: OS patching (2026-12-06 17:00 UTC)"
+        );
+        assert!(
+            en.body
+                .contains("2026-12-06 17:00 UTC – 2026-12-06 19:00 UTC"),
+            "{}",
+            en.body
+        );
+        assert!(en.body.contains("受注サイト, 決済API"));
+        assert!(en.body.contains(&f.window_id.to_string()));
+        let ja = render_window("ja", &f);
+        assert!(
+            ja.subject
+                .starts_with("【メンテナンスのお知らせ】OS patching"),
+            "{}",
+            ja.subject
+        );
+        assert!(ja.subject.contains("12月7日 02:00"), "{}", ja.subject);
+        assert!(
+            ja.body
+                .contains("2026年12月7日 02:00 (JST) – 2026年12月7日 04:00 (JST)"),
+            "{}",
+            ja.body
+        );
+        assert!(ja.body.contains("受注サイト、決済API"));
+        assert!(ja.body.contains("山田 太郎 様"));
+        let recurring = WindowFacts {
+            rrule: Some("FREQ=WEEKLY;BYDAY=SU".into()),
+            description: None,
+            occurrences: vec![
+                (at(2026, 12, 6, 17, 0), at(2026, 12, 6, 19, 0)),
+                (at(2026, 12, 13, 17, 0), at(2026, 12, 13, 19, 0)),
+            ],
+            ..f
+        };
+        for locale in ["en", "ja"] {
+            let n = render_window(locale, &recurring);
+            assert!(n.body.contains("FREQ=WEEKLY;BYDAY=SU"), "{}", n.body);
+            assert!(n.body.ends_with('\n') && !n.body.ends_with("\n\n"));
+            assert!(!n.body.contains("none"), "{}", n.body);
+        }
+        assert_eq!(
+            NoticeKind::parse("window_announced"),
+            Some(NoticeKind::WindowAnnounced)
+        );
     }
 
     #[test]

@@ -250,8 +250,8 @@ impl Command {
 }
 
 fn invalid_in(command: &str, status: Status) -> Rejection {
-    Rejection::WrongState {
-        noun: "proposal",
+    Rejection::InvalidState {
+        entity: "proposal",
         command: command.to_owned(),
         state: status.as_str().to_owned(),
     }
@@ -351,7 +351,7 @@ pub fn decide(
 /// The one who raised a proposal does not also decide it.
 fn four_eyes(p: &Proposal, actor: &str, what: &str) -> Result<(), Rejection> {
     if p.raised_by == actor {
-        return Err(Rejection::NotAllowed(format!(
+        return Err(Rejection::Forbidden(format!(
             "{actor} raised this proposal and may not {what} it: another approver must"
         )));
     }
@@ -439,21 +439,21 @@ mod tests {
         let approve = || Command::Approve { comment: None };
         assert!(matches!(
             run(raised(), approve(), "mia"),
-            Err(Rejection::NotAllowed(_))
+            Err(Rejection::Forbidden(_))
         ));
         let reject = Command::Reject {
             reason: "no".into(),
         };
         assert!(matches!(
             run(raised(), reject, "mia"),
-            Err(Rejection::NotAllowed(_))
+            Err(Rejection::Forbidden(_))
         ));
         let p = run(raised(), approve(), "arno").unwrap();
         assert_eq!(p.status, Status::Approved);
         assert_eq!(p.decided_by.as_deref(), Some("arno"));
         assert!(matches!(
             run(p, approve(), "arno"),
-            Err(Rejection::WrongState { .. })
+            Err(Rejection::InvalidState { .. })
         ));
     }
 

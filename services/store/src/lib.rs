@@ -17,6 +17,7 @@
 //!   transaction and order by (tx_id, position): see `read`.
 
 pub mod append;
+pub mod changes;
 pub mod directory;
 pub mod incidents;
 pub mod migrate;
@@ -89,6 +90,7 @@ pub fn projections() -> Vec<projection::SharedProjection> {
         std::sync::Arc::new(incidents::IncidentProjection),
         std::sync::Arc::new(incidents::AlertProjection),
         std::sync::Arc::new(roster::RosterProjection),
+        std::sync::Arc::new(changes::ChangeProjection),
         std::sync::Arc::new(outbox::NotificationProjection),
         std::sync::Arc::new(work::ProposalProjection),
         std::sync::Arc::new(work::WorkProjection),

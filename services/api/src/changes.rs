@@ -1,0 +1,923 @@
+//! Changes (SPEC §5): request, the workflow's steps, reads, the change
+//! history of a service (SPEC §6); and freeze periods.
+//!
+//! Clients are refused changes and freezes entirely (403): a change's risk,
+//! impact and rollback plan are internal, and what clients need to know of
+//! one reaches them as a maintenance window.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, SubsecRound, Utc};
+use opsledger_domain::access::{Actor, Role, STAFF};
+use opsledger_domain::change::{
+    self, Category, Change, ChangeEvent, Command, Kind, Link, Request, Risk, Status,
+};
+use opsledger_domain::freeze::{self, Freeze, FreezeEvent};
+use opsledger_domain::{directory as dir, NewEvent, RecordedEvent};
+use opsledger_store::changes::{self as store_changes, ChangeFilter, Versioned};
+use opsledger_store::{AppendOutcome, AppendRequest, ExpectedVersion, StreamAppend};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::common::{begin_command, metadata, page_len, stream_events, AsOfQuery, Page};
+use crate::idempotency::{self, IdempotencyKey};
+use crate::incidents::{optional_json, IfMatch};
+use crate::problem::ApiError;
+use crate::AppState;
+
+/// Who requests and carries out normal and emergency changes.
+pub const CHANGE_MAINTAINERS: &[Role] = &[Role::Maintainer, Role::Admin];
+/// Who requests and carries out standard (pre-approved) changes.
+pub const STANDARD_CHANGERS: &[Role] = &[Role::Operator, Role::Maintainer, Role::Admin];
+/// Who approves or rejects changes (never their requester).
+pub const CHANGE_APPROVERS: &[Role] = &[Role::Approver, Role::Admin];
+/// Who reviews a normal or emergency change once it is over.
+pub const CHANGE_REVIEWERS: &[Role] = &[Role::Maintainer, Role::Approver, Role::Admin];
+/// Who declares and lifts freezes: the system owners and maintenance.
+pub const FREEZE_WRITERS: &[Role] = &[Role::Maintainer, Role::Approver, Role::Admin];
+/// Anyone who may give some change command; the command itself narrows it.
+const ANY_CHANGER: &[Role] = &[
+    Role::Operator,
+    Role::Maintainer,
+    Role::Approver,
+    Role::Admin,
+];
+/// How long scheduling waits for the change projection to catch up with
+/// what was committed before it (freezes, other schedules).
+const SCHEDULE_READ_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// Changes in one change history at most.
+pub const HISTORY_LEN_MAX: i64 = 1_000;
+
+fn internal(e: serde_json::Error) -> ApiError {
+    ApiError::Internal(Box::new(e))
+}
+
+// ------------------------------------------------------------ views
+
+#[derive(Debug, Serialize)]
+pub struct ChangeView {
+    #[serde(flatten)]
+    pub change: Change,
+    pub version: i64,
+}
+
+fn etagged(status: StatusCode, version: i64, body: &Value) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((header::ETAG, format!("\"{version}\"")))
+        .json(body)
+}
+
+/// Appends `streams` guarded by the request's idempotency key, and answers
+/// `status` with `body` (and its ETag and Location), or the first answer to
+/// a retry.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn commit(
+    state: &AppState,
+    tenant: Uuid,
+    key: &IdempotencyKey,
+    fingerprint: &str,
+    streams: Vec<StreamAppend>,
+    status: StatusCode,
+    location: Option<String>,
+    version: i64,
+    body: Value,
+) -> Result<HttpResponse, ApiError> {
+    let request = AppendRequest {
+        tenant_id: tenant,
+        streams,
+        idempotency: idempotency::claim(
+            key,
+            fingerprint,
+            status,
+            location.as_deref(),
+            Some(version),
+            &body,
+        ),
+    };
+    match state.committer.append(request).await? {
+        AppendOutcome::Committed { .. } => {
+            let mut res = etagged(status, version, &body);
+            if let Some(l) = location {
+                res.headers_mut().insert(
+                    header::LOCATION,
+                    header::HeaderValue::from_str(&l)
+                        .map_err(|e| ApiError::Internal(Box::new(e)))?,
+                );
+            }
+            Ok(res)
+        }
+        AppendOutcome::Duplicate {
+            fingerprint: stored,
+            response,
+        } => idempotency::replay(&stored, &response, fingerprint),
+    }
+}
+
+/// Which of `streams` do not exist in the tenant's log (named by `what`).
+pub(crate) async fn missing(
+    state: &AppState,
+    tenant: Uuid,
+    named: &[(String, String)],
+) -> Result<Option<String>, ApiError> {
+    if named.is_empty() {
+        return Ok(None);
+    }
+    let streams: Vec<String> = named.iter().map(|(s, _)| s.clone()).collect();
+    let client = state
+        .pool
+        .get()
+        .await
+        .map_err(opsledger_store::StoreError::from)?;
+    let known = opsledger_store::read::existing_streams(&client, tenant, &streams).await?;
+    Ok(named
+        .iter()
+        .find(|(s, _)| !known.contains(s))
+        .map(|(_, what)| format!("{what} does not exist")))
+}
+
+pub(crate) async fn services_exist(
+    state: &AppState,
+    tenant: Uuid,
+    services: &[Uuid],
+) -> Result<(), ApiError> {
+    let named: Vec<(String, String)> = services
+        .iter()
+        .map(|s| (dir::service_stream(*s), format!("service {s}")))
+        .collect();
+    match missing(state, tenant, &named).await? {
+        Some(m) => Err(ApiError::Unprocessable(m)),
+        None => Ok(()),
+    }
+}
+
+async fn links_exist(state: &AppState, tenant: Uuid, links: &[Link]) -> Result<(), ApiError> {
+    let mut named = Vec::new();
+    for l in links {
+        let stream = l.target_stream()?;
+        let what = match (l.incident_id, l.proposal_id) {
+            (Some(i), _) => format!("incident {i}"),
+            (_, Some(p)) => format!("proposal {p}"),
+            _ => "the link's target".to_owned(),
+        };
+        named.push((stream, what));
+    }
+    match missing(state, tenant, &named).await? {
+        Some(m) => Err(ApiError::Unprocessable(m)),
+        None => Ok(()),
+    }
+}
+
+fn roles_for(kind: Kind) -> &'static [Role] {
+    match kind {
+        Kind::Standard => STANDARD_CHANGERS,
+        Kind::Normal | Kind::Emergency => CHANGE_MAINTAINERS,
+    }
+}
+
+fn require_any(actor: &Actor, roles: &[Role], what: &str) -> Result<(), ApiError> {
+    if actor.has_any(roles) {
+        Ok(())
+    } else {
+        let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        Err(ApiError::Forbidden(format!(
+            "{what} needs one of the roles {}",
+            names.join(", ")
+        )))
+    }
+}
+
+// ------------------------------------------------------------ request
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestBody {
+    pub kind: Kind,
+    pub category: Category,
+    pub title: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub risk: Risk,
+    pub impact: String,
+    #[serde(default)]
+    pub rollback_plan: Option<String>,
+    pub service_ids: Vec<Uuid>,
+    #[serde(default)]
+    pub links: Vec<Link>,
+}
+
+pub async fn change_request(
+    state: web::Data<AppState>,
+    caller: Caller,
+    key: IdempotencyKey,
+    req: HttpRequest,
+    body: web::Json<RequestBody>,
+) -> Result<HttpResponse, ApiError> {
+    let (actor, fingerprint, replayed) =
+        begin_command(&state, &caller, STANDARD_CHANGERS, &key, &req, &*body).await?;
+    if let Some(r) = replayed {
+        return Ok(r);
+    }
+    let body = body.into_inner();
+    require_any(
+        actor,
+        roles_for(body.kind),
+        &format!("a {} change", body.kind.as_str()),
+    )?;
+    let id = Uuid::now_v7();
+    let events = change::decide_request(Request {
+        change_id: id,
+        service_ids: body.service_ids,
+        kind: body.kind,
+        category: body.category,
+        title: body.title,
+        description: body.description,
+        risk: body.risk,
+        impact: body.impact,
+        rollback_plan: body.rollback_plan,
+        links: body.links,
+    })?;
+    let tenant = actor.tenant_id;
+    if let Some(ChangeEvent::ChangeRequested {
+        service_ids, links, ..
+    }) = events.first()
+    {
+        services_exist(&state, tenant, service_ids).await?;
+        links_exist(&state, tenant, links).await?;
+    }
+    let now = Utc::now().trunc_subsecs(6);
+    let meta = metadata(actor, &req);
+    let change = events
+        .iter()
+        .try_fold(None, |c, e| Some(change::evolve(c, e, now, &meta.actor)))
+        .flatten()
+        .ok_or_else(|| ApiError::Internal("requesting made no change".into()))?;
+    let view = ChangeView {
+        change,
+        version: events.len() as i64,
+    };
+    let body = serde_json::to_value(&view).map_err(internal)?;
+    commit(
+        &state,
+        tenant,
+        &key,
+        &fingerprint,
+        vec![StreamAppend {
+            stream_id: change::change_stream(id),
+            expected: ExpectedVersion::NoStream,
+            events: events
+                .iter()
+                .map(|e| NewEvent::new(e.type_name(), e.payload(), meta.clone(), now))
+                .collect(),
+        }],
+        StatusCode::CREATED,
+        Some(format!("/api/v1/changes/{id}")),
+        view.version,
+        body,
+    )
+    .await
+}
+
+// ------------------------------------------------------------ steps
+
+/// A step as asked, before what it needs from elsewhere is looked up.
+enum Step {
+    Submit(MinutesBody),
+    Approve(ApproveBody),
+    Reject(ReasonBody),
+    Schedule(ScheduleBody),
+    Start(MinutesBody),
+    Complete(CompleteBody),
+    Fail(ReasonBody),
+    RollBack(ReasonBody),
+    Review(ReviewBody),
+    Link(Link),
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MinutesBody {
+    #[serde(default)]
+    pub minutes_spent: Option<u32>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveBody {
+    #[serde(default)]
+    pub comment: Option<String>,
+    #[serde(default)]
+    pub minutes_spent: Option<u32>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonBody {
+    pub reason: String,
+    #[serde(default)]
+    pub minutes_spent: Option<u32>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleBody {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    #[serde(default)]
+    pub window_id: Option<Uuid>,
+    #[serde(default)]
+    pub minutes_spent: Option<u32>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteBody {
+    #[serde(default)]
+    pub note: Option<String>,
+    #[serde(default)]
+    pub minutes_spent: Option<u32>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewBody {
+    pub summary: String,
+    #[serde(default)]
+    pub minutes_spent: Option<u32>,
+}
+
+impl Step {
+    fn name(&self) -> &'static str {
+        match self {
+            Step::Submit(_) => "submitting a change",
+            Step::Approve(_) => "approving a change",
+            Step::Reject(_) => "rejecting a change",
+            Step::Schedule(_) => "scheduling a change",
+            Step::Start(_) => "starting a change",
+            Step::Complete(_) => "completing a change",
+            Step::Fail(_) => "failing a change",
+            Step::RollBack(_) => "rolling back a change",
+            Step::Review(_) => "reviewing a change",
+            Step::Link(_) => "linking a change",
+        }
+    }
+}
+
+fn fold(events: &[RecordedEvent]) -> Option<Change> {
+    store_changes::fold_change(events)
+}
+
+/// A step: role (by the change's kind), If-Match, what it needs from the
+/// log and the read models, decide, append with the version decided on.
+#[allow(clippy::too_many_arguments)]
+async fn step(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    id: Uuid,
+    if_match: IfMatch,
+    key: IdempotencyKey,
+    asked: Value,
+    step: Step,
+) -> Result<HttpResponse, ApiError> {
+    let what = serde_json::json!({ "if_match": if_match.0, "body": asked });
+    let (actor, fingerprint, replayed) =
+        begin_command(&state, &caller, ANY_CHANGER, &key, &req, &what).await?;
+    if let Some(r) = replayed {
+        return Ok(r);
+    }
+    let tenant = actor.tenant_id;
+    let stream = change::change_stream(id);
+    let events = stream_events(&state, tenant, &stream, None).await?;
+    let change = fold(&events).ok_or_else(|| ApiError::NotFound(format!("no change {id}")))?;
+    let roles = match (&step, change.kind) {
+        (Step::Approve(_) | Step::Reject(_), _) => CHANGE_APPROVERS,
+        // The review after the fact is the system owners' as much as the doers'.
+        (Step::Review(_), Kind::Standard) => ANY_CHANGER,
+        (Step::Review(_), _) => CHANGE_REVIEWERS,
+        (_, kind) => roles_for(kind),
+    };
+    require_any(actor, roles, step.name())?;
+    let version = events.last().map_or(0, |e| e.stream_version);
+    let conflict_extra = |version: i64| {
+        let mut extra = serde_json::Map::new();
+        extra.insert("current_version".into(), version.into());
+        extra.insert("current_state".into(), change.status.as_str().into());
+        extra
+    };
+    if let Some(expected) = if_match.0 {
+        if expected != version {
+            return Err(ApiError::Conflict {
+                detail: format!(
+                    "the change is at version {version}, not {expected}: reload it and retry"
+                ),
+                extra: conflict_extra(version),
+            });
+        }
+    }
+    let by = actor.subject.clone();
+    let command = match step {
+        Step::Submit(b) => Command::Submit {
+            minutes_spent: b.minutes_spent,
+        },
+        Step::Approve(b) => Command::Approve {
+            by,
+            comment: b.comment,
+            minutes_spent: b.minutes_spent,
+        },
+        Step::Reject(b) => Command::Reject {
+            by,
+            reason: b.reason,
+            minutes_spent: b.minutes_spent,
+        },
+        Step::Schedule(b) => {
+            if let Some(w) = b.window_id {
+                let named = [(
+                    opsledger_domain::window::window_stream(w),
+                    format!("maintenance window {w}"),
+                )];
+                if let Some(m) = missing(&state, tenant, &named).await? {
+                    return Err(ApiError::Unprocessable(m));
+                }
+            }
+            // Freezes and schedules recorded before this request count, on
+            // whichever instance they were recorded.
+            if !store_changes::await_current(&state.pool, SCHEDULE_READ_WAIT).await? {
+                tracing::warn!(change = %id, "scheduling on a change projection that is behind");
+            }
+            let freezes = store_changes::blocking_freezes(
+                &state.pool,
+                tenant,
+                &change.service_ids,
+                b.start,
+                b.end,
+            )
+            .await?;
+            if change.kind == Kind::Normal {
+                if let Some(f) = freezes.first() {
+                    let mut extra = conflict_extra(version);
+                    extra.insert("freeze_id".into(), f.item.id.to_string().into());
+                    return Err(ApiError::Conflict {
+                        detail: format!(
+                            "freeze {} ({}, {} – {}) forbids normal changes to its services; \
+                             schedule it outside the freeze",
+                            f.item.id,
+                            f.item.reason,
+                            f.item.start.to_rfc3339(),
+                            f.item.end.to_rfc3339()
+                        ),
+                        extra,
+                    });
+                }
+            }
+            let conflicts = store_changes::overlapping_changes(
+                &state.pool,
+                tenant,
+                &change.service_ids,
+                b.start,
+                b.end,
+                id,
+            )
+            .await?;
+            Command::Schedule {
+                start: b.start,
+                end: b.end,
+                window_id: b.window_id,
+                conflicts,
+                freezes: freezes.iter().map(|f| f.item.id).collect(),
+                minutes_spent: b.minutes_spent,
+            }
+        }
+        Step::Start(b) => Command::Start {
+            minutes_spent: b.minutes_spent,
+        },
+        Step::Complete(b) => Command::Complete {
+            note: b.note,
+            minutes_spent: b.minutes_spent,
+        },
+        Step::Fail(b) => Command::Fail {
+            reason: b.reason,
+            minutes_spent: b.minutes_spent,
+        },
+        Step::RollBack(b) => Command::RollBack {
+            reason: b.reason,
+            minutes_spent: b.minutes_spent,
+        },
+        Step::Review(b) => Command::Review {
+            summary: b.summary,
+            minutes_spent: b.minutes_spent,
+        },
+        Step::Link(link) => {
+            links_exist(&state, tenant, &[link]).await?;
+            Command::Link { link }
+        }
+    };
+    let decided = change::decide(&change, command).map_err(|r| match ApiError::from(r) {
+        ApiError::Conflict { detail, mut extra } => {
+            extra.insert("current_state".into(), change.status.as_str().into());
+            ApiError::Conflict { detail, extra }
+        }
+        other => other,
+    })?;
+    let now = Utc::now().trunc_subsecs(6);
+    let meta = metadata(actor, &req);
+    let after = decided
+        .iter()
+        .try_fold(change, |c, e| change::evolve(Some(c), e, now, &meta.actor))
+        .ok_or_else(|| ApiError::Internal("the change vanished".into()))?;
+    let view = ChangeView {
+        change: after,
+        version: version + decided.len() as i64,
+    };
+    let body = serde_json::to_value(&view).map_err(internal)?;
+    commit(
+        &state,
+        tenant,
+        &key,
+        &fingerprint,
+        vec![StreamAppend {
+            stream_id: stream,
+            expected: ExpectedVersion::Exact(version),
+            events: decided
+                .iter()
+                .map(|e| NewEvent::new(e.type_name(), e.payload(), meta.clone(), now))
+                .collect(),
+        }],
+        StatusCode::OK,
+        None,
+        view.version,
+        body,
+    )
+    .await
+}
+
+/// A body that may be left out (`{}` is assumed), or must be given.
+fn body_of<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    bytes: &[u8],
+) -> Result<(T, Value), ApiError> {
+    let raw: Option<Value> = optional_json(req, bytes)?;
+    let raw = raw.unwrap_or_else(|| Value::Object(Default::default()));
+    let parsed = serde_json::from_value(raw.clone())
+        .map_err(|e| ApiError::BadRequest(format!("the body is not valid: {e}")))?;
+    Ok((parsed, raw))
+}
+
+macro_rules! step_handler {
+    ($name:ident, $body:ty, $variant:ident) => {
+        pub async fn $name(
+            s: web::Data<AppState>,
+            c: Caller,
+            r: HttpRequest,
+            id: web::Path<Uuid>,
+            m: IfMatch,
+            k: IdempotencyKey,
+            b: web::Bytes,
+        ) -> Result<HttpResponse, ApiError> {
+            let (body, raw): ($body, Value) = body_of(&r, &b)?;
+            step(s, c, r, id.into_inner(), m, k, raw, Step::$variant(body)).await
+        }
+    };
+}
+
+step_handler!(change_submit, MinutesBody, Submit);
+step_handler!(change_approve, ApproveBody, Approve);
+step_handler!(change_reject, ReasonBody, Reject);
+step_handler!(change_schedule, ScheduleBody, Schedule);
+step_handler!(change_start, MinutesBody, Start);
+step_handler!(change_complete, CompleteBody, Complete);
+step_handler!(change_fail, ReasonBody, Fail);
+step_handler!(change_rollback, ReasonBody, RollBack);
+step_handler!(change_review, ReviewBody, Review);
+step_handler!(change_link, Link, Link);
+
+// ------------------------------------------------------------ reads
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeListQuery {
+    pub service_id: Option<Uuid>,
+    pub status: Option<Status>,
+    pub kind: Option<Kind>,
+    pub approval_missing: Option<bool>,
+    pub before: Option<Uuid>,
+    pub limit: Option<u32>,
+}
+
+pub async fn change_list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<ChangeListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = caller.require(STAFF)?;
+    state.tenants.require(&state.pool, actor.tenant_id).await?;
+    let limit = page_len(query.limit)?;
+    let filter = ChangeFilter {
+        service_id: query.service_id,
+        status: query.status.map(|s| s.as_str().to_owned()),
+        kind: query.kind.map(|k| k.as_str().to_owned()),
+        approval_missing: query.approval_missing,
+    };
+    let items = store_changes::list_changes(
+        &state.pool,
+        actor.tenant_id,
+        &filter,
+        query.before,
+        limit + 1,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(Page::of(items, limit, |c| c.item.id)))
+}
+
+pub async fn change_get(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<Uuid>,
+    query: web::Query<AsOfQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = caller.require(STAFF)?;
+    state.tenants.require(&state.pool, actor.tenant_id).await?;
+    let id = id.into_inner();
+    let events = stream_events(
+        &state,
+        actor.tenant_id,
+        &change::change_stream(id),
+        query.as_of,
+    )
+    .await?;
+    let change = fold(&events).ok_or_else(|| ApiError::NotFound(format!("no change {id}")))?;
+    let view = ChangeView {
+        change,
+        version: events.last().map_or(0, |e| e.stream_version),
+    };
+    let body = serde_json::to_value(&view).map_err(internal)?;
+    Ok(etagged(StatusCode::OK, view.version, &body))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    pub service: Uuid,
+}
+
+#[derive(Debug, Serialize)]
+struct HistoryWindow {
+    id: Uuid,
+    title: String,
+    status: &'static str,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    rrule: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct HistoryEntry {
+    #[serde(flatten)]
+    change: Change,
+    version: i64,
+    /// The incidents it fixes or caused.
+    incidents: Vec<Link>,
+    /// The maintenance windows that serve it.
+    windows: Vec<HistoryWindow>,
+}
+
+pub async fn change_history(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<HistoryQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = caller.require(STAFF)?;
+    state.tenants.require(&state.pool, actor.tenant_id).await?;
+    let tenant = actor.tenant_id;
+    let service = query.service;
+    if crate::incidents::client_of_service(&state, tenant, service)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::NotFound(format!("no service {service}")));
+    }
+    let changes =
+        store_changes::change_history(&state.pool, tenant, service, HISTORY_LEN_MAX).await?;
+    let windows = store_changes::list_windows(
+        &state.pool,
+        tenant,
+        &store_changes::WindowFilter {
+            service_id: Some(service),
+            ..Default::default()
+        },
+        None,
+        HISTORY_LEN_MAX,
+    )
+    .await?;
+    let items: Vec<HistoryEntry> = changes
+        .into_iter()
+        .map(|Versioned { item, version }| HistoryEntry {
+            incidents: item
+                .links
+                .iter()
+                .filter(|l| l.incident_id.is_some())
+                .copied()
+                .collect(),
+            windows: windows
+                .iter()
+                .filter(|w| {
+                    w.item.change_id == Some(item.id)
+                        || item.schedule.as_ref().and_then(|s| s.window_id) == Some(w.item.id)
+                })
+                .map(|w| HistoryWindow {
+                    id: w.item.id,
+                    title: w.item.title.clone(),
+                    status: w.item.status.as_str(),
+                    start: w.item.start,
+                    end: w.item.end,
+                    rrule: w.item.rrule.clone(),
+                })
+                .collect(),
+            change: item,
+            version,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "service_id": service, "items": items })))
+}
+
+// ------------------------------------------------------------ freezes
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreezeBody {
+    pub service_ids: Vec<Uuid>,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FreezeView {
+    #[serde(flatten)]
+    pub freeze: Freeze,
+    pub version: i64,
+}
+
+fn fold_freeze(events: &[RecordedEvent]) -> Option<Freeze> {
+    store_changes::fold_freeze(events)
+}
+
+pub async fn freeze_declare(
+    state: web::Data<AppState>,
+    caller: Caller,
+    key: IdempotencyKey,
+    req: HttpRequest,
+    body: web::Json<FreezeBody>,
+) -> Result<HttpResponse, ApiError> {
+    let (actor, fingerprint, replayed) =
+        begin_command(&state, &caller, FREEZE_WRITERS, &key, &req, &*body).await?;
+    if let Some(r) = replayed {
+        return Ok(r);
+    }
+    let body = body.into_inner();
+    let id = Uuid::now_v7();
+    let events = freeze::decide_declare(
+        id,
+        body.service_ids.clone(),
+        body.start,
+        body.end,
+        &body.reason,
+    )?;
+    services_exist(&state, actor.tenant_id, &body.service_ids).await?;
+    let now = Utc::now().trunc_subsecs(6);
+    let meta = metadata(actor, &req);
+    let f = events
+        .iter()
+        .try_fold(None, |f, e| Some(freeze::evolve(f, e, now, &meta.actor)))
+        .flatten()
+        .ok_or_else(|| ApiError::Internal("declaring made no freeze".into()))?;
+    let view = FreezeView {
+        freeze: f,
+        version: 1,
+    };
+    let json = serde_json::to_value(&view).map_err(internal)?;
+    commit(
+        &state,
+        actor.tenant_id,
+        &key,
+        &fingerprint,
+        vec![StreamAppend {
+            stream_id: freeze::freeze_stream(id),
+            expected: ExpectedVersion::NoStream,
+            events: events
+                .iter()
+                .map(|e| NewEvent::new(e.type_name(), e.payload(), meta.clone(), now))
+                .collect(),
+        }],
+        StatusCode::CREATED,
+        Some(format!("/api/v1/freezes/{id}")),
+        1,
+        json,
+    )
+    .await
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiftBody {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+pub async fn freeze_lift(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    id: web::Path<Uuid>,
+    if_match: IfMatch,
+    key: IdempotencyKey,
+    bytes: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (body, raw): (LiftBody, Value) = body_of(&req, &bytes)?;
+    let what = serde_json::json!({ "if_match": if_match.0, "body": raw });
+    let (actor, fingerprint, replayed) =
+        begin_command(&state, &caller, FREEZE_WRITERS, &key, &req, &what).await?;
+    if let Some(r) = replayed {
+        return Ok(r);
+    }
+    let id = id.into_inner();
+    let stream = freeze::freeze_stream(id);
+    let events = stream_events(&state, actor.tenant_id, &stream, None).await?;
+    let f = fold_freeze(&events).ok_or_else(|| ApiError::NotFound(format!("no freeze {id}")))?;
+    let version = events.last().map_or(0, |e| e.stream_version);
+    if let Some(expected) = if_match.0.filter(|v| *v != version) {
+        return Err(ApiError::conflict(format!(
+            "the freeze is at version {version}, not {expected}: reload it and retry"
+        )));
+    }
+    let decided = freeze::decide_lift(&f, body.reason)?;
+    let now = Utc::now().trunc_subsecs(6);
+    let meta = metadata(actor, &req);
+    let after = decided
+        .iter()
+        .try_fold(f, |f, e| freeze::evolve(Some(f), e, now, &meta.actor))
+        .ok_or_else(|| ApiError::Internal("the freeze vanished".into()))?;
+    let view = FreezeView {
+        freeze: after,
+        version: version + 1,
+    };
+    let json = serde_json::to_value(&view).map_err(internal)?;
+    commit(
+        &state,
+        actor.tenant_id,
+        &key,
+        &fingerprint,
+        vec![StreamAppend {
+            stream_id: stream,
+            expected: ExpectedVersion::Exact(version),
+            events: decided
+                .iter()
+                .map(|e: &FreezeEvent| NewEvent::new(e.type_name(), e.payload(), meta.clone(), now))
+                .collect(),
+        }],
+        StatusCode::OK,
+        None,
+        view.version,
+        json,
+    )
+    .await
+}
+
+pub async fn freeze_get(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = caller.require(STAFF)?;
+    state.tenants.require(&state.pool, actor.tenant_id).await?;
+    let id = id.into_inner();
+    let events = stream_events(&state, actor.tenant_id, &freeze::freeze_stream(id), None).await?;
+    let f = fold_freeze(&events).ok_or_else(|| ApiError::NotFound(format!("no freeze {id}")))?;
+    let view = FreezeView {
+        freeze: f,
+        version: events.last().map_or(0, |e| e.stream_version),
+    };
+    let json = serde_json::to_value(&view).map_err(internal)?;
+    Ok(etagged(StatusCode::OK, view.version, &json))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreezeListQuery {
+    pub service_id: Option<Uuid>,
+    pub limit: Option<u32>,
+}
+
+pub async fn freeze_list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<FreezeListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = caller.require(STAFF)?;
+    state.tenants.require(&state.pool, actor.tenant_id).await?;
+    let limit = page_len(query.limit)?;
+    let items =
+        store_changes::list_freezes(&state.pool, actor.tenant_id, query.service_id, limit).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items })))
+}
