@@ -118,7 +118,8 @@ impl From<opsledger_domain::Rejection> for ApiError {
             Rejection::Invalid(m) => ApiError::Unprocessable(m),
             Rejection::AlreadyExists(_) => ApiError::conflict(r.to_string()),
             Rejection::NotFound(_) => ApiError::Unprocessable(r.to_string()),
-            Rejection::InvalidTransition { ref state, .. } => {
+            Rejection::InvalidTransition { ref state, .. }
+            | Rejection::Refused { ref state, .. } => {
                 let mut extra = Map::new();
                 extra.insert("current_state".into(), json!(state));
                 ApiError::Conflict {

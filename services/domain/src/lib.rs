@@ -16,11 +16,14 @@ pub mod directory;
 pub mod escalation;
 pub mod event;
 pub mod incident;
+pub mod inquiry;
 pub mod notice;
 pub mod notification;
 pub mod oncall;
 pub mod roster;
+pub mod runbook;
 pub mod text;
+pub mod worklog;
 
 pub use catalogue::{EventKind, WorkClass};
 pub use event::{Metadata, NewEvent, RecordedEvent};
@@ -36,4 +39,8 @@ pub enum Rejection {
     NotFound(String),
     #[error("cannot {command} an incident that is {state}")]
     InvalidTransition { command: String, state: String },
+    /// A command that does not apply to the aggregate as it stands (runbook
+    /// executions, inquiries): `detail` says why, `state` names where it is.
+    #[error("{detail}")]
+    Refused { detail: String, state: String },
 }
