@@ -11,6 +11,7 @@ mod notifications;
 mod openapi;
 mod projections;
 mod roster;
+mod runbooks;
 mod smtp_sink;
 mod store_append;
 mod store_chain;

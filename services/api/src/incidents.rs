@@ -62,7 +62,7 @@ impl actix_web::FromRequest for IfMatch {
                 .map(|v| IfMatch(Some(v)))
                 .ok_or_else(|| {
                     ApiError::BadRequest(
-                        "If-Match must be the incident's version, as its ETag gives it".into(),
+                        "If-Match must be the resource's version, as its ETag gives it".into(),
                     )
                 }),
         };

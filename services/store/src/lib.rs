@@ -21,6 +21,7 @@ pub mod directory;
 pub mod incidents;
 pub mod migrate;
 pub mod notifier;
+pub mod operations;
 pub mod outbox;
 pub mod pool;
 pub mod projection;
@@ -89,6 +90,7 @@ pub fn projections() -> Vec<projection::SharedProjection> {
         std::sync::Arc::new(incidents::AlertProjection),
         std::sync::Arc::new(roster::RosterProjection),
         std::sync::Arc::new(outbox::NotificationProjection),
+        std::sync::Arc::new(operations::OperationsProjection),
         // Last: it reads what the others keep.
         std::sync::Arc::new(notifier::Notifier),
     ]
