@@ -1,7 +1,7 @@
 -- Runbooks, the operations work log and client inquiries (issue 5, slice B).
 -- Read models, rebuilt from the events by `opsledger rebuild`; never a
--- source of truth. Executions have no read model: each is read from its own
--- stream.
+-- source of truth. A single execution is read from its own stream; the list
+-- of executions comes from proj_executions.
 
 -- One row per routine task (`task-`) or backup (`backup-`), newest first by id.
 CREATE TABLE proj_worklog (
@@ -38,6 +38,25 @@ CREATE TABLE proj_runbooks (
 );
 CREATE INDEX proj_runbooks_service ON proj_runbooks (tenant_id, service_id);
 
+-- One row per runbook execution, for finding them (in progress, of an incident).
+CREATE TABLE proj_executions (
+    tenant_id       uuid NOT NULL,
+    execution_id    uuid NOT NULL,
+    runbook_id      uuid NOT NULL,
+    runbook_version bigint NOT NULL,
+    title           text NOT NULL,
+    service_id      uuid,
+    incident_id     uuid,
+    status          text NOT NULL,
+    started_at      timestamptz NOT NULL,
+    version         bigint NOT NULL,
+    -- The folded execution, so each event updates it through the domain's evolve.
+    state           jsonb NOT NULL,
+    PRIMARY KEY (tenant_id, execution_id)
+);
+CREATE INDEX proj_executions_runbook ON proj_executions (tenant_id, runbook_id, execution_id);
+CREATE INDEX proj_executions_incident ON proj_executions (tenant_id, incident_id) WHERE incident_id IS NOT NULL;
+
 -- One row per inquiry; `team` is the queue it waits in (NULL once closed).
 CREATE TABLE proj_inquiries (
     tenant_id   uuid NOT NULL,
@@ -56,5 +75,6 @@ CREATE TABLE proj_inquiries (
 CREATE INDEX proj_inquiries_queue ON proj_inquiries (tenant_id, team, opened_at) WHERE team IS NOT NULL;
 CREATE INDEX proj_inquiries_client ON proj_inquiries (tenant_id, client_id, inquiry_id);
 
-GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON proj_worklog, proj_runbooks, proj_inquiries
+GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON proj_worklog, proj_runbooks, proj_executions,
+    proj_inquiries
     TO opsledger_app;

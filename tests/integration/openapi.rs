@@ -2201,6 +2201,37 @@ async fn operations_work(c: &mut Checker, app: &TestApp, client_id: &str, servic
             .await;
     }
 
+    let executions_list = "/api/v1/executions";
+    eventually("the execution is projected as succeeded", || async {
+        let page: Value = app
+            .get(&format!("{executions_list}?status=succeeded"), &operator)
+            .await
+            .json()
+            .await
+            .unwrap();
+        (page["items"].as_array().unwrap().len() == 1).then_some(())
+    })
+    .await;
+    for (url, token, status) in [
+        (executions_list.to_owned(), &auditor, 200),
+        (
+            format!("{executions_list}?runbook_id={rid}&status=in_progress&limit=1"),
+            &operator,
+            200,
+        ),
+        (
+            format!("{executions_list}?incident_id={unknown}"),
+            &operator,
+            200,
+        ),
+        (format!("{executions_list}?status=done"), &operator, 400),
+        (executions_list.to_owned(), &client, 403),
+    ] {
+        c.expect(status)
+            .check(app, Method::GET, executions_list, &url, Some(token), None)
+            .await;
+    }
+
     // ---------------------------------------------------------- inquiries
     let inquiries = "/api/v1/inquiries";
     let asked = json!({

@@ -377,6 +377,20 @@ async fn execution_commands_take_if_match_and_idempotency_keys_and_check_their_i
     assert_eq!(status, StatusCode::CREATED, "{x}");
     assert_eq!(x["incident_id"], incident["id"]);
     let x_path = format!("/api/v1/executions/{}", x["id"].as_str().unwrap());
+    // The incident's executions can be found.
+    let iid = incident["id"].as_str().unwrap();
+    let found = eventually("the execution is listed under its incident", || async {
+        let page: Value = app
+            .get(&format!("/api/v1/executions?incident_id={iid}"), &operator)
+            .await
+            .json()
+            .await
+            .unwrap();
+        (page["items"].as_array().unwrap().len() == 1).then_some(page)
+    })
+    .await;
+    assert_eq!(found["items"][0]["id"], x["id"]);
+    assert_eq!(found["items"][0]["status"], "in_progress");
 
     // A stale If-Match is refused with where the execution stands.
     let (status, _, _) = call(
@@ -458,6 +472,29 @@ async fn execution_commands_take_if_match_and_idempotency_keys_and_check_their_i
         (status, x["status"].clone()),
         (StatusCode::OK, json!("aborted"))
     );
+    eventually("the list follows the execution to aborted", || async {
+        let page: Value = app
+            .get(
+                &format!("/api/v1/executions?status=aborted&runbook_id={rid}"),
+                &operator,
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        (page["items"][0]["id"] == x["id"]).then_some(())
+    })
+    .await;
+    let in_progress: Value = app
+        .get(
+            &format!("/api/v1/executions?status=in_progress&incident_id={iid}"),
+            &operator,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(in_progress["items"], json!([]));
     let (status, _, p) = call(
         &app,
         &format!("{x_path}/finish"),

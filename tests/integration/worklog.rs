@@ -559,7 +559,12 @@ async fn worklog_of(app: &TestApp, token: &str) -> Value {
 async fn dump(app: &TestApp) -> Vec<String> {
     let su = app.db.superuser().await;
     let mut rows = Vec::new();
-    for table in ["proj_worklog", "proj_runbooks", "proj_inquiries"] {
+    for table in [
+        "proj_worklog",
+        "proj_runbooks",
+        "proj_executions",
+        "proj_inquiries",
+    ] {
         for r in su
             .query(
                 &format!("SELECT row_to_json(t)::text FROM {table} t ORDER BY 1"),
@@ -608,6 +613,21 @@ async fn the_operations_read_model_rebuilds_to_the_same_rows() {
         runbook["id"].as_str().unwrap()
     );
     record(&app, &versions, &operator, json!({ "title": "Reboot v2", "service_id": service["id"], "steps": [{ "title": "Reboot", "instructions": "shutdown -r now" }] })).await;
+    let execution = record(
+        &app,
+        &format!(
+            "/api/v1/runbooks/{}/executions",
+            runbook["id"].as_str().unwrap()
+        ),
+        &operator,
+        json!({}),
+    )
+    .await;
+    let step = format!(
+        "/api/v1/executions/{}/steps/1/complete",
+        execution["id"].as_str().unwrap()
+    );
+    record_ok(&app, &step, &operator, json!({ "minutes_spent": 1 })).await;
     let client_token = app.token_for(
         app.tenant,
         "c",
@@ -644,7 +664,10 @@ async fn the_operations_read_model_rebuilds_to_the_same_rows() {
             .iter()
             .any(|r| r.contains("\"backup_status\":\"verified\""));
         let v2 = rows.iter().any(|r| r.contains("Reboot v2"));
-        (rows.len() == 4 && escalated && verified && v2).then_some(rows)
+        let stepped = rows
+            .iter()
+            .any(|r| r.contains("\"completed_by\": \"tester\""));
+        (rows.len() == 5 && escalated && verified && v2 && stepped).then_some(rows)
     })
     .await;
     let replayed = projection::rebuild(
@@ -653,7 +676,7 @@ async fn the_operations_read_model_rebuilds_to_the_same_rows() {
     )
     .await
     .unwrap();
-    assert_eq!(replayed, 8);
+    assert_eq!(replayed, 10);
     assert_eq!(dump(&app).await, incremental);
 }
 

@@ -339,6 +339,11 @@ fn table() -> Vec<(Method, &'static str, Route)> {
         ),
         (
             Method::GET,
+            "/api/v1/executions",
+            web::get().to(runbooks::execution_list),
+        ),
+        (
+            Method::GET,
             "/api/v1/executions/{id}",
             web::get().to(runbooks::execution_get),
         ),

@@ -7,11 +7,11 @@ use chrono::Utc;
 use opsledger_domain::access::{OPERATIONS_WORKERS, WORKLOG_READERS};
 use opsledger_domain::incident;
 use opsledger_domain::runbook::{
-    self, Command, Execution, ExecutionEvent, Outcome, Runbook, RunbookEvent, RunbookVersion,
-    StepDef,
+    self, Command, Execution, ExecutionEvent, ExecutionStatus, Outcome, Runbook, RunbookEvent,
+    RunbookVersion, StepDef,
 };
 use opsledger_domain::RecordedEvent;
-use opsledger_store::operations as store_ops;
+use opsledger_store::operations::{self as store_ops, ExecutionFilter};
 use opsledger_store::ExpectedVersion;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -351,6 +351,49 @@ pub async fn execution_get(
     Ok(HttpResponse::Ok()
         .insert_header((header::ETAG, format!("\"{version}\"")))
         .json(execution_view(&x, version)?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionListQuery {
+    pub runbook_id: Option<Uuid>,
+    pub incident_id: Option<Uuid>,
+    pub status: Option<ExecutionStatus>,
+    pub before: Option<Uuid>,
+    pub limit: Option<u32>,
+}
+
+pub async fn execution_list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<ExecutionListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = caller.require(WORKLOG_READERS)?;
+    state.tenants.require(&state.pool, actor.tenant_id).await?;
+    let limit = page_len(query.limit)?;
+    let filter = ExecutionFilter {
+        runbook_id: query.runbook_id,
+        incident_id: query.incident_id,
+        status: query.status.map(|s| s.as_str().to_owned()),
+    };
+    let rows = store_ops::list_executions(
+        &state.pool,
+        actor.tenant_id,
+        &filter,
+        query.before,
+        limit + 1,
+    )
+    .await?;
+    let page = Page::of(rows, limit, |(x, _)| x.id);
+    let items = page
+        .items
+        .iter()
+        .map(|(x, v)| execution_view(x, *v))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(HttpResponse::Ok().json(Page {
+        items,
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// Decides a command on the execution as it stands and appends the result

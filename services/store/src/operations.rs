@@ -1,12 +1,12 @@
 //! Read models of operations work: the work log (routine tasks and backups),
-//! runbooks at their latest version, and client inquiries with the queue
-//! each waits in.
+//! runbooks at their latest version, their executions, and client inquiries
+//! with the queue each waits in.
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 use futures_util::future::BoxFuture;
 use opsledger_domain::inquiry::{self, Inquiry, InquiryEvent};
-use opsledger_domain::runbook::RunbookEvent;
+use opsledger_domain::runbook::{self, Execution, ExecutionEvent, RunbookEvent};
 use opsledger_domain::worklog::{self, Backup, WorklogEvent};
 use opsledger_domain::RecordedEvent;
 use serde::Serialize;
@@ -32,11 +32,16 @@ impl Projection for OperationsProjection {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["proj_worklog", "proj_runbooks", "proj_inquiries"]
+        &[
+            "proj_worklog",
+            "proj_runbooks",
+            "proj_executions",
+            "proj_inquiries",
+        ]
     }
 
     fn streams(&self) -> &'static [&'static str] {
-        &["task-", "backup-", "runbook-", "inquiry-"]
+        &["task-", "backup-", "runbook-", "execution-", "inquiry-"]
     }
 
     fn apply<'a>(
@@ -80,6 +85,9 @@ impl Projection for OperationsProjection {
             }
             if let Some(e) = InquiryEvent::from_stored(&event.event_type, &event.payload) {
                 return apply_inquiry(tx, event, &e, by).await;
+            }
+            if let Some(e) = ExecutionEvent::from_stored(&event.event_type, &event.payload) {
+                return apply_execution(tx, event, &e, by).await;
             }
             Ok(())
         })
@@ -165,17 +173,68 @@ async fn apply_worklog(
     Ok(())
 }
 
+fn id_of(event: &RecordedEvent, prefix: &str) -> Result<Uuid, StoreError> {
+    event
+        .stream_id
+        .strip_prefix(prefix)
+        .and_then(|id| Uuid::parse_str(id).ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("unexpected event on {}", event.stream_id)))
+}
+
+async fn apply_execution(
+    tx: &Transaction<'_>,
+    event: &RecordedEvent,
+    e: &ExecutionEvent,
+    by: &str,
+) -> Result<(), StoreError> {
+    let id = id_of(event, "execution-")?;
+    let stored: Option<Execution> = match e {
+        ExecutionEvent::RunbookExecutionStarted { .. } => None,
+        _ => match tx
+            .query_opt(
+                "SELECT state FROM proj_executions WHERE tenant_id = $1 AND execution_id = $2",
+                &[&event.tenant_id, &id],
+            )
+            .await?
+        {
+            Some(r) => Some(serde_json::from_value(r.get(0)).map_err(corrupt)?),
+            None => None,
+        },
+    };
+    let Some(x) = runbook::evolve_execution(stored, e, by, event.recorded_at) else {
+        return Ok(());
+    };
+    tx.execute(
+        "INSERT INTO proj_executions (tenant_id, execution_id, runbook_id, runbook_version, title, \
+           service_id, incident_id, status, started_at, version, state) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         ON CONFLICT (tenant_id, execution_id) DO UPDATE SET status = EXCLUDED.status, \
+           version = EXCLUDED.version, state = EXCLUDED.state",
+        &[
+            &event.tenant_id,
+            &x.id,
+            &x.runbook_id,
+            &(x.runbook_version as i64),
+            &x.title,
+            &x.service_id,
+            &x.incident_id,
+            &x.status.as_str(),
+            &x.started_at,
+            &event.stream_version,
+            &serde_json::to_value(&x).map_err(corrupt)?,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
 async fn apply_inquiry(
     tx: &Transaction<'_>,
     event: &RecordedEvent,
     e: &InquiryEvent,
     by: &str,
 ) -> Result<(), StoreError> {
-    let id = event
-        .stream_id
-        .strip_prefix("inquiry-")
-        .and_then(|id| Uuid::parse_str(id).ok())
-        .ok_or_else(|| StoreError::Corrupt(format!("inquiry event on {}", event.stream_id)))?;
+    let id = id_of(event, "inquiry-")?;
     let stored: Option<Inquiry> = match e {
         InquiryEvent::InquiryOpened { .. } => None,
         _ => match tx
@@ -335,6 +394,45 @@ pub async fn list_runbooks(
             published_by: r.get(6),
         })
         .collect())
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ExecutionFilter {
+    pub runbook_id: Option<Uuid>,
+    pub incident_id: Option<Uuid>,
+    pub status: Option<String>,
+}
+
+/// Executions as folded, with their stream version, newest first.
+pub async fn list_executions(
+    pool: &Pool,
+    tenant: Uuid,
+    filter: &ExecutionFilter,
+    before: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<(Execution, i64)>, StoreError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT state, version FROM proj_executions WHERE tenant_id = $1 \
+               AND ($2::uuid IS NULL OR runbook_id = $2) \
+               AND ($3::uuid IS NULL OR incident_id = $3) \
+               AND ($4::text IS NULL OR status = $4) \
+               AND ($5::uuid IS NULL OR execution_id < $5) \
+             ORDER BY execution_id DESC LIMIT $6",
+            &[
+                &tenant,
+                &filter.runbook_id,
+                &filter.incident_id,
+                &filter.status,
+                &before,
+                &limit,
+            ],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| Ok((serde_json::from_value(r.get(0)).map_err(corrupt)?, r.get(1))))
+        .collect()
 }
 
 // ------------------------------------------------------------ inquiries
