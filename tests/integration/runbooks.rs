@@ -165,13 +165,14 @@ async fn a_double_checked_step_needs_a_second_different_person_before_the_next_s
         &app,
         &step(2, "confirm"),
         &bob,
-        Some(json!({ "note": "checked the logs" })),
+        Some(json!({ "note": "checked the logs", "minutes_spent": 2 })),
         None,
         None,
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{x}");
     assert_eq!(x["steps"][1]["confirmed_by"], "bob");
+    assert_eq!(x["steps"][1]["confirmation_minutes_spent"], 2);
     assert!(x["awaiting_confirmation"].is_null());
     let (status, _, p) = call(&app, &step(2, "confirm"), &bob, None, None, None).await;
     assert_eq!(status, StatusCode::CONFLICT, "confirmed twice: {p}");
@@ -276,6 +277,17 @@ async fn an_execution_follows_the_version_it_started_on() {
     assert_eq!(status, StatusCode::CONFLICT, "{p}");
     assert_eq!(p["current_version"], 2);
 
+    // A step with a field nobody reads is refused, not silently dropped.
+    let (status, _, _) = call(
+        &app,
+        &format!("{path}/versions"),
+        &operator,
+        Some(json!({ "title": "T", "steps": [{ "title": "s", "instructions": "i", "owner": "me" }] })),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     let latest: Value = app.get(&path, &operator).await.json().await.unwrap();
     assert_eq!(latest["title"], "Restart (short)");
     let old: Value = app

@@ -39,7 +39,18 @@ pub struct RunbookBody {
     pub title: String,
     #[serde(default)]
     pub service_id: Option<Uuid>,
-    pub steps: Vec<StepDef>,
+    pub steps: Vec<StepBody>,
+}
+
+/// A step as asked for: unknown fields are refused here, while the stored
+/// `StepDef` stays lenient for events written by later versions.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepBody {
+    pub title: String,
+    pub instructions: String,
+    #[serde(default)]
+    pub double_check: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -104,7 +115,14 @@ async fn publish(
         id,
         &body.title,
         body.service_id,
-        body.steps,
+        body.steps
+            .into_iter()
+            .map(|s| StepDef {
+                title: s.title,
+                instructions: s.instructions,
+                double_check: s.double_check,
+            })
+            .collect(),
     )?;
     if let Some(s) = body.service_id {
         existing_service(&state, tenant, s).await?;
@@ -486,6 +504,9 @@ pub async fn step_complete(
 pub struct ConfirmBody {
     #[serde(default)]
     pub note: Option<String>,
+    /// The second person's effort.
+    #[serde(default)]
+    pub minutes_spent: Option<i64>,
 }
 
 pub async fn step_confirm(
@@ -503,6 +524,7 @@ pub async fn step_confirm(
     let command = Command::Confirm {
         step,
         note: body.note,
+        minutes_spent: body.minutes_spent,
     };
     execute(state, caller, key, req, id, if_match, asked, command).await
 }

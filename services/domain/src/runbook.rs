@@ -227,6 +227,8 @@ pub enum ExecutionEvent {
         step: u32,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        minutes_spent: Option<u32>,
     },
     RunbookExecutionFinished {
         outcome: Outcome,
@@ -265,6 +267,9 @@ pub struct StepRun {
     pub confirmed_by: Option<String>,
     pub confirmed_at: Option<DateTime<Utc>>,
     pub confirmation_note: Option<String>,
+    /// The second person's effort, when recorded.
+    #[serde(default)]
+    pub confirmation_minutes_spent: Option<u32>,
 }
 
 impl StepRun {
@@ -365,6 +370,7 @@ pub fn evolve_execution(
                     confirmed_by: None,
                     confirmed_at: None,
                     confirmation_note: None,
+                    confirmation_minutes_spent: None,
                 })
                 .collect(),
         });
@@ -384,11 +390,16 @@ pub fn evolve_execution(
                 s.minutes_spent = *minutes_spent;
             }
         }
-        ExecutionEvent::StepDoubleChecked { step, note } => {
+        ExecutionEvent::StepDoubleChecked {
+            step,
+            note,
+            minutes_spent,
+        } => {
             if let Some(s) = x.steps.get_mut(*step as usize - 1) {
                 s.confirmed_by = Some(by.to_owned());
                 s.confirmed_at = Some(at);
                 s.confirmation_note = note.clone();
+                s.confirmation_minutes_spent = *minutes_spent;
             }
         }
         ExecutionEvent::RunbookExecutionFinished { outcome, note } => {
@@ -415,6 +426,7 @@ pub enum Command {
     Confirm {
         step: u32,
         note: Option<String>,
+        minutes_spent: Option<i64>,
     },
     Finish {
         outcome: Outcome,
@@ -485,7 +497,11 @@ pub fn decide(x: &Execution, command: Command, actor: &str) -> Result<ExecutionE
                 minutes_spent: minutes_spent(minutes)?,
             })
         }
-        Command::Confirm { step, note } => {
+        Command::Confirm {
+            step,
+            note,
+            minutes_spent: minutes,
+        } => {
             let s = step_of(x, step)?;
             if !s.def.double_check {
                 return Err(Rejection::Invalid(format!(
@@ -512,6 +528,7 @@ pub fn decide(x: &Execution, command: Command, actor: &str) -> Result<ExecutionE
             Ok(ExecutionEvent::StepDoubleChecked {
                 step,
                 note: optional_text("note", note.as_deref())?,
+                minutes_spent: minutes_spent(minutes)?,
             })
         }
         Command::Finish { outcome, note } => {
@@ -600,6 +617,7 @@ mod tests {
         Command::Confirm {
             step: n,
             note: None,
+            minutes_spent: Some(2),
         }
     }
 
@@ -665,6 +683,7 @@ mod tests {
         );
         let x = run(x, confirm(2), "bob").unwrap();
         assert_eq!(x.steps[1].confirmed_by.as_deref(), Some("bob"));
+        assert_eq!(x.steps[1].confirmation_minutes_spent, Some(2));
         assert!(run(x.clone(), confirm(2), "carol").is_err());
         // Now the next step may be completed, by anyone.
         let x = run(x, complete(3), "alice").unwrap();
