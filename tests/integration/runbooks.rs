@@ -542,3 +542,70 @@ async fn execution_commands_take_if_match_and_idempotency_keys_and_check_their_i
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// Two people confirming one step at the same moment: exactly one is
+/// recorded, the other is told of the conflict (SPEC R3).
+#[tokio::test]
+async fn concurrent_confirmations_of_one_step_record_exactly_one() {
+    let app = spawn_app().await;
+    let alice = app.token_for(app.tenant, "alice", &[Role::Operator], None);
+    let runbook = publish(&app, restart_procedure(&Value::Null)).await;
+    let rid = runbook["id"].as_str().unwrap();
+    let (_, _, x) = call(
+        &app,
+        &format!("/api/v1/runbooks/{rid}/executions"),
+        &alice,
+        None,
+        None,
+        None,
+    )
+    .await;
+    let x_path = format!("/api/v1/executions/{}", x["id"].as_str().unwrap());
+    for n in [1, 2] {
+        let (status, _, _) = call(
+            &app,
+            &format!("{x_path}/steps/{n}/complete"),
+            &alice,
+            None,
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    for round in 0..5 {
+        let confirmers: Vec<String> = (0..4)
+            .map(|i| {
+                app.token_for(
+                    app.tenant,
+                    &format!("checker-{round}-{i}"),
+                    &[Role::Operator],
+                    None,
+                )
+            })
+            .collect();
+        let path = format!("{x_path}/steps/2/confirm");
+        let results = futures_util::future::join_all(
+            confirmers
+                .iter()
+                .map(|t| call(&app, &path, t, None, None, None)),
+        )
+        .await;
+        let ok = results.iter().filter(|r| r.0 == StatusCode::OK).count();
+        let conflicts = results
+            .iter()
+            .filter(|r| r.0 == StatusCode::CONFLICT)
+            .count();
+        if round == 0 {
+            assert_eq!((ok, conflicts), (1, 3), "{results:?}");
+        } else {
+            assert_eq!((ok, conflicts), (0, 4), "{results:?}");
+        }
+    }
+    let x: Value = app.get(&x_path, &alice).await.json().await.unwrap();
+    assert_eq!(x["version"], 4, "one confirmation recorded: {x}");
+    assert!(x["steps"][1]["confirmed_by"]
+        .as_str()
+        .unwrap()
+        .starts_with("checker-0-"));
+}
