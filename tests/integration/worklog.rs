@@ -689,3 +689,63 @@ async fn record_ok(app: &TestApp, path: &str, token: &str, body: Value) {
         res.text().await.unwrap()
     );
 }
+
+/// Texts with a NUL are refused at the edge, and a token's subject with one
+/// does not stop the read model: work recorded after it is still listed.
+#[tokio::test]
+async fn control_characters_never_stop_the_operations_read_model() {
+    let app = spawn_app().await;
+    let client = register_client(&app, "Client N").await;
+    let service = register_service(&app, client["id"].as_str().unwrap(), "nul-site").await;
+    let operator = app.token(&[Role::Operator]);
+    for (path, body) in [
+        (
+            "/api/v1/worklog",
+            json!({ "service_id": service["id"], "kind": "other", "summary": "a\u{0}b" }),
+        ),
+        (
+            "/api/v1/backups",
+            json!({ "service_id": service["id"], "what": "db", "location": "nas\u{0}" }),
+        ),
+        (
+            "/api/v1/runbooks",
+            json!({ "title": "T", "steps": [{ "title": "s", "instructions": "\u{0}" }] }),
+        ),
+        (
+            "/api/v1/inquiries",
+            json!({ "service_id": service["id"], "kind": "question", "subject": "s", "body": "b\u{0}" }),
+        ),
+    ] {
+        let res = app.post(path, &operator, &body).await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{path}");
+    }
+    let odd = app.token_for(app.tenant, "odd\u{0}one", &[Role::Operator], None);
+    let first = record(
+        &app,
+        "/api/v1/worklog",
+        &odd,
+        json!({ "service_id": service["id"], "kind": "restart", "summary": "line one\nline two" }),
+    )
+    .await;
+    assert_eq!(first["summary"], "line one\nline two");
+    let second = record(
+        &app,
+        "/api/v1/worklog",
+        &operator,
+        json!({ "service_id": service["id"], "kind": "inspection", "summary": "after" }),
+    )
+    .await;
+    let page = eventually("both tasks are listed", || async {
+        let page = worklog(&app, "").await;
+        (page["items"].as_array().unwrap().len() == 2).then_some(page)
+    })
+    .await;
+    assert_eq!(
+        ids(&page),
+        vec![
+            second["id"].as_str().unwrap().to_owned(),
+            first["id"].as_str().unwrap().to_owned()
+        ]
+    );
+    assert_eq!(page["items"][1]["performed_by"], "odd\u{fffd}one");
+}

@@ -45,7 +45,10 @@ pub fn minutes_spent(raw: Option<i64>) -> Result<Option<u32>, Rejection> {
     }
 }
 
-/// A trimmed, non-empty text of at most [`TEXT_LEN_MAX_CHARS`].
+/// A trimmed, non-empty text of at most [`TEXT_LEN_MAX_CHARS`], of several
+/// lines perhaps, without other control characters: a NUL, above all, which
+/// PostgreSQL's `text` and `jsonb` refuse, would stop the read models that
+/// keep the text.
 pub fn text(field: &str, raw: &str) -> Result<String, Rejection> {
     let t = raw.trim();
     if t.is_empty() {
@@ -54,6 +57,13 @@ pub fn text(field: &str, raw: &str) -> Result<String, Rejection> {
     if t.chars().count() > TEXT_LEN_MAX_CHARS {
         return Err(Rejection::Invalid(format!(
             "{field} must be at most {TEXT_LEN_MAX_CHARS} characters"
+        )));
+    }
+    if t.chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(Rejection::Invalid(format!(
+            "{field} must not contain control characters other than line breaks and tabs"
         )));
     }
     Ok(t.to_owned())
@@ -358,6 +368,15 @@ mod tests {
         assert_eq!(minutes_spent(Some(10_080)), Ok(Some(10_080)));
         assert!(minutes_spent(Some(10_081)).is_err());
         assert!(minutes_spent(Some(-1)).is_err());
+    }
+
+    #[test]
+    fn texts_keep_line_breaks_and_refuse_other_control_characters() {
+        assert_eq!(text("summary", " a\n\tb\r\n "), Ok("a\n\tb".into()));
+        assert!(text("summary", "a\u{0}b").is_err());
+        assert!(text("summary", "a\u{1b}[31mb").is_err());
+        assert_eq!(optional_text("note", Some("  ")), Ok(None));
+        assert!(optional_text("note", Some("x\u{7}")).is_err());
     }
 
     #[test]

@@ -19,8 +19,14 @@ fn corrupt(e: serde_json::Error) -> StoreError {
     StoreError::Corrupt(format!("operations state: {e}"))
 }
 
-fn meta<'a>(event: &'a RecordedEvent, key: &str) -> &'a str {
-    event.metadata[key].as_str().unwrap_or("")
+/// Who made an event, or in which role, as the read models may keep it: a NUL
+/// (which `text` and `jsonb` refuse, and which nothing checks in a token's
+/// subject) becomes U+FFFD rather than stopping the projection for good.
+fn meta(event: &RecordedEvent, key: &str) -> String {
+    event.metadata[key]
+        .as_str()
+        .unwrap_or("")
+        .replace('\0', "\u{fffd}")
 }
 
 #[derive(Debug, Default)]
@@ -50,7 +56,7 @@ impl Projection for OperationsProjection {
         event: &'a RecordedEvent,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let by = meta(event, "actor");
+            let by = &meta(event, "actor");
             if let Some(e) = WorklogEvent::from_stored(&event.event_type, &event.payload) {
                 return apply_worklog(tx, event, &e, by).await;
             }
@@ -248,7 +254,7 @@ async fn apply_inquiry(
             None => None,
         },
     };
-    let Some(i) = inquiry::evolve(stored, e, by, meta(event, "role"), event.recorded_at) else {
+    let Some(i) = inquiry::evolve(stored, e, by, &meta(event, "role"), event.recorded_at) else {
         return Ok(());
     };
     tx.execute(
