@@ -749,3 +749,192 @@ async fn control_characters_never_stop_the_operations_read_model() {
     );
     assert_eq!(page["items"][1]["performed_by"], "odd\u{fffd}one");
 }
+
+async fn event_count(app: &TestApp) -> i64 {
+    app.db
+        .superuser()
+        .await
+        .query_one("SELECT count(*) FROM events", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// (name, content type, body, extra headers)
+type HostileCase = (
+    &'static str,
+    Option<&'static str>,
+    Vec<u8>,
+    Vec<(&'static str, &'static str)>,
+);
+
+/// R6 for the new routes: malformed bodies, headers and paths get a 4xx
+/// problem, never a 5xx, and write nothing.
+#[tokio::test]
+async fn malformed_operations_requests_get_problems_and_write_nothing() {
+    let app = spawn_app().await;
+    let client = register_client(&app, "Client H").await;
+    let service = register_service(&app, client["id"].as_str().unwrap(), "h-site").await;
+    let operator = app.token(&[Role::Operator]);
+    let backup = record(
+        &app,
+        "/api/v1/backups",
+        &operator,
+        json!({ "service_id": service["id"], "what": "db", "location": "nas" }),
+    )
+    .await;
+    let runbook = record(&app, "/api/v1/runbooks", &operator, json!({ "title": "R", "steps": [{ "title": "s", "instructions": "i", "double_check": true }] })).await;
+    let execution = record(
+        &app,
+        &format!(
+            "/api/v1/runbooks/{}/executions",
+            runbook["id"].as_str().unwrap()
+        ),
+        &operator,
+        json!({}),
+    )
+    .await;
+    let inquiry = record(
+        &app,
+        "/api/v1/inquiries",
+        &operator,
+        json!({ "service_id": service["id"], "kind": "question", "subject": "s", "body": "b" }),
+    )
+    .await;
+    let (b, r, x, i) = (
+        backup["id"].as_str().unwrap(),
+        runbook["id"].as_str().unwrap(),
+        execution["id"].as_str().unwrap(),
+        inquiry["id"].as_str().unwrap(),
+    );
+    let before = event_count(&app).await;
+    let posts = [
+        "/api/v1/worklog".to_owned(),
+        "/api/v1/backups".to_owned(),
+        format!("/api/v1/backups/{b}/verify"),
+        "/api/v1/runbooks".to_owned(),
+        format!("/api/v1/runbooks/{r}/versions"),
+        format!("/api/v1/runbooks/{r}/executions"),
+        format!("/api/v1/executions/{x}/steps/1/complete"),
+        format!("/api/v1/executions/{x}/steps/1/confirm"),
+        format!("/api/v1/executions/{x}/finish"),
+        "/api/v1/inquiries".to_owned(),
+        format!("/api/v1/inquiries/{i}/answer"),
+        format!("/api/v1/inquiries/{i}/escalate"),
+        format!("/api/v1/inquiries/{i}/close"),
+    ];
+    let huge = format!("{{\"summary\":\"{}\"}}", "x".repeat(1 << 20));
+    let cases: Vec<HostileCase> = vec![
+        (
+            "truncated json",
+            Some("application/json"),
+            b"{\"a\":".to_vec(),
+            vec![],
+        ),
+        (
+            "not an object",
+            Some("application/json"),
+            b"[1,2]".to_vec(),
+            vec![],
+        ),
+        ("wrong type", Some("text/plain"), b"{}".to_vec(), vec![]),
+        (
+            "unknown field",
+            Some("application/json"),
+            b"{\"zzz\":1}".to_vec(),
+            vec![],
+        ),
+        (
+            "bad if-match",
+            Some("application/json"),
+            b"{}".to_vec(),
+            vec![("if-match", "latest")],
+        ),
+        (
+            "bad key",
+            Some("application/json"),
+            b"{}".to_vec(),
+            vec![("idempotency-key", "")],
+        ),
+        (
+            "too large",
+            Some("application/json"),
+            huge.into_bytes(),
+            vec![],
+        ),
+    ];
+    for path in &posts {
+        for (name, content_type, body, headers) in &cases {
+            // Creating a stream takes no If-Match: there is no version yet.
+            let versioned = [
+                "verify", "versions", "steps", "finish", "answer", "escalate", "close",
+            ]
+            .iter()
+            .any(|v| path.contains(v));
+            if *name == "bad if-match" && !versioned {
+                continue;
+            }
+            let mut req = app
+                .http
+                .post(app.url(path))
+                .bearer_auth(&operator)
+                .body(body.clone());
+            if let Some(t) = content_type {
+                req = req.header("content-type", *t);
+            }
+            for (h, v) in headers {
+                req = req.header(*h, *v);
+            }
+            let res = req.send().await.unwrap();
+            let status = res.status();
+            let content_type = res
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            assert!(status.is_client_error(), "{name} {path}: {status}");
+            assert!(
+                content_type.starts_with("application/problem+json"),
+                "{name} {path}: {content_type}"
+            );
+        }
+    }
+    // Paths that name nothing, or not a uuid, or not a step.
+    for (path, body) in [
+        (
+            "/api/v1/backups/not-a-uuid/verify".to_owned(),
+            json!({ "result": "ok", "how": "h" }),
+        ),
+        (
+            format!("/api/v1/executions/{x}/steps/one/complete"),
+            json!({}),
+        ),
+        (
+            format!("/api/v1/executions/{x}/steps/-1/confirm"),
+            json!({}),
+        ),
+        (
+            format!("/api/v1/inquiries/{b}/answer"),
+            json!({ "answer": "a" }),
+        ),
+        (format!("/api/v1/runbooks/{i}/executions"), json!({})),
+    ] {
+        let res = app.post(&path, &operator, &body).await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    for path in [
+        "/api/v1/worklog?limit=0".to_owned(),
+        "/api/v1/worklog?since=yesterday".to_owned(),
+        "/api/v1/runbooks?before=x".to_owned(),
+        format!("/api/v1/runbooks/{r}?version=-1"),
+        "/api/v1/inquiries?kind=rant".to_owned(),
+        "/api/v1/executions?status=paused".to_owned(),
+    ] {
+        assert_eq!(
+            app.get(&path, &operator).await.status(),
+            StatusCode::BAD_REQUEST,
+            "{path}"
+        );
+    }
+    assert_eq!(event_count(&app).await, before, "nothing was written");
+}
