@@ -229,6 +229,67 @@ async fn a_double_checked_step_needs_a_second_different_person_before_the_next_s
     assert_eq!(x["steps"][1]["minutes_spent"], 4);
     assert_eq!(x["finished_by"], "alice");
     assert_eq!(x["version"], 6);
+
+    // The work ledger's keys: each event names the service, and effort is
+    // under `minutes_spent`; who did it is the metadata.
+    let su = app.db.superuser().await;
+    let rows = su
+        .query(
+            "SELECT event_type, payload::jsonb, metadata::jsonb FROM events \
+             WHERE stream_id = $1 ORDER BY stream_version",
+            &[&format!("execution-{}", x["id"].as_str().unwrap())],
+        )
+        .await
+        .unwrap();
+    let seen: Vec<(String, Value, Value, Value)> = rows
+        .iter()
+        .map(|r| {
+            let (p, m): (Value, Value) = (r.get(1), r.get(2));
+            (
+                r.get(0),
+                p["service_id"].clone(),
+                p["minutes_spent"].clone(),
+                m["actor"].clone(),
+            )
+        })
+        .collect();
+    let s = service["id"].clone();
+    assert_eq!(
+        seen,
+        vec![
+            (
+                "RunbookExecutionStarted".into(),
+                s.clone(),
+                Value::Null,
+                json!("alice")
+            ),
+            (
+                "StepCompleted".into(),
+                s.clone(),
+                Value::Null,
+                json!("alice")
+            ),
+            ("StepCompleted".into(), s.clone(), json!(4), json!("alice")),
+            (
+                "StepDoubleChecked".into(),
+                s.clone(),
+                json!(2),
+                json!("bob")
+            ),
+            (
+                "StepCompleted".into(),
+                s.clone(),
+                Value::Null,
+                json!("alice")
+            ),
+            (
+                "RunbookExecutionFinished".into(),
+                s,
+                Value::Null,
+                json!("alice")
+            ),
+        ]
+    );
 }
 
 #[tokio::test]

@@ -218,6 +218,9 @@ pub enum ExecutionEvent {
     StepCompleted {
         /// 1-based.
         step: u32,
+        /// The runbook's service, repeated so each effort names it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service_id: Option<Uuid>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -225,6 +228,9 @@ pub enum ExecutionEvent {
     },
     StepDoubleChecked {
         step: u32,
+        /// The runbook's service, repeated so each effort names it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service_id: Option<Uuid>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -232,6 +238,9 @@ pub enum ExecutionEvent {
     },
     RunbookExecutionFinished {
         outcome: Outcome,
+        /// The runbook's service, repeated so each effort names it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service_id: Option<Uuid>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
     },
@@ -382,6 +391,7 @@ pub fn evolve_execution(
             step,
             note,
             minutes_spent,
+            ..
         } => {
             if let Some(s) = x.steps.get_mut(*step as usize - 1) {
                 s.completed_by = Some(by.to_owned());
@@ -394,6 +404,7 @@ pub fn evolve_execution(
             step,
             note,
             minutes_spent,
+            ..
         } => {
             if let Some(s) = x.steps.get_mut(*step as usize - 1) {
                 s.confirmed_by = Some(by.to_owned());
@@ -402,7 +413,7 @@ pub fn evolve_execution(
                 s.confirmation_minutes_spent = *minutes_spent;
             }
         }
-        ExecutionEvent::RunbookExecutionFinished { outcome, note } => {
+        ExecutionEvent::RunbookExecutionFinished { outcome, note, .. } => {
             x.status = match outcome {
                 Outcome::Succeeded => ExecutionStatus::Succeeded,
                 Outcome::Aborted => ExecutionStatus::Aborted,
@@ -493,6 +504,7 @@ pub fn decide(x: &Execution, command: Command, actor: &str) -> Result<ExecutionE
             }
             Ok(ExecutionEvent::StepCompleted {
                 step,
+                service_id: x.service_id,
                 note: optional_text("note", note.as_deref())?,
                 minutes_spent: minutes_spent(minutes)?,
             })
@@ -527,6 +539,7 @@ pub fn decide(x: &Execution, command: Command, actor: &str) -> Result<ExecutionE
             }
             Ok(ExecutionEvent::StepDoubleChecked {
                 step,
+                service_id: x.service_id,
                 note: optional_text("note", note.as_deref())?,
                 minutes_spent: minutes_spent(minutes)?,
             })
@@ -557,7 +570,11 @@ pub fn decide(x: &Execution, command: Command, actor: &str) -> Result<ExecutionE
                     "an aborted execution needs a note saying why".into(),
                 ));
             }
-            Ok(ExecutionEvent::RunbookExecutionFinished { outcome, note })
+            Ok(ExecutionEvent::RunbookExecutionFinished {
+                outcome,
+                service_id: x.service_id,
+                note,
+            })
         }
     }
 }
