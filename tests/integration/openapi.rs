@@ -410,6 +410,7 @@ async fn responses_validate_against_the_document() {
     roster_and_escalation(&mut c, &app, &client_id).await;
     proposals_and_work(&mut c, &app, &client_id, &service_id).await;
     changes_and_windows(&mut c, &app, &client_id, &service_id).await;
+    operations_work(&mut c, &app, &client_id, &service_id).await;
 
     // Every route was exercised at least once.
     for (method, path) in opsledger_api::routes() {
@@ -2774,6 +2775,739 @@ async fn changes_and_windows(c: &mut Checker, app: &TestApp, client_id: &str, se
             "/api/v1/calendar.ics",
             "/api/v1/calendar.ics",
             Some(&app.token(&[Role::Integration])),
+            None,
+        )
+        .await;
+}
+
+/// The work log, runbooks and executions, and inquiries (issue 5), with an
+/// inquiry waiting in each queue when the queues are read again.
+async fn operations_work(c: &mut Checker, app: &TestApp, client_id: &str, service_id: &str) {
+    let operator = app.token(&[Role::Operator]);
+    let second = app.token_for(app.tenant, "second-operator", &[Role::Operator], None);
+    let auditor = app.token(&[Role::Auditor]);
+    let client = app.token_for(
+        app.tenant,
+        "client-user",
+        &[Role::Client],
+        Some(client_id.parse().unwrap()),
+    );
+    let unknown = uuid::Uuid::now_v7().to_string();
+
+    // ---------------------------------------------------------- the work log
+    let worklog = "/api/v1/worklog";
+    let task_body = json!({
+        "service_id": service_id, "kind": "patch_check", "summary": "openssl up to date",
+        "minutes_spent": 5, "performed_at": "2026-01-05T09:00:00Z"
+    });
+    let task = c
+        .expect(201)
+        .header("idempotency-key", "task-1")
+        .check(
+            app,
+            Method::POST,
+            worklog,
+            worklog,
+            Some(&operator),
+            Some(task_body.clone()),
+        )
+        .await;
+    c.expect(201)
+        .header("idempotency-key", "task-1")
+        .check(
+            app,
+            Method::POST,
+            worklog,
+            worklog,
+            Some(&operator),
+            Some(task_body),
+        )
+        .await;
+    for (body, token, status) in [
+        (
+            json!({ "service_id": service_id, "kind": "restart", "summary": "x", "minutes_spent": 10081 }),
+            &operator,
+            422,
+        ),
+        (
+            json!({ "service_id": unknown, "kind": "restart", "summary": "x" }),
+            &operator,
+            422,
+        ),
+        (
+            json!({ "service_id": service_id, "kind": "reboot", "summary": "x" }),
+            &operator,
+            400,
+        ),
+        (
+            json!({ "service_id": service_id, "kind": "restart", "summary": "x" }),
+            &auditor,
+            403,
+        ),
+        (
+            json!({ "service_id": service_id, "kind": "restart", "summary": "x" }),
+            &client,
+            403,
+        ),
+    ] {
+        c.expect(status)
+            .check(app, Method::POST, worklog, worklog, Some(token), Some(body))
+            .await;
+    }
+    let task_path = format!("{worklog}/{}", task["id"].as_str().unwrap());
+    for (url, status) in [
+        (task_path.clone(), 200),
+        (format!("{worklog}/{unknown}"), 404),
+    ] {
+        c.expect(status)
+            .check(
+                app,
+                Method::GET,
+                "/api/v1/worklog/{id}",
+                &url,
+                Some(&auditor),
+                None,
+            )
+            .await;
+    }
+
+    let backups = "/api/v1/backups";
+    let backup = c
+        .expect(201)
+        .check(app, Method::POST, backups, backups, Some(&operator), Some(json!({
+            "service_id": service_id, "what": "orders database", "location": "s3://backups/orders/2026-01-05",
+            "size_bytes": 1_073_741_824u64, "minutes_spent": 20
+        })))
+        .await;
+    c.expect(422)
+        .check(
+            app,
+            Method::POST,
+            backups,
+            backups,
+            Some(&operator),
+            Some(json!({
+                "service_id": service_id, "what": " ", "location": "s3://x"
+            })),
+        )
+        .await;
+    let bid = backup["id"].as_str().unwrap();
+    let backup_path = format!("{backups}/{bid}");
+    for (url, token, status) in [
+        (backup_path.clone(), &auditor, 200),
+        (format!("{backups}/{unknown}"), &operator, 404),
+        (backup_path.clone(), &client, 403),
+    ] {
+        c.expect(status)
+            .check(
+                app,
+                Method::GET,
+                "/api/v1/backups/{id}",
+                &url,
+                Some(token),
+                None,
+            )
+            .await;
+    }
+    let verify = format!("{backup_path}/verify");
+    let verified = c
+        .expect(200)
+        .header("if-match", "\"1\"")
+        .check(
+            app,
+            Method::POST,
+            "/api/v1/backups/{id}/verify",
+            &verify,
+            Some(&second),
+            Some(json!({
+                "result": "ok", "how": "restored to staging", "minutes_spent": 30
+            })),
+        )
+        .await;
+    assert_eq!(verified["verifications"][0]["by_performer"], false);
+    for (m, body, status) in [
+        (
+            Some("\"1\""),
+            json!({ "result": "ok", "how": "again" }),
+            409,
+        ),
+        (None, json!({ "result": "ok", "how": "" }), 422),
+        (None, json!({ "result": "maybe", "how": "x" }), 400),
+    ] {
+        if let Some(m) = m {
+            c.header("if-match", m);
+        }
+        c.expect(status)
+            .check(
+                app,
+                Method::POST,
+                "/api/v1/backups/{id}/verify",
+                &verify,
+                Some(&operator),
+                Some(body),
+            )
+            .await;
+    }
+    c.expect(404)
+        .check(
+            app,
+            Method::POST,
+            "/api/v1/backups/{id}/verify",
+            &format!("{backups}/{unknown}/verify"),
+            Some(&operator),
+            Some(json!({ "result": "ok", "how": "x" })),
+        )
+        .await;
+
+    eventually("the work log is projected", || async {
+        let page: Value = app.get(worklog, &operator).await.json().await.unwrap();
+        (page["items"].as_array().unwrap().len() == 2).then_some(())
+    })
+    .await;
+    for (url, token, status) in [
+        (worklog.to_owned(), &operator, 200),
+        (format!("{worklog}?limit=1"), &auditor, 200),
+        (format!("{worklog}?kind=backup&service_id={service_id}&since=2026-01-01T00:00:00Z&until=2100-01-01T00:00:00Z"), &operator, 200),
+        (format!("{worklog}?kind=reboot"), &operator, 400),
+        (worklog.to_owned(), &client, 403),
+    ] {
+        let page = c
+            .expect(status)
+            .check(app, Method::GET, worklog, &url, Some(token), None)
+            .await;
+        if url.ends_with("limit=1") {
+            assert!(page["next_cursor"].is_string(), "{page}");
+        }
+    }
+
+    // ---------------------------------------------------------- runbooks
+    let runbooks = "/api/v1/runbooks";
+    let procedure = json!({
+        "title": "DB failover", "service_id": service_id,
+        "steps": [
+            { "title": "Promote the replica", "instructions": "pg_ctl promote", "double_check": true },
+            { "title": "Repoint the app", "instructions": "Edit DATABASE_URL and reload." }
+        ]
+    });
+    let runbook = c
+        .expect(201)
+        .check(
+            app,
+            Method::POST,
+            runbooks,
+            runbooks,
+            Some(&operator),
+            Some(procedure.clone()),
+        )
+        .await;
+    for (body, token, status) in [
+        (json!({ "title": "Empty", "steps": [] }), &operator, 422),
+        (
+            json!({ "title": "T", "steps": [{ "title": "s" }] }),
+            &operator,
+            400,
+        ),
+        (procedure.clone(), &client, 403),
+    ] {
+        c.expect(status)
+            .check(
+                app,
+                Method::POST,
+                runbooks,
+                runbooks,
+                Some(token),
+                Some(body),
+            )
+            .await;
+    }
+    let rid = runbook["id"].as_str().unwrap();
+    let runbook_path = format!("{runbooks}/{rid}");
+    let versions = format!("{runbook_path}/versions");
+    c.expect(201)
+        .header("if-match", "\"1\"")
+        .check(
+            app,
+            Method::POST,
+            "/api/v1/runbooks/{id}/versions",
+            &versions,
+            Some(&operator),
+            Some(procedure.clone()),
+        )
+        .await;
+    c.expect(409)
+        .header("if-match", "\"1\"")
+        .check(
+            app,
+            Method::POST,
+            "/api/v1/runbooks/{id}/versions",
+            &versions,
+            Some(&operator),
+            Some(procedure.clone()),
+        )
+        .await;
+    c.expect(404)
+        .check(
+            app,
+            Method::POST,
+            "/api/v1/runbooks/{id}/versions",
+            &format!("{runbooks}/{unknown}/versions"),
+            Some(&operator),
+            Some(procedure),
+        )
+        .await;
+    for (url, status) in [
+        (runbook_path.clone(), 200),
+        (format!("{runbook_path}?version=1"), 200),
+        (format!("{runbook_path}?version=7"), 404),
+        (format!("{runbook_path}?v=1"), 400),
+    ] {
+        c.expect(status)
+            .check(
+                app,
+                Method::GET,
+                "/api/v1/runbooks/{id}",
+                &url,
+                Some(&auditor),
+                None,
+            )
+            .await;
+    }
+    eventually("the runbook is projected", || async {
+        let page: Value = app.get(runbooks, &operator).await.json().await.unwrap();
+        (page["items"].as_array().unwrap().len() == 1).then_some(())
+    })
+    .await;
+    for (url, token, status) in [
+        (runbooks.to_owned(), &auditor, 200),
+        (
+            format!("{runbooks}?service_id={service_id}&limit=1"),
+            &operator,
+            200,
+        ),
+        (runbooks.to_owned(), &client, 403),
+    ] {
+        c.expect(status)
+            .check(app, Method::GET, runbooks, &url, Some(token), None)
+            .await;
+    }
+
+    // ---------------------------------------------------------- executions
+    let executions = format!("{runbook_path}/executions");
+    let execution = c
+        .expect(201)
+        .check(
+            app,
+            Method::POST,
+            "/api/v1/runbooks/{id}/executions",
+            &executions,
+            Some(&operator),
+            None,
+        )
+        .await;
+    c.expect(422)
+        .check(
+            app,
+            Method::POST,
+            "/api/v1/runbooks/{id}/executions",
+            &executions,
+            Some(&operator),
+            Some(json!({ "incident_id": unknown })),
+        )
+        .await;
+    let x_path = format!("/api/v1/executions/{}", execution["id"].as_str().unwrap());
+    let complete = "/api/v1/executions/{id}/steps/{n}/complete";
+    let confirm = "/api/v1/executions/{id}/steps/{n}/confirm";
+    let finish = "/api/v1/executions/{id}/finish";
+    c.expect(409)
+        .check(
+            app,
+            Method::POST,
+            complete,
+            &format!("{x_path}/steps/2/complete"),
+            Some(&operator),
+            None,
+        )
+        .await;
+    c.expect(200)
+        .check(
+            app,
+            Method::POST,
+            complete,
+            &format!("{x_path}/steps/1/complete"),
+            Some(&operator),
+            Some(json!({ "minutes_spent": 3 })),
+        )
+        .await;
+    c.expect(422)
+        .check(
+            app,
+            Method::POST,
+            complete,
+            &format!("{x_path}/steps/0/complete"),
+            Some(&operator),
+            None,
+        )
+        .await;
+    c.expect(404)
+        .check(
+            app,
+            Method::POST,
+            complete,
+            &format!("{x_path}/steps/first/complete"),
+            Some(&operator),
+            None,
+        )
+        .await;
+    let refused = c
+        .expect(409)
+        .check(
+            app,
+            Method::POST,
+            confirm,
+            &format!("{x_path}/steps/1/confirm"),
+            Some(&operator),
+            None,
+        )
+        .await;
+    assert_eq!(refused["awaiting_confirmation"], 1, "{refused}");
+    c.expect(422)
+        .check(
+            app,
+            Method::POST,
+            confirm,
+            &format!("{x_path}/steps/2/confirm"),
+            Some(&second),
+            None,
+        )
+        .await;
+    c.expect(200)
+        .check(
+            app,
+            Method::POST,
+            confirm,
+            &format!("{x_path}/steps/1/confirm"),
+            Some(&second),
+            Some(json!({ "note": "replica is primary" })),
+        )
+        .await;
+    c.expect(409)
+        .check(
+            app,
+            Method::POST,
+            finish,
+            &format!("{x_path}/finish"),
+            Some(&operator),
+            Some(json!({ "outcome": "succeeded" })),
+        )
+        .await;
+    c.expect(422)
+        .check(
+            app,
+            Method::POST,
+            finish,
+            &format!("{x_path}/finish"),
+            Some(&operator),
+            Some(json!({ "outcome": "aborted" })),
+        )
+        .await;
+    c.expect(200)
+        .check(
+            app,
+            Method::POST,
+            complete,
+            &format!("{x_path}/steps/2/complete"),
+            Some(&operator),
+            None,
+        )
+        .await;
+    c.expect(200)
+        .header("if-match", "\"4\"")
+        .check(
+            app,
+            Method::POST,
+            finish,
+            &format!("{x_path}/finish"),
+            Some(&operator),
+            Some(json!({ "outcome": "succeeded" })),
+        )
+        .await;
+    c.expect(403)
+        .check(
+            app,
+            Method::POST,
+            finish,
+            &format!("{x_path}/finish"),
+            Some(&auditor),
+            Some(json!({ "outcome": "succeeded" })),
+        )
+        .await;
+    for (url, token, status) in [
+        (x_path.clone(), &auditor, 200),
+        (format!("/api/v1/executions/{unknown}"), &operator, 404),
+        (x_path.clone(), &client, 403),
+    ] {
+        c.expect(status)
+            .check(
+                app,
+                Method::GET,
+                "/api/v1/executions/{id}",
+                &url,
+                Some(token),
+                None,
+            )
+            .await;
+    }
+
+    let executions_list = "/api/v1/executions";
+    eventually("the execution is projected as succeeded", || async {
+        let page: Value = app
+            .get(&format!("{executions_list}?status=succeeded"), &operator)
+            .await
+            .json()
+            .await
+            .unwrap();
+        (page["items"].as_array().unwrap().len() == 1).then_some(())
+    })
+    .await;
+    for (url, token, status) in [
+        (executions_list.to_owned(), &auditor, 200),
+        (
+            format!("{executions_list}?runbook_id={rid}&status=in_progress&limit=1"),
+            &operator,
+            200,
+        ),
+        (
+            format!("{executions_list}?incident_id={unknown}"),
+            &operator,
+            200,
+        ),
+        (format!("{executions_list}?status=done"), &operator, 400),
+        (executions_list.to_owned(), &client, 403),
+    ] {
+        c.expect(status)
+            .check(app, Method::GET, executions_list, &url, Some(token), None)
+            .await;
+    }
+
+    // ---------------------------------------------------------- inquiries
+    let inquiries = "/api/v1/inquiries";
+    let asked = json!({
+        "service_id": service_id, "kind": "question", "subject": "バックアップの時間",
+        "body": "バックアップは何時に実行されますか？"
+    });
+    let inquiry = c
+        .expect(201)
+        .check(
+            app,
+            Method::POST,
+            inquiries,
+            inquiries,
+            Some(&client),
+            Some(asked.clone()),
+        )
+        .await;
+    assert!(inquiry.get("opened_by").is_none(), "{inquiry}");
+    let escalated = c
+        .expect(201)
+        .check(app, Method::POST, inquiries, inquiries, Some(&operator), Some(json!({
+            "service_id": service_id, "kind": "minor_request", "subject": "Raise the upload limit", "body": "To 20 MB, please."
+        })))
+        .await;
+    for (body, token, status) in [
+        (
+            json!({ "service_id": unknown, "kind": "question", "subject": "s", "body": "b" }),
+            &client,
+            422,
+        ),
+        (
+            json!({ "service_id": service_id, "kind": "complaint", "subject": "s", "body": "b" }),
+            &client,
+            400,
+        ),
+        (asked, &auditor, 403),
+    ] {
+        c.expect(status)
+            .check(
+                app,
+                Method::POST,
+                inquiries,
+                inquiries,
+                Some(token),
+                Some(body),
+            )
+            .await;
+    }
+    let i_path = format!("{inquiries}/{}", inquiry["id"].as_str().unwrap());
+    let e_path = format!("{inquiries}/{}", escalated["id"].as_str().unwrap());
+    c.expect(200)
+        .check(
+            app,
+            Method::POST,
+            "/api/v1/inquiries/{id}/answer",
+            &format!("{i_path}/answer"),
+            Some(&operator),
+            Some(json!({ "answer": "毎日 2:00 JST です。", "minutes_spent": 5 })),
+        )
+        .await;
+    c.expect(403)
+        .check(
+            app,
+            Method::POST,
+            "/api/v1/inquiries/{id}/answer",
+            &format!("{i_path}/answer"),
+            Some(&client),
+            Some(json!({ "answer": "me?" })),
+        )
+        .await;
+    c.expect(422)
+        .check(
+            app,
+            Method::POST,
+            "/api/v1/inquiries/{id}/answer",
+            &format!("{i_path}/answer"),
+            Some(&operator),
+            Some(json!({ "answer": "" })),
+        )
+        .await;
+    c.expect(200)
+        .header("if-match", "\"1\"")
+        .check(
+            app,
+            Method::POST,
+            "/api/v1/inquiries/{id}/escalate",
+            &format!("{e_path}/escalate"),
+            Some(&operator),
+            Some(json!({ "reason": "needs an nginx change" })),
+        )
+        .await;
+    let twice = c
+        .expect(409)
+        .check(
+            app,
+            Method::POST,
+            "/api/v1/inquiries/{id}/escalate",
+            &format!("{e_path}/escalate"),
+            Some(&operator),
+            Some(json!({ "reason": "again" })),
+        )
+        .await;
+    assert_eq!(twice["current_state"], "escalated");
+    c.expect(404)
+        .check(
+            app,
+            Method::POST,
+            "/api/v1/inquiries/{id}/escalate",
+            &format!("{inquiries}/{unknown}/escalate"),
+            Some(&operator),
+            Some(json!({ "reason": "r" })),
+        )
+        .await;
+    for (url, token, status) in [
+        (i_path.clone(), &client, 200),
+        (e_path.clone(), &auditor, 200),
+        (format!("{inquiries}/{unknown}"), &operator, 404),
+    ] {
+        c.expect(status)
+            .check(
+                app,
+                Method::GET,
+                "/api/v1/inquiries/{id}",
+                &url,
+                Some(token),
+                None,
+            )
+            .await;
+    }
+
+    // Each queue holds an inquiry beside its incidents.
+    eventually("the inquiries are in the queues", || async {
+        let ops: Value = app
+            .get("/api/v1/queues/operations", &operator)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let maint: Value = app
+            .get("/api/v1/queues/maintenance", &operator)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let has = |q: &Value| {
+            q["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|i| i["kind"] == "inquiry")
+        };
+        (has(&ops) && has(&maint)).then_some(())
+    })
+    .await;
+    for team in ["operations", "maintenance"] {
+        let t = format!("/api/v1/queues/{team}");
+        let queue = c
+            .expect(200)
+            .check(app, Method::GET, &t, &t, Some(&operator), None)
+            .await;
+        let kinds: BTreeSet<&str> = queue["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["kind"].as_str().unwrap())
+            .collect();
+        assert!(kinds.contains("inquiry"), "{team}: {queue}");
+    }
+
+    eventually("the inquiries are projected", || async {
+        let page: Value = app.get(inquiries, &operator).await.json().await.unwrap();
+        (page["items"].as_array().unwrap().len() == 2).then_some(())
+    })
+    .await;
+    for (url, token, status) in [
+        (inquiries.to_owned(), &operator, 200),
+        (
+            format!(
+                "{inquiries}?status=escalated&kind=minor_request&service_id={service_id}&limit=1"
+            ),
+            &auditor,
+            200,
+        ),
+        (inquiries.to_owned(), &client, 200),
+        (format!("{inquiries}?status=lost"), &operator, 400),
+    ] {
+        c.expect(status)
+            .check(app, Method::GET, inquiries, &url, Some(token), None)
+            .await;
+    }
+    c.expect(200)
+        .check(
+            app,
+            Method::POST,
+            "/api/v1/inquiries/{id}/close",
+            &format!("{i_path}/close"),
+            Some(&client),
+            None,
+        )
+        .await;
+    let closed = c
+        .expect(409)
+        .check(
+            app,
+            Method::POST,
+            "/api/v1/inquiries/{id}/close",
+            &format!("{i_path}/close"),
+            Some(&operator),
+            Some(json!({ "note": "again" })),
+        )
+        .await;
+    assert_eq!(closed["current_state"], "closed");
+    c.expect(403)
+        .check(
+            app,
+            Method::POST,
+            "/api/v1/inquiries/{id}/close",
+            &format!("{e_path}/close"),
+            Some(&auditor),
             None,
         )
         .await;

@@ -116,3 +116,113 @@ pub(crate) async fn require_services(
     }
     Ok(())
 }
+
+/// Refuses a command whose `If-Match` names another version than the
+/// stream's current one: 409 with `current_version` and `current_state`.
+pub(crate) fn check_if_match(
+    if_match: Option<i64>,
+    version: i64,
+    what: &str,
+    state: &str,
+) -> Result<(), ApiError> {
+    match if_match {
+        Some(expected) if expected != version => {
+            let mut extra = serde_json::Map::new();
+            extra.insert("current_version".into(), version.into());
+            extra.insert("current_state".into(), state.into());
+            Err(ApiError::Conflict {
+                detail: format!(
+                    "the {what} is at version {version}, not {expected}: reload it and retry"
+                ),
+                extra,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Who made a stored event, and in which role.
+pub(crate) fn actor_of(e: &RecordedEvent) -> (&str, &str) {
+    (
+        e.metadata["actor"].as_str().unwrap_or(""),
+        e.metadata["role"].as_str().unwrap_or(""),
+    )
+}
+
+/// What one command appends to one stream, and how it is answered.
+pub(crate) struct Appending {
+    pub stream: String,
+    pub expected: opsledger_store::ExpectedVersion,
+    pub events: Vec<(&'static str, serde_json::Value)>,
+    /// The stream's version once appended: the answer's `ETag`.
+    pub version: i64,
+    /// Set for a new resource: answered 201 with this `Location`; else 200.
+    pub location: Option<String>,
+    pub view: serde_json::Value,
+}
+
+/// Appends a command's events, with its idempotency key in the same
+/// transaction, and answers with the view (or the first answer, on a retry).
+pub(crate) async fn append_and_answer(
+    state: &AppState,
+    actor: &Actor,
+    req: &HttpRequest,
+    key: &IdempotencyKey,
+    fingerprint: &str,
+    a: Appending,
+) -> Result<HttpResponse, ApiError> {
+    use actix_web::http::{header, StatusCode};
+    use opsledger_store::{AppendOutcome, AppendRequest, StreamAppend};
+    let meta = metadata(actor, req);
+    let now = Utc::now();
+    let status = if a.location.is_some() {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let request = AppendRequest {
+        tenant_id: actor.tenant_id,
+        streams: vec![StreamAppend {
+            stream_id: a.stream,
+            expected: a.expected,
+            events: a
+                .events
+                .into_iter()
+                .map(|(t, p)| opsledger_domain::NewEvent::new(t, p, meta.clone(), now))
+                .collect(),
+        }],
+        idempotency: idempotency::claim(
+            key,
+            fingerprint,
+            status,
+            a.location.as_deref(),
+            Some(a.version),
+            &a.view,
+        ),
+    };
+    match state.committer.append(request).await? {
+        AppendOutcome::Committed { .. } => {
+            let mut res = HttpResponse::build(status);
+            res.insert_header((header::ETAG, format!("\"{}\"", a.version)));
+            if let Some(location) = a.location {
+                res.insert_header((header::LOCATION, location));
+            }
+            Ok(res.json(a.view))
+        }
+        AppendOutcome::Duplicate {
+            fingerprint: stored,
+            response,
+        } => idempotency::replay(&stored, &response, fingerprint),
+    }
+}
+
+/// The client owning a service that must exist: 422 otherwise.
+pub(crate) async fn existing_service(
+    state: &AppState,
+    tenant: Uuid,
+    service: Uuid,
+) -> Result<Uuid, ApiError> {
+    crate::incidents::client_of_service(state, tenant, service)
+        .await?
+        .ok_or_else(|| ApiError::Unprocessable(format!("service {service} does not exist")))
+}

@@ -16,15 +16,18 @@ pub mod escalation;
 pub mod idempotency;
 pub mod incidents;
 pub mod ingest;
+pub mod inquiries;
 pub mod integrations;
 pub mod outbox;
 pub mod problem;
 pub mod proposals;
 pub mod roster;
+pub mod runbooks;
 pub mod system;
 pub mod tenants;
 pub mod windows;
 pub mod work;
+pub mod worklog;
 
 use actix_web::http::Method;
 use actix_web::{error, web, HttpRequest, HttpResponse, Route};
@@ -478,6 +481,117 @@ fn table() -> Vec<(Method, &'static str, Route)> {
             Method::GET,
             "/api/v1/calendar.ics",
             web::get().to(windows::calendar_ics),
+        ),
+        // Operations work: the work log, runbooks and executions, inquiries.
+        (
+            Method::GET,
+            "/api/v1/worklog",
+            web::get().to(worklog::worklog_list),
+        ),
+        (
+            Method::POST,
+            "/api/v1/worklog",
+            web::post().to(worklog::task_record),
+        ),
+        (
+            Method::GET,
+            "/api/v1/worklog/{id}",
+            web::get().to(worklog::task_get),
+        ),
+        (
+            Method::POST,
+            "/api/v1/backups",
+            web::post().to(worklog::backup_record),
+        ),
+        (
+            Method::GET,
+            "/api/v1/backups/{id}",
+            web::get().to(worklog::backup_get),
+        ),
+        (
+            Method::POST,
+            "/api/v1/backups/{id}/verify",
+            web::post().to(worklog::backup_verify),
+        ),
+        (
+            Method::GET,
+            "/api/v1/runbooks",
+            web::get().to(runbooks::runbook_list),
+        ),
+        (
+            Method::POST,
+            "/api/v1/runbooks",
+            web::post().to(runbooks::runbook_publish),
+        ),
+        (
+            Method::GET,
+            "/api/v1/runbooks/{id}",
+            web::get().to(runbooks::runbook_get),
+        ),
+        (
+            Method::POST,
+            "/api/v1/runbooks/{id}/versions",
+            web::post().to(runbooks::runbook_version_publish),
+        ),
+        (
+            Method::POST,
+            "/api/v1/runbooks/{id}/executions",
+            web::post().to(runbooks::execution_start),
+        ),
+        (
+            Method::GET,
+            "/api/v1/executions",
+            web::get().to(runbooks::execution_list),
+        ),
+        (
+            Method::GET,
+            "/api/v1/executions/{id}",
+            web::get().to(runbooks::execution_get),
+        ),
+        (
+            Method::POST,
+            "/api/v1/executions/{id}/steps/{n}/complete",
+            web::post().to(runbooks::step_complete),
+        ),
+        (
+            Method::POST,
+            "/api/v1/executions/{id}/steps/{n}/confirm",
+            web::post().to(runbooks::step_confirm),
+        ),
+        (
+            Method::POST,
+            "/api/v1/executions/{id}/finish",
+            web::post().to(runbooks::execution_finish),
+        ),
+        (
+            Method::GET,
+            "/api/v1/inquiries",
+            web::get().to(inquiries::inquiry_list),
+        ),
+        (
+            Method::POST,
+            "/api/v1/inquiries",
+            web::post().to(inquiries::inquiry_open),
+        ),
+        (
+            Method::GET,
+            "/api/v1/inquiries/{id}",
+            web::get().to(inquiries::inquiry_get),
+        ),
+        (
+            Method::POST,
+            "/api/v1/inquiries/{id}/answer",
+            web::post().to(inquiries::inquiry_answer),
+        ),
+        (
+            Method::POST,
+            "/api/v1/inquiries/{id}/escalate",
+            web::post().to(inquiries::inquiry_escalate),
+        ),
+        (
+            Method::POST,
+            "/api/v1/inquiries/{id}/close",
+            web::post().to(inquiries::inquiry_close),
         ),
     ]
 }

@@ -120,7 +120,8 @@ impl From<opsledger_domain::Rejection> for ApiError {
             Rejection::NotFound(_) => ApiError::Unprocessable(r.to_string()),
             Rejection::Forbidden(m) => ApiError::Forbidden(m),
             Rejection::InvalidState { ref state, .. }
-            | Rejection::InvalidTransition { ref state, .. } => {
+            | Rejection::InvalidTransition { ref state, .. }
+            | Rejection::Refused { ref state, .. } => {
                 let mut extra = Map::new();
                 extra.insert("current_state".into(), json!(state));
                 ApiError::Conflict {

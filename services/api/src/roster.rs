@@ -899,7 +899,30 @@ async fn queue(
     let actor = caller.require(STAFF)?;
     state.tenants.require(&state.pool, actor.tenant_id).await?;
     let limit = page_len(query.limit)?;
-    let items = store_inc::queue(&state.pool, actor.tenant_id, team, limit).await?;
+    let incidents = store_inc::queue(&state.pool, actor.tenant_id, team, limit).await?;
+    let inquiries =
+        opsledger_store::operations::inquiry_queue(&state.pool, actor.tenant_id, team, limit)
+            .await?;
+    // Both lists are oldest first and at most `limit` long, so the first
+    // `limit` of their merge are the queue's first `limit`.
+    let mut items: Vec<(DateTime<Utc>, Uuid, Value)> = Vec::new();
+    for i in incidents {
+        items.push((
+            i.opened_at,
+            i.id,
+            serde_json::to_value(&i).map_err(internal)?,
+        ));
+    }
+    for i in inquiries {
+        items.push((
+            i.opened_at,
+            i.id,
+            serde_json::to_value(&i).map_err(internal)?,
+        ));
+    }
+    items.sort_by_key(|(at, id, _)| (*at, *id));
+    items.truncate(limit as usize);
+    let items: Vec<Value> = items.into_iter().map(|(_, _, v)| v).collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "team": team, "items": items })))
 }
 

@@ -153,6 +153,23 @@ pub const RESPONDERS: &[Role] = &[Role::Operator, Role::Maintainer, Role::Admin]
 /// Who records work that changes the system: findings, recoveries, fixes.
 pub const MAINTAINERS: &[Role] = &[Role::Maintainer, Role::Admin];
 
+/// Who records operations work (routine tasks, backups), publishes runbooks
+/// and executes them: operators, maintainers too, and admins.
+pub const OPERATIONS_WORKERS: &[Role] = &[Role::Operator, Role::Maintainer, Role::Admin];
+/// Who reads the work log, runbooks and executions: staff. Clients never do:
+/// the log names internal hosts, locations and people.
+pub const WORKLOG_READERS: &[Role] = STAFF;
+/// Who opens an inquiry: client users (their own client's services), and
+/// staff on a client's behalf (a question asked by phone).
+pub const INQUIRY_OPENERS: &[Role] = &[Role::Client, Role::Operator, Role::Maintainer, Role::Admin];
+/// Who answers and escalates inquiries: operators, and maintainers once it is
+/// escalated to them (admins too).
+pub const INQUIRY_RESPONDERS: &[Role] = &[Role::Operator, Role::Maintainer, Role::Admin];
+/// Who closes one: its responders, and the client who asked (their own).
+pub const INQUIRY_CLOSERS: &[Role] = &[Role::Operator, Role::Maintainer, Role::Admin, Role::Client];
+/// Who reads inquiries: staff, and clients (their own client's).
+pub const INQUIRY_READERS: &[Role] = LEDGER_READERS;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,13 +20,16 @@ pub mod escalation;
 pub mod event;
 pub mod freeze;
 pub mod incident;
+pub mod inquiry;
 pub mod notice;
 pub mod notification;
 pub mod oncall;
 pub mod proposal;
 pub mod roster;
+pub mod runbook;
 pub mod text;
 pub mod window;
+pub mod worklog;
 
 pub use catalogue::{EventKind, WorkClass};
 pub use event::{Metadata, NewEvent, RecordedEvent};
@@ -52,4 +55,8 @@ pub enum Rejection {
     /// The caller may not do this, whatever their role (four eyes).
     #[error("{0}")]
     Forbidden(String),
+    /// A command that does not apply to the aggregate as it stands (runbook
+    /// executions, inquiries): `detail` says why, `state` names where it is.
+    #[error("{detail}")]
+    Refused { detail: String, state: String },
 }

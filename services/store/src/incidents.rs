@@ -697,6 +697,9 @@ pub async fn stale_alerts(
 /// One open incident in a team's queue.
 #[derive(Debug, Clone, Serialize)]
 pub struct QueueItem {
+    /// Always `incident` (a queue also lists inquiries: `operations::InquiryQueueItem`).
+    pub kind: &'static str,
+    pub id: Uuid,
     pub incident_id: Uuid,
     pub title: String,
     pub service_id: Option<Uuid>,
@@ -738,6 +741,8 @@ pub async fn queue(
     Ok(rows
         .iter()
         .map(|r| QueueItem {
+            kind: "incident",
+            id: r.get(0),
             incident_id: r.get(0),
             title: r.get(1),
             service_id: r.get(2),

@@ -22,6 +22,7 @@ pub mod directory;
 pub mod incidents;
 pub mod migrate;
 pub mod notifier;
+pub mod operations;
 pub mod outbox;
 pub mod pool;
 pub mod projection;
@@ -92,6 +93,7 @@ pub fn projections() -> Vec<projection::SharedProjection> {
         std::sync::Arc::new(roster::RosterProjection),
         std::sync::Arc::new(changes::ChangeProjection),
         std::sync::Arc::new(outbox::NotificationProjection),
+        std::sync::Arc::new(operations::OperationsProjection),
         std::sync::Arc::new(work::ProposalProjection),
         std::sync::Arc::new(work::WorkProjection),
         // Last: they read what the others keep.
