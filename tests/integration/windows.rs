@@ -318,16 +318,6 @@ async fn recurring_windows_expand_and_the_store_says_which_window_covers_a_servi
         (covering(during, sid).await == Some(wid)).then_some(())
     })
     .await;
-    // The same answer through the API's helper for ingestion.
-    let helper = opsledger_api::windows::covering_window(
-        &app.app_state,
-        app.tenant,
-        sid,
-        during.parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(helper, Some(wid));
     assert_eq!(
         covering("2030-06-16T03:00:00Z", sid).await,
         None,
@@ -739,4 +729,77 @@ async fn roles_are_enforced_on_every_window_route_and_tenants_stay_apart() {
     assert_eq!(a.status, StatusCode::CONFLICT);
     assert_eq!(a.body["current_state"], "planned");
     assert_eq!(a.body["current_version"], 1);
+}
+
+#[tokio::test]
+async fn alerts_inside_a_window_in_force_are_recorded_but_open_no_incident() {
+    let app = spawn_app().await;
+    let client = register_client(&app, "株式会社サンプル").await;
+    let service = register_service(&app, client["id"].as_str().unwrap(), "受注サイト").await;
+    let other = register_service(&app, client["id"].as_str().unwrap(), "決済API").await;
+    let monitoring = app.token(&[Role::Integration]);
+    let start = in_hours(1);
+    let window = plan(
+        &app,
+        json!({ "title": "DB upgrade", "service_ids": [service["id"]], "start": start,
+                "end": start + chrono::Duration::hours(2) }),
+    )
+    .await;
+    let id = window["id"].as_str().unwrap().to_owned();
+    // Started early, by hand: in force from now until its planned end.
+    let (status, started) = step(&app, &id, "start", None).await;
+    assert_eq!(status, StatusCode::OK, "{started}");
+    let alert = |service: &Value, key: &str| {
+        json!({ "source": "prometheus", "dedup_key": key, "service": service["id"],
+                "summary": "Replica lag", "severity": "critical" })
+    };
+    // Ingestion reads windows from their read model (and keeps them for a
+    // second): wait until an alert is held by the window.
+    let mut n = 0;
+    let held = eventually("the window holds the service's alerts", || {
+        n += 1;
+        let body = alert(&service, &format!("lag-{n}"));
+        let app = &app;
+        let monitoring = &monitoring;
+        async move {
+            let res = app.post("/api/v1/alerts", monitoring, &body).await;
+            let v: Value = res.json().await.unwrap();
+            (v["outcome"] == "suppressed_by_window").then_some(v)
+        }
+    })
+    .await;
+    assert!(held["incident_id"].is_null(), "{held}");
+    let alert_id = held["alert_id"].as_str().unwrap();
+    let recorded = app
+        .get(
+            &format!("/api/v1/alerts/{alert_id}"),
+            &app.token(&[Role::Operator]),
+        )
+        .await;
+    assert_eq!(recorded.status(), StatusCode::OK);
+    let recorded: Value = recorded.json().await.unwrap();
+    assert_eq!(recorded["decision"]["window_id"], json!(id), "{recorded}");
+    // Another service is not in the window: its alert opens an incident.
+    let res = app
+        .post("/api/v1/alerts", &monitoring, &alert(&other, "pay-down"))
+        .await;
+    let opened: Value = res.json().await.unwrap();
+    assert_eq!(opened["outcome"], "opened_incident", "{opened}");
+    // Once the window ends, the service's alerts open incidents again.
+    let (status, _) = step(&app, &id, "end", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut m = 0;
+    eventually("alerts open incidents after the window", || {
+        m += 1;
+        let body = alert(&service, &format!("after-{m}"));
+        let app = &app;
+        let monitoring = &monitoring;
+        async move {
+            let res = app.post("/api/v1/alerts", monitoring, &body).await;
+            let v: Value = res.json().await.unwrap();
+            (v["outcome"] == "opened_incident" || v["outcome"] == "attached_to_incident")
+                .then_some(())
+        }
+    })
+    .await;
 }

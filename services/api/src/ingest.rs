@@ -14,6 +14,8 @@
 
 use std::collections::HashSet;
 
+use std::time::{Duration, Instant};
+
 use chrono::{DateTime, Utc};
 use opsledger_domain::alert::{
     self, AlertEvent, AlertState, Decision, GroupEvent, ResolvedBy, Signal,
@@ -21,6 +23,7 @@ use opsledger_domain::alert::{
 use opsledger_domain::directory::{self as dir, DirectoryEvent};
 use opsledger_domain::incident::{self, IncidentEvent};
 use opsledger_domain::text::Name;
+use opsledger_domain::window::Window;
 use opsledger_domain::{Metadata, NewEvent, RecordedEvent};
 use opsledger_store::{AppendError, AppendRequest, ExpectedVersion, StreamAppend};
 use serde::Serialize;
@@ -36,6 +39,13 @@ const INGEST_ATTEMPTS_MAX: usize = 8;
 /// at tens of megabytes whatever the alert volume.
 const CACHE_ENTRIES_MAX: usize = 100_000;
 
+/// How long ingestion keeps a service's windows before reading them again.
+const WINDOWS_FRESH_FOR: Duration = Duration::from_secs(1);
+
+/// Per (tenant, service): when its windows were read, and what they were.
+type KnownWindows =
+    std::sync::Mutex<std::collections::HashMap<(Uuid, Uuid), (Instant, Vec<Window>)>>;
+
 /// A stream as ingestion last saw it: its version and what it says.
 type Known<T> = std::sync::Mutex<std::collections::HashMap<(Uuid, String), (i64, T)>>;
 
@@ -45,6 +55,9 @@ pub struct IngestCache {
     groups: Known<Option<Uuid>>,
     /// Service names never change meaning once reserved.
     services: std::sync::RwLock<std::collections::HashMap<(Uuid, String), Uuid>>,
+    /// The maintenance windows that may be in force per (tenant, service),
+    /// as read at an instant: see `suppressing_window`.
+    windows: KnownWindows,
 }
 
 fn remember<T>(known: &Known<T>, key: (Uuid, String), value: (i64, T)) {
@@ -152,16 +165,48 @@ pub async fn resolve_service(
     Ok(None)
 }
 
-/// The maintenance window that suppresses new incidents for this service now.
-/// Windows arrive with change management; until then no alert is suppressed,
-/// and this is the one place that will ask.
+/// The maintenance window that suppresses new incidents for this service at
+/// `at` (announced or started, `at` inside it): the alert is recorded, held
+/// by the window, and opens no incident.
+///
+/// The windows that may be in force for a service are read once per
+/// `WINDOWS_FRESH_FOR` and kept, so an alert storm does not ask the database
+/// once per alert; whether one covers `at` is decided on them afresh each
+/// time. The price: a window announced or started (on any instance) takes
+/// effect for ingestion up to that long after the read model has it.
 async fn suppressing_window(
-    _state: &AppState,
-    _tenant: Uuid,
-    _service: Uuid,
-    _at: DateTime<Utc>,
+    state: &AppState,
+    tenant: Uuid,
+    service: Uuid,
+    at: DateTime<Utc>,
 ) -> Result<Option<Uuid>, ApiError> {
-    Ok(None)
+    let key = (tenant, service);
+    let cached = state.ingest_cache.windows.lock().ok().and_then(|m| {
+        m.get(&key)
+            .filter(|(read_at, _)| read_at.elapsed() < WINDOWS_FRESH_FOR)
+            .map(|(_, w)| w.clone())
+    });
+    let windows = match cached {
+        Some(w) => w,
+        None => {
+            let read_at = Instant::now();
+            let client = state
+                .pool
+                .get()
+                .await
+                .map_err(opsledger_store::StoreError::from)?;
+            let w =
+                opsledger_store::changes::windows_in_force(&client, tenant, service, at).await?;
+            if let Ok(mut m) = state.ingest_cache.windows.lock() {
+                if m.len() >= CACHE_ENTRIES_MAX {
+                    m.clear();
+                }
+                m.insert(key, (read_at, w.clone()));
+            }
+            w
+        }
+    };
+    Ok(windows.into_iter().find(|w| w.covers(at)).map(|w| w.id))
 }
 
 /// Records one signal and returns what became of it.

@@ -560,25 +560,6 @@ window_step!(window_start, EmptyBody, |_b| Step::Start);
 window_step!(window_end, EndBody, |b| Step::End(b));
 window_step!(window_cancel, CancelBody, |b| Step::Cancel(b));
 
-// ------------------------------------------------------------ ingestion
-
-/// The maintenance window in force for `service` at `at`, if any: the answer
-/// ingestion's `suppressing_window` hook needs (an alert of a service inside
-/// an announced or started window is recorded but opens no incident).
-pub async fn covering_window(
-    state: &AppState,
-    tenant: Uuid,
-    service: Uuid,
-    at: DateTime<Utc>,
-) -> Result<Option<Uuid>, ApiError> {
-    let client = state
-        .pool
-        .get()
-        .await
-        .map_err(opsledger_store::StoreError::from)?;
-    Ok(store_changes::window_covering(&client, tenant, service, at).await?)
-}
-
 // ------------------------------------------------------------ reads
 
 #[derive(Debug, Deserialize)]

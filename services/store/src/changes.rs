@@ -398,32 +398,45 @@ pub async fn scheduled_changes(
     rows.iter().map(versioned).collect()
 }
 
+/// The maintenance windows that may be in force for `service`: announced or
+/// started, naming the service, and not over (recurring ones always, their
+/// occurrences decide). `Window::covers` says whether one covers an instant;
+/// ingestion keeps this list for a moment (see `api::ingest`).
+pub async fn windows_in_force<C: GenericClient>(
+    client: &C,
+    tenant: Uuid,
+    service: Uuid,
+    at: DateTime<Utc>,
+) -> Result<Vec<Window>, StoreError> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT state FROM proj_windows WHERE tenant_id = $1 \
+               AND status IN ('announced', 'started') AND service_ids @> ARRAY[$2::uuid] \
+               AND (rrule IS NOT NULL OR end_at > $3) \
+             ORDER BY window_id",
+        )
+        .await?;
+    let rows = client.query(&stmt, &[&tenant, &service, &at]).await?;
+    rows.iter()
+        .map(|r| serde_json::from_value(r.get(0)).map_err(corrupt))
+        .collect()
+}
+
 /// The maintenance window that covers service `service` at `at`: announced
 /// or started, naming the service, with `at` inside one of its occurrences
-/// (a started one-off window also from its actual start). For ingestion:
-/// an alert of a service inside such a window is recorded but opens no
-/// incident, and downtime inside it is planned. When several cover, the
-/// earliest planned (lowest id) answers.
+/// (a started one-off window also from its actual start). An alert of a
+/// service inside such a window is recorded but opens no incident, and
+/// downtime inside it is planned. When several cover, the earliest planned
+/// (lowest id) answers.
 pub async fn window_covering<C: GenericClient>(
     client: &C,
     tenant: Uuid,
     service: Uuid,
     at: DateTime<Utc>,
 ) -> Result<Option<Uuid>, StoreError> {
-    let stmt = client
-        .prepare_cached(
-            "SELECT state FROM proj_windows WHERE tenant_id = $1 \
-               AND status IN ('announced', 'started') AND service_ids @> ARRAY[$2::uuid] \
-               AND (rrule IS NOT NULL OR (end_at > $3 AND (start_at <= $3 OR status = 'started'))) \
-             ORDER BY window_id",
-        )
-        .await?;
-    let rows = client.query(&stmt, &[&tenant, &service, &at]).await?;
-    for r in &rows {
-        let w: Window = serde_json::from_value(r.get(0)).map_err(corrupt)?;
-        if w.covers(at) {
-            return Ok(Some(w.id));
-        }
-    }
-    Ok(None)
+    Ok(windows_in_force(client, tenant, service, at)
+        .await?
+        .into_iter()
+        .find(|w| w.covers(at))
+        .map(|w| w.id))
 }
