@@ -3,10 +3,8 @@
 
 use chrono::Utc;
 use opsledger_domain::access::Role;
-use opsledger_domain::NewEvent;
-use opsledger_store::ExpectedVersion;
 use opsledger_testkit::{spawn_app, TestApp};
-use opsledger_tests::{eventually, meta, one};
+use opsledger_tests::eventually;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -34,36 +32,42 @@ async fn read(app: &TestApp, path: &str, token: &str) -> Value {
     v
 }
 
-/// A change that happened, as its stream records it: requested (naming
-/// what it fixes) and, if `completed`, completed.
+/// An emergency change to `service` naming the incidents it `fixes`,
+/// carried out (started and completed) if `completed`.
 async fn change(app: &TestApp, service: &str, fixes: &[&str], completed: bool) -> Uuid {
-    let id = Uuid::now_v7();
-    let mut events = vec![NewEvent::new(
-        "ChangeRequested",
-        json!({ "change_id": id, "title": "Cap the batch job's pool", "service_ids": [service],
-                "fixes": fixes, "caused_by": [], "proposal_ids": [] }),
-        meta(),
-        Utc::now(),
-    )];
+    let maintainer = app.token_for(app.tenant, "max", &[Role::Maintainer], None);
+    let links: Vec<Value> = fixes
+        .iter()
+        .map(|i| json!({ "relation": "fixes", "incident_id": i }))
+        .collect();
+    let requested = ok(
+        app,
+        "/api/v1/changes",
+        &maintainer,
+        json!({
+            "kind": "emergency", "category": "fix", "title": "Cap the batch job's pool",
+            "risk": "low", "impact": "none", "service_ids": [service], "links": links
+        }),
+    )
+    .await;
+    let id = requested["id"].as_str().unwrap().to_owned();
     if completed {
-        events.push(NewEvent::new(
-            "ChangeCompleted",
-            json!({ "minutes_spent": 20 }),
-            meta(),
-            Utc::now(),
-        ));
+        ok(
+            app,
+            &format!("/api/v1/changes/{id}/start"),
+            &maintainer,
+            json!({}),
+        )
+        .await;
+        ok(
+            app,
+            &format!("/api/v1/changes/{id}/complete"),
+            &maintainer,
+            json!({ "note": "done", "minutes_spent": 20 }),
+        )
+        .await;
     }
-    app.app_state
-        .committer
-        .append(one(
-            app.tenant,
-            &format!("change-{id}"),
-            ExpectedVersion::NoStream,
-            events,
-        ))
-        .await
-        .unwrap();
-    id
+    id.parse().unwrap()
 }
 
 fn types(timeline: &Value) -> Vec<String> {

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 use futures_util::future::BoxFuture;
 use opsledger_domain::aggregate::Aggregate;
+use opsledger_domain::change::{ChangeEvent, Relation};
 use opsledger_domain::incident::{FixRef, IncidentEvent, RecurrenceMatch};
 use opsledger_domain::proposal::{self, Proposal, ProposalEvent};
 use opsledger_domain::{Metadata, NewEvent, RecordedEvent};
@@ -209,16 +210,6 @@ fn services_named(payload: &Value) -> Vec<Uuid> {
     out
 }
 
-fn uuids(v: &Value) -> Vec<Uuid> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().and_then(|s| Uuid::parse_str(s).ok()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[derive(Debug, Default)]
 pub struct WorkProjection;
 
@@ -326,15 +317,24 @@ impl WorkProjection {
             }
             "ChangeRequested" | "ChangeLinked" => {
                 let change = id_of(&event.stream_id, "change-")?;
-                for (relation, field) in [("fixes", "fixes"), ("caused_by", "caused_by")] {
-                    let incidents = uuids(&event.payload[field]);
-                    if incidents.is_empty() {
+                let links = match ChangeEvent::from_stored(&event.event_type, &event.payload) {
+                    Some(ChangeEvent::ChangeRequested { links, .. }) => links,
+                    Some(ChangeEvent::ChangeLinked { link, .. }) => vec![link],
+                    _ => return Err(corrupt("change links", &event.payload)),
+                };
+                for link in links {
+                    let relation = match link.relation {
+                        Relation::Fixes => "fixes",
+                        Relation::CausedBy => "caused_by",
+                        Relation::Implements => continue,
+                    };
+                    let Some(incident) = link.incident_id else {
                         continue;
-                    }
+                    };
                     tx.execute(
                         "INSERT INTO proj_change_links (tenant_id, change_id, incident_id, relation) \
-                         SELECT $1, $2, i, $4 FROM unnest($3::uuid[]) AS i ON CONFLICT DO NOTHING",
-                        &[&tenant, &change, &incidents, &relation],
+                         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                        &[&tenant, &change, &incident, &relation],
                     )
                     .await?;
                 }
