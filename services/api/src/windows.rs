@@ -37,6 +37,9 @@ pub const WINDOW_WRITERS: &[Role] = &[Role::Maintainer, Role::Admin];
 pub const WINDOW_READERS: &[Role] = INCIDENT_READERS;
 /// Occurrences shown with a window by default: the next ones within this.
 const OCCURRENCES_AHEAD_DAYS: i64 = 90;
+/// How long an announcement waits for the subscriptions read model to
+/// catch up with what was committed before it.
+const ROSTER_READ_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Occurrences listed in an announcement mail at most.
 const MAIL_OCCURRENCES_MAX: usize = 5;
 /// Windows and changes in one calendar at most.
@@ -109,17 +112,27 @@ async fn client_services(
     Ok(page.iter().map(|s| s.id).collect())
 }
 
+/// The services a caller may see windows of: all (`None`), or its client's.
+async fn visible_services(state: &AppState, actor: &Actor) -> Result<Option<Vec<Uuid>>, ApiError> {
+    match actor.client_scope() {
+        ClientScope::All => Ok(None),
+        ClientScope::Only(client) => {
+            Ok(Some(client_services(state, actor.tenant_id, client).await?))
+        }
+        ClientScope::Nothing => Ok(Some(Vec::new())),
+    }
+}
+
 /// A window as the caller may see it, or `None` when it may not.
-async fn view_for(
-    state: &AppState,
-    actor: &Actor,
+fn view_for(
+    visible: Option<&[Uuid]>,
     w: Window,
     version: i64,
     range: (DateTime<Utc>, DateTime<Utc>),
 ) -> Result<Option<Value>, ApiError> {
     let occ = occurrences(&w, range.0, range.1);
-    match actor.client_scope() {
-        ClientScope::All => Ok(Some(
+    match visible {
+        None => Ok(Some(
             serde_json::to_value(WindowView {
                 window: w,
                 version,
@@ -127,9 +140,7 @@ async fn view_for(
             })
             .map_err(internal)?,
         )),
-        ClientScope::Nothing => Ok(None),
-        ClientScope::Only(client) => {
-            let own = client_services(state, actor.tenant_id, client).await?;
+        Some(own) => {
             let services: Vec<Uuid> = w
                 .service_ids
                 .iter()
@@ -327,6 +338,10 @@ async fn announcement(
             });
             names.push((*s, name, client));
         }
+    }
+    // Subscriptions made before this request count.
+    if !store_changes::await_projection(&state.pool, "roster", ROSTER_READ_WAIT).await? {
+        tracing::warn!(window = %w.id, "announcing on a roster projection that is behind");
     }
     let mut recipients: Vec<(Recipient, Vec<String>)> = Vec::new();
     for (service, name, client) in &names {
@@ -620,9 +635,8 @@ pub async fn window_get(
         // A one-off window in the past still shows its one occurrence.
         r.0 = r.0.min(w.start);
     }
-    let json = view_for(&state, actor, w, version, r)
-        .await?
-        .ok_or_else(not_found)?;
+    let visible = visible_services(&state, actor).await?;
+    let json = view_for(visible.as_deref(), w, version, r)?.ok_or_else(not_found)?;
     Ok(HttpResponse::Ok()
         .insert_header((actix_web::http::header::ETAG, format!("\"{version}\"")))
         .json(json))
@@ -672,6 +686,7 @@ pub async fn window_list(
     )
     .await?;
     let more = rows.len() as i64 > limit;
+    let visible = visible_services(&state, actor).await?;
     let mut items = Vec::new();
     let mut last = None;
     for Versioned { item, version } in rows.into_iter().take(limit as usize) {
@@ -681,7 +696,7 @@ pub async fn window_list(
         } else {
             r.0
         };
-        if let Some(v) = view_for(&state, actor, item, version, (from, r.1)).await? {
+        if let Some(v) = view_for(visible.as_deref(), item, version, (from, r.1))? {
             items.push(v);
         }
     }
