@@ -182,6 +182,53 @@ async fn an_announcement_mails_the_subscribed_contacts_in_their_language() {
     for e in &events {
         assert_eq!(e.payload["service_ids"], json!([shop["id"], pay["id"]]));
     }
+
+    // Called off: those told are told so, in their language.
+    let (status, cancelled) = step(
+        &app,
+        id,
+        "cancel",
+        Some(json!({ "reason": "vendor delay" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    let mails = sink.wait_for(4).await;
+    let ja = mails[2..]
+        .iter()
+        .find(|m| m.rcpt_to.iter().any(|r| r.starts_with("ichiro")))
+        .unwrap();
+    assert!(
+        ja.subject()
+            .starts_with("【メンテナンス中止のお知らせ】OS patching"),
+        "{}",
+        ja.subject()
+    );
+    let en = mails[2..]
+        .iter()
+        .find(|m| m.rcpt_to.iter().any(|r| r == "alice@example.com"))
+        .unwrap();
+    assert!(en
+        .subject()
+        .starts_with("[opsledger] Maintenance cancelled: OS patching"));
+    assert!(
+        !en.body().contains("vendor delay"),
+        "the reason is internal"
+    );
+    // A window never announced is cancelled without telling anyone.
+    let quiet = plan(&app, json!({
+        "title": "Quiet", "service_ids": [shop["id"]], "start": start, "end": start + chrono::Duration::hours(1)
+    }))
+    .await;
+    let (status, _) = step(
+        &app,
+        quiet["id"].as_str().unwrap(),
+        "cancel",
+        Some(json!({ "reason": "x" })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(sink.messages().len(), 4);
 }
 
 #[tokio::test]
