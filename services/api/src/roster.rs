@@ -688,7 +688,7 @@ pub async fn subscription_create(
     // told of its maintenance windows: neither is chosen here.
     if body.kinds.is_empty()
         || body.kinds.contains(&NoticeKind::IncidentEscalated)
-        || body.kinds.contains(&NoticeKind::WindowAnnounced)
+        || body.kinds.iter().any(|k| NoticeKind::WINDOW.contains(k))
     {
         return Err(ApiError::Unprocessable(
             "kinds: one or more of incident_opened, incident_mitigated, incident_resolved".into(),

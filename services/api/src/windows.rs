@@ -37,6 +37,9 @@ pub const WINDOW_WRITERS: &[Role] = &[Role::Maintainer, Role::Admin];
 pub const WINDOW_READERS: &[Role] = INCIDENT_READERS;
 /// Occurrences shown with a window by default: the next ones within this.
 const OCCURRENCES_AHEAD_DAYS: i64 = 90;
+/// How long an announcement waits for the subscriptions read model to
+/// catch up with what was committed before it.
+const ROSTER_READ_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Occurrences listed in an announcement mail at most.
 const MAIL_OCCURRENCES_MAX: usize = 5;
 /// Windows and changes in one calendar at most.
@@ -109,17 +112,27 @@ async fn client_services(
     Ok(page.iter().map(|s| s.id).collect())
 }
 
+/// The services a caller may see windows of: all (`None`), or its client's.
+async fn visible_services(state: &AppState, actor: &Actor) -> Result<Option<Vec<Uuid>>, ApiError> {
+    match actor.client_scope() {
+        ClientScope::All => Ok(None),
+        ClientScope::Only(client) => {
+            Ok(Some(client_services(state, actor.tenant_id, client).await?))
+        }
+        ClientScope::Nothing => Ok(Some(Vec::new())),
+    }
+}
+
 /// A window as the caller may see it, or `None` when it may not.
-async fn view_for(
-    state: &AppState,
-    actor: &Actor,
+fn view_for(
+    visible: Option<&[Uuid]>,
     w: Window,
     version: i64,
     range: (DateTime<Utc>, DateTime<Utc>),
 ) -> Result<Option<Value>, ApiError> {
     let occ = occurrences(&w, range.0, range.1);
-    match actor.client_scope() {
-        ClientScope::All => Ok(Some(
+    match visible {
+        None => Ok(Some(
             serde_json::to_value(WindowView {
                 window: w,
                 version,
@@ -127,9 +140,7 @@ async fn view_for(
             })
             .map_err(internal)?,
         )),
-        ClientScope::Nothing => Ok(None),
-        ClientScope::Only(client) => {
-            let own = client_services(state, actor.tenant_id, client).await?;
+        Some(own) => {
             let services: Vec<Uuid> = w
                 .service_ids
                 .iter()
@@ -307,29 +318,35 @@ async fn serves_emergency(
     Ok(store_changes::fold_change(&events).is_some_and(|c| c.kind == Kind::Emergency))
 }
 
-/// The announcement and, in the same append, one notification request per
-/// subscribed contact of the window's services (each told once, in its
-/// language, of its own client's services only).
-async fn announcement(
+/// The services of a window that exist: id, name, client, notice period.
+async fn services_of(
     state: &AppState,
     tenant: Uuid,
     w: &Window,
-    now: DateTime<Utc>,
-    meta: &opsledger_domain::Metadata,
-) -> Result<(Vec<WindowEvent>, Vec<StreamAppend>, NewEvent), ApiError> {
-    let mut notices = Vec::new();
-    let mut names: Vec<(Uuid, String, Uuid)> = Vec::new();
+) -> Result<Vec<(Uuid, String, Uuid, u32)>, ApiError> {
+    let mut out = Vec::new();
     for s in &w.service_ids {
         if let Some((name, client, hours)) = service_facts(state, tenant, *s).await? {
-            notices.push(Notice {
-                service_id: *s,
-                notice_period_h: hours,
-            });
-            names.push((*s, name, client));
+            out.push((*s, name, client, hours));
         }
     }
+    Ok(out)
+}
+
+/// The subscribed contacts of these services, each address once, with the
+/// names of its own client's services among them.
+async fn recipients_of(
+    state: &AppState,
+    tenant: Uuid,
+    w: &Window,
+    services: &[(Uuid, String, Uuid, u32)],
+) -> Result<Vec<(Recipient, Vec<String>)>, ApiError> {
+    // Subscriptions made before this request count.
+    if !store_changes::await_projection(&state.pool, "roster", ROSTER_READ_WAIT).await? {
+        tracing::warn!(window = %w.id, "telling contacts from a roster projection that is behind");
+    }
     let mut recipients: Vec<(Recipient, Vec<String>)> = Vec::new();
-    for (service, name, client) in &names {
+    for (service, name, client, _) in services {
         for sub in
             store_roster::list_subscriptions(&state.pool, tenant, Some(*client), Some(*service))
                 .await?
@@ -338,9 +355,9 @@ async fn announcement(
                 .iter_mut()
                 .find(|(r, _)| r.email.eq_ignore_ascii_case(&sub.email))
             {
-                Some((_, services)) => {
-                    if !services.contains(name) {
-                        services.push(name.clone());
+                Some((_, names)) => {
+                    if !names.contains(name) {
+                        names.push(name.clone());
                     }
                 }
                 None => recipients.push((
@@ -357,12 +374,93 @@ async fn announcement(
             }
         }
     }
+    Ok(recipients)
+}
+
+/// One notification request per recipient, caused by `cause` (the window's
+/// new event), to go in the same append: each told once, in its language,
+/// of its own client's services only.
+fn notices(
+    kind: NoticeKind,
+    w: &Window,
+    recipients: Vec<(Recipient, Vec<String>)>,
+    cause: &NewEvent,
+    now: DateTime<Utc>,
+) -> Vec<StreamAppend> {
+    let next: Vec<(DateTime<Utc>, DateTime<Utc>)> = w
+        .occurrences(now, now + Duration::days(3660))
+        .into_iter()
+        .take(MAIL_OCCURRENCES_MAX)
+        .collect();
+    let notifier = opsledger_domain::Metadata {
+        actor: "system:notifier".into(),
+        role: "system".into(),
+        request_id: cause.metadata.request_id.clone(),
+        correlation_id: None,
+        causation_id: Some(cause.event_id),
+        source: "api".into(),
+    };
+    recipients
+        .into_iter()
+        .map(|(recipient, services)| {
+            let message = notice::render_window(
+                kind,
+                &recipient.locale,
+                &WindowFacts {
+                    window_id: w.id,
+                    title: w.title.clone(),
+                    description: w.description.clone(),
+                    services,
+                    occurrences: next.clone(),
+                    rrule: w.rrule.clone(),
+                    recipient_name: recipient.name.clone(),
+                },
+            );
+            let id = notification::notification_id(cause.event_id, &recipient.email);
+            let requested = NotificationEvent::NotificationRequested {
+                notification_id: id,
+                kind,
+                cause_event_id: cause.event_id,
+                incident_id: None,
+                recipient,
+                message,
+            };
+            StreamAppend {
+                stream_id: notification::notification_stream(id),
+                expected: ExpectedVersion::NoStream,
+                events: vec![NewEvent::new(
+                    requested.type_name(),
+                    requested.payload(),
+                    notifier.clone(),
+                    now,
+                )],
+            }
+        })
+        .collect()
+}
+
+/// The announcement and, in the same append, the mails that carry it.
+async fn announcement(
+    state: &AppState,
+    tenant: Uuid,
+    w: &Window,
+    now: DateTime<Utc>,
+    meta: &opsledger_domain::Metadata,
+) -> Result<(Vec<WindowEvent>, Vec<StreamAppend>, NewEvent), ApiError> {
+    let services = services_of(state, tenant, w).await?;
+    let recipients = recipients_of(state, tenant, w, &services).await?;
     let emergency = serves_emergency(state, tenant, w.change_id).await?;
     let decided = window::decide(
         w,
         Command::Announce {
             now,
-            notices,
+            notices: services
+                .iter()
+                .map(|(service_id, _, _, hours)| Notice {
+                    service_id: *service_id,
+                    notice_period_h: *hours,
+                })
+                .collect(),
             emergency,
             recipients: recipients.len() as u32,
         },
@@ -373,53 +471,7 @@ async fn announcement(
         meta.clone(),
         now,
     );
-    let next: Vec<(DateTime<Utc>, DateTime<Utc>)> = w
-        .occurrences(now, now + Duration::days(3660))
-        .into_iter()
-        .take(MAIL_OCCURRENCES_MAX)
-        .collect();
-    let notifier = opsledger_domain::Metadata {
-        actor: "system:notifier".into(),
-        role: "system".into(),
-        request_id: meta.request_id.clone(),
-        correlation_id: None,
-        causation_id: Some(announced.event_id),
-        source: "api".into(),
-    };
-    let mut streams = Vec::new();
-    for (recipient, services) in recipients {
-        let message = notice::render_window(
-            &recipient.locale,
-            &WindowFacts {
-                window_id: w.id,
-                title: w.title.clone(),
-                description: w.description.clone(),
-                services,
-                occurrences: next.clone(),
-                rrule: w.rrule.clone(),
-                recipient_name: recipient.name.clone(),
-            },
-        );
-        let id = notification::notification_id(announced.event_id, &recipient.email);
-        let requested = NotificationEvent::NotificationRequested {
-            notification_id: id,
-            kind: NoticeKind::WindowAnnounced,
-            cause_event_id: announced.event_id,
-            incident_id: None,
-            recipient,
-            message,
-        };
-        streams.push(StreamAppend {
-            stream_id: notification::notification_stream(id),
-            expected: ExpectedVersion::NoStream,
-            events: vec![NewEvent::new(
-                requested.type_name(),
-                requested.payload(),
-                notifier.clone(),
-                now,
-            )],
-        });
-    }
+    let streams = notices(NoticeKind::WindowAnnounced, w, recipients, &announced, now);
     Ok((decided, streams, announced))
 }
 
@@ -487,12 +539,23 @@ async fn step(
                 Step::Cancel(b) => Command::Cancel { reason: b.reason },
                 Step::Announce => unreachable!("handled above"),
             };
+            let cancels_announced =
+                matches!(command, Command::Cancel { .. }) && w.status == window::Status::Announced;
             let decided = window::decide(&w, command).map_err(with_state)?;
-            let new = decided
+            let new: Vec<NewEvent> = decided
                 .iter()
                 .map(|e| NewEvent::new(e.type_name(), e.payload(), meta.clone(), now))
                 .collect();
-            (new, decided, Vec::new())
+            // Those told of an announced window are told it is called off.
+            let others = match (cancels_announced, new.first()) {
+                (true, Some(cancelled)) => {
+                    let services = services_of(&state, tenant, &w).await?;
+                    let recipients = recipients_of(&state, tenant, &w, &services).await?;
+                    notices(NoticeKind::WindowCancelled, &w, recipients, cancelled, now)
+                }
+                _ => Vec::new(),
+            };
+            (new, decided, others)
         }
     };
     let after = decided
@@ -601,9 +664,8 @@ pub async fn window_get(
         // A one-off window in the past still shows its one occurrence.
         r.0 = r.0.min(w.start);
     }
-    let json = view_for(&state, actor, w, version, r)
-        .await?
-        .ok_or_else(not_found)?;
+    let visible = visible_services(&state, actor).await?;
+    let json = view_for(visible.as_deref(), w, version, r)?.ok_or_else(not_found)?;
     Ok(HttpResponse::Ok()
         .insert_header((actix_web::http::header::ETAG, format!("\"{version}\"")))
         .json(json))
@@ -653,6 +715,7 @@ pub async fn window_list(
     )
     .await?;
     let more = rows.len() as i64 > limit;
+    let visible = visible_services(&state, actor).await?;
     let mut items = Vec::new();
     let mut last = None;
     for Versioned { item, version } in rows.into_iter().take(limit as usize) {
@@ -662,7 +725,7 @@ pub async fn window_list(
         } else {
             r.0
         };
-        if let Some(v) = view_for(&state, actor, item, version, (from, r.1)).await? {
+        if let Some(v) = view_for(visible.as_deref(), item, version, (from, r.1))? {
             items.push(v);
         }
     }

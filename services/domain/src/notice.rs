@@ -28,9 +28,14 @@ pub enum NoticeKind {
     IncidentEscalated,
     /// A maintenance window announced to the contacts of its services.
     WindowAnnounced,
+    /// An announced maintenance window called off.
+    WindowCancelled,
 }
 
 impl NoticeKind {
+    /// The kinds about maintenance windows, rendered by [`render_window`].
+    pub const WINDOW: [NoticeKind; 2] = [NoticeKind::WindowAnnounced, NoticeKind::WindowCancelled];
+
     /// The kinds about incidents, rendered by [`render`] from [`NoticeFacts`]
     /// (a window's announcement is rendered by [`render_window`]).
     pub const ALL: [NoticeKind; 4] = [
@@ -47,6 +52,7 @@ impl NoticeKind {
             NoticeKind::IncidentResolved => "incident_resolved",
             NoticeKind::IncidentEscalated => "incident_escalated",
             NoticeKind::WindowAnnounced => "window_announced",
+            NoticeKind::WindowCancelled => "window_cancelled",
         }
     }
 
@@ -54,7 +60,7 @@ impl NoticeKind {
     pub fn parse(s: &str) -> Option<NoticeKind> {
         NoticeKind::ALL
             .into_iter()
-            .chain([NoticeKind::WindowAnnounced])
+            .chain(NoticeKind::WINDOW)
             .find(|k| k.as_str() == s)
     }
 }
@@ -143,6 +149,10 @@ const TEMPLATES: &[(&str, &str)] = notice_templates!(
     "window_announced.en.body.txt",
     "window_announced.ja.subject.txt",
     "window_announced.ja.body.txt",
+    "window_cancelled.en.subject.txt",
+    "window_cancelled.en.body.txt",
+    "window_cancelled.ja.subject.txt",
+    "window_cancelled.ja.body.txt",
 );
 
 fn env() -> &'static Environment<'static> {
@@ -262,10 +272,16 @@ struct WindowContext {
     recipient_name: String,
 }
 
-/// Renders a window's announcement for a recipient locale, like [`render`].
-pub fn render_window(locale: &str, facts: &WindowFacts) -> RenderedNotice {
+/// Renders a window's notice (`kind` is one of [`NoticeKind::WINDOW`]) for a
+/// recipient locale, like [`render`].
+pub fn render_window(kind: NoticeKind, locale: &str, facts: &WindowFacts) -> RenderedNotice {
+    assert!(
+        NoticeKind::WINDOW.contains(&kind),
+        "{} is not about a window",
+        kind.as_str()
+    );
     let lang = Lang::of(locale);
-    let base = format!("{}.{}", NoticeKind::WindowAnnounced.as_str(), lang.as_str());
+    let base = format!("{}.{}", kind.as_str(), lang.as_str());
     let sep = match lang {
         Lang::En => ", ",
         Lang::Ja => "、",
@@ -753,7 +769,7 @@ mod tests {
             rrule: None,
             recipient_name: "山田 太郎".into(),
         };
-        let en = render_window("en", &f);
+        let en = render_window(NoticeKind::WindowAnnounced, "en", &f);
         assert_eq!(
             en.subject,
             "[opsledger] Planned maintenance: OS patching (2026-12-06 17:00 UTC)"
@@ -766,7 +782,7 @@ mod tests {
         );
         assert!(en.body.contains("受注サイト, 決済API"));
         assert!(en.body.contains(&f.window_id.to_string()));
-        let ja = render_window("ja", &f);
+        let ja = render_window(NoticeKind::WindowAnnounced, "ja", &f);
         assert!(
             ja.subject
                 .starts_with("【メンテナンスのお知らせ】OS patching"),
@@ -792,10 +808,13 @@ mod tests {
             ..f
         };
         for locale in ["en", "ja"] {
-            let n = render_window(locale, &recurring);
-            assert!(n.body.contains("FREQ=WEEKLY;BYDAY=SU"), "{}", n.body);
-            assert!(n.body.ends_with('\n') && !n.body.ends_with("\n\n"));
-            assert!(!n.body.contains("none"), "{}", n.body);
+            for kind in NoticeKind::WINDOW {
+                let n = render_window(kind, locale, &recurring);
+                assert!(n.body.contains("FREQ=WEEKLY;BYDAY=SU"), "{}", n.body);
+                assert!(n.body.contains(&recurring.window_id.to_string()));
+                assert!(n.body.ends_with('\n') && !n.body.ends_with("\n\n"));
+                assert!(!n.body.contains("none"), "{}", n.body);
+            }
         }
         assert_eq!(
             NoticeKind::parse("window_announced"),

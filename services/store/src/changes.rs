@@ -176,6 +176,16 @@ const CURRENT_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 /// by any instance, is seen. Returns whether it got there; a caller that
 /// goes on regardless reads what is projected.
 pub async fn await_current(pool: &Pool, max_wait: std::time::Duration) -> Result<bool, StoreError> {
+    await_projection(pool, ChangeProjection.name(), max_wait).await
+}
+
+/// As [`await_current`], for the projection named `name` (`roster` before
+/// reading subscriptions, say).
+pub async fn await_projection(
+    pool: &Pool,
+    name: &str,
+    max_wait: std::time::Duration,
+) -> Result<bool, StoreError> {
     let client = pool.get().await?;
     let target: i64 = client
         .query_one(
@@ -189,7 +199,7 @@ pub async fn await_current(pool: &Pool, max_wait: std::time::Duration) -> Result
         let at: i64 = client
             .query_opt(
                 "SELECT last_tx_id::text::int8 FROM projection_checkpoints WHERE name = $1",
-                &[&ChangeProjection.name()],
+                &[&name],
             )
             .await?
             .map_or(0, |r| r.get(0));
