@@ -15,6 +15,7 @@ mod openapi;
 mod projections;
 mod roster;
 mod runbooks;
+mod scenario;
 mod smtp_sink;
 mod store_append;
 mod store_chain;
