@@ -560,3 +560,127 @@ async fn a_failure_after_a_fix_links_to_the_earlier_incident_and_lapses_its_prop
     assert_eq!(reviewed["status"], "verified");
     assert!(reviewed["needs_review"].is_null());
 }
+
+#[tokio::test]
+async fn a_recurrence_needs_a_fix_made_before_it_and_may_be_matched_by_service_alone() {
+    let app = spawn_app().await;
+    let client = register_client(&app, "Client A").await;
+    let cid = client["id"].as_str().unwrap();
+    let shop = register_service(&app, cid, "shop").await;
+    let blog = register_service(&app, cid, "blog").await;
+    let sid = shop["id"].as_str().unwrap().to_owned();
+    let monitoring = app.token(&[Role::Integration]);
+    let operator = app.token_for(app.tenant, "olga", &[Role::Operator], None);
+    let maintainer = app.token_for(app.tenant, "mia", &[Role::Maintainer], None);
+    let alert = |service: &Value, key: &str| {
+        json!({ "source": "prometheus", "dedup_key": key, "group_key": key, "service": service["id"],
+                "summary": key, "severity": "error" })
+    };
+    let incident_of = |v: &Value| v["incident_id"].as_str().unwrap().to_owned();
+
+    // A fails; while it is open, B opens on the same service.
+    let a = incident_of(
+        &ok(
+            &app,
+            "/api/v1/alerts",
+            &monitoring,
+            alert(&shop, "disk-full"),
+        )
+        .await,
+    );
+    let b = ok(
+        &app,
+        "/api/v1/incidents",
+        &operator,
+        json!({ "title": "Slow checkout", "service_id": sid, "severity": "warning" }),
+    )
+    .await;
+    let b = b["id"].as_str().unwrap().to_owned();
+    // Then A is fixed by a change and resolved.
+    let fix = change(&app, &sid, &[&a], true).await;
+    ok(
+        &app,
+        &format!("/api/v1/incidents/{a}/resolve"),
+        &operator,
+        json!(null),
+    )
+    .await;
+    // The blog fails and is resolved without any fix; it fails again.
+    let d = incident_of(
+        &ok(
+            &app,
+            "/api/v1/alerts",
+            &monitoring,
+            alert(&blog, "blog-down"),
+        )
+        .await,
+    );
+    ok(
+        &app,
+        &format!("/api/v1/incidents/{d}/resolve"),
+        &operator,
+        json!(null),
+    )
+    .await;
+    let e = incident_of(
+        &ok(
+            &app,
+            "/api/v1/alerts",
+            &monitoring,
+            alert(&blog, "blog-down-again"),
+        )
+        .await,
+    );
+    // The shop fails again with another fingerprint: a recurrence by service.
+    let c = incident_of(
+        &ok(
+            &app,
+            "/api/v1/alerts",
+            &monitoring,
+            alert(&shop, "checkout-5xx"),
+        )
+        .await,
+    );
+    let linked = eventually("C is a recurrence of A", || async {
+        let v = read(&app, &format!("/api/v1/incidents/{c}"), &operator).await;
+        (!v["recurrence_of"].is_null()).then_some(v)
+    })
+    .await;
+    assert_eq!(linked["recurrence_of"], json!(a));
+    let timeline = read(&app, &format!("/api/v1/incidents/{c}/timeline"), &operator).await;
+    let detected = timeline["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "RecurrenceDetected")
+        .unwrap()
+        .clone();
+    assert_eq!(detected["data"]["matched_by"], "service");
+    assert_eq!(
+        detected["data"]["fix"],
+        json!({ "kind": "change", "change_id": fix })
+    );
+    // The detector follows the log in order, so it has passed E and B: E's
+    // service was never fixed, and B opened before A's fix.
+    for (id, why) in [(&e, "never fixed"), (&b, "fixed only after it opened")] {
+        let v = read(&app, &format!("/api/v1/incidents/{id}"), &operator).await;
+        assert!(v["recurrence_of"].is_null(), "{why}: {v}");
+    }
+    // Replayed from the start, it decides the same: B still opened before the fix.
+    opsledger_store::projection::rebuild(&app.app_state.pool, &opsledger_store::work::Recurrence)
+        .await
+        .unwrap();
+    let v = read(&app, &format!("/api/v1/incidents/{b}"), &operator).await;
+    assert!(
+        v["recurrence_of"].is_null(),
+        "a rebuild links nothing new: {v}"
+    );
+    let timeline = read(&app, &format!("/api/v1/incidents/{c}/timeline"), &operator).await;
+    let found = timeline["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "RecurrenceDetected")
+        .count();
+    assert_eq!(found, 1, "a rebuild records nothing twice");
+}

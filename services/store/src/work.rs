@@ -543,8 +543,11 @@ impl Projection for Recurrence {
                 return Ok(());
             }
             let own_version = own.last().map_or(0, |e| e.stream_version);
-            // The latest fixed incident of the service that is over, one that
-            // shares an alert fingerprint with this one first.
+            // The latest incident of the service that had been fixed and
+            // resolved when this one opened, one that shares an alert
+            // fingerprint with this one first. "When this one opened", not
+            // "now": the detector may run late (or in a rebuild), when an
+            // incident open at the time has been fixed since.
             let found = tx
                 .query_opt(
                     "SELECT i.incident_id, f.kind, f.ref_id, \
@@ -555,7 +558,7 @@ impl Projection for Recurrence {
                      FROM proj_incidents i JOIN proj_fixes f \
                        ON f.tenant_id = i.tenant_id AND f.incident_id = i.incident_id \
                      WHERE i.tenant_id = $1 AND i.service_id = $3 AND i.incident_id <> $2 \
-                       AND i.status IN ('resolved', 'closed') AND i.opened_at <= $4 \
+                       AND i.status IN ('resolved', 'closed') AND i.resolved_at <= $4 AND f.fixed_at <= $4 \
                      ORDER BY same_fingerprint DESC, f.fixed_at DESC LIMIT 1",
                     &[&tenant, &incident_id, &service_id, &event.recorded_at],
                 )
