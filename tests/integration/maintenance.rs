@@ -571,7 +571,6 @@ async fn a_recurrence_needs_a_fix_made_before_it_and_may_be_matched_by_service_a
     let sid = shop["id"].as_str().unwrap().to_owned();
     let monitoring = app.token(&[Role::Integration]);
     let operator = app.token_for(app.tenant, "olga", &[Role::Operator], None);
-    let maintainer = app.token_for(app.tenant, "mia", &[Role::Maintainer], None);
     let alert = |service: &Value, key: &str| {
         json!({ "source": "prometheus", "dedup_key": key, "group_key": key, "service": service["id"],
                 "summary": key, "severity": "error" })

@@ -909,6 +909,21 @@ async fn alerts_inside_a_window_in_force_are_recorded_but_open_no_incident() {
     assert_eq!(recorded.status(), StatusCode::OK);
     let recorded: Value = recorded.json().await.unwrap();
     assert_eq!(recorded["decision"]["window_id"], json!(id), "{recorded}");
+    // Trouble reported by hand inside the window is planned downtime; on
+    // another service it is not.
+    let operator = app.token(&[Role::Operator]);
+    let by_hand = |service: &Value| json!({ "title": "Slow pages", "service_id": service["id"], "severity": "warning" });
+    let res = app
+        .post("/api/v1/incidents", &operator, &by_hand(&service))
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let planned: Value = res.json().await.unwrap();
+    assert_eq!(planned["planned_window"], json!(id), "{planned}");
+    let res = app
+        .post("/api/v1/incidents", &operator, &by_hand(&other))
+        .await;
+    let unplanned: Value = res.json().await.unwrap();
+    assert!(unplanned["planned_window"].is_null(), "{unplanned}");
     // Another service is not in the window: its alert opens an incident.
     let res = app
         .post("/api/v1/alerts", &monitoring, &alert(&other, "pay-down"))

@@ -727,6 +727,26 @@ pub async fn incident_open(
     }
     let now = Utc::now();
     let id = Uuid::now_v7();
+    let impact_start = body.impact_start.unwrap_or(now).min(now);
+    // Trouble that began inside the service's maintenance window is planned
+    // downtime: the incident says which window.
+    let planned_window = match body.service_id {
+        Some(service) => {
+            let client = state
+                .pool
+                .get()
+                .await
+                .map_err(opsledger_store::StoreError::from)?;
+            opsledger_store::changes::window_covering(
+                &client,
+                actor.tenant_id,
+                service,
+                impact_start,
+            )
+            .await?
+        }
+        None => None,
+    };
     let opened = IncidentEvent::IncidentOpened {
         incident_id: id,
         service_id: body.service_id,
@@ -734,7 +754,8 @@ pub async fn incident_open(
         severity: body.severity,
         category: body.category.unwrap_or(Category::Application),
         group_key: None,
-        impact_start: body.impact_start.unwrap_or(now).min(now),
+        impact_start,
+        planned_window,
     };
     let first =
         crate::escalation::first_step(&state, actor.tenant_id, body.service_id, now).await?;

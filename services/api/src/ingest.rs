@@ -303,6 +303,8 @@ pub async fn ingest(
                         category: signal.category,
                         group_key: Some(signal.group_key.clone()),
                         impact_start: signal.starts_at.min(now),
+                        // A window in force would have held the alert instead.
+                        planned_window: None,
                     };
                     // The incident opens before the receipt that says so: a
                     // reader of the log never meets an alert attached to an

@@ -149,6 +149,10 @@ pub enum IncidentEvent {
         /// Set when alerts opened it: later alerts of the group attach.
         group_key: Option<String>,
         impact_start: DateTime<Utc>,
+        /// The announced (or started) maintenance window of the service in
+        /// force when the impact began: the downtime is planned (SPEC §5).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        planned_window: Option<Uuid>,
     },
     IncidentAcknowledged {},
     NoteAdded {
@@ -329,6 +333,9 @@ pub struct Incident {
     /// The earlier incident this one is a recurrence of.
     #[serde(default)]
     pub recurrence_of: Option<Uuid>,
+    /// The maintenance window its impact began in: planned downtime.
+    #[serde(default)]
+    pub planned_window: Option<Uuid>,
 }
 
 /// Folds one event, recorded at `at`, into the incident (`None` before it opens).
@@ -345,6 +352,7 @@ pub fn evolve(
         category,
         group_key,
         impact_start,
+        planned_window,
     } = event
     {
         return Some(Incident {
@@ -369,6 +377,7 @@ pub fn evolve(
             findings: 0,
             fixes: Vec::new(),
             recurrence_of: None,
+            planned_window: *planned_window,
         });
     }
     let mut i = incident?;
@@ -812,6 +821,7 @@ mod tests {
             category: Category::Application,
             group_key: None,
             impact_start: at,
+            planned_window: None,
         };
         evolve(None, &e, at).unwrap()
     }
