@@ -674,6 +674,81 @@ async fn freezes_refuse_normal_changes_and_are_recorded_on_others() {
 }
 
 #[tokio::test]
+async fn a_freeze_declared_after_scheduling_holds_a_normal_change_back_at_its_start() {
+    let app = spawn_app().await;
+    let (_, service) = setup(&app).await;
+    let maint = token(&app, "maint-1", Role::Maintainer);
+    let approver = token(&app, "owner", Role::Approver);
+    let normal = request(&app, &maint, normal_change(&service)).await;
+    let nid = normal["id"].as_str().unwrap().to_owned();
+    ok(&app, &maint, &nid, "submit", json!({})).await;
+    ok(&app, &approver, &nid, "approve", json!({})).await;
+    let now = chrono::Utc::now();
+    ok(
+        &app,
+        &maint,
+        &nid,
+        "schedule",
+        json!({ "start": now, "end": now + chrono::Duration::hours(1) }),
+    )
+    .await;
+    // Then a freeze is declared over now.
+    let freeze = call(
+        &app,
+        Method::POST,
+        "/api/v1/freezes",
+        &approver,
+        None,
+        Some(json!({
+            "service_ids": [service["id"]], "start": now - chrono::Duration::minutes(5),
+            "end": now + chrono::Duration::hours(2), "reason": "Incident in progress elsewhere"
+        })),
+    )
+    .await;
+    assert_eq!(freeze.status, StatusCode::CREATED, "{}", freeze.body);
+    let fid = freeze.body["id"].as_str().unwrap().to_owned();
+    let start_path = format!("/api/v1/changes/{nid}/start");
+    let a = call(
+        &app,
+        Method::POST,
+        &start_path,
+        &maint,
+        None,
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.body);
+    assert_eq!(a.body["freeze_id"], fid.as_str());
+    assert!(a.body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("Incident in progress elsewhere"));
+    assert_eq!(a.body["current_state"], "scheduled");
+    // Lifted, it starts.
+    let lifted = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/freezes/{fid}/lift"),
+        &approver,
+        None,
+        Some(json!({ "reason": "all clear" })),
+    )
+    .await;
+    assert_eq!(lifted.status, StatusCode::OK, "{}", lifted.body);
+    let a = call(
+        &app,
+        Method::POST,
+        &start_path,
+        &maint,
+        None,
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.body["status"], "in_progress");
+}
+
+#[tokio::test]
 async fn overlapping_schedules_of_one_service_are_reported_as_conflicts() {
     let app = spawn_app().await;
     let (client, service) = setup(&app).await;

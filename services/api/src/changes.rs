@@ -489,9 +489,41 @@ async fn step(
                 minutes_spent: b.minutes_spent,
             }
         }
-        Step::Start(b) => Command::Start {
-            minutes_spent: b.minutes_spent,
-        },
+        Step::Start(b) => {
+            // A freeze declared after the change was scheduled still holds
+            // normal changes back: starting one inside it is refused too.
+            if change.kind == Kind::Normal {
+                if !store_changes::await_current(&state.pool, SCHEDULE_READ_WAIT).await? {
+                    tracing::warn!(change = %id, "starting on a change projection that is behind");
+                }
+                let now = chrono::Utc::now();
+                let freezes = store_changes::blocking_freezes(
+                    &state.pool,
+                    tenant,
+                    &change.service_ids,
+                    now,
+                    now + chrono::Duration::microseconds(1),
+                )
+                .await?;
+                if let Some(f) = freezes.first() {
+                    let mut extra = conflict_extra(version);
+                    extra.insert("freeze_id".into(), f.item.id.to_string().into());
+                    return Err(ApiError::Conflict {
+                        detail: format!(
+                            "freeze {} ({}, until {}) forbids starting normal changes to its \
+                             services; start it after the freeze or lift the freeze",
+                            f.item.id,
+                            f.item.reason,
+                            f.item.end.to_rfc3339()
+                        ),
+                        extra,
+                    });
+                }
+            }
+            Command::Start {
+                minutes_spent: b.minutes_spent,
+            }
+        }
         Step::Complete(b) => Command::Complete {
             note: b.note,
             minutes_spent: b.minutes_spent,
