@@ -683,3 +683,134 @@ async fn a_recurrence_needs_a_fix_made_before_it_and_may_be_matched_by_service_a
         .count();
     assert_eq!(found, 1, "a rebuild records nothing twice");
 }
+
+#[tokio::test]
+async fn proposal_and_ledger_routes_keep_roles_periods_and_tenants() {
+    let app = spawn_app().await;
+    let client = register_client(&app, "Client A").await;
+    let cid: Uuid = client["id"].as_str().unwrap().parse().unwrap();
+    let service = register_service(&app, &cid.to_string(), "shop").await;
+    let sid = service["id"].as_str().unwrap().to_owned();
+    let mia = app.token_for(app.tenant, "mia", &[Role::Maintainer], None);
+    let proposal = ok(&app, "/api/v1/proposals", &mia, json!({
+        "title": "Pool limits", "description": "Cap pools", "service_ids": [sid], "minutes_spent": 5
+    }))
+    .await;
+    let path = format!("/api/v1/proposals/{}", proposal["id"].as_str().unwrap());
+    let body = json!({ "title": "t", "description": "d", "service_ids": [sid] });
+    for role in Role::ALL {
+        let token = app.token_for(
+            app.tenant,
+            &format!("someone-{}", role.as_str()),
+            &[role],
+            Some(cid),
+        );
+        let may = |roles: &[Role]| roles.contains(&role);
+        let raise = app.post("/api/v1/proposals", &token, &body).await.status();
+        let read = app.get(&path, &token).await.status();
+        let list = app.get("/api/v1/proposals", &token).await.status();
+        // Each command fails on state or input for those who may give it,
+        // so only the role decides between 403 and the rest.
+        let verify = app
+            .post(&format!("{path}/verify"), &token, &json!({ "note": "n" }))
+            .await
+            .status();
+        let implement = app
+            .post(
+                &format!("{path}/implement"),
+                &token,
+                &json!({ "change_id": Uuid::now_v7() }),
+            )
+            .await
+            .status();
+        let ledger = app.get("/api/v1/work", &token).await.status();
+        let staff = [
+            Role::Operator,
+            Role::Maintainer,
+            Role::Approver,
+            Role::Auditor,
+            Role::Admin,
+        ];
+        for (what, status, allowed) in [
+            (
+                "raise",
+                raise,
+                may(&[
+                    Role::Operator,
+                    Role::Maintainer,
+                    Role::Approver,
+                    Role::Admin,
+                ]),
+            ),
+            ("read", read, may(&staff)),
+            ("list", list, may(&staff)),
+            (
+                "verify",
+                verify,
+                may(&[Role::Approver, Role::Maintainer, Role::Admin]),
+            ),
+            (
+                "implement",
+                implement,
+                may(&[Role::Maintainer, Role::Admin]),
+            ),
+            (
+                "ledger",
+                ledger,
+                may(&[
+                    Role::Operator,
+                    Role::Maintainer,
+                    Role::Approver,
+                    Role::Auditor,
+                    Role::Admin,
+                    Role::Client,
+                ]),
+            ),
+        ] {
+            if allowed {
+                assert_ne!(
+                    status,
+                    StatusCode::FORBIDDEN,
+                    "{} may {what}",
+                    role.as_str()
+                );
+            } else {
+                assert_eq!(
+                    status,
+                    StatusCode::FORBIDDEN,
+                    "{} may not {what}",
+                    role.as_str()
+                );
+            }
+        }
+    }
+
+    // The ledger by period, and nothing of it for another tenant.
+    let operator = app.token(&[Role::Operator]);
+    let all = eventually("the proposal is in the ledger", || async {
+        let v = read(&app, "/api/v1/work", &operator).await;
+        (v["maintenance"]["count"].as_i64() >= Some(1)).then_some(v)
+    })
+    .await;
+    let count = all["maintenance"]["count"].clone();
+    let hour = chrono::Duration::hours(1);
+    let q = |since: chrono::DateTime<Utc>, until: chrono::DateTime<Utc>| {
+        format!(
+            "/api/v1/work?since={}&until={}",
+            urlencode(&since.to_rfc3339()),
+            urlencode(&until.to_rfc3339())
+        )
+    };
+    let now = Utc::now();
+    let around = read(&app, &q(now - hour, now + hour), &operator).await;
+    assert_eq!(around["maintenance"]["count"], count);
+    let before = read(&app, &q(now - hour * 3, now - hour * 2), &operator).await;
+    assert_eq!(before["maintenance"]["count"], 0);
+    assert!(before["items"].as_array().unwrap().is_empty());
+    let elsewhere = app.register_tenant("Other MSP").await;
+    let theirs = app.token_for(elsewhere, "eve", &[Role::Admin], None);
+    let other = read(&app, "/api/v1/work", &theirs).await;
+    assert_eq!(other["maintenance"]["count"], 0);
+    assert_eq!(other["operations"]["count"], 0);
+    assert!(other["items"].as_array().unwrap().is_empty());
+}
