@@ -814,3 +814,76 @@ async fn proposal_and_ledger_routes_keep_roles_periods_and_tenants() {
     assert_eq!(other["operations"]["count"], 0);
     assert!(other["items"].as_array().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_nul_never_stops_the_proposals_or_the_ledger() {
+    let app = spawn_app().await;
+    let client = register_client(&app, "Client A").await;
+    let service = register_service(&app, client["id"].as_str().unwrap(), "shop").await;
+    let sid = service["id"].as_str().unwrap().to_owned();
+    let mia = app.token_for(app.tenant, "mia", &[Role::Maintainer], None);
+    let (status, problem) = call(
+        &app,
+        "/api/v1/proposals",
+        &mia,
+        json!({ "title": "t", "description": "a\u{0}b", "service_ids": [sid] }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    let incident = ok(
+        &app,
+        "/api/v1/incidents",
+        &mia,
+        json!({ "title": "x", "service_id": sid, "severity": "info" }),
+    )
+    .await;
+    let (status, _) = call(
+        &app,
+        &format!(
+            "/api/v1/incidents/{}/findings",
+            incident["id"].as_str().unwrap()
+        ),
+        &mia,
+        json!({ "statement": "a\u{0}b" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    // Nothing checks a token's subject: the read models keep it readable.
+    let odd = app.token_for(app.tenant, "ni\u{0}l", &[Role::Maintainer], None);
+    ok(&app, "/api/v1/proposals", &odd,
+        json!({ "title": "After the NUL", "description": "d", "service_ids": [sid], "minutes_spent": 1 })).await;
+    let listed = eventually("the proposal is listed", || async {
+        let v = read(&app, "/api/v1/proposals", &mia).await;
+        (v["items"].as_array().unwrap().len() == 1).then_some(v)
+    })
+    .await;
+    assert_eq!(listed["items"][0]["raised_by"], "ni\u{fffd}l");
+    let ledger = eventually("the ledger has it", || async {
+        let v = read(&app, "/api/v1/work?class=maintenance", &mia).await;
+        (v["maintenance"]["minutes_spent"] == 1).then_some(v)
+    })
+    .await;
+    let actors: Vec<&str> = ledger["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["actor"].as_str().unwrap())
+        .collect();
+    assert!(actors.contains(&"ni\u{fffd}l"), "{actors:?}");
+    // The change read model too.
+    ok(&app, "/api/v1/changes", &odd, json!({
+        "kind": "emergency", "category": "fix", "title": "t", "risk": "low", "impact": "i", "service_ids": [sid]
+    }))
+    .await;
+    let history = eventually("the change is in the history", || async {
+        let v = read(
+            &app,
+            &format!("/api/v1/changes/history?service={sid}"),
+            &mia,
+        )
+        .await;
+        (v["items"].as_array().unwrap().len() == 1).then_some(v)
+    })
+    .await;
+    assert_eq!(history["items"][0]["requested_by"], "ni\u{fffd}l");
+}

@@ -526,18 +526,11 @@ fn invalid_in(command: &str, status: Status) -> Rejection {
     }
 }
 
-/// A trimmed, non-empty text of at most `TEXT_LEN_MAX_CHARS`.
+/// A free text of a command: trimmed, non-empty, bounded, and without
+/// control characters other than line breaks and tabs (the work log's rule:
+/// a NUL would stop the read models that keep the text).
 pub(crate) fn text(field: &str, raw: &str) -> Result<String, Rejection> {
-    let t = raw.trim();
-    if t.is_empty() {
-        return Err(Rejection::Invalid(format!("{field} must not be empty")));
-    }
-    if t.chars().count() > TEXT_LEN_MAX_CHARS {
-        return Err(Rejection::Invalid(format!(
-            "{field} must be at most {TEXT_LEN_MAX_CHARS} characters"
-        )));
-    }
-    Ok(t.to_owned())
+    crate::worklog::text(field, raw)
 }
 
 /// A week: more effort than that on one record is a typo.

@@ -24,8 +24,8 @@ fn corrupt(e: serde_json::Error) -> StoreError {
     StoreError::Corrupt(format!("change state: {e}"))
 }
 
-fn actor(e: &RecordedEvent) -> &str {
-    e.metadata["actor"].as_str().unwrap_or("")
+fn actor(e: &RecordedEvent) -> String {
+    crate::read::kept_metadata(e, "actor")
 }
 
 /// A change folded from its events. Times are the events' `occurred_at`:
@@ -34,7 +34,7 @@ fn actor(e: &RecordedEvent) -> &str {
 pub fn fold_change(events: &[RecordedEvent]) -> Option<Change> {
     events.iter().fold(None, |c, e| {
         match ChangeEvent::from_stored(&e.event_type, &e.payload) {
-            Some(ev) => change::evolve(c, &ev, e.occurred_at, actor(e)),
+            Some(ev) => change::evolve(c, &ev, e.occurred_at, &actor(e)),
             None => c,
         }
     })
@@ -43,7 +43,7 @@ pub fn fold_change(events: &[RecordedEvent]) -> Option<Change> {
 pub fn fold_window(events: &[RecordedEvent]) -> Option<Window> {
     events.iter().fold(None, |w, e| {
         match WindowEvent::from_stored(&e.event_type, &e.payload) {
-            Some(ev) => window::evolve(w, &ev, e.occurred_at, actor(e)),
+            Some(ev) => window::evolve(w, &ev, e.occurred_at, &actor(e)),
             None => w,
         }
     })
@@ -52,7 +52,7 @@ pub fn fold_window(events: &[RecordedEvent]) -> Option<Window> {
 pub fn fold_freeze(events: &[RecordedEvent]) -> Option<Freeze> {
     events.iter().fold(None, |f, e| {
         match FreezeEvent::from_stored(&e.event_type, &e.payload) {
-            Some(ev) => freeze::evolve(f, &ev, e.occurred_at, actor(e)),
+            Some(ev) => freeze::evolve(f, &ev, e.occurred_at, &actor(e)),
             None => f,
         }
     })

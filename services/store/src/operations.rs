@@ -19,14 +19,8 @@ fn corrupt(e: serde_json::Error) -> StoreError {
     StoreError::Corrupt(format!("operations state: {e}"))
 }
 
-/// Who made an event, or in which role, as the read models may keep it: a NUL
-/// (which `text` and `jsonb` refuse, and which nothing checks in a token's
-/// subject) becomes U+FFFD rather than stopping the projection for good.
 fn meta(event: &RecordedEvent, key: &str) -> String {
-    event.metadata[key]
-        .as_str()
-        .unwrap_or("")
-        .replace('\0', "\u{fffd}")
+    crate::read::kept_metadata(event, key)
 }
 
 #[derive(Debug, Default)]

@@ -265,3 +265,13 @@ pub async fn read_streams<C: GenericClient>(
     let rows = client.query(&stmt, &[&tenant_id, &stream_ids]).await?;
     rows.iter().map(decode).collect()
 }
+
+/// A metadata field of an event (`actor`, `role`) as a read model may keep
+/// it: a NUL, which `text` and `jsonb` refuse and which nothing checks in a
+/// token's subject, becomes U+FFFD rather than stopping the projection for good.
+pub fn kept_metadata(event: &RecordedEvent, key: &str) -> String {
+    event.metadata[key]
+        .as_str()
+        .unwrap_or("")
+        .replace('\0', "\u{fffd}")
+}

@@ -31,8 +31,8 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
 }
 
-fn actor_of(event: &RecordedEvent) -> &str {
-    event.metadata["actor"].as_str().unwrap_or("")
+fn actor_of(event: &RecordedEvent) -> String {
+    read::kept_metadata(event, "actor")
 }
 
 // ------------------------------------------------------------ proposals
@@ -80,7 +80,7 @@ impl Projection for ProposalProjection {
                     }
                 }
             };
-            let Some(p) = proposal::evolve(before, &parsed, event.occurred_at, actor_of(event))
+            let Some(p) = proposal::evolve(before, &parsed, event.occurred_at, &actor_of(event))
             else {
                 return Ok(());
             };
@@ -624,7 +624,7 @@ impl Projection for Recurrence {
                 let version = events.last().map_or(0, |e| e.stream_version);
                 let folded = events.iter().fold(None, |p, e| {
                     match Proposal::parse(&e.event_type, &e.payload) {
-                        Some(ev) => proposal::evolve(p, &ev, e.occurred_at, actor_of(e)),
+                        Some(ev) => proposal::evolve(p, &ev, e.occurred_at, &actor_of(e)),
                         None => p,
                     }
                 });
