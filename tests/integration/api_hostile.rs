@@ -499,3 +499,33 @@ async fn no_route_answers_hostile_input_with_a_server_error() {
         written - before
     );
 }
+
+/// Monitoring sends what it sends: a NUL in any text of an alert is
+/// refused with a problem, never a server error, and the store keeps going.
+#[tokio::test]
+async fn a_nul_in_an_alert_is_refused_and_ingestion_goes_on() {
+    let app = spawn_app().await;
+    let monitoring = app.token(&[Role::Integration]);
+    let base = serde_json::json!({ "source": "prometheus", "dedup_key": "k", "summary": "s", "severity": "error" });
+    for (field, value) in [
+        ("summary", serde_json::json!("a\u{0}b")),
+        ("dedup_key", serde_json::json!("k\u{0}")),
+        ("source", serde_json::json!("p\u{0}")),
+        ("group_key", serde_json::json!("g\u{0}")),
+        ("service", serde_json::json!("shop\u{0}")),
+        ("labels", serde_json::json!({ "env\u{0}": "prod" })),
+        ("labels", serde_json::json!({ "env": "pr\u{0}od" })),
+    ] {
+        let mut body = base.clone();
+        body[field] = value;
+        let res = app.post("/api/v1/alerts", &monitoring, &body).await;
+        let status = res.status();
+        assert!(
+            status.is_client_error(),
+            "{field}: {status} {}",
+            res.text().await.unwrap()
+        );
+    }
+    let res = app.post("/api/v1/alerts", &monitoring, &base).await;
+    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+}

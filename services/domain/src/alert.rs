@@ -140,6 +140,27 @@ impl Signal {
         if self.source.trim().is_empty() || self.source.len() > 100 {
             return Err("source must be 1 to 100 bytes".into());
         }
+        // PostgreSQL's text refuses NUL: kept, it would fail every append
+        // that carries it.
+        let texts = [
+            ("source", Some(self.source.as_str())),
+            ("dedup key", Some(self.dedup_key.as_str())),
+            ("group key", Some(self.group_key.as_str())),
+            ("summary", Some(self.summary.as_str())),
+            ("service", self.service_ref.as_deref()),
+        ];
+        for (field, text) in texts {
+            if text.is_some_and(|t| t.contains('\0')) {
+                return Err(format!("the {field} must not contain NUL characters"));
+            }
+        }
+        if self
+            .labels
+            .iter()
+            .any(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            return Err("label names and values must not contain NUL characters".into());
+        }
         Ok(())
     }
 }
