@@ -15,7 +15,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::common::{begin_command, metadata, stream_events};
+use crate::common::{begin_command, check_if_match, metadata, stream_events};
 use crate::idempotency::{self, IdempotencyKey};
 use crate::incidents::IfMatch;
 use crate::problem::ApiError;
@@ -99,20 +99,7 @@ where
     let current = load::<A>(state, actor.tenant_id, id, None).await?;
     let version = current.version;
     let status = current.record.status();
-    if let Some(expected) = if_match.0 {
-        if expected != version {
-            let mut extra = serde_json::Map::new();
-            extra.insert("current_version".into(), version.into());
-            extra.insert("current_state".into(), status.into());
-            return Err(ApiError::Conflict {
-                detail: format!(
-                    "the {} is at version {version}, not {expected}: reload it and retry",
-                    A::NOUN
-                ),
-                extra,
-            });
-        }
-    }
+    check_if_match(if_match.0, version, A::NOUN, status)?;
     let decided = decide(&current.record, &actor.subject).map_err(ApiError::from)?;
     let now = Utc::now().trunc_subsecs(6);
     let meta: Metadata = metadata(actor, r.req);

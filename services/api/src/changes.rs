@@ -21,7 +21,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::common::{begin_command, metadata, page_len, stream_events, AsOfQuery, Page};
+use crate::common::{
+    begin_command, check_if_match, metadata, page_len, stream_events, AsOfQuery, Page,
+};
 use crate::idempotency::{self, IdempotencyKey};
 use crate::incidents::{optional_json, IfMatch};
 use crate::problem::ApiError;
@@ -406,16 +408,7 @@ async fn step(
         extra.insert("current_state".into(), change.status.as_str().into());
         extra
     };
-    if let Some(expected) = if_match.0 {
-        if expected != version {
-            return Err(ApiError::Conflict {
-                detail: format!(
-                    "the change is at version {version}, not {expected}: reload it and retry"
-                ),
-                extra: conflict_extra(version),
-            });
-        }
-    }
+    check_if_match(if_match.0, version, "change", change.status.as_str())?;
     let by = actor.subject.clone();
     let command = match step {
         Step::Submit(b) => Command::Submit {

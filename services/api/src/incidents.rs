@@ -20,8 +20,8 @@ use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::common::{
-    begin_command, metadata, page_len, require_services, stream_events, unprocessable, AsOfQuery,
-    Page,
+    begin_command, check_if_match, metadata, page_len, require_services, stream_events,
+    unprocessable, AsOfQuery, Page,
 };
 use crate::idempotency::{self, IdempotencyKey};
 use crate::problem::ApiError;
@@ -166,19 +166,7 @@ pub(crate) async fn execute(
     let events = stream_events(state, tenant, &stream, None).await?;
     let incident = fold(&events).ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))?;
     let version = events.last().map_or(0, |e| e.stream_version);
-    if let Some(expected) = if_match {
-        if expected != version {
-            let mut extra = serde_json::Map::new();
-            extra.insert("current_version".into(), version.into());
-            extra.insert("current_state".into(), incident.status.as_str().into());
-            return Err(ApiError::Conflict {
-                detail: format!(
-                    "the incident is at version {version}, not {expected}: reload it and retry"
-                ),
-                extra,
-            });
-        }
-    }
+    check_if_match(if_match, version, "incident", incident.status.as_str())?;
     let mut decided = incident::decide(&incident, command, Uuid::now_v7()).map_err(|r| {
         let state_name = incident.status.as_str();
         match ApiError::from(r) {

@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::changes::{commit, missing, services_exist};
-use crate::common::{begin_command, metadata, page_len, stream_events};
+use crate::common::{begin_command, check_if_match, metadata, page_len, stream_events};
 use crate::idempotency::IdempotencyKey;
 use crate::incidents::{optional_json, IfMatch};
 use crate::problem::ApiError;
@@ -498,17 +498,7 @@ async fn step(
     let w =
         fold(&events).ok_or_else(|| ApiError::NotFound(format!("no maintenance window {id}")))?;
     let version = events.last().map_or(0, |e| e.stream_version);
-    if let Some(expected) = if_match.0.filter(|v| *v != version) {
-        let mut extra = serde_json::Map::new();
-        extra.insert("current_version".into(), version.into());
-        extra.insert("current_state".into(), w.status.as_str().into());
-        return Err(ApiError::Conflict {
-            detail: format!(
-                "the window is at version {version}, not {expected}: reload it and retry"
-            ),
-            extra,
-        });
-    }
+    check_if_match(if_match.0, version, "window", w.status.as_str())?;
     let now = Utc::now().trunc_subsecs(6);
     let meta = metadata(actor, &req);
     let with_state = |r: opsledger_domain::Rejection| match ApiError::from(r) {
