@@ -9,14 +9,14 @@ use actix_web::{HttpRequest, HttpResponse};
 use chrono::{DateTime, SubsecRound, Utc};
 use opsledger_domain::access::Role;
 use opsledger_domain::aggregate::Aggregate;
-use opsledger_domain::{Metadata, NewEvent, RecordedEvent, Rejection};
-use opsledger_store::{AppendOutcome, AppendRequest, ExpectedVersion, StreamAppend};
+use opsledger_domain::{RecordedEvent, Rejection};
+use opsledger_store::ExpectedVersion;
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::common::{begin_command, check_if_match, metadata, stream_events};
-use crate::idempotency::{self, IdempotencyKey};
+use crate::common::{append_and_answer, begin_command, check_if_match, stream_events, Appending};
+use crate::idempotency::IdempotencyKey;
 use crate::incidents::IfMatch;
 use crate::problem::ApiError;
 use crate::AppState;
@@ -102,7 +102,6 @@ where
     check_if_match(if_match.0, version, A::NOUN, status)?;
     let decided = decide(&current.record, &actor.subject).map_err(ApiError::from)?;
     let now = Utc::now().trunc_subsecs(6);
-    let meta: Metadata = metadata(actor, r.req);
     let after = decided
         .iter()
         .try_fold(current.record, |s, e| {
@@ -116,33 +115,20 @@ where
     if decided.is_empty() {
         return Ok(respond(StatusCode::OK, &view));
     }
-    let body = serde_json::to_value(&view).map_err(|e| ApiError::Internal(Box::new(e)))?;
-    let request = AppendRequest {
-        tenant_id: actor.tenant_id,
-        streams: vec![StreamAppend {
-            stream_id: A::stream(id),
-            expected: ExpectedVersion::Exact(version),
-            events: decided
-                .iter()
-                .map(|e| NewEvent::new(A::type_name(e), A::payload(e), meta.clone(), now))
-                .collect(),
-        }],
-        idempotency: idempotency::claim(
-            &r.key,
-            &fingerprint,
-            StatusCode::OK,
-            None,
-            Some(view.version),
-            &body,
-        ),
+    let events = decided
+        .iter()
+        .map(|e| (A::type_name(e), A::payload(e)))
+        .collect();
+    let appending = Appending {
+        stream: A::stream(id),
+        expected: ExpectedVersion::Exact(version),
+        events,
+        version: view.version,
+        location: None,
+        view: serde_json::to_value(&view).map_err(|e| ApiError::Internal(Box::new(e)))?,
+        at: now,
     };
-    match state.committer.append(request).await? {
-        AppendOutcome::Committed { .. } => Ok(respond(StatusCode::OK, &view)),
-        AppendOutcome::Duplicate {
-            fingerprint: stored,
-            response,
-        } => idempotency::replay(&stored, &response, &fingerprint),
-    }
+    append_and_answer(state, actor, r.req, &r.key, &fingerprint, appending).await
 }
 
 /// Starts a record: its first events on a new stream, answered 201 with its
@@ -171,35 +157,17 @@ pub async fn create<A: Aggregate>(
         record,
         version: events.len() as i64,
     };
-    let body = serde_json::to_value(&view).map_err(|e| ApiError::Internal(Box::new(e)))?;
-    let meta = metadata(actor, req);
-    let request = AppendRequest {
-        tenant_id: actor.tenant_id,
-        streams: vec![StreamAppend {
-            stream_id: A::stream(id),
-            expected: ExpectedVersion::NoStream,
-            events: events
-                .iter()
-                .map(|e| NewEvent::new(A::type_name(e), A::payload(e), meta.clone(), now))
-                .collect(),
-        }],
-        idempotency: idempotency::claim(
-            key,
-            &fingerprint,
-            StatusCode::CREATED,
-            Some(&location),
-            Some(view.version),
-            &body,
-        ),
+    let appending = Appending {
+        stream: A::stream(id),
+        expected: ExpectedVersion::NoStream,
+        events: events
+            .iter()
+            .map(|e| (A::type_name(e), A::payload(e)))
+            .collect(),
+        version: view.version,
+        location: Some(location),
+        view: serde_json::to_value(&view).map_err(|e| ApiError::Internal(Box::new(e)))?,
+        at: now,
     };
-    match state.committer.append(request).await? {
-        AppendOutcome::Committed { .. } => Ok(HttpResponse::Created()
-            .insert_header((header::LOCATION, location))
-            .insert_header((header::ETAG, format!("\"{}\"", view.version)))
-            .json(body)),
-        AppendOutcome::Duplicate {
-            fingerprint: stored,
-            response,
-        } => idempotency::replay(&stored, &response, &fingerprint),
-    }
+    append_and_answer(state, actor, req, key, &fingerprint, appending).await
 }

@@ -104,15 +104,7 @@ pub(crate) async fn require_services(
     services: &[Uuid],
 ) -> Result<(), ApiError> {
     for s in services {
-        let stream = opsledger_domain::directory::service_stream(*s);
-        if stream_events(state, tenant, &stream, None)
-            .await?
-            .is_empty()
-        {
-            return Err(ApiError::Unprocessable(format!(
-                "service {s} does not exist"
-            )));
-        }
+        existing_service(state, tenant, *s).await?;
     }
     Ok(())
 }
@@ -159,6 +151,9 @@ pub(crate) struct Appending {
     /// Set for a new resource: answered 201 with this `Location`; else 200.
     pub location: Option<String>,
     pub view: serde_json::Value,
+    /// The instant the command was decided at: the events' `occurred_at`,
+    /// so the answer's timestamps are the ones a later read folds.
+    pub at: DateTime<Utc>,
 }
 
 /// Appends a command's events, with its idempotency key in the same
@@ -174,7 +169,6 @@ pub(crate) async fn append_and_answer(
     use actix_web::http::{header, StatusCode};
     use opsledger_store::{AppendOutcome, AppendRequest, StreamAppend};
     let meta = metadata(actor, req);
-    let now = Utc::now();
     let status = if a.location.is_some() {
         StatusCode::CREATED
     } else {
@@ -188,7 +182,7 @@ pub(crate) async fn append_and_answer(
             events: a
                 .events
                 .into_iter()
-                .map(|(t, p)| opsledger_domain::NewEvent::new(t, p, meta.clone(), now))
+                .map(|(t, p)| opsledger_domain::NewEvent::new(t, p, meta.clone(), a.at))
                 .collect(),
         }],
         idempotency: idempotency::claim(

@@ -181,32 +181,31 @@ async fn suppressing_window(
     at: DateTime<Utc>,
 ) -> Result<Option<Uuid>, ApiError> {
     let key = (tenant, service);
+    let covering = |windows: &[Window]| windows.iter().find(|w| w.covers(at)).map(|w| w.id);
+    // Decided under the lock on what is kept: nothing is copied per alert.
     let cached = state.ingest_cache.windows.lock().ok().and_then(|m| {
         m.get(&key)
             .filter(|(read_at, _)| read_at.elapsed() < WINDOWS_FRESH_FOR)
-            .map(|(_, w)| w.clone())
+            .map(|(_, w)| covering(w))
     });
-    let windows = match cached {
-        Some(w) => w,
-        None => {
-            let read_at = Instant::now();
-            let client = state
-                .pool
-                .get()
-                .await
-                .map_err(opsledger_store::StoreError::from)?;
-            let w =
-                opsledger_store::changes::windows_in_force(&client, tenant, service, at).await?;
-            if let Ok(mut m) = state.ingest_cache.windows.lock() {
-                if m.len() >= CACHE_ENTRIES_MAX {
-                    m.clear();
-                }
-                m.insert(key, (read_at, w.clone()));
-            }
-            w
+    if let Some(found) = cached {
+        return Ok(found);
+    }
+    let read_at = Instant::now();
+    let client = state
+        .pool
+        .get()
+        .await
+        .map_err(opsledger_store::StoreError::from)?;
+    let windows = opsledger_store::changes::windows_in_force(&client, tenant, service, at).await?;
+    let found = covering(&windows);
+    if let Ok(mut m) = state.ingest_cache.windows.lock() {
+        if m.len() >= CACHE_ENTRIES_MAX {
+            m.clear();
         }
-    };
-    Ok(windows.into_iter().find(|w| w.covers(at)).map(|w| w.id))
+        m.insert(key, (read_at, windows));
+    }
+    Ok(found)
 }
 
 /// Records one signal and returns what became of it.

@@ -120,12 +120,13 @@ pub async fn inquiry_open(
         &body.subject,
         &body.body,
     )?;
+    let now = Utc::now();
     let opened = inquiry::evolve(
         None,
         &event,
         &actor.subject,
         actor.primary_role().as_str(),
-        Utc::now(),
+        now,
     )
     .ok_or_else(|| ApiError::Internal("opening opened nothing".into()))?;
     append_and_answer(
@@ -141,6 +142,7 @@ pub async fn inquiry_open(
             version: 1,
             location: Some(format!("/api/v1/inquiries/{id}")),
             view: view(actor, &opened, 1)?,
+            at: now,
         },
     )
     .await
@@ -237,12 +239,13 @@ async fn execute(
     let (i, version) = load(&state, actor, id).await?;
     check_if_match(if_match.0, version, "inquiry", i.status.as_str())?;
     let event = inquiry::decide(&i, command)?;
+    let now = Utc::now();
     let after = inquiry::evolve(
         Some(i),
         &event,
         &actor.subject,
         actor.primary_role().as_str(),
-        Utc::now(),
+        now,
     )
     .ok_or_else(|| ApiError::Internal("the inquiry vanished".into()))?;
     append_and_answer(
@@ -258,6 +261,7 @@ async fn execute(
             version: version + 1,
             location: None,
             view: view(actor, &after, version + 1)?,
+            at: now,
         },
     )
     .await

@@ -127,7 +127,8 @@ async fn publish(
     if let Some(s) = body.service_id {
         existing_service(&state, tenant, s).await?;
     }
-    let after = runbook::evolve_runbook(current, &event, &actor.subject, Utc::now())
+    let now = Utc::now();
+    let after = runbook::evolve_runbook(current, &event, &actor.subject, now)
         .ok_or_else(|| ApiError::Internal("publishing published nothing".into()))?;
     let view = runbook_view(&after, after.latest())?;
     let n = after.latest().version;
@@ -152,6 +153,7 @@ async fn publish(
                 format!("/api/v1/runbooks/{id}?version={n}")
             }),
             view,
+            at: now,
         },
     )
     .await
@@ -337,7 +339,8 @@ pub async fn execution_start(
     }
     let execution_id = Uuid::now_v7();
     let event = runbook::start(&r, execution_id, body.incident_id);
-    let x = runbook::evolve_execution(None, &event, &actor.subject, Utc::now())
+    let now = Utc::now();
+    let x = runbook::evolve_execution(None, &event, &actor.subject, now)
         .ok_or_else(|| ApiError::Internal("starting started nothing".into()))?;
     let view = execution_view(&x, 1)?;
     append_and_answer(
@@ -353,6 +356,7 @@ pub async fn execution_start(
             version: 1,
             location: Some(format!("/api/v1/executions/{execution_id}")),
             view,
+            at: now,
         },
     )
     .await
@@ -449,7 +453,8 @@ async fn execute(
             other => other,
         }
     })?;
-    let after = runbook::evolve_execution(Some(x), &event, &actor.subject, Utc::now())
+    let now = Utc::now();
+    let after = runbook::evolve_execution(Some(x), &event, &actor.subject, now)
         .ok_or_else(|| ApiError::Internal("the execution vanished".into()))?;
     let view = execution_view(&after, version + 1)?;
     append_and_answer(
@@ -465,6 +470,7 @@ async fn execute(
             version: version + 1,
             location: None,
             view,
+            at: now,
         },
     )
     .await

@@ -86,6 +86,7 @@ pub async fn task_record(
             version: 1,
             location: Some(format!("/api/v1/worklog/{id}")),
             view,
+            at: now,
         },
     )
     .await
@@ -189,6 +190,7 @@ pub async fn backup_record(
             version: 1,
             location: Some(format!("/api/v1/backups/{id}")),
             view,
+            at: now,
         },
     )
     .await
@@ -243,7 +245,8 @@ pub async fn backup_verify(
     let (backup, version) = load_backup(&state, actor.tenant_id, id).await?;
     check_if_match(if_match.0, version, "backup", backup.status.as_str())?;
     let event = worklog::verify(&backup, body.result, &body.how, body.minutes_spent)?;
-    let after = worklog::evolve_backup(Some(backup), &event, &actor.subject, Utc::now())
+    let now = Utc::now();
+    let after = worklog::evolve_backup(Some(backup), &event, &actor.subject, now)
         .ok_or_else(|| ApiError::Internal("the backup vanished".into()))?;
     let view = serde_json::to_value(BackupView {
         backup: after,
@@ -263,6 +266,7 @@ pub async fn backup_verify(
             version: version + 1,
             location: None,
             view,
+            at: now,
         },
     )
     .await

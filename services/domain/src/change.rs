@@ -327,6 +327,21 @@ impl Change {
     }
 }
 
+/// The change ended with `outcome` (completed, failed or rolled back).
+fn finish(
+    c: &mut Change,
+    outcome: Status,
+    note: Option<String>,
+    at: DateTime<Utc>,
+    minutes_spent: &Option<u32>,
+) {
+    c.status = outcome;
+    c.outcome = Some(outcome);
+    c.outcome_note = note;
+    c.finished_at = Some(at);
+    c.minutes_spent += minutes_spent.unwrap_or(0);
+}
+
 /// Folds one event, recorded at `at` by `by`, into the change.
 pub fn evolve(
     change: Option<Change>,
@@ -442,35 +457,29 @@ pub fn evolve(
             note,
             minutes_spent,
             ..
-        } => {
-            c.status = Status::Completed;
-            c.outcome = Some(Status::Completed);
-            c.outcome_note = note.clone();
-            c.finished_at = Some(at);
-            add(&mut c, minutes_spent);
-        }
+        } => finish(&mut c, Status::Completed, note.clone(), at, minutes_spent),
         ChangeEvent::ChangeFailed {
             reason,
             minutes_spent,
             ..
-        } => {
-            c.status = Status::Failed;
-            c.outcome = Some(Status::Failed);
-            c.outcome_note = Some(reason.clone());
-            c.finished_at = Some(at);
-            add(&mut c, minutes_spent);
-        }
+        } => finish(
+            &mut c,
+            Status::Failed,
+            Some(reason.clone()),
+            at,
+            minutes_spent,
+        ),
         ChangeEvent::ChangeRolledBack {
             reason,
             minutes_spent,
             ..
-        } => {
-            c.status = Status::RolledBack;
-            c.outcome = Some(Status::RolledBack);
-            c.outcome_note = Some(reason.clone());
-            c.finished_at = Some(at);
-            add(&mut c, minutes_spent);
-        }
+        } => finish(
+            &mut c,
+            Status::RolledBack,
+            Some(reason.clone()),
+            at,
+            minutes_spent,
+        ),
         ChangeEvent::ChangeReviewed {
             summary,
             minutes_spent,
