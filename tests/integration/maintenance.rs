@@ -698,6 +698,7 @@ async fn proposal_and_ledger_routes_keep_roles_periods_and_tenants() {
     .await;
     let path = format!("/api/v1/proposals/{}", proposal["id"].as_str().unwrap());
     let body = json!({ "title": "t", "description": "d", "service_ids": [sid] });
+    let mut raised = 1;
     for role in Role::ALL {
         let token = app.token_for(
             app.tenant,
@@ -707,6 +708,7 @@ async fn proposal_and_ledger_routes_keep_roles_periods_and_tenants() {
         );
         let may = |roles: &[Role]| roles.contains(&role);
         let raise = app.post("/api/v1/proposals", &token, &body).await.status();
+        raised += i64::from(raise.is_success());
         let read = app.get(&path, &token).await.status();
         let list = app.get("/api/v1/proposals", &token).await.status();
         // Each command fails on state or input for those who may give it,
@@ -787,9 +789,11 @@ async fn proposal_and_ledger_routes_keep_roles_periods_and_tenants() {
 
     // The ledger by period, and nothing of it for another tenant.
     let operator = app.token(&[Role::Operator]);
-    let all = eventually("the proposal is in the ledger", || async {
+    // Wait for every proposal raised above, not just the first: the ledger
+    // follows the log, and a count read half-way would not match the later ones.
+    let all = eventually("every proposal is in the ledger", || async {
         let v = read(&app, "/api/v1/work", &operator).await;
-        (v["maintenance"]["count"].as_i64() >= Some(1)).then_some(v)
+        (v["maintenance"]["count"].as_i64() == Some(raised)).then_some(v)
     })
     .await;
     let count = all["maintenance"]["count"].clone();
