@@ -2424,6 +2424,49 @@ async fn changes_and_windows(c: &mut Checker, app: &TestApp, client_id: &str, se
         )
         .await;
     assert_eq!(history["items"].as_array().unwrap().len(), 2);
+    // Paged: the first change, then the second after it, and no cursor on
+    // the last page.
+    let first = c
+        .expect(200)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/changes/history",
+            &format!("/api/v1/changes/history?service={service_id}&limit=1"),
+            Some(&maint),
+            None,
+        )
+        .await;
+    assert_eq!(first["items"].as_array().unwrap().len(), 1);
+    assert_eq!(first["items"][0]["id"], history["items"][0]["id"]);
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
+    let second = c
+        .expect(200)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/changes/history",
+            &format!("/api/v1/changes/history?service={service_id}&limit=1&after={cursor}"),
+            Some(&maint),
+            None,
+        )
+        .await;
+    assert_eq!(second["items"].as_array().unwrap().len(), 1);
+    assert_eq!(second["items"][0]["id"], history["items"][1]["id"]);
+    assert!(second.get("next_cursor").is_none(), "{second}");
+    c.expect(400)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/changes/history",
+            &format!("/api/v1/changes/history?service={service_id}&limit=0"),
+            Some(&maint),
+            None,
+        )
+        .await;
     c.expect(404)
         .check(
             app,

@@ -49,8 +49,9 @@ const ANY_CHANGER: &[Role] = &[
 /// How long scheduling waits for the change projection to catch up with
 /// what was committed before it (freezes, other schedules).
 const SCHEDULE_READ_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-/// Changes in one change history at most.
-pub const HISTORY_LEN_MAX: i64 = 1_000;
+/// Windows of a service read, at most, to link a page of its change history
+/// to the windows that serve its changes.
+const HISTORY_WINDOWS_MAX: i64 = 1_000;
 
 fn internal(e: serde_json::Error) -> ApiError {
     ApiError::Internal(Box::new(e))
@@ -684,6 +685,8 @@ pub async fn change_get(
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
     pub service: Uuid,
+    pub after: Option<Uuid>,
+    pub limit: Option<u32>,
 }
 
 #[derive(Debug, Serialize)]
@@ -722,8 +725,15 @@ pub async fn change_history(
     {
         return Err(ApiError::NotFound(format!("no service {service}")));
     }
-    let changes =
-        store_changes::change_history(&state.pool, tenant, service, HISTORY_LEN_MAX).await?;
+    let limit = page_len(query.limit)?;
+    let mut changes =
+        store_changes::change_history(&state.pool, tenant, service, query.after, limit + 1).await?;
+    let next_cursor = (changes.len() as i64 > limit)
+        .then(|| {
+            changes.truncate(limit as usize);
+            changes.last().map(|c| c.item.id)
+        })
+        .flatten();
     let windows = store_changes::list_windows(
         &state.pool,
         tenant,
@@ -732,7 +742,7 @@ pub async fn change_history(
             ..Default::default()
         },
         None,
-        HISTORY_LEN_MAX,
+        HISTORY_WINDOWS_MAX,
     )
     .await?;
     let items: Vec<HistoryEntry> = changes
@@ -763,7 +773,11 @@ pub async fn change_history(
             version,
         })
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "service_id": service, "items": items })))
+    let mut page = serde_json::json!({ "service_id": service, "items": items });
+    if let Some(cursor) = next_cursor {
+        page["next_cursor"] = cursor.to_string().into();
+    }
+    Ok(HttpResponse::Ok().json(page))
 }
 
 // ------------------------------------------------------------ freezes

@@ -274,15 +274,22 @@ pub async fn change_history(
     pool: &Pool,
     tenant: Uuid,
     service: Uuid,
+    after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Versioned<Change>>, StoreError> {
     let client = pool.get().await?;
+    // Oldest first, in the order of request; `after` names the last change
+    // of the previous page, whose (requested_at, change_id) the page follows.
+    // A cursor that names no change of this tenant matches nothing.
     let rows = client
         .query(
             "SELECT state, version FROM proj_changes \
              WHERE tenant_id = $1 AND service_ids @> ARRAY[$2::uuid] \
-             ORDER BY requested_at, change_id LIMIT $3",
-            &[&tenant, &service, &limit],
+               AND ($3::uuid IS NULL OR (requested_at, change_id) > \
+                    (SELECT c.requested_at, c.change_id FROM proj_changes c \
+                     WHERE c.tenant_id = $1 AND c.change_id = $3)) \
+             ORDER BY requested_at, change_id LIMIT $4",
+            &[&tenant, &service, &after, &limit],
         )
         .await?;
     rows.iter().map(versioned).collect()
