@@ -1251,6 +1251,29 @@ async fn roster_and_escalation(c: &mut Checker, app: &TestApp, client_id: &str) 
             None,
         )
         .await;
+    // A page with more to follow: its cursor is in the document too.
+    let page = c
+        .expect(200)
+        .check(
+            app,
+            Method::GET,
+            users_path,
+            &format!("{users_path}?limit=1"),
+            Some(&operator),
+            None,
+        )
+        .await;
+    assert!(page["next_cursor"].is_string(), "{page}");
+    c.expect(400)
+        .check(
+            app,
+            Method::GET,
+            users_path,
+            &format!("{users_path}?limit=0"),
+            Some(&operator),
+            None,
+        )
+        .await;
     c.expect(403)
         .check(
             app,

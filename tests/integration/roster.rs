@@ -630,3 +630,99 @@ async fn acknowledging_cancels_the_next_escalation() {
         .get(0);
     assert_eq!(timers, 0);
 }
+
+/// Every roster list is paged (SPEC §7): `limit` items in order, a
+/// `next_cursor` while more follow, and `after` it the rest; none lost or
+/// repeated, and a `limit` out of range is a 400 problem.
+#[tokio::test]
+async fn roster_lists_are_paged_in_order_without_gaps_or_repeats() {
+    let app = spawn_app().await;
+    let admin = app.token(&[Role::Admin]);
+    let client = register_client(&app, "Client A").await;
+    let service = register_service(&app, client["id"].as_str().unwrap(), "shop").await;
+    let mut users = Vec::new();
+    for name in ["Carol", "Alice", "Bob"] {
+        let res = app
+            .post(
+                "/api/v1/users",
+                &admin,
+                &json!({ "name": name, "email": format!("{}@example.com", name.to_lowercase()), "locale": "en" }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        users.push(res.json::<Value>().await.unwrap()["id"].clone());
+    }
+    for name in ["Zed", "Yan", "Xia"] {
+        let res = app
+            .post(
+                "/api/v1/schedules",
+                &admin,
+                &json!({ "name": name, "time_zone": "UTC",
+                         "rotations": [{ "users": [users[0]], "shift_hours": 8, "start_date": "2026-01-01", "handoff_time": "00:00:00" }] }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let res = app
+            .post(
+                "/api/v1/escalation-policies",
+                &admin,
+                &json!({ "name": name, "service_ids": [service["id"]],
+                         "levels": [{ "targets": [{ "type": "user", "id": users[1] }], "timeout_minutes": 5, "repeat": 1 }] }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let res = app
+            .post(
+                "/api/v1/subscriptions",
+                &admin,
+                &json!({ "service_id": service["id"], "name": name, "email": format!("{}@example.com", name.to_lowercase()),
+                         "locale": "en", "kinds": ["incident_opened"], "min_severity": "info" }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+    }
+    for (list, key, expected) in [
+        ("/api/v1/users", "name", ["Alice", "Bob", "Carol"]),
+        ("/api/v1/schedules", "name", ["Xia", "Yan", "Zed"]),
+        ("/api/v1/escalation-policies", "name", ["Xia", "Yan", "Zed"]),
+        // Oldest first.
+        ("/api/v1/subscriptions", "name", ["Zed", "Yan", "Xia"]),
+    ] {
+        let all = eventually(list, || async {
+            let l = read(&app, list, &admin).await;
+            (l.body["items"].as_array()?.len() == 3).then_some(l.body)
+        })
+        .await;
+        assert!(all.get("next_cursor").is_none(), "{list}: {all}");
+        let first = read(&app, &format!("{list}?limit=2"), &admin).await;
+        assert_eq!(first.status, StatusCode::OK, "{list}: {}", first.body);
+        let cursor = first.body["next_cursor"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{list}: a next page in {}", first.body));
+        assert_eq!(cursor, first.body["items"][1]["id"].as_str().unwrap());
+        let rest = read(&app, &format!("{list}?limit=2&after={cursor}"), &admin).await;
+        assert_eq!(rest.status, StatusCode::OK, "{list}: {}", rest.body);
+        assert!(
+            rest.body.get("next_cursor").is_none(),
+            "{list}: {}",
+            rest.body
+        );
+        let names: Vec<&str> = first.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(rest.body["items"].as_array().unwrap())
+            .map(|i| i[key].as_str().unwrap())
+            .collect();
+        assert_eq!(names, expected, "{list}");
+        for bad in ["limit=0", "limit=201", "after=nope", "page=2"] {
+            assert_problem(
+                &app,
+                &format!("{list}?{bad}"),
+                &admin,
+                StatusCode::BAD_REQUEST,
+            )
+            .await;
+        }
+    }
+}

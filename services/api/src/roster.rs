@@ -26,6 +26,7 @@ use uuid::Uuid;
 use crate::auth::Caller;
 use crate::common::{
     begin_command, metadata, page_len, require_services, stream_events, unprocessable, AsOfQuery,
+    Page,
 };
 use crate::idempotency::{self, IdempotencyKey};
 use crate::problem::ApiError;
@@ -221,14 +222,26 @@ pub async fn user_get(
     }
 }
 
+/// A page of a roster list: the id of the last item of the previous page,
+/// and how many items.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RosterPageQuery {
+    pub after: Option<Uuid>,
+    pub limit: Option<u32>,
+}
+
 pub async fn user_list(
     state: web::Data<AppState>,
     caller: Caller,
+    query: web::Query<RosterPageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let actor = caller.require(STAFF)?;
     state.tenants.require(&state.pool, actor.tenant_id).await?;
-    let items = store_roster::list_users(&state.pool, actor.tenant_id).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items })))
+    let limit = page_len(query.limit)?;
+    let items =
+        store_roster::list_users(&state.pool, actor.tenant_id, query.after, limit + 1).await?;
+    Ok(HttpResponse::Ok().json(Page::of(items, limit, |u| u.id)))
 }
 
 // ------------------------------------------------------------ policies
@@ -310,11 +323,14 @@ pub async fn policy_define(
 pub async fn policy_list(
     state: web::Data<AppState>,
     caller: Caller,
+    query: web::Query<RosterPageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let actor = caller.require(STAFF)?;
     state.tenants.require(&state.pool, actor.tenant_id).await?;
-    let items = store_roster::list_policies(&state.pool, actor.tenant_id).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items })))
+    let limit = page_len(query.limit)?;
+    let items =
+        store_roster::list_policies(&state.pool, actor.tenant_id, query.after, limit + 1).await?;
+    Ok(HttpResponse::Ok().json(Page::of(items, limit, |p| p.id)))
 }
 
 /// `GET /api/v1/escalation-policies/{id}`: one policy, folded from its
@@ -451,11 +467,14 @@ pub async fn schedule_define(
 pub async fn schedule_list(
     state: web::Data<AppState>,
     caller: Caller,
+    query: web::Query<RosterPageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let actor = caller.require(STAFF)?;
     state.tenants.require(&state.pool, actor.tenant_id).await?;
-    let items = store_roster::list_schedules(&state.pool, actor.tenant_id).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items })))
+    let limit = page_len(query.limit)?;
+    let items =
+        store_roster::list_schedules(&state.pool, actor.tenant_id, query.after, limit + 1).await?;
+    Ok(HttpResponse::Ok().json(Page::of(items, limit, |s| s.id)))
 }
 
 /// A schedule folded from its stream: definition plus overrides in order.
@@ -800,6 +819,8 @@ pub async fn subscription_get(
 pub struct SubscriptionQuery {
     pub client_id: Option<Uuid>,
     pub service_id: Option<Uuid>,
+    pub after: Option<Uuid>,
+    pub limit: Option<u32>,
 }
 
 /// The client filter a caller's scope allows, or `None` when it sees nothing.
@@ -818,14 +839,22 @@ pub async fn subscription_list(
 ) -> Result<HttpResponse, ApiError> {
     let actor = caller.require(LEDGER_READERS)?;
     state.tenants.require(&state.pool, actor.tenant_id).await?;
+    let limit = page_len(query.limit)?;
     let items = match scoped_client(actor, query.client_id) {
         Some(client) => {
-            store_roster::list_subscriptions(&state.pool, actor.tenant_id, client, query.service_id)
-                .await?
+            store_roster::list_subscriptions(
+                &state.pool,
+                actor.tenant_id,
+                client,
+                query.service_id,
+                query.after,
+                limit + 1,
+            )
+            .await?
         }
         None => Vec::new(),
     };
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items })))
+    Ok(HttpResponse::Ok().json(Page::of(items, limit, |s| s.id)))
 }
 
 pub async fn subscription_cancel(

@@ -333,6 +333,35 @@ async fn services_of(
     Ok(out)
 }
 
+/// Every active subscription to one service, page by page: an announcement
+/// goes to all of them, however many there are.
+async fn all_subscriptions(
+    state: &AppState,
+    tenant: Uuid,
+    client: Uuid,
+    service: Uuid,
+) -> Result<Vec<store_roster::SubscriptionRow>, ApiError> {
+    const PAGE: i64 = 500;
+    let mut all: Vec<store_roster::SubscriptionRow> = Vec::new();
+    loop {
+        let after = all.last().map(|s| s.id);
+        let page = store_roster::list_subscriptions(
+            &state.pool,
+            tenant,
+            Some(client),
+            Some(service),
+            after,
+            PAGE,
+        )
+        .await?;
+        let last = (page.len() as i64) < PAGE;
+        all.extend(page);
+        if last {
+            return Ok(all);
+        }
+    }
+}
+
 /// The subscribed contacts of these services, each address once, with the
 /// names of its own client's services among them.
 async fn recipients_of(
@@ -347,10 +376,7 @@ async fn recipients_of(
     }
     let mut recipients: Vec<(Recipient, Vec<String>)> = Vec::new();
     for (service, name, client, _) in services {
-        for sub in
-            store_roster::list_subscriptions(&state.pool, tenant, Some(*client), Some(*service))
-                .await?
-        {
+        for sub in all_subscriptions(state, tenant, *client, *service).await? {
             match recipients
                 .iter_mut()
                 .find(|(r, _)| r.email.eq_ignore_ascii_case(&sub.email))

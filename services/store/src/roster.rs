@@ -189,13 +189,24 @@ pub struct UserRow {
     pub registered_at: DateTime<Utc>,
 }
 
-pub async fn list_users(pool: &Pool, tenant: Uuid) -> Result<Vec<UserRow>, StoreError> {
+/// Responders by name, then id: up to `limit` after the one `after` names
+/// (a cursor that names no responder of the tenant matches nothing).
+pub async fn list_users(
+    pool: &Pool,
+    tenant: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<UserRow>, StoreError> {
     let client = pool.get().await?;
     let rows = client
         .query(
             "SELECT user_id, name, email, locale, registered_at FROM proj_users \
-             WHERE tenant_id = $1 ORDER BY name, user_id LIMIT 1000",
-            &[&tenant],
+             WHERE tenant_id = $1 \
+               AND ($2::uuid IS NULL OR (name, user_id) > \
+                    (SELECT c.name, c.user_id FROM proj_users c \
+                     WHERE c.tenant_id = $1 AND c.user_id = $2)) \
+             ORDER BY name, user_id LIMIT $3",
+            &[&tenant, &after, &limit],
         )
         .await?;
     Ok(rows
@@ -250,13 +261,23 @@ fn policy_row(r: &tokio_postgres::Row) -> Result<PolicyRow, StoreError> {
     })
 }
 
-pub async fn list_policies(pool: &Pool, tenant: Uuid) -> Result<Vec<PolicyRow>, StoreError> {
+/// Policies by name, then id, paged like [`list_users`].
+pub async fn list_policies(
+    pool: &Pool,
+    tenant: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<PolicyRow>, StoreError> {
     let client = pool.get().await?;
     let rows = client
         .query(
             "SELECT policy_id, definition, version, defined_at FROM proj_policies \
-             WHERE tenant_id = $1 ORDER BY name, policy_id LIMIT 1000",
-            &[&tenant],
+             WHERE tenant_id = $1 \
+               AND ($2::uuid IS NULL OR (name, policy_id) > \
+                    (SELECT c.name, c.policy_id FROM proj_policies c \
+                     WHERE c.tenant_id = $1 AND c.policy_id = $2)) \
+             ORDER BY name, policy_id LIMIT $3",
+            &[&tenant, &after, &limit],
         )
         .await?;
     rows.iter().map(policy_row).collect()
@@ -298,14 +319,23 @@ fn schedule_row(r: &tokio_postgres::Row) -> Result<ScheduleRow, StoreError> {
     })
 }
 
-/// The tenant's schedules by name, at most 1000 like the other roster lists.
-pub async fn list_schedules(pool: &Pool, tenant: Uuid) -> Result<Vec<ScheduleRow>, StoreError> {
+/// The tenant's schedules by name, then id, paged like [`list_users`].
+pub async fn list_schedules(
+    pool: &Pool,
+    tenant: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<ScheduleRow>, StoreError> {
     let client = pool.get().await?;
     let rows = client
         .query(
             "SELECT schedule_id, name, definition, version FROM proj_schedules \
-             WHERE tenant_id = $1 ORDER BY name, schedule_id LIMIT 1000",
-            &[&tenant],
+             WHERE tenant_id = $1 \
+               AND ($2::uuid IS NULL OR (name, schedule_id) > \
+                    (SELECT c.name, c.schedule_id FROM proj_schedules c \
+                     WHERE c.tenant_id = $1 AND c.schedule_id = $2)) \
+             ORDER BY name, schedule_id LIMIT $3",
+            &[&tenant, &after, &limit],
         )
         .await?;
     rows.iter().map(schedule_row).collect()
@@ -341,12 +371,15 @@ pub struct SubscriptionRow {
     pub created_at: DateTime<Utc>,
 }
 
-/// Subscriptions, optionally only one client's or one service's, active ones only.
+/// Subscriptions, optionally only one client's or one service's, active ones
+/// only, oldest first: up to `limit` after the one `after` names.
 pub async fn list_subscriptions(
     pool: &Pool,
     tenant: Uuid,
     client_id: Option<Uuid>,
     service_id: Option<Uuid>,
+    after: Option<Uuid>,
+    limit: i64,
 ) -> Result<Vec<SubscriptionRow>, StoreError> {
     let client = pool.get().await?;
     let rows = client
@@ -355,8 +388,11 @@ pub async fn list_subscriptions(
                active, created_at FROM proj_subscriptions \
              WHERE tenant_id = $1 AND active \
                AND ($2::uuid IS NULL OR client_id = $2) AND ($3::uuid IS NULL OR service_id = $3) \
-             ORDER BY created_at, subscription_id LIMIT 1000",
-            &[&tenant, &client_id, &service_id],
+               AND ($4::uuid IS NULL OR (created_at, subscription_id) > \
+                    (SELECT c.created_at, c.subscription_id FROM proj_subscriptions c \
+                     WHERE c.tenant_id = $1 AND c.subscription_id = $4)) \
+             ORDER BY created_at, subscription_id LIMIT $5",
+            &[&tenant, &client_id, &service_id, &after, &limit],
         )
         .await?;
     Ok(rows
