@@ -47,8 +47,10 @@ const ANY_CHANGER: &[Role] = &[
     Role::Admin,
 ];
 /// How long scheduling waits for the change projection to catch up with
-/// what was committed before it (freezes, other schedules).
-const SCHEDULE_READ_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// what was committed before it (freezes, other schedules). Generous: a
+/// freeze missed costs far more than a person waiting a few seconds, and
+/// any long transaction in the cluster holds every follower back.
+const SCHEDULE_READ_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Windows of a service read, at most, to link a page of its change history
 /// to the windows that serve its changes.
 const HISTORY_WINDOWS_MAX: i64 = 1_000;

@@ -38,8 +38,10 @@ pub const WINDOW_READERS: &[Role] = INCIDENT_READERS;
 /// Occurrences shown with a window by default: the next ones within this.
 const OCCURRENCES_AHEAD_DAYS: i64 = 90;
 /// How long an announcement waits for the subscriptions read model to
-/// catch up with what was committed before it.
-const ROSTER_READ_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// catch up with what was committed before it: as long as scheduling waits
+/// for freezes, for the same reason (a contact not told is worse than a
+/// slower answer).
+const ROSTER_READ_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Occurrences listed in an announcement mail at most.
 const MAIL_OCCURRENCES_MAX: usize = 5;
 /// Windows and changes in one calendar at most.
