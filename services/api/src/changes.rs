@@ -712,6 +712,14 @@ struct HistoryEntry {
     windows: Vec<HistoryWindow>,
 }
 
+/// A page of a service's change history.
+#[derive(Debug, Serialize)]
+struct History {
+    service_id: Uuid,
+    #[serde(flatten)]
+    page: Page<HistoryEntry>,
+}
+
 pub async fn change_history(
     state: web::Data<AppState>,
     caller: Caller,
@@ -728,14 +736,8 @@ pub async fn change_history(
         return Err(ApiError::NotFound(format!("no service {service}")));
     }
     let limit = page_len(query.limit)?;
-    let mut changes =
+    let changes =
         store_changes::change_history(&state.pool, tenant, service, query.after, limit + 1).await?;
-    let next_cursor = (changes.len() as i64 > limit)
-        .then(|| {
-            changes.truncate(limit as usize);
-            changes.last().map(|c| c.item.id)
-        })
-        .flatten();
     let windows = store_changes::list_windows(
         &state.pool,
         tenant,
@@ -775,11 +777,10 @@ pub async fn change_history(
             version,
         })
         .collect();
-    let mut page = serde_json::json!({ "service_id": service, "items": items });
-    if let Some(cursor) = next_cursor {
-        page["next_cursor"] = cursor.to_string().into();
-    }
-    Ok(HttpResponse::Ok().json(page))
+    Ok(HttpResponse::Ok().json(History {
+        service_id: service,
+        page: Page::of(items, limit, |e| e.change.id),
+    }))
 }
 
 // ------------------------------------------------------------ freezes

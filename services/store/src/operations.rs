@@ -396,6 +396,13 @@ pub async fn list_runbooks(
         .collect())
 }
 
+/// A read model row of `state, version`: the folded record and its stream version.
+fn state_and_version<T: serde::de::DeserializeOwned>(
+    r: &tokio_postgres::Row,
+) -> Result<(T, i64), StoreError> {
+    Ok((serde_json::from_value(r.get(0)).map_err(corrupt)?, r.get(1)))
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ExecutionFilter {
     pub runbook_id: Option<Uuid>,
@@ -430,9 +437,7 @@ pub async fn list_executions(
             ],
         )
         .await?;
-    rows.iter()
-        .map(|r| Ok((serde_json::from_value(r.get(0)).map_err(corrupt)?, r.get(1))))
-        .collect()
+    rows.iter().map(state_and_version).collect()
 }
 
 // ------------------------------------------------------------ inquiries
@@ -474,9 +479,7 @@ pub async fn list_inquiries(
             ],
         )
         .await?;
-    rows.iter()
-        .map(|r| Ok((serde_json::from_value(r.get(0)).map_err(corrupt)?, r.get(1))))
-        .collect()
+    rows.iter().map(state_and_version).collect()
 }
 
 /// An inquiry in a team's queue.
