@@ -7,6 +7,7 @@ use opsledger_domain::access::Role;
 use opsledger_domain::RecordedEvent;
 use opsledger_store::append::append_direct;
 use opsledger_store::projection::{self, catch_up_once, Projection, Step};
+use opsledger_store::wake::Families;
 use opsledger_store::{connect, Committer, ExpectedVersion, StoreError};
 use opsledger_testkit::{fresh_database, spawn_app};
 use opsledger_tests::{event, eventually, one};
@@ -91,6 +92,7 @@ async fn a_worker_killed_at_any_point_resumes_without_applying_anything_twice() 
             Arc::new(Counting),
             committer.subscribe(),
             Duration::from_millis(10),
+            Families::ALL,
         ));
         tokio::time::sleep(Duration::from_millis(3 + (round * 7) % 23)).await;
         worker.abort();
@@ -101,6 +103,7 @@ async fn a_worker_killed_at_any_point_resumes_without_applying_anything_twice() 
         Arc::new(Counting),
         committer.subscribe(),
         Duration::from_millis(10),
+        Families::ALL,
     ));
     let (n, max) = eventually("the worker catches up", || async {
         let (n, max) = counts(&pool).await;
@@ -120,12 +123,14 @@ async fn two_instances_following_one_projection_apply_each_event_once() {
         Arc::new(Counting),
         committer.subscribe(),
         Duration::from_millis(5),
+        Families::ALL,
     ));
     let b = tokio::spawn(projection::follow(
         pool.clone(),
         Arc::new(Counting),
         committer.subscribe(),
         Duration::from_millis(5),
+        Families::ALL,
     ));
     let tenant = Uuid::now_v7();
     let writes = (0..300).map(|n| {

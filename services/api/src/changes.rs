@@ -439,7 +439,13 @@ async fn step(
             }
             // Freezes and schedules recorded before this request count, on
             // whichever instance they were recorded.
-            if !store_changes::await_current(&state.pool, SCHEDULE_READ_WAIT).await? {
+            if !crate::common::await_read_model(
+                &state,
+                store_changes::PROJECTION,
+                SCHEDULE_READ_WAIT,
+            )
+            .await?
+            {
                 tracing::warn!(change = %id, "scheduling on a change projection that is behind");
             }
             let freezes = store_changes::blocking_freezes(
@@ -489,7 +495,13 @@ async fn step(
             // A freeze declared after the change was scheduled still holds
             // normal changes back: starting one inside it is refused too.
             if change.kind == Kind::Normal {
-                if !store_changes::await_current(&state.pool, SCHEDULE_READ_WAIT).await? {
+                if !crate::common::await_read_model(
+                    &state,
+                    store_changes::PROJECTION,
+                    SCHEDULE_READ_WAIT,
+                )
+                .await?
+                {
                     tracing::warn!(change = %id, "starting on a change projection that is behind");
                 }
                 let now = chrono::Utc::now();

@@ -373,7 +373,13 @@ async fn recipients_of(
     services: &[(Uuid, String, Uuid, u32)],
 ) -> Result<Vec<(Recipient, Vec<String>)>, ApiError> {
     // Subscriptions made before this request count.
-    if !store_changes::await_projection(&state.pool, "roster", ROSTER_READ_WAIT).await? {
+    if !crate::common::await_read_model(
+        state,
+        opsledger_store::roster::PROJECTION,
+        ROSTER_READ_WAIT,
+    )
+    .await?
+    {
         tracing::warn!(window = %w.id, "telling contacts from a roster projection that is behind");
     }
     let mut recipients: Vec<(Recipient, Vec<String>)> = Vec::new();

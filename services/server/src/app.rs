@@ -54,15 +54,18 @@ impl Application {
         let pool = opsledger_store::connect(&db)?;
         let committer = Committer::start(pool.clone(), config.committers);
         let projections = opsledger_store::projections();
+        let interests = opsledger_store::projection::interests(&projections);
         let workers = projections
             .iter()
-            .filter(|p| !p.inline())
-            .map(|p| {
+            .zip(interests)
+            .filter(|(p, _)| !p.inline())
+            .map(|(p, interest)| {
                 tokio::spawn(opsledger_store::projection::follow(
                     pool.clone(),
                     p.clone(),
                     committer.subscribe(),
                     config.poll_interval,
+                    interest,
                 ))
             })
             .collect();

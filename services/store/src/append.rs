@@ -29,6 +29,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use crate::projection::Write;
+use crate::wake::{Commits, Families};
 use crate::{Pool, StoreError};
 
 /// Requests committed together at most: enough to absorb 64+ concurrent
@@ -637,7 +638,7 @@ struct Job {
 pub struct Committer {
     pool: Pool,
     queues: Arc<[mpsc::Sender<Job>]>,
-    committed: Arc<watch::Sender<u64>>,
+    committed: Arc<watch::Sender<Commits>>,
     paths: Arc<BatchPaths>,
 }
 
@@ -651,7 +652,7 @@ impl Committer {
     /// Starts `committers` tasks on the current tokio runtime. They end when
     /// the last clone of the returned handle is dropped.
     pub fn start(pool: Pool, committers: usize) -> Committer {
-        let (committed, _) = watch::channel(0u64);
+        let (committed, _) = watch::channel(Commits::default());
         let committed = Arc::new(committed);
         let paths = Arc::new(BatchPaths::default());
         let queues: Vec<mpsc::Sender<Job>> = (0..committers.clamp(1, chain::LANES as usize))
@@ -684,7 +685,8 @@ impl Committer {
             // transaction runs in parallel with those of other strands.
             let outcome = append_direct_texts(&self.pool, &request, &texts).await;
             if matches!(outcome, Ok(AppendOutcome::Committed { .. })) {
-                self.announce();
+                let written = families_written(&request);
+                self.committed.send_modify(|c| c.record(written));
             }
             return outcome;
         }
@@ -704,9 +706,10 @@ impl Committer {
         })?
     }
 
-    /// Changes after every commit that appended something: lets projection
-    /// workers in this process wake at once instead of waiting for their poll.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
+    /// Changes after every commit that appended something, saying which
+    /// families of streams it wrote: lets projection workers in this process
+    /// wake at once for their own streams instead of waiting for their poll.
+    pub fn subscribe(&self) -> watch::Receiver<Commits> {
         self.committed.subscribe()
     }
 
@@ -716,9 +719,10 @@ impl Committer {
     }
 
     /// Tells this process's followers that events were appended outside the
-    /// committer (for instance by a test writing in its own transaction).
+    /// committer (for instance by a test writing in its own transaction), or
+    /// that a command is about to read their read models: each looks once.
     pub fn announce(&self) {
-        self.committed.send_modify(|n| *n += 1);
+        self.committed.send_modify(Commits::nudge);
     }
 }
 
@@ -749,7 +753,7 @@ type Answer = futures_util::future::BoxFuture<'static, Result<i64, StoreError>>;
 /// before commits rather than a round trip later.
 struct CommitterTask {
     pool: Pool,
-    committed: Arc<watch::Sender<u64>>,
+    committed: Arc<watch::Sender<Commits>>,
     paths: Arc<BatchPaths>,
     /// The heads this committer's strands will have once everything it sent
     /// commits: what lets it plan on predictions. Bounded by tenants × strands.
@@ -763,7 +767,7 @@ struct CommitterTask {
 async fn run_committer(
     pool: Pool,
     mut receiver: mpsc::Receiver<Job>,
-    committed: Arc<watch::Sender<u64>>,
+    committed: Arc<watch::Sender<Commits>>,
     paths: Arc<BatchPaths>,
 ) {
     use futures_util::StreamExt;
@@ -937,20 +941,34 @@ async fn commit_locked_batch(
     }
 }
 
-/// Answers a batch's callers, and wakes this process's followers if anything
-/// was appended.
-fn reply(jobs: Vec<Job>, outcomes: Vec<Outcome>, committed: &watch::Sender<u64>) {
-    if outcomes
+/// Answers a batch's callers, and wakes this process's followers of the
+/// streams it appended to.
+fn reply(jobs: Vec<Job>, outcomes: Vec<Outcome>, committed: &watch::Sender<Commits>) {
+    let written = jobs
         .iter()
-        .any(|o| matches!(o, Ok(AppendOutcome::Committed { .. })))
-    {
-        committed.send_modify(|n| *n += 1);
+        .zip(&outcomes)
+        .filter(|(_, o)| matches!(o, Ok(AppendOutcome::Committed { .. })))
+        .map(|(job, _)| families_written(&job.request))
+        .fold(Families::NONE, Families::union);
+    if written != Families::NONE {
+        committed.send_modify(|c| c.record(written));
     }
     for (job, outcome) in jobs.into_iter().zip(outcomes) {
         // The caller may have gone away (request cancelled): the events
         // are committed all the same, which is what an idempotency key is for.
         let _ = job.reply.send(outcome);
     }
+}
+
+/// The families of the streams a request appends events to (a stream it only
+/// asserts does not change).
+fn families_written(request: &AppendRequest) -> Families {
+    request
+        .streams
+        .iter()
+        .filter(|s| !s.events.is_empty())
+        .map(|s| Families::of_stream(&s.stream_id))
+        .fold(Families::NONE, Families::union)
 }
 
 /// One failure reported to every request of a batch.

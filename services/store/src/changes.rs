@@ -61,9 +61,12 @@ pub fn fold_freeze(events: &[RecordedEvent]) -> Option<Freeze> {
 #[derive(Debug, Default)]
 pub struct ChangeProjection;
 
+/// The name of the change projection, whose checkpoint commands wait on.
+pub const PROJECTION: &str = "changes";
+
 impl Projection for ChangeProjection {
     fn name(&self) -> &'static str {
-        "changes"
+        PROJECTION
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -167,20 +170,15 @@ impl Projection for ChangeProjection {
     }
 }
 
-/// How often [`await_current`] looks at the projection's checkpoint.
+/// How often [`await_projection`] looks at the projection's checkpoint.
 const CURRENT_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// Waits, at most `max_wait`, until this projection has applied every event
-/// committed before the call (its checkpoint has passed the transaction ids
-/// assigned by then), so that a freeze or a schedule recorded a moment ago,
-/// by any instance, is seen. Returns whether it got there; a caller that
-/// goes on regardless reads what is projected.
-pub async fn await_current(pool: &Pool, max_wait: std::time::Duration) -> Result<bool, StoreError> {
-    await_projection(pool, ChangeProjection.name(), max_wait).await
-}
-
-/// As [`await_current`], for the projection named `name` (`roster` before
-/// reading subscriptions, say).
+/// Waits, at most `max_wait`, until the projection named `name` has applied
+/// every event committed before the call (its checkpoint has passed the
+/// transaction ids assigned by then), so that a freeze or a schedule (for
+/// `changes`) or a subscription (for `roster`) recorded a moment ago, by any
+/// instance, is seen. Returns whether it got there; a caller that goes on
+/// regardless reads what is projected.
 pub async fn await_projection(
     pool: &Pool,
     name: &str,

@@ -29,6 +29,7 @@ pub mod projection;
 pub mod read;
 pub mod roster;
 pub mod verify;
+pub mod wake;
 pub mod work;
 
 pub use append::{

@@ -183,7 +183,10 @@ pub async fn lease_next(
 /// Writes what a sender recorded into the row at once (the projection will
 /// agree), so the row is not leased again before the projection gets there.
 /// It writes all the event says (the error too): the projection skips an
-/// event whose version the row already has.
+/// event whose version the row already has. Either way the sender's lease
+/// ends: when the projection got there first, the row holds this very
+/// attempt, and a lease left on it would hold the next attempt back until it
+/// ran out (a minute).
 pub async fn settle(
     pool: &Pool,
     leased: &Leased,
@@ -191,7 +194,7 @@ pub async fn settle(
     version: i64,
 ) -> Result<(), StoreError> {
     let client = pool.get().await?;
-    client
+    let written = client
         .execute(
             "UPDATE proj_notifications SET status = $3, attempts = $4, \
                next_attempt_at = coalesce($5, next_attempt_at), last_error = coalesce($6, last_error), \
@@ -209,6 +212,17 @@ pub async fn settle(
             ],
         )
         .await?;
+    if written == 0 {
+        // Not a later attempt's lease: one recorded after this attempt
+        // (`version` above it) belongs to another sender.
+        client
+            .execute(
+                "UPDATE proj_notifications SET lease_until = NULL \
+                 WHERE tenant_id = $1 AND notification_id = $2 AND version = $3",
+                &[&leased.tenant_id, &leased.notification_id, &version],
+            )
+            .await?;
+    }
     Ok(())
 }
 

@@ -7,9 +7,11 @@
 //! instance that cannot take it skips its turn. `rebuild` takes the same lock,
 //! waits for it, empties the projection's tables and replays from position 0.
 //!
-//! Workers wake when this process commits an append (a watch channel from the
-//! committer) and otherwise poll, which is how they learn of other instances'
-//! appends without a NOTIFY inside any append transaction.
+//! Workers wake when this process commits an append to one of the streams
+//! they follow, or to those of a projection that follows them (a watch
+//! channel from the committer, `wake`), and otherwise poll, which is how they
+//! learn of other instances' appends without a NOTIFY inside any append
+//! transaction.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +24,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::read::{self, Cursor};
+use crate::wake::{Commits, Families};
 use crate::{Pool, StoreError};
 
 /// Events applied per transaction while following the store.
@@ -29,10 +32,11 @@ pub const FOLLOW_BATCH_EVENTS: i64 = 500;
 /// Pause after a batch while events keep coming: bounds the batches per
 /// second under load, adding at most this much lag (SPEC P2 allows 100 ms).
 const FOLLOW_GATHER: Duration = Duration::from_millis(10);
-/// Pause after a batch that only moved past other streams' events: a busy
-/// store of events this projection ignores (an alert storm, for the
-/// directory) costs it a few transactions a second, not one per commit.
-const PASSING_GATHER: Duration = Duration::from_millis(50);
+/// How long after a commit of its streams a follower keeps looking for it
+/// (every [`FOLLOW_GATHER`]) when its read does not find it yet: an older
+/// transaction still running holds the horizon below it, or a projection it
+/// follows has not got there. Past this it waits for its poll.
+const OWED_FOR: Duration = Duration::from_secs(2);
 /// Events read per round trip during a rebuild.
 pub const REBUILD_PAGE_EVENTS: i64 = 5_000;
 /// How often a worker looks for events appended by other instances.
@@ -265,16 +269,27 @@ pub async fn catch_up_once(pool: &Pool, projection: &dyn Projection) -> Result<S
 }
 
 /// Follows the store for ever: run it as a task, abort the task to stop.
+///
+/// It looks when `wake` says this process committed to one of `interest`'s
+/// families (see [`interests`]) or asked everyone to look, and every `poll`
+/// otherwise. Commits of other streams — an alert storm's — do not wake it.
 pub async fn follow(
     pool: Pool,
     projection: SharedProjection,
-    mut wake: watch::Receiver<u64>,
+    mut wake: watch::Receiver<Commits>,
     poll: Duration,
+    interest: Families,
 ) {
     while let Err(e) = ensure_checkpoint(&pool, projection.name()).await {
         tracing::warn!(projection = projection.name(), error = %e, "cannot create checkpoint; retrying");
         tokio::time::sleep(RETRY_PAUSE).await;
     }
+    let (mut written, mut nudges) = {
+        let commits = wake.borrow_and_update();
+        (commits.written(interest), commits.nudges())
+    };
+    // Since when a commit of its streams is owed: not yet found applied.
+    let mut owed: Option<tokio::time::Instant> = None;
     let mut wake_open = true;
     loop {
         match catch_up_once(&pool, projection.as_ref()).await {
@@ -283,27 +298,79 @@ pub async fn follow(
                 // Events are flowing: let a few milliseconds' worth gather, so
                 // a busy store is followed in batches rather than one
                 // transaction per commit.
+                owed = None;
                 tokio::time::sleep(FOLLOW_GATHER).await;
                 continue;
             }
-            Ok(Step::Passed) => {
-                tokio::time::sleep(PASSING_GATHER).await;
-                continue;
+            Ok(Step::Passed | Step::Caught | Step::Busy) => {
+                if owed.is_some_and(|since| since.elapsed() < OWED_FOR) {
+                    tokio::time::sleep(FOLLOW_GATHER).await;
+                    continue;
+                }
+                owed = None;
             }
-            Ok(Step::Caught | Step::Busy) => {}
             Err(e) => {
                 tracing::warn!(projection = projection.name(), error = %e, "projection batch failed");
                 tokio::time::sleep(RETRY_PAUSE).await;
                 continue;
             }
         }
-        if wake_open {
+        let deadline = tokio::time::Instant::now() + poll;
+        while wake_open {
             tokio::select! {
-                changed = wake.changed() => wake_open = changed.is_ok(),
-                _ = tokio::time::sleep(poll) => {}
+                changed = wake.changed() => {
+                    if changed.is_err() {
+                        wake_open = false;
+                        continue;
+                    }
+                    let (now_written, now_nudges) = {
+                        let commits = wake.borrow_and_update();
+                        (commits.written(interest), commits.nudges())
+                    };
+                    if now_written != written {
+                        written = now_written;
+                        nudges = now_nudges;
+                        owed = Some(tokio::time::Instant::now());
+                        break;
+                    }
+                    if now_nudges != nudges {
+                        nudges = now_nudges;
+                        break;
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => break,
             }
-        } else {
-            tokio::time::sleep(poll).await;
+        }
+        if !wake_open {
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+}
+
+/// The families of streams each projection's follower wakes for, in the
+/// order of `projections`: its own, and those of every projection that
+/// follows it (names it in [`Projection::after`], directly or not), which
+/// cannot get past events of their streams until it has.
+pub fn interests(projections: &[SharedProjection]) -> Vec<Families> {
+    let mut interest: Vec<Families> = projections
+        .iter()
+        .map(|p| Families::of_prefixes(p.streams()))
+        .collect();
+    // A fixed point over a handful of projections: a pass per level of
+    // `after`, and one more to see nothing change.
+    loop {
+        let mut changed = false;
+        for (i, follower) in projections.iter().enumerate() {
+            for (j, leader) in projections.iter().enumerate() {
+                if follower.after().contains(&leader.name()) {
+                    let widened = interest[j].union(interest[i]);
+                    changed |= widened != interest[j];
+                    interest[j] = widened;
+                }
+            }
+        }
+        if !changed {
+            return interest;
         }
     }
 }

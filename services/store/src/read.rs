@@ -113,6 +113,42 @@ pub struct Followed {
     pub next: Cursor,
 }
 
+/// The stream-id prefixes monitoring writes by the thousand, which no
+/// follower reads: the index `events_followed_tx_position` (schema V10)
+/// leaves them out, so a follower of other streams never walks an alert
+/// storm's receipts to skip them.
+const MONITORING_STREAMS: [&str; 2] = ["alert-", "group-"];
+
+/// Whether no stream with one of `prefixes` can be a monitoring stream.
+fn skips_monitoring(prefixes: &[&str]) -> bool {
+    prefixes.iter().all(|p| {
+        MONITORING_STREAMS
+            .iter()
+            .all(|m| !p.starts_with(m) && !m.starts_with(p))
+    })
+}
+
+/// The follower's read, with `$extra` conditions. Those that leave out the
+/// monitoring streams must be spelled as the partial index's predicate is,
+/// for the planner to prove that the index holds every row they admit.
+macro_rules! follow_sql {
+    ($extra:literal) => {
+        concat!(
+            "WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon) \
+             SELECT h.horizon::text::int8, e.* FROM h LEFT JOIN LATERAL ( \
+               SELECT position, tx_id::text::int8, event_id, tenant_id, stream_id, stream_version, \
+                 event_type, schema_version, work_class, payload::text, metadata::text, \
+                 occurred_at, recorded_at \
+               FROM events \
+               WHERE (tx_id, position) > ($1::int8::text::xid8, $2) AND tx_id < h.horizon \
+                 AND (tx_id, position) <= ($5::int8::text::xid8, $6) \
+                 AND stream_id LIKE ANY($4)",
+            $extra,
+            " ORDER BY tx_id, position LIMIT $3) e ON true"
+        )
+    };
+}
+
 /// As [`read_after`], but only events of streams whose ids start with one of
 /// `prefixes`, and none after `until`: a projection never reads, transfers or
 /// parses the events it ignores, and its cursor still moves past them. Every
@@ -128,18 +164,11 @@ pub async fn read_after_of<C: GenericClient>(
 ) -> Result<Followed, StoreError> {
     let patterns = like_prefixes(prefixes);
     let stmt = client
-        .prepare_cached(
-            "WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon) \
-             SELECT h.horizon::text::int8, e.* FROM h LEFT JOIN LATERAL ( \
-               SELECT position, tx_id::text::int8, event_id, tenant_id, stream_id, stream_version, \
-                 event_type, schema_version, work_class, payload::text, metadata::text, \
-                 occurred_at, recorded_at \
-               FROM events \
-               WHERE (tx_id, position) > ($1::int8::text::xid8, $2) AND tx_id < h.horizon \
-                 AND (tx_id, position) <= ($5::int8::text::xid8, $6) \
-                 AND stream_id LIKE ANY($4) \
-               ORDER BY tx_id, position LIMIT $3) e ON true",
-        )
+        .prepare_cached(if skips_monitoring(prefixes) {
+            follow_sql!(" AND stream_id NOT LIKE 'alert-%' AND stream_id NOT LIKE 'group-%'")
+        } else {
+            follow_sql!("")
+        })
         .await?;
     let rows = client
         .query(
@@ -274,4 +303,46 @@ pub fn kept_metadata(event: &RecordedEvent, key: &str) -> String {
         .as_str()
         .unwrap_or("")
         .replace('\0', "\u{fffd}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn followers_of_people_streams_skip_the_monitoring_streams() {
+        for prefixes in [
+            &["incident-"][..],
+            &["tenant-", "client-", "service-"],
+            &["change-", "window-", "freeze-"],
+            &["notification-"],
+        ] {
+            assert!(skips_monitoring(prefixes), "{prefixes:?}");
+        }
+        for prefixes in [&[""][..], &["alert-"], &["incident-", "group-"], &["al"]] {
+            assert!(!skips_monitoring(prefixes), "{prefixes:?}");
+        }
+    }
+
+    /// The planner uses the partial index only for a query whose conditions
+    /// include its predicate as written: the read, the index and the list of
+    /// monitoring streams must name the same streams.
+    #[test]
+    fn the_read_and_the_partial_index_leave_out_the_same_streams() {
+        let read =
+            follow_sql!(" AND stream_id NOT LIKE 'alert-%' AND stream_id NOT LIKE 'group-%'");
+        let index = include_str!("../../../schema/V10__followed_events_index.sql");
+        let predicate = index
+            .split("WHERE ")
+            .nth(1)
+            .expect("the index has a predicate")
+            .trim()
+            .trim_end_matches(';');
+        assert!(read.contains(&format!("AND {predicate}")), "{predicate}");
+        let named: Vec<String> = MONITORING_STREAMS
+            .iter()
+            .map(|m| format!("stream_id NOT LIKE '{m}%'"))
+            .collect();
+        assert_eq!(predicate, named.join(" AND "));
+    }
 }

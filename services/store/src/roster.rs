@@ -24,9 +24,12 @@ fn corrupt(e: serde_json::Error) -> StoreError {
 #[derive(Debug, Default)]
 pub struct RosterProjection;
 
+/// The name of the roster projection, whose checkpoint commands wait on.
+pub const PROJECTION: &str = "roster";
+
 impl Projection for RosterProjection {
     fn name(&self) -> &'static str {
-        "roster"
+        PROJECTION
     }
 
     fn tables(&self) -> &'static [&'static str] {
