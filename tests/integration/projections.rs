@@ -303,3 +303,75 @@ async fn c_append(pool: &opsledger_store::Pool, n: i64) {
         .unwrap();
     }
 }
+
+/// Counts the applications of incident events only.
+struct IncidentCounting;
+
+impl Projection for IncidentCounting {
+    fn name(&self) -> &'static str {
+        "counting-incidents"
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        &["test_counts"]
+    }
+    fn streams(&self) -> &'static [&'static str] {
+        &["incident-"]
+    }
+    fn apply<'a>(
+        &'a self,
+        tx: &'a Transaction<'a>,
+        event: &'a RecordedEvent,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Counting.apply(tx, event)
+    }
+}
+
+/// A follower sleeps through a storm of other streams' commits and wakes for
+/// a commit of its own streams: with an hour between polls, only the
+/// committer's word can have brought the incident event in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_wakes_for_its_own_streams_through_an_alert_storm() {
+    let (_db, pool) = counting_db().await;
+    let committer = Committer::start(pool.clone(), 1);
+    let followed: Vec<projection::SharedProjection> = vec![Arc::new(IncidentCounting)];
+    let interest = projection::interests(&followed)[0];
+    assert_ne!(interest, Families::ALL);
+    let worker = tokio::spawn(projection::follow(
+        pool.clone(),
+        followed[0].clone(),
+        committer.subscribe(),
+        Duration::from_secs(3600),
+        interest,
+    ));
+    let tenant = Uuid::now_v7();
+    let storm = (0..300).map(|n| {
+        let c = committer.clone();
+        tokio::spawn(async move {
+            c.append(one(
+                tenant,
+                &format!("alert-{n}"),
+                ExpectedVersion::NoStream,
+                vec![event(n)],
+            ))
+            .await
+            .unwrap()
+        })
+    });
+    futures_util::future::join_all(storm).await;
+    committer
+        .append(one(
+            tenant,
+            &format!("incident-{}", Uuid::now_v7()),
+            ExpectedVersion::NoStream,
+            vec![event(0)],
+        ))
+        .await
+        .unwrap();
+    let applied = eventually("the incident event is applied", || async {
+        let (n, max) = counts(&pool).await;
+        (n > 0).then_some((n, max))
+    })
+    .await;
+    worker.abort();
+    assert_eq!(applied, (1, 1), "the incident event, once, and no alert");
+}
