@@ -17,12 +17,15 @@ pub const LANES: i16 = 16;
 /// The lane of a stream: FNV-1a of its id, so it never changes between
 /// versions of the service or machines.
 pub fn lane_of(stream_id: &str) -> i16 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in stream_id.bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    (h % LANES as u64) as i16
+    (fnv1a(stream_id) % LANES as u64) as i16
+}
+
+/// FNV-1a, 64 bits: a hash of a stream id that is the same in every version
+/// of the service and on every machine.
+pub fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 pub const GENESIS: [u8; HASH_LEN] = [0; HASH_LEN];
 

@@ -284,10 +284,7 @@ pub async fn follow(
         tracing::warn!(projection = projection.name(), error = %e, "cannot create checkpoint; retrying");
         tokio::time::sleep(RETRY_PAUSE).await;
     }
-    let (mut written, mut nudges) = {
-        let commits = wake.borrow_and_update();
-        (commits.written(interest), commits.nudges())
-    };
+    let (mut written, mut nudges) = wake.borrow_and_update().seen_by(interest);
     // Since when a commit of its streams is owed: not yet found applied.
     let mut owed: Option<tokio::time::Instant> = None;
     let mut wake_open = true;
@@ -323,10 +320,7 @@ pub async fn follow(
                         wake_open = false;
                         continue;
                     }
-                    let (now_written, now_nudges) = {
-                        let commits = wake.borrow_and_update();
-                        (commits.written(interest), commits.nudges())
-                    };
+                    let (now_written, now_nudges) = wake.borrow_and_update().seen_by(interest);
                     if now_written != written {
                         written = now_written;
                         nudges = now_nudges;

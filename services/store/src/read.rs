@@ -128,11 +128,19 @@ fn skips_monitoring(prefixes: &[&str]) -> bool {
     })
 }
 
+/// The condition that leaves the monitoring streams out, spelled as the
+/// partial index's predicate is.
+macro_rules! without_monitoring {
+    () => {
+        " AND stream_id NOT LIKE 'alert-%' AND stream_id NOT LIKE 'group-%'"
+    };
+}
+
 /// The follower's read, with `$extra` conditions. Those that leave out the
 /// monitoring streams must be spelled as the partial index's predicate is,
 /// for the planner to prove that the index holds every row they admit.
 macro_rules! follow_sql {
-    ($extra:literal) => {
+    ($extra:expr) => {
         concat!(
             "WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon) \
              SELECT h.horizon::text::int8, e.* FROM h LEFT JOIN LATERAL ( \
@@ -165,7 +173,7 @@ pub async fn read_after_of<C: GenericClient>(
     let patterns = like_prefixes(prefixes);
     let stmt = client
         .prepare_cached(if skips_monitoring(prefixes) {
-            follow_sql!(" AND stream_id NOT LIKE 'alert-%' AND stream_id NOT LIKE 'group-%'")
+            follow_sql!(without_monitoring!())
         } else {
             follow_sql!("")
         })
@@ -329,8 +337,7 @@ mod tests {
     /// monitoring streams must name the same streams.
     #[test]
     fn the_read_and_the_partial_index_leave_out_the_same_streams() {
-        let read =
-            follow_sql!(" AND stream_id NOT LIKE 'alert-%' AND stream_id NOT LIKE 'group-%'");
+        let read = follow_sql!(without_monitoring!());
         let index = include_str!("../../../schema/V10__followed_events_index.sql");
         let predicate = index
             .split("WHERE ")

@@ -25,7 +25,7 @@ impl Families {
             Some(dash) => &stream_id[..=dash],
             None => stream_id,
         };
-        Families(1 << (fnv1a(family) % 64))
+        Families(1 << (opsledger_domain::chain::fnv1a(family) % 64))
     }
 
     /// The families whose streams may start with one of `prefixes`. A prefix
@@ -47,12 +47,6 @@ impl Families {
     fn bits(self) -> impl Iterator<Item = usize> {
         (0..64).filter(move |b| self.0 & (1 << b) != 0)
     }
-}
-
-fn fnv1a(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// What this process has committed: how many commits wrote each family, and
@@ -95,6 +89,12 @@ impl Commits {
 
     pub fn nudges(&self) -> u64 {
         self.nudges
+    }
+
+    /// What a follower of `families` compares between two looks: the figure
+    /// of its families, and the nudges.
+    pub fn seen_by(&self, families: Families) -> (u64, u64) {
+        (self.written(families), self.nudges)
     }
 }
 
