@@ -281,12 +281,12 @@ async fn lag_is_exposed_per_projection() {
     )
     .await
     .unwrap();
-    let lag = projection::lag(&pool, "counting").await.unwrap();
+    let lag = projection::lag(&pool, &Counting).await.unwrap();
     assert_eq!(lag.behind_events, 5);
     assert!(lag.lag_seconds >= 0.0);
     let lag = eventually("the projection catches up", || async {
         catch_up_once(&pool, &Counting).await.unwrap();
-        let lag = projection::lag(&pool, "counting").await.unwrap();
+        let lag = projection::lag(&pool, &Counting).await.unwrap();
         (lag.behind_events == 0).then_some(lag)
     })
     .await;
@@ -374,4 +374,59 @@ async fn a_follower_wakes_for_its_own_streams_through_an_alert_storm() {
     .await;
     worker.abort();
     assert_eq!(applied, (1, 1), "the incident event, once, and no alert");
+}
+
+/// A projection's lag counts only the events of its own streams: an alert
+/// storm it will never read does not make it look behind, while its own
+/// event does.
+#[tokio::test]
+async fn lag_counts_only_the_projections_own_streams() {
+    let (_db, pool) = counting_db().await;
+    let tenant = Uuid::now_v7();
+    let c = pool.get().await.unwrap();
+    c.execute(
+        "INSERT INTO projection_checkpoints (name) VALUES ('counting-incidents'), ('counting') \
+         ON CONFLICT DO NOTHING",
+        &[],
+    )
+    .await
+    .unwrap();
+    for n in 0..5 {
+        append_direct(
+            &pool,
+            &one(
+                tenant,
+                &format!("alert-{n}"),
+                ExpectedVersion::NoStream,
+                vec![event(n)],
+            ),
+        )
+        .await
+        .unwrap();
+    }
+    append_direct(
+        &pool,
+        &one(
+            tenant,
+            "incident-1",
+            ExpectedVersion::NoStream,
+            vec![event(9)],
+        ),
+    )
+    .await
+    .unwrap();
+    let incidents = projection::lag(&pool, &IncidentCounting).await.unwrap();
+    assert_eq!(incidents.behind_events, 1);
+    assert!(incidents.lag_seconds >= 0.0);
+    // A projection of every stream is behind by all of them.
+    let every = projection::lag(&pool, &Counting).await.unwrap();
+    assert_eq!(every.behind_events, 6);
+    let caught_up = eventually("the incident projection catches up", || async {
+        catch_up_once(&pool, &IncidentCounting).await.unwrap();
+        let lag = projection::lag(&pool, &IncidentCounting).await.unwrap();
+        (lag.behind_events == 0).then_some(lag)
+    })
+    .await;
+    assert_eq!(caught_up.lag_seconds, 0.0);
+    assert_eq!(counts(&pool).await.0, 1, "the incident event only");
 }

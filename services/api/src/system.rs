@@ -40,7 +40,7 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
     behind.push_str("# TYPE opsledger_projection_behind_events gauge\n");
     // Inline projections are kept by the appends themselves: never behind.
     for p in state.projections.iter().filter(|p| !p.inline()) {
-        let lag = opsledger_store::projection::lag(&state.pool, p.name()).await?;
+        let lag = opsledger_store::projection::lag(&state.pool, p.as_ref()).await?;
         let _ = writeln!(
             out,
             "opsledger_projection_lag_seconds{{projection=\"{}\"}} {}",

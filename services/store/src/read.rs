@@ -89,17 +89,9 @@ pub async fn read_after<C: GenericClient>(
     cursor: Cursor,
     limit: i64,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM events \
-         WHERE (tx_id, position) > ($1::int8::text::xid8, $2) \
-           AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
-         ORDER BY tx_id, position LIMIT $3"
-    );
-    let stmt = client.prepare_cached(&sql).await?;
-    let rows = client
-        .query(&stmt, &[&(cursor.tx_id as i64), &cursor.position, &limit])
-        .await?;
-    rows.iter().map(decode).collect()
+    Ok(read_after_of(client, cursor, Cursor::END, limit, &[""])
+        .await?
+        .events)
 }
 
 /// What a follower of some streams finds after its cursor.
@@ -114,13 +106,15 @@ pub struct Followed {
 }
 
 /// The stream-id prefixes monitoring writes by the thousand, which no
-/// follower reads: the index `events_followed_tx_position` (schema V10)
-/// leaves them out, so a follower of other streams never walks an alert
-/// storm's receipts to skip them.
+/// follower reads. The global order is kept in two partial indexes, each
+/// event in exactly one: `events_followed_tx_position` (schema V10) leaves
+/// these streams out, so a follower of other streams never walks an alert
+/// storm's receipts to skip them; `events_monitoring_tx_position` (V11)
+/// holds only them. A reader of both kinds merges the two.
 const MONITORING_STREAMS: [&str; 2] = ["alert-", "group-"];
 
 /// Whether no stream with one of `prefixes` can be a monitoring stream.
-fn skips_monitoring(prefixes: &[&str]) -> bool {
+pub(crate) fn skips_monitoring(prefixes: &[&str]) -> bool {
     prefixes.iter().all(|p| {
         MONITORING_STREAMS
             .iter()
@@ -129,32 +123,77 @@ fn skips_monitoring(prefixes: &[&str]) -> bool {
 }
 
 /// The condition that leaves the monitoring streams out, spelled as the
-/// partial index's predicate is.
+/// partial index `events_followed_tx_position`'s predicate is.
 macro_rules! without_monitoring {
     () => {
         " AND stream_id NOT LIKE 'alert-%' AND stream_id NOT LIKE 'group-%'"
     };
 }
+pub(crate) use without_monitoring;
 
-/// The follower's read, with `$extra` conditions. Those that leave out the
-/// monitoring streams must be spelled as the partial index's predicate is,
-/// for the planner to prove that the index holds every row they admit.
-macro_rules! follow_sql {
-    ($extra:expr) => {
+/// The condition that keeps only the monitoring streams, spelled as the
+/// partial index `events_monitoring_tx_position`'s predicate is.
+macro_rules! only_monitoring {
+    () => {
+        " AND (stream_id LIKE 'alert-%' OR stream_id LIKE 'group-%')"
+    };
+}
+pub(crate) use only_monitoring;
+
+/// One index's share of a follower's read: the rows of its streams after
+/// the cursor, below the horizon and up to `until`, in the global order.
+/// `$which` names the index, by its predicate.
+macro_rules! followed_rows {
+    ($which:expr) => {
         concat!(
-            "WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon) \
-             SELECT h.horizon::text::int8, e.* FROM h LEFT JOIN LATERAL ( \
-               SELECT position, tx_id::text::int8, event_id, tenant_id, stream_id, stream_version, \
-                 event_type, schema_version, work_class, payload::text, metadata::text, \
-                 occurred_at, recorded_at \
-               FROM events \
-               WHERE (tx_id, position) > ($1::int8::text::xid8, $2) AND tx_id < h.horizon \
-                 AND (tx_id, position) <= ($5::int8::text::xid8, $6) \
-                 AND stream_id LIKE ANY($4)",
-            $extra,
-            " ORDER BY tx_id, position LIMIT $3) e ON true"
+            "SELECT position, tx_id, event_id, tenant_id, stream_id, stream_version, \
+               event_type, schema_version, work_class, payload, metadata, occurred_at, recorded_at \
+             FROM events \
+             WHERE (tx_id, position) > ($1::int8::text::xid8, $2) AND tx_id < h.horizon \
+               AND (tx_id, position) <= ($5::int8::text::xid8, $6) \
+               AND stream_id LIKE ANY($4)",
+            $which,
+            " ORDER BY tx_id, position LIMIT $3"
         )
     };
+}
+
+/// The follower's read of `$rows`, beside the horizon taken once for the
+/// statement (a row of NULL events when nothing is found).
+macro_rules! follow_sql {
+    ($rows:expr) => {
+        concat!(
+            "WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon) \
+             SELECT h.horizon::text::int8, e.position, e.tx_id::text::int8, e.event_id, \
+               e.tenant_id, e.stream_id, e.stream_version, e.event_type, e.schema_version, \
+               e.work_class, e.payload::text, e.metadata::text, e.occurred_at, e.recorded_at \
+             FROM h LEFT JOIN LATERAL (",
+            $rows,
+            ") e ON true"
+        )
+    };
+}
+
+/// A read of followed streams only: one index.
+const FOLLOW_PEOPLE_STREAMS: &str = follow_sql!(followed_rows!(without_monitoring!()));
+/// A read that may meet monitoring streams: both indexes, merged.
+const FOLLOW_ANY_STREAMS: &str = follow_sql!(concat!(
+    "(",
+    followed_rows!(without_monitoring!()),
+    ") UNION ALL (",
+    followed_rows!(only_monitoring!()),
+    ") ORDER BY tx_id, position LIMIT $3"
+));
+
+/// The statement [`read_after_of`] runs for a follower of `prefixes`, with
+/// parameters (cursor tx id, cursor position, limit, LIKE patterns, until tx
+/// id, until position): public so that a test can check its plan.
+pub fn follow_statement(prefixes: &[&str]) -> &'static str {
+    if skips_monitoring(prefixes) {
+        FOLLOW_PEOPLE_STREAMS
+    } else {
+        FOLLOW_ANY_STREAMS
+    }
 }
 
 /// As [`read_after`], but only events of streams whose ids start with one of
@@ -171,13 +210,7 @@ pub async fn read_after_of<C: GenericClient>(
     prefixes: &[&str],
 ) -> Result<Followed, StoreError> {
     let patterns = like_prefixes(prefixes);
-    let stmt = client
-        .prepare_cached(if skips_monitoring(prefixes) {
-            follow_sql!(without_monitoring!())
-        } else {
-            follow_sql!("")
-        })
-        .await?;
+    let stmt = client.prepare_cached(follow_statement(prefixes)).await?;
     let rows = client
         .query(
             &stmt,
@@ -237,7 +270,7 @@ pub async fn read_all_of<C: GenericClient>(
 }
 
 /// `LIKE` patterns matching ids that start with one of `prefixes`.
-fn like_prefixes(prefixes: &[&str]) -> Vec<String> {
+pub(crate) fn like_prefixes(prefixes: &[&str]) -> Vec<String> {
     prefixes
         .iter()
         .map(|p| {
@@ -332,24 +365,40 @@ mod tests {
         }
     }
 
-    /// The planner uses the partial index only for a query whose conditions
-    /// include its predicate as written: the read, the index and the list of
-    /// monitoring streams must name the same streams.
+    /// The planner uses a partial index only for a query whose conditions
+    /// include its predicate as written: the reads, the indexes and the list
+    /// of monitoring streams must name the same streams, and the two indexes
+    /// must split the events between them.
     #[test]
-    fn the_read_and_the_partial_index_leave_out_the_same_streams() {
-        let read = follow_sql!(without_monitoring!());
-        let index = include_str!("../../../schema/V10__followed_events_index.sql");
-        let predicate = index
-            .split("WHERE ")
-            .nth(1)
-            .expect("the index has a predicate")
-            .trim()
-            .trim_end_matches(';');
-        assert!(read.contains(&format!("AND {predicate}")), "{predicate}");
-        let named: Vec<String> = MONITORING_STREAMS
+    fn the_reads_and_the_partial_indexes_split_the_same_streams() {
+        let predicate = |migration: &str| {
+            migration
+                .split("WHERE ")
+                .last()
+                .expect("the index has a predicate")
+                .trim()
+                .trim_end_matches(';')
+                .to_owned()
+        };
+        let followed = predicate(include_str!(
+            "../../../schema/V10__followed_events_index.sql"
+        ));
+        let monitoring = predicate(include_str!(
+            "../../../schema/V11__monitoring_events_index.sql"
+        ));
+        assert!(FOLLOW_PEOPLE_STREAMS.contains(&format!("AND {followed} ORDER BY")));
+        assert!(!FOLLOW_PEOPLE_STREAMS.contains(&monitoring));
+        assert!(FOLLOW_ANY_STREAMS.contains(&format!("AND {followed} ORDER BY")));
+        assert!(FOLLOW_ANY_STREAMS.contains(&format!("AND ({monitoring}) ORDER BY")));
+        let left_out: Vec<String> = MONITORING_STREAMS
             .iter()
             .map(|m| format!("stream_id NOT LIKE '{m}%'"))
             .collect();
-        assert_eq!(predicate, named.join(" AND "));
+        assert_eq!(followed, left_out.join(" AND "));
+        let kept: Vec<String> = MONITORING_STREAMS
+            .iter()
+            .map(|m| format!("stream_id LIKE '{m}%'"))
+            .collect();
+        assert_eq!(monitoring, kept.join(" OR "));
     }
 }
