@@ -86,13 +86,15 @@ pub struct Ingested {
     pub incident_id: Option<Uuid>,
 }
 
+/// An event of one of the tagged event enums, printed straight to its
+/// stored text: ingestion makes one per alert received.
 fn new_event(
+    event: &impl Serialize,
     type_name: &str,
-    payload: serde_json::Value,
     meta: &Metadata,
     at: DateTime<Utc>,
 ) -> NewEvent {
-    NewEvent::new(type_name, payload, meta.clone(), at)
+    NewEvent::of_tagged(event, type_name, meta.clone(), at)
 }
 
 fn version_of(events: &[RecordedEvent]) -> i64 {
@@ -269,8 +271,8 @@ pub async fn ingest(
             stream_id: stream.clone(),
             expected: ExpectedVersion::Exact(alert_version),
             events: vec![new_event(
+                &receipt.alert,
                 receipt.alert.type_name(),
-                receipt.alert.payload(),
                 meta,
                 now,
             )],
@@ -317,7 +319,7 @@ pub async fn ingest(
                             expected: ExpectedVersion::NoStream,
                             events: std::iter::once(&opened)
                                 .chain(first.iter())
-                                .map(|e| new_event(e.type_name(), e.payload(), meta, now))
+                                .map(|e| new_event(e, e.type_name(), meta, now))
                                 .collect(),
                         },
                     );
@@ -329,7 +331,7 @@ pub async fn ingest(
                     streams.push(StreamAppend {
                         stream_id: gs.clone(),
                         expected: ExpectedVersion::Exact(*gv),
-                        events: vec![new_event(bound.type_name(), bound.payload(), meta, now)],
+                        events: vec![new_event(&bound, bound.type_name(), meta, now)],
                     });
                 }
                 (Decision::AttachedToIncident { .. }, _, Some((gs, gv, _))) => {
@@ -426,12 +428,7 @@ pub async fn expire(
             streams: vec![StreamAppend {
                 stream_id: stream.clone(),
                 expected: ExpectedVersion::Exact(version_of(&events)),
-                events: vec![new_event(
-                    resolved.type_name(),
-                    resolved.payload(),
-                    meta,
-                    now,
-                )],
+                events: vec![new_event(&resolved, resolved.type_name(), meta, now)],
             }],
             idempotency: None,
         };

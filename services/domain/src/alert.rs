@@ -265,6 +265,10 @@ impl AlertEvent {
     pub fn from_stored(event_type: &str, payload: &serde_json::Value) -> Option<AlertEvent> {
         crate::event::from_tagged(event_type, payload)
     }
+    /// [`AlertEvent::from_stored`] for a payload still in its JSON text.
+    pub fn from_stored_json(event_type: &str, payload: &str) -> Option<AlertEvent> {
+        crate::event::from_tagged_json(event_type, payload)
+    }
 }
 
 /// The current firing cycle of one dedup key, if any.
@@ -673,5 +677,55 @@ mod tests {
             clip_summary(&"x".repeat(2000)).chars().count(),
             SUMMARY_LEN_MAX_CHARS + 1
         );
+    }
+
+    /// Ingestion prints receipts straight to text (`NewEvent::of_tagged`);
+    /// the payload must be the one the value path stores, and read back
+    /// both ways to the same event.
+    #[test]
+    fn receipts_printed_as_text_match_their_values_and_read_back() {
+        let mut labelled = signal(true);
+        labelled
+            .labels
+            .insert("team".into(), "注文 \"core\"".into());
+        labelled.ends_at = Some(DateTime::from_timestamp(1_700_000_600, 0).unwrap());
+        let received = decide_receipt(
+            &AlertState::default(),
+            labelled,
+            Some(Uuid::from_u128(1)),
+            None,
+            None,
+            Uuid::from_u128(9),
+        )
+        .alert;
+        let resolved = AlertEvent::AlertResolved {
+            alert_id: Uuid::from_u128(9),
+            by: ResolvedBy::Expired,
+            at: Utc::now(),
+            incident_id: None,
+        };
+        let meta = crate::Metadata {
+            actor: "alertmanager".into(),
+            role: "integration".into(),
+            request_id: None,
+            correlation_id: None,
+            causation_id: None,
+            source: "alertmanager".into(),
+        };
+        for event in [received, resolved] {
+            let new =
+                crate::NewEvent::of_tagged(&event, event.type_name(), meta.clone(), Utc::now());
+            let value: serde_json::Value = serde_json::from_str(&new.payload).unwrap();
+            assert_eq!(value, event.payload());
+            assert_eq!(new.kind.name, event.type_name());
+            assert_eq!(
+                AlertEvent::from_stored_json(event.type_name(), &new.payload),
+                Some(event.clone())
+            );
+            assert_eq!(
+                AlertEvent::from_stored_json("AlertNoSuchType", &new.payload),
+                None
+            );
+        }
     }
 }

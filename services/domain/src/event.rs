@@ -28,7 +28,10 @@ pub struct Metadata {
 pub struct NewEvent {
     pub event_id: Uuid,
     pub kind: &'static catalogue::EventKind,
-    pub payload: serde_json::Value,
+    /// The payload as JSON text: these exact bytes are hashed and stored.
+    /// Made once, by the command's caller, so that appending never walks a
+    /// tree of values to print it.
+    pub payload: String,
     pub metadata: Metadata,
     /// When it happened in the world, as reported. Truncated to microseconds,
     /// the precision PostgreSQL keeps, so the hashed value is the stored one.
@@ -41,6 +44,33 @@ impl NewEvent {
     pub fn new(
         type_name: &str,
         payload: serde_json::Value,
+        metadata: Metadata,
+        occurred_at: DateTime<Utc>,
+    ) -> NewEvent {
+        NewEvent::with_json(type_name, payload.to_string(), metadata, occurred_at)
+    }
+
+    /// Builds an event from a variant of an adjacently tagged event enum
+    /// (`{type, data}`), storing its fields (`data`) as [`untagged_payload`]
+    /// does, but printed straight from the variant, never through a tree of
+    /// values: the way for events appended by the thousand.
+    pub fn of_tagged(
+        event: &impl Serialize,
+        type_name: &str,
+        metadata: Metadata,
+        occurred_at: DateTime<Utc>,
+    ) -> NewEvent {
+        NewEvent::with_json(
+            type_name,
+            untagged_json(event, type_name),
+            metadata,
+            occurred_at,
+        )
+    }
+
+    fn with_json(
+        type_name: &str,
+        payload: String,
         metadata: Metadata,
         occurred_at: DateTime<Utc>,
     ) -> NewEvent {
@@ -87,6 +117,31 @@ pub(crate) fn untagged_payload(event: &impl Serialize) -> serde_json::Value {
         // Serialising plain data cannot fail; an assertion, not an error.
         other => panic!("event did not serialise to a tagged object: {other:?}"),
     }
+}
+
+/// [`untagged_payload`] as JSON text, printed from the variant itself: serde
+/// writes an adjacently tagged variant as `{"type":<name>,"data":<fields>}`,
+/// tag first, so the fields are that text without its frame. A variant with
+/// no fields has no `data`, and its payload is `null`, as a value's is.
+fn untagged_json(event: &impl Serialize, type_name: &str) -> String {
+    let text = serde_json::to_string(event).expect("plain data always serialises");
+    let tag = serde_json::to_string(type_name).expect("a name serialises");
+    let head = format!("{{\"type\":{tag},\"data\":");
+    match text.strip_prefix(&head).and_then(|t| t.strip_suffix('}')) {
+        Some(fields) => fields.to_owned(),
+        None if text == format!("{{\"type\":{tag}}}") => "null".to_owned(),
+        // The type name is the caller's word for the variant; an assertion.
+        None => panic!("event {type_name} did not serialise as a tagged {{type, data}}: {text}"),
+    }
+}
+
+/// [`from_tagged`] for a payload still in its stored JSON text.
+pub(crate) fn from_tagged_json<T: serde::de::DeserializeOwned>(
+    event_type: &str,
+    payload: &str,
+) -> Option<T> {
+    let tag = serde_json::to_string(event_type).ok()?;
+    serde_json::from_str(&format!("{{\"type\":{tag},\"data\":{payload}}}")).ok()
 }
 
 /// The inverse of [`untagged_payload`]: `None` for another type or a payload

@@ -11,7 +11,7 @@ use opsledger_domain::RecordedEvent;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::projection::{Appended, Inline, Projection, Write};
+use crate::projection::{Appended, Inline, Payload, Projection, Write};
 use crate::{Pool, StoreError};
 
 fn corrupt(e: serde_json::Error) -> StoreError {
@@ -271,7 +271,11 @@ impl Inline for AlertProjection {
             if !event.stream_id.starts_with("alert-") {
                 continue;
             }
-            match AlertEvent::from_stored(event.event_type, event.payload) {
+            let parsed = match event.payload {
+                Payload::Json(text) => AlertEvent::from_stored_json(event.event_type, text),
+                Payload::Value(value) => AlertEvent::from_stored(event.event_type, value),
+            };
+            match parsed {
                 Some(AlertEvent::AlertReceived {
                     alert_id,
                     signal,

@@ -118,8 +118,16 @@ pub struct Appended<'a> {
     pub tenant_id: uuid::Uuid,
     pub stream_id: &'a str,
     pub event_type: &'a str,
-    pub payload: &'a serde_json::Value,
+    pub payload: Payload<'a>,
     pub recorded_at: DateTime<Utc>,
+}
+
+/// An event's payload as an inline projection gets it: the JSON text about
+/// to be stored (an append), or the value read back (a rebuild).
+#[derive(Debug, Clone, Copy)]
+pub enum Payload<'a> {
+    Json(&'a str),
+    Value(&'a serde_json::Value),
 }
 
 impl<'a> Appended<'a> {
@@ -128,7 +136,7 @@ impl<'a> Appended<'a> {
             tenant_id: event.tenant_id,
             stream_id: &event.stream_id,
             event_type: &event.event_type,
-            payload: &event.payload,
+            payload: Payload::Value(&event.payload),
             recorded_at: event.recorded_at,
         }
     }

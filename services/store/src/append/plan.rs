@@ -10,7 +10,7 @@ use opsledger_domain::chain::{self, lane_of, ChainedContent};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::projection::{Appended, Write};
+use crate::projection::{Appended, Payload, Write};
 use crate::StoreError;
 
 use super::{
@@ -27,31 +27,27 @@ pub(crate) struct Head {
 
 pub(crate) type Heads = HashMap<(Uuid, i16), Head>;
 
-/// The JSON text of a request's events, made by the caller before the request
-/// joins a batch: serialising is the costliest part of planning, and callers
-/// do it side by side while the committer works through batches one by one.
-/// These exact bytes are hashed and stored.
+/// The JSON text of a request's events' metadata, made by the caller before
+/// the request joins a batch, as the payloads' is when the events are made:
+/// serialising is the costliest part of planning, and callers do it side by
+/// side while the committer works through batches one by one. These exact
+/// bytes are hashed and stored.
 #[derive(Debug)]
 pub(crate) struct EventTexts {
-    /// One per event, in request order.
-    payloads: Vec<String>,
     /// One per event; the events of one command usually share one.
     metadata: Vec<std::sync::Arc<str>>,
 }
 
 impl EventTexts {
     pub fn of(req: &AppendRequest) -> Result<EventTexts, AppendError> {
-        let mut payloads = Vec::new();
         let mut metadata: Vec<std::sync::Arc<str>> = Vec::new();
         let mut last: Option<(&opsledger_domain::Metadata, std::sync::Arc<str>)> = None;
         for event in req.streams.iter().flat_map(|s| s.events.iter()) {
-            let payload = event.payload.to_string();
-            if payload.len() > PAYLOAD_LEN_MAX_BYTES {
+            if event.payload.len() > PAYLOAD_LEN_MAX_BYTES {
                 return Err(AppendError::Invalid(format!(
                     "an event payload is at most {PAYLOAD_LEN_MAX_BYTES} bytes"
                 )));
             }
-            payloads.push(payload);
             let text = match &last {
                 Some((m, text)) if *m == &event.metadata => text.clone(),
                 _ => {
@@ -64,7 +60,7 @@ impl EventTexts {
             };
             metadata.push(text);
         }
-        Ok(EventTexts { payloads, metadata })
+        Ok(EventTexts { metadata })
     }
 }
 
@@ -79,8 +75,6 @@ pub(super) struct EventRows<'a> {
     pub schema_version: Vec<i32>,
     pub work_class: Vec<&'static str>,
     pub payload: Vec<&'a str>,
-    /// The payloads as values, for the inline projections.
-    pub values: Vec<&'a Value>,
     pub metadata: Vec<&'a str>,
     pub occurred_at: Vec<DateTime<Utc>>,
     pub recorded_at: Vec<DateTime<Utc>>,
@@ -225,7 +219,7 @@ pub(super) fn plan<'a>(
             }
             planned.insert(&s.stream_id, current + s.events.len() as i64);
         }
-        let mut texts = texts.payloads.iter().zip(texts.metadata.iter());
+        let mut texts = texts.metadata.iter();
         let mut streams_after: Vec<StreamCommitted> = Vec::with_capacity(req.streams.len());
         for s in &req.streams {
             let key = (req.tenant_id, s.stream_id.as_str());
@@ -240,7 +234,8 @@ pub(super) fn plan<'a>(
                 let head = heads.get_mut(&(req.tenant_id, lane)).ok_or(Unpredictable)?;
                 for event in &s.events {
                     version += 1;
-                    let (payload, metadata) = texts.next().expect("one text per event");
+                    let metadata = texts.next().expect("one text per event");
+                    let payload = event.payload.as_str();
                     let hash = chain::link_hash(
                         &head.hash,
                         &ChainedContent {
@@ -265,7 +260,6 @@ pub(super) fn plan<'a>(
                     rows.schema_version.push(event.kind.schema_version);
                     rows.work_class.push(event.kind.work_class.as_str());
                     rows.payload.push(payload);
-                    rows.values.push(&event.payload);
                     rows.metadata.push(metadata);
                     rows.occurred_at.push(event.occurred_at);
                     rows.recorded_at.push(recorded_at);
@@ -320,7 +314,7 @@ impl EventRows<'_> {
                     tenant_id: self.tenant_id[i],
                     stream_id: self.stream_id[i],
                     event_type: self.event_type[i],
-                    payload: self.values[i],
+                    payload: Payload::Json(self.payload[i]),
                     recorded_at: self.recorded_at[i],
                 })
                 .collect();
