@@ -4,7 +4,7 @@
 -- is left to read in the global order through another index is those
 -- streams. So that index now holds them only, and an alert receipt — the
 -- row a storm writes by the thousand — pays for one index entry fewer
--- (P1 measured about 7% more alerts/s without it). A reader of every
+-- (P1, interleaved runs: a ratio of 1.12 with it, 1.25 without). A reader of every
 -- stream merges the two (`read::read_after`).
 --
 -- The predicate is the complement of V10's, spelled exactly as
