@@ -124,11 +124,16 @@ pub(crate) fn untagged_payload(event: &impl Serialize) -> serde_json::Value {
 /// tag first, so the fields are that text without its frame. A variant with
 /// no fields has no `data`, and its payload is `null`, as a value's is.
 fn untagged_json(event: &impl Serialize, type_name: &str) -> String {
-    let text = serde_json::to_string(event).expect("plain data always serialises");
+    let mut text = serde_json::to_string(event).expect("plain data always serialises");
     let tag = serde_json::to_string(type_name).expect("a name serialises");
     let head = format!("{{\"type\":{tag},\"data\":");
     match text.strip_prefix(&head).and_then(|t| t.strip_suffix('}')) {
-        Some(fields) => fields.to_owned(),
+        // The frame is cut off in place: no second copy of the payload.
+        Some(_) => {
+            text.truncate(text.len() - 1);
+            text.drain(..head.len());
+            text
+        }
         None if text == format!("{{\"type\":{tag}}}") => "null".to_owned(),
         // The type name is the caller's word for the variant; an assertion.
         None => panic!("event {type_name} did not serialise as a tagged {{type, data}}: {text}"),
