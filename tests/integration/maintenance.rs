@@ -857,42 +857,28 @@ async fn a_nul_never_stops_the_proposals_or_the_ledger() {
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    // Nothing checks a token's subject: the read models keep it readable.
+    // A token's subject goes beside every event its bearer records: one
+    // holding a NUL is refused outright, and nothing is written.
+    let before = read(&app, "/api/v1/work", &mia).await["maintenance"]["count"].clone();
     let odd = app.token_for(app.tenant, "ni\u{0}l", &[Role::Maintainer], None);
-    ok(&app, "/api/v1/proposals", &odd,
+    let (status, problem) = call(&app, "/api/v1/proposals", &odd,
         json!({ "title": "After the NUL", "description": "d", "service_ids": [sid], "minutes_spent": 1 })).await;
-    let listed = eventually("the proposal is listed", || async {
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("NUL"),
+        "{problem}"
+    );
+    // The read models go on: a proposal by a sane token is listed.
+    ok(&app, "/api/v1/proposals", &mia,
+        json!({ "title": "After the refusal", "description": "d", "service_ids": [sid], "minutes_spent": 1 })).await;
+    eventually("the proposal is listed", || async {
         let v = read(&app, "/api/v1/proposals", &mia).await;
         (v["items"].as_array().unwrap().len() == 1).then_some(v)
     })
     .await;
-    assert_eq!(listed["items"][0]["raised_by"], "ni\u{fffd}l");
-    let ledger = eventually("the ledger has it", || async {
+    eventually("the ledger has it", || async {
         let v = read(&app, "/api/v1/work?class=maintenance", &mia).await;
-        (v["maintenance"]["minutes_spent"] == 1).then_some(v)
+        (v["maintenance"]["minutes_spent"] == 1 && v["maintenance"]["count"] != before).then_some(v)
     })
     .await;
-    let actors: Vec<&str> = ledger["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["actor"].as_str().unwrap())
-        .collect();
-    assert!(actors.contains(&"ni\u{fffd}l"), "{actors:?}");
-    // The change read model too.
-    ok(&app, "/api/v1/changes", &odd, json!({
-        "kind": "emergency", "category": "fix", "title": "t", "risk": "low", "impact": "i", "service_ids": [sid]
-    }))
-    .await;
-    let history = eventually("the change is in the history", || async {
-        let v = read(
-            &app,
-            &format!("/api/v1/changes/history?service={sid}"),
-            &mia,
-        )
-        .await;
-        (v["items"].as_array().unwrap().len() == 1).then_some(v)
-    })
-    .await;
-    assert_eq!(history["items"][0]["requested_by"], "ni\u{fffd}l");
 }

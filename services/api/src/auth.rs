@@ -170,6 +170,13 @@ impl AuthConfig {
                 })?,
             );
         }
+        // The subject is kept beside every event this caller records; a NUL
+        // there could be stored by no read model (`text::json_holds_nul`).
+        if claims.sub.is_empty() || claims.sub.contains('\0') {
+            return Err(ApiError::Unauthorized(
+                "the token's subject must be non-empty text without a NUL character".into(),
+            ));
+        }
         if roles.contains(&Role::Client) && claims.client_id.is_none() {
             return Err(ApiError::Unauthorized(
                 "a client token must name its client_id".into(),

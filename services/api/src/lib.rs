@@ -16,6 +16,7 @@ pub mod escalation;
 pub mod idempotency;
 pub mod incidents;
 pub mod ingest;
+pub mod input;
 pub mod inquiries;
 pub mod integrations;
 pub mod outbox;
@@ -53,6 +54,9 @@ pub struct AppState {
     pub projections: Vec<SharedProjection>,
     /// What ingestion last knew of alert and group streams; see `ingest`.
     pub ingest_cache: ingest::IngestCache,
+    /// A projection whose oldest unapplied event is older than this is
+    /// reported stalled by `/readyz` and `/metrics`.
+    pub projection_stall_after: std::time::Duration,
 }
 
 /// Every route the server exposes: (method, path, handler). `configure`

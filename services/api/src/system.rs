@@ -17,7 +17,14 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-/// Ready: the database answers and the schema is migrated.
+/// Ready: the database answers and the schema is migrated. Also says
+/// whether every read model keeps up: a projection that has not applied its
+/// oldest event for longer than `projection_stall_after`, or that failed on
+/// an event, is listed with the event and the error, and the status is
+/// `degraded`. That answer is still 200: the instance takes commands and
+/// alerts, and a readiness failure would take every instance out of a load
+/// balancer for one read model (the stall is the cluster's, not this
+/// instance's). Alert on `opsledger_projection_stalled` instead.
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let client = state
         .pool
@@ -28,7 +35,59 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         .query("SELECT 1 FROM projection_checkpoints LIMIT 1", &[])
         .await
         .map_err(|e| ApiError::Unavailable(opsledger_store::StoreError::from(e)))?;
-    Ok(HttpResponse::Ok().json(json!({ "status": "ready" })))
+    drop(client);
+    let health = projection_health(&state).await?;
+    let troubled: Vec<_> = health
+        .iter()
+        .filter(|h| h.stalled || h.stuck.is_some())
+        .map(|h| {
+            json!({
+                "name": h.lag.name,
+                "stalled": h.stalled,
+                "lag_seconds": h.lag.lag_seconds,
+                "behind_events": h.lag.behind_events,
+                "failing": h.stuck,
+            })
+        })
+        .collect();
+    let status = if troubled.is_empty() {
+        "ready"
+    } else {
+        "degraded"
+    };
+    Ok(HttpResponse::Ok().json(json!({ "status": status, "projections": troubled })))
+}
+
+/// What `/readyz` and `/metrics` say of one followed projection.
+struct Health {
+    lag: opsledger_store::projection::Lag,
+    stalled: bool,
+    stuck: Option<opsledger_store::projection::Stuck>,
+}
+
+async fn projection_health(state: &AppState) -> Result<Vec<Health>, ApiError> {
+    let mut stuck = opsledger_store::projection::stuck(&state.pool).await?;
+    let stall_after = state.projection_stall_after.as_secs_f64();
+    let mut health = Vec::new();
+    // Inline projections are kept by the appends themselves: never behind.
+    for p in state.projections.iter().filter(|p| !p.inline()) {
+        let lag = opsledger_store::projection::lag(&state.pool, p.as_ref()).await?;
+        let at = stuck.iter().position(|s| s.name == lag.name);
+        health.push(Health {
+            stalled: lag.behind_events > 0 && lag.lag_seconds > stall_after,
+            stuck: at.map(|i| stuck.swap_remove(i)),
+            lag,
+        });
+    }
+    Ok(health)
+}
+
+/// A Prometheus label value: backslash, quote and line breaks escaped.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -38,9 +97,15 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
     let mut behind = String::new();
     behind.push_str("# HELP opsledger_projection_behind_events Committed events a projection has not applied yet.\n");
     behind.push_str("# TYPE opsledger_projection_behind_events gauge\n");
-    // Inline projections are kept by the appends themselves: never behind.
-    for p in state.projections.iter().filter(|p| !p.inline()) {
-        let lag = opsledger_store::projection::lag(&state.pool, p.as_ref()).await?;
+    let mut stalled = String::new();
+    stalled.push_str(&format!("# HELP opsledger_projection_stalled 1 when a projection has not applied its oldest event for over {} s (OPSLEDGER_PROJECTION_STALL_S).\n", state.projection_stall_after.as_secs()));
+    stalled.push_str("# TYPE opsledger_projection_stalled gauge\n");
+    let mut failing = String::new();
+    failing.push_str("# HELP opsledger_projection_failing_seconds How long a projection has failed on the event its labels name (see /readyz), by event and error.\n");
+    failing.push_str("# TYPE opsledger_projection_failing_seconds gauge\n");
+    let now = chrono::Utc::now();
+    for h in projection_health(&state).await? {
+        let lag = &h.lag;
         let _ = writeln!(
             out,
             "opsledger_projection_lag_seconds{{projection=\"{}\"}} {}",
@@ -51,8 +116,27 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
             "opsledger_projection_behind_events{{projection=\"{}\"}} {}",
             lag.name, lag.behind_events
         );
+        let _ = writeln!(
+            stalled,
+            "opsledger_projection_stalled{{projection=\"{}\"}} {}",
+            lag.name,
+            u8::from(h.stalled)
+        );
+        if let Some(s) = &h.stuck {
+            let _ = writeln!(
+                failing,
+                "opsledger_projection_failing_seconds{{projection=\"{}\",position=\"{}\",event=\"{}\",error=\"{}\"}} {}",
+                lag.name,
+                s.position,
+                label(&s.event),
+                label(&s.error),
+                (now - s.since).num_milliseconds().max(0) as f64 / 1000.0
+            );
+        }
     }
     out.push_str(&behind);
+    out.push_str(&stalled);
+    out.push_str(&failing);
     let paths = state.committer.paths();
     out.push_str("# HELP opsledger_append_batches_total Batches committed, by path: predicted (one round trip) or locked (read first).\n");
     out.push_str("# TYPE opsledger_append_batches_total counter\n");

@@ -119,3 +119,84 @@ mod tests {
         }
     }
 }
+
+/// Whether JSON text holds a NUL character (U+0000), as a `\u0000` escape or
+/// a raw byte: the one character PostgreSQL's `text` and `jsonb` cannot hold.
+/// Stored in an event (kept as `json`, which takes it), it would fail every
+/// read model that copies it into a `text` or `jsonb` column, for ever; so
+/// the HTTP edge refuses it in every body and the append path in every
+/// payload. An escaped backslash followed by `u0000` (`\\u0000`) is six
+/// harmless characters, not a NUL.
+pub fn json_holds_nul(json: &[u8]) -> bool {
+    // Both searches are SIMD scans: this runs on every event appended.
+    memchr::memchr(0, json).is_some()
+        || memchr::memmem::find_iter(json, b"\\u0000").any(|at| {
+            // The backslashes running up to and including this one: an odd
+            // run ends in an escape, an even run is escaped backslashes.
+            let run = json[..=at]
+                .iter()
+                .rev()
+                .take_while(|&&b| b == b'\\')
+                .count();
+            run % 2 == 1
+        })
+}
+
+/// The JSON pointer (RFC 6901) of the first string, or object key, in
+/// `value` that holds a NUL: what a refusal names.
+pub fn nul_pointer(value: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    fn escape(segment: &str) -> String {
+        segment
+            .replace('\0', "\\u0000")
+            .replace('~', "~0")
+            .replace('/', "~1")
+    }
+    match value {
+        Value::String(s) if s.contains('\0') => Some(String::new()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| nul_pointer(v).map(|p| format!("/{i}{p}"))),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                Some(format!("/{}", escape(k)))
+            } else {
+                nul_pointer(v).map(|p| format!("/{}{p}", escape(k)))
+            }
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod nul_tests {
+    use super::*;
+
+    #[test]
+    fn a_nul_escape_or_byte_is_found_and_an_escaped_backslash_is_not() {
+        assert!(json_holds_nul(br#"{"a":"x\u0000y"}"#));
+        assert!(
+            json_holds_nul(br#"{"a":"\\\u0000"}"#),
+            "\\\\ then an escape"
+        );
+        assert!(json_holds_nul(b"{\"a\":\"\0\"}"));
+        assert!(
+            !json_holds_nul(br#"{"a":"\\u0000"}"#),
+            "an escaped backslash"
+        );
+        assert!(!json_holds_nul(br#"{"a":"\\\\u0000"}"#));
+        assert!(!json_holds_nul(br#"{"a":"\u0001 u0000 \n"}"#));
+        assert!(!json_holds_nul(b""));
+    }
+
+    #[test]
+    fn the_pointer_names_the_field_holding_the_nul() {
+        let v: serde_json::Value =
+            serde_json::from_str(r#"{"a":"ok","b":[{"c/d":"x\u0000"}]}"#).unwrap();
+        assert_eq!(nul_pointer(&v).as_deref(), Some("/b/0/c~1d"));
+        let v: serde_json::Value = serde_json::from_str(r#"{"labels":{"e\u0000":"v"}}"#).unwrap();
+        assert_eq!(nul_pointer(&v).as_deref(), Some("/labels/e\\u0000"));
+        assert_eq!(nul_pointer(&serde_json::json!({"a": 1})), None);
+    }
+}

@@ -76,6 +76,7 @@ impl Application {
             tenants: TenantDirectory::default(),
             projections,
             ingest_cache: Default::default(),
+            projection_stall_after: config.projection_stall_after,
         });
         let mut workers: Vec<JoinHandle<()>> = workers;
         workers.push(tokio::spawn(expiry_worker(
@@ -106,6 +107,7 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(shared.clone())
+                .wrap(from_fn(opsledger_api::input::input_middleware))
                 .wrap(from_fn(telemetry::access_log))
                 .wrap(from_fn(opsledger_api::problem::problem_middleware))
                 .configure(opsledger_api::configure)

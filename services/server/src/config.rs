@@ -11,6 +11,10 @@ pub const DEV_JWT_SECRET: &str = "opsledger-development-secret-do-not-use-in-pro
 
 pub const EXPIRY_INTERVAL_DEFAULT_MS: u64 = 30_000;
 pub const ALERT_STALE_DEFAULT_S: u64 = 3 * 4 * 3600;
+/// A healthy follower is under a second behind (SPEC P2: 100 ms); a minute
+/// leaves room for a rebuild's lock or a long transaction elsewhere in the
+/// cluster before anyone is told.
+pub const PROJECTION_STALL_DEFAULT_S: u64 = 60;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -32,6 +36,9 @@ pub struct Config {
     pub timer_interval: Duration,
     /// Where mail goes; `None` keeps notifications waiting in the outbox.
     pub smtp: Option<opsledger_api::outbox::SmtpConfig>,
+    /// A projection whose oldest unapplied event is older than this is
+    /// reported stalled (`/readyz`, `/metrics`).
+    pub projection_stall_after: Duration,
 }
 
 const TIMER_INTERVAL_DEFAULT_MS: u64 = 1_000;
@@ -141,6 +148,10 @@ impl Config {
                 TIMER_INTERVAL_DEFAULT_MS,
             )?),
             smtp: smtp_from_env()?,
+            projection_stall_after: Duration::from_secs(parsed(
+                "OPSLEDGER_PROJECTION_STALL_S",
+                PROJECTION_STALL_DEFAULT_S,
+            )?),
         })
     }
 
@@ -160,6 +171,7 @@ impl Config {
             alert_stale_after: Duration::from_secs(ALERT_STALE_DEFAULT_S),
             timer_interval: Duration::from_millis(TIMER_INTERVAL_DEFAULT_MS),
             smtp: None,
+            projection_stall_after: Duration::from_secs(PROJECTION_STALL_DEFAULT_S),
         }
     }
 

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use deadpool_postgres::GenericClient;
 use opsledger_domain::chain::{self, lane_of, GENESIS};
-use opsledger_domain::NewEvent;
+use opsledger_domain::{text, NewEvent};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
@@ -173,6 +173,55 @@ fn validate(req: &AppendRequest) -> Result<(), AppendError> {
                 "stream ids are 1 to {STREAM_ID_LEN_MAX} bytes"
             )));
         }
+        if s.stream_id.contains('\0') {
+            return Err(AppendError::Invalid(
+                "a stream id must not hold a NUL character".into(),
+            ));
+        }
+        for e in &s.events {
+            refuse_nul(e)?;
+        }
+    }
+    if let Some(claim) = &req.idempotency {
+        if claim.key.contains('\0') || text::nul_pointer(&claim.response).is_some() {
+            return Err(AppendError::Invalid(
+                "an idempotency key or its answer must not hold a NUL character".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The last line of defence against a NUL (see `text::json_holds_nul`):
+/// whatever route or worker built the event, one that would stop every read
+/// model copying it is never stored.
+fn refuse_nul(event: &NewEvent) -> Result<(), AppendError> {
+    let m = &event.metadata;
+    let in_metadata = [
+        Some(&m.actor),
+        Some(&m.role),
+        m.request_id.as_ref(),
+        Some(&m.source),
+    ]
+    .into_iter()
+    .flatten()
+    .any(|s| s.contains('\0'));
+    if in_metadata {
+        return Err(AppendError::Invalid(format!(
+            "{}: the actor, role, request id or source holds a NUL character, which cannot be stored",
+            event.kind.name
+        )));
+    }
+    if text::json_holds_nul(event.payload.as_bytes()) {
+        let at = serde_json::from_str::<Value>(&event.payload)
+            .ok()
+            .and_then(|v| text::nul_pointer(&v))
+            .map(|p| format!(" at {p}"))
+            .unwrap_or_default();
+        return Err(AppendError::Invalid(format!(
+            "{}: the payload holds a NUL character{at}, which cannot be stored",
+            event.kind.name
+        )));
     }
     Ok(())
 }

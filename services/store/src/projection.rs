@@ -211,7 +211,9 @@ async fn save_checkpoint(
 ) -> Result<(), StoreError> {
     tx.execute(
         "UPDATE projection_checkpoints SET last_tx_id = $2::int8::text::xid8, last_position = $3, \
-           last_recorded_at = coalesce($4, last_recorded_at), updated_at = now() WHERE name = $1",
+           last_recorded_at = coalesce($4, last_recorded_at), updated_at = now(), \
+           failing_since = NULL, failing_position = NULL, failing_event = NULL, failing_error = NULL \
+         WHERE name = $1",
         &[
             &name,
             &(next.tx_id as i64),
@@ -225,7 +227,92 @@ async fn save_checkpoint(
 
 /// Applies the next batch of events, if this instance may.
 pub async fn catch_up_once(pool: &Pool, projection: &dyn Projection) -> Result<Step, StoreError> {
-    let mut client = pool.get().await?;
+    catch_up(pool, projection, FOLLOW_BATCH_EVENTS)
+        .await
+        .map_err(Failure::into_store_error)
+}
+
+/// The event a projection's batch failed on, as the log and `/readyz` name it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventRef {
+    pub position: i64,
+    pub tenant_id: uuid::Uuid,
+    pub stream_id: String,
+    pub stream_version: i64,
+    pub event_type: String,
+}
+
+impl EventRef {
+    fn of(event: &RecordedEvent) -> EventRef {
+        EventRef {
+            position: event.position,
+            tenant_id: event.tenant_id,
+            stream_id: event.stream_id.clone(),
+            stream_version: event.stream_version,
+            event_type: event.event_type.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for EventRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} v{} ({}) at position {} of tenant {}",
+            self.stream_id, self.stream_version, self.event_type, self.position, self.tenant_id
+        )
+    }
+}
+
+/// Why a batch did not commit.
+#[derive(Debug)]
+pub enum Failure {
+    /// Reading, locking or committing: the database, most likely passing.
+    Store(StoreError),
+    /// The projection's own writes for the batch's `events` events, the
+    /// first of which is `first`: perhaps an event it can never apply.
+    Apply {
+        error: StoreError,
+        first: EventRef,
+        events: usize,
+    },
+}
+
+impl Failure {
+    fn into_store_error(self) -> StoreError {
+        match self {
+            Failure::Store(e) | Failure::Apply { error: e, .. } => e,
+        }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Store(e)
+    }
+}
+
+impl From<tokio_postgres::Error> for Failure {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Failure::Store(e.into())
+    }
+}
+
+/// An error and its causes on one line: what the log and `/readyz` show.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Applies the next batch of at most `limit` events, if this instance may.
+async fn catch_up(pool: &Pool, projection: &dyn Projection, limit: i64) -> Result<Step, Failure> {
+    let mut client = pool.get().await.map_err(StoreError::from)?;
     let tx = client.transaction().await?;
     // The lock comes first and assigns no transaction id, so holding it does
     // not hold back any reader's horizon.
@@ -251,23 +338,23 @@ pub async fn catch_up_once(pool: &Pool, projection: &dyn Projection) -> Result<S
     for leader in projection.after() {
         until = until.min(load_checkpoint(&tx, leader).await.unwrap_or(Cursor::START));
     }
-    let read::Followed { events, next } = read::read_after_of(
-        &tx,
-        cursor,
-        until,
-        FOLLOW_BATCH_EVENTS,
-        projection.streams(),
-    )
-    .await?;
+    let read::Followed { events, next } =
+        read::read_after_of(&tx, cursor, until, limit, projection.streams()).await?;
     if next == cursor {
         return Ok(Step::Caught);
     }
-    if !events.is_empty() {
-        projection.apply_batch(&tx, &events).await?;
+    if let Some(first) = events.first() {
+        if let Err(error) = projection.apply_batch(&tx, &events).await {
+            return Err(Failure::Apply {
+                error,
+                first: EventRef::of(first),
+                events: events.len(),
+            });
+        }
     }
     save_checkpoint(&tx, projection.name(), next, events.last()).await?;
     tx.commit().await?;
-    Ok(if events.len() as i64 >= FOLLOW_BATCH_EVENTS {
+    Ok(if events.len() as i64 >= limit {
         Step::Full
     } else if events.is_empty() {
         Step::Passed
@@ -296,9 +383,26 @@ pub async fn follow(
     // Since when a commit of its streams is owed: not yet found applied.
     let mut owed: Option<tokio::time::Instant> = None;
     let mut wake_open = true;
+    // After a batch failed in the projection's writes: how many events to
+    // apply one at a time, so that the one that fails is known and those
+    // before it are applied.
+    let mut singly = 0usize;
+    let mut failing = Failing::default();
     loop {
-        match catch_up_once(&pool, projection.as_ref()).await {
+        let limit = if singly > 0 { 1 } else { FOLLOW_BATCH_EVENTS };
+        let step = catch_up(&pool, projection.as_ref(), limit).await;
+        match &step {
+            Ok(Step::Full) => singly = singly.saturating_sub(limit as usize),
+            Ok(Step::Applied(n)) => singly = singly.saturating_sub(*n),
+            Ok(Step::Caught | Step::Passed) => singly = 0,
+            _ => {}
+        }
+        if matches!(step, Ok(Step::Full | Step::Applied(_) | Step::Passed)) {
+            failing = Failing::default();
+        }
+        match step {
             Ok(Step::Full) => continue,
+            Ok(Step::Applied(_)) if singly > 0 => continue,
             Ok(Step::Applied(_)) => {
                 // Events are flowing: let a few milliseconds' worth gather, so
                 // a busy store is followed in batches rather than one
@@ -314,8 +418,20 @@ pub async fn follow(
                 }
                 owed = None;
             }
-            Err(e) => {
-                tracing::warn!(projection = projection.name(), error = %e, "projection batch failed");
+            Err(Failure::Apply { events, .. }) if events > 1 => {
+                // Find the event at once, applying those before it.
+                singly = events;
+                continue;
+            }
+            Err(Failure::Apply { error, first, .. }) => {
+                failing
+                    .report(&pool, projection.name(), &first, &error)
+                    .await;
+                tokio::time::sleep(RETRY_PAUSE).await;
+                continue;
+            }
+            Err(Failure::Store(e)) => {
+                tracing::warn!(projection = projection.name(), error = %error_chain(&e), "projection batch failed");
                 tokio::time::sleep(RETRY_PAUSE).await;
                 continue;
             }
@@ -347,6 +463,110 @@ pub async fn follow(
             tokio::time::sleep_until(deadline).await;
         }
     }
+}
+
+/// How often the log repeats that a projection is stuck on the same event
+/// (it retries every [`RETRY_PAUSE`]; the first failure is always logged).
+const FAILING_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// A follower's memory of the event it cannot apply, if any.
+#[derive(Default)]
+struct Failing {
+    position: Option<i64>,
+    logged_at: Option<tokio::time::Instant>,
+}
+
+impl Failing {
+    /// Logs the event and error (at once for a new event, then now and
+    /// again) and records them in the checkpoint's row for `/readyz`.
+    async fn report(&mut self, pool: &Pool, name: &str, event: &EventRef, error: &StoreError) {
+        let error = error_chain(error);
+        let again = self.position == Some(event.position);
+        if !again
+            || self
+                .logged_at
+                .is_none_or(|t| t.elapsed() >= FAILING_LOG_EVERY)
+        {
+            tracing::error!(
+                projection = name,
+                position = event.position,
+                tenant = %event.tenant_id,
+                stream = %event.stream_id,
+                version = event.stream_version,
+                event_type = %event.event_type,
+                error = %error,
+                "projection cannot apply an event; it retries and goes no further until it can"
+            );
+            self.logged_at = Some(tokio::time::Instant::now());
+        }
+        self.position = Some(event.position);
+        if let Err(e) = record_failure(pool, name, event, &error).await {
+            tracing::warn!(projection = name, error = %error_chain(&e), "cannot record the projection's failure");
+        }
+    }
+}
+
+/// Errors kept in a checkpoint's row are cut to this many characters: a
+/// database error may quote a whole payload.
+const FAILING_ERROR_LEN_MAX_CHARS: usize = 500;
+
+async fn record_failure(
+    pool: &Pool,
+    name: &str,
+    event: &EventRef,
+    error: &str,
+) -> Result<(), StoreError> {
+    let error: String = error
+        .replace('\0', "\u{fffd}")
+        .chars()
+        .take(FAILING_ERROR_LEN_MAX_CHARS)
+        .collect();
+    let client = pool.get().await?;
+    client
+        .execute(
+            "UPDATE projection_checkpoints SET \
+               failing_since = CASE WHEN failing_position IS DISTINCT FROM $2 THEN now() ELSE failing_since END, \
+               failing_position = $2, failing_event = $3, failing_error = $4 \
+             WHERE name = $1",
+            &[&name, &event.position, &event.to_string().replace('\0', "\u{fffd}"), &error],
+        )
+        .await?;
+    Ok(())
+}
+
+/// A projection whose last batch failed on an event, as any instance sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stuck {
+    pub name: String,
+    /// Since when it has failed on this event.
+    pub since: DateTime<Utc>,
+    pub position: i64,
+    /// The event, as [`EventRef`] writes it.
+    pub event: String,
+    pub error: String,
+}
+
+/// Every projection whose follower last failed on an event (and has not
+/// moved since).
+pub async fn stuck(pool: &Pool) -> Result<Vec<Stuck>, StoreError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT name, failing_since, failing_position, failing_event, failing_error \
+             FROM projection_checkpoints WHERE failing_since IS NOT NULL ORDER BY name",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Stuck {
+            name: r.get(0),
+            since: r.get(1),
+            position: r.get(2),
+            event: r.get(3),
+            error: r.get(4),
+        })
+        .collect())
 }
 
 /// The families of streams each projection's follower wakes for, in the
@@ -394,7 +614,8 @@ pub async fn rebuild(pool: &Pool, projection: &dyn Projection) -> Result<u64, St
     }
     tx.execute(
         "UPDATE projection_checkpoints SET last_tx_id = '0', last_position = 0, \
-           last_recorded_at = NULL, updated_at = now() WHERE name = $1",
+           last_recorded_at = NULL, updated_at = now(), failing_since = NULL, \
+           failing_position = NULL, failing_event = NULL, failing_error = NULL WHERE name = $1",
         &[&projection.name()],
     )
     .await?;
