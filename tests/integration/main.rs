@@ -7,6 +7,7 @@ mod api_directory;
 mod api_hostile;
 mod changes;
 mod incidents;
+mod input_guard;
 mod inquiries;
 mod maintenance;
 mod migrations;

@@ -3631,3 +3631,155 @@ async fn the_roles_the_document_names_are_the_roles_the_server_lets_through() {
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }
+
+/// Every `discriminator` in the document, with the JSON pointer of the
+/// schema holding it.
+fn discriminators(at: &str, value: &Value, found: &mut Vec<(String, Value)>) {
+    match value {
+        Value::Object(map) => {
+            if map.contains_key("discriminator") {
+                found.push((at.to_owned(), value.clone()));
+            }
+            for (k, v) in map {
+                discriminators(&format!("{at}/{}", escape(k)), v, found);
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                discriminators(&format!("{at}/{i}"), v, found);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A generic validator tells the alternatives of a `oneOf` apart by its
+/// discriminator's `mapping`; without one it expects the schema's name as
+/// the value (OpenAPI 3.1 §4.8.25), which no answer carries.
+#[test]
+fn every_discriminator_maps_each_value_to_its_alternative() {
+    let doc = document();
+    let mut found = vec![];
+    discriminators("", &doc, &mut found);
+    assert!(!found.is_empty(), "QueueItem has one");
+    for (at, schema) in found {
+        let property = schema["discriminator"]["propertyName"].as_str().unwrap();
+        let mapping = schema["discriminator"]["mapping"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{at}: a discriminator without a mapping"));
+        let alternatives: BTreeSet<&str> = schema["oneOf"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{at}: a discriminator outside a oneOf"))
+            .iter()
+            .map(|a| a["$ref"].as_str().unwrap())
+            .collect();
+        let mapped: BTreeSet<&str> = mapping.values().map(|v| v.as_str().unwrap()).collect();
+        assert_eq!(mapped, alternatives, "{at}: every alternative, once");
+        for (value, target) in mapping {
+            let target = target.as_str().unwrap();
+            let alternative = doc.pointer(target.trim_start_matches('#')).unwrap();
+            assert_eq!(
+                alternative["properties"][property]["const"],
+                value.as_str(),
+                "{at}: {target} has {property} = {value} and no other"
+            );
+        }
+    }
+}
+
+/// The queues hold both kinds of item: each validates against the schema
+/// its discriminator names, and the answer against its documented schema.
+#[tokio::test]
+async fn queue_items_validate_against_the_schema_their_kind_names() {
+    let app = spawn_app().await;
+    let doc = document();
+    let admin = app.token(&[Role::Admin]);
+    let operator = app.token(&[Role::Operator]);
+    let created = |path: &'static str, body: Value| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            let res = app.post(path, &admin, &body).await;
+            assert_eq!(res.status(), 201, "{path}");
+            res.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let client = created("/api/v1/clients", json!({ "name": "C" })).await;
+    let service = created(
+        "/api/v1/services",
+        json!({ "client_id": client, "name": "s", "sla_target_pct": 99.0, "notice_period_h": 1 }),
+    )
+    .await;
+    created(
+        "/api/v1/incidents",
+        json!({ "title": "down", "service_id": service, "severity": "error" }),
+    )
+    .await;
+    let handed = created(
+        "/api/v1/incidents",
+        json!({ "title": "deeper", "service_id": service, "severity": "warning" }),
+    )
+    .await;
+    let res = app
+        .post(
+            &format!("/api/v1/incidents/{handed}/handoff"),
+            &operator,
+            &json!({ "reason": "needs a fix" }),
+        )
+        .await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    for kind in ["question", "suggestion"] {
+        created(
+            "/api/v1/inquiries",
+            json!({ "service_id": service, "kind": kind, "subject": "s", "body": "b" }),
+        )
+        .await;
+    }
+    let inquiry = created(
+        "/api/v1/inquiries",
+        json!({ "service_id": service, "kind": "question", "subject": "t", "body": "b" }),
+    )
+    .await;
+    let res = app
+        .post(
+            &format!("/api/v1/inquiries/{inquiry}/escalate"),
+            &operator,
+            &json!({ "reason": "a bug" }),
+        )
+        .await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let mapping = doc["components"]["schemas"]["QueueItem"]["discriminator"]["mapping"].clone();
+    for (team, incidents, inquiries) in [("operations", 1, 2), ("maintenance", 1, 1)] {
+        let path = format!("/api/v1/queues/{team}");
+        let answer = eventually("both kinds are queued", || async {
+            let v: Value = app.get(&path, &operator).await.json().await.unwrap();
+            let count = |k: &str| {
+                v["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|i| i["kind"] == k)
+                    .count()
+            };
+            (count("incident") == incidents && count("inquiry") == inquiries).then_some(v)
+        })
+        .await;
+        let errors = violations(
+            &doc,
+            &schema_pointer(&doc, "get", &path, 200, "application/json"),
+            &answer,
+        );
+        assert!(errors.is_empty(), "{path}: {errors:?}");
+        for item in answer["items"].as_array().unwrap() {
+            let kind = item["kind"].as_str().unwrap();
+            let target = mapping[kind]
+                .as_str()
+                .unwrap_or_else(|| panic!("no mapping for kind {kind}"));
+            let errors = violations(&doc, target.trim_start_matches('#'), item);
+            assert!(errors.is_empty(), "{path}, {kind}: {errors:?}");
+        }
+    }
+}

@@ -430,3 +430,232 @@ async fn lag_counts_only_the_projections_own_streams() {
     assert_eq!(caught_up.lag_seconds, 0.0);
     assert_eq!(counts(&pool).await.0, 1, "the incident event only");
 }
+
+/// Counts like [`Counting`], but cannot apply an event whose payload says
+/// `"poison": true` until it is cured: its write fails as a NUL once
+/// failed in `jsonb`.
+#[derive(Default)]
+struct Poisoned {
+    cured: std::sync::atomic::AtomicBool,
+}
+
+impl Projection for Poisoned {
+    fn name(&self) -> &'static str {
+        "poisoned"
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        &["test_counts"]
+    }
+    fn apply<'a>(
+        &'a self,
+        tx: &'a Transaction<'a>,
+        event: &'a RecordedEvent,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            if event.payload["poison"] == true
+                && !self.cured.load(std::sync::atomic::Ordering::SeqCst)
+            {
+                tx.execute("SELECT '\"\\u0000\"'::jsonb", &[]).await?;
+            }
+            Counting.apply(tx, event).await
+        })
+    }
+}
+
+/// A follower that fails on one event applies those before it (a batch is
+/// retried one event at a time to find it), stops there, and names it to
+/// every instance through its checkpoint row, until it can go on.
+#[tokio::test]
+async fn a_follower_stuck_on_an_event_applies_those_before_it_and_names_it() {
+    let (_db, pool) = counting_db().await;
+    let tenant = Uuid::now_v7();
+    let mut events: Vec<_> = (1..=5).map(event).collect();
+    events[2] = opsledger_domain::NewEvent::new(
+        "TenantRegistered",
+        json!({ "poison": true }),
+        opsledger_tests::meta(),
+        chrono::Utc::now(),
+    );
+    let poison_id = events[2].event_id;
+    append_direct(&pool, &one(tenant, "s-1", ExpectedVersion::Any, events))
+        .await
+        .unwrap();
+    let committer = Committer::start(pool.clone(), 1);
+    let poisoned = Arc::new(Poisoned::default());
+    let worker = tokio::spawn(projection::follow(
+        pool.clone(),
+        poisoned.clone(),
+        committer.subscribe(),
+        Duration::from_millis(10),
+        Families::ALL,
+    ));
+    let stuck = eventually("the follower names the event it cannot apply", || async {
+        projection::stuck(&pool).await.unwrap().into_iter().next()
+    })
+    .await;
+    assert_eq!(
+        counts(&pool).await,
+        (2, 1),
+        "the two events before it, once"
+    );
+    let position: i64 = pool
+        .get()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT position FROM events WHERE event_id = $1",
+            &[&poison_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stuck.name, "poisoned");
+    assert_eq!(stuck.position, position);
+    assert!(
+        stuck.event.contains("s-1 v3 (TenantRegistered)"),
+        "{}",
+        stuck.event
+    );
+    assert!(stuck.error.contains("Unicode"), "{}", stuck.error);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(counts(&pool).await, (2, 1), "nothing past it");
+    // Once it can apply the event (a fixed release, say), it goes on and the
+    // failure is cleared.
+    poisoned
+        .cured
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    eventually("the cured projection goes on", || async {
+        (counts(&pool).await == (5, 1)).then_some(())
+    })
+    .await;
+    worker.abort();
+    assert!(projection::stuck(&pool).await.unwrap().is_empty());
+}
+
+/// An event in the log that a read model cannot hold (here a NUL, written
+/// by hand past every check) stops that projection: `/readyz` and
+/// `/metrics` say which one, since when, on which event and why.
+#[tokio::test]
+async fn readiness_and_metrics_name_a_stalled_projection_its_event_and_its_error() {
+    let app = opsledger_testkit::spawn_app_with(|c| {
+        c.projection_stall_after = Duration::from_secs(1);
+    })
+    .await;
+    let admin = app.token(&[Role::Admin, Role::Maintainer]);
+    let created = |path: &'static str, body: Value| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            let res = app.post(path, &admin, &body).await;
+            assert_eq!(res.status(), 201, "{path}");
+            res.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let client = created("/api/v1/clients", json!({ "name": "C" })).await;
+    let service = created(
+        "/api/v1/services",
+        json!({ "client_id": client, "name": "s", "sla_target_pct": 99.0, "notice_period_h": 1 }),
+    )
+    .await;
+    let change = created(
+        "/api/v1/changes",
+        json!({
+            "kind": "standard", "category": "configuration", "title": "t", "risk": "low",
+            "impact": "i", "description": "POISON-ME", "service_ids": [service]
+        }),
+    )
+    .await;
+    let ready: Value = app
+        .http
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready, json!({ "status": "ready", "projections": [] }));
+    // The same change again under another id, with a NUL in its description.
+    let poisoned = Uuid::now_v7();
+    app.db
+        .superuser()
+        .await
+        .execute(
+            "INSERT INTO events (event_id, tenant_id, stream_id, stream_version, event_type, \
+               schema_version, work_class, payload, metadata, occurred_at, recorded_at, \
+               chain_lane, prev_hash, hash) \
+             SELECT gen_random_uuid(), tenant_id, 'change-' || $2, 1, event_type, schema_version, \
+               work_class, replace(replace(payload::text, $1, $2), 'POISON-ME', $3)::json, \
+               metadata, occurred_at, recorded_at, chain_lane, prev_hash, hash \
+             FROM events WHERE stream_id = 'change-' || $1 AND stream_version = 1",
+            &[&change, &poisoned.to_string(), &"a\\u0000b"],
+        )
+        .await
+        .unwrap();
+    app.app_state.committer.announce();
+    let ready = eventually("readiness names the stalled projection", || async {
+        let v: Value = app
+            .http
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let changes = v["projections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "changes")
+            .cloned()?;
+        (changes["stalled"] == true && changes["failing"].is_object()).then_some((v, changes))
+    })
+    .await;
+    let (whole, changes) = ready;
+    assert_eq!(whole["status"], "degraded");
+    let failing = &changes["failing"];
+    let event = failing["event"].as_str().unwrap();
+    assert!(
+        event.contains(&format!("change-{poisoned} v1 (ChangeRequested)")),
+        "{event}"
+    );
+    assert!(
+        failing["error"].as_str().unwrap().contains("Unicode"),
+        "{failing}"
+    );
+    assert!(changes["behind_events"].as_i64().unwrap() >= 1);
+    assert!(
+        !whole["projections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "directory"),
+        "{whole}"
+    );
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("opsledger_projection_stalled{projection=\"changes\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("opsledger_projection_stalled{projection=\"directory\"} 0"));
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("opsledger_projection_failing_seconds{projection=\"changes\""))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(
+        line.contains(&format!("change-{poisoned} v1 (ChangeRequested)")),
+        "{line}"
+    );
+}
