@@ -661,3 +661,85 @@ async fn chunked_post(app: &TestApp, path: &str, token: &str, len: usize) -> Str
     writer.abort();
     String::from_utf8_lossy(&response).into_owned()
 }
+
+/// Sends `request` as it is and reads until the server closes (or 10 s).
+async fn raw_exchange(app: &TestApp, request: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = app.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut response),
+    )
+    .await;
+    response
+}
+
+/// The responses in `bytes`, each as (status, content type, body).
+fn responses(mut bytes: &[u8]) -> Vec<(u16, String, Vec<u8>)> {
+    let mut out = vec![];
+    while !bytes.is_empty() {
+        let text = String::from_utf8_lossy(bytes).into_owned();
+        let head_len = text.find("\r\n\r\n").expect("a whole head") + 4;
+        let head = &text[..head_len];
+        let status: u16 = head[9..12].parse().unwrap();
+        let header = |name: &str| {
+            head.lines()
+                .find_map(|l| {
+                    l.split_once(':')
+                        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                })
+                .map(|(_, v)| v.trim().to_owned())
+        };
+        let len: usize = header("content-length")
+            .unwrap_or_default()
+            .parse()
+            .unwrap_or(0);
+        out.push((
+            status,
+            header("content-type").unwrap_or_default(),
+            bytes[head_len..head_len + len].to_vec(),
+        ));
+        bytes = &bytes[head_len + len..];
+    }
+    out
+}
+
+/// A request actix-http cannot parse is answered by it before any of our
+/// code runs; that answer is a problem too (`api::wire`).
+#[tokio::test]
+async fn a_request_the_http_parser_refuses_gets_a_problem() {
+    let app = spawn_app().await;
+    let cases: Vec<(&str, Vec<u8>, Vec<u16>)> = vec![
+        (
+            "a DEL byte in a header value",
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Bad: a\x7fb\r\n\r\n".to_vec(),
+            vec![400],
+        ),
+        (
+            "a negative Content-Length",
+            b"POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: -5\r\n\r\n".to_vec(),
+            vec![400],
+        ),
+        (
+            "a bad request after a good one on the same connection",
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nX-Bad: \x01\r\n\r\n".to_vec(),
+            vec![200, 400],
+        ),
+    ];
+    for (name, request, statuses) in cases {
+        let answered = responses(&raw_exchange(&app, &request).await);
+        assert_eq!(
+            answered.iter().map(|r| r.0).collect::<Vec<_>>(),
+            statuses,
+            "{name}"
+        );
+        let (status, content_type, body) = answered.last().unwrap();
+        assert_eq!(content_type, "application/problem+json", "{name}");
+        let problem: Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(problem["status"], *status, "{name}");
+        assert!(!problem["detail"].as_str().unwrap().is_empty(), "{name}");
+    }
+}

@@ -27,6 +27,7 @@ pub mod runbooks;
 pub mod system;
 pub mod tenants;
 pub mod windows;
+pub mod wire;
 pub mod work;
 pub mod worklog;
 

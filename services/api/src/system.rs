@@ -82,12 +82,14 @@ async fn projection_health(state: &AppState) -> Result<Vec<Health>, ApiError> {
     Ok(health)
 }
 
-/// A Prometheus label value: backslash, quote and line breaks escaped.
+/// A Prometheus label value: backslash, quote and line feed escaped, and a
+/// carriage return (which the format cannot escape) made a space.
 fn label(value: &str) -> String {
     value
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+        .replace('\r', " ")
 }
 
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

@@ -3,15 +3,25 @@
 
 use std::net::TcpListener;
 
+use actix_http::error::DispatchError;
+use actix_http::{HttpService, KeepAlive, Protocol};
+use actix_service::{fn_service, map_config, IntoServiceFactory, ServiceFactoryExt};
+use actix_web::dev::AppConfig;
 use actix_web::middleware::from_fn;
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App};
 use opsledger_api::tenants::TenantDirectory;
+use opsledger_api::wire::ProblemIo;
 use opsledger_api::AppState;
 use opsledger_store::{Committer, StoreError};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::telemetry;
+
+/// How long a client may take to send a request's head: `HttpServer`'s default.
+const CLIENT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a closing connection may take to shut down: `HttpServer`'s default.
+const CLIENT_DISCONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -104,18 +114,39 @@ impl Application {
         }
         let port = listener.local_addr()?.port();
         let shared = state.clone();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(shared.clone())
-                .wrap(from_fn(opsledger_api::input::input_middleware))
-                .wrap(from_fn(telemetry::access_log))
-                .wrap(from_fn(opsledger_api::problem::problem_middleware))
-                .configure(opsledger_api::configure)
-                .default_service(web::to(opsledger_api::not_found))
-        })
-        .workers(config.http_workers)
-        .listen(listener)?
-        .run();
+        // actix-web's `HttpServer`, but on sockets wrapped in `ProblemIo`, so
+        // that a request actix-http cannot parse is answered with a problem
+        // too (see `api::wire`); its settings are `HttpServer`'s defaults.
+        let server = actix_server::Server::build()
+            .workers(config.http_workers)
+            .listen("opsledger-http", listener, move || {
+                let shared = shared.clone();
+                let app = move || {
+                    App::new()
+                        .app_data(shared.clone())
+                        .wrap(from_fn(opsledger_api::input::input_middleware))
+                        .wrap(from_fn(telemetry::access_log))
+                        .wrap(from_fn(opsledger_api::problem::problem_middleware))
+                        .configure(opsledger_api::configure)
+                        .default_service(web::to(opsledger_api::not_found))
+                };
+                let http = HttpService::build()
+                    .keep_alive(KeepAlive::default())
+                    .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
+                    .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
+                    .finish(map_config(
+                        app()
+                            .into_factory()
+                            .map_err(|e: actix_web::Error| e.error_response()),
+                        |_| AppConfig::default(),
+                    ));
+                fn_service(|io: actix_rt::net::TcpStream| async move {
+                    let peer = io.peer_addr().ok();
+                    Ok::<_, DispatchError>((ProblemIo::new(io), Protocol::Http1, peer))
+                })
+                .and_then(http)
+            })?
+            .run();
         Ok(Application {
             port,
             server,
