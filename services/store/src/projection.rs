@@ -12,6 +12,12 @@
 //! channel from the committer, `wake`), and otherwise poll, which is how they
 //! learn of other instances' appends without a NOTIFY inside any append
 //! transaction.
+//!
+//! A batch that fails in the projection's own writes is applied again one
+//! event at a time, so the events before the culprit are applied and the
+//! culprit is named: logged, and kept in the checkpoint's row ([`stuck`])
+//! for `/readyz` and `/metrics` on every instance. The follower retries it
+//! and never skips it: a read model missing a fact would be wrong for good.
 
 use std::sync::Arc;
 use std::time::Duration;
