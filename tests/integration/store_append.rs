@@ -544,3 +544,72 @@ async fn predicted_appends_keep_keys_and_conflicts() {
             > 0
     );
 }
+
+/// The append path is the last line of defence against a NUL, whatever
+/// built the event: one in a payload, its metadata or a stream id is
+/// refused before anything is written; six harmless characters (`\\u0000`,
+/// an escaped backslash) are stored as they are.
+#[tokio::test]
+async fn an_event_holding_a_nul_is_refused_by_the_append_path_itself() {
+    let db = fresh_database().await;
+    let pool = connect(&db.config).unwrap();
+    let committer = Committer::start(pool.clone(), 1);
+    let tenant = Uuid::now_v7();
+    let with = |payload: serde_json::Value, actor: &str| {
+        let mut meta = opsledger_tests::meta();
+        meta.actor = actor.to_owned();
+        opsledger_domain::NewEvent::new("TenantRegistered", payload, meta, chrono::Utc::now())
+    };
+    let refused = [
+        (
+            "payload",
+            "s-1",
+            with(json!({ "name": "a\u{0}b" }), "tester"),
+        ),
+        (
+            "nested key",
+            "s-1",
+            with(json!({ "labels": { "e\u{0}": "v" } }), "tester"),
+        ),
+        ("actor", "s-1", with(json!({ "name": "x" }), "ni\u{0}l")),
+        (
+            "stream id",
+            "s-\u{0}",
+            with(json!({ "name": "x" }), "tester"),
+        ),
+    ];
+    for (what, stream, event) in refused {
+        for via_committer in [true, false] {
+            let request = one(tenant, stream, ExpectedVersion::Any, vec![event.clone()]);
+            let result = if via_committer {
+                committer.append(request).await
+            } else {
+                append_direct(&pool, &request).await
+            };
+            match result {
+                Err(AppendError::Invalid(message)) => {
+                    assert!(message.contains("NUL"), "{what}: {message}")
+                }
+                other => panic!("{what}: {other:?}"),
+            }
+        }
+    }
+    let stored: i64 = pool
+        .get()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT count(*) FROM events WHERE tenant_id = $1",
+            &[&tenant],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 0);
+    let harmless = with(json!({ "name": "\\u0000" }), "tester");
+    assert_eq!(harmless.payload, r#"{"name":"\\u0000"}"#);
+    committer
+        .append(one(tenant, "s-2", ExpectedVersion::Any, vec![harmless]))
+        .await
+        .unwrap();
+}
