@@ -4,7 +4,8 @@
 #   ops/pg.sh ensure              start (or reuse) the project-local cluster; print its DATABASE_URL
 #   ops/pg.sh ephemeral DIR [durable]
 #                                 initialise and start a throwaway cluster in DIR; print its socket folder
-#   ops/pg.sh stop DIR            stop the cluster in DIR and remove DIR
+#                                 (DIR.lock beside it serialises two starts in one DIR)
+#   ops/pg.sh stop DIR            stop the cluster in DIR and remove DIR (and DIR.lock)
 #   ops/pg.sh watch PID DIR       wait until process PID exits, then stop and remove DIR
 #   ops/pg.sh bindir              print the folder of the server binaries (installing them if missing)
 #
@@ -12,6 +13,11 @@
 # system user (runuser); a non-root developer runs it as themself. Clusters
 # listen only on a Unix socket inside their own folder, so several can run at
 # once and none collides with a system PostgreSQL.
+#
+# `ensure` and `ephemeral` hold a lock (flock, util-linux) from choosing the
+# folder to creating the database, so two started at once (`ops/run &` and
+# `ops/run tenant add` pasted together, say) share one cluster instead of both
+# running initdb in one folder: the second waits, then finds it running.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -38,6 +44,23 @@ bindir() {
     $sudo apt-get update -qq >&2
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >&2
     find_bindir || { log "initdb still missing after installing postgresql"; exit 1; }
+}
+
+# Holds an exclusive lock on FILE (created if missing) until this script
+# exits. File descriptor 9 is the lock: whatever this script starts that
+# outlives it (the postmaster) must be started with 9>&-, or it would hold
+# the lock for as long as it runs.
+hold_lock() {
+    local file=$1
+    if ! command -v flock >/dev/null 2>&1; then
+        log "flock (util-linux) is missing; not guarding against a concurrent start"
+        return 0
+    fi
+    exec 9>>"$file" || { log "cannot open the lock file $file"; exit 1; }
+    if ! flock -n 9; then
+        log "waiting for another ops/pg.sh to finish starting PostgreSQL (lock $file)"
+        flock 9
+    fi
 }
 
 # Runs a command as the cluster's owner.
@@ -95,7 +118,8 @@ init_and_start() {
         } | as_owner tee -a "$dir/postgresql.conf" >/dev/null
     fi
     if ! as_owner "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
-        as_owner "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null \
+        # 9>&-: the postmaster must not inherit the lock (see hold_lock).
+        as_owner "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null 9>&- \
             || { tail -n 30 "$dir/server.log" >&2; exit 1; }
     fi
 }
@@ -108,6 +132,7 @@ stop_cluster() {
         as_owner "$bin/pg_ctl" -D "$dir" -m immediate -w stop >/dev/null 2>&1 || true
     fi
     rm -rf "$dir"
+    rm -f "${dir%/}.lock"
 }
 
 cmd=${1:-}
@@ -116,9 +141,14 @@ case "$cmd" in
         bindir
         ;;
     ensure)
+        # One lock per user and checkout, in the folder the fallback cluster
+        # lives in: writable whether or not the checkout is, and outside the
+        # work tree. Held until this script exits, past createdb.
+        key=$(echo "$repo" | cksum | cut -d' ' -f1)
+        hold_lock "${TMPDIR:-/tmp}/opsledger-pgdata-$(id -u)-$key.lock"
         dir=${OPSLEDGER_PGDATA:-$repo/.pgdata}
         if ! { prepare_dir "$dir" && reachable "$dir"; }; then
-            dir=${TMPDIR:-/tmp}/opsledger-pgdata-$(id -u)-$(echo "$repo" | cksum | cut -d' ' -f1)
+            dir=${TMPDIR:-/tmp}/opsledger-pgdata-$(id -u)-$key
             prepare_dir "$dir" || { log "cannot create $dir"; exit 1; }
         fi
         init_and_start "$dir" durable
@@ -130,6 +160,7 @@ case "$cmd" in
         ;;
     ephemeral)
         dir=${2:?usage: ops/pg.sh ephemeral DIR [durable]}
+        hold_lock "${dir%/}.lock"
         prepare_dir "$dir" || { log "cannot create $dir"; exit 1; }
         init_and_start "$dir" "${3:-}"
         echo "$dir"
@@ -144,7 +175,7 @@ case "$cmd" in
         stop_cluster "$dir"
         ;;
     *)
-        sed -n '2,12p' "$0" >&2
+        sed -n '2,10p' "$0" >&2
         exit 2
         ;;
 esac

@@ -4,10 +4,80 @@ use chrono::Utc;
 use opsledger_domain::directory::{tenant_stream, DirectoryEvent};
 use opsledger_domain::text::Name;
 use opsledger_domain::{Metadata, NewEvent};
-use opsledger_store::{append, AppendError, AppendRequest, ExpectedVersion, Pool, StreamAppend};
+use opsledger_store::{
+    append, directory, AppendError, AppendRequest, ExpectedVersion, Pool, StoreError, StreamAppend,
+};
 use uuid::Uuid;
 
-/// Registers a tenant: its `tenant-<id>` stream must not exist yet.
+/// Why [`add_tenant`] registered nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum AddTenantError {
+    #[error(
+        "a tenant named {existing_name:?} already exists (id {existing_id}); \
+         tenant names are unique, ignoring case, so {name:?} was not added"
+    )]
+    NameTaken {
+        name: String,
+        existing_id: Uuid,
+        existing_name: String,
+    },
+    #[error("a tenant with id {0} already exists")]
+    IdTaken(Uuid),
+    #[error(transparent)]
+    Append(#[from] AppendError),
+}
+
+impl From<StoreError> for AddTenantError {
+    fn from(e: StoreError) -> Self {
+        AddTenantError::Append(AppendError::Store(e))
+    }
+}
+
+/// Registers a tenant under a name no other tenant has, as compared by
+/// [`Name::unique_key`] (case and surrounding space ignored): the CLI's
+/// `tenant add`. Concurrent calls are serialised by an advisory lock held
+/// from the check to the commit, so one name cannot be taken twice.
+///
+/// The registered tenants are read from their `tenant-<id>` streams, not
+/// from the directory read model, which only a running service keeps.
+pub async fn add_tenant(
+    pool: &Pool,
+    id: Uuid,
+    name: &str,
+    actor: &str,
+) -> Result<(), AddTenantError> {
+    let parsed = Name::parse("name", name).map_err(AppendError::Invalid)?;
+    let key = parsed.unique_key();
+    let lock = pool.get().await.map_err(|e| AppendError::Store(e.into()))?;
+    directory::lock_tenant_registrations(&lock).await?;
+    let outcome = async {
+        let taken = directory::registered_tenants(&lock)
+            .await?
+            .into_iter()
+            .find(|(_, existing)| existing.unique_key() == key);
+        if let Some((existing_id, existing)) = taken {
+            return Err(AddTenantError::NameTaken {
+                name: parsed.as_str().to_owned(),
+                existing_id,
+                existing_name: existing.as_str().to_owned(),
+            });
+        }
+        register_tenant(pool, id, parsed.as_str(), actor)
+            .await
+            .map_err(|e| match e {
+                AppendError::Conflict { .. } => AddTenantError::IdTaken(id),
+                other => AddTenantError::Append(other),
+            })
+    }
+    .await;
+    directory::unlock_tenant_registrations(&lock).await;
+    outcome
+}
+
+/// Registers a tenant: its `tenant-<id>` stream must not exist yet. Does not
+/// look at other tenants' names: the test harness and the benchmark register
+/// their fixed-name tenants through it, each in a database of their own. The
+/// CLI goes through [`add_tenant`], which does.
 pub async fn register_tenant(
     pool: &Pool,
     id: Uuid,

@@ -52,6 +52,7 @@ enum Command {
         roles: Vec<String>,
         #[arg(long)]
         client_id: Option<Uuid>,
+        /// Seconds until the token expires; 3600 is an hour.
         #[arg(long, default_value_t = 3600)]
         ttl_s: u64,
     },
@@ -64,7 +65,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum TenantCommand {
-    /// Register a tenant and print its id.
+    /// Register a tenant and print its id. Refuses a name another tenant has
+    /// (ignoring case and surrounding space).
     Add {
         #[arg(long)]
         name: String,
@@ -172,7 +174,7 @@ async fn run(command: Command) -> Result<ExitCode, BoxError> {
                     opsledger_store::migrate::migrate(&db).await?;
                     let pool = opsledger_store::connect(&db)?;
                     let id = id.unwrap_or_else(Uuid::now_v7);
-                    opsledger_server::commands::register_tenant(&pool, id, &name, "cli").await?;
+                    opsledger_server::commands::add_tenant(&pool, id, &name, "cli").await?;
                     println!("{id}");
                 }
                 Command::Token { .. } => unreachable!("handled above"),

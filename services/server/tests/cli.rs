@@ -2,7 +2,7 @@
 //! database. (The one integration-test crate cannot name this binary, so
 //! these few tests live beside it.)
 
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use opsledger_testkit::{fresh_database, TestDatabase};
 
@@ -134,4 +134,135 @@ async fn token_mints_what_the_service_accepts_and_rebuild_replays() {
         .unwrap()
         .get(0);
     assert_eq!(n, 1);
+}
+
+#[tokio::test]
+async fn tenant_add_refuses_a_name_another_tenant_has() {
+    let db = fresh_database().await;
+    let first = opsledger(&db, &["tenant", "add", "--name", "Acme MSP"]);
+    assert!(first.status.success(), "{}", text(&first));
+    let first_id = String::from_utf8(first.stdout).unwrap().trim().to_owned();
+
+    // The same name, as the domain compares names: case and surrounding space ignored.
+    for name in ["Acme MSP", "  acme msp "] {
+        let again = opsledger(&db, &["tenant", "add", "--name", name]);
+        assert!(!again.status.success(), "{name:?} was added twice");
+        assert!(again.stdout.is_empty(), "{}", text(&again));
+        let said = text(&again);
+        assert!(
+            said.contains("a tenant named \"Acme MSP\" already exists") && said.contains(&first_id),
+            "{said}"
+        );
+    }
+    let other = opsledger(&db, &["tenant", "add", "--name", "Acme MSP East"]);
+    assert!(other.status.success(), "{}", text(&other));
+    let same_id = opsledger(
+        &db,
+        &["tenant", "add", "--name", "Zenith", "--id", &first_id],
+    );
+    assert!(!same_id.status.success());
+    assert!(
+        text(&same_id).contains(&format!("a tenant with id {first_id} already exists")),
+        "{}",
+        text(&same_id)
+    );
+
+    // Several at once: one wins, the others are told.
+    let racers: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_opsledger"))
+                .args(["tenant", "add", "--name", "Racing MSP"])
+                .env("DATABASE_URL", &db.url)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("the binary runs")
+        })
+        .collect();
+    let mut added = 0;
+    for racer in racers {
+        let out = racer.wait_with_output().unwrap();
+        if out.status.success() {
+            added += 1;
+        } else {
+            assert!(text(&out).contains("already exists"), "{}", text(&out));
+        }
+    }
+    assert_eq!(added, 1, "one of the racing adds registers the name");
+
+    let su = db.superuser().await;
+    let n: i64 = su
+        .query_one(
+            "SELECT count(*) FROM events WHERE event_type = 'TenantRegistered'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 3, "Acme MSP, Acme MSP East and Racing MSP");
+}
+
+/// A cluster `ops/pg.sh` started in a folder of this test's, stopped and
+/// removed however the test ends.
+struct Cluster(std::path::PathBuf);
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(pg_sh())
+            .arg("stop")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+fn pg_sh() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/pg.sh")
+}
+
+#[test]
+fn two_pg_sh_ensures_started_at_once_share_one_cluster() {
+    // Under /tmp, which the cluster's owner (`postgres`, when this runs as
+    // root) can reach; ensure would fall back to another folder otherwise.
+    let cluster = Cluster(std::path::PathBuf::from(format!(
+        "/tmp/opsledger-ensure-test-{}",
+        uuid::Uuid::now_v7().simple()
+    )));
+    let ensures: Vec<_> = (0..2)
+        .map(|_| {
+            Command::new("bash")
+                .arg(pg_sh())
+                .arg("ensure")
+                .env("OPSLEDGER_PGDATA", &cluster.0)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("bash runs ops/pg.sh")
+        })
+        .collect();
+    let outs: Vec<Output> = ensures
+        .into_iter()
+        .map(|e| e.wait_with_output().unwrap())
+        .collect();
+    for out in &outs {
+        assert!(out.status.success(), "{}", text(out));
+    }
+    let url = String::from_utf8_lossy(&outs[0].stdout).trim().to_owned();
+    assert_eq!(
+        url,
+        format!(
+            "host={} user=postgres dbname=opsledger",
+            cluster.0.display()
+        )
+    );
+    assert_eq!(String::from_utf8_lossy(&outs[1].stdout).trim(), url);
+
+    let migrated = Command::new(env!("CARGO_BIN_EXE_opsledger"))
+        .arg("migrate")
+        .env("DATABASE_URL", &url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("the binary runs");
+    assert!(migrated.status.success(), "{}", text(&migrated));
 }

@@ -226,3 +226,63 @@ pub async fn stream_version<C: GenericClient>(
         .await?;
     Ok(row.get(0))
 }
+
+/// Key of the session advisory lock that serialises tenant registrations by
+/// name (`opsledger tenant add`), so two adding one name at once cannot both
+/// find it free.
+const TENANT_REGISTRATION_LOCK: i64 = 0x6f70_736c_746e_6164;
+
+/// Waits for the tenant registration lock, held by this session until
+/// [`unlock_tenant_registrations`].
+pub async fn lock_tenant_registrations<C: GenericClient>(client: &C) -> Result<(), StoreError> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&TENANT_REGISTRATION_LOCK])
+        .await?;
+    Ok(())
+}
+
+/// Unlocking fails only on a broken connection, which the pool discards:
+/// either way no pooled connection keeps holding the lock.
+pub async fn unlock_tenant_registrations<C: GenericClient>(client: &C) {
+    let _ = client
+        .execute(
+            "SELECT pg_advisory_unlock($1)",
+            &[&TENANT_REGISTRATION_LOCK],
+        )
+        .await;
+}
+
+/// Every registered tenant and its name, from the `tenant-<id>` streams (not
+/// the directory read model, which only a running service keeps). Every
+/// tenant has a chain head, so each stream is found through the
+/// `(tenant_id, stream_id, …)` index, whatever else the store holds.
+pub async fn registered_tenants<C: GenericClient>(
+    client: &C,
+) -> Result<Vec<(Uuid, opsledger_domain::text::Name)>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT e.tenant_id, e.payload::text \
+             FROM (SELECT DISTINCT tenant_id FROM tenant_chain_heads) t \
+             JOIN events e ON e.tenant_id = t.tenant_id \
+               AND e.stream_id = 'tenant-' || t.tenant_id::text \
+             WHERE e.event_type = 'TenantRegistered' \
+             ORDER BY e.position",
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let tenant: Uuid = row.get(0);
+            let payload: String = row.get(1);
+            match serde_json::from_str(&payload)
+                .ok()
+                .and_then(|p| DirectoryEvent::from_stored("TenantRegistered", &p))
+            {
+                Some(DirectoryEvent::TenantRegistered { tenant_id, name }) => Ok((tenant_id, name)),
+                _ => Err(StoreError::Corrupt(format!(
+                    "the TenantRegistered event of tenant {tenant} does not decode"
+                ))),
+            }
+        })
+        .collect()
+}
