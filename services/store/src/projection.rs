@@ -351,6 +351,10 @@ async fn catch_up(pool: &Pool, projection: &dyn Projection, limit: i64) -> Resul
     }
     if let Some(first) = events.first() {
         if let Err(error) = projection.apply_batch(&tx, &events).await {
+            // A database going away is no fault of the events.
+            if error.is_unavailable() {
+                return Err(Failure::Store(error));
+            }
             return Err(Failure::Apply {
                 error,
                 first: EventRef::of(first),
