@@ -844,6 +844,18 @@ async fn alerts_and_incidents(c: &mut Checker, app: &TestApp, client_id: &str, s
         ),
         ("severity", Some(json!({ "severity": "error" })), 200),
         ("severity", Some(json!({ "severity": "error" })), 422),
+        (
+            "impact-level",
+            Some(json!({ "level": "partial", "reason": "only checkout is down" })),
+            200,
+        ),
+        ("impact-level", Some(json!({ "level": "partial" })), 422),
+        ("impact-level", Some(json!({ "level": "down" })), 400),
+        (
+            "impact-level",
+            Some(json!({ "level": "partial", "at": "2999-01-01T00:00:00Z" })),
+            422,
+        ),
         ("mitigate", None, 200),
         ("mitigate", Some(json!({ "impact_end": null })), 409),
         (

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use opsledger_domain::access::{Actor, ClientScope, INCIDENT_READERS, RESPONDERS};
 use opsledger_domain::alert::{self, AlertEvent, Category, GroupEvent, Severity};
 use opsledger_domain::directory as dir;
+use opsledger_domain::impact::ImpactLevel;
 use opsledger_domain::incident::{
     self, Command, Evidence, Incident, IncidentEvent, MaintenanceAction, OperationsAction, Status,
     Triage, Visibility,
@@ -467,6 +468,30 @@ impl CommandBody for ImpactBody {
     }
 }
 
+/// `POST /incidents/{id}/impact-level`: the impact is at `level` from `at`
+/// (now if absent; an instant past corrects the record).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImpactLevelBody {
+    pub level: ImpactLevel,
+    #[serde(default)]
+    pub at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl CommandBody for ImpactLevelBody {
+    fn into_command(self) -> Command {
+        let now = Utc::now();
+        Command::ChangeImpactLevel {
+            to: self.level,
+            at: self.at.unwrap_or(now),
+            now,
+            reason: self.reason,
+        }
+    }
+}
+
 impl CommandBody for TriageBody {
     fn into_command(self) -> Command {
         Command::MarkTriage {
@@ -694,6 +719,9 @@ pub struct OpenBody {
     /// When the impact began; now if absent.
     #[serde(default)]
     pub impact_start: Option<DateTime<Utc>>,
+    /// How badly the service is hit; mapped from the severity if absent.
+    #[serde(default)]
+    pub impact_level: Option<ImpactLevel>,
 }
 
 pub async fn incident_open(
@@ -744,6 +772,10 @@ pub async fn incident_open(
         group_key: None,
         impact_start,
         planned_window,
+        impact_level: Some(
+            body.impact_level
+                .unwrap_or_else(|| ImpactLevel::of_severity(body.severity)),
+        ),
     };
     let first =
         crate::escalation::first_step(&state, actor.tenant_id, body.service_id, now).await?;

@@ -21,6 +21,7 @@ use opsledger_domain::alert::{
     self, AlertEvent, AlertState, Decision, GroupEvent, ResolvedBy, Signal,
 };
 use opsledger_domain::directory::{self as dir, DirectoryEvent};
+use opsledger_domain::impact::ImpactLevel;
 use opsledger_domain::incident::{self, IncidentEvent};
 use opsledger_domain::text::Name;
 use opsledger_domain::window::Window;
@@ -306,6 +307,7 @@ pub async fn ingest(
                         impact_start: signal.starts_at.min(now),
                         // A window in force would have held the alert instead.
                         planned_window: None,
+                        impact_level: Some(ImpactLevel::of_severity(signal.severity)),
                     };
                     // The incident opens before the receipt that says so: a
                     // reader of the log never meets an alert attached to an

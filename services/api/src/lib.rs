@@ -203,6 +203,11 @@ fn table() -> Vec<(Method, &'static str, Route)> {
         ),
         (
             Method::POST,
+            "/api/v1/incidents/{id}/impact-level",
+            web::post().to(incidents::incident_command::<incidents::ImpactLevelBody>),
+        ),
+        (
+            Method::POST,
             "/api/v1/incidents/{id}/triage",
             web::post().to(incidents::incident_command::<incidents::TriageBody>),
         ),

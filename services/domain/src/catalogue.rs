@@ -79,6 +79,7 @@ pub const CATALOGUE: &[EventKind] = &[
     ops("IncidentClosed"),
     ops("SeverityChanged"),
     ops("IncidentImpactCorrected"),
+    ops("ImpactLevelChanged"),
     ops("TriageMarked"),
     // escalation, hand-off and the queues (SPEC §5)
     ops("EscalationScheduled"),

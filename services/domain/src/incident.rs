@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::alert::{Category, Severity};
 use crate::escalation::{Step, Target};
+pub use crate::impact::ImpactLevel;
 use crate::Rejection;
 
 /// Longest note or action description kept.
@@ -153,6 +154,10 @@ pub enum IncidentEvent {
         /// force when the impact began: the downtime is planned (SPEC §5).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         planned_window: Option<Uuid>,
+        /// How badly the service is hit (SPEC §6). Events recorded before
+        /// levels existed have none: their level is mapped from severity.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        impact_level: Option<ImpactLevel>,
     },
     IncidentAcknowledged {},
     NoteAdded {
@@ -193,6 +198,9 @@ pub enum IncidentEvent {
     },
     IncidentMitigated {
         impact_end: DateTime<Utc>,
+        /// Why, when the service decided it rather than a person.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cause: Option<MitigationCause>,
     },
     IncidentResolved {},
     IncidentReopened {
@@ -210,6 +218,16 @@ pub enum IncidentEvent {
     },
     TriageMarked {
         outcome: Triage,
+    },
+    /// The impact's level from the instant `at` on. One dated in the past
+    /// corrects the record after the fact; nothing is edited.
+    ImpactLevelChanged {
+        /// The level in force when it was recorded.
+        from: ImpactLevel,
+        to: ImpactLevel,
+        at: DateTime<Utc>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// The next escalation step and when it is due, unless acknowledged first.
     EscalationScheduled {
@@ -238,6 +256,15 @@ pub enum IncidentEvent {
         assignee: String,
     },
     IncidentUnassigned {},
+}
+
+/// Why the service mitigated an incident by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MitigationCause {
+    /// Every alert of the incident resolved, and its service mitigates
+    /// automatically: the impact ended at the last resolution (SPEC §5).
+    AllAlertsResolved,
 }
 
 /// The team whose queue an open incident is in.
@@ -283,6 +310,7 @@ impl IncidentEvent {
             IncidentEvent::SeverityChanged { .. } => "SeverityChanged",
             IncidentEvent::IncidentImpactCorrected { .. } => "IncidentImpactCorrected",
             IncidentEvent::TriageMarked { .. } => "TriageMarked",
+            IncidentEvent::ImpactLevelChanged { .. } => "ImpactLevelChanged",
             IncidentEvent::EscalationScheduled { .. } => "EscalationScheduled",
             IncidentEvent::IncidentEscalated { .. } => "IncidentEscalated",
             IncidentEvent::IncidentHandedOff { .. } => "IncidentHandedOff",
@@ -336,6 +364,21 @@ pub struct Incident {
     /// The maintenance window its impact began in: planned downtime.
     #[serde(default)]
     pub planned_window: Option<Uuid>,
+    /// The impact's level now: the latest in effect (`None` only in states
+    /// stored before levels existed; see [`Incident::level`]).
+    #[serde(default)]
+    pub impact_level: Option<ImpactLevel>,
+    /// Since when that level is in effect.
+    #[serde(default)]
+    pub impact_level_since: Option<DateTime<Utc>>,
+}
+
+impl Incident {
+    /// The impact's level now.
+    pub fn level(&self) -> ImpactLevel {
+        self.impact_level
+            .unwrap_or_else(|| ImpactLevel::of_severity(self.severity))
+    }
 }
 
 /// Folds one event, recorded at `at`, into the incident (`None` before it opens).
@@ -353,6 +396,7 @@ pub fn evolve(
         group_key,
         impact_start,
         planned_window,
+        impact_level,
     } = event
     {
         return Some(Incident {
@@ -378,6 +422,8 @@ pub fn evolve(
             fixes: Vec::new(),
             recurrence_of: None,
             planned_window: *planned_window,
+            impact_level: Some(impact_level.unwrap_or_else(|| ImpactLevel::of_severity(*severity))),
+            impact_level_since: Some(*impact_start),
         });
     }
     let mut i = incident?;
@@ -404,7 +450,7 @@ pub fn evolve(
             earlier_incident_id,
             ..
         } => i.recurrence_of = Some(*earlier_incident_id),
-        IncidentEvent::IncidentMitigated { impact_end } => {
+        IncidentEvent::IncidentMitigated { impact_end, .. } => {
             i.status = Status::Mitigated;
             i.impact_end = Some(*impact_end);
             i.next_escalation = None;
@@ -435,6 +481,13 @@ pub fn evolve(
             i.impact_end = *impact_end;
         }
         IncidentEvent::TriageMarked { outcome } => i.triage = Some(*outcome),
+        IncidentEvent::ImpactLevelChanged { to, at: from, .. } => {
+            // A correction dated before the level in force does not replace it.
+            if i.impact_level_since.is_none_or(|since| *from >= since) {
+                i.impact_level = Some(*to);
+                i.impact_level_since = Some(*from);
+            }
+        }
         IncidentEvent::EscalationScheduled {
             level,
             round,
@@ -498,6 +551,14 @@ pub enum Command {
     },
     MarkTriage {
         outcome: Triage,
+    },
+    /// The impact is at `to` from `at` on (now, or an instant past when
+    /// the record is corrected).
+    ChangeImpactLevel {
+        to: ImpactLevel,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        reason: Option<String>,
     },
     /// Tell a level's targets now; `then` is the step to schedule after it
     /// (from the policy), if the incident is still unacknowledged.
@@ -676,7 +737,10 @@ pub fn decide(
                         "impact_end must not be before the impact start".into(),
                     ));
                 }
-                IncidentEvent::IncidentMitigated { impact_end }
+                IncidentEvent::IncidentMitigated {
+                    impact_end,
+                    cause: None,
+                }
             }
             _ => return Err(invalid_in("mitigate", s)),
         },
@@ -724,6 +788,34 @@ pub fn decide(
             }
         }
         Command::MarkTriage { outcome } => IncidentEvent::TriageMarked { outcome },
+        Command::ChangeImpactLevel {
+            to,
+            at,
+            now,
+            reason,
+        } => {
+            if at > now {
+                return Err(Rejection::Invalid(
+                    "at must not be in the future: a level is recorded once it holds".into(),
+                ));
+            }
+            let current = incident.level();
+            if to == current && incident.impact_level_since.is_none_or(|s| at >= s) {
+                return Err(Rejection::Invalid(format!(
+                    "the impact is {} already",
+                    to.as_str()
+                )));
+            }
+            IncidentEvent::ImpactLevelChanged {
+                from: current,
+                to,
+                at,
+                reason: match reason {
+                    Some(r) => Some(text("reason", &r)?),
+                    None => None,
+                },
+            }
+        }
         Command::Escalate {
             step,
             targets,
@@ -815,6 +907,7 @@ mod tests {
             group_key: None,
             impact_start: at,
             planned_window: None,
+            impact_level: None,
         };
         evolve(None, &e, at).unwrap()
     }
@@ -981,5 +1074,57 @@ mod tests {
         )
         .is_err());
         assert!(run(opened(), with(Evidence::default(), Some(MINUTES_SPENT_MAX))).is_ok());
+    }
+
+    #[test]
+    fn the_impact_level_changes_from_an_instant_and_a_backdated_change_keeps_the_current_one() {
+        let i = opened();
+        assert_eq!(
+            i.level(),
+            ImpactLevel::Partial,
+            "mapped from severity error"
+        );
+        let now = i.impact_start + chrono::Duration::minutes(30);
+        let change = |i: &Incident, to, at| {
+            decide(
+                i,
+                Command::ChangeImpactLevel {
+                    to,
+                    at,
+                    now,
+                    reason: None,
+                },
+                Uuid::nil(),
+            )
+        };
+        let events = change(&i, ImpactLevel::Outage, now).unwrap();
+        assert_eq!(
+            events,
+            vec![IncidentEvent::ImpactLevelChanged {
+                from: ImpactLevel::Partial,
+                to: ImpactLevel::Outage,
+                at: now,
+                reason: None
+            }]
+        );
+        let i = evolve(Some(i), &events[0], now).unwrap();
+        assert_eq!(i.level(), ImpactLevel::Outage);
+        assert!(matches!(
+            change(&i, ImpactLevel::Outage, now),
+            Err(Rejection::Invalid(_))
+        ));
+        assert!(matches!(
+            change(
+                &i,
+                ImpactLevel::Degraded,
+                now + chrono::Duration::minutes(1)
+            ),
+            Err(Rejection::Invalid(_))
+        ));
+        // Recorded now, about ten minutes ago: the level in force stays.
+        let earlier = i.impact_start + chrono::Duration::minutes(10);
+        let events = change(&i, ImpactLevel::Degraded, earlier).unwrap();
+        let i = evolve(Some(i), &events[0], now).unwrap();
+        assert_eq!(i.level(), ImpactLevel::Outage);
     }
 }

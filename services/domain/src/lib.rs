@@ -19,6 +19,7 @@ pub mod directory;
 pub mod escalation;
 pub mod event;
 pub mod freeze;
+pub mod impact;
 pub mod incident;
 pub mod inquiry;
 pub mod notice;
