@@ -2141,6 +2141,57 @@ async fn proposals_and_work(c: &mut Checker, app: &TestApp, client_id: &str, ser
             None,
         )
         .await;
+
+    let downtime = "/api/v1/reports/downtime";
+    let now = chrono::Utc::now();
+    let period = format!(
+        "from={}&to={}",
+        (now - chrono::Duration::days(30)).format("%Y-%m-%dT%H:%M:%SZ"),
+        (now + chrono::Duration::days(1)).format("%Y-%m-%dT%H:%M:%SZ")
+    );
+    eventually("the downtime read model has the incidents", || async {
+        let v: Value = app
+            .get(&format!("{downtime}?service={service_id}&{period}"), &arno)
+            .await
+            .json()
+            .await
+            .unwrap();
+        (!v["services"][0]["intervals"].as_array()?.is_empty()).then_some(())
+    })
+    .await;
+    for (url, token, status) in [
+        (
+            format!("{downtime}?service={service_id}&{period}&drilldown=true"),
+            &arno,
+            200,
+        ),
+        (
+            format!("{downtime}?client={client_id}&{period}"),
+            &client,
+            200,
+        ),
+        (
+            format!("{downtime}?client={}&{period}", uuid::Uuid::now_v7()),
+            &arno,
+            404,
+        ),
+        (
+            format!(
+                "{downtime}?client={client_id}&from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z"
+            ),
+            &arno,
+            400,
+        ),
+        (
+            format!("{downtime}?client={client_id}&{period}"),
+            &app.token(&[Role::Integration]),
+            403,
+        ),
+    ] {
+        c.expect(status)
+            .check(app, Method::GET, downtime, &url, Some(token), None)
+            .await;
+    }
 }
 
 /// Changes, freezes, maintenance windows and the calendar (issue 5), on the

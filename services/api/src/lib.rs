@@ -22,6 +22,7 @@ pub mod integrations;
 pub mod outbox;
 pub mod problem;
 pub mod proposals;
+pub mod reports;
 pub mod roster;
 pub mod runbooks;
 pub mod system;
@@ -330,6 +331,11 @@ fn table() -> Vec<(Method, &'static str, Route)> {
             Method::POST,
             "/api/v1/proposals/{id}/verify",
             web::post().to(proposals::proposal_verify),
+        ),
+        (
+            Method::GET,
+            "/api/v1/reports/downtime",
+            web::get().to(reports::report_downtime),
         ),
         (
             Method::GET,

@@ -326,6 +326,46 @@ impl Window {
             .collect()
     }
 
+    /// The time in `[from, to)` this window makes planned (SPEC §6): only
+    /// a window that was announced plans anything; a single one from its
+    /// actual start (if early) to its actual end once ended (early or
+    /// late), a recurring one its occurrences; what follows an end or a
+    /// cancellation is not planned.
+    pub fn planned(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+        if self.announced_at.is_none() {
+            return vec![];
+        }
+        let stop = match self.status {
+            Status::Planned => return vec![],
+            Status::Announced | Status::Started => None,
+            Status::Ended => self.ended_at,
+            Status::Cancelled => self.cancelled_at,
+        };
+        let spans = match &self.rrule {
+            None => {
+                let start = self.started_at.map_or(self.start, |s| s.min(self.start));
+                let end = match (self.status, self.ended_at) {
+                    (Status::Ended, Some(e)) => e,
+                    _ => self.end,
+                };
+                vec![(start, end)]
+            }
+            Some(_) => self.occurrences(from, to),
+        };
+        spans
+            .into_iter()
+            .filter_map(|(s, e)| {
+                let e = stop.map_or(e, |x| e.min(x)).min(to);
+                let s = s.max(from);
+                (s < e).then_some((s, e))
+            })
+            .collect()
+    }
+
     /// The first occurrence that has not ended by `now`.
     pub fn next_occurrence(&self, now: DateTime<Utc>) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
         match &self.rrule {
@@ -618,5 +658,63 @@ mod tests {
         let e = evolve(Some(s), &ended[0], at(2026, 12, 6, 3), "maint").unwrap();
         assert!(!e.covers(at(2026, 12, 6, 3)));
         assert!(decide(&e, Command::Cancel { reason: "x".into() }).is_err());
+    }
+
+    #[test]
+    fn only_an_announced_window_plans_time_up_to_its_actual_end() {
+        let (from, to) = (at(2026, 11, 1, 0), at(2027, 1, 1, 0));
+        let w = planned(None);
+        assert!(w.planned(from, to).is_empty(), "not announced");
+        let w = announce(&w, at(2026, 12, 1, 0), 48, false).unwrap();
+        assert_eq!(
+            w.planned(from, to),
+            vec![(at(2026, 12, 6, 2), at(2026, 12, 6, 4))]
+        );
+        // Clipped to the period asked for.
+        assert_eq!(
+            w.planned(at(2026, 12, 6, 3), to),
+            vec![(at(2026, 12, 6, 3), at(2026, 12, 6, 4))]
+        );
+        // Started early, ended late: in force from its actual start to its end.
+        let step = |w: &Window, e: WindowEvent, now| evolve(Some(w.clone()), &e, now, "m").unwrap();
+        let started = step(
+            &w,
+            WindowEvent::WindowStarted {
+                service_ids: vec![],
+            },
+            at(2026, 12, 6, 1),
+        );
+        let ended = step(
+            &started,
+            WindowEvent::WindowEnded {
+                service_ids: vec![],
+                minutes_spent: None,
+            },
+            at(2026, 12, 6, 5),
+        );
+        assert_eq!(
+            ended.planned(from, to),
+            vec![(at(2026, 12, 6, 1), at(2026, 12, 6, 5))]
+        );
+        // A recurring window cancelled after its first occurrence planned that one.
+        let weekly = announce(
+            &planned(Some("FREQ=WEEKLY;BYDAY=SU;COUNT=3")),
+            at(2026, 12, 1, 0),
+            48,
+            false,
+        )
+        .unwrap();
+        let cancelled = step(
+            &weekly,
+            WindowEvent::WindowCancelled {
+                service_ids: vec![],
+                reason: "done".into(),
+            },
+            at(2026, 12, 10, 0),
+        );
+        assert_eq!(
+            cancelled.planned(from, to),
+            vec![(at(2026, 12, 6, 2), at(2026, 12, 6, 4))]
+        );
     }
 }

@@ -286,3 +286,36 @@ pub async fn registered_tenants<C: GenericClient>(
         })
         .collect()
 }
+
+/// The services a report covers: one, or every service of one client, by
+/// name. Read from the directory read model.
+pub async fn report_services(
+    pool: &Pool,
+    tenant: Uuid,
+    service: Option<Uuid>,
+    client_id: Option<Uuid>,
+) -> Result<Vec<ServiceRow>, StoreError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT service_id, client_id, name, components, sla_target_pct::float8, notice_period_h, \
+               version, registered_at FROM proj_services \
+             WHERE tenant_id = $1 AND ($2::uuid IS NULL OR service_id = $2) \
+               AND ($3::uuid IS NULL OR client_id = $3) ORDER BY name, service_id",
+            &[&tenant, &service, &client_id],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| ServiceRow {
+            id: r.get(0),
+            client_id: r.get(1),
+            name: r.get(2),
+            components: r.get(3),
+            sla_target_pct: r.get(4),
+            notice_period_h: r.get(5),
+            version: r.get(6),
+            registered_at: r.get(7),
+        })
+        .collect())
+}

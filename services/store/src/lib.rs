@@ -19,6 +19,7 @@
 pub mod append;
 pub mod changes;
 pub mod directory;
+pub mod downtime;
 pub mod incidents;
 pub mod migrate;
 pub mod notifier;
@@ -93,6 +94,7 @@ pub fn projections() -> Vec<projection::SharedProjection> {
         std::sync::Arc::new(incidents::AlertProjection),
         std::sync::Arc::new(roster::RosterProjection),
         std::sync::Arc::new(changes::ChangeProjection),
+        std::sync::Arc::new(downtime::DowntimeProjection),
         std::sync::Arc::new(outbox::NotificationProjection),
         std::sync::Arc::new(operations::OperationsProjection),
         std::sync::Arc::new(work::ProposalProjection),

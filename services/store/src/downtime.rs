@@ -1,0 +1,301 @@
+//! The downtime read model (SPEC §6) and the queries reports make of it.
+//!
+//! A follower of incident streams keeps each incident's impact as the
+//! domain folds it (`domain::impact::ImpactHistory`) and its segments of one
+//! level each, indexed by service and start. A batch loads the impacts it
+//! touches in one query and writes them back in three statements, whatever
+//! its size: an incident storm opens hundreds of incidents a second.
+//! Windows are read from the change read model (`proj_windows`), which
+//! keeps each window as the domain folds it.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{GenericClient, Transaction};
+use futures_util::future::BoxFuture;
+use opsledger_domain::impact::{ImpactHistory, ImpactLevel};
+use opsledger_domain::incident::IncidentEvent;
+use opsledger_domain::window::Window;
+use opsledger_domain::RecordedEvent;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::projection::Projection;
+use crate::StoreError;
+
+fn corrupt(e: serde_json::Error) -> StoreError {
+    StoreError::Corrupt(format!("impact state: {e}"))
+}
+
+/// The incident events that shape an impact; the others are passed over
+/// without being decoded.
+const IMPACT_EVENTS: &[&str] = &[
+    "IncidentOpened",
+    "ImpactLevelChanged",
+    "IncidentMitigated",
+    "IncidentResolved",
+    "IncidentReopened",
+    "IncidentImpactCorrected",
+];
+
+/// An event that shaped an impact, as drill-down and restatements name it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImpactEventRef {
+    pub position: i64,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub recorded_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Default)]
+pub struct DowntimeProjection;
+
+/// The name of the downtime projection.
+pub const PROJECTION: &str = "downtime";
+
+impl Projection for DowntimeProjection {
+    fn name(&self) -> &'static str {
+        PROJECTION
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["proj_impacts", "proj_impact_segments"]
+    }
+
+    fn streams(&self) -> &'static [&'static str] {
+        &["incident-"]
+    }
+
+    fn apply<'a>(
+        &'a self,
+        tx: &'a Transaction<'a>,
+        event: &'a RecordedEvent,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.apply_batch(tx, std::slice::from_ref(event))
+    }
+
+    fn apply_batch<'a>(
+        &'a self,
+        tx: &'a Transaction<'a>,
+        events: &'a [RecordedEvent],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let relevant: Vec<&RecordedEvent> = events
+                .iter()
+                .filter(|e| IMPACT_EVENTS.contains(&e.event_type.as_str()))
+                .collect();
+            if relevant.is_empty() {
+                return Ok(());
+            }
+            let mut order: Vec<(Uuid, Uuid)> = Vec::new();
+            for e in &relevant {
+                let key = (e.tenant_id, incident_id_of(&e.stream_id)?);
+                if !order.contains(&key) {
+                    order.push(key);
+                }
+            }
+            let mut impacts = load(tx, &order).await?;
+            for e in relevant {
+                let Some(parsed) = IncidentEvent::from_stored(&e.event_type, &e.payload) else {
+                    continue;
+                };
+                let key = (e.tenant_id, incident_id_of(&e.stream_id)?);
+                let (history, shaped) = impacts.entry(key).or_default();
+                *history = ImpactHistory::evolve(history.take(), &parsed, e.recorded_at);
+                shaped.push(ImpactEventRef {
+                    position: e.position,
+                    event_type: e.event_type.clone(),
+                    recorded_at: e.recorded_at,
+                });
+            }
+            store(tx, &order, &impacts).await
+        })
+    }
+}
+
+type Impacts = HashMap<(Uuid, Uuid), (Option<ImpactHistory>, Vec<ImpactEventRef>)>;
+
+fn incident_id_of(stream_id: &str) -> Result<Uuid, StoreError> {
+    stream_id
+        .strip_prefix("incident-")
+        .and_then(|id| Uuid::parse_str(id).ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("incident event on stream {stream_id}")))
+}
+
+async fn load(tx: &Transaction<'_>, keys: &[(Uuid, Uuid)]) -> Result<Impacts, StoreError> {
+    let (tenants, incidents): (Vec<Uuid>, Vec<Uuid>) = keys.iter().copied().unzip();
+    let rows = tx
+        .query(
+            "SELECT p.tenant_id, p.incident_id, p.history, p.events FROM proj_impacts p \
+             JOIN unnest($1::uuid[], $2::uuid[]) AS k(t, i) \
+               ON p.tenant_id = k.t AND p.incident_id = k.i",
+            &[&tenants, &incidents],
+        )
+        .await?;
+    let mut out = Impacts::new();
+    for r in rows {
+        let history: ImpactHistory = serde_json::from_value(r.get(2)).map_err(corrupt)?;
+        let shaped: Vec<ImpactEventRef> = serde_json::from_value(r.get(3)).map_err(corrupt)?;
+        out.insert((r.get(0), r.get(1)), (Some(history), shaped));
+    }
+    Ok(out)
+}
+
+/// Writes the impacts of `keys` back, and their segments anew: three
+/// statements for the whole batch.
+async fn store(
+    tx: &Transaction<'_>,
+    keys: &[(Uuid, Uuid)],
+    impacts: &Impacts,
+) -> Result<(), StoreError> {
+    let mut row_tenants = Vec::new();
+    let mut row_incidents = Vec::new();
+    let mut row_services: Vec<Option<Uuid>> = Vec::new();
+    let mut row_histories = Vec::new();
+    let mut row_events = Vec::new();
+    let mut seg_tenants = Vec::new();
+    let mut seg_incidents = Vec::new();
+    let mut seg_seqs: Vec<i32> = Vec::new();
+    let mut seg_services = Vec::new();
+    let mut seg_levels: Vec<&str> = Vec::new();
+    let mut seg_starts = Vec::new();
+    let mut seg_ends: Vec<Option<DateTime<Utc>>> = Vec::new();
+    for key in keys {
+        let Some((Some(history), shaped)) = impacts.get(key) else {
+            continue;
+        };
+        row_tenants.push(key.0);
+        row_incidents.push(key.1);
+        row_services.push(history.service_id);
+        row_histories.push(serde_json::to_value(history).map_err(corrupt)?);
+        row_events.push(serde_json::to_value(shaped).map_err(corrupt)?);
+        // An incident of no service hits no service's availability.
+        let Some(service) = history.service_id else {
+            continue;
+        };
+        for (seq, s) in history.segments().iter().enumerate() {
+            seg_tenants.push(key.0);
+            seg_incidents.push(key.1);
+            seg_seqs.push(seq as i32);
+            seg_services.push(service);
+            seg_levels.push(s.level.as_str());
+            seg_starts.push(s.start);
+            seg_ends.push(s.end);
+        }
+    }
+    let (tenants, incidents): (Vec<Uuid>, Vec<Uuid>) = keys.iter().copied().unzip();
+    tx.execute(
+        "DELETE FROM proj_impact_segments s USING unnest($1::uuid[], $2::uuid[]) AS k(t, i) \
+         WHERE s.tenant_id = k.t AND s.incident_id = k.i",
+        &[&tenants, &incidents],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO proj_impact_segments (tenant_id, incident_id, seq, service_id, level, start_at, end_at) \
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int4[], $4::uuid[], $5::text[], \
+           $6::timestamptz[], $7::timestamptz[])",
+        &[
+            &seg_tenants,
+            &seg_incidents,
+            &seg_seqs,
+            &seg_services,
+            &seg_levels,
+            &seg_starts,
+            &seg_ends,
+        ],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO proj_impacts (tenant_id, incident_id, service_id, history, events) \
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::jsonb[], $5::jsonb[]) \
+         ON CONFLICT (tenant_id, incident_id) DO UPDATE SET service_id = EXCLUDED.service_id, \
+           history = EXCLUDED.history, events = EXCLUDED.events",
+        &[
+            &row_tenants,
+            &row_incidents,
+            &row_services,
+            &row_histories,
+            &row_events,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A segment of impact on a service, as the report reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SegmentRow {
+    pub incident_id: Uuid,
+    pub service_id: Uuid,
+    pub level: ImpactLevel,
+    pub start: DateTime<Utc>,
+    /// `None` while the impact lasts.
+    pub end: Option<DateTime<Utc>>,
+}
+
+/// The segments of `services` that overlap `[from, to)`, by service and start.
+pub async fn segments<C: GenericClient>(
+    client: &C,
+    tenant: Uuid,
+    services: &[Uuid],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<SegmentRow>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT incident_id, service_id, level, start_at, end_at FROM proj_impact_segments \
+             WHERE tenant_id = $1 AND service_id = ANY($2) AND start_at < $4 \
+               AND (end_at IS NULL OR end_at > $3) \
+             ORDER BY service_id, start_at, incident_id, seq",
+            &[&tenant, &services, &from, &to],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let level: String = r.get(2);
+            Ok(SegmentRow {
+                incident_id: r.get(0),
+                service_id: r.get(1),
+                level: serde_json::from_value(serde_json::Value::String(level)).map_err(corrupt)?,
+                start: r.get(3),
+                end: r.get(4),
+            })
+        })
+        .collect()
+}
+
+/// The events that shaped the impacts of these incidents, by incident.
+pub async fn impact_events<C: GenericClient>(
+    client: &C,
+    tenant: Uuid,
+    incidents: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<ImpactEventRef>>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT incident_id, events FROM proj_impacts WHERE tenant_id = $1 AND incident_id = ANY($2)",
+            &[&tenant, &incidents],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.get(0), serde_json::from_value(r.get(1)).map_err(corrupt)?)))
+        .collect()
+}
+
+/// The windows of any of `services` that may have planned time: announced
+/// once (`Window::planned` decides what each plans).
+pub async fn windows<C: GenericClient>(
+    client: &C,
+    tenant: Uuid,
+    services: &[Uuid],
+) -> Result<Vec<Window>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT state FROM proj_windows WHERE tenant_id = $1 AND service_ids && $2 \
+               AND status <> 'planned' ORDER BY start_at, window_id",
+            &[&tenant, &services],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| serde_json::from_value(r.get(0)).map_err(corrupt))
+        .collect()
+}
