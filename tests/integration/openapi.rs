@@ -2191,6 +2191,62 @@ async fn proposals_and_work(c: &mut Checker, app: &TestApp, client_id: &str, ser
         c.expect(status)
             .check(app, Method::GET, downtime, &url, Some(token), None)
             .await;
+        let metrics = "/api/v1/reports/metrics";
+        let url = url.replacen(downtime, metrics, 1);
+        c.expect(status)
+            .check(app, Method::GET, metrics, &url, Some(token), None)
+            .await;
+    }
+    let monthly = "/api/v1/reports/monthly";
+    let month = now.format("%Y-%m");
+    for (url, token, accept, status) in [
+        (
+            format!("{monthly}?client={client_id}&month={month}"),
+            &arno,
+            "application/json",
+            200,
+        ),
+        (
+            format!("{monthly}?client={client_id}&month={month}"),
+            &client,
+            "text/csv",
+            200,
+        ),
+        (
+            format!("{monthly}?client={client_id}&month={month}"),
+            &arno,
+            "text/html,application/xhtml+xml",
+            200,
+        ),
+        (
+            format!("{monthly}?client={client_id}&month={month}&format=csv"),
+            &arno,
+            "*/*",
+            200,
+        ),
+        (
+            format!("{monthly}?client={}&month={month}", uuid::Uuid::now_v7()),
+            &arno,
+            "application/json",
+            404,
+        ),
+        (
+            format!("{monthly}?client={client_id}&month=2026-00"),
+            &arno,
+            "application/json",
+            400,
+        ),
+        (
+            format!("{monthly}?client={client_id}&month={month}"),
+            &app.token(&[Role::Integration]),
+            "application/json",
+            403,
+        ),
+    ] {
+        c.header("accept", accept)
+            .expect(status)
+            .check(app, Method::GET, monthly, &url, Some(token), None)
+            .await;
     }
 }
 

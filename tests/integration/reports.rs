@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use opsledger_domain::access::Role;
+use opsledger_domain::period::Month;
 use opsledger_store::projection;
 use opsledger_testkit::{spawn_app, TestApp};
 use opsledger_tests::eventually;
@@ -280,6 +281,101 @@ async fn downtime_counts_the_worst_level_once_and_planned_time_apart() {
     );
     assert_eq!(minutes["unplanned"], 0.0);
 
+    // The metrics of that period, and of the day: C acknowledged, B
+    // triaged as noise, A as actionable.
+    ok(
+        &app,
+        &operator,
+        &format!("/api/v1/incidents/{a}/triage"),
+        json!({ "outcome": "actionable" }),
+    )
+    .await;
+    ok(
+        &app,
+        &operator,
+        &format!("/api/v1/incidents/{b}/triage"),
+        json!({ "outcome": "noise" }),
+    )
+    .await;
+    ok(
+        &app,
+        &operator,
+        &format!("/api/v1/incidents/{c}/acknowledge"),
+        json!({}),
+    )
+    .await;
+    let metrics_url = |to: i64| {
+        format!(
+            "/api/v1/reports/metrics?service={sid}&from={}&to={}",
+            q(clock.at(0)),
+            q(clock.at(to))
+        )
+    };
+    let m: Value = app
+        .get(&metrics_url(88), &operator)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = m["definitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"availability/v1") && names.contains(&"mtbf/v1"),
+        "{names:?}"
+    );
+    let a88 = &m["services"][0]["metrics"]["availability"];
+    assert_eq!(a88["weighted_unplanned_minutes"], 29.0);
+    assert_eq!(a88["planned_minutes"], 28.0);
+    assert_eq!(a88["calendar"].as_f64().unwrap(), 1.0 - 29.0 / 88.0);
+    assert_eq!(
+        a88["excluding_planned"].as_f64().unwrap(),
+        1.0 - 29.0 / 60.0
+    );
+    assert_eq!(
+        a88["sla"], a88["excluding_planned"],
+        "no SLA hours: every hour"
+    );
+    let day = eventually("the incidents read model has the triage", || async {
+        let v: Value = app
+            .get(&metrics_url(24 * 60), &operator)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let m = &v["services"][0]["metrics"];
+        (m["noise_ratio"]["denominator"] == 2 && m["mtta"]["incidents"] != json!([])).then_some(v)
+    })
+    .await;
+    let m = &day["services"][0]["metrics"];
+    assert_eq!(m["availability"]["period_minutes"], 1440.0);
+    assert_eq!(m["availability"]["planned_minutes"], 60.0);
+    assert_eq!(
+        m["availability"]["excluding_planned"].as_f64().unwrap(),
+        1.0 - 29.0 / 1380.0
+    );
+    assert_eq!(m["sla"]["met"], false, "{m}");
+    assert!((m["error_budget"]["total_minutes"].as_f64().unwrap() - 1.38).abs() < 1e-9);
+    assert_eq!(m["error_budget"]["used_minutes"], 29.0);
+    assert_eq!(m["mttr"]["minutes"], (65.0 + 80.0) / 2.0);
+    assert_eq!(m["mtbf"]["incidents"], json!([a]), "B's outage was planned");
+    assert_eq!(m["mtbf"]["minutes"], 1440.0 - 20.0);
+    assert_eq!(m["mtta"]["incidents"], json!([c]));
+    assert_eq!(m["noise_ratio"]["ratio"], 0.5);
+    assert_eq!(
+        m["incidents"]["by_severity"],
+        json!({ "critical": 1, "warning": 1, "info": 1 })
+    );
+    assert_eq!(
+        m["change_failure_rate"]["ratio"],
+        Value::Null,
+        "no change carried out"
+    );
+    assert_eq!(day["noise_by_source"]["manual"]["ratio"], 0.5);
+
     // The read model rebuilt from the log is the one built as events came.
     let before = dump(&app).await;
     projection::rebuild(
@@ -357,6 +453,211 @@ async fn the_downtime_report_keeps_clients_apart_and_refuses_a_malformed_period(
             "/api/v1/reports/downtime?client={a}&from={}&to={to}",
             q(Utc::now() - Duration::days(500))
         ),
+    ] {
+        let res = app.get(&bad, &admin).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+    }
+}
+
+/// Local wall-clock time of a day of `month` in `tz`, as an instant.
+fn local(tz: chrono_tz::Tz, month: Month, day: u32, h: u32, m: u32) -> DateTime<Utc> {
+    use chrono::TimeZone;
+    tz.with_ymd_and_hms(month.year, month.month, day, h, m, 0)
+        .single()
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+/// The monthly report counts the client's calendar month in its zone (a
+/// Berlin March has 743 hours), lists what was corrected after the month
+/// ended as restatements, and says the same in JSON, CSV and HTML.
+#[tokio::test]
+async fn the_monthly_report_follows_the_clients_zone_and_lists_restatements() {
+    let app = spawn_app().await;
+    let admin = app.token(&[Role::Admin, Role::Maintainer]);
+    let client = created(
+        &app,
+        &admin,
+        "/api/v1/clients",
+        json!({
+            "name": "Kunde & Söhne <GmbH>", "locale": "ja", "time_zone": "Europe/Berlin"
+        }),
+    )
+    .await;
+    assert_eq!(client["time_zone"], "Europe/Berlin");
+    let cid = client["id"].as_str().unwrap().to_owned();
+    let service = created(
+        &app,
+        &admin,
+        "/api/v1/services",
+        json!({
+            "client_id": cid, "name": "Shop <main>", "sla_target_pct": 99.5, "notice_period_h": 1
+        }),
+    )
+    .await;
+    let sid = service["id"].as_str().unwrap().to_owned();
+    let berlin: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
+    let month = Month::of(Utc::now(), berlin).previous();
+    // Last month, day 3, 10:00–11:00 Berlin time: an outage, found later to
+    // have been partial from 10:30 (recorded now: after the month ended).
+    let x = created(
+        &app,
+        &admin,
+        "/api/v1/incidents",
+        json!({
+            "title": "Checkout 500s", "service_id": sid, "severity": "critical",
+            "impact_start": local(berlin, month, 3, 10, 0)
+        }),
+    )
+    .await;
+    let x = x["id"].as_str().unwrap().to_owned();
+    ok(
+        &app,
+        &admin,
+        &format!("/api/v1/incidents/{x}/mitigate"),
+        json!({ "impact_end": local(berlin, month, 3, 11, 0) }),
+    )
+    .await;
+    ok(&app, &admin, &format!("/api/v1/incidents/{x}/impact-level"),
+        json!({ "level": "partial", "at": local(berlin, month, 3, 10, 30), "reason": "only EU shoppers" })).await;
+    let url = format!("/api/v1/reports/monthly?client={cid}&month={month}");
+    let report = eventually("the month's downtime is in the read model", || async {
+        let v: Value = app.get(&url, &admin).await.json().await.unwrap();
+        (v["services"][0]["downtime"]["partial"]["unplanned"] == 30.0).then_some(v)
+    })
+    .await;
+    let (from, to) = month.span(berlin);
+    let hours = (to - from).num_hours() as f64;
+    assert_eq!(report["hours"], hours);
+    assert_eq!(report["client"]["time_zone"], "Europe/Berlin");
+    assert_eq!(report["from"], json!(from));
+    let s = &report["services"][0];
+    assert_eq!(s["downtime"]["outage"]["unplanned"], 30.0);
+    let availability = s["metrics"]["availability"]["calendar"].as_f64().unwrap();
+    assert_eq!(availability, 1.0 - (30.0 + 0.3 * 30.0) / (hours * 60.0));
+    let day3 = s["daily"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["date"] == format!("{month}-03"))
+        .unwrap();
+    assert_eq!(
+        (day3["outage"].as_f64(), day3["partial"].as_f64()),
+        (Some(30.0), Some(30.0))
+    );
+    assert_eq!(s["daily"].as_array().unwrap().len(), month.days().count());
+    let incident = &s["incidents"][0];
+    assert_eq!(incident["id"], x.as_str());
+    assert_eq!(
+        (
+            incident["outage_minutes"].as_f64(),
+            incident["partial_minutes"].as_f64()
+        ),
+        (Some(30.0), Some(30.0))
+    );
+    let restated: Vec<&str> = report["restatements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["type"].as_str().unwrap())
+        .collect();
+    assert!(restated.contains(&"ImpactLevelChanged"), "{restated:?}");
+    // A March in Berlin has 743 hours, in Tokyo (no DST) 744.
+    let march: Value = app
+        .get(
+            &format!("/api/v1/reports/monthly?client={cid}&month=2027-03"),
+            &admin,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(march["hours"], 743.0);
+
+    // The CSV, read back with a CSV parser, gives the JSON's numbers.
+    let res = app
+        .http
+        .get(app.url(&url))
+        .bearer_auth(&admin)
+        .header("accept", "text/csv")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    let text = res.text().await.unwrap();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let find = |section: &str, subject: &str, field: &str| {
+        rows.iter()
+            .find(|r| &r[0] == section && &r[3] == subject && &r[4] == field)
+            .unwrap_or_else(|| panic!("{section} {subject} {field} in {text}"))[5]
+            .to_owned()
+    };
+    assert_eq!(
+        find("service", "", "availability_calendar")
+            .parse::<f64>()
+            .unwrap(),
+        availability
+    );
+    assert_eq!(
+        find("downtime", "outage", "unplanned_minutes")
+            .parse::<f64>()
+            .unwrap(),
+        30.0
+    );
+    assert_eq!(find("report", "", "hours").parse::<f64>().unwrap(), hours);
+    assert_eq!(find("incident", &x, "title"), "Checkout 500s");
+    let service_row = rows.iter().find(|r| &r[0] == "service").unwrap();
+    assert_eq!(
+        (&service_row[1], &service_row[2]),
+        (sid.as_str(), "Shop <main>")
+    );
+
+    // The HTML page: escaped text, no script, the figure on it.
+    let res = app
+        .http
+        .get(app.url(&format!("{url}&format=html")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let html = res.text().await.unwrap();
+    assert!(html.contains("Shop &lt;main&gt;"), "escaped");
+    assert!(!html.contains("<script"), "no script");
+    assert!(
+        html.contains("月次サービスレポート"),
+        "in the client's language"
+    );
+    assert!(
+        html.contains(&format!("{:.3} %", availability * 100.0)),
+        "{html}"
+    );
+
+    // Clients read their own; another client's is 404; malformed is 400.
+    let own = app.token_for(app.tenant, "c", &[Role::Client], Some(cid.parse().unwrap()));
+    assert_eq!(app.get(&url, &own).await.status(), StatusCode::OK);
+    let other = created(&app, &admin, "/api/v1/clients", json!({ "name": "Other" })).await;
+    let theirs = app.token_for(
+        app.tenant,
+        "o",
+        &[Role::Client],
+        Some(other["id"].as_str().unwrap().parse().unwrap()),
+    );
+    assert_eq!(app.get(&url, &theirs).await.status(), StatusCode::NOT_FOUND);
+    for bad in [
+        format!("/api/v1/reports/monthly?client={cid}&month=2027-13"),
+        format!("/api/v1/reports/monthly?client={cid}&month=March"),
+        format!("/api/v1/reports/monthly?client={cid}"),
+        format!("{url}&format=xml"),
     ] {
         let res = app.get(&bad, &admin).await;
         assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{bad}");

@@ -5,6 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, SubsecRound, Utc};
 use opsledger_domain::access::{Actor, ClientScope, DIRECTORY_READERS, DIRECTORY_WRITERS};
 use opsledger_domain::directory::{self as dir, DirectoryEvent};
+use opsledger_domain::period::{Day, ServiceHours, TimeZoneName};
 use opsledger_domain::text::{Email, Locale, Name};
 use opsledger_domain::{Metadata, NewEvent};
 use opsledger_store::directory::{self as store_dir, ClientFilter};
@@ -40,6 +41,9 @@ pub struct RegisterClientBody {
     pub locale: Option<String>,
     #[serde(default)]
     pub contacts: Vec<ContactBody>,
+    /// The IANA zone of its calendar periods; the tenant's if absent.
+    #[serde(default)]
+    pub time_zone: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -58,6 +62,19 @@ pub struct RegisterServiceBody {
     pub components: Vec<ComponentBody>,
     pub sla_target_pct: f64,
     pub notice_period_h: u32,
+    /// The hours the SLA commits to, in the client's zone; all if absent.
+    #[serde(default)]
+    pub sla_hours: Option<ServiceHoursBody>,
+    #[serde(default)]
+    pub auto_mitigate: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceHoursBody {
+    pub days: Vec<Day>,
+    pub from: String,
+    pub to: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -178,6 +195,8 @@ pub struct ClientView {
     pub id: Uuid,
     pub name: String,
     pub locale: Locale,
+    /// As registered; `null`: the tenant's zone (UTC if it has none).
+    pub time_zone: Option<TimeZoneName>,
     pub contacts: Vec<dir::Contact>,
     pub version: i64,
     pub registered_at: DateTime<Utc>,
@@ -210,11 +229,18 @@ pub async fn client_register(
     }
     let id = Uuid::now_v7();
     let name = Name::parse("name", &body.name).map_err(unprocessable)?;
+    let time_zone = body
+        .time_zone
+        .as_deref()
+        .map(TimeZoneName::parse)
+        .transpose()
+        .map_err(unprocessable)?;
     let command = dir::RegisterClient {
         client_id: id,
         name: name.clone(),
         locale,
         contacts,
+        time_zone,
     };
     let events = dir::decide_register_client(&dir::ClientState::default(), command)?;
     let registered = events
@@ -229,6 +255,7 @@ pub async fn client_register(
         name: name.as_str().to_owned(),
         locale: registered.locale,
         contacts: registered.contacts,
+        time_zone: registered.time_zone,
         version: 1,
         registered_at: at,
     };
@@ -306,6 +333,7 @@ pub async fn client_get(
             name: registered.name.as_str().to_owned(),
             locale: registered.locale,
             contacts: registered.contacts,
+            time_zone: registered.time_zone,
             version: last.stream_version,
             registered_at: first.occurred_at,
         }))
@@ -321,6 +349,8 @@ pub struct ServiceView {
     pub components: Vec<dir::Component>,
     pub sla_target_pct: f64,
     pub notice_period_h: u32,
+    pub sla_hours: Option<ServiceHours>,
+    pub auto_mitigate: bool,
     pub version: i64,
     pub registered_at: DateTime<Utc>,
 }
@@ -354,6 +384,13 @@ pub async fn service_register(
         components,
         sla_target_pct: dir::SlaTarget::parse(body.sla_target_pct).map_err(unprocessable)?,
         notice_period_h: body.notice_period_h,
+        sla_hours: body
+            .sla_hours
+            .as_ref()
+            .map(|h| ServiceHours::parse(h.days.clone(), &h.from, &h.to))
+            .transpose()
+            .map_err(unprocessable)?,
+        auto_mitigate: body.auto_mitigate,
     };
     let client_exists = {
         let client = state
@@ -377,6 +414,8 @@ pub async fn service_register(
         components: after.components,
         sla_target_pct: after.sla_target_pct.map(|s| s.pct()).unwrap_or_default(),
         notice_period_h: after.notice_period_h.unwrap_or_default(),
+        sla_hours: after.sla_hours,
+        auto_mitigate: after.auto_mitigate,
         version: 1,
         registered_at: at,
     };
@@ -459,6 +498,8 @@ pub async fn service_get(
             components: service.components,
             sla_target_pct: service.sla_target_pct.map(|s| s.pct()).unwrap_or_default(),
             notice_period_h: service.notice_period_h.unwrap_or_default(),
+            sla_hours: service.sla_hours,
+            auto_mitigate: service.auto_mitigate,
             version: last.stream_version,
             registered_at: first.occurred_at,
         }))

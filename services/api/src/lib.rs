@@ -339,6 +339,16 @@ fn table() -> Vec<(Method, &'static str, Route)> {
         ),
         (
             Method::GET,
+            "/api/v1/reports/metrics",
+            web::get().to(reports::report_metrics),
+        ),
+        (
+            Method::GET,
+            "/api/v1/reports/monthly",
+            web::get().to(reports::report_monthly),
+        ),
+        (
+            Method::GET,
             "/api/v1/work",
             web::get().to(work::work_ledger),
         ),

@@ -1,18 +1,26 @@
-//! Reports (SPEC §6): `GET /api/v1/reports/downtime`.
+//! Reports (SPEC §6): `GET /api/v1/reports/downtime` and `/metrics`.
 //!
 //! Downtime per service over a period, from the downtime read model (impact
 //! segments) and the windows the change read model keeps: minutes of
 //! outage, partial outage and degradation, each planned and unplanned, as
 //! `domain::impact::sweep` counts them, with the intervals behind them.
+//! Metrics add the incidents and changes read models, and compute every
+//! figure by a named, versioned definition (`domain::metrics`).
 
 use std::collections::HashMap;
 
-use actix_web::{web, HttpResponse};
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Duration, Utc};
 use opsledger_domain::access::{ClientScope, Role};
+use opsledger_domain::change::{Change, Relation};
 use opsledger_domain::impact::{self, ImpactLevel, Segment};
+use opsledger_domain::metrics::{ChangeFacts, IncidentFacts};
+use opsledger_domain::monthly::{self, MonthlyReport};
+use opsledger_domain::period::{Month, ServiceHours, TimeZoneName};
+use opsledger_domain::window::Window;
 use opsledger_store::directory::{self, ServiceRow};
-use opsledger_store::downtime::{self, ImpactEventRef, SegmentRow};
+use opsledger_store::downtime::{self, ImpactEventRef, IncidentRow, SegmentRow};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
@@ -35,13 +43,7 @@ const REPORT_READERS: &[Role] = &[
 /// for a period that starts and ends in different time zones.
 const REPORT_SPAN_MAX_DAYS: i64 = 400;
 
-/// The definition the downtime figures follow (SPEC §6). A change to how
-/// they are counted, or to the weights, is a new version.
-pub const DOWNTIME_DEFINITION: &str = "downtime/v1";
-/// A minute of partial outage counts as this much of an outage in weighted
-/// figures; degraded time counts nothing (the weights of `downtime/v1`).
-pub const PARTIAL_WEIGHT: f64 = 0.3;
-pub const DEGRADED_WEIGHT: f64 = 0.0;
+use opsledger_domain::metrics::{self, DEGRADED_WEIGHT, PARTIAL_WEIGHT};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -170,6 +172,108 @@ async fn client_exists(state: &AppState, tenant: Uuid, client: Uuid) -> Result<b
     Ok(!events.is_empty())
 }
 
+/// What the read models hold for a report on some services over a period.
+struct Gathered {
+    services: Vec<ServiceRow>,
+    segments: HashMap<Uuid, Vec<SegmentRow>>,
+    windows: Vec<Window>,
+    now: DateTime<Utc>,
+}
+
+impl Gathered {
+    async fn read(
+        state: &AppState,
+        tenant: Uuid,
+        services: Vec<ServiceRow>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Gathered, ApiError> {
+        let ids: Vec<Uuid> = services.iter().map(|s| s.id).collect();
+        let client = state
+            .pool
+            .get()
+            .await
+            .map_err(opsledger_store::StoreError::from)?;
+        let mut segments: HashMap<Uuid, Vec<SegmentRow>> = HashMap::new();
+        for s in downtime::segments(&client, tenant, &ids, from, to).await? {
+            segments.entry(s.service_id).or_default().push(s);
+        }
+        let windows = downtime::windows(&client, tenant, &ids).await?;
+        Ok(Gathered {
+            services,
+            segments,
+            windows,
+            now: Utc::now(),
+        })
+    }
+
+    fn segments_of(&self, service: Uuid) -> &[SegmentRow] {
+        self.segments.get(&service).map_or(&[], Vec::as_slice)
+    }
+
+    /// The planned time of the service's announced windows in `[from, to)`.
+    fn planned(
+        &self,
+        service: Uuid,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Vec<PlannedInterval> {
+        self.windows
+            .iter()
+            .filter(|w| w.service_ids.contains(&service))
+            .flat_map(|w| {
+                w.planned(from, to)
+                    .into_iter()
+                    .map(|(start, end)| PlannedInterval {
+                        window_id: w.id,
+                        start,
+                        end,
+                    })
+            })
+            .collect()
+    }
+
+    async fn events(
+        &self,
+        state: &AppState,
+        tenant: Uuid,
+    ) -> Result<HashMap<Uuid, Vec<ImpactEventRef>>, ApiError> {
+        let mut incidents: Vec<Uuid> = self
+            .segments
+            .values()
+            .flatten()
+            .map(|s| s.incident_id)
+            .collect();
+        incidents.sort();
+        incidents.dedup();
+        let client = state
+            .pool
+            .get()
+            .await
+            .map_err(opsledger_store::StoreError::from)?;
+        Ok(downtime::impact_events(&client, tenant, &incidents).await?)
+    }
+}
+
+fn spans(rows: &[SegmentRow]) -> Vec<Segment> {
+    rows.iter()
+        .map(|r| Segment {
+            start: r.start,
+            end: r.end,
+            level: r.level,
+        })
+        .collect()
+}
+
+fn events_of(
+    rows: &[SegmentRow],
+    all: &HashMap<Uuid, Vec<ImpactEventRef>>,
+) -> HashMap<Uuid, Vec<ImpactEventRef>> {
+    rows.iter()
+        .filter_map(|r| all.get(&r.incident_id).map(|e| (r.incident_id, e.clone())))
+        .collect()
+}
+
 pub async fn report_downtime(
     state: web::Data<AppState>,
     caller: Caller,
@@ -180,104 +284,531 @@ pub async fn report_downtime(
     let q = query.into_inner();
     let (from, to) = checked_period(q.from, q.to)?;
     let services = services_in_scope(&state, actor, q.service, q.client).await?;
-    let now = Utc::now();
-    let ids: Vec<Uuid> = services.iter().map(|s| s.id).collect();
-    let client = state
-        .pool
-        .get()
-        .await
-        .map_err(opsledger_store::StoreError::from)?;
-    let segments = downtime::segments(&client, actor.tenant_id, &ids, from, to).await?;
-    let windows = downtime::windows(&client, actor.tenant_id, &ids).await?;
+    let g = Gathered::read(&state, actor.tenant_id, services, from, to).await?;
     let events = if q.drilldown {
-        let mut incidents: Vec<Uuid> = segments.iter().map(|s| s.incident_id).collect();
-        incidents.sort();
-        incidents.dedup();
-        Some(downtime::impact_events(&client, actor.tenant_id, &incidents).await?)
+        Some(g.events(&state, actor.tenant_id).await?)
     } else {
         None
     };
-    let mut by_service: HashMap<Uuid, Vec<&SegmentRow>> = HashMap::new();
-    for s in &segments {
-        by_service.entry(s.service_id).or_default().push(s);
-    }
-    let report: Vec<ServiceDowntime> = services
+    let report: Vec<ServiceDowntime> = g
+        .services
         .iter()
         .map(|service| {
-            let rows = by_service.remove(&service.id).unwrap_or_default();
-            let planned: Vec<PlannedInterval> = windows
-                .iter()
-                .filter(|w| w.service_ids.contains(&service.id))
-                .flat_map(|w| {
-                    w.planned(from, to)
-                        .into_iter()
-                        .map(|(start, end)| PlannedInterval {
-                            window_id: w.id,
-                            start,
-                            end,
-                        })
-                })
-                .collect();
-            let spans: Vec<Segment> = rows
-                .iter()
-                .map(|r| Segment {
-                    start: r.start,
-                    end: r.end,
-                    level: r.level,
-                })
-                .collect();
+            let rows = g.segments_of(service.id);
+            let planned = g.planned(service.id, from, to);
             let plan: Vec<_> = planned.iter().map(|p| (p.start, p.end)).collect();
-            let buckets = impact::sweep(&spans, &plan, from, to, now);
-            let minutes = ImpactLevel::ALL
-                .into_iter()
-                .map(|l| {
-                    (
-                        l.as_str(),
-                        Planned {
-                            unplanned: buckets.minutes(l, false),
-                            planned: buckets.minutes(l, true),
-                        },
-                    )
-                })
-                .collect();
-            let weighted = buckets.minutes(ImpactLevel::Outage, false)
-                + PARTIAL_WEIGHT * buckets.minutes(ImpactLevel::Partial, false)
-                + DEGRADED_WEIGHT * buckets.minutes(ImpactLevel::Degraded, false);
-            let events = events.as_ref().map(|all| {
-                rows.iter()
-                    .filter_map(|r| all.get(&r.incident_id).map(|e| (r.incident_id, e.clone())))
-                    .collect()
-            });
+            let buckets = impact::sweep(&spans(rows), &plan, from, to, g.now);
             ServiceDowntime {
                 service_id: service.id,
                 name: service.name.clone(),
                 client_id: service.client_id,
                 period_minutes: (to - from).num_seconds() as f64 / 60.0,
-                minutes,
-                weighted_unplanned_minutes: weighted,
-                intervals: rows
-                    .iter()
-                    .map(|r| Interval {
-                        incident_id: r.incident_id,
-                        level: r.level,
-                        start: r.start,
-                        end: r.end,
-                    })
-                    .collect(),
+                minutes: minutes_by_level(&buckets),
+                weighted_unplanned_minutes: metrics::weighted_unplanned(&buckets),
+                intervals: intervals(rows),
                 planned,
-                events,
+                events: events.as_ref().map(|all| events_of(rows, all)),
             }
         })
         .collect();
     Ok(HttpResponse::Ok().json(json!({
         "definition": {
-            "name": DOWNTIME_DEFINITION,
+            "name": metrics::DOWNTIME.name,
             "partial_weight": PARTIAL_WEIGHT,
             "degraded_weight": DEGRADED_WEIGHT,
         },
         "from": from,
         "to": to,
-        "as_of": now,
+        "as_of": g.now,
         "services": report,
     })))
+}
+
+fn minutes_by_level(b: &impact::Buckets) -> HashMap<&'static str, Planned> {
+    ImpactLevel::ALL
+        .into_iter()
+        .map(|l| {
+            (
+                l.as_str(),
+                Planned {
+                    unplanned: b.minutes(l, false),
+                    planned: b.minutes(l, true),
+                },
+            )
+        })
+        .collect()
+}
+
+fn intervals(rows: &[SegmentRow]) -> Vec<Interval> {
+    rows.iter()
+        .map(|r| Interval {
+            incident_id: r.incident_id,
+            level: r.level,
+            start: r.start,
+            end: r.end,
+        })
+        .collect()
+}
+
+/// The zone of each client's calendar and SLA hours.
+async fn zones(
+    state: &AppState,
+    tenant: Uuid,
+    services: &[ServiceRow],
+) -> Result<HashMap<Uuid, TimeZoneName>, ApiError> {
+    let mut out = HashMap::new();
+    for s in services {
+        if out.contains_key(&s.client_id) {
+            continue;
+        }
+        let zone = directory::client_time_zone(&state.pool, tenant, s.client_id)
+            .await?
+            .and_then(|z| TimeZoneName::parse(&z).ok())
+            .unwrap_or_else(TimeZoneName::utc);
+        out.insert(s.client_id, zone);
+    }
+    Ok(out)
+}
+
+/// The hours a service's SLA commits to inside `[from, to)`; `None`: all.
+fn committed(
+    service: &ServiceRow,
+    zone: &TimeZoneName,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Option<Vec<(DateTime<Utc>, DateTime<Utc>)>> {
+    let hours: ServiceHours = serde_json::from_value(service.sla_hours.clone()?).ok()?;
+    Some(hours.intervals(zone.tz(), from, to))
+}
+
+/// Every figure of the services in scope, by the definitions it names.
+struct Computed {
+    per_service: Vec<(usize, metrics::ServiceMetrics, Vec<PlannedInterval>)>,
+    noise_by_source: std::collections::BTreeMap<String, metrics::Ratio>,
+    incidents: Vec<IncidentRow>,
+    changes: Vec<Change>,
+}
+
+async fn compute(
+    state: &AppState,
+    tenant: Uuid,
+    g: &Gathered,
+    zones: &HashMap<Uuid, TimeZoneName>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Computed, ApiError> {
+    let ids: Vec<Uuid> = g.services.iter().map(|s| s.id).collect();
+    let client = state
+        .pool
+        .get()
+        .await
+        .map_err(opsledger_store::StoreError::from)?;
+    let incidents = downtime::incident_facts(&client, tenant, &ids, from, to).await?;
+    let changes = downtime::finished_changes(&client, tenant, &ids).await?;
+    drop(client);
+    let mut per_service = Vec::new();
+    for (n, service) in g.services.iter().enumerate() {
+        let rows = g.segments_of(service.id);
+        let segments: Vec<(Uuid, Segment)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.incident_id,
+                    Segment {
+                        start: r.start,
+                        end: r.end,
+                        level: r.level,
+                    },
+                )
+            })
+            .collect();
+        let planned = g.planned(service.id, from, to);
+        let plan: Vec<_> = planned.iter().map(|p| (p.start, p.end)).collect();
+        let facts: Vec<IncidentFacts> = incidents
+            .iter()
+            .filter(|i| i.service_id == service.id)
+            .map(|i| i.facts.clone())
+            .collect();
+        let change_facts: Vec<ChangeFacts> = changes
+            .iter()
+            .filter(|c| c.service_ids.contains(&service.id))
+            .map(change_facts)
+            .collect();
+        let zone = zones
+            .get(&service.client_id)
+            .cloned()
+            .unwrap_or_else(TimeZoneName::utc);
+        let input = metrics::ServiceInput {
+            from,
+            to,
+            now: g.now,
+            sla_target_pct: service.sla_target_pct,
+            committed: committed(service, &zone, from, to),
+            segments: &segments,
+            planned: &plan,
+            incidents: &facts,
+            changes: &change_facts,
+        };
+        per_service.push((n, metrics::service_metrics(&input), planned));
+    }
+    let all: Vec<IncidentFacts> = incidents.iter().map(|i| i.facts.clone()).collect();
+    Ok(Computed {
+        per_service,
+        noise_by_source: metrics::noise_by_source(&all, from, to),
+        incidents,
+        changes,
+    })
+}
+
+fn change_facts(c: &Change) -> ChangeFacts {
+    ChangeFacts {
+        id: c.id,
+        outcome: c.outcome.map(|o| o.as_str()),
+        finished_at: c.finished_at,
+        caused_incident: c.links.iter().any(|l| l.relation == Relation::CausedBy),
+    }
+}
+
+/// `GET /reports/metrics`: availability (three denominators), SLA, error
+/// budget, MTTA, MTTR, MTBF, change failure rate, noise ratio and incident
+/// counts per service, each naming its definition; the definitions' texts
+/// come with them.
+pub async fn report_metrics(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<DowntimeParams>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = caller.require(REPORT_READERS)?;
+    state.tenants.require(&state.pool, actor.tenant_id).await?;
+    let q = query.into_inner();
+    let (from, to) = checked_period(q.from, q.to)?;
+    let services = services_in_scope(&state, actor, q.service, q.client).await?;
+    let g = Gathered::read(&state, actor.tenant_id, services, from, to).await?;
+    let zones = zones(&state, actor.tenant_id, &g.services).await?;
+    let c = compute(&state, actor.tenant_id, &g, &zones, from, to).await?;
+    let events = if q.drilldown {
+        Some(g.events(&state, actor.tenant_id).await?)
+    } else {
+        None
+    };
+    let services: Vec<_> = c
+        .per_service
+        .iter()
+        .map(|(n, m, planned)| {
+            let service = &g.services[*n];
+            let rows = g.segments_of(service.id);
+            let mut v = json!({
+                "service_id": service.id,
+                "name": service.name,
+                "client_id": service.client_id,
+                "time_zone": zones.get(&service.client_id).map(|z| z.as_str()),
+                "sla_hours": service.sla_hours,
+                "metrics": m,
+            });
+            if let Some(all) = &events {
+                v["drilldown"] = json!({
+                    "intervals": intervals(rows),
+                    "planned": planned,
+                    "events": events_of(rows, all),
+                });
+            }
+            v
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "definitions": metrics::DEFINITIONS,
+        "from": from,
+        "to": to,
+        "as_of": g.now,
+        "services": services,
+        "noise_by_source": c.noise_by_source,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonthlyParams {
+    pub client: Uuid,
+    /// `YYYY-MM`, in the client's time zone.
+    pub month: String,
+    /// `json`, `csv` or `html`: overrides `Accept` (for links in a mail).
+    pub format: Option<String>,
+}
+
+/// How a report is sent: by `format`, else by `Accept`, else JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    Json,
+    Csv,
+    Html,
+}
+
+fn form(req: &HttpRequest, format: Option<&str>) -> Result<Form, ApiError> {
+    match format {
+        Some("json") => return Ok(Form::Json),
+        Some("csv") => return Ok(Form::Csv),
+        Some("html") => return Ok(Form::Html),
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "format must be json, csv or html, not {other:?}"
+            )))
+        }
+        None => {}
+    }
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    // The first of the three the client names wins (browsers send
+    // text/html first; a script asking for CSV names it).
+    let at = |m: &str| accept.find(m);
+    let candidates = [
+        (at("application/json"), Form::Json),
+        (at("text/csv"), Form::Csv),
+        (at("text/html"), Form::Html),
+    ];
+    Ok(candidates
+        .into_iter()
+        .filter_map(|(i, f)| i.map(|i| (i, f)))
+        .min_by_key(|(i, _)| *i)
+        .map_or(Form::Json, |(_, f)| f))
+}
+
+/// `GET /reports/monthly?client=&month=YYYY-MM`: the monthly client report
+/// (SPEC §6) over the client's calendar month in its time zone, as JSON,
+/// CSV or an HTML page.
+pub async fn report_monthly(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    query: web::Query<MonthlyParams>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = caller.require(REPORT_READERS)?;
+    state.tenants.require(&state.pool, actor.tenant_id).await?;
+    let q = query.into_inner();
+    let form = form(&req, q.format.as_deref())?;
+    let month = Month::parse(&q.month).map_err(ApiError::BadRequest)?;
+    let services = services_in_scope(&state, actor, None, Some(q.client)).await?;
+    let report = monthly_report(&state, actor.tenant_id, q.client, month, services).await?;
+    Ok(match form {
+        Form::Json => HttpResponse::Ok().json(&report),
+        Form::Csv => HttpResponse::Ok()
+            .content_type("text/csv; charset=utf-8")
+            .insert_header((
+                header::CONTENT_DISPOSITION,
+                format!("inline; filename=\"report-{}.csv\"", report.month),
+            ))
+            .body(monthly::to_csv(&report)),
+        Form::Html => HttpResponse::Ok()
+            .content_type("text/html; charset=utf-8")
+            .insert_header((
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
+            ))
+            .body(monthly::to_html(&report).map_err(|e| ApiError::Internal(e.into()))?),
+    })
+}
+
+/// The monthly report of one client's services.
+pub async fn monthly_report(
+    state: &AppState,
+    tenant: Uuid,
+    client_id: Uuid,
+    month: Month,
+    services: Vec<ServiceRow>,
+) -> Result<MonthlyReport, ApiError> {
+    let client_row = directory::list_clients(
+        &state.pool,
+        tenant,
+        directory::ClientFilter::Only(client_id),
+        None,
+        1,
+    )
+    .await?
+    .into_iter()
+    .next()
+    .ok_or_else(|| ApiError::NotFound(format!("no client {client_id}")))?;
+    let zone = directory::client_time_zone(&state.pool, tenant, client_id)
+        .await?
+        .and_then(|z| TimeZoneName::parse(&z).ok())
+        .unwrap_or_else(TimeZoneName::utc);
+    let tz = zone.tz();
+    let (from, to) = month.span(tz);
+    let g = Gathered::read(state, tenant, services, from, to).await?;
+    let zones: HashMap<Uuid, TimeZoneName> = [(client_id, zone.clone())].into();
+    let c = compute(state, tenant, &g, &zones, from, to).await?;
+    let events = g.events(state, tenant).await?;
+    let ids: Vec<Uuid> = g.services.iter().map(|s| s.id).collect();
+    let proposals = {
+        let client = state
+            .pool
+            .get()
+            .await
+            .map_err(opsledger_store::StoreError::from)?;
+        downtime::open_proposals(&client, tenant, &ids).await?
+    };
+    let mut services = Vec::new();
+    let mut restatements = Vec::new();
+    for (n, m, planned) in c.per_service {
+        let service = &g.services[n];
+        let rows = g.segments_of(service.id);
+        let plan: Vec<_> = planned.iter().map(|p| (p.start, p.end)).collect();
+        let all = spans(rows);
+        let b = impact::sweep(&all, &plan, from, to, g.now);
+        let level = |l: ImpactLevel| monthly::LevelMinutes {
+            unplanned: b.minutes(l, false),
+            planned: b.minutes(l, true),
+        };
+        let daily = month
+            .days()
+            .map(|date| {
+                let next = date.succ_opt().unwrap_or(date);
+                let (ds, de) = (
+                    Month::local_instant_of(tz, date),
+                    Month::local_instant_of(tz, next),
+                );
+                let day = impact::sweep(&all, &plan, ds.max(from), de.min(to), g.now);
+                let both = |l| day.minutes(l, false) + day.minutes(l, true);
+                monthly::Day {
+                    date,
+                    outage: both(ImpactLevel::Outage),
+                    partial: both(ImpactLevel::Partial),
+                    degraded: both(ImpactLevel::Degraded),
+                }
+            })
+            .collect();
+        let mut incident_ids: Vec<Uuid> = rows.iter().map(|r| r.incident_id).collect();
+        incident_ids.sort();
+        incident_ids.dedup();
+        let incidents = c
+            .incidents
+            .iter()
+            .filter(|i| {
+                i.service_id == service.id
+                    && (incident_ids.contains(&i.facts.id)
+                        || (from <= i.facts.opened_at && i.facts.opened_at < to))
+            })
+            .map(|i| {
+                let own: Vec<Segment> = rows
+                    .iter()
+                    .filter(|r| r.incident_id == i.facts.id)
+                    .map(|r| Segment {
+                        start: r.start,
+                        end: r.end,
+                        level: r.level,
+                    })
+                    .collect();
+                let b = impact::sweep(&own, &[], from, to, g.now);
+                let total = |l| b.minutes(l, false);
+                monthly::IncidentItem {
+                    id: i.facts.id,
+                    title: i.title.clone(),
+                    severity: i.facts.severity.as_str().to_owned(),
+                    opened_at: i.facts.opened_at,
+                    impact_start: i.facts.impact_start,
+                    impact_end: i.facts.impact_end,
+                    outage_minutes: total(ImpactLevel::Outage),
+                    partial_minutes: total(ImpactLevel::Partial),
+                    degraded_minutes: total(ImpactLevel::Degraded),
+                }
+            })
+            .collect();
+        let maintenance = g
+            .windows
+            .iter()
+            .filter(|w| w.service_ids.contains(&service.id))
+            .filter_map(|w| {
+                let spans: Vec<_> = planned.iter().filter(|p| p.window_id == w.id).collect();
+                let first = spans.first()?;
+                let last = spans.last()?;
+                Some(monthly::MaintenanceItem {
+                    window_id: w.id,
+                    title: w.title.clone(),
+                    status: w.status.as_str().to_owned(),
+                    start: first.start,
+                    end: last.end,
+                    minutes: spans
+                        .iter()
+                        .map(|p| (p.end - p.start).num_seconds() as f64 / 60.0)
+                        .sum(),
+                })
+            })
+            .collect();
+        let changes = c
+            .changes
+            .iter()
+            .filter(|ch| ch.service_ids.contains(&service.id))
+            .filter_map(|ch| {
+                let finished = ch.finished_at.filter(|f| from <= *f && *f < to)?;
+                Some(monthly::ChangeItem {
+                    id: ch.id,
+                    title: ch.title.clone(),
+                    outcome: ch.outcome?.as_str().to_owned(),
+                    finished_at: finished,
+                    caused_incident: change_facts(ch).caused_incident,
+                })
+            })
+            .collect();
+        for id in &incident_ids {
+            for e in events.get(id).into_iter().flatten() {
+                if e.recorded_at >= to {
+                    restatements.push(monthly::Restatement {
+                        service_id: service.id,
+                        incident_id: *id,
+                        position: e.position,
+                        event_type: e.event_type.clone(),
+                        recorded_at: e.recorded_at,
+                    });
+                }
+            }
+        }
+        services.push(monthly::ServiceMonth {
+            service_id: service.id,
+            name: service.name.clone(),
+            sla_target_pct: service.sla_target_pct,
+            sla_hours: service
+                .sla_hours
+                .clone()
+                .and_then(|h| serde_json::from_value(h).ok()),
+            metrics: m,
+            downtime: monthly::Downtime {
+                outage: level(ImpactLevel::Outage),
+                partial: level(ImpactLevel::Partial),
+                degraded: level(ImpactLevel::Degraded),
+            },
+            daily,
+            incidents,
+            maintenance,
+            changes,
+        });
+    }
+    restatements.sort_by_key(|r| r.position);
+    Ok(MonthlyReport {
+        client: monthly::ClientInfo {
+            id: client_id,
+            name: client_row.name,
+            locale: client_row.locale,
+            time_zone: zone.as_str().to_owned(),
+        },
+        month: month.to_string(),
+        from,
+        to,
+        hours: (to - from).num_seconds() as f64 / 3600.0,
+        as_of: g.now,
+        first_reported_at: to,
+        definitions: metrics::DEFINITIONS.to_vec(),
+        services,
+        open_proposals: proposals
+            .into_iter()
+            .map(|p| monthly::ProposalItem {
+                id: p.id,
+                title: p.title,
+                status: p.status.as_str().to_owned(),
+                raised_at: p.raised_at,
+            })
+            .collect(),
+        restatements,
+    })
 }

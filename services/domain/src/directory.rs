@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::period::{ServiceHours, TimeZoneName};
 use crate::text::{Email, Locale, Name};
 use crate::Rejection;
 
@@ -90,12 +91,19 @@ pub enum DirectoryEvent {
     TenantRegistered {
         tenant_id: Uuid,
         name: Name,
+        /// The zone reports use for clients that name none; UTC if absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        time_zone: Option<TimeZoneName>,
     },
     ClientRegistered {
         client_id: Uuid,
         name: Name,
         locale: Locale,
         contacts: Vec<Contact>,
+        /// The zone of its calendar periods (monthly reports); the tenant's
+        /// if absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        time_zone: Option<TimeZoneName>,
     },
     ClientNameReserved {
         client_id: Uuid,
@@ -108,6 +116,14 @@ pub enum DirectoryEvent {
         components: Vec<Component>,
         sla_target_pct: SlaTarget,
         notice_period_h: u32,
+        /// The hours the SLA commits to, in the client's zone; every hour
+        /// if absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sla_hours: Option<ServiceHours>,
+        /// When every alert of an incident has resolved, the impact ends
+        /// at the last resolution (SPEC §5).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        auto_mitigate: bool,
     },
     ServiceNameReserved {
         service_id: Uuid,
@@ -144,6 +160,7 @@ pub struct RegisterClient {
     pub name: Name,
     pub locale: Locale,
     pub contacts: Vec<Contact>,
+    pub time_zone: Option<TimeZoneName>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -154,6 +171,8 @@ pub struct RegisterService {
     pub components: Vec<Component>,
     pub sla_target_pct: SlaTarget,
     pub notice_period_h: u32,
+    pub sla_hours: Option<ServiceHours>,
+    pub auto_mitigate: bool,
 }
 
 // ------------------------------------------------------------------ states
@@ -171,6 +190,8 @@ pub struct ServiceState {
     pub components: Vec<Component>,
     pub sla_target_pct: Option<SlaTarget>,
     pub notice_period_h: Option<u32>,
+    pub sla_hours: Option<ServiceHours>,
+    pub auto_mitigate: bool,
 }
 
 pub fn decide_register_client(
@@ -193,6 +214,7 @@ pub fn decide_register_client(
         name: cmd.name,
         locale: cmd.locale,
         contacts: cmd.contacts,
+        time_zone: cmd.time_zone,
     }])
 }
 
@@ -202,6 +224,7 @@ pub fn evolve_client(mut state: ClientState, event: &DirectoryEvent) -> ClientSt
         name,
         locale,
         contacts,
+        time_zone,
     } = event
     {
         state.registered = Some(RegisterClient {
@@ -209,6 +232,7 @@ pub fn evolve_client(mut state: ClientState, event: &DirectoryEvent) -> ClientSt
             name: name.clone(),
             locale: *locale,
             contacts: contacts.clone(),
+            time_zone: time_zone.clone(),
         });
     }
     state
@@ -246,6 +270,8 @@ pub fn decide_register_service(
         components: cmd.components,
         sla_target_pct: cmd.sla_target_pct,
         notice_period_h: cmd.notice_period_h,
+        sla_hours: cmd.sla_hours,
+        auto_mitigate: cmd.auto_mitigate,
     }])
 }
 
@@ -257,8 +283,12 @@ pub fn evolve_service(mut state: ServiceState, event: &DirectoryEvent) -> Servic
         components,
         sla_target_pct,
         notice_period_h,
+        sla_hours,
+        auto_mitigate,
     } = event
     {
+        state.sla_hours = sla_hours.clone();
+        state.auto_mitigate = *auto_mitigate;
         state.service_id = Some(*service_id);
         state.client_id = Some(*client_id);
         state.name = Some(name.clone());
@@ -284,6 +314,8 @@ mod tests {
             }],
             sla_target_pct: SlaTarget::parse(99.9).unwrap(),
             notice_period_h: 72,
+            sla_hours: None,
+            auto_mitigate: false,
         }
     }
 

@@ -2,6 +2,7 @@
 
 use chrono::Utc;
 use opsledger_domain::directory::{tenant_stream, DirectoryEvent};
+use opsledger_domain::period::TimeZoneName;
 use opsledger_domain::text::Name;
 use opsledger_domain::{Metadata, NewEvent};
 use opsledger_store::{
@@ -44,9 +45,14 @@ pub async fn add_tenant(
     pool: &Pool,
     id: Uuid,
     name: &str,
+    time_zone: Option<&str>,
     actor: &str,
 ) -> Result<(), AddTenantError> {
     let parsed = Name::parse("name", name).map_err(AppendError::Invalid)?;
+    let time_zone = time_zone
+        .map(TimeZoneName::parse)
+        .transpose()
+        .map_err(AppendError::Invalid)?;
     let key = parsed.unique_key();
     let lock = pool.get().await.map_err(|e| AppendError::Store(e.into()))?;
     directory::lock_tenant_registrations(&lock).await?;
@@ -62,7 +68,7 @@ pub async fn add_tenant(
                 existing_name: existing.as_str().to_owned(),
             });
         }
-        register_tenant(pool, id, parsed.as_str(), actor)
+        register_tenant_in(pool, id, parsed.as_str(), time_zone, actor)
             .await
             .map_err(|e| match e {
                 AppendError::Conflict { .. } => AddTenantError::IdTaken(id),
@@ -84,10 +90,22 @@ pub async fn register_tenant(
     name: &str,
     actor: &str,
 ) -> Result<(), AppendError> {
+    register_tenant_in(pool, id, name, None, actor).await
+}
+
+/// [`register_tenant`] with the time zone its clients' reports default to.
+pub async fn register_tenant_in(
+    pool: &Pool,
+    id: Uuid,
+    name: &str,
+    time_zone: Option<TimeZoneName>,
+    actor: &str,
+) -> Result<(), AppendError> {
     let name = Name::parse("name", name).map_err(AppendError::Invalid)?;
     let event = DirectoryEvent::TenantRegistered {
         tenant_id: id,
         name,
+        time_zone,
     };
     let meta = Metadata {
         actor: actor.to_owned(),

@@ -72,6 +72,10 @@ enum TenantCommand {
         name: String,
         #[arg(long)]
         id: Option<Uuid>,
+        /// The IANA time zone of its clients' calendar periods, unless a
+        /// client names its own (default UTC).
+        #[arg(long)]
+        time_zone: Option<String>,
     },
 }
 
@@ -169,12 +173,24 @@ async fn run(command: Command) -> Result<ExitCode, BoxError> {
                     }
                 }
                 Command::Tenant {
-                    command: TenantCommand::Add { name, id },
+                    command:
+                        TenantCommand::Add {
+                            name,
+                            id,
+                            time_zone,
+                        },
                 } => {
                     opsledger_store::migrate::migrate(&db).await?;
                     let pool = opsledger_store::connect(&db)?;
                     let id = id.unwrap_or_else(Uuid::now_v7);
-                    opsledger_server::commands::add_tenant(&pool, id, &name, "cli").await?;
+                    opsledger_server::commands::add_tenant(
+                        &pool,
+                        id,
+                        &name,
+                        time_zone.as_deref(),
+                        "cli",
+                    )
+                    .await?;
                     println!("{id}");
                 }
                 Command::Token { .. } => unreachable!("handled above"),

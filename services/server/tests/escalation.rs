@@ -388,12 +388,23 @@ async fn two_levels_are_mailed_on_time_across_a_restart_and_two_instances_and_th
             "ichiro@example.jp"
         ]
     );
-    let ledger = operator
-        .get(
-            &a.base,
-            &format!("/api/v1/notifications?incident_id={incident}"),
-        )
-        .await;
+    // The ledger follows the log: the last `NotificationSent` may reach it
+    // a moment after its mail reached the sink.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let ledger = loop {
+        let ledger = operator
+            .get(
+                &a.base,
+                &format!("/api/v1/notifications?incident_id={incident}"),
+            )
+            .await;
+        let items = ledger["items"].as_array().unwrap();
+        let done = items.len() == 4 && items.iter().all(|n| n["status"] == "sent");
+        if done || Instant::now() > deadline {
+            break ledger;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let items = ledger["items"].as_array().unwrap();
     assert_eq!(items.len(), 4, "{ledger}");
     assert!(items.iter().all(|n| n["status"] == "sent"), "{ledger}");

@@ -47,10 +47,20 @@ impl Projection for DirectoryProjection {
             // When it happened, as the API reports it for a single resource too.
             let at = event.occurred_at;
             match parsed {
-                DirectoryEvent::TenantRegistered { tenant_id, name } => {
+                DirectoryEvent::TenantRegistered {
+                    tenant_id,
+                    name,
+                    time_zone,
+                } => {
                     tx.execute(
-                        "INSERT INTO proj_tenants (tenant_id, name, registered_at) VALUES ($1, $2, $3)",
-                        &[&tenant_id, &name.as_str(), &at],
+                        "INSERT INTO proj_tenants (tenant_id, name, registered_at, time_zone) \
+                         VALUES ($1, $2, $3, $4)",
+                        &[
+                            &tenant_id,
+                            &name.as_str(),
+                            &at,
+                            &time_zone.as_ref().map(|z| z.as_str()),
+                        ],
                     )
                     .await?;
                 }
@@ -59,11 +69,13 @@ impl Projection for DirectoryProjection {
                     name,
                     locale,
                     contacts,
+                    time_zone,
                 } => {
                     let locale = serde_json::to_value(locale).unwrap_or_default();
                     tx.execute(
-                        "INSERT INTO proj_clients (tenant_id, client_id, name, locale, contacts, version, registered_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                        "INSERT INTO proj_clients (tenant_id, client_id, name, locale, contacts, version, \
+                           registered_at, time_zone) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                         &[
                             &event.tenant_id,
                             &client_id,
@@ -72,6 +84,7 @@ impl Projection for DirectoryProjection {
                             &serde_json::to_value(&contacts).unwrap_or_default(),
                             &event.stream_version,
                             &at,
+                            &time_zone.as_ref().map(|z| z.as_str()),
                         ],
                     )
                     .await?;
@@ -83,11 +96,13 @@ impl Projection for DirectoryProjection {
                     components,
                     sla_target_pct,
                     notice_period_h,
+                    sla_hours,
+                    auto_mitigate,
                 } => {
                     tx.execute(
                         "INSERT INTO proj_services (tenant_id, service_id, client_id, name, components, \
-                           sla_target_pct, notice_period_h, version, registered_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6::float8::numeric, $7, $8, $9)",
+                           sla_target_pct, notice_period_h, version, registered_at, sla_hours, auto_mitigate) \
+                         VALUES ($1, $2, $3, $4, $5, $6::float8::numeric, $7, $8, $9, $10, $11)",
                         &[
                             &event.tenant_id,
                             &service_id,
@@ -98,6 +113,10 @@ impl Projection for DirectoryProjection {
                             &(notice_period_h as i32),
                             &event.stream_version,
                             &at,
+                            &sla_hours
+                                .as_ref()
+                                .map(|h| serde_json::to_value(h).unwrap_or_default()),
+                            &auto_mitigate,
                         ],
                     )
                     .await?;
@@ -118,6 +137,8 @@ pub struct ClientRow {
     pub contacts: serde_json::Value,
     pub version: i64,
     pub registered_at: DateTime<Utc>,
+    /// As registered; `None`: the tenant's zone.
+    pub time_zone: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -130,6 +151,8 @@ pub struct ServiceRow {
     pub notice_period_h: i32,
     pub version: i64,
     pub registered_at: DateTime<Utc>,
+    pub sla_hours: Option<serde_json::Value>,
+    pub auto_mitigate: bool,
 }
 
 /// Which clients a query may return.
@@ -160,7 +183,7 @@ pub async fn list_clients(
     let client = pool.get().await?;
     let rows = client
         .query(
-            "SELECT client_id, name, locale, contacts, version, registered_at FROM proj_clients \
+            "SELECT client_id, name, locale, contacts, version, registered_at, time_zone FROM proj_clients \
              WHERE tenant_id = $1 AND ($2::uuid IS NULL OR client_id = $2) \
                AND ($3::uuid IS NULL OR client_id > $3) ORDER BY client_id LIMIT $4",
             &[&tenant, &filter.as_param(), &after, &limit],
@@ -175,6 +198,7 @@ pub async fn list_clients(
             contacts: r.get(3),
             version: r.get(4),
             registered_at: r.get(5),
+            time_zone: r.get(6),
         })
         .collect())
 }
@@ -190,7 +214,7 @@ pub async fn list_services(
     let rows = client
         .query(
             "SELECT service_id, client_id, name, components, sla_target_pct::float8, notice_period_h, \
-               version, registered_at FROM proj_services \
+               version, registered_at, sla_hours, auto_mitigate FROM proj_services \
              WHERE tenant_id = $1 AND ($2::uuid IS NULL OR client_id = $2) \
                AND ($3::uuid IS NULL OR service_id > $3) ORDER BY service_id LIMIT $4",
             &[&tenant, &filter.as_param(), &after, &limit],
@@ -207,6 +231,8 @@ pub async fn list_services(
             notice_period_h: r.get(5),
             version: r.get(6),
             registered_at: r.get(7),
+            sla_hours: r.get(8),
+            auto_mitigate: r.get(9),
         })
         .collect())
 }
@@ -278,7 +304,9 @@ pub async fn registered_tenants<C: GenericClient>(
                 .ok()
                 .and_then(|p| DirectoryEvent::from_stored("TenantRegistered", &p))
             {
-                Some(DirectoryEvent::TenantRegistered { tenant_id, name }) => Ok((tenant_id, name)),
+                Some(DirectoryEvent::TenantRegistered {
+                    tenant_id, name, ..
+                }) => Ok((tenant_id, name)),
                 _ => Err(StoreError::Corrupt(format!(
                     "the TenantRegistered event of tenant {tenant} does not decode"
                 ))),
@@ -299,7 +327,7 @@ pub async fn report_services(
     let rows = client
         .query(
             "SELECT service_id, client_id, name, components, sla_target_pct::float8, notice_period_h, \
-               version, registered_at FROM proj_services \
+               version, registered_at, sla_hours, auto_mitigate FROM proj_services \
              WHERE tenant_id = $1 AND ($2::uuid IS NULL OR service_id = $2) \
                AND ($3::uuid IS NULL OR client_id = $3) ORDER BY name, service_id",
             &[&tenant, &service, &client_id],
@@ -316,6 +344,27 @@ pub async fn report_services(
             notice_period_h: r.get(5),
             version: r.get(6),
             registered_at: r.get(7),
+            sla_hours: r.get(8),
+            auto_mitigate: r.get(9),
         })
         .collect())
+}
+
+/// The zone a client's calendar periods are in: its own, else its tenant's,
+/// else UTC. `None` when the client is not (yet) in the read model.
+pub async fn client_time_zone(
+    pool: &Pool,
+    tenant: Uuid,
+    client_id: Uuid,
+) -> Result<Option<String>, StoreError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt(
+            "SELECT coalesce(c.time_zone, t.time_zone, 'UTC') FROM proj_clients c \
+             LEFT JOIN proj_tenants t ON t.tenant_id = c.tenant_id \
+             WHERE c.tenant_id = $1 AND c.client_id = $2",
+            &[&tenant, &client_id],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
 }

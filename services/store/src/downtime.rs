@@ -13,8 +13,10 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Transaction};
 use futures_util::future::BoxFuture;
+use opsledger_domain::change::Change;
 use opsledger_domain::impact::{ImpactHistory, ImpactLevel};
 use opsledger_domain::incident::IncidentEvent;
+use opsledger_domain::metrics::IncidentFacts;
 use opsledger_domain::window::Window;
 use opsledger_domain::RecordedEvent;
 use serde::{Deserialize, Serialize};
@@ -292,6 +294,104 @@ pub async fn windows<C: GenericClient>(
         .query(
             "SELECT state FROM proj_windows WHERE tenant_id = $1 AND service_ids && $2 \
                AND status <> 'planned' ORDER BY start_at, window_id",
+            &[&tenant, &services],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| serde_json::from_value(r.get(0)).map_err(corrupt))
+        .collect()
+}
+
+/// An incident as metrics see it, with its service.
+#[derive(Debug, Clone)]
+pub struct IncidentRow {
+    pub service_id: Uuid,
+    pub title: String,
+    pub facts: IncidentFacts,
+}
+
+/// The incidents of `services` that a period's metrics and reports may
+/// count: opened in it, or whose impact overlaps it (`[from, to)`), with
+/// the source of the alert that opened each (none when opened by hand).
+pub async fn incident_facts<C: GenericClient>(
+    client: &C,
+    tenant: Uuid,
+    services: &[Uuid],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<IncidentRow>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT i.incident_id, i.service_id, i.opened_at, i.acknowledged_at, i.impact_start, \
+               i.impact_end, i.severity, i.category, i.triage, a.source, i.title \
+             FROM proj_incidents i \
+             LEFT JOIN LATERAL (SELECT source FROM proj_alerts a WHERE a.tenant_id = i.tenant_id \
+               AND a.incident_id = i.incident_id AND a.decision->>'outcome' = 'opened_incident' \
+               ORDER BY a.first_seen LIMIT 1) a ON true \
+             WHERE i.tenant_id = $1 AND i.service_id = ANY($2) \
+               AND ((i.opened_at >= $3 AND i.opened_at < $4) \
+                 OR (i.impact_start < $4 AND (i.impact_end IS NULL OR i.impact_end >= $3))) \
+             ORDER BY i.opened_at, i.incident_id",
+            &[&tenant, &services, &from, &to],
+        )
+        .await?;
+    let word = |s: String| serde_json::Value::String(s);
+    rows.into_iter()
+        .map(|r| {
+            Ok(IncidentRow {
+                service_id: r.get(1),
+                title: r.get(10),
+                facts: IncidentFacts {
+                    id: r.get(0),
+                    opened_at: r.get(2),
+                    acknowledged_at: r.get(3),
+                    impact_start: r.get(4),
+                    impact_end: r.get(5),
+                    severity: serde_json::from_value(word(r.get(6))).map_err(corrupt)?,
+                    category: serde_json::from_value(word(r.get(7))).map_err(corrupt)?,
+                    triage: r
+                        .get::<_, Option<String>>(8)
+                        .map(|t| serde_json::from_value(word(t)))
+                        .transpose()
+                        .map_err(corrupt)?,
+                    source: r.get(9),
+                },
+            })
+        })
+        .collect()
+}
+
+/// The changes of any of `services` that have an outcome, as the domain
+/// folds them (the metrics keep those finished in the period).
+pub async fn finished_changes<C: GenericClient>(
+    client: &C,
+    tenant: Uuid,
+    services: &[Uuid],
+) -> Result<Vec<Change>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT state FROM proj_changes WHERE tenant_id = $1 AND service_ids && $2 \
+               AND status IN ('completed', 'failed', 'rolled_back', 'reviewed') \
+             ORDER BY requested_at, change_id",
+            &[&tenant, &services],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| serde_json::from_value(r.get(0)).map_err(corrupt))
+        .collect()
+}
+
+/// The improvement proposals about any of `services` that are still open
+/// (raised, approved, or implemented and not yet verified).
+pub async fn open_proposals<C: GenericClient>(
+    client: &C,
+    tenant: Uuid,
+    services: &[Uuid],
+) -> Result<Vec<opsledger_domain::proposal::Proposal>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT state FROM proj_proposals WHERE tenant_id = $1 AND service_ids && $2 \
+               AND status IN ('raised', 'approved', 'implemented') ORDER BY raised_at, proposal_id",
             &[&tenant, &services],
         )
         .await?;
