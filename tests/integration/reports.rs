@@ -664,3 +664,103 @@ async fn the_monthly_report_follows_the_clients_zone_and_lists_restatements() {
         assert_eq!(res.headers()["content-type"], "application/problem+json");
     }
 }
+
+/// A service that opts in mitigates an incident when every alert of it has
+/// resolved: the impact ends at the last resolution, and the event says
+/// why. A service that does not leaves it to people.
+#[tokio::test]
+async fn an_incident_whose_alerts_all_resolved_mitigates_itself_where_its_service_opts_in() {
+    let app = spawn_app().await;
+    let admin = app.token(&[Role::Admin]);
+    let monitoring = app.token(&[Role::Integration]);
+    let client = created(&app, &admin, "/api/v1/clients", json!({ "name": "C" })).await;
+    let mut incidents = vec![];
+    for (name, auto) in [("auto", true), ("manual", false)] {
+        created(
+            &app,
+            &admin,
+            "/api/v1/services",
+            json!({
+                "client_id": client["id"], "name": name, "sla_target_pct": 99.0,
+                "notice_period_h": 1, "auto_mitigate": auto
+            }),
+        )
+        .await;
+        let began =
+            Utc::now().duration_trunc(Duration::seconds(1)).unwrap() - Duration::minutes(10);
+        let alert = |key: &str, status: &str, ends_at: Option<DateTime<Utc>>| {
+            json!({
+                "source": "prometheus", "dedup_key": format!("{name}-{key}"), "group_key": format!("{name}-g"),
+                "summary": "errors", "severity": "critical", "service": name, "status": status,
+                "starts_at": began, "ends_at": ends_at
+            })
+        };
+        let mut opened = None;
+        for key in ["a", "b"] {
+            let v: Value = eventually("the service is known to ingestion", || async {
+                let res = app
+                    .post("/api/v1/alerts", &monitoring, &alert(key, "firing", None))
+                    .await;
+                let v: Value = res.json().await.unwrap();
+                v["incident_id"].is_string().then_some(v)
+            })
+            .await;
+            opened.get_or_insert(v["incident_id"].as_str().unwrap().to_owned());
+        }
+        let incident = opened.unwrap();
+        let first_end =
+            Utc::now().duration_trunc(Duration::seconds(1)).unwrap() - Duration::minutes(3);
+        let last_end = first_end + Duration::minutes(1);
+        app.post(
+            "/api/v1/alerts",
+            &monitoring,
+            &alert("a", "resolved", Some(first_end)),
+        )
+        .await;
+        let still: Value = app
+            .get(&format!("/api/v1/incidents/{incident}"), &admin)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            still["status"], "triggered",
+            "{name}: one alert still fires"
+        );
+        app.post(
+            "/api/v1/alerts",
+            &monitoring,
+            &alert("b", "resolved", Some(last_end)),
+        )
+        .await;
+        incidents.push((name, incident, last_end, auto));
+    }
+    for (name, incident, last_end, auto) in incidents {
+        let now: Value = app
+            .get(&format!("/api/v1/incidents/{incident}"), &admin)
+            .await
+            .json()
+            .await
+            .unwrap();
+        if auto {
+            assert_eq!(now["status"], "mitigated", "{name}: {now}");
+            assert_eq!(now["impact_end"], json!(last_end), "{name}");
+            let timeline: Value = app
+                .get(&format!("/api/v1/incidents/{incident}/timeline"), &admin)
+                .await
+                .json()
+                .await
+                .unwrap();
+            let mitigated = timeline["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["type"] == "IncidentMitigated")
+                .unwrap_or_else(|| panic!("{timeline}"));
+            assert_eq!(mitigated["data"]["cause"], "all_alerts_resolved");
+            assert_eq!(mitigated["actor"], "system:auto-mitigation");
+        } else {
+            assert_eq!(now["status"], "triggered", "{name}: {now}");
+        }
+    }
+}

@@ -75,7 +75,7 @@ impl actix_web::FromRequest for IfMatch {
 
 // ------------------------------------------------------------ loading
 
-fn fold(events: &[RecordedEvent]) -> Option<Incident> {
+pub(crate) fn fold(events: &[RecordedEvent]) -> Option<Incident> {
     events.iter().fold(None, |i, e| {
         match IncidentEvent::from_stored(&e.event_type, &e.payload) {
             Some(ev) => incident::evolve(i, &ev, e.recorded_at),
@@ -647,7 +647,18 @@ pub async fn incident_mitigate(
         key: k,
         body: asked,
     };
-    command(s, c, r, id, asked, Command::Mitigate { impact_end: end }).await
+    command(
+        s,
+        c,
+        r,
+        id,
+        asked,
+        Command::Mitigate {
+            impact_end: end,
+            cause: None,
+        },
+    )
+    .await
 }
 
 /// A body that may be left out entirely; when present it must be valid JSON

@@ -372,6 +372,11 @@ pub async fn ingest(
                     }
                     _ => {}
                 }
+                if let (AlertEvent::AlertResolved { .. }, Some(incident)) =
+                    (&receipt.alert, incident_id)
+                {
+                    auto_mitigate(state, tenant, incident, service_id).await;
+                }
                 return Ok(Ingested {
                     dedup_key: signal.dedup_key,
                     alert_id,
@@ -435,12 +440,92 @@ pub async fn expire(
             idempotency: None,
         };
         match state.committer.append(request).await {
-            Ok(_) => return Ok(true),
+            Ok(_) => {
+                if let Some(incident) = firing.incident_id {
+                    auto_mitigate(state, tenant, incident, None).await;
+                }
+                return Ok(true);
+            }
             Err(AppendError::Conflict { .. }) => continue,
             Err(e) => return Err(e.into()),
         }
     }
     Ok(false)
+}
+
+/// Attempts to mitigate an incident at most this often when its stream
+/// keeps moving (a responder acting at the same moment).
+const AUTO_MITIGATE_ATTEMPTS_MAX: usize = 3;
+
+/// After an alert of `incident` resolved: if its service mitigates
+/// automatically (SPEC §5) and none of the incident's alerts fires any
+/// more, the incident is mitigated at the last resolution, with the cause
+/// recorded. Best effort: the resolution is recorded whatever happens here,
+/// and a failure is logged.
+pub async fn auto_mitigate(state: &AppState, tenant: Uuid, incident: Uuid, service: Option<Uuid>) {
+    if let Err(e) = try_auto_mitigate(state, tenant, incident, service).await {
+        tracing::warn!(%incident, error = %e, "auto-mitigation failed");
+    }
+}
+
+async fn try_auto_mitigate(
+    state: &AppState,
+    tenant: Uuid,
+    incident: Uuid,
+    service: Option<Uuid>,
+) -> Result<(), ApiError> {
+    let events = stream_events(state, tenant, &incident::incident_stream(incident), None).await?;
+    let Some(folded) = crate::incidents::fold(&events) else {
+        return Ok(());
+    };
+    let Some(service) = service.or(folded.service_id) else {
+        return Ok(());
+    };
+    let service_state = stream_events(state, tenant, &dir::service_stream(service), None)
+        .await?
+        .iter()
+        .filter_map(|e| DirectoryEvent::from_stored(&e.event_type, &e.payload))
+        .fold(dir::ServiceState::default(), |s, e| {
+            dir::evolve_service(s, &e)
+        });
+    if !service_state.auto_mitigate {
+        return Ok(());
+    }
+    let (firing, last) =
+        opsledger_store::incidents::alerts_resolved(&state.pool, tenant, incident).await?;
+    let Some(last) = last.filter(|_| !firing) else {
+        return Ok(());
+    };
+    let meta = Metadata {
+        actor: "system:auto-mitigation".into(),
+        role: "system".into(),
+        request_id: None,
+        correlation_id: None,
+        causation_id: None,
+        source: "auto-mitigation".into(),
+    };
+    for _ in 0..AUTO_MITIGATE_ATTEMPTS_MAX {
+        let command = incident::Command::Mitigate {
+            // A source's end before the impact began (clocks apart) ends it
+            // where it began.
+            impact_end: last.max(folded.impact_start),
+            cause: Some(incident::MitigationCause::AllAlertsResolved),
+        };
+        match crate::incidents::execute(state, tenant, &meta, incident, None, command, None).await {
+            Ok(_) => return Ok(()),
+            // Mitigated, resolved or closed already, by hand: nothing to do.
+            Err(ApiError::Conflict { extra, .. }) if extra.contains_key("current_state") => {
+                return Ok(())
+            }
+            // The stream moved under us: decide again on what it is now.
+            Err(ApiError::Conflict { .. }) => continue,
+            // The last resolution precedes the impact start (a corrected
+            // impact): the domain refuses; so do we.
+            Err(ApiError::Unprocessable(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// After an Alertmanager-style notification of a group: every alert of the

@@ -535,6 +535,8 @@ pub enum Command {
     },
     Mitigate {
         impact_end: DateTime<Utc>,
+        /// Set when the service decides it (auto-mitigation), not a person.
+        cause: Option<MitigationCause>,
     },
     Resolve,
     Reopen {
@@ -730,17 +732,14 @@ pub fn decide(
                 minutes_spent: minutes(minutes_spent)?,
             },
         },
-        Command::Mitigate { impact_end } => match s {
+        Command::Mitigate { impact_end, cause } => match s {
             Triggered | Acknowledged => {
                 if impact_end < incident.impact_start {
                     return Err(Rejection::Invalid(
                         "impact_end must not be before the impact start".into(),
                     ));
                 }
-                IncidentEvent::IncidentMitigated {
-                    impact_end,
-                    cause: None,
-                }
+                IncidentEvent::IncidentMitigated { impact_end, cause }
             }
             _ => return Err(invalid_in("mitigate", s)),
         },
@@ -926,7 +925,14 @@ mod tests {
         let i = run(opened(), Command::Acknowledge).unwrap();
         assert_eq!(i.status, Status::Acknowledged);
         let end = i.impact_start + chrono::Duration::minutes(3);
-        let i = run(i, Command::Mitigate { impact_end: end }).unwrap();
+        let i = run(
+            i,
+            Command::Mitigate {
+                impact_end: end,
+                cause: None,
+            },
+        )
+        .unwrap();
         assert_eq!((i.status, i.impact_end), (Status::Mitigated, Some(end)));
         let i = run(i, Command::Resolve).unwrap();
         let i = run(i, Command::Close).unwrap();

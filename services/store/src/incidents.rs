@@ -762,3 +762,22 @@ pub async fn queue(
         })
         .collect())
 }
+
+/// Whether any alert of an incident still fires, and when the last of its
+/// alerts resolved. Read from the alerts read model, which the append that
+/// recorded each resolution wrote, so it is never behind it.
+pub async fn alerts_resolved(
+    pool: &Pool,
+    tenant: Uuid,
+    incident: Uuid,
+) -> Result<(bool, Option<DateTime<Utc>>), StoreError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_one(
+            "SELECT coalesce(bool_or(firing), false), max(resolved_at) FROM proj_alerts \
+             WHERE tenant_id = $1 AND incident_id = $2",
+            &[&tenant, &incident],
+        )
+        .await?;
+    Ok((row.get(0), row.get(1)))
+}
