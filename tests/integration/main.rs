@@ -14,6 +14,7 @@ mod migrations;
 mod notifications;
 mod openapi;
 mod projections;
+mod report_print;
 mod reports;
 mod roster;
 mod runbooks;
