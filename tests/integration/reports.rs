@@ -764,3 +764,189 @@ async fn an_incident_whose_alerts_all_resolved_mitigates_itself_where_its_servic
         }
     }
 }
+
+/// On the first days of a month in the client's zone, each contact
+/// subscribed to the monthly report gets last month's report by mail,
+/// once, whatever the passes and instances: a plain-text summary with the
+/// HTML page as its alternative, in the ledger like any notification.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_monthly_report_is_mailed_once_per_contact_and_month() {
+    use opsledger_testkit::{spawn_app_with, SmtpSink};
+    let mut sink = SmtpSink::start().await;
+    let smtp = opsledger_api::outbox::SmtpConfig {
+        host: "127.0.0.1".into(),
+        port: sink.port(),
+        tls: opsledger_api::outbox::TlsMode::None,
+        username: None,
+        password: None,
+        from: "opsledger <noreply@opsledger.test>".into(),
+        timeout: std::time::Duration::from_secs(5),
+        backoff: opsledger_domain::notification::Backoff {
+            first: chrono::Duration::milliseconds(200),
+            max: chrono::Duration::seconds(1),
+            attempts_max: 10,
+        },
+    };
+    let app = spawn_app_with(|c| {
+        c.smtp = Some(smtp);
+        c.timer_interval = std::time::Duration::from_millis(100);
+        // The test runs the passes itself, at the instants it chooses.
+        c.monthly_interval = std::time::Duration::from_secs(24 * 3600);
+    })
+    .await;
+    let admin = app.token(&[Role::Admin]);
+    let client = created(
+        &app,
+        &admin,
+        "/api/v1/clients",
+        json!({
+            "name": "株式会社サンプル", "locale": "ja", "time_zone": "Asia/Tokyo"
+        }),
+    )
+    .await;
+    let cid = client["id"].as_str().unwrap().to_owned();
+    let mut services = vec![];
+    for name in ["受注サイト", "決済API"] {
+        let s = created(
+            &app,
+            &admin,
+            "/api/v1/services",
+            json!({
+                "client_id": cid, "name": name, "sla_target_pct": 99.9, "notice_period_h": 1
+            }),
+        )
+        .await;
+        services.push(s["id"].as_str().unwrap().to_owned());
+    }
+    // One contact subscribed on both services (one mail), another on one,
+    // in English; a third wants incidents only.
+    for (service, email, locale, kinds) in [
+        (
+            &services[0],
+            "hanako@example.jp",
+            "ja",
+            json!(["monthly_report", "incident_opened"]),
+        ),
+        (
+            &services[1],
+            "hanako@example.jp",
+            "ja",
+            json!(["monthly_report"]),
+        ),
+        (
+            &services[1],
+            "ops@example.com",
+            "en",
+            json!(["monthly_report"]),
+        ),
+        (
+            &services[1],
+            "pager@example.com",
+            "en",
+            json!(["incident_opened"]),
+        ),
+    ] {
+        created(
+            &app,
+            &admin,
+            "/api/v1/subscriptions",
+            json!({
+                "service_id": service, "name": email, "email": email, "locale": locale,
+                "kinds": kinds, "min_severity": "info"
+            }),
+        )
+        .await;
+    }
+    let tokyo: chrono_tz::Tz = "Asia/Tokyo".parse().unwrap();
+    let this_month = Month::of(Utc::now(), tokyo);
+    let first = Month::local_instant_of(tokyo, this_month.next().first_day()) + Duration::hours(1);
+    // Not on the 4th, nor in the middle of a month.
+    let late = first + Duration::days(3);
+    let state = &app.app_state;
+    eventually("the subscriptions are in the roster", || async {
+        (opsledger_store::downtime::monthly_subscribers(&state.pool)
+            .await
+            .unwrap()
+            .len()
+            == 2)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        opsledger_api::reports::mail_monthly_due(state, late)
+            .await
+            .unwrap(),
+        0
+    );
+    // Two instances' passes on the first of next month, at once, then again.
+    let (a, b) = tokio::join!(
+        opsledger_api::reports::mail_monthly_due(state, first),
+        opsledger_api::reports::mail_monthly_due(state, first)
+    );
+    let again = opsledger_api::reports::mail_monthly_due(state, first + Duration::hours(5))
+        .await
+        .unwrap();
+    let requested: i64 = app
+        .db
+        .superuser()
+        .await
+        .query_one(
+            "SELECT count(*) FROM events WHERE event_type = 'NotificationRequested' \
+               AND payload->>'kind' = 'monthly_report'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(requested, 2, "one per contact: {a:?} {b:?} {again}");
+    let mails = eventually("both reports arrive", || async {
+        let m = sink.messages();
+        (m.len() == 2).then_some(m)
+    })
+    .await;
+    let mut to: Vec<String> = mails.iter().map(|m| m.rcpt_to.join(",")).collect();
+    to.sort();
+    assert_eq!(to, ["hanako@example.jp", "ops@example.com"]);
+    for m in &mails {
+        let text = m.text();
+        assert!(text.contains("multipart/alternative"), "{text}");
+        assert!(
+            text.contains("text/plain") && text.contains("text/html"),
+            "{text}"
+        );
+    }
+    let ledger = eventually("the ledger says both were sent", || async {
+        let v: Value = app
+            .get("/api/v1/notifications?limit=50", &admin)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let sent: Vec<Value> = v["items"]
+            .as_array()?
+            .iter()
+            .filter(|n| n["kind"] == "monthly_report" && n["status"] == "sent")
+            .cloned()
+            .collect();
+        (sent.len() == 2).then_some(sent)
+    })
+    .await;
+    let subjects: Vec<&str> = ledger
+        .iter()
+        .map(|n| n["subject"].as_str().unwrap())
+        .collect();
+    let month = this_month.to_string();
+    assert!(
+        subjects
+            .iter()
+            .any(|s| s.contains("月次サービスレポート") && s.contains(&month)),
+        "{subjects:?}"
+    );
+    assert!(
+        subjects
+            .iter()
+            .any(|s| s.contains("Monthly service report") && s.contains(&month)),
+        "{subjects:?}"
+    );
+    sink.stop().await;
+}

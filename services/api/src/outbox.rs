@@ -102,13 +102,22 @@ impl Mailer {
                 .parse()
                 .map_err(|e| format!("recipient {}: {e}", to.email))?,
         );
-        let email = Message::builder()
+        let builder = Message::builder()
             .from(self.from.clone())
             .to(to_box)
-            .subject(message.subject.clone())
-            .header(ContentType::TEXT_PLAIN)
-            .body(message.body.clone())
-            .map_err(|e| format!("building the message: {e}"))?;
+            .subject(message.subject.clone());
+        let email = match &message.html {
+            // The plain text first, the HTML as its alternative: a reader
+            // that shows no HTML still has the summary.
+            Some(html) => builder.multipart(lettre::message::MultiPart::alternative_plain_html(
+                message.body.clone(),
+                html.clone(),
+            )),
+            None => builder
+                .header(ContentType::TEXT_PLAIN)
+                .body(message.body.clone()),
+        }
+        .map_err(|e| format!("building the message: {e}"))?;
         let response = self
             .transport
             .send(email)

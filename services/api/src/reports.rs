@@ -812,3 +812,147 @@ pub async fn monthly_report(
         restatements,
     })
 }
+
+/// The monthly report is mailed during the first days of the next month in
+/// the client's zone: on the first, or as soon after as the service runs.
+/// Later than this, a month's report is not sent any more (a subscription
+/// made mid-month does not bring last month's).
+pub const MONTHLY_MAIL_DAYS: u32 = 3;
+
+/// One pass of the monthly mailer (SPEC §6): for every contact subscribed
+/// to `monthly_report`, in the first days of a month of its client's zone,
+/// the previous month's report is requested through the outbox, once per
+/// contact and month: its notification's stream is named after (tenant,
+/// client, month, address) and appended only if it does not exist, so
+/// passes and instances repeat nothing. Returns how many it requested.
+pub async fn mail_monthly_due(state: &AppState, now: DateTime<Utc>) -> Result<usize, ApiError> {
+    use chrono::Datelike;
+    use opsledger_domain::notice::{self, MonthlyFacts, MonthlyLine, NoticeKind};
+    use opsledger_domain::notification::{self, NotificationEvent, Recipient};
+    let subscribers = downtime::monthly_subscribers(&state.pool).await?;
+    let mut reports: HashMap<(Uuid, Uuid), Option<MonthlyReport>> = HashMap::new();
+    let mut requested = 0;
+    for sub in subscribers {
+        let zone = directory::client_time_zone(&state.pool, sub.tenant_id, sub.client_id)
+            .await?
+            .and_then(|z| TimeZoneName::parse(&z).ok())
+            .unwrap_or_else(TimeZoneName::utc);
+        let local = now.with_timezone(&zone.tz());
+        if local.day() > MONTHLY_MAIL_DAYS {
+            continue;
+        }
+        let month = Month::of(now, zone.tz()).previous();
+        let id = Uuid::new_v5(
+            &Uuid::NAMESPACE_URL,
+            format!(
+                "urn:opsledger:monthly-report:{}:{}:{month}:{}",
+                sub.tenant_id,
+                sub.client_id,
+                sub.email.to_lowercase()
+            )
+            .as_bytes(),
+        );
+        let stream = notification::notification_stream(id);
+        {
+            let client = state
+                .pool
+                .get()
+                .await
+                .map_err(opsledger_store::StoreError::from)?;
+            if directory::stream_version(&client, sub.tenant_id, &stream).await? > 0 {
+                continue;
+            }
+        }
+        let key = (sub.tenant_id, sub.client_id);
+        // Not the entry API: building the report awaits.
+        #[allow(clippy::map_entry)]
+        if !reports.contains_key(&key) {
+            let services =
+                directory::report_services(&state.pool, sub.tenant_id, None, Some(sub.client_id))
+                    .await?;
+            let report =
+                match monthly_report(state, sub.tenant_id, sub.client_id, month, services).await {
+                    Ok(r) => Some(r),
+                    // A client gone from the read model: nobody to report on.
+                    Err(ApiError::NotFound(_)) => None,
+                    Err(e) => return Err(e),
+                };
+            reports.insert(key, report);
+        }
+        let Some(report) = reports.get(&key).and_then(Option::as_ref) else {
+            continue;
+        };
+        let facts = MonthlyFacts {
+            client: report.client.name.clone(),
+            month: report.month.clone(),
+            recipient_name: sub.name.clone(),
+            services: report
+                .services
+                .iter()
+                .map(|s| MonthlyLine {
+                    name: s.name.clone(),
+                    availability: s
+                        .metrics
+                        .availability
+                        .sla
+                        .map_or_else(|| "—".to_owned(), |a| format!("{:.3} %", a * 100.0)),
+                    target: format!("{:.3} %", s.sla_target_pct),
+                    met: s.metrics.sla.met,
+                    outage_minutes: format!("{:.1}", s.downtime.outage.unplanned),
+                    incidents: s.incidents.len(),
+                })
+                .collect(),
+            restatements: report.restatements.len(),
+        };
+        // The page in the contact's language, whatever the client's is.
+        let mut for_contact = report.clone();
+        for_contact.client.locale = sub.locale.clone();
+        let html = monthly::to_html(&for_contact).map_err(|e| ApiError::Internal(e.into()))?;
+        let message = notice::render_monthly(&sub.locale, &facts, html);
+        let event = NotificationEvent::NotificationRequested {
+            notification_id: id,
+            kind: NoticeKind::MonthlyReport,
+            // Due by the calendar, not by an event.
+            cause_event_id: Uuid::nil(),
+            incident_id: None,
+            recipient: Recipient {
+                name: sub.name.clone(),
+                email: sub.email.clone(),
+                locale: sub.locale.clone(),
+                user_id: None,
+                subscription_id: Some(sub.subscription_id),
+                client_id: Some(sub.client_id),
+            },
+            message,
+        };
+        let meta = opsledger_domain::Metadata {
+            actor: "system:monthly-report".into(),
+            role: "system".into(),
+            request_id: None,
+            correlation_id: None,
+            causation_id: None,
+            source: "monthly-report".into(),
+        };
+        let request = opsledger_store::AppendRequest {
+            tenant_id: sub.tenant_id,
+            streams: vec![opsledger_store::StreamAppend {
+                stream_id: stream,
+                expected: opsledger_store::ExpectedVersion::NoStream,
+                events: vec![opsledger_domain::NewEvent::new(
+                    event.type_name(),
+                    event.payload(),
+                    meta,
+                    Utc::now(),
+                )],
+            }],
+            idempotency: None,
+        };
+        match state.committer.append(request).await {
+            Ok(_) => requested += 1,
+            // Another pass or instance requested it first.
+            Err(opsledger_store::AppendError::Conflict { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(requested)
+}

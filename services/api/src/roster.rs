@@ -710,7 +710,7 @@ pub async fn subscription_create(
         || body.kinds.iter().any(|k| NoticeKind::WINDOW.contains(k))
     {
         return Err(ApiError::Unprocessable(
-            "kinds: one or more of incident_opened, incident_mitigated, incident_resolved".into(),
+            "kinds: one or more of incident_opened, incident_mitigated, incident_resolved, monthly_report".into(),
         ));
     }
     let id = Uuid::now_v7();

@@ -30,6 +30,8 @@ pub enum NoticeKind {
     WindowAnnounced,
     /// An announced maintenance window called off.
     WindowCancelled,
+    /// The client's monthly report, mailed on the first day of the month.
+    MonthlyReport,
 }
 
 impl NoticeKind {
@@ -53,14 +55,17 @@ impl NoticeKind {
             NoticeKind::IncidentEscalated => "incident_escalated",
             NoticeKind::WindowAnnounced => "window_announced",
             NoticeKind::WindowCancelled => "window_cancelled",
+            NoticeKind::MonthlyReport => "monthly_report",
         }
     }
 
-    /// Every kind: [`NoticeKind::ALL`] (about incidents) and the windows'.
+    /// Every kind: [`NoticeKind::ALL`] (about incidents), the windows' and
+    /// the monthly report.
     pub fn parse(s: &str) -> Option<NoticeKind> {
         NoticeKind::ALL
             .into_iter()
             .chain(NoticeKind::WINDOW)
+            .chain([NoticeKind::MonthlyReport])
             .find(|k| k.as_str() == s)
     }
 }
@@ -92,7 +97,12 @@ pub struct RenderedNotice {
     pub body: String,
     /// The language the notice is written in: "en" or "ja".
     pub locale: String,
-    /// hex SHA-256 over subject, a NUL byte, body
+    /// An HTML alternative of the body (the monthly report), sent beside
+    /// the plain text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
+    /// hex SHA-256 over subject, a NUL byte, body (and, with an HTML
+    /// alternative, a NUL byte and the HTML)
     pub sha256: String,
 }
 
@@ -153,6 +163,10 @@ const TEMPLATES: &[(&str, &str)] = notice_templates!(
     "window_cancelled.en.body.txt",
     "window_cancelled.ja.subject.txt",
     "window_cancelled.ja.body.txt",
+    "monthly_report.en.subject.txt",
+    "monthly_report.en.body.txt",
+    "monthly_report.ja.subject.txt",
+    "monthly_report.ja.body.txt",
 );
 
 fn env() -> &'static Environment<'static> {
@@ -231,11 +245,12 @@ pub fn render(kind: NoticeKind, locale: &str, facts: &NoticeFacts) -> RenderedNo
         "{}\n",
         render_template(&format!("{base}.body.txt"), &ctx).trim_end()
     );
-    let sha256 = digest(&subject, &body);
+    let sha256 = digest(&subject, &body, None);
     RenderedNotice {
         subject,
         body,
         locale: lang.as_str().to_owned(),
+        html: None,
         sha256,
     }
 }
@@ -320,22 +335,81 @@ pub fn render_window(kind: NoticeKind, locale: &str, facts: &WindowFacts) -> Ren
         SUBJECT_LEN_MAX_CHARS,
     );
     let body = format!("{}\n", render(format!("{base}.body.txt")).trim_end());
-    let sha256 = digest(&subject, &body);
+    let sha256 = digest(&subject, &body, None);
     RenderedNotice {
         subject,
         body,
         locale: lang.as_str().to_owned(),
+        html: None,
         sha256,
     }
 }
 
-/// hex SHA-256 over subject, a NUL byte, body.
-fn digest(subject: &str, body: &str) -> String {
+/// hex SHA-256 over subject, a NUL byte, body, and with an HTML
+/// alternative a NUL byte and the HTML.
+fn digest(subject: &str, body: &str, html: Option<&str>) -> String {
     let mut hasher = Sha256::new();
     hasher.update(subject.as_bytes());
     hasher.update([0u8]);
     hasher.update(body.as_bytes());
+    if let Some(html) = html {
+        hasher.update([0u8]);
+        hasher.update(html.as_bytes());
+    }
     hex::encode(hasher.finalize())
+}
+
+/// One service's line in the monthly report's mail.
+#[derive(Debug, Clone, Serialize)]
+pub struct MonthlyLine {
+    pub name: String,
+    pub availability: String,
+    pub target: String,
+    pub met: Option<bool>,
+    pub outage_minutes: String,
+    pub incidents: usize,
+}
+
+/// What the monthly report's mail says, besides the report itself.
+#[derive(Debug, Clone, Serialize)]
+pub struct MonthlyFacts {
+    pub client: String,
+    pub month: String,
+    pub recipient_name: String,
+    pub services: Vec<MonthlyLine>,
+    pub restatements: usize,
+}
+
+/// The monthly report's mail for a recipient locale: a plain-text summary
+/// and the report's HTML page as its alternative.
+pub fn render_monthly(locale: &str, facts: &MonthlyFacts, html: String) -> RenderedNotice {
+    let lang = Lang::of(locale);
+    let base = format!("{}.{}", NoticeKind::MonthlyReport.as_str(), lang.as_str());
+    let mut ctx = facts.clone();
+    ctx.client = single_line(&ctx.client);
+    ctx.recipient_name = single_line(&ctx.recipient_name);
+    for line in &mut ctx.services {
+        line.name = single_line(&line.name);
+    }
+    let render = |name: String| {
+        env()
+            .get_template(&name)
+            .and_then(|t| t.render(&ctx))
+            .unwrap_or_else(|e| panic!("notice template {name} fails to render: {e:#}"))
+    };
+    let subject = truncate(
+        &single_line(&render(format!("{base}.subject.txt"))),
+        SUBJECT_LEN_MAX_CHARS,
+    );
+    let body = format!("{}\n", render(format!("{base}.body.txt")).trim_end());
+    let sha256 = digest(&subject, &body, Some(&html));
+    RenderedNotice {
+        subject,
+        body,
+        locale: lang.as_str().to_owned(),
+        html: Some(html),
+        sha256,
+    }
 }
 
 /// Templates and contexts are ours, so a failure is a bug the tests catch.

@@ -98,6 +98,10 @@ impl Application {
             state.clone(),
             config.timer_interval,
         )));
+        workers.push(tokio::spawn(monthly_worker(
+            state.clone(),
+            config.monthly_interval,
+        )));
         match &config.smtp {
             Some(smtp) => {
                 let mailer =
@@ -198,6 +202,18 @@ async fn escalation_worker(state: web::Data<AppState>, interval: std::time::Dura
             Ok(0) => {}
             Ok(n) => tracing::info!(steps = n, "escalation steps settled"),
             Err(e) => tracing::warn!(error = %e, "escalation pass failed"),
+        }
+    }
+}
+
+/// Requests the monthly reports due (SPEC §6), every `interval`.
+async fn monthly_worker(state: web::Data<AppState>, interval: std::time::Duration) {
+    loop {
+        tokio::time::sleep(interval).await;
+        match opsledger_api::reports::mail_monthly_due(&state, chrono::Utc::now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(reports = n, "monthly reports requested"),
+            Err(e) => tracing::warn!(error = %e, "monthly report pass failed"),
         }
     }
 }

@@ -15,6 +15,9 @@ pub const ALERT_STALE_DEFAULT_S: u64 = 3 * 4 * 3600;
 /// leaves room for a rebuild's lock or a long transaction elsewhere in the
 /// cluster before anyone is told.
 pub const PROJECTION_STALL_DEFAULT_S: u64 = 60;
+/// Ten minutes: a monthly report mailed within minutes of midnight is as
+/// good as one mailed at midnight, and a pass reads every subscription.
+pub const MONTHLY_INTERVAL_DEFAULT_MS: u64 = 600_000;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -39,6 +42,8 @@ pub struct Config {
     /// A projection whose oldest unapplied event is older than this is
     /// reported stalled (`/readyz`, `/metrics`).
     pub projection_stall_after: Duration,
+    /// How often the monthly mailer looks for reports due.
+    pub monthly_interval: Duration,
 }
 
 const TIMER_INTERVAL_DEFAULT_MS: u64 = 1_000;
@@ -152,6 +157,10 @@ impl Config {
                 "OPSLEDGER_PROJECTION_STALL_S",
                 PROJECTION_STALL_DEFAULT_S,
             )?),
+            monthly_interval: Duration::from_millis(parsed(
+                "OPSLEDGER_MONTHLY_INTERVAL_MS",
+                MONTHLY_INTERVAL_DEFAULT_MS,
+            )?),
         })
     }
 
@@ -172,6 +181,7 @@ impl Config {
             timer_interval: Duration::from_millis(TIMER_INTERVAL_DEFAULT_MS),
             smtp: None,
             projection_stall_after: Duration::from_secs(PROJECTION_STALL_DEFAULT_S),
+            monthly_interval: Duration::from_millis(MONTHLY_INTERVAL_DEFAULT_MS),
         }
     }
 

@@ -399,3 +399,41 @@ pub async fn open_proposals<C: GenericClient>(
         .map(|r| serde_json::from_value(r.get(0)).map_err(corrupt))
         .collect()
 }
+
+/// A client contact subscribed to the monthly report (on any service of
+/// its client), once per address.
+#[derive(Debug, Clone)]
+pub struct MonthlySubscriber {
+    pub tenant_id: Uuid,
+    pub client_id: Uuid,
+    pub subscription_id: Uuid,
+    pub name: String,
+    pub email: String,
+    pub locale: String,
+}
+
+/// Every active subscriber to the monthly report, of every tenant, one row
+/// per client and address (the oldest subscription of it).
+pub async fn monthly_subscribers(pool: &crate::Pool) -> Result<Vec<MonthlySubscriber>, StoreError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT DISTINCT ON (tenant_id, client_id, lower(email)) tenant_id, client_id, \
+               subscription_id, name, email, locale FROM proj_subscriptions \
+             WHERE active AND 'monthly_report' = ANY(kinds) \
+             ORDER BY tenant_id, client_id, lower(email), created_at, subscription_id",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| MonthlySubscriber {
+            tenant_id: r.get(0),
+            client_id: r.get(1),
+            subscription_id: r.get(2),
+            name: r.get(3),
+            email: r.get(4),
+            locale: r.get(5),
+        })
+        .collect())
+}
