@@ -950,3 +950,83 @@ async fn the_monthly_report_is_mailed_once_per_contact_and_month() {
     );
     sink.stop().await;
 }
+
+/// A service whose SLA commits to business hours in the client's zone:
+/// the SLA's availability counts only those hours, the calendar one all.
+#[tokio::test]
+async fn the_sla_counts_only_the_hours_it_commits_to_in_the_clients_zone() {
+    use chrono::{Datelike, TimeZone, Weekday};
+    let app = spawn_app().await;
+    let admin = app.token(&[Role::Admin]);
+    let client = created(
+        &app,
+        &admin,
+        "/api/v1/clients",
+        json!({ "name": "C", "time_zone": "Asia/Tokyo" }),
+    )
+    .await;
+    let service = created(&app, &admin, "/api/v1/services", json!({
+        "client_id": client["id"], "name": "office", "sla_target_pct": 99.0, "notice_period_h": 1,
+        "sla_hours": { "days": ["mon", "tue", "wed", "thu", "fri"], "from": "09:00", "to": "18:00" }
+    }))
+    .await;
+    assert_eq!(service["sla_hours"]["from"], "09:00");
+    let sid = service["id"].as_str().unwrap().to_owned();
+    let tokyo: chrono_tz::Tz = "Asia/Tokyo".parse().unwrap();
+    // The last weekday before today, in Tokyo.
+    let mut day = Utc::now()
+        .with_timezone(&tokyo)
+        .date_naive()
+        .pred_opt()
+        .unwrap();
+    while matches!(day.weekday(), Weekday::Sat | Weekday::Sun) {
+        day = day.pred_opt().unwrap();
+    }
+    let at = |h: u32| {
+        tokyo
+            .from_local_datetime(&day.and_hms_opt(h, 0, 0).unwrap())
+            .single()
+            .unwrap()
+            .with_timezone(&Utc)
+    };
+    for (start, end) in [(10, 11), (22, 23)] {
+        let i = created(&app, &admin, "/api/v1/incidents", json!({
+            "title": "down", "service_id": sid, "severity": "critical", "impact_start": at(start)
+        }))
+        .await;
+        ok(
+            &app,
+            &admin,
+            &format!("/api/v1/incidents/{}/mitigate", i["id"].as_str().unwrap()),
+            json!({ "impact_end": at(end) }),
+        )
+        .await;
+    }
+    let url = format!(
+        "/api/v1/reports/metrics?service={sid}&from={}&to={}",
+        q(at(0)),
+        q(at(0) + Duration::days(1))
+    );
+    let m = eventually("both outages are over in the read model", || async {
+        let v: Value = app.get(&url, &admin).await.json().await.unwrap();
+        let a = v["services"][0]["metrics"]["availability"].clone();
+        (a["weighted_unplanned_minutes"] == 120.0).then_some(v)
+    })
+    .await;
+    let a = &m["services"][0]["metrics"]["availability"];
+    assert_eq!(m["services"][0]["time_zone"], "Asia/Tokyo");
+    assert_eq!(a["committed_minutes"], 540.0);
+    assert_eq!(a["committed_weighted_unplanned_minutes"], 60.0);
+    assert_eq!(a["sla"].as_f64().unwrap(), 1.0 - 60.0 / 540.0);
+    assert_eq!(a["calendar"].as_f64().unwrap(), 1.0 - 120.0 / 1440.0);
+    let budget = &m["services"][0]["metrics"]["error_budget"];
+    assert!((budget["total_minutes"].as_f64().unwrap() - 5.4).abs() < 1e-9);
+    assert_eq!(budget["used_minutes"], 60.0);
+    // Hours that are not a time of day are refused.
+    let res = app.post("/api/v1/services", &admin, &json!({
+        "client_id": client["id"], "name": "bad", "sla_target_pct": 99.0, "notice_period_h": 1,
+        "sla_hours": { "days": ["mon"], "from": "18:00", "to": "09:00" }
+    }))
+    .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
