@@ -443,11 +443,25 @@ async fn the_downtime_report_keeps_clients_apart_and_refuses_a_malformed_period(
         )
         .await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    // Naming neither: every service the caller may see.
+    let everything = format!("/api/v1/reports/downtime?from={from}&to={to}");
+    eventually("both services are in the directory", || async {
+        let all: Value = app.get(&everything, &admin).await.json().await.unwrap();
+        (all["services"].as_array()?.len() == 2).then_some(())
+    })
+    .await;
+    let own: Value = app.get(&everything, &a_user).await.json().await.unwrap();
+    let ids: Vec<&str> = own["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["service_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [a_service.as_str()]);
     for bad in [
         format!("/api/v1/reports/downtime?client={a}&from=yesterday&to={to}"),
         format!("/api/v1/reports/downtime?client={a}&from={to}&to={from}"),
         format!("/api/v1/reports/downtime?client={a}&service={a_service}&from={from}&to={to}"),
-        format!("/api/v1/reports/downtime?from={from}&to={to}"),
         format!("/api/v1/reports/downtime?client={a}&to={to}"),
         format!(
             "/api/v1/reports/downtime?client={a}&from={}&to={to}",

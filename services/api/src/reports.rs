@@ -126,10 +126,19 @@ pub(crate) async fn services_in_scope(
     client: Option<Uuid>,
 ) -> Result<Vec<ServiceRow>, ApiError> {
     let rows = match (service, client) {
-        (Some(_), Some(_)) | (None, None) => {
+        (Some(_), Some(_)) => {
             return Err(ApiError::BadRequest(
-                "name exactly one of service and client".into(),
+                "name at most one of service and client".into(),
             ))
+        }
+        // Neither: every service the caller may see (a client user's own).
+        (None, None) => {
+            let own = match caller.client_scope() {
+                ClientScope::All => None,
+                ClientScope::Only(own) => Some(own),
+                ClientScope::Nothing => return Ok(vec![]),
+            };
+            return Ok(directory::report_services(&state.pool, caller.tenant_id, None, own).await?);
         }
         (s, c) => directory::report_services(&state.pool, caller.tenant_id, s, c).await?,
     };
