@@ -415,6 +415,20 @@ async fn compute(
     let incidents = downtime::incident_facts(&client, tenant, &ids, from, to).await?;
     let changes = downtime::finished_changes(&client, tenant, &ids).await?;
     drop(client);
+    // Grouped once: a year of a tenant holds thousands of incidents.
+    let mut facts_of: HashMap<Uuid, Vec<IncidentFacts>> = HashMap::new();
+    for i in &incidents {
+        facts_of
+            .entry(i.service_id)
+            .or_default()
+            .push(i.facts.clone());
+    }
+    let mut changes_of: HashMap<Uuid, Vec<ChangeFacts>> = HashMap::new();
+    for c in &changes {
+        for s in &c.service_ids {
+            changes_of.entry(*s).or_default().push(change_facts(c));
+        }
+    }
     let mut per_service = Vec::new();
     for (n, service) in g.services.iter().enumerate() {
         let rows = g.segments_of(service.id);
@@ -433,16 +447,8 @@ async fn compute(
             .collect();
         let planned = g.planned(service.id, from, to);
         let plan: Vec<_> = planned.iter().map(|p| (p.start, p.end)).collect();
-        let facts: Vec<IncidentFacts> = incidents
-            .iter()
-            .filter(|i| i.service_id == service.id)
-            .map(|i| i.facts.clone())
-            .collect();
-        let change_facts: Vec<ChangeFacts> = changes
-            .iter()
-            .filter(|c| c.service_ids.contains(&service.id))
-            .map(change_facts)
-            .collect();
+        let facts = facts_of.get(&service.id).map_or(&[][..], Vec::as_slice);
+        let change_facts = changes_of.get(&service.id).map_or(&[][..], Vec::as_slice);
         let zone = zones
             .get(&service.client_id)
             .cloned()
@@ -455,8 +461,8 @@ async fn compute(
             committed: committed(service, &zone, from, to),
             segments: &segments,
             planned: &plan,
-            incidents: &facts,
-            changes: &change_facts,
+            incidents: facts,
+            changes: change_facts,
         };
         per_service.push((n, metrics::service_metrics(&input), planned));
     }
