@@ -2,10 +2,13 @@
 //! on them: lists, the change history of a service, schedule conflicts,
 //! freezes in force, and the window that covers a service at an instant.
 //!
-//! Each row holds the aggregate as the domain folds it (`state`), rebuilt
-//! from the aggregate's stream on each of its events: the streams are short
-//! (a dozen events), and the projection then never disagrees with the
-//! handlers, which fold the same streams.
+//! Each row holds the aggregate as the domain folds it (`state`), folded
+//! from the aggregate's stream: the streams are short (a dozen events), and
+//! the projection then never disagrees with the handlers, which fold the
+//! same streams. A batch reads every stream it touches in one query and
+//! writes each table once.
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Transaction};
@@ -17,7 +20,7 @@ use opsledger_domain::RecordedEvent;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::projection::Projection;
+use crate::projection::{self, array_literal, Projection};
 use crate::{read, Pool, StoreError};
 
 fn corrupt(e: serde_json::Error) -> StoreError {
@@ -82,92 +85,237 @@ impl Projection for ChangeProjection {
         tx: &'a Transaction<'a>,
         event: &'a RecordedEvent,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.apply_batch(tx, std::slice::from_ref(event))
+    }
+
+    /// Each row is the aggregate folded from its stream up to the last
+    /// event of the batch: the streams the batch touches are read once, in
+    /// one query, and each table gets one upsert. A row's columns that an
+    /// update leaves alone are those of its first fold in the batch, as
+    /// they would be had each event been written in turn.
+    fn apply_batch<'a>(
+        &'a self,
+        tx: &'a Transaction<'a>,
+        events: &'a [RecordedEvent],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let events: Vec<RecordedEvent> =
-                read::read_stream(tx, event.tenant_id, &event.stream_id, None)
-                    .await?
-                    .into_iter()
-                    .take_while(|e| e.stream_version <= event.stream_version)
-                    .collect();
-            let v = event.stream_version;
-            let t = event.tenant_id;
-            if event.stream_id.starts_with("change-") {
-                let Some(c) = fold_change(&events) else {
-                    return Ok(());
-                };
-                tx.execute(
-                    "INSERT INTO proj_changes (tenant_id, change_id, service_ids, kind, status, \
-                       requested_at, scheduled_start, scheduled_end, approval_missing, state, version) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-                     ON CONFLICT (tenant_id, change_id) DO UPDATE SET service_ids = EXCLUDED.service_ids, \
-                       kind = EXCLUDED.kind, status = EXCLUDED.status, \
-                       scheduled_start = EXCLUDED.scheduled_start, scheduled_end = EXCLUDED.scheduled_end, \
-                       approval_missing = EXCLUDED.approval_missing, state = EXCLUDED.state, \
-                       version = EXCLUDED.version",
-                    &[
-                        &t,
-                        &c.id,
-                        &c.service_ids,
-                        &c.kind.as_str(),
-                        &c.status.as_str(),
-                        &c.requested_at,
-                        &c.schedule.as_ref().map(|s| s.start),
-                        &c.schedule.as_ref().map(|s| s.end),
-                        &c.approval_missing,
-                        &serde_json::to_value(&c).map_err(corrupt)?,
-                        &v,
-                    ],
-                )
-                .await?;
-            } else if event.stream_id.starts_with("window-") {
-                let Some(w) = fold_window(&events) else {
-                    return Ok(());
-                };
-                tx.execute(
-                    "INSERT INTO proj_windows (tenant_id, window_id, service_ids, status, start_at, \
-                       end_at, rrule, change_id, state, version) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                     ON CONFLICT (tenant_id, window_id) DO UPDATE SET status = EXCLUDED.status, \
-                       state = EXCLUDED.state, version = EXCLUDED.version",
-                    &[
-                        &t,
-                        &w.id,
-                        &w.service_ids,
-                        &w.status.as_str(),
-                        &w.start,
-                        &w.end,
-                        &w.rrule,
-                        &w.change_id,
-                        &serde_json::to_value(&w).map_err(corrupt)?,
-                        &v,
-                    ],
-                )
-                .await?;
-            } else if event.stream_id.starts_with("freeze-") {
-                let Some(f) = fold_freeze(&events) else {
-                    return Ok(());
-                };
-                tx.execute(
-                    "INSERT INTO proj_freezes (tenant_id, freeze_id, service_ids, start_at, end_at, \
-                       lifted, state, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                     ON CONFLICT (tenant_id, freeze_id) DO UPDATE SET lifted = EXCLUDED.lifted, \
-                       state = EXCLUDED.state, version = EXCLUDED.version",
-                    &[
-                        &t,
-                        &f.id,
-                        &f.service_ids,
-                        &f.start,
-                        &f.end,
-                        &f.lifted_at.is_some(),
-                        &serde_json::to_value(&f).map_err(corrupt)?,
-                        &v,
-                    ],
-                )
-                .await?;
+            // Per stream: the versions of its events in this batch.
+            let mut touched: Vec<(Uuid, &str)> = Vec::new();
+            let mut versions: HashMap<(Uuid, &str), Vec<i64>> = HashMap::new();
+            for e in events {
+                let key = (e.tenant_id, e.stream_id.as_str());
+                let v = versions.entry(key).or_default();
+                if v.is_empty() {
+                    touched.push(key);
+                }
+                v.push(e.stream_version);
             }
-            Ok(())
+            let ranges: Vec<read::StreamRange> = touched
+                .iter()
+                .map(|key| read::StreamRange {
+                    tenant_id: key.0,
+                    stream_id: key.1.to_owned(),
+                    first: 1,
+                    last: versions[key].iter().copied().max().unwrap_or(0),
+                })
+                .collect();
+            let mut streams: HashMap<(Uuid, String), Vec<RecordedEvent>> = HashMap::new();
+            for e in read::read_ranges(tx, &ranges).await? {
+                streams
+                    .entry((e.tenant_id, e.stream_id.clone()))
+                    .or_default()
+                    .push(e);
+            }
+            let mut changes = Rows::default();
+            let mut windows = Rows::default();
+            let mut freezes = Rows::default();
+            for key in &touched {
+                let stream = streams
+                    .get(&(key.0, key.1.to_owned()))
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                let written = &versions[key];
+                if key.1.starts_with("change-") {
+                    changes.fold(key.0, stream, written, fold_change);
+                } else if key.1.starts_with("window-") {
+                    windows.fold(key.0, stream, written, fold_window);
+                } else if key.1.starts_with("freeze-") {
+                    freezes.fold(key.0, stream, written, fold_freeze);
+                }
+            }
+            write_changes(tx, &changes).await?;
+            write_windows(tx, &windows).await?;
+            write_freezes(tx, &freezes).await
         })
     }
+}
+
+/// The rows a batch writes to one table: per aggregate, its tenant, its
+/// first fold in the batch, its last, and the version of the last.
+struct Rows<T> {
+    rows: Vec<(Uuid, T, T, i64)>,
+}
+
+impl<T> Default for Rows<T> {
+    fn default() -> Self {
+        Rows { rows: Vec::new() }
+    }
+}
+
+impl<T> Rows<T> {
+    /// Folds `stream` (from version 1) as the batch's events would have
+    /// been applied one by one, each writing the fold up to its version
+    /// unless that is `None`: the row's first write in the batch and its
+    /// last are kept.
+    fn fold(
+        &mut self,
+        tenant: Uuid,
+        stream: &[RecordedEvent],
+        written: &[i64],
+        fold: fn(&[RecordedEvent]) -> Option<T>,
+    ) {
+        let upto = |v: i64| fold(&stream[..stream.partition_point(|e| e.stream_version <= v)]);
+        let mut written = written.to_vec();
+        written.sort_unstable();
+        let Some((i, first)) = written
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| upto(*v).map(|f| (i, f)))
+        else {
+            return;
+        };
+        let (last, version) = written[i + 1..]
+            .iter()
+            .rev()
+            .find_map(|v| upto(*v).map(|l| (l, *v)))
+            .unwrap_or_else(|| (upto(written[i]).expect("folded above"), written[i]));
+        self.rows.push((tenant, first, last, version));
+    }
+}
+
+async fn write_changes(tx: &Transaction<'_>, rows: &Rows<Change>) -> Result<(), StoreError> {
+    if rows.rows.is_empty() {
+        return Ok(());
+    }
+    let (mut t, mut id, mut services, mut kind, mut status) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut requested, mut start, mut end, mut missing, mut state, mut version) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    for (tenant, first, c, v) in &rows.rows {
+        t.push(*tenant);
+        id.push(c.id);
+        services.push(array_literal(&c.service_ids));
+        kind.push(c.kind.as_str());
+        status.push(c.status.as_str());
+        requested.push(first.requested_at);
+        start.push(c.schedule.as_ref().map(|s| s.start));
+        end.push(c.schedule.as_ref().map(|s| s.end));
+        missing.push(c.approval_missing);
+        state.push(serde_json::to_value(c).map_err(corrupt)?);
+        version.push(*v);
+    }
+    projection::execute(
+        tx,
+        "INSERT INTO proj_changes (tenant_id, change_id, service_ids, kind, status, \
+           requested_at, scheduled_start, scheduled_end, approval_missing, state, version) \
+         SELECT t, i, sv::uuid[], k, st, ra, ss, se, am, s, v FROM unnest($1::uuid[], $2::uuid[], \
+           $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[], \
+           $8::timestamptz[], $9::bool[], $10::jsonb[], $11::int8[]) \
+           AS u(t, i, sv, k, st, ra, ss, se, am, s, v) \
+         ON CONFLICT (tenant_id, change_id) DO UPDATE SET service_ids = EXCLUDED.service_ids, \
+           kind = EXCLUDED.kind, status = EXCLUDED.status, \
+           scheduled_start = EXCLUDED.scheduled_start, scheduled_end = EXCLUDED.scheduled_end, \
+           approval_missing = EXCLUDED.approval_missing, state = EXCLUDED.state, \
+           version = EXCLUDED.version",
+        &[
+            &t, &id, &services, &kind, &status, &requested, &start, &end, &missing, &state,
+            &version,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn write_windows(tx: &Transaction<'_>, rows: &Rows<Window>) -> Result<(), StoreError> {
+    if rows.rows.is_empty() {
+        return Ok(());
+    }
+    let (mut t, mut id, mut services, mut status, mut start, mut end) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    let (mut rrule, mut change, mut state, mut version) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (tenant, first, w, v) in &rows.rows {
+        t.push(*tenant);
+        id.push(w.id);
+        status.push(w.status.as_str());
+        state.push(serde_json::to_value(w).map_err(corrupt)?);
+        version.push(*v);
+        // Set when the row is made; an update leaves them.
+        services.push(array_literal(&first.service_ids));
+        start.push(first.start);
+        end.push(first.end);
+        rrule.push(first.rrule.clone());
+        change.push(first.change_id);
+    }
+    projection::execute(
+        tx,
+        "INSERT INTO proj_windows (tenant_id, window_id, service_ids, status, start_at, \
+           end_at, rrule, change_id, state, version) \
+         SELECT t, i, sv::uuid[], st, sa, ea, r, c, s, v FROM unnest($1::uuid[], $2::uuid[], \
+           $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::text[], $8::uuid[], \
+           $9::jsonb[], $10::int8[]) AS u(t, i, sv, st, sa, ea, r, c, s, v) \
+         ON CONFLICT (tenant_id, window_id) DO UPDATE SET status = EXCLUDED.status, \
+           state = EXCLUDED.state, version = EXCLUDED.version",
+        &[
+            &t, &id, &services, &status, &start, &end, &rrule, &change, &state, &version,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn write_freezes(tx: &Transaction<'_>, rows: &Rows<Freeze>) -> Result<(), StoreError> {
+    if rows.rows.is_empty() {
+        return Ok(());
+    }
+    let (mut t, mut id, mut services, mut start, mut end) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut lifted, mut state, mut version) = (Vec::new(), Vec::new(), Vec::new());
+    for (tenant, first, f, v) in &rows.rows {
+        t.push(*tenant);
+        id.push(f.id);
+        lifted.push(f.lifted_at.is_some());
+        state.push(serde_json::to_value(f).map_err(corrupt)?);
+        version.push(*v);
+        services.push(array_literal(&first.service_ids));
+        start.push(first.start);
+        end.push(first.end);
+    }
+    projection::execute(
+        tx,
+        "INSERT INTO proj_freezes (tenant_id, freeze_id, service_ids, start_at, end_at, \
+           lifted, state, version) \
+         SELECT t, i, sv::uuid[], sa, ea, l, s, v FROM unnest($1::uuid[], $2::uuid[], $3::text[], \
+           $4::timestamptz[], $5::timestamptz[], $6::bool[], $7::jsonb[], $8::int8[]) \
+           AS u(t, i, sv, sa, ea, l, s, v) \
+         ON CONFLICT (tenant_id, freeze_id) DO UPDATE SET lifted = EXCLUDED.lifted, \
+           state = EXCLUDED.state, version = EXCLUDED.version",
+        &[&t, &id, &services, &start, &end, &lifted, &state, &version],
+    )
+    .await?;
+    Ok(())
 }
 
 /// How often [`await_projection`] looks at the projection's checkpoint.

@@ -11,7 +11,7 @@ use opsledger_domain::RecordedEvent;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::projection::{Appended, Inline, Payload, Projection, Write};
+use crate::projection::{self, Appended, Inline, Payload, Projection, Write};
 use crate::{Pool, StoreError};
 
 fn corrupt(e: serde_json::Error) -> StoreError {
@@ -43,138 +43,243 @@ impl Projection for IncidentProjection {
         self.apply_batch(tx, std::slice::from_ref(event))
     }
 
-    /// Folds every event of a batch per incident in memory and writes each
-    /// incident once: an alert storm attaches hundreds of alerts to one
-    /// incident within a batch.
+    /// Folds every event of a batch per incident in memory and writes the
+    /// whole batch in four statements at most: one read of the incidents it
+    /// continues, one upsert of their rows, one of the escalation timers
+    /// they wait for and one delete of those they no longer wait for. An
+    /// alert storm attaches hundreds of alerts to one incident within a
+    /// batch, and an incident storm opens hundreds of incidents.
     fn apply_batch<'a>(
         &'a self,
         tx: &'a Transaction<'a>,
         events: &'a [RecordedEvent],
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
+            let mut parsed = Vec::with_capacity(events.len());
             let mut touched: Vec<(Uuid, Uuid)> = Vec::new();
             let mut folded: HashMap<(Uuid, Uuid), (Option<Incident>, i64)> = HashMap::new();
+            // Incidents whose first event here does not open them: their
+            // state so far is read, all at once.
+            let mut continued: Vec<(Uuid, Uuid)> = Vec::new();
             for event in events {
                 if !event.stream_id.starts_with("incident-") {
                     continue;
                 }
-                let Some(parsed) = IncidentEvent::from_stored(&event.event_type, &event.payload)
-                else {
+                let Some(e) = IncidentEvent::from_stored(&event.event_type, &event.payload) else {
                     continue;
                 };
                 let key = (event.tenant_id, incident_id_of(&event.stream_id)?);
-                // Not the entry API: loading the stored state awaits.
-                #[allow(clippy::map_entry)]
-                if !folded.contains_key(&key) {
-                    let stored = match &parsed {
-                        IncidentEvent::IncidentOpened { .. } => None,
-                        _ => match tx
-                            .query_opt(
-                                "SELECT state FROM proj_incidents WHERE tenant_id = $1 AND incident_id = $2",
-                                &[&key.0, &key.1],
-                            )
-                            .await?
-                        {
-                            Some(r) => Some(serde_json::from_value(r.get(0)).map_err(corrupt)?),
-                            None => None,
-                        },
-                    };
-                    folded.insert(key, (stored, 0));
+                if let std::collections::hash_map::Entry::Vacant(entry) = folded.entry(key) {
+                    if !matches!(e, IncidentEvent::IncidentOpened { .. }) {
+                        continued.push(key);
+                    }
+                    entry.insert((None, 0));
                     touched.push(key);
                 }
+                parsed.push((key, e, event));
+            }
+            for (key, state) in load_incidents(tx, &continued).await? {
+                folded.insert(key, (Some(state), 0));
+            }
+            for (key, e, event) in parsed {
                 let entry = folded.get_mut(&key).expect("inserted above");
-                entry.0 = incident::evolve(entry.0.take(), &parsed, event.recorded_at);
+                entry.0 = incident::evolve(entry.0.take(), &e, event.recorded_at);
                 entry.1 = event.stream_version;
             }
-            for key in touched {
-                let (Some(next), version) = &folded[&key] else {
-                    continue;
-                };
-                upsert_incident(tx, key.0, next, *version).await?;
-            }
-            Ok(())
+            let rows: Vec<(Uuid, &Incident, i64)> = touched
+                .iter()
+                .filter_map(|key| match &folded[key] {
+                    (Some(next), version) => Some((key.0, next, *version)),
+                    (None, _) => None,
+                })
+                .collect();
+            upsert_incidents(tx, &rows).await
         })
     }
 }
 
-async fn upsert_incident(
+/// The stored states of these incidents (those it has).
+async fn load_incidents(
     tx: &Transaction<'_>,
-    tenant: Uuid,
-    next: &Incident,
-    version: i64,
+    keys: &[(Uuid, Uuid)],
+) -> Result<Vec<((Uuid, Uuid), Incident)>, StoreError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (tenants, ids): (Vec<Uuid>, Vec<Uuid>) = keys.iter().copied().unzip();
+    let rows = projection::query(
+        tx,
+        "SELECT p.tenant_id, p.incident_id, p.state FROM proj_incidents p \
+             JOIN unnest($1::uuid[], $2::uuid[]) AS k(t, i) \
+               ON p.tenant_id = k.t AND p.incident_id = k.i",
+        &[&tenants, &ids],
+    )
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                (r.get(0), r.get(1)),
+                serde_json::from_value(r.get(2)).map_err(corrupt)?,
+            ))
+        })
+        .collect()
+}
+
+const UPSERT_INCIDENTS: &str =
+    "INSERT INTO proj_incidents (tenant_id, incident_id, service_id, title, status, severity, \
+       category, group_key, impact_start, impact_end, opened_at, acknowledged_at, resolved_at, \
+       closed_at, triage, version, state, team, assignee, escalation_level, next_escalation_at) \
+     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], \
+       $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[], \
+       $12::timestamptz[], $13::timestamptz[], $14::timestamptz[], $15::text[], $16::int8[], \
+       $17::jsonb[], $18::text[], $19::text[], $20::int4[], $21::timestamptz[]) \
+     ON CONFLICT (tenant_id, incident_id) DO UPDATE SET service_id = EXCLUDED.service_id, \
+       title = EXCLUDED.title, status = EXCLUDED.status, severity = EXCLUDED.severity, \
+       category = EXCLUDED.category, group_key = EXCLUDED.group_key, \
+       impact_start = EXCLUDED.impact_start, impact_end = EXCLUDED.impact_end, \
+       acknowledged_at = EXCLUDED.acknowledged_at, resolved_at = EXCLUDED.resolved_at, \
+       closed_at = EXCLUDED.closed_at, \
+       triage = EXCLUDED.triage, version = EXCLUDED.version, state = EXCLUDED.state, \
+       team = EXCLUDED.team, assignee = EXCLUDED.assignee, \
+       escalation_level = EXCLUDED.escalation_level, next_escalation_at = EXCLUDED.next_escalation_at";
+const UPSERT_TIMERS: &str =
+    "INSERT INTO escalation_timers (tenant_id, incident_id, level, round, due_at) \
+     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int4[], $4::int4[], $5::timestamptz[]) \
+     ON CONFLICT (tenant_id, incident_id) DO UPDATE SET level = EXCLUDED.level, \
+       round = EXCLUDED.round, due_at = EXCLUDED.due_at";
+const DELETE_TIMERS: &str = "DELETE FROM escalation_timers t \
+     USING unnest($1::uuid[], $2::uuid[]) AS k(tenant, incident) \
+     WHERE t.tenant_id = k.tenant AND t.incident_id = k.incident";
+
+/// Writes the incidents' rows (one per incident: the caller folds) and the
+/// durable timers of the steps they wait for.
+async fn upsert_incidents(
+    tx: &Transaction<'_>,
+    rows: &[(Uuid, &Incident, i64)],
 ) -> Result<(), StoreError> {
-    let state = serde_json::to_value(next).map_err(corrupt)?;
-    let triage = next.triage.and_then(|t| {
-        serde_json::to_value(t)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-    });
-    tx.execute(
-        "INSERT INTO proj_incidents (tenant_id, incident_id, service_id, title, status, severity, \
-           category, group_key, impact_start, impact_end, opened_at, acknowledged_at, resolved_at, \
-           closed_at, triage, version, state, team, assignee, escalation_level, next_escalation_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
-         ON CONFLICT (tenant_id, incident_id) DO UPDATE SET service_id = EXCLUDED.service_id, \
-           title = EXCLUDED.title, status = EXCLUDED.status, severity = EXCLUDED.severity, \
-           category = EXCLUDED.category, group_key = EXCLUDED.group_key, \
-           impact_start = EXCLUDED.impact_start, impact_end = EXCLUDED.impact_end, \
-           acknowledged_at = EXCLUDED.acknowledged_at, resolved_at = EXCLUDED.resolved_at, \
-           closed_at = EXCLUDED.closed_at, \
-           triage = EXCLUDED.triage, version = EXCLUDED.version, state = EXCLUDED.state, \
-           team = EXCLUDED.team, assignee = EXCLUDED.assignee, \
-           escalation_level = EXCLUDED.escalation_level, next_escalation_at = EXCLUDED.next_escalation_at",
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut c = IncidentColumns::default();
+    let (mut wait_t, mut wait_i, mut wait_level, mut wait_round, mut wait_due) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut done_t, mut done_i) = (Vec::new(), Vec::new());
+    for (tenant, next, version) in rows {
+        c.push(*tenant, next, *version)?;
+        // The durable timer follows the step the incident waits for.
+        match next.next_escalation {
+            Some(p) => {
+                wait_t.push(*tenant);
+                wait_i.push(next.id);
+                wait_level.push(p.level as i32);
+                wait_round.push(p.round as i32);
+                wait_due.push(p.due_at);
+            }
+            None => {
+                done_t.push(*tenant);
+                done_i.push(next.id);
+            }
+        }
+    }
+    projection::execute(
+        tx,
+        UPSERT_INCIDENTS,
         &[
-            &tenant,
-            &next.id,
-            &next.service_id,
-            &next.title,
-            &next.status.as_str(),
-            &next.severity.as_str(),
-            &next.category.as_str(),
-            &next.group_key,
-            &next.impact_start,
-            &next.impact_end,
-            &next.opened_at,
-            &next.acknowledged_at,
-            &next.resolved_at,
-            &next.closed_at,
-            &triage,
-            &version,
-            &state,
-            &next.team.as_str(),
-            &next.assignee,
-            &(next.escalation_level as i32),
-            &next.next_escalation.map(|p| p.due_at),
+            &c.tenant,
+            &c.id,
+            &c.service,
+            &c.title,
+            &c.status,
+            &c.severity,
+            &c.category,
+            &c.group_key,
+            &c.impact_start,
+            &c.impact_end,
+            &c.opened_at,
+            &c.acknowledged_at,
+            &c.resolved_at,
+            &c.closed_at,
+            &c.triage,
+            &c.version,
+            &c.state,
+            &c.team,
+            &c.assignee,
+            &c.escalation_level,
+            &c.next_escalation_at,
         ],
     )
     .await?;
-    // The durable timer follows the step the incident waits for.
-    match next.next_escalation {
-        Some(p) => {
-            tx.execute(
-                "INSERT INTO escalation_timers (tenant_id, incident_id, level, round, due_at) \
-                 VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (tenant_id, incident_id) DO UPDATE SET level = EXCLUDED.level, \
-                   round = EXCLUDED.round, due_at = EXCLUDED.due_at",
-                &[
-                    &tenant,
-                    &next.id,
-                    &(p.level as i32),
-                    &(p.round as i32),
-                    &p.due_at,
-                ],
-            )
-            .await?;
-        }
-        None => {
-            tx.execute(
-                "DELETE FROM escalation_timers WHERE tenant_id = $1 AND incident_id = $2",
-                &[&tenant, &next.id],
-            )
-            .await?;
-        }
+    if !wait_t.is_empty() {
+        projection::execute(
+            tx,
+            UPSERT_TIMERS,
+            &[&wait_t, &wait_i, &wait_level, &wait_round, &wait_due],
+        )
+        .await?;
+    }
+    if !done_t.is_empty() {
+        projection::execute(tx, DELETE_TIMERS, &[&done_t, &done_i]).await?;
     }
     Ok(())
+}
+
+/// Incident rows of a batch, one vector per column (for `unnest`).
+#[derive(Default)]
+struct IncidentColumns {
+    tenant: Vec<Uuid>,
+    id: Vec<Uuid>,
+    service: Vec<Option<Uuid>>,
+    title: Vec<String>,
+    status: Vec<&'static str>,
+    severity: Vec<&'static str>,
+    category: Vec<&'static str>,
+    group_key: Vec<Option<String>>,
+    impact_start: Vec<DateTime<Utc>>,
+    impact_end: Vec<Option<DateTime<Utc>>>,
+    opened_at: Vec<DateTime<Utc>>,
+    acknowledged_at: Vec<Option<DateTime<Utc>>>,
+    resolved_at: Vec<Option<DateTime<Utc>>>,
+    closed_at: Vec<Option<DateTime<Utc>>>,
+    triage: Vec<Option<String>>,
+    version: Vec<i64>,
+    state: Vec<serde_json::Value>,
+    team: Vec<&'static str>,
+    assignee: Vec<Option<String>>,
+    escalation_level: Vec<i32>,
+    next_escalation_at: Vec<Option<DateTime<Utc>>>,
+}
+
+impl IncidentColumns {
+    fn push(&mut self, tenant: Uuid, next: &Incident, version: i64) -> Result<(), StoreError> {
+        self.state
+            .push(serde_json::to_value(next).map_err(corrupt)?);
+        self.triage.push(next.triage.and_then(|t| {
+            serde_json::to_value(t)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+        }));
+        self.tenant.push(tenant);
+        self.id.push(next.id);
+        self.service.push(next.service_id);
+        self.title.push(next.title.clone());
+        self.status.push(next.status.as_str());
+        self.severity.push(next.severity.as_str());
+        self.category.push(next.category.as_str());
+        self.group_key.push(next.group_key.clone());
+        self.impact_start.push(next.impact_start);
+        self.impact_end.push(next.impact_end);
+        self.opened_at.push(next.opened_at);
+        self.acknowledged_at.push(next.acknowledged_at);
+        self.resolved_at.push(next.resolved_at);
+        self.closed_at.push(next.closed_at);
+        self.version.push(version);
+        self.team.push(next.team.as_str());
+        self.assignee.push(next.assignee.clone());
+        self.escalation_level.push(next.escalation_level as i32);
+        self.next_escalation_at
+            .push(next.next_escalation.map(|p| p.due_at));
+        Ok(())
+    }
 }
 
 fn incident_id_of(stream_id: &str) -> Result<Uuid, StoreError> {
@@ -212,6 +317,10 @@ impl Projection for AlertProjection {
 
     fn inline(&self) -> bool {
         true
+    }
+
+    fn as_inline(&self) -> Option<&dyn Inline> {
+        Some(self)
     }
 
     fn apply_batch<'a>(

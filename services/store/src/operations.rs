@@ -1,6 +1,9 @@
 //! Read models of operations work: the work log (routine tasks and backups),
 //! runbooks at their latest version, their executions, and client inquiries
-//! with the queue each waits in.
+//! with the queue each waits in. A batch folds each aggregate in memory from
+//! its stored state (one read a table) and writes each table once.
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
@@ -12,7 +15,8 @@ use opsledger_domain::RecordedEvent;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::projection::Projection;
+use crate::projection::{self, Projection};
+use crate::work::Folded;
 use crate::{Pool, StoreError};
 
 fn corrupt(e: serde_json::Error) -> StoreError {
@@ -49,127 +53,324 @@ impl Projection for OperationsProjection {
         tx: &'a Transaction<'a>,
         event: &'a RecordedEvent,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.apply_batch(tx, std::slice::from_ref(event))
+    }
+
+    /// Sorts the batch's events by aggregate, folds each aggregate in memory
+    /// from its stored state (read once a table for the whole batch) and
+    /// writes each table once.
+    fn apply_batch<'a>(
+        &'a self,
+        tx: &'a Transaction<'a>,
+        events: &'a [RecordedEvent],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let by = &meta(event, "actor");
-            if let Some(e) = WorklogEvent::from_stored(&event.event_type, &event.payload) {
-                return apply_worklog(tx, event, &e, by).await;
+            let mut tasks = Vec::new();
+            let mut backups: Vec<Step<'_, WorklogEvent>> = Vec::new();
+            let mut runbooks: Vec<((Uuid, Uuid), Publication)> = Vec::new();
+            let mut inquiries: Vec<Step<'_, InquiryEvent>> = Vec::new();
+            let mut executions: Vec<Step<'_, ExecutionEvent>> = Vec::new();
+            for event in events {
+                let by = meta(event, "actor");
+                if let Some(e) = WorklogEvent::from_stored(&event.event_type, &event.payload) {
+                    match &e {
+                        WorklogEvent::RoutineTaskRecorded { .. } => {
+                            if let Some(task) = worklog::task_of(&e, &by, event.recorded_at) {
+                                tasks.push((event, task));
+                            }
+                        }
+                        WorklogEvent::BackupPerformed { backup_id, .. }
+                        | WorklogEvent::BackupVerified { backup_id, .. } => {
+                            let starts = matches!(e, WorklogEvent::BackupPerformed { .. });
+                            backups.push(Step {
+                                key: (event.tenant_id, *backup_id),
+                                starts,
+                                event,
+                                e,
+                                by,
+                            });
+                        }
+                    }
+                    continue;
+                }
+                if let Some(RunbookEvent::RunbookPublished {
+                    runbook_id,
+                    version,
+                    title,
+                    service_id,
+                    steps,
+                }) = RunbookEvent::from_stored(&event.event_type, &event.payload)
+                {
+                    let key = (event.tenant_id, runbook_id);
+                    let row = Publication {
+                        title,
+                        service_id,
+                        version: version as i64,
+                        step_count: steps.len() as i32,
+                        published_at: event.recorded_at,
+                        published_by: by,
+                    };
+                    // Every column is the latest publication's.
+                    match runbooks.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, last)) => *last = row,
+                        None => runbooks.push((key, row)),
+                    }
+                    continue;
+                }
+                if let Some(e) = InquiryEvent::from_stored(&event.event_type, &event.payload) {
+                    inquiries.push(Step {
+                        key: (event.tenant_id, id_of(event, "inquiry-")?),
+                        starts: matches!(e, InquiryEvent::InquiryOpened { .. }),
+                        event,
+                        e,
+                        by,
+                    });
+                    continue;
+                }
+                if let Some(e) = ExecutionEvent::from_stored(&event.event_type, &event.payload) {
+                    executions.push(Step {
+                        key: (event.tenant_id, id_of(event, "execution-")?),
+                        starts: matches!(e, ExecutionEvent::RunbookExecutionStarted { .. }),
+                        event,
+                        e,
+                        by,
+                    });
+                }
             }
-            if let Some(RunbookEvent::RunbookPublished {
-                runbook_id,
-                version,
-                title,
-                service_id,
-                steps,
-            }) = RunbookEvent::from_stored(&event.event_type, &event.payload)
-            {
-                tx.execute(
-                    "INSERT INTO proj_runbooks (tenant_id, runbook_id, title, service_id, version, \
-                       step_count, published_at, published_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                     ON CONFLICT (tenant_id, runbook_id) DO UPDATE SET title = EXCLUDED.title, \
-                       service_id = EXCLUDED.service_id, version = EXCLUDED.version, \
-                       step_count = EXCLUDED.step_count, published_at = EXCLUDED.published_at, \
-                       published_by = EXCLUDED.published_by",
-                    &[
-                        &event.tenant_id,
-                        &runbook_id,
-                        &title,
-                        &service_id,
-                        &(version as i64),
-                        &(steps.len() as i32),
-                        &event.recorded_at,
-                        &by,
-                    ],
-                )
-                .await?;
-                return Ok(());
-            }
-            if let Some(e) = InquiryEvent::from_stored(&event.event_type, &event.payload) {
-                return apply_inquiry(tx, event, &e, by).await;
-            }
-            if let Some(e) = ExecutionEvent::from_stored(&event.event_type, &event.payload) {
-                return apply_execution(tx, event, &e, by).await;
-            }
-            Ok(())
+            write_tasks(tx, &tasks).await?;
+            let backups = fold(tx, "proj_worklog", "entry_id", backups, |b, s| {
+                worklog::evolve_backup(b, &s.e, &s.by, s.event.recorded_at)
+            })
+            .await?;
+            write_backups(tx, &backups).await?;
+            write_runbooks(tx, &runbooks).await?;
+            let inquiries = fold(tx, "proj_inquiries", "inquiry_id", inquiries, |i, s| {
+                inquiry::evolve(i, &s.e, &s.by, &meta(s.event, "role"), s.event.recorded_at)
+            })
+            .await?;
+            write_inquiries(tx, &inquiries).await?;
+            let executions = fold(tx, "proj_executions", "execution_id", executions, |x, s| {
+                runbook::evolve_execution(x, &s.e, &s.by, s.event.recorded_at)
+            })
+            .await?;
+            write_executions(tx, &executions).await
         })
     }
 }
 
-async fn apply_worklog(
+/// An event of an aggregate kept folded in a table.
+struct Step<'e, E> {
+    key: (Uuid, Uuid),
+    /// Whether it starts the aggregate: it folds from nothing.
+    starts: bool,
+    event: &'e RecordedEvent,
+    e: E,
+    by: String,
+}
+
+/// Folds the steps per aggregate, in order, from the states `table` holds
+/// (read in one query for the aggregates a step continues). A step the
+/// fold refuses writes nothing. Returns each aggregate written, in the
+/// order first written.
+async fn fold<'e, T, E>(
     tx: &Transaction<'_>,
-    event: &RecordedEvent,
-    e: &WorklogEvent,
-    by: &str,
-) -> Result<(), StoreError> {
-    match e {
-        WorklogEvent::RoutineTaskRecorded { .. } => {
-            let Some(task) = worklog::task_of(e, by, event.recorded_at) else {
-                return Ok(());
-            };
-            tx.execute(
-                "INSERT INTO proj_worklog (tenant_id, entry_id, entry_type, kind, service_id, summary, \
-                   minutes_spent, performed_at, performed_by, recorded_at, backup_status, version, state) \
-                 VALUES ($1, $2, 'routine_task', $3, $4, $5, $6, $7, $8, $9, NULL, $10, $11)",
-                &[
-                    &event.tenant_id,
-                    &task.id,
-                    &task.kind.as_str(),
-                    &task.service_id,
-                    &task.summary,
-                    &task.minutes_spent.map(|m| m as i32),
-                    &task.performed_at,
-                    &task.performed_by,
-                    &task.recorded_at,
-                    &event.stream_version,
-                    &serde_json::to_value(&task).map_err(corrupt)?,
-                ],
-            )
-            .await?;
-        }
-        WorklogEvent::BackupPerformed { .. } | WorklogEvent::BackupVerified { .. } => {
-            let id = match e {
-                WorklogEvent::BackupPerformed { backup_id, .. }
-                | WorklogEvent::BackupVerified { backup_id, .. } => *backup_id,
-                WorklogEvent::RoutineTaskRecorded { task_id, .. } => *task_id,
-            };
-            let stored: Option<Backup> = match e {
-                WorklogEvent::BackupPerformed { .. } => None,
-                _ => match tx
-                    .query_opt(
-                        "SELECT state FROM proj_worklog WHERE tenant_id = $1 AND entry_id = $2",
-                        &[&event.tenant_id, &id],
-                    )
-                    .await?
-                {
-                    Some(r) => Some(serde_json::from_value(r.get(0)).map_err(corrupt)?),
-                    None => None,
-                },
-            };
-            let Some(b) = worklog::evolve_backup(stored, e, by, event.recorded_at) else {
-                return Ok(());
-            };
-            tx.execute(
-                "INSERT INTO proj_worklog (tenant_id, entry_id, entry_type, kind, service_id, summary, \
-                   minutes_spent, performed_at, performed_by, recorded_at, backup_status, version, state) \
-                 VALUES ($1, $2, 'backup', 'backup', $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-                 ON CONFLICT (tenant_id, entry_id) DO UPDATE SET backup_status = EXCLUDED.backup_status, \
-                   version = EXCLUDED.version, state = EXCLUDED.state",
-                &[
-                    &event.tenant_id,
-                    &b.id,
-                    &b.service_id,
-                    &b.what,
-                    &b.minutes_spent.map(|m| m as i32),
-                    &b.performed_at,
-                    &b.performed_by,
-                    &b.recorded_at,
-                    &b.status.as_str(),
-                    &event.stream_version,
-                    &serde_json::to_value(&b).map_err(corrupt)?,
-                ],
-            )
-            .await?;
+    table: &str,
+    id_column: &str,
+    steps: Vec<Step<'e, E>>,
+    evolve: impl Fn(Option<T>, &Step<'e, E>) -> Option<T>,
+) -> Result<Vec<((Uuid, Uuid), Folded<T>)>, StoreError>
+where
+    T: Clone + serde::de::DeserializeOwned,
+{
+    let mut states: HashMap<(Uuid, Uuid), Option<Folded<T>>> = HashMap::new();
+    let mut continued = Vec::new();
+    for s in &steps {
+        if let std::collections::hash_map::Entry::Vacant(entry) = states.entry(s.key) {
+            entry.insert(None);
+            if !s.starts {
+                continued.push(s.key);
+            }
         }
     }
+    if !continued.is_empty() {
+        let (t, id): (Vec<Uuid>, Vec<Uuid>) = continued.iter().copied().unzip();
+        let sql = format!(
+            "SELECT p.tenant_id, p.{id_column}, p.state FROM {table} p \
+             JOIN unnest($1::uuid[], $2::uuid[]) AS k(t, i) \
+               ON p.tenant_id = k.t AND p.{id_column} = k.i"
+        );
+        for r in projection::query(tx, &sql, &[&t, &id]).await? {
+            let state: T = serde_json::from_value(r.get(2)).map_err(corrupt)?;
+            states.insert((r.get(0), r.get(1)), Some(Folded::stored(state)));
+        }
+    }
+    let mut order = Vec::new();
+    for s in &steps {
+        let row = states.get_mut(&s.key).expect("inserted above");
+        let before = match (s.starts, row.as_ref()) {
+            (true, _) | (false, None) => None,
+            (false, Some(f)) => Some(f.state.clone()),
+        };
+        let Some(next) = evolve(before, s) else {
+            continue;
+        };
+        match row {
+            Some(f) => f.write(next, s.event.stream_version),
+            None => *row = Some(Folded::new(next, s.event.stream_version)),
+        }
+        if !order.contains(&s.key) {
+            order.push(s.key);
+        }
+    }
+    Ok(order
+        .into_iter()
+        .map(|k| (k, states.remove(&k).flatten().expect("written above")))
+        .collect())
+}
+
+async fn write_tasks(
+    tx: &Transaction<'_>,
+    tasks: &[(&RecordedEvent, worklog::RoutineTask)],
+) -> Result<(), StoreError> {
+    if tasks.is_empty() {
+        return Ok(());
+    }
+    let (mut t, mut id, mut kind, mut service, mut summary) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut minutes, mut performed_at, mut performed_by, mut recorded_at) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut version, mut state) = (Vec::new(), Vec::new());
+    for (event, task) in tasks {
+        t.push(event.tenant_id);
+        id.push(task.id);
+        kind.push(task.kind.as_str());
+        service.push(task.service_id);
+        summary.push(task.summary.as_str());
+        minutes.push(task.minutes_spent.map(|m| m as i32));
+        performed_at.push(task.performed_at);
+        performed_by.push(task.performed_by.as_str());
+        recorded_at.push(task.recorded_at);
+        version.push(event.stream_version);
+        state.push(serde_json::to_value(task).map_err(corrupt)?);
+    }
+    projection::execute(
+        tx,
+        "INSERT INTO proj_worklog (tenant_id, entry_id, entry_type, kind, service_id, summary, \
+           minutes_spent, performed_at, performed_by, recorded_at, backup_status, version, state) \
+         SELECT t, i, 'routine_task', k, s, su, m, pa, pb, ra, NULL, v, st \
+         FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::int4[], \
+           $7::timestamptz[], $8::text[], $9::timestamptz[], $10::int8[], $11::jsonb[]) \
+           WITH ORDINALITY AS u(t, i, k, s, su, m, pa, pb, ra, v, st, n) ORDER BY n",
+        &[
+            &t,
+            &id,
+            &kind,
+            &service,
+            &summary,
+            &minutes,
+            &performed_at,
+            &performed_by,
+            &recorded_at,
+            &version,
+            &state,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn write_backups(
+    tx: &Transaction<'_>,
+    rows: &[((Uuid, Uuid), Folded<Backup>)],
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let (mut t, mut id, mut service, mut what, mut minutes) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut performed_at, mut performed_by, mut recorded_at) =
+        (Vec::new(), Vec::new(), Vec::new());
+    let (mut status, mut version, mut state) = (Vec::new(), Vec::new(), Vec::new());
+    for ((tenant, _), f) in rows {
+        let (b, first) = (&f.state, f.first.as_ref().unwrap_or(&f.state));
+        t.push(*tenant);
+        id.push(b.id);
+        status.push(b.status.as_str());
+        version.push(f.version);
+        state.push(serde_json::to_value(b).map_err(corrupt)?);
+        // Set when the row is made; an update leaves them.
+        service.push(first.service_id);
+        what.push(first.what.as_str());
+        minutes.push(first.minutes_spent.map(|m| m as i32));
+        performed_at.push(first.performed_at);
+        performed_by.push(first.performed_by.as_str());
+        recorded_at.push(first.recorded_at);
+    }
+    projection::execute(tx,
+        "INSERT INTO proj_worklog (tenant_id, entry_id, entry_type, kind, service_id, summary, \
+           minutes_spent, performed_at, performed_by, recorded_at, backup_status, version, state) \
+         SELECT t, i, 'backup', 'backup', s, su, m, pa, pb, ra, bs, v, st \
+         FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::int4[], \
+           $6::timestamptz[], $7::text[], $8::timestamptz[], $9::text[], $10::int8[], $11::jsonb[]) \
+           AS u(t, i, s, su, m, pa, pb, ra, bs, v, st) \
+         ON CONFLICT (tenant_id, entry_id) DO UPDATE SET backup_status = EXCLUDED.backup_status, \
+           version = EXCLUDED.version, state = EXCLUDED.state",
+        &[
+            &t,
+            &id,
+            &service,
+            &what,
+            &minutes,
+            &performed_at,
+            &performed_by,
+            &recorded_at,
+            &status,
+            &version,
+            &state,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A runbook's row: its latest publication.
+struct Publication {
+    title: String,
+    service_id: Option<Uuid>,
+    version: i64,
+    step_count: i32,
+    published_at: DateTime<Utc>,
+    published_by: String,
+}
+
+async fn write_runbooks(
+    tx: &Transaction<'_>,
+    rows: &[((Uuid, Uuid), Publication)],
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let t: Vec<Uuid> = rows.iter().map(|(k, _)| k.0).collect();
+    let id: Vec<Uuid> = rows.iter().map(|(k, _)| k.1).collect();
+    let title: Vec<&str> = rows.iter().map(|(_, r)| r.title.as_str()).collect();
+    let service: Vec<Option<Uuid>> = rows.iter().map(|(_, r)| r.service_id).collect();
+    let version: Vec<i64> = rows.iter().map(|(_, r)| r.version).collect();
+    let steps: Vec<i32> = rows.iter().map(|(_, r)| r.step_count).collect();
+    let at: Vec<DateTime<Utc>> = rows.iter().map(|(_, r)| r.published_at).collect();
+    let by: Vec<&str> = rows.iter().map(|(_, r)| r.published_by.as_str()).collect();
+    projection::execute(
+        tx,
+        "INSERT INTO proj_runbooks (tenant_id, runbook_id, title, service_id, version, \
+           step_count, published_at, published_by) \
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::int8[], \
+           $6::int4[], $7::timestamptz[], $8::text[]) \
+         ON CONFLICT (tenant_id, runbook_id) DO UPDATE SET title = EXCLUDED.title, \
+           service_id = EXCLUDED.service_id, version = EXCLUDED.version, \
+           step_count = EXCLUDED.step_count, published_at = EXCLUDED.published_at, \
+           published_by = EXCLUDED.published_by",
+        &[&t, &id, &title, &service, &version, &steps, &at, &by],
+    )
+    .await?;
     Ok(())
 }
 
@@ -181,93 +382,100 @@ fn id_of(event: &RecordedEvent, prefix: &str) -> Result<Uuid, StoreError> {
         .ok_or_else(|| StoreError::Corrupt(format!("unexpected event on {}", event.stream_id)))
 }
 
-async fn apply_execution(
+async fn write_executions(
     tx: &Transaction<'_>,
-    event: &RecordedEvent,
-    e: &ExecutionEvent,
-    by: &str,
+    rows: &[((Uuid, Uuid), Folded<Execution>)],
 ) -> Result<(), StoreError> {
-    let id = id_of(event, "execution-")?;
-    let stored: Option<Execution> = match e {
-        ExecutionEvent::RunbookExecutionStarted { .. } => None,
-        _ => match tx
-            .query_opt(
-                "SELECT state FROM proj_executions WHERE tenant_id = $1 AND execution_id = $2",
-                &[&event.tenant_id, &id],
-            )
-            .await?
-        {
-            Some(r) => Some(serde_json::from_value(r.get(0)).map_err(corrupt)?),
-            None => None,
-        },
-    };
-    let Some(x) = runbook::evolve_execution(stored, e, by, event.recorded_at) else {
+    if rows.is_empty() {
         return Ok(());
-    };
-    tx.execute(
+    }
+    let (mut t, mut id, mut runbook, mut runbook_version, mut title) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut service, mut incident, mut status, mut started) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut version, mut state) = (Vec::new(), Vec::new());
+    for ((tenant, _), f) in rows {
+        let (x, first) = (&f.state, f.first.as_ref().unwrap_or(&f.state));
+        t.push(*tenant);
+        id.push(x.id);
+        status.push(x.status.as_str());
+        version.push(f.version);
+        state.push(serde_json::to_value(x).map_err(corrupt)?);
+        // Set when the row is made; an update leaves them.
+        runbook.push(first.runbook_id);
+        runbook_version.push(first.runbook_version as i64);
+        title.push(first.title.as_str());
+        service.push(first.service_id);
+        incident.push(first.incident_id);
+        started.push(first.started_at);
+    }
+    projection::execute(tx,
         "INSERT INTO proj_executions (tenant_id, execution_id, runbook_id, runbook_version, title, \
            service_id, incident_id, status, started_at, version, state) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::int8[], $5::text[], \
+           $6::uuid[], $7::uuid[], $8::text[], $9::timestamptz[], $10::int8[], $11::jsonb[]) \
          ON CONFLICT (tenant_id, execution_id) DO UPDATE SET status = EXCLUDED.status, \
            version = EXCLUDED.version, state = EXCLUDED.state",
         &[
-            &event.tenant_id,
-            &x.id,
-            &x.runbook_id,
-            &(x.runbook_version as i64),
-            &x.title,
-            &x.service_id,
-            &x.incident_id,
-            &x.status.as_str(),
-            &x.started_at,
-            &event.stream_version,
-            &serde_json::to_value(&x).map_err(corrupt)?,
+            &t,
+            &id,
+            &runbook,
+            &runbook_version,
+            &title,
+            &service,
+            &incident,
+            &status,
+            &started,
+            &version,
+            &state,
         ],
     )
     .await?;
     Ok(())
 }
 
-async fn apply_inquiry(
+async fn write_inquiries(
     tx: &Transaction<'_>,
-    event: &RecordedEvent,
-    e: &InquiryEvent,
-    by: &str,
+    rows: &[((Uuid, Uuid), Folded<Inquiry>)],
 ) -> Result<(), StoreError> {
-    let id = id_of(event, "inquiry-")?;
-    let stored: Option<Inquiry> = match e {
-        InquiryEvent::InquiryOpened { .. } => None,
-        _ => match tx
-            .query_opt(
-                "SELECT state FROM proj_inquiries WHERE tenant_id = $1 AND inquiry_id = $2",
-                &[&event.tenant_id, &id],
-            )
-            .await?
-        {
-            Some(r) => Some(serde_json::from_value(r.get(0)).map_err(corrupt)?),
-            None => None,
-        },
-    };
-    let Some(i) = inquiry::evolve(stored, e, by, &meta(event, "role"), event.recorded_at) else {
+    if rows.is_empty() {
         return Ok(());
-    };
-    tx.execute(
+    }
+    let (mut t, mut id, mut service, mut client, mut kind, mut subject) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    let (mut status, mut team, mut opened, mut version, mut state) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for ((tenant, _), f) in rows {
+        let (i, first) = (&f.state, f.first.as_ref().unwrap_or(&f.state));
+        t.push(*tenant);
+        id.push(i.id);
+        status.push(i.status.as_str());
+        team.push(i.team().map(|t| t.as_str()));
+        version.push(f.version);
+        state.push(serde_json::to_value(i).map_err(corrupt)?);
+        // Set when the row is made; an update leaves them.
+        service.push(first.service_id);
+        client.push(first.client_id);
+        kind.push(first.kind.as_str());
+        subject.push(first.subject.as_str());
+        opened.push(first.opened_at);
+    }
+    projection::execute(
+        tx,
         "INSERT INTO proj_inquiries (tenant_id, inquiry_id, service_id, client_id, kind, subject, \
-           status, team, opened_at, version, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+           status, team, opened_at, version, state) \
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], \
+           $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::int8[], $11::jsonb[]) \
          ON CONFLICT (tenant_id, inquiry_id) DO UPDATE SET status = EXCLUDED.status, \
            team = EXCLUDED.team, version = EXCLUDED.version, state = EXCLUDED.state",
         &[
-            &event.tenant_id,
-            &i.id,
-            &i.service_id,
-            &i.client_id,
-            &i.kind.as_str(),
-            &i.subject,
-            &i.status.as_str(),
-            &i.team().map(|t| t.as_str()),
-            &i.opened_at,
-            &event.stream_version,
-            &serde_json::to_value(&i).map_err(corrupt)?,
+            &t, &id, &service, &client, &kind, &subject, &status, &team, &opened, &version, &state,
         ],
     )
     .await?;

@@ -6,6 +6,11 @@
 //! outcome as an event. A sender that dies mid-send leaves a lease that runs
 //! out, and the notification is tried again: at least once, and never again
 //! once its `NotificationSent` is recorded.
+//!
+//! The projection writes a batch's requests in one insert and the outcomes
+//! senders recorded in one update a round (see its `apply_batch`).
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
@@ -15,7 +20,7 @@ use opsledger_domain::RecordedEvent;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::projection::Projection;
+use crate::projection::{self, Projection};
 use crate::{Pool, StoreError};
 
 fn corrupt(e: serde_json::Error) -> StoreError {
@@ -50,103 +55,209 @@ impl Projection for NotificationProjection {
         tx: &'a Transaction<'a>,
         event: &'a RecordedEvent,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.apply_batch(tx, std::slice::from_ref(event))
+    }
+
+    /// One insert for the batch's requests, then the outcomes senders
+    /// recorded in rounds: the first outcome of each notification in the
+    /// batch, then the second, and so on, one update a round (a batch rarely
+    /// holds more than one outcome of a notification). Each update applies
+    /// only over an older version, as it would have applied alone.
+    fn apply_batch<'a>(
+        &'a self,
+        tx: &'a Transaction<'a>,
+        events: &'a [RecordedEvent],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let Some(parsed) = NotificationEvent::from_stored(&event.event_type, &event.payload)
-            else {
-                return Ok(());
-            };
-            let id = notification_id_of(&event.stream_id)?;
-            // Versions only move forward: a sender may have written a later
-            // state into the row before this worker got here.
-            let sql_update = |set: &'static str| {
-                format!(
-                    "UPDATE proj_notifications SET {set}, version = $3 \
-                     WHERE tenant_id = $1 AND notification_id = $2 AND version < $3"
-                )
-            };
-            match parsed {
-                NotificationEvent::NotificationRequested {
-                    kind,
-                    cause_event_id,
-                    incident_id,
-                    recipient,
-                    message,
-                    ..
-                } => {
-                    tx.execute(
-                        "INSERT INTO proj_notifications (tenant_id, notification_id, kind, incident_id, \
-                           cause_event_id, recipient, email, subject, sha256, status, attempts, \
-                           next_attempt_at, requested_at, version) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'requested', 0, $10, $10, $11) \
-                         ON CONFLICT (tenant_id, notification_id) DO NOTHING",
-                        &[
-                            &event.tenant_id,
-                            &id,
-                            &kind.as_str(),
-                            &incident_id,
-                            &cause_event_id,
-                            &serde_json::to_value(&recipient).map_err(corrupt)?,
-                            &recipient.email,
-                            &message.subject,
-                            &message.sha256,
-                            &event.recorded_at,
-                            &event.stream_version,
-                        ],
-                    )
-                    .await?;
-                }
-                NotificationEvent::NotificationSent { attempt, .. } => {
+            let mut requested = Requested::default();
+            let mut outcomes: Vec<Vec<Outcome>> = Vec::new();
+            let mut round_of: HashMap<(Uuid, Uuid), usize> = HashMap::new();
+            for event in events {
+                let Some(parsed) =
+                    NotificationEvent::from_stored(&event.event_type, &event.payload)
+                else {
+                    continue;
+                };
+                let id = notification_id_of(&event.stream_id)?;
+                let outcome = match parsed {
+                    NotificationEvent::NotificationRequested {
+                        kind,
+                        cause_event_id,
+                        incident_id,
+                        recipient,
+                        message,
+                        ..
+                    } => {
+                        requested.tenant.push(event.tenant_id);
+                        requested.id.push(id);
+                        requested.kind.push(kind.as_str());
+                        requested.incident.push(incident_id);
+                        requested.cause.push(cause_event_id);
+                        requested
+                            .recipient
+                            .push(serde_json::to_value(&recipient).map_err(corrupt)?);
+                        requested.email.push(recipient.email);
+                        requested.subject.push(message.subject);
+                        requested.sha256.push(message.sha256);
+                        requested.at.push(event.recorded_at);
+                        requested.version.push(event.stream_version);
+                        continue;
+                    }
                     // When the sender had it sent: the event's own time, which
                     // the sender also writes at once (see `settle`).
-                    tx.execute(
-                        &sql_update("status = 'sent', attempts = $4, sent_at = $5"),
-                        &[
-                            &event.tenant_id,
-                            &id,
-                            &event.stream_version,
-                            &(attempt as i32),
-                            &event.occurred_at,
-                        ],
-                    )
-                    .await?;
+                    NotificationEvent::NotificationSent { attempt, .. } => Outcome {
+                        status: "sent",
+                        attempts: attempt as i32,
+                        sent_at: Some(event.occurred_at),
+                        error: None,
+                        retry_at: None,
+                        ..Outcome::of(event, id)
+                    },
+                    NotificationEvent::NotificationFailed {
+                        attempt,
+                        error,
+                        retry_at,
+                    } => Outcome {
+                        status: "failed",
+                        attempts: attempt as i32,
+                        sent_at: None,
+                        error: Some(error),
+                        retry_at: Some(retry_at),
+                        ..Outcome::of(event, id)
+                    },
+                    NotificationEvent::NotificationAbandoned { attempts, error } => Outcome {
+                        status: "abandoned",
+                        attempts: attempts as i32,
+                        sent_at: None,
+                        error: Some(error),
+                        retry_at: None,
+                        ..Outcome::of(event, id)
+                    },
+                };
+                let round = round_of.entry((event.tenant_id, id)).or_default();
+                if outcomes.len() <= *round {
+                    outcomes.push(Vec::new());
                 }
-                NotificationEvent::NotificationFailed {
-                    attempt,
-                    error,
-                    retry_at,
-                } => {
-                    tx.execute(
-                        &sql_update(
-                            "status = 'failed', attempts = $4, last_error = $5, next_attempt_at = $6",
-                        ),
-                        &[
-                            &event.tenant_id,
-                            &id,
-                            &event.stream_version,
-                            &(attempt as i32),
-                            &error,
-                            &retry_at,
-                        ],
-                    )
-                    .await?;
-                }
-                NotificationEvent::NotificationAbandoned { attempts, error } => {
-                    tx.execute(
-                        &sql_update("status = 'abandoned', attempts = $4, last_error = $5"),
-                        &[
-                            &event.tenant_id,
-                            &id,
-                            &event.stream_version,
-                            &(attempts as i32),
-                            &error,
-                        ],
-                    )
-                    .await?;
-                }
+                outcomes[*round].push(outcome);
+                *round += 1;
+            }
+            requested.write(tx).await?;
+            for round in &outcomes {
+                write_outcomes(tx, round).await?;
             }
             Ok(())
         })
     }
+}
+
+/// Requests of a batch, one vector per column (for `unnest`).
+#[derive(Default)]
+struct Requested {
+    tenant: Vec<Uuid>,
+    id: Vec<Uuid>,
+    kind: Vec<&'static str>,
+    incident: Vec<Option<Uuid>>,
+    cause: Vec<Uuid>,
+    recipient: Vec<serde_json::Value>,
+    email: Vec<String>,
+    subject: Vec<String>,
+    sha256: Vec<String>,
+    at: Vec<DateTime<Utc>>,
+    version: Vec<i64>,
+}
+
+impl Requested {
+    async fn write(&self, tx: &Transaction<'_>) -> Result<(), StoreError> {
+        if self.id.is_empty() {
+            return Ok(());
+        }
+        projection::execute(
+            tx,
+            "INSERT INTO proj_notifications (tenant_id, notification_id, kind, incident_id, \
+               cause_event_id, recipient, email, subject, sha256, status, attempts, \
+               next_attempt_at, requested_at, version) \
+             SELECT t, i, k, inc, c, r, e, s, h, 'requested', 0, at, at, v \
+             FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::uuid[], $6::jsonb[], \
+               $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::int8[]) \
+               WITH ORDINALITY AS u(t, i, k, inc, c, r, e, s, h, at, v, n) ORDER BY n \
+             ON CONFLICT (tenant_id, notification_id) DO NOTHING",
+            &[
+                &self.tenant,
+                &self.id,
+                &self.kind,
+                &self.incident,
+                &self.cause,
+                &self.recipient,
+                &self.email,
+                &self.subject,
+                &self.sha256,
+                &self.at,
+                &self.version,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// What a sender recorded about a notification, as its row takes it.
+struct Outcome {
+    tenant: Uuid,
+    id: Uuid,
+    version: i64,
+    status: &'static str,
+    attempts: i32,
+    /// Set by a send only.
+    sent_at: Option<DateTime<Utc>>,
+    /// Set by a failure or an abandonment only.
+    error: Option<String>,
+    /// Set by a failure only.
+    retry_at: Option<DateTime<Utc>>,
+}
+
+impl Outcome {
+    fn of(event: &RecordedEvent, id: Uuid) -> Outcome {
+        Outcome {
+            tenant: event.tenant_id,
+            id,
+            version: event.stream_version,
+            status: "",
+            attempts: 0,
+            sent_at: None,
+            error: None,
+            retry_at: None,
+        }
+    }
+}
+
+/// Outcomes of different notifications, in one update. Versions only move
+/// forward: a sender may have written a later state into the row before
+/// this worker got here.
+async fn write_outcomes(tx: &Transaction<'_>, round: &[Outcome]) -> Result<(), StoreError> {
+    let tenant: Vec<Uuid> = round.iter().map(|o| o.tenant).collect();
+    let id: Vec<Uuid> = round.iter().map(|o| o.id).collect();
+    let version: Vec<i64> = round.iter().map(|o| o.version).collect();
+    let status: Vec<&str> = round.iter().map(|o| o.status).collect();
+    let attempts: Vec<i32> = round.iter().map(|o| o.attempts).collect();
+    let sent_at: Vec<Option<DateTime<Utc>>> = round.iter().map(|o| o.sent_at).collect();
+    let error: Vec<Option<&str>> = round.iter().map(|o| o.error.as_deref()).collect();
+    let retry_at: Vec<Option<DateTime<Utc>>> = round.iter().map(|o| o.retry_at).collect();
+    projection::execute(
+        tx,
+        "UPDATE proj_notifications p SET status = u.st, attempts = u.a, \
+           sent_at = CASE WHEN u.st = 'sent' THEN u.sa ELSE p.sent_at END, \
+           last_error = CASE WHEN u.st IN ('failed', 'abandoned') THEN u.e ELSE p.last_error END, \
+           next_attempt_at = CASE WHEN u.st = 'failed' THEN u.r ELSE p.next_attempt_at END, \
+           version = u.v \
+         FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::text[], $5::int4[], \
+           $6::timestamptz[], $7::text[], $8::timestamptz[]) AS u(t, i, v, st, a, sa, e, r) \
+         WHERE p.tenant_id = u.t AND p.notification_id = u.i AND p.version < u.v",
+        &[
+            &tenant, &id, &version, &status, &attempts, &sent_at, &error, &retry_at,
+        ],
+    )
+    .await?;
+    Ok(())
 }
 
 /// A notification a sender holds the lease of.

@@ -66,6 +66,11 @@ pub trait Projection: Send + Sync {
     fn inline(&self) -> bool {
         false
     }
+    /// The writes of an inline projection: a rebuild hands them the stored
+    /// payload text, as the append path does, instead of a tree of values.
+    fn as_inline(&self) -> Option<&dyn Inline> {
+        None
+    }
     /// Projections whose tables this one reads while applying: it follows
     /// no further than the slowest of them has got, so what it reads there
     /// is never older than the events it applies. (Inline projections are
@@ -169,6 +174,28 @@ impl Write {
     }
 }
 
+/// An array column's value for one row of a batched write: `unnest` cannot
+/// take an array of arrays of different lengths, so each row's array travels
+/// as its literal text (`{a,b}`) and the statement casts it back.
+pub(crate) fn array_literal<T: std::fmt::Display>(items: &[T]) -> String {
+    let mut out = String::from("{");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('"');
+        for c in item.to_string().chars() {
+            if c == '"' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('"');
+    }
+    out.push('}');
+    out
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     /// The checkpoint moved, past this many events (at least one) of the
@@ -193,19 +220,6 @@ async fn ensure_checkpoint(pool: &Pool, name: &str) -> Result<(), StoreError> {
         )
         .await?;
     Ok(())
-}
-
-async fn load_checkpoint<C: GenericClient>(client: &C, name: &str) -> Result<Cursor, StoreError> {
-    let row = client
-        .query_one(
-            "SELECT last_tx_id::text::int8, last_position FROM projection_checkpoints WHERE name = $1",
-            &[&name],
-        )
-        .await?;
-    Ok(Cursor {
-        tx_id: row.get::<_, i64>(0) as u64,
-        position: row.get(1),
-    })
 }
 
 /// Moves the checkpoint to `next`; `last` is the last event applied, if any.
@@ -320,50 +334,79 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 async fn catch_up(pool: &Pool, projection: &dyn Projection, limit: i64) -> Result<Step, Failure> {
     let mut client = pool.get().await.map_err(StoreError::from)?;
     let tx = client.transaction().await?;
+    // One round trip before the read: the lock, the commit mode and the
+    // checkpoints, sent together (the connection runs them in this order).
     // The lock comes first and assigns no transaction id, so holding it does
     // not hold back any reader's horizon.
-    let owned: bool = tx
-        .query_one(
-            "SELECT pg_try_advisory_xact_lock($1, hashtext($2))",
-            &[&LOCK_NAMESPACE, &projection.name()],
-        )
-        .await?
-        .get(0);
-    if !owned {
-        return Ok(Step::Busy);
-    }
+    let lock = tx.prepare_cached("SELECT pg_try_advisory_xact_lock($1, hashtext($2))");
+    let marks = tx.prepare_cached(
+        "SELECT name, last_tx_id::text::int8, last_position FROM projection_checkpoints \
+         WHERE name = ANY($1)",
+    );
+    let (lock, marks) = tokio::try_join!(lock, marks)?;
+    let mut names = vec![projection.name()];
+    names.extend(projection.after());
+    let name = projection.name();
+    let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&LOCK_NAMESPACE, &name];
+    let owned = tx.query_one(&lock, &lock_params);
     // A read model is rebuilt from the log, and its rows commit with its
     // checkpoint: if a crash loses this commit, both are lost together and the
     // batch is applied again. So it need not wait for its WAL flush.
-    if !projection.appends() {
-        tx.batch_execute("SET LOCAL synchronous_commit = off")
-            .await?;
+    let mode = async {
+        match projection.appends() {
+            false => tx.batch_execute("SET LOCAL synchronous_commit = off").await,
+            true => Ok(()),
+        }
+    };
+    let marks_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&names];
+    let marks = tx.query(&marks, &marks_params);
+    let (owned, (), marks) = tokio::try_join!(owned, mode, marks)?;
+    if !owned.get::<_, bool>(0) {
+        return Ok(Step::Busy);
     }
-    let cursor = load_checkpoint(&tx, projection.name()).await?;
-    let mut until = Cursor::END;
-    for leader in projection.after() {
-        until = until.min(load_checkpoint(&tx, leader).await.unwrap_or(Cursor::START));
-    }
+    let mark_of = |name: &str| {
+        marks
+            .iter()
+            .find(|r| r.get::<_, &str>(0) == name)
+            .map(|r| Cursor {
+                tx_id: r.get::<_, i64>(1) as u64,
+                position: r.get(2),
+            })
+    };
+    let cursor = mark_of(projection.name()).ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "no checkpoint for projection {}",
+            projection.name()
+        ))
+    })?;
+    let until = projection
+        .after()
+        .iter()
+        .map(|leader| mark_of(leader).unwrap_or(Cursor::START))
+        .fold(Cursor::END, Cursor::min);
     let read::Followed { events, next } =
         read::read_after_of(&tx, cursor, until, limit, projection.streams()).await?;
     if next == cursor {
         return Ok(Step::Caught);
     }
+    let mut appended = Families::NONE;
     if let Some(first) = events.first() {
-        if let Err(error) = projection.apply_batch(&tx, &events).await {
+        match applying(projection.apply_batch(&tx, &events)).await {
+            Ok(families) => appended = families,
             // A database going away is no fault of the events.
-            if error.is_unavailable() {
-                return Err(Failure::Store(error));
+            Err(error) if error.is_unavailable() => return Err(Failure::Store(error)),
+            Err(error) => {
+                return Err(Failure::Apply {
+                    error,
+                    first: EventRef::of(first),
+                    events: events.len(),
+                })
             }
-            return Err(Failure::Apply {
-                error,
-                first: EventRef::of(first),
-                events: events.len(),
-            });
         }
     }
     save_checkpoint(&tx, projection.name(), next, events.last()).await?;
     tx.commit().await?;
+    tell_followers(appended);
     Ok(if events.len() as i64 >= limit {
         Step::Full
     } else if events.is_empty() {
@@ -371,6 +414,63 @@ async fn catch_up(pool: &Pool, projection: &dyn Projection, limit: i64) -> Resul
     } else {
         Step::Applied(events.len())
     })
+}
+
+/// Commits of this process's projections that appended events (the
+/// notifier's requests, recurrences): they do not go through the committer,
+/// which tells the followers of its own commits, so the engine tells them
+/// of these, the same way.
+static APPENDED: std::sync::LazyLock<watch::Sender<Commits>> =
+    std::sync::LazyLock::new(|| watch::channel(Commits::default()).0);
+
+tokio::task_local! {
+    /// The families a projection's batch appended to, while it applies.
+    static APPENDING: std::cell::Cell<Families>;
+}
+
+/// Runs a batch's apply, returning the families of the streams it appended
+/// to (see [`appended`]).
+async fn applying(apply: BoxFuture<'_, Result<(), StoreError>>) -> Result<Families, StoreError> {
+    APPENDING
+        .scope(std::cell::Cell::new(Families::NONE), async {
+            apply.await?;
+            Ok(APPENDING.with(std::cell::Cell::get))
+        })
+        .await
+}
+
+/// Called by a projection that appended events to streams of `families`
+/// in its batch's transaction: once it commits, this process's followers of
+/// those streams look at once instead of at their next poll.
+pub(crate) fn appended(families: Families) {
+    let _ = APPENDING.try_with(|f| f.set(f.get().union(families)));
+}
+
+fn tell_followers(families: Families) {
+    if families != Families::NONE {
+        APPENDED.send_modify(|c| c.record(families));
+    }
+}
+
+/// A statement a projection runs many times, prepared once per connection:
+/// an unprepared one costs a round trip (and a parse) more each time.
+pub(crate) async fn execute(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<u64, StoreError> {
+    let statement = tx.prepare_cached(sql).await?;
+    Ok(tx.execute(&statement, params).await?)
+}
+
+/// A query a projection runs many times, prepared once per connection.
+pub(crate) async fn query(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+    let statement = tx.prepare_cached(sql).await?;
+    Ok(tx.query(&statement, params).await?)
 }
 
 /// Follows the store for ever: run it as a task, abort the task to stop.
@@ -390,6 +490,8 @@ pub async fn follow(
         tokio::time::sleep(RETRY_PAUSE).await;
     }
     let (mut written, mut nudges) = wake.borrow_and_update().seen_by(interest);
+    let mut appends = APPENDED.subscribe();
+    let mut appended_seen = appends.borrow_and_update().written(interest);
     // Since when a commit of its streams is owed: not yet found applied.
     let mut owed: Option<tokio::time::Instant> = None;
     let mut wake_open = true;
@@ -463,6 +565,17 @@ pub async fn follow(
                     }
                     if now_nudges != nudges {
                         nudges = now_nudges;
+                        break;
+                    }
+                }
+                changed = appends.changed() => {
+                    let now = match changed {
+                        Ok(()) => appends.borrow_and_update().written(interest),
+                        Err(_) => appended_seen,
+                    };
+                    if now != appended_seen {
+                        appended_seen = now;
+                        owed = Some(tokio::time::Instant::now());
                         break;
                     }
                 }
@@ -629,39 +742,62 @@ pub async fn rebuild(pool: &Pool, projection: &dyn Projection) -> Result<u64, St
         &[&projection.name()],
     )
     .await?;
+    let mut appended = Families::NONE;
     if projection.inline() {
         // Kept by the appends: they wait on the TRUNCATE's lock until this
         // commits, and then write their own events' rows.
-        let mut position = 0;
-        let mut replayed = 0u64;
-        loop {
-            let events =
-                read::read_all_of(&tx, position, REBUILD_PAGE_EVENTS, projection.streams()).await?;
-            let Some(tail) = events.last() else { break };
-            position = tail.position;
-            projection.apply_batch(&tx, &events).await?;
-            replayed += events.len() as u64;
-        }
+        let replayed = match projection.as_inline() {
+            Some(inline) => rebuild_inline(&tx, inline).await?,
+            None => {
+                let mut position = 0;
+                let mut replayed = 0u64;
+                loop {
+                    let events =
+                        read::read_all_of(&tx, position, REBUILD_PAGE_EVENTS, projection.streams())
+                            .await?;
+                    let Some(tail) = events.last() else { break };
+                    position = tail.position;
+                    projection.apply_batch(&tx, &events).await?;
+                    replayed += events.len() as u64;
+                }
+                replayed
+            }
+        };
         tx.commit().await?;
         return Ok(replayed);
     }
-    let mut cursor = Cursor::START;
-    let mut replayed = 0u64;
-    let mut last = None;
-    loop {
-        let read::Followed { events, next } = read::read_after_of(
+    let read = |cursor: Cursor| {
+        read::read_after_of(
             &tx,
             cursor,
             Cursor::END,
             REBUILD_PAGE_EVENTS,
             projection.streams(),
         )
-        .await?;
+    };
+    let mut cursor = Cursor::START;
+    let mut replayed = 0u64;
+    let mut last = None;
+    let mut page = read(cursor).await?;
+    loop {
+        let read::Followed { events, next } = page;
         if next == cursor {
             break;
         }
         cursor = next;
-        projection.apply_batch(&tx, &events).await?;
+        let apply = applying(projection.apply_batch(&tx, &events));
+        page = if projection.appends() {
+            // Its writes go to the log it reads: the next page is read after.
+            appended = appended.union(apply.await?);
+            read(cursor).await?
+        } else {
+            // The next page is read while this one is written: the
+            // connection runs both in turn, and this process decodes the
+            // one while the database writes the other.
+            let (applied, following) = tokio::join!(apply, read(cursor));
+            appended = appended.union(applied?);
+            following?
+        };
         replayed += events.len() as u64;
         if let Some(tail) = events.into_iter().last() {
             last = Some(tail);
@@ -669,7 +805,84 @@ pub async fn rebuild(pool: &Pool, projection: &dyn Projection) -> Result<u64, St
     }
     save_checkpoint(&tx, projection.name(), cursor, last.as_ref()).await?;
     tx.commit().await?;
+    tell_followers(appended);
     Ok(replayed)
+}
+
+/// Replays an inline projection's events through its writes, from their
+/// stored payload text. Pipelined: while the database writes one page,
+/// this process reads and plans the next.
+async fn rebuild_inline(tx: &Transaction<'_>, inline: &dyn Inline) -> Result<u64, StoreError> {
+    let next = |position: i64| async move {
+        let page =
+            read::read_all_texts(tx, position, REBUILD_PAGE_EVENTS, inline.streams()).await?;
+        let events: Vec<Appended<'_>> = page.iter().map(read::StoredText::appended).collect();
+        let writes = inline.writes(&events)?;
+        let last = page.last().map(|e| e.position);
+        Ok::<_, StoreError>((last, page.len() as u64, writes))
+    };
+    let mut replayed = 0u64;
+    let (mut last, mut len, mut writes) = next(0).await?;
+    while let Some(position) = last {
+        let apply = async {
+            for write in &writes {
+                write.execute(tx).await?;
+            }
+            Ok::<(), StoreError>(())
+        };
+        let (applied, following) = tokio::join!(apply, next(position));
+        applied?;
+        replayed += len;
+        (last, len, writes) = following?;
+    }
+    Ok(replayed)
+}
+
+/// What [`rebuild_all`] did with one projection.
+#[derive(Debug, Clone)]
+pub struct Rebuilt {
+    pub name: &'static str,
+    pub replayed: u64,
+    pub took: Duration,
+}
+
+/// Rebuilds every projection of `projections`, up to `parallel` at once,
+/// each once those it reads ([`Projection::after`]) are rebuilt. Returns
+/// them in the order they finished.
+pub async fn rebuild_all(
+    pool: &Pool,
+    projections: &[SharedProjection],
+    parallel: usize,
+) -> Result<Vec<Rebuilt>, StoreError> {
+    use futures_util::stream::{FuturesUnordered, StreamExt};
+    let names: Vec<&str> = projections.iter().map(|p| p.name()).collect();
+    let mut waiting: Vec<SharedProjection> = projections.to_vec();
+    let mut done: Vec<Rebuilt> = Vec::new();
+    let mut running = FuturesUnordered::new();
+    loop {
+        while running.len() < parallel.max(1) {
+            let ready = waiting.iter().position(|p| {
+                p.after()
+                    .iter()
+                    .all(|leader| !names.contains(leader) || done.iter().any(|d| d.name == *leader))
+            });
+            let Some(i) = ready else { break };
+            let p = waiting.remove(i);
+            running.push(async move {
+                let started = std::time::Instant::now();
+                let replayed = rebuild(pool, p.as_ref()).await?;
+                Ok::<Rebuilt, StoreError>(Rebuilt {
+                    name: p.name(),
+                    replayed,
+                    took: started.elapsed(),
+                })
+            });
+        }
+        match running.next().await {
+            Some(result) => done.push(result?),
+            None => return Ok(done),
+        }
+    }
 }
 
 /// How far behind the store a projection is.

@@ -269,6 +269,59 @@ pub async fn read_all_of<C: GenericClient>(
     rows.iter().map(decode).collect()
 }
 
+/// An event as an inline projection's rebuild reads it: its payload left
+/// as the stored JSON text, its metadata not read at all.
+#[derive(Debug, Clone)]
+pub struct StoredText {
+    pub position: i64,
+    pub tenant_id: Uuid,
+    pub stream_id: String,
+    pub event_type: String,
+    pub payload: String,
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl StoredText {
+    pub fn appended(&self) -> crate::projection::Appended<'_> {
+        crate::projection::Appended {
+            tenant_id: self.tenant_id,
+            stream_id: &self.stream_id,
+            event_type: &self.event_type,
+            payload: crate::projection::Payload::Json(&self.payload),
+            recorded_at: self.recorded_at,
+        }
+    }
+}
+
+/// [`read_all_of`] for an inline projection's rebuild, as [`StoredText`].
+pub async fn read_all_texts<C: GenericClient>(
+    client: &C,
+    position: i64,
+    limit: i64,
+    prefixes: &[&str],
+) -> Result<Vec<StoredText>, StoreError> {
+    let patterns = like_prefixes(prefixes);
+    let stmt = client
+        .prepare_cached(
+            "SELECT position, tenant_id, stream_id, event_type, payload::text, recorded_at \
+             FROM events WHERE position > $1 AND stream_id LIKE ANY($3) \
+             ORDER BY position LIMIT $2",
+        )
+        .await?;
+    let rows = client.query(&stmt, &[&position, &limit, &patterns]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| StoredText {
+            position: r.get(0),
+            tenant_id: r.get(1),
+            stream_id: r.get(2),
+            event_type: r.get(3),
+            payload: r.get(4),
+            recorded_at: r.get(5),
+        })
+        .collect())
+}
+
 /// `LIKE` patterns matching ids that start with one of `prefixes`.
 pub(crate) fn like_prefixes(prefixes: &[&str]) -> Vec<String> {
     prefixes
@@ -333,6 +386,50 @@ pub async fn read_streams<C: GenericClient>(
     );
     let stmt = client.prepare_cached(&sql).await?;
     let rows = client.query(&stmt, &[&tenant_id, &stream_ids]).await?;
+    rows.iter().map(decode).collect()
+}
+
+/// A part of one stream: its events from version `first` to `last`, both
+/// included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamRange {
+    pub tenant_id: Uuid,
+    pub stream_id: String,
+    pub first: i64,
+    pub last: i64,
+}
+
+/// The events of several streams' ranges in one query, by tenant, stream
+/// and version: what a projection's batch reads of the streams it folds,
+/// instead of a read per event.
+pub async fn read_ranges<C: GenericClient>(
+    client: &C,
+    ranges: &[StreamRange],
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    if ranges.is_empty() {
+        return Ok(Vec::new());
+    }
+    let tenants: Vec<Uuid> = ranges.iter().map(|r| r.tenant_id).collect();
+    let streams: Vec<&str> = ranges.iter().map(|r| r.stream_id.as_str()).collect();
+    let firsts: Vec<i64> = ranges.iter().map(|r| r.first).collect();
+    let lasts: Vec<i64> = ranges.iter().map(|r| r.last).collect();
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT {} FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::int8[]) AS k(t, s, f, l) \
+             JOIN events e ON e.tenant_id = k.t AND e.stream_id = k.s \
+               AND e.stream_version BETWEEN k.f AND k.l \
+             ORDER BY e.tenant_id, e.stream_id, e.stream_version",
+            COLUMNS
+                .split(", ")
+                .map(|c| format!("e.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    });
+    let stmt = client.prepare_cached(&SQL).await?;
+    let rows = client
+        .query(&stmt, &[&tenants, &streams, &firsts, &lasts])
+        .await?;
     rows.iter().map(decode).collect()
 }
 

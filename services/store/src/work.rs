@@ -9,6 +9,11 @@
 //!   earlier incident was resolved by a fix, it records the recurrence on
 //!   the new incident and lapses the verification of the proposals that fix
 //!   was to make good.
+//!
+//! Each looks at a whole batch in a few statements, whatever its size: an
+//! incident storm opens hundreds of incidents a second.
+
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
@@ -23,8 +28,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::append::write_batch;
-use crate::projection::Projection;
+use crate::projection::{self, array_literal, Projection};
 use crate::read;
+use crate::wake::Families;
 use crate::{AppendRequest, ExpectedVersion, Pool, StoreError, StreamAppend};
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -58,53 +64,140 @@ impl Projection for ProposalProjection {
         tx: &'a Transaction<'a>,
         event: &'a RecordedEvent,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.apply_batch(tx, std::slice::from_ref(event))
+    }
+
+    /// Folds the batch per proposal in memory: one read of the proposals it
+    /// continues, one upsert. An event of a proposal with no row is passed
+    /// over, as is one its fold refuses (the row stays as it was).
+    fn apply_batch<'a>(
+        &'a self,
+        tx: &'a Transaction<'a>,
+        events: &'a [RecordedEvent],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let Some(parsed) = ProposalEvent::from_stored(&event.event_type, &event.payload) else {
-                return Ok(());
-            };
-            let before: Option<Proposal> = match &parsed {
-                ProposalEvent::ProposalRaised { .. } => None,
-                _ => {
-                    let row = tx
-                        .query_opt(
-                            "SELECT state FROM proj_proposals WHERE tenant_id = $1 AND proposal_id = $2",
-                            &[&event.tenant_id, &proposal_id(&event.stream_id)?],
-                        )
-                        .await?;
-                    match row {
-                        Some(r) => Some(
-                            serde_json::from_value(r.get(0))
-                                .map_err(|e| corrupt("proposal state", e))?,
-                        ),
-                        None => return Ok(()),
+            let mut parsed = Vec::new();
+            let mut seen: HashSet<(Uuid, Uuid)> = HashSet::new();
+            let mut continued: Vec<(Uuid, Uuid)> = Vec::new();
+            for event in events {
+                let Some(e) = ProposalEvent::from_stored(&event.event_type, &event.payload) else {
+                    continue;
+                };
+                let key = (event.tenant_id, proposal_id(&event.stream_id)?);
+                if seen.insert(key) && !matches!(e, ProposalEvent::ProposalRaised { .. }) {
+                    continued.push(key);
+                }
+                parsed.push((key, e, event));
+            }
+            let mut rows: HashMap<(Uuid, Uuid), Folded<Proposal>> = HashMap::new();
+            if !continued.is_empty() {
+                let (tenants, ids): (Vec<Uuid>, Vec<Uuid>) = continued.iter().copied().unzip();
+                for r in projection::query(
+                    tx,
+                    "SELECT p.tenant_id, p.proposal_id, p.state FROM proj_proposals p \
+                         JOIN unnest($1::uuid[], $2::uuid[]) AS k(t, i) \
+                           ON p.tenant_id = k.t AND p.proposal_id = k.i",
+                    &[&tenants, &ids],
+                )
+                .await?
+                {
+                    let state: Proposal = serde_json::from_value(r.get(2))
+                        .map_err(|e| corrupt("proposal state", e))?;
+                    rows.insert((r.get(0), r.get(1)), Folded::stored(state));
+                }
+            }
+            let mut order: Vec<(Uuid, Uuid)> = Vec::new();
+            for (key, e, event) in parsed {
+                let before = match &e {
+                    ProposalEvent::ProposalRaised { .. } => None,
+                    _ => match rows.get(&key) {
+                        Some(row) => Some(row.state.clone()),
+                        None => continue,
+                    },
+                };
+                let Some(p) = proposal::evolve(before, &e, event.occurred_at, &actor_of(event))
+                else {
+                    continue;
+                };
+                match rows.get_mut(&key) {
+                    Some(row) => row.write(p, event.stream_version),
+                    None => {
+                        rows.insert(key, Folded::new(p, event.stream_version));
                     }
                 }
-            };
-            let Some(p) = proposal::evolve(before, &parsed, event.occurred_at, &actor_of(event))
-            else {
+                if !order.contains(&key) {
+                    order.push(key);
+                }
+            }
+            let (mut t, mut id, mut status, mut incident, mut change) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let (mut services, mut raised, mut version, mut state) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for key in &order {
+                let row = &rows[key];
+                let (p, first) = (&row.state, row.first.as_ref().unwrap_or(&row.state));
+                t.push(key.0);
+                id.push(p.id);
+                status.push(p.status.as_str());
+                change.push(p.change_id);
+                version.push(row.version);
+                state.push(serde_json::to_value(p).map_err(|e| corrupt("proposal state", e))?);
+                // Kept from the row's first write.
+                incident.push(first.incident_id);
+                services.push(array_literal(&first.service_ids));
+                raised.push(first.raised_at);
+            }
+            if t.is_empty() {
                 return Ok(());
-            };
-            let state = serde_json::to_value(&p).map_err(|e| corrupt("proposal state", e))?;
-            tx.execute(
+            }
+            projection::execute(tx,
                 "INSERT INTO proj_proposals (tenant_id, proposal_id, status, incident_id, change_id, \
-                   service_ids, raised_at, version, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                   service_ids, raised_at, version, state) \
+                 SELECT t, i, st, inc, ch, sv::uuid[], ra, v, s FROM unnest($1::uuid[], $2::uuid[], \
+                   $3::text[], $4::uuid[], $5::uuid[], $6::text[], $7::timestamptz[], $8::int8[], \
+                   $9::jsonb[]) AS u(t, i, st, inc, ch, sv, ra, v, s) \
                  ON CONFLICT (tenant_id, proposal_id) DO UPDATE SET status = EXCLUDED.status, \
                    change_id = EXCLUDED.change_id, version = EXCLUDED.version, state = EXCLUDED.state",
                 &[
-                    &event.tenant_id,
-                    &p.id,
-                    &p.status.as_str(),
-                    &p.incident_id,
-                    &p.change_id,
-                    &p.service_ids,
-                    &p.raised_at,
-                    &event.stream_version,
-                    &state,
+                    &t, &id, &status, &incident, &change, &services, &raised, &version, &state,
                 ],
             )
             .await?;
             Ok(())
         })
+    }
+}
+
+/// An aggregate's row as a batch folds it: its state now, the state of
+/// its first write in the batch if the row is new (whose columns an
+/// upsert's update leaves as they are), and the version written.
+pub(crate) struct Folded<T> {
+    pub state: T,
+    /// `None` for a row that was stored before the batch.
+    pub first: Option<T>,
+    pub version: i64,
+}
+
+impl<T: Clone> Folded<T> {
+    pub fn stored(state: T) -> Folded<T> {
+        Folded {
+            state,
+            first: None,
+            version: 0,
+        }
+    }
+
+    pub fn new(state: T, version: i64) -> Folded<T> {
+        Folded {
+            first: Some(state.clone()),
+            state,
+            version,
+        }
+    }
+
+    pub fn write(&mut self, state: T, version: i64) {
+        self.state = state;
+        self.version = version;
     }
 }
 
@@ -237,69 +330,178 @@ impl Projection for WorkProjection {
         tx: &'a Transaction<'a>,
         event: &'a RecordedEvent,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.apply_batch(tx, std::slice::from_ref(event))
+    }
+
+    /// The whole batch in one read (the services its streams concern so
+    /// far) and six writes at most, whatever its size: an incident storm
+    /// opens hundreds of incidents a second, each a stream of this ledger.
+    fn apply_batch<'a>(
+        &'a self,
+        tx: &'a Transaction<'a>,
+        events: &'a [RecordedEvent],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let tenant = event.tenant_id;
-            let named = services_named(&event.payload);
-            let services: Vec<Uuid> = if named.is_empty() {
-                tx.query_opt(
-                    "SELECT service_ids FROM proj_stream_services WHERE tenant_id = $1 AND stream_id = $2",
-                    &[&tenant, &event.stream_id],
+            let mut streams: Vec<(Uuid, &str)> = Vec::new();
+            let mut seen: HashSet<(Uuid, &str)> = HashSet::new();
+            for event in events {
+                if seen.insert((event.tenant_id, &event.stream_id)) {
+                    streams.push((event.tenant_id, &event.stream_id));
+                }
+            }
+            let mut known = stream_services(tx, &streams).await?;
+            let mut named_streams: Vec<(Uuid, &str)> = Vec::new();
+            let mut work = WorkRows::default();
+            let mut fixes = Fixes::default();
+            for event in events {
+                let key = (event.tenant_id, event.stream_id.as_str());
+                let named = services_named(&event.payload);
+                if !named.is_empty() {
+                    let services = known.entry(key).or_default();
+                    services.extend(named);
+                    services.sort();
+                    services.dedup();
+                    if !named_streams.contains(&key) {
+                        named_streams.push(key);
+                    }
+                }
+                fixes.track(event)?;
+                let role = event.metadata["role"].as_str().unwrap_or("");
+                let Some(team) = team_of_role(role) else {
+                    continue;
+                };
+                let services = known.get(&key).map(Vec::as_slice).unwrap_or_default();
+                work.push(event, team, services);
+            }
+            if !named_streams.is_empty() {
+                let (tenants, ids): (Vec<Uuid>, Vec<&str>) = named_streams.iter().copied().unzip();
+                let services: Vec<String> = named_streams
+                    .iter()
+                    .map(|k| array_literal(&known[k]))
+                    .collect();
+                projection::execute(tx,
+                    "INSERT INTO proj_stream_services (tenant_id, stream_id, service_ids) \
+                     SELECT t, s, sv::uuid[] FROM unnest($1::uuid[], $2::text[], $3::text[]) AS u(t, s, sv) \
+                     ON CONFLICT (tenant_id, stream_id) DO UPDATE SET service_ids = EXCLUDED.service_ids",
+                    &[&tenants, &ids, &services],
                 )
-                .await?
-                .map(|r| r.get(0))
-                .unwrap_or_default()
-            } else {
-                let row = tx
-                    .query_one(
-                        "INSERT INTO proj_stream_services (tenant_id, stream_id, service_ids) VALUES ($1, $2, $3) \
-                         ON CONFLICT (tenant_id, stream_id) DO UPDATE SET service_ids = \
-                           ARRAY(SELECT DISTINCT unnest(proj_stream_services.service_ids || EXCLUDED.service_ids) ORDER BY 1) \
-                         RETURNING service_ids",
-                        &[&tenant, &event.stream_id, &named],
-                    )
-                    .await?;
-                row.get(0)
-            };
-            self.track_fixes(tx, event).await?;
-            let role = event.metadata["role"].as_str().unwrap_or("");
-            let Some(team) = team_of_role(role) else {
-                return Ok(());
-            };
-            let minutes = event.payload["minutes_spent"]
-                .as_i64()
-                .and_then(|m| i32::try_from(m).ok());
-            tx.execute(
-                "INSERT INTO proj_work (position, tenant_id, event_id, event_type, work_class, team, actor, \
-                   stream_id, service_ids, occurred_at, minutes_spent) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (position) DO NOTHING",
-                &[
-                    &event.position,
-                    &tenant,
-                    &event.event_id,
-                    &event.event_type,
-                    &event.work_class.as_str(),
-                    &team,
-                    &actor_of(event),
-                    &event.stream_id,
-                    &services,
-                    &event.occurred_at,
-                    &minutes,
-                ],
-            )
-            .await?;
-            Ok(())
+                .await?;
+            }
+            fixes.write(tx).await?;
+            work.write(tx).await
         })
     }
 }
 
-impl WorkProjection {
+/// The services each of these streams concerns so far, as the ledger keeps
+/// them (sorted).
+async fn stream_services<'s>(
+    tx: &Transaction<'_>,
+    streams: &[(Uuid, &'s str)],
+) -> Result<HashMap<(Uuid, &'s str), Vec<Uuid>>, StoreError> {
+    let mut out = HashMap::new();
+    if streams.is_empty() {
+        return Ok(out);
+    }
+    let (tenants, ids): (Vec<Uuid>, Vec<&str>) = streams.iter().copied().unzip();
+    let rows = projection::query(tx,
+            "SELECT k.n, p.service_ids FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS k(t, s, n) \
+             JOIN proj_stream_services p ON p.tenant_id = k.t AND p.stream_id = k.s",
+            &[&tenants, &ids],
+        )
+        .await?;
+    for r in rows {
+        let n: i64 = r.get(0);
+        out.insert(streams[n as usize - 1], r.get(1));
+    }
+    Ok(out)
+}
+
+/// Rows of the ledger, one vector per column (for `unnest`).
+#[derive(Default)]
+struct WorkRows {
+    position: Vec<i64>,
+    tenant: Vec<Uuid>,
+    event_id: Vec<Uuid>,
+    event_type: Vec<String>,
+    class: Vec<&'static str>,
+    team: Vec<&'static str>,
+    actor: Vec<String>,
+    stream: Vec<String>,
+    services: Vec<String>,
+    occurred_at: Vec<DateTime<Utc>>,
+    minutes: Vec<Option<i32>>,
+}
+
+impl WorkRows {
+    fn push(&mut self, event: &RecordedEvent, team: &'static str, services: &[Uuid]) {
+        self.position.push(event.position);
+        self.tenant.push(event.tenant_id);
+        self.event_id.push(event.event_id);
+        self.event_type.push(event.event_type.clone());
+        self.class.push(event.work_class.as_str());
+        self.team.push(team);
+        self.actor.push(actor_of(event));
+        self.stream.push(event.stream_id.clone());
+        self.services.push(array_literal(services));
+        self.occurred_at.push(event.occurred_at);
+        self.minutes.push(
+            event.payload["minutes_spent"]
+                .as_i64()
+                .and_then(|m| i32::try_from(m).ok()),
+        );
+    }
+
+    async fn write(&self, tx: &Transaction<'_>) -> Result<(), StoreError> {
+        if self.position.is_empty() {
+            return Ok(());
+        }
+        projection::execute(tx,
+            "INSERT INTO proj_work (position, tenant_id, event_id, event_type, work_class, team, actor, \
+               stream_id, service_ids, occurred_at, minutes_spent) \
+             SELECT p, t, e, ty, wc, tm, a, s, sv::uuid[], oa, m FROM unnest($1::int8[], $2::uuid[], \
+               $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], \
+               $10::timestamptz[], $11::int4[]) AS u(p, t, e, ty, wc, tm, a, s, sv, oa, m) \
+             ON CONFLICT (position) DO NOTHING",
+            &[
+                &self.position,
+                &self.tenant,
+                &self.event_id,
+                &self.event_type,
+                &self.class,
+                &self.team,
+                &self.actor,
+                &self.stream,
+                &self.services,
+                &self.occurred_at,
+                &self.minutes,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// What fixed each incident, as a batch finds it: fix actions, changes'
+/// links to incidents, and completed changes. Each table gets one insert;
+/// then the fixes of every change the batch linked or completed are
+/// derived at once (rows are only ever added, so the order of the events
+/// within the batch does not change the result).
+#[derive(Default)]
+struct Fixes {
+    /// (tenant, incident, action, recorded at)
+    actions: Vec<(Uuid, Uuid, Uuid, DateTime<Utc>)>,
+    /// (tenant, change, incident, relation)
+    links: Vec<(Uuid, Uuid, Uuid, &'static str)>,
+    /// (tenant, change, completed at)
+    completed: Vec<(Uuid, Uuid, DateTime<Utc>)>,
+    changes: Vec<(Uuid, Uuid)>,
+}
+
+impl Fixes {
     /// Keeps what fixed each incident: its fix actions, and the changes that
     /// name it in `fixes` once they completed (in either order).
-    async fn track_fixes(
-        &self,
-        tx: &Transaction<'_>,
-        event: &RecordedEvent,
-    ) -> Result<(), StoreError> {
+    fn track(&mut self, event: &RecordedEvent) -> Result<(), StoreError> {
         let tenant = event.tenant_id;
         match event.event_type.as_str() {
             "MaintenanceActionRecorded" if event.payload["kind"] == "fix" => {
@@ -308,12 +510,8 @@ impl WorkProjection {
                     .as_str()
                     .and_then(|s| Uuid::parse_str(s).ok())
                     .ok_or_else(|| corrupt("fix action", &event.payload))?;
-                tx.execute(
-                    "INSERT INTO proj_fixes (tenant_id, incident_id, kind, ref_id, fixed_at) \
-                     VALUES ($1, $2, 'action', $3, $4) ON CONFLICT DO NOTHING",
-                    &[&tenant, &incident, &action, &event.recorded_at],
-                )
-                .await?;
+                self.actions
+                    .push((tenant, incident, action, event.recorded_at));
             }
             "ChangeRequested" | "ChangeLinked" => {
                 let change = id_of(&event.stream_id, "change-")?;
@@ -331,46 +529,82 @@ impl WorkProjection {
                     let Some(incident) = link.incident_id else {
                         continue;
                     };
-                    tx.execute(
-                        "INSERT INTO proj_change_links (tenant_id, change_id, incident_id, relation) \
-                         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                        &[&tenant, &change, &incident, &relation],
-                    )
-                    .await?;
+                    self.links.push((tenant, change, incident, relation));
                 }
-                self.fixes_of_completed(tx, tenant, change).await?;
+                self.changes.push((tenant, change));
             }
             "ChangeCompleted" => {
                 let change = id_of(&event.stream_id, "change-")?;
-                tx.execute(
-                    "INSERT INTO proj_changes_completed (tenant_id, change_id, completed_at) \
-                     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                    &[&tenant, &change, &event.recorded_at],
-                )
-                .await?;
-                self.fixes_of_completed(tx, tenant, change).await?;
+                self.completed.push((tenant, change, event.recorded_at));
+                self.changes.push((tenant, change));
             }
             _ => {}
         }
         Ok(())
     }
 
-    async fn fixes_of_completed(
-        &self,
-        tx: &Transaction<'_>,
-        tenant: Uuid,
-        change: Uuid,
-    ) -> Result<(), StoreError> {
-        tx.execute(
-            "INSERT INTO proj_fixes (tenant_id, incident_id, kind, ref_id, fixed_at) \
-             SELECT l.tenant_id, l.incident_id, 'change', l.change_id, c.completed_at \
-             FROM proj_change_links l JOIN proj_changes_completed c \
-               ON c.tenant_id = l.tenant_id AND c.change_id = l.change_id \
-             WHERE l.tenant_id = $1 AND l.change_id = $2 AND l.relation = 'fixes' \
-             ON CONFLICT DO NOTHING",
-            &[&tenant, &change],
-        )
-        .await?;
+    async fn write(&self, tx: &Transaction<'_>) -> Result<(), StoreError> {
+        // ON CONFLICT DO NOTHING keeps the first of a key, within a
+        // statement as across them: the order of the batch's events.
+        if !self.actions.is_empty() {
+            let t: Vec<Uuid> = self.actions.iter().map(|a| a.0).collect();
+            let i: Vec<Uuid> = self.actions.iter().map(|a| a.1).collect();
+            let r: Vec<Uuid> = self.actions.iter().map(|a| a.2).collect();
+            let at: Vec<DateTime<Utc>> = self.actions.iter().map(|a| a.3).collect();
+            projection::execute(
+                tx,
+                "INSERT INTO proj_fixes (tenant_id, incident_id, kind, ref_id, fixed_at) \
+                 SELECT t, i, 'action', r, at FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], \
+                   $4::timestamptz[]) WITH ORDINALITY AS u(t, i, r, at, n) ORDER BY n \
+                 ON CONFLICT DO NOTHING",
+                &[&t, &i, &r, &at],
+            )
+            .await?;
+        }
+        if !self.links.is_empty() {
+            let t: Vec<Uuid> = self.links.iter().map(|l| l.0).collect();
+            let c: Vec<Uuid> = self.links.iter().map(|l| l.1).collect();
+            let i: Vec<Uuid> = self.links.iter().map(|l| l.2).collect();
+            let rel: Vec<&str> = self.links.iter().map(|l| l.3).collect();
+            projection::execute(
+                tx,
+                "INSERT INTO proj_change_links (tenant_id, change_id, incident_id, relation) \
+                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[]) \
+                 ON CONFLICT DO NOTHING",
+                &[&t, &c, &i, &rel],
+            )
+            .await?;
+        }
+        if !self.completed.is_empty() {
+            let t: Vec<Uuid> = self.completed.iter().map(|c| c.0).collect();
+            let c: Vec<Uuid> = self.completed.iter().map(|c| c.1).collect();
+            let at: Vec<DateTime<Utc>> = self.completed.iter().map(|c| c.2).collect();
+            projection::execute(
+                tx,
+                "INSERT INTO proj_changes_completed (tenant_id, change_id, completed_at) \
+                 SELECT t, c, at FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[]) \
+                   WITH ORDINALITY AS u(t, c, at, n) ORDER BY n \
+                 ON CONFLICT DO NOTHING",
+                &[&t, &c, &at],
+            )
+            .await?;
+        }
+        if !self.changes.is_empty() {
+            let (t, c): (Vec<Uuid>, Vec<Uuid>) = self.changes.iter().copied().unzip();
+            projection::execute(
+                tx,
+                "INSERT INTO proj_fixes (tenant_id, incident_id, kind, ref_id, fixed_at) \
+                 SELECT DISTINCT l.tenant_id, l.incident_id, 'change', l.change_id, c.completed_at \
+                 FROM unnest($1::uuid[], $2::uuid[]) AS k(t, ch) \
+                 JOIN proj_change_links l ON l.tenant_id = k.t AND l.change_id = k.ch \
+                 JOIN proj_changes_completed c \
+                   ON c.tenant_id = l.tenant_id AND c.change_id = l.change_id \
+                 WHERE l.relation = 'fixes' \
+                 ON CONFLICT DO NOTHING",
+                &[&t, &c],
+            )
+            .await?;
+        }
         Ok(())
     }
 }
@@ -526,153 +760,366 @@ impl Projection for Recurrence {
         tx: &'a Transaction<'a>,
         event: &'a RecordedEvent,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.apply_batch(tx, std::slice::from_ref(event))
+    }
+
+    /// Looks at every incident the batch opens in two reads (their streams'
+    /// versions and whether a recurrence is recorded there already; the
+    /// earlier fixed incident of each, if any) and appends every recurrence
+    /// found and the lapses it causes in one write: an incident storm opens
+    /// hundreds of incidents a second, and one write also takes the strands'
+    /// locks once, in order, as the committer does.
+    fn apply_batch<'a>(
+        &'a self,
+        tx: &'a Transaction<'a>,
+        events: &'a [RecordedEvent],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            let Some(IncidentEvent::IncidentOpened {
-                incident_id,
-                service_id: Some(service_id),
-                ..
-            }) = IncidentEvent::from_stored(&event.event_type, &event.payload)
-            else {
-                return Ok(());
-            };
-            let tenant = event.tenant_id;
-            // Once per incident, also when the log is replayed (`rebuild`):
-            // the recurrence and the lapses it causes commit together.
-            let own = read::read_stream(tx, tenant, &event.stream_id, None).await?;
-            if own.iter().any(|e| e.event_type == "RecurrenceDetected") {
+            let opened: Vec<Opened<'_>> = events
+                .iter()
+                .filter_map(|event| {
+                    match IncidentEvent::from_stored(&event.event_type, &event.payload) {
+                        Some(IncidentEvent::IncidentOpened {
+                            incident_id,
+                            service_id: Some(service_id),
+                            ..
+                        }) => Some(Opened {
+                            event,
+                            incident_id,
+                            service_id,
+                        }),
+                        _ => None,
+                    }
+                })
+                .collect();
+            if opened.is_empty() {
                 return Ok(());
             }
-            let own_version = own.last().map_or(0, |e| e.stream_version);
-            // The latest incident of the service that had been fixed and
-            // resolved when this one opened, one that shares an alert
-            // fingerprint with this one first. "When this one opened", not
-            // "now": the detector may run late (or in a rebuild), when an
-            // incident open at the time has been fixed since.
-            let found = tx
-                .query_opt(
-                    "SELECT i.incident_id, f.kind, f.ref_id, \
-                       EXISTS (SELECT 1 FROM proj_alerts a JOIN proj_alerts b \
-                                 ON b.tenant_id = a.tenant_id AND b.dedup_key = a.dedup_key \
-                               WHERE a.tenant_id = $1 AND a.incident_id = $2 \
-                                 AND b.incident_id = i.incident_id) AS same_fingerprint \
-                     FROM proj_incidents i JOIN proj_fixes f \
-                       ON f.tenant_id = i.tenant_id AND f.incident_id = i.incident_id \
-                     WHERE i.tenant_id = $1 AND i.service_id = $3 AND i.incident_id <> $2 \
-                       AND i.status IN ('resolved', 'closed') AND i.resolved_at <= $4 AND f.fixed_at <= $4 \
-                     ORDER BY same_fingerprint DESC, f.fixed_at DESC LIMIT 1",
-                    &[&tenant, &incident_id, &service_id, &event.recorded_at],
-                )
-                .await?;
-            let Some(row) = found else { return Ok(()) };
-            let earlier: Uuid = row.get(0);
-            let kind: &str = row.get(1);
-            let ref_id: Uuid = row.get(2);
-            let fix = match kind {
-                "action" => FixRef::Action { action_id: ref_id },
-                _ => FixRef::Change { change_id: ref_id },
-            };
-            let matched_by = if row.get::<_, bool>(3) {
+            // Once per incident, also when the log is replayed (`rebuild`):
+            // the recurrence and the lapses it causes commit together.
+            let own = own_streams(tx, &opened).await?;
+            let pending: Vec<(&Opened<'_>, i64)> = opened
+                .iter()
+                .zip(own)
+                .filter(|(_, (_, detected))| !detected)
+                .map(|(o, (version, _))| (o, version))
+                .collect();
+            let found = earlier_fixed(tx, &pending).await?;
+            let mut requests = Vec::new();
+            // Lapses decided for earlier incidents of this batch, by
+            // proposal stream: a later one folds them too, as it would
+            // have read them had they been written one by one.
+            let mut lapsed: Lapsed = HashMap::new();
+            let mut incidents = Vec::new();
+            for ((o, own_version), earlier) in pending.iter().zip(found) {
+                let Some(earlier) = earlier else { continue };
+                requests.push(recurrence(tx, o, *own_version, earlier, &mut lapsed).await?);
+                incidents.push(o.incident_id);
+            }
+            if requests.is_empty() {
+                return Ok(());
+            }
+            let refs: Vec<&AppendRequest> = requests.iter().collect();
+            // A conflict (a person wrote to the incident or a proposal in
+            // between) fails the batch, which is tried again on fresh reads.
+            for (incident_id, outcome) in incidents.iter().zip(write_batch(tx, &refs).await?) {
+                if let Err(e) = outcome {
+                    return Err(StoreError::Corrupt(format!(
+                        "recurrence of incident {incident_id}: {e}; will retry"
+                    )));
+                }
+            }
+            let written = requests
+                .iter()
+                .flat_map(|r| r.streams.iter())
+                .map(|s| Families::of_stream(&s.stream_id))
+                .fold(Families::NONE, Families::union);
+            projection::appended(written);
+            Ok(())
+        })
+    }
+}
+
+/// Lapses a batch decided, by proposal stream, with the instant each was
+/// decided at (its `occurred_at`).
+type Lapsed = HashMap<String, Vec<(ProposalEvent, DateTime<Utc>)>>;
+
+/// An incident a batch opens, of a service.
+struct Opened<'e> {
+    event: &'e RecordedEvent,
+    incident_id: Uuid,
+    service_id: Uuid,
+}
+
+/// For each opened incident, in order: its stream's version and whether a
+/// recurrence is recorded on it.
+async fn own_streams(
+    tx: &Transaction<'_>,
+    opened: &[Opened<'_>],
+) -> Result<Vec<(i64, bool)>, StoreError> {
+    let tenants: Vec<Uuid> = opened.iter().map(|o| o.event.tenant_id).collect();
+    let streams: Vec<&str> = opened.iter().map(|o| o.event.stream_id.as_str()).collect();
+    let rows = projection::query(
+        tx,
+        "SELECT coalesce(max(e.stream_version), 0), \
+               coalesce(bool_or(e.event_type = 'RecurrenceDetected'), false) \
+             FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS k(t, s, n) \
+             LEFT JOIN events e ON e.tenant_id = k.t AND e.stream_id = k.s \
+             GROUP BY k.n ORDER BY k.n",
+        &[&tenants, &streams],
+    )
+    .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// The earlier incident a recurrence names, and the fix it names.
+struct Earlier {
+    incident_id: Uuid,
+    fix: FixRef,
+    matched_by: RecurrenceMatch,
+}
+
+/// For each incident, in order: the latest incident of its service that had
+/// been fixed and resolved when it opened, one that shares an alert
+/// fingerprint with it first (and among equals the latest fix). "When it
+/// opened", not "now": the detector may run late (or in a rebuild), when an
+/// incident open at the time has been fixed since.
+///
+/// Two reads for the whole batch, driven by the fixes (few: people record
+/// them) rather than by the services' incidents (a storm's thousands): the
+/// fixed and resolved incidents of the batch's services, then which of
+/// them share a fingerprint with the incident that may recur.
+async fn earlier_fixed(
+    tx: &Transaction<'_>,
+    pending: &[(&Opened<'_>, i64)],
+) -> Result<Vec<Option<Earlier>>, StoreError> {
+    let mut out: Vec<Option<Earlier>> = pending.iter().map(|_| None).collect();
+    let services: HashSet<(Uuid, Uuid)> = pending
+        .iter()
+        .map(|(o, _)| (o.event.tenant_id, o.service_id))
+        .collect();
+    if services.is_empty() {
+        return Ok(out);
+    }
+    let (tenants, ids): (Vec<Uuid>, Vec<Uuid>) = services.into_iter().unzip();
+    let rows = projection::query(
+        tx,
+        "WITH fixes AS MATERIALIZED ( \
+               SELECT f.tenant_id, f.incident_id, f.kind, f.ref_id, f.fixed_at FROM proj_fixes f \
+               WHERE f.tenant_id = ANY($1::uuid[])) \
+             SELECT i.tenant_id, i.service_id, i.incident_id, i.resolved_at, f.kind, f.ref_id, \
+               f.fixed_at \
+             FROM fixes f JOIN proj_incidents i \
+               ON i.tenant_id = f.tenant_id AND i.incident_id = f.incident_id \
+             JOIN unnest($1::uuid[], $2::uuid[]) AS k(t, s) \
+               ON i.tenant_id = k.t AND i.service_id = k.s \
+             WHERE i.status IN ('resolved', 'closed')",
+        &[&tenants, &ids],
+    )
+    .await?;
+    let fixed: Vec<FixedIncident> = rows
+        .iter()
+        .map(|r| {
+            let kind: &str = r.get(4);
+            let ref_id: Uuid = r.get(5);
+            FixedIncident {
+                tenant_id: r.get(0),
+                service_id: r.get(1),
+                incident_id: r.get(2),
+                resolved_at: r.get(3),
+                fix: match kind {
+                    "action" => FixRef::Action { action_id: ref_id },
+                    _ => FixRef::Change { change_id: ref_id },
+                },
+                fixed_at: r.get(6),
+            }
+        })
+        .collect();
+    if fixed.is_empty() {
+        return Ok(out);
+    }
+    // Per incident that may recur: the fixes that count for it.
+    let candidates: Vec<Vec<&FixedIncident>> = pending
+        .iter()
+        .map(|(o, _)| {
+            let at = o.event.recorded_at;
+            fixed
+                .iter()
+                .filter(|f| {
+                    f.tenant_id == o.event.tenant_id
+                        && f.service_id == Some(o.service_id)
+                        && f.incident_id != o.incident_id
+                        && f.resolved_at.is_some_and(|r| r <= at)
+                        && f.fixed_at <= at
+                })
+                .collect()
+        })
+        .collect();
+    let mut pairs: Vec<(Uuid, Uuid, Uuid)> = Vec::new();
+    for ((o, _), found) in pending.iter().zip(&candidates) {
+        for f in found {
+            let pair = (o.event.tenant_id, o.incident_id, f.incident_id);
+            if !pairs.contains(&pair) {
+                pairs.push(pair);
+            }
+        }
+    }
+    let mut shared: HashSet<(Uuid, Uuid, Uuid)> = HashSet::new();
+    if !pairs.is_empty() {
+        let t: Vec<Uuid> = pairs.iter().map(|p| p.0).collect();
+        let a: Vec<Uuid> = pairs.iter().map(|p| p.1).collect();
+        let b: Vec<Uuid> = pairs.iter().map(|p| p.2).collect();
+        for r in projection::query(
+            tx,
+            "SELECT k.n FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) \
+                   WITH ORDINALITY AS k(t, a, b, n) \
+                 WHERE EXISTS (SELECT 1 FROM proj_alerts x JOIN proj_alerts y \
+                                 ON y.tenant_id = x.tenant_id AND y.dedup_key = x.dedup_key \
+                               WHERE x.tenant_id = k.t AND x.incident_id = k.a \
+                                 AND y.incident_id = k.b)",
+            &[&t, &a, &b],
+        )
+        .await?
+        {
+            let n: i64 = r.get(0);
+            shared.insert(pairs[n as usize - 1]);
+        }
+    }
+    for (i, ((o, _), found)) in pending.iter().zip(candidates).enumerate() {
+        let same =
+            |f: &FixedIncident| shared.contains(&(o.event.tenant_id, o.incident_id, f.incident_id));
+        // A fingerprint shared first, then the latest fix; equal ones by id,
+        // so that a replay chooses as the first pass did.
+        let best = found.into_iter().max_by(|x, y| {
+            (same(x), x.fixed_at, x.incident_id, x.fix.ref_id()).cmp(&(
+                same(y),
+                y.fixed_at,
+                y.incident_id,
+                y.fix.ref_id(),
+            ))
+        });
+        out[i] = best.map(|f| Earlier {
+            incident_id: f.incident_id,
+            fix: f.fix,
+            matched_by: if same(f) {
                 RecurrenceMatch::Fingerprint
             } else {
                 RecurrenceMatch::Service
-            };
-            let meta = Metadata {
-                actor: "system:recurrence".into(),
-                role: "system".into(),
-                request_id: None,
-                correlation_id: None,
-                causation_id: Some(event.event_id),
-                source: "recurrence".into(),
-            };
-            let detected = IncidentEvent::RecurrenceDetected {
-                earlier_incident_id: earlier,
-                matched_by,
-                fix: Some(fix),
-            };
-            let mut requests = vec![AppendRequest {
-                tenant_id: tenant,
-                streams: vec![StreamAppend {
-                    stream_id: event.stream_id.clone(),
-                    expected: ExpectedVersion::Exact(own_version),
-                    events: vec![NewEvent::new(
-                        detected.type_name(),
-                        detected.payload(),
-                        meta.clone(),
-                        event.recorded_at,
-                    )],
-                }],
-                idempotency: None,
-            }];
-            // The proposals that followed the earlier incident, or that its
-            // fixing change implemented, were verified too soon.
-            let change = match fix {
-                FixRef::Change { change_id } => Some(change_id),
-                FixRef::Action { .. } => None,
-            };
-            let proposals = tx
-                .query(
-                    "SELECT proposal_id FROM proj_proposals WHERE tenant_id = $1 AND status = 'verified' \
-                       AND (incident_id = $2 OR ($3::uuid IS NOT NULL AND change_id = $3)) \
-                     ORDER BY proposal_id",
-                    &[&tenant, &earlier, &change],
-                )
-                .await?;
-            for row in proposals {
-                let id: Uuid = row.get(0);
-                let stream = proposal::proposal_stream(id);
-                let events = read::read_stream(tx, tenant, &stream, None).await?;
-                let version = events.last().map_or(0, |e| e.stream_version);
-                let folded = events.iter().fold(None, |p, e| {
-                    match Proposal::parse(&e.event_type, &e.payload) {
-                        Some(ev) => proposal::evolve(p, &ev, e.occurred_at, &actor_of(e)),
-                        None => p,
-                    }
-                });
-                let Some(p) = folded else { continue };
-                let lapse = proposal::Command::Lapse {
-                    incident_id,
-                    earlier_incident_id: earlier,
-                };
-                let decided = proposal::decide(&p, lapse, &meta.actor)
-                    .map_err(|e| corrupt("proposal lapse", e))?;
-                if decided.is_empty() {
-                    continue;
-                }
-                requests.push(AppendRequest {
-                    tenant_id: tenant,
-                    streams: vec![StreamAppend {
-                        stream_id: stream,
-                        expected: ExpectedVersion::Exact(version),
-                        events: decided
-                            .iter()
-                            .map(|e| {
-                                NewEvent::new(
-                                    e.type_name(),
-                                    e.payload(),
-                                    meta.clone(),
-                                    event.recorded_at,
-                                )
-                            })
-                            .collect(),
-                    }],
-                    idempotency: None,
-                });
-            }
-            // One request: the recurrence and its lapses commit together or
-            // not at all. A conflict (a person wrote to the incident or a
-            // proposal in between) fails the batch, which is tried again on
-            // fresh reads.
-            let request = AppendRequest {
-                tenant_id: tenant,
-                streams: requests.into_iter().flat_map(|r| r.streams).collect(),
-                idempotency: None,
-            };
-            match write_batch(tx, &[&request]).await?.remove(0) {
-                Ok(_) => Ok(()),
-                Err(e) => Err(StoreError::Corrupt(format!(
-                    "recurrence of incident {incident_id}: {e}; will retry"
-                ))),
-            }
-        })
+            },
+        });
     }
+    Ok(out)
+}
+
+/// A fixed and resolved incident, with one of its fixes.
+struct FixedIncident {
+    tenant_id: Uuid,
+    service_id: Option<Uuid>,
+    incident_id: Uuid,
+    resolved_at: Option<DateTime<Utc>>,
+    fix: FixRef,
+    fixed_at: DateTime<Utc>,
+}
+
+trait FixId {
+    fn ref_id(&self) -> Uuid;
+}
+
+impl FixId for FixRef {
+    fn ref_id(&self) -> Uuid {
+        match self {
+            FixRef::Action { action_id } => *action_id,
+            FixRef::Change { change_id } => *change_id,
+        }
+    }
+}
+
+/// The request that records `o`'s recurrence of `earlier` and lapses the
+/// verified proposals of the earlier incident or its fixing change: one
+/// request, so they commit together or not at all.
+async fn recurrence(
+    tx: &Transaction<'_>,
+    o: &Opened<'_>,
+    own_version: i64,
+    earlier: Earlier,
+    lapsed: &mut Lapsed,
+) -> Result<AppendRequest, StoreError> {
+    let (event, tenant, incident_id) = (o.event, o.event.tenant_id, o.incident_id);
+    let meta = Metadata {
+        actor: "system:recurrence".into(),
+        role: "system".into(),
+        request_id: None,
+        correlation_id: None,
+        causation_id: Some(event.event_id),
+        source: "recurrence".into(),
+    };
+    let detected = IncidentEvent::RecurrenceDetected {
+        earlier_incident_id: earlier.incident_id,
+        matched_by: earlier.matched_by,
+        fix: Some(earlier.fix),
+    };
+    let mut streams = vec![StreamAppend {
+        stream_id: event.stream_id.clone(),
+        expected: ExpectedVersion::Exact(own_version),
+        events: vec![NewEvent::new(
+            detected.type_name(),
+            detected.payload(),
+            meta.clone(),
+            event.recorded_at,
+        )],
+    }];
+    // The proposals that followed the earlier incident, or that its
+    // fixing change implemented, were verified too soon.
+    let change = match earlier.fix {
+        FixRef::Change { change_id } => Some(change_id),
+        FixRef::Action { .. } => None,
+    };
+    let proposals = projection::query(
+        tx,
+        "SELECT proposal_id FROM proj_proposals WHERE tenant_id = $1 AND status = 'verified' \
+               AND (incident_id = $2 OR ($3::uuid IS NOT NULL AND change_id = $3)) \
+             ORDER BY proposal_id",
+        &[&tenant, &earlier.incident_id, &change],
+    )
+    .await?;
+    for row in proposals {
+        let id: Uuid = row.get(0);
+        let stream = proposal::proposal_stream(id);
+        let events = read::read_stream(tx, tenant, &stream, None).await?;
+        let earlier_lapses = lapsed.entry(stream.clone()).or_default();
+        let version = events.last().map_or(0, |e| e.stream_version) + earlier_lapses.len() as i64;
+        let folded = events.iter().fold(None, |p, e| {
+            match Proposal::parse(&e.event_type, &e.payload) {
+                Some(ev) => proposal::evolve(p, &ev, e.occurred_at, &actor_of(e)),
+                None => p,
+            }
+        });
+        let folded = earlier_lapses.iter().fold(folded, |p, (ev, at)| {
+            proposal::evolve(p, ev, *at, &meta.actor)
+        });
+        let Some(p) = folded else { continue };
+        let lapse = proposal::Command::Lapse {
+            incident_id,
+            earlier_incident_id: earlier.incident_id,
+        };
+        let decided =
+            proposal::decide(&p, lapse, &meta.actor).map_err(|e| corrupt("proposal lapse", e))?;
+        if decided.is_empty() {
+            continue;
+        }
+        streams.push(StreamAppend {
+            stream_id: stream,
+            expected: ExpectedVersion::Exact(version),
+            events: decided
+                .iter()
+                .map(|e| NewEvent::new(e.type_name(), e.payload(), meta.clone(), event.recorded_at))
+                .collect(),
+        });
+        earlier_lapses.extend(decided.into_iter().map(|e| (e, event.recorded_at)));
+    }
+    Ok(AppendRequest {
+        tenant_id: tenant,
+        streams,
+        idempotency: None,
+    })
 }
