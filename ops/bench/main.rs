@@ -9,7 +9,16 @@
 //! lean client (request bytes out, sized responses in, like pgbench on the
 //! other side) and compares with pgbench's single-row INSERT transactions.
 //!
+//! P2 (`lag`): projection lag under an incident storm (`lag.rs`). P3
+//! (`reports`): a year of 500 services loaded through the append path, then
+//! timeline and report latencies; P4 (`rebuild`, also part of `reports`):
+//! every projection rebuilt from that log (`reports.rs`).
+//!
 //! Run it with `ops/bench/run`, which starts a durable throwaway cluster.
+
+mod lag;
+mod reports;
+mod service;
 
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,15 +36,20 @@ const BATCH_LEN: usize = 100;
 /// Clients in the batched scenario, on both sides.
 const BATCH_CLIENTS: usize = 8;
 
-fn env(name: &str) -> String {
+pub(crate) fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is set by ops/bench/run"))
 }
 
 fn seconds() -> u64 {
+    seconds_or(10)
+}
+
+/// `BENCH_SECONDS`, or `default` when it is not set.
+pub(crate) fn seconds_or(default: u64) -> u64 {
     std::env::var("BENCH_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(10)
+        .unwrap_or(default)
 }
 
 fn payload() -> serde_json::Value {
@@ -174,6 +188,12 @@ async fn main() {
     }
     if which == "all" || which == "ingest" {
         ingest_benchmark().await;
+    }
+    if which == "lag" {
+        lag::lag_benchmark().await;
+    }
+    if which == "reports" || which == "rebuild" {
+        reports::reports_benchmark(&which).await;
     }
 }
 
@@ -389,8 +409,12 @@ async fn storm(
                     let body = format!(
                         r#"{{"source":"bench","dedup_key":"{name}-c{c}-a{n}","group_key":"storm","service":"orders","summary":"p99 latency above 2s on orders-api","severity":"critical","category":"application","labels":{{"env":"prod"}}}}"#
                     );
-                    let status = conn.post("/api/v1/alerts", &token, &body).await;
-                    assert!((200..300).contains(&status), "ingest answered {status}");
+                    let (status, answer) = conn.post("/api/v1/alerts", &token, &body).await;
+                    assert!(
+                        (200..300).contains(&status),
+                        "ingest answered {status}: {}",
+                        String::from_utf8_lossy(&answer)
+                    );
                     count.fetch_add(1, Ordering::Relaxed);
                 }
             })
@@ -482,13 +506,13 @@ fn print_row((name, ours, raw): &(String, f64, f64)) {
 /// The load generator's side of one keep-alive HTTP/1.1 connection: requests
 /// written as bytes, responses read by Content-Length. As lean as pgbench is on
 /// the baseline's side, so the two cores go to the service, not to the client.
-struct LoadClient {
+pub(crate) struct LoadClient {
     stream: tokio::io::BufReader<tokio::net::TcpStream>,
     head: String,
 }
 
 impl LoadClient {
-    async fn connect(addr: std::net::SocketAddr) -> LoadClient {
+    pub(crate) async fn connect(addr: std::net::SocketAddr) -> LoadClient {
         let stream = tokio::net::TcpStream::connect(addr)
             .await
             .expect("connects");
@@ -499,14 +523,26 @@ impl LoadClient {
         }
     }
 
-    /// Posts a JSON body; returns the response status once its body is read.
-    async fn post(&mut self, path: &str, token: &str, body: &str) -> u16 {
-        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    /// Posts a JSON body; returns the response status and body.
+    pub(crate) async fn post(&mut self, path: &str, token: &str, body: &str) -> (u16, Vec<u8>) {
         let request = format!(
             "POST {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n\
              Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
+        self.exchange(&request).await
+    }
+
+    /// Gets a resource; returns the response status and body.
+    pub(crate) async fn get(&mut self, path: &str, token: &str) -> (u16, Vec<u8>) {
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n\r\n");
+        self.exchange(&request).await
+    }
+
+    /// Writes a request and reads its sized response whole.
+    async fn exchange(&mut self, request: &str) -> (u16, Vec<u8>) {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
         self.stream
             .get_mut()
             .write_all(request.as_bytes())
@@ -547,11 +583,6 @@ impl LoadClient {
             .read_exact(&mut body)
             .await
             .expect("response body");
-        assert!(
-            status < 500,
-            "the service answered {status}: {}",
-            String::from_utf8_lossy(&body)
-        );
-        status
+        (status, body)
     }
 }
