@@ -102,6 +102,12 @@ pub async fn reports_benchmark(which: &str) {
         .unwrap();
 
     let loaded = if reuse {
+        // A data set loaded by an earlier build gets this build's schema.
+        if existing(DATABASE).await.is_some() {
+            opsledger_store::migrate::migrate(&database(DATABASE))
+                .await
+                .expect("migrations apply");
+        }
         existing(DATABASE).await
     } else {
         None

@@ -716,3 +716,101 @@ async fn the_alerts_read_model_is_current_when_ingestion_answers_and_equals_its_
     );
     held.rollback().await.unwrap();
 }
+
+/// An alert stream holds every firing cycle of its fingerprint; an
+/// incident's timeline shows its own cycles' events, each once, and no
+/// other incident's, whether the read model knows where a cycle's events
+/// lie (it reads just those) or not (a row from before it kept them: the
+/// whole stream is read and filtered).
+#[tokio::test]
+async fn a_timeline_shows_its_own_firing_cycles_of_a_fingerprint_and_no_others() {
+    let app = spawn_app().await;
+    service(&app, "orders").await;
+    let token = app.token(&[Role::Integration]);
+    let operator = app.token(&[Role::Operator]);
+    let alert = |status: &str, summary: &str| {
+        json!({ "source": "custom", "dedup_key": "disk", "service": "orders",
+            "summary": summary, "severity": "critical", "status": status })
+    };
+    let send = |status: &'static str, summary: &'static str| {
+        let (app, token) = (&app, &token);
+        async move {
+            let (code, receipt) = post(app, "/api/v1/alerts", token, &alert(status, summary)).await;
+            assert!(code.is_success(), "{receipt}");
+            receipt
+        }
+    };
+    // Cycle 1 opens incident A, repeats, resolves; A is resolved.
+    let opened = send("firing", "cycle 1").await;
+    let a = opened["incident_id"].as_str().unwrap().to_owned();
+    send("firing", "cycle 1 again").await;
+    send("resolved", "cycle 1 over").await;
+    let resolved = app
+        .post(
+            &format!("/api/v1/incidents/{a}/resolve"),
+            &operator,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(resolved.status(), StatusCode::OK);
+    // Cycle 2 opens incident B; it resolves, and cycle 3 fires while B is
+    // still open, so B has two cycles of the fingerprint.
+    let opened = send("firing", "cycle 2").await;
+    let b = opened["incident_id"].as_str().unwrap().to_owned();
+    assert_ne!(a, b);
+    send("resolved", "cycle 2 over").await;
+    let third = send("firing", "cycle 3").await;
+    assert_eq!(third["incident_id"].as_str(), Some(b.as_str()), "{third}");
+    send("firing", "cycle 3 again").await;
+
+    let alert_events = |incident: String| {
+        let (app, operator) = (&app, &operator);
+        async move {
+            let timeline: Value = app
+                .get(&format!("/api/v1/incidents/{incident}/timeline"), operator)
+                .await
+                .json()
+                .await
+                .unwrap();
+            timeline["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["stream"].as_str().unwrap().starts_with("alert-"))
+                .map(|e| {
+                    format!(
+                        "{} {}",
+                        e["type"].as_str().unwrap(),
+                        e["data"]["signal"]["summary"].as_str().unwrap_or("")
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let of_a = vec![
+        "AlertReceived cycle 1",
+        "AlertReceived cycle 1 again",
+        "AlertResolved ",
+    ];
+    let of_b = vec![
+        "AlertReceived cycle 2",
+        "AlertResolved ",
+        "AlertReceived cycle 3",
+        "AlertReceived cycle 3 again",
+    ];
+    assert_eq!(alert_events(a.clone()).await, of_a);
+    assert_eq!(alert_events(b.clone()).await, of_b);
+
+    // Rows from before the read model kept versions: the same timelines.
+    let su = app.db.superuser().await;
+    let forgotten = su
+        .execute(
+            "UPDATE proj_alerts SET first_version = NULL, last_version = NULL",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(forgotten, 3);
+    assert_eq!(alert_events(a).await, of_a);
+    assert_eq!(alert_events(b).await, of_b);
+}

@@ -119,6 +119,21 @@ async fn load(
     id: Uuid,
     as_of: Option<DateTime<Utc>>,
 ) -> Result<(Incident, Vec<RecordedEvent>, Option<Uuid>), ApiError> {
+    let (incident, events) = load_visible(state, actor, id, as_of).await?;
+    let client_id = match incident.service_id {
+        Some(s) => client_of_service(state, actor.tenant_id, s).await?,
+        None => None,
+    };
+    Ok((incident, events, client_id))
+}
+
+/// The incident and its events, if the caller may see it.
+async fn load_visible(
+    state: &AppState,
+    actor: &Actor,
+    id: Uuid,
+    as_of: Option<DateTime<Utc>>,
+) -> Result<(Incident, Vec<RecordedEvent>), ApiError> {
     let events = stream_events(
         state,
         actor.tenant_id,
@@ -131,11 +146,7 @@ async fn load(
     if !visible(state, actor, incident.service_id).await? {
         return Err(not_found());
     }
-    let client_id = match incident.service_id {
-        Some(s) => client_of_service(state, actor.tenant_id, s).await?,
-        None => None,
-    };
-    Ok((incident, events, client_id))
+    Ok((incident, events))
 }
 
 // ------------------------------------------------------------ commands
@@ -935,19 +946,38 @@ pub async fn incident_timeline(
 ) -> Result<HttpResponse, ApiError> {
     let actor = caller.require(INCIDENT_READERS)?;
     state.tenants.require(&state.pool, actor.tenant_id).await?;
-    let (incident, events, _) = load(&state, actor, id.into_inner(), None).await?;
+    let id = id.into_inner();
+    // Which alerts it has is asked at once, beside the incident itself; it
+    // is shown only once the incident is found visible to the caller.
+    let (loaded, attached) = tokio::join!(
+        load_visible(&state, actor, id, None),
+        store_inc::alerts_of_incident(&state.pool, actor.tenant_id, id)
+    );
+    let (_, events) = loaded?;
+    let attached = attached?;
     let mut all: Vec<RecordedEvent> = Vec::new();
-    let attached = store_inc::alerts_of_incident(&state.pool, actor.tenant_id, incident.id).await?;
-    let alert_ids: std::collections::HashSet<Uuid> = attached.iter().map(|(id, _)| *id).collect();
-    let keys: std::collections::BTreeSet<&str> = attached.iter().map(|(_, k)| k.as_str()).collect();
-    let alert_streams: Vec<String> = keys.iter().map(|k| alert::alert_stream(k)).collect();
+    let alert_ids: std::collections::HashSet<Uuid> = attached.iter().map(|a| a.alert_id).collect();
+    // Each alert's own events: an alert stream holds every firing cycle of
+    // its fingerprint, a year of them, of which this incident has one.
+    let ranges: Vec<opsledger_store::read::StreamRange> = attached
+        .iter()
+        .map(|a| {
+            let (first, last) = a.versions.unwrap_or((1, i64::MAX));
+            opsledger_store::read::StreamRange {
+                tenant_id: actor.tenant_id,
+                stream_id: alert::alert_stream(&a.dedup_key),
+                first,
+                last,
+            }
+        })
+        .collect();
     let alert_events = {
         let client = state
             .pool
             .get()
             .await
             .map_err(opsledger_store::StoreError::from)?;
-        opsledger_store::read::read_streams(&client, actor.tenant_id, &alert_streams).await?
+        opsledger_store::read::read_ranges(&client, &ranges).await?
     };
     for e in alert_events {
         let of_this = match AlertEvent::from_stored(&e.event_type, &e.payload) {
@@ -976,6 +1006,9 @@ pub async fn incident_timeline(
             ))
     }));
     all.sort_by_key(|e| (e.recorded_at, e.position));
+    // Two cycles of one fingerprint whose versions are not kept (rows older
+    // than the read model's versions) read their stream twice.
+    all.dedup_by_key(|e| e.position);
     let entries: Vec<TimelineEntry> = all
         .into_iter()
         .map(|e| TimelineEntry {
@@ -991,7 +1024,13 @@ pub async fn incident_timeline(
             data: e.payload,
         })
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": entries })))
+    Ok(HttpResponse::Ok().json(Items { items: entries }))
+}
+
+/// A list answered whole, serialized straight from its entries.
+#[derive(Debug, Serialize)]
+struct Items<T> {
+    items: Vec<T>,
 }
 
 // ------------------------------------------------------------ alerts

@@ -69,15 +69,19 @@ struct Planned {
 struct Interval {
     incident_id: Uuid,
     level: ImpactLevel,
+    #[serde(serialize_with = "rfc3339::serialize")]
     start: DateTime<Utc>,
     /// `null` while the impact lasts (counted up to the period's end or now).
+    #[serde(serialize_with = "rfc3339::option::serialize")]
     end: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Serialize)]
 struct PlannedInterval {
     window_id: Uuid,
+    #[serde(serialize_with = "rfc3339::serialize")]
     start: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339::serialize")]
     end: DateTime<Utc>,
 }
 
@@ -181,11 +185,29 @@ async fn client_exists(state: &AppState, tenant: Uuid, client: Uuid) -> Result<b
     Ok(!events.is_empty())
 }
 
+/// The segments of some services over a period, on a connection of their own.
+async fn read_segments(
+    state: &AppState,
+    tenant: Uuid,
+    services: &[Uuid],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<SegmentRow>, opsledger_store::StoreError> {
+    let client = state.pool.get().await?;
+    downtime::segments(&client, tenant, services, from, to).await
+}
+
+/// From this many services on, a report reads their segments in two halves.
+const SPLIT_READS_FROM: usize = 50;
+
 /// What the read models hold for a report on some services over a period.
 struct Gathered {
     services: Vec<ServiceRow>,
     segments: HashMap<Uuid, Vec<SegmentRow>>,
     windows: Vec<Window>,
+    /// Each service's windows (indexes into `windows`): a tenant's year has
+    /// thousands of windows over hundreds of services.
+    windows_of: HashMap<Uuid, Vec<usize>>,
     now: DateTime<Utc>,
 }
 
@@ -198,20 +220,50 @@ impl Gathered {
         to: DateTime<Utc>,
     ) -> Result<Gathered, ApiError> {
         let ids: Vec<Uuid> = services.iter().map(|s| s.id).collect();
-        let client = state
-            .pool
-            .get()
-            .await
-            .map_err(opsledger_store::StoreError::from)?;
+        let connection = || async {
+            state
+                .pool
+                .get()
+                .await
+                .map_err(opsledger_store::StoreError::from)
+        };
+        // A year of 500 services is some 120,000 segments and thousands of
+        // windows. Many services' segments are read in two halves on
+        // connections of their own, beside the windows: the database reads
+        // one half while this process decodes the other.
+        let halves: Vec<&[Uuid]> = if ids.len() >= SPLIT_READS_FROM {
+            let (a, b) = ids.split_at(ids.len() / 2);
+            vec![a, b]
+        } else {
+            vec![&ids[..]]
+        };
+        let windows = async {
+            let client = connection().await?;
+            Ok::<_, opsledger_store::StoreError>(downtime::windows(&client, tenant, &ids, from, to).await?)
+        };
+        let (parts, windows) = tokio::try_join!(
+            futures_util::future::try_join_all(
+                halves
+                    .into_iter()
+                    .map(|part| read_segments(state, tenant, part, from, to))
+            ),
+            windows
+        )?;
         let mut segments: HashMap<Uuid, Vec<SegmentRow>> = HashMap::new();
-        for s in downtime::segments(&client, tenant, &ids, from, to).await? {
+        for s in parts.into_iter().flatten() {
             segments.entry(s.service_id).or_default().push(s);
         }
-        let windows = downtime::windows(&client, tenant, &ids).await?;
+        let mut windows_of: HashMap<Uuid, Vec<usize>> = HashMap::new();
+        for (i, w) in windows.iter().enumerate() {
+            for service in &w.service_ids {
+                windows_of.entry(*service).or_default().push(i);
+            }
+        }
         Ok(Gathered {
             services,
             segments,
             windows,
+            windows_of,
             now: Utc::now(),
         })
     }
@@ -227,9 +279,11 @@ impl Gathered {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Vec<PlannedInterval> {
-        self.windows
+        self.windows_of
+            .get(&service)
+            .map_or(&[][..], Vec::as_slice)
             .iter()
-            .filter(|w| w.service_ids.contains(&service))
+            .map(|&i| &self.windows[i])
             .flat_map(|w| {
                 w.planned(from, to)
                     .into_iter()
@@ -320,17 +374,107 @@ pub async fn report_downtime(
             }
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "definition": {
-            "name": metrics::DOWNTIME.name,
-            "partial_weight": PARTIAL_WEIGHT,
-            "degraded_weight": DEGRADED_WEIGHT,
+    let size = JSON_PER_SERVICE * report.len()
+        + report
+            .iter()
+            .map(|s| JSON_PER_INTERVAL * (s.intervals.len() + s.planned.len()))
+            .sum::<usize>();
+    sized_json(
+        &DowntimeReport {
+            definition: DowntimeDefinition {
+                name: metrics::DOWNTIME.name,
+                partial_weight: PARTIAL_WEIGHT,
+                degraded_weight: DEGRADED_WEIGHT,
+            },
+            from,
+            to,
+            as_of: g.now,
+            services: report,
         },
-        "from": from,
-        "to": to,
-        "as_of": g.now,
-        "services": report,
-    })))
+        size,
+    )
+}
+
+/// About the JSON size of a service's figures, and of an interval.
+const JSON_PER_SERVICE: usize = 640;
+const JSON_PER_INTERVAL: usize = 150;
+
+/// A JSON answer written once into a buffer of about its size: a year of
+/// 500 services is megabytes, which a growing buffer copies and a
+/// `serde_json::Value` would first build as a tree.
+fn sized_json<T: Serialize>(value: &T, size: usize) -> Result<HttpResponse, ApiError> {
+    let mut body = Vec::with_capacity(size);
+    serde_json::to_writer(&mut body, value).map_err(|e| ApiError::Internal(Box::new(e)))?;
+    Ok(HttpResponse::Ok()
+        .insert_header(header::ContentType::json())
+        .body(body))
+}
+
+/// RFC 3339 in UTC as chrono's `Serialize` writes it (`Z`, fractional
+/// seconds only when there are any), but handed to the serializer as one
+/// string: chrono's goes through `fmt` a character at a time, which was a
+/// fifth of a year's downtime report.
+mod rfc3339 {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+    }
+
+    pub mod option {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(
+            t: &Option<DateTime<Utc>>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match t {
+                Some(t) => super::serialize(t, s),
+                None => s.serialize_none(),
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use chrono::{TimeZone, Utc};
+
+        #[derive(serde::Serialize)]
+        struct Ours(#[serde(serialize_with = "super::serialize")] chrono::DateTime<Utc>);
+
+        #[test]
+        fn writes_what_chrono_writes() {
+            let whole = Utc.with_ymd_and_hms(2025, 3, 30, 1, 0, 0).unwrap();
+            for t in [
+                whole,
+                whole + chrono::Duration::milliseconds(250),
+                whole + chrono::Duration::microseconds(1),
+                whole + chrono::Duration::nanoseconds(7),
+            ] {
+                assert_eq!(
+                    serde_json::to_string(&Ours(t)).unwrap(),
+                    serde_json::to_string(&t).unwrap()
+                );
+            }
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct DowntimeReport {
+    definition: DowntimeDefinition,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    as_of: DateTime<Utc>,
+    services: Vec<ServiceDowntime>,
+}
+
+#[derive(Debug, Serialize)]
+struct DowntimeDefinition {
+    name: &'static str,
+    partial_weight: f64,
+    degraded_weight: f64,
 }
 
 fn minutes_by_level(b: &impact::Buckets) -> HashMap<&'static str, Planned> {

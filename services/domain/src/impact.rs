@@ -57,6 +57,11 @@ impl ImpactLevel {
         }
     }
 
+    /// The level named by [`ImpactLevel::as_str`].
+    pub fn parse(name: &str) -> Option<ImpactLevel> {
+        ImpactLevel::ALL.into_iter().find(|l| l.as_str() == name)
+    }
+
     fn index(self) -> usize {
         match self {
             ImpactLevel::Outage => 0,

@@ -243,27 +243,52 @@ pub async fn segments<C: GenericClient>(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<SegmentRow>, StoreError> {
-    let rows = client
-        .query(
-            "SELECT incident_id, service_id, level, start_at, end_at FROM proj_impact_segments \
-             WHERE tenant_id = $1 AND service_id = ANY($2) AND start_at < $4 \
-               AND (end_at IS NULL OR end_at > $3) \
-             ORDER BY service_id, start_at, incident_id, seq",
-            &[&tenant, &services, &from, &to],
+    // One row per service, its segments as arrays: a year of 500 services
+    // is some 120,000 segments, and decoding arrays costs this process a
+    // fraction of what as many rows do. The arrays of a row are aligned
+    // (every aggregate takes the rows in one order); the order itself is
+    // the index's, which the subquery asks for, and is made sure of here.
+    let statement = client
+        .prepare_cached(
+            "SELECT service_id, array_agg(incident_id), array_agg(seq), array_agg(level), \
+               array_agg(start_at), array_agg(end_at) \
+             FROM (SELECT * FROM proj_impact_segments \
+                   WHERE tenant_id = $1 AND service_id = ANY($2) AND start_at < $4 \
+                     AND (end_at IS NULL OR end_at > $3) \
+                   ORDER BY service_id, start_at, incident_id, seq) s \
+             GROUP BY service_id ORDER BY service_id",
         )
         .await?;
-    rows.iter()
-        .map(|r| {
-            let level: String = r.get(2);
-            Ok(SegmentRow {
-                incident_id: r.get(0),
-                service_id: r.get(1),
-                level: serde_json::from_value(serde_json::Value::String(level)).map_err(corrupt)?,
-                start: r.get(3),
-                end: r.get(4),
-            })
-        })
-        .collect()
+    let rows = client
+        .query(&statement, &[&tenant, &services, &from, &to])
+        .await?;
+    let mut segments = Vec::new();
+    for r in &rows {
+        let service_id: Uuid = r.get(0);
+        let incidents: Vec<Uuid> = r.get(1);
+        let seqs: Vec<i32> = r.get(2);
+        let levels: Vec<&str> = r.get(3);
+        let starts: Vec<DateTime<Utc>> = r.get(4);
+        let ends: Vec<Option<DateTime<Utc>>> = r.get(5);
+        let mut of_service = Vec::with_capacity(incidents.len());
+        for (i, incident_id) in incidents.into_iter().enumerate() {
+            let level = levels[i];
+            of_service.push((
+                seqs[i],
+                SegmentRow {
+                    incident_id,
+                    service_id,
+                    level: ImpactLevel::parse(level)
+                        .ok_or_else(|| StoreError::Corrupt(format!("impact level {level:?}")))?,
+                    start: starts[i],
+                    end: ends[i],
+                },
+            ));
+        }
+        of_service.sort_by_key(|(seq, s)| (s.start, s.incident_id, *seq));
+        segments.extend(of_service.into_iter().map(|(_, s)| s));
+    }
+    Ok(segments)
 }
 
 /// The events that shaped the impacts of these incidents, by incident.
@@ -283,22 +308,39 @@ pub async fn impact_events<C: GenericClient>(
         .collect()
 }
 
-/// The windows of any of `services` that may have planned time: announced
-/// once (`Window::planned` decides what each plans).
+/// The windows of any of `services` that may have planned time in
+/// `[from, to)`: announced once (`Window::planned` decides what each
+/// plans), and recurring or with a span that reaches into the period (a
+/// window's planned time lies between the earlier of its start and when it
+/// started, and the later of its end and when it ended).
 pub async fn windows<C: GenericClient>(
     client: &C,
     tenant: Uuid,
     services: &[Uuid],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
 ) -> Result<Vec<Window>, StoreError> {
-    let rows = client
-        .query(
+    let statement = client
+        .prepare_cached(
             "SELECT state FROM proj_windows WHERE tenant_id = $1 AND service_ids && $2 \
-               AND status <> 'planned' ORDER BY start_at, window_id",
-            &[&tenant, &services],
+               AND status <> 'planned' \
+               AND (rrule IS NOT NULL \
+                 OR (LEAST(start_at, (state->>'started_at')::timestamptz) < $4 \
+                     AND GREATEST(end_at, (state->>'ended_at')::timestamptz) > $3)) \
+             ORDER BY start_at, window_id",
         )
         .await?;
+    let rows = client
+        .query(&statement, &[&tenant, &services, &from, &to])
+        .await?;
+    // Straight from the column's JSON to windows, with no tree of values
+    // between: a tenant's year holds thousands of windows.
     rows.iter()
-        .map(|r| serde_json::from_value(r.get(0)).map_err(corrupt))
+        .map(|r| {
+            r.try_get::<_, tokio_postgres::types::Json<Window>>(0)
+                .map(|w| w.0)
+                .map_err(|e| StoreError::Corrupt(format!("a window's state: {e}")))
+        })
         .collect()
 }
 

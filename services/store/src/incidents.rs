@@ -344,20 +344,25 @@ impl Projection for AlertProjection {
 const INSERT_ALERTS: &str =
     "INSERT INTO proj_alerts (tenant_id, alert_id, dedup_key, group_key, source, service_id, \
        service_ref, summary, severity, category, labels, firing, receipts, starts_at, ends_at, \
-       first_seen, last_seen, incident_id, decision) \
-     SELECT t, a, dk, gk, src, svc, sref, summ, sev, cat, lab, f, r, sa, ea, seen, seen, inc, dec \
+       first_seen, last_seen, incident_id, decision, first_version, last_version) \
+     SELECT t, a, dk, gk, src, svc, sref, summ, sev, cat, lab, f, r, sa, ea, seen, seen, inc, dec, \
+       v, v \
      FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::uuid[], \
        $7::text[], $8::text[], $9::text[], $10::text[], $11::json[], $12::bool[], $13::int8[], \
-       $14::timestamptz[], $15::timestamptz[], $16::timestamptz[], $17::uuid[], $18::json[]) \
-       AS u(t, a, dk, gk, src, svc, sref, summ, sev, cat, lab, f, r, sa, ea, seen, inc, dec)";
+       $14::timestamptz[], $15::timestamptz[], $16::timestamptz[], $17::uuid[], $18::json[], \
+       $19::int8[]) \
+       AS u(t, a, dk, gk, src, svc, sref, summ, sev, cat, lab, f, r, sa, ea, seen, inc, dec, v)";
 const UPDATE_REPEATS: &str =
-    "UPDATE proj_alerts p SET receipts = u.r, last_seen = u.seen, ends_at = u.ends \
-     FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::timestamptz[], $5::timestamptz[]) \
-       AS u(t, a, r, seen, ends) \
+    "UPDATE proj_alerts p SET receipts = u.r, last_seen = u.seen, ends_at = u.ends, \
+       last_version = u.v \
+     FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::timestamptz[], $5::timestamptz[], \
+       $6::int8[]) AS u(t, a, r, seen, ends, v) \
      WHERE p.tenant_id = u.t AND p.alert_id = u.a";
 const UPDATE_RESOLVED: &str =
-    "UPDATE proj_alerts p SET firing = false, resolved_at = u.at, resolved_by = u.by \
-     FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[]) AS u(t, a, at, by) \
+    "UPDATE proj_alerts p SET firing = false, resolved_at = u.at, resolved_by = u.by, \
+       last_version = u.v \
+     FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], $5::int8[]) \
+       AS u(t, a, at, by, v) \
      WHERE p.tenant_id = u.t AND p.alert_id = u.a";
 
 /// The alerts read model is kept by every append that records an alert: an
@@ -375,7 +380,7 @@ impl Inline for AlertProjection {
     fn writes(&self, events: &[Appended<'_>]) -> Result<Vec<Write>, StoreError> {
         let mut new = NewAlertRows::default();
         let mut repeats: HashMap<(Uuid, Uuid), Repeat> = HashMap::new();
-        let mut resolved: Vec<(Uuid, Uuid, DateTime<Utc>, String)> = Vec::new();
+        let mut resolved: Vec<(Uuid, Uuid, DateTime<Utc>, String, i64)> = Vec::new();
         for event in events {
             if !event.stream_id.starts_with("alert-") {
                 continue;
@@ -398,6 +403,7 @@ impl Inline for AlertProjection {
                             receipts: count as i64,
                             seen: event.recorded_at,
                             ends_at: signal.ends_at,
+                            version: event.stream_version,
                         },
                     );
                 }
@@ -419,6 +425,7 @@ impl Inline for AlertProjection {
                         alert_id,
                         at,
                         by.as_str().unwrap_or_default().to_owned(),
+                        event.stream_version,
                     ));
                 }
                 None => {}
@@ -447,6 +454,7 @@ impl Inline for AlertProjection {
                     Box::new(new.seen),
                     Box::new(new.incident_id),
                     Box::new(new.decision),
+                    Box::new(new.version),
                 ],
             });
         }
@@ -456,12 +464,14 @@ impl Inline for AlertProjection {
             let mut receipts = Vec::new();
             let mut seen = Vec::new();
             let mut ends = Vec::new();
+            let mut versions = Vec::new();
             for ((tenant, alert), r) in repeats {
                 tenants.push(tenant);
                 alerts.push(alert);
                 receipts.push(r.receipts);
                 seen.push(r.seen);
                 ends.push(r.ends_at);
+                versions.push(r.version);
             }
             writes.push(Write {
                 sql: UPDATE_REPEATS,
@@ -471,6 +481,7 @@ impl Inline for AlertProjection {
                     Box::new(receipts),
                     Box::new(seen),
                     Box::new(ends),
+                    Box::new(versions),
                 ],
             });
         }
@@ -478,6 +489,7 @@ impl Inline for AlertProjection {
             let tenants: Vec<Uuid> = resolved.iter().map(|r| r.0).collect();
             let alerts: Vec<Uuid> = resolved.iter().map(|r| r.1).collect();
             let ats: Vec<DateTime<Utc>> = resolved.iter().map(|r| r.2).collect();
+            let versions: Vec<i64> = resolved.iter().map(|r| r.4).collect();
             let bys: Vec<String> = resolved.into_iter().map(|r| r.3).collect();
             writes.push(Write {
                 sql: UPDATE_RESOLVED,
@@ -486,6 +498,7 @@ impl Inline for AlertProjection {
                     Box::new(alerts),
                     Box::new(ats),
                     Box::new(bys),
+                    Box::new(versions),
                 ],
             });
         }
@@ -498,6 +511,8 @@ struct Repeat {
     receipts: i64,
     seen: DateTime<Utc>,
     ends_at: Option<DateTime<Utc>>,
+    /// Of the repeat's event in its stream.
+    version: i64,
 }
 
 /// New firing cycles of a batch, one vector per column (for `unnest`).
@@ -521,6 +536,8 @@ struct NewAlertRows {
     seen: Vec<DateTime<Utc>>,
     incident_id: Vec<Option<Uuid>>,
     decision: Vec<serde_json::Value>,
+    /// Of the receipt in its alert stream.
+    version: Vec<i64>,
 }
 
 impl NewAlertRows {
@@ -554,6 +571,7 @@ impl NewAlertRows {
         self.starts_at.push(signal.starts_at);
         self.ends_at.push(signal.ends_at);
         self.seen.push(event.recorded_at);
+        self.version.push(event.stream_version);
         Ok(())
     }
 }
@@ -604,16 +622,36 @@ pub async fn alerts_of_incident(
     pool: &Pool,
     tenant: Uuid,
     incident: Uuid,
-) -> Result<Vec<(Uuid, String)>, StoreError> {
+) -> Result<Vec<AttachedAlert>, StoreError> {
     let client = pool.get().await?;
     let rows = client
         .query(
-            "SELECT alert_id, dedup_key FROM proj_alerts \
+            "SELECT alert_id, dedup_key, first_version, last_version FROM proj_alerts \
              WHERE tenant_id = $1 AND incident_id = $2 ORDER BY first_seen",
             &[&tenant, &incident],
         )
         .await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| AttachedAlert {
+            alert_id: r.get(0),
+            dedup_key: r.get(1),
+            versions: match (r.get(2), r.get(3)) {
+                (Some(first), Some(last)) => Some((first, last)),
+                _ => None,
+            },
+        })
+        .collect())
+}
+
+/// An alert attached to an incident, and where its events are.
+#[derive(Debug, Clone)]
+pub struct AttachedAlert {
+    pub alert_id: Uuid,
+    pub dedup_key: String,
+    /// The first and last version of its events in its alert stream; `None`
+    /// for a row written before the read model kept them (until a rebuild).
+    pub versions: Option<(i64, i64)>,
 }
 
 /// Incidents, newest first (ids are UUIDv7), after the cursor `before`.

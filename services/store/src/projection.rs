@@ -128,6 +128,7 @@ pub trait Inline: Send + Sync {
 pub struct Appended<'a> {
     pub tenant_id: uuid::Uuid,
     pub stream_id: &'a str,
+    pub stream_version: i64,
     pub event_type: &'a str,
     pub payload: Payload<'a>,
     pub recorded_at: DateTime<Utc>,
@@ -146,6 +147,7 @@ impl<'a> Appended<'a> {
         Appended {
             tenant_id: event.tenant_id,
             stream_id: &event.stream_id,
+            stream_version: event.stream_version,
             event_type: &event.event_type,
             payload: Payload::Value(&event.payload),
             recorded_at: event.recorded_at,

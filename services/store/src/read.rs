@@ -276,6 +276,7 @@ pub struct StoredText {
     pub position: i64,
     pub tenant_id: Uuid,
     pub stream_id: String,
+    pub stream_version: i64,
     pub event_type: String,
     pub payload: String,
     pub recorded_at: DateTime<Utc>,
@@ -286,6 +287,7 @@ impl StoredText {
         crate::projection::Appended {
             tenant_id: self.tenant_id,
             stream_id: &self.stream_id,
+            stream_version: self.stream_version,
             event_type: &self.event_type,
             payload: crate::projection::Payload::Json(&self.payload),
             recorded_at: self.recorded_at,
@@ -303,7 +305,8 @@ pub async fn read_all_texts<C: GenericClient>(
     let patterns = like_prefixes(prefixes);
     let stmt = client
         .prepare_cached(
-            "SELECT position, tenant_id, stream_id, event_type, payload::text, recorded_at \
+            "SELECT position, tenant_id, stream_id, stream_version, event_type, payload::text, \
+               recorded_at \
              FROM events WHERE position > $1 AND stream_id LIKE ANY($3) \
              ORDER BY position LIMIT $2",
         )
@@ -315,9 +318,10 @@ pub async fn read_all_texts<C: GenericClient>(
             position: r.get(0),
             tenant_id: r.get(1),
             stream_id: r.get(2),
-            event_type: r.get(3),
-            payload: r.get(4),
-            recorded_at: r.get(5),
+            stream_version: r.get(3),
+            event_type: r.get(4),
+            payload: r.get(5),
+            recorded_at: r.get(6),
         })
         .collect())
 }

@@ -313,6 +313,7 @@ impl EventRows<'_> {
                 .map(|i| Appended {
                     tenant_id: self.tenant_id[i],
                     stream_id: self.stream_id[i],
+                    stream_version: self.stream_version[i],
                     event_type: self.event_type[i],
                     payload: Payload::Json(self.payload[i]),
                     recorded_at: self.recorded_at[i],
