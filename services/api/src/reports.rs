@@ -239,7 +239,7 @@ impl Gathered {
         };
         let windows = async {
             let client = connection().await?;
-            Ok::<_, opsledger_store::StoreError>(downtime::windows(&client, tenant, &ids, from, to).await?)
+            downtime::windows(&client, tenant, &ids, from, to).await
         };
         let (parts, windows) = tokio::try_join!(
             futures_util::future::try_join_all(
