@@ -722,6 +722,25 @@ pub fn interests(projections: &[SharedProjection]) -> Vec<Families> {
     }
 }
 
+/// Vacuums and analyzes a projection's tables, as autovacuum would in its
+/// own time: a table just emptied and refilled has no planner statistics
+/// and no visibility map, so until then queries are planned blind and an
+/// index-only scan (the downtime report's segments) visits the heap for
+/// every row. Not in a transaction (VACUUM cannot run in one); a table the
+/// connection's role does not own is skipped with PostgreSQL's warning.
+pub async fn settle(pool: &Pool, projection: &dyn Projection) -> Result<(), StoreError> {
+    let tables = projection.tables();
+    if tables.is_empty() {
+        return Ok(());
+    }
+    let client = pool.get().await?;
+    // Table names are the projections' own constants, not input.
+    client
+        .batch_execute(&format!("VACUUM (ANALYZE) {}", tables.join(", ")))
+        .await?;
+    Ok(())
+}
+
 /// Empties the projection and replays every event, in one transaction.
 /// Returns the number of events replayed.
 pub async fn rebuild(pool: &Pool, projection: &dyn Projection) -> Result<u64, StoreError> {
