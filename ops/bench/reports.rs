@@ -954,7 +954,7 @@ async fn rebuild_all(pool: &opsledger_store::Pool, events: i64) {
     // its own time: the measurements below see the read models settled.
     let started = Instant::now();
     for p in opsledger_store::projections() {
-        opsledger_store::projection::settle(pool, p.as_ref())
+        opsledger_store::projection::settle(&database(DATABASE), p.as_ref())
             .await
             .unwrap();
     }

@@ -142,7 +142,7 @@ async fn run(command: Command) -> Result<ExitCode, BoxError> {
                         let started = std::time::Instant::now();
                         let n = opsledger_store::projection::rebuild(&pool, p.as_ref()).await?;
                         let rebuilt = started.elapsed();
-                        opsledger_store::projection::settle(&pool, p.as_ref()).await?;
+                        opsledger_store::projection::settle(&db, p.as_ref()).await?;
                         println!(
                             "rebuilt {} from {n} events in {rebuilt:.2?} (vacuumed and analyzed in {:.2?})",
                             p.name(),

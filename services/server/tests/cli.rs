@@ -134,6 +134,25 @@ async fn token_mints_what_the_service_accepts_and_rebuild_replays() {
         .unwrap()
         .get(0);
     assert_eq!(n, 1);
+    // What it rebuilt is vacuumed and analyzed, as the owner (the pool's
+    // role may not vacuum); the statistics reach the view within a second.
+    let mut settled = false;
+    for _ in 0..50 {
+        settled = su
+            .query_one(
+                "SELECT last_vacuum IS NOT NULL AND last_analyze IS NOT NULL \
+                 FROM pg_stat_user_tables WHERE relname = 'proj_tenants'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if settled {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(settled, "proj_tenants was not vacuumed and analyzed");
 }
 
 #[tokio::test]

@@ -726,16 +726,19 @@ pub fn interests(projections: &[SharedProjection]) -> Vec<Families> {
 /// own time: a table just emptied and refilled has no planner statistics
 /// and no visibility map, so until then queries are planned blind and an
 /// index-only scan (the downtime report's segments) visits the heap for
-/// every row. Not in a transaction (VACUUM cannot run in one); a table the
-/// connection's role does not own is skipped with PostgreSQL's warning.
-pub async fn settle(pool: &Pool, projection: &dyn Projection) -> Result<(), StoreError> {
+/// every row. As the owning user (VACUUM needs the owner), outside any
+/// transaction (VACUUM cannot run in one).
+pub async fn settle(
+    config: &crate::pool::DbConfig,
+    projection: &dyn Projection,
+) -> Result<(), StoreError> {
     let tables = projection.tables();
     if tables.is_empty() {
         return Ok(());
     }
-    let client = pool.get().await?;
+    let owner = crate::pool::connect_owner(config).await?;
     // Table names are the projections' own constants, not input.
-    client
+    owner
         .batch_execute(&format!("VACUUM (ANALYZE) {}", tables.join(", ")))
         .await?;
     Ok(())
