@@ -256,7 +256,11 @@ impl Gathered {
         let mut windows_of: HashMap<Uuid, Vec<usize>> = HashMap::new();
         for (i, w) in windows.iter().enumerate() {
             for service in &w.service_ids {
-                windows_of.entry(*service).or_default().push(i);
+                let of = windows_of.entry(*service).or_default();
+                // Once per window, as if asked whether it covers the service.
+                if of.last() != Some(&i) {
+                    of.push(i);
+                }
             }
         }
         Ok(Gathered {
