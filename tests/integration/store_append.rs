@@ -468,6 +468,27 @@ async fn two_instances_on_one_tenant_keep_one_chain() {
         .unwrap()
         .get(0);
     assert_eq!(max_version, ROUNDS);
+    // Each instance alone, twice: the first append learns the heads the
+    // other one moved, the second is predicted from them. (Whether a
+    // concurrent round above took the predicted path depends on how the
+    // machine schedules the two; a loaded one can make every round collide.)
+    for (i, c) in instances.iter().enumerate() {
+        for round in ROUNDS..ROUNDS + 2 {
+            c.append(one(
+                tenant,
+                &format!("i{i}-s0"),
+                ExpectedVersion::Exact(round),
+                vec![event(round)],
+            ))
+            .await
+            .unwrap();
+        }
+    }
+    let report = opsledger_store::verify::verify(&client, None)
+        .await
+        .unwrap();
+    assert_eq!(report.first_mismatch, None);
+    assert_eq!(report.events, (2 * STREAMS * ROUNDS + 4) as u64);
     for c in &instances {
         let (predicted, locked) = (
             c.paths().predicted.load(Ordering::Relaxed),

@@ -18,6 +18,13 @@ pub const POOL_WAIT_MS: u64 = 5_000;
 /// A session idle inside a transaction holds back every gap-safe reader (see
 /// `read`); none of ours should ever idle there, so cut it off quickly.
 const IDLE_IN_TX_TIMEOUT: &str = "10s";
+/// PostgreSQL's default (4) prices a random page read as a spinning disk
+/// would; on SSDs, or with the read models in memory as they are once warm,
+/// 1.1 is the usual setting. With the default and fresh statistics the
+/// planner reads a year of 500 services' impact segments by a sequential
+/// scan and an on-disk sort (about 90 ms) rather than from the covering
+/// index in order (about 30 ms).
+const RANDOM_PAGE_COST: &str = "1.1";
 
 #[derive(Debug, Clone)]
 pub struct DbConfig {
@@ -56,7 +63,8 @@ pub fn connect(config: &DbConfig) -> Result<Pool, StoreError> {
             Box::pin(async move {
                 client
                     .batch_execute(&format!(
-                        "SET ROLE opsledger_app; SET idle_in_transaction_session_timeout = '{IDLE_IN_TX_TIMEOUT}'"
+                        "SET ROLE opsledger_app; SET idle_in_transaction_session_timeout = '{IDLE_IN_TX_TIMEOUT}'; \
+                         SET random_page_cost = {RANDOM_PAGE_COST}"
                     ))
                     .await
                     .map_err(HookError::Backend)
