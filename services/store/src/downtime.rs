@@ -248,8 +248,12 @@ pub async fn segments<C: GenericClient>(
     // fraction of what as many rows do. The arrays of a row are aligned
     // (every aggregate takes the rows in one order); the order itself is
     // the index's, which the subquery asks for, and is made sure of here.
-    let statement = client
-        .prepare_cached(
+    // Planned for each call's parameters, never cached: after five runs of a
+    // prepared statement PostgreSQL may keep a generic plan, which guesses a
+    // few hundred rows for any array of services and sorts on disk what the
+    // index already gives in order.
+    let rows = client
+        .query(
             "SELECT service_id, array_agg(incident_id), array_agg(seq), array_agg(level), \
                array_agg(start_at), array_agg(end_at) \
              FROM (SELECT * FROM proj_impact_segments \
@@ -257,10 +261,8 @@ pub async fn segments<C: GenericClient>(
                      AND (end_at IS NULL OR end_at > $3) \
                    ORDER BY service_id, start_at, incident_id, seq) s \
              GROUP BY service_id ORDER BY service_id",
+            &[&tenant, &services, &from, &to],
         )
-        .await?;
-    let rows = client
-        .query(&statement, &[&tenant, &services, &from, &to])
         .await?;
     let mut segments = Vec::new();
     for r in &rows {
