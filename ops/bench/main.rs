@@ -218,80 +218,34 @@ async fn ingest_benchmark() {
         .unwrap_or(64);
     // A database of its own: the append benchmark's millions of events would
     // otherwise keep the projection workers busy during this measurement.
-    let admin = format!("host={} user=postgres dbname=bench", env("BENCH_PGHOST"));
-    let owner = opsledger_store::pool::connect_owner(&DbConfig::parse(&admin).unwrap())
-        .await
-        .unwrap();
-    for sql in [
-        "DROP DATABASE IF EXISTS bench_ingest",
-        "CREATE DATABASE bench_ingest",
-    ] {
-        owner.batch_execute(sql).await.unwrap();
-    }
-    drop(owner);
-    let url = format!(
-        "host={} user=postgres dbname=bench_ingest",
-        env("BENCH_PGHOST")
-    );
-    let db = DbConfig::parse(&url).unwrap();
-    opsledger_store::migrate::migrate(&db)
-        .await
-        .expect("migrations apply");
-    let secret = format!("bench-{}", Uuid::new_v4());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = tokio::process::Command::new(env("OPSLEDGER_BIN"))
-        .arg("serve")
-        .env("DATABASE_URL", &url)
-        .env("OPSLEDGER_BIND", format!("127.0.0.1:{port}"))
-        .env("OPSLEDGER_JWT_SECRET", &secret)
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()
-        .expect("opsledger serve starts");
-    let server_pid = server.id().expect("the service runs");
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    for attempt in 0.. {
-        match http.get(format!("{base}/readyz")).send().await {
-            Ok(r) if r.status().is_success() => break,
-            _ if attempt < 300 => tokio::time::sleep(Duration::from_millis(100)).await,
-            _ => panic!("the service did not become ready"),
-        }
-    }
+    let db = service::fresh_database("bench_ingest").await;
     let pool = opsledger_store::connect(&db).unwrap();
     let tenant = Uuid::now_v7();
     opsledger_server::commands::register_tenant(&pool, tenant, "Bench MSP", "bench")
         .await
         .unwrap();
-    let auth = opsledger_api::auth::AuthConfig::hs256(secret.as_bytes(), "opsledger", "opsledger");
+    let svc = service::Service::start("bench_ingest", tenant).await;
     use opsledger_domain::access::Role;
-    let admin = auth.mint(tenant, "bench", &[Role::Admin], None, 3600);
-    let client: serde_json::Value = http
-        .post(format!("{base}/api/v1/clients"))
-        .bearer_auth(&admin)
-        .json(&json!({ "name": "Bench client" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let res = http
-        .post(format!("{base}/api/v1/services"))
-        .bearer_auth(&admin)
-        .json(&json!({ "client_id": client["id"], "name": "orders", "sla_target_pct": 99.9, "notice_period_h": 24 }))
-        .send().await.unwrap();
-    assert!(res.status().is_success(), "the bench service registers");
-    let token = auth.mint(tenant, "alertmanager", &[Role::Integration], None, 3600);
+    let admin = svc.token("bench", &[Role::Admin], None);
+    let client = svc
+        .post(
+            "/api/v1/clients",
+            &admin,
+            &json!({ "name": "Bench client" }),
+        )
+        .await;
+    svc.post(
+        "/api/v1/services",
+        &admin,
+        &json!({ "client_id": client["id"], "name": "orders", "sla_target_pct": 99.9, "notice_period_h": 24 }),
+    )
+    .await;
+    let token = svc.token("alertmanager", &[Role::Integration], None);
 
     raw_table(&db).await;
     let single = format!("INSERT INTO raw_events (event_id, tenant_id, stream_id, stream_version, event_type, \
         schema_version, work_class, payload, metadata, occurred_at, recorded_at, prev_hash, hash) VALUES {};\n", raw_values());
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let addr = svc.addr;
     // Both sides are measured on a warm cluster: a storm first, unmeasured,
     // so neither pays for creating the WAL files a fresh cluster lacks, nor
     // the service for its first connections and caches.
@@ -340,15 +294,8 @@ async fn ingest_benchmark() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let caught_up = load_ended.elapsed();
-    let peak_rss_mb = std::fs::read_to_string(format!("/proc/{server_pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0);
-    let _ = server.kill().await;
+    let peak_rss_mb = svc.peak_rss_mb();
+    svc.stop().await;
 
     println!();
     println!(

@@ -300,11 +300,29 @@ impl Gathered {
             .collect()
     }
 
-    async fn events(
+    /// What a report request asks about: its period checked, the services
+    /// the caller may see, and what the read models hold for them.
+    async fn of_request(
+        state: &AppState,
+        actor: &opsledger_domain::access::Actor,
+        q: &DowntimeParams,
+    ) -> Result<(Gathered, DateTime<Utc>, DateTime<Utc>), ApiError> {
+        let (from, to) = checked_period(q.from, q.to)?;
+        let services = services_in_scope(state, actor, q.service, q.client).await?;
+        let g = Gathered::read(state, actor.tenant_id, services, from, to).await?;
+        Ok((g, from, to))
+    }
+
+    /// With `drilldown`: the events behind each incident's impact.
+    async fn drilldown(
         &self,
         state: &AppState,
         tenant: Uuid,
-    ) -> Result<HashMap<Uuid, Vec<ImpactEventRef>>, ApiError> {
+        drilldown: bool,
+    ) -> Result<Option<HashMap<Uuid, Vec<ImpactEventRef>>>, ApiError> {
+        if !drilldown {
+            return Ok(None);
+        }
         let mut incidents: Vec<Uuid> = self
             .segments
             .values()
@@ -318,7 +336,9 @@ impl Gathered {
             .get()
             .await
             .map_err(opsledger_store::StoreError::from)?;
-        Ok(downtime::impact_events(&client, tenant, &incidents).await?)
+        Ok(Some(
+            downtime::impact_events(&client, tenant, &incidents).await?,
+        ))
     }
 }
 
@@ -349,14 +369,8 @@ pub async fn report_downtime(
     let actor = caller.require(REPORT_READERS)?;
     state.tenants.require(&state.pool, actor.tenant_id).await?;
     let q = query.into_inner();
-    let (from, to) = checked_period(q.from, q.to)?;
-    let services = services_in_scope(&state, actor, q.service, q.client).await?;
-    let g = Gathered::read(&state, actor.tenant_id, services, from, to).await?;
-    let events = if q.drilldown {
-        Some(g.events(&state, actor.tenant_id).await?)
-    } else {
-        None
-    };
+    let (g, from, to) = Gathered::of_request(&state, actor, &q).await?;
+    let events = g.drilldown(&state, actor.tenant_id, q.drilldown).await?;
     let report: Vec<ServiceDowntime> = g
         .services
         .iter()
@@ -644,16 +658,10 @@ pub async fn report_metrics(
     let actor = caller.require(REPORT_READERS)?;
     state.tenants.require(&state.pool, actor.tenant_id).await?;
     let q = query.into_inner();
-    let (from, to) = checked_period(q.from, q.to)?;
-    let services = services_in_scope(&state, actor, q.service, q.client).await?;
-    let g = Gathered::read(&state, actor.tenant_id, services, from, to).await?;
+    let (g, from, to) = Gathered::of_request(&state, actor, &q).await?;
     let zones = zones(&state, actor.tenant_id, &g.services).await?;
     let c = compute(&state, actor.tenant_id, &g, &zones, from, to).await?;
-    let events = if q.drilldown {
-        Some(g.events(&state, actor.tenant_id).await?)
-    } else {
-        None
-    };
+    let events = g.drilldown(&state, actor.tenant_id, q.drilldown).await?;
     let services: Vec<_> = c
         .per_service
         .iter()
@@ -802,7 +810,7 @@ pub async fn monthly_report(
     let g = Gathered::read(state, tenant, services, from, to).await?;
     let zones: HashMap<Uuid, TimeZoneName> = [(client_id, zone.clone())].into();
     let c = compute(state, tenant, &g, &zones, from, to).await?;
-    let events = g.events(state, tenant).await?;
+    let events = g.drilldown(state, tenant, true).await?.unwrap_or_default();
     let ids: Vec<Uuid> = g.services.iter().map(|s| s.id).collect();
     let proposals = {
         let client = state
