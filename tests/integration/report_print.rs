@@ -6,13 +6,15 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::Utc;
 use opsledger_domain::access::Role;
 use opsledger_domain::period::Month;
-use opsledger_testkit::{spawn_app, TestApp};
+use opsledger_testkit::spawn_app;
 use opsledger_tests::eventually;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+
+use crate::reports::{created, local};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -60,19 +62,6 @@ fn headless(chromium: &str, profile: &Path, args: &[String], page: &Path) {
     );
 }
 
-async fn created(app: &TestApp, token: &str, path: &str, body: Value) -> Value {
-    let res = app.post(path, token, &body).await;
-    assert_eq!(res.status(), StatusCode::CREATED, "{path}");
-    res.json().await.unwrap()
-}
-
-fn local(tz: chrono_tz::Tz, month: Month, day: u32, h: u32) -> DateTime<Utc> {
-    tz.with_ymd_and_hms(month.year, month.month, day, h, 0, 0)
-        .single()
-        .unwrap()
-        .with_timezone(&Utc)
-}
-
 #[tokio::test]
 async fn the_monthly_report_prints_to_a_pdf_that_carries_its_figures() {
     let browser = chromium();
@@ -103,7 +92,7 @@ async fn the_monthly_report_prints_to_a_pdf_that_carries_its_figures() {
         .await;
         let incident = created(&app, &admin, "/api/v1/incidents", json!({
             "title": format!("{name} unavailable"), "service_id": service["id"], "severity": "critical",
-            "impact_start": local(ny, month, 5, 9)
+            "impact_start": local(ny, month, 5, 9, 0)
         }))
         .await;
         let res = app
@@ -113,7 +102,7 @@ async fn the_monthly_report_prints_to_a_pdf_that_carries_its_figures() {
                     incident["id"].as_str().unwrap()
                 ),
                 &admin,
-                &json!({ "impact_end": local(ny, month, 5, 9 + hours) }),
+                &json!({ "impact_end": local(ny, month, 5, 9 + hours, 0) }),
             )
             .await;
         assert_eq!(res.status(), StatusCode::OK);

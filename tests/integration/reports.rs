@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-async fn created(app: &TestApp, token: &str, path: &str, body: Value) -> Value {
+pub async fn created(app: &TestApp, token: &str, path: &str, body: Value) -> Value {
     let res = app.post(path, token, &body).await;
     let status = res.status();
     let v: Value = res.json().await.unwrap();
@@ -475,7 +475,7 @@ async fn the_downtime_report_keeps_clients_apart_and_refuses_a_malformed_period(
 }
 
 /// Local wall-clock time of a day of `month` in `tz`, as an instant.
-fn local(tz: chrono_tz::Tz, month: Month, day: u32, h: u32, m: u32) -> DateTime<Utc> {
+pub fn local(tz: chrono_tz::Tz, month: Month, day: u32, h: u32, m: u32) -> DateTime<Utc> {
     use chrono::TimeZone;
     tz.with_ymd_and_hms(month.year, month.month, day, h, m, 0)
         .single()

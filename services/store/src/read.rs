@@ -378,21 +378,6 @@ pub async fn read_stream<C: GenericClient>(
     rows.iter().map(decode).collect()
 }
 
-/// Several streams' events in one query, in global position order: for views
-/// that merge streams (an incident's timeline and its alerts').
-pub async fn read_streams<C: GenericClient>(
-    client: &C,
-    tenant_id: Uuid,
-    stream_ids: &[String],
-) -> Result<Vec<RecordedEvent>, StoreError> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM events WHERE tenant_id = $1 AND stream_id = ANY($2) ORDER BY position"
-    );
-    let stmt = client.prepare_cached(&sql).await?;
-    let rows = client.query(&stmt, &[&tenant_id, &stream_ids]).await?;
-    rows.iter().map(decode).collect()
-}
-
 /// A part of one stream: its events from version `first` to `last`, both
 /// included.
 #[derive(Debug, Clone, PartialEq, Eq)]
