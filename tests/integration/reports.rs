@@ -474,6 +474,103 @@ async fn the_downtime_report_keeps_clients_apart_and_refuses_a_malformed_period(
     }
 }
 
+/// A report over many services is written in parts on several threads
+/// (from 50 services on): it must say what the reports of each service say,
+/// in the same order, with or without drill-down.
+#[tokio::test]
+async fn a_report_over_many_services_says_what_each_services_report_says() {
+    let app = spawn_app().await;
+    let admin = app.token(&[Role::Admin]);
+    let operator = app.token(&[Role::Operator]);
+    let client = created(&app, &admin, "/api/v1/clients", json!({ "name": "Many" })).await;
+    let cid = client["id"].as_str().unwrap().to_owned();
+    let mut services = vec![];
+    for i in 0..61 {
+        let s = created(&app, &admin, "/api/v1/services", json!({
+            "client_id": cid, "name": format!("svc {i:02}"), "sla_target_pct": 99.0, "notice_period_h": 1
+        }))
+        .await;
+        services.push(s["id"].as_str().unwrap().to_owned());
+    }
+    // Impact on the first, a middle and the last service, one still open.
+    let start = (Utc::now() - Duration::hours(3))
+        .duration_trunc(Duration::minutes(1))
+        .unwrap();
+    for (n, i) in [0, 30, 60].into_iter().enumerate() {
+        let incident = created(
+            &app,
+            &operator,
+            "/api/v1/incidents",
+            json!({
+                "title": format!("down {i}"), "service_id": services[i], "severity": "critical",
+                "impact_start": start + Duration::minutes(10 * n as i64)
+            }),
+        )
+        .await;
+        if i != 60 {
+            ok(
+                &app,
+                &operator,
+                &format!(
+                    "/api/v1/incidents/{}/mitigate",
+                    incident["id"].as_str().unwrap()
+                ),
+                json!({ "impact_end": start + Duration::minutes(45) }),
+            )
+            .await;
+        }
+    }
+    let (from, to) = (q(start - Duration::days(1)), q(start + Duration::hours(1)));
+    for drilldown in [false, true] {
+        let all = format!(
+            "/api/v1/reports/downtime?client={cid}&from={from}&to={to}&drilldown={drilldown}"
+        );
+        let report = eventually("every service and impact is in the read models", || async {
+            let v: Value = app.get(&all, &admin).await.json().await.ok()?;
+            let listed = v["services"].as_array()?;
+            let with_impact = listed
+                .iter()
+                .filter(|s| s["intervals"].as_array().is_some_and(|i| !i.is_empty()))
+                .count();
+            (listed.len() == 61 && with_impact == 3).then_some(v)
+        })
+        .await;
+        assert_eq!(report["definition"]["name"], "downtime/v1");
+        let listed = report["services"].as_array().unwrap();
+        let mut expected: Vec<Value> = vec![];
+        for id in &services {
+            let one: Value = app
+                .get(
+                    &format!("/api/v1/reports/downtime?service={id}&from={from}&to={to}&drilldown={drilldown}"),
+                    &admin,
+                )
+                .await
+                .json()
+                .await
+                .unwrap();
+            expected.extend(one["services"].as_array().unwrap().iter().cloned());
+        }
+        // Services come by name, as they were created here.
+        let mut got = listed.clone();
+        // The open impact counts up to each request's now: compare the rest.
+        let open = |s: &mut Value| {
+            if s["service_id"] == services[60].as_str() {
+                s["minutes"] = Value::Null;
+                s["weighted_unplanned_minutes"] = Value::Null;
+            }
+        };
+        got.iter_mut().for_each(open);
+        expected.iter_mut().for_each(open);
+        assert_eq!(got, expected);
+        assert_eq!(
+            listed[0]["events"].is_object(),
+            drilldown,
+            "drill-down only when asked: {}",
+            listed[0]
+        );
+    }
+}
+
 /// Local wall-clock time of a day of `month` in `tz`, as an instant.
 pub fn local(tz: chrono_tz::Tz, month: Month, day: u32, h: u32, m: u32) -> DateTime<Utc> {
     use chrono::TimeZone;
