@@ -11,6 +11,7 @@
 pub mod access;
 pub mod aggregate;
 pub mod alert;
+pub mod audit;
 pub mod calendar;
 pub mod catalogue;
 pub mod chain;
