@@ -5,6 +5,7 @@ mod alerts;
 mod api_auth;
 mod api_directory;
 mod api_hostile;
+mod audit;
 mod changes;
 mod incidents;
 mod input_guard;

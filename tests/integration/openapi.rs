@@ -211,7 +211,7 @@ impl Checker {
 
 #[tokio::test]
 async fn responses_validate_against_the_document() {
-    let app = spawn_app().await;
+    let app = crate::audit::signing_app().await;
     let mut c = Checker::new();
     let admin = app.token(&[Role::Admin]);
     let operator = app.token(&[Role::Operator]);
@@ -411,6 +411,7 @@ async fn responses_validate_against_the_document() {
     proposals_and_work(&mut c, &app, &client_id, &service_id).await;
     changes_and_windows(&mut c, &app, &client_id, &service_id).await;
     operations_work(&mut c, &app, &client_id, &service_id).await;
+    audit_routes(&mut c, &app).await;
 
     // Every route was exercised at least once.
     for (method, path) in opsledger_api::routes() {
@@ -421,6 +422,182 @@ async fn responses_validate_against_the_document() {
             "{method} {path} never checked"
         );
     }
+}
+
+/// The audit search, the signing key, checkpoints and proofs.
+async fn audit_routes(c: &mut Checker, app: &TestApp) {
+    let auditor = app.token(&[Role::Auditor]);
+    let operator = app.token(&[Role::Operator]);
+    let page = c
+        .expect(200)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/audit",
+            "/api/v1/audit?order=oldest&limit=2",
+            Some(&auditor),
+            None,
+        )
+        .await;
+    let event = page["items"][0]["event_id"].as_str().unwrap().to_owned();
+    c.expect(200)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/audit",
+            "/api/v1/audit?type=ClientRegistered&work_class=operations",
+            Some(&auditor),
+            None,
+        )
+        .await;
+    c.expect(400)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/audit",
+            "/api/v1/audit?cursor=garbage",
+            Some(&auditor),
+            None,
+        )
+        .await;
+    c.expect(403)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/audit",
+            "/api/v1/audit",
+            Some(&operator),
+            None,
+        )
+        .await;
+    c.expect(200)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/audit/key",
+            "/api/v1/audit/key",
+            Some(&operator),
+            None,
+        )
+        .await;
+    eventually("a checkpoint is signed", || async {
+        (app.get("/api/v1/audit/checkpoint", &auditor).await.status() == 200).then_some(())
+    })
+    .await;
+    let checkpoint = c
+        .expect(200)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/audit/checkpoint",
+            "/api/v1/audit/checkpoint",
+            Some(&operator),
+            None,
+        )
+        .await;
+    let size = checkpoint["size"].as_u64().unwrap();
+    c.expect(200)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/audit/checkpoint",
+            "/api/v1/audit/checkpoint?format=note",
+            Some(&auditor),
+            None,
+        )
+        .await;
+    c.expect(404)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/audit/checkpoint",
+            "/api/v1/audit/checkpoint?size=999999",
+            Some(&auditor),
+            None,
+        )
+        .await;
+    c.expect(400)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/audit/checkpoint",
+            "/api/v1/audit/checkpoint?format=pdf",
+            Some(&auditor),
+            None,
+        )
+        .await;
+    let inclusion = "/api/v1/audit/proof/inclusion";
+    c.expect(200)
+        .check(
+            app,
+            Method::GET,
+            inclusion,
+            &format!("{inclusion}?event={event}"),
+            Some(&auditor),
+            None,
+        )
+        .await;
+    c.expect(200)
+        .check(
+            app,
+            Method::GET,
+            inclusion,
+            &format!("{inclusion}?event={event}&size={size}&format=tlog-proof"),
+            Some(&auditor),
+            None,
+        )
+        .await;
+    c.expect(404)
+        .check(
+            app,
+            Method::GET,
+            inclusion,
+            &format!("{inclusion}?event={}", uuid::Uuid::now_v7()),
+            Some(&auditor),
+            None,
+        )
+        .await;
+    c.expect(400)
+        .check(
+            app,
+            Method::GET,
+            inclusion,
+            &format!("{inclusion}?event={event}&size=99999999"),
+            Some(&auditor),
+            None,
+        )
+        .await;
+    c.expect(403)
+        .check(
+            app,
+            Method::GET,
+            inclusion,
+            &format!("{inclusion}?event={event}"),
+            Some(&operator),
+            None,
+        )
+        .await;
+    let consistency = "/api/v1/audit/proof/consistency";
+    c.expect(200)
+        .check(
+            app,
+            Method::GET,
+            consistency,
+            &format!("{consistency}?from=1&to={size}"),
+            Some(&operator),
+            None,
+        )
+        .await;
+    c.expect(400)
+        .check(
+            app,
+            Method::GET,
+            consistency,
+            &format!("{consistency}?from=0"),
+            Some(&operator),
+            None,
+        )
+        .await;
 }
 
 /// The alert, integration and incident routes, with the service registered by

@@ -8,6 +8,7 @@
 //! ask the domain to decide, append through the store, and map the outcome.
 
 pub mod aggregate;
+pub mod audit;
 pub mod auth;
 pub mod changes;
 pub mod common;
@@ -59,6 +60,8 @@ pub struct AppState {
     /// A projection whose oldest unapplied event is older than this is
     /// reported stalled by `/readyz` and `/metrics`.
     pub projection_stall_after: std::time::Duration,
+    /// The transparency log's signing key, when one is configured.
+    pub audit_key: Option<std::sync::Arc<opsledger_store::audit::LogKey>>,
 }
 
 /// Every route the server exposes: (method, path, handler). `configure`
@@ -346,6 +349,23 @@ fn table() -> Vec<(Method, &'static str, Route)> {
             Method::GET,
             "/api/v1/reports/monthly",
             web::get().to(reports::report_monthly),
+        ),
+        (Method::GET, "/api/v1/audit", web::get().to(audit::search)),
+        (Method::GET, "/api/v1/audit/key", web::get().to(audit::key)),
+        (
+            Method::GET,
+            "/api/v1/audit/checkpoint",
+            web::get().to(audit::checkpoint),
+        ),
+        (
+            Method::GET,
+            "/api/v1/audit/proof/inclusion",
+            web::get().to(audit::inclusion),
+        ),
+        (
+            Method::GET,
+            "/api/v1/audit/proof/consistency",
+            web::get().to(audit::consistency),
         ),
         (
             Method::GET,

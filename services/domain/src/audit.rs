@@ -168,7 +168,7 @@ impl Edge {
         let mut level = 0u8;
         while size >> (u32::from(TILE_HEIGHT) * u32::from(level)) > 0 {
             let at_level = size >> (u32::from(TILE_HEIGHT) * u32::from(level));
-            if at_level % TILE_WIDTH as u64 > 0 {
+            if !at_level.is_multiple_of(TILE_WIDTH as u64) {
                 keys.push((level, at_level / TILE_WIDTH as u64));
             }
             level += 1;

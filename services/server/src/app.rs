@@ -61,6 +61,17 @@ impl Application {
                 "using the development JWT secret: set OPSLEDGER_JWT_SECRET in production"
             );
         }
+        let audit_key = config
+            .audit_key
+            .as_deref()
+            .map(opsledger_store::audit::LogKey::parse)
+            .transpose()
+            .map_err(|e| StartError::Config(format!("OPSLEDGER_AUDIT_KEY_FILE: {e}")))?;
+        if audit_key.is_none() {
+            tracing::warn!(
+                "OPSLEDGER_AUDIT_KEY_FILE is not set: the transparency log grows, but no checkpoint is signed (`opsledger keygen` makes a key)"
+            );
+        }
         let pool = opsledger_store::connect(&db)?;
         let committer = Committer::start(pool.clone(), config.committers);
         let projections = opsledger_store::projections();
@@ -87,6 +98,7 @@ impl Application {
             projections,
             ingest_cache: Default::default(),
             projection_stall_after: config.projection_stall_after,
+            audit_key: audit_key.map(std::sync::Arc::new),
         });
         let mut workers: Vec<JoinHandle<()>> = workers;
         workers.push(tokio::spawn(expiry_worker(
@@ -102,6 +114,12 @@ impl Application {
             state.clone(),
             config.monthly_interval,
         )));
+        if state.audit_key.is_some() {
+            workers.push(tokio::spawn(checkpoint_worker(
+                state.clone(),
+                config.checkpoint_interval,
+            )));
+        }
         match &config.smtp {
             Some(smtp) => {
                 let mailer =
@@ -214,6 +232,22 @@ async fn monthly_worker(state: web::Data<AppState>, interval: std::time::Duratio
             Ok(0) => {}
             Ok(n) => tracing::info!(reports = n, "monthly reports requested"),
             Err(e) => tracing::warn!(error = %e, "monthly report pass failed"),
+        }
+    }
+}
+
+/// Signs the heads of the tenants' trees that grew (SPEC §3.9), every
+/// `interval`; refuses, loudly, any head inconsistent with the last one.
+async fn checkpoint_worker(state: web::Data<AppState>, interval: std::time::Duration) {
+    let Some(key) = state.audit_key.clone() else {
+        return;
+    };
+    loop {
+        tokio::time::sleep(interval).await;
+        match opsledger_store::audit::sign_due(&state.pool, &key).await {
+            Ok(round) if round.signed.is_empty() => {}
+            Ok(round) => tracing::debug!(checkpoints = round.signed.len(), "checkpoints signed"),
+            Err(e) => tracing::warn!(error = %e, "checkpoint signing failed"),
         }
     }
 }

@@ -44,6 +44,24 @@ pub struct Config {
     pub projection_stall_after: Duration,
     /// How often the monthly mailer looks for reports due.
     pub monthly_interval: Duration,
+    /// The transparency log's signing key (a key file's text, see
+    /// `opsledger keygen`); without one no checkpoint is signed.
+    pub audit_key: Option<String>,
+    /// How often the signer signs the heads of trees that grew.
+    pub checkpoint_interval: Duration,
+}
+
+/// A few seconds: a checkpoint a client's mail carries is this fresh.
+pub const CHECKPOINT_INTERVAL_DEFAULT_MS: u64 = 5_000;
+
+/// The key file named by `OPSLEDGER_AUDIT_KEY_FILE`, read.
+fn audit_key_from_env() -> Result<Option<String>, String> {
+    let Some(path) = var("OPSLEDGER_AUDIT_KEY_FILE") else {
+        return Ok(None);
+    };
+    std::fs::read_to_string(&path)
+        .map(Some)
+        .map_err(|e| format!("OPSLEDGER_AUDIT_KEY_FILE={path:?} cannot be read: {e}"))
 }
 
 const TIMER_INTERVAL_DEFAULT_MS: u64 = 1_000;
@@ -161,6 +179,11 @@ impl Config {
                 "OPSLEDGER_MONTHLY_INTERVAL_MS",
                 MONTHLY_INTERVAL_DEFAULT_MS,
             )?),
+            audit_key: audit_key_from_env()?,
+            checkpoint_interval: Duration::from_millis(parsed(
+                "OPSLEDGER_CHECKPOINT_INTERVAL_MS",
+                CHECKPOINT_INTERVAL_DEFAULT_MS,
+            )?),
         })
     }
 
@@ -182,6 +205,8 @@ impl Config {
             smtp: None,
             projection_stall_after: Duration::from_secs(PROJECTION_STALL_DEFAULT_S),
             monthly_interval: Duration::from_millis(MONTHLY_INTERVAL_DEFAULT_MS),
+            audit_key: None,
+            checkpoint_interval: Duration::from_millis(CHECKPOINT_INTERVAL_DEFAULT_MS),
         }
     }
 

@@ -56,6 +56,19 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         ttl_s: u64,
     },
+    /// Make the transparency log's signing key: writes the key file (the
+    /// private key, then the verifier key) for OPSLEDGER_AUDIT_KEY_FILE and
+    /// prints the verifier key, which auditors and clients check
+    /// checkpoints with.
+    Keygen {
+        /// The log's name: it names the key and starts every checkpoint's
+        /// origin line (`NAME/tenants/TENANT`). A host name of yours, say.
+        #[arg(long, default_value = "opsledger")]
+        name: String,
+        /// Where to write the key file; refuses to overwrite one.
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
     /// Tenants.
     Tenant {
         #[command(subcommand)]
@@ -99,6 +112,20 @@ async fn main() -> ExitCode {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Creates `path` readable by its owner only; an existing file is kept.
+fn write_new_private(path: &std::path::Path, text: &str) -> Result<(), BoxError> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
+}
+
 /// Projections `opsledger rebuild` rebuilds at once (P4, SPEC §11).
 const REBUILD_PARALLEL: usize = 3;
 
@@ -117,6 +144,15 @@ async fn run(command: Command) -> Result<ExitCode, BoxError> {
                 .collect::<Result<Vec<_>, _>>()?;
             let auth = opsledger_server::config::auth_from_env();
             println!("{}", auth.mint(tenant, &subject, &roles, client_id, ttl_s));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keygen { name, out } => {
+            if !signed_note::is_key_name_valid(&name) {
+                return Err(format!("{name:?} cannot name a key: no spaces or '+'").into());
+            }
+            let (private, verifier) = signed_note::generate_key(&mut rand_core::OsRng, &name);
+            write_new_private(&out, &format!("{private}\n{verifier}\n"))?;
+            println!("{verifier}");
             Ok(ExitCode::SUCCESS)
         }
         command => {
@@ -206,7 +242,7 @@ async fn run(command: Command) -> Result<ExitCode, BoxError> {
                     .await?;
                     println!("{id}");
                 }
-                Command::Token { .. } => unreachable!("handled above"),
+                Command::Token { .. } | Command::Keygen { .. } => unreachable!("handled above"),
             }
             Ok(ExitCode::SUCCESS)
         }

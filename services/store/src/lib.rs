@@ -17,6 +17,7 @@
 //!   transaction and order by (tx_id, position): see `read`.
 
 pub mod append;
+pub mod audit;
 pub mod changes;
 pub mod directory;
 pub mod downtime;
@@ -102,5 +103,7 @@ pub fn projections() -> Vec<projection::SharedProjection> {
         // Last: they read what the others keep.
         std::sync::Arc::new(work::Recurrence),
         std::sync::Arc::new(notifier::Notifier),
+        // The transparency log's sequencer: every event, every tenant.
+        std::sync::Arc::new(audit::AuditLog),
     ]
 }

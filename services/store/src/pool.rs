@@ -43,6 +43,9 @@ impl DbConfig {
     }
 }
 
+/// A pooled connection.
+pub type Client = deadpool_postgres::Object;
+
 /// A pool whose connections run as `opsledger_app`.
 pub fn connect(config: &DbConfig) -> Result<Pool, StoreError> {
     let mut pg = config.pg.clone();
