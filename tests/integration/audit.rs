@@ -265,7 +265,12 @@ fn base64_bytes(v: &Value) -> Vec<u8> {
 /// before it signs: a tree rebuilt over an altered history is refused.
 #[tokio::test]
 async fn the_signer_refuses_a_head_inconsistent_with_the_last_checkpoint() {
-    let app = spawn_app_with(|c| c.audit_key = Some(key_file("audit.test"))).await;
+    // Signed here only, by hand: the worker waits an hour.
+    let app = spawn_app_with(|c| {
+        c.audit_key = Some(key_file("audit.test"));
+        c.checkpoint_interval = Duration::from_secs(3600);
+    })
+    .await;
     let key = app.app_state.audit_key.clone().unwrap();
     let pool = &app.app_state.pool;
     some_events(&app, 3).await;

@@ -577,6 +577,48 @@ async fn audit_routes(c: &mut Checker, app: &TestApp) {
             None,
         )
         .await;
+    c.expect(200)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/audit/export",
+            "/api/v1/audit/export",
+            Some(&auditor),
+            None,
+        )
+        .await;
+    c.expect(404)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/audit/export",
+            "/api/v1/audit/export?size=999999",
+            Some(&auditor),
+            None,
+        )
+        .await;
+    let verified = c
+        .expect(200)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/audit/verify",
+            "/api/v1/audit/verify",
+            Some(&auditor),
+            None,
+        )
+        .await;
+    assert_eq!(verified["ok"], true, "{verified}");
+    c.expect(403)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/audit/verify",
+            "/api/v1/audit/verify",
+            Some(&operator),
+            None,
+        )
+        .await;
     let consistency = "/api/v1/audit/proof/consistency";
     c.expect(200)
         .check(

@@ -430,3 +430,185 @@ pub async fn consistency(
         hashes: hashes.iter().map(|h| base64(&h.0)).collect(),
     }))
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportParams {
+    /// The size of a signed checkpoint (default: the latest).
+    pub size: Option<u64>,
+}
+
+/// The checkpoint an export or a check is of.
+async fn signed_for(
+    state: &AppState,
+    client: &opsledger_store::pool::Client,
+    tenant: Uuid,
+    size: Option<u64>,
+) -> Result<StoredCheckpoint, ApiError> {
+    audit::checkpoint(client, tenant, size)
+        .await?
+        .ok_or_else(|| match size {
+            Some(size) => ApiError::NotFound(format!(
+                "no checkpoint of size {size} was signed: export the size of one (GET /audit/checkpoint)"
+            )),
+            None if state.audit_key.is_none() => no_key(),
+            None => ApiError::NotFound("no checkpoint was signed yet".into()),
+        })
+}
+
+/// `GET /audit/export`: the tenant's log up to a signed checkpoint, as JSON
+/// Lines: every leaf with what it is made of, then the checkpoint. Streamed
+/// a page at a time as the reader takes it, so a log of millions of events
+/// never sits in memory.
+pub async fn export(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<ExportParams>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = caller.require(AUDITORS)?;
+    let tenant = actor.tenant_id;
+    state.tenants.require(&state.pool, tenant).await?;
+    let client = state
+        .pool
+        .get()
+        .await
+        .map_err(opsledger_store::StoreError::from)?;
+    let checkpoint = signed_for(&state, &client, tenant, query.size).await?;
+    let size = checkpoint.size;
+    let end = serde_json::to_string(&tlog_audit::ExportEnd {
+        checkpoint: checkpoint.note,
+    })
+    .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    struct Cursor {
+        client: opsledger_store::pool::Client,
+        next: u64,
+        end: Option<String>,
+    }
+    let lines = futures_util::stream::unfold(
+        Cursor {
+            client,
+            next: 0,
+            end: Some(end),
+        },
+        move |mut at| async move {
+            if at.next < size {
+                let page = audit::export_page(
+                    &at.client,
+                    tenant,
+                    at.next,
+                    size,
+                    audit::EXPORT_PAGE_LEAVES,
+                )
+                .await;
+                return Some(match page {
+                    Ok(page) => {
+                        // Past the page, or past the end when the rest is gone.
+                        at.next = page.last().map_or(size, |l| l.leaf_index + 1);
+                        let mut out = Vec::with_capacity(page.len() * 512);
+                        for leaf in &page {
+                            serde_json::to_writer(&mut out, leaf).expect("a leaf serialises");
+                            out.push(b'\n');
+                        }
+                        (Ok(web::Bytes::from(out)), at)
+                    }
+                    Err(e) => {
+                        // The answer stops short; its reader's check says so.
+                        tracing::warn!(error = %e, "export stopped");
+                        at.next = size;
+                        at.end = None;
+                        (Err(std::io::Error::other(e.to_string())), at)
+                    }
+                });
+            }
+            let end = at.end.take()?;
+            Some((Ok(web::Bytes::from(end + "\n")), at))
+        },
+    );
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "application/jsonl"))
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"opsledger-{tenant}-{size}.jsonl\""),
+        ))
+        .streaming(lines))
+}
+
+#[derive(Debug, Serialize)]
+struct VerifyAnswer {
+    ok: bool,
+    checkpoint_size: u64,
+    leaves_checked: u64,
+    /// The first thing found wrong, if anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_failure: Option<tlog_audit::ExportFailure>,
+    /// A tree head the signer refused to sign (inconsistent with the last
+    /// checkpoint), if it has not signed since.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refused: Option<Refusal>,
+}
+
+#[derive(Debug, Serialize)]
+struct Refusal {
+    size: u64,
+    reason: String,
+    refused_at: DateTime<Utc>,
+}
+
+/// `GET /audit/verify`: the checks of `opsledger audit verify-export`, run
+/// here over the log up to the latest checkpoint, and the signer's refusal
+/// if there is one.
+pub async fn verify(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    let actor = caller.require(AUDITORS)?;
+    let tenant = actor.tenant_id;
+    state.tenants.require(&state.pool, tenant).await?;
+    let key = state.audit_key.as_ref().ok_or_else(no_key)?;
+    let client = state
+        .pool
+        .get()
+        .await
+        .map_err(opsledger_store::StoreError::from)?;
+    let checkpoint = signed_for(&state, &client, tenant, None).await?;
+    let size = checkpoint.size;
+    let refused = audit::refusal(&client, tenant)
+        .await?
+        .map(|(size, reason, refused_at)| Refusal {
+            size,
+            reason,
+            refused_at,
+        });
+    let mut check = tlog_audit::ExportCheck::new(&key.verifier_key, None)
+        .map_err(|e| ApiError::Internal(e.to_string().into()))?;
+    let mut next = 0;
+    let mut failure = None;
+    let mut leaves = 0;
+    'pages: while next < size {
+        let page =
+            audit::export_page(&client, tenant, next, size, audit::EXPORT_PAGE_LEAVES).await?;
+        next = page.last().map_or(size, |l| l.leaf_index + 1);
+        for leaf in &page {
+            let line = serde_json::to_string(leaf).map_err(|e| ApiError::Internal(Box::new(e)))?;
+            if let Err(e) = check.line(&line) {
+                failure = Some(e);
+                break 'pages;
+            }
+            leaves += 1;
+        }
+    }
+    if failure.is_none() {
+        let end = serde_json::to_string(&tlog_audit::ExportEnd {
+            checkpoint: checkpoint.note,
+        })
+        .map_err(|e| ApiError::Internal(Box::new(e)))?;
+        failure = check.line(&end).err();
+        if failure.is_none() {
+            failure = check.finish().err();
+        }
+    }
+    Ok(HttpResponse::Ok().json(VerifyAnswer {
+        ok: failure.is_none() && refused.is_none(),
+        checkpoint_size: size,
+        leaves_checked: leaves,
+        first_failure: failure,
+        refused,
+    }))
+}

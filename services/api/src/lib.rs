@@ -369,6 +369,16 @@ fn table() -> Vec<(Method, &'static str, Route)> {
         ),
         (
             Method::GET,
+            "/api/v1/audit/export",
+            web::get().to(audit::export),
+        ),
+        (
+            Method::GET,
+            "/api/v1/audit/verify",
+            web::get().to(audit::verify),
+        ),
+        (
+            Method::GET,
             "/api/v1/work",
             web::get().to(work::work_ledger),
         ),

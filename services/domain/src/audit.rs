@@ -276,6 +276,362 @@ pub enum AuditError {
     Signature(String),
 }
 
+/// A tree's root computed as its leaves stream past, in O(log n) memory:
+/// the roots of the perfect subtrees seen so far (RFC 9162's tree is their
+/// right-to-left fold).
+#[derive(Debug, Clone, Default)]
+pub struct RootBuilder {
+    size: u64,
+    /// Perfect subtrees, left to right: (height, hash).
+    stack: Vec<(u32, Hash)>,
+}
+
+impl RootBuilder {
+    pub fn push(&mut self, leaf: Hash) {
+        let mut node = (0u32, leaf);
+        while let Some(&(height, left)) = self.stack.last() {
+            if height != node.0 {
+                break;
+            }
+            self.stack.pop();
+            node = (height + 1, tlog::node_hash(left, node.1));
+        }
+        self.stack.push(node);
+        self.size += 1;
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn root(&self) -> Hash {
+        let mut nodes = self.stack.iter().rev();
+        let Some(&(_, mut root)) = nodes.next() else {
+            return tlog::EMPTY_HASH;
+        };
+        for &(_, left) in nodes {
+            root = tlog::node_hash(left, root);
+        }
+        root
+    }
+}
+
+/// One line of an export (JSON Lines): a leaf and everything it is made of,
+/// the JSON texts exactly as stored and the instants in microseconds, so
+/// anyone can rebuild its bytes (see [`LeafContent::bytes`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportedLeaf {
+    pub leaf_index: u64,
+    pub position: i64,
+    pub event_id: uuid::Uuid,
+    pub tenant_id: uuid::Uuid,
+    pub stream_id: String,
+    pub stream_version: i64,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub work_class: String,
+    /// The payload's JSON text, as stored and hashed.
+    pub payload: String,
+    /// The metadata's JSON text, as stored and hashed.
+    pub metadata: String,
+    pub occurred_at_us: i64,
+    pub recorded_at_us: i64,
+    pub chain_lane: i16,
+    /// Hex.
+    pub prev_hash: String,
+    /// Hex.
+    pub hash: String,
+}
+
+/// The last line of an export.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportEnd {
+    /// The signed checkpoint (C2SP signed note) of the exported tree.
+    pub checkpoint: String,
+}
+
+impl ExportedLeaf {
+    /// The leaf as a [`LeafContent`] over these fields and the decoded hashes.
+    fn with_content<T>(
+        &self,
+        prev: &[u8],
+        hash: &[u8],
+        then: impl FnOnce(&LeafContent<'_>) -> T,
+    ) -> Option<T> {
+        let at = |us: i64| chrono::DateTime::from_timestamp_micros(us);
+        let content = LeafContent {
+            event: ChainedContent {
+                event_id: self.event_id,
+                tenant_id: self.tenant_id,
+                stream_id: &self.stream_id,
+                stream_version: self.stream_version,
+                event_type: &self.event_type,
+                schema_version: self.schema_version,
+                work_class: &self.work_class,
+                payload_json: &self.payload,
+                metadata_json: &self.metadata,
+                occurred_at: at(self.occurred_at_us)?,
+                recorded_at: at(self.recorded_at_us)?,
+            },
+            chain_lane: self.chain_lane,
+            prev_hash: prev,
+            hash,
+        };
+        Some(then(&content))
+    }
+}
+
+/// What an export's check found wrong first.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ExportFailure {
+    /// The line (1-based) it was found on, if one.
+    pub line: Option<u64>,
+    pub leaf_index: Option<u64>,
+    pub event_id: Option<uuid::Uuid>,
+    pub reason: String,
+}
+
+impl std::fmt::Display for ExportFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(line) = self.line {
+            write!(f, "line {line}: ")?;
+        }
+        if let Some(leaf) = self.leaf_index {
+            write!(f, "leaf {leaf}: ")?;
+        }
+        if let Some(event) = self.event_id {
+            write!(f, "event {event}: ")?;
+        }
+        f.write_str(&self.reason)
+    }
+}
+
+/// What a successful check established.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ExportVerified {
+    pub tenant_id: Option<uuid::Uuid>,
+    pub leaves: u64,
+    pub origin: String,
+    /// Base64 root, equal to the signed checkpoint's.
+    pub root: String,
+    /// The size of the older checkpoint the export extends, when given.
+    pub extends: Option<u64>,
+}
+
+/// A link seen before the one it follows: its hash, line, leaf and event.
+type Early = ([u8; 32], u64, u64, uuid::Uuid);
+
+/// Checks an export line by line, with nothing but the log's verifier key
+/// (and perhaps an older signed checkpoint): every chain link, the dense
+/// leaf order, the Merkle root against the signed checkpoint at the end,
+/// the signature, and that the older checkpoint's tree is a prefix of this.
+#[derive(Debug)]
+pub struct ExportCheck {
+    verifier_key: String,
+    /// An older checkpoint this export must extend.
+    since: Option<Checkpoint>,
+    since_root: Option<Hash>,
+    tree: RootBuilder,
+    tenant: Option<uuid::Uuid>,
+    /// Per chain lane: the hash the next link must name as its previous.
+    heads: HashMap<i16, [u8; 32]>,
+    /// Links seen before the link they follow, by (lane, previous hash).
+    early: HashMap<(i16, [u8; 32]), Early>,
+    line: u64,
+    end: Option<Checkpoint>,
+}
+
+impl ExportCheck {
+    /// `since`: an older signed checkpoint, as a signed note.
+    pub fn new(verifier_key: &str, since: Option<&str>) -> Result<ExportCheck, ExportFailure> {
+        let since = since
+            .map(|note| {
+                open_checkpoint(note.as_bytes(), verifier_key).map_err(|e| ExportFailure {
+                    line: None,
+                    leaf_index: None,
+                    event_id: None,
+                    reason: format!("the older checkpoint: {e}"),
+                })
+            })
+            .transpose()?;
+        Ok(ExportCheck {
+            verifier_key: verifier_key.to_owned(),
+            since,
+            since_root: None,
+            tree: RootBuilder::default(),
+            tenant: None,
+            heads: HashMap::new(),
+            early: HashMap::new(),
+            line: 0,
+            end: None,
+        })
+    }
+
+    fn fail(&self, leaf: Option<&ExportedLeaf>, reason: String) -> ExportFailure {
+        ExportFailure {
+            line: Some(self.line),
+            leaf_index: leaf.map(|l| l.leaf_index),
+            event_id: leaf.map(|l| l.event_id),
+            reason,
+        }
+    }
+
+    /// The next line of the export.
+    pub fn line(&mut self, text: &str) -> Result<(), ExportFailure> {
+        self.line += 1;
+        if self.end.is_some() {
+            return Err(self.fail(None, "a line after the checkpoint".into()));
+        }
+        if let Ok(end) = serde_json::from_str::<ExportEnd>(text) {
+            let checkpoint = open_checkpoint(end.checkpoint.as_bytes(), &self.verifier_key)
+                .map_err(|e| self.fail(None, format!("the checkpoint: {e}")))?;
+            self.end = Some(checkpoint);
+            return Ok(());
+        }
+        let leaf: ExportedLeaf = serde_json::from_str(text)
+            .map_err(|e| self.fail(None, format!("neither a leaf nor the checkpoint: {e}")))?;
+        self.leaf(&leaf)
+    }
+
+    fn leaf(&mut self, leaf: &ExportedLeaf) -> Result<(), ExportFailure> {
+        if leaf.leaf_index != self.tree.size() {
+            return Err(self.fail(
+                Some(leaf),
+                format!(
+                    "leaf {} was expected here: leaves are missing or out of order",
+                    self.tree.size()
+                ),
+            ));
+        }
+        if *self.tenant.get_or_insert(leaf.tenant_id) != leaf.tenant_id {
+            return Err(self.fail(Some(leaf), "another tenant's event".into()));
+        }
+        let hex32 = |text: &str| -> Option<[u8; 32]> { hex::decode(text).ok()?.try_into().ok() };
+        let (Some(prev), Some(hash)) = (hex32(&leaf.prev_hash), hex32(&leaf.hash)) else {
+            return Err(self.fail(Some(leaf), "a chain hash is not 32 bytes of hex".into()));
+        };
+        let (link, leaf_hash) = leaf
+            .with_content(&prev, &hash, |c| {
+                (crate::chain::link_hash(&prev, &c.event), c.leaf_hash())
+            })
+            .ok_or_else(|| self.fail(Some(leaf), "an instant out of range".into()))?;
+        if link != hash {
+            return Err(self.fail(
+                Some(leaf),
+                "its content does not hash to its chain hash: the event was altered".into(),
+            ));
+        }
+        self.link(leaf, prev, hash);
+        self.tree.push(leaf_hash);
+        if let Some(since) = &self.since {
+            if self.tree.size() == since.size {
+                self.since_root = Some(self.tree.root());
+            }
+        }
+        Ok(())
+    }
+
+    /// Follows the chain lane: links may come in another order than the
+    /// chain's (the tree's order is the commit order of transactions), so
+    /// a link whose previous one is not seen yet waits for it.
+    fn link(&mut self, leaf: &ExportedLeaf, prev: [u8; 32], hash: [u8; 32]) {
+        let lane = leaf.chain_lane;
+        let head = self.heads.entry(lane).or_insert(crate::chain::GENESIS);
+        if *head != prev {
+            self.early.insert(
+                (lane, prev),
+                (hash, self.line, leaf.leaf_index, leaf.event_id),
+            );
+            return;
+        }
+        *head = hash;
+        while let Some((next, ..)) = self.early.remove(&(lane, *head)) {
+            *head = next;
+        }
+    }
+
+    /// After the last line.
+    pub fn finish(self) -> Result<ExportVerified, ExportFailure> {
+        if let Some((_, (_, line, leaf, event))) =
+            self.early.iter().min_by_key(|(_, (_, line, ..))| *line)
+        {
+            return Err(ExportFailure {
+                line: Some(*line),
+                leaf_index: Some(*leaf),
+                event_id: Some(*event),
+                reason: "the chain breaks before this event: the link it follows is missing".into(),
+            });
+        }
+        let Some(end) = &self.end else {
+            return Err(ExportFailure {
+                line: None,
+                leaf_index: None,
+                event_id: None,
+                reason: format!(
+                    "the export ends after {} leaves without its signed checkpoint: it was cut short",
+                    self.tree.size()
+                ),
+            });
+        };
+        let whole = |reason: String| ExportFailure {
+            line: None,
+            leaf_index: None,
+            event_id: None,
+            reason,
+        };
+        if end.size != self.tree.size() {
+            return Err(whole(format!(
+                "the checkpoint is of {} leaves, the export has {}",
+                end.size,
+                self.tree.size()
+            )));
+        }
+        if let Some(tenant) = self.tenant {
+            if !end.origin.ends_with(&format!("/tenants/{tenant}")) {
+                return Err(whole(format!(
+                    "the checkpoint's origin {:?} is not this tenant's",
+                    end.origin
+                )));
+            }
+        }
+        let root = self.tree.root();
+        if root != end.root {
+            return Err(whole(
+                "the leaves do not hash to the signed root: the log differs from what was signed"
+                    .into(),
+            ));
+        }
+        let extends = match &self.since {
+            None => None,
+            Some(since) if since.origin != end.origin => {
+                return Err(whole("the older checkpoint is of another log".into()))
+            }
+            Some(since) if since.size > end.size => {
+                return Err(whole(format!(
+                    "the older checkpoint has {} leaves, more than this export's {}: leaves were removed",
+                    since.size, end.size
+                )))
+            }
+            Some(since) if self.since_root != Some(since.root) => {
+                return Err(whole(format!(
+                    "the first {} leaves do not hash to the older checkpoint's root: the history was rewritten",
+                    since.size
+                )))
+            }
+            Some(since) => Some(since.size),
+        };
+        Ok(ExportVerified {
+            tenant_id: self.tenant,
+            leaves: self.tree.size(),
+            origin: end.origin.clone(),
+            root: base64(&root.0),
+            extends,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,6 +688,19 @@ mod tests {
                 let k = n.next_power_of_two() / 2;
                 tlog::node_hash(mth(&leaves[..k]), mth(&leaves[k..]))
             }
+        }
+    }
+
+    #[test]
+    fn a_streamed_root_is_the_rfc_root() {
+        let leaves: Vec<Hash> = (0u32..300)
+            .map(|i| tlog::record_hash(&i.to_be_bytes()))
+            .collect();
+        let mut b = RootBuilder::default();
+        assert_eq!(b.root(), tlog::EMPTY_HASH);
+        for (i, l) in leaves.iter().enumerate() {
+            b.push(*l);
+            assert_eq!(b.root(), mth(&leaves[..=i]), "size {}", i + 1);
         }
     }
 

@@ -69,10 +69,35 @@ enum Command {
         #[arg(long)]
         out: std::path::PathBuf,
     },
+    /// The transparency log, offline.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Tenants.
     Tenant {
         #[command(subcommand)]
         command: TenantCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check an export (GET /audit/export) with no database: every chain
+    /// link, the leaves' order, the Merkle root against the signed
+    /// checkpoint, its signature, and, with --since, that the log of an older
+    /// checkpoint is a prefix of this one. Exit 1 naming the first failure.
+    VerifyExport {
+        /// The export, JSON Lines.
+        file: std::path::PathBuf,
+        /// The log's verifier key (GET /audit/key, or what `keygen` printed),
+        /// or a key file of `keygen`.
+        #[arg(long)]
+        key: std::path::PathBuf,
+        /// An older signed checkpoint (GET /audit/checkpoint?format=note) that
+        /// this export must extend.
+        #[arg(long)]
+        since: Option<std::path::PathBuf>,
     },
 }
 
@@ -111,6 +136,58 @@ async fn main() -> ExitCode {
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// `opsledger audit verify-export`: reads the export a line at a time.
+fn verify_export(
+    file: &std::path::Path,
+    key: &std::path::Path,
+    since: Option<&std::path::Path>,
+) -> Result<ExitCode, BoxError> {
+    use std::io::BufRead;
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    };
+    // A verifier key is one line; a key file of `keygen` has it second.
+    let key_text = read(key)?;
+    let verifier = key_text
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .ok_or_else(|| format!("{} holds no key", key.display()))?
+        .to_owned();
+    let since = since.map(read).transpose()?;
+    let failed = |e: opsledger_domain::audit::ExportFailure| {
+        eprintln!("verify-export: {e}");
+        println!("{}", serde_json::json!({ "ok": false, "first_failure": e }));
+        ExitCode::from(1)
+    };
+    let mut check = match opsledger_domain::audit::ExportCheck::new(&verifier, since.as_deref()) {
+        Ok(check) => check,
+        Err(e) => return Ok(failed(e)),
+    };
+    let reader = std::io::BufReader::new(
+        std::fs::File::open(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?,
+    );
+    for line in reader.lines() {
+        let line = line?;
+        if line.is_empty() {
+            continue;
+        }
+        if let Err(e) = check.line(&line) {
+            return Ok(failed(e));
+        }
+    }
+    match check.finish() {
+        Ok(verified) => {
+            println!(
+                "{}",
+                serde_json::json!({ "ok": true, "verified": verified })
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(failed(e)),
+    }
+}
 
 /// Creates `path` readable by its owner only; an existing file is kept.
 fn write_new_private(path: &std::path::Path, text: &str) -> Result<(), BoxError> {
@@ -155,6 +232,9 @@ async fn run(command: Command) -> Result<ExitCode, BoxError> {
             println!("{verifier}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Audit {
+            command: AuditCommand::VerifyExport { file, key, since },
+        } => verify_export(&file, &key, since.as_deref()),
         command => {
             let config = Config::from_env()?;
             let db = config.db()?;
@@ -242,7 +322,9 @@ async fn run(command: Command) -> Result<ExitCode, BoxError> {
                     .await?;
                     println!("{id}");
                 }
-                Command::Token { .. } | Command::Keygen { .. } => unreachable!("handled above"),
+                Command::Token { .. } | Command::Keygen { .. } | Command::Audit { .. } => {
+                    unreachable!("handled above")
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

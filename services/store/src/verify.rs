@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
+use opsledger_domain::audit::RootBuilder;
 use opsledger_domain::chain::{self, lane_of, ChainedContent, GENESIS};
 use serde::Serialize;
 use uuid::Uuid;
@@ -188,9 +189,128 @@ pub async fn verify<C: GenericClient>(
             });
         }
     }
+    // Events removed from the end with the heads rewound to match leave the
+    // chain whole: the signed checkpoints, which clients hold too, tell.
+    let first_mismatch = checkpoints_hold(client, only_tenant).await?;
     Ok(VerifyReport {
         tenants: tenants.len(),
         events,
-        first_mismatch: None,
+        first_mismatch,
     })
+}
+
+/// Recomputes, from the events alone, the root of each tenant's tree at its
+/// latest signed checkpoint (leaves in the sequencer's order) and compares.
+async fn checkpoints_hold<C: GenericClient>(
+    client: &C,
+    only_tenant: Option<Uuid>,
+) -> Result<Option<Mismatch>, StoreError> {
+    let latest = client
+        .query(
+            "SELECT DISTINCT ON (tenant_id) tenant_id, size, root, signed_at FROM audit_checkpoints \
+             WHERE $1::uuid IS NULL OR tenant_id = $1 ORDER BY tenant_id, size DESC",
+            &[&only_tenant],
+        )
+        .await?;
+    for c in &latest {
+        let tenant: Uuid = c.get(0);
+        let size = c.get::<_, i64>(1) as u64;
+        let root: Vec<u8> = c.get(2);
+        let signed_at: DateTime<Utc> = c.get(3);
+        let mut tree = RootBuilder::default();
+        let mut sequenced = SequencedLeaves::default();
+        let (mut tx_id, mut position) = (0i64, 0i64);
+        while tree.size() < size {
+            let limit = (size - tree.size()).min(VERIFY_PAGE_ROWS as u64) as i64;
+            let rows = client
+                .query(
+                    &format!(
+                        "SELECT tx_id::text::int8, {} FROM events WHERE tenant_id = $1 \
+                         AND (tx_id, position) > ($2::int8::text::xid8, $3) \
+                         ORDER BY tx_id, position LIMIT $4",
+                        crate::audit::LEAF_COLUMNS
+                    ),
+                    &[&tenant, &tx_id, &position, &limit],
+                )
+                .await?;
+            let Some(last) = rows.last() else { break };
+            (tx_id, position) = (last.get(0), last.get(1));
+            for r in &rows {
+                let index = tree.size();
+                let leaf = crate::audit::leaf_of_row(r, 1);
+                let hash = leaf.leaf_hash();
+                // The leaf as sequenced, if the tiles still say: names the
+                // first event that moved, changed or took another's place.
+                if let Some(sequenced) = sequenced.at(client, tenant, index).await? {
+                    if sequenced != hash.0 {
+                        return Ok(Some(Mismatch {
+                            tenant_id: tenant,
+                            position: r.get(1),
+                            event_id: Some(leaf.event.event_id),
+                            stream_id: leaf.event.stream_id.to_owned(),
+                            stream_version: leaf.event.stream_version,
+                            reason: format!(
+                                "is not leaf {index} as it was sequenced and signed (altered, moved, or in the place of a removed event)"
+                            ),
+                        }));
+                    }
+                }
+                tree.push(hash);
+            }
+        }
+        let reason = if tree.size() < size {
+            Some(format!(
+                "only {} events remain of the {size} that the checkpoint signed at {signed_at} covers: events were removed",
+                tree.size()
+            ))
+        } else if tree.root().0.as_slice() != root.as_slice() {
+            Some(format!(
+                "the first {size} events do not hash to the root of the checkpoint signed at {signed_at}: the log was altered"
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return Ok(Some(Mismatch {
+                tenant_id: tenant,
+                position,
+                event_id: None,
+                stream_id: String::new(),
+                stream_version: 0,
+                reason,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// The leaf hashes the sequencer stored (level-0 tiles), a tile at a time.
+#[derive(Default)]
+struct SequencedLeaves {
+    tile: Option<(u64, Vec<u8>)>,
+}
+
+impl SequencedLeaves {
+    async fn at<C: GenericClient>(
+        &mut self,
+        client: &C,
+        tenant: Uuid,
+        index: u64,
+    ) -> Result<Option<[u8; 32]>, StoreError> {
+        let tile = index / 256;
+        if self.tile.as_ref().map(|(t, _)| *t) != Some(tile) {
+            let data: Vec<u8> = client
+                .query_opt(
+                    "SELECT hashes FROM audit_tiles WHERE tenant_id = $1 AND level = 0 AND idx = $2",
+                    &[&tenant, &(tile as i64)],
+                )
+                .await?
+                .map(|r| r.get(0))
+                .unwrap_or_default();
+            self.tile = Some((tile, data));
+        }
+        let data = &self.tile.as_ref().expect("just read").1;
+        let at = (index % 256) as usize * 32;
+        Ok(data.get(at..at + 32).and_then(|h| h.try_into().ok()))
+    }
 }

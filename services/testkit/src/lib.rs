@@ -10,4 +10,4 @@ pub mod smtp;
 
 pub use app::{spawn_app, spawn_app_with, TestApp};
 pub use pg::{fresh_database, TestDatabase};
-pub use smtp::{Received, SmtpSink};
+pub use smtp::{python, Received, SmtpSink};

@@ -30,7 +30,7 @@ fn repo_root() -> PathBuf {
 }
 
 /// A Python interpreter that has aiosmtpd.
-fn python() -> &'static Path {
+pub fn python() -> &'static Path {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON.get_or_init(|| {
         if let Some(py) = std::env::var_os("OPSLEDGER_TEST_PYTHON").filter(|p| !p.is_empty()) {
