@@ -430,3 +430,68 @@ async fn without_a_key_nothing_is_signed_and_the_routes_say_why() {
         );
     }
 }
+
+/// A client's incident mail carries the tenant's latest signed checkpoint,
+/// which opens with the served key and is the one kept for its size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_mail_carries_the_latest_signed_checkpoint() {
+    use crate::api_directory::{register_client, register_service};
+    let sink = opsledger_testkit::SmtpSink::start().await;
+    let config = crate::notifications::smtp(&sink);
+    let app = spawn_app_with(|c| {
+        c.smtp = Some(config);
+        c.timer_interval = Duration::from_millis(100);
+        c.audit_key = Some(key_file("audit.test"));
+        c.checkpoint_interval = Duration::from_millis(100);
+    })
+    .await;
+    let admin = app.token(&[Role::Admin]);
+    let client = register_client(&app, "Evidence Ltd").await;
+    let service = register_service(&app, client["id"].as_str().unwrap(), "shop").await;
+    let res = app
+        .post(
+            "/api/v1/subscriptions",
+            &admin,
+            &json!({
+                "service_id": service["id"], "name": "Ann", "email": "ann@example.com", "locale": "en",
+                "kinds": ["incident_opened"], "min_severity": "info"
+            }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    checkpoint_covering_all(&app, &admin).await;
+    let res = app
+        .post(
+            "/api/v1/incidents",
+            &app.token(&[Role::Operator]),
+            &json!({ "title": "checkout down", "service_id": service["id"], "severity": "error" }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let mail = sink.wait_for(1).await.remove(0);
+    let body = mail.body();
+    assert!(body.contains("Evidence of the record"), "{body}");
+    let note = &body[body
+        .find("audit.test/tenants/")
+        .expect("the checkpoint's origin")..];
+    let (_, key) = json_of(&app, "/api/v1/audit/key", &admin).await;
+    // As a client keeps it: the mail's line ends undone, once at the end.
+    let note = format!("{}\n", note.replace("\r\n", "\n").trim_end());
+    let held = open_checkpoint(
+        note.as_bytes(),
+        key["verifier_key"].as_str().unwrap(),
+    )
+    .expect("the mailed checkpoint opens with the served key");
+    let (status, kept) = json_of(
+        &app,
+        &format!("/api/v1/audit/checkpoint?size={}", held.size),
+        &admin,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(b64(&kept["root"]), held.root);
+    assert!(body.contains(&format!(
+        "/api/v1/audit/proof/consistency?from={}",
+        held.size
+    )));
+}

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::api_directory::{register_client, register_service};
 
-fn smtp(sink: &SmtpSink) -> SmtpConfig {
+pub fn smtp(sink: &SmtpSink) -> SmtpConfig {
     SmtpConfig {
         host: "127.0.0.1".into(),
         port: sink.port(),

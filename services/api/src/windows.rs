@@ -420,6 +420,7 @@ fn notices(
     recipients: Vec<(Recipient, Vec<String>)>,
     cause: &NewEvent,
     now: DateTime<Utc>,
+    checkpoint: Option<&str>,
 ) -> Vec<StreamAppend> {
     let next: Vec<(DateTime<Utc>, DateTime<Utc>)> = w
         .occurrences(now, now + Duration::days(3660))
@@ -449,7 +450,8 @@ fn notices(
                     rrule: w.rrule.clone(),
                     recipient_name: recipient.name.clone(),
                 },
-            );
+            )
+            .with_checkpoint(checkpoint);
             let id = notification::notification_id(cause.event_id, &recipient.email);
             let requested = NotificationEvent::NotificationRequested {
                 notification_id: id,
@@ -471,6 +473,21 @@ fn notices(
             }
         })
         .collect()
+}
+
+/// The tenant's latest signed checkpoint, which every client mail carries.
+pub(crate) async fn latest_checkpoint(
+    state: &AppState,
+    tenant: Uuid,
+) -> Result<Option<String>, ApiError> {
+    let client = state
+        .pool
+        .get()
+        .await
+        .map_err(opsledger_store::StoreError::from)?;
+    Ok(opsledger_store::audit::checkpoint(&client, tenant, None)
+        .await?
+        .map(|c| c.note))
 }
 
 /// The announcement and, in the same append, the mails that carry it.
@@ -505,7 +522,15 @@ async fn announcement(
         meta.clone(),
         now,
     );
-    let streams = notices(NoticeKind::WindowAnnounced, w, recipients, &announced, now);
+    let checkpoint = latest_checkpoint(state, tenant).await?;
+    let streams = notices(
+        NoticeKind::WindowAnnounced,
+        w,
+        recipients,
+        &announced,
+        now,
+        checkpoint.as_deref(),
+    );
     Ok((decided, streams, announced))
 }
 
@@ -575,7 +600,15 @@ async fn step(
                 (true, Some(cancelled)) => {
                     let services = services_of(&state, tenant, &w).await?;
                     let recipients = recipients_of(&state, tenant, &w, &services).await?;
-                    notices(NoticeKind::WindowCancelled, &w, recipients, cancelled, now)
+                    let checkpoint = latest_checkpoint(&state, tenant).await?;
+                    notices(
+                        NoticeKind::WindowCancelled,
+                        &w,
+                        recipients,
+                        cancelled,
+                        now,
+                        checkpoint.as_deref(),
+                    )
                 }
                 _ => Vec::new(),
             };

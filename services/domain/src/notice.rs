@@ -347,6 +347,39 @@ pub fn render_window(kind: NoticeKind, locale: &str, facts: &WindowFacts) -> Ren
 
 /// hex SHA-256 over subject, a NUL byte, body, and with an HTML
 /// alternative a NUL byte and the HTML.
+impl RenderedNotice {
+    /// The notice with the tenant's latest signed checkpoint (SPEC §3.9) at
+    /// the foot of its text: the client keeps evidence of the log as it
+    /// stood, which a consistency proof from that size checks any later log
+    /// against. Unchanged without a checkpoint.
+    pub fn with_checkpoint(mut self, note: Option<&str>) -> RenderedNotice {
+        let Some(note) = note else { return self };
+        let mut lines = note.lines().skip(1);
+        let (Some(size), Some(root)) = (lines.next(), lines.next()) else {
+            return self;
+        };
+        let proof = format!("/api/v1/audit/proof/consistency?from={size}");
+        let foot = match self.locale.as_str() {
+            "ja" => format!(
+                "\n-- \n記録の証拠: この時点の記録は {size} 件、ルートハッシュは {root} です。\n\
+                 下の署名付きチェックポイントを保管してください。後日 {proof} で、\n\
+                 それまでの記録が変更されていないことを確かめられます。\n\n{note}"
+            ),
+            _ => format!(
+                "\n-- \nEvidence of the record: it held {size} events, root hash {root}.\n\
+                 Keep the signed checkpoint below: a proof from {proof}\n\
+                 shows later that nothing recorded until now was changed.\n\n{note}"
+            ),
+        };
+        self.body.push_str(&foot);
+        if !self.body.ends_with('\n') {
+            self.body.push('\n');
+        }
+        self.sha256 = digest(&self.subject, &self.body, self.html.as_deref());
+        self
+    }
+}
+
 fn digest(subject: &str, body: &str, html: Option<&str>) -> String {
     let mut hasher = Sha256::new();
     hasher.update(subject.as_bytes());

@@ -744,3 +744,19 @@ pub async fn export_page<C: GenericClient>(
         })
         .collect())
 }
+
+/// The latest signed checkpoint (the note) of each of these tenants that
+/// has one: what every client mail carries.
+pub async fn latest_notes<C: GenericClient>(
+    client: &C,
+    tenants: &[Uuid],
+) -> Result<HashMap<Uuid, String>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT DISTINCT ON (tenant_id) tenant_id, note FROM audit_checkpoints \
+             WHERE tenant_id = ANY($1) ORDER BY tenant_id, size DESC",
+            &[&tenants],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}

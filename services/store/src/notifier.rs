@@ -109,6 +109,11 @@ impl Projection for Notifier {
             let services = services_of(tx, &facts).await?;
             let subscriptions = subscriptions_of(tx, &facts, &services).await?;
             let users = users_named(tx, &facts).await?;
+            let mut tenants: Vec<Uuid> = facts.iter().map(|f| f.event.tenant_id).collect();
+            tenants.sort_unstable();
+            tenants.dedup();
+            // Every mail carries its tenant's latest signed checkpoint.
+            let checkpoints = crate::audit::latest_notes(tx, &tenants).await?;
             let mut requests: Vec<AppendRequest> = Vec::new();
             for fact in &facts {
                 let Some(incident) = &fact.incident else {
@@ -159,7 +164,8 @@ impl Projection for Notifier {
                         escalated_by_hand: fact.by_hand,
                         recipient_name: recipient.name.clone(),
                     };
-                    let message = notice::render(fact.kind, &recipient.locale, &facts);
+                    let message = notice::render(fact.kind, &recipient.locale, &facts)
+                        .with_checkpoint(checkpoints.get(&event.tenant_id).map(String::as_str));
                     let id = notification::notification_id(event.event_id, &recipient.email);
                     let requested = NotificationEvent::NotificationRequested {
                         notification_id: id,
