@@ -477,11 +477,8 @@ async fn a_client_mail_carries_the_latest_signed_checkpoint() {
     let (_, key) = json_of(&app, "/api/v1/audit/key", &admin).await;
     // As a client keeps it: the mail's line ends undone, once at the end.
     let note = format!("{}\n", note.replace("\r\n", "\n").trim_end());
-    let held = open_checkpoint(
-        note.as_bytes(),
-        key["verifier_key"].as_str().unwrap(),
-    )
-    .expect("the mailed checkpoint opens with the served key");
+    let held = open_checkpoint(note.as_bytes(), key["verifier_key"].as_str().unwrap())
+        .expect("the mailed checkpoint opens with the served key");
     let (status, kept) = json_of(
         &app,
         &format!("/api/v1/audit/checkpoint?size={}", held.size),

@@ -619,6 +619,59 @@ async fn audit_routes(c: &mut Checker, app: &TestApp) {
             None,
         )
         .await;
+    let feed = c
+        .expect(200)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/events",
+            "/api/v1/events?limit=3",
+            Some(&auditor),
+            None,
+        )
+        .await;
+    let after = feed["next_cursor"].as_str().unwrap().to_owned();
+    c.expect(200)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/events",
+            &format!("/api/v1/events?after={after}&type=ClientRegistered"),
+            Some(&auditor),
+            None,
+        )
+        .await;
+    c.expect(400)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/events",
+            "/api/v1/events?after=garbage",
+            Some(&auditor),
+            None,
+        )
+        .await;
+    // (The stream's 200 never ends; its frames are tested in `feed`.)
+    c.expect(400)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/events/stream",
+            "/api/v1/events/stream?after=garbage",
+            Some(&auditor),
+            None,
+        )
+        .await;
+    c.expect(403)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/events/stream",
+            "/api/v1/events/stream",
+            Some(&operator),
+            None,
+        )
+        .await;
     let consistency = "/api/v1/audit/proof/consistency";
     c.expect(200)
         .check(

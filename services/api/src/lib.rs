@@ -14,6 +14,7 @@ pub mod changes;
 pub mod common;
 pub mod directory;
 pub mod escalation;
+pub mod feed;
 pub mod idempotency;
 pub mod incidents;
 pub mod ingest;
@@ -62,6 +63,10 @@ pub struct AppState {
     pub projection_stall_after: std::time::Duration,
     /// The transparency log's signing key, when one is configured.
     pub audit_key: Option<std::sync::Arc<opsledger_store::audit::LogKey>>,
+    /// How long the event stream stays silent before a heartbeat comment.
+    pub feed_heartbeat: std::time::Duration,
+    /// How often the event stream looks for new events once caught up.
+    pub feed_poll: std::time::Duration,
 }
 
 /// Every route the server exposes: (method, path, handler). `configure`
@@ -376,6 +381,12 @@ fn table() -> Vec<(Method, &'static str, Route)> {
             Method::GET,
             "/api/v1/audit/verify",
             web::get().to(audit::verify),
+        ),
+        (Method::GET, "/api/v1/events", web::get().to(feed::page)),
+        (
+            Method::GET,
+            "/api/v1/events/stream",
+            web::get().to(feed::stream),
         ),
         (
             Method::GET,

@@ -99,6 +99,8 @@ impl Application {
             ingest_cache: Default::default(),
             projection_stall_after: config.projection_stall_after,
             audit_key: audit_key.map(std::sync::Arc::new),
+            feed_heartbeat: config.feed_heartbeat,
+            feed_poll: config.poll_interval,
         });
         let mut workers: Vec<JoinHandle<()>> = workers;
         workers.push(tokio::spawn(expiry_worker(

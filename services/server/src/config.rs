@@ -49,7 +49,12 @@ pub struct Config {
     pub audit_key: Option<String>,
     /// How often the signer signs the heads of trees that grew.
     pub checkpoint_interval: Duration,
+    /// How long `/events/stream` stays silent before a heartbeat comment.
+    pub feed_heartbeat: Duration,
 }
+
+/// Under the idle timeouts of common proxies (often 30 or 60 s).
+pub const FEED_HEARTBEAT_DEFAULT_MS: u64 = 15_000;
 
 /// A few seconds: a checkpoint a client's mail carries is this fresh.
 pub const CHECKPOINT_INTERVAL_DEFAULT_MS: u64 = 5_000;
@@ -184,6 +189,10 @@ impl Config {
                 "OPSLEDGER_CHECKPOINT_INTERVAL_MS",
                 CHECKPOINT_INTERVAL_DEFAULT_MS,
             )?),
+            feed_heartbeat: Duration::from_millis(parsed(
+                "OPSLEDGER_FEED_HEARTBEAT_MS",
+                FEED_HEARTBEAT_DEFAULT_MS,
+            )?),
         })
     }
 
@@ -207,6 +216,7 @@ impl Config {
             monthly_interval: Duration::from_millis(MONTHLY_INTERVAL_DEFAULT_MS),
             audit_key: None,
             checkpoint_interval: Duration::from_millis(CHECKPOINT_INTERVAL_DEFAULT_MS),
+            feed_heartbeat: Duration::from_millis(FEED_HEARTBEAT_DEFAULT_MS),
         }
     }
 

@@ -407,7 +407,12 @@ async fn the_last_event_removed_with_its_head_rewound_is_caught_by_the_checkpoin
 #[tokio::test]
 async fn two_events_that_changed_places_are_named_by_every_check() {
     let (chain, server, offline) = drill("swap").await;
-    assert!(chain.contains("is not leaf"), "{chain}");
+    // The tree's order is broken; and the chain's too, when an event of
+    // either strand lies between the two.
+    assert!(
+        chain.contains("is not leaf") || chain.contains("does not link"),
+        "{chain}"
+    );
     assert!(
         server["first_failure"]["reason"]
             .as_str()

@@ -432,6 +432,60 @@ pub fn kept_metadata(event: &RecordedEvent, key: &str) -> String {
         .replace('\0', "\u{fffd}")
 }
 
+/// The event feed's read (SPEC §7): a tenant's events after `cursor` in the
+/// global order, below the horizon, so that an event committing late with a
+/// lower position is never skipped; optionally of one type or one stream.
+/// The cursor moves as a follower's does (see [`read_after_of`]).
+pub async fn feed<C: GenericClient>(
+    client: &C,
+    tenant: uuid::Uuid,
+    cursor: Cursor,
+    limit: i64,
+    event_type: Option<&str>,
+    stream: Option<&str>,
+) -> Result<Followed, StoreError> {
+    let rows = client
+        .query(
+            "WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon) \
+             SELECT h.horizon::text::int8, e.position, e.tx_id::text::int8, e.event_id, \
+               e.tenant_id, e.stream_id, e.stream_version, e.event_type, e.schema_version, \
+               e.work_class, e.payload::text, e.metadata::text, e.occurred_at, e.recorded_at \
+             FROM h LEFT JOIN LATERAL ( \
+               SELECT * FROM events \
+               WHERE (tx_id, position) > ($1::int8::text::xid8, $2) AND tx_id < h.horizon \
+                 AND tenant_id = $4 AND ($5::text IS NULL OR event_type = $5) \
+                 AND ($6::text IS NULL OR stream_id = $6) \
+               ORDER BY tx_id, position LIMIT $3) e ON true",
+            &[
+                &(cursor.tx_id as i64),
+                &cursor.position,
+                &limit,
+                &tenant,
+                &event_type,
+                &stream,
+            ],
+        )
+        .await?;
+    let horizon: i64 = rows
+        .first()
+        .map(|r| r.get(0))
+        .ok_or_else(|| StoreError::Corrupt("no snapshot horizon".into()))?;
+    let mut events = Vec::with_capacity(rows.len());
+    for row in &rows {
+        if row.get::<_, Option<i64>>(1).is_some() {
+            events.push(decode_at(row, 1)?);
+        }
+    }
+    let next = match events.last() {
+        Some(last) if events.len() as i64 >= limit => Cursor::after(last),
+        _ => cursor.max(Cursor {
+            tx_id: (horizon as u64).saturating_sub(1),
+            position: i64::MAX,
+        }),
+    };
+    Ok(Followed { events, next })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

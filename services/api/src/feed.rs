@@ -1,0 +1,234 @@
+//! The event feed (SPEC §7): a tenant's events after a cursor, as pages
+//! (`GET /events`) or as Server-Sent Events (`GET /events/stream`), in the
+//! global order and gap-safe: an event that commits late with a lower
+//! position is never skipped (the read stops below the oldest transaction
+//! still running). Cursors are opaque to clients.
+
+use std::time::Duration;
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use opsledger_domain::access::Role;
+use opsledger_domain::RecordedEvent;
+use opsledger_store::read::{self, Cursor};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Caller;
+use crate::problem::ApiError;
+use crate::AppState;
+
+/// Who reads the feed: everything of the tenant, so auditors and admins.
+const READERS: &[Role] = &[Role::Auditor, Role::Admin];
+const FEED_PAGE_DEFAULT: u32 = 100;
+const FEED_PAGE_MAX: u32 = 1000;
+
+fn cursor_text(c: Cursor) -> String {
+    format!("c{:x}-{:x}", c.tx_id, c.position)
+}
+
+fn cursor_of(text: &str) -> Result<Cursor, ApiError> {
+    let bad = || ApiError::BadRequest(format!("cursor {text:?} is not one this API gave"));
+    let (tx, position) = text
+        .strip_prefix('c')
+        .and_then(|t| t.split_once('-'))
+        .ok_or_else(bad)?;
+    Ok(Cursor {
+        tx_id: u64::from_str_radix(tx, 16).map_err(|_| bad())?,
+        position: i64::from_str_radix(position, 16)
+            .ok()
+            .filter(|p| *p >= 0)
+            .ok_or_else(bad)?,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedParams {
+    /// A cursor this API gave (`next_cursor`, or an event's `cursor`).
+    pub after: Option<String>,
+    pub limit: Option<u32>,
+    #[serde(rename = "type")]
+    pub event_type: Option<String>,
+    pub stream: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct FeedItem<'a> {
+    /// Resume after this event with it.
+    cursor: String,
+    #[serde(flatten)]
+    event: &'a RecordedEvent,
+}
+
+#[derive(Debug, Serialize)]
+struct FeedPage<'a> {
+    items: Vec<FeedItem<'a>>,
+    /// Where to continue, always: past the items, or past everything final
+    /// when there were none.
+    next_cursor: String,
+}
+
+fn item(event: &RecordedEvent) -> FeedItem<'_> {
+    FeedItem {
+        cursor: cursor_text(Cursor::after(event)),
+        event,
+    }
+}
+
+/// `GET /events`: a page of the feed.
+pub async fn page(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<FeedParams>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = caller.require(READERS)?;
+    state.tenants.require(&state.pool, actor.tenant_id).await?;
+    let q = query.into_inner();
+    let limit = match q.limit.unwrap_or(FEED_PAGE_DEFAULT) {
+        n @ 1..=FEED_PAGE_MAX => i64::from(n),
+        n => {
+            return Err(ApiError::BadRequest(format!(
+                "limit must be between 1 and {FEED_PAGE_MAX}, not {n}"
+            )))
+        }
+    };
+    let after = q.after.as_deref().map(cursor_of).transpose()?;
+    let client = state
+        .pool
+        .get()
+        .await
+        .map_err(opsledger_store::StoreError::from)?;
+    let read = read::feed(
+        &client,
+        actor.tenant_id,
+        after.unwrap_or(Cursor::START),
+        limit,
+        q.event_type.as_deref(),
+        q.stream.as_deref(),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(FeedPage {
+        items: read.events.iter().map(item).collect(),
+        next_cursor: cursor_text(read.next),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamParams {
+    /// Where to start, when no `Last-Event-ID` says.
+    pub after: Option<String>,
+    #[serde(rename = "type")]
+    pub event_type: Option<String>,
+    pub stream: Option<String>,
+}
+
+/// Events read per round trip while streaming.
+const STREAM_PAGE: i64 = 200;
+
+/// `GET /events/stream`: the feed as Server-Sent Events, for ever. Each
+/// event's `id` is its cursor, so a reconnecting client's `Last-Event-ID`
+/// resumes after it. A comment line is sent when nothing happened for a
+/// while, so proxies keep the connection. The next page is read only when
+/// the client has taken the last: a slow reader holds a page at most.
+pub async fn stream(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<StreamParams>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = caller.require(READERS)?;
+    let tenant = actor.tenant_id;
+    state.tenants.require(&state.pool, tenant).await?;
+    let q = query.into_inner();
+    let resume = req
+        .headers()
+        .get("Last-Event-ID")
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::BadRequest("Last-Event-ID is not text".into()))
+        })
+        .transpose()?
+        .or(q.after.as_deref());
+    let cursor = resume.map(cursor_of).transpose()?.unwrap_or(Cursor::START);
+    let heartbeat = state.feed_heartbeat;
+    let poll = state.feed_poll;
+    struct At {
+        state: web::Data<AppState>,
+        cursor: Cursor,
+        quiet_since: tokio::time::Instant,
+    }
+    let (event_type, stream_id) = (q.event_type, q.stream);
+    let frames = futures_util::stream::unfold(
+        At {
+            state,
+            cursor,
+            quiet_since: tokio::time::Instant::now(),
+        },
+        move |mut at| {
+            let (event_type, stream_id) = (event_type.clone(), stream_id.clone());
+            async move {
+                loop {
+                    let read = match at.state.pool.get().await {
+                        Ok(client) => {
+                            read::feed(
+                                &client,
+                                tenant,
+                                at.cursor,
+                                STREAM_PAGE,
+                                event_type.as_deref(),
+                                stream_id.as_deref(),
+                            )
+                            .await
+                        }
+                        Err(e) => Err(opsledger_store::StoreError::from(e)),
+                    };
+                    let read = match read {
+                        Ok(read) => read,
+                        // The database is away: say nothing, try again; the
+                        // heartbeat keeps the connection meanwhile.
+                        Err(e) => {
+                            tracing::debug!(error = %e, "event stream read failed");
+                            tokio::time::sleep(poll.max(Duration::from_millis(500))).await;
+                            if at.quiet_since.elapsed() >= heartbeat {
+                                at.quiet_since = tokio::time::Instant::now();
+                                return Some((Ok(web::Bytes::from_static(b": heartbeat\n\n")), at));
+                            }
+                            continue;
+                        }
+                    };
+                    at.cursor = read.next;
+                    if !read.events.is_empty() {
+                        let mut out = Vec::with_capacity(read.events.len() * 512);
+                        for e in &read.events {
+                            out.extend_from_slice(
+                                format!(
+                                    "id: {}\nevent: {}\ndata: ",
+                                    cursor_text(Cursor::after(e)),
+                                    e.event_type
+                                )
+                                .as_bytes(),
+                            );
+                            // JSON has no raw newline: one data line.
+                            if serde_json::to_writer(&mut out, e).is_err() {
+                                return None;
+                            }
+                            out.extend_from_slice(b"\n\n");
+                        }
+                        at.quiet_since = tokio::time::Instant::now();
+                        return Some((Ok::<_, std::io::Error>(web::Bytes::from(out)), at));
+                    }
+                    if at.quiet_since.elapsed() >= heartbeat {
+                        at.quiet_since = tokio::time::Instant::now();
+                        return Some((Ok(web::Bytes::from_static(b": heartbeat\n\n")), at));
+                    }
+                    tokio::time::sleep(poll).await;
+                }
+            }
+        },
+    );
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/event-stream"))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .streaming(frames))
+}
