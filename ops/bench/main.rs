@@ -16,6 +16,7 @@
 //!
 //! Run it with `ops/bench/run`, which starts a durable throwaway cluster.
 
+mod audit;
 mod lag;
 mod reports;
 mod service;
@@ -255,20 +256,30 @@ async fn ingest_benchmark() {
     // measurement of each side, one after the other, compares two machines.
     let rounds = rounds();
     let (mut accepted, mut ours, mut raw) = (warmed, 0.0, 0.0);
+    // P6: the transparency log's sequencer beside the storm, over the same
+    // window: leaves sequenced against events appended.
+    let marks = pool.get().await.unwrap();
+    let mut sequenced = Vec::new();
     for round in 0..rounds {
         let name = format!("storm{round}");
-        let ((n, o), r) = if round % 2 == 0 {
+        let ((n, o), r, p6) = if round % 2 == 0 {
             let r = pgbench("bench_ingest", clients, &single);
-            (storm(addr, &token, clients, &name, seconds()).await, r)
-        } else {
+            let before = log_marks(&marks).await;
             let o = storm(addr, &token, clients, &name, seconds()).await;
-            (o, pgbench("bench_ingest", clients, &single))
+            (o, r, log_marks(&marks).await.since(&before, o.1))
+        } else {
+            let before = log_marks(&marks).await;
+            let o = storm(addr, &token, clients, &name, seconds()).await;
+            let p6 = log_marks(&marks).await.since(&before, o.1);
+            (o, pgbench("bench_ingest", clients, &single), p6)
         };
         println!(
             "round {}: {o:>8.0} alerts/s {r:>8.0} raw tx/s  ratio {:.2}",
             round + 1,
             o / r
         );
+        println!("         {p6}");
+        sequenced.push(p6);
         accepted += n;
         ours += o / rounds as f64;
         raw += r / rounds as f64;
@@ -294,6 +305,22 @@ async fn ingest_benchmark() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let caught_up = load_ended.elapsed();
+    // And the sequencer: every event a leaf.
+    let sequencer_from = Instant::now();
+    loop {
+        let m = log_marks(&marks).await;
+        if m.leaves >= m.events {
+            break;
+        }
+        assert!(
+            sequencer_from.elapsed() < Duration::from_secs(600),
+            "the sequencer did not catch up: {} leaves of {} events",
+            m.leaves,
+            m.events
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let sequencer_caught_up = load_ended.elapsed();
     let peak_rss_mb = svc.peak_rss_mb();
     svc.stop().await;
 
@@ -312,6 +339,76 @@ async fn ingest_benchmark() {
         "alerts read model caught up {:.2} s after the load ({accepted} alerts); service peak RSS {peak_rss_mb:.0} MB",
         caught_up.as_secs_f64()
     );
+    let n = sequenced.len().max(1) as f64;
+    let leaves = sequenced.iter().map(|p| p.leaves_per_s).sum::<f64>() / n;
+    let events = sequenced.iter().map(|p| p.events_per_s).sum::<f64>() / n;
+    let alerts = sequenced.iter().map(|p| p.alerts_per_s).sum::<f64>() / n;
+    println!();
+    println!(
+        "P6: sequencer {leaves:.0} leaves/s beside {alerts:.0} alerts/s x {:.2} events per alert = {events:.0} events/s (mean of {rounds}); ratio {:.2}",
+        events / alerts.max(1.0),
+        leaves / events.max(1.0)
+    );
+    println!(
+        "target: leaves/s >= alerts/s x events per alert; every event a leaf {:.2} s after the load",
+        sequencer_caught_up.as_secs_f64()
+    );
+}
+
+/// Events appended and leaves sequenced so far.
+struct LogMarks {
+    at: Instant,
+    events: i64,
+    leaves: i64,
+}
+
+async fn log_marks(client: &opsledger_store::pool::Client) -> LogMarks {
+    let row = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM events), \
+               (SELECT coalesce(sum(size), 0)::int8 FROM audit_trees)",
+            &[],
+        )
+        .await
+        .unwrap();
+    LogMarks {
+        at: Instant::now(),
+        events: row.get(0),
+        leaves: row.get(1),
+    }
+}
+
+/// The sequencer over one storm's window.
+struct Sequenced {
+    alerts_per_s: f64,
+    events_per_s: f64,
+    leaves_per_s: f64,
+    behind: i64,
+}
+
+impl LogMarks {
+    fn since(&self, before: &LogMarks, alerts_per_s: f64) -> Sequenced {
+        let s = (self.at - before.at).as_secs_f64();
+        Sequenced {
+            alerts_per_s,
+            events_per_s: (self.events - before.events) as f64 / s,
+            leaves_per_s: (self.leaves - before.leaves) as f64 / s,
+            behind: self.events - self.leaves,
+        }
+    }
+}
+
+impl std::fmt::Display for Sequenced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "sequencer: {:.0} leaves/s beside {:.0} events/s ({:.2} events per alert), {} events behind at the end",
+            self.leaves_per_s,
+            self.events_per_s,
+            self.events_per_s / self.alerts_per_s.max(1.0),
+            self.behind
+        )
+    }
 }
 
 /// Measurement rounds of each side (`BENCH_ROUNDS`, 3).

@@ -83,7 +83,7 @@ const SERVICES_PER_CLIENT: usize = 10;
 /// Alert groups per service: storms of one group follow each other.
 const GROUPS_PER_SERVICE: usize = 4;
 
-fn var<T: std::str::FromStr>(name: &str, default: T) -> T {
+pub(crate) fn var<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
@@ -150,6 +150,9 @@ pub async fn reports_benchmark(which: &str) {
     timelines(&svc, &pool, &operator).await;
     downtime(&svc, &pool, &operator, year_start, year_end).await;
     monthly(&svc, &pool, &operator, year_start).await;
+    if std::env::var_os("OPSLEDGER_AUDIT_KEY_FILE").is_some() {
+        crate::audit::proofs_and_export(&svc, &pool, tenant).await;
+    }
     println!("service peak RSS {:.0} MB", svc.peak_rss_mb());
     svc.stop().await;
 }

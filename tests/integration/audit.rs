@@ -301,6 +301,12 @@ async fn the_signer_refuses_a_head_inconsistent_with_the_last_checkpoint() {
     .unwrap();
     some_events(&app, 1).await;
     projection::rebuild(pool, &log).await.unwrap();
+    // The rebuild stops at the horizon; the follower takes it from there.
+    eventually("the rebuilt tree has every event", || async {
+        app.app_state.committer.announce();
+        (projection::lag(pool, &log).await.unwrap().behind_events == 0).then_some(())
+    })
+    .await;
     let round = audit::sign_due(pool, &key).await.unwrap();
     assert!(round.signed.is_empty(), "{round:?}");
     assert_eq!(round.refused.len(), 1, "{round:?}");

@@ -35,6 +35,11 @@ impl Projection for AuditLog {
         &["audit_leaves", "audit_tiles", "audit_trees"]
     }
 
+    /// It reads the stored texts and chain links itself ([`sequence`]).
+    fn reads_payloads(&self) -> bool {
+        false
+    }
+
     fn apply<'a>(
         &'a self,
         tx: &'a Transaction<'a>,

@@ -83,6 +83,11 @@ pub trait Projection: Send + Sync {
     fn appends(&self) -> bool {
         false
     }
+    /// False for a projection of every stream that reads what it needs of
+    /// each event itself: it gets them with `null` payload and metadata.
+    fn reads_payloads(&self) -> bool {
+        true
+    }
     /// Applies one event. Called in event order, inside the transaction that
     /// also advances the checkpoint. Events it does not care about are ignored.
     fn apply<'a>(
@@ -387,7 +392,7 @@ async fn catch_up(pool: &Pool, projection: &dyn Projection, limit: i64) -> Resul
         .map(|leader| mark_of(leader).unwrap_or(Cursor::START))
         .fold(Cursor::END, Cursor::min);
     let read::Followed { events, next } =
-        read::read_after_of(&tx, cursor, until, limit, projection.streams()).await?;
+        follow_read(&tx, projection, cursor, until, limit).await?;
     if next == cursor {
         return Ok(Step::Caught);
     }
@@ -416,6 +421,21 @@ async fn catch_up(pool: &Pool, projection: &dyn Projection, limit: i64) -> Resul
     } else {
         Step::Applied(events.len())
     })
+}
+
+/// A projection's next page of events, with payloads or without.
+async fn follow_read(
+    tx: &Transaction<'_>,
+    projection: &dyn Projection,
+    cursor: Cursor,
+    until: Cursor,
+    limit: i64,
+) -> Result<read::Followed, StoreError> {
+    if projection.reads_payloads() {
+        read::read_after_of(tx, cursor, until, limit, projection.streams()).await
+    } else {
+        read::read_after_of_light(tx, cursor, until, limit).await
+    }
 }
 
 /// Commits of this process's projections that appended events (the
@@ -790,15 +810,8 @@ pub async fn rebuild(pool: &Pool, projection: &dyn Projection) -> Result<u64, St
         tx.commit().await?;
         return Ok(replayed);
     }
-    let read = |cursor: Cursor| {
-        read::read_after_of(
-            &tx,
-            cursor,
-            Cursor::END,
-            REBUILD_PAGE_EVENTS,
-            projection.streams(),
-        )
-    };
+    let read =
+        |cursor: Cursor| follow_read(&tx, projection, cursor, Cursor::END, REBUILD_PAGE_EVENTS);
     let mut cursor = Cursor::START;
     let mut replayed = 0u64;
     let mut last = None;
