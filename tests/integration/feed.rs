@@ -110,6 +110,8 @@ async fn the_feed_pages_through_the_tenants_events_in_order() {
     for bad in [
         "?after=12",
         "?after=cz-1",
+        "?after=cffffffffffffffff-1",
+        "?after=c1-ffffffffffffffff",
         "?limit=0",
         "?limit=5000",
         "?nope=1",

@@ -33,7 +33,11 @@ fn cursor_of(text: &str) -> Result<Cursor, ApiError> {
         .and_then(|t| t.split_once('-'))
         .ok_or_else(bad)?;
     Ok(Cursor {
-        tx_id: u64::from_str_radix(tx, 16).map_err(|_| bad())?,
+        // Transaction ids travel as int8: none beyond it was ever given.
+        tx_id: i64::from_str_radix(tx, 16)
+            .ok()
+            .filter(|t| *t >= 0)
+            .ok_or_else(bad)? as u64,
         position: i64::from_str_radix(position, 16)
             .ok()
             .filter(|p| *p >= 0)
