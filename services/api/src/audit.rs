@@ -135,6 +135,21 @@ pub async fn search(
     Ok(HttpResponse::Ok().json(AuditPage { items, next_cursor }))
 }
 
+/// The tenant's latest signed checkpoint, which every client mail carries.
+pub(crate) async fn latest_checkpoint(
+    state: &AppState,
+    tenant: Uuid,
+) -> Result<Option<String>, ApiError> {
+    let client = state
+        .pool
+        .get()
+        .await
+        .map_err(opsledger_store::StoreError::from)?;
+    Ok(opsledger_store::audit::checkpoint(&client, tenant, None)
+        .await?
+        .map(|c| c.note))
+}
+
 fn no_key() -> ApiError {
     ApiError::NotFound(
         "this service signs no checkpoints: it has no key (OPSLEDGER_AUDIT_KEY_FILE)".into(),
@@ -586,8 +601,7 @@ pub async fn verify(state: web::Data<AppState>, caller: Caller) -> Result<HttpRe
             audit::export_page(&client, tenant, next, size, audit::EXPORT_PAGE_LEAVES).await?;
         next = page.last().map_or(size, |l| l.leaf_index + 1);
         for leaf in &page {
-            let line = serde_json::to_string(leaf).map_err(|e| ApiError::Internal(Box::new(e)))?;
-            if let Err(e) = check.line(&line) {
+            if let Err(e) = check.leaf(leaf) {
                 failure = Some(e);
                 break 'pages;
             }
@@ -595,14 +609,10 @@ pub async fn verify(state: web::Data<AppState>, caller: Caller) -> Result<HttpRe
         }
     }
     if failure.is_none() {
-        let end = serde_json::to_string(&tlog_audit::ExportEnd {
-            checkpoint: checkpoint.note,
-        })
-        .map_err(|e| ApiError::Internal(Box::new(e)))?;
-        failure = check.line(&end).err();
-        if failure.is_none() {
-            failure = check.finish().err();
-        }
+        failure = check
+            .end_with(&checkpoint.note)
+            .and_then(|()| check.finish().map(|_| ()))
+            .err();
     }
     Ok(HttpResponse::Ok().json(VerifyAnswer {
         ok: failure.is_none() && refused.is_none(),

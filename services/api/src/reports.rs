@@ -1274,7 +1274,7 @@ pub async fn mail_monthly_due(state: &AppState, now: DateTime<Utc>) -> Result<us
         let mut for_contact = report.clone();
         for_contact.client.locale = sub.locale.clone();
         let html = monthly::to_html(&for_contact).map_err(|e| ApiError::Internal(e.into()))?;
-        let checkpoint = crate::windows::latest_checkpoint(state, sub.tenant_id).await?;
+        let checkpoint = crate::audit::latest_checkpoint(state, sub.tenant_id).await?;
         let message = notice::render_monthly(&sub.locale, &facts, html)
             .with_checkpoint(checkpoint.as_deref());
         let event = NotificationEvent::NotificationRequested {

@@ -475,21 +475,6 @@ fn notices(
         .collect()
 }
 
-/// The tenant's latest signed checkpoint, which every client mail carries.
-pub(crate) async fn latest_checkpoint(
-    state: &AppState,
-    tenant: Uuid,
-) -> Result<Option<String>, ApiError> {
-    let client = state
-        .pool
-        .get()
-        .await
-        .map_err(opsledger_store::StoreError::from)?;
-    Ok(opsledger_store::audit::checkpoint(&client, tenant, None)
-        .await?
-        .map(|c| c.note))
-}
-
 /// The announcement and, in the same append, the mails that carry it.
 async fn announcement(
     state: &AppState,
@@ -522,7 +507,7 @@ async fn announcement(
         meta.clone(),
         now,
     );
-    let checkpoint = latest_checkpoint(state, tenant).await?;
+    let checkpoint = crate::audit::latest_checkpoint(state, tenant).await?;
     let streams = notices(
         NoticeKind::WindowAnnounced,
         w,
@@ -600,7 +585,7 @@ async fn step(
                 (true, Some(cancelled)) => {
                     let services = services_of(&state, tenant, &w).await?;
                     let recipients = recipients_of(&state, tenant, &w, &services).await?;
-                    let checkpoint = latest_checkpoint(&state, tenant).await?;
+                    let checkpoint = crate::audit::latest_checkpoint(&state, tenant).await?;
                     notices(
                         NoticeKind::WindowCancelled,
                         &w,

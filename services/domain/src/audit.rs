@@ -480,22 +480,38 @@ impl ExportCheck {
 
     /// The next line of the export.
     pub fn line(&mut self, text: &str) -> Result<(), ExportFailure> {
+        if let Ok(end) = serde_json::from_str::<ExportEnd>(text) {
+            return self.end_with(&end.checkpoint);
+        }
+        let leaf: ExportedLeaf = serde_json::from_str(text).map_err(|e| {
+            self.line += 1;
+            self.fail(None, format!("neither a leaf nor the checkpoint: {e}"))
+        })?;
+        self.leaf(&leaf)
+    }
+
+    /// Counts a line, which may not follow the checkpoint.
+    fn next_line(&mut self) -> Result<(), ExportFailure> {
         self.line += 1;
         if self.end.is_some() {
             return Err(self.fail(None, "a line after the checkpoint".into()));
         }
-        if let Ok(end) = serde_json::from_str::<ExportEnd>(text) {
-            let checkpoint = open_checkpoint(end.checkpoint.as_bytes(), &self.verifier_key)
-                .map_err(|e| self.fail(None, format!("the checkpoint: {e}")))?;
-            self.end = Some(checkpoint);
-            return Ok(());
-        }
-        let leaf: ExportedLeaf = serde_json::from_str(text)
-            .map_err(|e| self.fail(None, format!("neither a leaf nor the checkpoint: {e}")))?;
-        self.leaf(&leaf)
+        Ok(())
     }
 
-    fn leaf(&mut self, leaf: &ExportedLeaf) -> Result<(), ExportFailure> {
+    /// The export's last line, its signed checkpoint (a signed note).
+    pub fn end_with(&mut self, note: &str) -> Result<(), ExportFailure> {
+        self.next_line()?;
+        let checkpoint = open_checkpoint(note.as_bytes(), &self.verifier_key)
+            .map_err(|e| self.fail(None, format!("the checkpoint: {e}")))?;
+        self.end = Some(checkpoint);
+        Ok(())
+    }
+
+    /// The next leaf, already read (what [`ExportCheck::line`] does after
+    /// parsing a leaf's line).
+    pub fn leaf(&mut self, leaf: &ExportedLeaf) -> Result<(), ExportFailure> {
+        self.next_line()?;
         if leaf.leaf_index != self.tree.size() {
             return Err(self.fail(
                 Some(leaf),

@@ -290,12 +290,25 @@ async fn read_followed<C: GenericClient>(
             ],
         )
         .await?;
+    followed(&rows, cursor, until, limit)
+}
+
+/// The events of a follower's read (rows of the horizon beside each event,
+/// or one row of the horizon and NULLs), and where the reader may stand
+/// after them: after the last event when the read was cut at `limit`,
+/// otherwise past everything below the horizon (but not past `until`).
+fn followed(
+    rows: &[Row],
+    cursor: Cursor,
+    until: Cursor,
+    limit: i64,
+) -> Result<Followed, StoreError> {
     let horizon: i64 = rows
         .first()
         .map(|r| r.get(0))
         .ok_or_else(|| StoreError::Corrupt("no snapshot horizon".into()))?;
     let mut events = Vec::with_capacity(rows.len());
-    for row in &rows {
+    for row in rows {
         if row.get::<_, Option<i64>>(1).is_some() {
             events.push(decode_at(row, 1)?);
         }
@@ -532,24 +545,7 @@ pub async fn feed<C: GenericClient>(
             ],
         )
         .await?;
-    let horizon: i64 = rows
-        .first()
-        .map(|r| r.get(0))
-        .ok_or_else(|| StoreError::Corrupt("no snapshot horizon".into()))?;
-    let mut events = Vec::with_capacity(rows.len());
-    for row in &rows {
-        if row.get::<_, Option<i64>>(1).is_some() {
-            events.push(decode_at(row, 1)?);
-        }
-    }
-    let next = match events.last() {
-        Some(last) if events.len() as i64 >= limit => Cursor::after(last),
-        _ => cursor.max(Cursor {
-            tx_id: (horizon as u64).saturating_sub(1),
-            position: i64::MAX,
-        }),
-    };
-    Ok(Followed { events, next })
+    followed(&rows, cursor, Cursor::END, limit)
 }
 
 #[cfg(test)]
