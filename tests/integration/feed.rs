@@ -299,3 +299,118 @@ async fn the_event_stream_resumes_after_the_last_event_id_and_keeps_the_line_ali
         .unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
 }
+
+/// An integration reads the feed only while an admin's grant of its subject
+/// stands: refused before, pages and streams after, and once revoked its
+/// next page is refused and its open stream ends.
+#[tokio::test]
+async fn an_integration_reads_the_feed_only_while_granted() {
+    let app = spawn_app_with(|c| {
+        c.feed_heartbeat = Duration::from_millis(300);
+        c.poll_interval = Duration::from_millis(50);
+    })
+    .await;
+    let admin = app.token(&[Role::Admin]);
+    let siem = app.token_for(app.tenant, "siem", &[Role::Integration], None);
+    let other = app.token_for(app.tenant, "warehouse", &[Role::Integration], None);
+    let a = client(&app, "A").await;
+    let page = |token: String| {
+        let app = &app;
+        async move {
+            app.http
+                .get(app.url("/api/v1/events?type=ClientRegistered"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let refused = page(siem.clone()).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(refused
+        .text()
+        .await
+        .unwrap()
+        .contains("has not been granted"));
+
+    let grant = |method: reqwest::Method, subject: &str| {
+        app.http
+            .request(
+                method,
+                app.url(&format!("/api/v1/events/readers/{subject}")),
+            )
+            .bearer_auth(&admin)
+    };
+    let res = grant(reqwest::Method::PUT, "siem").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let list: Value = res.json().await.unwrap();
+    assert_eq!(list["readers"], json!(["siem"]));
+    assert_eq!(list["version"], 1);
+    // Granting again records nothing.
+    let again: Value = grant(reqwest::Method::PUT, "siem")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["version"], 1);
+
+    let res = page(siem.clone()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["items"][0]["stream_id"], format!("client-{a}"));
+    // A grant is by subject: another integration is still refused.
+    assert_eq!(page(other).await.status(), StatusCode::FORBIDDEN);
+
+    let stream = app
+        .http
+        .get(app.url("/api/v1/events/stream?type=ClientRegistered"))
+        .bearer_auth(&siem)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    let b = client(&app, "B").await;
+    // Revoked: the grant and the revocation are on the record, the next page
+    // is refused, and the open stream ends (the frames read so far hold B).
+    let res = grant(reqwest::Method::DELETE, "siem")
+        .header("If-Match", "\"1\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.json::<Value>().await.unwrap()["readers"], json!([]));
+    assert_eq!(page(siem.clone()).await.status(), StatusCode::FORBIDDEN);
+    let mut stream = stream;
+    let mut text = String::new();
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(chunk) = stream.chunk().await.unwrap() {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream ends once revoked: {text}");
+    assert!(text.contains(&format!("client-{b}")), "{text}");
+    let auditor = app.token(&[Role::Auditor]);
+    let record: Value = app
+        .http
+        .get(app.url(&format!(
+            "/api/v1/events?stream=feed-readers-{}",
+            app.tenant
+        )))
+        .bearer_auth(&auditor)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let types: Vec<&str> = record["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["FeedReaderGranted", "FeedReaderRevoked"]);
+}

@@ -672,6 +672,119 @@ async fn audit_routes(c: &mut Checker, app: &TestApp) {
             None,
         )
         .await;
+    // Integrations read the feed once an admin grants their subject.
+    let admin = app.token(&[Role::Admin]);
+    let siem = app.token_for(app.tenant, "siem-1", &[Role::Integration], None);
+    c.expect(403)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/events",
+            "/api/v1/events",
+            Some(&siem),
+            None,
+        )
+        .await;
+    let readers = "/api/v1/events/readers/{subject}";
+    let granted = c
+        .expect(200)
+        .check(
+            app,
+            Method::PUT,
+            readers,
+            "/api/v1/events/readers/siem-1",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(
+        granted["readers"],
+        serde_json::json!(["siem-1"]),
+        "{granted}"
+    );
+    c.expect(403)
+        .check(
+            app,
+            Method::PUT,
+            readers,
+            "/api/v1/events/readers/siem-2",
+            Some(&auditor),
+            None,
+        )
+        .await;
+    c.expect(422)
+        .check(
+            app,
+            Method::PUT,
+            readers,
+            "/api/v1/events/readers/a%0Ab",
+            Some(&admin),
+            None,
+        )
+        .await;
+    c.header("If-Match", "\"7\"")
+        .expect(409)
+        .check(
+            app,
+            Method::PUT,
+            readers,
+            "/api/v1/events/readers/siem-2",
+            Some(&admin),
+            None,
+        )
+        .await;
+    c.expect(200)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/events",
+            "/api/v1/events?limit=2",
+            Some(&siem),
+            None,
+        )
+        .await;
+    c.expect(200)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/events/readers",
+            "/api/v1/events/readers",
+            Some(&auditor),
+            None,
+        )
+        .await;
+    c.expect(403)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/events/readers",
+            "/api/v1/events/readers",
+            Some(&operator),
+            None,
+        )
+        .await;
+    let revoked = c
+        .expect(200)
+        .check(
+            app,
+            Method::DELETE,
+            readers,
+            "/api/v1/events/readers/siem-1",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(revoked["readers"], serde_json::json!([]), "{revoked}");
+    c.expect(403)
+        .check(
+            app,
+            Method::GET,
+            "/api/v1/events",
+            "/api/v1/events",
+            Some(&siem),
+            None,
+        )
+        .await;
     let consistency = "/api/v1/audit/proof/consistency";
     c.expect(200)
         .check(

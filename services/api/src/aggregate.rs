@@ -32,9 +32,8 @@ pub struct Versioned<A: Serialize> {
 /// Folds with `occurred_at`: the instant a command was decided at, which is
 /// also what its answer said.
 fn fold<A: Aggregate>(events: &[RecordedEvent]) -> Option<A> {
-    events
-        .iter()
-        .fold(None, |state, e| match A::parse(&e.event_type, &e.payload) {
+    events.iter().fold(A::initial(), |state, e| {
+        match A::parse(&e.event_type, &e.payload) {
             Some(ev) => A::evolve(
                 state,
                 &ev,
@@ -42,7 +41,8 @@ fn fold<A: Aggregate>(events: &[RecordedEvent]) -> Option<A> {
                 e.metadata["actor"].as_str().unwrap_or(""),
             ),
             None => state,
-        })
+        }
+    })
 }
 
 /// The record as it stands (or stood at `as_of`); 404 when there is none.

@@ -6,19 +6,56 @@
 
 use std::time::Duration;
 
-use actix_web::http::header;
+use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use opsledger_domain::access::Role;
+use opsledger_domain::access::{Actor, Role};
+use opsledger_domain::feed_access::{self, FeedReaders};
 use opsledger_domain::RecordedEvent;
 use opsledger_store::read::{self, Cursor};
 use serde::{Deserialize, Serialize};
 
+use crate::aggregate::{self, Asked};
 use crate::auth::Caller;
+use crate::idempotency::IdempotencyKey;
+use crate::incidents::IfMatch;
 use crate::problem::ApiError;
 use crate::AppState;
 
-/// Who reads the feed: everything of the tenant, so auditors and admins.
+/// Who reads the feed: everything of the tenant, so auditors and admins;
+/// integrations only as granted ([`FeedReaders`]).
 const READERS: &[Role] = &[Role::Auditor, Role::Admin];
+/// Who sees the list of granted integrations.
+const GRANT_READERS: &[Role] = &[Role::Auditor, Role::Admin];
+/// Who grants and revokes: admins.
+const GRANTERS: &[Role] = &[Role::Admin];
+
+/// The caller, when it may read the feed: an auditor or admin, or an
+/// integration whose subject is granted now.
+async fn feed_reader<'a>(state: &AppState, caller: &'a Caller) -> Result<&'a Actor, ApiError> {
+    let actor = &caller.0;
+    if actor.has_any(READERS) {
+        state.tenants.require(&state.pool, actor.tenant_id).await?;
+        return Ok(actor);
+    }
+    if actor.has_any(&[Role::Integration]) {
+        state.tenants.require(&state.pool, actor.tenant_id).await?;
+        if granted(state, actor).await? {
+            return Ok(actor);
+        }
+        return Err(ApiError::Forbidden(format!(
+            "integration {:?} has not been granted this tenant's event feed: an admin grants it \
+             with PUT /api/v1/events/readers/{{subject}}",
+            actor.subject
+        )));
+    }
+    caller.require(READERS)
+}
+
+async fn granted(state: &AppState, actor: &Actor) -> Result<bool, ApiError> {
+    let list =
+        aggregate::load::<FeedReaders>(state, actor.tenant_id, actor.tenant_id, None).await?;
+    Ok(list.record.may_read(&actor.subject))
+}
 const FEED_PAGE_DEFAULT: u32 = 100;
 const FEED_PAGE_MAX: u32 = 1000;
 
@@ -85,8 +122,7 @@ pub async fn page(
     caller: Caller,
     query: web::Query<FeedParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let actor = caller.require(READERS)?;
-    state.tenants.require(&state.pool, actor.tenant_id).await?;
+    let actor = feed_reader(&state, &caller).await?;
     let q = query.into_inner();
     let limit = match q.limit.unwrap_or(FEED_PAGE_DEFAULT) {
         n @ 1..=FEED_PAGE_MAX => i64::from(n),
@@ -141,9 +177,11 @@ pub async fn stream(
     caller: Caller,
     query: web::Query<StreamParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let actor = caller.require(READERS)?;
+    let actor = feed_reader(&state, &caller).await?;
     let tenant = actor.tenant_id;
-    state.tenants.require(&state.pool, tenant).await?;
+    // A granted integration's stream ends once its grant is revoked: looked
+    // at again every heartbeat interval.
+    let recheck = (!actor.has_any(READERS)).then(|| actor.clone());
     let q = query.into_inner();
     let resume = req
         .headers()
@@ -161,6 +199,7 @@ pub async fn stream(
         state: web::Data<AppState>,
         cursor: Cursor,
         quiet_since: tokio::time::Instant,
+        checked_at: tokio::time::Instant,
     }
     let (event_type, stream_id) = (q.event_type, q.stream);
     let frames = futures_util::stream::unfold(
@@ -168,11 +207,23 @@ pub async fn stream(
             state,
             cursor,
             quiet_since: tokio::time::Instant::now(),
+            checked_at: tokio::time::Instant::now(),
         },
         move |mut at| {
             let (event_type, stream_id) = (event_type.clone(), stream_id.clone());
+            let recheck = recheck.clone();
             async move {
                 loop {
+                    if let Some(actor) = &recheck {
+                        if at.checked_at.elapsed() >= heartbeat {
+                            at.checked_at = tokio::time::Instant::now();
+                            // Revoked (or unreadable): the stream ends; the
+                            // client's reconnect then hears why.
+                            if !matches!(granted(&at.state, actor).await, Ok(true)) {
+                                return None;
+                            }
+                        }
+                    }
                     let read = match at.state.pool.get().await {
                         Ok(client) => {
                             read::feed(
@@ -235,4 +286,66 @@ pub async fn stream(
         .insert_header((header::CONTENT_TYPE, "text/event-stream"))
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .streaming(frames))
+}
+
+// ------------------------------------------------ integrations granted the feed
+
+/// `GET /events/readers`: the integration subjects granted the feed.
+pub async fn readers(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    let actor = caller.require(GRANT_READERS)?;
+    state.tenants.require(&state.pool, actor.tenant_id).await?;
+    let v = aggregate::load::<FeedReaders>(&state, actor.tenant_id, actor.tenant_id, None).await?;
+    Ok(aggregate::respond(StatusCode::OK, &v))
+}
+
+async fn change_readers(
+    state: &AppState,
+    caller: &Caller,
+    req: &HttpRequest,
+    key: IdempotencyKey,
+    if_match: IfMatch,
+    subject: &str,
+    grant: bool,
+) -> Result<HttpResponse, ApiError> {
+    let subject = feed_access::subject(subject).map_err(ApiError::from)?;
+    let asked = Asked {
+        caller,
+        req,
+        key,
+        body: serde_json::json!({ "subject": subject, "grant": grant }),
+    };
+    // The list is the tenant's own: its stream is named by the tenant.
+    let tenant = caller.0.tenant_id;
+    aggregate::command::<FeedReaders, _>(state, asked, if_match, GRANTERS, tenant, |list, _| {
+        Ok(if grant {
+            feed_access::grant(list, subject)
+        } else {
+            feed_access::revoke(list, subject)
+        })
+    })
+    .await
+}
+
+/// `PUT /events/readers/{subject}`: grant an integration the feed.
+pub async fn reader_grant(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    subject: web::Path<String>,
+    if_match: IfMatch,
+    key: IdempotencyKey,
+) -> Result<HttpResponse, ApiError> {
+    change_readers(&state, &caller, &req, key, if_match, &subject, true).await
+}
+
+/// `DELETE /events/readers/{subject}`: revoke it.
+pub async fn reader_revoke(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    subject: web::Path<String>,
+    if_match: IfMatch,
+    key: IdempotencyKey,
+) -> Result<HttpResponse, ApiError> {
+    change_readers(&state, &caller, &req, key, if_match, &subject, false).await
 }

@@ -385,6 +385,21 @@ fn table() -> Vec<(Method, &'static str, Route)> {
         (Method::GET, "/api/v1/events", web::get().to(feed::page)),
         (
             Method::GET,
+            "/api/v1/events/readers",
+            web::get().to(feed::readers),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/events/readers/{subject}",
+            web::put().to(feed::reader_grant),
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/events/readers/{subject}",
+            web::delete().to(feed::reader_revoke),
+        ),
+        (
+            Method::GET,
             "/api/v1/events/stream",
             web::get().to(feed::stream),
         ),

@@ -11,6 +11,11 @@ pub trait Aggregate: Clone + Serialize + Sized {
     /// How problems name it: "no proposal 0190…".
     const NOUN: &'static str;
 
+    /// The record before its first event: `None` for records that begin
+    /// with one (a 404 until then), an empty one for lists every tenant has.
+    fn initial() -> Option<Self> {
+        None
+    }
     fn stream(id: Uuid) -> String;
     /// The event, if `event_type` is one of this kind's.
     fn parse(event_type: &str, payload: &serde_json::Value) -> Option<Self::Event>;

@@ -63,6 +63,9 @@ pub const CATALOGUE: &[EventKind] = &[
     ops("ServiceRegistered"),
     ops("ServiceNameReserved"),
     ops("ClientNameReserved"),
+    // who may read the event feed besides auditors and admins (SPEC §7)
+    ops("FeedReaderGranted"),
+    ops("FeedReaderRevoked"),
     // alerts and their groups
     ops("AlertReceived"),
     ops("AlertResolved"),

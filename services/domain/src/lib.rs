@@ -19,6 +19,7 @@ pub mod change;
 pub mod directory;
 pub mod escalation;
 pub mod event;
+pub mod feed_access;
 pub mod freeze;
 pub mod impact;
 pub mod incident;
