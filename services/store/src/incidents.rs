@@ -341,17 +341,21 @@ impl Projection for AlertProjection {
 // Every firing cycle's receipt carries an alert id of its own, written once
 // (inline, or by a rebuild into an emptied table): a plain INSERT, without
 // the speculative insertion ON CONFLICT costs, for a conflict that cannot be.
+// A cycle that begins in a batch is written once, with what the batch's
+// later events did to it (repeats, its resolution) already folded in: a
+// rebuild reads hours of receipts per page, and updating each row it has
+// just inserted (no HOT update: `firing` is in an index predicate) was
+// most of its work.
 const INSERT_ALERTS: &str =
     "INSERT INTO proj_alerts (tenant_id, alert_id, dedup_key, group_key, source, service_id, \
        service_ref, summary, severity, category, labels, firing, receipts, starts_at, ends_at, \
-       first_seen, last_seen, incident_id, decision, first_version, last_version) \
-     SELECT t, a, dk, gk, src, svc, sref, summ, sev, cat, lab, f, r, sa, ea, seen, seen, inc, dec, \
-       v, v \
+       first_seen, last_seen, incident_id, decision, first_version, last_version, resolved_at, \
+       resolved_by) \
+     SELECT * \
      FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::uuid[], \
        $7::text[], $8::text[], $9::text[], $10::text[], $11::json[], $12::bool[], $13::int8[], \
-       $14::timestamptz[], $15::timestamptz[], $16::timestamptz[], $17::uuid[], $18::json[], \
-       $19::int8[]) \
-       AS u(t, a, dk, gk, src, svc, sref, summ, sev, cat, lab, f, r, sa, ea, seen, inc, dec, v)";
+       $14::timestamptz[], $15::timestamptz[], $16::timestamptz[], $17::timestamptz[], \
+       $18::uuid[], $19::json[], $20::int8[], $21::int8[], $22::timestamptz[], $23::text[])";
 const UPDATE_REPEATS: &str =
     "UPDATE proj_alerts p SET receipts = u.r, last_seen = u.seen, ends_at = u.ends, \
        last_version = u.v \
@@ -374,9 +378,10 @@ impl Inline for AlertProjection {
     }
 
     /// Three statements at most, whatever the number of events: new firing
-    /// cycles, repeats (the last of each alert wins), resolutions. Within a
-    /// batch an alert's receipt precedes its repeats and its resolution, so
-    /// this order is the events' order for every alert.
+    /// cycles (with their repeats and resolution in the batch folded in),
+    /// then repeats (the last of each alert wins) and resolutions of older
+    /// cycles. Within a batch an alert's receipt precedes its repeats and
+    /// its resolution, so this order is the events' order for every alert.
     fn writes(&self, events: &[Appended<'_>]) -> Result<Vec<Write>, StoreError> {
         let mut new = NewAlertRows::default();
         let mut repeats: HashMap<(Uuid, Uuid), Repeat> = HashMap::new();
@@ -397,6 +402,13 @@ impl Inline for AlertProjection {
                     decision: Decision::Deduplicated { .. },
                     ..
                 }) => {
+                    if let Some(row) = new.row_of(event.tenant_id, alert_id) {
+                        new.receipts[row] = count as i64;
+                        new.last_seen[row] = event.recorded_at;
+                        new.ends_at[row] = signal.ends_at;
+                        new.last_version[row] = event.stream_version;
+                        continue;
+                    }
                     repeats.insert(
                         (event.tenant_id, alert_id),
                         Repeat {
@@ -420,13 +432,15 @@ impl Inline for AlertProjection {
                     alert_id, by, at, ..
                 }) => {
                     let by = serde_json::to_value(by).map_err(corrupt)?;
-                    resolved.push((
-                        event.tenant_id,
-                        alert_id,
-                        at,
-                        by.as_str().unwrap_or_default().to_owned(),
-                        event.stream_version,
-                    ));
+                    let by = by.as_str().unwrap_or_default().to_owned();
+                    if let Some(row) = new.row_of(event.tenant_id, alert_id) {
+                        new.firing[row] = false;
+                        new.resolved_at[row] = Some(at);
+                        new.resolved_by[row] = Some(by);
+                        new.last_version[row] = event.stream_version;
+                        continue;
+                    }
+                    resolved.push((event.tenant_id, alert_id, at, by, event.stream_version));
                 }
                 None => {}
             }
@@ -452,9 +466,13 @@ impl Inline for AlertProjection {
                     Box::new(new.starts_at),
                     Box::new(new.ends_at),
                     Box::new(new.seen),
+                    Box::new(new.last_seen),
                     Box::new(new.incident_id),
                     Box::new(new.decision),
                     Box::new(new.version),
+                    Box::new(new.last_version),
+                    Box::new(new.resolved_at),
+                    Box::new(new.resolved_by),
                 ],
             });
         }
@@ -534,10 +552,17 @@ struct NewAlertRows {
     starts_at: Vec<DateTime<Utc>>,
     ends_at: Vec<Option<DateTime<Utc>>>,
     seen: Vec<DateTime<Utc>>,
+    last_seen: Vec<DateTime<Utc>>,
     incident_id: Vec<Option<Uuid>>,
     decision: Vec<serde_json::Value>,
     /// Of the receipt in its alert stream.
     version: Vec<i64>,
+    /// Of the cycle's last event in the batch.
+    last_version: Vec<i64>,
+    resolved_at: Vec<Option<DateTime<Utc>>>,
+    resolved_by: Vec<Option<String>>,
+    /// Where each (tenant, alert) is among these rows.
+    rows: HashMap<(Uuid, Uuid), usize>,
 }
 
 impl NewAlertRows {
@@ -550,6 +575,8 @@ impl NewAlertRows {
         count: u64,
         decision: Decision,
     ) -> Result<(), StoreError> {
+        self.rows
+            .insert((event.tenant_id, alert_id), self.alert_id.len());
         self.tenant_id.push(event.tenant_id);
         self.alert_id.push(alert_id);
         self.labels
@@ -571,8 +598,17 @@ impl NewAlertRows {
         self.starts_at.push(signal.starts_at);
         self.ends_at.push(signal.ends_at);
         self.seen.push(event.recorded_at);
+        self.last_seen.push(event.recorded_at);
         self.version.push(event.stream_version);
+        self.last_version.push(event.stream_version);
+        self.resolved_at.push(None);
+        self.resolved_by.push(None);
         Ok(())
+    }
+
+    /// The row of a cycle that began in this batch.
+    fn row_of(&self, tenant: Uuid, alert: Uuid) -> Option<usize> {
+        self.rows.get(&(tenant, alert)).copied()
     }
 }
 
