@@ -48,6 +48,11 @@ RUN groupadd --system --gid 10001 opsledger \
 
 COPY --from=builder /out/opsledger /usr/local/bin/opsledger
 
+# Where the transparency log's signing key is kept (OPSLEDGER_AUDIT_KEY_FILE):
+# owned by the service's user, so that an empty volume mounted here starts
+# owned by it too (docker-compose.yml makes the key there on first start).
+RUN install -d -o 10001 -g 10001 -m 0700 /var/lib/opsledger
+
 # Inside a container the service must listen on all interfaces to be
 # reachable through a published port; override at run time if needed.
 ENV OPSLEDGER_BIND=0.0.0.0:8080
