@@ -341,7 +341,7 @@ async fn invalid_inquiry_transitions_are_409_naming_the_state() {
         None,
     )
     .await;
-    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED);
     assert_eq!(
         (
             problem["current_version"].clone(),

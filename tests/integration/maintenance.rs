@@ -291,7 +291,7 @@ async fn a_proposal_is_decided_by_another_and_implemented_by_a_completed_change(
     );
     let (status, _) = call(&app, &format!("{location}/approve"), &operator, json!({})).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "operators do not approve");
-    // A stale If-Match is a conflict naming where it stands.
+    // A stale If-Match is 412, naming where it stands.
     let res = app
         .http
         .post(app.url(&format!("{location}/approve")))
@@ -300,7 +300,7 @@ async fn a_proposal_is_decided_by_another_and_implemented_by_a_completed_change(
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), StatusCode::CONFLICT);
+    assert_eq!(res.status(), StatusCode::PRECONDITION_FAILED);
     let problem: Value = res.json().await.unwrap();
     assert_eq!(problem["current_version"], 1);
     // Without a body at all: an approval needs no comment.

@@ -723,7 +723,7 @@ async fn audit_routes(c: &mut Checker, app: &TestApp) {
         )
         .await;
     c.header("If-Match", "\"7\"")
-        .expect(409)
+        .expect(412)
         .check(
             app,
             Method::PUT,
@@ -1178,7 +1178,7 @@ async fn alerts_and_incidents(c: &mut Checker, app: &TestApp, client_id: &str, s
         .await;
     assert_eq!(again["current_state"], "acknowledged");
     let stale = c
-        .expect(409)
+        .expect(412)
         .header("if-match", &format!("\"{version}\""))
         .check(app, Method::POST, &t, &u, Some(&operator), None)
         .await;
@@ -2121,7 +2121,7 @@ async fn roster_and_escalation(c: &mut Checker, app: &TestApp, client_id: &str) 
         )
         .await;
     assert_eq!(climbed["escalation_level"], 2);
-    c.expect(409)
+    c.expect(412)
         .header("if-match", &format!("\"{version}\""))
         .check(app, Method::POST, &t, &u, Some(&operator), Some(json!({})))
         .await;
@@ -2701,7 +2701,7 @@ async fn changes_and_windows(c: &mut Checker, app: &TestApp, client_id: &str, se
             Some(json!({})),
         )
         .await;
-    c.expect(409)
+    c.expect(412)
         .header("if-match", "\"1\"")
         .check(
             app,
@@ -3499,7 +3499,7 @@ async fn operations_work(c: &mut Checker, app: &TestApp, client_id: &str, servic
         (
             Some("\"1\""),
             json!({ "result": "ok", "how": "again" }),
-            409,
+            412,
         ),
         (None, json!({ "result": "ok", "how": "" }), 422),
         (None, json!({ "result": "maybe", "how": "x" }), 400),
@@ -3604,7 +3604,7 @@ async fn operations_work(c: &mut Checker, app: &TestApp, client_id: &str, servic
             Some(procedure.clone()),
         )
         .await;
-    c.expect(409)
+    c.expect(412)
         .header("if-match", "\"1\"")
         .check(
             app,

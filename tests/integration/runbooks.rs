@@ -335,7 +335,7 @@ async fn an_execution_follows_the_version_it_started_on() {
         None,
     )
     .await;
-    assert_eq!(status, StatusCode::CONFLICT, "{p}");
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{p}");
     assert_eq!(p["current_version"], 2);
 
     // A step with a field nobody reads is refused, not silently dropped.
@@ -485,7 +485,7 @@ async fn execution_commands_take_if_match_and_idempotency_keys_and_check_their_i
         None,
     )
     .await;
-    assert_eq!(status, StatusCode::CONFLICT, "{p}");
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{p}");
     assert_eq!(
         (p["current_version"].clone(), p["current_state"].clone()),
         (json!(2), json!("in_progress"))

@@ -762,7 +762,7 @@ async fn roles_are_enforced_on_every_window_route_and_tenants_stay_apart() {
         .await
         .unwrap();
     assert!(!cal.contains("BEGIN:VEVENT"));
-    // A stale If-Match on a window is a conflict naming where it stands.
+    // A stale If-Match on a window is 412, naming where it stands.
     let a = call(
         &app,
         Method::POST,
@@ -772,7 +772,7 @@ async fn roles_are_enforced_on_every_window_route_and_tenants_stay_apart() {
         Some(json!({ "reason": "x" })),
     )
     .await;
-    assert_eq!(a.status, StatusCode::CONFLICT);
+    assert_eq!(a.status, StatusCode::PRECONDITION_FAILED);
     assert_eq!(a.body["current_state"], "planned");
     assert_eq!(a.body["current_version"], 1);
 }

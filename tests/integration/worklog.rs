@@ -210,7 +210,7 @@ async fn a_backup_may_be_verified_by_anyone_and_who_verified_it_is_recorded() {
         None,
     )
     .await;
-    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED);
     assert_eq!(
         (p["current_version"].clone(), p["current_state"].clone()),
         (json!(3), json!("verified"))

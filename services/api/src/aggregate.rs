@@ -16,8 +16,8 @@ use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::common::{append_and_answer, begin_command, check_if_match, stream_events, Appending};
+use crate::extract::IfMatch;
 use crate::idempotency::IdempotencyKey;
-use crate::incidents::IfMatch;
 use crate::problem::ApiError;
 use crate::AppState;
 

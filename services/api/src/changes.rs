@@ -24,8 +24,8 @@ use crate::auth::Caller;
 use crate::common::{
     begin_command, check_if_match, metadata, page_len, stream_events, AsOfQuery, Page,
 };
+use crate::extract::{optional_json, IfMatch};
 use crate::idempotency::{self, IdempotencyKey};
-use crate::incidents::{optional_json, IfMatch};
 use crate::problem::ApiError;
 use crate::AppState;
 
@@ -741,7 +741,7 @@ pub async fn change_history(
     state.tenants.require(&state.pool, actor.tenant_id).await?;
     let tenant = actor.tenant_id;
     let service = query.service;
-    if crate::incidents::client_of_service(&state, tenant, service)
+    if crate::common::client_of_service(&state, tenant, service)
         .await?
         .is_none()
     {

@@ -110,7 +110,8 @@ pub(crate) async fn require_services(
 }
 
 /// Refuses a command whose `If-Match` names another version than the
-/// stream's current one: 409 with `current_version` and `current_state`.
+/// stream's current one: 412 (RFC 9110 §13.1.1) with `current_version` and
+/// `current_state`, so the client can show what changed and decide again.
 pub(crate) fn check_if_match(
     if_match: Option<i64>,
     version: i64,
@@ -122,7 +123,7 @@ pub(crate) fn check_if_match(
             let mut extra = serde_json::Map::new();
             extra.insert("current_version".into(), version.into());
             extra.insert("current_state".into(), state.into());
-            Err(ApiError::Conflict {
+            Err(ApiError::PreconditionFailed {
                 detail: format!(
                     "the {what} is at version {version}, not {expected}: reload it and retry"
                 ),
@@ -210,13 +211,39 @@ pub(crate) async fn append_and_answer(
     }
 }
 
+/// The client that owns a service, from the service's own stream: a service
+/// registered a moment ago is already known, which the directory read model
+/// may not yet say. A service never changes hands.
+pub(crate) async fn client_of_service(
+    state: &AppState,
+    tenant: Uuid,
+    service: Uuid,
+) -> Result<Option<Uuid>, ApiError> {
+    let events = stream_events(
+        state,
+        tenant,
+        &opsledger_domain::directory::service_stream(service),
+        None,
+    )
+    .await?;
+    Ok(events.iter().find_map(|e| {
+        match opsledger_domain::directory::DirectoryEvent::from_stored(&e.event_type, &e.payload) {
+            Some(opsledger_domain::directory::DirectoryEvent::ServiceRegistered {
+                client_id,
+                ..
+            }) => Some(client_id),
+            _ => None,
+        }
+    }))
+}
+
 /// The client owning a service that must exist: 422 otherwise.
 pub(crate) async fn existing_service(
     state: &AppState,
     tenant: Uuid,
     service: Uuid,
 ) -> Result<Uuid, ApiError> {
-    crate::incidents::client_of_service(state, tenant, service)
+    client_of_service(state, tenant, service)
         .await?
         .ok_or_else(|| ApiError::Unprocessable(format!("service {service} does not exist")))
 }

@@ -13,8 +13,9 @@ use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::common::{begin_command, metadata, stream_events};
+use crate::extract::{optional_json, IfMatch};
 use crate::idempotency::IdempotencyKey;
-use crate::incidents::{execute, optional_json, respond, Executed, IfMatch, Retry};
+use crate::incidents::{execute, respond, Executed, Retry};
 use crate::problem::ApiError;
 use crate::AppState;
 use opsledger_domain::access::RESPONDERS;

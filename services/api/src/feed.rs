@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{self, Asked};
 use crate::auth::Caller;
+use crate::extract::IfMatch;
 use crate::idempotency::IdempotencyKey;
-use crate::incidents::IfMatch;
 use crate::problem::ApiError;
 use crate::AppState;
 

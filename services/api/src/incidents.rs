@@ -6,7 +6,6 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use opsledger_domain::access::{Actor, ClientScope, INCIDENT_READERS, RESPONDERS};
 use opsledger_domain::alert::{self, AlertEvent, Category, GroupEvent, Severity};
-use opsledger_domain::directory as dir;
 use opsledger_domain::impact::ImpactLevel;
 use opsledger_domain::incident::{
     self, Command, Evidence, Incident, IncidentEvent, MaintenanceAction, OperationsAction, Status,
@@ -21,9 +20,10 @@ use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::common::{
-    begin_command, check_if_match, metadata, page_len, require_services, stream_events,
-    unprocessable, AsOfQuery, Page,
+    begin_command, check_if_match, client_of_service, metadata, page_len, require_services,
+    stream_events, unprocessable, AsOfQuery, Page,
 };
+use crate::extract::{optional_json, IfMatch};
 use crate::idempotency::{self, IdempotencyKey};
 use crate::problem::ApiError;
 use crate::AppState;
@@ -46,33 +46,6 @@ pub(crate) fn respond(view: &IncidentView) -> HttpResponse {
         .json(view)
 }
 
-/// The version a command was based on, from `If-Match` (`"3"`, `W/"3"` or `3`).
-pub struct IfMatch(pub Option<i64>);
-
-impl actix_web::FromRequest for IfMatch {
-    type Error = ApiError;
-    type Future = std::future::Ready<Result<IfMatch, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let parsed = match req.headers().get(header::IF_MATCH) {
-            None => Ok(IfMatch(None)),
-            Some(v) => v
-                .to_str()
-                .ok()
-                .map(|s| s.trim().trim_start_matches("W/").trim_matches('"'))
-                .and_then(|s| s.parse::<i64>().ok())
-                .filter(|v| *v >= 1)
-                .map(|v| IfMatch(Some(v)))
-                .ok_or_else(|| {
-                    ApiError::BadRequest(
-                        "If-Match must be the resource's version, as its ETag gives it".into(),
-                    )
-                }),
-        };
-        std::future::ready(parsed)
-    }
-}
-
 // ------------------------------------------------------------ loading
 
 pub(crate) fn fold(events: &[RecordedEvent]) -> Option<Incident> {
@@ -82,23 +55,6 @@ pub(crate) fn fold(events: &[RecordedEvent]) -> Option<Incident> {
             None => i,
         }
     })
-}
-
-/// The client that owns a service, from the service's own stream: a service
-/// registered a moment ago is already known, which the directory read model
-/// may not yet say. A service never changes hands.
-pub(crate) async fn client_of_service(
-    state: &AppState,
-    tenant: Uuid,
-    service: Uuid,
-) -> Result<Option<Uuid>, ApiError> {
-    let events = stream_events(state, tenant, &dir::service_stream(service), None).await?;
-    Ok(events.iter().find_map(|e| {
-        match dir::DirectoryEvent::from_stored(&e.event_type, &e.payload) {
-            Some(dir::DirectoryEvent::ServiceRegistered { client_id, .. }) => Some(client_id),
-            _ => None,
-        }
-    }))
 }
 
 /// Whether the caller may see incidents of this service.
@@ -670,34 +626,6 @@ pub async fn incident_mitigate(
         },
     )
     .await
-}
-
-/// A body that may be left out entirely; when present it must be valid JSON
-/// of the right shape, never silently ignored.
-pub(crate) fn optional_json<T: serde::de::DeserializeOwned>(
-    req: &HttpRequest,
-    body: &[u8],
-) -> Result<Option<T>, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    let json = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
-        });
-    if !json {
-        return Err(ApiError::UnsupportedMediaType(
-            "the body must be JSON (Content-Type: application/json)".into(),
-        ));
-    }
-    serde_json::from_slice(body)
-        .map(Some)
-        .map_err(|e| ApiError::BadRequest(format!("the body is not valid: {e}")))
 }
 
 #[derive(Debug, Serialize, Deserialize)]

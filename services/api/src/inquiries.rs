@@ -21,8 +21,8 @@ use crate::common::{
     actor_of, append_and_answer, begin_command, check_if_match, existing_service, page_len,
     stream_events, Appending, Page,
 };
+use crate::extract::{optional_json, IfMatch};
 use crate::idempotency::IdempotencyKey;
-use crate::incidents::{optional_json, IfMatch};
 use crate::problem::ApiError;
 use crate::AppState;
 

@@ -14,6 +14,7 @@ pub mod changes;
 pub mod common;
 pub mod directory;
 pub mod escalation;
+pub mod extract;
 pub mod feed;
 pub mod idempotency;
 pub mod incidents;

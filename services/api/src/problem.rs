@@ -35,6 +35,13 @@ pub enum ApiError {
         detail: String,
         extra: Map<String, Value>,
     },
+    /// A stale `If-Match` (RFC 9110 §13.1.1): the resource moved on since
+    /// the version the command was based on.
+    #[error("{detail}")]
+    PreconditionFailed {
+        detail: String,
+        extra: Map<String, Value>,
+    },
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
@@ -62,6 +69,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not-found",
             ApiError::Conflict { .. } => "conflict",
+            ApiError::PreconditionFailed { .. } => "precondition-failed",
             ApiError::PayloadTooLarge(_) => "payload-too-large",
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
             ApiError::Unprocessable(_) => "unprocessable",
@@ -168,6 +176,7 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -191,7 +200,8 @@ impl ResponseError for ApiError {
             other => other.to_string(),
         };
         let mut body = problem_body(status, self.slug(), &detail);
-        if let ApiError::Conflict { extra, .. } = self {
+        if let ApiError::Conflict { extra, .. } | ApiError::PreconditionFailed { extra, .. } = self
+        {
             body.extend(extra.clone());
         }
         problem_response(status, body)

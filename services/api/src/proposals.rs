@@ -13,8 +13,8 @@ use uuid::Uuid;
 use crate::aggregate::{self, Asked, Versioned};
 use crate::auth::Caller;
 use crate::common::{page_len, require_services, stream_events, AsOfQuery, Page};
+use crate::extract::{optional_json, IfMatch};
 use crate::idempotency::IdempotencyKey;
-use crate::incidents::{optional_json, IfMatch};
 use crate::problem::ApiError;
 use crate::AppState;
 

@@ -694,7 +694,7 @@ pub async fn subscription_create(
     }
     let body = body.into_inner();
     let tenant = actor.tenant_id;
-    let client_id = crate::incidents::client_of_service(&state, tenant, body.service_id)
+    let client_id = crate::common::client_of_service(&state, tenant, body.service_id)
         .await?
         .filter(|c| may_manage(actor, *c))
         .ok_or_else(|| {

@@ -26,8 +26,8 @@ use uuid::Uuid;
 use crate::auth::Caller;
 use crate::changes::{commit, missing, services_exist};
 use crate::common::{begin_command, check_if_match, metadata, page_len, stream_events};
+use crate::extract::{optional_json, IfMatch};
 use crate::idempotency::IdempotencyKey;
-use crate::incidents::{optional_json, IfMatch};
 use crate::problem::ApiError;
 use crate::AppState;
 

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::worklog::minutes;
 use crate::Rejection;
 
 /// Longest free text kept (descriptions, plans, reasons).
@@ -23,8 +24,6 @@ pub const TEXT_LEN_MAX_CHARS: usize = 10_000;
 pub const SERVICES_MAX: usize = 50;
 /// Links one change may carry.
 pub const LINKS_MAX: usize = 100;
-/// Effort recorded with one step, at most one week of minutes.
-pub const MINUTES_SPENT_MAX: u32 = 10_080;
 
 pub fn change_stream(id: Uuid) -> String {
     format!("change-{id}")
@@ -581,16 +580,6 @@ fn optional_text(field: &str, raw: Option<String>) -> Result<Option<String>, Rej
     match raw {
         Some(r) if !r.trim().is_empty() => text(field, &r).map(Some),
         _ => Ok(None),
-    }
-}
-
-/// Effort in minutes: 0 ..= one week.
-pub fn minutes(m: Option<u32>) -> Result<Option<u32>, Rejection> {
-    match m {
-        Some(m) if m > MINUTES_SPENT_MAX => Err(Rejection::Invalid(format!(
-            "minutes_spent must be at most {MINUTES_SPENT_MAX}"
-        ))),
-        m => Ok(m),
     }
 }
 

@@ -9,6 +9,7 @@ use uuid::Uuid;
 use crate::alert::{Category, Severity};
 use crate::escalation::{Step, Target};
 pub use crate::impact::ImpactLevel;
+use crate::worklog::minutes;
 use crate::Rejection;
 
 /// Longest note or action description kept.
@@ -596,22 +597,10 @@ pub(crate) fn text(field: &str, raw: &str) -> Result<String, Rejection> {
     crate::worklog::text(field, raw)
 }
 
-/// A week: more effort than that on one record is a typo.
-pub const MINUTES_SPENT_MAX: u32 = 7 * 24 * 60;
 /// Bounds on a finding's evidence, so one finding cannot be a log dump.
 pub const EVIDENCE_EXCERPTS_MAX: usize = 50;
 pub const EVIDENCE_COMPONENTS_MAX: usize = 50;
 const COMPONENT_LEN_MAX_CHARS: usize = 200;
-
-/// Checks the effort recorded with a command (SPEC §6: time spent where recorded).
-pub fn minutes(minutes_spent: Option<u32>) -> Result<Option<u32>, Rejection> {
-    match minutes_spent {
-        Some(m) if m > MINUTES_SPENT_MAX => Err(Rejection::Invalid(format!(
-            "minutes_spent must be at most {MINUTES_SPENT_MAX} (a week)"
-        ))),
-        m => Ok(m),
-    }
-}
 
 fn checked_evidence(e: Evidence) -> Result<Evidence, Rejection> {
     if e.log_excerpts.len() > EVIDENCE_EXCERPTS_MAX {
@@ -1076,10 +1065,17 @@ mod tests {
         assert!(run(opened(), with(empty_excerpt, None)).is_err());
         assert!(run(
             opened(),
-            with(Evidence::default(), Some(MINUTES_SPENT_MAX + 1))
+            with(
+                Evidence::default(),
+                Some(crate::worklog::MINUTES_SPENT_MAX + 1)
+            )
         )
         .is_err());
-        assert!(run(opened(), with(Evidence::default(), Some(MINUTES_SPENT_MAX))).is_ok());
+        assert!(run(
+            opened(),
+            with(Evidence::default(), Some(crate::worklog::MINUTES_SPENT_MAX))
+        )
+        .is_ok());
     }
 
     #[test]

@@ -281,7 +281,7 @@ pub fn raise(
         description: text("description", description)?,
         incident_id,
         service_ids: services,
-        minutes_spent: crate::incident::minutes(minutes_spent)?,
+        minutes_spent: crate::worklog::minutes(minutes_spent)?,
     })
 }
 
@@ -330,7 +330,7 @@ pub fn decide(
         } => match s {
             Implemented => ProposalEvent::ProposalVerified {
                 note: text("note", &note)?,
-                minutes_spent: crate::incident::minutes(minutes_spent)?,
+                minutes_spent: crate::worklog::minutes(minutes_spent)?,
             },
             _ => return Err(invalid_in("verify", s)),
         },

@@ -495,7 +495,7 @@ pub fn decide(window: &Window, command: Command) -> Result<Vec<WindowEvent>, Rej
         Command::End { minutes_spent } => match s {
             Started => WindowEvent::WindowEnded {
                 service_ids: services,
-                minutes_spent: crate::change::minutes(minutes_spent)?,
+                minutes_spent: crate::worklog::minutes(minutes_spent)?,
             },
             _ => return Err(invalid_in("end", s)),
         },

@@ -34,7 +34,14 @@ pub fn backup_stream(id: Uuid) -> String {
     format!("backup-{id}")
 }
 
-/// Optional effort in minutes, `0..=MINUTES_SPENT_MAX`.
+/// Optional effort in minutes, `0..=MINUTES_SPENT_MAX`: the one check of
+/// the effort every kind of record may carry (SPEC §6: time spent where
+/// recorded).
+pub fn minutes(raw: Option<u32>) -> Result<Option<u32>, Rejection> {
+    minutes_spent(raw.map(i64::from))
+}
+
+/// [`minutes`], of a number that may be negative.
 pub fn minutes_spent(raw: Option<i64>) -> Result<Option<u32>, Rejection> {
     match raw {
         None => Ok(None),
