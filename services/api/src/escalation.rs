@@ -5,8 +5,8 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use opsledger_domain::escalation::{self, Step, Target};
-use opsledger_domain::incident::{self, Command, IncidentEvent, Status};
-use opsledger_domain::{oncall, Metadata, RecordedEvent};
+use opsledger_domain::incident::{self, fold, Command, IncidentEvent, Status};
+use opsledger_domain::{oncall, Metadata};
 use opsledger_store::roster as store_roster;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -95,15 +95,6 @@ fn system_meta() -> Metadata {
         causation_id: None,
         source: "escalation".into(),
     }
-}
-
-fn fold(events: &[RecordedEvent]) -> Option<incident::Incident> {
-    events.iter().fold(None, |i, e| {
-        match IncidentEvent::from_stored(&e.event_type, &e.payload) {
-            Some(ev) => incident::evolve(i, &ev, e.recorded_at),
-            None => i,
-        }
-    })
 }
 
 /// What became of a due timer.

@@ -8,8 +8,8 @@ use opsledger_domain::access::{Actor, ClientScope, INCIDENT_READERS, RESPONDERS}
 use opsledger_domain::alert::{self, AlertEvent, Category, GroupEvent, Severity};
 use opsledger_domain::impact::ImpactLevel;
 use opsledger_domain::incident::{
-    self, Command, Evidence, Incident, IncidentEvent, MaintenanceAction, OperationsAction, Status,
-    Triage, Visibility,
+    self, fold, Command, Evidence, Incident, IncidentEvent, MaintenanceAction, OperationsAction,
+    Status, Triage, Visibility,
 };
 use opsledger_domain::{Metadata, NewEvent, RecordedEvent, WorkClass};
 use opsledger_store::incidents::{self as store_inc, AlertFilter, IncidentFilter};
@@ -47,15 +47,6 @@ pub(crate) fn respond(view: &IncidentView) -> HttpResponse {
 }
 
 // ------------------------------------------------------------ loading
-
-pub(crate) fn fold(events: &[RecordedEvent]) -> Option<Incident> {
-    events.iter().fold(None, |i, e| {
-        match IncidentEvent::from_stored(&e.event_type, &e.payload) {
-            Some(ev) => incident::evolve(i, &ev, e.recorded_at),
-            None => i,
-        }
-    })
-}
 
 /// Whether the caller may see incidents of this service.
 async fn visible(state: &AppState, actor: &Actor, service: Option<Uuid>) -> Result<bool, ApiError> {

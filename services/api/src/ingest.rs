@@ -475,7 +475,7 @@ async fn try_auto_mitigate(
     service: Option<Uuid>,
 ) -> Result<(), ApiError> {
     let events = stream_events(state, tenant, &incident::incident_stream(incident), None).await?;
-    let Some(folded) = crate::incidents::fold(&events) else {
+    let Some(folded) = incident::fold(&events) else {
         return Ok(());
     };
     let Some(service) = service.or(folded.service_id) else {

@@ -383,6 +383,22 @@ impl Incident {
 }
 
 /// Folds one event, recorded at `at`, into the incident (`None` before it opens).
+/// Folds one stored event at the instant it was recorded (the one clock
+/// every read and every command's answer uses); an event of another kind
+/// leaves the incident as it is.
+pub fn evolve_stored(incident: Option<Incident>, e: &crate::RecordedEvent) -> Option<Incident> {
+    match IncidentEvent::from_stored(&e.event_type, &e.payload) {
+        Some(ev) => evolve(incident, &ev, e.recorded_at),
+        None => incident,
+    }
+}
+
+/// The incident as its stored events leave it: the one fold of an incident
+/// stream, for handlers, workers and projections alike.
+pub fn fold(events: &[crate::RecordedEvent]) -> Option<Incident> {
+    events.iter().fold(None, evolve_stored)
+}
+
 pub fn evolve(
     incident: Option<Incident>,
     event: &IncidentEvent,
@@ -883,6 +899,52 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fold_of_stored_events_uses_their_recorded_instant_and_skips_other_kinds() {
+        let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let stored = |version: i64, event_type: &str, payload: serde_json::Value, secs: i64| {
+            crate::RecordedEvent {
+                position: version,
+                tx_id: 1,
+                event_id: Uuid::from_u128(version as u128),
+                tenant_id: Uuid::nil(),
+                stream_id: "incident-1".into(),
+                stream_version: version,
+                event_type: event_type.into(),
+                schema_version: 1,
+                work_class: crate::WorkClass::Operations,
+                payload,
+                metadata: serde_json::json!({}),
+                occurred_at: at,
+                recorded_at: at + chrono::Duration::seconds(secs),
+            }
+        };
+        let open = IncidentEvent::IncidentOpened {
+            incident_id: Uuid::from_u128(1),
+            service_id: None,
+            title: "Orders slow".into(),
+            severity: Severity::Error,
+            category: Category::Application,
+            group_key: None,
+            impact_start: at,
+            planned_window: None,
+            impact_level: None,
+        };
+        let ack = IncidentEvent::IncidentAcknowledged {};
+        let events = [
+            stored(1, open.type_name(), open.payload(), 0),
+            stored(2, "SomethingElse", serde_json::json!({}), 5),
+            stored(3, ack.type_name(), ack.payload(), 9),
+        ];
+        let folded = fold(&events).unwrap();
+        assert_eq!(folded.status, Status::Acknowledged);
+        assert_eq!(
+            folded.acknowledged_at,
+            Some(at + chrono::Duration::seconds(9))
+        );
+        assert_eq!(fold(&events[1..2]), None);
+    }
 
     fn opened() -> Incident {
         let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();

@@ -287,9 +287,7 @@ async fn incidents_at(
     for (key, stream) in &streams {
         let mut state: Option<Incident> = None;
         for e in stream {
-            if let Some(ev) = IncidentEvent::from_stored(&e.event_type, &e.payload) {
-                state = incident::evolve(state.take(), &ev, e.recorded_at);
-            }
+            state = incident::evolve_stored(state.take(), e);
             states.insert((key.0, key.1, e.stream_version), state.clone());
         }
     }
