@@ -884,10 +884,10 @@ async fn an_incident_whose_alerts_all_resolved_mitigates_itself_where_its_servic
 async fn the_monthly_report_is_mailed_once_per_contact_and_month() {
     use opsledger_testkit::{spawn_app_with, SmtpSink};
     let mut sink = SmtpSink::start().await;
-    let smtp = opsledger_api::outbox::SmtpConfig {
+    let smtp = opsledger_server::mail::SmtpConfig {
         host: "127.0.0.1".into(),
         port: sink.port(),
-        tls: opsledger_api::outbox::TlsMode::None,
+        tls: opsledger_server::mail::TlsMode::None,
         username: None,
         password: None,
         from: "opsledger <noreply@opsledger.test>".into(),

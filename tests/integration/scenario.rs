@@ -9,9 +9,9 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use opsledger_api::outbox::{SmtpConfig, TlsMode};
 use opsledger_domain::access::Role;
 use opsledger_domain::notification::Backoff;
+use opsledger_server::mail::{SmtpConfig, TlsMode};
 use opsledger_testkit::{spawn_app_with, SmtpSink, TestApp};
 use opsledger_tests::eventually;
 use reqwest::StatusCode;

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use opsledger_domain::escalation::{self, Step, Target};
 use opsledger_domain::incident::{self, fold, Command, IncidentEvent, Status};
 use opsledger_domain::{oncall, Metadata};
+use opsledger_store::incidents::{self as store_incidents, TimerFired};
 use opsledger_store::roster as store_roster;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -97,24 +98,16 @@ fn system_meta() -> Metadata {
     }
 }
 
-/// What became of a due timer.
-enum Fired {
-    /// Fired, or found no longer wanted: the timer row goes.
-    Done,
-    /// Lost a race with a command: tried again on the next pass.
-    Later,
-}
-
 async fn fire_one(
     state: &AppState,
     tenant: Uuid,
     id: Uuid,
     step: Step,
     now: DateTime<Utc>,
-) -> Result<Fired, ApiError> {
+) -> Result<TimerFired, ApiError> {
     let events = stream_events(state, tenant, &incident::incident_stream(id), None).await?;
     let Some(incident) = fold(&events) else {
-        return Ok(Fired::Done);
+        return Ok(TimerFired::Done);
     };
     let policy = match incident.service_id {
         Some(s) => store_roster::policy_of_service(&state.pool, tenant, s).await?,
@@ -124,7 +117,7 @@ async fn fire_one(
         .as_ref()
         .and_then(|p| p.policy.levels.get(step.level as usize - 1))
     else {
-        return Ok(Fired::Done);
+        return Ok(TimerFired::Done);
     };
     let users = responders(state, tenant, &level.targets, now).await?;
     let then = policy
@@ -141,10 +134,10 @@ async fn fire_one(
         now,
     };
     match execute(state, tenant, &system_meta(), id, None, command, None).await {
-        Ok(_) => Ok(Fired::Done),
+        Ok(_) => Ok(TimerFired::Done),
         // Acknowledged, resolved or rescheduled meanwhile: nothing to fire.
-        Err(ApiError::Unprocessable(_)) => Ok(Fired::Done),
-        Err(ApiError::Conflict { .. }) => Ok(Fired::Later),
+        Err(ApiError::Unprocessable(_)) => Ok(TimerFired::Done),
+        Err(ApiError::Conflict { .. }) => Ok(TimerFired::Later),
         Err(e) => Err(e),
     }
 }
@@ -154,54 +147,22 @@ async fn fire_one(
 /// holds, and firing appends with the incident's version, so a step fires
 /// once. Returns how many timers it settled.
 pub async fn fire_due(state: &AppState) -> Result<usize, ApiError> {
-    let mut client = state
-        .pool
-        .get()
-        .await
-        .map_err(opsledger_store::StoreError::from)?;
-    let tx = client
-        .transaction()
-        .await
-        .map_err(opsledger_store::StoreError::from)?;
-    let due = tx
-        .query(
-            "SELECT tenant_id, incident_id, level, round, due_at FROM escalation_timers \
-             WHERE due_at <= now() ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED",
-            &[&FIRE_BATCH_MAX],
-        )
-        .await
-        .map_err(opsledger_store::StoreError::from)?;
-    let mut settled = 0;
-    for row in &due {
-        let (tenant, id): (Uuid, Uuid) = (row.get(0), row.get(1));
-        let (level, round): (i32, i32) = (row.get(2), row.get(3));
-        let due_at: DateTime<Utc> = row.get(4);
+    let settled = store_incidents::fire_due_timers(&state.pool, FIRE_BATCH_MAX, |t| async move {
         let step = Step {
-            level: level as u32,
-            round: round as u32,
+            level: t.level,
+            round: t.round,
         };
         // The database said it is due: this clock must not say otherwise.
-        let now = Utc::now().max(due_at);
-        match fire_one(state, tenant, id, step, now).await {
-            Ok(Fired::Done) => {
-                tx.execute(
-                    "DELETE FROM escalation_timers WHERE tenant_id = $1 AND incident_id = $2 \
-                       AND level = $3 AND round = $4",
-                    &[&tenant, &id, &level, &round],
-                )
-                .await
-                .map_err(opsledger_store::StoreError::from)?;
-                settled += 1;
-            }
-            Ok(Fired::Later) => {}
+        let now = Utc::now().max(t.due_at);
+        match fire_one(state, t.tenant_id, t.incident_id, step, now).await {
+            Ok(fired) => fired,
             Err(e) => {
-                tracing::warn!(incident = %id, error = %e, "escalation step not fired; retrying");
+                tracing::warn!(incident = %t.incident_id, error = %e, "escalation step not fired; retrying");
+                TimerFired::Later
             }
         }
-    }
-    tx.commit()
-        .await
-        .map_err(opsledger_store::StoreError::from)?;
+    })
+    .await?;
     Ok(settled)
 }
 

@@ -22,7 +22,6 @@ pub mod ingest;
 pub mod input;
 pub mod inquiries;
 pub mod integrations;
-pub mod outbox;
 pub mod problem;
 pub mod proposals;
 pub mod reports;

@@ -26,16 +26,9 @@ pub async fn healthz() -> HttpResponse {
 /// balancer for one read model (the stall is the cluster's, not this
 /// instance's). Alert on `opsledger_projection_stalled` instead.
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let client = state
-        .pool
-        .get()
+    opsledger_store::projection::reachable(&state.pool)
         .await
-        .map_err(opsledger_store::StoreError::from)?;
-    client
-        .query("SELECT 1 FROM projection_checkpoints LIMIT 1", &[])
-        .await
-        .map_err(|e| ApiError::Unavailable(opsledger_store::StoreError::from(e)))?;
-    drop(client);
+        .map_err(ApiError::Unavailable)?;
     let health = projection_health(&state).await?;
     let troubled: Vec<_> = health
         .iter()

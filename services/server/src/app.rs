@@ -124,8 +124,7 @@ impl Application {
         }
         match &config.smtp {
             Some(smtp) => {
-                let mailer =
-                    opsledger_api::outbox::Mailer::new(smtp).map_err(StartError::Config)?;
+                let mailer = crate::mail::Mailer::new(smtp).map_err(StartError::Config)?;
                 workers.push(tokio::spawn(mail_worker(
                     state.clone(),
                     mailer,
@@ -257,12 +256,12 @@ async fn checkpoint_worker(state: web::Data<AppState>, interval: std::time::Dura
 /// Sends due notifications (SPEC §9), every `interval`.
 async fn mail_worker(
     state: web::Data<AppState>,
-    mailer: opsledger_api::outbox::Mailer,
+    mailer: crate::mail::Mailer,
     interval: std::time::Duration,
 ) {
     loop {
         tokio::time::sleep(interval).await;
-        if let Err(e) = opsledger_api::outbox::send_due(&state, &mailer).await {
+        if let Err(e) = crate::mail::send_due(&state, &mailer).await {
             tracing::warn!(error = %e, "notification pass failed");
         }
     }

@@ -38,7 +38,7 @@ pub struct Config {
     /// How often the escalation and notification workers look for due work.
     pub timer_interval: Duration,
     /// Where mail goes; `None` keeps notifications waiting in the outbox.
-    pub smtp: Option<opsledger_api::outbox::SmtpConfig>,
+    pub smtp: Option<crate::mail::SmtpConfig>,
     /// A projection whose oldest unapplied event is older than this is
     /// reported stalled (`/readyz`, `/metrics`).
     pub projection_stall_after: Duration,
@@ -72,8 +72,8 @@ fn audit_key_from_env() -> Result<Option<String>, String> {
 const TIMER_INTERVAL_DEFAULT_MS: u64 = 1_000;
 
 /// Mail settings: `OPSLEDGER_SMTP_HOST` turns sending on.
-fn smtp_from_env() -> Result<Option<opsledger_api::outbox::SmtpConfig>, String> {
-    use opsledger_api::outbox::{SmtpConfig, TlsMode};
+fn smtp_from_env() -> Result<Option<crate::mail::SmtpConfig>, String> {
+    use crate::mail::{SmtpConfig, TlsMode};
     let Some(host) = var("OPSLEDGER_SMTP_HOST") else {
         return Ok(None);
     };

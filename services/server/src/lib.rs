@@ -7,6 +7,7 @@
 pub mod app;
 pub mod commands;
 pub mod config;
+pub mod mail;
 pub mod telemetry;
 
 pub use app::Application;

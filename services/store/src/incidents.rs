@@ -964,3 +964,72 @@ pub async fn alerts_resolved(
         .await?;
     Ok((row.get(0), row.get(1)))
 }
+
+// ------------------------------------------------------------ escalation timers
+
+/// An escalation step whose time has come (`escalation_timers`, kept by
+/// the incidents projection).
+#[derive(Debug, Clone, Copy)]
+pub struct DueTimer {
+    pub tenant_id: Uuid,
+    pub incident_id: Uuid,
+    pub level: u32,
+    pub round: u32,
+    pub due_at: DateTime<Utc>,
+}
+
+/// What became of a due timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerFired {
+    /// Fired, or found no longer wanted: the timer row goes.
+    Done,
+    /// Lost a race with a command, or failed: tried again on the next pass.
+    Later,
+}
+
+/// One pass over the due escalation timers, oldest first, at most `limit`:
+/// `fire` is called for each, and those it settles are removed. Instances
+/// may run it at once: each locks the timers it takes and skips those
+/// another holds (the locks last until the pass commits). Returns how many
+/// it settled.
+pub async fn fire_due_timers<F, Fut>(
+    pool: &Pool,
+    limit: i64,
+    mut fire: F,
+) -> Result<usize, StoreError>
+where
+    F: FnMut(DueTimer) -> Fut,
+    Fut: std::future::Future<Output = TimerFired>,
+{
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let due = tx
+        .query(
+            "SELECT tenant_id, incident_id, level, round, due_at FROM escalation_timers \
+             WHERE due_at <= now() ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+            &[&limit],
+        )
+        .await?;
+    let mut settled = 0;
+    for row in &due {
+        let (level, round): (i32, i32) = (row.get(2), row.get(3));
+        let timer = DueTimer {
+            tenant_id: row.get(0),
+            incident_id: row.get(1),
+            level: level as u32,
+            round: round as u32,
+            due_at: row.get(4),
+        };
+        if fire(timer).await == TimerFired::Done {
+            tx.execute(
+                "DELETE FROM escalation_timers WHERE tenant_id = $1 AND incident_id = $2 \
+                   AND level = $3 AND round = $4",
+                &[&timer.tenant_id, &timer.incident_id, &level, &round],
+            )
+            .await?;
+            settled += 1;
+        }
+    }
+    tx.commit().await?;
+    Ok(settled)
+}

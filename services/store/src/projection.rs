@@ -934,6 +934,16 @@ pub async fn rebuild_all(
     }
 }
 
+/// Whether the database answers, with the schema migrated: what readiness
+/// asks before anything else.
+pub async fn reachable(pool: &Pool) -> Result<(), StoreError> {
+    let client = pool.get().await?;
+    client
+        .query("SELECT 1 FROM projection_checkpoints LIMIT 1", &[])
+        .await?;
+    Ok(())
+}
+
 /// How far behind the store a projection is.
 #[derive(Debug, Clone, Serialize)]
 pub struct Lag {

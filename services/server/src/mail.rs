@@ -1,20 +1,27 @@
-//! The notification sender (SPEC §9): leases due notifications, sends them
-//! over SMTP with lettre, and records each attempt as an event.
+//! The notification sender (SPEC §9), a worker: leases due notifications,
+//! sends them over SMTP with lettre, and records each attempt as an event.
+//! It lives with the binary, not in `api`: it answers no request.
 
 use chrono::{Duration, Utc};
 use lettre::message::{header::ContentType, Mailbox};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use opsledger_api::AppState;
 use opsledger_domain::notice::RenderedNotice;
 use opsledger_domain::notification::{self, Backoff, Delivery, NotificationEvent, Recipient};
 use opsledger_domain::{Metadata, NewEvent, RecordedEvent};
 use opsledger_store::outbox::{self as store_outbox, Leased};
-use opsledger_store::{AppendError, AppendRequest, ExpectedVersion, StreamAppend};
+use opsledger_store::{AppendError, AppendRequest, ExpectedVersion, StoreError, StreamAppend};
 
-use crate::common::stream_events;
-use crate::problem::ApiError;
-use crate::AppState;
+/// Why a notification's attempt could not be recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Append(#[from] AppendError),
+}
 
 /// How long a sender holds a notification: well over one SMTP exchange.
 const LEASE: Duration = Duration::seconds(60);
@@ -168,9 +175,12 @@ fn sender_meta() -> Metadata {
 }
 
 /// Sends one leased notification and records what happened.
-async fn send_one(state: &AppState, mailer: &Mailer, leased: &Leased) -> Result<(), ApiError> {
+async fn send_one(state: &AppState, mailer: &Mailer, leased: &Leased) -> Result<(), MailError> {
     let stream = notification::notification_stream(leased.notification_id);
-    let events = stream_events(state, leased.tenant_id, &stream, None).await?;
+    let events = {
+        let client = state.pool.get().await.map_err(StoreError::from)?;
+        opsledger_store::read::read_stream(&client, leased.tenant_id, &stream, None).await?
+    };
     let Some(p) = pending(&events) else {
         return Ok(());
     };
@@ -251,7 +261,7 @@ async fn send_one(state: &AppState, mailer: &Mailer, leased: &Leased) -> Result<
 /// One pass of the sender: every due notification, one lease at a time.
 /// Instances may run it at once; a lease is held by one of them. Returns how
 /// many it tried.
-pub async fn send_due(state: &AppState, mailer: &Mailer) -> Result<usize, ApiError> {
+pub async fn send_due(state: &AppState, mailer: &Mailer) -> Result<usize, MailError> {
     let mut tried = 0;
     while tried < SEND_BATCH_MAX {
         let Some(leased) = store_outbox::lease_next(&state.pool, LEASE).await? else {
