@@ -553,13 +553,8 @@ async fn step(
             Command::Link { link }
         }
     };
-    let decided = change::decide(&change, command).map_err(|r| match ApiError::from(r) {
-        ApiError::Conflict { detail, mut extra } => {
-            extra.insert("current_state".into(), change.status.as_str().into());
-            ApiError::Conflict { detail, extra }
-        }
-        other => other,
-    })?;
+    let decided = change::decide(&change, command)
+        .map_err(|r| ApiError::from(r).naming_state(change.status.as_str()))?;
     let now = Utc::now().trunc_subsecs(6);
     let meta = metadata(actor, &req);
     let after = decided

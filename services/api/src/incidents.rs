@@ -126,16 +126,8 @@ pub(crate) async fn execute(
     let incident = fold(&events).ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))?;
     let version = events.last().map_or(0, |e| e.stream_version);
     check_if_match(if_match, version, "incident", incident.status.as_str())?;
-    let mut decided = incident::decide(&incident, command, Uuid::now_v7()).map_err(|r| {
-        let state_name = incident.status.as_str();
-        match ApiError::from(r) {
-            ApiError::Conflict { detail, mut extra } => {
-                extra.insert("current_state".into(), state_name.into());
-                ApiError::Conflict { detail, extra }
-            }
-            other => other,
-        }
-    })?;
+    let mut decided = incident::decide(&incident, command, Uuid::now_v7())
+        .map_err(|r| ApiError::from(r).naming_state(incident.status.as_str()))?;
     let now = Utc::now();
     // A reopened incident pages again, from the first level.
     if decided
@@ -487,69 +479,31 @@ impl CommandBody for AssignBody {
     }
 }
 
-pub async fn incident_unassign(
-    s: web::Data<AppState>,
-    c: Caller,
-    r: HttpRequest,
-    id: web::Path<Uuid>,
-    m: IfMatch,
-    k: IdempotencyKey,
-) -> Result<HttpResponse, ApiError> {
-    let asked = Asked {
-        if_match: m,
-        key: k,
-        body: Value::Null,
+/// A command that takes no body: the route names it whole.
+macro_rules! bodiless_command {
+    ($name:ident, $command:expr) => {
+        pub async fn $name(
+            s: web::Data<AppState>,
+            c: Caller,
+            r: HttpRequest,
+            id: web::Path<Uuid>,
+            m: IfMatch,
+            k: IdempotencyKey,
+        ) -> Result<HttpResponse, ApiError> {
+            let asked = Asked {
+                if_match: m,
+                key: k,
+                body: Value::Null,
+            };
+            command(s, c, r, id, asked, $command).await
+        }
     };
-    command(s, c, r, id, asked, Command::Unassign).await
 }
 
-pub async fn incident_acknowledge(
-    s: web::Data<AppState>,
-    c: Caller,
-    r: HttpRequest,
-    id: web::Path<Uuid>,
-    m: IfMatch,
-    k: IdempotencyKey,
-) -> Result<HttpResponse, ApiError> {
-    let asked = Asked {
-        if_match: m,
-        key: k,
-        body: Value::Null,
-    };
-    command(s, c, r, id, asked, Command::Acknowledge).await
-}
-
-pub async fn incident_resolve(
-    s: web::Data<AppState>,
-    c: Caller,
-    r: HttpRequest,
-    id: web::Path<Uuid>,
-    m: IfMatch,
-    k: IdempotencyKey,
-) -> Result<HttpResponse, ApiError> {
-    let asked = Asked {
-        if_match: m,
-        key: k,
-        body: Value::Null,
-    };
-    command(s, c, r, id, asked, Command::Resolve).await
-}
-
-pub async fn incident_close(
-    s: web::Data<AppState>,
-    c: Caller,
-    r: HttpRequest,
-    id: web::Path<Uuid>,
-    m: IfMatch,
-    k: IdempotencyKey,
-) -> Result<HttpResponse, ApiError> {
-    let asked = Asked {
-        if_match: m,
-        key: k,
-        body: Value::Null,
-    };
-    command(s, c, r, id, asked, Command::Close).await
-}
+bodiless_command!(incident_unassign, Command::Unassign);
+bodiless_command!(incident_acknowledge, Command::Acknowledge);
+bodiless_command!(incident_resolve, Command::Resolve);
+bodiless_command!(incident_close, Command::Close);
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

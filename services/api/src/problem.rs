@@ -62,6 +62,19 @@ impl ApiError {
         }
     }
 
+    /// A refusal (409) that names the record's current state
+    /// (`current_state`), as every refused command answers; other errors
+    /// as they are.
+    pub fn naming_state(self, state: &str) -> ApiError {
+        match self {
+            ApiError::Conflict { detail, mut extra } => {
+                extra.insert("current_state".into(), state.into());
+                ApiError::Conflict { detail, extra }
+            }
+            other => other,
+        }
+    }
+
     fn slug(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "bad-request",

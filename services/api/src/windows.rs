@@ -545,13 +545,8 @@ async fn step(
     check_if_match(if_match.0, version, "window", w.status.as_str())?;
     let now = Utc::now().trunc_subsecs(6);
     let meta = metadata(actor, &req);
-    let with_state = |r: opsledger_domain::Rejection| match ApiError::from(r) {
-        ApiError::Conflict { detail, mut extra } => {
-            extra.insert("current_state".into(), w.status.as_str().into());
-            ApiError::Conflict { detail, extra }
-        }
-        other => other,
-    };
+    let with_state =
+        |r: opsledger_domain::Rejection| ApiError::from(r).naming_state(w.status.as_str());
     let (new_events, decided, others) = match step {
         Step::Announce => {
             if w.status != window::Status::Planned {
