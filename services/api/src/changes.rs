@@ -4,6 +4,67 @@
 //! Clients are refused changes and freezes entirely (403): a change's risk,
 //! impact and rollback plan are internal, and what clients need to know of
 //! one reaches them as a maintenance window.
+//!
+//! # Changes and maintenance windows
+//!
+//! Streams: `change-<id>`, `window-<id>`, `freeze-<id>`; every event names
+//! its `service_ids` (the work ledger reads them), and step commands take
+//! `minutes_spent`. Pure `decide`/`evolve` in `domain::{change, window,
+//! freeze}`; the `changes` projection keeps `proj_changes`, `proj_windows` and
+//! `proj_freezes`, each row the aggregate as the domain folds it (`state`,
+//! jsonb) beside the columns queried. Folds use the events' `occurred_at`
+//! (the instant the handler decided), so a command's answer equals a later
+//! read.
+//!
+//! - **Changes.** draft → submitted → approved | rejected → scheduled →
+//!   in_progress → completed | failed | rolled_back → reviewed. Standard
+//!   changes (operators may request and run them) take no approval; normal
+//!   ones need a rollback plan and approval before scheduling; emergency ones
+//!   may be scheduled and started first and show `approval_missing` until an
+//!   approval follows (then `retroactive`). Four eyes: the domain refuses an
+//!   approval or rejection by the requester (`Rejection::Forbidden`, 403).
+//!   Links (`fixes`, `caused_by` an incident; `implements` a proposal) and a
+//!   schedule's window are checked against the log (`read::existing_streams`).
+//!   Commands fold the stream, check `If-Match`, decide, append with the
+//!   version decided on; an invalid transition is a 409 naming
+//!   `current_state`. Clients are refused changes and freezes (403).
+//! - **Freezes and conflicts.** Scheduling reads the read model: a freeze of
+//!   one of the change's services overlapping the schedule refuses a normal
+//!   change (409 with `freeze_id`) and is recorded on standard and emergency
+//!   ones (`freezes`). Other scheduled or running changes to a shared service
+//!   with overlapping schedules are *accepted and reported*: their ids go into
+//!   `ChangeScheduled.conflicts` and the answer. Both read the read model,
+//!   after waiting (at most 5 s, `common::await_read_model`, which wakes the followers first) until its
+//!   checkpoint has passed every transaction id assigned before the request:
+//!   a freeze or schedule recorded earlier, on any instance, is seen. Two
+//!   schedules racing each other can still both miss the other; the history
+//!   shows both either way.
+//! - **Windows.** planned → announced → started → ended | cancelled, for some
+//!   services, optionally serving a change and recurring by an RFC 5545 RRULE
+//!   (DAILY or coarser, expanded in UTC by the `rrule` crate; each occurrence
+//!   as long as the first; reads list occurrences in a range). Announcing is
+//!   refused (422 naming the service, its notice period and the latest
+//!   instant) when later than the longest notice period of its services before
+//!   the next occurrence, unless the window serves an emergency change: then
+//!   `late: true`. The announcement and one `NotificationRequested`
+//!   (`window_announced`) per active subscription address of its services go
+//!   in one append, rendered from `templates/notice/window_announced.*` in the
+//!   contact's language with that client's services only (after waiting, as
+//!   scheduling does, for the roster projection, so a subscription made just
+//!   before counts); the outbox sender delivers them as any other. Cancelling
+//!   an announced window tells the contacts subscribed then, the same way
+//!   (`window_cancelled`). `store::changes::windows_in_force` lists a
+//!   service's announced or started windows (ingestion keeps them a second,
+//!   see "Alerts and incidents"); `Window::covers` says whether one covers an
+//!   instant.
+//! - **History and calendar.** `/changes/history?service=` lists every change
+//!   to a service from `proj_changes` with approvals, schedule, outcome,
+//!   linked incidents and serving windows, oldest first, paged by keyset on
+//!   (requested_at, change_id) with the last change's id as `after`. `/calendar.ics` writes windows
+//!   (with their RRULE) and scheduled changes as VEVENTs by hand
+//!   (`domain::calendar`: TEXT escaped, CRLF lines folded at 75 octets);
+//!   tests read it back with the `ical` parser. Clients get their own
+//!   services' windows only, without internal fields.
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};

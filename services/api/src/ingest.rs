@@ -11,6 +11,48 @@
 //! dedup keys then costs one batched append per alert and no reads. The cache
 //! is only ever a guess — the expected versions make a stale guess a
 //! conflict, never a wrong fact.
+//!
+//! # Alerts and incidents
+//!
+//! Streams: `alert-<digest of dedup key>` (every receipt of one dedup key, over
+//! its firing cycles), `group-<digest of service and group key>` (which incident
+//! the group's alerts attach to while it is open), `incident-<id>`. Receiving a
+//! signal is one append over these streams with expected versions, decided by
+//! `domain::alert::decide_receipt`: open an incident, attach to the group's
+//! incident, count a repeat, hold it for an unknown service (kept and listed), or
+//! record a resolution. The receipt is itself the record of an alert opening
+//! or joining an incident (its decision names the incident); the incident's
+//! stream holds only the incident's own facts, so a storm writes one event per
+//! alert to the alert's own stream, and responders' `If-Match` versions do not
+//! move as alerts arrive. Attaching asserts the group's version without writing
+//! to it, so alerts attaching to one incident never conflict or queue, while a
+//! concurrent resolve — which releases the group — makes them decide again. An
+//! incident's alert count and the alerts on its timeline come from
+//! `proj_alerts`. Ingestion decides first on what
+//! this process last knew of the two streams (`IngestCache`); expected versions
+//! turn a stale guess into a retry on fresh reads, never into a wrong fact.
+//! A firing alert of a service inside a maintenance window in force
+//! (announced or started, the instant inside an occurrence) is recorded with
+//! decision `suppressed_by_window` and opens no incident: `suppressing_window`
+//! reads the service's windows from `proj_windows` and keeps them for a second
+//! (`WINDOWS_FRESH_FOR`), so a storm asks once a second, not once per alert, and
+//! a window takes effect for ingestion within a second of its read model. An
+//! incident opened by hand whose impact began inside such a window names it
+//! (`planned_window` on `IncidentOpened`): its downtime is planned.
+//!
+//! Alerts a source will never resolve are closed as expired: an Alertmanager or
+//! Grafana notification that no longer carries a firing alert of its group (and
+//! was not truncated) expires it at once; the expiry worker closes alerts whose
+//! `ends_at` passed or that were not refreshed within `OPSLEDGER_ALERT_STALE_S`.
+//!
+//! Incident commands (`/acknowledge`, `/notes`, …) fold the stream, check
+//! `If-Match` (a stale one is 412), decide, and append with the version they
+//! were decided on; an invalid transition is a 409 naming the current state. Reads by id fold the
+//! stream (`?as_of=` folds up to an instant); lists come from `proj_incidents` and
+//! `proj_alerts`; the timeline merges the incident's stream with its alerts'
+//! receipts, without internal notes for clients. An alert stream holds every
+//! firing cycle of its fingerprint (a year of them), so `proj_alerts` keeps the
+//! versions each cycle spans (V15) and the timeline reads just those.
 
 use std::collections::HashSet;
 

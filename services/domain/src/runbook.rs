@@ -14,6 +14,46 @@
 //!   different from whoever completed it, before the next step is completed
 //!   and before the execution can finish as succeeded;
 //! - an execution finishes once; `succeeded` only with every step done.
+//!
+//! # Runbooks, work log and inquiries
+//!
+//! Operations work that changes nothing (SPEC §4), each item a stream of its
+//! own: `task-` (one `RoutineTaskRecorded`), `backup-` (`BackupPerformed`, then
+//! any number of `BackupVerified`), `runbook-` (one `RunbookPublished` per
+//! version, so the stream version is the runbook version and `If-Match` on
+//! `/versions` is the version a new one replaces), `execution-` and `inquiry-`.
+//! Payloads carry `service_id` and optional `minutes_spent` (0..=10080) for the
+//! work ledger; who did it is only in the metadata, and the folds read it from
+//! there (`completed_by`, `verified_by`). Every event of an item that concerns
+//! a service repeats its `service_id`, not only the first.
+//!
+//! - **Executions are pinned.** `RunbookExecutionStarted` copies the steps of
+//!   the version it follows, so an execution folds from its own stream alone and
+//!   says exactly what was followed, whatever is published later.
+//!   `domain::runbook::decide` holds the rules: steps strictly in order; a
+//!   `double_check` step must be confirmed (`StepDoubleChecked`) by a subject
+//!   other than its completer before the next step, or `succeeded`; a finished
+//!   execution takes nothing more. Refusals are `Rejection::Refused`, a 409 with
+//!   `current_state`, and for executions `next_step` and `awaiting_confirmation`.
+//! - **Backups** may be verified by anyone who records work, their taker
+//!   included (the teams asked for no four-eyes rule there); each verification
+//!   says `by_performer`, and the status follows the latest.
+//! - **Inquiries**: open → answered → closed, or escalated (to maintenance) from
+//!   open or answered. A client user opens them only for its own client's
+//!   services, reads only its own client's, and never sees `opened_by`,
+//!   `escalation_reason` or who answered and how long it took.
+//! - **Read models.** The `operations` projection (schema V9) keeps
+//!   `proj_worklog` (tasks and backups, the latter folded through the domain's
+//!   evolve), `proj_runbooks` (latest version), `proj_executions` (to find
+//!   those in progress or serving an incident) and `proj_inquiries` with the
+//!   `team` whose queue each waits in (operations while open or answered,
+//!   maintenance while escalated, none once closed). `/queues/{team}` merges the
+//!   team's open incidents and inquiries oldest first; each item's `kind` says
+//!   which. Single items are read from their streams, never from these tables.
+//! - **Roles.** Work log, runbooks and executions: operators, maintainers and
+//!   admins write, staff read, clients get 403 (it names internal hosts and
+//!   people). Inquiries: clients (their own) and responders open them,
+//!   responders answer and escalate, either closes.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -16,6 +16,57 @@
 //! database check it, in one round trip; the locked path reads them under
 //! its locks first, in two. Inline projections (`projection::Inline`) write
 //! in the same transaction either way.
+//!
+//! # The append path
+//!
+//! Events are serialised by their callers, in parallel with other callers: a
+//! `NewEvent` carries its payload as the JSON text that is hashed and stored
+//! (ingestion prints each receipt straight from its variant,
+//! `NewEvent::of_tagged`, never through a tree of values), and
+//! `Committer::append` prints the metadata. It routes the request to one of the
+//! committer tasks (by the strand of its first stream; one task by default); a
+//! committer takes everything waiting (up to 256 requests) and commits it in one
+//! transaction, by one of two paths:
+//!
+//! - **Predicted** (one round trip): a committer remembers the head it left each
+//!   of its strands at, and every request names the version it expects of each
+//!   stream. Planned on those predictions, the batch is sent as one pipeline on
+//!   the committer's own connection (one warm backend): `BEGIN`; lock the strand
+//!   heads and check them; guard the streams; check their versions; `INSERT`
+//!   events; move the heads; keep the keys; the inline projections' writes;
+//!   `COMMIT`. The checks take the locked path's locks in the same order, and a
+//!   wrong prediction (another instance wrote a strand, a stream moved, a key
+//!   was claimed before) calls `append_refused` (schema V5), which raises, so
+//!   the transaction writes nothing. A second batch is sent while the first is
+//!   in flight once it holds 12 requests, so the backend starts it the moment
+//!   the first commits.
+//! - **Locked** (two round trips), when a prediction is impossible (a strand the
+//!   committer never wrote, an append that accepts any version) or was refused:
+//!   `BEGIN; lock strand heads; guard streams; read stream versions and claimed
+//!   keys`, then `INSERT … SELECT FROM unnest(…); UPDATE heads; INSERT keys;
+//!   COMMIT`.
+//!
+//! Both paths plan the batch with the same pure function (`append::plan`), which
+//! decides each request in order, so one request's conflict never fails its
+//! neighbours. Guards are transaction advisory locks keyed by (tenant, stream):
+//! exclusive for each stream written, shared for each stream only asserted (a
+//! stream with no events in an append). An assertion thus holds until its
+//! commit, yet the thousand appends of an alert storm asserting one group do not
+//! queue behind each other; strand locks are taken only for strands written.
+//! Strands are locked before guards, each in key order, so batches never
+//! deadlock. An unexpected error fails the batch, which is then retried one
+//! request per transaction. Appends of 32 events or more take their own
+//! transaction. `recorded_at` is the committing instance's clock (microseconds)
+//! when the batch is planned, since it is hashed before it is stored.
+//! Committers tell in-process projection workers through a watch channel what
+//! each commit wrote, as a count per stream family (the id up to its first `-`,
+//! hashed to one of 64 bits: `store::wake`); a worker wakes only for its own
+//! families and those of the projections that follow it (`after`), so an alert
+//! storm wakes none of them. A worker that finds nothing after such a wake (its
+//! event still above the horizon, a leader behind) looks again every 10 ms for
+//! up to 2 s. Commands that read a read model (scheduling, announcing) wake
+//! every worker first. Other instances' workers find events by polling (no
+//! NOTIFY inside any append transaction). `/metrics` counts batches by path.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};

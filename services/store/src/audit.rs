@@ -3,6 +3,47 @@
 //! event its leaf in its tenant's tree; the tiles proofs are read from; and
 //! the signed checkpoints, which the signer adds only after proving each
 //! new tree head consistent with the last one it signed.
+//!
+//! # The transparency log (SPEC §3.9)
+//!
+//! The hash chain proves the log unaltered to someone who re-reads all of it
+//! and trusts the heads the database keeps; the transparency log lets anyone
+//! holding a signed checkpoint check the log without either. The **sequencer**
+//! (`store::audit::AuditLog`) is a projection like the others (one owner, exactly
+//! once, rebuilt from position 0): in the order projections follow, which is
+//! final behind the gap-safe horizon, it gives each event the next leaf index of
+//! its tenant's tree. A leaf is `opsledger-leaf/v1` (`domain::audit`): every
+//! field length-prefixed (u32 BE) — the format name, event id, tenant id, stream
+//! id, stream version (i64), type, schema version (i32), work class, payload and
+//! metadata as their stored JSON text, occurred and recorded at (µs, i64), chain
+//! lane (i16), previous chain hash, chain hash — so the tree and the chain vouch
+//! for each other. Hashing is RFC 9162's; the tree is stored as C2SP tlog-tiles
+//! of height 8 (`audit_tiles`): full tiles never change, the right edge's tile of
+//! each level grows, and any root or proof reads a handful of tiles (a dry run
+//! of `tlog_tiles`' proof code against `Wanted` tells which). The **signer**
+//! (`sign_due`, a worker every `OPSLEDGER_CHECKPOINT_INTERVAL_MS`, one instance at
+//! a time by advisory lock) signs each grown tree head as a C2SP tlog-checkpoint
+//! in a signed note (Ed25519, the key file of `OPSLEDGER_AUDIT_KEY_FILE`, made by
+//! `opsledger keygen`) with origin `NAME/tenants/TENANT` — but first proves it
+//! consistent with the last checkpoint it signed and refuses (logged, and kept in
+//! `audit_refusals`) when it is not: a history altered and rebuilt cannot be
+//! signed over. Checkpoints are append-only like events and survive rebuilds.
+//! The sequencer reads its pages without payloads (`reads_payloads`: it reads
+//! the stored texts and chain links of a batch itself, by a range of
+//! positions when the page is nearly contiguous, so the engine need not
+//! parse millions of payloads). Proofs (`/audit/proof/*`) are
+//! `tlog_tiles`' RFC 9162 proofs over the tiles;
+//! the inclusion proof also comes as a C2SP tlog-proof file whose `extra` is the
+//! leaf's bytes, so it needs nothing else to check.
+//!
+//! The event feed (`GET /events`, `/events/stream`, `api::feed`) reads a
+//! tenant's events as the projections do (`read::feed`): in (tx_id, position)
+//! order below the horizon, so nothing committing late is skipped; its cursor is
+//! that pair, written opaquely. The stream reads its next page only when the
+//! client has taken the last (actix polls the body as the socket drains), and
+//! sends a heartbeat comment when quiet. Auditors and admins read it; an
+//! integration only while an admin's grant of its subject stands
+//! (`domain::feed_access`, events on the tenant's `feed-readers-` stream).
 
 use std::collections::HashMap;
 

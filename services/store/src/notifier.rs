@@ -6,6 +6,45 @@
 //! were it looked at again, a request's stream (named by the fact and the
 //! recipient) already exists and nothing is appended twice. A batch of
 //! facts costs four reads at most and one append, whatever its size.
+//!
+//! # Escalation, rosters and notifications
+//!
+//! Responders (`user-`), on-call schedules (`schedule-`), escalation policies
+//! (`policy-`) and client subscriptions (`subscription-`) are streams of their
+//! own; the roster projection keeps `proj_users`, `proj_schedules`,
+//! `proj_policies` and `proj_subscriptions`. Each is read by id from its stream
+//! (entity tag = stream version) and listed from its read model; both carry the
+//! events' `occurred_at`, which the create answers with too, so the three agree.
+//! A command that names another entity checks it against the log
+//! (`read::existing_streams`), so an entity registered a moment ago counts.
+//!
+//! - **Escalation timers.** Opening an incident of a service with a policy
+//!   appends `EscalationScheduled` (level 1, due now); firing a step appends
+//!   `IncidentEscalated` and the next `EscalationScheduled`; acknowledging,
+//!   mitigating or resolving cancels what is scheduled. The incident projection
+//!   keeps the step each incident waits for in `escalation_timers`. The worker
+//!   of every instance takes due rows `FOR UPDATE SKIP LOCKED` and fires each by
+//!   appending to the incident with the version it read, so a step fires once
+//!   however many instances run, and after any restart (the rows are data).
+//!   On-call is computed at firing time (`domain::oncall`: rotations hand off on
+//!   the local wall clock of the schedule's IANA zone, overrides win).
+//! - **Queues.** `proj_incidents` carries the team (operations until
+//!   `IncidentHandedOff`), the assignee, the level reached and the next step's
+//!   due time; `/queues/{team}` lists a team's open incidents oldest first.
+//! - **Notifications** (SPEC §9). The notifier is a follower of incident streams
+//!   that reads the roster and directory read models (it follows no further than
+//!   they have got, `Projection::after`) and appends `NotificationRequested` in
+//!   the transaction that moves its checkpoint. A request's stream id is derived
+//!   from the fact and the recipient (UUIDv5), so a fact asks once per recipient
+//!   whatever happens. The message is rendered then (minijinja templates in
+//!   `services/domain/templates/notice/`, Japanese or English by the recipient's
+//!   locale) and its SHA-256 kept, so the ledger shows exactly what was sent. The
+//!   sender of every instance (`server::mail`) leases a due row of
+//!   `proj_notifications` in a short transaction, sends with no transaction open (lettre; TLS none,
+//!   STARTTLS or implicit), and appends `NotificationSent`, or
+//!   `NotificationFailed` with the next attempt after exponential backoff, or
+//!   `NotificationAbandoned` at the limit. A sender that dies mid-send leaves a
+//!   lease that runs out: at least once, and never again once sent is recorded.
 
 use std::collections::{HashMap, HashSet};
 

@@ -12,6 +12,45 @@
 //!
 //! Each looks at a whole batch in a few statements, whatever its size: an
 //! incident storm opens hundreds of incidents a second.
+//!
+//! # Maintenance work, proposals, recurrence and the work ledger
+//!
+//! Every event type has one work class (`domain::catalogue`); what changes the
+//! system is its own type. On an incident, `/actions` of kind inspection,
+//! restart or runbook step append `ActionRecorded` (operations, any responder),
+//! of kind recovery or fix `MaintenanceActionRecorded` (maintenance,
+//! maintainers only); `/findings` appends `FindingRecorded` (maintenance). The
+//! command decides its roles (`incident::Command::roles`).
+//!
+//! Proposals and the feed's reader list implement `domain::aggregate::Aggregate`
+//! (changes, windows, runbooks and inquiries have the same shape but still
+//! their own runners in `api`, to be folded into one), and `api::aggregate`
+//! runs their commands the same way incidents run:
+//! `If-Match` (412 when stale), a 409 naming the current state, `Idempotency-Key`, `ETag`, and an
+//! append with the version decided on. Proposals: raised → approved | rejected
+//! (never by who raised it) → implemented (by a change whose stream has
+//! `ChangeCompleted`) → verified.
+//!
+//! - **Recurrence.** A follower of incident streams (`store::work::Recurrence`,
+//!   after the incidents, work and proposals read models) looks at each
+//!   `IncidentOpened` of a service: the latest resolved incident of that service
+//!   with a fix (a fix action, or a completed change naming it in `fixes`), one
+//!   sharing an alert fingerprint first. It appends `RecurrenceDetected` to the
+//!   new incident and `ProposalVerificationLapsed` to the verified proposals of
+//!   the earlier incident or its change, in one request and in the transaction
+//!   that moves its checkpoint; an incident that has a `RecurrenceDetected`
+//!   already is skipped, so a `rebuild` replays nothing twice.
+//! - **Work ledger.** `store::work::WorkProjection` follows the streams people
+//!   work in (incidents, changes, windows, freezes, proposals, inquiries,
+//!   runbooks, executions, tasks, backups — not alerts, groups or
+//!   notifications, which monitoring and the service write by the thousand) and
+//!   keeps a row per fact recorded by a person, in its event's class, with the
+//!   team of the recorder's role, the services the stream concerns (payload
+//!   `service_id`/`service_ids`, remembered per stream in
+//!   `proj_stream_services`) and `minutes_spent` where the command recorded it.
+//!   `GET /work` sums it by class, team and type and pages through the rows, so
+//!   every figure drills down to its events. It also keeps what fixed each
+//!   incident (`proj_fixes`), which recurrence asks.
 
 use std::collections::{HashMap, HashSet};
 
