@@ -705,3 +705,41 @@ async fn a_retried_command_with_its_key_is_answered_once_and_recorded_once() {
     };
     assert_eq!((count("NoteAdded"), count("IncidentAcknowledged")), (1, 1));
 }
+
+/// One clock: a command's answer folds its own events at the instant they
+/// were recorded, so what it says (`acknowledged_at`, `resolved_at`) is what
+/// a later read of the incident says, and a retry with the same
+/// Idempotency-Key is answered the same again.
+#[tokio::test]
+async fn a_commands_answer_says_what_a_later_read_says() {
+    let app = spawn_app().await;
+    let incident = open(&app, None, "Clocks", "error").await;
+    let id = incident["id"].as_str().unwrap().to_owned();
+    let operator = app.token(&[Role::Operator]);
+    let post = |verb: &'static str| {
+        app.http
+            .post(app.url(&format!("/api/v1/incidents/{id}/{verb}")))
+            .bearer_auth(&operator)
+            .header("Idempotency-Key", format!("clock-{verb}"))
+            .json(&json!({}))
+    };
+    for (verb, field) in [
+        ("acknowledge", "acknowledged_at"),
+        ("resolve", "resolved_at"),
+    ] {
+        let res = post(verb).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let answered: Value = res.json().await.unwrap();
+        let read: Value = app
+            .get(&format!("/api/v1/incidents/{id}"), &operator)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert!(answered[field].is_string(), "{answered}");
+        assert_eq!(answered[field], read[field], "{verb}");
+        assert_eq!(answered["version"], read["version"]);
+        let again: Value = post(verb).send().await.unwrap().json().await.unwrap();
+        assert_eq!(again, answered, "the retry is answered the same");
+    }
+}

@@ -122,7 +122,7 @@ async fn a_retried_idempotency_key_returns_the_first_result_and_appends_nothing(
         r.idempotency = Some(IdempotencyClaim {
             key: "k-1".into(),
             fingerprint: "f".into(),
-            response: json!({ "n": n }),
+            response: opsledger_store::ClaimedAnswer::Known(json!({ "n": n })),
         });
         r
     };
@@ -524,7 +524,7 @@ async fn predicted_appends_keep_keys_and_conflicts() {
         r.idempotency = Some(IdempotencyClaim {
             key: "k".into(),
             fingerprint: "f".into(),
-            response: json!({ "n": n }),
+            response: opsledger_store::ClaimedAnswer::Known(json!({ "n": n })),
         });
         r
     };

@@ -7,7 +7,8 @@ use std::future::{ready, Ready};
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpRequest, HttpResponse};
-use opsledger_store::IdempotencyClaim;
+use chrono::{DateTime, Utc};
+use opsledger_store::{ClaimedAnswer, IdempotencyClaim};
 use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -66,9 +67,28 @@ pub fn claim(
     key.0.as_ref().map(|k| IdempotencyClaim {
         key: k.clone(),
         fingerprint: fingerprint.to_owned(),
-        response: json!({
+        response: ClaimedAnswer::Known(json!({
             "status": status.as_u16(), "location": location, "version": version, "body": body
-        }),
+        })),
+    })
+}
+
+/// As [`claim`], with a body written at the instant the events are recorded
+/// (see `ClaimedAnswer::AtCommit`).
+pub fn claim_at_commit(
+    key: &IdempotencyKey,
+    fingerprint: &str,
+    status: StatusCode,
+    version: Option<i64>,
+    body: impl Fn(DateTime<Utc>) -> Value + Send + Sync + 'static,
+) -> Option<IdempotencyClaim> {
+    let status = status.as_u16();
+    key.0.as_ref().map(|k| IdempotencyClaim {
+        key: k.clone(),
+        fingerprint: fingerprint.to_owned(),
+        response: ClaimedAnswer::AtCommit(std::sync::Arc::new(move |at| {
+            json!({ "status": status, "location": null, "version": version, "body": body(at) })
+        })),
     })
 }
 

@@ -192,37 +192,42 @@ pub(crate) async fn execute(
             });
         }
     }
-    // The answer is known before the append, so an idempotency key can keep
-    // it in the same transaction.
-    let after = decided
-        .iter()
-        .try_fold(incident, |i, e| incident::evolve(Some(i), e, now))
-        .ok_or_else(|| ApiError::Internal("the incident vanished".into()))?;
-    let client_id = match after.service_id {
+    // The answer folds the command's events at the instant the committer
+    // records them, as every later read does (one clock); an idempotency
+    // key keeps it in the same transaction.
+    let client_id = match incident.service_id {
         Some(s) => client_of_service(state, tenant, s).await?,
         None => None,
     };
-    let alert_count = store_inc::alert_count(&state.pool, tenant, after.id, None).await?;
-    let view = IncidentView {
-        incident: after,
-        client_id,
-        version: version + decided.len() as i64,
-        alert_count,
+    let alert_count = store_inc::alert_count(&state.pool, tenant, incident.id, None).await?;
+    let answer = {
+        let version = version + decided.len() as i64;
+        let decided = decided.clone();
+        std::sync::Arc::new(move |at: DateTime<Utc>| {
+            let after = decided
+                .iter()
+                .try_fold(incident.clone(), |i, e| incident::evolve(Some(i), e, at))?;
+            Some(IncidentView {
+                incident: after,
+                client_id,
+                version,
+                alert_count,
+            })
+        })
     };
-    let idempotency = match &retry {
-        Some(r) => {
-            let body = serde_json::to_value(&view).map_err(|e| ApiError::Internal(Box::new(e)))?;
-            idempotency::claim(
-                r.key,
-                r.fingerprint,
-                actix_web::http::StatusCode::OK,
-                None,
-                Some(view.version),
-                &body,
-            )
-        }
-        None => None,
-    };
+    let version_after = answer(now)
+        .ok_or_else(|| ApiError::Internal("the incident vanished".into()))?
+        .version;
+    let idempotency = retry.as_ref().and_then(|r| {
+        let answer = answer.clone();
+        idempotency::claim_at_commit(
+            r.key,
+            r.fingerprint,
+            actix_web::http::StatusCode::OK,
+            Some(version_after),
+            move |at| serde_json::to_value(answer(at)).unwrap_or_default(),
+        )
+    });
     let outcome = state
         .committer
         .append(AppendRequest {
@@ -239,7 +244,12 @@ pub(crate) async fn execute(
             },
             Some(r),
         ) => idempotency::replay(&stored, &response, r.fingerprint).map(Executed::Replayed),
-        _ => Ok(Executed::Done(view)),
+        (AppendOutcome::Committed { recorded_at, .. }, _) => answer(recorded_at)
+            .map(Executed::Done)
+            .ok_or_else(|| ApiError::Internal("the incident vanished".into())),
+        (AppendOutcome::Duplicate { .. }, None) => {
+            Err(ApiError::Internal("a replay without a key".into()))
+        }
     }
 }
 

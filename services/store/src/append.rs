@@ -72,6 +72,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use opsledger_domain::chain::{self, lane_of, GENESIS};
 use opsledger_domain::{text, NewEvent};
@@ -144,7 +145,37 @@ pub struct IdempotencyClaim {
     pub key: String,
     /// A digest of the request, so a key reused for another request is caught.
     pub fingerprint: String,
-    pub response: Value,
+    pub response: ClaimedAnswer,
+}
+
+impl IdempotencyClaim {
+    /// The answer kept with the key, for events recorded at `recorded_at`.
+    pub fn answer(&self, recorded_at: DateTime<Utc>) -> Value {
+        match &self.response {
+            ClaimedAnswer::Known(v) => v.clone(),
+            ClaimedAnswer::AtCommit(render) => render(recorded_at),
+        }
+    }
+}
+
+/// A command's answer, as kept with its idempotency key.
+#[derive(Clone)]
+pub enum ClaimedAnswer {
+    /// Known before the append.
+    Known(Value),
+    /// Written at the instant the events are recorded (`recorded_at`, the
+    /// committer's clock): an answer that folds the command's own events
+    /// then says what a later read of them says.
+    AtCommit(Arc<dyn Fn(DateTime<Utc>) -> Value + Send + Sync>),
+}
+
+impl std::fmt::Debug for ClaimedAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClaimedAnswer::Known(v) => f.debug_tuple("Known").field(v).finish(),
+            ClaimedAnswer::AtCommit(_) => f.write_str("AtCommit(..)"),
+        }
+    }
 }
 
 /// One command's writes: all of them commit, or none.
@@ -166,6 +197,8 @@ pub enum AppendOutcome {
     Committed {
         streams: Vec<StreamCommitted>,
         last_position: i64,
+        /// The instant its events were recorded at.
+        recorded_at: DateTime<Utc>,
     },
     /// The idempotency key was used before: nothing was appended.
     Duplicate {
@@ -234,7 +267,12 @@ fn validate(req: &AppendRequest) -> Result<(), AppendError> {
         }
     }
     if let Some(claim) = &req.idempotency {
-        if claim.key.contains('\0') || text::nul_pointer(&claim.response).is_some() {
+        let known_nul = match &claim.response {
+            ClaimedAnswer::Known(v) => text::nul_pointer(v).is_some(),
+            // Checked once rendered, in the plan.
+            ClaimedAnswer::AtCommit(_) => false,
+        };
+        if claim.key.contains('\0') || known_nul {
             return Err(AppendError::Invalid(
                 "an idempotency key or its answer must not hold a NUL character".into(),
             ));
@@ -573,23 +611,23 @@ fn batch_writes(plan: &plan::Plan<'_>, strands: &[(Uuid, i16)]) -> Result<Vec<Wr
         writes.push(Write {
             sql: INSERT_CLAIMS,
             params: vec![
-                Box::new(claims.iter().map(|(t, _)| *t).collect::<Vec<Uuid>>()),
+                Box::new(claims.iter().map(|(t, _, _)| *t).collect::<Vec<Uuid>>()),
                 Box::new(
                     claims
                         .iter()
-                        .map(|(_, c)| c.key.clone())
+                        .map(|(_, c, _)| c.key.clone())
                         .collect::<Vec<_>>(),
                 ),
                 Box::new(
                     claims
                         .iter()
-                        .map(|(_, c)| c.fingerprint.clone())
+                        .map(|(_, c, _)| c.fingerprint.clone())
                         .collect::<Vec<_>>(),
                 ),
                 Box::new(
                     claims
                         .iter()
-                        .map(|(_, c)| c.response.to_string())
+                        .map(|(_, _, answer)| answer.to_string())
                         .collect::<Vec<_>>(),
                 ),
             ],

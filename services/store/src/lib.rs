@@ -35,8 +35,8 @@ pub mod wake;
 pub mod work;
 
 pub use append::{
-    AppendError, AppendOutcome, AppendRequest, Committer, ExpectedVersion, IdempotencyClaim,
-    StreamAppend,
+    AppendError, AppendOutcome, AppendRequest, ClaimedAnswer, Committer, ExpectedVersion,
+    IdempotencyClaim, StreamAppend,
 };
 pub use pool::{connect, DbConfig, Pool};
 pub use read::Cursor;

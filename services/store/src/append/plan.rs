@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use opsledger_domain::chain::{self, lane_of, ChainedContent};
+use opsledger_domain::text;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -136,7 +137,8 @@ pub(super) struct Plan<'a> {
     pub rows: EventRows<'a>,
     /// The heads of the strands written, as the batch leaves them.
     pub heads: Heads,
-    pub new_claims: Vec<(Uuid, &'a IdempotencyClaim)>,
+    /// Keys claimed, with the answer each keeps.
+    pub new_claims: Vec<(Uuid, &'a IdempotencyClaim, Value)>,
     pub decided: Decided,
 }
 
@@ -146,6 +148,7 @@ pub(super) struct Decided {
     outcomes: Vec<Option<Outcome>>,
     /// Requests that commit, with their streams' versions afterwards.
     committed: Vec<(usize, Vec<StreamCommitted>)>,
+    recorded_at: DateTime<Utc>,
 }
 
 impl Decided {
@@ -156,6 +159,7 @@ impl Decided {
             outcomes[i] = Some(Ok(AppendOutcome::Committed {
                 streams,
                 last_position,
+                recorded_at: self.recorded_at,
             }));
         }
         outcomes
@@ -196,6 +200,16 @@ pub(super) fn plan<'a>(
                 }));
                 continue;
             }
+        }
+        let answer = req.idempotency.as_ref().map(|c| c.answer(recorded_at));
+        if answer
+            .as_ref()
+            .is_some_and(|a| text::nul_pointer(a).is_some())
+        {
+            outcomes[i] = Some(Err(AppendError::Invalid(
+                "an idempotency key's answer must not hold a NUL character".into(),
+            )));
+            continue;
         }
         // Check every stream first: the request commits whole or not at all.
         let mut planned: HashMap<&str, i64> = HashMap::new();
@@ -278,12 +292,12 @@ pub(super) fn plan<'a>(
                 version,
             });
         }
-        if let Some(claim) = &req.idempotency {
+        if let (Some(claim), Some(answer)) = (&req.idempotency, answer) {
             claimed.insert(
                 (req.tenant_id, claim.key.clone()),
-                (claim.fingerprint.clone(), claim.response.clone()),
+                (claim.fingerprint.clone(), answer.clone()),
             );
-            new_claims.push((req.tenant_id, claim));
+            new_claims.push((req.tenant_id, claim, answer));
         }
         committed.push((i, streams_after));
     }
@@ -294,6 +308,7 @@ pub(super) fn plan<'a>(
         decided: Decided {
             outcomes,
             committed,
+            recorded_at,
         },
     })
 }
