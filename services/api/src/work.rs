@@ -108,9 +108,8 @@ pub async fn work_ledger(
         since: p.since,
         until: p.until,
     };
-    let totals = opsledger_store::work::work_totals(&state.pool, actor.tenant_id, &q).await?;
-    let mut items =
-        opsledger_store::work::work_items(&state.pool, actor.tenant_id, &q, p.after, limit + 1)
+    let (totals, mut items) =
+        opsledger_store::work::work_ledger(&state.pool, actor.tenant_id, &q, p.after, limit + 1)
             .await?;
     let next_cursor = if items.len() as i64 > limit {
         items.truncate(limit as usize);

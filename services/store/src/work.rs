@@ -55,7 +55,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Transaction;
+use deadpool_postgres::{GenericClient, Transaction};
 use futures_util::future::BoxFuture;
 use opsledger_domain::aggregate::Aggregate;
 use opsledger_domain::change::{ChangeEvent, Relation};
@@ -694,13 +694,36 @@ const WORK_FILTER: &str = "w.tenant_id = $1 \
     AND ($6::timestamptz IS NULL OR w.occurred_at >= $6) \
     AND ($7::timestamptz IS NULL OR w.occurred_at < $7)";
 
-/// Counts and minutes by class, team and type.
-pub async fn work_totals(
+/// The work ledger's totals (counts and minutes by class, team and type)
+/// and a page of the items behind them, read in one snapshot: a projection
+/// batch committing between the two reads must not leave the totals
+/// without an item the page lists.
+pub async fn work_ledger(
     pool: &Pool,
     tenant: Uuid,
     q: &WorkQuery,
+    after: Option<i64>,
+    limit: i64,
+) -> Result<(Vec<WorkTotal>, Vec<WorkItem>), StoreError> {
+    let mut client = pool.get().await?;
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let totals = work_totals(&tx, tenant, q).await?;
+    let items = work_items(&tx, tenant, q, after, limit).await?;
+    tx.commit().await?;
+    Ok((totals, items))
+}
+
+/// Counts and minutes by class, team and type.
+async fn work_totals(
+    client: &impl GenericClient,
+    tenant: Uuid,
+    q: &WorkQuery,
 ) -> Result<Vec<WorkTotal>, StoreError> {
-    let client = pool.get().await?;
     let sql = format!(
         "SELECT w.work_class, w.team, w.event_type, count(*), coalesce(sum(w.minutes_spent), 0)::int8 \
          FROM proj_work w WHERE {WORK_FILTER} \
@@ -727,14 +750,13 @@ pub async fn work_totals(
 }
 
 /// The items behind the totals, oldest first; `after` is the cursor (a position).
-pub async fn work_items(
-    pool: &Pool,
+async fn work_items(
+    client: &impl GenericClient,
     tenant: Uuid,
     q: &WorkQuery,
     after: Option<i64>,
     limit: i64,
 ) -> Result<Vec<WorkItem>, StoreError> {
-    let client = pool.get().await?;
     let sql = format!(
         "SELECT w.position, w.event_id, w.event_type, w.work_class, w.team, w.actor, w.stream_id, \
            w.service_ids, w.occurred_at, w.minutes_spent \
