@@ -716,6 +716,13 @@ async fn a_commands_answer_says_what_a_later_read_says() {
     let incident = open(&app, None, "Clocks", "error").await;
     let id = incident["id"].as_str().unwrap().to_owned();
     let operator = app.token(&[Role::Operator]);
+    let read: Value = app
+        .get(&format!("/api/v1/incidents/{id}"), &operator)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(incident["opened_at"], read["opened_at"], "opening");
     let post = |verb: &'static str| {
         app.http
             .post(app.url(&format!("/api/v1/incidents/{id}/{verb}")))

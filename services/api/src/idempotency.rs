@@ -79,15 +79,17 @@ pub fn claim_at_commit(
     key: &IdempotencyKey,
     fingerprint: &str,
     status: StatusCode,
+    location: Option<&str>,
     version: Option<i64>,
     body: impl Fn(DateTime<Utc>) -> Value + Send + Sync + 'static,
 ) -> Option<IdempotencyClaim> {
     let status = status.as_u16();
+    let location = location.map(str::to_owned);
     key.0.as_ref().map(|k| IdempotencyClaim {
         key: k.clone(),
         fingerprint: fingerprint.to_owned(),
         response: ClaimedAnswer::AtCommit(std::sync::Arc::new(move |at| {
-            json!({ "status": status, "location": null, "version": version, "body": body(at) })
+            json!({ "status": status, "location": location, "version": version, "body": body(at) })
         })),
     })
 }

@@ -224,6 +224,7 @@ pub(crate) async fn execute(
             r.key,
             r.fingerprint,
             actix_web::http::StatusCode::OK,
+            None,
             Some(version_after),
             move |at| serde_json::to_value(answer(at)).unwrap_or_default(),
         )
@@ -684,47 +685,57 @@ pub async fn incident_open(
     };
     let first =
         crate::escalation::first_step(&state, actor.tenant_id, body.service_id, now).await?;
-    let incident = std::iter::once(&opened)
-        .chain(first.iter())
-        .try_fold(None, |i, e| Some(incident::evolve(i, e, now)))
-        .flatten()
-        .ok_or_else(|| ApiError::Internal("opening opened nothing".into()))?;
     let client_id = match body.service_id {
         Some(s) => client_of_service(&state, actor.tenant_id, s).await?,
         None => None,
     };
-    let view = IncidentView {
-        incident,
-        client_id,
-        version: 1 + first.iter().count() as i64,
-        alert_count: 0,
+    let decided: Vec<IncidentEvent> = std::iter::once(opened).chain(first).collect();
+    // Folded at the instant the committer records the events (one clock).
+    let answer = {
+        let decided = decided.clone();
+        std::sync::Arc::new(move |at: DateTime<Utc>| {
+            let incident = decided
+                .iter()
+                .try_fold(None, |i, e| Some(incident::evolve(i, e, at)))
+                .flatten()?;
+            Some(IncidentView {
+                incident,
+                client_id,
+                version: decided.len() as i64,
+                alert_count: 0,
+            })
+        })
     };
+    let opening_opened_nothing = || ApiError::Internal("opening opened nothing".into());
+    let version = answer(now).ok_or_else(opening_opened_nothing)?.version;
     let location = format!("/api/v1/incidents/{id}");
-    let body_json = serde_json::to_value(&view).map_err(|e| ApiError::Internal(Box::new(e)))?;
     let request = AppendRequest {
         tenant_id: actor.tenant_id,
         streams: vec![StreamAppend {
             stream_id: incident::incident_stream(id),
             expected: ExpectedVersion::NoStream,
-            events: std::iter::once(&opened)
-                .chain(first.iter())
+            events: decided
+                .iter()
                 .map(|e| NewEvent::new(e.type_name(), e.payload(), metadata(actor, &req), now))
                 .collect(),
         }],
-        idempotency: idempotency::claim(
-            &key,
-            &fingerprint,
-            actix_web::http::StatusCode::CREATED,
-            Some(&location),
-            Some(1),
-            &body_json,
-        ),
+        idempotency: {
+            let answer = answer.clone();
+            idempotency::claim_at_commit(
+                &key,
+                &fingerprint,
+                actix_web::http::StatusCode::CREATED,
+                Some(&location),
+                Some(version),
+                move |at| serde_json::to_value(answer(at)).unwrap_or_default(),
+            )
+        },
     };
     match state.committer.append(request).await? {
-        AppendOutcome::Committed { .. } => Ok(HttpResponse::Created()
+        AppendOutcome::Committed { recorded_at, .. } => Ok(HttpResponse::Created()
             .insert_header((header::LOCATION, location))
-            .insert_header((header::ETAG, format!("\"{}\"", view.version)))
-            .json(body_json)),
+            .insert_header((header::ETAG, format!("\"{version}\"")))
+            .json(answer(recorded_at).ok_or_else(opening_opened_nothing)?)),
         AppendOutcome::Duplicate {
             fingerprint: stored,
             response,
