@@ -5,7 +5,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use opsledger_domain::escalation::{self, Step, Target};
-use opsledger_domain::incident::{self, fold, Command, IncidentEvent, Status};
+use opsledger_domain::incident::{self, fold, Command, Status};
 use opsledger_domain::{oncall, Metadata};
 use opsledger_store::incidents::{self as store_incidents, TimerFired};
 use opsledger_store::roster as store_roster;
@@ -23,25 +23,6 @@ use opsledger_domain::access::RESPONDERS;
 
 /// Due steps one worker pass fires at most; the next pass takes the rest.
 const FIRE_BATCH_MAX: i64 = 50;
-
-/// The step an incident of this service starts with, due now, if the service
-/// has a policy.
-pub(crate) async fn first_step(
-    state: &AppState,
-    tenant: Uuid,
-    service: Option<Uuid>,
-    now: DateTime<Utc>,
-) -> Result<Option<IncidentEvent>, ApiError> {
-    let Some(service) = service else {
-        return Ok(None);
-    };
-    let policy = store_roster::policy_of_service(&state.pool, tenant, service).await?;
-    Ok(policy.map(|_| IncidentEvent::EscalationScheduled {
-        level: Step::FIRST.level,
-        round: Step::FIRST.round,
-        due_at: now,
-    }))
-}
 
 /// The responders a level's targets name at `at`: its users, and whoever
 /// its schedules have on call then. Unknown users and schedules name nobody.

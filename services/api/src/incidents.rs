@@ -134,8 +134,7 @@ pub(crate) async fn execute(
         .iter()
         .any(|e| matches!(e, IncidentEvent::IncidentReopened { .. }))
     {
-        decided
-            .extend(crate::escalation::first_step(state, tenant, incident.service_id, now).await?);
+        decided.extend(crate::common::first_step(state, tenant, incident.service_id, now).await?);
     }
     let new = |e: &dyn Fn() -> (&'static str, Value)| {
         let (t, p) = e();
@@ -683,8 +682,7 @@ pub async fn incident_open(
                 .unwrap_or_else(|| ImpactLevel::of_severity(body.severity)),
         ),
     };
-    let first =
-        crate::escalation::first_step(&state, actor.tenant_id, body.service_id, now).await?;
+    let first = crate::common::first_step(&state, actor.tenant_id, body.service_id, now).await?;
     let client_id = match body.service_id {
         Some(s) => client_of_service(&state, actor.tenant_id, s).await?,
         None => None,

@@ -354,8 +354,7 @@ pub async fn ingest(
                     // The incident opens before the receipt that says so: a
                     // reader of the log never meets an alert attached to an
                     // incident it has not seen open.
-                    let first =
-                        crate::escalation::first_step(state, tenant, service_id, now).await?;
+                    let first = crate::common::first_step(state, tenant, service_id, now).await?;
                     streams.insert(
                         0,
                         StreamAppend {

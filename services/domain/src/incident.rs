@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::alert::{Category, Severity};
 use crate::escalation::{Step, Target};
-pub use crate::impact::ImpactLevel;
+pub use crate::impact_level::ImpactLevel;
 use crate::worklog::minutes;
 use crate::Rejection;
 
@@ -383,6 +383,16 @@ impl Incident {
 }
 
 /// Folds one event, recorded at `at`, into the incident (`None` before it opens).
+/// The step an incident starts paging with: the first, due at once, when
+/// its service has an escalation policy (SPEC §5); none otherwise.
+pub fn first_step(service_has_policy: bool, now: DateTime<Utc>) -> Option<IncidentEvent> {
+    service_has_policy.then_some(IncidentEvent::EscalationScheduled {
+        level: Step::FIRST.level,
+        round: Step::FIRST.round,
+        due_at: now,
+    })
+}
+
 /// Folds one stored event at the instant it was recorded (the one clock
 /// every read and every command's answer uses); an event of another kind
 /// leaves the incident as it is.
@@ -899,6 +909,20 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_incident_pages_from_the_first_step_at_once_only_where_a_policy_says_who() {
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        assert_eq!(
+            first_step(true, now),
+            Some(IncidentEvent::EscalationScheduled {
+                level: 1,
+                round: 1,
+                due_at: now
+            })
+        );
+        assert_eq!(first_step(false, now), None);
+    }
 
     #[test]
     fn the_fold_of_stored_events_uses_their_recorded_instant_and_skips_other_kinds() {

@@ -22,6 +22,7 @@ pub mod event;
 pub mod feed_access;
 pub mod freeze;
 pub mod impact;
+pub mod impact_level;
 pub mod incident;
 pub mod inquiry;
 pub mod metrics;

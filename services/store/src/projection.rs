@@ -153,6 +153,18 @@ pub enum Payload<'a> {
 }
 
 impl<'a> Appended<'a> {
+    /// A stored event as its text was read back for a rebuild.
+    pub fn of_text(e: &'a read::StoredText) -> Appended<'a> {
+        Appended {
+            tenant_id: e.tenant_id,
+            stream_id: &e.stream_id,
+            stream_version: e.stream_version,
+            event_type: &e.event_type,
+            payload: Payload::Json(&e.payload),
+            recorded_at: e.recorded_at,
+        }
+    }
+
     pub fn of(event: &'a RecordedEvent) -> Appended<'a> {
         Appended {
             tenant_id: event.tenant_id,
@@ -858,7 +870,7 @@ async fn rebuild_inline(tx: &Transaction<'_>, inline: &dyn Inline) -> Result<u64
     let next = |position: i64| async move {
         let page = read::read_all_texts(tx, position, INLINE_REBUILD_PAGE_EVENTS, inline.streams())
             .await?;
-        let events: Vec<Appended<'_>> = page.iter().map(read::StoredText::appended).collect();
+        let events: Vec<Appended<'_>> = page.iter().map(Appended::of_text).collect();
         let writes = inline.writes(&events)?;
         let last = page.last().map(|e| e.position);
         Ok::<_, StoreError>((last, page.len() as u64, writes))

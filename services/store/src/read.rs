@@ -361,19 +361,6 @@ pub struct StoredText {
     pub recorded_at: DateTime<Utc>,
 }
 
-impl StoredText {
-    pub fn appended(&self) -> crate::projection::Appended<'_> {
-        crate::projection::Appended {
-            tenant_id: self.tenant_id,
-            stream_id: &self.stream_id,
-            stream_version: self.stream_version,
-            event_type: &self.event_type,
-            payload: crate::projection::Payload::Json(&self.payload),
-            recorded_at: self.recorded_at,
-        }
-    }
-}
-
 /// [`read_all_of`] for an inline projection's rebuild, as [`StoredText`].
 pub async fn read_all_texts<C: GenericClient>(
     client: &C,
