@@ -317,7 +317,18 @@ async fn the_signer_refuses_a_head_inconsistent_with_the_last_checkpoint() {
         .unwrap()
         .unwrap();
     assert_eq!(latest.size, signed.size, "nothing newer was signed");
-    assert!(audit::refusal(&client, app.tenant).await.unwrap().is_some());
+    let first = audit::refusal(&client, app.tenant).await.unwrap().unwrap();
+    // Every later pass refuses again, and the refusal on record is the one
+    // that began it (logged then, not every pass).
+    let again = audit::sign_due(pool, &key).await.unwrap();
+    assert!(
+        again.signed.is_empty() && again.refused.len() == 1,
+        "{again:?}"
+    );
+    assert_eq!(
+        audit::refusal(&client, app.tenant).await.unwrap().unwrap(),
+        first
+    );
     // And the checkpoints themselves are append-only.
     let err = client
         .execute("DELETE FROM audit_checkpoints", &[])

@@ -589,15 +589,26 @@ pub async fn sign_due(pool: &Pool, key: &LogKey) -> Result<Signed, StoreError> {
             None => None,
         };
         if let Some(reason) = inconsistency(&tx, tenant, last, head).await? {
-            tracing::error!(tenant = %tenant, size = head.size, reason = %reason,
-                "refusing to sign a tree head inconsistent with the last checkpoint");
-            tx.execute(
-                "INSERT INTO audit_refusals (tenant_id, size, reason) VALUES ($1, $2, $3) \
-                 ON CONFLICT (tenant_id) DO UPDATE SET size = EXCLUDED.size, \
-                   reason = EXCLUDED.reason, refused_at = now()",
-                &[&tenant, &(head.size as i64), &reason],
-            )
-            .await?;
+            // Kept once per tree head and reason, with the instant it was
+            // first refused: a refusal that stands is logged when it begins
+            // (and again when the head or reason changes), not every pass.
+            let new = tx
+                .execute(
+                    "INSERT INTO audit_refusals (tenant_id, size, reason) VALUES ($1, $2, $3) \
+                     ON CONFLICT (tenant_id) DO UPDATE SET size = EXCLUDED.size, \
+                       reason = EXCLUDED.reason, refused_at = now() \
+                     WHERE (audit_refusals.size, audit_refusals.reason) \
+                       IS DISTINCT FROM (EXCLUDED.size, EXCLUDED.reason)",
+                    &[&tenant, &(head.size as i64), &reason],
+                )
+                .await?
+                > 0;
+            if new {
+                tracing::error!(tenant = %tenant, size = head.size, reason = %reason,
+                    "refusing to sign a tree head inconsistent with the last checkpoint");
+            } else {
+                tracing::debug!(tenant = %tenant, size = head.size, "a refusal to sign stands");
+            }
             done.refused.push((tenant, head.size, reason));
             continue;
         }
@@ -670,7 +681,8 @@ async fn inconsistency<C: GenericClient>(
     )
 }
 
-/// The signer's last refusal for a tenant, if it has not signed since.
+/// The signer's refusal for a tenant, if it has not signed since: the tree
+/// size and reason, and when it was first refused so.
 pub async fn refusal<C: GenericClient>(
     client: &C,
     tenant: Uuid,
