@@ -56,6 +56,7 @@ async fn granted(state: &AppState, actor: &Actor) -> Result<bool, ApiError> {
         aggregate::load::<FeedReaders>(state, actor.tenant_id, actor.tenant_id, None).await?;
     Ok(list.record.may_read(&actor.subject))
 }
+
 const FEED_PAGE_DEFAULT: u32 = 100;
 const FEED_PAGE_MAX: u32 = 1000;
 
