@@ -32,23 +32,21 @@ const GRANTERS: &[Role] = &[Role::Admin];
 /// The caller, when it may read the feed: an auditor or admin, or an
 /// integration whose subject is granted now.
 async fn feed_reader<'a>(state: &AppState, caller: &'a Caller) -> Result<&'a Actor, ApiError> {
-    let actor = &caller.0;
-    if actor.has_any(READERS) {
-        state.tenants.require(&state.pool, actor.tenant_id).await?;
-        return Ok(actor);
-    }
-    if actor.has_any(&[Role::Integration]) {
-        state.tenants.require(&state.pool, actor.tenant_id).await?;
-        if granted(state, actor).await? {
-            return Ok(actor);
-        }
+    let integration = !caller.0.has_any(READERS) && caller.0.has_any(&[Role::Integration]);
+    let actor = if integration {
+        &caller.0
+    } else {
+        caller.require(READERS)?
+    };
+    state.tenants.require(&state.pool, actor.tenant_id).await?;
+    if integration && !granted(state, actor).await? {
         return Err(ApiError::Forbidden(format!(
             "integration {:?} has not been granted this tenant's event feed: an admin grants it \
              with PUT /api/v1/events/readers/{{subject}}",
             actor.subject
         )));
     }
-    caller.require(READERS)
+    Ok(actor)
 }
 
 async fn granted(state: &AppState, actor: &Actor) -> Result<bool, ApiError> {

@@ -199,8 +199,8 @@ pub(crate) async fn execute(
         None => None,
     };
     let alert_count = store_inc::alert_count(&state.pool, tenant, incident.id, None).await?;
+    let version_after = version + decided.len() as i64;
     let answer = {
-        let version = version + decided.len() as i64;
         let decided = decided.clone();
         std::sync::Arc::new(move |at: DateTime<Utc>| {
             let after = decided
@@ -209,14 +209,13 @@ pub(crate) async fn execute(
             Some(IncidentView {
                 incident: after,
                 client_id,
-                version,
+                version: version_after,
                 alert_count,
             })
         })
     };
-    let version_after = answer(now)
-        .ok_or_else(|| ApiError::Internal("the incident vanished".into()))?
-        .version;
+    // Checked before the append: a 500 after the commit would hide a write.
+    answer(now).ok_or_else(|| ApiError::Internal("the incident vanished".into()))?;
     let idempotency = retry.as_ref().and_then(|r| {
         let answer = answer.clone();
         idempotency::claim_at_commit(
@@ -688,6 +687,7 @@ pub async fn incident_open(
         None => None,
     };
     let decided: Vec<IncidentEvent> = std::iter::once(opened).chain(first).collect();
+    let version = decided.len() as i64;
     // Folded at the instant the committer records the events (one clock).
     let answer = {
         let decided = decided.clone();
@@ -699,13 +699,13 @@ pub async fn incident_open(
             Some(IncidentView {
                 incident,
                 client_id,
-                version: decided.len() as i64,
+                version,
                 alert_count: 0,
             })
         })
     };
     let opening_opened_nothing = || ApiError::Internal("opening opened nothing".into());
-    let version = answer(now).ok_or_else(opening_opened_nothing)?.version;
+    answer(now).ok_or_else(opening_opened_nothing)?;
     let location = format!("/api/v1/incidents/{id}");
     let request = AppendRequest {
         tenant_id: actor.tenant_id,

@@ -944,17 +944,7 @@ mod tests {
                 recorded_at: at + chrono::Duration::seconds(secs),
             }
         };
-        let open = IncidentEvent::IncidentOpened {
-            incident_id: Uuid::from_u128(1),
-            service_id: None,
-            title: "Orders slow".into(),
-            severity: Severity::Error,
-            category: Category::Application,
-            group_key: None,
-            impact_start: at,
-            planned_window: None,
-            impact_level: None,
-        };
+        let open = opened_event(at);
         let ack = IncidentEvent::IncidentAcknowledged {};
         let events = [
             stored(1, open.type_name(), open.payload(), 0),
@@ -970,9 +960,8 @@ mod tests {
         assert_eq!(fold(&events[1..2]), None);
     }
 
-    fn opened() -> Incident {
-        let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
-        let e = IncidentEvent::IncidentOpened {
+    fn opened_event(at: DateTime<Utc>) -> IncidentEvent {
+        IncidentEvent::IncidentOpened {
             incident_id: Uuid::from_u128(1),
             service_id: None,
             title: "Orders slow".into(),
@@ -982,8 +971,12 @@ mod tests {
             impact_start: at,
             planned_window: None,
             impact_level: None,
-        };
-        evolve(None, &e, at).unwrap()
+        }
+    }
+
+    fn opened() -> Incident {
+        let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        evolve(None, &opened_event(at), at).unwrap()
     }
 
     fn run(i: Incident, c: Command) -> Result<Incident, Rejection> {
