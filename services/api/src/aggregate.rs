@@ -1,23 +1,23 @@
-//! Loading a record kept as one stream, running a command on it, and
-//! answering with its version, for every kind that implements the domain's
-//! [`Aggregate`]: `If-Match` (409 on a stale version), an invalid transition
-//! as a 409 naming the current state, `Idempotency-Key` (the first answer
-//! again), the `ETag`, and the append with the version decided on.
+//! The HTTP face of the one command path (`opsledger_app::run`): who may
+//! ask (roles, tenant), an answer for a retried `Idempotency-Key`, the
+//! request as a command run, and its outcome as a response (`ETag`,
+//! `Location`, 201 or 200), or as a problem. Reads of a single record load
+//! it the same way, for the same fold.
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpRequest, HttpResponse};
-use chrono::{DateTime, SubsecRound, Utc};
-use opsledger_domain::access::Role;
+use chrono::{DateTime, Utc};
+use opsledger_app::run::{self, Prepared, Ran, Target};
+use opsledger_domain::access::{Actor, Role};
 use opsledger_domain::aggregate::Aggregate;
-use opsledger_domain::{RecordedEvent, Rejection};
-use opsledger_store::ExpectedVersion;
 use serde::Serialize;
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::common::{append_and_answer, begin_command, check_if_match, stream_events, Appending};
+use crate::common::{begin_command, metadata};
 use crate::extract::IfMatch;
-use crate::idempotency::IdempotencyKey;
+use crate::idempotency::{self, IdempotencyKey};
 use crate::problem::ApiError;
 use crate::AppState;
 
@@ -29,22 +29,6 @@ pub struct Versioned<A: Serialize> {
     pub version: i64,
 }
 
-/// Folds with `occurred_at`: the instant a command was decided at, which is
-/// also what its answer said.
-fn fold<A: Aggregate>(events: &[RecordedEvent]) -> Option<A> {
-    events.iter().fold(A::initial(), |state, e| {
-        match A::parse(&e.event_type, &e.payload) {
-            Some(ev) => A::evolve(
-                state,
-                &ev,
-                e.occurred_at,
-                e.metadata["actor"].as_str().unwrap_or(""),
-            ),
-            None => state,
-        }
-    })
-}
-
 /// The record as it stands (or stood at `as_of`); 404 when there is none.
 pub async fn load<A: Aggregate>(
     state: &AppState,
@@ -52,13 +36,9 @@ pub async fn load<A: Aggregate>(
     id: Uuid,
     as_of: Option<DateTime<Utc>>,
 ) -> Result<Versioned<A>, ApiError> {
-    let events = stream_events(state, tenant, &A::stream(id), as_of).await?;
-    let record =
-        fold::<A>(&events).ok_or_else(|| ApiError::NotFound(format!("no {} {id}", A::NOUN)))?;
-    Ok(Versioned {
-        record,
-        version: events.last().map_or(0, |e| e.stream_version),
-    })
+    let (record, version, _) = run::load::<A>(state.ledger(), tenant, id, as_of).await?;
+    let record = record.ok_or_else(|| ApiError::NotFound(format!("no {} {id}", A::NOUN)))?;
+    Ok(Versioned { record, version })
 }
 
 pub fn respond<A: Serialize>(status: StatusCode, v: &Versioned<A>) -> HttpResponse {
@@ -76,19 +56,46 @@ pub struct Asked<'a> {
     pub body: serde_json::Value,
 }
 
-/// Runs a command: `roles` may give it; `decide` gets the current record and
-/// the caller's subject and returns the events (none: nothing to record).
-pub async fn command<A, F>(
+/// Runs a command that needs nothing from beyond its record, answered with
+/// the record and its version.
+pub async fn command<A>(
     state: &AppState,
     r: Asked<'_>,
     if_match: IfMatch,
     roles: &[Role],
-    id: Uuid,
-    decide: F,
+    target: Target,
+    command: A::Command,
 ) -> Result<HttpResponse, ApiError>
 where
-    A: Aggregate,
-    F: FnOnce(&A, &str) -> Result<Vec<A::Event>, Rejection>,
+    A: Aggregate<Context = ()> + Send + Sync + 'static,
+    A::Event: Send + Sync + 'static,
+{
+    run_command::<A, _, _>(state, r, if_match, roles, target, command, async |_, _| {
+        Ok(Prepared {
+            context: (),
+            view: run::versioned::<A>,
+        })
+    })
+    .await
+}
+
+/// Runs a command through the one path: `roles` may give it; `prepare`
+/// gets the caller and the record as it stands, and looks up what deciding
+/// needs and how the answer shows the record.
+pub async fn run_command<A, V, P>(
+    state: &AppState,
+    r: Asked<'_>,
+    if_match: IfMatch,
+    roles: &[Role],
+    target: Target,
+    command: A::Command,
+    prepare: P,
+) -> Result<HttpResponse, ApiError>
+where
+    A: Aggregate + Send + Sync + 'static,
+    A::Event: Send + Sync + 'static,
+    V: Fn(&A, i64) -> Value + Send + Sync + 'static,
+    P: AsyncFnOnce(&Actor, Option<&A>) -> Result<Prepared<A::Context, V>, ApiError>,
 {
     let what = serde_json::json!({ "if_match": if_match.0, "body": r.body });
     let (actor, fingerprint, replayed) =
@@ -96,78 +103,44 @@ where
     if let Some(replayed) = replayed {
         return Ok(replayed);
     }
-    let current = load::<A>(state, actor.tenant_id, id, None).await?;
-    let version = current.version;
-    let status = current.record.status();
-    check_if_match(if_match.0, version, A::NOUN, status)?;
-    let decided = decide(&current.record, &actor.subject).map_err(ApiError::from)?;
-    let now = Utc::now().trunc_subsecs(6);
-    let after = decided
-        .iter()
-        .try_fold(current.record, |s, e| {
-            A::evolve(Some(s), e, now, &actor.subject)
-        })
-        .ok_or_else(|| ApiError::Internal(format!("the {} vanished", A::NOUN).into()))?;
-    let view = Versioned {
-        record: after,
-        version: version + decided.len() as i64,
+    let asked = run::Asked {
+        tenant: actor.tenant_id,
+        meta: metadata(actor, r.req),
+        if_match: if_match.0,
+        key: r.key.0.map(|key| run::Key {
+            key,
+            fingerprint: fingerprint.clone(),
+        }),
     };
-    if decided.is_empty() {
-        return Ok(respond(StatusCode::OK, &view));
-    }
-    let events = decided
-        .iter()
-        .map(|e| (A::type_name(e), A::payload(e)))
-        .collect();
-    let appending = Appending {
-        stream: A::stream(id),
-        expected: ExpectedVersion::Exact(version),
-        events,
-        version: view.version,
-        location: None,
-        view: serde_json::to_value(&view).map_err(|e| ApiError::Internal(Box::new(e)))?,
-        at: now,
-    };
-    append_and_answer(state, actor, r.req, &r.key, &fingerprint, appending).await
+    let ran = run::run::<A, V, _, ApiError>(state.ledger(), asked, target, command, async |current| {
+        prepare(actor, current).await
+    })
+    .await?;
+    answer(ran, &fingerprint)
 }
 
-/// Starts a record: its first events on a new stream, answered 201 with its
-/// `Location` and `ETag`.
-pub async fn create<A: Aggregate>(
-    state: &AppState,
-    r: Asked<'_>,
-    roles: &[Role],
-    id: Uuid,
-    location: String,
-    first: impl FnOnce(&str) -> Result<Vec<A::Event>, ApiError>,
-) -> Result<HttpResponse, ApiError> {
-    let (req, key) = (r.req, &r.key);
-    let (actor, fingerprint, replayed) =
-        begin_command(state, r.caller, roles, key, req, &r.body).await?;
-    if let Some(replayed) = replayed {
-        return Ok(replayed);
+/// A command's outcome as its response.
+pub fn answer(ran: Ran, fingerprint: &str) -> Result<HttpResponse, ApiError> {
+    match ran {
+        Ran::Done {
+            location,
+            version,
+            body,
+        } => {
+            let mut res = HttpResponse::build(if location.is_some() {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            });
+            res.insert_header((header::ETAG, format!("\"{version}\"")));
+            if let Some(location) = location {
+                res.insert_header((header::LOCATION, location));
+            }
+            Ok(res.json(body))
+        }
+        Ran::Replayed {
+            fingerprint: stored,
+            response,
+        } => idempotency::replay(&stored, &response, fingerprint),
     }
-    let events = first(&actor.subject)?;
-    let now = Utc::now().trunc_subsecs(6);
-    let record = events
-        .iter()
-        .fold(None, |s, e| A::evolve(s, e, now, &actor.subject))
-        .ok_or_else(|| ApiError::Internal(format!("creating a {} made nothing", A::NOUN).into()))?;
-    let view = Versioned {
-        record,
-        version: events.len() as i64,
-    };
-    let appending = Appending {
-        stream: A::stream(id),
-        expected: ExpectedVersion::NoStream,
-        events: events
-            .iter()
-            .map(|e| (A::type_name(e), A::payload(e)))
-            .collect(),
-        version: view.version,
-        location: Some(location),
-        view: serde_json::to_value(&view).map_err(|e| ApiError::Internal(Box::new(e)))?,
-        at: now,
-    };
-    append_and_answer(state, actor, req, key, &fingerprint, appending).await
 }

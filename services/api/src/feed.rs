@@ -15,6 +15,7 @@ use opsledger_store::read::{self, Cursor};
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{self, Asked};
+use opsledger_app::run::Target;
 use crate::auth::Caller;
 use crate::extract::IfMatch;
 use crate::idempotency::IdempotencyKey;
@@ -315,14 +316,13 @@ async fn change_readers(
     };
     // The list is the tenant's own: its stream is named by the tenant.
     let tenant = caller.0.tenant_id;
-    aggregate::command::<FeedReaders, _>(state, asked, if_match, GRANTERS, tenant, |list, _| {
-        Ok(if grant {
-            feed_access::grant(list, subject)
-        } else {
-            feed_access::revoke(list, subject)
-        })
-    })
-    .await
+    let command = if grant {
+        feed_access::Command::Grant(subject)
+    } else {
+        feed_access::Command::Revoke(subject)
+    };
+    aggregate::command::<FeedReaders>(state, asked, if_match, GRANTERS, Target::Existing(tenant), command)
+        .await
 }
 
 /// `PUT /events/readers/{subject}`: grant an integration the feed.

@@ -69,6 +69,16 @@ pub struct AppState {
     pub feed_poll: std::time::Duration,
 }
 
+impl AppState {
+    /// The store, as the command path sees it.
+    pub fn ledger(&self) -> opsledger_app::Ledger<'_> {
+        opsledger_app::Ledger {
+            pool: &self.pool,
+            committer: &self.committer,
+        }
+    }
+}
+
 /// Every route the server exposes: (method, path, handler). `configure`
 /// registers exactly these, and the OpenAPI test compares them with the
 /// document, so neither can drift from the other.

@@ -132,6 +132,41 @@ impl From<AppendError> for ApiError {
     }
 }
 
+impl From<opsledger_app::run::RunError> for ApiError {
+    fn from(e: opsledger_app::run::RunError) -> Self {
+        use opsledger_app::run::RunError;
+        match e {
+            RunError::NotFound { .. } => ApiError::NotFound(e.to_string()),
+            RunError::Stale { version, state, .. } => {
+                let mut extra = Map::new();
+                extra.insert("current_version".into(), version.into());
+                extra.insert("current_state".into(), state.into());
+                ApiError::PreconditionFailed {
+                    detail: e.to_string(),
+                    extra,
+                }
+            }
+            RunError::Rejected {
+                rejection,
+                state,
+                version,
+            } => match (ApiError::from(rejection), state) {
+                // A refusal names where the record stands, so a client can
+                // show what changed and decide again.
+                (ApiError::Conflict { detail, mut extra }, Some(state)) => {
+                    extra.insert("current_state".into(), state.into());
+                    extra.insert("current_version".into(), version.into());
+                    ApiError::Conflict { detail, extra }
+                }
+                (other, _) => other,
+            },
+            RunError::Append(e) => ApiError::from(e),
+            RunError::Store(e) => ApiError::from(e),
+            RunError::Internal(m) => ApiError::Internal(m.into()),
+        }
+    }
+}
+
 impl From<opsledger_domain::Rejection> for ApiError {
     fn from(r: opsledger_domain::Rejection) -> Self {
         use opsledger_domain::Rejection;

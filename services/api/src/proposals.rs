@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::aggregate::{self, Asked, Versioned};
+use opsledger_app::run::Target;
 use crate::auth::Caller;
 use crate::common::{page_len, require_services, stream_events, AsOfQuery, Page};
 use crate::extract::{optional_json, IfMatch};
@@ -86,25 +87,20 @@ pub async fn proposal_raise(
         key,
         body: asked,
     };
-    aggregate::create::<Proposal>(
-        &state,
-        asked,
-        PROPOSAL_RAISERS,
+    let command = Command::Raise {
+        proposal_id: id,
+        title: body.title,
+        description: body.description,
+        incident_id: body.incident_id,
+        service_ids: services,
+        minutes_spent: body.minutes_spent,
+    };
+    let target = Target::New {
         id,
-        format!("/api/v1/proposals/{id}"),
-        |_| {
-            let raised = proposal::raise(
-                id,
-                &body.title,
-                &body.description,
-                body.incident_id,
-                services,
-                body.minutes_spent,
-            )?;
-            Ok(vec![raised])
-        },
-    )
-    .await
+        location: format!("/api/v1/proposals/{id}"),
+    };
+    aggregate::command::<Proposal>(&state, asked, IfMatch(None), PROPOSAL_RAISERS, target, command)
+        .await
 }
 
 pub async fn proposal_get(
@@ -203,10 +199,7 @@ async fn run(
     command: Command,
 ) -> Result<HttpResponse, ApiError> {
     let roles = command.roles();
-    aggregate::command::<Proposal, _>(state, asked, if_match, roles, id, |p, actor| {
-        proposal::decide(p, command, actor)
-    })
-    .await
+    aggregate::command::<Proposal>(state, asked, if_match, roles, Target::Existing(id), command).await
 }
 
 fn asked<'a>(

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::aggregate::Aggregate;
+use crate::aggregate::{Aggregate, Outcome};
 use crate::Rejection;
 
 /// Longer than any real token subject; more is a mistake, not a name.
@@ -106,8 +106,17 @@ pub fn evolve(
     s
 }
 
+/// Granting or revoking one integration's reading of the feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Grant(String),
+    Revoke(String),
+}
+
 impl Aggregate for FeedReaders {
     type Event = FeedAccessEvent;
+    type Command = Command;
+    type Context = ();
     const NOUN: &'static str = "feed reader list";
 
     /// Every tenant has a list, empty until the first grant.
@@ -136,6 +145,18 @@ impl Aggregate for FeedReaders {
     }
     fn status(&self) -> &'static str {
         "current"
+    }
+    fn decide(
+        state: Option<&Self>,
+        command: Command,
+        _: &(),
+        _: &str,
+    ) -> Result<Outcome<FeedAccessEvent>, Rejection> {
+        let list = state.cloned().unwrap_or_default();
+        Ok(Outcome::only(match command {
+            Command::Grant(subject) => grant(&list, subject),
+            Command::Revoke(subject) => revoke(&list, subject),
+        }))
     }
 }
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::access::{Role, MAINTAINERS};
-use crate::aggregate::Aggregate;
+use crate::aggregate::{existing, Aggregate, Outcome};
 use crate::incident::text;
 use crate::Rejection;
 
@@ -203,6 +203,15 @@ pub fn evolve(
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
+    /// Starts a proposal (see [`raise`]).
+    Raise {
+        proposal_id: Uuid,
+        title: String,
+        description: String,
+        incident_id: Option<Uuid>,
+        service_ids: Vec<Uuid>,
+        minutes_spent: Option<u32>,
+    },
     Approve {
         comment: Option<String>,
     },
@@ -240,6 +249,7 @@ pub const PROPOSAL_VERIFIERS: &[Role] = &[Role::Approver, Role::Maintainer, Role
 impl Command {
     pub fn roles(&self) -> &'static [Role] {
         match self {
+            Command::Raise { .. } => PROPOSAL_RAISERS,
             Command::Approve { .. } | Command::Reject { .. } => PROPOSAL_APPROVERS,
             Command::Implement { .. } => MAINTAINERS,
             Command::Verify { .. } => PROPOSAL_VERIFIERS,
@@ -294,6 +304,7 @@ pub fn decide(
     use Status::*;
     let s = p.status;
     let event = match command {
+        Command::Raise { .. } => return Err(Rejection::AlreadyExists(format!("proposal {}", p.id))),
         Command::Approve { comment } => match s {
             Raised => {
                 four_eyes(p, actor, "approve")?;
@@ -360,6 +371,8 @@ fn four_eyes(p: &Proposal, actor: &str, what: &str) -> Result<(), Rejection> {
 
 impl Aggregate for Proposal {
     type Event = ProposalEvent;
+    type Command = Command;
+    type Context = ();
     const NOUN: &'static str = "proposal";
 
     fn stream(id: Uuid) -> String {
@@ -384,6 +397,37 @@ impl Aggregate for Proposal {
     }
     fn status(&self) -> &'static str {
         self.status.as_str()
+    }
+    fn decide(
+        state: Option<&Self>,
+        command: Command,
+        _: &(),
+        actor: &str,
+    ) -> Result<Outcome<ProposalEvent>, Rejection> {
+        match (state, command) {
+            (
+                None,
+                Command::Raise {
+                    proposal_id,
+                    title,
+                    description,
+                    incident_id,
+                    service_ids,
+                    minutes_spent,
+                },
+            ) => raise(
+                proposal_id,
+                &title,
+                &description,
+                incident_id,
+                service_ids,
+                minutes_spent,
+            )
+            .map(|e| Outcome::only(vec![e])),
+            (state, command) => {
+                decide(existing(state, "decide on")?, command, actor).map(Outcome::only)
+            }
+        }
     }
 }
 

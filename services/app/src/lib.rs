@@ -1,0 +1,20 @@
+//! The application layer, between `store` and `api`: every command, from a
+//! handler or a worker, runs through [`run::run`] — load and fold the record
+//! (with the stored `recorded_at`, the one clock), check `If-Match`, look up
+//! what deciding needs, decide (the domain's [`Aggregate::decide`]), append
+//! the whole outcome in one transaction, and answer with the record as the
+//! commit left it. No HTTP and no SQL here: `api` maps requests to commands
+//! and answers to responses, `store` owns the database.
+//!
+//! [`Aggregate::decide`]: opsledger_domain::aggregate::Aggregate::decide
+
+pub mod run;
+
+use opsledger_store::{Committer, Pool};
+
+/// The store a command reads and appends through.
+#[derive(Clone, Copy)]
+pub struct Ledger<'a> {
+    pub pool: &'a Pool,
+    pub committer: &'a Committer,
+}

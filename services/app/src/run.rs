@@ -1,0 +1,296 @@
+//! The one path of every command on a record kept as a stream: load and fold
+//! (with the stored `recorded_at`), refuse a stale `If-Match`, look up what
+//! deciding needs, decide, append the whole outcome with the version decided
+//! on (a concurrent command is a conflict, never merged), and answer with
+//! the record as folded at the commit's instant — the answer a later read
+//! gives, kept with an idempotency key in the same transaction.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use opsledger_domain::aggregate::{fold, Aggregate, Elsewhere, Expected, Outcome, Recorder};
+use opsledger_domain::{Metadata, NewEvent, RecordedEvent, Rejection};
+use opsledger_store::{
+    AppendError, AppendOutcome, AppendRequest, ClaimedAnswer, ExpectedVersion, IdempotencyClaim,
+    StoreError, StreamAppend,
+};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::Ledger;
+
+/// Why a command did not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("no {noun} {id}")]
+    NotFound { noun: &'static str, id: Uuid },
+    /// `If-Match` named another version than the record's current one.
+    #[error("the {noun} is at version {version}, not {expected}: reload it and retry")]
+    Stale {
+        noun: &'static str,
+        expected: i64,
+        version: i64,
+        state: &'static str,
+    },
+    /// The domain refused: `state` is where the record stands.
+    #[error("{rejection}")]
+    Rejected {
+        rejection: Rejection,
+        state: Option<&'static str>,
+        version: i64,
+    },
+    #[error(transparent)]
+    Append(#[from] AppendError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// An idempotency key and the digest of the request it came with.
+#[derive(Debug, Clone)]
+pub struct Key {
+    pub key: String,
+    pub fingerprint: String,
+}
+
+/// Who asks, in which tenant, on which version, with which key.
+#[derive(Debug, Clone)]
+pub struct Asked {
+    pub tenant: Uuid,
+    pub meta: Metadata,
+    /// The version the caller decided on (`If-Match`); `None`: the current.
+    pub if_match: Option<i64>,
+    pub key: Option<Key>,
+}
+
+/// The record a command is for.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// One that exists (or, for a kind with an `initial` record, always does).
+    Existing(Uuid),
+    /// A new one, found afterwards at `location`.
+    New { id: Uuid, location: String },
+}
+
+impl Target {
+    fn id(&self) -> Uuid {
+        match self {
+            Target::Existing(id) | Target::New { id, .. } => *id,
+        }
+    }
+}
+
+/// What was looked up for deciding, and how the record is shown once
+/// decided (`view(record, version)`, the answer's body).
+pub struct Prepared<C, V> {
+    pub context: C,
+    pub view: V,
+}
+
+/// A command's answer.
+#[derive(Debug)]
+pub enum Ran {
+    Done {
+        /// Set for a new record.
+        location: Option<String>,
+        version: i64,
+        body: Value,
+    },
+    /// The key was used before: nothing was appended; this is what was kept
+    /// (see `store::ClaimedAnswer`), to be checked against the fingerprint.
+    Replayed { fingerprint: String, response: Value },
+}
+
+/// The record and its stream's version, as stored (or stood at `as_of`).
+pub async fn load<A: Aggregate>(
+    ledger: Ledger<'_>,
+    tenant: Uuid,
+    id: Uuid,
+    as_of: Option<DateTime<Utc>>,
+) -> Result<(Option<A>, i64, Vec<RecordedEvent>), StoreError> {
+    let client = ledger.pool.get().await.map_err(StoreError::from)?;
+    let events = opsledger_store::read::read_stream(&client, tenant, &A::stream(id), as_of).await?;
+    let version = events.last().map_or(0, |e| e.stream_version);
+    Ok((fold::<A>(&events), version, events))
+}
+
+/// Runs `command` on `target`: see the module's doc. `prepare` gets the
+/// record as it stands (after `If-Match` passed) and looks up the context.
+pub async fn run<A, V, P, E>(
+    ledger: Ledger<'_>,
+    asked: Asked,
+    target: Target,
+    command: A::Command,
+    prepare: P,
+) -> Result<Ran, E>
+where
+    A: Aggregate + Send + Sync + 'static,
+    A::Event: Send + Sync + 'static,
+    V: Fn(&A, i64) -> Value + Send + Sync + 'static,
+    P: AsyncFnOnce(Option<&A>) -> Result<Prepared<A::Context, V>, E>,
+    E: From<RunError>,
+{
+    let id = target.id();
+    let (current, version) = match &target {
+        Target::Existing(_) => {
+            let (current, version, _) = load::<A>(ledger, asked.tenant, id, None)
+                .await
+                .map_err(RunError::from)?;
+            let Some(current) = current else {
+                return Err(RunError::NotFound { noun: A::NOUN, id }.into());
+            };
+            (Some(current), version)
+        }
+        Target::New { .. } => (None, 0),
+    };
+    let state = current.as_ref().map_or("new", |c| c.status());
+    if let Some(expected) = asked.if_match.filter(|e| *e != version) {
+        return Err(RunError::Stale {
+            noun: A::NOUN,
+            expected,
+            version,
+            state,
+        }
+        .into());
+    }
+    let prepared = prepare(current.as_ref()).await?;
+    let outcome = A::decide(
+        current.as_ref(),
+        command,
+        &prepared.context,
+        &asked.meta.actor,
+    )
+    .map_err(|rejection| RunError::Rejected {
+        rejection,
+        state: current.as_ref().map(|c| c.status()),
+        version,
+    })?;
+    let version_after = version + outcome.events.len() as i64;
+    let location = match &target {
+        Target::New { location, .. } => Some(location.clone()),
+        Target::Existing(_) => None,
+    };
+    let actor = asked.meta.actor.clone();
+    let decided = outcome.events.clone();
+    let view = prepared.view;
+    let answer = Arc::new(move |at: DateTime<Utc>| {
+        let after = decided
+            .iter()
+            .try_fold(current.clone(), |s, e| A::evolve(s, e, at, &actor).map(Some))??;
+        Some(view(&after, version_after))
+    });
+    let now = Utc::now().trunc_subsecs(6);
+    // Checked before the append: a failure after the commit would hide a write.
+    let body = answer(now).ok_or_else(|| RunError::Internal(format!("the {} vanished", A::NOUN)))?;
+    if outcome.events.is_empty() {
+        return Ok(Ran::Done {
+            location,
+            version,
+            body,
+        });
+    }
+    let expected = match target {
+        Target::New { .. } => ExpectedVersion::NoStream,
+        Target::Existing(_) => ExpectedVersion::Exact(version),
+    };
+    let streams = streams::<A>(A::stream(id), expected, outcome, &asked.meta, now);
+    let idempotency = asked.key.as_ref().map(|k| {
+        let answer = answer.clone();
+        // The stored answer: status (201 for a new record), Location, ETag and body.
+        let status = if location.is_some() { 201 } else { 200 };
+        let location = location.clone();
+        IdempotencyClaim {
+            key: k.key.clone(),
+            fingerprint: k.fingerprint.clone(),
+            response: ClaimedAnswer::AtCommit(Arc::new(move |at| {
+                json!({ "status": status, "location": location, "version": version_after,
+                        "body": answer(at) })
+            })),
+        }
+    });
+    let outcome = ledger
+        .committer
+        .append(AppendRequest {
+            tenant_id: asked.tenant,
+            streams,
+            idempotency,
+        })
+        .await
+        .map_err(RunError::from)?;
+    match outcome {
+        AppendOutcome::Committed { recorded_at, .. } => Ok(Ran::Done {
+            location,
+            version: version_after,
+            body: answer(recorded_at)
+                .ok_or_else(|| RunError::Internal(format!("the {} vanished", A::NOUN)))?,
+        }),
+        AppendOutcome::Duplicate {
+            fingerprint,
+            response,
+        } => Ok(Ran::Replayed {
+            fingerprint,
+            response,
+        }),
+    }
+}
+
+/// The outcome as the store appends it: the record's events by the caller,
+/// then each other stream's by its recorder.
+fn streams<A: Aggregate>(
+    stream: String,
+    expected: ExpectedVersion,
+    outcome: Outcome<A::Event>,
+    meta: &Metadata,
+    now: DateTime<Utc>,
+) -> Vec<StreamAppend> {
+    let mut own: Vec<NewEvent> = outcome
+        .events
+        .iter()
+        .map(|e| NewEvent::new(A::type_name(e), A::payload(e), meta.clone(), now))
+        .collect();
+    if let (Some(id), Some(first)) = (outcome.first_event_id, own.first_mut()) {
+        first.event_id = id;
+    }
+    let cause = own.first().map(|e| e.event_id);
+    let mut streams = vec![StreamAppend {
+        stream_id: stream,
+        expected,
+        events: own,
+    }];
+    streams.extend(outcome.elsewhere.into_iter().map(|Elsewhere { stream, expected, events, recorder }| {
+        let by = match recorder {
+            Recorder::Caller => meta.clone(),
+            Recorder::System(actor) => Metadata {
+                actor: actor.into(),
+                role: "system".into(),
+                request_id: meta.request_id.clone(),
+                correlation_id: None,
+                causation_id: cause,
+                source: meta.source.clone(),
+            },
+        };
+        StreamAppend {
+            stream_id: stream,
+            expected: match expected {
+                Expected::Any => ExpectedVersion::Any,
+                Expected::NoStream => ExpectedVersion::NoStream,
+                Expected::Exact(v) => ExpectedVersion::Exact(v),
+            },
+            events: events
+                .into_iter()
+                .map(|(t, p)| NewEvent::new(t, p, by.clone(), now))
+                .collect(),
+        }
+    }));
+    streams
+}
+
+/// The usual answer's body: the record, flattened, and its `version`.
+pub fn versioned<A: serde::Serialize>(record: &A, version: i64) -> Value {
+    let mut body = serde_json::to_value(record).unwrap_or_else(|_| json!({}));
+    if let Value::Object(map) = &mut body {
+        map.insert("version".into(), version.into());
+    }
+    body
+}
