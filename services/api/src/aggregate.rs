@@ -103,20 +103,31 @@ where
     if let Some(replayed) = replayed {
         return Ok(replayed);
     }
-    let asked = run::Asked {
-        tenant: actor.tenant_id,
-        meta: metadata(actor, r.req),
-        if_match: if_match.0,
-        key: r.key.0.map(|key| run::Key {
-            key,
-            fingerprint: fingerprint.clone(),
-        }),
-    };
+    let asked = asked(actor, r.req, if_match, r.key, &fingerprint);
     let ran = run::run::<A, V, _, ApiError>(state.ledger(), asked, target, command, async |current| {
         prepare(actor, current).await
     })
     .await?;
     answer(ran, &fingerprint)
+}
+
+/// The request as the command path sees it.
+pub fn asked(
+    actor: &Actor,
+    req: &HttpRequest,
+    if_match: IfMatch,
+    key: IdempotencyKey,
+    fingerprint: &str,
+) -> run::Asked {
+    run::Asked {
+        tenant: actor.tenant_id,
+        meta: metadata(actor, req),
+        if_match: if_match.0,
+        key: key.0.map(|key| run::Key {
+            key,
+            fingerprint: fingerprint.to_owned(),
+        }),
+    }
 }
 
 /// A command's outcome as its response.

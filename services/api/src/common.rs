@@ -211,30 +211,13 @@ pub(crate) async fn append_and_answer(
     }
 }
 
-/// The client that owns a service, from the service's own stream: a service
-/// registered a moment ago is already known, which the directory read model
-/// may not yet say. A service never changes hands.
+/// The client that owns a service (see `app::directory`).
 pub(crate) async fn client_of_service(
     state: &AppState,
     tenant: Uuid,
     service: Uuid,
 ) -> Result<Option<Uuid>, ApiError> {
-    let events = stream_events(
-        state,
-        tenant,
-        &opsledger_domain::directory::service_stream(service),
-        None,
-    )
-    .await?;
-    Ok(events.iter().find_map(|e| {
-        match opsledger_domain::directory::DirectoryEvent::from_stored(&e.event_type, &e.payload) {
-            Some(opsledger_domain::directory::DirectoryEvent::ServiceRegistered {
-                client_id,
-                ..
-            }) => Some(client_id),
-            _ => None,
-        }
-    }))
+    Ok(opsledger_app::directory::client_of_service(state.ledger(), tenant, service).await?)
 }
 
 /// The step an incident of this service starts paging with, due `now`

@@ -5,7 +5,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use opsledger_domain::escalation::{self, Step, Target};
-use opsledger_domain::incident::{self, fold, Command, Status};
+use opsledger_domain::incident::{Command, Status};
 use opsledger_domain::{oncall, Metadata};
 use opsledger_store::incidents::{self as store_incidents, TimerFired};
 use opsledger_store::roster as store_roster;
@@ -13,10 +13,11 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::common::{begin_command, metadata, stream_events};
+use crate::common::begin_command;
 use crate::extract::{optional_json, IfMatch};
 use crate::idempotency::IdempotencyKey;
-use crate::incidents::{execute, respond, Executed, Retry};
+use crate::aggregate;
+use crate::incidents::execute_as;
 use crate::problem::ApiError;
 use crate::AppState;
 use opsledger_domain::access::RESPONDERS;
@@ -86,8 +87,7 @@ async fn fire_one(
     step: Step,
     now: DateTime<Utc>,
 ) -> Result<TimerFired, ApiError> {
-    let events = stream_events(state, tenant, &incident::incident_stream(id), None).await?;
-    let Some(incident) = fold(&events) else {
+    let Some(incident) = opsledger_app::incidents::current(state.ledger(), tenant, id).await? else {
         return Ok(TimerFired::Done);
     };
     let policy = match incident.service_id {
@@ -114,8 +114,8 @@ async fn fire_one(
         then,
         now,
     };
-    match execute(state, tenant, &system_meta(), id, None, command, None).await {
-        Ok(_) => Ok(TimerFired::Done),
+    match execute_as(state, tenant, &system_meta(), id, command).await {
+        Ok(()) => Ok(TimerFired::Done),
         // Acknowledged, resolved or rescheduled meanwhile: nothing to fire.
         Err(ApiError::Unprocessable(_)) => Ok(TimerFired::Done),
         Err(ApiError::Conflict { .. }) => Ok(TimerFired::Later),
@@ -173,8 +173,9 @@ pub async fn incident_escalate(
     }
     let id = id.into_inner();
     let tenant = actor.tenant_id;
-    let events = stream_events(&state, tenant, &incident::incident_stream(id), None).await?;
-    let incident = fold(&events).ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))?;
+    let incident = opsledger_app::incidents::current(state.ledger(), tenant, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))?;
     let policy = match incident.service_id {
         Some(s) => store_roster::policy_of_service(&state.pool, tenant, s).await?,
         None => None,
@@ -210,13 +211,7 @@ pub async fn incident_escalate(
         then,
         now,
     };
-    let retry = Retry {
-        key: &key,
-        fingerprint: &fingerprint,
-    };
-    let meta = metadata(actor, &req);
-    match execute(&state, tenant, &meta, id, if_match.0, command, Some(retry)).await? {
-        Executed::Done(view) => Ok(respond(&view)),
-        Executed::Replayed(replayed) => Ok(replayed),
-    }
+    let asked = aggregate::asked(actor, &req, if_match, key, &fingerprint);
+    let ran = opsledger_app::incidents::execute(state.ledger(), asked, id, command).await?;
+    aggregate::answer(ran, &fingerprint)
 }

@@ -5,7 +5,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use opsledger_domain::access::{Actor, ClientScope, INCIDENT_READERS, RESPONDERS};
-use opsledger_domain::alert::{self, AlertEvent, Category, GroupEvent, Severity};
+use opsledger_domain::alert::{self, AlertEvent, Category, Severity};
 use opsledger_domain::impact::ImpactLevel;
 use opsledger_domain::incident::{
     self, fold, Command, Evidence, Incident, IncidentEvent, MaintenanceAction, OperationsAction,
@@ -18,9 +18,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::aggregate;
 use crate::auth::Caller;
+use opsledger_app::run;
 use crate::common::{
-    begin_command, check_if_match, client_of_service, metadata, page_len, require_services,
+    begin_command, client_of_service, metadata, page_len, require_services,
     stream_events, unprocessable, AsOfQuery, Page,
 };
 use crate::extract::{optional_json, IfMatch};
@@ -30,15 +32,7 @@ use crate::AppState;
 
 // ------------------------------------------------------------ views
 
-#[derive(Debug, Serialize)]
-pub struct IncidentView {
-    #[serde(flatten)]
-    pub incident: Incident,
-    pub client_id: Option<Uuid>,
-    pub version: i64,
-    /// Alerts that opened or joined it (from the alerts read model).
-    pub alert_count: i64,
-}
+pub use opsledger_app::incidents::IncidentView;
 
 pub(crate) fn respond(view: &IncidentView) -> HttpResponse {
     HttpResponse::Ok()
@@ -98,158 +92,23 @@ async fn load_visible(
 
 // ------------------------------------------------------------ commands
 
-/// A retried command's key and what it asked, to answer it as the first time.
-pub(crate) struct Retry<'a> {
-    pub key: &'a IdempotencyKey,
-    pub fingerprint: &'a str,
-}
-
-/// What became of a command: done, or done before (an idempotent retry).
-pub(crate) enum Executed {
-    Done(IncidentView),
-    Replayed(HttpResponse),
-}
-
-/// Decides a command on the incident's current state and appends the result
-/// with the version it was decided on: a concurrent change is a 409.
-pub(crate) async fn execute(
+/// Runs a command the service itself gives (a worker, an integration's
+/// signal): no `If-Match`, no idempotency key.
+pub(crate) async fn execute_as(
     state: &AppState,
     tenant: Uuid,
     meta: &Metadata,
     id: Uuid,
-    if_match: Option<i64>,
     command: Command,
-    retry: Option<Retry<'_>>,
-) -> Result<Executed, ApiError> {
-    let stream = incident::incident_stream(id);
-    let events = stream_events(state, tenant, &stream, None).await?;
-    let incident = fold(&events).ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))?;
-    let version = events.last().map_or(0, |e| e.stream_version);
-    check_if_match(if_match, version, "incident", incident.status.as_str())?;
-    let mut decided = incident::decide(&incident, command, Uuid::now_v7())
-        .map_err(|r| ApiError::from(r).naming_state(incident.status.as_str()))?;
-    let now = Utc::now();
-    // A reopened incident pages again, from the first level.
-    if decided
-        .iter()
-        .any(|e| matches!(e, IncidentEvent::IncidentReopened { .. }))
-    {
-        decided.extend(crate::common::first_step(state, tenant, incident.service_id, now).await?);
-    }
-    let new = |e: &dyn Fn() -> (&'static str, Value)| {
-        let (t, p) = e();
-        NewEvent::new(t, p, meta.clone(), now)
+) -> Result<(), ApiError> {
+    let asked = run::Asked {
+        tenant,
+        meta: meta.clone(),
+        if_match: None,
+        key: None,
     };
-    let mut streams = vec![StreamAppend {
-        stream_id: stream,
-        expected: ExpectedVersion::Exact(version),
-        events: decided
-            .iter()
-            .map(|e| new(&|| (e.type_name(), e.payload())))
-            .collect(),
-    }];
-    // Resolving frees the alert group: the next alert of it opens a new incident.
-    let resolves = decided
-        .iter()
-        .any(|e| matches!(e, IncidentEvent::IncidentResolved {}));
-    if let (true, Some(service), Some(group_key)) =
-        (resolves, incident.service_id, &incident.group_key)
-    {
-        let released = GroupEvent::AlertGroupReleased { incident_id: id };
-        streams.push(StreamAppend {
-            stream_id: alert::group_stream(service, group_key),
-            expected: ExpectedVersion::Any,
-            events: vec![new(&|| (released.type_name(), released.payload()))],
-        });
-    }
-    // Reopening takes the group back, unless a newer incident holds it now:
-    // the group's alerts attach here again.
-    let reopens = decided
-        .iter()
-        .any(|e| matches!(e, IncidentEvent::IncidentReopened { .. }));
-    if let (true, Some(service), Some(group_key)) =
-        (reopens, incident.service_id, &incident.group_key)
-    {
-        let gs = alert::group_stream(service, group_key);
-        let group_events = stream_events(state, tenant, &gs, None).await?;
-        let parsed: Vec<GroupEvent> = group_events
-            .iter()
-            .filter_map(|e| GroupEvent::from_stored(&e.event_type, &e.payload))
-            .collect();
-        if alert::bound_incident(&parsed).is_none() {
-            let bound = GroupEvent::AlertGroupBound {
-                incident_id: id,
-                service_id: service,
-                group_key: group_key.clone(),
-            };
-            streams.push(StreamAppend {
-                stream_id: gs,
-                expected: ExpectedVersion::Exact(
-                    group_events.last().map_or(0, |e| e.stream_version),
-                ),
-                events: vec![new(&|| (bound.type_name(), bound.payload()))],
-            });
-        }
-    }
-    // The answer folds the command's events at the instant the committer
-    // records them, as every later read does (one clock); an idempotency
-    // key keeps it in the same transaction.
-    let client_id = match incident.service_id {
-        Some(s) => client_of_service(state, tenant, s).await?,
-        None => None,
-    };
-    let alert_count = store_inc::alert_count(&state.pool, tenant, incident.id, None).await?;
-    let version_after = version + decided.len() as i64;
-    let answer = {
-        let decided = decided.clone();
-        std::sync::Arc::new(move |at: DateTime<Utc>| {
-            let after = decided
-                .iter()
-                .try_fold(incident.clone(), |i, e| incident::evolve(Some(i), e, at))?;
-            Some(IncidentView {
-                incident: after,
-                client_id,
-                version: version_after,
-                alert_count,
-            })
-        })
-    };
-    // Checked before the append: a 500 after the commit would hide a write.
-    answer(now).ok_or_else(|| ApiError::Internal("the incident vanished".into()))?;
-    let idempotency = retry.as_ref().and_then(|r| {
-        let answer = answer.clone();
-        idempotency::claim_at_commit(
-            r.key,
-            r.fingerprint,
-            actix_web::http::StatusCode::OK,
-            None,
-            Some(version_after),
-            move |at| serde_json::to_value(answer(at)).unwrap_or_default(),
-        )
-    });
-    let outcome = state
-        .committer
-        .append(AppendRequest {
-            tenant_id: tenant,
-            streams,
-            idempotency,
-        })
-        .await?;
-    match (outcome, retry) {
-        (
-            AppendOutcome::Duplicate {
-                fingerprint: stored,
-                response,
-            },
-            Some(r),
-        ) => idempotency::replay(&stored, &response, r.fingerprint).map(Executed::Replayed),
-        (AppendOutcome::Committed { recorded_at, .. }, _) => answer(recorded_at)
-            .map(Executed::Done)
-            .ok_or_else(|| ApiError::Internal("the incident vanished".into())),
-        (AppendOutcome::Duplicate { .. }, None) => {
-            Err(ApiError::Internal("a replay without a key".into()))
-        }
-    }
+    opsledger_app::incidents::execute(state.ledger(), asked, id, command).await?;
+    Ok(())
 }
 
 /// PagerDuty's acknowledge: the same event as the API's, when it applies.
@@ -259,8 +118,8 @@ pub async fn acknowledge_if_triggered(
     meta: &Metadata,
     id: Uuid,
 ) -> Result<(), ApiError> {
-    match execute(state, tenant, meta, id, None, Command::Acknowledge, None).await {
-        Ok(_) => Ok(()),
+    match execute_as(state, tenant, meta, id, Command::Acknowledge).await {
+        Ok(()) => Ok(()),
         // Already acknowledged (or further along): PagerDuty treats it as done.
         Err(ApiError::Conflict { .. }) => Ok(()),
         Err(e) => Err(e),
@@ -296,24 +155,10 @@ async fn command(
     if let Some(replayed) = replayed {
         return Ok(replayed);
     }
-    let retry = Retry {
-        key: &key,
-        fingerprint: &fingerprint,
-    };
-    match execute(
-        &state,
-        actor.tenant_id,
-        &metadata(actor, &req),
-        id.into_inner(),
-        if_match.0,
-        command,
-        Some(retry),
-    )
-    .await?
-    {
-        Executed::Done(view) => Ok(respond(&view)),
-        Executed::Replayed(replayed) => Ok(replayed),
-    }
+    let asked = aggregate::asked(actor, &req, if_match, key, &fingerprint);
+    let ran =
+        opsledger_app::incidents::execute(state.ledger(), asked, id.into_inner(), command).await?;
+    aggregate::answer(ran, &fingerprint)
 }
 
 /// A command's body: what it asks for, as a domain command.

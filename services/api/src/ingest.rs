@@ -552,8 +552,8 @@ async fn try_auto_mitigate(
             impact_end: last.max(folded.impact_start),
             cause: Some(incident::MitigationCause::AllAlertsResolved),
         };
-        match crate::incidents::execute(state, tenant, &meta, incident, None, command, None).await {
-            Ok(_) => return Ok(()),
+        match crate::incidents::execute_as(state, tenant, &meta, incident, command).await {
+            Ok(()) => return Ok(()),
             // Mitigated, resolved or closed already, by hand: nothing to do.
             Err(ApiError::Conflict { extra, .. }) if extra.contains_key("current_state") => {
                 return Ok(())

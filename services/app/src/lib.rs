@@ -8,6 +8,8 @@
 //!
 //! [`Aggregate::decide`]: opsledger_domain::aggregate::Aggregate::decide
 
+pub mod directory;
+pub mod incidents;
 pub mod run;
 
 use opsledger_store::{Committer, Pool};

@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::alert::{Category, Severity};
+use crate::aggregate::{existing, Aggregate, Elsewhere, Expected, Outcome, Recorder};
+use crate::alert::{Category, GroupEvent, Severity};
 use crate::escalation::{Step, Target};
 pub use crate::impact_level::ImpactLevel;
 use crate::worklog::minutes;
@@ -906,6 +907,105 @@ pub fn decide(
     Ok(vec![event])
 }
 
+/// What deciding a command on an incident needs from beyond its stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Context {
+    /// Names a note or an action the command records.
+    pub new_id: Uuid,
+    /// When the command is given: a reopened incident's first step is due then.
+    pub now: DateTime<Utc>,
+    /// Whether the incident's service has an escalation policy.
+    pub has_policy: bool,
+    /// The alert group it came from, as its stream stands, when it came
+    /// from one (looked up for a reopening).
+    pub group: Option<GroupFacts>,
+}
+
+/// An alert group's stream: its version, and the incident it binds now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupFacts {
+    pub version: i64,
+    pub bound: Option<Uuid>,
+}
+
+impl Aggregate for Incident {
+    type Event = IncidentEvent;
+    type Command = Command;
+    type Context = Context;
+    const NOUN: &'static str = "incident";
+
+    fn stream(id: Uuid) -> String {
+        incident_stream(id)
+    }
+    fn parse(event_type: &str, payload: &serde_json::Value) -> Option<IncidentEvent> {
+        IncidentEvent::from_stored(event_type, payload)
+    }
+    fn evolve(state: Option<Self>, event: &IncidentEvent, at: DateTime<Utc>, _: &str) -> Option<Self> {
+        evolve(state, event, at)
+    }
+    fn type_name(event: &IncidentEvent) -> &'static str {
+        event.type_name()
+    }
+    fn payload(event: &IncidentEvent) -> serde_json::Value {
+        event.payload()
+    }
+    fn status(&self) -> &'static str {
+        self.status.as_str()
+    }
+
+    /// The command's events, and what they mean elsewhere: resolving frees
+    /// the alert group (its next alert opens a new incident); reopening
+    /// pages again from the first level and takes the group back, unless a
+    /// newer incident holds it now.
+    fn decide(
+        state: Option<&Self>,
+        command: Command,
+        ctx: &Context,
+        _: &str,
+    ) -> Result<Outcome<IncidentEvent>, Rejection> {
+        let i = existing(state, "change")?;
+        let mut events = decide(i, command, ctx.new_id)?;
+        let reopens = events
+            .iter()
+            .any(|e| matches!(e, IncidentEvent::IncidentReopened { .. }));
+        let resolves = events
+            .iter()
+            .any(|e| matches!(e, IncidentEvent::IncidentResolved {}));
+        if reopens {
+            events.extend(first_step(ctx.has_policy, ctx.now));
+        }
+        let mut outcome = Outcome::only(events);
+        let (Some(service_id), Some(group_key)) = (i.service_id, &i.group_key) else {
+            return Ok(outcome);
+        };
+        let stream = crate::alert::group_stream(service_id, group_key);
+        if resolves {
+            let released = GroupEvent::AlertGroupReleased { incident_id: i.id };
+            outcome = outcome.and(Elsewhere {
+                stream,
+                expected: Expected::Any,
+                events: vec![(released.type_name(), released.payload())],
+                recorder: Recorder::Caller,
+            });
+        } else if let (true, Some(group)) = (reopens, ctx.group) {
+            if group.bound.is_none() {
+                let bound = GroupEvent::AlertGroupBound {
+                    incident_id: i.id,
+                    service_id,
+                    group_key: group_key.clone(),
+                };
+                outcome = outcome.and(Elsewhere {
+                    stream,
+                    expected: Expected::Exact(group.version),
+                    events: vec![(bound.type_name(), bound.payload())],
+                    recorder: Recorder::Caller,
+                });
+            }
+        }
+        Ok(outcome)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -977,6 +1077,94 @@ mod tests {
     fn opened() -> Incident {
         let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
         evolve(None, &opened_event(at), at).unwrap()
+    }
+
+    fn grouped() -> Incident {
+        let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let mut e = opened_event(at);
+        if let IncidentEvent::IncidentOpened {
+            service_id,
+            group_key,
+            ..
+        } = &mut e
+        {
+            *service_id = Some(Uuid::from_u128(7));
+            *group_key = Some("db".into());
+        }
+        evolve(None, &e, at).unwrap()
+    }
+
+    fn context(group: Option<GroupFacts>) -> Context {
+        Context {
+            new_id: Uuid::from_u128(2),
+            now: DateTime::from_timestamp(1_700_000_600, 0).unwrap(),
+            has_policy: true,
+            group,
+        }
+    }
+
+    fn decided(i: &Incident, c: Command, ctx: &Context) -> Outcome<IncidentEvent> {
+        <Incident as Aggregate>::decide(Some(i), c, ctx, "op").unwrap()
+    }
+
+    #[test]
+    fn given_a_grouped_incident_when_resolved_then_its_group_is_released() {
+        let out = decided(&grouped(), Command::Resolve, &context(None));
+        assert_eq!(out.events, vec![IncidentEvent::IncidentResolved {}]);
+        let released = GroupEvent::AlertGroupReleased {
+            incident_id: Uuid::from_u128(1),
+        };
+        assert_eq!(
+            out.elsewhere,
+            vec![Elsewhere {
+                stream: crate::alert::group_stream(Uuid::from_u128(7), "db"),
+                expected: Expected::Any,
+                events: vec![(released.type_name(), released.payload())],
+                recorder: Recorder::Caller,
+            }]
+        );
+    }
+
+    #[test]
+    fn given_a_resolved_incident_whose_group_is_free_when_reopened_then_it_pages_again_and_takes_the_group_back(
+    ) {
+        let resolved = run(grouped(), Command::Resolve).unwrap();
+        let ctx = context(Some(GroupFacts {
+            version: 4,
+            bound: None,
+        }));
+        let reopen = Command::Reopen {
+            reason: "it recurred".into(),
+        };
+        let out = decided(&resolved, reopen.clone(), &ctx);
+        assert!(matches!(
+            out.events[..],
+            [
+                IncidentEvent::IncidentReopened { .. },
+                IncidentEvent::EscalationScheduled { level: 1, round: 1, due_at }
+            ] if due_at == ctx.now
+        ));
+        assert_eq!(out.elsewhere.len(), 1);
+        assert_eq!(out.elsewhere[0].expected, Expected::Exact(4));
+        assert_eq!(out.elsewhere[0].events[0].0, "AlertGroupBound");
+
+        // A newer incident holds the group: this one does not take it.
+        let held = context(Some(GroupFacts {
+            version: 5,
+            bound: Some(Uuid::from_u128(9)),
+        }));
+        assert!(decided(&resolved, reopen.clone(), &held).elsewhere.is_empty());
+        // A service with no policy: nobody to page.
+        let quiet = Context {
+            has_policy: false,
+            ..held
+        };
+        assert_eq!(decided(&resolved, reopen, &quiet).events.len(), 1);
+    }
+
+    #[test]
+    fn given_no_incident_when_commanded_then_it_is_refused() {
+        assert!(<Incident as Aggregate>::decide(None, Command::Acknowledge, &context(None), "op").is_err());
     }
 
     fn run(i: Incident, c: Command) -> Result<Incident, Rejection> {

@@ -1,0 +1,113 @@
+//! Commands on an incident, from a person (the API) or the service itself
+//! (escalation timers, auto-mitigation, PagerDuty's acknowledge): what
+//! deciding needs is looked up here, the rules are `domain::incident`'s.
+
+use chrono::{SubsecRound, Utc};
+use opsledger_domain::alert::{self, GroupEvent};
+use opsledger_domain::incident::{Command, Context, GroupFacts, Incident, Status};
+use opsledger_store::StoreError;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::run::{self, Asked, Prepared, Ran, RunError, Target};
+use crate::Ledger;
+
+/// An incident as answered: with the client owning its service, its
+/// version, and how many alerts opened or joined it.
+#[derive(Debug, Serialize)]
+pub struct IncidentView {
+    #[serde(flatten)]
+    pub incident: Incident,
+    pub client_id: Option<Uuid>,
+    pub version: i64,
+    /// Alerts that opened or joined it (from the alerts read model).
+    pub alert_count: i64,
+}
+
+/// Runs `command` on incident `id`.
+pub async fn execute(
+    ledger: Ledger<'_>,
+    asked: Asked,
+    id: Uuid,
+    command: Command,
+) -> Result<Ran, RunError> {
+    let tenant = asked.tenant;
+    run::run::<Incident, _, _, RunError>(ledger, asked, Target::Existing(id), command, async |i| {
+        let i = i.ok_or(RunError::NotFound {
+            noun: "incident",
+            id,
+        })?;
+        let now = Utc::now().trunc_subsecs(6);
+        // Only a reopening pages again and takes its group back.
+        let reopenable = i.status == Status::Resolved;
+        let has_policy = match (reopenable, i.service_id) {
+            (true, Some(s)) => opsledger_store::roster::policy_of_service(ledger.pool, tenant, s)
+                .await?
+                .is_some(),
+            _ => false,
+        };
+        let group = match (reopenable, i.service_id, &i.group_key) {
+            (true, Some(s), Some(key)) => Some(group_facts(ledger, tenant, s, key).await?),
+            _ => None,
+        };
+        let client_id = match i.service_id {
+            Some(s) => crate::directory::client_of_service(ledger, tenant, s).await?,
+            None => None,
+        };
+        let alert_count =
+            opsledger_store::incidents::alert_count(ledger.pool, tenant, i.id, None).await?;
+        Ok(Prepared {
+            context: Context {
+                new_id: Uuid::now_v7(),
+                now,
+                has_policy,
+                group,
+            },
+            view: move |incident: &Incident, version| {
+                serde_json::to_value(IncidentView {
+                    incident: incident.clone(),
+                    client_id,
+                    version,
+                    alert_count,
+                })
+                .unwrap_or_default()
+            },
+        })
+    })
+    .await
+}
+
+async fn group_facts(
+    ledger: Ledger<'_>,
+    tenant: Uuid,
+    service: Uuid,
+    group_key: &str,
+) -> Result<GroupFacts, StoreError> {
+    let client = ledger.pool.get().await.map_err(StoreError::from)?;
+    let stream = alert::group_stream(service, group_key);
+    let events = opsledger_store::read::read_stream(&client, tenant, &stream, None).await?;
+    let parsed: Vec<GroupEvent> = events
+        .iter()
+        .filter_map(|e| GroupEvent::from_stored(&e.event_type, &e.payload))
+        .collect();
+    Ok(GroupFacts {
+        version: events.last().map_or(0, |e| e.stream_version),
+        bound: alert::bound_incident(&parsed),
+    })
+}
+
+/// The incident as its stored events leave it, if there is one.
+pub async fn current(
+    ledger: Ledger<'_>,
+    tenant: Uuid,
+    id: Uuid,
+) -> Result<Option<Incident>, StoreError> {
+    Ok(run::load::<Incident>(ledger, tenant, id, None).await?.0)
+}
+
+/// Whether a refusal says the incident had moved on (acknowledged,
+/// resolved, …) rather than that the stream moved under the command.
+pub fn refused_by_state(e: &RunError) -> bool {
+    matches!(e, RunError::Rejected { state: Some(_), rejection, .. }
+        if matches!(rejection, opsledger_domain::Rejection::InvalidTransition { .. }))
+}
