@@ -70,31 +70,45 @@ where
     A: Aggregate<Context = ()> + Send + Sync + 'static,
     A::Event: Send + Sync + 'static,
 {
-    run_command::<A, _, _>(state, r, if_match, roles, target, command, async |_, _| {
+    let prepare = async |_: &Actor, _: Option<&A>| {
         Ok(Prepared {
             context: (),
             view: run::versioned::<A>,
         })
-    })
+    };
+    run_command::<A, _, _, _>(
+        state,
+        r,
+        if_match,
+        roles,
+        target,
+        command,
+        |_, _| Ok(()),
+        prepare,
+    )
     .await
 }
 
-/// Runs a command through the one path: `roles` may give it; `prepare`
-/// gets the caller and the record as it stands, and looks up what deciding
-/// needs and how the answer shows the record.
-pub async fn run_command<A, V, P>(
+/// Runs a command through the one path: `roles` may give it, and `admit`
+/// says whether the caller may give it to the record as it stands; `prepare`
+/// gets the caller and the record, and looks up what deciding needs and how
+/// the answer shows the record.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_command<A, V, D, P>(
     state: &AppState,
     r: Asked<'_>,
     if_match: IfMatch,
     roles: &[Role],
     target: Target,
     command: A::Command,
+    admit: D,
     prepare: P,
 ) -> Result<HttpResponse, ApiError>
 where
     A: Aggregate + Send + Sync + 'static,
     A::Event: Send + Sync + 'static,
     V: Fn(&A, i64) -> Value + Send + Sync + 'static,
+    D: FnOnce(&Actor, Option<&A>) -> Result<(), ApiError>,
     P: AsyncFnOnce(&Actor, Option<&A>) -> Result<Prepared<A::Context, V>, ApiError>,
 {
     let what = serde_json::json!({ "if_match": if_match.0, "body": r.body });
@@ -104,10 +118,12 @@ where
         return Ok(replayed);
     }
     let asked = asked(actor, r.req, if_match, r.key, &fingerprint);
-    let ran = run::run::<A, V, _, ApiError>(state.ledger(), asked, target, command, async |current| {
-        prepare(actor, current).await
-    })
-    .await?;
+    let plan = run::Plan {
+        command,
+        admit: |current: Option<&A>| admit(actor, current),
+        prepare: async |current: Option<&A>| prepare(actor, current).await,
+    };
+    let ran = run::run_plan::<A, V, _, _, ApiError>(state.ledger(), asked, target, plan).await?;
     answer(ran, &fingerprint)
 }
 

@@ -71,7 +71,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, SubsecRound, Utc};
 use opsledger_domain::access::{Actor, Role, STAFF};
 use opsledger_domain::change::{
-    self, Category, Change, ChangeEvent, Command, Kind, Link, Request, Risk, Status,
+    self, Category, Change, Command, Kind, Link, Request, Risk, Status,
 };
 use opsledger_domain::freeze::{self, Freeze, FreezeEvent};
 use opsledger_domain::{directory as dir, NewEvent, RecordedEvent};
@@ -81,14 +81,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::aggregate::{self, Asked};
 use crate::auth::Caller;
-use crate::common::{
-    begin_command, check_if_match, metadata, page_len, stream_events, AsOfQuery, Page,
-};
+use crate::common::{begin_command, metadata, page_len, stream_events, AsOfQuery, Page};
 use crate::extract::{optional_json, IfMatch};
 use crate::idempotency::{self, IdempotencyKey};
 use crate::problem::ApiError;
 use crate::AppState;
+use opsledger_app::changes::Lookup;
+use opsledger_app::run::{self, Prepared, Target};
 
 /// Who requests and carries out normal and emergency changes.
 pub const CHANGE_MAINTAINERS: &[Role] = &[Role::Maintainer, Role::Admin];
@@ -107,11 +108,6 @@ const ANY_CHANGER: &[Role] = &[
     Role::Approver,
     Role::Admin,
 ];
-/// How long scheduling waits for the change projection to catch up with
-/// what was committed before it (freezes, other schedules). Generous: a
-/// freeze missed costs far more than a person waiting a few seconds, and
-/// any long transaction in the cluster holds every follower back.
-const SCHEDULE_READ_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Windows of a service read, at most, to link a page of its change history
 /// to the windows that serve its changes.
 const HISTORY_WINDOWS_MAX: i64 = 1_000;
@@ -292,7 +288,10 @@ pub async fn change_request(
         &format!("a {} change", body.kind.as_str()),
     )?;
     let id = Uuid::now_v7();
-    let events = change::decide_request(Request {
+    let tenant = actor.tenant_id;
+    services_exist(&state, tenant, &body.service_ids).await?;
+    links_exist(&state, tenant, &body.links).await?;
+    let command = Command::Request(Request {
         change_id: id,
         service_ids: body.service_ids,
         kind: body.kind,
@@ -303,46 +302,21 @@ pub async fn change_request(
         impact: body.impact,
         rollback_plan: body.rollback_plan,
         links: body.links,
-    })?;
-    let tenant = actor.tenant_id;
-    if let Some(ChangeEvent::ChangeRequested {
-        service_ids, links, ..
-    }) = events.first()
-    {
-        services_exist(&state, tenant, service_ids).await?;
-        links_exist(&state, tenant, links).await?;
-    }
-    let now = Utc::now().trunc_subsecs(6);
-    let meta = metadata(actor, &req);
-    let change = events
-        .iter()
-        .try_fold(None, |c, e| Some(change::evolve(c, e, now, &meta.actor)))
-        .flatten()
-        .ok_or_else(|| ApiError::Internal("requesting made no change".into()))?;
-    let view = ChangeView {
-        change,
-        version: events.len() as i64,
+    });
+    let target = Target::New {
+        id,
+        location: format!("/api/v1/changes/{id}"),
     };
-    let body = serde_json::to_value(&view).map_err(internal)?;
-    commit(
-        &state,
-        tenant,
-        &key,
-        &fingerprint,
-        vec![StreamAppend {
-            stream_id: change::change_stream(id),
-            expected: ExpectedVersion::NoStream,
-            events: events
-                .iter()
-                .map(|e| NewEvent::new(e.type_name(), e.payload(), meta.clone(), now))
-                .collect(),
-        }],
-        StatusCode::CREATED,
-        Some(format!("/api/v1/changes/{id}")),
-        view.version,
-        body,
-    )
-    .await
+    let asked = aggregate::asked(actor, &req, IfMatch(None), key, &fingerprint);
+    let ran =
+        run::run::<Change, _, _, ApiError>(state.ledger(), asked, target, command, async |_| {
+            Ok(Prepared {
+                context: change::Context::default(),
+                view: run::versioned::<Change>,
+            })
+        })
+        .await?;
+    aggregate::answer(ran, &fingerprint)
 }
 
 // ------------------------------------------------------------ steps
@@ -430,12 +404,82 @@ impl Step {
     }
 }
 
-fn fold(events: &[RecordedEvent]) -> Option<Change> {
-    store_changes::fold_change(events)
+impl Step {
+    /// The command it asks for, given by `by`, and what deciding it looks up.
+    fn command(self, by: String) -> (Command, Lookup) {
+        match self {
+            Step::Submit(b) => (
+                Command::Submit {
+                    minutes_spent: b.minutes_spent,
+                },
+                Lookup::Nothing,
+            ),
+            Step::Approve(b) => (
+                Command::Approve {
+                    by,
+                    comment: b.comment,
+                    minutes_spent: b.minutes_spent,
+                },
+                Lookup::Nothing,
+            ),
+            Step::Reject(b) => (
+                Command::Reject {
+                    by,
+                    reason: b.reason,
+                    minutes_spent: b.minutes_spent,
+                },
+                Lookup::Nothing,
+            ),
+            Step::Schedule(b) => (
+                Command::Schedule {
+                    start: b.start,
+                    end: b.end,
+                    window_id: b.window_id,
+                    minutes_spent: b.minutes_spent,
+                },
+                Lookup::Schedule(b.start, b.end),
+            ),
+            Step::Start(b) => (
+                Command::Start {
+                    minutes_spent: b.minutes_spent,
+                },
+                Lookup::Start,
+            ),
+            Step::Complete(b) => (
+                Command::Complete {
+                    note: b.note,
+                    minutes_spent: b.minutes_spent,
+                },
+                Lookup::Nothing,
+            ),
+            Step::Fail(b) => (
+                Command::Fail {
+                    reason: b.reason,
+                    minutes_spent: b.minutes_spent,
+                },
+                Lookup::Nothing,
+            ),
+            Step::RollBack(b) => (
+                Command::RollBack {
+                    reason: b.reason,
+                    minutes_spent: b.minutes_spent,
+                },
+                Lookup::Nothing,
+            ),
+            Step::Review(b) => (
+                Command::Review {
+                    summary: b.summary,
+                    minutes_spent: b.minutes_spent,
+                },
+                Lookup::Nothing,
+            ),
+            Step::Link(link) => (Command::Link { link }, Lookup::Nothing),
+        }
+    }
 }
 
-/// A step: role (by the change's kind), If-Match, what it needs from the
-/// log and the read models, decide, append with the version decided on.
+/// A step: role (by the change's kind), the records it names, then the one
+/// command path (If-Match, freezes and overlaps looked up, decide, append).
 #[allow(clippy::too_many_arguments)]
 async fn step(
     state: web::Data<AppState>,
@@ -447,203 +491,65 @@ async fn step(
     asked: Value,
     step: Step,
 ) -> Result<HttpResponse, ApiError> {
-    let what = serde_json::json!({ "if_match": if_match.0, "body": asked });
-    let (actor, fingerprint, replayed) =
-        begin_command(&state, &caller, ANY_CHANGER, &key, &req, &what).await?;
-    if let Some(r) = replayed {
-        return Ok(r);
-    }
-    let tenant = actor.tenant_id;
-    let stream = change::change_stream(id);
-    let events = stream_events(&state, tenant, &stream, None).await?;
-    let change = fold(&events).ok_or_else(|| ApiError::NotFound(format!("no change {id}")))?;
-    let roles = match (&step, change.kind) {
-        (Step::Approve(_) | Step::Reject(_), _) => CHANGE_APPROVERS,
-        // The review after the fact is the system owners' as much as the doers'.
-        (Step::Review(_), Kind::Standard) => ANY_CHANGER,
-        (Step::Review(_), _) => CHANGE_REVIEWERS,
-        (_, kind) => roles_for(kind),
+    let name = step.name();
+    let deciding = matches!(step, Step::Approve(_) | Step::Reject(_));
+    let reviewing = matches!(step, Step::Review(_));
+    let window = match &step {
+        Step::Schedule(b) => b.window_id,
+        _ => None,
     };
-    require_any(actor, roles, step.name())?;
-    let version = events.last().map_or(0, |e| e.stream_version);
-    let conflict_extra = |version: i64| {
-        let mut extra = serde_json::Map::new();
-        extra.insert("current_version".into(), version.into());
-        extra.insert("current_state".into(), change.status.as_str().into());
-        extra
+    let link = match &step {
+        Step::Link(l) => Some(l.clone()),
+        _ => None,
     };
-    check_if_match(if_match.0, version, "change", change.status.as_str())?;
-    let by = actor.subject.clone();
-    let command = match step {
-        Step::Submit(b) => Command::Submit {
-            minutes_spent: b.minutes_spent,
-        },
-        Step::Approve(b) => Command::Approve {
-            by,
-            comment: b.comment,
-            minutes_spent: b.minutes_spent,
-        },
-        Step::Reject(b) => Command::Reject {
-            by,
-            reason: b.reason,
-            minutes_spent: b.minutes_spent,
-        },
-        Step::Schedule(b) => {
-            if let Some(w) = b.window_id {
-                let named = [(
-                    opsledger_domain::window::window_stream(w),
-                    format!("maintenance window {w}"),
-                )];
-                if let Some(m) = missing(&state, tenant, &named).await? {
-                    return Err(ApiError::Unprocessable(m));
-                }
-            }
-            // Freezes and schedules recorded before this request count, on
-            // whichever instance they were recorded.
-            if !crate::common::await_read_model(
-                &state,
-                store_changes::PROJECTION,
-                SCHEDULE_READ_WAIT,
-            )
-            .await?
-            {
-                tracing::warn!(change = %id, "scheduling on a change projection that is behind");
-            }
-            let freezes = store_changes::blocking_freezes(
-                &state.pool,
-                tenant,
-                &change.service_ids,
-                b.start,
-                b.end,
-            )
-            .await?;
-            if change.kind == Kind::Normal {
-                if let Some(f) = freezes.first() {
-                    let mut extra = conflict_extra(version);
-                    extra.insert("freeze_id".into(), f.item.id.to_string().into());
-                    return Err(ApiError::Conflict {
-                        detail: format!(
-                            "freeze {} ({}, {} – {}) forbids normal changes to its services; \
-                             schedule it outside the freeze",
-                            f.item.id,
-                            f.item.reason,
-                            f.item.start.to_rfc3339(),
-                            f.item.end.to_rfc3339()
-                        ),
-                        extra,
-                    });
-                }
-            }
-            let conflicts = store_changes::overlapping_changes(
-                &state.pool,
-                tenant,
-                &change.service_ids,
-                b.start,
-                b.end,
-                id,
-            )
-            .await?;
-            Command::Schedule {
-                start: b.start,
-                end: b.end,
-                window_id: b.window_id,
-                conflicts,
-                freezes: freezes.iter().map(|f| f.item.id).collect(),
-                minutes_spent: b.minutes_spent,
+    let (command, lookup) = step.command(caller.0.subject.clone());
+    let r = Asked {
+        caller: &caller,
+        req: &req,
+        key,
+        body: asked,
+    };
+    let target = Target::Existing(id);
+    let admit = |actor: &Actor, change: Option<&Change>| {
+        let roles = match (deciding, reviewing, change.map(|c| c.kind)) {
+            (true, _, _) => CHANGE_APPROVERS,
+            // The review after the fact is the system owners' as much as the doers'.
+            (_, true, Some(Kind::Standard)) => ANY_CHANGER,
+            (_, true, _) => CHANGE_REVIEWERS,
+            (_, _, kind) => roles_for(kind.unwrap_or(Kind::Normal)),
+        };
+        require_any(actor, roles, name)
+    };
+    let prepare = async |actor: &Actor, change: Option<&Change>| {
+        let change = change.ok_or_else(|| ApiError::NotFound(format!("no change {id}")))?;
+        let tenant = actor.tenant_id;
+        if let Some(w) = window {
+            let named = [(
+                opsledger_domain::window::window_stream(w),
+                format!("maintenance window {w}"),
+            )];
+            if let Some(m) = missing(&state, tenant, &named).await? {
+                return Err(ApiError::Unprocessable(m));
             }
         }
-        Step::Start(b) => {
-            // A freeze declared after the change was scheduled still holds
-            // normal changes back: starting one inside it is refused too.
-            if change.kind == Kind::Normal {
-                if !crate::common::await_read_model(
-                    &state,
-                    store_changes::PROJECTION,
-                    SCHEDULE_READ_WAIT,
-                )
-                .await?
-                {
-                    tracing::warn!(change = %id, "starting on a change projection that is behind");
-                }
-                let now = chrono::Utc::now();
-                let freezes = store_changes::blocking_freezes(
-                    &state.pool,
-                    tenant,
-                    &change.service_ids,
-                    now,
-                    now + chrono::Duration::microseconds(1),
-                )
-                .await?;
-                if let Some(f) = freezes.first() {
-                    let mut extra = conflict_extra(version);
-                    extra.insert("freeze_id".into(), f.item.id.to_string().into());
-                    return Err(ApiError::Conflict {
-                        detail: format!(
-                            "freeze {} ({}, until {}) forbids starting normal changes to its \
-                             services; start it after the freeze or lift the freeze",
-                            f.item.id,
-                            f.item.reason,
-                            f.item.end.to_rfc3339()
-                        ),
-                        extra,
-                    });
-                }
-            }
-            Command::Start {
-                minutes_spent: b.minutes_spent,
-            }
-        }
-        Step::Complete(b) => Command::Complete {
-            note: b.note,
-            minutes_spent: b.minutes_spent,
-        },
-        Step::Fail(b) => Command::Fail {
-            reason: b.reason,
-            minutes_spent: b.minutes_spent,
-        },
-        Step::RollBack(b) => Command::RollBack {
-            reason: b.reason,
-            minutes_spent: b.minutes_spent,
-        },
-        Step::Review(b) => Command::Review {
-            summary: b.summary,
-            minutes_spent: b.minutes_spent,
-        },
-        Step::Link(link) => {
+        if let Some(link) = link {
             links_exist(&state, tenant, &[link]).await?;
-            Command::Link { link }
         }
+        Ok(Prepared {
+            context: opsledger_app::changes::context(state.ledger(), tenant, change, lookup)
+                .await?,
+            view: run::versioned::<Change>,
+        })
     };
-    let decided = change::decide(&change, command)
-        .map_err(|r| ApiError::from(r).naming_state(change.status.as_str()))?;
-    let now = Utc::now().trunc_subsecs(6);
-    let meta = metadata(actor, &req);
-    let after = decided
-        .iter()
-        .try_fold(change, |c, e| change::evolve(Some(c), e, now, &meta.actor))
-        .ok_or_else(|| ApiError::Internal("the change vanished".into()))?;
-    let view = ChangeView {
-        change: after,
-        version: version + decided.len() as i64,
-    };
-    let body = serde_json::to_value(&view).map_err(internal)?;
-    commit(
+    aggregate::run_command::<Change, _, _, _>(
         &state,
-        tenant,
-        &key,
-        &fingerprint,
-        vec![StreamAppend {
-            stream_id: stream,
-            expected: ExpectedVersion::Exact(version),
-            events: decided
-                .iter()
-                .map(|e| NewEvent::new(e.type_name(), e.payload(), meta.clone(), now))
-                .collect(),
-        }],
-        StatusCode::OK,
-        None,
-        view.version,
-        body,
+        r,
+        if_match,
+        ANY_CHANGER,
+        target,
+        command,
+        admit,
+        prepare,
     )
     .await
 }
@@ -735,20 +641,8 @@ pub async fn change_get(
     let actor = caller.require(STAFF)?;
     state.tenants.require(&state.pool, actor.tenant_id).await?;
     let id = id.into_inner();
-    let events = stream_events(
-        &state,
-        actor.tenant_id,
-        &change::change_stream(id),
-        query.as_of,
-    )
-    .await?;
-    let change = fold(&events).ok_or_else(|| ApiError::NotFound(format!("no change {id}")))?;
-    let view = ChangeView {
-        change,
-        version: events.last().map_or(0, |e| e.stream_version),
-    };
-    let body = serde_json::to_value(&view).map_err(internal)?;
-    Ok(etagged(StatusCode::OK, view.version, &body))
+    let v = aggregate::load::<Change>(&state, actor.tenant_id, id, query.as_of).await?;
+    Ok(aggregate::respond(StatusCode::OK, &v))
 }
 
 #[derive(Debug, Deserialize)]

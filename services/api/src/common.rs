@@ -248,15 +248,12 @@ pub(crate) async fn existing_service(
         .ok_or_else(|| ApiError::Unprocessable(format!("service {service} does not exist")))
 }
 
-/// Waits, at most `wait`, until the read model `projection` has applied every
-/// event committed before this call (see `store::changes::await_projection`),
-/// asking this process's followers to look now: a follower sleeps through
-/// commits of streams it does not follow, until its poll.
+/// Waits, at most `wait`, until `projection` has applied every event
+/// committed before this call (see `app::changes::await_read_model`).
 pub async fn await_read_model(
     state: &AppState,
     projection: &str,
     wait: std::time::Duration,
 ) -> Result<bool, ApiError> {
-    state.committer.announce();
-    Ok(opsledger_store::changes::await_projection(&state.pool, projection, wait).await?)
+    Ok(opsledger_app::changes::await_read_model(state.ledger(), projection, wait).await?)
 }

@@ -12,11 +12,11 @@ use opsledger_store::roster as store_roster;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::aggregate;
 use crate::auth::Caller;
 use crate::common::begin_command;
 use crate::extract::{optional_json, IfMatch};
 use crate::idempotency::IdempotencyKey;
-use crate::aggregate;
 use crate::incidents::execute_as;
 use crate::problem::ApiError;
 use crate::AppState;
@@ -87,7 +87,8 @@ async fn fire_one(
     step: Step,
     now: DateTime<Utc>,
 ) -> Result<TimerFired, ApiError> {
-    let Some(incident) = opsledger_app::incidents::current(state.ledger(), tenant, id).await? else {
+    let Some(incident) = opsledger_app::incidents::current(state.ledger(), tenant, id).await?
+    else {
         return Ok(TimerFired::Done);
     };
     let policy = match incident.service_id {

@@ -15,12 +15,12 @@ use opsledger_store::read::{self, Cursor};
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{self, Asked};
-use opsledger_app::run::Target;
 use crate::auth::Caller;
 use crate::extract::IfMatch;
 use crate::idempotency::IdempotencyKey;
 use crate::problem::ApiError;
 use crate::AppState;
+use opsledger_app::run::Target;
 
 /// Who reads the feed: everything of the tenant, so auditors and admins;
 /// integrations only as granted ([`FeedReaders`]).
@@ -321,8 +321,15 @@ async fn change_readers(
     } else {
         feed_access::Command::Revoke(subject)
     };
-    aggregate::command::<FeedReaders>(state, asked, if_match, GRANTERS, Target::Existing(tenant), command)
-        .await
+    aggregate::command::<FeedReaders>(
+        state,
+        asked,
+        if_match,
+        GRANTERS,
+        Target::Existing(tenant),
+        command,
+    )
+    .await
 }
 
 /// `PUT /events/readers/{subject}`: grant an integration the feed.

@@ -20,15 +20,15 @@ use uuid::Uuid;
 
 use crate::aggregate;
 use crate::auth::Caller;
-use opsledger_app::run;
 use crate::common::{
-    begin_command, client_of_service, metadata, page_len, require_services,
-    stream_events, unprocessable, AsOfQuery, Page,
+    begin_command, client_of_service, metadata, page_len, require_services, stream_events,
+    unprocessable, AsOfQuery, Page,
 };
 use crate::extract::{optional_json, IfMatch};
 use crate::idempotency::{self, IdempotencyKey};
 use crate::problem::ApiError;
 use crate::AppState;
+use opsledger_app::run;
 
 // ------------------------------------------------------------ views
 

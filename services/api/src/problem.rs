@@ -175,6 +175,19 @@ impl From<opsledger_domain::Rejection> for ApiError {
             Rejection::AlreadyExists(_) => ApiError::conflict(r.to_string()),
             Rejection::NotFound(_) => ApiError::Unprocessable(r.to_string()),
             Rejection::Forbidden(m) => ApiError::Forbidden(m),
+            Rejection::Frozen {
+                ref state,
+                freeze_id,
+                ..
+            } => {
+                let mut extra = Map::new();
+                extra.insert("current_state".into(), json!(state));
+                extra.insert("freeze_id".into(), json!(freeze_id));
+                ApiError::Conflict {
+                    detail: r.to_string(),
+                    extra,
+                }
+            }
             Rejection::InvalidState { ref state, .. }
             | Rejection::InvalidTransition { ref state, .. }
             | Rejection::Refused { ref state, .. } => {

@@ -11,13 +11,13 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::aggregate::{self, Asked, Versioned};
-use opsledger_app::run::Target;
 use crate::auth::Caller;
 use crate::common::{page_len, require_services, stream_events, AsOfQuery, Page};
 use crate::extract::{optional_json, IfMatch};
 use crate::idempotency::IdempotencyKey;
 use crate::problem::ApiError;
 use crate::AppState;
+use opsledger_app::run::Target;
 
 /// Staff read proposals; clients do not (they are the provider's own plans).
 const PROPOSAL_READERS: &[Role] = &[
@@ -99,8 +99,15 @@ pub async fn proposal_raise(
         id,
         location: format!("/api/v1/proposals/{id}"),
     };
-    aggregate::command::<Proposal>(&state, asked, IfMatch(None), PROPOSAL_RAISERS, target, command)
-        .await
+    aggregate::command::<Proposal>(
+        &state,
+        asked,
+        IfMatch(None),
+        PROPOSAL_RAISERS,
+        target,
+        command,
+    )
+    .await
 }
 
 pub async fn proposal_get(
@@ -199,7 +206,8 @@ async fn run(
     command: Command,
 ) -> Result<HttpResponse, ApiError> {
     let roles = command.roles();
-    aggregate::command::<Proposal>(state, asked, if_match, roles, Target::Existing(id), command).await
+    aggregate::command::<Proposal>(state, asked, if_match, roles, Target::Existing(id), command)
+        .await
 }
 
 fn asked<'a>(

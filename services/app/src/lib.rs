@@ -8,6 +8,7 @@
 //!
 //! [`Aggregate::decide`]: opsledger_domain::aggregate::Aggregate::decide
 
+pub mod changes;
 pub mod directory;
 pub mod incidents;
 pub mod run;

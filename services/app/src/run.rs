@@ -99,7 +99,10 @@ pub enum Ran {
     },
     /// The key was used before: nothing was appended; this is what was kept
     /// (see `store::ClaimedAnswer`), to be checked against the fingerprint.
-    Replayed { fingerprint: String, response: Value },
+    Replayed {
+        fingerprint: String,
+        response: Value,
+    },
 }
 
 /// The record and its stream's version, as stored (or stood at `as_of`).
@@ -115,8 +118,18 @@ pub async fn load<A: Aggregate>(
     Ok((fold::<A>(&events), version, events))
 }
 
-/// Runs `command` on `target`: see the module's doc. `prepare` gets the
-/// record as it stands (after `If-Match` passed) and looks up the context.
+/// What a command is, and what it needs besides the record: `admit` says
+/// whether the caller may give it to the record as it stands (a role that
+/// depends on the record's kind: checked before `If-Match`, so a refusal
+/// tells nothing of versions); `prepare` looks up the context once
+/// `If-Match` passed.
+pub struct Plan<A: Aggregate, Admit, Prepare> {
+    pub command: A::Command,
+    pub admit: Admit,
+    pub prepare: Prepare,
+}
+
+/// Runs `command` on `target` with nothing to admit: see [`run_plan`].
 pub async fn run<A, V, P, E>(
     ledger: Ledger<'_>,
     asked: Asked,
@@ -131,6 +144,40 @@ where
     P: AsyncFnOnce(Option<&A>) -> Result<Prepared<A::Context, V>, E>,
     E: From<RunError>,
 {
+    let admit = |_: Option<&A>| Ok(());
+    run_plan(
+        ledger,
+        asked,
+        target,
+        Plan {
+            command,
+            admit,
+            prepare,
+        },
+    )
+    .await
+}
+
+/// Runs a command on `target`: see the module's doc.
+pub async fn run_plan<A, V, D, P, E>(
+    ledger: Ledger<'_>,
+    asked: Asked,
+    target: Target,
+    plan: Plan<A, D, P>,
+) -> Result<Ran, E>
+where
+    A: Aggregate + Send + Sync + 'static,
+    A::Event: Send + Sync + 'static,
+    V: Fn(&A, i64) -> Value + Send + Sync + 'static,
+    D: FnOnce(Option<&A>) -> Result<(), E>,
+    P: AsyncFnOnce(Option<&A>) -> Result<Prepared<A::Context, V>, E>,
+    E: From<RunError>,
+{
+    let Plan {
+        command,
+        admit,
+        prepare,
+    } = plan;
     let id = target.id();
     let (current, version) = match &target {
         Target::Existing(_) => {
@@ -144,6 +191,7 @@ where
         }
         Target::New { .. } => (None, 0),
     };
+    admit(current.as_ref())?;
     let state = current.as_ref().map_or("new", |c| c.status());
     if let Some(expected) = asked.if_match.filter(|e| *e != version) {
         return Err(RunError::Stale {
@@ -175,14 +223,15 @@ where
     let decided = outcome.events.clone();
     let view = prepared.view;
     let answer = Arc::new(move |at: DateTime<Utc>| {
-        let after = decided
-            .iter()
-            .try_fold(current.clone(), |s, e| A::evolve(s, e, at, &actor).map(Some))??;
+        let after = decided.iter().try_fold(current.clone(), |s, e| {
+            A::evolve(s, e, at, &actor).map(Some)
+        })??;
         Some(view(&after, version_after))
     });
     let now = Utc::now().trunc_subsecs(6);
     // Checked before the append: a failure after the commit would hide a write.
-    let body = answer(now).ok_or_else(|| RunError::Internal(format!("the {} vanished", A::NOUN)))?;
+    let body =
+        answer(now).ok_or_else(|| RunError::Internal(format!("the {} vanished", A::NOUN)))?;
     if outcome.events.is_empty() {
         return Ok(Ran::Done {
             location,
@@ -258,31 +307,38 @@ fn streams<A: Aggregate>(
         expected,
         events: own,
     }];
-    streams.extend(outcome.elsewhere.into_iter().map(|Elsewhere { stream, expected, events, recorder }| {
-        let by = match recorder {
-            Recorder::Caller => meta.clone(),
-            Recorder::System(actor) => Metadata {
-                actor: actor.into(),
-                role: "system".into(),
-                request_id: meta.request_id.clone(),
-                correlation_id: None,
-                causation_id: cause,
-                source: meta.source.clone(),
-            },
-        };
-        StreamAppend {
-            stream_id: stream,
-            expected: match expected {
-                Expected::Any => ExpectedVersion::Any,
-                Expected::NoStream => ExpectedVersion::NoStream,
-                Expected::Exact(v) => ExpectedVersion::Exact(v),
-            },
-            events: events
-                .into_iter()
-                .map(|(t, p)| NewEvent::new(t, p, by.clone(), now))
-                .collect(),
-        }
-    }));
+    streams.extend(outcome.elsewhere.into_iter().map(
+        |Elsewhere {
+             stream,
+             expected,
+             events,
+             recorder,
+         }| {
+            let by = match recorder {
+                Recorder::Caller => meta.clone(),
+                Recorder::System(actor) => Metadata {
+                    actor: actor.into(),
+                    role: "system".into(),
+                    request_id: meta.request_id.clone(),
+                    correlation_id: None,
+                    causation_id: cause,
+                    source: meta.source.clone(),
+                },
+            };
+            StreamAppend {
+                stream_id: stream,
+                expected: match expected {
+                    Expected::Any => ExpectedVersion::Any,
+                    Expected::NoStream => ExpectedVersion::NoStream,
+                    Expected::Exact(v) => ExpectedVersion::Exact(v),
+                },
+                events: events
+                    .into_iter()
+                    .map(|(t, p)| NewEvent::new(t, p, by.clone(), now))
+                    .collect(),
+            }
+        },
+    ));
     streams
 }
 

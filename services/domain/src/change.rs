@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::aggregate::{existing, Aggregate, Outcome};
 use crate::worklog::minutes;
 use crate::Rejection;
 
@@ -513,9 +514,11 @@ pub struct Request {
     pub links: Vec<Link>,
 }
 
-/// Commands on an existing change. `by` is who gives the command.
+/// Commands on a change. `by` is who gives the command.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
+    /// Starts one (see [`decide_request`]).
+    Request(Request),
     Submit {
         minutes_spent: Option<u32>,
     },
@@ -533,10 +536,6 @@ pub enum Command {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
         window_id: Option<Uuid>,
-        /// Pending changes to a shared service whose schedules overlap.
-        conflicts: Vec<Uuid>,
-        /// Freezes of its services that the schedule overlaps.
-        freezes: Vec<Uuid>,
         minutes_spent: Option<u32>,
     },
     Start {
@@ -637,13 +636,108 @@ fn invalid_in(command: &str, status: Status) -> Rejection {
     }
 }
 
+impl Aggregate for Change {
+    type Event = ChangeEvent;
+    type Command = Command;
+    type Context = Context;
+    const NOUN: &'static str = "change";
+
+    fn stream(id: Uuid) -> String {
+        change_stream(id)
+    }
+    fn parse(event_type: &str, payload: &serde_json::Value) -> Option<ChangeEvent> {
+        ChangeEvent::from_stored(event_type, payload)
+    }
+    fn evolve(
+        state: Option<Self>,
+        event: &ChangeEvent,
+        at: DateTime<Utc>,
+        actor: &str,
+    ) -> Option<Self> {
+        evolve(state, event, at, actor)
+    }
+    fn type_name(event: &ChangeEvent) -> &'static str {
+        event.type_name()
+    }
+    fn payload(event: &ChangeEvent) -> serde_json::Value {
+        event.payload()
+    }
+    fn status(&self) -> &'static str {
+        self.status.as_str()
+    }
+    fn decide(
+        state: Option<&Self>,
+        command: Command,
+        ctx: &Context,
+        _: &str,
+    ) -> Result<Outcome<ChangeEvent>, Rejection> {
+        match (state, command) {
+            (None, Command::Request(r)) => decide_request(r),
+            (state, command) => decide(existing(state, "change")?, command, ctx),
+        }
+        .map(Outcome::only)
+    }
+}
+
+/// A freeze, as deciding on a change sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FreezeFacts {
+    pub id: Uuid,
+    pub reason: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+/// What deciding a step needs from beyond the change's stream, looked up
+/// for scheduling (over the asked period) and starting (now).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Context {
+    /// Freezes of its services in force then.
+    pub freezes: Vec<FreezeFacts>,
+    /// Pending changes to a shared service whose schedules overlap.
+    pub overlapping: Vec<Uuid>,
+}
+
+/// A normal change is held back by a freeze of one of its services.
+fn frozen(change: &Change, f: &FreezeFacts, starting: bool) -> Rejection {
+    Rejection::Frozen {
+        detail: if starting {
+            format!(
+                "freeze {} ({}, until {}) forbids starting normal changes to its services; \
+                 start it after the freeze or lift the freeze",
+                f.id,
+                f.reason,
+                f.end.to_rfc3339()
+            )
+        } else {
+            format!(
+                "freeze {} ({}, {} – {}) forbids normal changes to its services; \
+                 schedule it outside the freeze",
+                f.id,
+                f.reason,
+                f.start.to_rfc3339(),
+                f.end.to_rfc3339()
+            )
+        },
+        state: change.status.as_str().to_owned(),
+        freeze_id: f.id,
+    }
+}
+
 /// Decides a command against the change's current state.
-pub fn decide(change: &Change, command: Command) -> Result<Vec<ChangeEvent>, Rejection> {
+pub fn decide(
+    change: &Change,
+    command: Command,
+    ctx: &Context,
+) -> Result<Vec<ChangeEvent>, Rejection> {
     use Status::*;
     let s = change.status;
     let kind = change.kind;
     let services = change.service_ids.clone();
     let event = match command {
+        Command::Request(_) => {
+            return Err(Rejection::AlreadyExists(format!("change {}", change.id)))
+        }
         Command::Submit { minutes_spent } => match s {
             Draft => ChangeEvent::ChangeSubmitted {
                 service_ids: services,
@@ -713,8 +807,6 @@ pub fn decide(change: &Change, command: Command) -> Result<Vec<ChangeEvent>, Rej
             start,
             end,
             window_id,
-            conflicts,
-            freezes,
             minutes_spent,
         } => {
             let allowed = match kind {
@@ -728,21 +820,21 @@ pub fn decide(change: &Change, command: Command) -> Result<Vec<ChangeEvent>, Rej
             if end <= start {
                 return Err(Rejection::Invalid("end must be after start".into()));
             }
-            if kind == Kind::Normal {
-                if let Some(f) = freezes.first() {
-                    return Err(Rejection::Invalid(format!(
-                        "the schedule falls into freeze {f}: a normal change may not be \
-                         scheduled during a freeze of one of its services"
-                    )));
-                }
+            if let (Kind::Normal, Some(f)) = (kind, ctx.freezes.first()) {
+                return Err(frozen(change, f, false));
             }
             ChangeEvent::ChangeScheduled {
                 service_ids: services,
                 start,
                 end,
                 window_id,
-                conflicts: conflicts.into_iter().filter(|c| *c != change.id).collect(),
-                freezes,
+                conflicts: ctx
+                    .overlapping
+                    .iter()
+                    .copied()
+                    .filter(|c| *c != change.id)
+                    .collect(),
+                freezes: ctx.freezes.iter().map(|f| f.id).collect(),
                 minutes_spent: minutes(minutes_spent)?,
             }
         }
@@ -754,6 +846,11 @@ pub fn decide(change: &Change, command: Command) -> Result<Vec<ChangeEvent>, Rej
             };
             if !allowed {
                 return Err(invalid_in("start", s));
+            }
+            // A freeze declared after the change was scheduled still holds
+            // a normal change back.
+            if let (Kind::Normal, Some(f)) = (kind, ctx.freezes.first()) {
+                return Err(frozen(change, f, true));
             }
             ChangeEvent::ChangeStarted {
                 service_ids: services,
@@ -870,7 +967,11 @@ mod tests {
     }
 
     fn run(c: Change, by: &str, cmd: Command) -> Result<Change, Rejection> {
-        let events = decide(&c, cmd)?;
+        run_in(c, by, cmd, &Context::default())
+    }
+
+    fn run_in(c: Change, by: &str, cmd: Command, ctx: &Context) -> Result<Change, Rejection> {
+        let events = decide(&c, cmd, ctx)?;
         Ok(events
             .iter()
             .try_fold(c, |c, e| evolve(Some(c), e, t0() + Duration::hours(1), by))
@@ -882,8 +983,6 @@ mod tests {
             start: t0() + Duration::days(3),
             end: t0() + Duration::days(3) + Duration::hours(2),
             window_id: None,
-            conflicts: vec![],
-            freezes: vec![],
             minutes_spent: None,
         }
     }
@@ -1094,9 +1193,16 @@ mod tests {
             start: t0(),
             end: t0() + Duration::hours(1),
             window_id: None,
-            conflicts: vec![Uuid::from_u128(5)],
-            freezes: vec![freeze],
             minutes_spent: None,
+        };
+        let ctx = Context {
+            freezes: vec![FreezeFacts {
+                id: freeze,
+                reason: "year end".into(),
+                start: t0(),
+                end: t0() + Duration::days(1),
+            }],
+            overlapping: vec![Uuid::from_u128(5)],
         };
         let c = run(
             requested(Kind::Normal),
@@ -1116,9 +1222,10 @@ mod tests {
             },
         )
         .unwrap();
-        let err = run(c, ALICE, into_freeze.clone()).unwrap_err();
-        assert!(err.to_string().contains(&freeze.to_string()));
-        let e = run(requested(Kind::Emergency), ALICE, into_freeze).unwrap();
+        let err = run_in(c, ALICE, into_freeze.clone(), &ctx).unwrap_err();
+        assert!(matches!(err, Rejection::Frozen { freeze_id, .. } if freeze_id == freeze));
+        assert!(err.to_string().contains("year end"));
+        let e = run_in(requested(Kind::Emergency), ALICE, into_freeze, &ctx).unwrap();
         assert_eq!(e.freezes, vec![freeze]);
         assert_eq!(e.conflicts, vec![Uuid::from_u128(5)]);
     }

@@ -940,7 +940,12 @@ impl Aggregate for Incident {
     fn parse(event_type: &str, payload: &serde_json::Value) -> Option<IncidentEvent> {
         IncidentEvent::from_stored(event_type, payload)
     }
-    fn evolve(state: Option<Self>, event: &IncidentEvent, at: DateTime<Utc>, _: &str) -> Option<Self> {
+    fn evolve(
+        state: Option<Self>,
+        event: &IncidentEvent,
+        at: DateTime<Utc>,
+        _: &str,
+    ) -> Option<Self> {
         evolve(state, event, at)
     }
     fn type_name(event: &IncidentEvent) -> &'static str {
@@ -1153,7 +1158,9 @@ mod tests {
             version: 5,
             bound: Some(Uuid::from_u128(9)),
         }));
-        assert!(decided(&resolved, reopen.clone(), &held).elsewhere.is_empty());
+        assert!(decided(&resolved, reopen.clone(), &held)
+            .elsewhere
+            .is_empty());
         // A service with no policy: nobody to page.
         let quiet = Context {
             has_policy: false,
@@ -1164,7 +1171,10 @@ mod tests {
 
     #[test]
     fn given_no_incident_when_commanded_then_it_is_refused() {
-        assert!(<Incident as Aggregate>::decide(None, Command::Acknowledge, &context(None), "op").is_err());
+        assert!(
+            <Incident as Aggregate>::decide(None, Command::Acknowledge, &context(None), "op")
+                .is_err()
+        );
     }
 
     fn run(i: Incident, c: Command) -> Result<Incident, Rejection> {

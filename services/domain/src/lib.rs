@@ -66,4 +66,12 @@ pub enum Rejection {
     /// executions, inquiries): `detail` says why, `state` names where it is.
     #[error("{detail}")]
     Refused { detail: String, state: String },
+    /// A freeze holds the command back (a normal change scheduled or
+    /// started inside one).
+    #[error("{detail}")]
+    Frozen {
+        detail: String,
+        state: String,
+        freeze_id: uuid::Uuid,
+    },
 }
