@@ -68,22 +68,22 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use opsledger_domain::access::{Actor, Role, STAFF};
 use opsledger_domain::change::{
     self, Category, Change, Command, Kind, Link, Request, Risk, Status,
 };
-use opsledger_domain::freeze::{self, Freeze, FreezeEvent};
-use opsledger_domain::{directory as dir, NewEvent, RecordedEvent};
+use opsledger_domain::freeze::{self, Freeze};
+use opsledger_domain::directory as dir;
 use opsledger_store::changes::{self as store_changes, ChangeFilter, Versioned};
-use opsledger_store::{AppendOutcome, AppendRequest, ExpectedVersion, StreamAppend};
+use opsledger_store::{AppendOutcome, AppendRequest, StreamAppend};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::aggregate::{self, Asked};
 use crate::auth::Caller;
-use crate::common::{begin_command, metadata, page_len, stream_events, AsOfQuery, Page};
+use crate::common::{begin_command, page_len, AsOfQuery, Page};
 use crate::extract::{optional_json, IfMatch};
 use crate::idempotency::{self, IdempotencyKey};
 use crate::problem::ApiError;
@@ -756,17 +756,6 @@ pub struct FreezeBody {
     pub reason: String,
 }
 
-#[derive(Debug, Serialize)]
-pub struct FreezeView {
-    #[serde(flatten)]
-    pub freeze: Freeze,
-    pub version: i64,
-}
-
-fn fold_freeze(events: &[RecordedEvent]) -> Option<Freeze> {
-    store_changes::fold_freeze(events)
-}
-
 pub async fn freeze_declare(
     state: web::Data<AppState>,
     caller: Caller,
@@ -774,50 +763,42 @@ pub async fn freeze_declare(
     req: HttpRequest,
     body: web::Json<FreezeBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let (actor, fingerprint, replayed) =
-        begin_command(&state, &caller, FREEZE_WRITERS, &key, &req, &*body).await?;
-    if let Some(r) = replayed {
-        return Ok(r);
-    }
+    let r = Asked {
+        caller: &caller,
+        req: &req,
+        key,
+        body: serde_json::to_value(&*body).map_err(internal)?,
+    };
     let body = body.into_inner();
     let id = Uuid::now_v7();
-    let events = freeze::decide_declare(
-        id,
-        body.service_ids.clone(),
-        body.start,
-        body.end,
-        &body.reason,
-    )?;
-    services_exist(&state, actor.tenant_id, &body.service_ids).await?;
-    let now = Utc::now().trunc_subsecs(6);
-    let meta = metadata(actor, &req);
-    let f = events
-        .iter()
-        .try_fold(None, |f, e| Some(freeze::evolve(f, e, now, &meta.actor)))
-        .flatten()
-        .ok_or_else(|| ApiError::Internal("declaring made no freeze".into()))?;
-    let view = FreezeView {
-        freeze: f,
-        version: 1,
+    let command = freeze::Command::Declare {
+        freeze_id: id,
+        service_ids: body.service_ids.clone(),
+        start: body.start,
+        end: body.end,
+        reason: body.reason,
     };
-    let json = serde_json::to_value(&view).map_err(internal)?;
-    commit(
+    let target = Target::New {
+        id,
+        location: format!("/api/v1/freezes/{id}"),
+    };
+    let services = body.service_ids;
+    let prepare = async |actor: &Actor, _: Option<&Freeze>| {
+        services_exist(&state, actor.tenant_id, &services).await?;
+        Ok(Prepared {
+            context: (),
+            view: run::versioned::<Freeze>,
+        })
+    };
+    aggregate::run_command::<Freeze, _, _, _>(
         &state,
-        actor.tenant_id,
-        &key,
-        &fingerprint,
-        vec![StreamAppend {
-            stream_id: freeze::freeze_stream(id),
-            expected: ExpectedVersion::NoStream,
-            events: events
-                .iter()
-                .map(|e| NewEvent::new(e.type_name(), e.payload(), meta.clone(), now))
-                .collect(),
-        }],
-        StatusCode::CREATED,
-        Some(format!("/api/v1/freezes/{id}")),
-        1,
-        json,
+        r,
+        IfMatch(None),
+        FREEZE_WRITERS,
+        target,
+        command,
+        |_, _| Ok(()),
+        prepare,
     )
     .await
 }
@@ -839,53 +820,17 @@ pub async fn freeze_lift(
     bytes: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let (body, raw): (LiftBody, Value) = body_of(&req, &bytes)?;
-    let what = serde_json::json!({ "if_match": if_match.0, "body": raw });
-    let (actor, fingerprint, replayed) =
-        begin_command(&state, &caller, FREEZE_WRITERS, &key, &req, &what).await?;
-    if let Some(r) = replayed {
-        return Ok(r);
-    }
-    let id = id.into_inner();
-    let stream = freeze::freeze_stream(id);
-    let events = stream_events(&state, actor.tenant_id, &stream, None).await?;
-    let f = fold_freeze(&events).ok_or_else(|| ApiError::NotFound(format!("no freeze {id}")))?;
-    let version = events.last().map_or(0, |e| e.stream_version);
-    if let Some(expected) = if_match.0.filter(|v| *v != version) {
-        return Err(ApiError::conflict(format!(
-            "the freeze is at version {version}, not {expected}: reload it and retry"
-        )));
-    }
-    let decided = freeze::decide_lift(&f, body.reason)?;
-    let now = Utc::now().trunc_subsecs(6);
-    let meta = metadata(actor, &req);
-    let after = decided
-        .iter()
-        .try_fold(f, |f, e| freeze::evolve(Some(f), e, now, &meta.actor))
-        .ok_or_else(|| ApiError::Internal("the freeze vanished".into()))?;
-    let view = FreezeView {
-        freeze: after,
-        version: version + 1,
+    let r = Asked {
+        caller: &caller,
+        req: &req,
+        key,
+        body: raw,
     };
-    let json = serde_json::to_value(&view).map_err(internal)?;
-    commit(
-        &state,
-        actor.tenant_id,
-        &key,
-        &fingerprint,
-        vec![StreamAppend {
-            stream_id: stream,
-            expected: ExpectedVersion::Exact(version),
-            events: decided
-                .iter()
-                .map(|e: &FreezeEvent| NewEvent::new(e.type_name(), e.payload(), meta.clone(), now))
-                .collect(),
-        }],
-        StatusCode::OK,
-        None,
-        view.version,
-        json,
-    )
-    .await
+    let command = freeze::Command::Lift {
+        reason: body.reason,
+    };
+    let target = Target::Existing(id.into_inner());
+    aggregate::command::<Freeze>(&state, r, if_match, FREEZE_WRITERS, target, command).await
 }
 
 pub async fn freeze_get(
@@ -895,15 +840,8 @@ pub async fn freeze_get(
 ) -> Result<HttpResponse, ApiError> {
     let actor = caller.require(STAFF)?;
     state.tenants.require(&state.pool, actor.tenant_id).await?;
-    let id = id.into_inner();
-    let events = stream_events(&state, actor.tenant_id, &freeze::freeze_stream(id), None).await?;
-    let f = fold_freeze(&events).ok_or_else(|| ApiError::NotFound(format!("no freeze {id}")))?;
-    let view = FreezeView {
-        freeze: f,
-        version: events.last().map_or(0, |e| e.stream_version),
-    };
-    let json = serde_json::to_value(&view).map_err(internal)?;
-    Ok(etagged(StatusCode::OK, view.version, &json))
+    let v = aggregate::load::<Freeze>(&state, actor.tenant_id, id.into_inner(), None).await?;
+    Ok(aggregate::respond(StatusCode::OK, &v))
 }
 
 #[derive(Debug, Deserialize)]

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::aggregate::{existing, Aggregate, Outcome};
 use crate::Rejection;
 
 pub fn freeze_stream(id: Uuid) -> String {
@@ -151,6 +152,75 @@ pub fn decide_lift(freeze: &Freeze, reason: Option<String>) -> Result<Vec<Freeze
             .map(|r| r.trim().to_owned())
             .filter(|r| !r.is_empty()),
     }])
+}
+
+/// Declaring a freeze, or lifting it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Declare {
+        freeze_id: Uuid,
+        service_ids: Vec<Uuid>,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        reason: String,
+    },
+    Lift {
+        reason: Option<String>,
+    },
+}
+
+impl Aggregate for Freeze {
+    type Event = FreezeEvent;
+    type Command = Command;
+    type Context = ();
+    const NOUN: &'static str = "freeze";
+
+    fn stream(id: Uuid) -> String {
+        freeze_stream(id)
+    }
+    fn parse(event_type: &str, payload: &serde_json::Value) -> Option<FreezeEvent> {
+        FreezeEvent::from_stored(event_type, payload)
+    }
+    fn evolve(state: Option<Self>, event: &FreezeEvent, at: DateTime<Utc>, actor: &str) -> Option<Self> {
+        evolve(state, event, at, actor)
+    }
+    fn type_name(event: &FreezeEvent) -> &'static str {
+        event.type_name()
+    }
+    fn payload(event: &FreezeEvent) -> serde_json::Value {
+        event.payload()
+    }
+    fn status(&self) -> &'static str {
+        if self.lifted_at.is_some() {
+            "lifted"
+        } else {
+            "declared"
+        }
+    }
+    fn decide(
+        state: Option<&Self>,
+        command: Command,
+        _: &(),
+        _: &str,
+    ) -> Result<Outcome<FreezeEvent>, Rejection> {
+        match (state, command) {
+            (
+                None,
+                Command::Declare {
+                    freeze_id,
+                    service_ids,
+                    start,
+                    end,
+                    reason,
+                },
+            ) => decide_declare(freeze_id, service_ids, start, end, &reason),
+            (Some(f), Command::Declare { .. }) => {
+                Err(Rejection::AlreadyExists(format!("freeze {}", f.id)))
+            }
+            (state, Command::Lift { reason }) => decide_lift(existing(state, "lift")?, reason),
+        }
+        .map(Outcome::only)
+    }
 }
 
 #[cfg(test)]
