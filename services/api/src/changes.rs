@@ -66,17 +66,16 @@
 //!   tests read it back with the `ical` parser. Clients get their own
 //!   services' windows only, without internal fields.
 
-use actix_web::http::{header, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use opsledger_domain::access::{Actor, Role, STAFF};
 use opsledger_domain::change::{
     self, Category, Change, Command, Kind, Link, Request, Risk, Status,
 };
-use opsledger_domain::freeze::{self, Freeze};
 use opsledger_domain::directory as dir;
+use opsledger_domain::freeze::{self, Freeze};
 use opsledger_store::changes::{self as store_changes, ChangeFilter, Versioned};
-use opsledger_store::{AppendOutcome, AppendRequest, StreamAppend};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
@@ -85,7 +84,7 @@ use crate::aggregate::{self, Asked};
 use crate::auth::Caller;
 use crate::common::{begin_command, page_len, AsOfQuery, Page};
 use crate::extract::{optional_json, IfMatch};
-use crate::idempotency::{self, IdempotencyKey};
+use crate::idempotency::IdempotencyKey;
 use crate::problem::ApiError;
 use crate::AppState;
 use opsledger_app::changes::Lookup;
@@ -123,58 +122,6 @@ pub struct ChangeView {
     #[serde(flatten)]
     pub change: Change,
     pub version: i64,
-}
-
-fn etagged(status: StatusCode, version: i64, body: &Value) -> HttpResponse {
-    HttpResponse::build(status)
-        .insert_header((header::ETAG, format!("\"{version}\"")))
-        .json(body)
-}
-
-/// Appends `streams` guarded by the request's idempotency key, and answers
-/// `status` with `body` (and its ETag and Location), or the first answer to
-/// a retry.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn commit(
-    state: &AppState,
-    tenant: Uuid,
-    key: &IdempotencyKey,
-    fingerprint: &str,
-    streams: Vec<StreamAppend>,
-    status: StatusCode,
-    location: Option<String>,
-    version: i64,
-    body: Value,
-) -> Result<HttpResponse, ApiError> {
-    let request = AppendRequest {
-        tenant_id: tenant,
-        streams,
-        idempotency: idempotency::claim(
-            key,
-            fingerprint,
-            status,
-            location.as_deref(),
-            Some(version),
-            &body,
-        ),
-    };
-    match state.committer.append(request).await? {
-        AppendOutcome::Committed { .. } => {
-            let mut res = etagged(status, version, &body);
-            if let Some(l) = location {
-                res.headers_mut().insert(
-                    header::LOCATION,
-                    header::HeaderValue::from_str(&l)
-                        .map_err(|e| ApiError::Internal(Box::new(e)))?,
-                );
-            }
-            Ok(res)
-        }
-        AppendOutcome::Duplicate {
-            fingerprint: stored,
-            response,
-        } => idempotency::replay(&stored, &response, fingerprint),
-    }
 }
 
 /// Which of `streams` do not exist in the tenant's log (named by `what`).

@@ -7,29 +7,27 @@
 //! their own services named and without internal fields (who planned it,
 //! the change it serves, whether it was announced late, how many were told).
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use opsledger_domain::access::{Actor, ClientScope, Role, INCIDENT_READERS};
 use opsledger_domain::calendar::{self, Event};
-use opsledger_domain::change::{self, Kind};
-use opsledger_domain::notice::{self, NoticeKind, WindowFacts};
-use opsledger_domain::notification::{self, NotificationEvent, Recipient};
-use opsledger_domain::window::{self, Command, Notice, Plan, Window, WindowEvent};
-use opsledger_domain::{directory as dir, NewEvent, RecordedEvent};
+use opsledger_domain::change::{self};
+use opsledger_domain::window::{self, Plan, Step, Window};
 use opsledger_store::changes::{self as store_changes, Versioned, WindowFilter};
-use opsledger_store::{roster as store_roster, ExpectedVersion, StreamAppend};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::aggregate::{self, Asked};
 use crate::auth::Caller;
-use crate::changes::{commit, missing, services_exist};
-use crate::common::{begin_command, check_if_match, metadata, page_len, stream_events};
+use crate::changes::{missing, services_exist};
+use crate::common::page_len;
 use crate::extract::{optional_json, IfMatch};
 use crate::idempotency::IdempotencyKey;
 use crate::problem::ApiError;
 use crate::AppState;
+use opsledger_app::run::{Prepared, Target};
+use opsledger_app::windows::Lookup;
 
 /// Who plans and runs maintenance windows.
 pub const WINDOW_WRITERS: &[Role] = &[Role::Maintainer, Role::Admin];
@@ -37,13 +35,6 @@ pub const WINDOW_WRITERS: &[Role] = &[Role::Maintainer, Role::Admin];
 pub const WINDOW_READERS: &[Role] = INCIDENT_READERS;
 /// Occurrences shown with a window by default: the next ones within this.
 const OCCURRENCES_AHEAD_DAYS: i64 = 90;
-/// How long an announcement waits for the subscriptions read model to
-/// catch up with what was committed before it: as long as scheduling waits
-/// for freezes, for the same reason (a contact not told is worse than a
-/// slower answer).
-const ROSTER_READ_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-/// Occurrences listed in an announcement mail at most.
-const MAIL_OCCURRENCES_MAX: usize = 5;
 /// Windows and changes in one calendar at most.
 const CALENDAR_ITEMS_MAX: i64 = 1_000;
 /// Services of one client considered when scoping windows to it.
@@ -175,10 +166,6 @@ fn view_for(
     }
 }
 
-fn fold(events: &[RecordedEvent]) -> Option<Window> {
-    store_changes::fold_window(events)
-}
-
 // ------------------------------------------------------------ plan
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -203,74 +190,71 @@ pub async fn window_plan(
     req: HttpRequest,
     body: web::Json<PlanBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let (actor, fingerprint, replayed) =
-        begin_command(&state, &caller, WINDOW_WRITERS, &key, &req, &*body).await?;
-    if let Some(r) = replayed {
-        return Ok(r);
-    }
+    let r = Asked {
+        caller: &caller,
+        req: &req,
+        key,
+        body: serde_json::to_value(&*body).map_err(internal)?,
+    };
     let body = body.into_inner();
-    let tenant = actor.tenant_id;
     let id = Uuid::now_v7();
-    let events = window::decide_plan(Plan {
+    let (services, change_id) = (body.service_ids.clone(), body.change_id);
+    let step = Step::Plan(Plan {
         window_id: id,
-        service_ids: body.service_ids.clone(),
+        service_ids: body.service_ids,
         title: body.title,
         description: body.description,
         start: body.start,
         end: body.end,
         rrule: body.rrule,
         change_id: body.change_id,
-    })?;
-    services_exist(&state, tenant, &body.service_ids).await?;
-    if let Some(c) = body.change_id {
-        let named = [(change::change_stream(c), format!("change {c}"))];
-        if let Some(m) = missing(&state, tenant, &named).await? {
-            return Err(ApiError::Unprocessable(m));
+    });
+    let prepare = async |actor: &Actor, _: Option<&Window>| {
+        let tenant = actor.tenant_id;
+        services_exist(&state, tenant, &services).await?;
+        if let Some(c) = change_id {
+            let named = [(change::change_stream(c), format!("change {c}"))];
+            if let Some(m) = missing(&state, tenant, &named).await? {
+                return Err(ApiError::Unprocessable(m));
+            }
         }
-    }
-    let now = Utc::now().trunc_subsecs(6);
-    let meta = metadata(actor, &req);
-    let w = events
-        .iter()
-        .try_fold(None, |w, e| Some(window::evolve(w, e, now, &meta.actor)))
-        .flatten()
-        .ok_or_else(|| ApiError::Internal("planning made no window".into()))?;
-    let ahead = now + Duration::days(OCCURRENCES_AHEAD_DAYS);
-    let view = WindowView {
-        occurrences: occurrences(&w, now.min(w.start), ahead.max(w.end)),
-        window: w,
-        version: 1,
+        Ok(Prepared {
+            context: window::Context::at(Utc::now()),
+            view: command_view,
+        })
     };
-    let json = serde_json::to_value(&view).map_err(internal)?;
-    commit(
+    let target = Target::New {
+        id,
+        location: format!("/api/v1/maintenance-windows/{id}"),
+    };
+    let no_check = |_: &Actor, _: Option<&Window>| Ok(());
+    aggregate::run_command::<Window, _, _, _>(
         &state,
-        tenant,
-        &key,
-        &fingerprint,
-        vec![StreamAppend {
-            stream_id: window::window_stream(id),
-            expected: ExpectedVersion::NoStream,
-            events: events
-                .iter()
-                .map(|e| NewEvent::new(e.type_name(), e.payload(), meta.clone(), now))
-                .collect(),
-        }],
-        StatusCode::CREATED,
-        Some(format!("/api/v1/maintenance-windows/{id}")),
-        1,
-        json,
+        r,
+        IfMatch(None),
+        WINDOW_WRITERS,
+        target,
+        step,
+        no_check,
+        prepare,
     )
     .await
 }
 
-// ------------------------------------------------------------ steps
-
-enum Step {
-    Announce,
-    Start,
-    End(EndBody),
-    Cancel(CancelBody),
+/// A window as a command answers it: with its occurrences from now (or its
+/// start) for 90 days.
+fn command_view(w: &Window, version: i64) -> Value {
+    let now = Utc::now();
+    let ahead = now + Duration::days(OCCURRENCES_AHEAD_DAYS);
+    serde_json::to_value(WindowView {
+        occurrences: occurrences(w, now.min(w.start), ahead.max(w.end)),
+        window: w.clone(),
+        version,
+    })
+    .unwrap_or_default()
 }
+
+// ------------------------------------------------------------ steps
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -289,237 +273,8 @@ pub struct CancelBody {
 #[serde(deny_unknown_fields)]
 pub struct EmptyBody {}
 
-/// A service's name, client and notice period, from its own stream.
-async fn service_facts(
-    state: &AppState,
-    tenant: Uuid,
-    service: Uuid,
-) -> Result<Option<(String, Uuid, u32)>, ApiError> {
-    let events = stream_events(state, tenant, &dir::service_stream(service), None).await?;
-    Ok(events.iter().find_map(|e| {
-        match dir::DirectoryEvent::from_stored(&e.event_type, &e.payload) {
-            Some(dir::DirectoryEvent::ServiceRegistered {
-                name,
-                client_id,
-                notice_period_h,
-                ..
-            }) => Some((name.as_str().to_owned(), client_id, notice_period_h)),
-            _ => None,
-        }
-    }))
-}
-
-/// Whether the change a window serves is an emergency change.
-async fn serves_emergency(
-    state: &AppState,
-    tenant: Uuid,
-    change_id: Option<Uuid>,
-) -> Result<bool, ApiError> {
-    let Some(c) = change_id else { return Ok(false) };
-    let events = stream_events(state, tenant, &change::change_stream(c), None).await?;
-    Ok(store_changes::fold_change(&events).is_some_and(|c| c.kind == Kind::Emergency))
-}
-
-/// The services of a window that exist: id, name, client, notice period.
-async fn services_of(
-    state: &AppState,
-    tenant: Uuid,
-    w: &Window,
-) -> Result<Vec<(Uuid, String, Uuid, u32)>, ApiError> {
-    let mut out = Vec::new();
-    for s in &w.service_ids {
-        if let Some((name, client, hours)) = service_facts(state, tenant, *s).await? {
-            out.push((*s, name, client, hours));
-        }
-    }
-    Ok(out)
-}
-
-/// Every active subscription to one service, page by page: an announcement
-/// goes to all of them, however many there are.
-async fn all_subscriptions(
-    state: &AppState,
-    tenant: Uuid,
-    client: Uuid,
-    service: Uuid,
-) -> Result<Vec<store_roster::SubscriptionRow>, ApiError> {
-    const PAGE: i64 = 500;
-    let mut all: Vec<store_roster::SubscriptionRow> = Vec::new();
-    loop {
-        let after = all.last().map(|s| s.id);
-        let page = store_roster::list_subscriptions(
-            &state.pool,
-            tenant,
-            Some(client),
-            Some(service),
-            after,
-            PAGE,
-        )
-        .await?;
-        let last = (page.len() as i64) < PAGE;
-        all.extend(page);
-        if last {
-            return Ok(all);
-        }
-    }
-}
-
-/// The subscribed contacts of these services, each address once, with the
-/// names of its own client's services among them.
-async fn recipients_of(
-    state: &AppState,
-    tenant: Uuid,
-    w: &Window,
-    services: &[(Uuid, String, Uuid, u32)],
-) -> Result<Vec<(Recipient, Vec<String>)>, ApiError> {
-    // Subscriptions made before this request count.
-    if !crate::common::await_read_model(
-        state,
-        opsledger_store::roster::PROJECTION,
-        ROSTER_READ_WAIT,
-    )
-    .await?
-    {
-        tracing::warn!(window = %w.id, "telling contacts from a roster projection that is behind");
-    }
-    let mut recipients: Vec<(Recipient, Vec<String>)> = Vec::new();
-    for (service, name, client, _) in services {
-        for sub in all_subscriptions(state, tenant, *client, *service).await? {
-            match recipients
-                .iter_mut()
-                .find(|(r, _)| r.email.eq_ignore_ascii_case(&sub.email))
-            {
-                Some((_, names)) => {
-                    if !names.contains(name) {
-                        names.push(name.clone());
-                    }
-                }
-                None => recipients.push((
-                    Recipient {
-                        name: sub.name,
-                        email: sub.email,
-                        locale: sub.locale,
-                        user_id: None,
-                        subscription_id: Some(sub.id),
-                        client_id: Some(sub.client_id),
-                    },
-                    vec![name.clone()],
-                )),
-            }
-        }
-    }
-    Ok(recipients)
-}
-
-/// One notification request per recipient, caused by `cause` (the window's
-/// new event), to go in the same append: each told once, in its language,
-/// of its own client's services only.
-fn notices(
-    kind: NoticeKind,
-    w: &Window,
-    recipients: Vec<(Recipient, Vec<String>)>,
-    cause: &NewEvent,
-    now: DateTime<Utc>,
-    checkpoint: Option<&str>,
-) -> Vec<StreamAppend> {
-    let next: Vec<(DateTime<Utc>, DateTime<Utc>)> = w
-        .occurrences(now, now + Duration::days(3660))
-        .into_iter()
-        .take(MAIL_OCCURRENCES_MAX)
-        .collect();
-    let notifier = opsledger_domain::Metadata {
-        actor: "system:notifier".into(),
-        role: "system".into(),
-        request_id: cause.metadata.request_id.clone(),
-        correlation_id: None,
-        causation_id: Some(cause.event_id),
-        source: "api".into(),
-    };
-    recipients
-        .into_iter()
-        .map(|(recipient, services)| {
-            let message = notice::render_window(
-                kind,
-                &recipient.locale,
-                &WindowFacts {
-                    window_id: w.id,
-                    title: w.title.clone(),
-                    description: w.description.clone(),
-                    services,
-                    occurrences: next.clone(),
-                    rrule: w.rrule.clone(),
-                    recipient_name: recipient.name.clone(),
-                },
-            )
-            .with_checkpoint(checkpoint);
-            let id = notification::notification_id(cause.event_id, &recipient.email);
-            let requested = NotificationEvent::NotificationRequested {
-                notification_id: id,
-                kind,
-                cause_event_id: cause.event_id,
-                incident_id: None,
-                recipient,
-                message,
-            };
-            StreamAppend {
-                stream_id: notification::notification_stream(id),
-                expected: ExpectedVersion::NoStream,
-                events: vec![NewEvent::new(
-                    requested.type_name(),
-                    requested.payload(),
-                    notifier.clone(),
-                    now,
-                )],
-            }
-        })
-        .collect()
-}
-
-/// The announcement and, in the same append, the mails that carry it.
-async fn announcement(
-    state: &AppState,
-    tenant: Uuid,
-    w: &Window,
-    now: DateTime<Utc>,
-    meta: &opsledger_domain::Metadata,
-) -> Result<(Vec<WindowEvent>, Vec<StreamAppend>, NewEvent), ApiError> {
-    let services = services_of(state, tenant, w).await?;
-    let recipients = recipients_of(state, tenant, w, &services).await?;
-    let emergency = serves_emergency(state, tenant, w.change_id).await?;
-    let decided = window::decide(
-        w,
-        Command::Announce {
-            now,
-            notices: services
-                .iter()
-                .map(|(service_id, _, _, hours)| Notice {
-                    service_id: *service_id,
-                    notice_period_h: *hours,
-                })
-                .collect(),
-            emergency,
-            recipients: recipients.len() as u32,
-        },
-    )?;
-    let announced = NewEvent::new(
-        decided[0].type_name(),
-        decided[0].payload(),
-        meta.clone(),
-        now,
-    );
-    let checkpoint = crate::audit::latest_checkpoint(state, tenant).await?;
-    let streams = notices(
-        NoticeKind::WindowAnnounced,
-        w,
-        recipients,
-        &announced,
-        now,
-        checkpoint.as_deref(),
-    );
-    Ok((decided, streams, announced))
-}
-
-#[allow(clippy::too_many_arguments)]
+/// A step: the one command path, with the contacts told of an announcement
+/// (or of the cancellation of an announced window) looked up first.
 async fn step(
     state: web::Data<AppState>,
     caller: Caller,
@@ -530,99 +285,42 @@ async fn step(
     asked: Value,
     step: Step,
 ) -> Result<HttpResponse, ApiError> {
-    let what = serde_json::json!({ "if_match": if_match.0, "body": asked });
-    let (actor, fingerprint, replayed) =
-        begin_command(&state, &caller, WINDOW_WRITERS, &key, &req, &what).await?;
-    if let Some(r) = replayed {
-        return Ok(r);
-    }
-    let tenant = actor.tenant_id;
-    let stream = window::window_stream(id);
-    let events = stream_events(&state, tenant, &stream, None).await?;
-    let w =
-        fold(&events).ok_or_else(|| ApiError::NotFound(format!("no maintenance window {id}")))?;
-    let version = events.last().map_or(0, |e| e.stream_version);
-    check_if_match(if_match.0, version, "window", w.status.as_str())?;
-    let now = Utc::now().trunc_subsecs(6);
-    let meta = metadata(actor, &req);
-    let with_state =
-        |r: opsledger_domain::Rejection| ApiError::from(r).naming_state(w.status.as_str());
-    let (new_events, decided, others) = match step {
-        Step::Announce => {
-            if w.status != window::Status::Planned {
-                return Err(with_state(opsledger_domain::Rejection::InvalidState {
-                    entity: "maintenance window",
-                    command: "announce".into(),
-                    state: w.status.as_str().into(),
-                }));
-            }
-            let (decided, others, announced) = announcement(&state, tenant, &w, now, &meta).await?;
-            (vec![announced], decided, others)
-        }
-        other => {
-            let command = match other {
-                Step::Start => Command::Start,
-                Step::End(b) => Command::End {
-                    minutes_spent: b.minutes_spent,
-                },
-                Step::Cancel(b) => Command::Cancel { reason: b.reason },
-                Step::Announce => unreachable!("handled above"),
-            };
-            let cancels_announced =
-                matches!(command, Command::Cancel { .. }) && w.status == window::Status::Announced;
-            let decided = window::decide(&w, command).map_err(with_state)?;
-            let new: Vec<NewEvent> = decided
-                .iter()
-                .map(|e| NewEvent::new(e.type_name(), e.payload(), meta.clone(), now))
-                .collect();
-            // Those told of an announced window are told it is called off.
-            let others = match (cancels_announced, new.first()) {
-                (true, Some(cancelled)) => {
-                    let services = services_of(&state, tenant, &w).await?;
-                    let recipients = recipients_of(&state, tenant, &w, &services).await?;
-                    let checkpoint = crate::audit::latest_checkpoint(&state, tenant).await?;
-                    notices(
-                        NoticeKind::WindowCancelled,
-                        &w,
-                        recipients,
-                        cancelled,
-                        now,
-                        checkpoint.as_deref(),
-                    )
-                }
-                _ => Vec::new(),
-            };
-            (new, decided, others)
-        }
+    let lookup = match step {
+        Step::Announce => Lookup::Announce,
+        Step::Cancel { .. } => Lookup::Cancel,
+        _ => Lookup::Nothing,
     };
-    let after = decided
-        .iter()
-        .try_fold(w, |w, e| window::evolve(Some(w), e, now, &meta.actor))
-        .ok_or_else(|| ApiError::Internal("the window vanished".into()))?;
-    let new_version = version + decided.len() as i64;
-    let ahead = now + Duration::days(OCCURRENCES_AHEAD_DAYS);
-    let view = WindowView {
-        occurrences: occurrences(&after, now.min(after.start), ahead.max(after.end)),
-        window: after,
-        version: new_version,
+    let r = Asked {
+        caller: &caller,
+        req: &req,
+        key,
+        body: asked,
     };
-    let json = serde_json::to_value(&view).map_err(internal)?;
-    let mut streams = vec![StreamAppend {
-        stream_id: stream,
-        expected: ExpectedVersion::Exact(version),
-        events: new_events,
-    }];
-    streams.extend(others);
-    commit(
+    let prepare = async |actor: &Actor, w: Option<&Window>| {
+        let w = w.ok_or_else(|| ApiError::NotFound(format!("no maintenance window {id}")))?;
+        let now = Utc::now().trunc_subsecs(6);
+        Ok(Prepared {
+            context: opsledger_app::windows::context(
+                state.ledger(),
+                actor.tenant_id,
+                w,
+                lookup,
+                now,
+            )
+            .await?,
+            view: command_view,
+        })
+    };
+    let no_check = |_: &Actor, _: Option<&Window>| Ok(());
+    aggregate::run_command::<Window, _, _, _>(
         &state,
-        tenant,
-        &key,
-        &fingerprint,
-        streams,
-        StatusCode::OK,
-        None,
-        new_version,
-        json,
+        r,
+        if_match,
+        WINDOW_WRITERS,
+        Target::Existing(id),
+        step,
+        no_check,
+        prepare,
     )
     .await
 }
@@ -657,8 +355,12 @@ macro_rules! window_step {
 
 window_step!(window_announce, EmptyBody, |_b| Step::Announce);
 window_step!(window_start, EmptyBody, |_b| Step::Start);
-window_step!(window_end, EndBody, |b| Step::End(b));
-window_step!(window_cancel, CancelBody, |b| Step::Cancel(b));
+window_step!(window_end, EndBody, |b| Step::End {
+    minutes_spent: b.minutes_spent
+});
+window_step!(window_cancel, CancelBody, |b| Step::Cancel {
+    reason: b.reason
+});
 
 // ------------------------------------------------------------ reads
 
@@ -693,9 +395,8 @@ pub async fn window_get(
     state.tenants.require(&state.pool, actor.tenant_id).await?;
     let id = id.into_inner();
     let not_found = || ApiError::NotFound(format!("no maintenance window {id}"));
-    let events = stream_events(&state, actor.tenant_id, &window::window_stream(id), None).await?;
-    let w = fold(&events).ok_or_else(not_found)?;
-    let version = events.last().map_or(0, |e| e.stream_version);
+    let v = aggregate::load::<Window>(&state, actor.tenant_id, id, None).await?;
+    let (w, version) = (v.record, v.version);
     let mut r = range(query.from, query.to)?;
     if query.from.is_none() {
         // A one-off window in the past still shows its one occurrence.

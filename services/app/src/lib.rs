@@ -12,6 +12,7 @@ pub mod changes;
 pub mod directory;
 pub mod incidents;
 pub mod run;
+pub mod windows;
 
 use opsledger_store::{Committer, Pool};
 

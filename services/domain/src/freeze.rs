@@ -181,7 +181,12 @@ impl Aggregate for Freeze {
     fn parse(event_type: &str, payload: &serde_json::Value) -> Option<FreezeEvent> {
         FreezeEvent::from_stored(event_type, payload)
     }
-    fn evolve(state: Option<Self>, event: &FreezeEvent, at: DateTime<Utc>, actor: &str) -> Option<Self> {
+    fn evolve(
+        state: Option<Self>,
+        event: &FreezeEvent,
+        at: DateTime<Utc>,
+        actor: &str,
+    ) -> Option<Self> {
         evolve(state, event, at, actor)
     }
     fn type_name(event: &FreezeEvent) -> &'static str {

@@ -15,6 +15,9 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::aggregate::{existing, Aggregate, Elsewhere, Expected, Outcome, Recorder};
+use crate::notice::{self, NoticeKind, WindowFacts};
+use crate::notification::{self, NotificationEvent, Recipient};
 use crate::Rejection;
 
 pub fn window_stream(id: Uuid) -> String {
@@ -516,6 +519,174 @@ pub fn decide(window: &Window, command: Command) -> Result<Vec<WindowEvent>, Rej
     Ok(vec![event])
 }
 
+/// What may be asked of a window: the commands of the one command path.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    Plan(Plan),
+    Announce,
+    Start,
+    End { minutes_spent: Option<u32> },
+    Cancel { reason: String },
+}
+
+/// Upcoming occurrences a mail lists, at most.
+pub const MAIL_OCCURRENCES_MAX: usize = 5;
+
+/// What deciding a step needs from beyond the window's stream, looked up
+/// for an announcement (and a cancellation of an announced window, whose
+/// contacts are told it is called off).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Context {
+    pub now: DateTime<Utc>,
+    /// The notice period of each of its services.
+    pub notices: Vec<Notice>,
+    /// It serves an emergency change.
+    pub emergency: bool,
+    /// The contacts subscribed to its services, each address once, with the
+    /// names of its own client's services among them.
+    pub contacts: Vec<(Recipient, Vec<String>)>,
+    /// The tenant's latest signed checkpoint, carried at each mail's foot.
+    pub checkpoint: Option<String>,
+    /// The id of the window's new event, which each notice names as its cause.
+    pub cause_id: Uuid,
+}
+
+impl Context {
+    /// The context of a step that tells nobody.
+    pub fn at(now: DateTime<Utc>) -> Context {
+        Context {
+            now,
+            notices: Vec::new(),
+            emergency: false,
+            contacts: Vec::new(),
+            checkpoint: None,
+            cause_id: Uuid::nil(),
+        }
+    }
+}
+
+impl Aggregate for Window {
+    type Event = WindowEvent;
+    type Command = Step;
+    type Context = Context;
+    const NOUN: &'static str = "maintenance window";
+
+    fn stream(id: Uuid) -> String {
+        window_stream(id)
+    }
+    fn parse(event_type: &str, payload: &serde_json::Value) -> Option<WindowEvent> {
+        WindowEvent::from_stored(event_type, payload)
+    }
+    fn evolve(
+        state: Option<Self>,
+        event: &WindowEvent,
+        at: DateTime<Utc>,
+        actor: &str,
+    ) -> Option<Self> {
+        evolve(state, event, at, actor)
+    }
+    fn type_name(event: &WindowEvent) -> &'static str {
+        event.type_name()
+    }
+    fn payload(event: &WindowEvent) -> serde_json::Value {
+        event.payload()
+    }
+    fn status(&self) -> &'static str {
+        self.status.as_str()
+    }
+
+    /// Announcing tells every contact of its services, each in its language
+    /// and of its own client's services only, in the same append; so does
+    /// cancelling a window that was announced.
+    fn decide(
+        state: Option<&Self>,
+        step: Step,
+        ctx: &Context,
+        _: &str,
+    ) -> Result<Outcome<WindowEvent>, Rejection> {
+        if let (None, Step::Plan(p)) = (state, &step) {
+            return decide_plan(p.clone()).map(Outcome::only);
+        }
+        let w = existing(state, "change")?;
+        let (command, told) = match step {
+            Step::Plan(_) => {
+                return Err(Rejection::AlreadyExists(format!(
+                    "maintenance window {}",
+                    w.id
+                )))
+            }
+            Step::Announce => (
+                Command::Announce {
+                    now: ctx.now,
+                    notices: ctx.notices.clone(),
+                    emergency: ctx.emergency,
+                    recipients: ctx.contacts.len() as u32,
+                },
+                Some(NoticeKind::WindowAnnounced),
+            ),
+            Step::Start => (Command::Start, None),
+            Step::End { minutes_spent } => (Command::End { minutes_spent }, None),
+            Step::Cancel { reason } => (
+                Command::Cancel { reason },
+                (w.status == Status::Announced).then_some(NoticeKind::WindowCancelled),
+            ),
+        };
+        let events = decide(w, command)?;
+        let Some(kind) = told else {
+            return Ok(Outcome::only(events));
+        };
+        Ok(Outcome {
+            events,
+            elsewhere: notices(kind, w, ctx),
+            first_event_id: Some(ctx.cause_id),
+        })
+    }
+}
+
+/// One notification request per contact, caused by the window's new event:
+/// each told once, in its language, of its own client's services only.
+fn notices(kind: NoticeKind, w: &Window, ctx: &Context) -> Vec<Elsewhere> {
+    let next: Vec<(DateTime<Utc>, DateTime<Utc>)> = w
+        .occurrences(ctx.now, ctx.now + Duration::days(3660))
+        .into_iter()
+        .take(MAIL_OCCURRENCES_MAX)
+        .collect();
+    ctx.contacts
+        .iter()
+        .map(|(recipient, services)| {
+            let message = notice::render_window(
+                kind,
+                &recipient.locale,
+                &WindowFacts {
+                    window_id: w.id,
+                    title: w.title.clone(),
+                    description: w.description.clone(),
+                    services: services.clone(),
+                    occurrences: next.clone(),
+                    rrule: w.rrule.clone(),
+                    recipient_name: recipient.name.clone(),
+                },
+            )
+            .with_checkpoint(ctx.checkpoint.as_deref());
+            let id = notification::notification_id(ctx.cause_id, &recipient.email);
+            let requested = NotificationEvent::NotificationRequested {
+                notification_id: id,
+                kind,
+                cause_event_id: ctx.cause_id,
+                incident_id: None,
+                recipient: recipient.clone(),
+                message,
+            };
+            Elsewhere {
+                stream: notification::notification_stream(id),
+                expected: Expected::NoStream,
+                events: vec![(requested.type_name(), requested.payload())],
+                recorder: Recorder::System("system:notifier"),
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -538,6 +709,64 @@ mod tests {
         })
         .unwrap();
         evolve(None, &e[0], at(2026, 11, 1, 0), "maint").unwrap()
+    }
+
+    #[test]
+    fn given_contacts_when_a_window_is_announced_or_an_announced_one_cancelled_then_each_is_told_once(
+    ) {
+        let w = planned(None);
+        let ctx = Context {
+            notices: vec![Notice {
+                service_id: Uuid::from_u128(7),
+                notice_period_h: 24,
+            }],
+            contacts: vec![(
+                Recipient {
+                    name: "Ops desk".into(),
+                    email: "desk@client.example".into(),
+                    locale: "ja".into(),
+                    user_id: None,
+                    subscription_id: Some(Uuid::from_u128(3)),
+                    client_id: Some(Uuid::from_u128(4)),
+                },
+                vec!["shop".into()],
+            )],
+            cause_id: Uuid::from_u128(42),
+            ..Context::at(at(2026, 12, 1, 0))
+        };
+        let out = <Window as Aggregate>::decide(Some(&w), Step::Announce, &ctx, "maint").unwrap();
+        assert!(matches!(
+            out.events[..],
+            [WindowEvent::WindowAnnounced {
+                late: false,
+                recipients: 1,
+                ..
+            }]
+        ));
+        assert_eq!(out.first_event_id, Some(Uuid::from_u128(42)));
+        assert_eq!(out.elsewhere.len(), 1);
+        let told = &out.elsewhere[0];
+        assert_eq!(told.recorder, Recorder::System("system:notifier"));
+        assert_eq!(told.expected, Expected::NoStream);
+        assert_eq!(
+            told.events[0].1["cause_event_id"],
+            Uuid::from_u128(42).to_string()
+        );
+
+        // Cancelling a window nobody was told of tells nobody.
+        let cancel = Step::Cancel {
+            reason: "postponed".into(),
+        };
+        let quiet = <Window as Aggregate>::decide(Some(&w), cancel.clone(), &ctx, "maint").unwrap();
+        assert!(quiet.elsewhere.is_empty());
+        let announced = evolve(Some(w), &out.events[0], ctx.now, "maint").unwrap();
+        let called_off =
+            <Window as Aggregate>::decide(Some(&announced), cancel, &ctx, "maint").unwrap();
+        assert_eq!(called_off.elsewhere.len(), 1);
+        assert_eq!(
+            called_off.elsewhere[0].events[0].1["kind"],
+            "window_cancelled"
+        );
     }
 
     fn announce(
