@@ -5,26 +5,23 @@
 //! who answered, the effort recorded).
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::Utc;
 use opsledger_domain::access::{
     Actor, ClientScope, Role, INQUIRY_CLOSERS, INQUIRY_OPENERS, INQUIRY_READERS, INQUIRY_RESPONDERS,
 };
-use opsledger_domain::inquiry::{self, Command, Inquiry, InquiryEvent, InquiryKind, InquiryStatus};
+use opsledger_domain::inquiry::{self, Command, Inquiry, InquiryKind, InquiryStatus};
 use opsledger_store::operations::{self as store_ops, InquiryFilter};
-use opsledger_store::ExpectedVersion;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::aggregate::{self, Asked};
 use crate::auth::Caller;
-use crate::common::{
-    actor_of, append_and_answer, begin_command, check_if_match, existing_service, page_len,
-    stream_events, Appending, Page,
-};
+use crate::common::{client_of_service, page_len, Page};
 use crate::extract::{optional_json, IfMatch};
 use crate::idempotency::IdempotencyKey;
 use crate::problem::ApiError;
 use crate::AppState;
+use opsledger_app::run::{self, Prepared, Target};
 
 fn internal(e: serde_json::Error) -> ApiError {
     ApiError::Internal(Box::new(e))
@@ -32,9 +29,17 @@ fn internal(e: serde_json::Error) -> ApiError {
 
 /// The inquiry as the caller may see it: clients without internal fields.
 fn view(actor: &Actor, i: &Inquiry, version: i64) -> Result<Value, ApiError> {
-    let mut v = serde_json::to_value(i).map_err(internal)?;
-    v["version"] = version.into();
-    if !matches!(actor.client_scope(), ClientScope::All) {
+    Ok(shown(
+        matches!(actor.client_scope(), ClientScope::All),
+        i,
+        version,
+    ))
+}
+
+/// The inquiry as staff (`true`) or a client sees it.
+fn shown(staff: bool, i: &Inquiry, version: i64) -> Value {
+    let mut v = run::versioned(i, version);
+    if !staff {
         if let Some(o) = v.as_object_mut() {
             o.remove("escalation_reason");
             o.remove("opened_by");
@@ -46,7 +51,7 @@ fn view(actor: &Actor, i: &Inquiry, version: i64) -> Result<Value, ApiError> {
             }
         }
     }
-    Ok(v)
+    v
 }
 
 fn may_see(actor: &Actor, client_id: Uuid) -> bool {
@@ -57,27 +62,13 @@ fn may_see(actor: &Actor, client_id: Uuid) -> bool {
     }
 }
 
-fn fold(events: &[opsledger_domain::RecordedEvent]) -> Option<Inquiry> {
-    events.iter().fold(None, |i, e| {
-        match InquiryEvent::from_stored(&e.event_type, &e.payload) {
-            Some(parsed) => {
-                let (by, role) = actor_of(e);
-                inquiry::evolve(i, &parsed, by, role, e.recorded_at)
-            }
-            None => i,
-        }
-    })
-}
-
 /// The inquiry and its version; 404 when it is not the caller's to see.
 async fn load(state: &AppState, actor: &Actor, id: Uuid) -> Result<(Inquiry, i64), ApiError> {
-    let events = stream_events(state, actor.tenant_id, &inquiry::inquiry_stream(id), None).await?;
-    let not_found = || ApiError::NotFound(format!("no inquiry {id}"));
-    let i = fold(&events).ok_or_else(not_found)?;
-    if !may_see(actor, i.client_id) {
-        return Err(not_found());
+    let v = aggregate::load::<Inquiry>(state, actor.tenant_id, id, None).await?;
+    if !may_see(actor, v.record.client_id) {
+        return Err(ApiError::NotFound(format!("no inquiry {id}")));
     }
-    Ok((i, events.last().map_or(0, |e| e.stream_version)))
+    Ok((v.record, v.version))
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -96,54 +87,65 @@ pub async fn inquiry_open(
     req: HttpRequest,
     body: web::Json<OpenBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let (actor, fingerprint, replayed) =
-        begin_command(&state, &caller, INQUIRY_OPENERS, &key, &req, &*body).await?;
-    if let Some(r) = replayed {
-        return Ok(r);
-    }
+    let r = Asked {
+        caller: &caller,
+        req: &req,
+        key,
+        body: serde_json::to_value(&*body).map_err(internal)?,
+    };
     let body = body.into_inner();
-    // A client user asks about its own client's services only; another
-    // client's service does not exist for it.
-    let client_id = existing_service(&state, actor.tenant_id, body.service_id).await?;
-    if !may_see(actor, client_id) {
-        return Err(ApiError::Unprocessable(format!(
-            "service {} does not exist",
-            body.service_id
-        )));
-    }
     let id = Uuid::now_v7();
-    let event = inquiry::open(
+    let command = Command::Open {
+        inquiry_id: id,
+        service_id: body.service_id,
+        kind: body.kind,
+        subject: body.subject,
+        body: body.body,
+    };
+    let target = Target::New {
         id,
-        body.service_id,
-        client_id,
-        body.kind,
-        &body.subject,
-        &body.body,
-    )?;
-    let now = Utc::now();
-    let opened = inquiry::evolve(
-        None,
-        &event,
-        &actor.subject,
-        actor.primary_role().as_str(),
-        now,
-    )
-    .ok_or_else(|| ApiError::Internal("opening opened nothing".into()))?;
-    append_and_answer(
-        &state,
-        actor,
-        &req,
-        &key,
-        &fingerprint,
-        Appending {
-            stream: inquiry::inquiry_stream(id),
-            expected: ExpectedVersion::NoStream,
-            events: vec![(event.type_name(), event.payload())],
-            version: 1,
-            location: Some(format!("/api/v1/inquiries/{id}")),
-            view: view(actor, &opened, 1)?,
-            at: now,
-        },
+        location: format!("/api/v1/inquiries/{id}"),
+    };
+    run(&state, r, IfMatch(None), INQUIRY_OPENERS, target, command).await
+}
+
+/// Runs an inquiry command: an inquiry not the caller's to see is not found;
+/// clients are answered without the internal fields.
+async fn run(
+    state: &AppState,
+    r: Asked<'_>,
+    if_match: IfMatch,
+    roles: &[Role],
+    target: Target,
+    command: Command,
+) -> Result<HttpResponse, ApiError> {
+    let opening = match &command {
+        Command::Open { service_id, .. } => Some(*service_id),
+        _ => None,
+    };
+    let admit = |actor: &Actor, i: Option<&Inquiry>| match i {
+        Some(i) if !may_see(actor, i.client_id) => {
+            Err(ApiError::NotFound(format!("no inquiry {}", i.id)))
+        }
+        _ => Ok(()),
+    };
+    let prepare = async |actor: &Actor, _: Option<&Inquiry>| {
+        let staff = matches!(actor.client_scope(), ClientScope::All);
+        let client_id = match opening {
+            // A client user asks about its own client's services only;
+            // another client's service does not exist for it.
+            Some(s) => client_of_service(state, actor.tenant_id, s)
+                .await?
+                .filter(|c| may_see(actor, *c)),
+            None => None,
+        };
+        Ok(Prepared {
+            context: inquiry::Context { client_id },
+            view: move |i: &Inquiry, version| shown(staff, i, version),
+        })
+    };
+    aggregate::run_command::<Inquiry, _, _, _>(
+        state, r, if_match, roles, target, command, admit, prepare,
     )
     .await
 }
@@ -216,8 +218,7 @@ pub async fn inquiry_list(
     }))
 }
 
-/// Decides a command on the inquiry as it stands and appends the result with
-/// the version it was decided on.
+/// A command on an existing inquiry.
 #[allow(clippy::too_many_arguments)]
 async fn execute(
     state: web::Data<AppState>,
@@ -230,41 +231,13 @@ async fn execute(
     asked: Value,
     command: Command,
 ) -> Result<HttpResponse, ApiError> {
-    let asked = serde_json::json!({ "if_match": if_match.0, "body": asked });
-    let (actor, fingerprint, replayed) =
-        begin_command(&state, &caller, roles, &key, &req, &asked).await?;
-    if let Some(r) = replayed {
-        return Ok(r);
-    }
-    let (i, version) = load(&state, actor, id).await?;
-    check_if_match(if_match.0, version, "inquiry", i.status.as_str())?;
-    let event = inquiry::decide(&i, command)?;
-    let now = Utc::now();
-    let after = inquiry::evolve(
-        Some(i),
-        &event,
-        &actor.subject,
-        actor.primary_role().as_str(),
-        now,
-    )
-    .ok_or_else(|| ApiError::Internal("the inquiry vanished".into()))?;
-    append_and_answer(
-        &state,
-        actor,
-        &req,
-        &key,
-        &fingerprint,
-        Appending {
-            stream: inquiry::inquiry_stream(id),
-            expected: ExpectedVersion::Exact(version),
-            events: vec![(event.type_name(), event.payload())],
-            version: version + 1,
-            location: None,
-            view: view(actor, &after, version + 1)?,
-            at: now,
-        },
-    )
-    .await
+    let r = Asked {
+        caller: &caller,
+        req: &req,
+        key,
+        body: asked,
+    };
+    run(&state, r, if_match, roles, Target::Existing(id), command).await
 }
 
 #[derive(Debug, Deserialize, Serialize)]

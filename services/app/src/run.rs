@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use opsledger_domain::aggregate::{fold, Aggregate, Elsewhere, Expected, Outcome, Recorder};
+use opsledger_domain::aggregate::{fold, Aggregate, By, Elsewhere, Expected, Outcome, Recorder};
 use opsledger_domain::{Metadata, NewEvent, RecordedEvent, Rejection};
 use opsledger_store::{
     AppendError, AppendOutcome, AppendRequest, ClaimedAnswer, ExpectedVersion, IdempotencyClaim,
@@ -219,13 +219,17 @@ where
         Target::New { location, .. } => Some(location.clone()),
         Target::Existing(_) => None,
     };
-    let actor = asked.meta.actor.clone();
+    let (actor, role) = (asked.meta.actor.clone(), asked.meta.role.clone());
     let decided = outcome.events.clone();
     let view = prepared.view;
     let answer = Arc::new(move |at: DateTime<Utc>| {
-        let after = decided.iter().try_fold(current.clone(), |s, e| {
-            A::evolve(s, e, at, &actor).map(Some)
-        })??;
+        let by = By {
+            actor: &actor,
+            role: &role,
+        };
+        let after = decided
+            .iter()
+            .try_fold(current.clone(), |s, e| A::evolve(s, e, at, by).map(Some))??;
         Some(view(&after, version_after))
     });
     let now = Utc::now().trunc_subsecs(6);

@@ -11,6 +11,13 @@ use uuid::Uuid;
 
 use crate::Rejection;
 
+/// Who recorded an event: the subject and the role its metadata names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct By<'a> {
+    pub actor: &'a str,
+    pub role: &'a str,
+}
+
 /// The version another stream must be at for an outcome to be appended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expected {
@@ -86,12 +93,12 @@ pub trait Aggregate: Clone + Serialize + Sized {
     fn stream(id: Uuid) -> String;
     /// The event, if `event_type` is one of this kind's.
     fn parse(event_type: &str, payload: &serde_json::Value) -> Option<Self::Event>;
-    /// Folds one event, recorded at `at` by `actor` (the subject in its metadata).
+    /// Folds one event, recorded at `at` by `by`.
     fn evolve(
         state: Option<Self>,
         event: &Self::Event,
         at: DateTime<Utc>,
-        actor: &str,
+        by: By<'_>,
     ) -> Option<Self>;
     fn type_name(event: &Self::Event) -> &'static str;
     fn payload(event: &Self::Event) -> serde_json::Value;
@@ -117,7 +124,10 @@ pub fn fold<A: Aggregate>(events: &[crate::RecordedEvent]) -> Option<A> {
                 state,
                 &ev,
                 e.recorded_at,
-                e.metadata["actor"].as_str().unwrap_or(""),
+                By {
+                    actor: e.metadata["actor"].as_str().unwrap_or(""),
+                    role: e.metadata["role"].as_str().unwrap_or(""),
+                },
             ),
             None => state,
         }

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::aggregate::{existing, Aggregate, Outcome};
+use crate::aggregate::{existing, Aggregate, By, Outcome};
 use crate::worklog::minutes;
 use crate::Rejection;
 
@@ -652,9 +652,9 @@ impl Aggregate for Change {
         state: Option<Self>,
         event: &ChangeEvent,
         at: DateTime<Utc>,
-        actor: &str,
+        by: By<'_>,
     ) -> Option<Self> {
-        evolve(state, event, at, actor)
+        evolve(state, event, at, by.actor)
     }
     fn type_name(event: &ChangeEvent) -> &'static str {
         event.type_name()

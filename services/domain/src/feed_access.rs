@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::aggregate::{Aggregate, Outcome};
+use crate::aggregate::{Aggregate, By, Outcome};
 use crate::Rejection;
 
 /// Longer than any real token subject; more is a mistake, not a name.
@@ -133,9 +133,9 @@ impl Aggregate for FeedReaders {
         state: Option<Self>,
         event: &FeedAccessEvent,
         at: DateTime<Utc>,
-        actor: &str,
+        by: By<'_>,
     ) -> Option<Self> {
-        Some(evolve(state.unwrap_or_default(), event, at, actor))
+        Some(evolve(state.unwrap_or_default(), event, at, by.actor))
     }
     fn type_name(event: &FeedAccessEvent) -> &'static str {
         event.type_name()

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::aggregate::{existing, Aggregate, Outcome};
+use crate::aggregate::{existing, Aggregate, By, Outcome};
 use crate::Rejection;
 
 pub fn freeze_stream(id: Uuid) -> String {
@@ -185,9 +185,9 @@ impl Aggregate for Freeze {
         state: Option<Self>,
         event: &FreezeEvent,
         at: DateTime<Utc>,
-        actor: &str,
+        by: By<'_>,
     ) -> Option<Self> {
-        evolve(state, event, at, actor)
+        evolve(state, event, at, by.actor)
     }
     fn type_name(event: &FreezeEvent) -> &'static str {
         event.type_name()

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::aggregate::{existing, Aggregate, Elsewhere, Expected, Outcome, Recorder};
+use crate::aggregate::{existing, Aggregate, By, Elsewhere, Expected, Outcome, Recorder};
 use crate::alert::{Category, GroupEvent, Severity};
 use crate::escalation::{Step, Target};
 pub use crate::impact_level::ImpactLevel;
@@ -944,7 +944,7 @@ impl Aggregate for Incident {
         state: Option<Self>,
         event: &IncidentEvent,
         at: DateTime<Utc>,
-        _: &str,
+        _: By<'_>,
     ) -> Option<Self> {
         evolve(state, event, at)
     }

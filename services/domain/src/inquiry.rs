@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::aggregate::{existing, Aggregate, By, Outcome};
 use crate::incident::Team;
 use crate::text::Name;
 use crate::worklog::{minutes_spent, optional_text, text};
@@ -240,6 +241,14 @@ pub fn open(
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
+    /// Starts one (see [`open`]).
+    Open {
+        inquiry_id: Uuid,
+        service_id: Uuid,
+        kind: InquiryKind,
+        subject: String,
+        body: String,
+    },
     Answer {
         answer: String,
         minutes_spent: Option<i64>,
@@ -263,6 +272,7 @@ pub fn decide(i: &Inquiry, command: Command) -> Result<InquiryEvent, Rejection> 
     use InquiryStatus::*;
     let service_id = i.service_id;
     match command {
+        Command::Open { .. } => Err(Rejection::AlreadyExists(format!("inquiry {}", i.id))),
         Command::Answer {
             answer,
             minutes_spent: minutes,
@@ -292,6 +302,70 @@ pub fn decide(i: &Inquiry, command: Command) -> Result<InquiryEvent, Rejection> 
                 note: optional_text("note", note.as_deref())?,
             }),
         },
+    }
+}
+
+/// What opening an inquiry needs from beyond its stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Context {
+    /// The client owning the service asked about; `None`: no such service.
+    pub client_id: Option<Uuid>,
+}
+
+impl Aggregate for Inquiry {
+    type Event = InquiryEvent;
+    type Command = Command;
+    type Context = Context;
+    const NOUN: &'static str = "inquiry";
+
+    fn stream(id: Uuid) -> String {
+        inquiry_stream(id)
+    }
+    fn parse(event_type: &str, payload: &serde_json::Value) -> Option<InquiryEvent> {
+        InquiryEvent::from_stored(event_type, payload)
+    }
+    fn evolve(
+        state: Option<Self>,
+        event: &InquiryEvent,
+        at: DateTime<Utc>,
+        by: By<'_>,
+    ) -> Option<Self> {
+        evolve(state, event, by.actor, by.role, at)
+    }
+    fn type_name(event: &InquiryEvent) -> &'static str {
+        event.type_name()
+    }
+    fn payload(event: &InquiryEvent) -> serde_json::Value {
+        event.payload()
+    }
+    fn status(&self) -> &'static str {
+        self.status.as_str()
+    }
+    fn decide(
+        state: Option<&Self>,
+        command: Command,
+        ctx: &Context,
+        _: &str,
+    ) -> Result<Outcome<InquiryEvent>, Rejection> {
+        match (state, command) {
+            (
+                None,
+                Command::Open {
+                    inquiry_id,
+                    service_id,
+                    kind,
+                    subject,
+                    body,
+                },
+            ) => {
+                let client_id = ctx
+                    .client_id
+                    .ok_or_else(|| Rejection::NotFound(format!("service {service_id}")))?;
+                open(inquiry_id, service_id, client_id, kind, &subject, &body)
+            }
+            (state, command) => decide(existing(state, "change")?, command),
+        }
+        .map(|e| Outcome::only(vec![e]))
     }
 }
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::access::{Role, MAINTAINERS};
-use crate::aggregate::{existing, Aggregate, Outcome};
+use crate::aggregate::{existing, Aggregate, By, Outcome};
 use crate::incident::text;
 use crate::Rejection;
 
@@ -385,9 +385,9 @@ impl Aggregate for Proposal {
         state: Option<Self>,
         event: &ProposalEvent,
         at: DateTime<Utc>,
-        actor: &str,
+        by: By<'_>,
     ) -> Option<Self> {
-        evolve(state, event, at, actor)
+        evolve(state, event, at, by.actor)
     }
     fn type_name(event: &ProposalEvent) -> &'static str {
         event.type_name()

@@ -15,7 +15,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::aggregate::{existing, Aggregate, Elsewhere, Expected, Outcome, Recorder};
+use crate::aggregate::{existing, Aggregate, By, Elsewhere, Expected, Outcome, Recorder};
 use crate::notice::{self, NoticeKind, WindowFacts};
 use crate::notification::{self, NotificationEvent, Recipient};
 use crate::Rejection;
@@ -581,9 +581,9 @@ impl Aggregate for Window {
         state: Option<Self>,
         event: &WindowEvent,
         at: DateTime<Utc>,
-        actor: &str,
+        by: By<'_>,
     ) -> Option<Self> {
-        evolve(state, event, at, actor)
+        evolve(state, event, at, by.actor)
     }
     fn type_name(event: &WindowEvent) -> &'static str {
         event.type_name()
