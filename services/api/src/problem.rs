@@ -150,12 +150,14 @@ impl From<opsledger_app::run::RunError> for ApiError {
                 rejection,
                 state,
                 version,
+                standing,
             } => match (ApiError::from(rejection), state) {
                 // A refusal names where the record stands, so a client can
                 // show what changed and decide again.
                 (ApiError::Conflict { detail, mut extra }, Some(state)) => {
                     extra.insert("current_state".into(), state.into());
                     extra.insert("current_version".into(), version.into());
+                    extra.extend(standing.into_iter().map(|(k, v)| (k.to_owned(), v)));
                     ApiError::Conflict { detail, extra }
                 }
                 (other, _) => other,

@@ -3,29 +3,25 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::Utc;
 use opsledger_domain::access::{OPERATIONS_WORKERS, WORKLOG_READERS};
 use opsledger_domain::incident;
 use opsledger_domain::runbook::{
-    self, Command, Execution, ExecutionEvent, ExecutionStatus, Outcome, Runbook, RunbookEvent,
-    RunbookVersion, StepDef,
+    self, Command, Execution, ExecutionStatus, Outcome, Publish, Runbook, RunbookVersion, StepDef,
 };
-use opsledger_domain::RecordedEvent;
 use opsledger_store::operations::{self as store_ops, ExecutionFilter};
-use opsledger_store::ExpectedVersion;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::aggregate::{self, Asked};
 use crate::auth::Caller;
-use crate::common::{
-    actor_of, append_and_answer, begin_command, check_if_match, existing_service, page_len,
-    stream_events, Appending, Page,
-};
+use crate::common::{existing_service, page_len, stream_events, Page};
 use crate::extract::{optional_json, IfMatch};
 use crate::idempotency::IdempotencyKey;
 use crate::problem::ApiError;
 use crate::AppState;
+use opsledger_app::run::{Prepared, Target};
+use opsledger_domain::access::Actor;
 
 fn internal(e: serde_json::Error) -> ApiError {
     ApiError::Internal(Box::new(e))
@@ -61,27 +57,19 @@ struct RunbookView<'a> {
     latest_version: u32,
 }
 
-fn runbook_view(r: &Runbook, shown: &RunbookVersion) -> Result<Value, ApiError> {
+fn runbook_view(r: &Runbook, shown: &RunbookVersion) -> Value {
     serde_json::to_value(RunbookView {
         id: r.id,
         shown,
         latest_version: r.latest().version,
     })
-    .map_err(internal)
-}
-
-fn fold_runbook(events: &[RecordedEvent]) -> Option<Runbook> {
-    events.iter().fold(None, |r, e| {
-        match RunbookEvent::from_stored(&e.event_type, &e.payload) {
-            Some(parsed) => runbook::evolve_runbook(r, &parsed, actor_of(e).0, e.recorded_at),
-            None => r,
-        }
-    })
+    .unwrap_or_default()
 }
 
 async fn load_runbook(state: &AppState, tenant: Uuid, id: Uuid) -> Result<Runbook, ApiError> {
-    let events = stream_events(state, tenant, &runbook::runbook_stream(id), None).await?;
-    fold_runbook(&events).ok_or_else(|| ApiError::NotFound(format!("no runbook {id}")))
+    Ok(aggregate::load::<Runbook>(state, tenant, id, None)
+        .await?
+        .record)
 }
 
 /// Publishes version 1 (`id` is `None`) or the next version of a runbook.
@@ -94,28 +82,34 @@ async fn publish(
     if_match: IfMatch,
     body: RunbookBody,
 ) -> Result<HttpResponse, ApiError> {
-    let asked = serde_json::json!({ "if_match": if_match.0, "body": &body });
-    let (actor, fingerprint, replayed) =
-        begin_command(&state, &caller, OPERATIONS_WORKERS, &key, &req, &asked).await?;
-    if let Some(r) = replayed {
-        return Ok(r);
-    }
-    let tenant = actor.tenant_id;
-    let current = match id {
-        Some(id) => Some(load_runbook(&state, tenant, id).await?),
-        None => None,
+    let r = Asked {
+        caller: &caller,
+        req: &req,
+        key,
+        body: serde_json::to_value(&body).map_err(internal)?,
     };
-    let version = current.as_ref().map_or(0, |r| r.latest().version as i64);
-    if current.is_some() {
-        check_if_match(if_match.0, version, "runbook", "published")?;
-    }
-    let id = id.unwrap_or_else(Uuid::now_v7);
-    let event = runbook::publish(
-        current.as_ref(),
-        id,
-        &body.title,
-        body.service_id,
-        body.steps
+    let target = match id {
+        Some(id) => Target::Revision {
+            id,
+            location: |id, n| format!("/api/v1/runbooks/{id}?version={n}"),
+        },
+        None => {
+            let id = Uuid::now_v7();
+            Target::New {
+                id,
+                location: format!("/api/v1/runbooks/{id}"),
+            }
+        }
+    };
+    let service_id = body.service_id;
+    let command = Publish {
+        runbook_id: match &target {
+            Target::Revision { id, .. } | Target::New { id, .. } | Target::Existing(id) => *id,
+        },
+        title: body.title,
+        service_id,
+        steps: body
+            .steps
             .into_iter()
             .map(|s| StepDef {
                 title: s.title,
@@ -123,38 +117,25 @@ async fn publish(
                 double_check: s.double_check,
             })
             .collect(),
-    )?;
-    if let Some(s) = body.service_id {
-        existing_service(&state, tenant, s).await?;
-    }
-    let now = Utc::now();
-    let after = runbook::evolve_runbook(current, &event, &actor.subject, now)
-        .ok_or_else(|| ApiError::Internal("publishing published nothing".into()))?;
-    let view = runbook_view(&after, after.latest())?;
-    let n = after.latest().version;
-    append_and_answer(
+    };
+    let prepare = async |actor: &Actor, _: Option<&Runbook>| {
+        if let Some(s) = service_id {
+            existing_service(&state, actor.tenant_id, s).await?;
+        }
+        Ok(Prepared {
+            context: (),
+            view: |r: &Runbook, _| runbook_view(r, r.latest()),
+        })
+    };
+    aggregate::run_command::<Runbook, _, _, _>(
         &state,
-        actor,
-        &req,
-        &key,
-        &fingerprint,
-        Appending {
-            stream: runbook::runbook_stream(id),
-            expected: if version == 0 {
-                ExpectedVersion::NoStream
-            } else {
-                ExpectedVersion::Exact(version)
-            },
-            events: vec![(event.type_name(), event.payload())],
-            version: n as i64,
-            location: Some(if n == 1 {
-                format!("/api/v1/runbooks/{id}")
-            } else {
-                format!("/api/v1/runbooks/{id}?version={n}")
-            }),
-            view,
-            at: now,
-        },
+        r,
+        if_match,
+        OPERATIONS_WORKERS,
+        target,
+        command,
+        |_, _| Ok(()),
+        prepare,
     )
     .await
 }
@@ -224,7 +205,7 @@ pub async fn runbook_get(
     };
     Ok(HttpResponse::Ok()
         .insert_header((header::ETAG, format!("\"{}\"", r.latest().version)))
-        .json(runbook_view(&r, shown)?))
+        .json(runbook_view(&r, shown)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -267,34 +248,71 @@ struct ExecutionView<'a> {
     version: i64,
 }
 
-fn execution_view(x: &Execution, version: i64) -> Result<Value, ApiError> {
+fn execution_view(x: &Execution, version: i64) -> Value {
     serde_json::to_value(ExecutionView {
         execution: x,
         next_step: x.next_step(),
         awaiting_confirmation: x.awaiting_confirmation().map(|s| s.step),
         version,
     })
-    .map_err(internal)
+    .unwrap_or_default()
 }
 
-fn fold_execution(events: &[RecordedEvent]) -> Option<Execution> {
-    events.iter().fold(None, |x, e| {
-        match ExecutionEvent::from_stored(&e.event_type, &e.payload) {
-            Some(parsed) => runbook::evolve_execution(x, &parsed, actor_of(e).0, e.recorded_at),
-            None => x,
-        }
-    })
+/// What an execution starts from: its runbook, and the incident it serves.
+struct Starts {
+    runbook_id: Uuid,
+    incident_id: Option<Uuid>,
 }
 
-async fn load_execution(
+/// Runs a command on an execution (`starts` with `Target::New` starts one).
+async fn run(
     state: &AppState,
-    tenant: Uuid,
-    id: Uuid,
-) -> Result<(Execution, i64), ApiError> {
-    let events = stream_events(state, tenant, &runbook::execution_stream(id), None).await?;
-    let x =
-        fold_execution(&events).ok_or_else(|| ApiError::NotFound(format!("no execution {id}")))?;
-    Ok((x, events.last().map_or(0, |e| e.stream_version)))
+    r: Asked<'_>,
+    if_match: IfMatch,
+    target: Target,
+    command: Command,
+    starts: Option<Starts>,
+) -> Result<HttpResponse, ApiError> {
+    let prepare = async |actor: &Actor, _: Option<&Execution>| {
+        let tenant = actor.tenant_id;
+        let runbook = match starts {
+            Some(Starts {
+                runbook_id,
+                incident_id,
+            }) => {
+                let runbook = load_runbook(state, tenant, runbook_id).await?;
+                if let Some(incident_id) = incident_id {
+                    // Asked of the log, so an incident opened a moment ago counts.
+                    let stream = incident::incident_stream(incident_id);
+                    if stream_events(state, tenant, &stream, None)
+                        .await?
+                        .is_empty()
+                    {
+                        return Err(ApiError::Unprocessable(format!(
+                            "incident {incident_id} does not exist"
+                        )));
+                    }
+                }
+                Some(runbook)
+            }
+            None => None,
+        };
+        Ok(Prepared {
+            context: runbook::Context { runbook },
+            view: execution_view,
+        })
+    };
+    aggregate::run_command::<Execution, _, _, _>(
+        state,
+        r,
+        if_match,
+        OPERATIONS_WORKERS,
+        target,
+        command,
+        |_, _| Ok(()),
+        prepare,
+    )
+    .await
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -314,52 +332,26 @@ pub async fn execution_start(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let body: StartBody = optional_json(&req, &body)?.unwrap_or_default();
-    let (actor, fingerprint, replayed) =
-        begin_command(&state, &caller, OPERATIONS_WORKERS, &key, &req, &body).await?;
-    if let Some(r) = replayed {
-        return Ok(r);
-    }
-    let tenant = actor.tenant_id;
-    let r = load_runbook(&state, tenant, id.into_inner()).await?;
-    if let Some(incident_id) = body.incident_id {
-        // Asked of the log, so an incident opened a moment ago counts.
-        let known = !stream_events(
-            &state,
-            tenant,
-            &incident::incident_stream(incident_id),
-            None,
-        )
-        .await?
-        .is_empty();
-        if !known {
-            return Err(ApiError::Unprocessable(format!(
-                "incident {incident_id} does not exist"
-            )));
-        }
-    }
+    let r = Asked {
+        caller: &caller,
+        req: &req,
+        key,
+        body: serde_json::to_value(&body).map_err(internal)?,
+    };
     let execution_id = Uuid::now_v7();
-    let event = runbook::start(&r, execution_id, body.incident_id);
-    let now = Utc::now();
-    let x = runbook::evolve_execution(None, &event, &actor.subject, now)
-        .ok_or_else(|| ApiError::Internal("starting started nothing".into()))?;
-    let view = execution_view(&x, 1)?;
-    append_and_answer(
-        &state,
-        actor,
-        &req,
-        &key,
-        &fingerprint,
-        Appending {
-            stream: runbook::execution_stream(execution_id),
-            expected: ExpectedVersion::NoStream,
-            events: vec![(event.type_name(), event.payload())],
-            version: 1,
-            location: Some(format!("/api/v1/executions/{execution_id}")),
-            view,
-            at: now,
-        },
-    )
-    .await
+    let command = Command::Start {
+        execution_id,
+        incident_id: body.incident_id,
+    };
+    let target = Target::New {
+        id: execution_id,
+        location: format!("/api/v1/executions/{execution_id}"),
+    };
+    let starts = Starts {
+        runbook_id: id.into_inner(),
+        incident_id: body.incident_id,
+    };
+    run(&state, r, IfMatch(None), target, command, Some(starts)).await
 }
 
 pub async fn execution_get(
@@ -369,10 +361,10 @@ pub async fn execution_get(
 ) -> Result<HttpResponse, ApiError> {
     let actor = caller.require(WORKLOG_READERS)?;
     state.tenants.require(&state.pool, actor.tenant_id).await?;
-    let (x, version) = load_execution(&state, actor.tenant_id, id.into_inner()).await?;
+    let v = aggregate::load::<Execution>(&state, actor.tenant_id, id.into_inner(), None).await?;
     Ok(HttpResponse::Ok()
-        .insert_header((header::ETAG, format!("\"{version}\"")))
-        .json(execution_view(&x, version)?))
+        .insert_header((header::ETAG, format!("\"{}\"", v.version)))
+        .json(execution_view(&v.record, v.version)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -411,15 +403,14 @@ pub async fn execution_list(
         .items
         .iter()
         .map(|(x, v)| execution_view(x, *v))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Vec<_>>();
     Ok(HttpResponse::Ok().json(Page {
         items,
         next_cursor: page.next_cursor,
     }))
 }
 
-/// Decides a command on the execution as it stands and appends the result
-/// with the version it was decided on.
+/// A command on an existing execution.
 #[allow(clippy::too_many_arguments)]
 async fn execute(
     state: web::Data<AppState>,
@@ -431,49 +422,13 @@ async fn execute(
     asked: Value,
     command: Command,
 ) -> Result<HttpResponse, ApiError> {
-    let asked = serde_json::json!({ "if_match": if_match.0, "body": asked });
-    let (actor, fingerprint, replayed) =
-        begin_command(&state, &caller, OPERATIONS_WORKERS, &key, &req, &asked).await?;
-    if let Some(r) = replayed {
-        return Ok(r);
-    }
-    let (x, version) = load_execution(&state, actor.tenant_id, id).await?;
-    check_if_match(if_match.0, version, "execution", x.status.as_str())?;
-    let event = runbook::decide(&x, command, &actor.subject).map_err(|r| {
-        match ApiError::from(r) {
-            // Say where the procedure stands, so a client can show it.
-            ApiError::Conflict { detail, mut extra } => {
-                extra.insert("next_step".into(), x.next_step().into());
-                extra.insert(
-                    "awaiting_confirmation".into(),
-                    x.awaiting_confirmation().map(|s| s.step).into(),
-                );
-                ApiError::Conflict { detail, extra }
-            }
-            other => other,
-        }
-    })?;
-    let now = Utc::now();
-    let after = runbook::evolve_execution(Some(x), &event, &actor.subject, now)
-        .ok_or_else(|| ApiError::Internal("the execution vanished".into()))?;
-    let view = execution_view(&after, version + 1)?;
-    append_and_answer(
-        &state,
-        actor,
-        &req,
-        &key,
-        &fingerprint,
-        Appending {
-            stream: runbook::execution_stream(id),
-            expected: ExpectedVersion::Exact(version),
-            events: vec![(event.type_name(), event.payload())],
-            version: version + 1,
-            location: None,
-            view,
-            at: now,
-        },
-    )
-    .await
+    let r = Asked {
+        caller: &caller,
+        req: &req,
+        key,
+        body: asked,
+    };
+    run(&state, r, if_match, Target::Existing(id), command, None).await
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

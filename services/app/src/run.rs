@@ -32,12 +32,14 @@ pub enum RunError {
         version: i64,
         state: &'static str,
     },
-    /// The domain refused: `state` is where the record stands.
+    /// The domain refused: `state` is where the record stands, `standing`
+    /// what else it says of that (`Aggregate::standing`).
     #[error("{rejection}")]
     Rejected {
         rejection: Rejection,
         state: Option<&'static str>,
         version: i64,
+        standing: Vec<(&'static str, Value)>,
     },
     #[error(transparent)]
     Append(#[from] AppendError),
@@ -71,12 +73,18 @@ pub enum Target {
     Existing(Uuid),
     /// A new one, found afterwards at `location`.
     New { id: Uuid, location: String },
+    /// One that exists, to which the command adds a revision found at
+    /// `location(id, version)` (a runbook's next version).
+    Revision {
+        id: Uuid,
+        location: fn(Uuid, i64) -> String,
+    },
 }
 
 impl Target {
     fn id(&self) -> Uuid {
         match self {
-            Target::Existing(id) | Target::New { id, .. } => *id,
+            Target::Existing(id) | Target::New { id, .. } | Target::Revision { id, .. } => *id,
         }
     }
 }
@@ -180,7 +188,7 @@ where
     } = plan;
     let id = target.id();
     let (current, version) = match &target {
-        Target::Existing(_) => {
+        Target::Existing(_) | Target::Revision { .. } => {
             let (current, version, _) = load::<A>(ledger, asked.tenant, id, None)
                 .await
                 .map_err(RunError::from)?;
@@ -213,10 +221,12 @@ where
         rejection,
         state: current.as_ref().map(|c| c.status()),
         version,
+        standing: current.as_ref().map(|c| c.standing()).unwrap_or_default(),
     })?;
     let version_after = version + outcome.events.len() as i64;
     let location = match &target {
         Target::New { location, .. } => Some(location.clone()),
+        Target::Revision { location, .. } => Some(location(id, version_after)),
         Target::Existing(_) => None,
     };
     let (actor, role) = (asked.meta.actor.clone(), asked.meta.role.clone());
@@ -245,7 +255,7 @@ where
     }
     let expected = match target {
         Target::New { .. } => ExpectedVersion::NoStream,
-        Target::Existing(_) => ExpectedVersion::Exact(version),
+        Target::Existing(_) | Target::Revision { .. } => ExpectedVersion::Exact(version),
     };
     let streams = streams::<A>(A::stream(id), expected, outcome, &asked.meta, now);
     let idempotency = asked.key.as_ref().map(|k| {

@@ -104,6 +104,11 @@ pub trait Aggregate: Clone + Serialize + Sized {
     fn payload(event: &Self::Event) -> serde_json::Value;
     /// The state a 409 or 412 names.
     fn status(&self) -> &'static str;
+    /// What else a refusal says of where the record stands (an execution's
+    /// next step, say), so a client can show it.
+    fn standing(&self) -> Vec<(&'static str, serde_json::Value)> {
+        Vec::new()
+    }
     /// Decides `command`, given by `actor`, on the record as it stands
     /// (`None` before its first event: only a command that starts one
     /// applies).

@@ -59,6 +59,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::aggregate::{existing, Aggregate, By, Outcome as Decided};
 use crate::text::Name;
 use crate::worklog::{minutes_spent, optional_text, text};
 use crate::Rejection;
@@ -469,6 +470,11 @@ pub fn evolve_execution(
 /// Commands on an execution, each by `actor` (the token's subject).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
+    /// Starts one, of the runbook's latest version (see [`start`]).
+    Start {
+        execution_id: Uuid,
+        incident_id: Option<Uuid>,
+    },
     Complete {
         step: u32,
         note: Option<String>,
@@ -508,6 +514,7 @@ pub fn decide(x: &Execution, command: Command, actor: &str) -> Result<ExecutionE
             Command::Complete { step, .. } => format!("complete step {step} of"),
             Command::Confirm { step, .. } => format!("confirm step {step} of"),
             Command::Finish { .. } => "finish".to_owned(),
+            Command::Start { .. } => "start".to_owned(),
         };
         return Err(refused(
             x,
@@ -515,6 +522,7 @@ pub fn decide(x: &Execution, command: Command, actor: &str) -> Result<ExecutionE
         ));
     }
     match command {
+        Command::Start { .. } => Err(Rejection::AlreadyExists(format!("execution {}", x.id))),
         Command::Complete {
             step,
             note,
@@ -616,6 +624,126 @@ pub fn decide(x: &Execution, command: Command, actor: &str) -> Result<ExecutionE
                 note,
             })
         }
+    }
+}
+
+/// Publishing a runbook's first or next version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Publish {
+    pub runbook_id: Uuid,
+    pub title: String,
+    pub service_id: Option<Uuid>,
+    pub steps: Vec<StepDef>,
+}
+
+impl Aggregate for Runbook {
+    type Event = RunbookEvent;
+    type Command = Publish;
+    type Context = ();
+    const NOUN: &'static str = "runbook";
+
+    fn stream(id: Uuid) -> String {
+        runbook_stream(id)
+    }
+    fn parse(event_type: &str, payload: &serde_json::Value) -> Option<RunbookEvent> {
+        RunbookEvent::from_stored(event_type, payload)
+    }
+    fn evolve(
+        state: Option<Self>,
+        event: &RunbookEvent,
+        at: DateTime<Utc>,
+        by: By<'_>,
+    ) -> Option<Self> {
+        evolve_runbook(state, event, by.actor, at)
+    }
+    fn type_name(event: &RunbookEvent) -> &'static str {
+        event.type_name()
+    }
+    fn payload(event: &RunbookEvent) -> serde_json::Value {
+        event.payload()
+    }
+    fn status(&self) -> &'static str {
+        "published"
+    }
+    fn decide(
+        state: Option<&Self>,
+        p: Publish,
+        _: &(),
+        _: &str,
+    ) -> Result<Decided<RunbookEvent>, Rejection> {
+        publish(state, p.runbook_id, &p.title, p.service_id, p.steps)
+            .map(|e| Decided::only(vec![e]))
+    }
+}
+
+/// What starting an execution needs from beyond its stream.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Context {
+    /// The runbook it runs.
+    pub runbook: Option<Runbook>,
+}
+
+impl Aggregate for Execution {
+    type Event = ExecutionEvent;
+    type Command = Command;
+    type Context = Context;
+    const NOUN: &'static str = "execution";
+
+    fn stream(id: Uuid) -> String {
+        execution_stream(id)
+    }
+    fn parse(event_type: &str, payload: &serde_json::Value) -> Option<ExecutionEvent> {
+        ExecutionEvent::from_stored(event_type, payload)
+    }
+    fn evolve(
+        state: Option<Self>,
+        event: &ExecutionEvent,
+        at: DateTime<Utc>,
+        by: By<'_>,
+    ) -> Option<Self> {
+        evolve_execution(state, event, by.actor, at)
+    }
+    fn type_name(event: &ExecutionEvent) -> &'static str {
+        event.type_name()
+    }
+    fn payload(event: &ExecutionEvent) -> serde_json::Value {
+        event.payload()
+    }
+    fn status(&self) -> &'static str {
+        self.status.as_str()
+    }
+    fn standing(&self) -> Vec<(&'static str, serde_json::Value)> {
+        vec![
+            ("next_step", self.next_step().into()),
+            (
+                "awaiting_confirmation",
+                self.awaiting_confirmation().map(|s| s.step).into(),
+            ),
+        ]
+    }
+    fn decide(
+        state: Option<&Self>,
+        command: Command,
+        ctx: &Context,
+        actor: &str,
+    ) -> Result<Decided<ExecutionEvent>, Rejection> {
+        match (state, command) {
+            (
+                None,
+                Command::Start {
+                    execution_id,
+                    incident_id,
+                },
+            ) => {
+                let runbook = ctx
+                    .runbook
+                    .as_ref()
+                    .ok_or_else(|| Rejection::NotFound("the runbook".into()))?;
+                Ok(start(runbook, execution_id, incident_id))
+            }
+            (state, command) => decide(existing(state, "run")?, command, actor),
+        }
+        .map(|e| Decided::only(vec![e]))
     }
 }
 
