@@ -4,22 +4,24 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use opsledger_domain::access::{OPERATIONS_WORKERS, WORKLOG_READERS};
-use opsledger_domain::worklog::{self, Backup, RoutineTask, TaskKind, VerifyResult, WorklogEvent};
-use opsledger_domain::RecordedEvent;
+use opsledger_domain::worklog::{
+    Backup, BackupCommand, RecordTask, RoutineTask, TaskKind, VerifyResult,
+};
 use opsledger_store::operations::{self as store_ops, WorklogFilter};
-use opsledger_store::ExpectedVersion;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::aggregate::{self, Asked};
 use crate::auth::Caller;
-use crate::common::{
-    actor_of, append_and_answer, begin_command, check_if_match, existing_service, page_len,
-    stream_events, Appending, Page,
-};
+use crate::common::{existing_service, page_len, Page};
 use crate::extract::IfMatch;
 use crate::idempotency::IdempotencyKey;
 use crate::problem::ApiError;
 use crate::AppState;
+use actix_web::http::StatusCode;
+use opsledger_app::run::{self, Prepared, Target};
+use opsledger_domain::access::Actor;
+use opsledger_domain::aggregate::Aggregate;
 
 fn internal(e: serde_json::Error) -> ApiError {
     ApiError::Internal(Box::new(e))
@@ -39,13 +41,6 @@ pub struct TaskBody {
     pub performed_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Serialize)]
-struct TaskView {
-    #[serde(flatten)]
-    task: RoutineTask,
-    version: i64,
-}
-
 pub async fn task_record(
     state: web::Data<AppState>,
     caller: Caller,
@@ -53,41 +48,62 @@ pub async fn task_record(
     req: HttpRequest,
     body: web::Json<TaskBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let (actor, fingerprint, replayed) =
-        begin_command(&state, &caller, OPERATIONS_WORKERS, &key, &req, &*body).await?;
-    if let Some(r) = replayed {
-        return Ok(r);
-    }
-    let body = body.into_inner();
-    let now = Utc::now();
-    let event = WorklogEvent::RoutineTaskRecorded {
-        task_id: Uuid::now_v7(),
-        service_id: body.service_id,
-        kind: body.kind,
-        summary: worklog::text("summary", &body.summary)?,
-        minutes_spent: worklog::minutes_spent(body.minutes_spent)?,
-        performed_at: worklog::performed_at(body.performed_at, now)?,
+    let r = Asked {
+        caller: &caller,
+        req: &req,
+        key,
+        body: serde_json::to_value(&*body).map_err(internal)?,
     };
-    existing_service(&state, actor.tenant_id, body.service_id).await?;
-    let task = worklog::task_of(&event, &actor.subject, now)
-        .ok_or_else(|| ApiError::Internal("a task event folds to a task".into()))?;
-    let id = task.id;
-    let view = serde_json::to_value(TaskView { task, version: 1 }).map_err(internal)?;
-    append_and_answer(
-        &state,
-        actor,
-        &req,
-        &key,
-        &fingerprint,
-        Appending {
-            stream: worklog::task_stream(id),
-            expected: ExpectedVersion::NoStream,
-            events: vec![(event.type_name(), event.payload())],
-            version: 1,
-            location: Some(format!("/api/v1/worklog/{id}")),
-            view,
-            at: now,
-        },
+    let body = body.into_inner();
+    let id = Uuid::now_v7();
+    let service_id = body.service_id;
+    let command = RecordTask {
+        task_id: id,
+        service_id,
+        kind: body.kind,
+        summary: body.summary,
+        minutes_spent: body.minutes_spent,
+        performed_at: body.performed_at,
+    };
+    let target = Target::New {
+        id,
+        location: format!("/api/v1/worklog/{id}"),
+    };
+    record::<RoutineTask>(&state, r, IfMatch(None), target, command, Some(service_id)).await
+}
+
+/// Runs a work log command: a service it names must exist; the context is
+/// the instant it is given.
+async fn record<A>(
+    state: &AppState,
+    r: Asked<'_>,
+    if_match: IfMatch,
+    target: Target,
+    command: A::Command,
+    service_id: Option<Uuid>,
+) -> Result<HttpResponse, ApiError>
+where
+    A: Aggregate<Context = DateTime<Utc>> + Send + Sync + 'static,
+    A::Event: Send + Sync + 'static,
+{
+    let prepare = async |actor: &Actor, _: Option<&A>| {
+        if let Some(s) = service_id {
+            existing_service(state, actor.tenant_id, s).await?;
+        }
+        Ok(Prepared {
+            context: Utc::now(),
+            view: run::versioned::<A>,
+        })
+    };
+    aggregate::run_command::<A, _, _, _>(
+        state,
+        r,
+        if_match,
+        OPERATIONS_WORKERS,
+        target,
+        command,
+        |_, _| Ok(()),
+        prepare,
     )
     .await
 }
@@ -99,18 +115,8 @@ pub async fn task_get(
 ) -> Result<HttpResponse, ApiError> {
     let actor = caller.require(WORKLOG_READERS)?;
     state.tenants.require(&state.pool, actor.tenant_id).await?;
-    let id = id.into_inner();
-    let events = stream_events(&state, actor.tenant_id, &worklog::task_stream(id), None).await?;
-    let task = events
-        .iter()
-        .find_map(|e| {
-            let parsed = WorklogEvent::from_stored(&e.event_type, &e.payload)?;
-            worklog::task_of(&parsed, actor_of(e).0, e.recorded_at)
-        })
-        .ok_or_else(|| ApiError::NotFound(format!("no routine task {id}")))?;
-    Ok(HttpResponse::Ok()
-        .insert_header((actix_web::http::header::ETAG, "\"1\""))
-        .json(TaskView { task, version: 1 }))
+    let v = aggregate::load::<RoutineTask>(&state, actor.tenant_id, id.into_inner(), None).await?;
+    Ok(aggregate::respond(StatusCode::OK, &v))
 }
 
 // ------------------------------------------------------------ backups
@@ -132,22 +138,6 @@ pub struct BackupBody {
     pub performed_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Serialize)]
-struct BackupView {
-    #[serde(flatten)]
-    backup: Backup,
-    version: i64,
-}
-
-fn fold_backup(events: &[RecordedEvent]) -> Option<Backup> {
-    events.iter().fold(None, |b, e| {
-        match WorklogEvent::from_stored(&e.event_type, &e.payload) {
-            Some(parsed) => worklog::evolve_backup(b, &parsed, actor_of(e).0, e.recorded_at),
-            None => b,
-        }
-    })
-}
-
 pub async fn backup_record(
     state: web::Data<AppState>,
     caller: Caller,
@@ -155,52 +145,30 @@ pub async fn backup_record(
     req: HttpRequest,
     body: web::Json<BackupBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let (actor, fingerprint, replayed) =
-        begin_command(&state, &caller, OPERATIONS_WORKERS, &key, &req, &*body).await?;
-    if let Some(r) = replayed {
-        return Ok(r);
-    }
-    let body = body.into_inner();
-    let now = Utc::now();
-    let event = WorklogEvent::BackupPerformed {
-        backup_id: Uuid::now_v7(),
-        service_id: body.service_id,
-        what: worklog::text("what", &body.what)?,
-        location: worklog::text("location", &body.location)?,
-        size_bytes: body.size_bytes,
-        note: worklog::optional_text("note", body.note.as_deref())?,
-        minutes_spent: worklog::minutes_spent(body.minutes_spent)?,
-        performed_at: worklog::performed_at(body.performed_at, now)?,
+    let r = Asked {
+        caller: &caller,
+        req: &req,
+        key,
+        body: serde_json::to_value(&*body).map_err(internal)?,
     };
-    existing_service(&state, actor.tenant_id, body.service_id).await?;
-    let backup = worklog::evolve_backup(None, &event, &actor.subject, now)
-        .ok_or_else(|| ApiError::Internal("a backup event folds to a backup".into()))?;
-    let id = backup.id;
-    let view = serde_json::to_value(BackupView { backup, version: 1 }).map_err(internal)?;
-    append_and_answer(
-        &state,
-        actor,
-        &req,
-        &key,
-        &fingerprint,
-        Appending {
-            stream: worklog::backup_stream(id),
-            expected: ExpectedVersion::NoStream,
-            events: vec![(event.type_name(), event.payload())],
-            version: 1,
-            location: Some(format!("/api/v1/backups/{id}")),
-            view,
-            at: now,
-        },
-    )
-    .await
-}
-
-async fn load_backup(state: &AppState, tenant: Uuid, id: Uuid) -> Result<(Backup, i64), ApiError> {
-    let events = stream_events(state, tenant, &worklog::backup_stream(id), None).await?;
-    let backup =
-        fold_backup(&events).ok_or_else(|| ApiError::NotFound(format!("no backup {id}")))?;
-    Ok((backup, events.last().map_or(0, |e| e.stream_version)))
+    let body = body.into_inner();
+    let id = Uuid::now_v7();
+    let service_id = body.service_id;
+    let command = BackupCommand::Record {
+        backup_id: id,
+        service_id,
+        what: body.what,
+        location: body.location,
+        size_bytes: body.size_bytes,
+        note: body.note,
+        minutes_spent: body.minutes_spent,
+        performed_at: body.performed_at,
+    };
+    let target = Target::New {
+        id,
+        location: format!("/api/v1/backups/{id}"),
+    };
+    record::<Backup>(&state, r, IfMatch(None), target, command, Some(service_id)).await
 }
 
 pub async fn backup_get(
@@ -210,10 +178,8 @@ pub async fn backup_get(
 ) -> Result<HttpResponse, ApiError> {
     let actor = caller.require(WORKLOG_READERS)?;
     state.tenants.require(&state.pool, actor.tenant_id).await?;
-    let (backup, version) = load_backup(&state, actor.tenant_id, id.into_inner()).await?;
-    Ok(HttpResponse::Ok()
-        .insert_header((actix_web::http::header::ETAG, format!("\"{version}\"")))
-        .json(BackupView { backup, version }))
+    let v = aggregate::load::<Backup>(&state, actor.tenant_id, id.into_inner(), None).await?;
+    Ok(aggregate::respond(StatusCode::OK, &v))
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -235,41 +201,20 @@ pub async fn backup_verify(
     if_match: IfMatch,
     body: web::Json<VerifyBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let asked = serde_json::json!({ "if_match": if_match.0, "body": &*body });
-    let (actor, fingerprint, replayed) =
-        begin_command(&state, &caller, OPERATIONS_WORKERS, &key, &req, &asked).await?;
-    if let Some(r) = replayed {
-        return Ok(r);
-    }
-    let id = id.into_inner();
-    let (backup, version) = load_backup(&state, actor.tenant_id, id).await?;
-    check_if_match(if_match.0, version, "backup", backup.status.as_str())?;
-    let event = worklog::verify(&backup, body.result, &body.how, body.minutes_spent)?;
-    let now = Utc::now();
-    let after = worklog::evolve_backup(Some(backup), &event, &actor.subject, now)
-        .ok_or_else(|| ApiError::Internal("the backup vanished".into()))?;
-    let view = serde_json::to_value(BackupView {
-        backup: after,
-        version: version + 1,
-    })
-    .map_err(internal)?;
-    append_and_answer(
-        &state,
-        actor,
-        &req,
-        &key,
-        &fingerprint,
-        Appending {
-            stream: worklog::backup_stream(id),
-            expected: ExpectedVersion::Exact(version),
-            events: vec![(event.type_name(), event.payload())],
-            version: version + 1,
-            location: None,
-            view,
-            at: now,
-        },
-    )
-    .await
+    let r = Asked {
+        caller: &caller,
+        req: &req,
+        key,
+        body: serde_json::to_value(&*body).map_err(internal)?,
+    };
+    let body = body.into_inner();
+    let command = BackupCommand::Verify {
+        result: body.result,
+        how: body.how,
+        minutes_spent: body.minutes_spent,
+    };
+    let target = Target::Existing(id.into_inner());
+    record::<Backup>(&state, r, if_match, target, command, None).await
 }
 
 // ------------------------------------------------------------ the list

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::aggregate::{existing, Aggregate, By, Outcome};
 use crate::Rejection;
 
 /// Effort recorded on one command at most: a week of minutes. More is a
@@ -344,6 +345,162 @@ pub fn verify(
         how: text("how", how)?,
         minutes_spent: minutes_spent(minutes)?,
     })
+}
+
+/// Recording a routine task (a record of one event).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordTask {
+    pub task_id: Uuid,
+    pub service_id: Uuid,
+    pub kind: TaskKind,
+    pub summary: String,
+    pub minutes_spent: Option<i64>,
+    pub performed_at: Option<DateTime<Utc>>,
+}
+
+impl Aggregate for RoutineTask {
+    type Event = WorklogEvent;
+    type Command = RecordTask;
+    /// The instant the task is recorded at: it cannot have been done later.
+    type Context = DateTime<Utc>;
+    const NOUN: &'static str = "routine task";
+
+    fn stream(id: Uuid) -> String {
+        task_stream(id)
+    }
+    fn parse(event_type: &str, payload: &serde_json::Value) -> Option<WorklogEvent> {
+        WorklogEvent::from_stored(event_type, payload)
+    }
+    fn evolve(
+        state: Option<Self>,
+        event: &WorklogEvent,
+        at: DateTime<Utc>,
+        by: By<'_>,
+    ) -> Option<Self> {
+        task_of(event, by.actor, at).or(state)
+    }
+    fn type_name(event: &WorklogEvent) -> &'static str {
+        event.type_name()
+    }
+    fn payload(event: &WorklogEvent) -> serde_json::Value {
+        event.payload()
+    }
+    fn status(&self) -> &'static str {
+        "recorded"
+    }
+    fn decide(
+        state: Option<&Self>,
+        t: RecordTask,
+        now: &DateTime<Utc>,
+        _: &str,
+    ) -> Result<Outcome<WorklogEvent>, Rejection> {
+        if let Some(t) = state {
+            return Err(Rejection::AlreadyExists(format!("routine task {}", t.id)));
+        }
+        Ok(Outcome::only(vec![WorklogEvent::RoutineTaskRecorded {
+            task_id: t.task_id,
+            service_id: t.service_id,
+            kind: t.kind,
+            summary: text("summary", &t.summary)?,
+            minutes_spent: minutes_spent(t.minutes_spent)?,
+            performed_at: performed_at(t.performed_at, *now)?,
+        }]))
+    }
+}
+
+/// Recording a backup, or a verification of it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BackupCommand {
+    Record {
+        backup_id: Uuid,
+        service_id: Uuid,
+        what: String,
+        location: String,
+        size_bytes: Option<u64>,
+        note: Option<String>,
+        minutes_spent: Option<i64>,
+        performed_at: Option<DateTime<Utc>>,
+    },
+    Verify {
+        result: VerifyResult,
+        how: String,
+        minutes_spent: Option<i64>,
+    },
+}
+
+impl Aggregate for Backup {
+    type Event = WorklogEvent;
+    type Command = BackupCommand;
+    /// The instant the command is given: a backup cannot have been made later.
+    type Context = DateTime<Utc>;
+    const NOUN: &'static str = "backup";
+
+    fn stream(id: Uuid) -> String {
+        backup_stream(id)
+    }
+    fn parse(event_type: &str, payload: &serde_json::Value) -> Option<WorklogEvent> {
+        WorklogEvent::from_stored(event_type, payload)
+    }
+    fn evolve(
+        state: Option<Self>,
+        event: &WorklogEvent,
+        at: DateTime<Utc>,
+        by: By<'_>,
+    ) -> Option<Self> {
+        evolve_backup(state, event, by.actor, at)
+    }
+    fn type_name(event: &WorklogEvent) -> &'static str {
+        event.type_name()
+    }
+    fn payload(event: &WorklogEvent) -> serde_json::Value {
+        event.payload()
+    }
+    fn status(&self) -> &'static str {
+        self.status.as_str()
+    }
+    fn decide(
+        state: Option<&Self>,
+        command: BackupCommand,
+        now: &DateTime<Utc>,
+        _: &str,
+    ) -> Result<Outcome<WorklogEvent>, Rejection> {
+        let event = match (state, command) {
+            (
+                None,
+                BackupCommand::Record {
+                    backup_id,
+                    service_id,
+                    what,
+                    location,
+                    size_bytes,
+                    note,
+                    minutes_spent: minutes,
+                    performed_at: at,
+                },
+            ) => WorklogEvent::BackupPerformed {
+                backup_id,
+                service_id,
+                what: text("what", &what)?,
+                location: text("location", &location)?,
+                size_bytes,
+                note: optional_text("note", note.as_deref())?,
+                minutes_spent: minutes_spent(minutes)?,
+                performed_at: performed_at(at, *now)?,
+            },
+            (Some(b), BackupCommand::Record { .. }) => {
+                return Err(Rejection::AlreadyExists(format!("backup {}", b.id)))
+            }
+            (
+                state,
+                BackupCommand::Verify {
+                    result,
+                    how,
+                    minutes_spent,
+                },
+            ) => verify(existing(state, "verify")?, result, &how, minutes_spent)?,
+        };
+        Ok(Outcome::only(vec![event]))
+    }
 }
 
 #[cfg(test)]
