@@ -25,3 +25,9 @@ pub async fn client_of_service(
         },
     ))
 }
+
+/// Whether a stream has any event in this tenant.
+pub async fn exists(ledger: Ledger<'_>, tenant: Uuid, stream: &str) -> Result<bool, StoreError> {
+    let client = ledger.pool.get().await.map_err(StoreError::from)?;
+    Ok(opsledger_store::directory::stream_version(&client, tenant, stream).await? > 0)
+}

@@ -6,9 +6,11 @@
 //! as the registration, so two concurrent registrations of one name cannot
 //! both succeed.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::aggregate::{Aggregate, By, Elsewhere, Expected, Outcome, Recorder};
 use crate::period::{ServiceHours, TimeZoneName};
 use crate::text::{Email, Locale, Name};
 use crate::Rejection;
@@ -297,6 +299,192 @@ pub fn evolve_service(mut state: ServiceState, event: &DirectoryEvent) -> Servic
         state.notice_period_h = Some(*notice_period_h);
     }
     state
+}
+
+// -------------------------------------------------------------- aggregates
+
+/// A client as registered, and when.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Client {
+    pub id: Uuid,
+    pub name: Name,
+    pub locale: Locale,
+    /// As registered; `null`: the tenant's zone (UTC if it has none).
+    pub time_zone: Option<TimeZoneName>,
+    pub contacts: Vec<Contact>,
+    pub registered_at: DateTime<Utc>,
+}
+
+/// A new entity's stream and the reservation of its unique name, appended
+/// together: a name taken is the reservation's stream found existing.
+fn reserved<E>(events: Vec<E>, name_stream: String, reservation: DirectoryEvent) -> Outcome<E> {
+    Outcome::only(events).and(Elsewhere {
+        stream: name_stream,
+        expected: Expected::NoStream,
+        events: vec![(reservation.type_name(), reservation.payload())],
+        recorder: Recorder::Caller,
+    })
+}
+
+impl Aggregate for Client {
+    type Event = DirectoryEvent;
+    type Command = RegisterClient;
+    type Context = ();
+    const NOUN: &'static str = "client";
+
+    fn stream(id: Uuid) -> String {
+        client_stream(id)
+    }
+    fn parse(event_type: &str, payload: &serde_json::Value) -> Option<DirectoryEvent> {
+        DirectoryEvent::from_stored(event_type, payload)
+    }
+    fn evolve(
+        state: Option<Self>,
+        event: &DirectoryEvent,
+        at: DateTime<Utc>,
+        _: By<'_>,
+    ) -> Option<Self> {
+        match event {
+            DirectoryEvent::ClientRegistered {
+                client_id,
+                name,
+                locale,
+                contacts,
+                time_zone,
+            } => Some(Client {
+                id: *client_id,
+                name: name.clone(),
+                locale: *locale,
+                time_zone: time_zone.clone(),
+                contacts: contacts.clone(),
+                registered_at: at,
+            }),
+            _ => state,
+        }
+    }
+    fn type_name(event: &DirectoryEvent) -> &'static str {
+        event.type_name()
+    }
+    fn payload(event: &DirectoryEvent) -> serde_json::Value {
+        event.payload()
+    }
+    fn status(&self) -> &'static str {
+        "registered"
+    }
+    fn decide(
+        state: Option<&Self>,
+        cmd: RegisterClient,
+        _: &(),
+        _: &str,
+    ) -> Result<Outcome<DirectoryEvent>, Rejection> {
+        if state.is_some() {
+            return Err(Rejection::AlreadyExists(format!(
+                "client {}",
+                cmd.client_id
+            )));
+        }
+        let reservation = DirectoryEvent::ClientNameReserved {
+            client_id: cmd.client_id,
+            name: cmd.name.clone(),
+        };
+        let name_stream = client_name_stream(&cmd.name);
+        let events = decide_register_client(&ClientState::default(), cmd)?;
+        Ok(reserved(events, name_stream, reservation))
+    }
+}
+
+/// A service as registered, and when.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Service {
+    pub id: Uuid,
+    pub client_id: Uuid,
+    pub name: Name,
+    pub components: Vec<Component>,
+    pub sla_target_pct: SlaTarget,
+    pub notice_period_h: u32,
+    pub sla_hours: Option<ServiceHours>,
+    pub auto_mitigate: bool,
+    pub registered_at: DateTime<Utc>,
+}
+
+/// What registering a service needs from beyond its stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServiceContext {
+    /// The client it is for was registered.
+    pub client_exists: bool,
+}
+
+impl Aggregate for Service {
+    type Event = DirectoryEvent;
+    type Command = RegisterService;
+    type Context = ServiceContext;
+    const NOUN: &'static str = "service";
+
+    fn stream(id: Uuid) -> String {
+        service_stream(id)
+    }
+    fn parse(event_type: &str, payload: &serde_json::Value) -> Option<DirectoryEvent> {
+        DirectoryEvent::from_stored(event_type, payload)
+    }
+    fn evolve(
+        state: Option<Self>,
+        event: &DirectoryEvent,
+        at: DateTime<Utc>,
+        _: By<'_>,
+    ) -> Option<Self> {
+        match event {
+            DirectoryEvent::ServiceRegistered {
+                service_id,
+                client_id,
+                name,
+                components,
+                sla_target_pct,
+                notice_period_h,
+                sla_hours,
+                auto_mitigate,
+            } => Some(Service {
+                id: *service_id,
+                client_id: *client_id,
+                name: name.clone(),
+                components: components.clone(),
+                sla_target_pct: *sla_target_pct,
+                notice_period_h: *notice_period_h,
+                sla_hours: sla_hours.clone(),
+                auto_mitigate: *auto_mitigate,
+                registered_at: at,
+            }),
+            _ => state,
+        }
+    }
+    fn type_name(event: &DirectoryEvent) -> &'static str {
+        event.type_name()
+    }
+    fn payload(event: &DirectoryEvent) -> serde_json::Value {
+        event.payload()
+    }
+    fn status(&self) -> &'static str {
+        "registered"
+    }
+    fn decide(
+        state: Option<&Self>,
+        cmd: RegisterService,
+        ctx: &ServiceContext,
+        _: &str,
+    ) -> Result<Outcome<DirectoryEvent>, Rejection> {
+        if state.is_some() {
+            return Err(Rejection::AlreadyExists(format!(
+                "service {}",
+                cmd.service_id
+            )));
+        }
+        let reservation = DirectoryEvent::ServiceNameReserved {
+            service_id: cmd.service_id,
+            name: cmd.name.clone(),
+        };
+        let name_stream = service_name_stream(&cmd.name);
+        let events = decide_register_service(&ServiceState::default(), ctx.client_exists, cmd)?;
+        Ok(reserved(events, name_stream, reservation))
+    }
 }
 
 #[cfg(test)]
