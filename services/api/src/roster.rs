@@ -1,124 +1,100 @@
 //! Responders, escalation policies, on-call schedules, client subscriptions,
 //! the teams' queues and the notification ledger.
 
-use actix_web::http::{header, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use opsledger_domain::access::{
     Actor, ClientScope, LEDGER_READERS, OVERRIDE_WRITERS, ROSTER_WRITERS, STAFF,
     SUBSCRIPTION_WRITERS,
 };
 use opsledger_domain::alert::Severity;
-use opsledger_domain::escalation::{self, Level, Policy, PolicyEvent, Target};
+use opsledger_domain::escalation::{self, Level, Policy, Target};
 use opsledger_domain::notice::NoticeKind;
 use opsledger_domain::oncall::{self, Override, Rotation, Schedule};
-use opsledger_domain::roster::{self, RosterEvent, OVERRIDES_MAX};
+use opsledger_domain::roster::{self};
 use opsledger_domain::text::{Email, Locale, Name};
-use opsledger_domain::{NewEvent, RecordedEvent};
-use opsledger_store::{
-    incidents as store_inc, outbox, roster as store_roster, AppendOutcome, AppendRequest,
-    ExpectedVersion, StreamAppend,
-};
+use opsledger_store::{incidents as store_inc, outbox, roster as store_roster};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::aggregate::{self, Asked};
 use crate::auth::Caller;
-use crate::common::{
-    begin_command, metadata, page_len, require_services, stream_events, unprocessable, AsOfQuery,
-    Page,
-};
-use crate::idempotency::{self, IdempotencyKey};
+use crate::common::{page_len, require_services, unprocessable, AsOfQuery, Page};
+use crate::extract::IfMatch;
+use crate::idempotency::IdempotencyKey;
 use crate::problem::ApiError;
 use crate::AppState;
+use opsledger_app::run::{self, Prepared, Target as Record};
+use opsledger_domain::aggregate::Aggregate;
+use opsledger_domain::escalation::{DefinePolicy, DefinedPolicy};
+use opsledger_domain::roster::{
+    OnCallSchedule, RegisterUser, ScheduleCommand, Subscription, SubscriptionCommand,
+    SubscriptionContext, User,
+};
 
 fn internal(e: serde_json::Error) -> ApiError {
     ApiError::Internal(Box::new(e))
 }
 
-/// Appends the first events of a new stream, as occurred `at`, and answers
-/// 201 with `view`. The caller puts the same `at` (truncated to microseconds,
-/// as stored) in `view`, so this answer, the read by id and the list agree.
-#[allow(clippy::too_many_arguments)]
-async fn create(
+/// Runs a roster command: `check` looks up, once the tenant is known,
+/// whether the records the command names exist (and what deciding needs).
+async fn define<A, P>(
     state: &AppState,
-    actor: &Actor,
-    req: &HttpRequest,
-    key: &IdempotencyKey,
-    fingerprint: &str,
-    stream: String,
-    events: Vec<RosterOrPolicy>,
-    location: String,
-    view: Value,
-    at: DateTime<Utc>,
-) -> Result<HttpResponse, ApiError> {
-    let meta = metadata(actor, req);
-    let version = events.len() as i64;
-    let request = AppendRequest {
-        tenant_id: actor.tenant_id,
-        streams: vec![StreamAppend {
-            stream_id: stream,
-            expected: ExpectedVersion::NoStream,
-            events: events
-                .iter()
-                .map(|e| {
-                    let (t, p) = e.parts();
-                    NewEvent::new(t, p, meta.clone(), at)
-                })
-                .collect(),
-        }],
-        idempotency: idempotency::claim(
-            key,
-            fingerprint,
-            StatusCode::CREATED,
-            Some(&location),
-            Some(version),
-            &view,
-        ),
+    r: Asked<'_>,
+    roles: &[opsledger_domain::access::Role],
+    target: Record,
+    command: A::Command,
+    view: fn(&A, i64) -> Value,
+    check: P,
+) -> Result<HttpResponse, ApiError>
+where
+    A: Aggregate + Send + Sync + 'static,
+    A::Event: Send + Sync + 'static,
+    P: AsyncFnOnce(&Actor) -> Result<A::Context, ApiError>,
+{
+    let prepare = async |actor: &Actor, _: Option<&A>| {
+        Ok(Prepared {
+            context: check(actor).await?,
+            view,
+        })
     };
-    match state.committer.append(request).await? {
-        AppendOutcome::Committed { .. } => Ok(HttpResponse::Created()
-            .insert_header((header::LOCATION, location))
-            .insert_header((header::ETAG, format!("\"{version}\"")))
-            .json(view)),
-        AppendOutcome::Duplicate {
-            fingerprint: stored,
-            response,
-        } => idempotency::replay(&stored, &response, fingerprint),
-    }
+    aggregate::run_command::<A, _, _, _>(
+        state,
+        r,
+        IfMatch(None),
+        roles,
+        target,
+        command,
+        |_, _| Ok(()),
+        prepare,
+    )
+    .await
 }
 
-/// A 200 with the stream version as entity tag, as the directory's and
-/// incidents' reads by id answer.
-fn found(version: i64, view: &impl Serialize) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((header::ETAG, format!("\"{version}\"")))
-        .json(view)
+/// A responder or a subscription as answered and listed: without a version
+/// (the entity tag carries it).
+fn unversioned<A: Serialize>(record: &A, _: i64) -> Value {
+    serde_json::to_value(record).unwrap_or_default()
 }
 
-enum RosterOrPolicy {
-    Roster(RosterEvent),
-    Policy(PolicyEvent),
-}
-
-impl RosterOrPolicy {
-    fn parts(&self) -> (&'static str, Value) {
-        match self {
-            RosterOrPolicy::Roster(e) => (e.type_name(), e.payload()),
-            RosterOrPolicy::Policy(e) => (e.type_name(), e.payload()),
-        }
-    }
+fn asked<'a>(
+    caller: &'a Caller,
+    req: &'a HttpRequest,
+    key: IdempotencyKey,
+    body: &impl Serialize,
+) -> Result<Asked<'a>, ApiError> {
+    Ok(Asked {
+        caller,
+        req,
+        key,
+        body: serde_json::to_value(body).map_err(internal)?,
+    })
 }
 
 fn locale_of(raw: Option<&str>) -> Result<Locale, ApiError> {
     Locale::parse(raw.unwrap_or("en")).map_err(unprocessable)
-}
-
-fn locale_str(l: Locale) -> &'static str {
-    match l {
-        Locale::Ja => "ja",
-        Locale::En => "en",
-    }
 }
 
 // ------------------------------------------------------------ users
@@ -138,53 +114,28 @@ pub async fn user_register(
     req: HttpRequest,
     body: web::Json<UserBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let (actor, fingerprint, replayed) =
-        begin_command(&state, &caller, ROSTER_WRITERS, &key, &req, &*body).await?;
-    if let Some(r) = replayed {
-        return Ok(r);
-    }
-    let name = Name::parse("name", &body.name).map_err(unprocessable)?;
-    let email = Email::parse(&body.email).map_err(unprocessable)?;
-    let locale = locale_of(body.locale.as_deref())?;
-    let id = Uuid::now_v7();
-    let at = Utc::now().trunc_subsecs(6);
-    let view = serde_json::to_value(user_view(id, &name, &email, locale, at)).map_err(internal)?;
-    let event = RosterEvent::UserRegistered {
-        user_id: id,
-        name,
-        email,
-        locale,
+    let r = asked(&caller, &req, key, &*body)?;
+    let command = RegisterUser {
+        user_id: Uuid::now_v7(),
+        name: Name::parse("name", &body.name).map_err(unprocessable)?,
+        email: Email::parse(&body.email).map_err(unprocessable)?,
+        locale: locale_of(body.locale.as_deref())?,
     };
-    create(
+    let id = command.user_id;
+    let target = Record::New {
+        id,
+        location: format!("/api/v1/users/{id}"),
+    };
+    define::<User, _>(
         &state,
-        actor,
-        &req,
-        &key,
-        &fingerprint,
-        roster::user_stream(id),
-        vec![RosterOrPolicy::Roster(event)],
-        format!("/api/v1/users/{id}"),
-        view,
-        at,
+        r,
+        ROSTER_WRITERS,
+        target,
+        command,
+        unversioned::<User>,
+        async |_| Ok(()),
     )
     .await
-}
-
-/// A responder as every answer shows one: the list's row.
-fn user_view(
-    id: Uuid,
-    name: &Name,
-    email: &Email,
-    locale: Locale,
-    registered_at: DateTime<Utc>,
-) -> store_roster::UserRow {
-    store_roster::UserRow {
-        id,
-        name: name.as_str().to_owned(),
-        email: email.as_str().to_owned(),
-        locale: locale_str(locale).to_owned(),
-        registered_at,
-    }
 }
 
 /// `GET /api/v1/users/{id}`: one responder, folded from its stream.
@@ -196,30 +147,10 @@ pub async fn user_get(
 ) -> Result<HttpResponse, ApiError> {
     let actor = caller.require(STAFF)?;
     state.tenants.require(&state.pool, actor.tenant_id).await?;
-    let id = id.into_inner();
-    let events = stream_events(
-        &state,
-        actor.tenant_id,
-        &roster::user_stream(id),
-        query.as_of,
-    )
-    .await?;
-    let registered =
-        events.iter().find_map(
-            |e| match RosterEvent::from_stored(&e.event_type, &e.payload) {
-                Some(RosterEvent::UserRegistered {
-                    name,
-                    email,
-                    locale,
-                    ..
-                }) => Some(user_view(id, &name, &email, locale, e.occurred_at)),
-                _ => None,
-            },
-        );
-    match (registered, events.last()) {
-        (Some(view), Some(last)) => Ok(found(last.stream_version, &view)),
-        _ => Err(ApiError::NotFound(format!("no user {id}"))),
-    }
+    let v = aggregate::load::<User>(&state, actor.tenant_id, id.into_inner(), query.as_of).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((actix_web::http::header::ETAG, format!("\"{}\"", v.version)))
+        .json(unversioned(&v.record, v.version)))
 }
 
 /// A page of a roster list: the id of the last item of the previous page,
@@ -256,7 +187,7 @@ pub struct PolicyBody {
 }
 
 async fn exists(state: &AppState, tenant: Uuid, stream: &str) -> Result<bool, ApiError> {
-    Ok(!stream_events(state, tenant, stream, None).await?.is_empty())
+    Ok(opsledger_app::directory::exists(state.ledger(), tenant, stream).await?)
 }
 
 pub async fn policy_define(
@@ -266,56 +197,52 @@ pub async fn policy_define(
     req: HttpRequest,
     body: web::Json<PolicyBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let (actor, fingerprint, replayed) =
-        begin_command(&state, &caller, ROSTER_WRITERS, &key, &req, &*body).await?;
-    if let Some(r) = replayed {
-        return Ok(r);
-    }
+    let r = asked(&caller, &req, key, &*body)?;
     let body = body.into_inner();
     let policy = Policy {
-        name: body.name.trim().to_owned(),
+        name: body.name,
         levels: body.levels,
         service_ids: body.service_ids,
     };
-    escalation::validate(&policy)?;
-    let tenant = actor.tenant_id;
-    require_services(&state, tenant, &policy.service_ids).await?;
-    for level in &policy.levels {
-        for t in &level.targets {
-            let (stream, what) = match t {
-                Target::User(id) => (roster::user_stream(*id), format!("user {id}")),
-                Target::Schedule(id) => (roster::schedule_stream(*id), format!("schedule {id}")),
-            };
-            if !exists(&state, tenant, &stream).await? {
-                return Err(ApiError::Unprocessable(format!("{what} does not exist")));
+    let id = Uuid::now_v7();
+    let target = Record::New {
+        id,
+        location: format!("/api/v1/escalation-policies/{id}"),
+    };
+    let named = policy.clone();
+    let check = async |actor: &Actor| {
+        let tenant = actor.tenant_id;
+        // Checked in the domain first: an invalid policy is refused for
+        // what it says before what it names is looked up.
+        escalation::validate(&named)?;
+        require_services(&state, tenant, &named.service_ids).await?;
+        for level in &named.levels {
+            for t in &level.targets {
+                let (stream, what) = match t {
+                    Target::User(id) => (roster::user_stream(*id), format!("user {id}")),
+                    Target::Schedule(id) => {
+                        (roster::schedule_stream(*id), format!("schedule {id}"))
+                    }
+                };
+                if !exists(&state, tenant, &stream).await? {
+                    return Err(ApiError::Unprocessable(format!("{what} does not exist")));
+                }
             }
         }
-    }
-    let id = Uuid::now_v7();
-    let at = Utc::now().trunc_subsecs(6);
-    let view = serde_json::to_value(store_roster::PolicyRow {
-        id,
-        policy: policy.clone(),
-        version: 1,
-        defined_at: at,
-    })
-    .map_err(internal)?;
-    create(
+        Ok(())
+    };
+    let command = DefinePolicy {
+        policy_id: id,
+        policy,
+    };
+    define::<DefinedPolicy, _>(
         &state,
-        actor,
-        &req,
-        &key,
-        &fingerprint,
-        escalation::policy_stream(id),
-        vec![RosterOrPolicy::Policy(
-            PolicyEvent::EscalationPolicyDefined {
-                policy_id: id,
-                policy,
-            },
-        )],
-        format!("/api/v1/escalation-policies/{id}"),
-        view,
-        at,
+        r,
+        ROSTER_WRITERS,
+        target,
+        command,
+        run::versioned::<DefinedPolicy>,
+        check,
     )
     .await
 }
@@ -344,28 +271,8 @@ pub async fn policy_get(
     let actor = caller.require(STAFF)?;
     state.tenants.require(&state.pool, actor.tenant_id).await?;
     let id = id.into_inner();
-    let stream = escalation::policy_stream(id);
-    let events = stream_events(&state, actor.tenant_id, &stream, query.as_of).await?;
-    let defined = events.iter().rev().find_map(|e| {
-        match PolicyEvent::from_stored(&e.event_type, &e.payload) {
-            Some(PolicyEvent::EscalationPolicyDefined { policy, .. }) => {
-                Some((policy, e.occurred_at))
-            }
-            _ => None,
-        }
-    });
-    match (defined, events.last()) {
-        (Some((policy, defined_at)), Some(last)) => {
-            let view = store_roster::PolicyRow {
-                id,
-                policy,
-                version: last.stream_version,
-                defined_at,
-            };
-            Ok(found(last.stream_version, &view))
-        }
-        _ => Err(ApiError::NotFound(format!("no escalation policy {id}"))),
-    }
+    let v = aggregate::load::<DefinedPolicy>(&state, actor.tenant_id, id, query.as_of).await?;
+    Ok(aggregate::respond(StatusCode::OK, &v))
 }
 
 // ------------------------------------------------------------ schedules
@@ -376,15 +283,6 @@ pub struct ScheduleBody {
     pub name: String,
     pub time_zone: String,
     pub rotations: Vec<Rotation>,
-}
-
-#[derive(Debug, Serialize)]
-struct ScheduleView {
-    id: Uuid,
-    name: String,
-    #[serde(flatten)]
-    schedule: Schedule,
-    version: i64,
 }
 
 /// The users a schedule or override names must exist; asked of the log, so
@@ -415,11 +313,7 @@ pub async fn schedule_define(
     req: HttpRequest,
     body: web::Json<ScheduleBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let (actor, fingerprint, replayed) =
-        begin_command(&state, &caller, ROSTER_WRITERS, &key, &req, &*body).await?;
-    if let Some(r) = replayed {
-        return Ok(r);
-    }
+    let r = asked(&caller, &req, key, &*body)?;
     let body = body.into_inner();
     let name = Name::parse("name", &body.name).map_err(unprocessable)?;
     let schedule = Schedule {
@@ -427,37 +321,35 @@ pub async fn schedule_define(
         rotations: body.rotations,
         overrides: Vec::new(),
     };
-    oncall::validate(&schedule).map_err(unprocessable)?;
     let users: Vec<Uuid> = schedule
         .rotations
         .iter()
         .flat_map(|r| r.users.iter().copied())
         .collect();
-    users_exist(&state, actor.tenant_id, &users).await?;
     let id = Uuid::now_v7();
-    let at = Utc::now().trunc_subsecs(6);
-    let view = serde_json::to_value(ScheduleView {
+    let target = Record::New {
         id,
-        name: name.as_str().to_owned(),
+        location: format!("/api/v1/schedules/{id}"),
+    };
+    let command = ScheduleCommand::Define {
+        schedule_id: id,
+        name,
         schedule: schedule.clone(),
-        version: 1,
-    })
-    .map_err(internal)?;
-    create(
+    };
+    let check = async |actor: &Actor| {
+        // Checked in the domain first: an invalid schedule is refused for
+        // what it says before who it names is looked up.
+        oncall::validate(&schedule).map_err(unprocessable)?;
+        users_exist(&state, actor.tenant_id, &users).await
+    };
+    define::<OnCallSchedule, _>(
         &state,
-        actor,
-        &req,
-        &key,
-        &fingerprint,
-        roster::schedule_stream(id),
-        vec![RosterOrPolicy::Roster(RosterEvent::ScheduleDefined {
-            schedule_id: id,
-            name,
-            schedule,
-        })],
-        format!("/api/v1/schedules/{id}"),
-        view,
-        at,
+        r,
+        ROSTER_WRITERS,
+        target,
+        command,
+        run::versioned::<OnCallSchedule>,
+        check,
     )
     .await
 }
@@ -477,35 +369,12 @@ pub async fn schedule_list(
     Ok(HttpResponse::Ok().json(Page::of(items, limit, |s| s.id)))
 }
 
-/// A schedule folded from its stream: definition plus overrides in order.
-fn fold_schedule(events: &[RecordedEvent]) -> Option<(String, Schedule)> {
-    events.iter().fold(None, |s, e| {
-        match (s, RosterEvent::from_stored(&e.event_type, &e.payload)) {
-            (_, Some(RosterEvent::ScheduleDefined { name, schedule, .. })) => {
-                Some((name.as_str().to_owned(), schedule))
-            }
-            (Some((n, mut s)), Some(RosterEvent::OverrideAdded { added, .. })) => {
-                s.overrides.push(added);
-                Some((n, s))
-            }
-            (s, _) => s,
-        }
-    })
-}
-
 async fn load_schedule(
     state: &AppState,
     tenant: Uuid,
     id: Uuid,
-) -> Result<(String, Schedule, i64), ApiError> {
-    let events = stream_events(state, tenant, &roster::schedule_stream(id), None).await?;
-    let (name, schedule) =
-        fold_schedule(&events).ok_or_else(|| ApiError::NotFound(format!("no schedule {id}")))?;
-    Ok((
-        name,
-        schedule,
-        events.last().map_or(0, |e| e.stream_version),
-    ))
+) -> Result<aggregate::Versioned<OnCallSchedule>, ApiError> {
+    aggregate::load::<OnCallSchedule>(state, tenant, id, None).await
 }
 
 pub async fn schedule_get(
@@ -515,17 +384,8 @@ pub async fn schedule_get(
 ) -> Result<HttpResponse, ApiError> {
     let actor = caller.require(STAFF)?;
     state.tenants.require(&state.pool, actor.tenant_id).await?;
-    let id = id.into_inner();
-    let (name, schedule, version) = load_schedule(&state, actor.tenant_id, id).await?;
-    Ok(found(
-        version,
-        &ScheduleView {
-            id,
-            name,
-            schedule,
-            version,
-        },
-    ))
+    let v = load_schedule(&state, actor.tenant_id, id.into_inner()).await?;
+    Ok(aggregate::respond(StatusCode::OK, &v))
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -544,67 +404,40 @@ pub async fn override_add(
     id: web::Path<Uuid>,
     body: web::Json<OverrideBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let (actor, fingerprint, replayed) =
-        begin_command(&state, &caller, OVERRIDE_WRITERS, &key, &req, &*body).await?;
-    if let Some(r) = replayed {
-        return Ok(r);
-    }
-    let id = id.into_inner();
-    let tenant = actor.tenant_id;
-    let (_, mut schedule, version) = load_schedule(&state, tenant, id).await?;
-    if schedule.overrides.len() >= OVERRIDES_MAX {
-        return Err(ApiError::Unprocessable(format!(
-            "a schedule keeps at most {OVERRIDES_MAX} overrides; define it anew"
-        )));
-    }
-    users_exist(&state, tenant, &[body.user_id]).await?;
-    let added = Override {
+    let r = asked(&caller, &req, key, &*body)?;
+    let user_id = body.user_id;
+    let command = ScheduleCommand::AddOverride(Override {
         override_id: Uuid::now_v7(),
-        user_id: body.user_id,
+        user_id,
         start: body.start,
         end: body.end,
+    });
+    // Answered 201 with the override; the entity tag is the schedule's, as
+    // the override is part of it.
+    let target = Record::Revision {
+        id: id.into_inner(),
+        location: |id, _| format!("/api/v1/schedules/{id}"),
     };
-    schedule.overrides.push(added.clone());
-    oncall::validate(&schedule).map_err(unprocessable)?;
-    let view = serde_json::to_value(&added).map_err(internal)?;
-    let event = RosterEvent::OverrideAdded {
-        schedule_id: id,
-        added,
+    let prepare = async |actor: &Actor, _: Option<&OnCallSchedule>| {
+        users_exist(&state, actor.tenant_id, &[user_id]).await?;
+        Ok(Prepared {
+            context: (),
+            view: |s: &OnCallSchedule, _| {
+                serde_json::to_value(s.schedule.overrides.last()).unwrap_or_default()
+            },
+        })
     };
-    let meta = metadata(actor, &req);
-    let location = format!("/api/v1/schedules/{id}");
-    let request = AppendRequest {
-        tenant_id: tenant,
-        streams: vec![StreamAppend {
-            stream_id: roster::schedule_stream(id),
-            expected: ExpectedVersion::Exact(version),
-            events: vec![NewEvent::new(
-                event.type_name(),
-                event.payload(),
-                meta,
-                Utc::now(),
-            )],
-        }],
-        idempotency: idempotency::claim(
-            &key,
-            &fingerprint,
-            StatusCode::CREATED,
-            Some(&location),
-            Some(version + 1),
-            &view,
-        ),
-    };
-    match state.committer.append(request).await? {
-        // The entity tag is the schedule's: the override is part of it.
-        AppendOutcome::Committed { .. } => Ok(HttpResponse::Created()
-            .insert_header((header::LOCATION, location))
-            .insert_header((header::ETAG, format!("\"{}\"", version + 1)))
-            .json(view)),
-        AppendOutcome::Duplicate {
-            fingerprint: stored,
-            response,
-        } => idempotency::replay(&stored, &response, &fingerprint),
-    }
+    aggregate::run_command::<OnCallSchedule, _, _, _>(
+        &state,
+        r,
+        IfMatch(None),
+        OVERRIDE_WRITERS,
+        target,
+        command,
+        |_, _| Ok(()),
+        prepare,
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -633,7 +466,10 @@ pub async fn schedule_oncall(
     let actor = caller.require(STAFF)?;
     state.tenants.require(&state.pool, actor.tenant_id).await?;
     let id = id.into_inner();
-    let (_, schedule, _) = load_schedule(&state, actor.tenant_id, id).await?;
+    let schedule = load_schedule(&state, actor.tenant_id, id)
+        .await?
+        .record
+        .schedule;
     let at = query.at.unwrap_or_else(Utc::now);
     let on_call = oncall::on_call(&schedule, at);
     let ids: Vec<Uuid> = on_call.iter().map(|o| o.user_id).collect();
@@ -687,95 +523,39 @@ pub async fn subscription_create(
     req: HttpRequest,
     body: web::Json<SubscriptionBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let (actor, fingerprint, replayed) =
-        begin_command(&state, &caller, SUBSCRIPTION_WRITERS, &key, &req, &*body).await?;
-    if let Some(r) = replayed {
-        return Ok(r);
-    }
+    let r = asked(&caller, &req, key, &*body)?;
     let body = body.into_inner();
-    let tenant = actor.tenant_id;
-    let client_id = crate::common::client_of_service(&state, tenant, body.service_id)
-        .await?
-        .filter(|c| may_manage(actor, *c))
-        .ok_or_else(|| {
-            ApiError::Unprocessable(format!("service {} does not exist", body.service_id))
-        })?;
-    let name = Name::parse("name", &body.name).map_err(unprocessable)?;
-    let email = Email::parse(&body.email).map_err(unprocessable)?;
-    let locale = locale_of(body.locale.as_deref())?;
-    // Escalations go to responders, and every subscription of a service is
-    // told of its maintenance windows: neither is chosen here.
-    if body.kinds.is_empty()
-        || body.kinds.contains(&NoticeKind::IncidentEscalated)
-        || body.kinds.iter().any(|k| NoticeKind::WINDOW.contains(k))
-    {
-        return Err(ApiError::Unprocessable(
-            "kinds: one or more of incident_opened, incident_mitigated, incident_resolved, monthly_report".into(),
-        ));
-    }
+    let service_id = body.service_id;
     let id = Uuid::now_v7();
-    let at = Utc::now().trunc_subsecs(6);
-    let event = RosterEvent::SubscriptionCreated {
+    let command = SubscriptionCommand::Create {
         subscription_id: id,
-        client_id,
-        service_id: body.service_id,
-        name,
-        email,
-        locale,
+        service_id,
+        name: Name::parse("name", &body.name).map_err(unprocessable)?,
+        email: Email::parse(&body.email).map_err(unprocessable)?,
+        locale: locale_of(body.locale.as_deref())?,
         kinds: body.kinds,
         min_severity: body.min_severity,
     };
-    let view = subscription_view(id, &event, true, at)
-        .ok_or_else(|| ApiError::Internal("a subscription created nothing".into()))?;
-    let view = serde_json::to_value(view).map_err(internal)?;
-    create(
+    let target = Record::New {
+        id,
+        location: format!("/api/v1/subscriptions/{id}"),
+    };
+    let check = async |actor: &Actor| {
+        let client_id = crate::common::client_of_service(&state, actor.tenant_id, service_id)
+            .await?
+            .filter(|c| may_manage(actor, *c));
+        Ok(SubscriptionContext { client_id })
+    };
+    define::<Subscription, _>(
         &state,
-        actor,
-        &req,
-        &key,
-        &fingerprint,
-        roster::subscription_stream(id),
-        vec![RosterOrPolicy::Roster(event)],
-        format!("/api/v1/subscriptions/{id}"),
-        view,
-        at,
+        r,
+        SUBSCRIPTION_WRITERS,
+        target,
+        command,
+        unversioned::<Subscription>,
+        check,
     )
     .await
-}
-
-/// A subscription as every answer shows one (the list's row), from the
-/// event that created it.
-fn subscription_view(
-    id: Uuid,
-    created: &RosterEvent,
-    active: bool,
-    created_at: DateTime<Utc>,
-) -> Option<store_roster::SubscriptionRow> {
-    let RosterEvent::SubscriptionCreated {
-        client_id,
-        service_id,
-        name,
-        email,
-        locale,
-        kinds,
-        min_severity,
-        ..
-    } = created
-    else {
-        return None;
-    };
-    Some(store_roster::SubscriptionRow {
-        id,
-        client_id: *client_id,
-        service_id: *service_id,
-        name: name.as_str().to_owned(),
-        email: email.as_str().to_owned(),
-        locale: locale_str(*locale).to_owned(),
-        kinds: kinds.iter().map(|k| k.as_str().to_owned()).collect(),
-        min_severity: min_severity.as_str().to_owned(),
-        active,
-        created_at,
-    })
 }
 
 /// `GET /api/v1/subscriptions/{id}`: one subscription, folded from its
@@ -790,28 +570,13 @@ pub async fn subscription_get(
     let actor = caller.require(LEDGER_READERS)?;
     state.tenants.require(&state.pool, actor.tenant_id).await?;
     let id = id.into_inner();
-    let stream = roster::subscription_stream(id);
-    let events = stream_events(&state, actor.tenant_id, &stream, query.as_of).await?;
-    let mut view = None;
-    for e in &events {
-        match RosterEvent::from_stored(&e.event_type, &e.payload) {
-            Some(created @ RosterEvent::SubscriptionCreated { .. }) => {
-                view = subscription_view(id, &created, true, e.occurred_at);
-            }
-            Some(RosterEvent::SubscriptionCancelled { .. }) => {
-                if let Some(v) = view.as_mut() {
-                    v.active = false;
-                }
-            }
-            _ => {}
-        }
+    let v = aggregate::load::<Subscription>(&state, actor.tenant_id, id, query.as_of).await?;
+    if !may_manage(actor, v.record.client_id) {
+        return Err(ApiError::NotFound(format!("no subscription {id}")));
     }
-    match (view, events.last()) {
-        (Some(view), Some(last)) if may_manage(actor, view.client_id) => {
-            Ok(found(last.stream_version, &view))
-        }
-        _ => Err(ApiError::NotFound(format!("no subscription {id}"))),
-    }
+    Ok(HttpResponse::Ok()
+        .insert_header((actix_web::http::header::ETAG, format!("\"{}\"", v.version)))
+        .json(unversioned(&v.record, v.version)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -863,51 +628,36 @@ pub async fn subscription_cancel(
     req: HttpRequest,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let actor = caller.require(SUBSCRIPTION_WRITERS)?;
-    state.tenants.require(&state.pool, actor.tenant_id).await?;
-    let id = id.into_inner();
-    let stream = roster::subscription_stream(id);
-    let events = stream_events(&state, actor.tenant_id, &stream, None).await?;
-    let not_found = || ApiError::NotFound(format!("no subscription {id}"));
-    let mut client = None;
-    let mut active = false;
-    for e in &events {
-        match RosterEvent::from_stored(&e.event_type, &e.payload) {
-            Some(RosterEvent::SubscriptionCreated { client_id, .. }) => {
-                client = Some(client_id);
-                active = true;
-            }
-            Some(RosterEvent::SubscriptionCancelled { .. }) => active = false,
-            _ => {}
-        }
-    }
-    let client = client
-        .filter(|c| may_manage(actor, *c))
-        .ok_or_else(not_found)?;
-    let _ = client;
-    if !active {
-        return Ok(HttpResponse::NoContent().finish());
-    }
-    let event = RosterEvent::SubscriptionCancelled {
-        subscription_id: id,
+    let r = Asked {
+        caller: &caller,
+        req: &req,
+        key: IdempotencyKey(None),
+        body: Value::Null,
     };
-    state
-        .committer
-        .append(AppendRequest {
-            tenant_id: actor.tenant_id,
-            streams: vec![StreamAppend {
-                stream_id: stream,
-                expected: ExpectedVersion::Exact(events.last().map_or(0, |e| e.stream_version)),
-                events: vec![NewEvent::new(
-                    event.type_name(),
-                    event.payload(),
-                    metadata(actor, &req),
-                    Utc::now(),
-                )],
-            }],
-            idempotency: None,
+    // Another client's subscription does not exist for a client user.
+    let admit = |actor: &Actor, s: Option<&Subscription>| match s {
+        Some(s) if !may_manage(actor, s.client_id) => {
+            Err(ApiError::NotFound(format!("no subscription {}", s.id)))
+        }
+        _ => Ok(()),
+    };
+    let prepare = async |_: &Actor, _: Option<&Subscription>| {
+        Ok(Prepared {
+            context: SubscriptionContext::default(),
+            view: run::versioned::<Subscription>,
         })
-        .await?;
+    };
+    aggregate::run_command::<Subscription, _, _, _>(
+        &state,
+        r,
+        IfMatch(None),
+        SUBSCRIPTION_WRITERS,
+        Record::Existing(id.into_inner()),
+        SubscriptionCommand::Cancel,
+        admit,
+        prepare,
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

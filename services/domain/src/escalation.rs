@@ -13,6 +13,7 @@ use chrono::Duration;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::aggregate::{Aggregate, By, Outcome};
 use crate::Rejection;
 
 pub const LEVELS_MAX: usize = 20;
@@ -154,6 +155,79 @@ pub fn manual_step(policy: Option<&Policy>, reached: u32) -> Step {
     Step {
         level: (reached + 1).min(top.max(1)),
         round: 1,
+    }
+}
+
+/// An escalation policy as defined last (a definition replaces it whole).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DefinedPolicy {
+    pub id: Uuid,
+    #[serde(flatten)]
+    pub policy: Policy,
+    pub defined_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DefinePolicy {
+    pub policy_id: Uuid,
+    pub policy: Policy,
+}
+
+impl Aggregate for DefinedPolicy {
+    type Event = PolicyEvent;
+    type Command = DefinePolicy;
+    type Context = ();
+    const NOUN: &'static str = "escalation policy";
+
+    fn stream(id: Uuid) -> String {
+        policy_stream(id)
+    }
+    fn parse(event_type: &str, payload: &serde_json::Value) -> Option<PolicyEvent> {
+        PolicyEvent::from_stored(event_type, payload)
+    }
+    fn evolve(
+        _: Option<Self>,
+        event: &PolicyEvent,
+        at: chrono::DateTime<chrono::Utc>,
+        _: By<'_>,
+    ) -> Option<Self> {
+        let PolicyEvent::EscalationPolicyDefined { policy_id, policy } = event;
+        Some(DefinedPolicy {
+            id: *policy_id,
+            policy: policy.clone(),
+            defined_at: at,
+        })
+    }
+    fn type_name(event: &PolicyEvent) -> &'static str {
+        event.type_name()
+    }
+    fn payload(event: &PolicyEvent) -> serde_json::Value {
+        event.payload()
+    }
+    fn status(&self) -> &'static str {
+        "defined"
+    }
+    fn decide(
+        state: Option<&Self>,
+        c: DefinePolicy,
+        _: &(),
+        _: &str,
+    ) -> Result<Outcome<PolicyEvent>, Rejection> {
+        if let Some(p) = state {
+            return Err(Rejection::AlreadyExists(format!(
+                "escalation policy {}",
+                p.id
+            )));
+        }
+        let policy = Policy {
+            name: c.policy.name.trim().to_owned(),
+            ..c.policy
+        };
+        validate(&policy)?;
+        Ok(Outcome::only(vec![PolicyEvent::EscalationPolicyDefined {
+            policy_id: c.policy_id,
+            policy,
+        }]))
     }
 }
 

@@ -2,13 +2,16 @@
 //! on call, on-call schedules, and client contacts' subscriptions to their
 //! services' incidents (SPEC §5, §9).
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::aggregate::{existing, Aggregate, By, Outcome};
 use crate::alert::Severity;
 use crate::notice::NoticeKind;
 use crate::oncall::{Override, Schedule};
 use crate::text::{Email, Locale, Name};
+use crate::Rejection;
 
 pub fn user_stream(id: Uuid) -> String {
     format!("user-{id}")
@@ -88,6 +91,352 @@ pub fn wants(
     // Severity orders from critical (highest) to info: "at least warning"
     // means critical, error or warning.
     kinds.contains(&kind) && severity <= min_severity
+}
+
+// -------------------------------------------------------------- aggregates
+
+/// The event plumbing every roster record shares.
+macro_rules! roster_events {
+    () => {
+        type Event = RosterEvent;
+        fn parse(event_type: &str, payload: &serde_json::Value) -> Option<RosterEvent> {
+            RosterEvent::from_stored(event_type, payload)
+        }
+        fn type_name(event: &RosterEvent) -> &'static str {
+            event.type_name()
+        }
+        fn payload(event: &RosterEvent) -> serde_json::Value {
+            event.payload()
+        }
+    };
+}
+
+/// A responder, as registered.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct User {
+    pub id: Uuid,
+    pub name: Name,
+    pub email: Email,
+    pub locale: Locale,
+    pub registered_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegisterUser {
+    pub user_id: Uuid,
+    pub name: Name,
+    pub email: Email,
+    pub locale: Locale,
+}
+
+impl Aggregate for User {
+    roster_events!();
+    type Command = RegisterUser;
+    type Context = ();
+    const NOUN: &'static str = "user";
+
+    fn stream(id: Uuid) -> String {
+        user_stream(id)
+    }
+    fn evolve(
+        state: Option<Self>,
+        event: &RosterEvent,
+        at: DateTime<Utc>,
+        _: By<'_>,
+    ) -> Option<Self> {
+        match event {
+            RosterEvent::UserRegistered {
+                user_id,
+                name,
+                email,
+                locale,
+            } => Some(User {
+                id: *user_id,
+                name: name.clone(),
+                email: email.clone(),
+                locale: *locale,
+                registered_at: at,
+            }),
+            _ => state,
+        }
+    }
+    fn status(&self) -> &'static str {
+        "registered"
+    }
+    fn decide(
+        state: Option<&Self>,
+        c: RegisterUser,
+        _: &(),
+        _: &str,
+    ) -> Result<Outcome<RosterEvent>, Rejection> {
+        if let Some(u) = state {
+            return Err(Rejection::AlreadyExists(format!("user {}", u.id)));
+        }
+        Ok(Outcome::only(vec![RosterEvent::UserRegistered {
+            user_id: c.user_id,
+            name: c.name,
+            email: c.email,
+            locale: c.locale,
+        }]))
+    }
+}
+
+/// An on-call schedule: its definition and the overrides added since.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OnCallSchedule {
+    pub id: Uuid,
+    pub name: Name,
+    #[serde(flatten)]
+    pub schedule: Schedule,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScheduleCommand {
+    Define {
+        schedule_id: Uuid,
+        name: Name,
+        schedule: Schedule,
+    },
+    AddOverride(Override),
+}
+
+impl Aggregate for OnCallSchedule {
+    roster_events!();
+    type Command = ScheduleCommand;
+    type Context = ();
+    const NOUN: &'static str = "schedule";
+
+    fn stream(id: Uuid) -> String {
+        schedule_stream(id)
+    }
+    fn evolve(
+        state: Option<Self>,
+        event: &RosterEvent,
+        _: DateTime<Utc>,
+        _: By<'_>,
+    ) -> Option<Self> {
+        match (state, event) {
+            (
+                _,
+                RosterEvent::ScheduleDefined {
+                    schedule_id,
+                    name,
+                    schedule,
+                },
+            ) => Some(OnCallSchedule {
+                id: *schedule_id,
+                name: name.clone(),
+                schedule: schedule.clone(),
+            }),
+            (Some(mut s), RosterEvent::OverrideAdded { added, .. }) => {
+                s.schedule.overrides.push(added.clone());
+                Some(s)
+            }
+            (state, _) => state,
+        }
+    }
+    fn status(&self) -> &'static str {
+        "defined"
+    }
+    /// A schedule, and each override added, must leave it valid; a schedule
+    /// keeps at most `OVERRIDES_MAX` overrides (it is defined anew instead).
+    fn decide(
+        state: Option<&Self>,
+        command: ScheduleCommand,
+        _: &(),
+        _: &str,
+    ) -> Result<Outcome<RosterEvent>, Rejection> {
+        let event = match (state, command) {
+            (
+                None,
+                ScheduleCommand::Define {
+                    schedule_id,
+                    name,
+                    schedule,
+                },
+            ) => {
+                crate::oncall::validate(&schedule).map_err(Rejection::Invalid)?;
+                RosterEvent::ScheduleDefined {
+                    schedule_id,
+                    name,
+                    schedule,
+                }
+            }
+            (Some(s), ScheduleCommand::Define { .. }) => {
+                return Err(Rejection::AlreadyExists(format!("schedule {}", s.id)))
+            }
+            (state, ScheduleCommand::AddOverride(added)) => {
+                let s = existing(state, "add an override to")?;
+                if s.schedule.overrides.len() >= OVERRIDES_MAX {
+                    return Err(Rejection::Invalid(format!(
+                        "a schedule keeps at most {OVERRIDES_MAX} overrides; define it anew"
+                    )));
+                }
+                let mut after = s.schedule.clone();
+                after.overrides.push(added.clone());
+                crate::oncall::validate(&after).map_err(Rejection::Invalid)?;
+                RosterEvent::OverrideAdded {
+                    schedule_id: s.id,
+                    added,
+                }
+            }
+        };
+        Ok(Outcome::only(vec![event]))
+    }
+}
+
+/// A client contact's subscription to a service's notices.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Subscription {
+    pub id: Uuid,
+    pub client_id: Uuid,
+    pub service_id: Uuid,
+    pub name: Name,
+    pub email: Email,
+    pub locale: Locale,
+    pub kinds: Vec<NoticeKind>,
+    pub min_severity: Severity,
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SubscriptionCommand {
+    Create {
+        subscription_id: Uuid,
+        service_id: Uuid,
+        name: Name,
+        email: Email,
+        locale: Locale,
+        kinds: Vec<NoticeKind>,
+        min_severity: Severity,
+    },
+    Cancel,
+}
+
+/// What creating a subscription needs from beyond its stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SubscriptionContext {
+    /// The client owning the service, when the caller may subscribe its
+    /// contacts (`None`: no such service, as far as the caller may know).
+    pub client_id: Option<Uuid>,
+}
+
+impl Aggregate for Subscription {
+    roster_events!();
+    type Command = SubscriptionCommand;
+    type Context = SubscriptionContext;
+    const NOUN: &'static str = "subscription";
+
+    fn stream(id: Uuid) -> String {
+        subscription_stream(id)
+    }
+    fn evolve(
+        state: Option<Self>,
+        event: &RosterEvent,
+        at: DateTime<Utc>,
+        _: By<'_>,
+    ) -> Option<Self> {
+        match (state, event) {
+            (
+                _,
+                RosterEvent::SubscriptionCreated {
+                    subscription_id,
+                    client_id,
+                    service_id,
+                    name,
+                    email,
+                    locale,
+                    kinds,
+                    min_severity,
+                },
+            ) => Some(Subscription {
+                id: *subscription_id,
+                client_id: *client_id,
+                service_id: *service_id,
+                name: name.clone(),
+                email: email.clone(),
+                locale: *locale,
+                kinds: kinds.clone(),
+                min_severity: *min_severity,
+                active: true,
+                created_at: at,
+            }),
+            (Some(mut s), RosterEvent::SubscriptionCancelled { .. }) => {
+                s.active = false;
+                Some(s)
+            }
+            (state, _) => state,
+        }
+    }
+    fn status(&self) -> &'static str {
+        if self.active {
+            "active"
+        } else {
+            "cancelled"
+        }
+    }
+    /// Escalations go to responders, and every subscription of a service is
+    /// told of its maintenance windows: neither is chosen by subscribing.
+    /// Cancelling twice records nothing.
+    fn decide(
+        state: Option<&Self>,
+        command: SubscriptionCommand,
+        ctx: &SubscriptionContext,
+        _: &str,
+    ) -> Result<Outcome<RosterEvent>, Rejection> {
+        match (state, command) {
+            (
+                None,
+                SubscriptionCommand::Create {
+                    subscription_id,
+                    service_id,
+                    name,
+                    email,
+                    locale,
+                    kinds,
+                    min_severity,
+                },
+            ) => {
+                let client_id = ctx
+                    .client_id
+                    .ok_or_else(|| Rejection::NotFound(format!("service {service_id}")))?;
+                if kinds.is_empty()
+                    || kinds.contains(&NoticeKind::IncidentEscalated)
+                    || kinds.iter().any(|k| NoticeKind::WINDOW.contains(k))
+                {
+                    return Err(Rejection::Invalid(
+                        "kinds: one or more of incident_opened, incident_mitigated, \
+                         incident_resolved, monthly_report"
+                            .into(),
+                    ));
+                }
+                Ok(Outcome::only(vec![RosterEvent::SubscriptionCreated {
+                    subscription_id,
+                    client_id,
+                    service_id,
+                    name,
+                    email,
+                    locale,
+                    kinds,
+                    min_severity,
+                }]))
+            }
+            (Some(s), SubscriptionCommand::Create { .. }) => {
+                Err(Rejection::AlreadyExists(format!("subscription {}", s.id)))
+            }
+            (state, SubscriptionCommand::Cancel) => {
+                let s = existing(state, "cancel")?;
+                Ok(Outcome::only(if s.active {
+                    vec![RosterEvent::SubscriptionCancelled {
+                        subscription_id: s.id,
+                    }]
+                } else {
+                    vec![]
+                }))
+            }
+        }
+    }
 }
 
 #[cfg(test)]

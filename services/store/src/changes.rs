@@ -31,13 +31,12 @@ fn actor(e: &RecordedEvent) -> String {
     crate::read::kept_metadata(e, "actor")
 }
 
-/// A change folded from its events. Times are the events' `occurred_at`:
-/// for commands, the instant the handler decided them, which is what its
-/// answer showed.
+/// A change folded from its events. Times are the instants the events were
+/// recorded at: the one clock of commands' answers and reads by id.
 pub fn fold_change(events: &[RecordedEvent]) -> Option<Change> {
     events.iter().fold(None, |c, e| {
         match ChangeEvent::from_stored(&e.event_type, &e.payload) {
-            Some(ev) => change::evolve(c, &ev, e.occurred_at, &actor(e)),
+            Some(ev) => change::evolve(c, &ev, e.recorded_at, &actor(e)),
             None => c,
         }
     })
@@ -46,7 +45,7 @@ pub fn fold_change(events: &[RecordedEvent]) -> Option<Change> {
 pub fn fold_window(events: &[RecordedEvent]) -> Option<Window> {
     events.iter().fold(None, |w, e| {
         match WindowEvent::from_stored(&e.event_type, &e.payload) {
-            Some(ev) => window::evolve(w, &ev, e.occurred_at, &actor(e)),
+            Some(ev) => window::evolve(w, &ev, e.recorded_at, &actor(e)),
             None => w,
         }
     })
@@ -55,7 +54,7 @@ pub fn fold_window(events: &[RecordedEvent]) -> Option<Window> {
 pub fn fold_freeze(events: &[RecordedEvent]) -> Option<Freeze> {
     events.iter().fold(None, |f, e| {
         match FreezeEvent::from_stored(&e.event_type, &e.payload) {
-            Some(ev) => freeze::evolve(f, &ev, e.occurred_at, &actor(e)),
+            Some(ev) => freeze::evolve(f, &ev, e.recorded_at, &actor(e)),
             None => f,
         }
     })

@@ -44,8 +44,9 @@ impl Projection for DirectoryProjection {
             else {
                 return Ok(());
             };
-            // When it happened, as the API reports it for a single resource too.
-            let at = event.occurred_at;
+            // When it was recorded, as the API reports it for a single
+            // resource too (the one clock).
+            let at = event.recorded_at;
             match parsed {
                 DirectoryEvent::TenantRegistered {
                     tenant_id,

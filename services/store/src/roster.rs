@@ -22,8 +22,9 @@ fn corrupt(e: serde_json::Error) -> StoreError {
 }
 
 /// The roster read models. Their timestamps (`registered_at`, `defined_at`,
-/// `created_at`) are the events' `occurred_at`, which the API also answers
-/// the create with and reads by id fold from the stream, so all three agree.
+/// `created_at`) are the instants the events were recorded at, which the
+/// API also answers the create with and reads by id fold from the stream,
+/// so all three agree.
 #[derive(Debug, Default)]
 pub struct RosterProjection;
 
@@ -78,7 +79,7 @@ impl Projection for RosterProjection {
                         definition: serde_json::to_value(&policy).map_err(corrupt)?,
                         service_ids: array_literal(&policy.service_ids),
                         version: event.stream_version,
-                        defined_at: event.occurred_at,
+                        defined_at: event.recorded_at,
                     };
                     match w.policies.iter_mut().find(|(k, _)| *k == key) {
                         Some((_, last)) => *last = row,
@@ -171,7 +172,7 @@ impl RosterWrites {
                 name.as_str().to_owned(),
                 email.as_str().to_owned(),
                 locale_str(locale),
-                event.occurred_at,
+                event.recorded_at,
             )),
             RosterEvent::ScheduleDefined {
                 schedule_id,
@@ -216,7 +217,7 @@ impl RosterWrites {
                 let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
                 s.kinds.push(array_literal(&kinds));
                 s.min_severity.push(min_severity.as_str());
-                s.created_at.push(event.occurred_at);
+                s.created_at.push(event.recorded_at);
             }
             RosterEvent::SubscriptionCancelled { subscription_id } => {
                 self.cancelled.push((t, subscription_id));
