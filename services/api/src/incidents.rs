@@ -4,16 +4,15 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use opsledger_domain::access::{Actor, ClientScope, INCIDENT_READERS, RESPONDERS};
+use opsledger_domain::access::{Actor, ClientScope, INCIDENT_READERS};
 use opsledger_domain::alert::{self, AlertEvent, Category, Severity};
 use opsledger_domain::impact::ImpactLevel;
 use opsledger_domain::incident::{
     self, fold, Command, Evidence, Incident, IncidentEvent, MaintenanceAction, OperationsAction,
     Status, Triage, Visibility,
 };
-use opsledger_domain::{Metadata, NewEvent, RecordedEvent, WorkClass};
+use opsledger_domain::{Metadata, RecordedEvent, WorkClass};
 use opsledger_store::incidents::{self as store_inc, AlertFilter, IncidentFilter};
-use opsledger_store::{AppendOutcome, AppendRequest, ExpectedVersion, StreamAppend};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
@@ -21,11 +20,10 @@ use uuid::Uuid;
 use crate::aggregate;
 use crate::auth::Caller;
 use crate::common::{
-    begin_command, client_of_service, metadata, page_len, require_services, stream_events,
-    unprocessable, AsOfQuery, Page,
+    begin_command, client_of_service, page_len, require_services, stream_events, AsOfQuery, Page,
 };
 use crate::extract::{optional_json, IfMatch};
-use crate::idempotency::{self, IdempotencyKey};
+use crate::idempotency::IdempotencyKey;
 use crate::problem::ApiError;
 use crate::AppState;
 use opsledger_app::run;
@@ -144,6 +142,20 @@ async fn command(
     asked: Asked,
     command: Command,
 ) -> Result<HttpResponse, ApiError> {
+    command_on(&state, &caller, &req, id.into_inner(), asked, command, None).await
+}
+
+/// Runs an incident command for the caller; `service` (of an opening) must
+/// exist.
+async fn command_on(
+    state: &AppState,
+    caller: &Caller,
+    req: &HttpRequest,
+    id: Uuid,
+    asked: Asked,
+    command: Command,
+    service: Option<Uuid>,
+) -> Result<HttpResponse, ApiError> {
     let Asked {
         if_match,
         key,
@@ -151,13 +163,15 @@ async fn command(
     } = asked;
     let what = serde_json::json!({ "if_match": if_match.0, "body": body });
     let (actor, fingerprint, replayed) =
-        begin_command(&state, &caller, command.roles(), &key, &req, &what).await?;
+        begin_command(state, caller, command.roles(), &key, req, &what).await?;
     if let Some(replayed) = replayed {
         return Ok(replayed);
     }
-    let asked = aggregate::asked(actor, &req, if_match, key, &fingerprint);
-    let ran =
-        opsledger_app::incidents::execute(state.ledger(), asked, id.into_inner(), command).await?;
+    if let Some(s) = service {
+        require_services(state, actor.tenant_id, &[s]).await?;
+    }
+    let asked = aggregate::asked(actor, req, if_match, key, &fingerprint);
+    let ran = opsledger_app::incidents::execute(state.ledger(), asked, id, command).await?;
     aggregate::answer(ran, &fingerprint)
 }
 
@@ -480,110 +494,24 @@ pub async fn incident_open(
     req: HttpRequest,
     body: web::Json<OpenBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let (actor, fingerprint, replayed) =
-        begin_command(&state, &caller, RESPONDERS, &key, &req, &*body).await?;
-    if let Some(replayed) = replayed {
-        return Ok(replayed);
-    }
-    let body = body.into_inner();
-    let title = opsledger_domain::text::Name::parse("title", &body.title).map_err(unprocessable)?;
-    if let Some(service) = body.service_id {
-        require_services(&state, actor.tenant_id, &[service]).await?;
-    }
-    let now = Utc::now();
-    let id = Uuid::now_v7();
-    let impact_start = body.impact_start.unwrap_or(now).min(now);
-    // Trouble that began inside the service's maintenance window is planned
-    // downtime: the incident says which window.
-    let planned_window = match body.service_id {
-        Some(service) => {
-            let client = state
-                .pool
-                .get()
-                .await
-                .map_err(opsledger_store::StoreError::from)?;
-            opsledger_store::changes::window_covering(
-                &client,
-                actor.tenant_id,
-                service,
-                impact_start,
-            )
-            .await?
-        }
-        None => None,
+    let asked = Asked {
+        if_match: IfMatch(None),
+        key,
+        body: serde_json::to_value(&*body).map_err(|e| ApiError::Internal(Box::new(e)))?,
     };
-    let opened = IncidentEvent::IncidentOpened {
+    let body = body.into_inner();
+    let service_id = body.service_id;
+    let id = Uuid::now_v7();
+    let command = Command::Open {
         incident_id: id,
-        service_id: body.service_id,
-        title: title.as_str().to_owned(),
+        service_id,
+        title: body.title,
         severity: body.severity,
         category: body.category.unwrap_or(Category::Application),
-        group_key: None,
-        impact_start,
-        planned_window,
-        impact_level: Some(
-            body.impact_level
-                .unwrap_or_else(|| ImpactLevel::of_severity(body.severity)),
-        ),
+        impact_start: body.impact_start,
+        impact_level: body.impact_level,
     };
-    let first = crate::common::first_step(&state, actor.tenant_id, body.service_id, now).await?;
-    let client_id = match body.service_id {
-        Some(s) => client_of_service(&state, actor.tenant_id, s).await?,
-        None => None,
-    };
-    let decided: Vec<IncidentEvent> = std::iter::once(opened).chain(first).collect();
-    let version = decided.len() as i64;
-    // Folded at the instant the committer records the events (one clock).
-    let answer = {
-        let decided = decided.clone();
-        std::sync::Arc::new(move |at: DateTime<Utc>| {
-            let incident = decided
-                .iter()
-                .try_fold(None, |i, e| Some(incident::evolve(i, e, at)))
-                .flatten()?;
-            Some(IncidentView {
-                incident,
-                client_id,
-                version,
-                alert_count: 0,
-            })
-        })
-    };
-    let opening_opened_nothing = || ApiError::Internal("opening opened nothing".into());
-    answer(now).ok_or_else(opening_opened_nothing)?;
-    let location = format!("/api/v1/incidents/{id}");
-    let request = AppendRequest {
-        tenant_id: actor.tenant_id,
-        streams: vec![StreamAppend {
-            stream_id: incident::incident_stream(id),
-            expected: ExpectedVersion::NoStream,
-            events: decided
-                .iter()
-                .map(|e| NewEvent::new(e.type_name(), e.payload(), metadata(actor, &req), now))
-                .collect(),
-        }],
-        idempotency: {
-            let answer = answer.clone();
-            idempotency::claim_at_commit(
-                &key,
-                &fingerprint,
-                actix_web::http::StatusCode::CREATED,
-                Some(&location),
-                Some(version),
-                move |at| serde_json::to_value(answer(at)).unwrap_or_default(),
-            )
-        },
-    };
-    match state.committer.append(request).await? {
-        AppendOutcome::Committed { recorded_at, .. } => Ok(HttpResponse::Created()
-            .insert_header((header::LOCATION, location))
-            .insert_header((header::ETAG, format!("\"{version}\"")))
-            .json(answer(recorded_at).ok_or_else(opening_opened_nothing)?)),
-        AppendOutcome::Duplicate {
-            fingerprint: stored,
-            response,
-        } => idempotency::replay(&stored, &response, &fingerprint),
-    }
+    command_on(&state, &caller, &req, id, asked, command, service_id).await
 }
 
 // ------------------------------------------------------------ reads

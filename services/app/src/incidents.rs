@@ -24,7 +24,8 @@ pub struct IncidentView {
     pub alert_count: i64,
 }
 
-/// Runs `command` on incident `id`.
+/// Runs `command` on incident `id`; `Command::Open` opens it (answered at
+/// `/api/v1/incidents/{id}`).
 pub async fn execute(
     ledger: Ledger<'_>,
     asked: Asked,
@@ -32,36 +33,69 @@ pub async fn execute(
     command: Command,
 ) -> Result<Ran, RunError> {
     let tenant = asked.tenant;
-    run::run::<Incident, _, _, RunError>(ledger, asked, Target::Existing(id), command, async |i| {
-        let i = i.ok_or(RunError::NotFound {
-            noun: "incident",
-            id,
-        })?;
-        let now = Utc::now().trunc_subsecs(6);
-        // Only a reopening pages again and takes its group back.
-        let reopenable = i.status == Status::Resolved;
-        let has_policy = match (reopenable, i.service_id) {
+    let now = Utc::now().trunc_subsecs(6);
+    let (target, opening) = match &command {
+        Command::Open {
+            service_id,
+            impact_start,
+            ..
+        } => (
+            Target::New {
+                id,
+                location: format!("/api/v1/incidents/{id}"),
+            },
+            Some((*service_id, impact_start.unwrap_or(now).min(now))),
+        ),
+        _ => (Target::Existing(id), None),
+    };
+    run::run::<Incident, _, _, RunError>(ledger, asked, target, command, async |i| {
+        let service_id = match (i, opening) {
+            (Some(i), _) => i.service_id,
+            (None, Some((service_id, _))) => service_id,
+            (None, None) => {
+                return Err(RunError::NotFound {
+                    noun: "incident",
+                    id,
+                })
+            }
+        };
+        // An opening pages from the first step; so does a reopening, which
+        // also takes its group back.
+        let reopenable = i.is_some_and(|i| i.status == Status::Resolved);
+        let has_policy = match (reopenable || i.is_none(), service_id) {
             (true, Some(s)) => opsledger_store::roster::policy_of_service(ledger.pool, tenant, s)
                 .await?
                 .is_some(),
             _ => false,
         };
-        let group = match (reopenable, i.service_id, &i.group_key) {
-            (true, Some(s), Some(key)) => Some(group_facts(ledger, tenant, s, key).await?),
+        let group = match (reopenable, i.and_then(|i| i.group_key.as_ref()), service_id) {
+            (true, Some(key), Some(s)) => Some(group_facts(ledger, tenant, s, key).await?),
             _ => None,
         };
-        let client_id = match i.service_id {
+        let planned_window = match opening {
+            Some((Some(s), impact_start)) => {
+                let client = ledger.pool.get().await.map_err(StoreError::from)?;
+                opsledger_store::changes::window_covering(&client, tenant, s, impact_start).await?
+            }
+            _ => None,
+        };
+        let client_id = match service_id {
             Some(s) => crate::directory::client_of_service(ledger, tenant, s).await?,
             None => None,
         };
-        let alert_count =
-            opsledger_store::incidents::alert_count(ledger.pool, tenant, i.id, None).await?;
+        let alert_count = match i {
+            Some(i) => {
+                opsledger_store::incidents::alert_count(ledger.pool, tenant, i.id, None).await?
+            }
+            None => 0,
+        };
         Ok(Prepared {
             context: Context {
                 new_id: Uuid::now_v7(),
                 now,
                 has_policy,
                 group,
+                planned_window,
             },
             view: move |incident: &Incident, version| {
                 serde_json::to_value(IncidentView {

@@ -538,9 +538,21 @@ pub fn evolve(
     Some(i)
 }
 
-/// Commands on an existing incident.
+/// Commands on an incident.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
+    /// Opens one by hand (ingestion opens those alerts raise).
+    Open {
+        incident_id: Uuid,
+        service_id: Option<Uuid>,
+        title: String,
+        severity: Severity,
+        category: Category,
+        /// When the impact began; now if absent, and never later than now.
+        impact_start: Option<DateTime<Utc>>,
+        /// Mapped from the severity if absent.
+        impact_level: Option<ImpactLevel>,
+    },
     Acknowledge,
     AddNote {
         text: String,
@@ -692,6 +704,12 @@ pub fn decide(
     use Status::*;
     let s = incident.status;
     let event = match command {
+        Command::Open { .. } => {
+            return Err(Rejection::AlreadyExists(format!(
+                "incident {}",
+                incident.id
+            )))
+        }
         Command::Acknowledge => match s {
             Triggered => IncidentEvent::IncidentAcknowledged {},
             _ => return Err(invalid_in("acknowledge", s)),
@@ -919,6 +937,9 @@ pub struct Context {
     /// The alert group it came from, as its stream stands, when it came
     /// from one (looked up for a reopening).
     pub group: Option<GroupFacts>,
+    /// For an opening: the service's maintenance window in force when the
+    /// impact began (trouble that began inside one is planned downtime).
+    pub planned_window: Option<Uuid>,
 }
 
 /// An alert group's stream: its version, and the incident it binds now.
@@ -968,6 +989,39 @@ impl Aggregate for Incident {
         ctx: &Context,
         _: &str,
     ) -> Result<Outcome<IncidentEvent>, Rejection> {
+        if let (
+            None,
+            Command::Open {
+                incident_id,
+                service_id,
+                title,
+                severity,
+                category,
+                impact_start,
+                impact_level,
+            },
+        ) = (state, &command)
+        {
+            let title = crate::text::Name::parse("title", title).map_err(Rejection::Invalid)?;
+            let opened = IncidentEvent::IncidentOpened {
+                incident_id: *incident_id,
+                service_id: *service_id,
+                title: title.as_str().to_owned(),
+                severity: *severity,
+                category: *category,
+                group_key: None,
+                impact_start: impact_start.unwrap_or(ctx.now).min(ctx.now),
+                planned_window: ctx.planned_window,
+                impact_level: Some(
+                    impact_level.unwrap_or_else(|| ImpactLevel::of_severity(*severity)),
+                ),
+            };
+            return Ok(Outcome::only(
+                std::iter::once(opened)
+                    .chain(first_step(ctx.has_policy, ctx.now))
+                    .collect(),
+            ));
+        }
         let i = existing(state, "change")?;
         let mut events = decide(i, command, ctx.new_id)?;
         let reopens = events
@@ -1105,6 +1159,7 @@ mod tests {
             now: DateTime::from_timestamp(1_700_000_600, 0).unwrap(),
             has_policy: true,
             group,
+            planned_window: None,
         }
     }
 
@@ -1167,6 +1222,38 @@ mod tests {
             ..held
         };
         assert_eq!(decided(&resolved, reopen, &quiet).events.len(), 1);
+    }
+
+    #[test]
+    fn given_nothing_when_opened_by_hand_then_it_pages_from_the_first_step_and_never_starts_later_than_now(
+    ) {
+        let ctx = context(None);
+        let open = Command::Open {
+            incident_id: Uuid::from_u128(1),
+            service_id: Some(Uuid::from_u128(7)),
+            title: " DB down ".into(),
+            severity: Severity::Critical,
+            category: Category::Application,
+            impact_start: Some(ctx.now + chrono::Duration::hours(1)),
+            impact_level: None,
+        };
+        let out = <Incident as Aggregate>::decide(None, open, &ctx, "op").unwrap();
+        match &out.events[..] {
+            [IncidentEvent::IncidentOpened {
+                title,
+                impact_start,
+                impact_level,
+                ..
+            }, IncidentEvent::EscalationScheduled { level: 1, .. }] => {
+                assert_eq!(title, "DB down");
+                assert_eq!(*impact_start, ctx.now);
+                assert_eq!(
+                    *impact_level,
+                    Some(ImpactLevel::of_severity(Severity::Critical))
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
     }
 
     #[test]
