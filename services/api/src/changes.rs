@@ -446,7 +446,7 @@ async fn step(
         _ => None,
     };
     let link = match &step {
-        Step::Link(l) => Some(l.clone()),
+        Step::Link(l) => Some(*l),
         _ => None,
     };
     let (command, lookup) = step.command(caller.0.subject.clone());

@@ -118,23 +118,6 @@ pub(crate) async fn client_of_service(
     Ok(opsledger_app::directory::client_of_service(state.ledger(), tenant, service).await?)
 }
 
-/// The step an incident of this service starts paging with, due `now`
-/// (`incident::first_step`), looked up in the service's policy.
-pub(crate) async fn first_step(
-    state: &AppState,
-    tenant: Uuid,
-    service: Option<Uuid>,
-    now: DateTime<Utc>,
-) -> Result<Option<opsledger_domain::incident::IncidentEvent>, ApiError> {
-    let has_policy = match service {
-        Some(s) => opsledger_store::roster::policy_of_service(&state.pool, tenant, s)
-            .await?
-            .is_some(),
-        None => false,
-    };
-    Ok(opsledger_domain::incident::first_step(has_policy, now))
-}
-
 /// The client owning a service that must exist: 422 otherwise.
 pub(crate) async fn existing_service(
     state: &AppState,

@@ -17,9 +17,9 @@ use uuid::Uuid;
 use crate::auth::Caller;
 use crate::common::metadata;
 use crate::incidents;
-use crate::ingest::{self, Ingested};
 use crate::problem::ApiError;
 use crate::AppState;
+use opsledger_app::ingest::{self, Ingested};
 
 /// Alerts in one notification at most: Alertmanager truncates long groups
 /// itself, and a body is at most 1 MiB anyway.
@@ -125,7 +125,7 @@ pub async fn alert_post(
     let actor = sender(&state, &caller).await?;
     let signal = plain_signal(body.into_inner())?;
     let meta = meta_from(actor, &req, &signal.source.clone());
-    let result = ingest::ingest(&state, actor.tenant_id, &meta, signal).await?;
+    let result = ingest::ingest(state.ingestion(), actor.tenant_id, &meta, signal).await?;
     Ok(HttpResponse::Accepted().json(result))
 }
 
@@ -244,13 +244,13 @@ async fn group_notification(
     let present: HashSet<String> = signals.iter().map(|s| s.dedup_key.clone()).collect();
     let mut results: Vec<Ingested> = Vec::with_capacity(signals.len());
     for s in signals {
-        results.push(ingest::ingest(state, actor.tenant_id, &meta, s).await?);
+        results.push(ingest::ingest(state.ingestion(), actor.tenant_id, &meta, s).await?);
     }
     // A notification carries every unmuted alert of its group, unless it was
     // truncated: only then can absence be trusted.
     let expired = if n.truncated_alerts == 0 {
         ingest::expire_missing_from_group(
-            state,
+            state.ingestion(),
             actor.tenant_id,
             &meta,
             source,
@@ -371,7 +371,7 @@ pub async fn pagerduty_post(
                 ends_at: None,
                 dedup_key: dedup_key.clone(),
             };
-            ingest::ingest(&state, actor.tenant_id, &meta, signal).await?;
+            ingest::ingest(state.ingestion(), actor.tenant_id, &meta, signal).await?;
             dedup_key
         }
         "acknowledge" | "resolve" => {
@@ -382,7 +382,7 @@ pub async fn pagerduty_post(
                 .ok_or_else(|| pd_invalid("dedup_key is required"))?;
             if event.event_action == "acknowledge" {
                 if let Some(incident_id) =
-                    ingest::incident_of_key(&state, actor.tenant_id, &dedup_key).await?
+                    ingest::incident_of_key(state.ingestion(), actor.tenant_id, &dedup_key).await?
                 {
                     incidents::acknowledge_if_triggered(
                         &state,
@@ -406,7 +406,7 @@ pub async fn pagerduty_post(
                     starts_at: Utc::now(),
                     ends_at: None,
                 };
-                ingest::ingest(&state, actor.tenant_id, &meta, signal).await?;
+                ingest::ingest(state.ingestion(), actor.tenant_id, &meta, signal).await?;
             }
             dedup_key
         }

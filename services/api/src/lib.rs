@@ -18,7 +18,6 @@ pub mod extract;
 pub mod feed;
 pub mod idempotency;
 pub mod incidents;
-pub mod ingest;
 pub mod input;
 pub mod inquiries;
 pub mod integrations;
@@ -57,7 +56,7 @@ pub struct AppState {
     pub tenants: tenants::TenantDirectory,
     pub projections: Vec<SharedProjection>,
     /// What ingestion last knew of alert and group streams; see `ingest`.
-    pub ingest_cache: ingest::IngestCache,
+    pub ingest_cache: opsledger_app::ingest::IngestCache,
     /// A projection whose oldest unapplied event is older than this is
     /// reported stalled by `/readyz` and `/metrics`.
     pub projection_stall_after: std::time::Duration,
@@ -75,6 +74,14 @@ impl AppState {
         opsledger_app::Ledger {
             pool: &self.pool,
             committer: &self.committer,
+        }
+    }
+
+    /// The store and what this process last knew of alerts and groups.
+    pub fn ingestion(&self) -> opsledger_app::ingest::Ingest<'_> {
+        opsledger_app::ingest::Ingest {
+            ledger: self.ledger(),
+            cache: &self.ingest_cache,
         }
     }
 }

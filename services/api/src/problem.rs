@@ -162,6 +162,8 @@ impl From<opsledger_app::run::RunError> for ApiError {
                 }
                 (other, _) => other,
             },
+            RunError::Invalid(m) => ApiError::Unprocessable(m),
+            RunError::Contended(m) => ApiError::conflict(m),
             RunError::Append(e) => ApiError::from(e),
             RunError::Store(e) => ApiError::from(e),
             RunError::Internal(m) => ApiError::Internal(m.into()),

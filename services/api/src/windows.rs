@@ -275,6 +275,7 @@ pub struct EmptyBody {}
 
 /// A step: the one command path, with the contacts told of an announcement
 /// (or of the cancellation of an announced window) looked up first.
+#[allow(clippy::too_many_arguments)]
 async fn step(
     state: web::Data<AppState>,
     caller: Caller,

@@ -145,3 +145,20 @@ pub fn refused_by_state(e: &RunError) -> bool {
     matches!(e, RunError::Rejected { state: Some(_), rejection, .. }
         if matches!(rejection, opsledger_domain::Rejection::InvalidTransition { .. }))
 }
+
+/// The step an incident of this service starts paging with, due `now`
+/// (`incident::first_step`), looked up in the service's policy.
+pub async fn first_step(
+    ledger: Ledger<'_>,
+    tenant: Uuid,
+    service: Option<Uuid>,
+    now: chrono::DateTime<Utc>,
+) -> Result<Option<opsledger_domain::incident::IncidentEvent>, StoreError> {
+    let has_policy = match service {
+        Some(s) => opsledger_store::roster::policy_of_service(ledger.pool, tenant, s)
+            .await?
+            .is_some(),
+        None => false,
+    };
+    Ok(opsledger_domain::incident::first_step(has_policy, now))
+}

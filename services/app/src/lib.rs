@@ -10,7 +10,9 @@
 
 pub mod changes;
 pub mod directory;
+pub mod escalation;
 pub mod incidents;
+pub mod ingest;
 pub mod run;
 pub mod windows;
 

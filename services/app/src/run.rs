@@ -41,12 +41,38 @@ pub enum RunError {
         version: i64,
         standing: Vec<(&'static str, Value)>,
     },
+    /// What was asked cannot be (a malformed signal, say).
+    #[error("{0}")]
+    Invalid(String),
+    /// The streams kept moving under the command: retrying may succeed.
+    #[error("{0}")]
+    Contended(String),
     #[error(transparent)]
     Append(#[from] AppendError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
     Internal(String),
+}
+
+impl RunError {
+    /// Whether it is a conflict (what HTTP answers 409): the record is not
+    /// in a state that allows the command, or another command got there
+    /// first. Deciding again on the record as it is now may succeed.
+    pub fn is_conflict(&self) -> bool {
+        match self {
+            RunError::Rejected { rejection, .. } => matches!(
+                rejection,
+                Rejection::AlreadyExists(_)
+                    | Rejection::InvalidTransition { .. }
+                    | Rejection::InvalidState { .. }
+                    | Rejection::Refused { .. }
+                    | Rejection::Frozen { .. }
+            ),
+            RunError::Append(AppendError::Conflict { .. }) | RunError::Contended(_) => true,
+            _ => false,
+        }
+    }
 }
 
 /// An idempotency key and the digest of the request it came with.

@@ -202,7 +202,7 @@ async fn expiry_worker(
         chrono::Duration::from_std(stale_after).unwrap_or(chrono::Duration::hours(12));
     loop {
         tokio::time::sleep(interval).await;
-        match opsledger_api::ingest::expire_stale(&state, stale_after).await {
+        match opsledger_app::ingest::expire_stale(state.ingestion(), stale_after).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(
                 expired = n,
@@ -217,7 +217,7 @@ async fn expiry_worker(
 async fn escalation_worker(state: web::Data<AppState>, interval: std::time::Duration) {
     loop {
         tokio::time::sleep(interval).await;
-        match opsledger_api::escalation::fire_due(&state).await {
+        match opsledger_app::escalation::fire_due(state.ledger()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(steps = n, "escalation steps settled"),
             Err(e) => tracing::warn!(error = %e, "escalation pass failed"),

@@ -72,9 +72,8 @@ use opsledger_store::{AppendError, AppendRequest, ExpectedVersion, StreamAppend}
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::common::stream_events;
-use crate::problem::ApiError;
-use crate::AppState;
+use crate::run::{Asked, RunError};
+use crate::Ledger;
 
 /// Attempts at deciding one signal when concurrent receipts keep winning.
 const INGEST_ATTEMPTS_MAX: usize = 8;
@@ -91,6 +90,29 @@ type KnownWindows =
 
 /// A stream as ingestion last saw it: its version and what it says.
 type Known<T> = std::sync::Mutex<std::collections::HashMap<(Uuid, String), (i64, T)>>;
+
+/// The store and what this process last knew of it: what every ingestion
+/// function works with.
+#[derive(Clone, Copy)]
+pub struct Ingest<'a> {
+    pub ledger: Ledger<'a>,
+    pub cache: &'a IngestCache,
+}
+
+/// A stream's events, as stored.
+async fn stream_events(
+    ing: Ingest<'_>,
+    tenant: Uuid,
+    stream: &str,
+) -> Result<Vec<RecordedEvent>, RunError> {
+    let client = ing
+        .ledger
+        .pool
+        .get()
+        .await
+        .map_err(opsledger_store::StoreError::from)?;
+    Ok(opsledger_store::read::read_stream(&client, tenant, stream, None).await?)
+}
 
 #[derive(Debug, Default)]
 pub struct IngestCache {
@@ -158,17 +180,17 @@ fn alert_state(events: &[RecordedEvent]) -> AlertState {
 
 /// Finds the service a signal names: by id, by name, or by its `service` label.
 pub async fn resolve_service(
-    state: &AppState,
+    ing: Ingest<'_>,
     tenant: Uuid,
     signal: &Signal,
-) -> Result<Option<Uuid>, ApiError> {
+) -> Result<Option<Uuid>, RunError> {
     let mut refs: Vec<&str> = Vec::new();
     refs.extend(signal.service_ref.as_deref());
     refs.extend(signal.labels.get("service").map(String::as_str));
     refs.extend(signal.labels.get("service_id").map(String::as_str));
     for r in refs {
         if let Ok(id) = Uuid::parse_str(r.trim()) {
-            if !stream_events(state, tenant, &dir::service_stream(id), None)
+            if !stream_events(ing, tenant, &dir::service_stream(id))
                 .await?
                 .is_empty()
             {
@@ -180,8 +202,8 @@ pub async fn resolve_service(
             continue;
         };
         let cache_key = (tenant, name.unique_key());
-        let cached = state
-            .ingest_cache
+        let cached = ing
+            .cache
             .services
             .read()
             .ok()
@@ -189,8 +211,7 @@ pub async fn resolve_service(
         if cached.is_some() {
             return Ok(cached);
         }
-        let reservation =
-            stream_events(state, tenant, &dir::service_name_stream(&name), None).await?;
+        let reservation = stream_events(ing, tenant, &dir::service_name_stream(&name)).await?;
         let found = reservation.iter().find_map(|e| {
             match DirectoryEvent::from_stored(&e.event_type, &e.payload) {
                 Some(DirectoryEvent::ServiceNameReserved { service_id, .. }) => Some(service_id),
@@ -198,7 +219,7 @@ pub async fn resolve_service(
             }
         });
         if let Some(id) = found {
-            if let Ok(mut m) = state.ingest_cache.services.write() {
+            if let Ok(mut m) = ing.cache.services.write() {
                 if m.len() >= CACHE_ENTRIES_MAX {
                     m.clear();
                 }
@@ -220,15 +241,15 @@ pub async fn resolve_service(
 /// time. The price: a window announced or started (on any instance) takes
 /// effect for ingestion up to that long after the read model has it.
 async fn suppressing_window(
-    state: &AppState,
+    ing: Ingest<'_>,
     tenant: Uuid,
     service: Uuid,
     at: DateTime<Utc>,
-) -> Result<Option<Uuid>, ApiError> {
+) -> Result<Option<Uuid>, RunError> {
     let key = (tenant, service);
     let covering = |windows: &[Window]| windows.iter().find(|w| w.covers(at)).map(|w| w.id);
     // Decided under the lock on what is kept: nothing is copied per alert.
-    let cached = state.ingest_cache.windows.lock().ok().and_then(|m| {
+    let cached = ing.cache.windows.lock().ok().and_then(|m| {
         m.get(&key)
             .filter(|(read_at, _)| read_at.elapsed() < WINDOWS_FRESH_FOR)
             .map(|(_, w)| covering(w))
@@ -237,14 +258,15 @@ async fn suppressing_window(
         return Ok(found);
     }
     let read_at = Instant::now();
-    let client = state
+    let client = ing
+        .ledger
         .pool
         .get()
         .await
         .map_err(opsledger_store::StoreError::from)?;
     let windows = opsledger_store::changes::windows_in_force(&client, tenant, service, at).await?;
     let found = covering(&windows);
-    if let Ok(mut m) = state.ingest_cache.windows.lock() {
+    if let Ok(mut m) = ing.cache.windows.lock() {
         if m.len() >= CACHE_ENTRIES_MAX {
             m.clear();
         }
@@ -255,39 +277,38 @@ async fn suppressing_window(
 
 /// Records one signal and returns what became of it.
 pub async fn ingest(
-    state: &AppState,
+    ing: Ingest<'_>,
     tenant: Uuid,
     meta: &Metadata,
     signal: Signal,
-) -> Result<Ingested, ApiError> {
-    signal.validate().map_err(ApiError::Unprocessable)?;
-    let service_id = resolve_service(state, tenant, &signal).await?;
+) -> Result<Ingested, RunError> {
+    signal.validate().map_err(RunError::Invalid)?;
+    let service_id = resolve_service(ing, tenant, &signal).await?;
     let stream = alert::alert_stream(&signal.dedup_key);
     for attempt in 0..INGEST_ATTEMPTS_MAX {
         let now = Utc::now();
         let alert_key = (tenant, stream.clone());
         // First attempt: what this process knew (an unknown key is assumed new).
         // After a conflict: the stream itself.
-        let (alert_version, current) =
-            match (attempt, recall(&state.ingest_cache.alerts, &alert_key)) {
-                (0, Some(known)) => known,
-                (0, None) => (0, AlertState::default()),
-                _ => {
-                    let events = stream_events(state, tenant, &stream, None).await?;
-                    (version_of(&events), alert_state(&events))
-                }
-            };
+        let (alert_version, current) = match (attempt, recall(&ing.cache.alerts, &alert_key)) {
+            (0, Some(known)) => known,
+            (0, None) => (0, AlertState::default()),
+            _ => {
+                let events = stream_events(ing, tenant, &stream).await?;
+                (version_of(&events), alert_state(&events))
+            }
+        };
         // The group is read only when a new firing cycle may open or attach.
         let mut group = None;
         let mut window = None;
         if let (true, None, Some(service)) = (signal.firing, &current.firing, service_id) {
-            window = suppressing_window(state, tenant, service, now).await?;
+            window = suppressing_window(ing, tenant, service, now).await?;
             let gs = alert::group_stream(service, &signal.group_key);
             let group_key = (tenant, gs.clone());
-            let (gv, bound) = match (attempt, recall(&state.ingest_cache.groups, &group_key)) {
+            let (gv, bound) = match (attempt, recall(&ing.cache.groups, &group_key)) {
                 (0, Some(known)) => known,
                 _ => {
-                    let events = stream_events(state, tenant, &gs, None).await?;
+                    let events = stream_events(ing, tenant, &gs).await?;
                     let parsed: Vec<GroupEvent> = events
                         .iter()
                         .filter_map(|e| GroupEvent::from_stored(&e.event_type, &e.payload))
@@ -354,7 +375,8 @@ pub async fn ingest(
                     // The incident opens before the receipt that says so: a
                     // reader of the log never meets an alert attached to an
                     // incident it has not seen open.
-                    let first = crate::common::first_step(state, tenant, service_id, now).await?;
+                    let first =
+                        crate::incidents::first_step(ing.ledger, tenant, service_id, now).await?;
                     streams.insert(
                         0,
                         StreamAppend {
@@ -396,27 +418,23 @@ pub async fn ingest(
             streams,
             idempotency: None,
         };
-        match state.committer.append(request).await {
+        match ing.ledger.committer.append(request).await {
             Ok(_) => {
                 let after = alert::evolve_alert(current, &receipt.alert, now);
-                remember(
-                    &state.ingest_cache.alerts,
-                    alert_key,
-                    (alert_version + 1, after),
-                );
+                remember(&ing.cache.alerts, alert_key, (alert_version + 1, after));
                 match (receipt.open_incident, group) {
                     (Some(id), Some((gs, gv, _))) => {
-                        remember(&state.ingest_cache.groups, (tenant, gs), (gv + 1, Some(id)))
+                        remember(&ing.cache.groups, (tenant, gs), (gv + 1, Some(id)))
                     }
                     (None, Some((gs, gv, bound))) => {
-                        remember(&state.ingest_cache.groups, (tenant, gs), (gv, bound))
+                        remember(&ing.cache.groups, (tenant, gs), (gv, bound))
                     }
                     _ => {}
                 }
                 if let (AlertEvent::AlertResolved { .. }, Some(incident)) =
                     (&receipt.alert, incident_id)
                 {
-                    auto_mitigate(state, tenant, incident, service_id).await;
+                    auto_mitigate(ing, tenant, incident, service_id).await;
                 }
                 return Ok(Ingested {
                     dedup_key: signal.dedup_key,
@@ -429,7 +447,7 @@ pub async fn ingest(
             Err(e) => return Err(e.into()),
         }
     }
-    Err(ApiError::conflict(format!(
+    Err(RunError::Contended(format!(
         "alert {:?} kept changing while it was being recorded; retry",
         signal.dedup_key
     )))
@@ -449,15 +467,15 @@ fn decision_name(d: &Decision) -> &'static str {
 /// Closes a firing alert its source will never resolve (SPEC §5), if it is
 /// still the firing cycle `alert_id`. Returns whether it did.
 pub async fn expire(
-    state: &AppState,
+    ing: Ingest<'_>,
     tenant: Uuid,
     meta: &Metadata,
     dedup_key: &str,
     alert_id: Uuid,
-) -> Result<bool, ApiError> {
+) -> Result<bool, RunError> {
     let stream = alert::alert_stream(dedup_key);
     for _ in 0..INGEST_ATTEMPTS_MAX {
-        let events = stream_events(state, tenant, &stream, None).await?;
+        let events = stream_events(ing, tenant, &stream).await?;
         let Some(firing) = alert_state(&events)
             .firing
             .filter(|f| f.alert_id == alert_id)
@@ -480,10 +498,10 @@ pub async fn expire(
             }],
             idempotency: None,
         };
-        match state.committer.append(request).await {
+        match ing.ledger.committer.append(request).await {
             Ok(_) => {
                 if let Some(incident) = firing.incident_id {
-                    auto_mitigate(state, tenant, incident, None).await;
+                    auto_mitigate(ing, tenant, incident, None).await;
                 }
                 return Ok(true);
             }
@@ -503,26 +521,26 @@ const AUTO_MITIGATE_ATTEMPTS_MAX: usize = 3;
 /// more, the incident is mitigated at the last resolution, with the cause
 /// recorded. Best effort: the resolution is recorded whatever happens here,
 /// and a failure is logged.
-pub async fn auto_mitigate(state: &AppState, tenant: Uuid, incident: Uuid, service: Option<Uuid>) {
-    if let Err(e) = try_auto_mitigate(state, tenant, incident, service).await {
+pub async fn auto_mitigate(ing: Ingest<'_>, tenant: Uuid, incident: Uuid, service: Option<Uuid>) {
+    if let Err(e) = try_auto_mitigate(ing, tenant, incident, service).await {
         tracing::warn!(%incident, error = %e, "auto-mitigation failed");
     }
 }
 
 async fn try_auto_mitigate(
-    state: &AppState,
+    ing: Ingest<'_>,
     tenant: Uuid,
     incident: Uuid,
     service: Option<Uuid>,
-) -> Result<(), ApiError> {
-    let events = stream_events(state, tenant, &incident::incident_stream(incident), None).await?;
+) -> Result<(), RunError> {
+    let events = stream_events(ing, tenant, &incident::incident_stream(incident)).await?;
     let Some(folded) = incident::fold(&events) else {
         return Ok(());
     };
     let Some(service) = service.or(folded.service_id) else {
         return Ok(());
     };
-    let service_state = stream_events(state, tenant, &dir::service_stream(service), None)
+    let service_state = stream_events(ing, tenant, &dir::service_stream(service))
         .await?
         .iter()
         .filter_map(|e| DirectoryEvent::from_stored(&e.event_type, &e.payload))
@@ -533,7 +551,7 @@ async fn try_auto_mitigate(
         return Ok(());
     }
     let (firing, last) =
-        opsledger_store::incidents::alerts_resolved(&state.pool, tenant, incident).await?;
+        opsledger_store::incidents::alerts_resolved(ing.ledger.pool, tenant, incident).await?;
     let Some(last) = last.filter(|_| !firing) else {
         return Ok(());
     };
@@ -552,17 +570,20 @@ async fn try_auto_mitigate(
             impact_end: last.max(folded.impact_start),
             cause: Some(incident::MitigationCause::AllAlertsResolved),
         };
-        match crate::incidents::execute_as(state, tenant, &meta, incident, command).await {
-            Ok(()) => return Ok(()),
-            // Mitigated, resolved or closed already, by hand: nothing to do.
-            Err(ApiError::Conflict { extra, .. }) if extra.contains_key("current_state") => {
-                return Ok(())
-            }
+        let asked = Asked {
+            tenant,
+            meta: meta.clone(),
+            if_match: None,
+            key: None,
+        };
+        match crate::incidents::execute(ing.ledger, asked, incident, command).await {
+            Ok(_) => return Ok(()),
+            // Mitigated, resolved or closed already, by hand: nothing to do;
+            // or the last resolution precedes the impact start (a corrected
+            // impact): the domain refuses, and so do we.
+            Err(RunError::Rejected { .. }) => return Ok(()),
             // The stream moved under us: decide again on what it is now.
-            Err(ApiError::Conflict { .. }) => continue,
-            // The last resolution precedes the impact start (a corrected
-            // impact): the domain refuses; so do we.
-            Err(ApiError::Unprocessable(_)) => return Ok(()),
+            Err(RunError::Append(AppendError::Conflict { .. })) => continue,
             Err(e) => return Err(e),
         }
     }
@@ -573,13 +594,13 @@ async fn try_auto_mitigate(
 /// group still firing here but absent from the notification was silenced or
 /// inhibited upstream, and its resolution will never come — expire it.
 pub async fn expire_missing_from_group(
-    state: &AppState,
+    ing: Ingest<'_>,
     tenant: Uuid,
     meta: &Metadata,
     source: &str,
     group_key: &str,
     present: &HashSet<String>,
-) -> Result<Vec<Uuid>, ApiError> {
+) -> Result<Vec<Uuid>, RunError> {
     let filter = opsledger_store::incidents::AlertFilter {
         firing: Some(true),
         source: Some(source.to_owned()),
@@ -587,13 +608,14 @@ pub async fn expire_missing_from_group(
         ..Default::default()
     };
     let firing =
-        opsledger_store::incidents::list_alerts(&state.pool, tenant, &filter, None, 10_000).await?;
+        opsledger_store::incidents::list_alerts(ing.ledger.pool, tenant, &filter, None, 10_000)
+            .await?;
     let mut expired = Vec::new();
     for a in firing
         .into_iter()
         .filter(|a| !present.contains(&a.dedup_key))
     {
-        if expire(state, tenant, meta, &a.dedup_key, a.id).await? {
+        if expire(ing, tenant, meta, &a.dedup_key, a.id).await? {
             expired.push(a.id);
         }
     }
@@ -603,11 +625,11 @@ pub async fn expire_missing_from_group(
 /// The incident a firing dedup key is attached to, for commands that arrive
 /// by dedup key (PagerDuty's acknowledge).
 pub async fn incident_of_key(
-    state: &AppState,
+    ing: Ingest<'_>,
     tenant: Uuid,
     dedup_key: &str,
-) -> Result<Option<Uuid>, ApiError> {
-    let events = stream_events(state, tenant, &alert::alert_stream(dedup_key), None).await?;
+) -> Result<Option<Uuid>, RunError> {
+    let events = stream_events(ing, tenant, &alert::alert_stream(dedup_key)).await?;
     Ok(alert_state(&events).firing.and_then(|f| f.incident_id))
 }
 
@@ -619,12 +641,12 @@ const EXPIRY_BATCH_MAX: i64 = 1_000;
 /// Instances may run it concurrently: each expiry is an append with an
 /// expected version, so an alert is closed once. Returns how many it closed.
 pub async fn expire_stale(
-    state: &AppState,
+    ing: Ingest<'_>,
     stale_after: chrono::Duration,
-) -> Result<usize, ApiError> {
+) -> Result<usize, RunError> {
     let now = Utc::now();
     let stale = opsledger_store::incidents::stale_alerts(
-        &state.pool,
+        ing.ledger.pool,
         now,
         now - stale_after,
         EXPIRY_BATCH_MAX,
@@ -640,7 +662,7 @@ pub async fn expire_stale(
             causation_id: None,
             source: "expiry".into(),
         };
-        if expire(state, a.tenant_id, &meta, &a.dedup_key, a.alert_id).await? {
+        if expire(ing, a.tenant_id, &meta, &a.dedup_key, a.alert_id).await? {
             closed += 1;
         }
     }
