@@ -563,7 +563,7 @@ pub async fn scheduled_changes(
 /// The maintenance windows that may be in force for `service`: announced or
 /// started, naming the service, and not over (recurring ones always, their
 /// occurrences decide). `Window::covers` says whether one covers an instant;
-/// ingestion keeps this list for a moment (see `api::ingest`).
+/// ingestion keeps this list for a moment (see `app::ingest`).
 pub async fn windows_in_force<C: GenericClient>(
     client: &C,
     tenant: Uuid,
