@@ -22,10 +22,8 @@
 //! maintainers only); `/findings` appends `FindingRecorded` (maintenance). The
 //! command decides its roles (`incident::Command::roles`).
 //!
-//! Proposals and the feed's reader list implement `domain::aggregate::Aggregate`
-//! (changes, windows, runbooks and inquiries have the same shape but still
-//! their own runners in `api`, to be folded into one), and `api::aggregate`
-//! runs their commands the same way incidents run:
+//! Proposals, like every record kept as a stream, implement
+//! `domain::aggregate::Aggregate`, and `app::run` runs their commands:
 //! `If-Match` (412 when stale), a 409 naming the current state, `Idempotency-Key`, `ETag`, and an
 //! append with the version decided on. Proposals: raised → approved | rejected
 //! (never by who raised it) → implemented (by a change whose stream has
