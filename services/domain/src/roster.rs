@@ -443,6 +443,140 @@ impl Aggregate for Subscription {
 mod tests {
     use super::*;
 
+    fn subscribe(kinds: Vec<NoticeKind>) -> SubscriptionCommand {
+        SubscriptionCommand::Create {
+            subscription_id: Uuid::from_u128(1),
+            service_id: Uuid::from_u128(2),
+            name: Name::parse("name", "Desk").unwrap(),
+            email: Email::parse("desk@client.example").unwrap(),
+            locale: Locale::Ja,
+            kinds,
+            min_severity: Severity::Warning,
+        }
+    }
+
+    #[test]
+    fn given_a_service_of_the_callers_client_when_subscribing_then_only_incident_and_report_notices_may_be_chosen(
+    ) {
+        let own = SubscriptionContext {
+            client_id: Some(Uuid::from_u128(3)),
+        };
+        let ok = <Subscription as Aggregate>::decide(
+            None,
+            subscribe(vec![NoticeKind::IncidentOpened]),
+            &own,
+            "admin",
+        )
+        .unwrap();
+        assert!(matches!(
+            ok.events[..],
+            [RosterEvent::SubscriptionCreated { client_id, .. }] if client_id == Uuid::from_u128(3)
+        ));
+        for refused in [
+            vec![],
+            vec![NoticeKind::IncidentEscalated],
+            vec![NoticeKind::WINDOW[0]],
+        ] {
+            assert!(matches!(
+                <Subscription as Aggregate>::decide(None, subscribe(refused), &own, "admin"),
+                Err(Rejection::Invalid(_))
+            ));
+        }
+        // A service the caller may not manage does not exist for it.
+        assert!(matches!(
+            <Subscription as Aggregate>::decide(
+                None,
+                subscribe(vec![NoticeKind::IncidentOpened]),
+                &SubscriptionContext::default(),
+                "client"
+            ),
+            Err(Rejection::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn given_a_cancelled_subscription_when_cancelled_again_then_nothing_is_recorded() {
+        let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let by = By {
+            actor: "admin",
+            role: "admin",
+        };
+        let own = SubscriptionContext {
+            client_id: Some(Uuid::from_u128(3)),
+        };
+        let created = <Subscription as Aggregate>::decide(
+            None,
+            subscribe(vec![NoticeKind::IncidentOpened]),
+            &own,
+            "admin",
+        )
+        .unwrap();
+        let s = Subscription::evolve(None, &created.events[0], at, by).unwrap();
+        let cancel =
+            Subscription::decide(Some(&s), SubscriptionCommand::Cancel, &own, "admin").unwrap();
+        assert_eq!(cancel.events.len(), 1);
+        let s = Subscription::evolve(Some(s), &cancel.events[0], at, by).unwrap();
+        assert!(!s.active);
+        let again =
+            Subscription::decide(Some(&s), SubscriptionCommand::Cancel, &own, "admin").unwrap();
+        assert!(again.events.is_empty());
+    }
+
+    #[test]
+    fn given_a_schedule_when_an_override_is_added_then_it_must_leave_the_schedule_valid() {
+        let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let by = By {
+            actor: "admin",
+            role: "admin",
+        };
+        let define = ScheduleCommand::Define {
+            schedule_id: Uuid::from_u128(5),
+            name: Name::parse("name", "Primary").unwrap(),
+            schedule: Schedule {
+                time_zone: "Asia/Tokyo".into(),
+                rotations: vec![crate::oncall::Rotation {
+                    users: vec![Uuid::from_u128(7)],
+                    shift_hours: 24,
+                    start_date: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+                    handoff_time: chrono::NaiveTime::from_hms_opt(9, 0, 0).unwrap(),
+                }],
+                overrides: vec![],
+            },
+        };
+        let defined = OnCallSchedule::decide(None, define, &(), "admin").unwrap();
+        let s = OnCallSchedule::evolve(None, &defined.events[0], at, by).unwrap();
+        let backwards = Override {
+            override_id: Uuid::from_u128(6),
+            user_id: Uuid::from_u128(7),
+            start: at,
+            end: at - chrono::Duration::hours(1),
+        };
+        assert!(matches!(
+            OnCallSchedule::decide(
+                Some(&s),
+                ScheduleCommand::AddOverride(backwards),
+                &(),
+                "admin"
+            ),
+            Err(Rejection::Invalid(_))
+        ));
+        let fine = Override {
+            override_id: Uuid::from_u128(6),
+            user_id: Uuid::from_u128(7),
+            start: at,
+            end: at + chrono::Duration::hours(1),
+        };
+        let added = OnCallSchedule::decide(
+            Some(&s),
+            ScheduleCommand::AddOverride(fine.clone()),
+            &(),
+            "admin",
+        )
+        .unwrap();
+        let s = OnCallSchedule::evolve(Some(s), &added.events[0], at, by).unwrap();
+        assert_eq!(s.schedule.overrides, vec![fine]);
+    }
+
     #[test]
     fn subscriptions_filter_by_kind_and_minimum_severity() {
         let kinds = [NoticeKind::IncidentOpened, NoticeKind::IncidentResolved];
