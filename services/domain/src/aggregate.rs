@@ -120,6 +120,25 @@ pub trait Aggregate: Clone + Serialize + Sized {
     ) -> Result<Outcome<Self::Event>, Rejection>;
 }
 
+/// The part of an `Aggregate` impl every kind writes alike: its event type,
+/// and how an event is read from and written to its stored form (the
+/// event enum's own `from_stored`, `type_name` and `payload`).
+macro_rules! stored_events {
+    ($event:ty) => {
+        type Event = $event;
+        fn parse(event_type: &str, payload: &serde_json::Value) -> Option<$event> {
+            <$event>::from_stored(event_type, payload)
+        }
+        fn type_name(event: &$event) -> &'static str {
+            event.type_name()
+        }
+        fn payload(event: &$event) -> serde_json::Value {
+            event.payload()
+        }
+    };
+}
+pub(crate) use stored_events;
+
 /// Folds stored events with the instant each was recorded at: the one clock
 /// of every read and every command's answer.
 pub fn fold<A: Aggregate>(events: &[crate::RecordedEvent]) -> Option<A> {

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::aggregate::{existing, Aggregate, By, Outcome};
+use crate::aggregate::{existing, stored_events, Aggregate, By, Outcome};
 use crate::worklog::minutes;
 use crate::Rejection;
 
@@ -637,16 +637,13 @@ fn invalid_in(command: &str, status: Status) -> Rejection {
 }
 
 impl Aggregate for Change {
-    type Event = ChangeEvent;
+    stored_events!(ChangeEvent);
     type Command = Command;
     type Context = Context;
     const NOUN: &'static str = "change";
 
     fn stream(id: Uuid) -> String {
         change_stream(id)
-    }
-    fn parse(event_type: &str, payload: &serde_json::Value) -> Option<ChangeEvent> {
-        ChangeEvent::from_stored(event_type, payload)
     }
     fn evolve(
         state: Option<Self>,
@@ -655,12 +652,6 @@ impl Aggregate for Change {
         by: By<'_>,
     ) -> Option<Self> {
         evolve(state, event, at, by.actor)
-    }
-    fn type_name(event: &ChangeEvent) -> &'static str {
-        event.type_name()
-    }
-    fn payload(event: &ChangeEvent) -> serde_json::Value {
-        event.payload()
     }
     fn status(&self) -> &'static str {
         self.status.as_str()

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::aggregate::{Aggregate, By, Elsewhere, Expected, Outcome, Recorder};
+use crate::aggregate::{stored_events, Aggregate, By, Elsewhere, Expected, Outcome, Recorder};
 use crate::period::{ServiceHours, TimeZoneName};
 use crate::text::{Email, Locale, Name};
 use crate::Rejection;
@@ -327,16 +327,13 @@ fn reserved<E>(events: Vec<E>, name_stream: String, reservation: DirectoryEvent)
 }
 
 impl Aggregate for Client {
-    type Event = DirectoryEvent;
+    stored_events!(DirectoryEvent);
     type Command = RegisterClient;
     type Context = ();
     const NOUN: &'static str = "client";
 
     fn stream(id: Uuid) -> String {
         client_stream(id)
-    }
-    fn parse(event_type: &str, payload: &serde_json::Value) -> Option<DirectoryEvent> {
-        DirectoryEvent::from_stored(event_type, payload)
     }
     fn evolve(
         state: Option<Self>,
@@ -361,12 +358,6 @@ impl Aggregate for Client {
             }),
             _ => state,
         }
-    }
-    fn type_name(event: &DirectoryEvent) -> &'static str {
-        event.type_name()
-    }
-    fn payload(event: &DirectoryEvent) -> serde_json::Value {
-        event.payload()
     }
     fn status(&self) -> &'static str {
         "registered"
@@ -415,16 +406,13 @@ pub struct ServiceContext {
 }
 
 impl Aggregate for Service {
-    type Event = DirectoryEvent;
+    stored_events!(DirectoryEvent);
     type Command = RegisterService;
     type Context = ServiceContext;
     const NOUN: &'static str = "service";
 
     fn stream(id: Uuid) -> String {
         service_stream(id)
-    }
-    fn parse(event_type: &str, payload: &serde_json::Value) -> Option<DirectoryEvent> {
-        DirectoryEvent::from_stored(event_type, payload)
     }
     fn evolve(
         state: Option<Self>,
@@ -455,12 +443,6 @@ impl Aggregate for Service {
             }),
             _ => state,
         }
-    }
-    fn type_name(event: &DirectoryEvent) -> &'static str {
-        event.type_name()
-    }
-    fn payload(event: &DirectoryEvent) -> serde_json::Value {
-        event.payload()
     }
     fn status(&self) -> &'static str {
         "registered"

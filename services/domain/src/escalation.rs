@@ -13,7 +13,7 @@ use chrono::Duration;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::aggregate::{Aggregate, By, Outcome};
+use crate::aggregate::{stored_events, Aggregate, By, Outcome};
 use crate::Rejection;
 
 pub const LEVELS_MAX: usize = 20;
@@ -174,16 +174,13 @@ pub struct DefinePolicy {
 }
 
 impl Aggregate for DefinedPolicy {
-    type Event = PolicyEvent;
+    stored_events!(PolicyEvent);
     type Command = DefinePolicy;
     type Context = ();
     const NOUN: &'static str = "escalation policy";
 
     fn stream(id: Uuid) -> String {
         policy_stream(id)
-    }
-    fn parse(event_type: &str, payload: &serde_json::Value) -> Option<PolicyEvent> {
-        PolicyEvent::from_stored(event_type, payload)
     }
     fn evolve(
         _: Option<Self>,
@@ -197,12 +194,6 @@ impl Aggregate for DefinedPolicy {
             policy: policy.clone(),
             defined_at: at,
         })
-    }
-    fn type_name(event: &PolicyEvent) -> &'static str {
-        event.type_name()
-    }
-    fn payload(event: &PolicyEvent) -> serde_json::Value {
-        event.payload()
     }
     fn status(&self) -> &'static str {
         "defined"

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::aggregate::{Aggregate, By, Outcome};
+use crate::aggregate::{stored_events, Aggregate, By, Outcome};
 use crate::Rejection;
 
 /// Longer than any real token subject; more is a mistake, not a name.
@@ -114,7 +114,7 @@ pub enum Command {
 }
 
 impl Aggregate for FeedReaders {
-    type Event = FeedAccessEvent;
+    stored_events!(FeedAccessEvent);
     type Command = Command;
     type Context = ();
     const NOUN: &'static str = "feed reader list";
@@ -126,9 +126,6 @@ impl Aggregate for FeedReaders {
     fn stream(tenant: Uuid) -> String {
         feed_readers_stream(tenant)
     }
-    fn parse(event_type: &str, payload: &serde_json::Value) -> Option<FeedAccessEvent> {
-        FeedAccessEvent::from_stored(event_type, payload)
-    }
     fn evolve(
         state: Option<Self>,
         event: &FeedAccessEvent,
@@ -136,12 +133,6 @@ impl Aggregate for FeedReaders {
         by: By<'_>,
     ) -> Option<Self> {
         Some(evolve(state.unwrap_or_default(), event, at, by.actor))
-    }
-    fn type_name(event: &FeedAccessEvent) -> &'static str {
-        event.type_name()
-    }
-    fn payload(event: &FeedAccessEvent) -> serde_json::Value {
-        event.payload()
     }
     fn status(&self) -> &'static str {
         "current"

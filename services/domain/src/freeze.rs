@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::aggregate::{existing, Aggregate, By, Outcome};
+use crate::aggregate::{existing, stored_events, Aggregate, By, Outcome};
 use crate::Rejection;
 
 pub fn freeze_stream(id: Uuid) -> String {
@@ -170,16 +170,13 @@ pub enum Command {
 }
 
 impl Aggregate for Freeze {
-    type Event = FreezeEvent;
+    stored_events!(FreezeEvent);
     type Command = Command;
     type Context = ();
     const NOUN: &'static str = "freeze";
 
     fn stream(id: Uuid) -> String {
         freeze_stream(id)
-    }
-    fn parse(event_type: &str, payload: &serde_json::Value) -> Option<FreezeEvent> {
-        FreezeEvent::from_stored(event_type, payload)
     }
     fn evolve(
         state: Option<Self>,
@@ -188,12 +185,6 @@ impl Aggregate for Freeze {
         by: By<'_>,
     ) -> Option<Self> {
         evolve(state, event, at, by.actor)
-    }
-    fn type_name(event: &FreezeEvent) -> &'static str {
-        event.type_name()
-    }
-    fn payload(event: &FreezeEvent) -> serde_json::Value {
-        event.payload()
     }
     fn status(&self) -> &'static str {
         if self.lifted_at.is_some() {

@@ -6,7 +6,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::aggregate::{existing, Aggregate, By, Elsewhere, Expected, Outcome, Recorder};
+use crate::aggregate::{
+    existing, stored_events, Aggregate, By, Elsewhere, Expected, Outcome, Recorder,
+};
 use crate::alert::{Category, GroupEvent, Severity};
 use crate::escalation::{Step, Target};
 pub use crate::impact_level::ImpactLevel;
@@ -950,16 +952,13 @@ pub struct GroupFacts {
 }
 
 impl Aggregate for Incident {
-    type Event = IncidentEvent;
+    stored_events!(IncidentEvent);
     type Command = Command;
     type Context = Context;
     const NOUN: &'static str = "incident";
 
     fn stream(id: Uuid) -> String {
         incident_stream(id)
-    }
-    fn parse(event_type: &str, payload: &serde_json::Value) -> Option<IncidentEvent> {
-        IncidentEvent::from_stored(event_type, payload)
     }
     fn evolve(
         state: Option<Self>,
@@ -968,12 +967,6 @@ impl Aggregate for Incident {
         _: By<'_>,
     ) -> Option<Self> {
         evolve(state, event, at)
-    }
-    fn type_name(event: &IncidentEvent) -> &'static str {
-        event.type_name()
-    }
-    fn payload(event: &IncidentEvent) -> serde_json::Value {
-        event.payload()
     }
     fn status(&self) -> &'static str {
         self.status.as_str()

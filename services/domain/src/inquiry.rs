@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::aggregate::{existing, Aggregate, By, Outcome};
+use crate::aggregate::{existing, stored_events, Aggregate, By, Outcome};
 use crate::incident::Team;
 use crate::text::Name;
 use crate::worklog::{minutes_spent, optional_text, text};
@@ -313,16 +313,13 @@ pub struct Context {
 }
 
 impl Aggregate for Inquiry {
-    type Event = InquiryEvent;
+    stored_events!(InquiryEvent);
     type Command = Command;
     type Context = Context;
     const NOUN: &'static str = "inquiry";
 
     fn stream(id: Uuid) -> String {
         inquiry_stream(id)
-    }
-    fn parse(event_type: &str, payload: &serde_json::Value) -> Option<InquiryEvent> {
-        InquiryEvent::from_stored(event_type, payload)
     }
     fn evolve(
         state: Option<Self>,
@@ -331,12 +328,6 @@ impl Aggregate for Inquiry {
         by: By<'_>,
     ) -> Option<Self> {
         evolve(state, event, by.actor, by.role, at)
-    }
-    fn type_name(event: &InquiryEvent) -> &'static str {
-        event.type_name()
-    }
-    fn payload(event: &InquiryEvent) -> serde_json::Value {
-        event.payload()
     }
     fn status(&self) -> &'static str {
         self.status.as_str()

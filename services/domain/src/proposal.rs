@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::access::{Role, MAINTAINERS};
-use crate::aggregate::{existing, Aggregate, By, Outcome};
+use crate::aggregate::{existing, stored_events, Aggregate, By, Outcome};
 use crate::incident::text;
 use crate::Rejection;
 
@@ -370,16 +370,13 @@ fn four_eyes(p: &Proposal, actor: &str, what: &str) -> Result<(), Rejection> {
 }
 
 impl Aggregate for Proposal {
-    type Event = ProposalEvent;
+    stored_events!(ProposalEvent);
     type Command = Command;
     type Context = ();
     const NOUN: &'static str = "proposal";
 
     fn stream(id: Uuid) -> String {
         proposal_stream(id)
-    }
-    fn parse(event_type: &str, payload: &serde_json::Value) -> Option<ProposalEvent> {
-        ProposalEvent::from_stored(event_type, payload)
     }
     fn evolve(
         state: Option<Self>,
@@ -388,12 +385,6 @@ impl Aggregate for Proposal {
         by: By<'_>,
     ) -> Option<Self> {
         evolve(state, event, at, by.actor)
-    }
-    fn type_name(event: &ProposalEvent) -> &'static str {
-        event.type_name()
-    }
-    fn payload(event: &ProposalEvent) -> serde_json::Value {
-        event.payload()
     }
     fn status(&self) -> &'static str {
         self.status.as_str()

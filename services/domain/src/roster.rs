@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::aggregate::{existing, Aggregate, By, Outcome};
+use crate::aggregate::{existing, stored_events, Aggregate, By, Outcome};
 use crate::alert::Severity;
 use crate::notice::NoticeKind;
 use crate::oncall::{Override, Schedule};
@@ -95,22 +95,6 @@ pub fn wants(
 
 // -------------------------------------------------------------- aggregates
 
-/// The event plumbing every roster record shares.
-macro_rules! roster_events {
-    () => {
-        type Event = RosterEvent;
-        fn parse(event_type: &str, payload: &serde_json::Value) -> Option<RosterEvent> {
-            RosterEvent::from_stored(event_type, payload)
-        }
-        fn type_name(event: &RosterEvent) -> &'static str {
-            event.type_name()
-        }
-        fn payload(event: &RosterEvent) -> serde_json::Value {
-            event.payload()
-        }
-    };
-}
-
 /// A responder, as registered.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct User {
@@ -130,7 +114,7 @@ pub struct RegisterUser {
 }
 
 impl Aggregate for User {
-    roster_events!();
+    stored_events!(RosterEvent);
     type Command = RegisterUser;
     type Context = ();
     const NOUN: &'static str = "user";
@@ -201,7 +185,7 @@ pub enum ScheduleCommand {
 }
 
 impl Aggregate for OnCallSchedule {
-    roster_events!();
+    stored_events!(RosterEvent);
     type Command = ScheduleCommand;
     type Context = ();
     const NOUN: &'static str = "schedule";
@@ -323,7 +307,7 @@ pub struct SubscriptionContext {
 }
 
 impl Aggregate for Subscription {
-    roster_events!();
+    stored_events!(RosterEvent);
     type Command = SubscriptionCommand;
     type Context = SubscriptionContext;
     const NOUN: &'static str = "subscription";

@@ -59,7 +59,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::aggregate::{existing, Aggregate, By, Outcome as Decided};
+use crate::aggregate::{existing, stored_events, Aggregate, By, Outcome as Decided};
 use crate::text::Name;
 use crate::worklog::{minutes_spent, optional_text, text};
 use crate::Rejection;
@@ -637,16 +637,13 @@ pub struct Publish {
 }
 
 impl Aggregate for Runbook {
-    type Event = RunbookEvent;
+    stored_events!(RunbookEvent);
     type Command = Publish;
     type Context = ();
     const NOUN: &'static str = "runbook";
 
     fn stream(id: Uuid) -> String {
         runbook_stream(id)
-    }
-    fn parse(event_type: &str, payload: &serde_json::Value) -> Option<RunbookEvent> {
-        RunbookEvent::from_stored(event_type, payload)
     }
     fn evolve(
         state: Option<Self>,
@@ -655,12 +652,6 @@ impl Aggregate for Runbook {
         by: By<'_>,
     ) -> Option<Self> {
         evolve_runbook(state, event, by.actor, at)
-    }
-    fn type_name(event: &RunbookEvent) -> &'static str {
-        event.type_name()
-    }
-    fn payload(event: &RunbookEvent) -> serde_json::Value {
-        event.payload()
     }
     fn status(&self) -> &'static str {
         "published"
@@ -684,16 +675,13 @@ pub struct Context {
 }
 
 impl Aggregate for Execution {
-    type Event = ExecutionEvent;
+    stored_events!(ExecutionEvent);
     type Command = Command;
     type Context = Context;
     const NOUN: &'static str = "execution";
 
     fn stream(id: Uuid) -> String {
         execution_stream(id)
-    }
-    fn parse(event_type: &str, payload: &serde_json::Value) -> Option<ExecutionEvent> {
-        ExecutionEvent::from_stored(event_type, payload)
     }
     fn evolve(
         state: Option<Self>,
@@ -702,12 +690,6 @@ impl Aggregate for Execution {
         by: By<'_>,
     ) -> Option<Self> {
         evolve_execution(state, event, by.actor, at)
-    }
-    fn type_name(event: &ExecutionEvent) -> &'static str {
-        event.type_name()
-    }
-    fn payload(event: &ExecutionEvent) -> serde_json::Value {
-        event.payload()
     }
     fn status(&self) -> &'static str {
         self.status.as_str()

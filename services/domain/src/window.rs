@@ -15,7 +15,9 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::aggregate::{existing, Aggregate, By, Elsewhere, Expected, Outcome, Recorder};
+use crate::aggregate::{
+    existing, stored_events, Aggregate, By, Elsewhere, Expected, Outcome, Recorder,
+};
 use crate::notice::{self, NoticeKind, WindowFacts};
 use crate::notification::{self, NotificationEvent, Recipient};
 use crate::Rejection;
@@ -566,16 +568,13 @@ impl Context {
 }
 
 impl Aggregate for Window {
-    type Event = WindowEvent;
+    stored_events!(WindowEvent);
     type Command = Step;
     type Context = Context;
     const NOUN: &'static str = "maintenance window";
 
     fn stream(id: Uuid) -> String {
         window_stream(id)
-    }
-    fn parse(event_type: &str, payload: &serde_json::Value) -> Option<WindowEvent> {
-        WindowEvent::from_stored(event_type, payload)
     }
     fn evolve(
         state: Option<Self>,
@@ -584,12 +583,6 @@ impl Aggregate for Window {
         by: By<'_>,
     ) -> Option<Self> {
         evolve(state, event, at, by.actor)
-    }
-    fn type_name(event: &WindowEvent) -> &'static str {
-        event.type_name()
-    }
-    fn payload(event: &WindowEvent) -> serde_json::Value {
-        event.payload()
     }
     fn status(&self) -> &'static str {
         self.status.as_str()

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::aggregate::{existing, Aggregate, By, Outcome};
+use crate::aggregate::{existing, stored_events, Aggregate, By, Outcome};
 use crate::Rejection;
 
 /// Effort recorded on one command at most: a week of minutes. More is a
@@ -359,7 +359,7 @@ pub struct RecordTask {
 }
 
 impl Aggregate for RoutineTask {
-    type Event = WorklogEvent;
+    stored_events!(WorklogEvent);
     type Command = RecordTask;
     /// The instant the task is recorded at: it cannot have been done later.
     type Context = DateTime<Utc>;
@@ -368,9 +368,6 @@ impl Aggregate for RoutineTask {
     fn stream(id: Uuid) -> String {
         task_stream(id)
     }
-    fn parse(event_type: &str, payload: &serde_json::Value) -> Option<WorklogEvent> {
-        WorklogEvent::from_stored(event_type, payload)
-    }
     fn evolve(
         state: Option<Self>,
         event: &WorklogEvent,
@@ -378,12 +375,6 @@ impl Aggregate for RoutineTask {
         by: By<'_>,
     ) -> Option<Self> {
         task_of(event, by.actor, at).or(state)
-    }
-    fn type_name(event: &WorklogEvent) -> &'static str {
-        event.type_name()
-    }
-    fn payload(event: &WorklogEvent) -> serde_json::Value {
-        event.payload()
     }
     fn status(&self) -> &'static str {
         "recorded"
@@ -429,7 +420,7 @@ pub enum BackupCommand {
 }
 
 impl Aggregate for Backup {
-    type Event = WorklogEvent;
+    stored_events!(WorklogEvent);
     type Command = BackupCommand;
     /// The instant the command is given: a backup cannot have been made later.
     type Context = DateTime<Utc>;
@@ -438,9 +429,6 @@ impl Aggregate for Backup {
     fn stream(id: Uuid) -> String {
         backup_stream(id)
     }
-    fn parse(event_type: &str, payload: &serde_json::Value) -> Option<WorklogEvent> {
-        WorklogEvent::from_stored(event_type, payload)
-    }
     fn evolve(
         state: Option<Self>,
         event: &WorklogEvent,
@@ -448,12 +436,6 @@ impl Aggregate for Backup {
         by: By<'_>,
     ) -> Option<Self> {
         evolve_backup(state, event, by.actor, at)
-    }
-    fn type_name(event: &WorklogEvent) -> &'static str {
-        event.type_name()
-    }
-    fn payload(event: &WorklogEvent) -> serde_json::Value {
-        event.payload()
     }
     fn status(&self) -> &'static str {
         self.status.as_str()
