@@ -984,17 +984,17 @@ async fn the_monthly_report_is_mailed_once_per_contact_and_month() {
     })
     .await;
     assert_eq!(
-        opsledger_api::reports::mail_monthly_due(state, late)
+        opsledger_app::reports::mail_monthly_due(state.ledger(), late)
             .await
             .unwrap(),
         0
     );
     // Two instances' passes on the first of next month, at once, then again.
     let (a, b) = tokio::join!(
-        opsledger_api::reports::mail_monthly_due(state, first),
-        opsledger_api::reports::mail_monthly_due(state, first)
+        opsledger_app::reports::mail_monthly_due(state.ledger(), first),
+        opsledger_app::reports::mail_monthly_due(state.ledger(), first)
     );
-    let again = opsledger_api::reports::mail_monthly_due(state, first + Duration::hours(5))
+    let again = opsledger_app::reports::mail_monthly_due(state.ledger(), first + Duration::hours(5))
         .await
         .unwrap();
     let requested: i64 = app

@@ -135,21 +135,6 @@ pub async fn search(
     Ok(HttpResponse::Ok().json(AuditPage { items, next_cursor }))
 }
 
-/// The tenant's latest signed checkpoint, which every client mail carries.
-pub(crate) async fn latest_checkpoint(
-    state: &AppState,
-    tenant: Uuid,
-) -> Result<Option<String>, ApiError> {
-    let client = state
-        .pool
-        .get()
-        .await
-        .map_err(opsledger_store::StoreError::from)?;
-    Ok(opsledger_store::audit::checkpoint(&client, tenant, None)
-        .await?
-        .map(|c| c.note))
-}
-
 fn no_key() -> ApiError {
     ApiError::NotFound(
         "this service signs no checkpoints: it has no key (OPSLEDGER_AUDIT_KEY_FILE)".into(),

@@ -13,6 +13,7 @@ pub mod directory;
 pub mod escalation;
 pub mod incidents;
 pub mod ingest;
+pub mod reports;
 pub mod run;
 pub mod windows;
 
@@ -23,4 +24,20 @@ use opsledger_store::{Committer, Pool};
 pub struct Ledger<'a> {
     pub pool: &'a Pool,
     pub committer: &'a Committer,
+}
+
+/// The tenant's latest signed checkpoint, as the note a client mail carries
+/// at its foot.
+pub async fn latest_checkpoint(
+    ledger: Ledger<'_>,
+    tenant: uuid::Uuid,
+) -> Result<Option<String>, opsledger_store::StoreError> {
+    let client = ledger
+        .pool
+        .get()
+        .await
+        .map_err(opsledger_store::StoreError::from)?;
+    Ok(opsledger_store::audit::checkpoint(&client, tenant, None)
+        .await?
+        .map(|c| c.note))
 }

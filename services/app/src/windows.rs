@@ -44,10 +44,7 @@ pub async fn context(
     }
     let services = services_of(ledger, tenant, w).await?;
     let contacts = contacts_of(ledger, tenant, w, &services).await?;
-    let client = ledger.pool.get().await.map_err(StoreError::from)?;
-    let checkpoint = opsledger_store::audit::checkpoint(&client, tenant, None)
-        .await?
-        .map(|c| c.note);
+    let checkpoint = crate::latest_checkpoint(ledger, tenant).await?;
     Ok(Context {
         now,
         notices: services

@@ -229,7 +229,7 @@ async fn escalation_worker(state: web::Data<AppState>, interval: std::time::Dura
 async fn monthly_worker(state: web::Data<AppState>, interval: std::time::Duration) {
     loop {
         tokio::time::sleep(interval).await;
-        match opsledger_api::reports::mail_monthly_due(&state, chrono::Utc::now()).await {
+        match opsledger_app::reports::mail_monthly_due(state.ledger(), chrono::Utc::now()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(reports = n, "monthly reports requested"),
             Err(e) => tracing::warn!(error = %e, "monthly report pass failed"),
