@@ -994,9 +994,10 @@ async fn the_monthly_report_is_mailed_once_per_contact_and_month() {
         opsledger_app::reports::mail_monthly_due(state.ledger(), first),
         opsledger_app::reports::mail_monthly_due(state.ledger(), first)
     );
-    let again = opsledger_app::reports::mail_monthly_due(state.ledger(), first + Duration::hours(5))
-        .await
-        .unwrap();
+    let again =
+        opsledger_app::reports::mail_monthly_due(state.ledger(), first + Duration::hours(5))
+            .await
+            .unwrap();
     let requested: i64 = app
         .db
         .superuser()

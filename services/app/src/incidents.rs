@@ -62,12 +62,8 @@ pub async fn execute(
         // An opening pages from the first step; so does a reopening, which
         // also takes its group back.
         let reopenable = i.is_some_and(|i| i.status == Status::Resolved);
-        let has_policy = match (reopenable || i.is_none(), service_id) {
-            (true, Some(s)) => opsledger_store::roster::policy_of_service(ledger.pool, tenant, s)
-                .await?
-                .is_some(),
-            _ => false,
-        };
+        let has_policy =
+            (reopenable || i.is_none()) && has_policy(ledger, tenant, service_id).await?;
         let group = match (reopenable, i.and_then(|i| i.group_key.as_ref()), service_id) {
             (true, Some(key), Some(s)) => Some(group_facts(ledger, tenant, s, key).await?),
             _ => None,
@@ -146,19 +142,17 @@ pub fn refused_by_state(e: &RunError) -> bool {
         if matches!(rejection, opsledger_domain::Rejection::InvalidTransition { .. }))
 }
 
-/// The step an incident of this service starts paging with, due `now`
-/// (`incident::first_step`), looked up in the service's policy.
-pub async fn first_step(
+/// Whether the service has an escalation policy (an incident of no
+/// service pages nobody).
+pub async fn has_policy(
     ledger: Ledger<'_>,
     tenant: Uuid,
     service: Option<Uuid>,
-    now: chrono::DateTime<Utc>,
-) -> Result<Option<opsledger_domain::incident::IncidentEvent>, StoreError> {
-    let has_policy = match service {
+) -> Result<bool, StoreError> {
+    Ok(match service {
         Some(s) => opsledger_store::roster::policy_of_service(ledger.pool, tenant, s)
             .await?
             .is_some(),
         None => false,
-    };
-    Ok(opsledger_domain::incident::first_step(has_policy, now))
+    })
 }

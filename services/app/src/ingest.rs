@@ -63,8 +63,7 @@ use opsledger_domain::alert::{
     self, AlertEvent, AlertState, Decision, GroupEvent, ResolvedBy, Signal,
 };
 use opsledger_domain::directory::{self as dir, DirectoryEvent};
-use opsledger_domain::impact::ImpactLevel;
-use opsledger_domain::incident::{self, IncidentEvent};
+use opsledger_domain::incident::{self};
 use opsledger_domain::text::Name;
 use opsledger_domain::window::Window;
 use opsledger_domain::{Metadata, NewEvent, RecordedEvent};
@@ -360,39 +359,24 @@ pub async fn ingest(
         if let AlertEvent::AlertReceived { decision, .. } = &receipt.alert {
             match (decision, receipt.open_incident, &group) {
                 (Decision::OpenedIncident { .. }, Some(id), Some((gs, gv, _))) => {
-                    let opened = IncidentEvent::IncidentOpened {
-                        incident_id: id,
-                        service_id,
-                        title: signal.summary.clone(),
-                        severity: signal.severity,
-                        category: signal.category,
-                        group_key: Some(signal.group_key.clone()),
-                        impact_start: signal.starts_at.min(now),
-                        // A window in force would have held the alert instead.
-                        planned_window: None,
-                        impact_level: Some(ImpactLevel::of_severity(signal.severity)),
-                    };
+                    let has_policy =
+                        crate::incidents::has_policy(ing.ledger, tenant, service_id).await?;
+                    let (opened, bound) =
+                        incident::opened_by_alert(&signal, id, service_id, now, has_policy);
                     // The incident opens before the receipt that says so: a
                     // reader of the log never meets an alert attached to an
                     // incident it has not seen open.
-                    let first =
-                        crate::incidents::first_step(ing.ledger, tenant, service_id, now).await?;
                     streams.insert(
                         0,
                         StreamAppend {
                             stream_id: incident::incident_stream(id),
                             expected: ExpectedVersion::NoStream,
-                            events: std::iter::once(&opened)
-                                .chain(first.iter())
+                            events: opened
+                                .iter()
                                 .map(|e| new_event(e, e.type_name(), meta, now))
                                 .collect(),
                         },
                     );
-                    let bound = GroupEvent::AlertGroupBound {
-                        incident_id: id,
-                        service_id: service_id.unwrap_or_default(),
-                        group_key: signal.group_key.clone(),
-                    };
                     streams.push(StreamAppend {
                         stream_id: gs.clone(),
                         expected: ExpectedVersion::Exact(*gv),

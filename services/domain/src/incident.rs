@@ -385,7 +385,6 @@ impl Incident {
     }
 }
 
-/// Folds one event, recorded at `at`, into the incident (`None` before it opens).
 /// The step an incident starts paging with: the first, due at once, when
 /// its service has an escalation policy (SPEC §5); none otherwise.
 pub fn first_step(service_has_policy: bool, now: DateTime<Utc>) -> Option<IncidentEvent> {
@@ -394,6 +393,43 @@ pub fn first_step(service_has_policy: bool, now: DateTime<Utc>) -> Option<Incide
         round: Step::FIRST.round,
         due_at: now,
     })
+}
+
+/// What a receipt that opens an incident records besides itself (SPEC §5):
+/// the incident, named after the alert and as severe as it, its impact from
+/// when the alert began (never later than now), paging from the first step
+/// when its service has a policy; and the alert group bound to it, so the
+/// group's next alerts attach to it. (A window in force would have held the
+/// alert instead, so none is planned.)
+pub fn opened_by_alert(
+    signal: &crate::alert::Signal,
+    incident_id: Uuid,
+    service_id: Option<Uuid>,
+    now: DateTime<Utc>,
+    service_has_policy: bool,
+) -> (Vec<IncidentEvent>, GroupEvent) {
+    let opened = IncidentEvent::IncidentOpened {
+        incident_id,
+        service_id,
+        title: signal.summary.clone(),
+        severity: signal.severity,
+        category: signal.category,
+        group_key: Some(signal.group_key.clone()),
+        impact_start: signal.starts_at.min(now),
+        planned_window: None,
+        impact_level: Some(ImpactLevel::of_severity(signal.severity)),
+    };
+    let bound = GroupEvent::AlertGroupBound {
+        incident_id,
+        service_id: service_id.unwrap_or_default(),
+        group_key: signal.group_key.clone(),
+    };
+    (
+        std::iter::once(opened)
+            .chain(first_step(service_has_policy, now))
+            .collect(),
+        bound,
+    )
 }
 
 /// Folds one stored event at the instant it was recorded (the one clock
@@ -1247,6 +1283,44 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn given_an_alert_that_opens_an_incident_then_it_opens_paging_and_binds_its_group() {
+        let now = DateTime::from_timestamp(1_700_000_600, 0).unwrap();
+        let signal = crate::alert::Signal {
+            source: "alertmanager".into(),
+            dedup_key: "k".into(),
+            group_key: "db".into(),
+            service_ref: None,
+            summary: "DB down".into(),
+            severity: Severity::Critical,
+            category: Category::Application,
+            labels: Default::default(),
+            firing: true,
+            // A sender's clock ahead of ours.
+            starts_at: now + chrono::Duration::minutes(2),
+            ends_at: None,
+        };
+        let service = Some(Uuid::from_u128(7));
+        let (events, bound) = opened_by_alert(&signal, Uuid::from_u128(1), service, now, true);
+        assert!(matches!(
+            &events[..],
+            [
+                IncidentEvent::IncidentOpened { impact_start, group_key: Some(g), .. },
+                IncidentEvent::EscalationScheduled { level: 1, .. }
+            ] if *impact_start == now && g == "db"
+        ));
+        assert_eq!(
+            bound,
+            GroupEvent::AlertGroupBound {
+                incident_id: Uuid::from_u128(1),
+                service_id: Uuid::from_u128(7),
+                group_key: "db".into()
+            }
+        );
+        let (quiet, _) = opened_by_alert(&signal, Uuid::from_u128(1), service, now, false);
+        assert_eq!(quiet.len(), 1);
     }
 
     #[test]
