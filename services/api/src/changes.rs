@@ -83,7 +83,7 @@ use uuid::Uuid;
 use crate::aggregate::{self, Asked};
 use crate::auth::Caller;
 use crate::common::{begin_command, page_len, AsOfQuery, Page};
-use crate::extract::{optional_json, IfMatch};
+use crate::extract::{IfMatch, OrEmpty};
 use crate::idempotency::IdempotencyKey;
 use crate::problem::ApiError;
 use crate::AppState;
@@ -501,18 +501,6 @@ async fn step(
     .await
 }
 
-/// A body that may be left out (`{}` is assumed), or must be given.
-fn body_of<T: serde::de::DeserializeOwned>(
-    req: &HttpRequest,
-    bytes: &[u8],
-) -> Result<(T, Value), ApiError> {
-    let raw: Option<Value> = optional_json(req, bytes)?;
-    let raw = raw.unwrap_or_else(|| Value::Object(Default::default()));
-    let parsed = serde_json::from_value(raw.clone())
-        .map_err(|e| ApiError::BadRequest(format!("the body is not valid: {e}")))?;
-    Ok((parsed, raw))
-}
-
 macro_rules! step_handler {
     ($name:ident, $body:ty, $variant:ident) => {
         pub async fn $name(
@@ -522,10 +510,10 @@ macro_rules! step_handler {
             id: web::Path<Uuid>,
             m: IfMatch,
             k: IdempotencyKey,
-            b: web::Bytes,
+            b: OrEmpty<$body>,
         ) -> Result<HttpResponse, ApiError> {
-            let (body, raw): ($body, Value) = body_of(&r, &b)?;
-            step(s, c, r, id.into_inner(), m, k, raw, Step::$variant(body)).await
+            let step_of = Step::$variant(b.body);
+            step(s, c, r, id.into_inner(), m, k, b.asked, step_of).await
         }
     };
 }
@@ -764,9 +752,9 @@ pub async fn freeze_lift(
     id: web::Path<Uuid>,
     if_match: IfMatch,
     key: IdempotencyKey,
-    bytes: web::Bytes,
+    lift: OrEmpty<LiftBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let (body, raw): (LiftBody, Value) = body_of(&req, &bytes)?;
+    let (body, raw) = (lift.body, lift.asked);
     let r = Asked {
         caller: &caller,
         req: &req,

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::aggregate;
 use crate::auth::Caller;
 use crate::common::begin_command;
-use crate::extract::{optional_json, IfMatch};
+use crate::extract::{IfMatch, OrEmpty};
 use crate::idempotency::IdempotencyKey;
 use crate::problem::ApiError;
 use crate::AppState;
@@ -29,10 +29,10 @@ pub async fn incident_escalate(
     id: web::Path<Uuid>,
     if_match: IfMatch,
     key: IdempotencyKey,
-    body: web::Bytes,
+    body: OrEmpty<EscalateBody>,
 ) -> Result<HttpResponse, ApiError> {
     // Every field is optional, so the body may be left out altogether.
-    let body: EscalateBody = optional_json(&req, &body)?.unwrap_or_default();
+    let body = body.body;
     let asked = serde_json::json!({ "if_match": if_match.0, "body": &body });
     let (actor, fingerprint, replayed) =
         begin_command(&state, &caller, RESPONDERS, &key, &req, &asked).await?;

@@ -22,7 +22,7 @@ use crate::auth::Caller;
 use crate::common::{
     begin_command, client_of_service, page_len, require_services, stream_events, AsOfQuery, Page,
 };
-use crate::extract::{optional_json, IfMatch};
+use crate::extract::{IfMatch, OrEmpty};
 use crate::idempotency::IdempotencyKey;
 use crate::problem::ApiError;
 use crate::AppState;
@@ -417,11 +417,10 @@ pub async fn incident_mitigate(
     id: web::Path<Uuid>,
     m: IfMatch,
     k: IdempotencyKey,
-    b: web::Bytes,
+    b: OrEmpty<MitigateBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let body: Option<MitigateBody> = optional_json(&r, &b)?;
-    let asked = serde_json::to_value(&body).map_err(|e| ApiError::Internal(Box::new(e)))?;
-    let end = body.and_then(|b| b.impact_end).unwrap_or_else(Utc::now);
+    let OrEmpty { body, asked } = b;
+    let end = body.impact_end.unwrap_or_else(Utc::now);
     let asked = Asked {
         if_match: m,
         key: k,

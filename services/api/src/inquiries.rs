@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::aggregate::{self, Asked};
 use crate::auth::Caller;
 use crate::common::{client_of_service, page_len, Page};
-use crate::extract::{optional_json, IfMatch};
+use crate::extract::{IfMatch, OrEmpty};
 use crate::idempotency::IdempotencyKey;
 use crate::problem::ApiError;
 use crate::AppState;
@@ -329,10 +329,9 @@ pub async fn inquiry_close(
     req: HttpRequest,
     id: web::Path<Uuid>,
     if_match: IfMatch,
-    body: web::Bytes,
+    body: OrEmpty<CloseBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let body: CloseBody = optional_json(&req, &body)?.unwrap_or_default();
-    let asked = serde_json::to_value(&body).map_err(internal)?;
+    let OrEmpty { body, asked } = body;
     let command = Command::Close { note: body.note };
     let id = id.into_inner();
     execute(

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::aggregate::{self, Asked, Versioned};
 use crate::auth::Caller;
 use crate::common::{page_len, require_services, stream_events, AsOfQuery, Page};
-use crate::extract::{optional_json, IfMatch};
+use crate::extract::{IfMatch, OrEmpty};
 use crate::idempotency::IdempotencyKey;
 use crate::problem::ApiError;
 use crate::AppState;
@@ -231,10 +231,10 @@ pub async fn proposal_approve(
     id: web::Path<Uuid>,
     m: IfMatch,
     k: IdempotencyKey,
-    b: web::Bytes,
+    b: OrEmpty<ApproveBody>,
 ) -> Result<HttpResponse, ApiError> {
     // The body is optional: an approval needs no comment.
-    let body: ApproveBody = optional_json(&r, &b)?.unwrap_or(ApproveBody { comment: None });
+    let body = b.body;
     let a = asked(&c, &r, k, &body)?;
     let command = Command::Approve {
         comment: body.comment,

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::aggregate::{self, Asked};
 use crate::auth::Caller;
 use crate::common::{existing_service, page_len, stream_events, Page};
-use crate::extract::{optional_json, IfMatch};
+use crate::extract::{IfMatch, OrEmpty};
 use crate::idempotency::IdempotencyKey;
 use crate::problem::ApiError;
 use crate::AppState;
@@ -329,9 +329,9 @@ pub async fn execution_start(
     key: IdempotencyKey,
     req: HttpRequest,
     id: web::Path<Uuid>,
-    body: web::Bytes,
+    body: OrEmpty<StartBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let body: StartBody = optional_json(&req, &body)?.unwrap_or_default();
+    let body = body.body;
     let r = Asked {
         caller: &caller,
         req: &req,
@@ -447,11 +447,10 @@ pub async fn step_complete(
     req: HttpRequest,
     path: web::Path<(Uuid, u32)>,
     if_match: IfMatch,
-    body: web::Bytes,
+    body: OrEmpty<CompleteBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let body: CompleteBody = optional_json(&req, &body)?.unwrap_or_default();
+    let OrEmpty { body, asked } = body;
     let (id, step) = path.into_inner();
-    let asked = serde_json::to_value(&body).map_err(internal)?;
     let command = Command::Complete {
         step,
         note: body.note,
@@ -477,11 +476,10 @@ pub async fn step_confirm(
     req: HttpRequest,
     path: web::Path<(Uuid, u32)>,
     if_match: IfMatch,
-    body: web::Bytes,
+    body: OrEmpty<ConfirmBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let body: ConfirmBody = optional_json(&req, &body)?.unwrap_or_default();
+    let OrEmpty { body, asked } = body;
     let (id, step) = path.into_inner();
-    let asked = serde_json::to_value(&body).map_err(internal)?;
     let command = Command::Confirm {
         step,
         note: body.note,

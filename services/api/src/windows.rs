@@ -22,7 +22,7 @@ use crate::aggregate::{self, Asked};
 use crate::auth::Caller;
 use crate::changes::{missing, services_exist};
 use crate::common::page_len;
-use crate::extract::{optional_json, IfMatch};
+use crate::extract::{IfMatch, OrEmpty};
 use crate::idempotency::IdempotencyKey;
 use crate::problem::ApiError;
 use crate::AppState;
@@ -326,17 +326,6 @@ async fn step(
     .await
 }
 
-fn body_of<T: serde::de::DeserializeOwned>(
-    req: &HttpRequest,
-    bytes: &[u8],
-) -> Result<(T, Value), ApiError> {
-    let raw: Option<Value> = optional_json(req, bytes)?;
-    let raw = raw.unwrap_or_else(|| Value::Object(Default::default()));
-    let parsed = serde_json::from_value(raw.clone())
-        .map_err(|e| ApiError::BadRequest(format!("the body is not valid: {e}")))?;
-    Ok((parsed, raw))
-}
-
 macro_rules! window_step {
     ($name:ident, $body:ty, |$b:ident| $make:expr) => {
         pub async fn $name(
@@ -346,10 +335,10 @@ macro_rules! window_step {
             id: web::Path<Uuid>,
             m: IfMatch,
             k: IdempotencyKey,
-            bytes: web::Bytes,
+            asked: OrEmpty<$body>,
         ) -> Result<HttpResponse, ApiError> {
-            let ($b, raw): ($body, Value) = body_of(&r, &bytes)?;
-            step(s, c, r, id.into_inner(), m, k, raw, $make).await
+            let $b = asked.body;
+            step(s, c, r, id.into_inner(), m, k, asked.asked, $make).await
         }
     };
 }
