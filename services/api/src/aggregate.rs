@@ -76,17 +76,28 @@ where
             view: run::versioned::<A>,
         })
     };
-    run_command::<A, _, _, _>(
-        state,
-        r,
-        if_match,
-        roles,
-        target,
-        command,
-        |_, _| Ok(()),
-        prepare,
-    )
-    .await
+    run_prepared::<A, _, _>(state, r, if_match, roles, target, command, prepare).await
+}
+
+/// Runs a command through the one path with nothing to admit beyond
+/// `roles`: see [`run_command`].
+pub async fn run_prepared<A, V, P>(
+    state: &AppState,
+    r: Asked<'_>,
+    if_match: IfMatch,
+    roles: &[Role],
+    target: Target,
+    command: A::Command,
+    prepare: P,
+) -> Result<HttpResponse, ApiError>
+where
+    A: Aggregate + Send + Sync + 'static,
+    A::Event: Send + Sync + 'static,
+    V: Fn(&A, i64) -> Value + Send + Sync + 'static,
+    P: AsyncFnOnce(&Actor, Option<&A>) -> Result<Prepared<A::Context, V>, ApiError>,
+{
+    let admit = |_: &Actor, _: Option<&A>| Ok(());
+    run_command::<A, V, _, P>(state, r, if_match, roles, target, command, admit, prepare).await
 }
 
 /// Runs a command through the one path: `roles` may give it, and `admit`

@@ -725,14 +725,13 @@ pub async fn freeze_declare(
             view: run::versioned::<Freeze>,
         })
     };
-    aggregate::run_command::<Freeze, _, _, _>(
+    aggregate::run_prepared::<Freeze, _, _>(
         &state,
         r,
         IfMatch(None),
         FREEZE_WRITERS,
         target,
         command,
-        |_, _| Ok(()),
         prepare,
     )
     .await

@@ -122,14 +122,13 @@ where
             view: run::versioned::<A>,
         })
     };
-    aggregate::run_command::<A, _, _, _>(
+    aggregate::run_prepared::<A, _, _>(
         state,
         r,
         IfMatch(None),
         DIRECTORY_WRITERS,
         target,
         command,
-        |_, _| Ok(()),
         prepare,
     )
     .await

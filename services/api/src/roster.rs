@@ -60,17 +60,8 @@ where
             view,
         })
     };
-    aggregate::run_command::<A, _, _, _>(
-        state,
-        r,
-        IfMatch(None),
-        roles,
-        target,
-        command,
-        |_, _| Ok(()),
-        prepare,
-    )
-    .await
+    aggregate::run_prepared::<A, _, _>(state, r, IfMatch(None), roles, target, command, prepare)
+        .await
 }
 
 /// A responder or a subscription as answered and listed: without a version
@@ -427,14 +418,13 @@ pub async fn override_add(
             },
         })
     };
-    aggregate::run_command::<OnCallSchedule, _, _, _>(
+    aggregate::run_prepared::<OnCallSchedule, _, _>(
         &state,
         r,
         IfMatch(None),
         OVERRIDE_WRITERS,
         target,
         command,
-        |_, _| Ok(()),
         prepare,
     )
     .await

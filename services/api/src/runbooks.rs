@@ -103,9 +103,7 @@ async fn publish(
     };
     let service_id = body.service_id;
     let command = Publish {
-        runbook_id: match &target {
-            Target::Revision { id, .. } | Target::New { id, .. } | Target::Existing(id) => *id,
-        },
+        runbook_id: target.id(),
         title: body.title,
         service_id,
         steps: body
@@ -127,14 +125,13 @@ async fn publish(
             view: |r: &Runbook, _| runbook_view(r, r.latest()),
         })
     };
-    aggregate::run_command::<Runbook, _, _, _>(
+    aggregate::run_prepared::<Runbook, _, _>(
         &state,
         r,
         if_match,
         OPERATIONS_WORKERS,
         target,
         command,
-        |_, _| Ok(()),
         prepare,
     )
     .await
@@ -302,14 +299,13 @@ async fn run(
             view: execution_view,
         })
     };
-    aggregate::run_command::<Execution, _, _, _>(
+    aggregate::run_prepared::<Execution, _, _>(
         state,
         r,
         if_match,
         OPERATIONS_WORKERS,
         target,
         command,
-        |_, _| Ok(()),
         prepare,
     )
     .await

@@ -95,14 +95,13 @@ where
             view: run::versioned::<A>,
         })
     };
-    aggregate::run_command::<A, _, _, _>(
+    aggregate::run_prepared::<A, _, _>(
         state,
         r,
         if_match,
         OPERATIONS_WORKERS,
         target,
         command,
-        |_, _| Ok(()),
         prepare,
     )
     .await

@@ -108,7 +108,8 @@ pub enum Target {
 }
 
 impl Target {
-    fn id(&self) -> Uuid {
+    /// The record's id.
+    pub fn id(&self) -> Uuid {
         match self {
             Target::Existing(id) | Target::New { id, .. } | Target::Revision { id, .. } => *id,
         }
