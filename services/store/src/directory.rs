@@ -27,6 +27,11 @@ impl Projection for DirectoryProjection {
         &["tenant-", "client-", "service-"]
     }
 
+    /// Not the name reservations, which keep names unique in the log alone.
+    fn applies(&self) -> &'static [&'static str] {
+        &["TenantRegistered", "ClientRegistered", "ServiceRegistered"]
+    }
+
     fn apply<'a>(
         &'a self,
         tx: &'a Transaction<'a>,

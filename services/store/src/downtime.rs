@@ -95,8 +95,8 @@ fn corrupt(e: serde_json::Error) -> StoreError {
     StoreError::Corrupt(format!("impact state: {e}"))
 }
 
-/// The incident events that shape an impact; the others are passed over
-/// without being decoded.
+/// The incident events that shape an impact: the only ones the projection
+/// is handed.
 const IMPACT_EVENTS: &[&str] = &[
     "IncidentOpened",
     "ImpactLevelChanged",
@@ -132,6 +132,10 @@ impl Projection for DowntimeProjection {
 
     fn streams(&self) -> &'static [&'static str] {
         &["incident-"]
+    }
+
+    fn applies(&self) -> &'static [&'static str] {
+        IMPACT_EVENTS
     }
 
     fn apply<'a>(

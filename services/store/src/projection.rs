@@ -66,6 +66,14 @@ pub trait Projection: Send + Sync {
     fn streams(&self) -> &'static [&'static str] {
         &[""]
     }
+    /// The event types it applies, when they are some of those its streams
+    /// hold: the engine hands it no others (their position still moves its
+    /// checkpoint). Empty: every event of its streams, as a projection that
+    /// folds whole streams needs. Named here so that an event type leads to
+    /// what applies it.
+    fn applies(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// True for a projection kept by the append itself ([`Inline`]): no
     /// follower runs for it, and it is never behind.
     fn inline(&self) -> bool {
@@ -448,11 +456,18 @@ async fn follow_read(
     until: Cursor,
     limit: i64,
 ) -> Result<read::Followed, StoreError> {
-    if projection.reads_payloads() {
-        read::read_after_of(tx, cursor, until, limit, projection.streams()).await
+    let mut followed = if projection.reads_payloads() {
+        read::read_after_of(tx, cursor, until, limit, projection.streams()).await?
     } else {
-        read::read_after_of_light(tx, cursor, until, limit).await
+        read::read_after_of_light(tx, cursor, until, limit).await?
+    };
+    let applies = projection.applies();
+    if !applies.is_empty() {
+        followed
+            .events
+            .retain(|e| applies.contains(&e.event_type.as_str()));
     }
+    Ok(followed)
 }
 
 /// Commits of this process's projections that appended events (the
@@ -1073,4 +1088,20 @@ pub async fn lag(pool: &Pool, projection: &dyn Projection) -> Result<Lag, StoreE
             }
         }
     })
+}
+
+#[cfg(test)]
+mod applies_tests {
+    #[test]
+    fn every_event_type_a_projection_names_is_in_the_catalogue() {
+        for p in crate::projections() {
+            for name in p.applies() {
+                assert!(
+                    opsledger_domain::catalogue::lookup(name).is_some(),
+                    "{} applies {name}, which the catalogue does not list",
+                    p.name()
+                );
+            }
+        }
+    }
 }

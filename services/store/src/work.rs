@@ -805,6 +805,11 @@ impl Projection for Recurrence {
         &["incident-"]
     }
 
+    /// An incident's opening is when it may recur.
+    fn applies(&self) -> &'static [&'static str] {
+        &["IncidentOpened"]
+    }
+
     /// Earlier incidents' states, their fixes, and proposals.
     fn after(&self) -> &'static [&'static str] {
         &["incidents", "work", "proposals"]
