@@ -12,9 +12,8 @@
 //! `minutes_spent`. Pure `decide`/`evolve` in `domain::{change, window,
 //! freeze}`; the `changes` projection keeps `proj_changes`, `proj_windows` and
 //! `proj_freezes`, each row the aggregate as the domain folds it (`state`,
-//! jsonb) beside the columns queried. Folds use the events' `occurred_at`
-//! (the instant the handler decided), so a command's answer equals a later
-//! read.
+//! jsonb) beside the columns queried. Folds use the events' `recorded_at`
+//! (the one clock), so a command's answer equals a later read.
 //!
 //! - **Changes.** draft → submitted → approved | rejected → scheduled →
 //!   in_progress → completed | failed | rolled_back → reviewed. Standard
@@ -25,16 +24,19 @@
 //!   approval or rejection by the requester (`Rejection::Forbidden`, 403).
 //!   Links (`fixes`, `caused_by` an incident; `implements` a proposal) and a
 //!   schedule's window are checked against the log (`read::existing_streams`).
-//!   Commands fold the stream, check `If-Match`, decide, append with the
-//!   version decided on; an invalid transition is a 409 naming
-//!   `current_state`. Clients are refused changes and freezes (403).
-//! - **Freezes and conflicts.** Scheduling reads the read model: a freeze of
-//!   one of the change's services overlapping the schedule refuses a normal
-//!   change (409 with `freeze_id`) and is recorded on standard and emergency
-//!   ones (`freezes`). Other scheduled or running changes to a shared service
+//!   Commands run through `app::run` (fold, `If-Match` with 412 when stale,
+//!   decide, append with the version decided on); an invalid transition is
+//!   a 409 naming `current_state`. Clients are refused changes and freezes
+//!   (403).
+//! - **Freezes and conflicts.** Scheduling (and starting) reads the read
+//!   model (`app::changes::context`): a freeze of one of the change's
+//!   services overlapping the schedule refuses a normal change (409 with
+//!   `freeze_id`, `Rejection::Frozen`, a domain rule) and is recorded on
+//!   standard and emergency ones (`freezes`). Other scheduled or running changes to a shared service
 //!   with overlapping schedules are *accepted and reported*: their ids go into
 //!   `ChangeScheduled.conflicts` and the answer. Both read the read model,
-//!   after waiting (at most 5 s, `common::await_read_model`, which wakes the followers first) until its
+//!   after waiting (at most 5 s, `app::changes::await_read_model`, which
+//!   wakes the followers first) until its
 //!   checkpoint has passed every transaction id assigned before the request:
 //!   a freeze or schedule recorded earlier, on any instance, is seen. Two
 //!   schedules racing each other can still both miss the other; the history
