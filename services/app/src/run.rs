@@ -391,3 +391,82 @@ pub fn versioned<A: serde::Serialize>(record: &A, version: i64) -> Value {
     }
     body
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opsledger_domain::window::{Window, WindowEvent};
+
+    fn meta() -> Metadata {
+        Metadata {
+            actor: "maint".into(),
+            role: "maintainer".into(),
+            request_id: Some("req-1".into()),
+            correlation_id: None,
+            causation_id: None,
+            source: "api".into(),
+        }
+    }
+
+    #[test]
+    fn an_outcome_is_appended_as_the_records_events_then_each_other_streams_by_its_recorder() {
+        let cause = Uuid::from_u128(42);
+        let notice = ("WindowStarted", json!({ "service_ids": [] }));
+        let outcome = Outcome {
+            events: vec![WindowEvent::WindowStarted {
+                service_ids: vec![],
+            }],
+            elsewhere: vec![
+                Elsewhere {
+                    stream: "notification-1".into(),
+                    expected: Expected::NoStream,
+                    events: vec![notice.clone()],
+                    recorder: Recorder::System("system:notifier"),
+                },
+                Elsewhere {
+                    stream: "group-1".into(),
+                    expected: Expected::Exact(3),
+                    events: vec![],
+                    recorder: Recorder::Caller,
+                },
+            ],
+            first_event_id: Some(cause),
+        };
+        let now = Utc::now().trunc_subsecs(6);
+        let streams = streams::<Window>(
+            "window-1".into(),
+            ExpectedVersion::Exact(2),
+            outcome,
+            &meta(),
+            now,
+        );
+        assert_eq!(streams.len(), 3);
+        assert_eq!(streams[0].stream_id, "window-1");
+        assert_eq!(streams[0].expected, ExpectedVersion::Exact(2));
+        // The record's first event carries the id its notices name.
+        assert_eq!(streams[0].events[0].event_id, cause);
+        assert_eq!(streams[0].events[0].metadata, meta());
+        // A notice is the notifier's, caused by that event, in the same request.
+        let told = &streams[1].events[0].metadata;
+        assert_eq!(told.actor, "system:notifier");
+        assert_eq!(told.role, "system");
+        assert_eq!(told.causation_id, Some(cause));
+        assert_eq!(told.request_id.as_deref(), Some("req-1"));
+        assert_eq!(streams[1].expected, ExpectedVersion::NoStream);
+        // A stream only asserted: its version, and no event.
+        assert_eq!(streams[2].expected, ExpectedVersion::Exact(3));
+        assert!(streams[2].events.is_empty());
+    }
+
+    #[test]
+    fn the_usual_answer_is_the_record_with_its_version() {
+        #[derive(serde::Serialize)]
+        struct Record {
+            id: u8,
+        }
+        assert_eq!(
+            versioned(&Record { id: 7 }, 4),
+            json!({ "id": 7, "version": 4 })
+        );
+    }
+}
