@@ -9,7 +9,9 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::aggregate::{existing, stored_events, Aggregate, By, Outcome};
 use crate::notice::{NoticeKind, RenderedNotice};
+use crate::Rejection;
 
 pub fn notification_stream(id: Uuid) -> String {
     format!("notification-{id}")
@@ -113,7 +115,7 @@ impl Status {
 }
 
 /// Where a notification stands, folded from its stream.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Delivery {
     pub status: Status,
     pub attempts: u32,
@@ -180,6 +182,84 @@ impl Backoff {
     }
 }
 
+/// A notification: who is told what, and where its delivery stands.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Notification {
+    pub id: Uuid,
+    pub recipient: Recipient,
+    pub message: RenderedNotice,
+    #[serde(flatten)]
+    pub delivery: Delivery,
+}
+
+/// What one delivery attempt came to: the SMTP server's answer, or why
+/// it failed; recorded `at`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempted {
+    pub result: Result<String, String>,
+    pub at: DateTime<Utc>,
+}
+
+impl Aggregate for Notification {
+    stored_events!(NotificationEvent);
+    type Command = Attempted;
+    /// How retries are spaced and when they stop.
+    type Context = Backoff;
+    const NOUN: &'static str = "notification";
+
+    fn stream(id: Uuid) -> String {
+        notification_stream(id)
+    }
+    fn evolve(
+        state: Option<Self>,
+        event: &NotificationEvent,
+        at: DateTime<Utc>,
+        _: By<'_>,
+    ) -> Option<Self> {
+        let delivery = evolve(state.as_ref().map(|n| n.delivery.clone()), event, at)?;
+        match (state, event) {
+            (
+                _,
+                NotificationEvent::NotificationRequested {
+                    notification_id,
+                    recipient,
+                    message,
+                    ..
+                },
+            ) => Some(Notification {
+                id: *notification_id,
+                recipient: recipient.clone(),
+                message: message.clone(),
+                delivery,
+            }),
+            (Some(n), _) => Some(Notification { delivery, ..n }),
+            (None, _) => None,
+        }
+    }
+    fn status(&self) -> &'static str {
+        self.delivery.status.as_str()
+    }
+    /// The attempt after the last one: sent, or failed and tried again
+    /// after a wait that doubles, or abandoned at the limit. A notification
+    /// settled already records no further attempt.
+    fn decide(
+        state: Option<&Self>,
+        attempted: Attempted,
+        backoff: &Backoff,
+        _: &str,
+    ) -> Result<Outcome<NotificationEvent>, Rejection> {
+        let n = existing(state, "deliver")?;
+        if !n.delivery.status.pending() {
+            return Ok(Outcome::only(vec![]));
+        }
+        let attempt = n.delivery.attempts + 1;
+        Ok(Outcome::only(vec![match attempted.result {
+            Ok(response) => NotificationEvent::NotificationSent { attempt, response },
+            Err(error) => backoff.after_failure(attempt, error, attempted.at),
+        }]))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,6 +279,63 @@ mod tests {
             notification_id(Uuid::from_u128(8), "a@example.com"),
             notification_id(cause, "a@example.com")
         );
+    }
+
+    #[test]
+    fn given_a_requested_notification_when_attempts_fail_then_succeed_then_nothing_more_is_recorded(
+    ) {
+        let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let by = By {
+            actor: "system:mailer",
+            role: "system",
+        };
+        let requested = NotificationEvent::NotificationRequested {
+            notification_id: Uuid::from_u128(1),
+            kind: NoticeKind::IncidentOpened,
+            cause_event_id: Uuid::from_u128(2),
+            incident_id: None,
+            recipient: Recipient {
+                name: "Desk".into(),
+                email: "desk@client.example".into(),
+                locale: "en".into(),
+                user_id: None,
+                subscription_id: None,
+                client_id: None,
+            },
+            message: RenderedNotice {
+                subject: "s".into(),
+                body: "b".into(),
+                locale: "en".into(),
+                html: None,
+                sha256: String::new(),
+            },
+        };
+        let backoff = Backoff {
+            first: Duration::seconds(30),
+            max: Duration::minutes(10),
+            attempts_max: 3,
+        };
+        let n = Notification::evolve(None, &requested, at, by).unwrap();
+        let attempt = |n: &Notification, result| {
+            Notification::decide(Some(n), Attempted { result, at }, &backoff, "system:mailer")
+                .unwrap()
+                .events
+        };
+        let failed = attempt(&n, Err("refused".into()));
+        assert!(matches!(
+            failed[..],
+            [NotificationEvent::NotificationFailed { attempt: 1, retry_at, .. }]
+                if retry_at == at + Duration::seconds(30)
+        ));
+        let n = Notification::evolve(Some(n), &failed[0], at, by).unwrap();
+        let sent = attempt(&n, Ok("250 queued".into()));
+        assert!(matches!(
+            sent[..],
+            [NotificationEvent::NotificationSent { attempt: 2, .. }]
+        ));
+        let n = Notification::evolve(Some(n), &sent[0], at, by).unwrap();
+        assert_eq!(n.delivery.status, Status::Sent);
+        assert!(attempt(&n, Ok("250 again".into())).is_empty());
     }
 
     #[test]

@@ -8,11 +8,14 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use opsledger_api::AppState;
+use opsledger_app::run::{self, Prepared, RunError, Target};
 use opsledger_domain::notice::RenderedNotice;
-use opsledger_domain::notification::{self, Backoff, Delivery, NotificationEvent, Recipient};
-use opsledger_domain::{Metadata, NewEvent, RecordedEvent};
+use opsledger_domain::notification::{
+    Attempted, Backoff, Delivery, Notification, Recipient, Status,
+};
+use opsledger_domain::Metadata;
 use opsledger_store::outbox::{self as store_outbox, Leased};
-use opsledger_store::{AppendError, AppendRequest, ExpectedVersion, StoreError, StreamAppend};
+use opsledger_store::StoreError;
 
 /// Why a notification's attempt could not be recorded.
 #[derive(Debug, thiserror::Error)]
@@ -20,7 +23,7 @@ pub enum MailError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Append(#[from] AppendError),
+    Run(#[from] RunError),
 }
 
 /// How long a sender holds a notification: well over one SMTP exchange.
@@ -134,35 +137,6 @@ impl Mailer {
     }
 }
 
-struct Pending {
-    recipient: Recipient,
-    message: RenderedNotice,
-    delivery: Delivery,
-    version: i64,
-}
-
-fn pending(events: &[RecordedEvent]) -> Option<Pending> {
-    let mut first = None;
-    let mut delivery = None;
-    for e in events {
-        let parsed = NotificationEvent::from_stored(&e.event_type, &e.payload)?;
-        if let NotificationEvent::NotificationRequested {
-            recipient, message, ..
-        } = &parsed
-        {
-            first = Some((recipient.clone(), message.clone()));
-        }
-        delivery = notification::evolve(delivery, &parsed, e.recorded_at);
-    }
-    let (recipient, message) = first?;
-    Some(Pending {
-        recipient,
-        message,
-        delivery: delivery?,
-        version: events.last()?.stream_version,
-    })
-}
-
 fn sender_meta() -> Metadata {
     Metadata {
         actor: "system:mailer".into(),
@@ -174,87 +148,81 @@ fn sender_meta() -> Metadata {
     }
 }
 
-/// Sends one leased notification and records what happened.
+/// Sends one leased notification and records what happened, through the
+/// one command path: the attempt is decided on the version the mail was
+/// sent from (`If-Match`), so an attempt another sender recorded meanwhile
+/// (its lease ran out while it was still at it) stands and this one is not
+/// recorded twice.
 async fn send_one(state: &AppState, mailer: &Mailer, leased: &Leased) -> Result<(), MailError> {
-    let stream = notification::notification_stream(leased.notification_id);
-    let events = {
-        let client = state.pool.get().await.map_err(StoreError::from)?;
-        opsledger_store::read::read_stream(&client, leased.tenant_id, &stream, None).await?
-    };
-    let Some(p) = pending(&events) else {
+    let ledger = state.ledger();
+    let (current, version, _) =
+        run::load::<Notification>(ledger, leased.tenant_id, leased.notification_id, None).await?;
+    let Some(n) = current else {
         return Ok(());
     };
-    if !p.delivery.status.pending() {
+    if !n.delivery.status.pending() {
         // Settled already; the read model had not caught up.
         let settled = store_outbox::Settled {
-            status: p.delivery.status.as_str(),
-            attempts: p.delivery.attempts,
+            status: n.delivery.status.as_str(),
+            attempts: n.delivery.attempts,
             next_attempt_at: None,
             last_error: None,
             sent_at: None,
         };
-        store_outbox::settle(&state.pool, leased, &settled, p.version).await?;
+        store_outbox::settle(&state.pool, leased, &settled, version).await?;
         return Ok(());
     }
-    let attempt = p.delivery.attempts + 1;
     // As the event will keep it (microseconds): the row written at once and
     // the row a rebuild writes must agree.
     let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
-    let outcome = match mailer.send(&p.recipient, &p.message).await {
-        Ok(response) => NotificationEvent::NotificationSent { attempt, response },
-        Err(error) => {
-            tracing::warn!(notification = %leased.notification_id, attempt, %error, "mail not sent");
-            mailer.backoff.after_failure(attempt, error, now)
-        }
-    };
-    let request = AppendRequest {
-        tenant_id: leased.tenant_id,
-        streams: vec![StreamAppend {
-            stream_id: stream,
-            expected: ExpectedVersion::Exact(p.version),
-            events: vec![NewEvent::new(
-                outcome.type_name(),
-                outcome.payload(),
-                sender_meta(),
-                now,
-            )],
-        }],
-        idempotency: None,
-    };
-    match state.committer.append(request).await {
-        Ok(_) => {}
-        // Another sender recorded an attempt meanwhile (its lease ran out
-        // while it was still at it): its record stands.
-        Err(AppendError::Conflict { .. }) => return Ok(()),
-        Err(e) => return Err(e.into()),
+    let result = mailer.send(&n.recipient, &n.message).await;
+    if let Err(error) = &result {
+        let attempt = n.delivery.attempts + 1;
+        tracing::warn!(notification = %leased.notification_id, attempt, %error, "mail not sent");
     }
-    let settled = match &outcome {
-        NotificationEvent::NotificationSent { .. } => store_outbox::Settled {
-            status: "sent",
-            attempts: attempt,
-            next_attempt_at: None,
-            last_error: None,
-            sent_at: Some(now),
-        },
-        NotificationEvent::NotificationFailed {
-            retry_at, error, ..
-        } => store_outbox::Settled {
-            status: "failed",
-            attempts: attempt,
-            next_attempt_at: Some(*retry_at),
-            last_error: Some(error),
-            sent_at: None,
-        },
-        NotificationEvent::NotificationAbandoned { error, .. } => store_outbox::Settled {
-            status: "abandoned",
-            attempts: attempt,
-            next_attempt_at: None,
-            last_error: Some(error),
-            sent_at: None,
-        },
-        NotificationEvent::NotificationRequested { .. } => return Ok(()),
+    let last_error = result.as_ref().err().cloned();
+    let asked = run::Asked {
+        tenant: leased.tenant_id,
+        meta: sender_meta(),
+        if_match: Some(version),
+        key: None,
     };
-    store_outbox::settle(&state.pool, leased, &settled, p.version + 1).await?;
+    let attempted = Attempted { result, at: now };
+    let backoff = mailer.backoff;
+    let ran = run::run::<Notification, _, _, RunError>(
+        ledger,
+        asked,
+        Target::Existing(leased.notification_id),
+        attempted,
+        async |_| {
+            Ok(Prepared {
+                context: backoff,
+                view: |n: &Notification, _| serde_json::to_value(&n.delivery).unwrap_or_default(),
+            })
+        },
+    )
+    .await;
+    let (after, recorded) = match ran {
+        Ok(run::Ran::Done { body, version, .. }) => (body, version),
+        // Another sender recorded an attempt meanwhile: its record stands.
+        Err(e) if e.is_conflict() || matches!(e, RunError::Stale { .. }) => return Ok(()),
+        Err(e) => return Err(e.into()),
+        Ok(run::Ran::Replayed { .. }) => return Ok(()),
+    };
+    // The answer is the delivery as the attempt left it.
+    let Ok(after) = serde_json::from_value::<Delivery>(after) else {
+        return Ok(());
+    };
+    let settled = store_outbox::Settled {
+        status: after.status.as_str(),
+        attempts: after.attempts,
+        next_attempt_at: (after.status == Status::Failed).then_some(after.next_attempt_at),
+        last_error: last_error
+            .as_deref()
+            .filter(|_| after.status != Status::Sent),
+        sent_at: (after.status == Status::Sent).then_some(now),
+    };
+    store_outbox::settle(&state.pool, leased, &settled, recorded).await?;
     Ok(())
 }
 
