@@ -695,25 +695,30 @@ pub async fn mail_monthly_due(ledger: Ledger<'_>, now: DateTime<Utc>) -> Result<
             causation_id: None,
             source: "monthly-report".into(),
         };
-        let request = opsledger_store::AppendRequest {
-            tenant_id: sub.tenant_id,
-            streams: vec![opsledger_store::StreamAppend {
-                stream_id: stream,
-                expected: opsledger_store::ExpectedVersion::NoStream,
-                events: vec![opsledger_domain::NewEvent::new(
-                    event.type_name(),
-                    event.payload(),
-                    meta,
-                    Utc::now(),
-                )],
-            }],
-            idempotency: None,
+        let asked = crate::run::Asked {
+            tenant: sub.tenant_id,
+            meta,
+            if_match: None,
+            key: None,
         };
-        match ledger.committer.append(request).await {
+        let ran = crate::run::run::<notification::Notification, _, _, RunError>(
+            ledger,
+            asked,
+            crate::run::Target::Started(id),
+            notification::NotificationCommand::Request(event),
+            async |_| {
+                Ok(crate::run::Prepared {
+                    context: None,
+                    view: |_: &notification::Notification, _| serde_json::Value::Null,
+                })
+            },
+        )
+        .await;
+        match ran {
             Ok(_) => requested += 1,
             // Another pass or instance requested it first.
-            Err(opsledger_store::AppendError::Conflict { .. }) => {}
-            Err(e) => return Err(e.into()),
+            Err(e) if e.is_conflict() => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(requested)

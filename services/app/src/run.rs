@@ -99,6 +99,8 @@ pub enum Target {
     Existing(Uuid),
     /// A new one, found afterwards at `location`.
     New { id: Uuid, location: String },
+    /// A new one a worker starts, with no address of its own.
+    Started(Uuid),
     /// One that exists, to which the command adds a revision found at
     /// `location(id, version)` (a runbook's next version).
     Revision {
@@ -111,7 +113,10 @@ impl Target {
     /// The record's id.
     pub fn id(&self) -> Uuid {
         match self {
-            Target::Existing(id) | Target::New { id, .. } | Target::Revision { id, .. } => *id,
+            Target::Existing(id)
+            | Target::Started(id)
+            | Target::New { id, .. }
+            | Target::Revision { id, .. } => *id,
         }
     }
 }
@@ -224,7 +229,7 @@ where
             };
             (Some(current), version)
         }
-        Target::New { .. } => (None, 0),
+        Target::New { .. } | Target::Started(_) => (None, 0),
     };
     admit(current.as_ref())?;
     let state = current.as_ref().map_or("new", |c| c.status());
@@ -254,7 +259,7 @@ where
     let location = match &target {
         Target::New { location, .. } => Some(location.clone()),
         Target::Revision { location, .. } => Some(location(id, version_after)),
-        Target::Existing(_) => None,
+        Target::Existing(_) | Target::Started(_) => None,
     };
     let (actor, role) = (asked.meta.actor.clone(), asked.meta.role.clone());
     let decided = outcome.events.clone();
@@ -281,7 +286,7 @@ where
         });
     }
     let expected = match target {
-        Target::New { .. } => ExpectedVersion::NoStream,
+        Target::New { .. } | Target::Started(_) => ExpectedVersion::NoStream,
         Target::Existing(_) | Target::Revision { .. } => ExpectedVersion::Exact(version),
     };
     let streams = streams::<A>(A::stream(id), expected, outcome, &asked.meta, now);

@@ -200,11 +200,22 @@ pub struct Attempted {
     pub at: DateTime<Utc>,
 }
 
+/// Asking for a notice to be sent (a worker's, due by the calendar), or
+/// recording a delivery attempt.
+// Built and decided one at a time, as the event it carries is.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum NotificationCommand {
+    /// The `NotificationRequested` to record: once per notification id.
+    Request(NotificationEvent),
+    Attempt(Attempted),
+}
+
 impl Aggregate for Notification {
     stored_events!(NotificationEvent);
-    type Command = Attempted;
-    /// How retries are spaced and when they stop.
-    type Context = Backoff;
+    type Command = NotificationCommand;
+    /// How retries are spaced and when they stop, for an attempt.
+    type Context = Option<Backoff>;
     const NOUN: &'static str = "notification";
 
     fn stream(id: Uuid) -> String {
@@ -244,11 +255,29 @@ impl Aggregate for Notification {
     /// settled already records no further attempt.
     fn decide(
         state: Option<&Self>,
-        attempted: Attempted,
-        backoff: &Backoff,
+        command: NotificationCommand,
+        backoff: &Option<Backoff>,
         _: &str,
     ) -> Result<Outcome<NotificationEvent>, Rejection> {
+        let attempted = match (state, command) {
+            (
+                None,
+                NotificationCommand::Request(r @ NotificationEvent::NotificationRequested { .. }),
+            ) => return Ok(Outcome::only(vec![r])),
+            (Some(n), NotificationCommand::Request(_)) => {
+                return Err(Rejection::AlreadyExists(format!("notification {}", n.id)))
+            }
+            (None, NotificationCommand::Request(_)) => {
+                return Err(Rejection::Invalid(
+                    "a notification begins with its request".into(),
+                ))
+            }
+            (_, NotificationCommand::Attempt(a)) => a,
+        };
         let n = existing(state, "deliver")?;
+        let backoff = backoff
+            .as_ref()
+            .ok_or_else(|| Rejection::Invalid("an attempt is recorded with its backoff".into()))?;
         if !n.delivery.status.pending() {
             return Ok(Outcome::only(vec![]));
         }
@@ -317,9 +346,14 @@ mod tests {
         };
         let n = Notification::evolve(None, &requested, at, by).unwrap();
         let attempt = |n: &Notification, result| {
-            Notification::decide(Some(n), Attempted { result, at }, &backoff, "system:mailer")
-                .unwrap()
-                .events
+            Notification::decide(
+                Some(n),
+                NotificationCommand::Attempt(Attempted { result, at }),
+                &Some(backoff),
+                "system:mailer",
+            )
+            .unwrap()
+            .events
         };
         let failed = attempt(&n, Err("refused".into()));
         assert!(matches!(

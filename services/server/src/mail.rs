@@ -11,7 +11,7 @@ use opsledger_api::AppState;
 use opsledger_app::run::{self, Prepared, RunError, Target};
 use opsledger_domain::notice::RenderedNotice;
 use opsledger_domain::notification::{
-    Attempted, Backoff, Delivery, Notification, Recipient, Status,
+    Attempted, Backoff, Delivery, Notification, NotificationCommand, Recipient, Status,
 };
 use opsledger_domain::Metadata;
 use opsledger_store::outbox::{self as store_outbox, Leased};
@@ -187,7 +187,7 @@ async fn send_one(state: &AppState, mailer: &Mailer, leased: &Leased) -> Result<
         if_match: Some(version),
         key: None,
     };
-    let attempted = Attempted { result, at: now };
+    let attempted = NotificationCommand::Attempt(Attempted { result, at: now });
     let backoff = mailer.backoff;
     let ran = run::run::<Notification, _, _, RunError>(
         ledger,
@@ -196,7 +196,7 @@ async fn send_one(state: &AppState, mailer: &Mailer, leased: &Leased) -> Result<
         attempted,
         async |_| {
             Ok(Prepared {
-                context: backoff,
+                context: Some(backoff),
                 view: |n: &Notification, _| serde_json::to_value(&n.delivery).unwrap_or_default(),
             })
         },
