@@ -56,6 +56,23 @@ pub struct Asked<'a> {
     pub body: serde_json::Value,
 }
 
+impl<'a> Asked<'a> {
+    /// What `caller` asked with `body` (any serializable form of it).
+    pub fn of(
+        caller: &'a Caller,
+        req: &'a HttpRequest,
+        key: IdempotencyKey,
+        body: &impl Serialize,
+    ) -> Result<Asked<'a>, ApiError> {
+        Ok(Asked {
+            caller,
+            req,
+            key,
+            body: serde_json::to_value(body).map_err(|e| ApiError::Internal(Box::new(e)))?,
+        })
+    }
+}
+
 /// Runs a command that needs nothing from beyond its record, answered with
 /// the record and its version.
 pub async fn command<A>(

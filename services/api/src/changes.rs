@@ -113,10 +113,6 @@ const ANY_CHANGER: &[Role] = &[
 /// to the windows that serve its changes.
 const HISTORY_WINDOWS_MAX: i64 = 1_000;
 
-fn internal(e: serde_json::Error) -> ApiError {
-    ApiError::Internal(Box::new(e))
-}
-
 // ------------------------------------------------------------ views
 
 #[derive(Debug, Serialize)]
@@ -700,12 +696,7 @@ pub async fn freeze_declare(
     req: HttpRequest,
     body: web::Json<FreezeBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let r = Asked {
-        caller: &caller,
-        req: &req,
-        key,
-        body: serde_json::to_value(&*body).map_err(internal)?,
-    };
+    let r = Asked::of(&caller, &req, key, &*body)?;
     let body = body.into_inner();
     let id = Uuid::now_v7();
     let command = freeze::Command::Declare {

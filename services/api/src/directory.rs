@@ -159,12 +159,7 @@ pub async fn client_register(
     body: web::Json<RegisterClientBody>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(DIRECTORY_WRITERS)?;
-    let r = Asked {
-        caller: &caller,
-        req: &req,
-        key,
-        body: serde_json::to_value(&*body).map_err(|e| ApiError::Internal(Box::new(e)))?,
-    };
+    let r = Asked::of(&caller, &req, key, &*body)?;
     let body = body.into_inner();
     let locale = Locale::parse(body.locale.as_deref().unwrap_or("en")).map_err(unprocessable)?;
     let mut contacts = Vec::with_capacity(body.contacts.len());
@@ -247,12 +242,7 @@ pub async fn service_register(
     body: web::Json<RegisterServiceBody>,
 ) -> Result<HttpResponse, ApiError> {
     let actor = caller.require(DIRECTORY_WRITERS)?;
-    let r = Asked {
-        caller: &caller,
-        req: &req,
-        key,
-        body: serde_json::to_value(&*body).map_err(|e| ApiError::Internal(Box::new(e)))?,
-    };
+    let r = Asked::of(&caller, &req, key, &*body)?;
     let body = body.into_inner();
     let mut components = Vec::with_capacity(body.components.len());
     for c in body.components {

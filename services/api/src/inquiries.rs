@@ -87,12 +87,7 @@ pub async fn inquiry_open(
     req: HttpRequest,
     body: web::Json<OpenBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let r = Asked {
-        caller: &caller,
-        req: &req,
-        key,
-        body: serde_json::to_value(&*body).map_err(internal)?,
-    };
+    let r = Asked::of(&caller, &req, key, &*body)?;
     let body = body.into_inner();
     let id = Uuid::now_v7();
     let command = Command::Open {

@@ -210,20 +210,6 @@ async fn run(
         .await
 }
 
-fn asked<'a>(
-    caller: &'a Caller,
-    req: &'a HttpRequest,
-    key: IdempotencyKey,
-    body: &impl Serialize,
-) -> Result<Asked<'a>, ApiError> {
-    Ok(Asked {
-        caller,
-        req,
-        key,
-        body: serde_json::to_value(body).map_err(|e| ApiError::Internal(Box::new(e)))?,
-    })
-}
-
 pub async fn proposal_approve(
     s: web::Data<AppState>,
     c: Caller,
@@ -235,7 +221,7 @@ pub async fn proposal_approve(
 ) -> Result<HttpResponse, ApiError> {
     // The body is optional: an approval needs no comment.
     let body = b.body;
-    let a = asked(&c, &r, k, &body)?;
+    let a = Asked::of(&c, &r, k, &body)?;
     let command = Command::Approve {
         comment: body.comment,
     };
@@ -251,7 +237,7 @@ pub async fn proposal_reject(
     k: IdempotencyKey,
     b: web::Json<RejectBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let a = asked(&c, &r, k, &*b)?;
+    let a = Asked::of(&c, &r, k, &*b)?;
     let command = Command::Reject {
         reason: b.into_inner().reason,
     };
@@ -267,7 +253,7 @@ pub async fn proposal_implement(
     k: IdempotencyKey,
     b: web::Json<ImplementBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let a = asked(&c, &r, k, &*b)?;
+    let a = Asked::of(&c, &r, k, &*b)?;
     let change_id = b.change_id;
     // Only the caller's own tenant's change counts; roles are checked before
     // anything is read.
@@ -301,7 +287,7 @@ pub async fn proposal_verify(
     k: IdempotencyKey,
     b: web::Json<VerifyBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let a = asked(&c, &r, k, &*b)?;
+    let a = Asked::of(&c, &r, k, &*b)?;
     let b = b.into_inner();
     let command = Command::Verify {
         note: b.note,

@@ -70,20 +70,6 @@ fn unversioned<A: Serialize>(record: &A, _: i64) -> Value {
     serde_json::to_value(record).unwrap_or_default()
 }
 
-fn asked<'a>(
-    caller: &'a Caller,
-    req: &'a HttpRequest,
-    key: IdempotencyKey,
-    body: &impl Serialize,
-) -> Result<Asked<'a>, ApiError> {
-    Ok(Asked {
-        caller,
-        req,
-        key,
-        body: serde_json::to_value(body).map_err(internal)?,
-    })
-}
-
 fn locale_of(raw: Option<&str>) -> Result<Locale, ApiError> {
     Locale::parse(raw.unwrap_or("en")).map_err(unprocessable)
 }
@@ -105,7 +91,7 @@ pub async fn user_register(
     req: HttpRequest,
     body: web::Json<UserBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let r = asked(&caller, &req, key, &*body)?;
+    let r = Asked::of(&caller, &req, key, &*body)?;
     let command = RegisterUser {
         user_id: Uuid::now_v7(),
         name: Name::parse("name", &body.name).map_err(unprocessable)?,
@@ -188,7 +174,7 @@ pub async fn policy_define(
     req: HttpRequest,
     body: web::Json<PolicyBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let r = asked(&caller, &req, key, &*body)?;
+    let r = Asked::of(&caller, &req, key, &*body)?;
     let body = body.into_inner();
     let policy = Policy {
         name: body.name,
@@ -304,7 +290,7 @@ pub async fn schedule_define(
     req: HttpRequest,
     body: web::Json<ScheduleBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let r = asked(&caller, &req, key, &*body)?;
+    let r = Asked::of(&caller, &req, key, &*body)?;
     let body = body.into_inner();
     let name = Name::parse("name", &body.name).map_err(unprocessable)?;
     let schedule = Schedule {
@@ -395,7 +381,7 @@ pub async fn override_add(
     id: web::Path<Uuid>,
     body: web::Json<OverrideBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let r = asked(&caller, &req, key, &*body)?;
+    let r = Asked::of(&caller, &req, key, &*body)?;
     let user_id = body.user_id;
     let command = ScheduleCommand::AddOverride(Override {
         override_id: Uuid::now_v7(),
@@ -513,7 +499,7 @@ pub async fn subscription_create(
     req: HttpRequest,
     body: web::Json<SubscriptionBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let r = asked(&caller, &req, key, &*body)?;
+    let r = Asked::of(&caller, &req, key, &*body)?;
     let body = body.into_inner();
     let service_id = body.service_id;
     let id = Uuid::now_v7();

@@ -82,12 +82,7 @@ async fn publish(
     if_match: IfMatch,
     body: RunbookBody,
 ) -> Result<HttpResponse, ApiError> {
-    let r = Asked {
-        caller: &caller,
-        req: &req,
-        key,
-        body: serde_json::to_value(&body).map_err(internal)?,
-    };
+    let r = Asked::of(&caller, &req, key, &body)?;
     let target = match id {
         Some(id) => Target::Revision {
             id,
@@ -328,12 +323,7 @@ pub async fn execution_start(
     body: OrEmpty<StartBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.body;
-    let r = Asked {
-        caller: &caller,
-        req: &req,
-        key,
-        body: serde_json::to_value(&body).map_err(internal)?,
-    };
+    let r = Asked::of(&caller, &req, key, &body)?;
     let execution_id = Uuid::now_v7();
     let command = Command::Start {
         execution_id,

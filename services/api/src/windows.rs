@@ -190,12 +190,7 @@ pub async fn window_plan(
     req: HttpRequest,
     body: web::Json<PlanBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let r = Asked {
-        caller: &caller,
-        req: &req,
-        key,
-        body: serde_json::to_value(&*body).map_err(internal)?,
-    };
+    let r = Asked::of(&caller, &req, key, &*body)?;
     let body = body.into_inner();
     let id = Uuid::now_v7();
     let (services, change_id) = (body.service_ids.clone(), body.change_id);

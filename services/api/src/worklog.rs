@@ -23,10 +23,6 @@ use opsledger_app::run::{self, Prepared, Target};
 use opsledger_domain::access::Actor;
 use opsledger_domain::aggregate::Aggregate;
 
-fn internal(e: serde_json::Error) -> ApiError {
-    ApiError::Internal(Box::new(e))
-}
-
 // ------------------------------------------------------------ routine tasks
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -48,12 +44,7 @@ pub async fn task_record(
     req: HttpRequest,
     body: web::Json<TaskBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let r = Asked {
-        caller: &caller,
-        req: &req,
-        key,
-        body: serde_json::to_value(&*body).map_err(internal)?,
-    };
+    let r = Asked::of(&caller, &req, key, &*body)?;
     let body = body.into_inner();
     let id = Uuid::now_v7();
     let service_id = body.service_id;
@@ -144,12 +135,7 @@ pub async fn backup_record(
     req: HttpRequest,
     body: web::Json<BackupBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let r = Asked {
-        caller: &caller,
-        req: &req,
-        key,
-        body: serde_json::to_value(&*body).map_err(internal)?,
-    };
+    let r = Asked::of(&caller, &req, key, &*body)?;
     let body = body.into_inner();
     let id = Uuid::now_v7();
     let service_id = body.service_id;
@@ -200,12 +186,7 @@ pub async fn backup_verify(
     if_match: IfMatch,
     body: web::Json<VerifyBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let r = Asked {
-        caller: &caller,
-        req: &req,
-        key,
-        body: serde_json::to_value(&*body).map_err(internal)?,
-    };
+    let r = Asked::of(&caller, &req, key, &*body)?;
     let body = body.into_inner();
     let command = BackupCommand::Verify {
         result: body.result,
