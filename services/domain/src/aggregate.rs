@@ -121,9 +121,16 @@ pub trait Aggregate: Clone + Serialize + Sized {
 }
 
 /// The part of an `Aggregate` impl every kind writes alike: its event type,
-/// and how an event is read from and written to its stored form (the
-/// event enum's own `from_stored`, `type_name` and `payload`).
+/// how an event is read from and written to its stored form (the event
+/// enum's own `from_stored`, `type_name` and `payload`), and, given, the
+/// function that names a record's stream.
 macro_rules! stored_events {
+    ($event:ty, $stream:path) => {
+        fn stream(id: uuid::Uuid) -> String {
+            $stream(id)
+        }
+        stored_events!($event);
+    };
     ($event:ty) => {
         type Event = $event;
         fn parse(event_type: &str, payload: &serde_json::Value) -> Option<$event> {

@@ -637,14 +637,11 @@ fn invalid_in(command: &str, status: Status) -> Rejection {
 }
 
 impl Aggregate for Change {
-    stored_events!(ChangeEvent);
+    stored_events!(ChangeEvent, change_stream);
     type Command = Command;
     type Context = Context;
     const NOUN: &'static str = "change";
 
-    fn stream(id: Uuid) -> String {
-        change_stream(id)
-    }
     fn evolve(
         state: Option<Self>,
         event: &ChangeEvent,

@@ -327,14 +327,11 @@ fn reserved<E>(events: Vec<E>, name_stream: String, reservation: DirectoryEvent)
 }
 
 impl Aggregate for Client {
-    stored_events!(DirectoryEvent);
+    stored_events!(DirectoryEvent, client_stream);
     type Command = RegisterClient;
     type Context = ();
     const NOUN: &'static str = "client";
 
-    fn stream(id: Uuid) -> String {
-        client_stream(id)
-    }
     fn evolve(
         state: Option<Self>,
         event: &DirectoryEvent,
@@ -406,14 +403,11 @@ pub struct ServiceContext {
 }
 
 impl Aggregate for Service {
-    stored_events!(DirectoryEvent);
+    stored_events!(DirectoryEvent, service_stream);
     type Command = RegisterService;
     type Context = ServiceContext;
     const NOUN: &'static str = "service";
 
-    fn stream(id: Uuid) -> String {
-        service_stream(id)
-    }
     fn evolve(
         state: Option<Self>,
         event: &DirectoryEvent,

@@ -174,14 +174,11 @@ pub struct DefinePolicy {
 }
 
 impl Aggregate for DefinedPolicy {
-    stored_events!(PolicyEvent);
+    stored_events!(PolicyEvent, policy_stream);
     type Command = DefinePolicy;
     type Context = ();
     const NOUN: &'static str = "escalation policy";
 
-    fn stream(id: Uuid) -> String {
-        policy_stream(id)
-    }
     fn evolve(
         _: Option<Self>,
         event: &PolicyEvent,

@@ -114,7 +114,7 @@ pub enum Command {
 }
 
 impl Aggregate for FeedReaders {
-    stored_events!(FeedAccessEvent);
+    stored_events!(FeedAccessEvent, feed_readers_stream);
     type Command = Command;
     type Context = ();
     const NOUN: &'static str = "feed reader list";
@@ -122,9 +122,6 @@ impl Aggregate for FeedReaders {
     /// Every tenant has a list, empty until the first grant.
     fn initial() -> Option<Self> {
         Some(FeedReaders::default())
-    }
-    fn stream(tenant: Uuid) -> String {
-        feed_readers_stream(tenant)
     }
     fn evolve(
         state: Option<Self>,

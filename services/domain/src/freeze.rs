@@ -170,14 +170,11 @@ pub enum Command {
 }
 
 impl Aggregate for Freeze {
-    stored_events!(FreezeEvent);
+    stored_events!(FreezeEvent, freeze_stream);
     type Command = Command;
     type Context = ();
     const NOUN: &'static str = "freeze";
 
-    fn stream(id: Uuid) -> String {
-        freeze_stream(id)
-    }
     fn evolve(
         state: Option<Self>,
         event: &FreezeEvent,

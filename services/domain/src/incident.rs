@@ -988,14 +988,11 @@ pub struct GroupFacts {
 }
 
 impl Aggregate for Incident {
-    stored_events!(IncidentEvent);
+    stored_events!(IncidentEvent, incident_stream);
     type Command = Command;
     type Context = Context;
     const NOUN: &'static str = "incident";
 
-    fn stream(id: Uuid) -> String {
-        incident_stream(id)
-    }
     fn evolve(
         state: Option<Self>,
         event: &IncidentEvent,

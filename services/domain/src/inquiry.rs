@@ -313,14 +313,11 @@ pub struct Context {
 }
 
 impl Aggregate for Inquiry {
-    stored_events!(InquiryEvent);
+    stored_events!(InquiryEvent, inquiry_stream);
     type Command = Command;
     type Context = Context;
     const NOUN: &'static str = "inquiry";
 
-    fn stream(id: Uuid) -> String {
-        inquiry_stream(id)
-    }
     fn evolve(
         state: Option<Self>,
         event: &InquiryEvent,

@@ -212,15 +212,12 @@ pub enum NotificationCommand {
 }
 
 impl Aggregate for Notification {
-    stored_events!(NotificationEvent);
+    stored_events!(NotificationEvent, notification_stream);
     type Command = NotificationCommand;
     /// How retries are spaced and when they stop, for an attempt.
     type Context = Option<Backoff>;
     const NOUN: &'static str = "notification";
 
-    fn stream(id: Uuid) -> String {
-        notification_stream(id)
-    }
     fn evolve(
         state: Option<Self>,
         event: &NotificationEvent,

@@ -370,14 +370,11 @@ fn four_eyes(p: &Proposal, actor: &str, what: &str) -> Result<(), Rejection> {
 }
 
 impl Aggregate for Proposal {
-    stored_events!(ProposalEvent);
+    stored_events!(ProposalEvent, proposal_stream);
     type Command = Command;
     type Context = ();
     const NOUN: &'static str = "proposal";
 
-    fn stream(id: Uuid) -> String {
-        proposal_stream(id)
-    }
     fn evolve(
         state: Option<Self>,
         event: &ProposalEvent,

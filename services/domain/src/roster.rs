@@ -114,14 +114,11 @@ pub struct RegisterUser {
 }
 
 impl Aggregate for User {
-    stored_events!(RosterEvent);
+    stored_events!(RosterEvent, user_stream);
     type Command = RegisterUser;
     type Context = ();
     const NOUN: &'static str = "user";
 
-    fn stream(id: Uuid) -> String {
-        user_stream(id)
-    }
     fn evolve(
         state: Option<Self>,
         event: &RosterEvent,
@@ -185,14 +182,11 @@ pub enum ScheduleCommand {
 }
 
 impl Aggregate for OnCallSchedule {
-    stored_events!(RosterEvent);
+    stored_events!(RosterEvent, schedule_stream);
     type Command = ScheduleCommand;
     type Context = ();
     const NOUN: &'static str = "schedule";
 
-    fn stream(id: Uuid) -> String {
-        schedule_stream(id)
-    }
     fn evolve(
         state: Option<Self>,
         event: &RosterEvent,
@@ -307,14 +301,11 @@ pub struct SubscriptionContext {
 }
 
 impl Aggregate for Subscription {
-    stored_events!(RosterEvent);
+    stored_events!(RosterEvent, subscription_stream);
     type Command = SubscriptionCommand;
     type Context = SubscriptionContext;
     const NOUN: &'static str = "subscription";
 
-    fn stream(id: Uuid) -> String {
-        subscription_stream(id)
-    }
     fn evolve(
         state: Option<Self>,
         event: &RosterEvent,

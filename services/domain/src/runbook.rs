@@ -637,14 +637,11 @@ pub struct Publish {
 }
 
 impl Aggregate for Runbook {
-    stored_events!(RunbookEvent);
+    stored_events!(RunbookEvent, runbook_stream);
     type Command = Publish;
     type Context = ();
     const NOUN: &'static str = "runbook";
 
-    fn stream(id: Uuid) -> String {
-        runbook_stream(id)
-    }
     fn evolve(
         state: Option<Self>,
         event: &RunbookEvent,
@@ -675,14 +672,11 @@ pub struct Context {
 }
 
 impl Aggregate for Execution {
-    stored_events!(ExecutionEvent);
+    stored_events!(ExecutionEvent, execution_stream);
     type Command = Command;
     type Context = Context;
     const NOUN: &'static str = "execution";
 
-    fn stream(id: Uuid) -> String {
-        execution_stream(id)
-    }
     fn evolve(
         state: Option<Self>,
         event: &ExecutionEvent,

@@ -568,14 +568,11 @@ impl Context {
 }
 
 impl Aggregate for Window {
-    stored_events!(WindowEvent);
+    stored_events!(WindowEvent, window_stream);
     type Command = Step;
     type Context = Context;
     const NOUN: &'static str = "maintenance window";
 
-    fn stream(id: Uuid) -> String {
-        window_stream(id)
-    }
     fn evolve(
         state: Option<Self>,
         event: &WindowEvent,

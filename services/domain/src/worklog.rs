@@ -359,15 +359,12 @@ pub struct RecordTask {
 }
 
 impl Aggregate for RoutineTask {
-    stored_events!(WorklogEvent);
+    stored_events!(WorklogEvent, task_stream);
     type Command = RecordTask;
     /// The instant the task is recorded at: it cannot have been done later.
     type Context = DateTime<Utc>;
     const NOUN: &'static str = "routine task";
 
-    fn stream(id: Uuid) -> String {
-        task_stream(id)
-    }
     fn evolve(
         state: Option<Self>,
         event: &WorklogEvent,
@@ -420,15 +417,12 @@ pub enum BackupCommand {
 }
 
 impl Aggregate for Backup {
-    stored_events!(WorklogEvent);
+    stored_events!(WorklogEvent, backup_stream);
     type Command = BackupCommand;
     /// The instant the command is given: a backup cannot have been made later.
     type Context = DateTime<Utc>;
     const NOUN: &'static str = "backup";
 
-    fn stream(id: Uuid) -> String {
-        backup_stream(id)
-    }
     fn evolve(
         state: Option<Self>,
         event: &WorklogEvent,
