@@ -524,14 +524,10 @@ async fn try_auto_mitigate(
     let Some(service) = service.or(folded.service_id) else {
         return Ok(());
     };
-    let service_state = stream_events(ing, tenant, &dir::service_stream(service))
+    let auto_mitigate = crate::directory::service(ing.ledger, tenant, service)
         .await?
-        .iter()
-        .filter_map(|e| DirectoryEvent::from_stored(&e.event_type, &e.payload))
-        .fold(dir::ServiceState::default(), |s, e| {
-            dir::evolve_service(s, &e)
-        });
-    if !service_state.auto_mitigate {
+        .is_some_and(|s| s.auto_mitigate);
+    if !auto_mitigate {
         return Ok(());
     }
     let (firing, last) =

@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use opsledger_domain::change::{Change, Kind};
-use opsledger_domain::directory::{self as dir, DirectoryEvent};
+use opsledger_domain::directory::Service;
 use opsledger_domain::notification::Recipient;
 use opsledger_domain::window::{Context, Notice, Status, Window};
 use opsledger_store::roster::{self as store_roster, SubscriptionRow};
@@ -61,42 +61,15 @@ pub async fn context(
     })
 }
 
-/// A service of the window, from its own stream.
-struct ServiceFacts {
-    id: Uuid,
-    name: String,
-    client_id: Uuid,
-    notice_period_h: u32,
-}
-
 /// The services of a window that exist.
 async fn services_of(
     ledger: Ledger<'_>,
     tenant: Uuid,
     w: &Window,
-) -> Result<Vec<ServiceFacts>, StoreError> {
-    let client = ledger.pool.get().await.map_err(StoreError::from)?;
+) -> Result<Vec<Service>, StoreError> {
     let mut out = Vec::new();
     for s in &w.service_ids {
-        let events =
-            opsledger_store::read::read_stream(&client, tenant, &dir::service_stream(*s), None)
-                .await?;
-        out.extend(events.iter().find_map(|e| {
-            match DirectoryEvent::from_stored(&e.event_type, &e.payload) {
-                Some(DirectoryEvent::ServiceRegistered {
-                    name,
-                    client_id,
-                    notice_period_h,
-                    ..
-                }) => Some(ServiceFacts {
-                    id: *s,
-                    name: name.as_str().to_owned(),
-                    client_id,
-                    notice_period_h,
-                }),
-                _ => None,
-            }
-        }));
+        out.extend(crate::directory::service(ledger, tenant, *s).await?);
     }
     Ok(out)
 }
@@ -147,7 +120,7 @@ async fn contacts_of(
     ledger: Ledger<'_>,
     tenant: Uuid,
     w: &Window,
-    services: &[ServiceFacts],
+    services: &[Service],
 ) -> Result<Vec<(Recipient, Vec<String>)>, StoreError> {
     // Subscriptions made before this request count.
     if !crate::changes::await_read_model(ledger, store_roster::PROJECTION, ROSTER_READ_WAIT).await?
@@ -162,8 +135,8 @@ async fn contacts_of(
                 .find(|(r, _)| r.email.eq_ignore_ascii_case(&sub.email))
             {
                 Some((_, names)) => {
-                    if !names.contains(&s.name) {
-                        names.push(s.name.clone());
+                    if !names.iter().any(|n| n == s.name.as_str()) {
+                        names.push(s.name.as_str().to_owned());
                     }
                 }
                 None => contacts.push((
@@ -175,7 +148,7 @@ async fn contacts_of(
                         subscription_id: Some(sub.id),
                         client_id: Some(sub.client_id),
                     },
-                    vec![s.name.clone()],
+                    vec![s.name.as_str().to_owned()],
                 )),
             }
         }

@@ -177,35 +177,11 @@ pub struct RegisterService {
     pub auto_mitigate: bool,
 }
 
-// ------------------------------------------------------------------ states
+// --------------------------------------------------------------- decisions
 
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ClientState {
-    pub registered: Option<RegisterClient>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct ServiceState {
-    pub service_id: Option<Uuid>,
-    pub client_id: Option<Uuid>,
-    pub name: Option<Name>,
-    pub components: Vec<Component>,
-    pub sla_target_pct: Option<SlaTarget>,
-    pub notice_period_h: Option<u32>,
-    pub sla_hours: Option<ServiceHours>,
-    pub auto_mitigate: bool,
-}
-
-pub fn decide_register_client(
-    state: &ClientState,
-    cmd: RegisterClient,
-) -> Result<Vec<DirectoryEvent>, Rejection> {
-    if state.registered.is_some() {
-        return Err(Rejection::AlreadyExists(format!(
-            "client {}",
-            cmd.client_id
-        )));
-    }
+/// A client's registration; that it does not exist yet is the caller's to
+/// check (`Client::decide`).
+pub fn decide_register_client(cmd: RegisterClient) -> Result<Vec<DirectoryEvent>, Rejection> {
     if cmd.contacts.len() > CONTACTS_MAX {
         return Err(Rejection::Invalid(format!(
             "at most {CONTACTS_MAX} contacts"
@@ -220,38 +196,13 @@ pub fn decide_register_client(
     }])
 }
 
-pub fn evolve_client(mut state: ClientState, event: &DirectoryEvent) -> ClientState {
-    if let DirectoryEvent::ClientRegistered {
-        client_id,
-        name,
-        locale,
-        contacts,
-        time_zone,
-    } = event
-    {
-        state.registered = Some(RegisterClient {
-            client_id: *client_id,
-            name: name.clone(),
-            locale: *locale,
-            contacts: contacts.clone(),
-            time_zone: time_zone.clone(),
-        });
-    }
-    state
-}
-
-/// `client_exists` is looked up by the caller: the domain does no I/O.
+/// A service's registration. `client_exists` is looked up by the caller
+/// (the domain does no I/O); that the service does not exist yet is the
+/// caller's to check (`Service::decide`).
 pub fn decide_register_service(
-    state: &ServiceState,
     client_exists: bool,
     cmd: RegisterService,
 ) -> Result<Vec<DirectoryEvent>, Rejection> {
-    if state.service_id.is_some() {
-        return Err(Rejection::AlreadyExists(format!(
-            "service {}",
-            cmd.service_id
-        )));
-    }
     if !client_exists {
         return Err(Rejection::NotFound(format!("client {}", cmd.client_id)));
     }
@@ -275,30 +226,6 @@ pub fn decide_register_service(
         sla_hours: cmd.sla_hours,
         auto_mitigate: cmd.auto_mitigate,
     }])
-}
-
-pub fn evolve_service(mut state: ServiceState, event: &DirectoryEvent) -> ServiceState {
-    if let DirectoryEvent::ServiceRegistered {
-        service_id,
-        client_id,
-        name,
-        components,
-        sla_target_pct,
-        notice_period_h,
-        sla_hours,
-        auto_mitigate,
-    } = event
-    {
-        state.sla_hours = sla_hours.clone();
-        state.auto_mitigate = *auto_mitigate;
-        state.service_id = Some(*service_id);
-        state.client_id = Some(*client_id);
-        state.name = Some(name.clone());
-        state.components = components.clone();
-        state.sla_target_pct = Some(*sla_target_pct);
-        state.notice_period_h = Some(*notice_period_h);
-    }
-    state
 }
 
 // -------------------------------------------------------------- aggregates
@@ -376,7 +303,7 @@ impl Aggregate for Client {
             name: cmd.name.clone(),
         };
         let name_stream = client_name_stream(&cmd.name);
-        let events = decide_register_client(&ClientState::default(), cmd)?;
+        let events = decide_register_client(cmd)?;
         Ok(reserved(events, name_stream, reservation))
     }
 }
@@ -458,7 +385,7 @@ impl Aggregate for Service {
             name: cmd.name.clone(),
         };
         let name_stream = service_name_stream(&cmd.name);
-        let events = decide_register_service(&ServiceState::default(), ctx.client_exists, cmd)?;
+        let events = decide_register_service(ctx.client_exists, cmd)?;
         Ok(reserved(events, name_stream, reservation))
     }
 }
@@ -483,45 +410,51 @@ mod tests {
         }
     }
 
+    const EXISTS: ServiceContext = ServiceContext {
+        client_exists: true,
+    };
+
+    fn registered(events: &[DirectoryEvent]) -> Option<Service> {
+        let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let by = By {
+            actor: "admin",
+            role: "admin",
+        };
+        events
+            .iter()
+            .fold(None, |s, e| Service::evolve(s, e, at, by))
+    }
+
     #[test]
     fn given_nothing_when_registering_a_service_then_it_is_registered() {
-        let events = decide_register_service(
-            &ServiceState::default(),
-            true,
-            register_service(Uuid::nil()),
-        )
-        .unwrap();
+        let events = decide_register_service(true, register_service(Uuid::nil())).unwrap();
         assert_eq!(events.len(), 1);
-        let state = events.iter().fold(ServiceState::default(), evolve_service);
-        assert_eq!(state.notice_period_h, Some(72));
-        assert_eq!(state.name.unwrap().as_str(), "受注サイト");
+        let state = registered(&events).unwrap();
+        assert_eq!(state.notice_period_h, 72);
+        assert_eq!(state.name.as_str(), "受注サイト");
     }
 
     #[test]
     fn given_a_registered_service_when_registering_again_then_rejected() {
-        let events = decide_register_service(
-            &ServiceState::default(),
-            true,
+        let events = decide_register_service(true, register_service(Uuid::nil())).unwrap();
+        let state = registered(&events);
+        let again = Service::decide(
+            state.as_ref(),
             register_service(Uuid::nil()),
-        )
-        .unwrap();
-        let state = events.iter().fold(ServiceState::default(), evolve_service);
-        let again = decide_register_service(&state, true, register_service(Uuid::nil()));
+            &EXISTS,
+            "admin",
+        );
         assert!(matches!(again, Err(Rejection::AlreadyExists(_))));
     }
 
     #[test]
     fn a_service_needs_an_existing_client_and_a_sane_notice_period() {
-        let missing = decide_register_service(
-            &ServiceState::default(),
-            false,
-            register_service(Uuid::nil()),
-        );
+        let missing = decide_register_service(false, register_service(Uuid::nil()));
         assert!(matches!(missing, Err(Rejection::NotFound(_))));
         let mut cmd = register_service(Uuid::nil());
         cmd.notice_period_h = NOTICE_PERIOD_MAX_H + 1;
         assert!(matches!(
-            decide_register_service(&ServiceState::default(), true, cmd),
+            decide_register_service(true, cmd),
             Err(Rejection::Invalid(_))
         ));
     }
@@ -536,12 +469,7 @@ mod tests {
 
     #[test]
     fn events_round_trip_through_their_stored_form() {
-        let events = decide_register_service(
-            &ServiceState::default(),
-            true,
-            register_service(Uuid::nil()),
-        )
-        .unwrap();
+        let events = decide_register_service(true, register_service(Uuid::nil())).unwrap();
         let stored = events[0].payload();
         assert_eq!(
             DirectoryEvent::from_stored(events[0].type_name(), &stored).as_ref(),
