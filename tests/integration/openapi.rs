@@ -19,6 +19,42 @@ fn escape(segment: &str) -> String {
     segment.replace('~', "~0").replace('/', "~1")
 }
 
+/// `openapi/openapi.json` is what the code generates: a route, body type or
+/// role changed without `opsledger openapi` fails here, naming the command.
+#[test]
+fn the_committed_document_is_the_generated_one() {
+    let generated: Value = serde_json::from_str(&opsledger_api::contract::document_text())
+        .expect("the generated document is JSON");
+    assert!(
+        generated == document(),
+        "openapi/openapi.json is stale: run `cargo run -p opsledger-server -- openapi` and commit it"
+    );
+}
+
+/// Every `$ref` in the document names something the document holds.
+#[test]
+fn every_reference_resolves() {
+    fn walk(doc: &Value, at: &Value, broken: &mut Vec<String>) {
+        match at {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    let pointer = r.trim_start_matches('#');
+                    if doc.pointer(pointer).is_none() {
+                        broken.push(r.clone());
+                    }
+                }
+                m.values().for_each(|v| walk(doc, v, broken));
+            }
+            Value::Array(a) => a.iter().for_each(|v| walk(doc, v, broken)),
+            _ => {}
+        }
+    }
+    let doc = document();
+    let mut broken = Vec::new();
+    walk(&doc, &doc, &mut broken);
+    assert!(broken.is_empty(), "unresolved references: {broken:?}");
+}
+
 #[test]
 fn every_route_is_documented_and_every_documented_route_exists() {
     let doc = document();

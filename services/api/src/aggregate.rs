@@ -22,9 +22,10 @@ use crate::problem::ApiError;
 use crate::AppState;
 
 /// A record with the version of its stream: what reads and commands answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Versioned<A: Serialize> {
     #[serde(flatten)]
+    #[schema(inline)]
     pub record: A,
     pub version: i64,
 }

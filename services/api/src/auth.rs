@@ -219,11 +219,16 @@ impl FromRequest for Caller {
     type Future = Ready<Result<Caller, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        // The route's role gate (`contract::admit`) verified the token already.
+        use actix_web::HttpMessage;
+        if let Some(caller) = req.extensions().get::<Caller>() {
+            return ready(Ok(caller.clone()));
+        }
         ready(authenticate(req))
     }
 }
 
-fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
+pub(crate) fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::Internal("application state missing".into()))?;

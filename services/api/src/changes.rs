@@ -197,7 +197,7 @@ fn require_any(actor: &Actor, roles: &[Role], what: &str) -> Result<(), ApiError
 
 // ------------------------------------------------------------ request
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestBody {
     pub kind: Kind,
@@ -280,14 +280,14 @@ enum Step {
     Link(Link),
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MinutesBody {
     #[serde(default)]
     pub minutes_spent: Option<u32>,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApproveBody {
     #[serde(default)]
@@ -296,7 +296,7 @@ pub struct ApproveBody {
     pub minutes_spent: Option<u32>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReasonBody {
     pub reason: String,
@@ -304,7 +304,7 @@ pub struct ReasonBody {
     pub minutes_spent: Option<u32>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleBody {
     pub start: DateTime<Utc>,
@@ -315,7 +315,7 @@ pub struct ScheduleBody {
     pub minutes_spent: Option<u32>,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompleteBody {
     #[serde(default)]
@@ -324,7 +324,7 @@ pub struct CompleteBody {
     pub minutes_spent: Option<u32>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewBody {
     pub summary: String,
@@ -529,14 +529,20 @@ step_handler!(change_link, Link, Link);
 
 // ------------------------------------------------------------ reads
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeListQuery {
+    /// Only items of this service.
     pub service_id: Option<Uuid>,
+    /// Only changes in this status.
     pub status: Option<Status>,
+    /// Only changes of this kind.
     pub kind: Option<Kind>,
+    /// Only emergency changes that started without approval (true) or the others (false).
     pub approval_missing: Option<bool>,
+    /// Cursor: return items whose id is smaller (older) than this one (the `next_cursor` of the previous page). These lists are newest first.
     pub before: Option<Uuid>,
+    /// Items per page, 1 to 200 (default 50). Values outside the range are refused with 400.
     pub limit: Option<u32>,
 }
 
@@ -578,15 +584,18 @@ pub async fn change_get(
     Ok(aggregate::respond(StatusCode::OK, &v))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
+    /// The service.
     pub service: Uuid,
+    /// Cursor: return items whose id is greater than this one (the `next_cursor` of the previous page).
     pub after: Option<Uuid>,
+    /// Items per page, 1 to 200 (default 50). Values outside the range are refused with 400.
     pub limit: Option<u32>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct HistoryWindow {
     id: Uuid,
     title: String,
@@ -596,7 +605,7 @@ struct HistoryWindow {
     rrule: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct HistoryEntry {
     #[serde(flatten)]
     change: Change,
@@ -608,8 +617,8 @@ struct HistoryEntry {
 }
 
 /// A page of a service's change history.
-#[derive(Debug, Serialize)]
-struct History {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct History {
     service_id: Uuid,
     #[serde(flatten)]
     page: Page<HistoryEntry>,
@@ -680,7 +689,7 @@ pub async fn change_history(
 
 // ------------------------------------------------------------ freezes
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FreezeBody {
     pub service_ids: Vec<Uuid>,
@@ -730,7 +739,7 @@ pub async fn freeze_declare(
     .await
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LiftBody {
     #[serde(default)]
@@ -771,10 +780,12 @@ pub async fn freeze_get(
     Ok(aggregate::respond(StatusCode::OK, &v))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct FreezeListQuery {
+    /// Only items of this service.
     pub service_id: Option<Uuid>,
+    /// Items per page, 1 to 200 (default 50). Values outside the range are refused with 400.
     pub limit: Option<u32>,
 }
 
@@ -788,5 +799,5 @@ pub async fn freeze_list(
     let limit = page_len(query.limit)?;
     let items =
         store_changes::list_freezes(&state.pool, actor.tenant_id, query.service_id, limit).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items })))
+    Ok(HttpResponse::Ok().json(crate::common::Items { items }))
 }

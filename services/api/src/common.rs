@@ -13,14 +13,18 @@ use crate::idempotency::{self, IdempotencyKey};
 use crate::problem::{ApiError, RequestId};
 use crate::{AppState, PAGE_LEN_DEFAULT, PAGE_LEN_MAX};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AsOfQuery {
+    /// Read the record as it stood at this instant (RFC 3339): its events
+    /// recorded up to then, folded. Absent: as it stands now.
     pub as_of: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
+    #[schema(inline)]
     pub items: Vec<T>,
     /// The cursor of the next page (`after` for directory lists, `before`
     /// for the newest-first lists); absent on the last page.
@@ -37,6 +41,13 @@ impl<T> Page<T> {
         let next_cursor = if more { items.last().map(id) } else { None };
         Page { items, next_cursor }
     }
+}
+
+/// A whole list, unpaged (the list is bounded by what it lists).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Items<T> {
+    #[schema(inline)]
+    pub items: Vec<T>,
 }
 
 pub(crate) fn metadata(actor: &Actor, req: &HttpRequest) -> Metadata {

@@ -24,7 +24,7 @@ use opsledger_domain::directory::{Client, Service};
 
 // ------------------------------------------------------------ wire types
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContactBody {
     pub name: String,
@@ -33,7 +33,7 @@ pub struct ContactBody {
     pub locale: Option<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterClientBody {
     pub name: String,
@@ -46,14 +46,14 @@ pub struct RegisterClientBody {
     pub time_zone: Option<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ComponentBody {
     pub name: String,
     pub kind: dir::ComponentKind,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterServiceBody {
     pub client_id: Uuid,
@@ -69,7 +69,7 @@ pub struct RegisterServiceBody {
     pub auto_mitigate: bool,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceHoursBody {
     pub days: Vec<Day>,
@@ -77,11 +77,14 @@ pub struct ServiceHoursBody {
     pub to: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    /// Cursor: return items whose id is greater than this one (the `next_cursor` of the previous page).
     pub after: Option<Uuid>,
+    /// Items per page, 1 to 200 (default 50). Values outside the range are refused with 400.
     pub limit: Option<u32>,
+    /// Only this client's items. A client user who names another client gets an empty page.
     pub client_id: Option<Uuid>,
 }
 

@@ -169,7 +169,7 @@ pub async fn proposal_list(
     Ok(HttpResponse::Ok().json(Page::of(items, limit, |p| p.record.id)))
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApproveBody {
     #[serde(default)]

@@ -254,7 +254,7 @@ pub async fn policy_get(
 
 // ------------------------------------------------------------ schedules
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleBody {
     pub name: String,

@@ -417,7 +417,7 @@ async fn execute(
     run(&state, r, if_match, Target::Existing(id), command, None).await
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompleteBody {
     #[serde(default)]

@@ -30,7 +30,8 @@ pub fn change_stream(id: Uuid) -> String {
     format!("change-{id}")
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ChangeKind)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// A pre-approved template: operations may request and carry it out.
@@ -51,7 +52,8 @@ impl Kind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ChangeCategory)]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
     Fix,
@@ -61,7 +63,8 @@ pub enum Category {
     Improvement,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ChangeRisk)]
 #[serde(rename_all = "snake_case")]
 pub enum Risk {
     Low,
@@ -69,7 +72,8 @@ pub enum Risk {
     High,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ChangeStatus)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Draft,
@@ -114,7 +118,8 @@ impl Status {
 }
 
 /// How a change relates to an incident or a proposal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ChangeRelation)]
 #[serde(rename_all = "snake_case")]
 pub enum Relation {
     /// The change fixes the incident.
@@ -125,7 +130,8 @@ pub enum Relation {
     Implements,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ChangeLink)]
 pub struct Link {
     pub relation: Relation,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -153,7 +159,7 @@ impl Link {
 }
 
 /// An approval: who gave it, when, and whether after the change had started.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Approval {
     pub by: String,
     pub at: DateTime<Utc>,
@@ -164,7 +170,8 @@ pub struct Approval {
 }
 
 /// When a change is planned to run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ChangeSchedule)]
 pub struct Schedule {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
@@ -287,7 +294,7 @@ impl ChangeEvent {
 }
 
 /// A change as folded from its events.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Change {
     pub id: Uuid,
     pub service_ids: Vec<Uuid>,

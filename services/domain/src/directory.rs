@@ -44,14 +44,14 @@ pub fn service_name_stream(name: &Name) -> String {
     format!("service-name-{}", name_key(name))
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Contact {
     pub name: Name,
     pub email: Email,
     pub locale: Locale,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ComponentKind {
     Server,
@@ -60,7 +60,7 @@ pub enum ComponentKind {
     Application,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Component {
     pub name: Name,
     pub kind: ComponentKind,
@@ -68,7 +68,7 @@ pub struct Component {
 
 /// Availability target in percent, `0 < target <= 100`, kept to three decimals
 /// (99.995 is a real SLA; a fourth decimal is not).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct SlaTarget(f64);
 
@@ -231,7 +231,7 @@ pub fn decide_register_service(
 // -------------------------------------------------------------- aggregates
 
 /// A client as registered, and when.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Client {
     pub id: Uuid,
     pub name: Name,
@@ -309,7 +309,7 @@ impl Aggregate for Client {
 }
 
 /// A service as registered, and when.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Service {
     pub id: Uuid,
     pub client_id: Uuid,

@@ -48,7 +48,7 @@ impl FreezeEvent {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Freeze {
     pub id: Uuid,
     pub service_ids: Vec<Uuid>,

@@ -22,7 +22,8 @@ pub fn incident_stream(id: Uuid) -> String {
     format!("incident-{id}")
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = IncidentStatus)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Triggered,

@@ -40,7 +40,7 @@ pub struct Downtime {
 }
 
 /// Impact minutes of one local day, planned and unplanned together.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Day {
     pub date: NaiveDate,
     pub outage: f64,

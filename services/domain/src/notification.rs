@@ -90,7 +90,8 @@ impl NotificationEvent {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = NotificationStatus)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Requested,

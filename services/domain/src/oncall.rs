@@ -24,7 +24,7 @@ pub const USERS_MAX: usize = 100;
 /// A year: longer shifts are not a rotation.
 pub const SHIFT_HOURS_MAX: u32 = 8760;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rotation {
     /// Users in turn order.
@@ -36,7 +36,7 @@ pub struct Rotation {
     pub handoff_time: NaiveTime,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Override {
     pub override_id: Uuid,
     pub user_id: Uuid,
@@ -45,7 +45,7 @@ pub struct Override {
     pub end: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Schedule {
     /// IANA name, e.g. "Asia/Tokyo".
     pub time_zone: String,

@@ -13,7 +13,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 /// An IANA time zone name that chrono-tz knows (`Asia/Tokyo`, `UTC`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct TimeZoneName(String);
 
@@ -165,7 +165,7 @@ impl std::fmt::Display for Month {
 
 /// Hours of the week an SLA commits to, on the local wall clock of the
 /// client's zone: `days`, from `from` to `to` (`24:00` for the day's end).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceHours {
     pub days: Vec<Day>,
@@ -174,7 +174,7 @@ pub struct ServiceHours {
 }
 
 /// A day of the week, as `mon` … `sun`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Day {
     Mon,

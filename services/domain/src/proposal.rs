@@ -16,7 +16,8 @@ pub fn proposal_stream(id: Uuid) -> String {
     format!("proposal-{id}")
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ProposalStatus)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Raised,

@@ -10,7 +10,7 @@ pub const NAME_LEN_MAX_CHARS: usize = 200;
 pub const EMAIL_LEN_MAX_BYTES: usize = 254;
 
 /// A trimmed, non-empty display name without control characters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct Name(String);
 
@@ -42,7 +42,7 @@ impl Name {
 }
 
 /// An email address of the plain `local@domain` form.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct Email(String);
 
@@ -69,7 +69,7 @@ impl Email {
 }
 
 /// The languages mails are written in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Locale {
     Ja,

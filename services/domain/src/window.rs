@@ -33,7 +33,8 @@ pub const OCCURRENCES_MAX: u16 = 500;
 /// Longest RRULE text accepted.
 pub const RRULE_LEN_MAX: usize = 500;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = WindowStatus)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Planned,

@@ -1,4 +1,4 @@
-//! `opsledger`: serve, migrate, rebuild, verify, token, tenant.
+//! `opsledger`: serve, migrate, rebuild, verify, token, tenant, openapi.
 
 use std::process::ExitCode;
 
@@ -55,6 +55,14 @@ enum Command {
         /// Seconds until the token expires; 3600 is an hour.
         #[arg(long, default_value_t = 3600)]
         ttl_s: u64,
+    },
+    /// Write the OpenAPI document generated from the route table
+    /// (`openapi/openapi.json` is its committed copy; a test fails when the
+    /// copy is stale). Run it after changing a route, a body type or a role.
+    Openapi {
+        /// Where to write it; `-` for standard output.
+        #[arg(long, default_value = "openapi/openapi.json")]
+        out: std::path::PathBuf,
     },
     /// Make the transparency log's signing key: writes the key file (the
     /// private key, then the verifier key) for OPSLEDGER_AUDIT_KEY_FILE and
@@ -223,6 +231,16 @@ async fn run(command: Command) -> Result<ExitCode, BoxError> {
             println!("{}", auth.mint(tenant, &subject, &roles, client_id, ttl_s));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Openapi { out } => {
+            let text = opsledger_api::contract::document_text();
+            if out.as_os_str() == "-" {
+                print!("{text}");
+            } else {
+                std::fs::write(&out, text)?;
+                eprintln!("wrote {}", out.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Keygen { name, out } => {
             if !signed_note::is_key_name_valid(&name) {
                 return Err(format!("{name:?} cannot name a key: no spaces or '+'").into());
@@ -322,7 +340,10 @@ async fn run(command: Command) -> Result<ExitCode, BoxError> {
                     .await?;
                     println!("{id}");
                 }
-                Command::Token { .. } | Command::Keygen { .. } | Command::Audit { .. } => {
+                Command::Token { .. }
+                | Command::Openapi { .. }
+                | Command::Keygen { .. }
+                | Command::Audit { .. } => {
                     unreachable!("handled above")
                 }
             }

@@ -135,7 +135,7 @@ impl Projection for DirectoryProjection {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ClientRow {
     pub id: Uuid,
     pub name: String,
@@ -147,7 +147,7 @@ pub struct ClientRow {
     pub time_zone: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ServiceRow {
     pub id: Uuid,
     pub client_id: Uuid,
