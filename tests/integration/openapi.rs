@@ -4219,8 +4219,8 @@ fn every_discriminator_maps_each_value_to_its_alternative() {
             let target = target.as_str().unwrap();
             let alternative = doc.pointer(target.trim_start_matches('#')).unwrap();
             assert_eq!(
-                alternative["properties"][property]["const"],
-                value.as_str(),
+                alternative["properties"][property]["enum"],
+                json!([value]),
                 "{at}: {target} has {property} = {value} and no other"
             );
         }

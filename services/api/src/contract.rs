@@ -87,6 +87,15 @@ impl Endpoint {
         self
     }
 
+    /// A path parameter that is text (a token subject), not a shared id.
+    pub fn path_param(mut self, name: &str, description: &str) -> Endpoint {
+        self.params_mut().push(json!({
+            "name": name, "in": "path", "required": true,
+            "description": description, "schema": { "type": "string" }
+        }));
+        self
+    }
+
     /// The query string, described by the type the handler deserialises it into.
     pub fn query<Q: IntoParams>(mut self) -> Endpoint {
         let described: Vec<Value> =

@@ -15,7 +15,7 @@ use crate::problem::ApiError;
 use crate::AppState;
 use opsledger_domain::access::RESPONDERS;
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EscalateBody {
     pub reason: Option<String>,

@@ -469,7 +469,7 @@ pub struct TriageBody {
 
 // ------------------------------------------------------------ open by hand
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpenBody {
     pub title: String,

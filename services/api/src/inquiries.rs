@@ -71,7 +71,7 @@ async fn load(state: &AppState, actor: &Actor, id: Uuid) -> Result<(Inquiry, i64
     Ok((v.record, v.version))
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpenBody {
     pub service_id: Uuid,
@@ -158,14 +158,20 @@ pub async fn inquiry_get(
         .json(view(actor, &i, version)?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct InquiryListQuery {
+    /// Only inquiries in this status. Another value is 400.
     pub status: Option<InquiryStatus>,
+    /// Only inquiries of this kind. Another value is 400.
     pub kind: Option<InquiryKind>,
+    /// Only items of this service.
     pub service_id: Option<Uuid>,
+    /// Only this client's items. A client user who names another client gets an empty page.
     pub client_id: Option<Uuid>,
+    /// Cursor: return items whose id is smaller (older) than this one (the `next_cursor` of the previous page). These lists are newest first.
     pub before: Option<Uuid>,
+    /// Items per page, 1 to 200 (default 50). Values outside the range are refused with 400.
     pub limit: Option<u32>,
 }
 
@@ -235,7 +241,7 @@ async fn execute(
     run(&state, r, if_match, roles, Target::Existing(id), command).await
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AnswerBody {
     /// Shown to the client.
@@ -274,7 +280,7 @@ pub async fn inquiry_answer(
     .await
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EscalateBody {
     /// Why maintenance must take it; staff only.
@@ -310,7 +316,7 @@ pub async fn inquiry_escalate(
     .await
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CloseBody {
     #[serde(default)]

@@ -162,30 +162,165 @@ pub fn table() -> Vec<Endpoint> {
         Endpoint::new(Method::POST, "/api/v1/incidents/{id}/impact", web::post().to(incidents::incident_command::<incidents::ImpactBody>)),
         Endpoint::new(Method::POST, "/api/v1/incidents/{id}/impact-level", web::post().to(incidents::incident_command::<incidents::ImpactLevelBody>)),
         Endpoint::new(Method::POST, "/api/v1/incidents/{id}/triage", web::post().to(incidents::incident_command::<incidents::TriageBody>)),
-        Endpoint::new(Method::GET, "/api/v1/users", web::get().to(roster::user_list)),
-        Endpoint::new(Method::POST, "/api/v1/users", web::post().to(roster::user_register)),
-        Endpoint::new(Method::GET, "/api/v1/users/{id}", web::get().to(roster::user_get)),
-        Endpoint::new(Method::GET, "/api/v1/escalation-policies", web::get().to(roster::policy_list)),
-        Endpoint::new(Method::POST, "/api/v1/escalation-policies", web::post().to(roster::policy_define)),
-        Endpoint::new(Method::GET, "/api/v1/escalation-policies/{id}", web::get().to(roster::policy_get)),
-        Endpoint::new(Method::GET, "/api/v1/schedules", web::get().to(roster::schedule_list)),
-        Endpoint::new(Method::POST, "/api/v1/schedules", web::post().to(roster::schedule_define)),
-        Endpoint::new(Method::GET, "/api/v1/schedules/{id}", web::get().to(roster::schedule_get)),
-        Endpoint::new(Method::POST, "/api/v1/schedules/{id}/overrides", web::post().to(roster::override_add)),
-        Endpoint::new(Method::GET, "/api/v1/schedules/{id}/oncall", web::get().to(roster::schedule_oncall)),
-        Endpoint::new(Method::GET, "/api/v1/subscriptions", web::get().to(roster::subscription_list)),
-        Endpoint::new(Method::POST, "/api/v1/subscriptions", web::post().to(roster::subscription_create)),
-        Endpoint::new(Method::GET, "/api/v1/subscriptions/{id}", web::get().to(roster::subscription_get)),
-        Endpoint::new(Method::DELETE, "/api/v1/subscriptions/{id}", web::delete().to(roster::subscription_cancel)),
-        Endpoint::new(Method::GET, "/api/v1/queues/operations", web::get().to(roster::queue_operations)),
-        Endpoint::new(Method::GET, "/api/v1/queues/maintenance", web::get().to(roster::queue_maintenance)),
-        Endpoint::new(Method::GET, "/api/v1/proposals", web::get().to(proposals::proposal_list)),
-        Endpoint::new(Method::POST, "/api/v1/proposals", web::post().to(proposals::proposal_raise)),
-        Endpoint::new(Method::GET, "/api/v1/proposals/{id}", web::get().to(proposals::proposal_get)),
-        Endpoint::new(Method::POST, "/api/v1/proposals/{id}/approve", web::post().to(proposals::proposal_approve)),
-        Endpoint::new(Method::POST, "/api/v1/proposals/{id}/reject", web::post().to(proposals::proposal_reject)),
-        Endpoint::new(Method::POST, "/api/v1/proposals/{id}/implement", web::post().to(proposals::proposal_implement)),
-        Endpoint::new(Method::POST, "/api/v1/proposals/{id}/verify", web::post().to(proposals::proposal_verify)),
+        Endpoint::new(Method::GET, "/api/v1/users", web::get().to(roster::user_list))
+            .op("user_list", "roster", "List responders", "The tenant's responders, ordered by name: the people escalation policies and schedules name. Served from the roster read model, which may briefly lag a registration. Paged with `after` (the `next_cursor` of the previous page) and `limit`. Unknown query parameters are 400.\n\nRoles: operator, maintainer, approver, auditor, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin])
+            .query::<roster::RosterPageQuery>()
+            .answers::<common::Page<opsledger_store::roster::UserRow>>(200, "The responders.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/users", web::post().to(roster::user_register))
+            .op("user_register", "roster", "Register a responder", "Registers a responder, whom escalation policies and on-call schedules can name and who is told by email in their locale.\n\nRoles: admin.")
+            .roles(&[Role::Admin])
+            .params(&["IdempotencyKey"])
+            .body::<roster::UserBody>(true)
+            .answers::<opsledger_domain::roster::User>(201, "The responder is registered (or, with a known `Idempotency-Key`, the first response is replayed). `Location` names `/api/v1/users/{id}`, where it is read.", &["Location", "ETag=ETagCreated", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "UserUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/users/{id}", web::get().to(roster::user_get))
+            .op("user_get", "roster", "Get a responder", "One responder, read from its event stream (never behind), optionally as it stood at `as_of`. Unknown query parameters are 400.\n\nRoles: operator, maintainer, approver, auditor, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin])
+            .params(&["Id"])
+            .query::<common::AsOfQuery>()
+            .answers::<opsledger_domain::roster::User>(200, "The responder.", &["ETag"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/escalation-policies", web::get().to(roster::policy_list))
+            .op("policy_list", "roster", "List escalation policies", "The tenant's escalation policies, ordered by name. Served from the roster read model, which may briefly lag a definition. Paged with `after` (the `next_cursor` of the previous page) and `limit`. Unknown query parameters are 400.\n\nRoles: operator, maintainer, approver, auditor, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin])
+            .query::<roster::RosterPageQuery>()
+            .answers::<common::Page<opsledger_store::roster::PolicyRow>>(200, "The policies.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/escalation-policies", web::post().to(roster::policy_define))
+            .op("policy_define", "roster", "Define an escalation policy", "Defines a policy for the named services' incidents: level 1 is told when one opens, and while nobody acknowledges, each level is told again `repeat` times and then the next level, each after its `timeout_minutes`. Services, users and schedules must exist.\n\nRoles: admin.")
+            .roles(&[Role::Admin])
+            .params(&["IdempotencyKey"])
+            .body::<roster::PolicyBody>(true)
+            .answers::<aggregate::Versioned<opsledger_domain::escalation::DefinedPolicy>>(201, "The policy is defined (or, with a known `Idempotency-Key`, the first response is replayed). `Location` names `/api/v1/escalation-policies/{id}`, where it is read.", &["Location", "ETag=ETagCreated", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "PolicyUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/escalation-policies/{id}", web::get().to(roster::policy_get))
+            .op("policy_get", "roster", "Get an escalation policy", "One escalation policy (its latest definition), read from its event stream (never behind), optionally as it stood at `as_of`. Unknown query parameters are 400.\n\nRoles: operator, maintainer, approver, auditor, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin])
+            .params(&["Id"])
+            .query::<common::AsOfQuery>()
+            .answers::<aggregate::Versioned<opsledger_domain::escalation::DefinedPolicy>>(200, "The policy.", &["ETag"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/schedules", web::get().to(roster::schedule_list))
+            .op("schedule_list", "roster", "List on-call schedules", "The tenant's on-call schedules with their overrides, ordered by name. Served from the roster read model, which may briefly lag a definition or an override. Paged with `after` (the `next_cursor` of the previous page) and `limit`. Unknown query parameters are 400.\n\nRoles: operator, maintainer, approver, auditor, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin])
+            .query::<roster::RosterPageQuery>()
+            .answers::<common::Page<opsledger_store::roster::ScheduleRow>>(200, "The schedules.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/schedules", web::post().to(roster::schedule_define))
+            .op("schedule_define", "roster", "Define an on-call schedule", "Defines an on-call schedule: rotations of users in one IANA time zone, handing off on its wall clock, so hand-offs keep their local times across DST changes. Overrides are added afterwards.\n\nRoles: admin.")
+            .roles(&[Role::Admin])
+            .params(&["IdempotencyKey"])
+            .body::<roster::ScheduleBody>(true)
+            .answers::<aggregate::Versioned<opsledger_domain::roster::OnCallSchedule>>(201, "The schedule is defined (or, with a known `Idempotency-Key`, the first response is replayed). `Location` names `/api/v1/schedules/{id}`, where it is read.", &["Location", "ETag=ETagCreated", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "ScheduleUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/schedules/{id}", web::get().to(roster::schedule_get))
+            .op("schedule_get", "roster", "Get an on-call schedule", "One schedule with its overrides, read from its event stream (never behind). Query parameters are ignored.\n\nRoles: operator, maintainer, approver, auditor, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin])
+            .params(&["Id"])
+            .answers::<aggregate::Versioned<opsledger_domain::roster::OnCallSchedule>>(200, "The schedule.", &["ETag"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/schedules/{id}/overrides", web::post().to(roster::override_add))
+            .op("override_add", "roster", "Add an on-call override", "Puts a user on call from `start` to `end` instead of whoever the rotations name; where overrides overlap, the one added last wins. A schedule keeps at most 500 overrides.\n\nRoles: operator, maintainer, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Admin])
+            .params(&["Id", "IdempotencyKey"])
+            .body::<roster::OverrideBody>(true)
+            .answers::<opsledger_domain::oncall::Override>(201, "The override is added (or, with a known `Idempotency-Key`, the first response is replayed). `Location` names the schedule: an override has no path of its own.", &["Location", "ETag", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "StreamConflict"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "OverrideUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/schedules/{id}/oncall", web::get().to(roster::schedule_oncall))
+            .op("schedule_oncall", "roster", "Who is on call", "Who the schedule has on call at `at` (now by default), read from its event stream: the override covering that instant, else one user per rotation that has started. Unknown query parameters are 400.\n\nRoles: operator, maintainer, approver, auditor, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin])
+            .params(&["Id"])
+            .query::<roster::OnCallQuery>()
+            .answers::<roster::OnCallAnswer>(200, "Who is on call.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/subscriptions", web::get().to(roster::subscription_list))
+            .op("subscription_list", "notifications", "List subscriptions", "The active subscriptions, oldest first. Served from the roster read model, which may briefly lag a change. Paged with `after` (the `next_cursor` of the previous page) and `limit`. Unknown query parameters are 400.\n\nRoles: operator, maintainer, approver, auditor, admin, client. A client user sees only its own client's subscriptions, and an empty list when it names another client.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin, Role::Client])
+            .query::<roster::SubscriptionQuery>()
+            .answers::<common::Page<opsledger_store::roster::SubscriptionRow>>(200, "The subscriptions.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/subscriptions", web::post().to(roster::subscription_create))
+            .op("subscription_create", "notifications", "Subscribe a client contact", "Subscribes a client contact to a service's incidents: a mail, in the contact's locale, when one of the chosen kinds happens to an incident of at least `min_severity`.\n\nRoles: admin, client. A client user subscribes only to its own client's services.")
+            .roles(&[Role::Admin, Role::Client])
+            .params(&["IdempotencyKey"])
+            .body::<roster::SubscriptionBody>(true)
+            .answers::<opsledger_domain::roster::Subscription>(201, "The subscription is active (or, with a known `Idempotency-Key`, the first response is replayed). `Location` names `/api/v1/subscriptions/{id}`, where it is read and cancelled.", &["Location", "ETag=ETagCreated", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "SubscriptionUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/subscriptions/{id}", web::get().to(roster::subscription_get))
+            .op("subscription_get", "notifications", "Get a subscription", "One subscription, cancelled ones included (`active: false`), read from its event stream (never behind), optionally as it stood at `as_of`. Unknown query parameters are 400.\n\nRoles: operator, maintainer, approver, auditor, admin, client. A client user sees only its own client's subscriptions; another client's is 404.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin, Role::Client])
+            .params(&["Id"])
+            .query::<common::AsOfQuery>()
+            .answers::<opsledger_domain::roster::Subscription>(200, "The subscription.", &["ETag"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::DELETE, "/api/v1/subscriptions/{id}", web::delete().to(roster::subscription_cancel))
+            .op("subscription_cancel", "notifications", "Cancel a subscription", "Cancels a subscription: no more mail from it. Cancelling one that is cancelled already changes nothing and answers 204 too.\n\nRoles: admin, client. A client user cancels only its own client's subscriptions; another client's is 404.")
+            .roles(&[Role::Admin, Role::Client])
+            .params(&["Id"])
+            .answers_empty(204, "The subscription is cancelled. No body.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "StreamConflict"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/queues/operations", web::get().to(roster::queue_operations))
+            .op("queue_operations", "queues", "The operations queue", "The operations team's queue: open incidents not handed off and inquiries neither closed nor escalated, oldest first (each item's `kind` says which), with their age, assignee and next escalation. Served from the incidents and inquiries read models, which may briefly lag a change. Not paginated beyond `limit`. Unknown query parameters are 400.\n\nRoles: operator, maintainer, approver, auditor, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin])
+            .query::<roster::QueueQuery>()
+            .answers::<roster::Queue>(200, "The operations queue.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/queues/maintenance", web::get().to(roster::queue_maintenance))
+            .op("queue_maintenance", "queues", "The maintenance queue", "The maintenance team's queue: open incidents handed off to maintenance, and escalated inquiries not yet closed, oldest first (each item's `kind` says which), with their age, assignee and next escalation. Served from the incidents and inquiries read models, which may briefly lag a change. Not paginated beyond `limit`. Unknown query parameters are 400.\n\nRoles: operator, maintainer, approver, auditor, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin])
+            .query::<roster::QueueQuery>()
+            .answers::<roster::Queue>(200, "The maintenance queue.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/proposals", web::get().to(proposals::proposal_list))
+            .op("proposal_list", "proposals", "List improvement proposals", "Proposals, newest first, a page at a time, from the proposals read model (it follows the log within milliseconds). Unknown query parameters are 400.\n\nRoles: operator, maintainer, approver, auditor, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin])
+            .query::<proposals::ListQuery>()
+            .answers::<common::Page<aggregate::Versioned<opsledger_domain::proposal::Proposal>>>(200, "A page of proposals.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/proposals", web::post().to(proposals::proposal_raise))
+            .op("proposal_raise", "proposals", "Raise an improvement proposal", "Raises a proposal that prevents recurrence, from an incident or standalone (`ProposalRaised`, maintenance work).\n\nRoles: operator, maintainer, approver, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Admin])
+            .params(&["IdempotencyKey"])
+            .body::<proposals::RaiseBody>(true)
+            .answers::<aggregate::Versioned<opsledger_domain::proposal::Proposal>>(201, "The proposal, raised (or, with a known `Idempotency-Key`, the first response is replayed).", &["Location", "ETag=ETagCreated", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (409, "Conflict"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/proposals/{id}", web::get().to(proposals::proposal_get))
+            .op("proposal_get", "proposals", "Get an improvement proposal", "One proposal, read from its event stream (never behind), optionally as it stood at `as_of`. Unknown query parameters are 400.\n\nRoles: operator, maintainer, approver, auditor, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin])
+            .params(&["Id"])
+            .query::<common::AsOfQuery>()
+            .answers::<aggregate::Versioned<opsledger_domain::proposal::Proposal>>(200, "The proposal.", &["ETag"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/proposals/{id}/approve", web::post().to(proposals::proposal_approve))
+            .op("proposal_approve", "proposals", "Approve a proposal", "Approves a raised proposal. Four eyes: the one who raised it may not approve it (403). The body is optional. Send `If-Match` with the version the decision was based on to refuse the command if the proposal changed meanwhile.\n\nRoles: approver, admin.")
+            .roles(&[Role::Approver, Role::Admin])
+            .params(&["Id", "IfMatch", "IdempotencyKey"])
+            .body::<proposals::ApproveBody>(false)
+            .answers::<aggregate::Versioned<opsledger_domain::proposal::Proposal>>(200, "The proposal after the command (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "ProposalConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/proposals/{id}/reject", web::post().to(proposals::proposal_reject))
+            .op("proposal_reject", "proposals", "Reject a proposal", "Rejects a raised proposal, with a reason. Four eyes: the one who raised it may not reject it (403). Send `If-Match` with the version the decision was based on to refuse the command if the proposal changed meanwhile.\n\nRoles: approver, admin.")
+            .roles(&[Role::Approver, Role::Admin])
+            .params(&["Id", "IfMatch", "IdempotencyKey"])
+            .body::<proposals::RejectBody>(true)
+            .answers::<aggregate::Versioned<opsledger_domain::proposal::Proposal>>(200, "The proposal after the command (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "ProposalConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/proposals/{id}/implement", web::post().to(proposals::proposal_implement))
+            .op("proposal_implement", "proposals", "Mark a proposal implemented", "Records that a completed change carried out an approved proposal (`ProposalImplemented`). A change that does not exist or has not completed is 422. Send `If-Match` with the version the decision was based on to refuse the command if the proposal changed meanwhile.\n\nRoles: maintainer, admin.")
+            .roles(&[Role::Maintainer, Role::Admin])
+            .params(&["Id", "IfMatch", "IdempotencyKey"])
+            .body::<proposals::ImplementBody>(true)
+            .answers::<aggregate::Versioned<opsledger_domain::proposal::Proposal>>(200, "The proposal after the command (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "ProposalConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/proposals/{id}/verify", web::post().to(proposals::proposal_verify))
+            .op("proposal_verify", "proposals", "Verify a proposal", "Records that an implemented proposal does what it was for (`ProposalVerified`). When the failure it was to prevent recurs (the same fingerprint or service failing again after the fix), the service lapses the verification (`ProposalVerificationLapsed`): the proposal returns to `implemented` with `needs_review` set, until verified again. Send `If-Match` with the version the decision was based on to refuse the command if the proposal changed meanwhile.\n\nRoles: approver, maintainer, admin.")
+            .roles(&[Role::Approver, Role::Maintainer, Role::Admin])
+            .params(&["Id", "IfMatch", "IdempotencyKey"])
+            .body::<proposals::VerifyBody>(true)
+            .answers::<aggregate::Versioned<opsledger_domain::proposal::Proposal>>(200, "The proposal after the command (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "ProposalConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
         Endpoint::new(Method::GET, "/api/v1/reports/downtime", web::get().to(reports::report_downtime)),
         Endpoint::new(Method::GET, "/api/v1/reports/metrics", web::get().to(reports::report_metrics)),
         Endpoint::new(Method::GET, "/api/v1/reports/monthly", web::get().to(reports::report_monthly)),
@@ -197,12 +332,33 @@ pub fn table() -> Vec<Endpoint> {
         Endpoint::new(Method::GET, "/api/v1/audit/export", web::get().to(audit::export)),
         Endpoint::new(Method::GET, "/api/v1/audit/verify", web::get().to(audit::verify)),
         Endpoint::new(Method::GET, "/api/v1/events", web::get().to(feed::page)),
-        Endpoint::new(Method::GET, "/api/v1/events/readers", web::get().to(feed::readers)),
-        Endpoint::new(Method::PUT, "/api/v1/events/readers/{subject}", web::put().to(feed::reader_grant)),
-        Endpoint::new(Method::DELETE, "/api/v1/events/readers/{subject}", web::delete().to(feed::reader_revoke)),
+        Endpoint::new(Method::GET, "/api/v1/events/readers", web::get().to(feed::readers))
+            .op("feed_readers", "audit", "Integrations granted the event feed", "The token subjects of the integrations that may read this tenant's event feed, with who last changed the list. Auditors and admins always may read the feed; an integration only as granted here. Every grant and revocation is an event (`FeedReaderGranted`, `FeedReaderRevoked`).\n\nRoles: auditor, admin.")
+            .roles(&[Role::Auditor, Role::Admin])
+            .answers::<aggregate::Versioned<opsledger_domain::feed_access::FeedReaders>>(200, "The list (empty before the first grant).", &["ETag"])
+            .fails(&[(401, "Unauthorized"), (403, "Forbidden"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::PUT, "/api/v1/events/readers/{subject}", web::put().to(feed::reader_grant))
+            .op("feed_reader_grant", "audit", "Grant an integration the event feed", "Lets integration tokens with this subject read the tenant's event feed (a SIEM, a data warehouse). Granting a subject already granted records nothing and answers the list as it is. Send `If-Match` with the list's version to refuse the command if the list changed meanwhile (412).\n\nRoles: admin.")
+            .roles(&[Role::Admin])
+            .path_param("subject", "The integration token's subject (`sub`): 1–256 characters without control characters.")
+            .params(&["IfMatch", "IdempotencyKey"])
+            .answers::<aggregate::Versioned<opsledger_domain::feed_access::FeedReaders>>(200, "The list after the grant.", &["ETag", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (409, "StreamConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::DELETE, "/api/v1/events/readers/{subject}", web::delete().to(feed::reader_revoke))
+            .op("feed_reader_revoke", "audit", "Revoke an integration's event feed", "Takes the feed from integration tokens with this subject: their next page is 403 and their open streams end within a heartbeat interval. Revoking a subject not granted records nothing.\n\nRoles: admin.")
+            .roles(&[Role::Admin])
+            .path_param("subject", "The integration token's subject (`sub`): 1–256 characters without control characters.")
+            .params(&["IfMatch", "IdempotencyKey"])
+            .answers::<aggregate::Versioned<opsledger_domain::feed_access::FeedReaders>>(200, "The list after the revocation.", &["ETag", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (409, "StreamConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
         Endpoint::new(Method::GET, "/api/v1/events/stream", web::get().to(feed::stream)),
         Endpoint::new(Method::GET, "/api/v1/work", web::get().to(work::work_ledger)),
-        Endpoint::new(Method::GET, "/api/v1/notifications", web::get().to(roster::notification_list)),
+        Endpoint::new(Method::GET, "/api/v1/notifications", web::get().to(roster::notification_list))
+            .op("notification_list", "notifications", "The notification ledger", "Who was told what, newest first: every notification requested, with its recipient, subject, the hash of exactly what is sent, and how its delivery stands. Served from the notifications read model, which may briefly lag. Not paginated beyond `limit`. Unknown query parameters are 400.\n\nRoles: operator, maintainer, approver, auditor, admin, client. A client user sees only the notifications to its own client's contacts, and an empty list when it names another client.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin, Role::Client])
+            .query::<roster::NotificationQuery>()
+            .answers::<common::Items<opsledger_store::outbox::NotificationRow>>(200, "The notifications.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
         Endpoint::new(Method::POST, "/api/v1/incidents/{id}/escalate", web::post().to(escalation::incident_escalate)),
         Endpoint::new(Method::POST, "/api/v1/incidents/{id}/handoff", web::post().to(incidents::incident_command::<incidents::HandOffBody>)),
         Endpoint::new(Method::POST, "/api/v1/incidents/{id}/assign", web::post().to(incidents::incident_command::<incidents::AssignBody>)),
@@ -339,28 +495,152 @@ pub fn table() -> Vec<Endpoint> {
         Endpoint::new(Method::POST, "/api/v1/maintenance-windows/{id}/cancel", web::post().to(windows::window_cancel)),
         Endpoint::new(Method::GET, "/api/v1/calendar.ics", web::get().to(windows::calendar_ics)),
         // Operations work: the work log, runbooks and executions, inquiries.
-        Endpoint::new(Method::GET, "/api/v1/worklog", web::get().to(worklog::worklog_list)),
-        Endpoint::new(Method::POST, "/api/v1/worklog", web::post().to(worklog::task_record)),
-        Endpoint::new(Method::GET, "/api/v1/worklog/{id}", web::get().to(worklog::task_get)),
-        Endpoint::new(Method::POST, "/api/v1/backups", web::post().to(worklog::backup_record)),
-        Endpoint::new(Method::GET, "/api/v1/backups/{id}", web::get().to(worklog::backup_get)),
-        Endpoint::new(Method::POST, "/api/v1/backups/{id}/verify", web::post().to(worklog::backup_verify)),
-        Endpoint::new(Method::GET, "/api/v1/runbooks", web::get().to(runbooks::runbook_list)),
-        Endpoint::new(Method::POST, "/api/v1/runbooks", web::post().to(runbooks::runbook_publish)),
-        Endpoint::new(Method::GET, "/api/v1/runbooks/{id}", web::get().to(runbooks::runbook_get)),
-        Endpoint::new(Method::POST, "/api/v1/runbooks/{id}/versions", web::post().to(runbooks::runbook_version_publish)),
-        Endpoint::new(Method::POST, "/api/v1/runbooks/{id}/executions", web::post().to(runbooks::execution_start)),
-        Endpoint::new(Method::GET, "/api/v1/executions", web::get().to(runbooks::execution_list)),
-        Endpoint::new(Method::GET, "/api/v1/executions/{id}", web::get().to(runbooks::execution_get)),
-        Endpoint::new(Method::POST, "/api/v1/executions/{id}/steps/{n}/complete", web::post().to(runbooks::step_complete)),
-        Endpoint::new(Method::POST, "/api/v1/executions/{id}/steps/{n}/confirm", web::post().to(runbooks::step_confirm)),
-        Endpoint::new(Method::POST, "/api/v1/executions/{id}/finish", web::post().to(runbooks::execution_finish)),
-        Endpoint::new(Method::GET, "/api/v1/inquiries", web::get().to(inquiries::inquiry_list)),
-        Endpoint::new(Method::POST, "/api/v1/inquiries", web::post().to(inquiries::inquiry_open)),
-        Endpoint::new(Method::GET, "/api/v1/inquiries/{id}", web::get().to(inquiries::inquiry_get)),
-        Endpoint::new(Method::POST, "/api/v1/inquiries/{id}/answer", web::post().to(inquiries::inquiry_answer)),
-        Endpoint::new(Method::POST, "/api/v1/inquiries/{id}/escalate", web::post().to(inquiries::inquiry_escalate)),
-        Endpoint::new(Method::POST, "/api/v1/inquiries/{id}/close", web::post().to(inquiries::inquiry_close)),
+        Endpoint::new(Method::GET, "/api/v1/worklog", web::get().to(worklog::worklog_list))
+            .op("worklog_list", "worklog", "List the work log", "Routine tasks and backups, newest recorded first, from the work log read model (which may briefly lag a write). Unknown query parameters are 400.\n\nRoles: operator, maintainer, approver, auditor, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin])
+            .query::<worklog::WorklogQuery>()
+            .answers::<common::Page<opsledger_store::operations::WorklogRow>>(200, "A page of the work log.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/worklog", web::post().to(worklog::task_record))
+            .op("task_record", "worklog", "Record a routine task", "Records a routine task of operations work (`RoutineTaskRecorded` on a stream `task-<id>`): a restart, a patch check, a report delivered, an inspection or other. Who did it is the caller.\n\nRoles: operator, maintainer, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Admin])
+            .params(&["IdempotencyKey"])
+            .body::<worklog::TaskBody>(true)
+            .answers::<aggregate::Versioned<opsledger_domain::worklog::RoutineTask>>(201, "The task as recorded (or, with a known `Idempotency-Key`, the first response is replayed).", &["Location", "ETag=ETagCreated", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (409, "Conflict"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "WorkUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/worklog/{id}", web::get().to(worklog::task_get))
+            .op("task_get", "worklog", "Get a routine task", "One routine task, read from its stream.\n\nRoles: operator, maintainer, approver, auditor, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin])
+            .params(&["Id"])
+            .answers::<aggregate::Versioned<opsledger_domain::worklog::RoutineTask>>(200, "The task.", &["ETag"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/backups", web::post().to(worklog::backup_record))
+            .op("backup_record", "worklog", "Record a backup", "Records a backup taken (`BackupPerformed` on a stream `backup-<id>`), unverified until someone verifies it.\n\nRoles: operator, maintainer, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Admin])
+            .params(&["IdempotencyKey"])
+            .body::<worklog::BackupBody>(true)
+            .answers::<aggregate::Versioned<opsledger_domain::worklog::Backup>>(201, "The backup as recorded (or, with a known `Idempotency-Key`, the first response is replayed).", &["Location", "ETag=ETagCreated", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (409, "Conflict"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "WorkUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/backups/{id}", web::get().to(worklog::backup_get))
+            .op("backup_get", "worklog", "Get a backup", "One backup with every verification, read from its stream.\n\nRoles: operator, maintainer, approver, auditor, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin])
+            .params(&["Id"])
+            .answers::<aggregate::Versioned<opsledger_domain::worklog::Backup>>(200, "The backup.", &["ETag"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/backups/{id}/verify", web::post().to(worklog::backup_verify))
+            .op("backup_verify", "worklog", "Verify a backup", "Records a verification of the backup (`BackupVerified`): ok or failed, and how. Anyone allowed to record work may verify, the person who took the backup included; each verification records who made it and says whether that was the backup's own taker (`by_performer`). A backup may be verified again (a failed one after repair, a periodic restore test); its status follows the latest.\n\nRoles: operator, maintainer, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Admin])
+            .params(&["Id", "IfMatch", "IdempotencyKey"])
+            .body::<worklog::VerifyBody>(true)
+            .answers::<aggregate::Versioned<opsledger_domain::worklog::Backup>>(200, "The backup after the verification (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "VersionConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "WorkUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/runbooks", web::get().to(runbooks::runbook_list))
+            .op("runbook_list", "runbooks", "List runbooks", "Runbooks at their latest version, newest first, from the read model.\n\nRoles: operator, maintainer, approver, auditor, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin])
+            .query::<runbooks::RunbookListQuery>()
+            .answers::<common::Page<opsledger_store::operations::RunbookRow>>(200, "A page of runbooks.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/runbooks", web::post().to(runbooks::runbook_publish))
+            .op("runbook_publish", "runbooks", "Publish a runbook", "Publishes version 1 of a new runbook (`RunbookPublished` on a stream `runbook-<id>`, whose version is the runbook's).\n\nRoles: operator, maintainer, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Admin])
+            .params(&["IdempotencyKey"])
+            .body::<runbooks::RunbookBody>(true)
+            .answers::<runbooks::RunbookView<'static>>(201, "The runbook at version 1 (or, with a known `Idempotency-Key`, the first response is replayed).", &["Location", "ETag=ETagCreated", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (409, "Conflict"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "WorkUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/runbooks/{id}", web::get().to(runbooks::runbook_get))
+            .op("runbook_get", "runbooks", "Get a runbook", "A runbook at its latest version, or at `version`. The `ETag` is always the latest version: send it as `If-Match` when publishing the next.\n\nRoles: operator, maintainer, approver, auditor, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin])
+            .params(&["Id"])
+            .query::<runbooks::RunbookQuery>()
+            .answers::<runbooks::RunbookView<'static>>(200, "The runbook.", &["ETag"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/runbooks/{id}/versions", web::post().to(runbooks::runbook_version_publish))
+            .op("runbook_version_publish", "runbooks", "Publish a new version", "Publishes the next version of the runbook, replacing its title, service and steps. Executions already started keep following the version they started on.\n\nRoles: operator, maintainer, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Admin])
+            .params(&["Id", "IfMatch", "IdempotencyKey"])
+            .body::<runbooks::RunbookBody>(true)
+            .answers::<runbooks::RunbookView<'static>>(201, "The runbook at its new version; `Location` names it with `?version=` (or, with a known `Idempotency-Key`, the first response is replayed).", &["Location", "ETag=ETagCreated", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "VersionConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "WorkUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/runbooks/{id}/executions", web::post().to(runbooks::execution_start))
+            .op("execution_start", "runbooks", "Start an execution", "Starts an execution of the runbook's current version (`RunbookExecutionStarted` on a stream `execution-<id>`), pinned to it: its steps are copied into the execution. The body may be left out.\n\nRoles: operator, maintainer, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Admin])
+            .params(&["Id", "IdempotencyKey"])
+            .body::<runbooks::StartBody>(false)
+            .answers::<runbooks::ExecutionView<'static>>(201, "The execution, in progress (or, with a known `Idempotency-Key`, the first response is replayed).", &["Location", "ETag=ETagCreated", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "Conflict"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "WorkUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/executions", web::get().to(runbooks::execution_list))
+            .op("execution_list", "runbooks", "List executions", "Runbook executions, newest first, from the read model (which may briefly lag a write): those in progress (`status`), of a runbook, or serving an incident. Unknown query parameters are 400.\n\nRoles: operator, maintainer, approver, auditor, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin])
+            .query::<runbooks::ExecutionListQuery>()
+            .answers::<common::Page<runbooks::ExecutionView<'static>>>(200, "A page of executions.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/executions/{id}", web::get().to(runbooks::execution_get))
+            .op("execution_get", "runbooks", "Get an execution", "An execution with each step: who completed it and when, and who confirmed it when it asks for a second person. Read from its stream.\n\nRoles: operator, maintainer, approver, auditor, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin])
+            .params(&["Id"])
+            .answers::<runbooks::ExecutionView<'static>>(200, "The execution.", &["ETag"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/executions/{id}/steps/{n}/complete", web::post().to(runbooks::step_complete))
+            .op("step_complete", "runbooks", "Complete a step", "Completes step `n` (`StepCompleted`). Steps are completed strictly in order, and not while an earlier step marked `double_check` waits for its confirmation. The body may be left out.\n\nRoles: operator, maintainer, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Admin])
+            .params(&["Id", "StepNumber", "IfMatch", "IdempotencyKey"])
+            .body::<runbooks::CompleteBody>(false)
+            .answers::<runbooks::ExecutionView<'static>>(200, "The execution after the step (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "ExecutionConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "WorkUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/executions/{id}/steps/{n}/confirm", web::post().to(runbooks::step_confirm))
+            .op("step_confirm", "runbooks", "Confirm a step", "Confirms a completed step marked `double_check` (`StepDoubleChecked`). The confirmer must be a second, different person: the step's completer is refused with 409. The body may be left out.\n\nRoles: operator, maintainer, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Admin])
+            .params(&["Id", "StepNumber", "IfMatch", "IdempotencyKey"])
+            .body::<runbooks::ConfirmBody>(false)
+            .answers::<runbooks::ExecutionView<'static>>(200, "The execution after the confirmation (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "ExecutionConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "WorkUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/executions/{id}/finish", web::post().to(runbooks::execution_finish))
+            .op("execution_finish", "runbooks", "Finish an execution", "Finishes the execution (`RunbookExecutionFinished`): `succeeded` only when every step is completed and confirmed where asked; `aborted` at any point, with a note saying why.\n\nRoles: operator, maintainer, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Admin])
+            .params(&["Id", "IfMatch", "IdempotencyKey"])
+            .body::<runbooks::FinishBody>(true)
+            .answers::<runbooks::ExecutionView<'static>>(200, "The finished execution (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "ExecutionConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "WorkUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/inquiries", web::get().to(inquiries::inquiry_list))
+            .op("inquiry_list", "inquiries", "List inquiries", "Inquiries, newest first, from the read model (which may briefly lag a write). A client user sees only its own client's, without internal fields; naming another client gets an empty page.\n\nRoles: operator, maintainer, approver, auditor, admin, client.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin, Role::Client])
+            .query::<inquiries::InquiryListQuery>()
+            .answers::<common::Page<aggregate::Versioned<opsledger_domain::inquiry::Inquiry>>>(200, "A page of inquiries.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/inquiries", web::post().to(inquiries::inquiry_open))
+            .op("inquiry_open", "inquiries", "Open an inquiry", "Opens an inquiry about a service (`InquiryOpened` on a stream `inquiry-<id>`): a client user about a service of its own client, staff on a client's behalf. It waits in the operations queue.\n\nRoles: client, operator, maintainer, admin.")
+            .roles(&[Role::Client, Role::Operator, Role::Maintainer, Role::Admin])
+            .params(&["IdempotencyKey"])
+            .body::<inquiries::OpenBody>(true)
+            .answers::<aggregate::Versioned<opsledger_domain::inquiry::Inquiry>>(201, "The inquiry, open (or, with a known `Idempotency-Key`, the first response is replayed).", &["Location", "ETag=ETagCreated", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (409, "Conflict"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "WorkUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/inquiries/{id}", web::get().to(inquiries::inquiry_get))
+            .op("inquiry_get", "inquiries", "Get an inquiry", "One inquiry, read from its stream. Another client's inquiry is 404 for a client user.\n\nRoles: operator, maintainer, approver, auditor, admin, client.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin, Role::Client])
+            .params(&["Id"])
+            .answers::<aggregate::Versioned<opsledger_domain::inquiry::Inquiry>>(200, "The inquiry.", &["ETag"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/inquiries/{id}/answer", web::post().to(inquiries::inquiry_answer))
+            .op("inquiry_answer", "inquiries", "Answer an inquiry", "Records an answer shown to the client (`InquiryAnswered`). An open inquiry becomes answered; an escalated one stays with maintenance. Any number of answers, until it is closed.\n\nRoles: operator, maintainer, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Admin])
+            .params(&["Id", "IfMatch", "IdempotencyKey"])
+            .body::<inquiries::AnswerBody>(true)
+            .answers::<aggregate::Versioned<opsledger_domain::inquiry::Inquiry>>(200, "The inquiry after the answer (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "InquiryConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "WorkUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/inquiries/{id}/escalate", web::post().to(inquiries::inquiry_escalate))
+            .op("inquiry_escalate", "inquiries", "Escalate an inquiry", "Hands an open or answered inquiry to maintenance (`InquiryEscalated`): it leaves the operations queue for the maintenance queue.\n\nRoles: operator, maintainer, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Admin])
+            .params(&["Id", "IfMatch", "IdempotencyKey"])
+            .body::<inquiries::EscalateBody>(true)
+            .answers::<aggregate::Versioned<opsledger_domain::inquiry::Inquiry>>(200, "The inquiry, escalated (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "InquiryConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "WorkUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/inquiries/{id}/close", web::post().to(inquiries::inquiry_close))
+            .op("inquiry_close", "inquiries", "Close an inquiry", "Closes the inquiry (`InquiryClosed`): it leaves every queue. A client user may close its own client's. The body may be left out.\n\nRoles: operator, maintainer, admin, client.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Admin, Role::Client])
+            .params(&["Id", "IfMatch", "IdempotencyKey"])
+            .body::<inquiries::CloseBody>(false)
+            .answers::<aggregate::Versioned<opsledger_domain::inquiry::Inquiry>>(200, "The inquiry, closed (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "InquiryConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "WorkUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
     ]
 }
 

@@ -28,7 +28,7 @@ const PROPOSAL_READERS: &[Role] = &[
     Role::Admin,
 ];
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RaiseBody {
     pub title: String,
@@ -123,14 +123,18 @@ pub async fn proposal_get(
     Ok(aggregate::respond(StatusCode::OK, &v))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    /// Only proposals in this status. Another value is 400.
     pub status: Option<String>,
+    /// Only items of this service.
     pub service_id: Option<Uuid>,
+    /// Only items about this incident.
     pub incident_id: Option<Uuid>,
     /// The cursor: `next_cursor` of the previous page.
     pub before: Option<Uuid>,
+    /// Items per page, 1 to 200 (default 50). Values outside the range are refused with 400.
     pub limit: Option<u32>,
 }
 
@@ -176,19 +180,19 @@ pub struct ApproveBody {
     pub comment: Option<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RejectBody {
     pub reason: String,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImplementBody {
     pub change_id: Uuid,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyBody {
     /// How it was verified.

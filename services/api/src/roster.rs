@@ -34,10 +34,6 @@ use opsledger_domain::roster::{
     SubscriptionContext, User,
 };
 
-fn internal(e: serde_json::Error) -> ApiError {
-    ApiError::Internal(Box::new(e))
-}
-
 /// Runs a roster command: `check` looks up, once the tenant is known,
 /// whether the records the command names exist (and what deciding needs).
 async fn define<A, P>(
@@ -76,7 +72,7 @@ fn locale_of(raw: Option<&str>) -> Result<Locale, ApiError> {
 
 // ------------------------------------------------------------ users
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserBody {
     pub name: String,
@@ -132,10 +128,12 @@ pub async fn user_get(
 
 /// A page of a roster list: the id of the last item of the previous page,
 /// and how many items.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct RosterPageQuery {
+    /// Cursor: return items whose id is greater than this one (the `next_cursor` of the previous page).
     pub after: Option<Uuid>,
+    /// Items per page, 1 to 200 (default 50). Values outside the range are refused with 400.
     pub limit: Option<u32>,
 }
 
@@ -154,7 +152,7 @@ pub async fn user_list(
 
 // ------------------------------------------------------------ policies
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyBody {
     pub name: String,
@@ -365,7 +363,7 @@ pub async fn schedule_get(
     Ok(aggregate::respond(StatusCode::OK, &v))
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OverrideBody {
     pub user_id: Uuid,
@@ -416,14 +414,15 @@ pub async fn override_add(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct OnCallQuery {
+    /// The instant to answer for (RFC 3339; URL-encode a `+` offset); now when absent.
     pub at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Serialize)]
-struct OnCallEntry {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OnCallEntry {
     user_id: Uuid,
     name: Option<String>,
     email: Option<String>,
@@ -431,6 +430,17 @@ struct OnCallEntry {
     override_id: Option<Uuid>,
     shift_start: DateTime<Utc>,
     shift_end: DateTime<Utc>,
+}
+
+/// Who is on call in a schedule at an instant.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = OnCall)]
+pub struct OnCallAnswer {
+    pub schedule_id: Uuid,
+    /// The instant answered for.
+    pub at: DateTime<Utc>,
+    pub time_zone: String,
+    pub on_call: Vec<OnCallEntry>,
 }
 
 pub async fn schedule_oncall(
@@ -465,14 +475,17 @@ pub async fn schedule_oncall(
             }
         })
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "schedule_id": id, "at": at, "time_zone": schedule.time_zone, "on_call": entries,
-    })))
+    Ok(HttpResponse::Ok().json(OnCallAnswer {
+        schedule_id: id,
+        at,
+        time_zone: schedule.time_zone,
+        on_call: entries,
+    }))
 }
 
 // ------------------------------------------------------------ subscriptions
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionBody {
     pub service_id: Uuid,
@@ -555,12 +568,16 @@ pub async fn subscription_get(
         .json(unversioned(&v.record, v.version)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionQuery {
+    /// Only this client's items. A client user who names another client gets an empty list.
     pub client_id: Option<Uuid>,
+    /// Only items of this service.
     pub service_id: Option<Uuid>,
+    /// Cursor: return items whose id is greater than this one (the `next_cursor` of the previous page).
     pub after: Option<Uuid>,
+    /// Items per page, 1 to 200 (default 50). Values outside the range are refused with 400.
     pub limit: Option<u32>,
 }
 
@@ -639,9 +656,10 @@ pub async fn subscription_cancel(
 
 // ------------------------------------------------------------ queues and the ledger
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct QueueQuery {
+    /// Items per page, 1 to 200 (default 50). Values outside the range are refused with 400.
     pub limit: Option<u32>,
 }
 
@@ -649,7 +667,7 @@ async fn queue(
     state: web::Data<AppState>,
     caller: Caller,
     query: web::Query<QueueQuery>,
-    team: &str,
+    team: &'static str,
 ) -> Result<HttpResponse, ApiError> {
     let actor = caller.require(STAFF)?;
     state.tenants.require(&state.pool, actor.tenant_id).await?;
@@ -660,25 +678,44 @@ async fn queue(
             .await?;
     // Both lists are oldest first and at most `limit` long, so the first
     // `limit` of their merge are the queue's first `limit`.
-    let mut items: Vec<(DateTime<Utc>, Uuid, Value)> = Vec::new();
-    for i in incidents {
-        items.push((
-            i.opened_at,
-            i.id,
-            serde_json::to_value(&i).map_err(internal)?,
-        ));
-    }
-    for i in inquiries {
-        items.push((
-            i.opened_at,
-            i.id,
-            serde_json::to_value(&i).map_err(internal)?,
-        ));
-    }
-    items.sort_by_key(|(at, id, _)| (*at, *id));
+    let mut items: Vec<QueueItem> = incidents
+        .into_iter()
+        .map(QueueItem::Incident)
+        .chain(inquiries.into_iter().map(QueueItem::Inquiry))
+        .collect();
+    items.sort_by_key(|i| i.order());
     items.truncate(limit as usize);
-    let items: Vec<Value> = items.into_iter().map(|(_, _, v)| v).collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "team": team, "items": items })))
+    Ok(HttpResponse::Ok().json(Queue { team, items }))
+}
+
+/// A team's queue: open incidents and waiting inquiries, oldest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Queue {
+    /// `operations` or `maintenance`.
+    pub team: &'static str,
+    /// Oldest first, at most `limit`; there is no next page.
+    pub items: Vec<QueueItem>,
+}
+
+/// One item of a queue; `kind` says which.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[schema(discriminator(property_name = "kind", mapping(
+    ("incident" = "#/components/schemas/IncidentQueueItem"),
+    ("inquiry" = "#/components/schemas/InquiryQueueItem"),
+)))]
+pub enum QueueItem {
+    Incident(store_inc::QueueItem),
+    Inquiry(opsledger_store::operations::InquiryQueueItem),
+}
+
+impl QueueItem {
+    fn order(&self) -> (DateTime<Utc>, Uuid) {
+        match self {
+            QueueItem::Incident(i) => (i.opened_at, i.id),
+            QueueItem::Inquiry(i) => (i.opened_at, i.id),
+        }
+    }
 }
 
 pub async fn queue_operations(
@@ -697,11 +734,14 @@ pub async fn queue_maintenance(
     queue(s, c, q, "maintenance").await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct NotificationQuery {
+    /// Only items about this incident.
     pub incident_id: Option<Uuid>,
+    /// Only this client's items. A client user who names another client gets an empty list.
     pub client_id: Option<Uuid>,
+    /// Items per page, 1 to 200 (default 50). Values outside the range are refused with 400.
     pub limit: Option<u32>,
 }
 
@@ -726,5 +766,5 @@ pub async fn notification_list(
         }
         None => Vec::new(),
     };
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items })))
+    Ok(HttpResponse::Ok().json(crate::common::Items { items }))
 }

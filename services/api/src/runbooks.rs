@@ -29,7 +29,7 @@ fn internal(e: serde_json::Error) -> ApiError {
 
 // ------------------------------------------------------------ runbooks
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunbookBody {
     pub title: String,
@@ -40,7 +40,7 @@ pub struct RunbookBody {
 
 /// A step as asked for: unknown fields are refused here, while the stored
 /// `StepDef` stays lenient for events written by later versions.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepBody {
     pub title: String,
@@ -49,8 +49,8 @@ pub struct StepBody {
     pub double_check: bool,
 }
 
-#[derive(Debug, Serialize)]
-struct RunbookView<'a> {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RunbookView<'a> {
     id: Uuid,
     #[serde(flatten)]
     shown: &'a RunbookVersion,
@@ -172,7 +172,7 @@ pub async fn runbook_version_publish(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct RunbookQuery {
     /// An earlier version; the latest if absent.
@@ -200,11 +200,14 @@ pub async fn runbook_get(
         .json(runbook_view(&r, shown)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct RunbookListQuery {
+    /// Only items of this service.
     pub service_id: Option<Uuid>,
+    /// Cursor: return items whose id is smaller (older) than this one (the `next_cursor` of the previous page). These lists are newest first.
     pub before: Option<Uuid>,
+    /// Items per page, 1 to 200 (default 50). Values outside the range are refused with 400.
     pub limit: Option<u32>,
 }
 
@@ -229,8 +232,8 @@ pub async fn runbook_list(
 
 // ------------------------------------------------------------ executions
 
-#[derive(Debug, Serialize)]
-struct ExecutionView<'a> {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ExecutionView<'a> {
     #[serde(flatten)]
     execution: &'a Execution,
     /// The step to complete next; `null` when every step is completed.
@@ -306,7 +309,7 @@ async fn run(
     .await
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartBody {
     /// The incident this execution serves, if any.
@@ -353,13 +356,18 @@ pub async fn execution_get(
         .json(execution_view(&v.record, v.version)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ExecutionListQuery {
+    /// Only executions of this runbook.
     pub runbook_id: Option<Uuid>,
+    /// Only items about this incident.
     pub incident_id: Option<Uuid>,
+    /// Only executions in this status. Another value is 400.
     pub status: Option<ExecutionStatus>,
+    /// Cursor: return items whose id is smaller (older) than this one (the `next_cursor` of the previous page). These lists are newest first.
     pub before: Option<Uuid>,
+    /// Items per page, 1 to 200 (default 50). Values outside the range are refused with 400.
     pub limit: Option<u32>,
 }
 
@@ -445,7 +453,7 @@ pub async fn step_complete(
     execute(state, caller, key, req, id, if_match, asked, command).await
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmBody {
     #[serde(default)]
@@ -474,7 +482,7 @@ pub async fn step_confirm(
     execute(state, caller, key, req, id, if_match, asked, command).await
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FinishBody {
     pub outcome: Outcome,

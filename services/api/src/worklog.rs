@@ -25,7 +25,7 @@ use opsledger_domain::aggregate::Aggregate;
 
 // ------------------------------------------------------------ routine tasks
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskBody {
     pub service_id: Uuid,
@@ -111,7 +111,7 @@ pub async fn task_get(
 
 // ------------------------------------------------------------ backups
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackupBody {
     pub service_id: Uuid,
@@ -167,7 +167,7 @@ pub async fn backup_get(
     Ok(aggregate::respond(StatusCode::OK, &v))
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyBody {
     pub result: VerifyResult,
@@ -200,7 +200,7 @@ pub async fn backup_verify(
 // ------------------------------------------------------------ the list
 
 /// `kind` of a work log entry: a task kind, or `backup`.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EntryKind {
     Restart,
@@ -224,16 +224,21 @@ impl EntryKind {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct WorklogQuery {
+    /// Only items of this service.
     pub service_id: Option<Uuid>,
+    /// Only entries of this kind (a task kind, or `backup`). Another value is 400.
+    #[param(inline)]
     pub kind: Option<EntryKind>,
     /// Work performed at or after this instant.
     pub since: Option<DateTime<Utc>>,
     /// Work performed before this instant.
     pub until: Option<DateTime<Utc>>,
+    /// Cursor: return items whose id is smaller (older) than this one (the `next_cursor` of the previous page). These lists are newest first.
     pub before: Option<Uuid>,
+    /// Items per page, 1 to 200 (default 50). Values outside the range are refused with 400.
     pub limit: Option<u32>,
 }
 

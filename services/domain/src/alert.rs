@@ -22,7 +22,19 @@ pub const LABEL_LEN_MAX_BYTES: usize = 1024;
 /// Longest summary kept; longer ones are cut (monitoring tools send novels).
 pub const SUMMARY_LEN_MAX_CHARS: usize = 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Critical,

@@ -28,7 +28,7 @@ pub fn policy_stream(id: Uuid) -> String {
     format!("policy-{id}")
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(
     tag = "type",
     content = "id",
@@ -40,7 +40,7 @@ pub enum Target {
     Schedule(Uuid),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Level {
     pub targets: Vec<Target>,
@@ -51,7 +51,7 @@ pub struct Level {
     pub repeat: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Policy {
     pub name: String,
     pub levels: Vec<Level>,
@@ -159,7 +159,7 @@ pub fn manual_step(policy: Option<&Policy>, reached: u32) -> Step {
 }
 
 /// An escalation policy as defined last (a definition replaces it whole).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DefinedPolicy {
     pub id: Uuid,
     #[serde(flatten)]

@@ -54,7 +54,7 @@ pub fn subject(raw: &str) -> Result<String, Rejection> {
 }
 
 /// The integrations granted the feed, with who last changed the list and when.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct FeedReaders {
     pub readers: BTreeSet<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -7,7 +7,19 @@ use serde::{Deserialize, Serialize};
 use crate::alert::Severity;
 
 /// How badly a service is hit. Ordered: `Outage` is the worst.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ImpactLevel {
     /// Some functions slow or impaired, none unavailable.

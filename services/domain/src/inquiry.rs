@@ -24,7 +24,7 @@ pub fn inquiry_stream(id: Uuid) -> String {
     format!("inquiry-{id}")
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum InquiryKind {
     Question,
@@ -42,7 +42,7 @@ impl InquiryKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum InquiryStatus {
     Open,
@@ -110,15 +110,18 @@ impl InquiryEvent {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Answer {
     pub text: String,
+    /// Who answered; absent in a client's view.
+    #[schema(required = false)]
     pub answered_by: String,
     pub answered_at: DateTime<Utc>,
+    /// The effort; absent in a client's view.
     pub minutes_spent: Option<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Inquiry {
     pub id: Uuid,
     pub service_id: Uuid,
@@ -128,11 +131,14 @@ pub struct Inquiry {
     pub body: String,
     pub status: InquiryStatus,
     pub opened_at: DateTime<Utc>,
+    /// Who opened it; absent in a client's view.
+    #[schema(required = false)]
     pub opened_by: String,
     /// The role of whoever opened it: `client`, or staff on a client's behalf.
     pub opened_by_role: String,
     pub answers: Vec<Answer>,
     pub escalated_at: Option<DateTime<Utc>>,
+    /// Why it went to maintenance; absent in a client's view.
     pub escalation_reason: Option<String>,
     pub closed_at: Option<DateTime<Utc>>,
     pub close_note: Option<String>,

@@ -19,7 +19,7 @@ use uuid::Uuid;
 pub const SUBJECT_LEN_MAX_CHARS: usize = 200;
 
 /// What a notice is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NoticeKind {
     IncidentOpened,

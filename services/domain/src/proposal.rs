@@ -110,7 +110,7 @@ impl ProposalEvent {
 }
 
 /// A proposal as folded from its events.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Proposal {
     pub id: Uuid,
     pub title: String,

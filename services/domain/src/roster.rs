@@ -96,7 +96,7 @@ pub fn wants(
 // -------------------------------------------------------------- aggregates
 
 /// A responder, as registered.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct User {
     pub id: Uuid,
     pub name: Name,
@@ -163,7 +163,7 @@ impl Aggregate for User {
 }
 
 /// An on-call schedule: its definition and the overrides added since.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct OnCallSchedule {
     pub id: Uuid,
     pub name: Name,
@@ -264,7 +264,7 @@ impl Aggregate for OnCallSchedule {
 }
 
 /// A client contact's subscription to a service's notices.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Subscription {
     pub id: Uuid,
     pub client_id: Uuid,

@@ -77,7 +77,7 @@ pub fn execution_stream(id: Uuid) -> String {
     format!("execution-{id}")
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StepDef {
     pub title: String,
     pub instructions: String,
@@ -113,7 +113,7 @@ impl RunbookEvent {
 }
 
 /// One published version of a runbook.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunbookVersion {
     pub version: u32,
     pub title: String,
@@ -216,14 +216,14 @@ pub fn publish(
 
 // ------------------------------------------------------------ executions
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Succeeded,
     Aborted,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecutionStatus {
     InProgress,
@@ -305,7 +305,7 @@ impl ExecutionEvent {
 }
 
 /// One step of an execution: what it asks, and who did and confirmed it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StepRun {
     pub step: u32,
     #[serde(flatten)]
@@ -329,7 +329,7 @@ impl StepRun {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Execution {
     pub id: Uuid,
     pub runbook_id: Uuid,

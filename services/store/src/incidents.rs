@@ -882,9 +882,11 @@ pub async fn stale_alerts(
 }
 
 /// One open incident in a team's queue.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = IncidentQueueItem)]
 pub struct QueueItem {
     /// Always `incident` (a queue also lists inquiries: `operations::InquiryQueueItem`).
+    #[schema(schema_with = crate::read::kind_incident)]
     pub kind: &'static str,
     pub id: Uuid,
     pub incident_id: Uuid,

@@ -493,7 +493,7 @@ pub struct WorklogFilter {
     pub until: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct WorklogRow {
     pub id: Uuid,
     /// `routine_task` or `backup`.
@@ -559,7 +559,7 @@ pub async fn list_worklog(
 
 // ------------------------------------------------------------ runbooks
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RunbookRow {
     pub id: Uuid,
     pub title: String,
@@ -691,9 +691,10 @@ pub async fn list_inquiries(
 }
 
 /// An inquiry in a team's queue.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct InquiryQueueItem {
     /// Always `inquiry`.
+    #[schema(schema_with = crate::read::kind_inquiry)]
     pub kind: &'static str,
     pub id: Uuid,
     pub inquiry_id: Uuid,

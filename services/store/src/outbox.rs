@@ -347,7 +347,7 @@ pub struct Settled<'a> {
     pub sent_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct NotificationRow {
     pub id: Uuid,
     pub kind: String,

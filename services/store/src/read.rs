@@ -591,3 +591,20 @@ mod tests {
         assert_eq!(monitoring, kept.join(" OR "));
     }
 }
+
+/// The schema of a queue item's `kind`: the one value it always has, which
+/// tells a client which item it holds (the queue's discriminator).
+fn kind_is(value: &str) -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some([value]))
+        .build()
+}
+
+pub(crate) fn kind_incident() -> utoipa::openapi::Object {
+    kind_is("incident")
+}
+
+pub(crate) fn kind_inquiry() -> utoipa::openapi::Object {
+    kind_is("inquiry")
+}

@@ -432,7 +432,7 @@ fn locale_str(l: opsledger_domain::text::Locale) -> &'static str {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct UserRow {
     pub id: Uuid,
     pub name: String,
@@ -495,7 +495,7 @@ pub async fn users(pool: &Pool, tenant: Uuid, ids: &[Uuid]) -> Result<Vec<UserRo
         .collect())
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PolicyRow {
     pub id: Uuid,
     #[serde(flatten)]
@@ -553,7 +553,7 @@ pub async fn policy_of_service(
     row.as_ref().map(policy_row).transpose()
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ScheduleRow {
     pub id: Uuid,
     pub name: String,
@@ -609,7 +609,7 @@ pub async fn schedules(
     rows.iter().map(schedule_row).collect()
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SubscriptionRow {
     pub id: Uuid,
     pub client_id: Uuid,
