@@ -24,28 +24,37 @@ const AUDITORS: &[Role] = &[Role::Auditor, Role::Admin];
 /// checkpoint that a client must be able to check.
 const EVERYONE: &[Role] = &Role::ALL;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct SearchParams {
+    /// The actor (token subject) recorded with the event.
     pub actor: Option<String>,
+    /// The role recorded with the event.
     pub role: Option<String>,
     /// A stream id (`incident-…`) or an entity's id.
     pub entity: Option<String>,
     #[serde(rename = "type")]
     pub event_type: Option<String>,
+    /// Operations or maintenance.
     pub work_class: Option<String>,
+    /// Recorded at or after.
     pub recorded_from: Option<DateTime<Utc>>,
+    /// Recorded before.
     pub recorded_to: Option<DateTime<Utc>>,
+    /// Occurred at or after.
     pub occurred_from: Option<DateTime<Utc>>,
+    /// Occurred before.
     pub occurred_to: Option<DateTime<Utc>>,
     /// `newest` (the default) or `oldest` first.
     pub order: Option<String>,
+    /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
+    /// Page length, 1–200 (default 50).
     pub limit: Option<u32>,
 }
 
-#[derive(Debug, Serialize)]
-struct AuditPage {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AuditPage {
     items: Vec<RecordedEvent>,
     /// Opaque: give it back as `cursor` for the next page; absent on the last.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -141,8 +150,8 @@ fn no_key() -> ApiError {
     )
 }
 
-#[derive(Debug, Serialize)]
-struct KeyAnswer<'a> {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct KeyAnswer<'a> {
     name: &'a str,
     /// signed-note's verifier key: `name+key id+base64(0x01 ‖ Ed25519 key)`.
     verifier_key: &'a str,
@@ -164,7 +173,7 @@ pub async fn key(state: web::Data<AppState>, caller: Caller) -> Result<HttpRespo
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointParams {
     /// The checkpoint of this size (default: the latest).
@@ -173,8 +182,8 @@ pub struct CheckpointParams {
     pub format: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
-struct CheckpointAnswer {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CheckpointAnswer {
     origin: String,
     #[serde(flatten)]
     checkpoint: StoredCheckpoint,
@@ -253,7 +262,7 @@ fn proof_failed(e: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(format!("the tree cannot answer this proof: {e}").into())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct InclusionParams {
     /// The event's id.
@@ -264,8 +273,8 @@ pub struct InclusionParams {
     pub format: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
-struct InclusionAnswer {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct InclusionAnswer {
     event_id: Uuid,
     leaf_index: u64,
     tree_size: u64,
@@ -372,16 +381,17 @@ fn tlog_proof(leaf: &[u8], index: u64, hashes: &[Hash], note: &str) -> String {
     out
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ConsistencyParams {
+    /// The older tree size.
     pub from: u64,
     /// Default: the latest checkpoint's size.
     pub to: Option<u64>,
 }
 
-#[derive(Debug, Serialize)]
-struct ConsistencyAnswer {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ConsistencyAnswer {
     from: u64,
     to: u64,
     root_from: String,
@@ -431,7 +441,7 @@ pub async fn consistency(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ExportParams {
     /// The size of a signed checkpoint (default: the latest).
@@ -533,8 +543,8 @@ pub async fn export(
         .streaming(lines))
 }
 
-#[derive(Debug, Serialize)]
-struct VerifyAnswer {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct VerifyAnswer {
     ok: bool,
     checkpoint_size: u64,
     leaves_checked: u64,
@@ -547,7 +557,7 @@ struct VerifyAnswer {
     refused: Option<Refusal>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Refusal {
     size: u64,
     reason: String,

@@ -82,18 +82,20 @@ fn cursor_of(text: &str) -> Result<Cursor, ApiError> {
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct FeedParams {
     /// A cursor this API gave (`next_cursor`, or an event's `cursor`).
     pub after: Option<String>,
+    /// Page length, 1–1000 (default 100).
     pub limit: Option<u32>,
     #[serde(rename = "type")]
     pub event_type: Option<String>,
+    /// Only events of this stream.
     pub stream: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct FeedItem<'a> {
     /// Resume after this event with it.
     cursor: String,
@@ -101,8 +103,8 @@ struct FeedItem<'a> {
     event: &'a RecordedEvent,
 }
 
-#[derive(Debug, Serialize)]
-struct FeedPage<'a> {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FeedPage<'a> {
     items: Vec<FeedItem<'a>>,
     /// Where to continue, always: past the items, or past everything final
     /// when there were none.
@@ -153,13 +155,14 @@ pub async fn page(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct StreamParams {
     /// Where to start, when no `Last-Event-ID` says.
     pub after: Option<String>,
     #[serde(rename = "type")]
     pub event_type: Option<String>,
+    /// Only events of this stream.
     pub stream: Option<String>,
 }
 

@@ -242,7 +242,7 @@ impl CommandBody for ActionBody {
 }
 
 /// A root-cause finding (maintainers only).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FindingBody {
     pub statement: String,
@@ -288,7 +288,7 @@ impl CommandBody for ImpactBody {
 
 /// `POST /incidents/{id}/impact-level`: the impact is at `level` from `at`
 /// (now if absent; an instant past corrects the record).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImpactLevelBody {
     pub level: ImpactLevel,
@@ -318,7 +318,7 @@ impl CommandBody for TriageBody {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HandOffBody {
     pub reason: String,
@@ -332,7 +332,7 @@ impl CommandBody for HandOffBody {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssignBody {
     /// Who takes it: a user id or any name the team uses.
@@ -373,14 +373,14 @@ bodiless_command!(incident_acknowledge, Command::Acknowledge);
 bodiless_command!(incident_resolve, Command::Resolve);
 bodiless_command!(incident_close, Command::Close);
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoteBody {
     pub text: String,
     pub visibility: Visibility,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionBody {
     pub kind: ActionKind,
@@ -392,7 +392,7 @@ pub struct ActionBody {
 /// What was done. The first three are operations work (no change to the
 /// system, any responder); recovery and fix are maintenance work, recorded
 /// as their own event type and by maintainers only.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionKind {
     Inspection,
@@ -402,7 +402,7 @@ pub enum ActionKind {
     Fix,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MitigateBody {
     /// When the impact ended; now if absent.
@@ -440,19 +440,19 @@ pub async fn incident_mitigate(
     .await
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReopenBody {
     pub reason: String,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SeverityBody {
     pub severity: Severity,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImpactBody {
     pub impact_start: DateTime<Utc>,
@@ -461,7 +461,7 @@ pub struct ImpactBody {
     pub reason: String,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriageBody {
     pub outcome: Triage,
@@ -515,18 +515,26 @@ pub async fn incident_open(
 
 // ------------------------------------------------------------ reads
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct IncidentListQuery {
+    /// Only incidents in this status. Another value is 400.
     pub status: Option<Status>,
+    /// Only items of this service.
     pub service_id: Option<Uuid>,
+    /// Only this client's items. A client user who names another client gets an empty page.
     pub client_id: Option<Uuid>,
+    /// Only incidents of this severity. Another value is 400.
     pub severity: Option<Severity>,
+    /// Only items of this category. Another value is 400.
     pub category: Option<Category>,
+    /// Only incidents opened at or after this instant (RFC 3339; URL-encode a `+` offset).
     pub opened_since: Option<DateTime<Utc>>,
+    /// Only incidents opened before this instant (RFC 3339; URL-encode a `+` offset).
     pub opened_until: Option<DateTime<Utc>>,
     /// The cursor: incidents older than this one (lists are newest first).
     pub before: Option<Uuid>,
+    /// Items per page, 1 to 200 (default 50). Values outside the range are refused with 400.
     pub limit: Option<u32>,
 }
 
@@ -588,7 +596,7 @@ pub async fn incident_get(
     }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TimelineEntry {
     pub position: i64,
     pub stream: String,
@@ -688,27 +696,27 @@ pub async fn incident_timeline(
             data: e.payload,
         })
         .collect();
-    Ok(HttpResponse::Ok().json(Items { items: entries }))
-}
-
-/// A list answered whole, serialized straight from its entries.
-#[derive(Debug, Serialize)]
-struct Items<T> {
-    items: Vec<T>,
+    Ok(HttpResponse::Ok().json(crate::common::Items { items: entries }))
 }
 
 // ------------------------------------------------------------ alerts
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct AlertListQuery {
+    /// `true`: only alerts still firing; `false`: only alerts no longer firing (resolved, expired, or resolutions of nothing).
     pub firing: Option<bool>,
     /// The alerts attached to this incident.
     pub incident_id: Option<Uuid>,
+    /// Only items of this category. Another value is 400.
     pub category: Option<Category>,
+    /// Only items of this service.
     pub service_id: Option<Uuid>,
+    /// Only alerts from this source (`alertmanager`, `pagerduty`, `grafana`, or what a plain-JSON sender said).
     pub source: Option<String>,
+    /// Cursor: return items whose id is smaller (older) than this one (the `next_cursor` of the previous page). These lists are newest first.
     pub before: Option<Uuid>,
+    /// Items per page, 1 to 200 (default 50). Values outside the range are refused with 400.
     pub limit: Option<u32>,
 }
 

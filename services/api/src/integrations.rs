@@ -11,7 +11,7 @@ use opsledger_domain::access::{Actor, ALERT_SENDERS};
 use opsledger_domain::alert::{clip_summary, Category, Severity, Signal};
 use opsledger_domain::Metadata;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::auth::Caller;
@@ -50,7 +50,7 @@ fn category_or_default(raw: Option<&str>) -> Category {
 
 // ------------------------------------------------------------ plain JSON
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlainAlert {
     pub source: String,
@@ -133,7 +133,7 @@ pub async fn alert_post(
 
 /// The Alertmanager webhook (version 4); Grafana's alerting webhook has the
 /// same shape with more fields.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GroupNotification {
     #[serde(default)]
@@ -148,7 +148,7 @@ pub struct GroupNotification {
     pub alerts: Vec<NotifiedAlert>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NotifiedAlert {
     pub status: String,
@@ -261,7 +261,19 @@ async fn group_notification(
     } else {
         Vec::new()
     };
-    Ok(HttpResponse::Ok().json(json!({ "results": results, "expired": expired })))
+    Ok(HttpResponse::Ok().json(GroupResult { results, expired }))
+}
+
+/// What became of each alert of a group notification.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = GroupNotificationResult)]
+pub struct GroupResult {
+    /// One per alert of the notification, in its order.
+    pub results: Vec<Ingested>,
+    /// Firing cycles (`alert_id`) of this source and group that the
+    /// notification no longer carries, now expired. Empty when the
+    /// notification was truncated (`truncatedAlerts` > 0).
+    pub expired: Vec<Uuid>,
 }
 
 pub async fn alertmanager_post(
@@ -284,7 +296,7 @@ pub async fn grafana_post(
 
 // ------------------------------------------------------------ PagerDuty Events v2
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct PagerDutyEvent {
     pub routing_key: String,
     pub event_action: String,
@@ -294,7 +306,7 @@ pub struct PagerDutyEvent {
     pub payload: Option<PagerDutyPayload>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct PagerDutyPayload {
     pub summary: String,
     pub source: String,
@@ -416,10 +428,20 @@ pub async fn pagerduty_post(
             )))
         }
     };
-    // The answer PagerDuty gives, so its clients need no change.
-    Ok(HttpResponse::Accepted().json(json!({
-        "status": "success",
-        "message": "Event processed",
-        "dedup_key": dedup_key,
-    })))
+    Ok(HttpResponse::Accepted().json(PagerDutyAccepted {
+        status: "success",
+        message: "Event processed",
+        dedup_key,
+    }))
+}
+
+/// The answer PagerDuty's Events API v2 gives, so its clients need no change.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct PagerDutyAccepted {
+    /// Always `success`.
+    pub status: &'static str,
+    /// Always `Event processed`.
+    pub message: &'static str,
+    /// The event's `dedup_key`, or a new one for a trigger without it.
+    pub dedup_key: String,
 }

@@ -96,14 +96,46 @@ pub fn table() -> Vec<Endpoint> {
     vec![
         // Ingestion first: actix tries routes in order, and these carry the
         // most requests by far.
-        Endpoint::new(Method::POST, "/api/v1/alerts", web::post().to(integrations::alert_post)),
-        Endpoint::new(Method::POST, "/api/v1/integrations/alertmanager", web::post().to(integrations::alertmanager_post)),
-        Endpoint::new(Method::POST, "/api/v1/integrations/pagerduty", web::post().to(integrations::pagerduty_post)),
-        Endpoint::new(Method::POST, "/api/v1/integrations/grafana", web::post().to(integrations::grafana_post)),
-        Endpoint::new(Method::GET, "/healthz", web::get().to(system::healthz)),
-        Endpoint::new(Method::GET, "/readyz", web::get().to(system::readyz)),
-        Endpoint::new(Method::GET, "/metrics", web::get().to(system::metrics)),
-        Endpoint::new(Method::GET, "/openapi.json", web::get().to(system::openapi)),
+        Endpoint::new(Method::POST, "/api/v1/alerts", web::post().to(integrations::alert_post))
+            .op("alert_post", "alerts", "Send an alert", "Records one alert in plain JSON and decides what becomes of it: a first firing alert of a known service opens an incident (or joins the open incident of its group), a repeat is counted, a resolution ends the firing cycle. Retrying is safe: the dedup key makes a repeat a repeat.\n\nRoles: integration, operator, maintainer, admin.")
+            .roles(&[Role::Integration, Role::Operator, Role::Maintainer, Role::Admin])
+            .body::<integrations::PlainAlert>(true)
+            .answers::<opsledger_app::ingest::Ingested>(202, "The alert is recorded; what became of it.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (409, "IngestConflict"), (413, "IngestTooLarge"), (415, "UnsupportedMediaType"), (422, "AlertUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/integrations/alertmanager", web::post().to(integrations::alertmanager_post))
+            .op("alertmanager_post", "integrations", "Alertmanager webhook", "Receives a Prometheus Alertmanager (version 4) webhook notification: each alert is recorded and decided as a plain alert would be (dedup key: the `fingerprint`; group: `groupKey`; service: the `service` label). Unless the notification was truncated, firing alerts of this group that it no longer carries are expired.\n\nRoles: integration, operator, maintainer, admin.")
+            .roles(&[Role::Integration, Role::Operator, Role::Maintainer, Role::Admin])
+            .body::<integrations::GroupNotification>(true)
+            .answers::<integrations::GroupResult>(200, "Every alert is recorded; what became of each.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (409, "IngestConflict"), (413, "IngestTooLarge"), (415, "UnsupportedMediaType"), (422, "AlertUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/integrations/pagerduty", web::post().to(integrations::pagerduty_post))
+            .op("pagerduty_post", "integrations", "PagerDuty Events API v2", "Receives an event in the shape of PagerDuty's Events API v2 and answers as PagerDuty does, so senders need no change. `trigger` records a firing alert, `resolve` resolves it, `acknowledge` acknowledges its incident.\n\nRoles: integration, operator, maintainer, admin.")
+            .roles(&[Role::Integration, Role::Operator, Role::Maintainer, Role::Admin])
+            .body::<integrations::PagerDutyEvent>(true)
+            .answers::<integrations::PagerDutyAccepted>(202, "The event is processed.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (409, "IngestConflict"), (413, "IngestTooLarge"), (415, "UnsupportedMediaType"), (422, "AlertUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/integrations/grafana", web::post().to(integrations::grafana_post))
+            .op("grafana_post", "integrations", "Grafana alerting webhook", "Receives a Grafana alerting webhook notification: each alert is recorded and decided as a plain alert would be (dedup key: the `fingerprint`; group: `groupKey`; service: the `service` label). Unless the notification was truncated, firing alerts of this group that it no longer carries are expired.\n\nRoles: integration, operator, maintainer, admin.")
+            .roles(&[Role::Integration, Role::Operator, Role::Maintainer, Role::Admin])
+            .body::<integrations::GroupNotification>(true)
+            .answers::<integrations::GroupResult>(200, "Every alert is recorded; what became of each.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (409, "IngestConflict"), (413, "IngestTooLarge"), (415, "UnsupportedMediaType"), (422, "AlertUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/healthz", web::get().to(system::healthz))
+            .op("healthz", "system", "Liveness", "The process answers. Does not touch the database.")
+            .answers::<system::Health>(200, "Alive.", &[])
+            .fails(&[(400, "BadRequest"), (413, "PayloadTooLarge"), (422, "Unprocessable")]),
+        Endpoint::new(Method::GET, "/readyz", web::get().to(system::readyz))
+            .op("readyz", "system", "Readiness", "The database answers and the schema is migrated. `status` is `degraded`, still with 200, when a projection has stalled or fails on an event: the body names the event and the error.")
+            .answers::<system::Ready>(200, "Ready.", &[])
+            .fails(&[(400, "BadRequest"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/metrics", web::get().to(system::metrics))
+            .op("metrics", "system", "Prometheus metrics", "Projection lag and connection-pool gauges in the Prometheus text exposition format 0.0.4 (`text/plain; version=0.0.4; charset=utf-8`).")
+            .answers_text(200, "text/plain", "The metrics.", &[])
+            .fails(&[(400, "BadRequest"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/openapi.json", web::get().to(system::openapi))
+            .op("openapi", "system", "This document", "")
+            .answers_object(200, "The OpenAPI document.", &[])
+            .fails(&[(400, "BadRequest"), (413, "PayloadTooLarge"), (422, "Unprocessable")]),
         Endpoint::new(Method::GET, "/api/v1/clients", web::get().to(directory::client_list))
             .op("client_list", "directory", "List clients", "A page of the tenant's clients. Ordered by id (UUIDv7, so registration order). Served from the directory read model, which may briefly lag a registration. Unknown query parameters are 400.\n\nRoles: operator, maintainer, approver, auditor, admin, client. A client user sees only its own client's data.")
             .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin, Role::Client])
@@ -144,24 +176,125 @@ pub fn table() -> Vec<Endpoint> {
             .query::<common::AsOfQuery>()
             .answers::<aggregate::Versioned<opsledger_domain::directory::Service>>(200, "The service.", &["ETag"])
             .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
-        Endpoint::new(Method::GET, "/api/v1/alerts", web::get().to(incidents::alert_list)),
-        Endpoint::new(Method::GET, "/api/v1/alerts/{id}", web::get().to(incidents::alert_get)),
-        Endpoint::new(Method::GET, "/api/v1/incidents", web::get().to(incidents::incident_list)),
-        Endpoint::new(Method::POST, "/api/v1/incidents", web::post().to(incidents::incident_open)),
-        Endpoint::new(Method::GET, "/api/v1/incidents/{id}", web::get().to(incidents::incident_get)),
-        Endpoint::new(Method::GET, "/api/v1/incidents/{id}/timeline", web::get().to(incidents::incident_timeline)),
-        Endpoint::new(Method::POST, "/api/v1/incidents/{id}/acknowledge", web::post().to(incidents::incident_acknowledge)),
-        Endpoint::new(Method::POST, "/api/v1/incidents/{id}/notes", web::post().to(incidents::incident_command::<incidents::NoteBody>)),
-        Endpoint::new(Method::POST, "/api/v1/incidents/{id}/actions", web::post().to(incidents::incident_command::<incidents::ActionBody>)),
-        Endpoint::new(Method::POST, "/api/v1/incidents/{id}/findings", web::post().to(incidents::incident_command::<incidents::FindingBody>)),
-        Endpoint::new(Method::POST, "/api/v1/incidents/{id}/mitigate", web::post().to(incidents::incident_mitigate)),
-        Endpoint::new(Method::POST, "/api/v1/incidents/{id}/resolve", web::post().to(incidents::incident_resolve)),
-        Endpoint::new(Method::POST, "/api/v1/incidents/{id}/reopen", web::post().to(incidents::incident_command::<incidents::ReopenBody>)),
-        Endpoint::new(Method::POST, "/api/v1/incidents/{id}/close", web::post().to(incidents::incident_close)),
-        Endpoint::new(Method::POST, "/api/v1/incidents/{id}/severity", web::post().to(incidents::incident_command::<incidents::SeverityBody>)),
-        Endpoint::new(Method::POST, "/api/v1/incidents/{id}/impact", web::post().to(incidents::incident_command::<incidents::ImpactBody>)),
-        Endpoint::new(Method::POST, "/api/v1/incidents/{id}/impact-level", web::post().to(incidents::incident_command::<incidents::ImpactLevelBody>)),
-        Endpoint::new(Method::POST, "/api/v1/incidents/{id}/triage", web::post().to(incidents::incident_command::<incidents::TriageBody>)),
+        Endpoint::new(Method::GET, "/api/v1/alerts", web::get().to(incidents::alert_list))
+            .op("alert_list", "alerts", "List alerts", "A page of alert firing cycles, newest first. Served from the alerts read model, which may briefly lag a receipt. Unknown query parameters are 400.\n\nRoles: operator, maintainer, approver, auditor, admin, client. A client user sees only the alerts of its own client's services.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin, Role::Client])
+            .query::<incidents::AlertListQuery>()
+            .answers::<common::Page<opsledger_store::incidents::AlertRow>>(200, "A page of alerts.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/alerts/{id}", web::get().to(incidents::alert_get))
+            .op("alert_get", "alerts", "Get an alert", "One alert firing cycle, from the alerts read model (which may briefly lag a receipt).\n\nRoles: operator, maintainer, approver, auditor, admin, client. A client user sees only the alerts of its own client's services.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin, Role::Client])
+            .params(&["Id"])
+            .answers::<opsledger_store::incidents::AlertRow>(200, "The alert.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/incidents", web::get().to(incidents::incident_list))
+            .op("incident_list", "incidents", "List incidents", "A page of incidents, newest first. Served from the incidents read model, which may briefly lag a change. Unknown query parameters are 400.\n\nRoles: operator, maintainer, approver, auditor, admin, client. A client user sees only the incidents of its own client's services. A client user who names another client gets an empty page.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin, Role::Client])
+            .query::<incidents::IncidentListQuery>()
+            .answers::<common::Page<opsledger_store::incidents::IncidentRow>>(200, "A page of incidents.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/incidents", web::post().to(incidents::incident_open))
+            .op("incident_open", "incidents", "Open an incident", "Opens an incident by hand, for trouble no alert reported.\n\nRoles: operator, maintainer, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Admin])
+            .params(&["IdempotencyKey"])
+            .body::<incidents::OpenBody>(true)
+            .answers::<opsledger_app::incidents::IncidentView>(201, "The incident is open, triggered (or, with a known `Idempotency-Key`, the first response is replayed).", &["Location", "ETag=ETagCreated", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (409, "Conflict"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "OpenUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/incidents/{id}", web::get().to(incidents::incident_get))
+            .op("incident_get", "incidents", "Get an incident", "One incident, read from its event stream (never behind), optionally as it stood at `as_of`. Unknown query parameters are 400.\n\nRoles: operator, maintainer, approver, auditor, admin, client. A client user sees only the incidents of its own client's services.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin, Role::Client])
+            .params(&["Id"])
+            .query::<common::AsOfQuery>()
+            .answers::<opsledger_app::incidents::IncidentView>(200, "The incident.", &["ETag"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/incidents/{id}/timeline", web::get().to(incidents::incident_timeline))
+            .op("incident_timeline", "incidents", "An incident's timeline", "Every event of the incident and the receipts of its attached alerts, oldest first, read from the event streams.\n\nRoles: operator, maintainer, approver, auditor, admin, client. A client user sees only the incidents of its own client's services. Internal notes are left out for client users.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin, Role::Client])
+            .params(&["Id"])
+            .answers::<common::Items<incidents::TimelineEntry>>(200, "The timeline.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/incidents/{id}/acknowledge", web::post().to(incidents::incident_acknowledge))
+            .op("incident_acknowledge", "incidents", "Acknowledge", "Someone is on it: triggered → acknowledged. Send `If-Match` with the version the decision was based on to refuse the command if the incident changed meanwhile.\n\nRoles: operator, maintainer, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Admin])
+            .params(&["Id", "IfMatch", "IdempotencyKey"])
+            .answers::<opsledger_app::incidents::IncidentView>(200, "The incident after the command (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "LifecycleConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (422, "IncidentUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/incidents/{id}/notes", web::post().to(incidents::incident_command::<incidents::NoteBody>))
+            .op("incident_note", "incidents", "Add a note", "Adds a note, internal or shown to the client. Any status but closed. Send `If-Match` with the version the decision was based on to refuse the command if the incident changed meanwhile.\n\nRoles: operator, maintainer, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Admin])
+            .params(&["Id", "IfMatch", "IdempotencyKey"])
+            .body::<incidents::NoteBody>(true)
+            .answers::<opsledger_app::incidents::IncidentView>(200, "The incident after the command (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "LifecycleConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "IncidentUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/incidents/{id}/actions", web::post().to(incidents::incident_command::<incidents::ActionBody>))
+            .op("incident_action", "incidents", "Record an action (operations or maintenance)", "Records what was done. `inspection`, `restart` and `runbook_step` are operations work (`ActionRecorded`); `recovery` and `fix` are maintenance work (`MaintenanceActionRecorded`), for maintainers and admins only. Any status but closed. Send `If-Match` with the version the decision was based on to refuse the command if the incident changed meanwhile.\n\nRoles: operator, maintainer, admin (recovery and fix: maintainer, admin).")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Admin])
+            .params(&["Id", "IfMatch", "IdempotencyKey"])
+            .body::<incidents::ActionBody>(true)
+            .answers::<opsledger_app::incidents::IncidentView>(200, "The incident after the command (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "LifecycleConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "IncidentUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/incidents/{id}/findings", web::post().to(incidents::incident_command::<incidents::FindingBody>))
+            .op("incident_finding", "incidents", "Record a root-cause finding", "Records a root-cause statement with its evidence (log excerpts, time range, affected components) as `FindingRecorded`, maintenance work. Any status but closed: causes are often found after the service is back. Clients never see findings on the timeline.\n\nRoles: maintainer, admin.")
+            .roles(&[Role::Maintainer, Role::Admin])
+            .params(&["Id", "IfMatch", "IdempotencyKey"])
+            .body::<incidents::FindingBody>(true)
+            .answers::<opsledger_app::incidents::IncidentView>(200, "The incident after the command (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "LifecycleConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "IncidentUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/incidents/{id}/mitigate", web::post().to(incidents::incident_mitigate))
+            .op("incident_mitigate", "incidents", "Mitigate", "The impact has ended: triggered or acknowledged → mitigated, with the impact end. The body is optional. Send `If-Match` with the version the decision was based on to refuse the command if the incident changed meanwhile.\n\nRoles: operator, maintainer, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Admin])
+            .params(&["Id", "IfMatch", "IdempotencyKey"])
+            .body::<incidents::MitigateBody>(false)
+            .answers::<opsledger_app::incidents::IncidentView>(200, "The incident after the command (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "LifecycleConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "IncidentUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/incidents/{id}/resolve", web::post().to(incidents::incident_resolve))
+            .op("incident_resolve", "incidents", "Resolve", "The cause is dealt with: triggered, acknowledged or mitigated → resolved. Frees the alert group: its next alert opens a new incident. Send `If-Match` with the version the decision was based on to refuse the command if the incident changed meanwhile.\n\nRoles: operator, maintainer, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Admin])
+            .params(&["Id", "IfMatch", "IdempotencyKey"])
+            .answers::<opsledger_app::incidents::IncidentView>(200, "The incident after the command (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "LifecycleConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (422, "IncidentUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/incidents/{id}/reopen", web::post().to(incidents::incident_command::<incidents::ReopenBody>))
+            .op("incident_reopen", "incidents", "Reopen", "It came back: resolved → triggered, clearing the impact end. Send `If-Match` with the version the decision was based on to refuse the command if the incident changed meanwhile.\n\nRoles: operator, maintainer, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Admin])
+            .params(&["Id", "IfMatch", "IdempotencyKey"])
+            .body::<incidents::ReopenBody>(true)
+            .answers::<opsledger_app::incidents::IncidentView>(200, "The incident after the command (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "LifecycleConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "IncidentUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/incidents/{id}/close", web::post().to(incidents::incident_close))
+            .op("incident_close", "incidents", "Close", "resolved → closed. A closed incident takes no notes, actions or severity changes. Send `If-Match` with the version the decision was based on to refuse the command if the incident changed meanwhile.\n\nRoles: operator, maintainer, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Admin])
+            .params(&["Id", "IfMatch", "IdempotencyKey"])
+            .answers::<opsledger_app::incidents::IncidentView>(200, "The incident after the command (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "LifecycleConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (422, "IncidentUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/incidents/{id}/severity", web::post().to(incidents::incident_command::<incidents::SeverityBody>))
+            .op("incident_severity", "incidents", "Change the severity", "Any status but closed. Send `If-Match` with the version the decision was based on to refuse the command if the incident changed meanwhile.\n\nRoles: operator, maintainer, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Admin])
+            .params(&["Id", "IfMatch", "IdempotencyKey"])
+            .body::<incidents::SeverityBody>(true)
+            .answers::<opsledger_app::incidents::IncidentView>(200, "The incident after the command (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "LifecycleConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "IncidentUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/incidents/{id}/impact", web::post().to(incidents::incident_command::<incidents::ImpactBody>))
+            .op("incident_impact", "incidents", "Correct the impact", "Corrects the impact period, with a reason. Any status. Send `If-Match` with the version the decision was based on to refuse the command if the incident changed meanwhile.\n\nRoles: operator, maintainer, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Admin])
+            .params(&["Id", "IfMatch", "IdempotencyKey"])
+            .body::<incidents::ImpactBody>(true)
+            .answers::<opsledger_app::incidents::IncidentView>(200, "The incident after the command (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "LifecycleConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "IncidentUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/incidents/{id}/impact-level", web::post().to(incidents::incident_command::<incidents::ImpactLevelBody>))
+            .op("incident_impact_level", "incidents", "Set the impact level", "The impact is at `level` from `at` on (now if absent): an `ImpactLevelChanged` event. Any status: a level recorded after the incident was resolved or closed, dated in the past, corrects the downtime it counts (reports list it as a restatement). The same level as the one in effect now is 422. Send `If-Match` with the version the decision was based on to refuse the command if the incident changed meanwhile.\n\nRoles: operator, maintainer, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Admin])
+            .params(&["Id", "IfMatch", "IdempotencyKey"])
+            .body::<incidents::ImpactLevelBody>(true)
+            .answers::<opsledger_app::incidents::IncidentView>(200, "The incident after the command (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "LifecycleConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "IncidentUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/incidents/{id}/triage", web::post().to(incidents::incident_command::<incidents::TriageBody>))
+            .op("incident_triage", "incidents", "Mark the triage outcome", "Marks the incident actionable or noise. Any status. Send `If-Match` with the version the decision was based on to refuse the command if the incident changed meanwhile.\n\nRoles: operator, maintainer, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Admin])
+            .params(&["Id", "IfMatch", "IdempotencyKey"])
+            .body::<incidents::TriageBody>(true)
+            .answers::<opsledger_app::incidents::IncidentView>(200, "The incident after the command (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "LifecycleConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "IncidentUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
         Endpoint::new(Method::GET, "/api/v1/users", web::get().to(roster::user_list))
             .op("user_list", "roster", "List responders", "The tenant's responders, ordered by name: the people escalation policies and schedules name. Served from the roster read model, which may briefly lag a registration. Paged with `after` (the `next_cursor` of the previous page) and `limit`. Unknown query parameters are 400.\n\nRoles: operator, maintainer, approver, auditor, admin.")
             .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin])
@@ -321,17 +454,75 @@ pub fn table() -> Vec<Endpoint> {
             .body::<proposals::VerifyBody>(true)
             .answers::<aggregate::Versioned<opsledger_domain::proposal::Proposal>>(200, "The proposal after the command (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
             .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "ProposalConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
-        Endpoint::new(Method::GET, "/api/v1/reports/downtime", web::get().to(reports::report_downtime)),
-        Endpoint::new(Method::GET, "/api/v1/reports/metrics", web::get().to(reports::report_metrics)),
-        Endpoint::new(Method::GET, "/api/v1/reports/monthly", web::get().to(reports::report_monthly)),
-        Endpoint::new(Method::GET, "/api/v1/audit", web::get().to(audit::search)),
-        Endpoint::new(Method::GET, "/api/v1/audit/key", web::get().to(audit::key)),
-        Endpoint::new(Method::GET, "/api/v1/audit/checkpoint", web::get().to(audit::checkpoint)),
-        Endpoint::new(Method::GET, "/api/v1/audit/proof/inclusion", web::get().to(audit::inclusion)),
-        Endpoint::new(Method::GET, "/api/v1/audit/proof/consistency", web::get().to(audit::consistency)),
-        Endpoint::new(Method::GET, "/api/v1/audit/export", web::get().to(audit::export)),
-        Endpoint::new(Method::GET, "/api/v1/audit/verify", web::get().to(audit::verify)),
-        Endpoint::new(Method::GET, "/api/v1/events", web::get().to(feed::page)),
+        Endpoint::new(Method::GET, "/api/v1/reports/downtime", web::get().to(reports::report_downtime))
+            .op("report_downtime", "reports", "Downtime per service", "Minutes of outage, partial outage and degradation per service over `[from, to)`, each planned (inside an announced window in force for the service) and unplanned, by the rules of SPEC §6, with the impact intervals and planned time behind them. From the downtime and change read models (they follow the log within milliseconds). Name at most one of `service` and `client`; naming neither reports on every service the caller may see (a client user's own). A client user reads only its own client's services: another client's, or a service of one, is 404. Unknown query parameters are 400.\n\nRoles: operator, maintainer, approver, auditor, admin, client.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin, Role::Client])
+            .query::<reports::DowntimeParams>()
+            .answers::<reports::DowntimeReport>(200, "The downtime of each service in scope.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/reports/metrics", web::get().to(reports::report_metrics))
+            .op("report_metrics", "reports", "Metrics per service", "Availability with three denominators (calendar time; less planned time; the SLA's committed hours less planned time in them), SLA met or breached, error budget, MTTA, MTTR, MTBF, change failure rate, noise ratio and incident counts per service over `[from, to)`, and noise ratio per monitoring source. Each figure names its versioned definition; `definitions` gives their texts. The incidents and changes behind each figure are listed with it; `drilldown=true` adds the impact intervals, planned time and log positions. Name at most one of `service` and `client` (neither: every service the caller may see); a client user reads only its own client's (another's is 404). Unknown query parameters are 400.\n\nRoles: operator, maintainer, approver, auditor, admin, client.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin, Role::Client])
+            .query::<reports::DowntimeParams>()
+            .answers::<reports::MetricsReport>(200, "The metrics of each service in scope.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/reports/monthly", web::get().to(reports::report_monthly))
+            .op("report_monthly", "reports", "The monthly client report", "Per service of the client over its calendar month in its time zone: availability against the SLA, error budget, downtime by level (planned and unplanned) and per day, incidents with their durations and levels, planned maintenance done, changes carried out, and the metrics of `/reports/metrics`; with the client's open proposals and the restatements since the month was first reported. Three representations, chosen by `format` or else by `Accept`: JSON (default); CSV (`text/csv`): one flat table `section,service_id,service,subject,field,value` with sections `report`, `definition`, `service` (one row per figure: `availability_calendar`, `availability_excluding_planned`, `availability_sla`, `sla_target_pct`, `sla_met`, `error_budget_*_minutes`, `mtta_minutes`, `mttr_minutes`, `mtbf_minutes`, `change_failure_rate`, `noise_ratio`, `incidents`), `downtime` (subject = level; `unplanned_minutes`, `planned_minutes`), `daily` (subject = date), `incident`, `maintenance`, `change` (subject = id), `proposal` and `restatement` (subject = log position); and HTML (`text/html`): a page in the client's language (ja or en) with inline SVG charts, no script, that prints on A4. A client user reads only its own client's report (another's is 404); staff and auditors their tenant's. A malformed `month` is 400.\n\nRoles: operator, maintainer, approver, auditor, admin, client.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin, Role::Client])
+            .query::<reports::MonthlyParams>()
+            .answers::<opsledger_domain::monthly::MonthlyReport>(200, "The report.", &[])
+            .answers_text(200, "text/csv", "The report.", &[])
+            .answers_text(200, "text/html", "The report.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/audit", web::get().to(audit::search))
+            .op("audit_search", "audit", "Search the record", "Every event of the tenant, newest first (or `order=oldest`), filtered by actor (the token subject recorded in the event's metadata), role, entity (a stream id such as `incident-…`, or an entity's id), event type, work class, and recorded or occurred time range (`[from, to)`). Cursor paging: give `next_cursor` back as `cursor`. Unknown parameters, a malformed cursor, an unknown role or work class, or an empty range are 400.\n\nRoles: auditor, admin.")
+            .roles(&[Role::Auditor, Role::Admin])
+            .query::<audit::SearchParams>()
+            .answers::<audit::AuditPage>(200, "A page of events.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/audit/key", web::get().to(audit::key))
+            .op("audit_key", "audit", "The checkpoint signing key", "The Ed25519 key the service signs this tenant's checkpoints with, as a C2SP signed-note verifier key, and the origin line of the tenant's checkpoints. 404 when the service has no key (`OPSLEDGER_AUDIT_KEY_FILE`).\n\nRoles: operator, maintainer, approver, client, auditor, admin, integration.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Client, Role::Auditor, Role::Admin, Role::Integration])
+            .answers::<audit::KeyAnswer<'static>>(200, "The verifier key.", &[])
+            .fails(&[(401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/audit/checkpoint", web::get().to(audit::checkpoint))
+            .op("audit_checkpoint", "audit", "The latest signed checkpoint", "The tenant's latest checkpoint (or the one of `size`): a C2SP tlog-checkpoint (origin, tree size, base64 root) inside a C2SP signed-note, signed every few seconds while the tree grows and never inconsistent with an earlier one. `format=note` answers the signed note itself as text/plain. 404 before the first is signed, for a size never signed, or without a key.\n\nRoles: operator, maintainer, approver, client, auditor, admin, integration.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Client, Role::Auditor, Role::Admin, Role::Integration])
+            .query::<audit::CheckpointParams>()
+            .answers::<audit::CheckpointAnswer>(200, "The checkpoint.", &[])
+            .answers_text(200, "text/plain", "The checkpoint.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/audit/proof/inclusion", web::get().to(audit::inclusion))
+            .op("audit_inclusion_proof", "audit", "Prove an event is in the log", "An RFC 9162 inclusion proof of the event's leaf in the tree of `size` leaves (default: the latest checkpoint's), with the leaf's bytes (`opsledger-leaf/v1`, see ARCHITECTURE.md) and, when one was signed for that size, the signed checkpoint. `format=tlog-proof` answers a C2SP tlog-proof file (the leaf bytes as its `extra`), which needs nothing else to check; it needs a checkpoint of `size`. An unknown event (or one not yet sequenced, which takes under a second) is 404; a size of 0, beyond the tree, or not containing the event is 400.\n\nRoles: auditor, admin.")
+            .roles(&[Role::Auditor, Role::Admin])
+            .query::<audit::InclusionParams>()
+            .answers::<audit::InclusionAnswer>(200, "The proof.", &[])
+            .answers_text(200, "text/plain", "The proof.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/audit/proof/consistency", web::get().to(audit::consistency))
+            .op("audit_consistency_proof", "audit", "Prove an old tree is a prefix of a newer one", "An RFC 9162 consistency proof that the tree of `from` leaves is a prefix of the tree of `to` leaves (default: the latest checkpoint's size), with both roots: a client holding an old checkpoint checks today's log with it. `from` must be between 1 and `to`, and `to` at most the tree's size (400 otherwise).\n\nRoles: operator, maintainer, approver, client, auditor, admin, integration.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Client, Role::Auditor, Role::Admin, Role::Integration])
+            .query::<audit::ConsistencyParams>()
+            .answers::<audit::ConsistencyAnswer>(200, "The proof.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/audit/export", web::get().to(audit::export))
+            .op("audit_export", "audit", "Export the log for offline verification", "The tenant's log up to a signed checkpoint (`size`, default the latest) as JSON Lines, streamed: one `AuditExportLeaf` per leaf in leaf order (everything its bytes are made of), then one line `{\"checkpoint\": <signed note>}`. `opsledger audit verify-export FILE --key KEY` checks it with no database. An event removed or altered since it was signed shows as a gap or a link that does not hash; the answer stops short if the database fails midway. 404 for a size no checkpoint was signed at.\n\nRoles: auditor, admin.")
+            .roles(&[Role::Auditor, Role::Admin])
+            .query::<audit::ExportParams>()
+            .answers_text(200, "application/jsonl", "JSON Lines: leaves, then the checkpoint.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/audit/verify", web::get().to(audit::verify))
+            .op("audit_verify", "audit", "Check the log against its latest checkpoint", "The checks of `opsledger audit verify-export`, run by the service over the log up to the latest signed checkpoint: every chain link, the leaves' order, the Merkle root against the signed checkpoint and its signature. `ok` is false, with the first failure (line, leaf, event, reason), when anything was altered, removed or moved, and also while the signer refuses a tree head inconsistent with the last checkpoint. 404 without a key or before the first checkpoint.\n\nRoles: auditor, admin.")
+            .roles(&[Role::Auditor, Role::Admin])
+            .answers::<audit::VerifyAnswer>(200, "What the check found.", &[])
+            .fails(&[(401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/events", web::get().to(feed::page))
+            .op("events_feed", "audit", "The event feed", "The tenant's events after a cursor, in the global order the projections follow, and gap-safe: the read stops below the oldest transaction still running, so an event that commits late with a lower position is never skipped. Give `next_cursor` back as `after` to continue (it is always present, and moves past everything final even when no event matched). Cursors are opaque. A malformed cursor, a limit outside 1–1000 or an unknown parameter is 400.\n\nRoles: auditor, admin; an integration token once an admin has granted its subject (`PUT /api/v1/events/readers/{subject}`), until revoked.")
+            .roles(&[Role::Auditor, Role::Admin])
+            .granted(&[Role::Integration])
+            .query::<feed::FeedParams>()
+            .answers::<feed::FeedPage<'static>>(200, "A page of the feed.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (500, "InternalError"), (503, "Unavailable")]),
         Endpoint::new(Method::GET, "/api/v1/events/readers", web::get().to(feed::readers))
             .op("feed_readers", "audit", "Integrations granted the event feed", "The token subjects of the integrations that may read this tenant's event feed, with who last changed the list. Auditors and admins always may read the feed; an integration only as granted here. Every grant and revocation is an event (`FeedReaderGranted`, `FeedReaderRevoked`).\n\nRoles: auditor, admin.")
             .roles(&[Role::Auditor, Role::Admin])
@@ -351,18 +542,53 @@ pub fn table() -> Vec<Endpoint> {
             .params(&["IfMatch", "IdempotencyKey"])
             .answers::<aggregate::Versioned<opsledger_domain::feed_access::FeedReaders>>(200, "The list after the revocation.", &["ETag", "Idempotent-Replayed"])
             .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (409, "StreamConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
-        Endpoint::new(Method::GET, "/api/v1/events/stream", web::get().to(feed::stream)),
-        Endpoint::new(Method::GET, "/api/v1/work", web::get().to(work::work_ledger)),
+        Endpoint::new(Method::GET, "/api/v1/events/stream", web::get().to(feed::stream))
+            .op("events_stream", "audit", "The event feed as Server-Sent Events", "The feed of `GET /events` as Server-Sent Events, without end: each event a frame with `id` (its cursor), `event` (its type) and one `data` line (the event as JSON, with `cursor`). A reconnecting client sends `Last-Event-ID` and resumes after that event (or `after` on the first connection). A comment frame `: heartbeat` comes when nothing happened for `OPSLEDGER_FEED_HEARTBEAT_MS` (15 s). The next page is read only when the client has taken the last, so a slow reader costs a page of memory at most.\n\nRoles: auditor, admin; an integration token once granted its subject. A granted integration's stream ends within a heartbeat interval of the grant being revoked.")
+            .roles(&[Role::Auditor, Role::Admin])
+            .granted(&[Role::Integration])
+            .header_param("Last-Event-ID", "Resume after this event (an `id` this stream sent).")
+            .query::<feed::StreamParams>()
+            .answers_text(200, "text/event-stream", "The stream.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/work", web::get().to(work::work_ledger))
+            .op("work_ledger", "work", "The work ledger", "Operations and maintenance work apart (SPEC §6): every fact a person recorded on incidents, changes, windows, proposals, inquiries, runbooks and the work log, in the work class of its type, with the team of who recorded it, the services concerned, and the minutes spent where recorded. Facts recorded by monitoring, clients or the service itself are not work and are not listed. From the work read model (it follows the log within milliseconds). Unknown query parameters are 400.\n\nRoles: operator, maintainer, approver, auditor, admin, client.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin, Role::Client])
+            .query::<work::WorkParams>()
+            .answers::<work::WorkLedger>(200, "The ledger for the filters.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
         Endpoint::new(Method::GET, "/api/v1/notifications", web::get().to(roster::notification_list))
             .op("notification_list", "notifications", "The notification ledger", "Who was told what, newest first: every notification requested, with its recipient, subject, the hash of exactly what is sent, and how its delivery stands. Served from the notifications read model, which may briefly lag. Not paginated beyond `limit`. Unknown query parameters are 400.\n\nRoles: operator, maintainer, approver, auditor, admin, client. A client user sees only the notifications to its own client's contacts, and an empty list when it names another client.")
             .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin, Role::Client])
             .query::<roster::NotificationQuery>()
             .answers::<common::Items<opsledger_store::outbox::NotificationRow>>(200, "The notifications.", &[])
             .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
-        Endpoint::new(Method::POST, "/api/v1/incidents/{id}/escalate", web::post().to(escalation::incident_escalate)),
-        Endpoint::new(Method::POST, "/api/v1/incidents/{id}/handoff", web::post().to(incidents::incident_command::<incidents::HandOffBody>)),
-        Endpoint::new(Method::POST, "/api/v1/incidents/{id}/assign", web::post().to(incidents::incident_command::<incidents::AssignBody>)),
-        Endpoint::new(Method::POST, "/api/v1/incidents/{id}/unassign", web::post().to(incidents::incident_unassign)),
+        Endpoint::new(Method::POST, "/api/v1/incidents/{id}/escalate", web::post().to(escalation::incident_escalate))
+            .op("incident_escalate", "incidents", "Escalate", "Tells the next level of the service's escalation policy now (the top level again once reached), in triggered or acknowledged status; while triggered, the policy's step after it is scheduled. Without a policy there is nobody to escalate to: 422. The body may be left out (no reason). Send `If-Match` with the version the decision was based on to refuse the command if the incident changed meanwhile.\n\nRoles: operator, maintainer, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Admin])
+            .params(&["Id", "IfMatch", "IdempotencyKey"])
+            .body::<escalation::EscalateBody>(false)
+            .answers::<opsledger_app::incidents::IncidentView>(200, "The incident after the command (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "LifecycleConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "IncidentUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/incidents/{id}/handoff", web::post().to(incidents::incident_command::<incidents::HandOffBody>))
+            .op("incident_handoff", "incidents", "Hand off to maintenance", "Hands the incident from the operations team to maintenance (second line): it leaves the operations queue for the maintenance queue. Any status but resolved or closed. Send `If-Match` with the version the decision was based on to refuse the command if the incident changed meanwhile.\n\nRoles: operator, maintainer, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Admin])
+            .params(&["Id", "IfMatch", "IdempotencyKey"])
+            .body::<incidents::HandOffBody>(true)
+            .answers::<opsledger_app::incidents::IncidentView>(200, "The incident after the command (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "LifecycleConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "IncidentUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/incidents/{id}/assign", web::post().to(incidents::incident_command::<incidents::AssignBody>))
+            .op("incident_assign", "incidents", "Assign", "Names who works on the incident, replacing any earlier assignee. Any status but closed. Send `If-Match` with the version the decision was based on to refuse the command if the incident changed meanwhile.\n\nRoles: operator, maintainer, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Admin])
+            .params(&["Id", "IfMatch", "IdempotencyKey"])
+            .body::<incidents::AssignBody>(true)
+            .answers::<opsledger_app::incidents::IncidentView>(200, "The incident after the command (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "LifecycleConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "IncidentUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/incidents/{id}/unassign", web::post().to(incidents::incident_unassign))
+            .op("incident_unassign", "incidents", "Unassign", "Clears the assignee; 422 when nobody is assigned. Any status but closed. Send `If-Match` with the version the decision was based on to refuse the command if the incident changed meanwhile.\n\nRoles: operator, maintainer, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Admin])
+            .params(&["Id", "IfMatch", "IdempotencyKey"])
+            .answers::<opsledger_app::incidents::IncidentView>(200, "The incident after the command (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "LifecycleConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (422, "IncidentUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
         Endpoint::new(Method::GET, "/api/v1/changes", web::get().to(changes::change_list))
             .op("change_list", "changes", "List changes", "Changes, newest first, from the read model (it follows the log within moments). Unknown query parameters are 400.\n\nRoles: operator, maintainer, approver, auditor, admin.")
             .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin])
@@ -486,14 +712,59 @@ pub fn table() -> Vec<Endpoint> {
             .body::<changes::LiftBody>(false)
             .answers::<aggregate::Versioned<opsledger_domain::freeze::Freeze>>(200, "The freeze, lifted.", &["ETag", "Idempotent-Replayed"])
             .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "Conflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "FreezeUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
-        Endpoint::new(Method::GET, "/api/v1/maintenance-windows", web::get().to(windows::window_list)),
-        Endpoint::new(Method::POST, "/api/v1/maintenance-windows", web::post().to(windows::window_plan)),
-        Endpoint::new(Method::GET, "/api/v1/maintenance-windows/{id}", web::get().to(windows::window_get)),
-        Endpoint::new(Method::POST, "/api/v1/maintenance-windows/{id}/announce", web::post().to(windows::window_announce)),
-        Endpoint::new(Method::POST, "/api/v1/maintenance-windows/{id}/start", web::post().to(windows::window_start)),
-        Endpoint::new(Method::POST, "/api/v1/maintenance-windows/{id}/end", web::post().to(windows::window_end)),
-        Endpoint::new(Method::POST, "/api/v1/maintenance-windows/{id}/cancel", web::post().to(windows::window_cancel)),
-        Endpoint::new(Method::GET, "/api/v1/calendar.ics", web::get().to(windows::calendar_ics)),
+        Endpoint::new(Method::GET, "/api/v1/maintenance-windows", web::get().to(windows::window_list))
+            .op("window_list", "maintenance", "List maintenance windows", "Windows, newest planned first, with their occurrences in the asked range. A client user sees only the windows of its own client's services, naming only those, without internal fields.\n\nRoles: operator, maintainer, approver, auditor, admin, client.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin, Role::Client])
+            .query::<windows::WindowListQuery>()
+            .answers::<common::Page<windows::Shown>>(200, "A page of windows.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/maintenance-windows", web::post().to(windows::window_plan))
+            .op("window_plan", "maintenance", "Plan a maintenance window", "Plans a window for some services, optionally recurring (RRULE) and serving a change.\n\nRoles: maintainer, admin.")
+            .roles(&[Role::Maintainer, Role::Admin])
+            .params(&["IdempotencyKey"])
+            .body::<windows::PlanBody>(true)
+            .answers::<windows::WindowView>(201, "The window, planned (or, with a known `Idempotency-Key`, the first response is replayed).", &["Location", "ETag=ETagCreated", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "WindowUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/maintenance-windows/{id}", web::get().to(windows::window_get))
+            .op("window_get", "maintenance", "Get a maintenance window", "One window, folded from its stream, with its occurrences in the asked range. Clients see their own services' windows only (others are 404).\n\nRoles: operator, maintainer, approver, auditor, admin, client.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin, Role::Client])
+            .params(&["Id"])
+            .query::<windows::WindowQuery>()
+            .answers::<windows::Shown>(200, "The window.", &["ETag"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/maintenance-windows/{id}/announce", web::post().to(windows::window_announce))
+            .op("window_announce", "maintenance", "Announce", "planned → announced, and in the same append one mail request per active subscription of its services (once per address, in the contact's language, naming only that client's services) through the notification outbox. Refused (422) when later than a service's notice period before the next occurrence, unless the window serves an emergency change: then accepted with `late: true`. Send `If-Match` with the version the decision was based on.\n\nRoles: maintainer, admin.")
+            .roles(&[Role::Maintainer, Role::Admin])
+            .params(&["Id", "IfMatch", "IdempotencyKey"])
+            .body::<windows::EmptyBody>(false)
+            .answers::<windows::WindowView>(200, "The window after the step (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "WindowConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "WindowUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/maintenance-windows/{id}/start", web::post().to(windows::window_start))
+            .op("window_start", "maintenance", "Start", "planned or announced → started. Send `If-Match` with the version the decision was based on.\n\nRoles: maintainer, admin.")
+            .roles(&[Role::Maintainer, Role::Admin])
+            .params(&["Id", "IfMatch", "IdempotencyKey"])
+            .body::<windows::EmptyBody>(false)
+            .answers::<windows::WindowView>(200, "The window after the step (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "WindowConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "WindowUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/maintenance-windows/{id}/end", web::post().to(windows::window_end))
+            .op("window_end", "maintenance", "End", "started → ended; accepts `minutes_spent`. Send `If-Match` with the version the decision was based on.\n\nRoles: maintainer, admin.")
+            .roles(&[Role::Maintainer, Role::Admin])
+            .params(&["Id", "IfMatch", "IdempotencyKey"])
+            .body::<windows::EndBody>(false)
+            .answers::<windows::WindowView>(200, "The window after the step (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "WindowConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "WindowUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/maintenance-windows/{id}/cancel", web::post().to(windows::window_cancel))
+            .op("window_cancel", "maintenance", "Cancel", "planned or announced → cancelled. Cancelling an announced window mails its services' subscribed contacts that it is called off (in the same append, through the outbox); the reason is not sent. Send `If-Match` with the version the decision was based on.\n\nRoles: maintainer, admin.")
+            .roles(&[Role::Maintainer, Role::Admin])
+            .params(&["Id", "IfMatch", "IdempotencyKey"])
+            .body::<windows::CancelBody>(true)
+            .answers::<windows::WindowView>(200, "The window after the step (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "WindowConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "WindowUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/calendar.ics", web::get().to(windows::calendar_ics))
+            .op("calendar_get", "maintenance", "iCalendar feed", "Maintenance windows (recurring ones with their RRULE) and scheduled changes as VEVENTs (RFC 5545: CRLF lines folded at 75 octets, TEXT escaped, times in UTC), from 90 days back. Client users get only their own services' windows and no changes.\n\nRoles: operator, maintainer, approver, auditor, admin, client.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin, Role::Client])
+            .answers_text(200, "text/calendar", "The calendar.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
         // Operations work: the work log, runbooks and executions, inquiries.
         Endpoint::new(Method::GET, "/api/v1/worklog", web::get().to(worklog::worklog_list))
             .op("worklog_list", "worklog", "List the work log", "Routine tasks and backups, newest recorded first, from the work log read model (which may briefly lag a write). Unknown query parameters are 400.\n\nRoles: operator, maintainer, approver, auditor, admin.")
@@ -675,14 +946,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
     let mut by_path: Vec<(&'static str, Vec<Route>)> = Vec::new();
     for Endpoint {
-        path, route, roles, ..
+        path,
+        route,
+        roles,
+        granted,
+        ..
     } in table()
     {
         let route = if roles.is_empty() {
             route
         } else {
             route.wrap(actix_web::middleware::from_fn(move |req, next| {
-                contract::admit(roles, req, next)
+                contract::admit(roles, granted, req, next)
             }))
         };
         match by_path.iter_mut().find(|(p, _)| *p == path) {

@@ -206,6 +206,54 @@ impl From<opsledger_domain::Rejection> for ApiError {
     }
 }
 
+/// An RFC 9457 problem. Every error response has this shape. `problem_body`
+/// writes the first four members; the others come with the statuses that
+/// name them. (The document's `Problem`.)
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// `urn:opsledger:problem:<slug>`, e.g. `urn:opsledger:problem:not-found`.
+    #[serde(rename = "type")]
+    #[schema(pattern = "^urn:opsledger:problem:")]
+    pub kind: String,
+    /// The status's reason phrase.
+    pub title: String,
+    #[schema(minimum = 400, maximum = 599)]
+    pub status: u16,
+    pub detail: String,
+    /// On 409 from a version conflict: the stream that was not at the
+    /// expected version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+    /// On 409 from a version conflict, or 412 for an `If-Match` that is not
+    /// current: the stream's current version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_version: Option<i64>,
+    /// On 409 and 412 about a record's lifecycle: the status the record is
+    /// in now (a runbook is `published`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_state: Option<String>,
+    /// On 409 when scheduling or starting a normal change: the freeze that
+    /// forbids it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub freeze_id: Option<uuid::Uuid>,
+    /// On 409 from an execution command: the step to complete next (`null`:
+    /// none left).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_step: Option<Option<u32>>,
+    /// On 409 from an execution command: a completed double-check step still
+    /// waiting for its second person.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub awaiting_confirmation: Option<Option<u32>>,
+    /// On 422 for a NUL character (U+0000) in the body: the JSON pointer
+    /// (RFC 6901) of the string or key that holds it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pointer: Option<String>,
+    /// On 400 for a NUL character (`%00`) in the query: the parameter that
+    /// holds it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<String>,
+}
+
 pub fn problem_body(status: StatusCode, slug: &str, detail: &str) -> Map<String, Value> {
     let mut body = Map::new();
     body.insert(

@@ -20,7 +20,7 @@ use opsledger_domain::period::Month;
 use opsledger_store::directory::{self, ServiceRow};
 use opsledger_store::downtime::ImpactEventRef;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::auth::Caller;
@@ -47,22 +47,36 @@ const REPORT_SPAN_MAX_DAYS: i64 = 400;
 
 use opsledger_domain::metrics::{self, DEGRADED_WEIGHT, PARTIAL_WEIGHT};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct DowntimeParams {
     /// One service…
     pub service: Option<Uuid>,
     /// …or every service of one client.
     pub client: Option<Uuid>,
+    /// The period's start (RFC 3339; URL-encode a `+` offset).
     pub from: DateTime<Utc>,
+    /// The period's end, exclusive: after `from`, and at most 400 days after it (otherwise 400).
     pub to: DateTime<Utc>,
     /// With the events (log positions) behind each incident's intervals.
     #[serde(default)]
     pub drilldown: bool,
 }
 
-#[derive(Debug, Serialize)]
-struct ServiceDowntime {
+/// The downtime report. `downtime_report` writes it in pieces rather than
+/// through this type (a year of 500 services is tens of megabytes); this is
+/// its shape, for the document, field for field.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DowntimeReport {
+    pub definition: DowntimeDefinition,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub as_of: DateTime<Utc>,
+    pub services: Vec<ServiceDowntime>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ServiceDowntime {
     service_id: Uuid,
     name: String,
     client_id: Uuid,
@@ -379,8 +393,8 @@ impl std::io::Write for Pieces {
     }
 }
 
-#[derive(Debug, Serialize)]
-struct DowntimeDefinition {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DowntimeDefinition {
     name: &'static str,
     partial_weight: f64,
     degraded_weight: f64,
@@ -404,43 +418,80 @@ pub async fn report_metrics(
     let events = g
         .drilldown(state.ledger(), actor.tenant_id, q.drilldown)
         .await?;
-    let services: Vec<_> = c
+    let services = c
         .per_service
-        .iter()
-        .map(|(n, m, planned)| {
-            let service = &g.services[*n];
+        .into_iter()
+        .map(|(n, metrics, planned)| {
+            let service = &g.services[n];
             let rows = g.segments_of(service.id);
-            let mut v = json!({
-                "service_id": service.id,
-                "name": service.name,
-                "client_id": service.client_id,
-                "time_zone": zones.get(&service.client_id).map(|z| z.as_str()),
-                "sla_hours": service.sla_hours,
-                "metrics": m,
-            });
-            if let Some(all) = &events {
-                v["drilldown"] = json!({
-                    "intervals": intervals(rows),
-                    "planned": planned,
-                    "events": events_of(rows, all),
-                });
+            ServiceMetricsView {
+                service_id: service.id,
+                name: service.name.clone(),
+                client_id: service.client_id,
+                time_zone: zones.get(&service.client_id).map(|z| z.as_str().to_owned()),
+                sla_hours: service.sla_hours.clone(),
+                metrics,
+                drilldown: events.as_ref().map(|all| Drilldown {
+                    intervals: intervals(rows),
+                    planned,
+                    events: events_of(rows, all),
+                }),
             }
-            v
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "definitions": metrics::DEFINITIONS,
-        "from": from,
-        "to": to,
-        "as_of": g.now,
-        "services": services,
-        "noise_by_source": c.noise_by_source,
-    })))
+    Ok(HttpResponse::Ok().json(MetricsReport {
+        definitions: metrics::DEFINITIONS,
+        from,
+        to,
+        as_of: g.now,
+        services,
+        noise_by_source: c.noise_by_source,
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+/// The metrics of every service in scope over a period, each naming its
+/// definition.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MetricsReport {
+    /// What each figure means and how it is computed.
+    pub definitions: &'static [metrics::Definition],
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// The instant the read models were read at.
+    pub as_of: DateTime<Utc>,
+    pub services: Vec<ServiceMetricsView>,
+    /// Per alert source, the share of alerts that opened no incident.
+    pub noise_by_source: std::collections::BTreeMap<String, metrics::Ratio>,
+}
+
+/// One service's figures.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ServiceMetricsView {
+    pub service_id: Uuid,
+    pub name: String,
+    pub client_id: Uuid,
+    /// The client's time zone, which its SLA hours are in.
+    pub time_zone: Option<String>,
+    /// The hours the SLA commits to; all when absent.
+    pub sla_hours: Option<Value>,
+    pub metrics: metrics::ServiceMetrics,
+    /// With `drilldown=true`: what the figures are made of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drilldown: Option<Drilldown>,
+}
+
+/// The impact a service's figures are made of.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Drilldown {
+    pub intervals: Vec<Interval>,
+    pub planned: Vec<PlannedInterval>,
+    pub events: HashMap<Uuid, Vec<ImpactEventRef>>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct MonthlyParams {
+    /// The client the report is for.
     pub client: Uuid,
     /// `YYYY-MM`, in the client's time zone.
     pub month: String,

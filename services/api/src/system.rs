@@ -3,7 +3,6 @@
 use std::fmt::Write as _;
 
 use actix_web::{web, HttpResponse};
-use serde_json::json;
 
 use crate::problem::ApiError;
 use crate::AppState;
@@ -14,7 +13,34 @@ pub const OPENAPI_JSON: &str = include_str!("../../../openapi/openapi.json");
 /// Alive: the process answers. Says nothing about the database on purpose,
 /// so an orchestrator does not restart us while PostgreSQL restarts.
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "status": "ok" }))
+    HttpResponse::Ok().json(Health { status: "ok" })
+}
+
+/// The process answers.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    pub status: &'static str,
+}
+
+/// Whether this instance takes requests, and the read models that lag.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Ready {
+    /// `ready`, or `degraded` when a projection stalls or fails.
+    pub status: &'static str,
+    pub projections: Vec<ProjectionTrouble>,
+}
+
+/// A read model that stalls or fails.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ProjectionTrouble {
+    pub name: String,
+    /// Its oldest unapplied event is older than the stall bound.
+    pub stalled: bool,
+    pub lag_seconds: f64,
+    pub behind_events: i64,
+    /// The event its last batch failed on, since when, and the error.
+    pub failing: Option<opsledger_store::projection::Stuck>,
 }
 
 /// Ready: the database answers and the schema is migrated. Also says
@@ -33,14 +59,12 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     let troubled: Vec<_> = health
         .iter()
         .filter(|h| h.stalled || h.stuck.is_some())
-        .map(|h| {
-            json!({
-                "name": h.lag.name,
-                "stalled": h.stalled,
-                "lag_seconds": h.lag.lag_seconds,
-                "behind_events": h.lag.behind_events,
-                "failing": h.stuck,
-            })
+        .map(|h| ProjectionTrouble {
+            name: h.lag.name.clone(),
+            stalled: h.stalled,
+            lag_seconds: h.lag.lag_seconds,
+            behind_events: h.lag.behind_events,
+            failing: h.stuck.clone(),
         })
         .collect();
     let status = if troubled.is_empty() {
@@ -48,17 +72,20 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     } else {
         "degraded"
     };
-    Ok(HttpResponse::Ok().json(json!({ "status": status, "projections": troubled })))
+    Ok(HttpResponse::Ok().json(Ready {
+        status,
+        projections: troubled,
+    }))
 }
 
 /// What `/readyz` and `/metrics` say of one followed projection.
-struct Health {
+struct Followed {
     lag: opsledger_store::projection::Lag,
     stalled: bool,
     stuck: Option<opsledger_store::projection::Stuck>,
 }
 
-async fn projection_health(state: &AppState) -> Result<Vec<Health>, ApiError> {
+async fn projection_health(state: &AppState) -> Result<Vec<Followed>, ApiError> {
     let mut stuck = opsledger_store::projection::stuck(&state.pool).await?;
     let stall_after = state.projection_stall_after.as_secs_f64();
     let mut health = Vec::new();
@@ -66,7 +93,7 @@ async fn projection_health(state: &AppState) -> Result<Vec<Health>, ApiError> {
     for p in state.projections.iter().filter(|p| !p.inline()) {
         let lag = opsledger_store::projection::lag(&state.pool, p.as_ref()).await?;
         let at = stuck.iter().position(|s| s.name == lag.name);
-        health.push(Health {
+        health.push(Followed {
             stalled: lag.behind_events > 0 && lag.lag_seconds > stall_after,
             stuck: at.map(|i| stuck.swap_remove(i)),
             lag,

@@ -22,6 +22,7 @@ use crate::aggregate::{self, Asked};
 use crate::auth::Caller;
 use crate::changes::{missing, services_exist};
 use crate::common::page_len;
+use crate::common::Page;
 use crate::extract::{IfMatch, OrEmpty};
 use crate::idempotency::IdempotencyKey;
 use crate::problem::ApiError;
@@ -48,13 +49,13 @@ fn internal(e: serde_json::Error) -> ApiError {
 
 // ------------------------------------------------------------ views
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Occurrence {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WindowView {
     #[serde(flatten)]
     pub window: Window,
@@ -62,8 +63,10 @@ pub struct WindowView {
     pub occurrences: Vec<Occurrence>,
 }
 
-/// What a client sees of a window.
-#[derive(Debug, Serialize)]
+/// What a client sees of a window: nothing more (which tells it apart
+/// from the staff's view in the document).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ClientWindowView {
     pub id: Uuid,
     pub title: String,
@@ -122,17 +125,14 @@ fn view_for(
     w: Window,
     version: i64,
     range: (DateTime<Utc>, DateTime<Utc>),
-) -> Result<Option<Value>, ApiError> {
+) -> Option<Shown> {
     let occ = occurrences(&w, range.0, range.1);
     match visible {
-        None => Ok(Some(
-            serde_json::to_value(WindowView {
-                window: w,
-                version,
-                occurrences: occ,
-            })
-            .map_err(internal)?,
-        )),
+        None => Some(Shown::Staff(WindowView {
+            window: w,
+            version,
+            occurrences: occ,
+        })),
         Some(own) => {
             let services: Vec<Uuid> = w
                 .service_ids
@@ -141,34 +141,39 @@ fn view_for(
                 .filter(|s| own.contains(s))
                 .collect();
             if services.is_empty() {
-                return Ok(None);
+                return None;
             }
-            Ok(Some(
-                serde_json::to_value(ClientWindowView {
-                    id: w.id,
-                    title: w.title,
-                    description: w.description,
-                    service_ids: services,
-                    start: w.start,
-                    end: w.end,
-                    rrule: w.rrule,
-                    status: w.status,
-                    announced_at: w.announced_at,
-                    started_at: w.started_at,
-                    ended_at: w.ended_at,
-                    cancelled_at: w.cancelled_at,
-                    version,
-                    occurrences: occ,
-                })
-                .map_err(internal)?,
-            ))
+            Some(Shown::Client(ClientWindowView {
+                id: w.id,
+                title: w.title,
+                description: w.description,
+                service_ids: services,
+                start: w.start,
+                end: w.end,
+                rrule: w.rrule,
+                status: w.status,
+                announced_at: w.announced_at,
+                started_at: w.started_at,
+                ended_at: w.ended_at,
+                cancelled_at: w.cancelled_at,
+                version,
+                occurrences: occ,
+            }))
         }
     }
 }
 
+/// A window as staff (with the change it serves) or a client sees it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum Shown {
+    Staff(WindowView),
+    Client(ClientWindowView),
+}
+
 // ------------------------------------------------------------ plan
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlanBody {
     pub title: String,
@@ -251,20 +256,20 @@ fn command_view(w: &Window, version: i64) -> Value {
 
 // ------------------------------------------------------------ steps
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndBody {
     #[serde(default)]
     pub minutes_spent: Option<u32>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelBody {
     pub reason: String,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmptyBody {}
 
@@ -349,7 +354,7 @@ window_step!(window_cancel, CancelBody, |b| Step::Cancel {
 
 // ------------------------------------------------------------ reads
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct WindowQuery {
     /// Occurrences from this instant (default: now).
@@ -388,21 +393,28 @@ pub async fn window_get(
         r.0 = r.0.min(w.start);
     }
     let visible = visible_services(&state, actor).await?;
-    let json = view_for(visible.as_deref(), w, version, r)?.ok_or_else(not_found)?;
+    let json = view_for(visible.as_deref(), w, version, r).ok_or_else(not_found)?;
     Ok(HttpResponse::Ok()
         .insert_header((actix_web::http::header::ETAG, format!("\"{version}\"")))
         .json(json))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct WindowListQuery {
+    /// Only items of this service.
     pub service_id: Option<Uuid>,
+    /// Only windows in this status.
     pub status: Option<window::Status>,
+    /// Only windows serving this change (staff only).
     pub change_id: Option<Uuid>,
+    /// Occurrences from this instant (default: now, or the window's start if earlier).
     pub from: Option<DateTime<Utc>>,
+    /// Occurrences until this instant (default: 90 days after `from`).
     pub to: Option<DateTime<Utc>>,
+    /// Cursor: return items whose id is smaller (older) than this one (the `next_cursor` of the previous page). These lists are newest first.
     pub before: Option<Uuid>,
+    /// Items per page, 1 to 200 (default 50). Values outside the range are refused with 400.
     pub limit: Option<u32>,
 }
 
@@ -419,7 +431,10 @@ pub async fn window_list(
         ClientScope::All => None,
         ClientScope::Only(c) => Some(c),
         ClientScope::Nothing => {
-            return Ok(HttpResponse::Ok().json(serde_json::json!({ "items": [] })))
+            return Ok(HttpResponse::Ok().json(Page::<Shown> {
+                items: Vec::new(),
+                next_cursor: None,
+            }))
         }
     };
     let filter = WindowFilter {
@@ -448,15 +463,12 @@ pub async fn window_list(
         } else {
             r.0
         };
-        if let Some(v) = view_for(visible.as_deref(), item, version, (from, r.1))? {
+        if let Some(v) = view_for(visible.as_deref(), item, version, (from, r.1)) {
             items.push(v);
         }
     }
-    let mut page = serde_json::json!({ "items": items });
-    if let (true, Some(id)) = (more, last) {
-        page["next_cursor"] = id.to_string().into();
-    }
-    Ok(HttpResponse::Ok().json(page))
+    let next_cursor = if more { last } else { None };
+    Ok(HttpResponse::Ok().json(Page { items, next_cursor }))
 }
 
 // ------------------------------------------------------------ calendar

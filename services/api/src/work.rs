@@ -28,28 +28,34 @@ const WORK_READERS: &[Role] = &[
 
 const TEAMS: &[&str] = &["operations", "maintenance", "approvers", "administration"];
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct WorkParams {
     /// `operations` or `maintenance`.
     pub class: Option<String>,
+    /// Only work of this team; another value is 400.
     pub team: Option<String>,
+    /// Only items of this service.
     pub service_id: Option<Uuid>,
+    /// Only work on this client's services. A client user sees only its own client's (naming another is 404).
     pub client_id: Option<Uuid>,
+    /// Only facts that occurred at or after this instant.
     pub since: Option<DateTime<Utc>>,
+    /// Only facts that occurred before this instant; not before `since` (otherwise 400).
     pub until: Option<DateTime<Utc>>,
     /// The cursor: `next_cursor` of the previous page of items.
     pub after: Option<i64>,
+    /// Items per page, 1 to 200 (default 50). Values outside the range are refused with 400.
     pub limit: Option<u32>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ClassSummary {
     pub count: i64,
     pub minutes_spent: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WorkLedger {
     pub operations: ClassSummary,
     pub maintenance: ClassSummary,

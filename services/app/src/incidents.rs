@@ -14,7 +14,7 @@ use crate::Ledger;
 
 /// An incident as answered: with the client owning its service, its
 /// version, and how many alerts opened or joined it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct IncidentView {
     #[serde(flatten)]
     pub incident: Incident,

@@ -138,7 +138,7 @@ fn recall<T: Clone>(known: &Known<T>, key: &(Uuid, String)) -> Option<(i64, T)> 
 }
 
 /// What became of one signal, as the ingestion endpoints report it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Ingested {
     pub dedup_key: String,
     pub alert_id: Uuid,

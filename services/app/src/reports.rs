@@ -21,13 +21,13 @@ use uuid::Uuid;
 use crate::run::RunError;
 use crate::Ledger;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Planned {
     pub unplanned: f64,
     pub planned: f64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Interval {
     pub incident_id: Uuid,
     pub level: ImpactLevel,
@@ -38,7 +38,7 @@ pub struct Interval {
     pub end: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PlannedInterval {
     pub window_id: Uuid,
     #[serde(serialize_with = "rfc3339::serialize")]

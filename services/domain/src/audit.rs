@@ -384,7 +384,7 @@ impl ExportedLeaf {
 }
 
 /// What an export's check found wrong first.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct ExportFailure {
     /// The line (1-based) it was found on, if one.
     pub line: Option<u64>,

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 /// `operations` work does not change the system; `maintenance` work does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WorkClass {
     Operations,

@@ -91,7 +91,7 @@ impl NewEvent {
 }
 
 /// A committed event as read back from the store.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RecordedEvent {
     pub position: i64,
     /// The writing transaction's id: with `position`, the order readers follow.

@@ -15,7 +15,7 @@ use crate::impact::{self, Buckets, ImpactLevel, Segment};
 use crate::incident::Triage;
 
 /// A named, versioned definition and what it says.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 pub struct Definition {
     pub name: &'static str,
     pub text: &'static str,
@@ -122,7 +122,7 @@ pub struct ServiceInput<'a> {
     pub changes: &'a [ChangeFacts],
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Availability {
     pub definition: &'static str,
     pub calendar: Option<f64>,
@@ -139,7 +139,7 @@ pub struct Availability {
     pub committed_weighted_unplanned_minutes: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SlaResult {
     pub definition: &'static str,
     pub target_pct: f64,
@@ -147,7 +147,7 @@ pub struct SlaResult {
     pub met: Option<bool>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ErrorBudget {
     pub definition: &'static str,
     pub total_minutes: f64,
@@ -155,7 +155,7 @@ pub struct ErrorBudget {
     pub left_minutes: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Mean {
     pub definition: &'static str,
     /// `None` without any incident to average over.
@@ -163,7 +163,7 @@ pub struct Mean {
     pub incidents: Vec<Uuid>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Ratio {
     pub definition: &'static str,
     /// `None` when the denominator is zero.
@@ -172,7 +172,7 @@ pub struct Ratio {
     pub denominator: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ChangeFailureRate {
     #[serde(flatten)]
     pub ratio: Ratio,
@@ -180,7 +180,7 @@ pub struct ChangeFailureRate {
     pub carried_out: Vec<Uuid>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Counts {
     pub definition: &'static str,
     pub by_severity: BTreeMap<&'static str, usize>,
@@ -188,7 +188,7 @@ pub struct Counts {
     pub incidents: Vec<Uuid>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ServiceMetrics {
     pub availability: Availability,
     pub sla: SlaResult,

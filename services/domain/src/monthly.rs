@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::metrics::{Definition, ServiceMetrics};
 use crate::period::ServiceHours;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ClientInfo {
     pub id: Uuid,
     pub name: String,
@@ -26,13 +26,13 @@ pub struct ClientInfo {
 }
 
 /// Minutes of one level, planned and unplanned.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LevelMinutes {
     pub unplanned: f64,
     pub planned: f64,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Downtime {
     pub outage: LevelMinutes,
     pub partial: LevelMinutes,
@@ -41,6 +41,7 @@ pub struct Downtime {
 
 /// Impact minutes of one local day, planned and unplanned together.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = MonthlyDay)]
 pub struct Day {
     pub date: NaiveDate,
     pub outage: f64,
@@ -48,7 +49,7 @@ pub struct Day {
     pub degraded: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct IncidentItem {
     pub id: Uuid,
     pub title: String,
@@ -63,7 +64,7 @@ pub struct IncidentItem {
     pub degraded_minutes: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MaintenanceItem {
     pub window_id: Uuid,
     pub title: String,
@@ -74,7 +75,7 @@ pub struct MaintenanceItem {
     pub minutes: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ChangeItem {
     pub id: Uuid,
     pub title: String,
@@ -83,7 +84,7 @@ pub struct ChangeItem {
     pub caused_incident: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ServiceMonth {
     pub service_id: Uuid,
     pub name: String,
@@ -97,7 +98,7 @@ pub struct ServiceMonth {
     pub changes: Vec<ChangeItem>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ProposalItem {
     pub id: Uuid,
     pub title: String,
@@ -107,7 +108,7 @@ pub struct ProposalItem {
 
 /// An event recorded after the month ended that changed its figures (a
 /// level or impact corrected after the fact): a visible restatement.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Restatement {
     pub service_id: Uuid,
     pub incident_id: Uuid,
@@ -117,7 +118,7 @@ pub struct Restatement {
     pub recorded_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MonthlyReport {
     pub client: ClientInfo,
     /// `YYYY-MM`.

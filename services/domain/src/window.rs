@@ -112,7 +112,7 @@ impl WindowEvent {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Window {
     pub id: Uuid,
     pub service_ids: Vec<Uuid>,

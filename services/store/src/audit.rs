@@ -463,10 +463,12 @@ pub async fn leaf_bytes<C: GenericClient>(
 }
 
 /// A signed checkpoint as kept.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StoredCheckpoint {
     pub size: u64,
+    /// The Merkle root, base64.
     #[serde(serialize_with = "base64_hash")]
+    #[schema(value_type = String)]
     pub root: Hash,
     pub note: String,
     pub key_name: String,

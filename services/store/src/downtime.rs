@@ -107,7 +107,7 @@ const IMPACT_EVENTS: &[&str] = &[
 ];
 
 /// An event that shaped an impact, as drill-down and restatements name it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ImpactEventRef {
     pub position: i64,
     #[serde(rename = "type")]

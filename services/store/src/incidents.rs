@@ -623,7 +623,7 @@ pub struct IncidentFilter {
     pub opened_until: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct IncidentRow {
     #[serde(flatten)]
     pub incident: Incident,
@@ -742,7 +742,7 @@ pub async fn list_incidents(
         .collect()
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AlertRow {
     pub id: Uuid,
     pub dedup_key: String,

@@ -712,7 +712,7 @@ async fn record_failure(
 }
 
 /// A projection whose last batch failed on an event, as any instance sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Stuck {
     pub name: String,
     /// Since when it has failed on this event.

@@ -535,6 +535,23 @@ pub async fn feed<C: GenericClient>(
     followed(&rows, cursor, Cursor::END, limit)
 }
 
+/// The schema of a queue item's `kind`: the one value it always has, which
+/// tells a client which item it holds (the queue's discriminator).
+fn kind_is(value: &str) -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some([value]))
+        .build()
+}
+
+pub(crate) fn kind_incident() -> utoipa::openapi::Object {
+    kind_is("incident")
+}
+
+pub(crate) fn kind_inquiry() -> utoipa::openapi::Object {
+    kind_is("inquiry")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -590,21 +607,4 @@ mod tests {
             .collect();
         assert_eq!(monitoring, kept.join(" OR "));
     }
-}
-
-/// The schema of a queue item's `kind`: the one value it always has, which
-/// tells a client which item it holds (the queue's discriminator).
-fn kind_is(value: &str) -> utoipa::openapi::Object {
-    utoipa::openapi::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::Type::String)
-        .enum_values(Some([value]))
-        .build()
-}
-
-pub(crate) fn kind_incident() -> utoipa::openapi::Object {
-    kind_is("incident")
-}
-
-pub(crate) fn kind_inquiry() -> utoipa::openapi::Object {
-    kind_is("inquiry")
 }

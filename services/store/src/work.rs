@@ -658,7 +658,7 @@ pub struct WorkQuery {
     pub until: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct WorkTotal {
     pub work_class: String,
     pub team: String,
@@ -668,7 +668,7 @@ pub struct WorkTotal {
     pub minutes_spent: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct WorkItem {
     pub position: i64,
     pub event_id: Uuid,

@@ -7,9 +7,8 @@
 //!
 //! `openapi/openapi.json` is this document, written by `opsledger openapi`
 //! and committed; a test fails when the committed file is stale.
-//!
-//! Operations not yet described here still come from `openapi/legacy.json`,
-//! the remainder of the hand-kept document, which shrinks as they move.
+
+mod vocabulary;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -19,13 +18,9 @@ use actix_web::{HttpMessage, Route};
 use opsledger_domain::access::Role;
 use serde_json::{json, Map, Value};
 use utoipa::openapi::{RefOr, Schema};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 use crate::auth::Caller;
-
-/// What remains of the hand-kept document: operations not yet described by
-/// an `Endpoint`, and the shared parameters, headers and error responses.
-const LEGACY_JSON: &str = include_str!("../../../openapi/legacy.json");
 
 /// One route: where it is, what runs it, who may call it, and its operation.
 pub struct Endpoint {
@@ -34,6 +29,9 @@ pub struct Endpoint {
     pub(crate) route: Route,
     /// The roles admitted (`x-roles`); empty for the public routes.
     pub roles: &'static [Role],
+    /// Roles the gate lets through to a handler that admits only some of
+    /// their holders (`x-granted-roles`: an integration granted the feed).
+    pub granted: &'static [Role],
     op: Option<Map<String, Value>>,
     schemas: Vec<(String, RefOr<Schema>)>,
 }
@@ -45,6 +43,7 @@ impl Endpoint {
             path,
             route,
             roles: &[],
+            granted: &[],
             op: None,
             schemas: Vec::new(),
         }
@@ -77,6 +76,14 @@ impl Endpoint {
         self
     }
 
+    /// Roles whose holders the handler admits one by one, as granted.
+    pub fn granted(mut self, roles: &'static [Role]) -> Endpoint {
+        self.granted = roles;
+        let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        self.op_mut().insert("x-granted-roles".into(), json!(names));
+        self
+    }
+
     /// Shared parameters (`#/components/parameters/<name>`): the path's id,
     /// `If-Match`, `Idempotency-Key`, paging.
     pub fn params(mut self, names: &[&str]) -> Endpoint {
@@ -91,6 +98,15 @@ impl Endpoint {
     pub fn path_param(mut self, name: &str, description: &str) -> Endpoint {
         self.params_mut().push(json!({
             "name": name, "in": "path", "required": true,
+            "description": description, "schema": { "type": "string" }
+        }));
+        self
+    }
+
+    /// A request header the operation reads (text).
+    pub fn header_param(mut self, name: &str, description: &str) -> Endpoint {
+        self.params_mut().push(json!({
+            "name": name, "in": "header", "required": false,
             "description": description, "schema": { "type": "string" }
         }));
         self
@@ -142,6 +158,17 @@ impl Endpoint {
             headers,
             content_type,
             json!({ "type": "string" }),
+        )
+    }
+
+    /// A JSON object described elsewhere (the OpenAPI document itself).
+    pub fn answers_object(self, status: u16, description: &str, headers: &[&str]) -> Endpoint {
+        self.respond(
+            status,
+            description,
+            headers,
+            "application/json",
+            json!({ "type": "object" }),
         )
     }
 
@@ -231,6 +258,7 @@ impl Endpoint {
 /// leaves the authenticated caller for the handler's `Caller` extractor.
 pub(crate) async fn admit(
     roles: &'static [Role],
+    granted: &'static [Role],
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
@@ -238,8 +266,10 @@ pub(crate) async fn admit(
         Ok(caller) => caller,
         Err(e) => return Ok(req.error_response(e)),
     };
-    if let Err(e) = caller.require(roles) {
-        return Ok(req.error_response(e));
+    if !caller.0.has_any(granted) {
+        if let Err(e) = caller.require(roles) {
+            return Ok(req.error_response(e));
+        }
     }
     req.extensions_mut().insert::<Caller>(caller);
     Ok(next.call(req).await?.map_into_boxed_body())
@@ -247,35 +277,72 @@ pub(crate) async fn admit(
 
 /// The OpenAPI document of `endpoints`.
 pub fn document(endpoints: &[Endpoint]) -> Value {
-    let mut doc: Value = serde_json::from_str(LEGACY_JSON).expect("legacy.json is JSON");
+    let mut doc = vocabulary::head();
+    let mut paths = Map::new();
     let mut schemas: Vec<(String, RefOr<Schema>)> = Vec::new();
-    let mut described = Vec::new();
+    crate::problem::Problem::schemas(&mut schemas);
+    schemas.push(("Problem".into(), crate::problem::Problem::schema()));
     for e in endpoints {
-        let method = e.method.as_str().to_lowercase();
-        if let Some(op) = &e.op {
-            doc["paths"][e.path][&method] = Value::Object(op.clone());
-            schemas.extend(e.schemas.iter().cloned());
-            described.push((e.path, method));
-        }
+        let op =
+            e.op.as_ref()
+                .unwrap_or_else(|| panic!("{} {} has no operation", e.method, e.path));
+        let item = paths.entry(e.path).or_insert_with(|| json!({}));
+        item[e.method.as_str().to_lowercase()] = Value::Object(op.clone());
+        schemas.extend(e.schemas.iter().cloned());
     }
-    let components = doc["components"]["schemas"]
-        .as_object_mut()
-        .expect("legacy.json has components.schemas");
-    let mut generated: Map<String, Value> = Map::new();
+    let mut named: Map<String, Value> = Map::new();
     for (name, schema) in schemas {
         let schema = serde_json::to_value(schema).expect("a schema serialises");
         // Two Rust types of one name would describe each other's bodies:
         // the second needs `#[schema(as = …)]`.
-        if let Some(earlier) = generated.get(&name) {
+        if let Some(earlier) = named.get(&name) {
             assert!(
                 *earlier == schema,
                 "two types are named {name} in the document; give one `#[schema(as = …)]`"
             );
         }
-        generated.insert(name.clone(), schema.clone());
-        components.insert(name, schema);
+        named.insert(name, schema);
     }
+    doc["paths"] = Value::Object(paths);
+    doc["components"] = json!({
+        "securitySchemes": vocabulary::security_schemes(),
+        "parameters": vocabulary::parameters(),
+        "headers": vocabulary::headers(),
+        "responses": problem_responses(),
+        "schemas": named,
+    });
     doc
+}
+
+/// Each shared error response: a `Problem`, with the request id, and the
+/// headers its status always carries.
+fn problem_responses() -> Value {
+    let mut responses = Map::new();
+    for (name, description) in vocabulary::PROBLEMS {
+        let mut headers =
+            json!({ "X-Request-Id": { "$ref": "#/components/headers/X-Request-Id" } });
+        match *name {
+            "Unauthorized" => {
+                headers["WWW-Authenticate"] =
+                    json!({ "$ref": "#/components/headers/WWW-Authenticate" })
+            }
+            "Unavailable" => {
+                headers["Retry-After"] = json!({ "$ref": "#/components/headers/Retry-After" })
+            }
+            _ => {}
+        }
+        responses.insert(
+            (*name).into(),
+            json!({
+                "description": description,
+                "headers": headers,
+                "content": { "application/problem+json": {
+                    "schema": { "$ref": "#/components/schemas/Problem" }
+                } }
+            }),
+        );
+    }
+    Value::Object(responses)
 }
 
 /// The document as `opsledger openapi` writes it: pretty JSON, one newline.
