@@ -318,6 +318,59 @@ async fn a_normal_change_runs_its_workflow_with_four_eyes_and_if_match() {
     assert_eq!(completed.payload["minutes_spent"], 45);
 }
 
+/// The ways a change ends other than completed: rejected on review, and
+/// failed then rolled back, each recorded with its reason.
+#[tokio::test]
+async fn a_change_is_rejected_or_fails_and_is_rolled_back() {
+    let app = spawn_app().await;
+    let (_, service) = setup(&app).await;
+    let maint = token(&app, "maint-1", Role::Maintainer);
+    let approver = token(&app, "owner", Role::Approver);
+
+    let change = request(&app, &maint, normal_change(&service)).await;
+    let id = change["id"].as_str().unwrap().to_owned();
+    ok(&app, &maint, &id, "submit", json!({})).await;
+    let rejected = ok(
+        &app,
+        &approver,
+        &id,
+        "reject",
+        json!({ "reason": "no rollback test yet" }),
+    )
+    .await;
+    assert_eq!(rejected["status"], "rejected", "{rejected}");
+
+    let change = request(
+        &app,
+        &maint,
+        json!({
+            "kind": "emergency", "category": "fix", "title": "Restart the queue",
+            "risk": "high", "impact": "Orders stall", "service_ids": [service["id"]]
+        }),
+    )
+    .await;
+    let id = change["id"].as_str().unwrap().to_owned();
+    ok(&app, &maint, &id, "start", json!({})).await;
+    let failed = ok(
+        &app,
+        &maint,
+        &id,
+        "fail",
+        json!({ "reason": "the queue did not drain" }),
+    )
+    .await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let rolled = ok(
+        &app,
+        &maint,
+        &id,
+        "rollback",
+        json!({ "reason": "back to the old config" }),
+    )
+    .await;
+    assert_eq!(rolled["status"], "rolled_back", "{rolled}");
+}
+
 #[tokio::test]
 async fn an_emergency_change_starts_first_and_is_flagged_until_approved() {
     let app = spawn_app().await;

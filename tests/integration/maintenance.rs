@@ -242,6 +242,35 @@ async fn findings_and_fixes_are_maintenance_work_on_the_timeline_and_in_the_ledg
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
 }
 
+/// A proposal turned down by another, with the reason kept.
+#[tokio::test]
+async fn a_proposal_is_rejected_by_another_with_a_reason() {
+    let app = spawn_app().await;
+    let client = register_client(&app, "Client A").await;
+    let service = register_service(&app, client["id"].as_str().unwrap(), "shop").await;
+    let mia = app.token_for(app.tenant, "mia", &[Role::Maintainer], None);
+    let arno = app.token_for(app.tenant, "arno", &[Role::Approver], None);
+    let res = app
+        .post(
+            "/api/v1/proposals",
+            &mia,
+            &json!({ "title": "Rewrite the shop", "description": "In a weekend", "service_ids": [service["id"]] }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let (status, rejected) = call(
+        &app,
+        &format!("{location}/reject"),
+        &arno,
+        json!({ "reason": "too risky for the gain" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{rejected}");
+    assert_eq!(rejected["status"], "rejected");
+    assert_eq!(rejected["decided_by"], "arno");
+}
+
 #[tokio::test]
 async fn a_proposal_is_decided_by_another_and_implemented_by_a_completed_change() {
     let app = spawn_app().await;

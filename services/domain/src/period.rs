@@ -261,6 +261,17 @@ impl ServiceHours {
     }
 }
 
+/// The last instant RFC 3339 can write (its years have four digits):
+/// nothing the service answers lies beyond it.
+pub fn last_instant() -> DateTime<Utc> {
+    DateTime::<Utc>::MAX_UTC.min(
+        chrono::NaiveDate::from_ymd_opt(9999, 12, 31)
+            .and_then(|d| d.and_hms_nano_opt(23, 59, 59, 999_999_999))
+            .expect("a valid date")
+            .and_utc(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -329,6 +329,8 @@ impl Window {
                 (s, s + len)
             })
             .filter(|o| crate::change::overlaps(*o, (from, to)))
+            // RFC 3339 ends with year 9999; a rule may run past it.
+            .filter(|(_, end)| *end <= crate::period::last_instant())
             .collect()
     }
 

@@ -145,13 +145,17 @@ impl Application {
             .listen("opsledger-http", listener, move || {
                 let shared = shared.clone();
                 let app = move || {
-                    App::new()
+                    let app = App::new()
                         .app_data(shared.clone())
                         .wrap(from_fn(opsledger_api::input::input_middleware))
                         .wrap(from_fn(telemetry::access_log))
                         .wrap(from_fn(opsledger_api::problem::problem_middleware))
                         .configure(opsledger_api::configure)
-                        .default_service(web::to(opsledger_api::not_found))
+                        .default_service(web::to(opsledger_api::not_found));
+                    // Tests only: every answer checked against the document.
+                    #[cfg(feature = "conformance")]
+                    let app = app.wrap(from_fn(opsledger_api::contract::conformance::check));
+                    app
                 };
                 let http = HttpService::build()
                     .keep_alive(KeepAlive::default())

@@ -8,6 +8,8 @@
 //! `openapi/openapi.json` is this document, written by `opsledger openapi`
 //! and committed; a test fails when the committed file is stale.
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod vocabulary;
 
 use actix_web::body::MessageBody;
@@ -283,11 +285,12 @@ pub fn document(endpoints: &[Endpoint]) -> Value {
     crate::problem::Problem::schemas(&mut schemas);
     schemas.push(("Problem".into(), crate::problem::Problem::schema()));
     for e in endpoints {
-        let op =
-            e.op.as_ref()
+        let mut op =
+            e.op.clone()
                 .unwrap_or_else(|| panic!("{} {} has no operation", e.method, e.path));
+        answered_by_every_route(&mut op, !e.roles.is_empty());
         let item = paths.entry(e.path).or_insert_with(|| json!({}));
-        item[e.method.as_str().to_lowercase()] = Value::Object(op.clone());
+        item[e.method.as_str().to_lowercase()] = Value::Object(op);
         schemas.extend(e.schemas.iter().cloned());
     }
     let mut named: Map<String, Value> = Map::new();
@@ -312,6 +315,29 @@ pub fn document(endpoints: &[Endpoint]) -> Value {
         "schemas": named,
     });
     doc
+}
+
+/// What any route may answer before its handler runs, unless the
+/// operation names a more particular response for the status: 400 (a NUL in
+/// the query), 413 (a body over the limit), 500; and, for a route that
+/// takes a token, 401 and 403.
+fn answered_by_every_route(op: &mut Map<String, Value>, private: bool) {
+    let mut universal = vec![
+        (400, "BadRequest"),
+        (413, "PayloadTooLarge"),
+        (500, "InternalError"),
+    ];
+    if private {
+        universal.extend([(401, "Unauthorized"), (403, "Forbidden")]);
+    }
+    let Some(Value::Object(responses)) = op.get_mut("responses") else {
+        unreachable!("op() sets responses")
+    };
+    for (status, name) in universal {
+        responses
+            .entry(status.to_string())
+            .or_insert_with(|| json!({ "$ref": format!("#/components/responses/{name}") }));
+    }
 }
 
 /// Each shared error response: a `Problem`, with the request id, and the
