@@ -7,7 +7,8 @@ use actix_web::{web, HttpResponse};
 use crate::problem::ApiError;
 use crate::AppState;
 
-/// The contract, committed under `openapi/` and served as is.
+/// The contract as generated from the route table (`opsledger openapi`) and
+/// committed under `openapi/`; a test fails when the two differ.
 pub const OPENAPI_JSON: &str = include_str!("../../../openapi/openapi.json");
 
 /// Alive: the process answers. Says nothing about the database on purpose,

@@ -22,7 +22,7 @@ use actix_web::HttpResponse;
 use serde_json::{json, Value};
 
 /// The document, as the code generates it.
-static DOCUMENT: LazyLock<Value> = LazyLock::new(|| super::document(&crate::table()));
+static DOCUMENT: LazyLock<Value> = LazyLock::new(|| super::document(&crate::routes::table()));
 
 /// Validators by the JSON pointer of their schema, compiled once each.
 static VALIDATORS: LazyLock<Mutex<HashMap<String, Arc<jsonschema::Validator>>>> =

@@ -373,7 +373,7 @@ fn problem_responses() -> Value {
 
 /// The document as `opsledger openapi` writes it: pretty JSON, one newline.
 pub fn document_text() -> String {
-    let doc = document(&crate::table());
+    let doc = document(&crate::routes::table());
     let mut text = serde_json::to_string_pretty(&doc).expect("the document serialises");
     text.push('\n');
     text
