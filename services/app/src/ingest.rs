@@ -17,10 +17,15 @@
 //! Streams: `alert-<digest of dedup key>` (every receipt of one dedup key, over
 //! its firing cycles), `group-<digest of service and group key>` (which incident
 //! the group's alerts attach to while it is open), `incident-<id>`. Receiving a
-//! signal is one append over these streams with expected versions, decided by
-//! `domain::alert::decide_receipt`: open an incident, attach to the group's
-//! incident, count a repeat, hold it for an unknown service (kept and listed), or
-//! record a resolution. The receipt is itself the record of an alert opening
+//! signal is one append over these streams with expected versions, decided
+//! in the domain: `alert::decide_receipt` says what became of it (open an
+//! incident, attach to the group's incident, count a repeat, hold it for an
+//! unknown service (kept and listed), or record a resolution), and
+//! `incident::receipt_outcome` what that records on every stream it touches.
+//! Receipts have this runner of their own rather than `run::run`: it decides
+//! first on what the process last knew of the streams (below), which P1's
+//! throughput rests on, and alert streams are named by a digest of the dedup
+//! key, not by an id. The receipt is itself the record of an alert opening
 //! or joining an incident (its decision names the incident); the incident's
 //! stream holds only the incident's own facts, so a storm writes one event per
 //! alert to the alert's own stream, and responders' `If-Match` versions do not
@@ -315,9 +320,13 @@ pub async fn ingest(
                     (version_of(&events), alert::bound_incident(&parsed))
                 }
             };
-            group = Some((gs, gv, bound));
+            group = Some(incident::GroupSeen {
+                stream: gs,
+                version: gv,
+                bound,
+            });
         }
-        let bound = group.as_ref().and_then(|(_, _, b)| *b);
+        let bound = group.as_ref().and_then(|g| g.bound);
         let receipt = alert::decide_receipt(
             &current,
             signal.clone(),
@@ -330,16 +339,6 @@ pub async fn ingest(
             },
             now,
         );
-        let mut streams = vec![StreamAppend {
-            stream_id: stream.clone(),
-            expected: ExpectedVersion::Exact(alert_version),
-            events: vec![new_event(
-                &receipt.alert,
-                receipt.alert.type_name(),
-                meta,
-                now,
-            )],
-        }];
         let (alert_id, outcome, incident_id) = match &receipt.alert {
             AlertEvent::AlertReceived {
                 alert_id, decision, ..
@@ -356,47 +355,14 @@ pub async fn ingest(
                 ..
             } => (*alert_id, "resolved", *incident_id),
         };
-        if let AlertEvent::AlertReceived { decision, .. } = &receipt.alert {
-            match (decision, receipt.open_incident, &group) {
-                (Decision::OpenedIncident { .. }, Some(id), Some((gs, gv, _))) => {
-                    let has_policy =
-                        crate::incidents::has_policy(ing.ledger, tenant, service_id).await?;
-                    let (opened, bound) =
-                        incident::opened_by_alert(&signal, id, service_id, now, has_policy);
-                    // The incident opens before the receipt that says so: a
-                    // reader of the log never meets an alert attached to an
-                    // incident it has not seen open.
-                    streams.insert(
-                        0,
-                        StreamAppend {
-                            stream_id: incident::incident_stream(id),
-                            expected: ExpectedVersion::NoStream,
-                            events: opened
-                                .iter()
-                                .map(|e| new_event(e, e.type_name(), meta, now))
-                                .collect(),
-                        },
-                    );
-                    streams.push(StreamAppend {
-                        stream_id: gs.clone(),
-                        expected: ExpectedVersion::Exact(*gv),
-                        events: vec![new_event(&bound, bound.type_name(), meta, now)],
-                    });
-                }
-                (Decision::AttachedToIncident { .. }, _, Some((gs, gv, _))) => {
-                    // The receipt is the attachment. What must not move is the
-                    // group's binding (a resolve releases it): its version is
-                    // asserted, under a shared lock, so a storm's attachments
-                    // commit side by side.
-                    streams.push(StreamAppend {
-                        stream_id: gs.clone(),
-                        expected: ExpectedVersion::Exact(*gv),
-                        events: Vec::new(),
-                    });
-                }
-                _ => {}
-            }
-        }
+        // Whether paging starts matters only to an incident the receipt opens.
+        let has_policy = match receipt.open_incident {
+            Some(_) => crate::incidents::has_policy(ing.ledger, tenant, service_id).await?,
+            None => false,
+        };
+        let open_incident = receipt.open_incident;
+        let decided = incident::receipt_outcome(receipt, &signal, group.as_ref(), has_policy, now);
+        let streams = receipt_streams(&decided, &stream, alert_version, meta, now);
         let request = AppendRequest {
             tenant_id: tenant,
             streams,
@@ -404,19 +370,21 @@ pub async fn ingest(
         };
         match ing.ledger.committer.append(request).await {
             Ok(_) => {
-                let after = alert::evolve_alert(current, &receipt.alert, now);
+                let after = alert::evolve_alert(current, &decided.receipt, now);
                 remember(&ing.cache.alerts, alert_key, (alert_version + 1, after));
-                match (receipt.open_incident, group) {
-                    (Some(id), Some((gs, gv, _))) => {
-                        remember(&ing.cache.groups, (tenant, gs), (gv + 1, Some(id)))
-                    }
-                    (None, Some((gs, gv, bound))) => {
-                        remember(&ing.cache.groups, (tenant, gs), (gv, bound))
+                match (open_incident, group) {
+                    (Some(id), Some(g)) => remember(
+                        &ing.cache.groups,
+                        (tenant, g.stream),
+                        (g.version + 1, Some(id)),
+                    ),
+                    (None, Some(g)) => {
+                        remember(&ing.cache.groups, (tenant, g.stream), (g.version, g.bound))
                     }
                     _ => {}
                 }
                 if let (AlertEvent::AlertResolved { .. }, Some(incident)) =
-                    (&receipt.alert, incident_id)
+                    (&decided.receipt, incident_id)
                 {
                     auto_mitigate(ing, tenant, incident, service_id).await;
                 }
@@ -435,6 +403,49 @@ pub async fn ingest(
         "alert {:?} kept changing while it was being recorded; retry",
         signal.dedup_key
     )))
+}
+
+/// A receipt's whole outcome as the store appends it, in its order: the
+/// incident it opens, the receipt, the group.
+fn receipt_streams(
+    decided: &incident::ReceiptOutcome,
+    alert_stream: &str,
+    alert_version: i64,
+    meta: &Metadata,
+    now: DateTime<Utc>,
+) -> Vec<StreamAppend> {
+    let mut streams = Vec::with_capacity(3);
+    if let Some((stream, events)) = &decided.opened {
+        streams.push(StreamAppend {
+            stream_id: stream.clone(),
+            expected: ExpectedVersion::NoStream,
+            events: events
+                .iter()
+                .map(|e| new_event(e, e.type_name(), meta, now))
+                .collect(),
+        });
+    }
+    streams.push(StreamAppend {
+        stream_id: alert_stream.to_owned(),
+        expected: ExpectedVersion::Exact(alert_version),
+        events: vec![new_event(
+            &decided.receipt,
+            decided.receipt.type_name(),
+            meta,
+            now,
+        )],
+    });
+    if let Some((stream, expected, bound)) = &decided.group {
+        streams.push(StreamAppend {
+            stream_id: stream.clone(),
+            expected: crate::run::expected_version(*expected),
+            events: bound
+                .iter()
+                .map(|e| new_event(e, e.type_name(), meta, now))
+                .collect(),
+        });
+    }
+    streams
 }
 
 fn decision_name(d: &Decision) -> &'static str {

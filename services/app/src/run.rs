@@ -373,11 +373,7 @@ fn streams<A: Aggregate>(
             };
             StreamAppend {
                 stream_id: stream,
-                expected: match expected {
-                    Expected::Any => ExpectedVersion::Any,
-                    Expected::NoStream => ExpectedVersion::NoStream,
-                    Expected::Exact(v) => ExpectedVersion::Exact(v),
-                },
+                expected: expected_version(expected),
                 events: events
                     .into_iter()
                     .map(|(t, p)| NewEvent::new(t, p, by.clone(), now))
@@ -386,6 +382,15 @@ fn streams<A: Aggregate>(
         },
     ));
     streams
+}
+
+/// A domain outcome's expected version, as the store checks it.
+pub fn expected_version(expected: Expected) -> ExpectedVersion {
+    match expected {
+        Expected::Any => ExpectedVersion::Any,
+        Expected::NoStream => ExpectedVersion::NoStream,
+        Expected::Exact(v) => ExpectedVersion::Exact(v),
+    }
 }
 
 /// The usual answer's body: the record, flattened, and its `version`.

@@ -396,6 +396,72 @@ pub fn first_step(service_has_policy: bool, now: DateTime<Utc>) -> Option<Incide
     })
 }
 
+/// The alert group a receipt may open an incident in or attach to, as read
+/// (or as this process last knew it): its stream, version and bound incident.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupSeen {
+    pub stream: String,
+    pub version: i64,
+    pub bound: Option<Uuid>,
+}
+
+/// Everything one receipt records, over every stream it touches, in the
+/// order they are appended (one transaction).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceiptOutcome {
+    /// A new incident's stream, which must not exist yet, and its opening
+    /// events: first, so no reader of the log meets an alert attached to an
+    /// incident it has not seen open.
+    pub opened: Option<(String, Vec<IncidentEvent>)>,
+    /// The receipt, on the alert's stream at the version decided on.
+    pub receipt: crate::alert::AlertEvent,
+    /// The group at the version decided on: bound to the new incident, or,
+    /// when the receipt attaches to its incident, only asserted (no event),
+    /// so that a resolve releasing it meanwhile makes the receipt decide
+    /// again while a storm's attachments commit side by side.
+    pub group: Option<(String, Expected, Option<GroupEvent>)>,
+}
+
+/// Completes a receipt (`alert::decide_receipt`) into its whole outcome:
+/// what opening an incident (`opened_by_alert`) or attaching to one means
+/// for the other streams. `has_policy` matters only when it opens one.
+pub fn receipt_outcome(
+    receipt: crate::alert::Receipt,
+    signal: &crate::alert::Signal,
+    group: Option<&GroupSeen>,
+    has_policy: bool,
+    now: DateTime<Utc>,
+) -> ReceiptOutcome {
+    use crate::alert::{AlertEvent, Decision};
+    let decision = match &receipt.alert {
+        AlertEvent::AlertReceived { decision, .. } => Some(decision),
+        AlertEvent::AlertResolved { .. } => None,
+    };
+    let (opened, group) = match (decision, receipt.open_incident, group) {
+        (Some(Decision::OpenedIncident { .. }), Some(id), Some(g)) => {
+            let service_id = match &receipt.alert {
+                AlertEvent::AlertReceived { service_id, .. } => *service_id,
+                AlertEvent::AlertResolved { .. } => None,
+            };
+            let (events, bound) = opened_by_alert(signal, id, service_id, now, has_policy);
+            (
+                Some((incident_stream(id), events)),
+                Some((g.stream.clone(), Expected::Exact(g.version), Some(bound))),
+            )
+        }
+        (Some(Decision::AttachedToIncident { .. }), _, Some(g)) => (
+            None,
+            Some((g.stream.clone(), Expected::Exact(g.version), None)),
+        ),
+        _ => (None, None),
+    };
+    ReceiptOutcome {
+        opened,
+        receipt: receipt.alert,
+        group,
+    }
+}
+
 /// What a receipt that opens an incident records besides itself (SPEC §5):
 /// the incident, named after the alert and as severe as it, its impact from
 /// when the alert began (never later than now), paging from the first step
@@ -1192,6 +1258,129 @@ mod tests {
 
     fn decided(i: &Incident, c: Command, ctx: &Context) -> Outcome<IncidentEvent> {
         <Incident as Aggregate>::decide(Some(i), c, ctx, "op").unwrap()
+    }
+
+    #[test]
+    fn given_an_unbound_group_when_a_new_alert_fires_then_an_incident_opens_first_and_the_group_is_bound(
+    ) {
+        use crate::alert::{decide_receipt, AlertState, NewIds};
+        let (service, id) = (Uuid::from_u128(1), Uuid::from_u128(7));
+        let signal = alert_signal(true);
+        let seen = GroupSeen {
+            stream: "group-x".into(),
+            version: 3,
+            bound: None,
+        };
+        let receipt = decide_receipt(
+            &AlertState::default(),
+            signal.clone(),
+            Some(service),
+            None,
+            None,
+            NewIds {
+                alert_id: id,
+                incident_id: id,
+            },
+            at(0),
+        );
+        let out = receipt_outcome(receipt, &signal, Some(&seen), true, at(0));
+        let (stream, events) = out.opened.expect("an incident opens");
+        assert_eq!(stream, incident_stream(id));
+        assert!(matches!(events[0], IncidentEvent::IncidentOpened { .. }));
+        assert!(
+            matches!(
+                events.last(),
+                Some(IncidentEvent::EscalationScheduled { .. })
+            ),
+            "with a policy, paging starts: {events:?}"
+        );
+        let (group, expected, bound) = out.group.expect("the group is bound");
+        assert_eq!((group.as_str(), expected), ("group-x", Expected::Exact(3)));
+        assert!(
+            matches!(bound, Some(GroupEvent::AlertGroupBound { incident_id, .. }) if incident_id == id)
+        );
+    }
+
+    #[test]
+    fn given_a_bound_group_when_another_alert_fires_then_it_attaches_and_only_asserts_the_group() {
+        use crate::alert::{decide_receipt, AlertState, NewIds};
+        let (service, incident) = (Uuid::from_u128(1), Uuid::from_u128(9));
+        let signal = alert_signal(true);
+        let seen = GroupSeen {
+            stream: "group-x".into(),
+            version: 4,
+            bound: Some(incident),
+        };
+        let receipt = decide_receipt(
+            &AlertState::default(),
+            signal.clone(),
+            Some(service),
+            seen.bound,
+            None,
+            NewIds {
+                alert_id: Uuid::from_u128(2),
+                incident_id: Uuid::from_u128(3),
+            },
+            at(0),
+        );
+        let out = receipt_outcome(receipt, &signal, Some(&seen), true, at(0));
+        assert_eq!(out.opened, None);
+        assert_eq!(
+            out.group,
+            Some(("group-x".into(), Expected::Exact(4), None))
+        );
+    }
+
+    #[test]
+    fn given_a_firing_alert_when_it_resolves_then_only_its_own_stream_records_it() {
+        use crate::alert::{decide_receipt, evolve_alert, AlertEvent, AlertState, NewIds};
+        let ids = NewIds {
+            alert_id: Uuid::from_u128(2),
+            incident_id: Uuid::from_u128(3),
+        };
+        let first = decide_receipt(
+            &AlertState::default(),
+            alert_signal(true),
+            Some(Uuid::from_u128(1)),
+            None,
+            None,
+            ids,
+            at(0),
+        );
+        let firing = evolve_alert(AlertState::default(), &first.alert, at(0));
+        let signal = alert_signal(false);
+        let receipt = decide_receipt(
+            &firing,
+            signal.clone(),
+            Some(Uuid::from_u128(1)),
+            None,
+            None,
+            ids,
+            at(60),
+        );
+        let out = receipt_outcome(receipt, &signal, None, true, at(60));
+        assert!(matches!(out.receipt, AlertEvent::AlertResolved { .. }));
+        assert_eq!((out.opened, out.group), (None, None));
+    }
+
+    fn at(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap()
+    }
+
+    fn alert_signal(firing: bool) -> crate::alert::Signal {
+        crate::alert::Signal {
+            source: "alertmanager".into(),
+            dedup_key: "fp-1".into(),
+            group_key: "{}:{alertname=\"HighLatency\"}".into(),
+            service_ref: Some("orders".into()),
+            summary: "p99 above 2s".into(),
+            severity: Severity::Critical,
+            category: Category::Application,
+            labels: Default::default(),
+            firing,
+            starts_at: at(-60),
+            ends_at: None,
+        }
     }
 
     #[test]
