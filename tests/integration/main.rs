@@ -7,6 +7,7 @@ mod api_directory;
 mod api_hostile;
 mod audit;
 mod changes;
+mod console;
 mod feed;
 mod incidents;
 mod input_guard;

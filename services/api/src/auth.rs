@@ -119,6 +119,12 @@ impl AuthConfig {
     }
 
     pub fn verify(&self, token: &str) -> Result<Actor, ApiError> {
+        self.verify_until(token).map(|(actor, _)| actor)
+    }
+
+    /// The token's caller and when it expires (Unix seconds): a console
+    /// session lasts as long as the token it was signed in with.
+    pub fn verify_until(&self, token: &str) -> Result<(Actor, u64), ApiError> {
         if token.len() > TOKEN_LEN_MAX_BYTES {
             return Err(ApiError::Unauthorized(
                 "the bearer token is too long".into(),
@@ -129,23 +135,22 @@ impl AuthConfig {
         // the leeway behind, immature while `nbf` is more than it ahead.
         let current =
             |v: &Verified| v.exp >= now.saturating_sub(LEEWAY_S) && v.nbf <= now + LEEWAY_S;
-        if let Some(hit) = self
-            .verified
-            .read()
-            .ok()
-            .and_then(|m| m.get(token).filter(|v| current(v)).map(|v| v.actor.clone()))
-        {
+        if let Some(hit) = self.verified.read().ok().and_then(|m| {
+            m.get(token)
+                .filter(|v| current(v))
+                .map(|v| (v.actor.clone(), v.exp))
+        }) {
             return Ok(hit);
         }
         let verified = self.verify_signed(token)?;
-        let actor = verified.actor.clone();
+        let found = (verified.actor.clone(), verified.exp);
         if let Ok(mut m) = self.verified.write() {
             if m.len() >= VERIFIED_TOKENS_MAX {
                 m.clear();
             }
             m.insert(token.to_owned(), verified);
         }
-        Ok(actor)
+        Ok(found)
     }
 
     fn verify_signed(&self, token: &str) -> Result<Verified, ApiError> {
@@ -221,8 +226,8 @@ impl FromRequest for Caller {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         // The route's role gate (`contract::admit`) verified the token already.
         use actix_web::HttpMessage;
-        if let Some(caller) = req.extensions().get::<Caller>() {
-            return ready(Ok(caller.clone()));
+        if let Some(caller) = req.extensions_mut().remove::<Caller>() {
+            return ready(Ok(caller));
         }
         ready(authenticate(req))
     }

@@ -151,6 +151,7 @@ impl Application {
                         .wrap(from_fn(telemetry::access_log))
                         .wrap(from_fn(opsledger_api::problem::problem_middleware))
                         .configure(opsledger_api::configure)
+                        .configure(opsledger_console::configure)
                         .default_service(web::to(opsledger_api::not_found));
                     // Tests only: every answer checked against the document.
                     #[cfg(feature = "conformance")]

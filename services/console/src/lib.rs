@@ -1,0 +1,34 @@
+//! The web console (SPEC §7): the two teams' queues and the pages they work
+//! tickets in, server-rendered from the same read models and command path as
+//! the API, for browsers.
+//!
+//! Owns: HTML pages and their templates, the sign-in session (a cookie
+//! holding the bearer token), CSRF tokens, the console's static assets
+//! (htmx, vendored: the console works on a network with no internet).
+//!
+//! Must never import: SQL or SMTP. Pages read through `store`'s read-model
+//! queries and act through `app`, like the API's handlers.
+//!
+//! Security (SPEC §11 S3): every page carries a Content-Security-Policy that
+//! allows scripts from this origin only, so no stored text can run as
+//! script; templates escape every value; every form carries a CSRF token
+//! checked against a cookie of its own (double submit); both cookies are
+//! HttpOnly and SameSite=Strict, and Secure behind TLS.
+
+mod assets;
+mod pages;
+mod session;
+mod view;
+
+use actix_web::web;
+
+/// Registers the console's routes. The API's routes are under `/api` and a
+/// few fixed paths, so these do not overlap them.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(pages::home))
+        .route("/signin", web::get().to(session::signin_form))
+        .route("/signin", web::post().to(session::signin))
+        .route("/signout", web::post().to(session::signout))
+        .route("/console/queues/{team}", web::get().to(pages::queue))
+        .route("/assets/{name}", web::get().to(assets::serve));
+}

@@ -1,0 +1,269 @@
+//! The web console over HTTP: signing in with a token, the session and CSRF
+//! cookies, the security headers, and a queue page that shows stored text
+//! as text. (Browser tests drive it in Chromium separately.)
+
+use opsledger_domain::access::Role;
+use opsledger_testkit::{spawn_app, TestApp};
+use opsledger_tests::eventually;
+use reqwest::header::{CONTENT_SECURITY_POLICY, LOCATION, SET_COOKIE};
+use reqwest::StatusCode;
+use serde_json::json;
+
+/// The `name=value` of a `Set-Cookie` for `name`, with its attributes.
+fn set_cookie(res: &reqwest::Response, name: &str) -> Option<String> {
+    res.headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(str::to_owned)
+}
+
+fn value(set_cookie: &str) -> String {
+    set_cookie
+        .split(';')
+        .next()
+        .and_then(|kv| kv.split_once('='))
+        .map(|(_, v)| v.to_owned())
+        .unwrap()
+}
+
+/// Signs in with `token`; returns the `Cookie` header a browser then sends.
+async fn sign_in(app: &TestApp, token: &str) -> String {
+    let form = app.http.get(app.url("/signin")).send().await.unwrap();
+    assert_eq!(form.status(), StatusCode::OK);
+    let csrf = value(&set_cookie(&form, "opsledger_csrf").expect("a CSRF cookie"));
+    let page = form.text().await.unwrap();
+    assert!(
+        page.contains(&format!("value=\"{csrf}\"")),
+        "the form carries it"
+    );
+    let res = app
+        .http
+        .post(app.url("/signin"))
+        .header("cookie", format!("opsledger_csrf={csrf}"))
+        .form(&[("token", token), ("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "{:?}",
+        res.text().await
+    );
+    let session = set_cookie(&res, "opsledger_session").expect("a session cookie");
+    format!(
+        "opsledger_csrf={csrf}; opsledger_session={}",
+        value(&session)
+    )
+}
+
+#[tokio::test]
+async fn signing_in_with_a_token_sets_a_strict_http_only_session_that_expires_with_it() {
+    let app = spawn_app().await;
+    // Not signed in: every page sends the browser to sign in.
+    for path in ["/", "/console/queues/operations"] {
+        let res = app.http.get(app.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(res.headers()[LOCATION], "/signin");
+    }
+    let form = app.http.get(app.url("/signin")).send().await.unwrap();
+    let csp = form.headers()[CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    let csrf_cookie = set_cookie(&form, "opsledger_csrf").unwrap();
+    assert!(csrf_cookie.contains("HttpOnly") && csrf_cookie.contains("SameSite=Strict"));
+    let csrf = value(&csrf_cookie);
+
+    // A token that does not verify is refused on the page, and sets nothing.
+    let res = app
+        .http
+        .post(app.url("/signin"))
+        .header("cookie", format!("opsledger_csrf={csrf}"))
+        .form(&[("token", "not-a-token"), ("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(set_cookie(&res, "opsledger_session").is_none());
+
+    // A form without this browser's CSRF token is refused.
+    let token = app.token_for(app.tenant, "olga", &[Role::Operator], None);
+    let res = app
+        .http
+        .post(app.url("/signin"))
+        .form(&[("token", token.as_str()), ("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "no CSRF cookie");
+    let res = app
+        .http
+        .post(app.url("/signin"))
+        .header("cookie", format!("opsledger_csrf={csrf}"))
+        .form(&[("token", token.as_str()), ("csrf", "someone-elses")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "another token");
+
+    let res = app
+        .http
+        .post(app.url("/signin"))
+        .header("cookie", format!("opsledger_csrf={csrf}"))
+        .form(&[("token", token.as_str()), ("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let session = set_cookie(&res, "opsledger_session").unwrap();
+    assert!(session.contains("HttpOnly"), "{session}");
+    assert!(session.contains("SameSite=Strict"), "{session}");
+    assert!(
+        !session.contains("Secure"),
+        "plain HTTP on loopback: {session}"
+    );
+    let max_age: i64 = session
+        .split(';')
+        .find_map(|a| a.trim().strip_prefix("Max-Age="))
+        .expect("it expires")
+        .parse()
+        .unwrap();
+    // The harness's tokens last ten minutes.
+    assert!(
+        (540..=600).contains(&max_age),
+        "as long as the token: {max_age}"
+    );
+    let cookies = format!(
+        "opsledger_csrf={csrf}; opsledger_session={}",
+        value(&session)
+    );
+    let home = app
+        .http
+        .get(app.url("/"))
+        .header("cookie", &cookies)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(home.headers()[LOCATION], "/console/queues/operations");
+
+    // Signing out needs the CSRF token too, and removes the session.
+    let res = app
+        .http
+        .post(app.url("/signout"))
+        .header("cookie", &cookies)
+        .form(&[("csrf", "")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = app
+        .http
+        .post(app.url("/signout"))
+        .header("cookie", &cookies)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let gone = set_cookie(&res, "opsledger_session").unwrap();
+    assert!(gone.contains("Max-Age=0"), "{gone}");
+}
+
+#[tokio::test]
+async fn the_queue_page_lists_open_incidents_oldest_first_and_shows_stored_markup_as_text() {
+    let app = spawn_app().await;
+    let admin = app.token(&[Role::Admin]);
+    let client = app
+        .post("/api/v1/clients", &admin, &json!({ "name": "C" }))
+        .await;
+    let client: serde_json::Value = client.json().await.unwrap();
+    let service = app
+        .post(
+            "/api/v1/services",
+            &admin,
+            &json!({ "client_id": client["id"], "name": "shop", "sla_target_pct": 99.9, "notice_period_h": 1 }),
+        )
+        .await;
+    let service: serde_json::Value = service.json().await.unwrap();
+    for title in ["<script>alert(1)</script> checkout down", "search slow"] {
+        let res = app
+            .post(
+                "/api/v1/incidents",
+                &admin,
+                &json!({ "title": title, "service_id": service["id"], "severity": "error" }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+    }
+    let operator = app.token_for(app.tenant, "olga", &[Role::Operator], None);
+    let cookies = sign_in(&app, &operator).await;
+    let page = eventually("both incidents are queued", || async {
+        let res = app
+            .http
+            .get(app.url("/console/queues/operations"))
+            .header("cookie", &cookies)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(res.headers().contains_key(CONTENT_SECURITY_POLICY));
+        let text = res.text().await.unwrap();
+        text.contains("search slow").then_some(text)
+    })
+    .await;
+    assert!(page.contains("&lt;script&gt;alert(1)"), "escaped");
+    assert!(!page.contains("<script>alert(1)"), "never as markup");
+    let first = page.find("checkout down").unwrap();
+    let second = page.find("search slow").unwrap();
+    assert!(first < second, "oldest first");
+
+    // A client user is not shown the teams' queues.
+    let client_user = app.token_for(
+        app.tenant,
+        "kim",
+        &[Role::Client],
+        client["id"].as_str().map(|s| s.parse().unwrap()),
+    );
+    let cookies = sign_in(&app, &client_user).await;
+    let res = app
+        .http
+        .get(app.url("/console/queues/operations"))
+        .header("cookie", &cookies)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn the_console_serves_its_scripts_itself() {
+    let app = spawn_app().await;
+    for (name, marker) in [
+        ("htmx.min.js", "htmx"),
+        ("console.js", "keydown"),
+        ("console.css", "body"),
+    ] {
+        let res = app
+            .http
+            .get(app.url(&format!("/assets/{name}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{name}");
+        assert!(res.text().await.unwrap().contains(marker), "{name}");
+    }
+    let res = app
+        .http
+        .get(app.url("/assets/nothing.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
