@@ -267,3 +267,135 @@ async fn the_console_serves_its_scripts_itself() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
+
+/// The version a page's action forms carry.
+fn version_in(page: &str) -> String {
+    let at = page
+        .find("name=\"version\" value=\"")
+        .expect("an action form")
+        + 22;
+    page[at..].split('"').next().unwrap().to_owned()
+}
+
+fn csrf_of(cookies: &str) -> String {
+    cookies
+        .split("; ")
+        .find_map(|c| c.strip_prefix("opsledger_csrf="))
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn an_incident_is_acknowledged_from_its_page_and_a_stale_click_shows_what_changed() {
+    let app = spawn_app().await;
+    let admin = app.token(&[Role::Admin]);
+    let res = app
+        .post(
+            "/api/v1/incidents",
+            &admin,
+            &json!({ "title": "checkout down", "severity": "error" }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let incident: serde_json::Value = res.json().await.unwrap();
+    let id = incident["id"].as_str().unwrap().to_owned();
+    let olga = sign_in(
+        &app,
+        &app.token_for(app.tenant, "olga", &[Role::Operator], None),
+    )
+    .await;
+    let page_of = |cookies: String| {
+        let app = &app;
+        let id = id.clone();
+        async move {
+            let res = app
+                .http
+                .get(app.url(&format!("/console/incidents/{id}")))
+                .header("cookie", cookies)
+                .send()
+                .await
+                .unwrap();
+            (res.status(), res.text().await.unwrap())
+        }
+    };
+    let (status, page) = page_of(olga.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("data-status=\"triggered\""), "{page}");
+    assert!(page.contains(">Acknowledge</button>"));
+    let seen = version_in(&page);
+
+    // Someone else acknowledges first (through the API).
+    let res = app
+        .post(
+            &format!("/api/v1/incidents/{id}/acknowledge"),
+            &admin,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+
+    // Olga's click, on the version her page showed, is refused and shows
+    // the incident as it is now, with what she may still do.
+    let click = |action: &'static str, version: String| {
+        let app = &app;
+        let id = id.clone();
+        let olga = olga.clone();
+        async move {
+            app.http
+                .post(app.url(&format!("/console/incidents/{id}/{action}")))
+                .header("cookie", &olga)
+                .header("accept", "text/html")
+                .form(&[("csrf", csrf_of(&olga)), ("version", version)])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let res = click("acknowledge", seen.clone()).await;
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("Someone else acted first"), "{page}");
+    assert!(page.contains("data-status=\"acknowledged\""));
+    assert!(
+        !page.contains(">Acknowledge</button>"),
+        "nothing left to acknowledge"
+    );
+    let now = version_in(&page);
+    assert_ne!(now, seen);
+
+    // Resolving on the version now shown works, and the page says so.
+    let res = click("resolve", now).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let (_, page) = page_of(olga.clone()).await;
+    assert!(page.contains("data-status=\"resolved\""), "{page}");
+    let api: serde_json::Value = app
+        .get(&format!("/api/v1/incidents/{id}"), &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(api["status"], "resolved");
+
+    // A click without the CSRF token does nothing.
+    let res = app
+        .http
+        .post(app.url(&format!("/console/incidents/{id}/close")))
+        .header("cookie", &olga)
+        .form(&[("csrf", "forged"), ("version", "9")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        res.headers()["content-type"],
+        "application/problem+json",
+        "a client that does not ask for HTML gets a problem"
+    );
+    let api: serde_json::Value = app
+        .get(&format!("/api/v1/incidents/{id}"), &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(api["status"], "resolved");
+}

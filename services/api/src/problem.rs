@@ -368,7 +368,12 @@ pub async fn problem_middleware(
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_CONTENT_TYPE.as_bytes()));
-    let mut res = if status.as_u16() >= 400 && !is_problem {
+    // The console's pages say what went wrong in HTML, for a person.
+    let is_page = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    let mut res = if status.as_u16() >= 400 && !is_problem && !is_page {
         let detail = match status {
             StatusCode::NOT_FOUND => format!("there is no resource at {path}"),
             StatusCode::METHOD_NOT_ALLOWED => format!("{method} is not allowed on {path}"),

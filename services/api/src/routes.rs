@@ -12,6 +12,23 @@ use crate::{
     integrations, proposals, reports, roster, runbooks, system, windows, work, worklog,
 };
 
+/// The roles of the route `method path` (its template, as the table names
+/// it): the console acts with the API's roles.
+pub fn roles_of(method: &Method, path: &str) -> Option<&'static [Role]> {
+    static ROLES: std::sync::OnceLock<Vec<(Method, &'static str, &'static [Role])>> =
+        std::sync::OnceLock::new();
+    ROLES
+        .get_or_init(|| {
+            table()
+                .into_iter()
+                .map(|e| (e.method, e.path, e.roles))
+                .collect()
+        })
+        .iter()
+        .find(|(m, p, _)| m == method && *p == path)
+        .map(|(_, _, roles)| *roles)
+}
+
 /// Every route the server exposes, in the order actix tries them: where it
 /// is, what runs it, who may call it, and its OpenAPI operation. `configure`
 /// registers exactly these and gates each on its roles, and

@@ -16,6 +16,7 @@
 //! HttpOnly and SameSite=Strict, and Secure behind TLS.
 
 mod assets;
+mod incident;
 mod pages;
 mod session;
 mod view;
@@ -30,5 +31,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/signin", web::post().to(session::signin))
         .route("/signout", web::post().to(session::signout))
         .route("/console/queues/{team}", web::get().to(pages::queue))
+        .route("/console/incidents/{id}", web::get().to(incident::page))
+        .route(
+            "/console/incidents/{id}/{action}",
+            web::post().to(incident::act),
+        )
         .route("/assets/{name}", web::get().to(assets::serve));
 }

@@ -58,7 +58,7 @@ pub async fn queue(
     let team = match team.as_str() {
         "operations" => "operations",
         "maintenance" => "maintenance",
-        _ => return not_found(&req),
+        _ => return view::not_found(&req),
     };
     if !actor.has_any(STAFF) {
         return view::refused(&req, "the queues are the teams' own");
@@ -67,7 +67,7 @@ pub async fn queue(
         Ok(rows) => rows,
         Err(e) => {
             tracing::error!(error = %e, "reading a queue failed");
-            return unavailable(&req);
+            return view::unavailable(&req);
         }
     };
     let (csrf, _) = csrf_token(&req);
@@ -132,26 +132,6 @@ fn duration(seconds: i64) -> String {
         (0, _) => format!("{h}h {m}m"),
         _ => format!("{d}d {h}h"),
     }
-}
-
-fn not_found(req: &HttpRequest) -> HttpResponse {
-    let mut res = view::page(
-        req,
-        "message.html",
-        minijinja::context! { title => "Not found", message => "There is no such page." },
-    );
-    *res.status_mut() = actix_web::http::StatusCode::NOT_FOUND;
-    res
-}
-
-fn unavailable(req: &HttpRequest) -> HttpResponse {
-    let mut res = view::page(
-        req,
-        "message.html",
-        minijinja::context! { title => "Unavailable", message => "The database did not answer; try again shortly." },
-    );
-    *res.status_mut() = actix_web::http::StatusCode::SERVICE_UNAVAILABLE;
-    res
 }
 
 #[cfg(test)]

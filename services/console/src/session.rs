@@ -87,6 +87,12 @@ pub async fn signin(
             ));
             res
         }
+        Err(e) if !view::wants_html(&req) => view::failed(
+            &req,
+            actix_web::http::StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            &e.to_string(),
+        ),
         Err(e) => {
             let (csrf, _) = csrf_token(&req);
             let mut res = view::page(

@@ -24,6 +24,7 @@ fn env() -> &'static Environment<'static> {
             ("signin.html", include_str!("../templates/signin.html")),
             ("queue.html", include_str!("../templates/queue.html")),
             ("message.html", include_str!("../templates/message.html")),
+            ("incident.html", include_str!("../templates/incident.html")),
         ] {
             env.add_template(name, text)
                 .unwrap_or_else(|e| panic!("template {name}: {e}"));
@@ -46,15 +47,57 @@ pub fn page(_req: &HttpRequest, template: &str, context: minijinja::Value) -> Ht
     }
 }
 
-/// A page that says why a request was refused (403).
-pub fn refused(req: &HttpRequest, why: &str) -> HttpResponse {
+/// Whether the client asked for HTML (a browser does). Anything else is
+/// answered a refusal as an RFC 9457 problem, as the API answers.
+pub fn wants_html(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"))
+}
+
+/// What went wrong, as a page with `title` for a browser, as a problem
+/// otherwise.
+pub fn failed(req: &HttpRequest, status: StatusCode, title: &str, message: &str) -> HttpResponse {
+    if !wants_html(req) {
+        let slug = title.to_lowercase().replace(' ', "-");
+        return opsledger_api::problem::problem_response(
+            status,
+            opsledger_api::problem::problem_body(status, &slug, message),
+        );
+    }
     let mut res = page(
         req,
         "message.html",
-        minijinja::context! { title => "Refused", message => why },
+        minijinja::context! { title => title, message => message },
     );
-    *res.status_mut() = StatusCode::FORBIDDEN;
+    *res.status_mut() = status;
     res
+}
+
+/// A page that says why a request was refused (403).
+pub fn refused(req: &HttpRequest, why: &str) -> HttpResponse {
+    failed(req, StatusCode::FORBIDDEN, "Refused", why)
+}
+
+/// The page for an unknown incident, change or path (404).
+pub fn not_found(req: &HttpRequest) -> HttpResponse {
+    failed(
+        req,
+        StatusCode::NOT_FOUND,
+        "Not found",
+        "There is no such page.",
+    )
+}
+
+/// The page when the database does not answer (503).
+pub fn unavailable(req: &HttpRequest) -> HttpResponse {
+    failed(
+        req,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Unavailable",
+        "The database did not answer; try again shortly.",
+    )
 }
 
 fn html_response(status: StatusCode, html: String) -> HttpResponse {
@@ -72,7 +115,13 @@ mod tests {
     #[test]
     fn every_template_compiles() {
         let env = super::env();
-        for name in ["base.html", "signin.html", "queue.html", "message.html"] {
+        for name in [
+            "base.html",
+            "signin.html",
+            "queue.html",
+            "message.html",
+            "incident.html",
+        ] {
             assert!(env.get_template(name).is_ok(), "{name}");
         }
     }

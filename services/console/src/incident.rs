@@ -1,0 +1,185 @@
+//! The incident page and its one-click actions. An action is sent with the
+//! version the page showed (as `If-Match`): when someone else acted first,
+//! the page says what the incident is now and offers the action again on
+//! that version.
+
+use actix_web::http::{Method, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use opsledger_api::AppState;
+use opsledger_app::run::{self, Asked, RunError};
+use opsledger_domain::access::{Actor, Role};
+use opsledger_domain::incident::{Command, Incident, Status};
+use opsledger_domain::Metadata;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::session::{csrf_ok, csrf_token, see_other, viewer};
+use crate::view;
+
+/// Who reads incident pages here (the client's view comes separately).
+const STAFF: &[Role] = &[
+    Role::Operator,
+    Role::Maintainer,
+    Role::Approver,
+    Role::Auditor,
+    Role::Admin,
+];
+
+/// The one-click actions: what the button says, the command, and the API
+/// route whose roles it takes.
+const ACTIONS: &[(&str, &str)] = &[
+    ("acknowledge", "Acknowledge"),
+    ("resolve", "Resolve"),
+    ("close", "Close"),
+];
+
+fn command_of(action: &str) -> Option<Command> {
+    match action {
+        "acknowledge" => Some(Command::Acknowledge),
+        "resolve" => Some(Command::Resolve),
+        "close" => Some(Command::Close),
+        _ => None,
+    }
+}
+
+/// The actions the incident's status allows, for its buttons.
+fn offered(status: Status) -> &'static [&'static str] {
+    match status {
+        Status::Triggered => &["acknowledge", "resolve"],
+        Status::Acknowledged | Status::Mitigated => &["resolve"],
+        Status::Resolved => &["close"],
+        Status::Closed => &[],
+    }
+}
+
+/// Whether `actor` may take `action`: the roles of the API's route for it.
+fn may(actor: &Actor, action: &str) -> bool {
+    let path = format!("/api/v1/incidents/{{id}}/{action}");
+    opsledger_api::routes::roles_of(&Method::POST, &path).is_some_and(|r| actor.has_any(r))
+}
+
+pub async fn page(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> HttpResponse {
+    let Some(actor) = viewer(&req) else {
+        return see_other("/signin");
+    };
+    if !actor.has_any(STAFF) {
+        return view::refused(&req, "incident pages are the teams' own");
+    }
+    let Ok(id) = id.parse::<Uuid>() else {
+        return view::not_found(&req);
+    };
+    render(&req, &state, &actor, id, None).await
+}
+
+/// The page of incident `id`, with `notice` (what became of an action) above.
+async fn render(
+    req: &HttpRequest,
+    state: &AppState,
+    actor: &Actor,
+    id: Uuid,
+    notice: Option<String>,
+) -> HttpResponse {
+    let (incident, version) =
+        match run::load::<Incident>(state.ledger(), actor.tenant_id, id, None).await {
+            Ok((Some(i), v, _)) => (i, v),
+            Ok((None, _, _)) => return view::not_found(req),
+            Err(e) => {
+                tracing::error!(error = %e, "reading an incident failed");
+                return view::unavailable(req);
+            }
+        };
+    let actions: Vec<(&str, &str)> = offered(incident.status)
+        .iter()
+        .filter(|a| may(actor, a))
+        .filter_map(|a| ACTIONS.iter().find(|(n, _)| n == a).copied())
+        .collect();
+    if let (Some(notice), false) = (&notice, crate::view::wants_html(req)) {
+        return view::failed(req, StatusCode::CONFLICT, "Conflict", notice);
+    }
+    let (csrf, _) = csrf_token(req);
+    let mut res = view::page(
+        req,
+        "incident.html",
+        minijinja::context! {
+            incident => incident,
+            status => incident.status.as_str(),
+            version => version,
+            actions => actions,
+            notice => notice,
+            csrf => csrf,
+            subject => actor.subject,
+        },
+    );
+    if notice.is_some() {
+        *res.status_mut() = StatusCode::CONFLICT;
+    }
+    res
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Act {
+    pub csrf: String,
+    /// The version the page showed.
+    pub version: i64,
+}
+
+/// `POST /console/incidents/{id}/{action}`.
+pub async fn act(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    form: web::Form<Act>,
+) -> HttpResponse {
+    let Some(actor) = viewer(&req) else {
+        return see_other("/signin");
+    };
+    if !csrf_ok(&req, &form.csrf) {
+        return view::refused(
+            &req,
+            "the form's CSRF token is missing or not this browser's",
+        );
+    }
+    let (id, action) = path.into_inner();
+    let (Ok(id), Some(command)) = (id.parse::<Uuid>(), command_of(&action)) else {
+        return view::not_found(&req);
+    };
+    if !may(&actor, &action) {
+        return view::refused(&req, &format!("your roles do not allow {action}"));
+    }
+    let asked = Asked {
+        tenant: actor.tenant_id,
+        meta: Metadata {
+            actor: actor.subject.clone(),
+            role: actor.primary_role().as_str().to_owned(),
+            request_id: None,
+            correlation_id: None,
+            causation_id: None,
+            source: "console".into(),
+        },
+        if_match: Some(form.version),
+        key: None,
+    };
+    match opsledger_app::incidents::execute(state.ledger(), asked, id, command).await {
+        Ok(_) => see_other(&format!("/console/incidents/{id}")),
+        Err(RunError::NotFound { .. }) => view::not_found(&req),
+        Err(RunError::Stale { state: now, .. }) => {
+            let notice = format!(
+                "Someone else acted first: the incident is {now} now, and your {action} was not applied. \
+                 Here it is as it stands; act again if it still needs it."
+            );
+            render(&req, &state, &actor, id, Some(notice)).await
+        }
+        Err(e @ RunError::Rejected { .. }) if e.is_conflict() => {
+            let notice = format!("{action} does not apply now: {e}");
+            render(&req, &state, &actor, id, Some(notice)).await
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "an incident action failed");
+            view::unavailable(&req)
+        }
+    }
+}
