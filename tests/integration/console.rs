@@ -399,3 +399,78 @@ async fn an_incident_is_acknowledged_from_its_page_and_a_stale_click_shows_what_
         .unwrap();
     assert_eq!(api["status"], "resolved");
 }
+
+/// The queue page is live: its rows come again over Server-Sent Events
+/// whenever they change, so a new incident appears without a reload.
+#[tokio::test]
+async fn a_new_incident_reaches_an_open_queue_page_without_a_reload() {
+    let app = spawn_app().await;
+    let admin = app.token(&[Role::Admin]);
+    let open = |title: &'static str| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            let res = app
+                .post(
+                    "/api/v1/incidents",
+                    &admin,
+                    &json!({ "title": title, "severity": "warning" }),
+                )
+                .await;
+            assert_eq!(res.status(), StatusCode::CREATED);
+        }
+    };
+    open("disk filling on db-1").await;
+    let cookies = sign_in(
+        &app,
+        &app.token_for(app.tenant, "olga", &[Role::Operator], None),
+    )
+    .await;
+    let page = app
+        .http
+        .get(app.url("/console/queues/operations"))
+        .header("cookie", &cookies)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("sse-connect=\"/console/queues/operations/live\""));
+
+    let mut live = app
+        .http
+        .get(app.url("/console/queues/operations/live"))
+        .header("cookie", &cookies)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), StatusCode::OK);
+    assert_eq!(live.headers()["content-type"], "text/event-stream");
+    let mut heard = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut opened_second = false;
+    while !heard.contains("payments timing out") {
+        let chunk = tokio::time::timeout_at(deadline, live.chunk())
+            .await
+            .expect("the new incident is sent within the deadline")
+            .unwrap()
+            .expect("the stream stays open");
+        heard.push_str(&String::from_utf8_lossy(&chunk));
+        if !opened_second && heard.contains("disk filling on db-1") {
+            assert!(heard.starts_with("event: queue\ndata: "), "{heard}");
+            opened_second = true;
+            open("payments timing out").await;
+        }
+    }
+    assert!(opened_second, "the first rows came first");
+
+    // Without a session the stream is refused, not opened.
+    let res = app
+        .http
+        .get(app.url("/console/queues/operations/live"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+}

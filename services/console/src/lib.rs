@@ -31,6 +31,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/signin", web::post().to(session::signin))
         .route("/signout", web::post().to(session::signout))
         .route("/console/queues/{team}", web::get().to(pages::queue))
+        .route(
+            "/console/queues/{team}/live",
+            web::get().to(pages::queue_live),
+        )
         .route("/console/incidents/{id}", web::get().to(incident::page))
         .route(
             "/console/incidents/{id}/{action}",

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::session::{csrf_token, see_other, viewer};
 use crate::view;
+use crate::view::fragment;
 
 /// Who works the queues.
 const STAFF: &[Role] = &[
@@ -121,6 +122,87 @@ async fn rows(
     rows.sort_by(|a, b| (a.opened_at, &a.id).cmp(&(b.opened_at, &b.id)));
     rows.truncate(QUEUE_LEN as usize);
     Ok(rows)
+}
+
+/// How often a live queue looks at the read model again.
+const LIVE_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+/// A comment frame this often keeps proxies from closing a quiet stream.
+const LIVE_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// `/console/queues/{team}/live`: the queue's rows as Server-Sent Events,
+/// sent again whenever they change (htmx swaps them into the page), so a new
+/// incident appears without a reload.
+pub async fn queue_live(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    team: web::Path<String>,
+) -> HttpResponse {
+    let Some(actor) = viewer(&req) else {
+        return view::failed(
+            &req,
+            actix_web::http::StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "sign in first",
+        );
+    };
+    let team: &'static str = match team.as_str() {
+        "operations" => "operations",
+        "maintenance" => "maintenance",
+        _ => return view::not_found(&req),
+    };
+    if !actor.has_any(STAFF) {
+        return view::refused(&req, "the queues are the teams' own");
+    }
+    struct Live {
+        state: web::Data<AppState>,
+        actor: Actor,
+        last: Option<String>,
+        quiet_since: tokio::time::Instant,
+    }
+    let start = Live {
+        state,
+        actor,
+        last: None,
+        quiet_since: tokio::time::Instant::now(),
+    };
+    let frames = futures_util::stream::unfold(start, move |mut live| async move {
+        loop {
+            if live.last.is_some() {
+                tokio::time::sleep(LIVE_POLL).await;
+            }
+            let html = match rows(&live.state, &live.actor, team).await {
+                Ok(rows) => fragment("queue_rows.html", minijinja::context! { rows => rows }),
+                Err(e) => {
+                    tracing::debug!(error = %e, "a live queue read failed");
+                    None
+                }
+            };
+            if let Some(html) = html.filter(|h| live.last.as_ref() != Some(h)) {
+                let mut frame = String::from("event: queue\n");
+                for line in html.lines() {
+                    frame.push_str("data: ");
+                    frame.push_str(line);
+                    frame.push('\n');
+                }
+                frame.push('\n');
+                live.last = Some(html);
+                live.quiet_since = tokio::time::Instant::now();
+                return Some((Ok::<_, std::io::Error>(web::Bytes::from(frame)), live));
+            }
+            if live.last.is_none() {
+                // Nothing could be read yet: wait before the first try again.
+                live.last = Some(String::new());
+            }
+            if live.quiet_since.elapsed() >= LIVE_HEARTBEAT {
+                live.quiet_since = tokio::time::Instant::now();
+                return Some((Ok(web::Bytes::from_static(b": heartbeat\n\n")), live));
+            }
+        }
+    });
+    HttpResponse::Ok()
+        .insert_header((actix_web::http::header::CONTENT_TYPE, "text/event-stream"))
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .streaming(frames)
 }
 
 /// `3d 4h`, `2h 5m`, `4m`: how long, to the unit that matters.

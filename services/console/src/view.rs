@@ -25,12 +25,25 @@ fn env() -> &'static Environment<'static> {
             ("queue.html", include_str!("../templates/queue.html")),
             ("message.html", include_str!("../templates/message.html")),
             ("incident.html", include_str!("../templates/incident.html")),
+            (
+                "queue_rows.html",
+                include_str!("../templates/queue_rows.html"),
+            ),
         ] {
             env.add_template(name, text)
                 .unwrap_or_else(|e| panic!("template {name}: {e}"));
         }
         env
     })
+}
+
+/// `template` rendered with `context`: a part of a page (a list's rows).
+pub fn fragment(template: &str, context: minijinja::Value) -> Option<String> {
+    env()
+        .get_template(template)
+        .and_then(|t| t.render(context))
+        .map_err(|e| tracing::error!(template, error = %e, "a console fragment failed to render"))
+        .ok()
 }
 
 /// `template` rendered with `context` as a page.
