@@ -8,6 +8,7 @@ mod api_hostile;
 mod audit;
 mod changes;
 mod console;
+mod console_browser;
 mod feed;
 mod incidents;
 mod input_guard;

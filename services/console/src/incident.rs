@@ -53,7 +53,7 @@ fn offered(status: Status) -> &'static [&'static str] {
 }
 
 /// Whether `actor` may take `action`: the roles of the API's route for it.
-fn may(actor: &Actor, action: &str) -> bool {
+pub(crate) fn may(actor: &Actor, action: &str) -> bool {
     let path = format!("/api/v1/incidents/{{id}}/{action}");
     opsledger_api::routes::roles_of(&Method::POST, &path).is_some_and(|r| actor.has_any(r))
 }
@@ -127,6 +127,24 @@ pub struct Act {
     pub version: i64,
 }
 
+/// A command as the console gives it: by the signed-in user, on the version
+/// the page showed (`None`: as the record stands).
+pub(crate) fn asked(actor: &Actor, if_match: Option<i64>) -> Asked {
+    Asked {
+        tenant: actor.tenant_id,
+        meta: Metadata {
+            actor: actor.subject.clone(),
+            role: actor.primary_role().as_str().to_owned(),
+            request_id: None,
+            correlation_id: None,
+            causation_id: None,
+            source: "console".into(),
+        },
+        if_match,
+        key: None,
+    }
+}
+
 /// `POST /console/incidents/{id}/{action}`.
 pub async fn act(
     req: HttpRequest,
@@ -150,20 +168,14 @@ pub async fn act(
     if !may(&actor, &action) {
         return view::refused(&req, &format!("your roles do not allow {action}"));
     }
-    let asked = Asked {
-        tenant: actor.tenant_id,
-        meta: Metadata {
-            actor: actor.subject.clone(),
-            role: actor.primary_role().as_str().to_owned(),
-            request_id: None,
-            correlation_id: None,
-            causation_id: None,
-            source: "console".into(),
-        },
-        if_match: Some(form.version),
-        key: None,
-    };
-    match opsledger_app::incidents::execute(state.ledger(), asked, id, command).await {
+    match opsledger_app::incidents::execute(
+        state.ledger(),
+        asked(&actor, Some(form.version)),
+        id,
+        command,
+    )
+    .await
+    {
         Ok(_) => see_other(&format!("/console/incidents/{id}")),
         Err(RunError::NotFound { .. }) => view::not_found(&req),
         Err(RunError::Stale { state: now, .. }) => {

@@ -35,6 +35,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/console/queues/{team}/live",
             web::get().to(pages::queue_live),
         )
+        .route(
+            "/console/queues/{team}/acknowledge",
+            web::post().to(pages::acknowledge_selected),
+        )
         .route("/console/incidents/{id}", web::get().to(incident::page))
         .route(
             "/console/incidents/{id}/{action}",

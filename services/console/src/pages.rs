@@ -124,6 +124,73 @@ async fn rows(
     Ok(rows)
 }
 
+/// Incidents one bulk acknowledge takes at most (a storm's page).
+const BULK_MAX: usize = 200;
+
+/// `POST /console/queues/{team}/acknowledge`: acknowledges the incidents
+/// ticked in the queue (an alert storm's), each as it stands; those someone
+/// acknowledged meanwhile are left as they are. Back to the queue.
+pub async fn acknowledge_selected(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    team: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    let Some(actor) = viewer(&req) else {
+        return see_other("/signin");
+    };
+    // Repeated `ids` fields: read as pairs, not into a struct.
+    let mut csrf = String::new();
+    let mut ids = Vec::new();
+    for (k, v) in form_urlencoded::parse(&body) {
+        match k.as_ref() {
+            "csrf" => csrf = v.into_owned(),
+            "ids" => ids.push(v.into_owned()),
+            _ => {}
+        }
+    }
+    if !crate::session::csrf_ok(&req, &csrf) {
+        return view::refused(
+            &req,
+            "the form's CSRF token is missing or not this browser's",
+        );
+    }
+    if !crate::incident::may(&actor, "acknowledge") {
+        return view::refused(&req, "your roles do not allow acknowledge");
+    }
+    if ids.len() > BULK_MAX {
+        return view::failed(
+            &req,
+            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "Too many",
+            &format!("at most {BULK_MAX} incidents at once"),
+        );
+    }
+    for id in ids {
+        let Ok(id) = id.parse::<uuid::Uuid>() else {
+            continue;
+        };
+        let asked = crate::incident::asked(&actor, None);
+        let command = opsledger_domain::incident::Command::Acknowledge;
+        match opsledger_app::incidents::execute(state.ledger(), asked, id, command).await {
+            Ok(_) => {}
+            // Acknowledged (or further along) by someone else, or gone.
+            Err(e) if e.is_conflict() => {}
+            Err(opsledger_app::run::RunError::NotFound { .. }) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "a bulk acknowledge failed");
+                return view::unavailable(&req);
+            }
+        }
+    }
+    let team = if team.as_str() == "maintenance" {
+        "maintenance"
+    } else {
+        "operations"
+    };
+    see_other(&format!("/console/queues/{team}"))
+}
+
 /// How often a live queue looks at the read model again.
 const LIVE_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 /// A comment frame this often keeps proxies from closing a quiet stream.
