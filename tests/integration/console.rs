@@ -368,6 +368,14 @@ async fn an_incident_is_acknowledged_from_its_page_and_a_stale_click_shows_what_
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let (_, page) = page_of(olga.clone()).await;
     assert!(page.contains("data-status=\"resolved\""), "{page}");
+    // The timeline says who did what, oldest first.
+    let opened = page.find("<td>IncidentOpened</td>").expect("opened");
+    let acked = page
+        .find("<td>IncidentAcknowledged</td>")
+        .expect("acknowledged");
+    let resolved = page.find("<td>IncidentResolved</td>").expect("resolved");
+    assert!(opened < acked && acked < resolved, "oldest first");
+    assert!(page[resolved..].contains("olga (operator)"), "who resolved");
     let api: serde_json::Value = app
         .get(&format!("/api/v1/incidents/{id}"), &admin)
         .await

@@ -5,13 +5,13 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use opsledger_domain::access::{Actor, ClientScope, INCIDENT_READERS};
-use opsledger_domain::alert::{self, AlertEvent, Category, Severity};
+use opsledger_domain::alert::{Category, Severity};
 use opsledger_domain::impact::ImpactLevel;
 use opsledger_domain::incident::{
-    self, fold, Command, Evidence, Incident, IncidentEvent, MaintenanceAction, OperationsAction,
-    Status, Triage, Visibility,
+    self, fold, Command, Evidence, Incident, MaintenanceAction, OperationsAction, Status, Triage,
+    Visibility,
 };
-use opsledger_domain::{Metadata, RecordedEvent, WorkClass};
+use opsledger_domain::{Metadata, RecordedEvent};
 use opsledger_store::incidents::{self as store_inc, AlertFilter, IncidentFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -596,20 +596,7 @@ pub async fn incident_get(
     }))
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct TimelineEntry {
-    pub position: i64,
-    pub stream: String,
-    #[serde(rename = "type")]
-    pub event_type: String,
-    pub work_class: WorkClass,
-    pub occurred_at: DateTime<Utc>,
-    pub recorded_at: DateTime<Utc>,
-    pub actor: Option<String>,
-    pub role: Option<String>,
-    pub source: Option<String>,
-    pub data: Value,
-}
+pub use opsledger_app::incidents::TimelineEntry;
 
 pub async fn incident_timeline(
     state: web::Data<AppState>,
@@ -627,75 +614,15 @@ pub async fn incident_timeline(
     );
     let (_, events) = loaded?;
     let attached = attached?;
-    let mut all: Vec<RecordedEvent> = Vec::new();
-    let alert_ids: std::collections::HashSet<Uuid> = attached.iter().map(|a| a.alert_id).collect();
-    // Each alert's own events: an alert stream holds every firing cycle of
-    // its fingerprint, a year of them, of which this incident has one.
-    let ranges: Vec<opsledger_store::read::StreamRange> = attached
-        .iter()
-        .map(|a| {
-            let (first, last) = a.versions.unwrap_or((1, i64::MAX));
-            opsledger_store::read::StreamRange {
-                tenant_id: actor.tenant_id,
-                stream_id: alert::alert_stream(&a.dedup_key),
-                first,
-                last,
-            }
-        })
-        .collect();
-    let alert_events = {
-        let client = state
-            .pool
-            .get()
-            .await
-            .map_err(opsledger_store::StoreError::from)?;
-        opsledger_store::read::read_ranges(&client, &ranges).await?
-    };
-    for e in alert_events {
-        let of_this = match AlertEvent::from_stored(&e.event_type, &e.payload) {
-            Some(AlertEvent::AlertReceived { alert_id, .. })
-            | Some(AlertEvent::AlertResolved { alert_id, .. }) => alert_ids.contains(&alert_id),
-            None => false,
-        };
-        if of_this {
-            all.push(e);
-        }
-    }
     let client_view = !matches!(actor.client_scope(), ClientScope::All);
-    all.extend(events.into_iter().filter(|e| {
-        // Clients never see internal notes, nor the maintenance team's
-        // working record (findings quote logs; fixes name internals).
-        !(client_view
-            && matches!(
-                IncidentEvent::from_stored(&e.event_type, &e.payload),
-                Some(
-                    IncidentEvent::NoteAdded {
-                        visibility: Visibility::Internal,
-                        ..
-                    } | IncidentEvent::FindingRecorded { .. }
-                        | IncidentEvent::MaintenanceActionRecorded { .. }
-                )
-            ))
-    }));
-    all.sort_by_key(|e| (e.recorded_at, e.position));
-    // Two cycles of one fingerprint whose versions are not kept (rows older
-    // than the read model's versions) read their stream twice.
-    all.dedup_by_key(|e| e.position);
-    let entries: Vec<TimelineEntry> = all
-        .into_iter()
-        .map(|e| TimelineEntry {
-            position: e.position,
-            stream: e.stream_id,
-            event_type: e.event_type,
-            work_class: e.work_class,
-            occurred_at: e.occurred_at,
-            recorded_at: e.recorded_at,
-            actor: e.metadata["actor"].as_str().map(str::to_owned),
-            role: e.metadata["role"].as_str().map(str::to_owned),
-            source: e.metadata["source"].as_str().map(str::to_owned),
-            data: e.payload,
-        })
-        .collect();
+    let entries = opsledger_app::incidents::timeline(
+        state.ledger(),
+        actor.tenant_id,
+        events,
+        attached,
+        client_view,
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(crate::common::Items { items: entries }))
 }
 

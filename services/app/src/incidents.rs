@@ -156,3 +156,96 @@ pub async fn has_policy(
         None => false,
     })
 }
+
+/// One event of an incident's timeline: its own, or a receipt of an alert
+/// attached to it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TimelineEntry {
+    pub position: i64,
+    pub stream: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub work_class: opsledger_domain::WorkClass,
+    pub occurred_at: chrono::DateTime<Utc>,
+    pub recorded_at: chrono::DateTime<Utc>,
+    pub actor: Option<String>,
+    pub role: Option<String>,
+    pub source: Option<String>,
+    pub data: serde_json::Value,
+}
+
+/// An incident's timeline, oldest first: its own events (`events`, its
+/// stream as read) and the receipts of the alerts attached to it
+/// (`attached`: just the firing cycle each is in, of a stream that holds a
+/// year of them). A client's (`client_view`) leaves out internal notes and
+/// the maintenance team's working record (findings quote logs; fixes name
+/// internals).
+pub async fn timeline(
+    ledger: Ledger<'_>,
+    tenant: Uuid,
+    events: Vec<opsledger_domain::RecordedEvent>,
+    attached: Vec<opsledger_store::incidents::AttachedAlert>,
+    client_view: bool,
+) -> Result<Vec<TimelineEntry>, StoreError> {
+    use opsledger_domain::alert::AlertEvent;
+    use opsledger_domain::incident::{IncidentEvent, Visibility};
+    let alert_ids: std::collections::HashSet<Uuid> = attached.iter().map(|a| a.alert_id).collect();
+    let ranges: Vec<opsledger_store::read::StreamRange> = attached
+        .iter()
+        .map(|a| {
+            let (first, last) = a.versions.unwrap_or((1, i64::MAX));
+            opsledger_store::read::StreamRange {
+                tenant_id: tenant,
+                stream_id: alert::alert_stream(&a.dedup_key),
+                first,
+                last,
+            }
+        })
+        .collect();
+    let alert_events = {
+        let client = ledger.pool.get().await.map_err(StoreError::from)?;
+        opsledger_store::read::read_ranges(&client, &ranges).await?
+    };
+    let mut all: Vec<opsledger_domain::RecordedEvent> = alert_events
+        .into_iter()
+        .filter(
+            |e| match AlertEvent::from_stored(&e.event_type, &e.payload) {
+                Some(AlertEvent::AlertReceived { alert_id, .. })
+                | Some(AlertEvent::AlertResolved { alert_id, .. }) => alert_ids.contains(&alert_id),
+                None => false,
+            },
+        )
+        .collect();
+    all.extend(events.into_iter().filter(|e| {
+        !(client_view
+            && matches!(
+                IncidentEvent::from_stored(&e.event_type, &e.payload),
+                Some(
+                    IncidentEvent::NoteAdded {
+                        visibility: Visibility::Internal,
+                        ..
+                    } | IncidentEvent::FindingRecorded { .. }
+                        | IncidentEvent::MaintenanceActionRecorded { .. }
+                )
+            ))
+    }));
+    all.sort_by_key(|e| (e.recorded_at, e.position));
+    // Two cycles of one fingerprint whose versions are not kept (rows older
+    // than the read model's versions) read their stream twice.
+    all.dedup_by_key(|e| e.position);
+    Ok(all
+        .into_iter()
+        .map(|e| TimelineEntry {
+            position: e.position,
+            stream: e.stream_id,
+            event_type: e.event_type,
+            work_class: e.work_class,
+            occurred_at: e.occurred_at,
+            recorded_at: e.recorded_at,
+            actor: e.metadata["actor"].as_str().map(str::to_owned),
+            role: e.metadata["role"].as_str().map(str::to_owned),
+            source: e.metadata["source"].as_str().map(str::to_owned),
+            data: e.payload,
+        })
+        .collect())
+}

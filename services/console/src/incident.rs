@@ -83,15 +83,33 @@ async fn render(
     id: Uuid,
     notice: Option<String>,
 ) -> HttpResponse {
-    let (incident, version) =
-        match run::load::<Incident>(state.ledger(), actor.tenant_id, id, None).await {
-            Ok((Some(i), v, _)) => (i, v),
-            Ok((None, _, _)) => return view::not_found(req),
-            Err(e) => {
-                tracing::error!(error = %e, "reading an incident failed");
-                return view::unavailable(req);
-            }
-        };
+    let tenant = actor.tenant_id;
+    let (loaded, attached) = tokio::join!(
+        run::load::<Incident>(state.ledger(), tenant, id, None),
+        opsledger_store::incidents::alerts_of_incident(&state.pool, tenant, id)
+    );
+    let (incident, version, events) = match loaded {
+        Ok((Some(i), v, events)) => (i, v, events),
+        Ok((None, _, _)) => return view::not_found(req),
+        Err(e) => {
+            tracing::error!(error = %e, "reading an incident failed");
+            return view::unavailable(req);
+        }
+    };
+    let entries = match attached {
+        Ok(attached) => {
+            opsledger_app::incidents::timeline(state.ledger(), tenant, events, attached, false)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    let timeline: Vec<Entry> = match entries {
+        Ok(entries) => entries.into_iter().map(Entry::of).collect(),
+        Err(e) => {
+            tracing::error!(error = %e, "reading an incident's timeline failed");
+            return view::unavailable(req);
+        }
+    };
     let actions: Vec<(&str, &str)> = offered(incident.status)
         .iter()
         .filter(|a| may(actor, a))
@@ -109,6 +127,7 @@ async fn render(
             status => incident.status.as_str(),
             version => version,
             actions => actions,
+            timeline => timeline,
             notice => notice,
             csrf => csrf,
             subject => actor.subject,
@@ -118,6 +137,42 @@ async fn render(
         *res.status_mut() = StatusCode::CONFLICT;
     }
     res
+}
+
+/// A timeline row as the page shows it.
+#[derive(Debug, serde::Serialize)]
+struct Entry {
+    event_type: String,
+    recorded_at: chrono::DateTime<chrono::Utc>,
+    actor: Option<String>,
+    role: Option<String>,
+    /// What it says, in a line: a note's text, a reason, an alert's summary
+    /// and what became of it.
+    detail: String,
+}
+
+impl Entry {
+    fn of(e: opsledger_app::incidents::TimelineEntry) -> Entry {
+        let d = &e.data;
+        let detail = match e.event_type.as_str() {
+            "AlertReceived" => format!(
+                "{} ({})",
+                d["signal"]["summary"].as_str().unwrap_or(""),
+                d["decision"]["outcome"].as_str().unwrap_or("")
+            ),
+            _ => ["text", "description", "reason", "summary", "cause"]
+                .iter()
+                .find_map(|k| d[*k].as_str().map(str::to_owned))
+                .unwrap_or_default(),
+        };
+        Entry {
+            event_type: e.event_type,
+            recorded_at: e.recorded_at,
+            actor: e.actor,
+            role: e.role,
+            detail,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
