@@ -444,7 +444,7 @@ async fn a_new_incident_reaches_an_open_queue_page_without_a_reload() {
         .text()
         .await
         .unwrap();
-    assert!(page.contains("sse-connect=\"/console/queues/operations/live\""));
+    assert!(page.contains("sse-connect=\"/console/queues/operations/live?seen="));
 
     let mut live = app
         .http

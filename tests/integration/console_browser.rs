@@ -156,23 +156,27 @@ async fn an_operator_acknowledges_from_the_queue_and_another_browser_sees_it_wit
     )
     .await;
     let status_cell = format!("tr[data-id=\"{id}\"] td.status");
+    // Read again when the live list swaps the rows under a read.
     for b in [&olga, &mia] {
-        let cell = b
-            .wait()
-            .for_element(Locator::Css(&status_cell))
-            .await
-            .unwrap();
-        assert_eq!(cell.text().await.unwrap(), "triggered");
+        until("the queue shows it triggered", async || {
+            match b.find(Locator::Css(&status_cell)).await {
+                Ok(cell) => cell.text().await.is_ok_and(|t| t == "triggered"),
+                Err(_) => false,
+            }
+        })
+        .await;
     }
     let mia_was_at = mia.current_url().await.unwrap();
 
     // Olga ticks the incident and acknowledges it from the queue.
-    olga.find(Locator::Css(&format!("input[name=ids][value=\"{id}\"]")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    let tick = format!("input[name=ids][value=\"{id}\"]");
+    until("olga ticks it", async || {
+        match olga.find(Locator::Css(&tick)).await {
+            Ok(found) => found.click().await.is_ok(),
+            Err(_) => false,
+        }
+    })
+    .await;
     olga.find(Locator::Css("#acknowledge-selected"))
         .await
         .unwrap()

@@ -25,8 +25,8 @@ const STAFF: &[Role] = &[
     Role::Admin,
 ];
 
-/// The one-click actions: what the button says, the command, and the API
-/// route whose roles it takes.
+/// The one-click actions: each one's name (the last segment of the API
+/// route whose roles it takes) and what its button says.
 const ACTIONS: &[(&str, &str)] = &[
     ("acknowledge", "Acknowledge"),
     ("resolve", "Resolve"),

@@ -4,7 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use opsledger_api::AppState;
 use opsledger_domain::access::{Actor, Role};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::session::{csrf_token, see_other, viewer};
 use crate::view;
@@ -72,16 +72,36 @@ pub async fn queue(
         }
     };
     let (csrf, _) = csrf_token(&req);
+    // The live list starts from what this page shows: it sends rows only
+    // once they differ, so nothing is swapped (a box ticked) for nothing.
+    let seen = fragment("queue_rows.html", minijinja::context! { rows => &rows })
+        .map(|html| digest(&html))
+        .unwrap_or_default();
     view::page(
         &req,
         "queue.html",
         minijinja::context! {
             team => team,
             rows => rows,
+            seen => seen,
             subject => actor.subject,
             csrf => csrf,
         },
     )
+}
+
+/// A short digest of a list's rows, to tell whether they changed.
+fn digest(html: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    html.hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LiveQuery {
+    /// The digest of the rows the page shows already.
+    pub seen: Option<String>,
 }
 
 async fn rows(
@@ -203,6 +223,7 @@ pub async fn queue_live(
     req: HttpRequest,
     state: web::Data<AppState>,
     team: web::Path<String>,
+    query: web::Query<LiveQuery>,
 ) -> HttpResponse {
     let Some(actor) = viewer(&req) else {
         return view::failed(
@@ -229,7 +250,7 @@ pub async fn queue_live(
     let start = Live {
         state,
         actor,
-        last: None,
+        last: query.into_inner().seen,
         quiet_since: tokio::time::Instant::now(),
     };
     let frames = futures_util::stream::unfold(start, move |mut live| async move {
@@ -244,7 +265,7 @@ pub async fn queue_live(
                     None
                 }
             };
-            if let Some(html) = html.filter(|h| live.last.as_ref() != Some(h)) {
+            if let Some(html) = html.filter(|h| live.last.as_deref() != Some(digest(h).as_str())) {
                 let mut frame = String::from("event: queue\n");
                 for line in html.lines() {
                     frame.push_str("data: ");
@@ -252,7 +273,7 @@ pub async fn queue_live(
                     frame.push('\n');
                 }
                 frame.push('\n');
-                live.last = Some(html);
+                live.last = Some(digest(&html));
                 live.quiet_since = tokio::time::Instant::now();
                 return Some((Ok::<_, std::io::Error>(web::Bytes::from(frame)), live));
             }
