@@ -268,6 +268,25 @@ async fn the_console_serves_its_scripts_itself() {
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
 
+/// Opens an incident through the API; its id.
+pub(crate) async fn open_incident(
+    app: &TestApp,
+    token: &str,
+    title: &str,
+    severity: &str,
+) -> String {
+    let res = app
+        .post(
+            "/api/v1/incidents",
+            token,
+            &json!({ "title": title, "severity": severity }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let incident: serde_json::Value = res.json().await.unwrap();
+    incident["id"].as_str().unwrap().to_owned()
+}
+
 /// The version a page's action forms carry.
 fn version_in(page: &str) -> String {
     let at = page
@@ -289,16 +308,7 @@ fn csrf_of(cookies: &str) -> String {
 async fn an_incident_is_acknowledged_from_its_page_and_a_stale_click_shows_what_changed() {
     let app = spawn_app().await;
     let admin = app.token(&[Role::Admin]);
-    let res = app
-        .post(
-            "/api/v1/incidents",
-            &admin,
-            &json!({ "title": "checkout down", "severity": "error" }),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::CREATED);
-    let incident: serde_json::Value = res.json().await.unwrap();
-    let id = incident["id"].as_str().unwrap().to_owned();
+    let id = open_incident(&app, &admin, "checkout down", "error").await;
     let olga = sign_in(
         &app,
         &app.token_for(app.tenant, "olga", &[Role::Operator], None),
@@ -414,21 +424,7 @@ async fn an_incident_is_acknowledged_from_its_page_and_a_stale_click_shows_what_
 async fn a_new_incident_reaches_an_open_queue_page_without_a_reload() {
     let app = spawn_app().await;
     let admin = app.token(&[Role::Admin]);
-    let open = |title: &'static str| {
-        let app = &app;
-        let admin = admin.clone();
-        async move {
-            let res = app
-                .post(
-                    "/api/v1/incidents",
-                    &admin,
-                    &json!({ "title": title, "severity": "warning" }),
-                )
-                .await;
-            assert_eq!(res.status(), StatusCode::CREATED);
-        }
-    };
-    open("disk filling on db-1").await;
+    open_incident(&app, &admin, "disk filling on db-1", "warning").await;
     let cookies = sign_in(
         &app,
         &app.token_for(app.tenant, "olga", &[Role::Operator], None),
@@ -468,7 +464,7 @@ async fn a_new_incident_reaches_an_open_queue_page_without_a_reload() {
         if !opened_second && heard.contains("disk filling on db-1") {
             assert!(heard.starts_with("event: queue\ndata: "), "{heard}");
             opened_second = true;
-            open("payments timing out").await;
+            open_incident(&app, &admin, "payments timing out", "warning").await;
         }
     }
     assert!(opened_second, "the first rows came first");

@@ -2,7 +2,7 @@
 //! chromedriver (WebDriver), against the real server and PostgreSQL.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -10,10 +10,6 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use opsledger_domain::access::Role;
 use opsledger_testkit::{spawn_app, TestApp};
 use serde_json::json;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// A chromedriver on a free loopback port, stopped when dropped.
 struct Driver {
@@ -32,17 +28,7 @@ impl Drop for Driver {
 }
 
 async fn driver() -> Driver {
-    let out = Command::new("bash")
-        .arg(repo().join("ops/browser.sh"))
-        .arg("ensure")
-        .output()
-        .expect("ops/browser.sh runs");
-    assert!(
-        out.status.success(),
-        "ops/browser.sh could not provide chromium and chromedriver: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let chromium = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let chromium = crate::report_print::chromium();
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .unwrap()
@@ -129,16 +115,7 @@ async fn until(what: &str, mut check: impl AsyncFnMut() -> bool) {
 async fn an_operator_acknowledges_from_the_queue_and_another_browser_sees_it_without_reload() {
     let app = spawn_app().await;
     let admin = app.token(&[Role::Admin]);
-    let res = app
-        .post(
-            "/api/v1/incidents",
-            &admin,
-            &json!({ "title": "checkout failing", "severity": "critical" }),
-        )
-        .await;
-    assert_eq!(res.status(), reqwest::StatusCode::CREATED);
-    let incident: serde_json::Value = res.json().await.unwrap();
-    let id = incident["id"].as_str().unwrap().to_owned();
+    let id = crate::console::open_incident(&app, &admin, "checkout failing", "critical").await;
 
     let driver = driver().await;
     let olga = driver.browser().await;

@@ -20,8 +20,9 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Debian's chromium, installed by `ops/browser.sh` when missing.
-fn chromium() -> String {
+/// Debian's chromium (and chromedriver), installed by `ops/browser.sh` when
+/// missing.
+pub(crate) fn chromium() -> String {
     let out = Command::new("bash")
         .arg(repo().join("ops/browser.sh"))
         .arg("ensure")

@@ -7,7 +7,7 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use opsledger_api::AppState;
 use opsledger_app::run::{self, Asked, RunError};
-use opsledger_domain::access::{Actor, Role};
+use opsledger_domain::access::Actor;
 use opsledger_domain::incident::{Command, Incident, Status};
 use opsledger_domain::Metadata;
 use serde::Deserialize;
@@ -15,15 +15,7 @@ use uuid::Uuid;
 
 use crate::session::{csrf_ok, csrf_token, see_other, viewer};
 use crate::view;
-
-/// Who reads incident pages here (the client's view comes separately).
-const STAFF: &[Role] = &[
-    Role::Operator,
-    Role::Maintainer,
-    Role::Approver,
-    Role::Auditor,
-    Role::Admin,
-];
+use crate::STAFF;
 
 /// The one-click actions: each one's name (the last segment of the API
 /// route whose roles it takes) and what its button says.

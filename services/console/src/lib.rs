@@ -22,6 +22,26 @@ mod session;
 mod view;
 
 use actix_web::web;
+use opsledger_domain::access::Role;
+
+/// Who works the queues and reads incident pages here (the client's view
+/// comes separately).
+pub(crate) const STAFF: &[Role] = &[
+    Role::Operator,
+    Role::Maintainer,
+    Role::Approver,
+    Role::Auditor,
+    Role::Admin,
+];
+
+/// A queue's team as a path names it.
+pub(crate) fn team_of(path: &str) -> Option<&'static str> {
+    match path {
+        "operations" => Some("operations"),
+        "maintenance" => Some("maintenance"),
+        _ => None,
+    }
+}
 
 /// Registers the console's routes. The API's routes are under `/api` and a
 /// few fixed paths, so these do not overlap them.

@@ -9,15 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::session::{csrf_token, see_other, viewer};
 use crate::view;
 use crate::view::fragment;
+use crate::STAFF;
 
-/// Who works the queues.
-const STAFF: &[Role] = &[
-    Role::Operator,
-    Role::Maintainer,
-    Role::Approver,
-    Role::Auditor,
-    Role::Admin,
-];
 /// Items a queue page shows at most; the oldest come first.
 const QUEUE_LEN: i64 = 200;
 
@@ -56,10 +49,8 @@ pub async fn queue(
     let Some(actor) = viewer(&req) else {
         return see_other("/signin");
     };
-    let team = match team.as_str() {
-        "operations" => "operations",
-        "maintenance" => "maintenance",
-        _ => return view::not_found(&req),
+    let Some(team) = crate::team_of(&team) else {
+        return view::not_found(&req);
     };
     if !actor.has_any(STAFF) {
         return view::refused(&req, "the queues are the teams' own");
@@ -203,11 +194,7 @@ pub async fn acknowledge_selected(
             }
         }
     }
-    let team = if team.as_str() == "maintenance" {
-        "maintenance"
-    } else {
-        "operations"
-    };
+    let team = crate::team_of(&team).unwrap_or("operations");
     see_other(&format!("/console/queues/{team}"))
 }
 
@@ -233,10 +220,8 @@ pub async fn queue_live(
             "sign in first",
         );
     };
-    let team: &'static str = match team.as_str() {
-        "operations" => "operations",
-        "maintenance" => "maintenance",
-        _ => return view::not_found(&req),
+    let Some(team) = crate::team_of(&team) else {
+        return view::not_found(&req);
     };
     if !actor.has_any(STAFF) {
         return view::refused(&req, "the queues are the teams' own");

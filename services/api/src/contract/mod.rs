@@ -176,21 +176,9 @@ impl Endpoint {
 
     /// A response with no body (204).
     pub fn answers_empty(mut self, status: u16, description: &str, headers: &[&str]) -> Endpoint {
-        let mut named = serde_json::Map::new();
-        named.insert(
-            "X-Request-Id".into(),
-            json!({ "$ref": "#/components/headers/X-Request-Id" }),
-        );
-        for h in headers {
-            let (name, component) = h.split_once('=').unwrap_or((h, h));
-            named.insert(
-                name.into(),
-                json!({ "$ref": format!("#/components/headers/{component}") }),
-            );
-        }
         self.responses_mut().insert(
             status.to_string(),
-            json!({ "description": description, "headers": named }),
+            json!({ "description": description, "headers": header_refs(headers) }),
         );
         self
     }
@@ -219,12 +207,8 @@ impl Endpoint {
         let response = responses
             .entry(status.to_string())
             .or_insert_with(|| json!({ "description": description, "headers": {}, "content": {} }));
-        let mut all_headers = vec!["X-Request-Id"];
-        all_headers.extend_from_slice(headers);
-        for h in all_headers {
-            let (name, component) = h.split_once('=').unwrap_or((h, h));
-            response["headers"][name] =
-                json!({ "$ref": format!("#/components/headers/{component}") });
+        if let Some(named) = response["headers"].as_object_mut() {
+            named.extend(header_refs(headers));
         }
         response["content"][content_type] = json!({ "schema": schema });
         self
@@ -254,6 +238,21 @@ impl Endpoint {
             _ => unreachable!("op() sets responses"),
         }
     }
+}
+
+/// References to the shared headers a response carries, `X-Request-Id`
+/// always; `name=Component` names a header after another component.
+fn header_refs(headers: &[&str]) -> Map<String, Value> {
+    std::iter::once("X-Request-Id")
+        .chain(headers.iter().copied())
+        .map(|h| {
+            let (name, component) = h.split_once('=').unwrap_or((h, h));
+            (
+                name.to_owned(),
+                json!({ "$ref": format!("#/components/headers/{component}") }),
+            )
+        })
+        .collect()
 }
 
 /// Refuses a caller without one of `roles` before the handler runs, and
