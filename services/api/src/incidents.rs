@@ -52,7 +52,10 @@ async fn visible(state: &AppState, actor: &Actor, service: Option<Uuid>) -> Resu
     })
 }
 
-async fn load(
+/// The incident as it stood at `as_of` (now if `None`), its events and the
+/// client whose service it is; not found when the caller may not see it.
+/// The console's incident page reads through this too.
+pub async fn load(
     state: &AppState,
     actor: &Actor,
     id: Uuid,

@@ -1,116 +1,230 @@
-//! The incident page and its one-click actions. An action is sent with the
-//! version the page showed (as `If-Match`): when someone else acted first,
-//! the page says what the incident is now and offers the action again on
-//! that version.
+//! The incident page, its actions and its forms. Every action is sent with
+//! the version the page showed (as `If-Match`): when someone else acted
+//! first, the page says what changed meanwhile and offers to do it again on
+//! the incident as it stands.
+//!
+//! Which buttons and forms a page offers is decided by the domain itself:
+//! each is offered when the reader's roles may give its command and
+//! `incident::decide` would accept it on the state shown.
 
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use opsledger_api::incidents::{
+    ActionBody, CommandBody, FindingBody, HandOffBody, NoteBody, ReopenBody,
+};
 use opsledger_api::AppState;
-use opsledger_app::run::{self, Asked, RunError};
-use opsledger_domain::access::Actor;
-use opsledger_domain::incident::{Command, Incident, Status};
+use opsledger_app::run::{Asked, RunError};
+use opsledger_domain::access::{Actor, ClientScope, INCIDENT_READERS, MAINTAINERS};
+use opsledger_domain::incident::{Command, Incident};
 use opsledger_domain::Metadata;
-use serde::Deserialize;
+use serde::Serialize;
 use uuid::Uuid;
 
-use crate::session::{csrf_ok, csrf_token, see_other, viewer};
+use crate::session::{csrf_ok, see_other, viewer};
 use crate::view;
-use crate::STAFF;
 
-/// The one-click actions: each one's name (the last segment of the API
-/// route whose roles it takes) and what its button says.
-const ACTIONS: &[(&str, &str)] = &[
-    ("acknowledge", "Acknowledge"),
-    ("resolve", "Resolve"),
-    ("close", "Close"),
+/// The one-click actions and the forms, by the last segment of their API
+/// route, with what the placeholder of each says when asking the domain
+/// whether it is offered.
+const BUTTONS: &[&str] = &["acknowledge", "mitigate", "resolve", "close"];
+const REASONED: &[&str] = &["handoff", "reopen"];
+const FORMS: &[&str] = &["notes", "actions", "findings"];
+
+/// The command an action's form asks for. `fields` are the form's own
+/// fields (the CSRF token and version taken out, empty ones left out), read
+/// into the API's body type for it, so a form and a JSON body mean the same.
+fn command_of(action: &str, fields: &str) -> Result<Command, String> {
+    fn body<B: CommandBody>(fields: &str) -> Result<Command, String> {
+        serde_urlencoded::from_str::<B>(fields)
+            .map(B::into_command)
+            .map_err(|e| e.to_string())
+    }
+    match action {
+        "acknowledge" => Ok(Command::Acknowledge),
+        "mitigate" => Ok(Command::Mitigate {
+            impact_end: Utc::now(),
+            cause: None,
+        }),
+        "resolve" => Ok(Command::Resolve),
+        "close" => Ok(Command::Close),
+        "handoff" => body::<HandOffBody>(fields),
+        "reopen" => body::<ReopenBody>(fields),
+        "notes" => body::<NoteBody>(fields),
+        "actions" => body::<ActionBody>(fields),
+        "findings" => body::<FindingBody>(fields),
+        _ => Err(format!("there is no action {action}")),
+    }
+}
+
+/// A stand-in for each action's command, to ask whether it is offered.
+fn placeholder(action: &str) -> Option<Command> {
+    let fields = match action {
+        "handoff" | "reopen" => "reason=x",
+        "notes" => "text=x&visibility=internal",
+        "actions" => "kind=inspection&description=x",
+        "findings" => "statement=x",
+        _ => "",
+    };
+    command_of(action, fields).ok()
+}
+
+/// Whether `actor` may give `command`: the roles the domain names for it.
+fn may(actor: &Actor, command: &Command) -> bool {
+    actor.has_any(command.roles())
+}
+
+/// The actions offered on `incident` to `actor`.
+fn offered(actor: &Actor, incident: &Incident) -> Vec<&'static str> {
+    BUTTONS
+        .iter()
+        .chain(REASONED)
+        .chain(FORMS)
+        .copied()
+        .filter(|a| {
+            placeholder(a).is_some_and(|c| {
+                may(actor, &c)
+                    && opsledger_domain::incident::decide(incident, c, Uuid::nil()).is_ok()
+            })
+        })
+        .collect()
+}
+
+/// Whether `actor` may act on incidents at all (the API's acknowledge roles).
+pub(crate) fn may_acknowledge(actor: &Actor) -> bool {
+    may(actor, &Command::Acknowledge)
+}
+
+/// The timeline's filters: a name, and the event types it keeps.
+const FILTERS: &[(&str, &[&str])] = &[
+    ("notes", &["NoteAdded"]),
+    ("actions", &["ActionRecorded", "MaintenanceActionRecorded"]),
+    ("findings", &["FindingRecorded"]),
+    ("alerts", &["AlertReceived", "AlertResolved"]),
+    ("notifications", &["Notification"]),
 ];
 
-fn command_of(action: &str) -> Option<Command> {
-    match action {
-        "acknowledge" => Some(Command::Acknowledge),
-        "resolve" => Some(Command::Resolve),
-        "close" => Some(Command::Close),
-        _ => None,
-    }
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct PageQuery {
+    pub show: Option<String>,
+    pub as_of: Option<String>,
 }
 
-/// The actions the incident's status allows, for its buttons.
-fn offered(status: Status) -> &'static [&'static str] {
-    match status {
-        Status::Triggered => &["acknowledge", "resolve"],
-        Status::Acknowledged | Status::Mitigated => &["resolve"],
-        Status::Resolved => &["close"],
-        Status::Closed => &[],
-    }
+/// What the page shows above the incident when an action did not apply.
+#[derive(Debug, Default, Serialize)]
+struct Notice {
+    text: String,
+    /// The events recorded since the version the page showed.
+    changed: Vec<Entry>,
+    /// The action to offer again, with the fields it was sent with.
+    redo: Option<Redo>,
 }
 
-/// Whether `actor` may take `action`: the roles of the API's route for it.
-pub(crate) fn may(actor: &Actor, action: &str) -> bool {
-    let path = format!("/api/v1/incidents/{{id}}/{action}");
-    opsledger_api::routes::roles_of(&Method::POST, &path).is_some_and(|r| actor.has_any(r))
+#[derive(Debug, Serialize)]
+struct Redo {
+    action: String,
+    fields: Vec<(String, String)>,
 }
 
 pub async fn page(
     req: HttpRequest,
     state: web::Data<AppState>,
     id: web::Path<String>,
+    query: web::Query<PageQuery>,
 ) -> HttpResponse {
     let Some(actor) = viewer(&req) else {
         return see_other("/signin");
     };
-    if !actor.has_any(STAFF) {
-        return view::refused(&req, "incident pages are the teams' own");
+    if !actor.has_any(INCIDENT_READERS) {
+        return view::refused(&req, "incident pages are the teams' and clients' own");
     }
     let Ok(id) = id.parse::<Uuid>() else {
         return view::not_found(&req);
     };
-    render(&req, &state, &actor, id, None).await
+    let as_of = match view::instant(&req, query.as_of.as_deref()) {
+        Ok(at) => at,
+        Err(res) => return res,
+    };
+    let show = query.show.as_deref().filter(|s| FILTERS.iter().any(|(f, _)| f == s));
+    render(&req, &state, &actor, id, as_of, show, None, StatusCode::OK).await
 }
 
-/// The page of incident `id`, with `notice` (what became of an action) above.
+/// The page of incident `id` as it stood at `as_of` (now if `None`), its
+/// timeline kept to `show`, with `notice` above.
+#[allow(clippy::too_many_arguments)]
 async fn render(
     req: &HttpRequest,
     state: &AppState,
     actor: &Actor,
     id: Uuid,
-    notice: Option<String>,
+    as_of: Option<DateTime<Utc>>,
+    show: Option<&str>,
+    notice: Option<(Notice, i64)>,
+    status: StatusCode,
 ) -> HttpResponse {
     let tenant = actor.tenant_id;
-    let (loaded, attached) = tokio::join!(
-        run::load::<Incident>(state.ledger(), tenant, id, None),
-        opsledger_store::incidents::alerts_of_incident(&state.pool, tenant, id)
+    let client_view = !matches!(actor.client_scope(), ClientScope::All);
+    let (loaded, attached, told) = tokio::join!(
+        opsledger_api::incidents::load(state, actor, id, as_of),
+        opsledger_store::incidents::alerts_of_incident(&state.pool, tenant, id),
+        opsledger_store::outbox::list_notifications(&state.pool, tenant, Some(id), None, 200)
     );
-    let (incident, version, events) = match loaded {
-        Ok((Some(i), v, events)) => (i, v, events),
-        Ok((None, _, _)) => return view::not_found(req),
-        Err(e) => {
-            tracing::error!(error = %e, "reading an incident failed");
-            return view::unavailable(req);
-        }
+    let (incident, events, client_id) = match loaded {
+        Ok(loaded) => loaded,
+        Err(e) => return view::api_error(req, e),
+    };
+    let version = events.last().map_or(0, |e| e.stream_version);
+    let changed_since = notice.as_ref().map(|(_, since)| *since);
+    let changed: Vec<Entry> = match changed_since {
+        Some(since) => events
+            .iter()
+            .filter(|e| e.stream_version > since)
+            .map(|e| Entry::of_event(&e.event_type, e.recorded_at, &e.metadata, &e.payload))
+            .collect(),
+        None => Vec::new(),
     };
     let entries = match attached {
         Ok(attached) => {
-            opsledger_app::incidents::timeline(state.ledger(), tenant, events, attached, false)
+            opsledger_app::incidents::timeline(state.ledger(), tenant, events, attached, client_view)
                 .await
         }
         Err(e) => Err(e),
     };
-    let timeline: Vec<Entry> = match entries {
-        Ok(entries) => entries.into_iter().map(Entry::of).collect(),
-        Err(e) => {
+    let (entries, told) = match (entries, told) {
+        (Ok(entries), Ok(told)) => (entries, told),
+        (Err(e), _) | (_, Err(e)) => {
             tracing::error!(error = %e, "reading an incident's timeline failed");
             return view::unavailable(req);
         }
     };
-    let actions: Vec<(&str, &str)> = offered(incident.status)
-        .iter()
-        .filter(|a| may(actor, a))
-        .filter_map(|a| ACTIONS.iter().find(|(n, _)| n == a).copied())
-        .collect();
-    if let (Some(notice), false) = (&notice, crate::view::wants_html(req)) {
-        return view::failed(req, StatusCode::CONFLICT, "Conflict", notice);
+    let mut timeline: Vec<Entry> = entries.into_iter().map(Entry::of).collect();
+    // Who was told: a client reads only what its own contacts were sent.
+    timeline.extend(
+        told.into_iter()
+            .filter(|n| !client_view || n.recipient["client_id"].as_str() == client_id.map(|c| c.to_string()).as_deref())
+            .map(Entry::of_notification),
+    );
+    if let Some(at) = as_of {
+        timeline.retain(|e| e.recorded_at <= at);
     }
-    let (csrf, _) = csrf_token(req);
+    timeline.sort_by_key(|e| e.recorded_at);
+    if let Some(show) = show {
+        let kept = FILTERS.iter().find(|(f, _)| *f == show).map_or(&[][..], |(_, t)| t);
+        timeline.retain(|e| kept.contains(&e.event_type.as_str()));
+    }
+    let actions = if as_of.is_some() || client_view {
+        Vec::new()
+    } else {
+        offered(actor, &incident)
+    };
+    let maintainer = actor.has_any(MAINTAINERS);
+    if let (Some((notice, _)), false) = (&notice, view::wants_html(req)) {
+        return view::failed(req, status, "Conflict", &notice.text);
+    }
+    let notice = notice.map(|(mut n, _)| {
+        n.changed = changed;
+        n
+    });
     let mut res = view::page(
         req,
         "incident.html",
@@ -119,59 +233,89 @@ async fn render(
             status => incident.status.as_str(),
             version => version,
             actions => actions,
+            maintainer => maintainer,
             timeline => timeline,
+            filters => FILTERS.iter().map(|(f, _)| *f).collect::<Vec<_>>(),
+            show => show,
             notice => notice,
-            csrf => csrf,
-            subject => actor.subject,
+            as_of => as_of,
+            client_view => client_view,
         },
     );
-    if notice.is_some() {
-        *res.status_mut() = StatusCode::CONFLICT;
-    }
+    *res.status_mut() = status;
     res
 }
 
 /// A timeline row as the page shows it.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, Serialize)]
 struct Entry {
     event_type: String,
-    recorded_at: chrono::DateTime<chrono::Utc>,
+    recorded_at: DateTime<Utc>,
     actor: Option<String>,
     role: Option<String>,
     /// What it says, in a line: a note's text, a reason, an alert's summary
-    /// and what became of it.
+    /// and what became of it, whom a notification went to.
     detail: String,
 }
 
 impl Entry {
     fn of(e: opsledger_app::incidents::TimelineEntry) -> Entry {
-        let d = &e.data;
-        let detail = match e.event_type.as_str() {
-            "AlertReceived" => format!(
-                "{} ({})",
-                d["signal"]["summary"].as_str().unwrap_or(""),
-                d["decision"]["outcome"].as_str().unwrap_or("")
-            ),
-            _ => ["text", "description", "reason", "summary", "cause"]
-                .iter()
-                .find_map(|k| d[*k].as_str().map(str::to_owned))
-                .unwrap_or_default(),
-        };
         Entry {
+            detail: detail_of(&e.event_type, &e.data),
             event_type: e.event_type,
             recorded_at: e.recorded_at,
             actor: e.actor,
             role: e.role,
-            detail,
+        }
+    }
+
+    fn of_event(
+        event_type: &str,
+        recorded_at: DateTime<Utc>,
+        meta: &serde_json::Value,
+        data: &serde_json::Value,
+    ) -> Entry {
+        Entry {
+            event_type: event_type.to_owned(),
+            recorded_at,
+            actor: meta["actor"].as_str().map(str::to_owned),
+            role: meta["role"].as_str().map(str::to_owned),
+            detail: detail_of(event_type, data),
+        }
+    }
+
+    fn of_notification(n: opsledger_store::outbox::NotificationRow) -> Entry {
+        let to = n.recipient["email"]
+            .as_str()
+            .or_else(|| n.recipient["address"].as_str())
+            .unwrap_or("");
+        Entry {
+            event_type: "Notification".into(),
+            recorded_at: n.requested_at,
+            actor: None,
+            role: None,
+            detail: format!("{}: {} → {to} ({})", n.kind, n.subject, n.status),
         }
     }
 }
 
-#[derive(Debug, Deserialize)]
-pub struct Act {
-    pub csrf: String,
-    /// The version the page showed.
-    pub version: i64,
+fn detail_of(event_type: &str, d: &serde_json::Value) -> String {
+    match event_type {
+        "AlertReceived" => format!(
+            "{} ({})",
+            d["signal"]["summary"].as_str().unwrap_or(""),
+            d["decision"]["outcome"].as_str().unwrap_or("")
+        ),
+        "ActionRecorded" | "MaintenanceActionRecorded" => format!(
+            "{}: {}",
+            d["kind"].as_str().unwrap_or(""),
+            d["description"].as_str().unwrap_or("")
+        ),
+        _ => ["text", "statement", "description", "reason", "summary", "cause"]
+            .iter()
+            .find_map(|k| d[*k].as_str().map(str::to_owned))
+            .unwrap_or_default(),
+    }
 }
 
 /// A command as the console gives it: by the signed-in user, on the version
@@ -192,53 +336,147 @@ pub(crate) fn asked(actor: &Actor, if_match: Option<i64>) -> Asked {
     }
 }
 
+/// A posted form: its CSRF token, the version it was based on, and its own
+/// fields (empty ones left out, as an unset optional field).
+pub(crate) struct Posted {
+    pub csrf: String,
+    pub version: Option<i64>,
+    pub fields: Vec<(String, String)>,
+}
+
+impl Posted {
+    pub fn of(body: &[u8]) -> Posted {
+        let mut posted = Posted {
+            csrf: String::new(),
+            version: None,
+            fields: Vec::new(),
+        };
+        for (k, v) in form_urlencoded::parse(body) {
+            match k.as_ref() {
+                "csrf" => posted.csrf = v.into_owned(),
+                "version" => posted.version = v.parse().ok(),
+                _ if v.trim().is_empty() => {}
+                _ => posted.fields.push((k.into_owned(), v.into_owned())),
+            }
+        }
+        posted
+    }
+
+    /// The fields, encoded again for a typed body.
+    pub fn encoded(&self) -> String {
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&self.fields)
+            .finish()
+    }
+}
+
 /// `POST /console/incidents/{id}/{action}`.
 pub async fn act(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
-    form: web::Form<Act>,
+    body: web::Bytes,
 ) -> HttpResponse {
     let Some(actor) = viewer(&req) else {
         return see_other("/signin");
     };
-    if !csrf_ok(&req, &form.csrf) {
-        return view::refused(
-            &req,
-            "the form's CSRF token is missing or not this browser's",
-        );
+    let posted = Posted::of(&body);
+    if !csrf_ok(&req, &posted.csrf) {
+        return view::refused(&req, "the form's CSRF token is missing or not this browser's");
     }
     let (id, action) = path.into_inner();
-    let (Ok(id), Some(command)) = (id.parse::<Uuid>(), command_of(&action)) else {
+    let Ok(id) = id.parse::<Uuid>() else {
         return view::not_found(&req);
     };
-    if !may(&actor, &action) {
+    let Some(version) = posted.version else {
+        return view::failed(
+            &req,
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            "the form does not say which version of the incident it was based on",
+        );
+    };
+    let command = match command_of(&action, &posted.encoded()) {
+        Ok(c) => c,
+        Err(e) if placeholder(&action).is_none() => {
+            tracing::debug!(error = %e, "an unknown incident action");
+            return view::not_found(&req);
+        }
+        Err(e) => {
+            return view::failed(&req, StatusCode::UNPROCESSABLE_ENTITY, "Unprocessable", &e);
+        }
+    };
+    if !may(&actor, &command) {
         return view::refused(&req, &format!("your roles do not allow {action}"));
     }
-    match opsledger_app::incidents::execute(
-        state.ledger(),
-        asked(&actor, Some(form.version)),
-        id,
-        command,
-    )
-    .await
+    // Clients read incidents; they do not act on them, and another
+    // client's incident does not exist for them.
+    if !matches!(actor.client_scope(), ClientScope::All) {
+        return view::not_found(&req);
+    }
+    let redo = |text: String| Notice {
+        text,
+        changed: Vec::new(),
+        redo: Some(Redo {
+            action: action.clone(),
+            fields: posted.fields.clone(),
+        }),
+    };
+    match opsledger_app::incidents::execute(state.ledger(), asked(&actor, Some(version)), id, command)
+        .await
     {
         Ok(_) => see_other(&format!("/console/incidents/{id}")),
         Err(RunError::NotFound { .. }) => view::not_found(&req),
         Err(RunError::Stale { state: now, .. }) => {
-            let notice = format!(
-                "Someone else acted first: the incident is {now} now, and your {action} was not applied. \
-                 Here it is as it stands; act again if it still needs it."
-            );
-            render(&req, &state, &actor, id, Some(notice)).await
+            let notice = redo(format!(
+                "Someone else acted first: the incident is {now} now, and your {action} was not applied."
+            ));
+            render(&req, &state, &actor, id, None, None, Some((notice, version)), StatusCode::CONFLICT)
+                .await
         }
         Err(e @ RunError::Rejected { .. }) if e.is_conflict() => {
-            let notice = format!("{action} does not apply now: {e}");
-            render(&req, &state, &actor, id, Some(notice)).await
+            let notice = Notice {
+                text: format!("{action} does not apply now: {e}"),
+                ..Notice::default()
+            };
+            render(&req, &state, &actor, id, None, None, Some((notice, version)), StatusCode::CONFLICT)
+                .await
+        }
+        Err(e @ (RunError::Rejected { .. } | RunError::Invalid(_))) => {
+            view::failed(&req, StatusCode::UNPROCESSABLE_ENTITY, "Unprocessable", &e.to_string())
         }
         Err(e) => {
             tracing::error!(error = %e, "an incident action failed");
             view::unavailable(&req)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_form_means_what_the_same_json_body_means() {
+        assert!(matches!(
+            command_of("notes", "text=%3Cscript%3E&visibility=client"),
+            Ok(Command::AddNote { text, .. }) if text == "<script>"
+        ));
+        assert!(matches!(
+            command_of("actions", "kind=fix&description=patched&minutes_spent=30"),
+            Ok(Command::RecordMaintenanceAction { minutes_spent: Some(30), .. })
+        ));
+        assert!(command_of("actions", "kind=teleport&description=x").is_err());
+        assert!(command_of("notes", "text=x").is_err(), "visibility is required");
+        assert!(command_of("handoff", "reason=x&extra=1").is_err(), "unknown fields");
+        assert!(command_of("delete", "").is_err());
+    }
+
+    #[test]
+    fn a_posted_form_leaves_empty_fields_out_and_keeps_its_token_apart() {
+        let p = Posted::of(b"csrf=abc&version=7&kind=fix&minutes_spent=&description=a+b");
+        assert_eq!(p.csrf, "abc");
+        assert_eq!(p.version, Some(7));
+        assert_eq!(p.encoded(), "kind=fix&description=a+b");
     }
 }

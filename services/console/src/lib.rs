@@ -18,7 +18,9 @@
 mod assets;
 mod incident;
 mod pages;
+mod prefs;
 mod session;
+mod ui;
 mod view;
 
 use actix_web::web;
@@ -64,5 +66,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/console/incidents/{id}/{action}",
             web::post().to(incident::act),
         )
+        .route("/console/preferences", web::get().to(prefs::form))
+        .route("/console/preferences", web::post().to(prefs::save))
         .route("/assets/{name}", web::get().to(assets::serve));
 }

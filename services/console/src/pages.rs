@@ -65,7 +65,8 @@ pub async fn queue(
     let (csrf, _) = csrf_token(&req);
     // The live list starts from what this page shows: it sends rows only
     // once they differ, so nothing is swapped (a box ticked) for nothing.
-    let seen = fragment("queue_rows.html", minijinja::context! { rows => &rows })
+    let frame = view::frame(&req, &csrf);
+    let seen = fragment("queue_rows.html", minijinja::context! { rows => &rows, ..frame })
         .map(|html| digest(&html))
         .unwrap_or_default();
     view::page(
@@ -73,10 +74,9 @@ pub async fn queue(
         "queue.html",
         minijinja::context! {
             team => team,
+            title => format!("{} queue", capitalized(team)),
             rows => rows,
             seen => seen,
-            subject => actor.subject,
-            csrf => csrf,
         },
     )
 }
@@ -166,7 +166,7 @@ pub async fn acknowledge_selected(
             "the form's CSRF token is missing or not this browser's",
         );
     }
-    if !crate::incident::may(&actor, "acknowledge") {
+    if !crate::incident::may_acknowledge(&actor) {
         return view::refused(&req, "your roles do not allow acknowledge");
     }
     if ids.len() > BULK_MAX {
@@ -228,12 +228,14 @@ pub async fn queue_live(
     }
     struct Live {
         state: web::Data<AppState>,
+        frame: minijinja::Value,
         actor: Actor,
         last: Option<String>,
         quiet_since: tokio::time::Instant,
     }
     let start = Live {
         state,
+        frame: view::frame(&req, ""),
         actor,
         last: query.into_inner().seen,
         quiet_since: tokio::time::Instant::now(),
@@ -244,7 +246,10 @@ pub async fn queue_live(
                 tokio::time::sleep(LIVE_POLL).await;
             }
             let html = match rows(&live.state, &live.actor, team).await {
-                Ok(rows) => fragment("queue_rows.html", minijinja::context! { rows => rows }),
+                Ok(rows) => fragment(
+                    "queue_rows.html",
+                    minijinja::context! { rows => rows, ..live.frame.clone() },
+                ),
                 Err(e) => {
                     tracing::debug!(error = %e, "a live queue read failed");
                     None
@@ -276,6 +281,15 @@ pub async fn queue_live(
         .insert_header((actix_web::http::header::CONTENT_TYPE, "text/event-stream"))
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .streaming(frames)
+}
+
+/// `Operations` of `operations`.
+fn capitalized(word: &str) -> String {
+    let mut chars = word.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 /// `3d 4h`, `2h 5m`, `4m`: how long, to the unit that matters.

@@ -44,17 +44,13 @@ pub fn csrf_ok(req: &HttpRequest, sent: &str) -> bool {
         .is_some_and(|c| !sent.is_empty() && c.value() == sent)
 }
 
+/// The sign-in page (`view::page` gives this browser its CSRF token).
 pub async fn signin_form(req: HttpRequest) -> HttpResponse {
-    let (csrf, new_cookie) = csrf_token(&req);
-    let mut res = view::page(
+    view::page(
         &req,
         "signin.html",
-        minijinja::context! { csrf => csrf, error => Option::<String>::None },
-    );
-    if let Some(c) = new_cookie {
-        let _ = res.add_cookie(&c);
-    }
-    res
+        minijinja::context! { error => Option::<String>::None },
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,11 +90,10 @@ pub async fn signin(
             &e.to_string(),
         ),
         Err(e) => {
-            let (csrf, _) = csrf_token(&req);
             let mut res = view::page(
                 &req,
                 "signin.html",
-                minijinja::context! { csrf => csrf, error => e.to_string() },
+                minijinja::context! { error => e.to_string() },
             );
             *res.status_mut() = actix_web::http::StatusCode::UNAUTHORIZED;
             res
@@ -127,7 +122,7 @@ pub async fn signout(req: HttpRequest, form: web::Form<SignOut>) -> HttpResponse
 
 /// A cookie only this site's pages send back, and only over TLS when the
 /// request came over it.
-fn cookie(
+pub(crate) fn cookie(
     req: &HttpRequest,
     name: &'static str,
     value: String,

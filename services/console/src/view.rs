@@ -7,10 +7,23 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpRequest, HttpResponse};
 use minijinja::{AutoEscape, Environment};
 
+use crate::ui::{self, Ui};
+
 /// Scripts and styles from this origin only: a stored text that holds
 /// `<script>` is escaped by the templates, and could not run if it were not.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Every template, compiled into the binary.
+pub(crate) const TEMPLATES: &[(&str, &str)] = &[
+    ("base.html", include_str!("../templates/base.html")),
+    ("signin.html", include_str!("../templates/signin.html")),
+    ("queue.html", include_str!("../templates/queue.html")),
+    ("queue_rows.html", include_str!("../templates/queue_rows.html")),
+    ("message.html", include_str!("../templates/message.html")),
+    ("incident.html", include_str!("../templates/incident.html")),
+    ("preferences.html", include_str!("../templates/preferences.html")),
+];
 
 fn env() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
@@ -19,22 +32,44 @@ fn env() -> &'static Environment<'static> {
         // Every value is escaped for HTML; nothing is marked safe.
         env.set_auto_escape_callback(|_| AutoEscape::Html);
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-        for (name, text) in [
-            ("base.html", include_str!("../templates/base.html")),
-            ("signin.html", include_str!("../templates/signin.html")),
-            ("queue.html", include_str!("../templates/queue.html")),
-            ("message.html", include_str!("../templates/message.html")),
-            ("incident.html", include_str!("../templates/incident.html")),
-            (
-                "queue_rows.html",
-                include_str!("../templates/queue_rows.html"),
-            ),
-        ] {
+        // `t("Word")`: the word in the page's language.
+        env.add_function("t", |state: &minijinja::State, key: &str| {
+            let lang = state.lookup("lang");
+            ui::translate(lang.as_ref().and_then(|l| l.as_str()).unwrap_or("en"), key)
+        });
+        // `x | when`: an instant in the reader's time zone.
+        env.add_filter("when", |state: &minijinja::State, at: &str| {
+            let tz = state
+                .lookup("tz")
+                .and_then(|t| t.as_str().and_then(|t| t.parse::<chrono_tz::Tz>().ok()))
+                .unwrap_or(chrono_tz::Tz::UTC);
+            match at.parse::<chrono::DateTime<chrono::Utc>>() {
+                Ok(at) => ui::when(&at, tz),
+                Err(_) => at.to_owned(),
+            }
+        });
+        for (name, text) in TEMPLATES {
             env.add_template(name, text)
                 .unwrap_or_else(|e| panic!("template {name}: {e}"));
         }
         env
     })
+}
+
+/// What every page's frame shows (see `page`); a part of a page sent alone
+/// (a live list's rows) is rendered with it too.
+pub fn frame(req: &HttpRequest, csrf: &str) -> minijinja::Value {
+    let ui = Ui::of(req);
+    let viewer = crate::session::viewer(req);
+    minijinja::context! {
+        lang => ui.lang,
+        tz => ui.tz.name(),
+        csrf => csrf,
+        subject => viewer.as_ref().map(|a| a.subject.clone()),
+        staff => viewer.as_ref().is_some_and(|a| a.has_any(crate::STAFF)),
+        as_of => Option::<String>::None,
+        path => req.path(),
+    }
 }
 
 /// `template` rendered with `context`: a part of a page (a list's rows).
@@ -46,10 +81,21 @@ pub fn fragment(template: &str, context: minijinja::Value) -> Option<String> {
         .ok()
 }
 
-/// `template` rendered with `context` as a page.
-pub fn page(_req: &HttpRequest, template: &str, context: minijinja::Value) -> HttpResponse {
+/// `template` rendered with `context` as a page. Every page also gets what
+/// its frame shows: the reader's language and time zone, who is signed in
+/// (`subject`, `staff`), this browser's CSRF token, and `as_of` when the
+/// page shows a past instant.
+pub fn page(req: &HttpRequest, template: &str, context: minijinja::Value) -> HttpResponse {
+    let (csrf, new_cookie) = crate::session::csrf_token(req);
+    let context = minijinja::context! { ..context, ..frame(req, &csrf) };
     match env().get_template(template).and_then(|t| t.render(context)) {
-        Ok(html) => html_response(StatusCode::OK, html),
+        Ok(html) => {
+            let mut res = html_response(StatusCode::OK, html);
+            if let Some(c) = new_cookie {
+                let _ = res.add_cookie(&c);
+            }
+            res
+        }
         Err(e) => {
             tracing::error!(template, error = %e, "a console page failed to render");
             html_response(
@@ -113,6 +159,45 @@ pub fn unavailable(req: &HttpRequest) -> HttpResponse {
     )
 }
 
+/// The instant a page is asked for (`?as_of=`, RFC 3339), or a 400 page
+/// saying what is wrong with it.
+pub fn instant(
+    req: &HttpRequest,
+    as_of: Option<&str>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, HttpResponse> {
+    match as_of.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => s.parse::<chrono::DateTime<chrono::Utc>>().map(Some).map_err(|e| {
+            failed(
+                req,
+                StatusCode::BAD_REQUEST,
+                "Bad request",
+                &format!("as_of must be an RFC 3339 instant such as 2026-12-01T09:00:00Z: {e}"),
+            )
+        }),
+    }
+}
+
+/// What the API's read path said, as a page.
+pub fn api_error(req: &HttpRequest, e: opsledger_api::problem::ApiError) -> HttpResponse {
+    use opsledger_api::problem::ApiError as E;
+    match e {
+        E::NotFound(_) => not_found(req),
+        E::Forbidden(why) => refused(req, &why),
+        E::BadRequest(why) => failed(req, StatusCode::BAD_REQUEST, "Bad request", &why),
+        E::Unprocessable(why) => failed(req, StatusCode::UNPROCESSABLE_ENTITY, "Unprocessable", &why),
+        E::Conflict { detail, .. } => failed(req, StatusCode::CONFLICT, "Conflict", &detail),
+        E::PreconditionFailed { detail, .. } => {
+            failed(req, StatusCode::CONFLICT, "Conflict", &detail)
+        }
+        E::Unavailable(_) => unavailable(req),
+        e => {
+            tracing::error!(error = %e, "a console read failed");
+            unavailable(req)
+        }
+    }
+}
+
 fn html_response(status: StatusCode, html: String) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
@@ -128,13 +213,7 @@ mod tests {
     #[test]
     fn every_template_compiles() {
         let env = super::env();
-        for name in [
-            "base.html",
-            "signin.html",
-            "queue.html",
-            "message.html",
-            "incident.html",
-        ] {
+        for (name, _) in super::TEMPLATES {
             assert!(env.get_template(name).is_ok(), "{name}");
         }
     }
