@@ -29,7 +29,7 @@ fn value(set_cookie: &str) -> String {
 }
 
 /// Signs in with `token`; returns the `Cookie` header a browser then sends.
-async fn sign_in(app: &TestApp, token: &str) -> String {
+pub(crate) async fn sign_in(app: &TestApp, token: &str) -> String {
     let form = app.http.get(app.url("/signin")).send().await.unwrap();
     assert_eq!(form.status(), StatusCode::OK);
     let csrf = value(&set_cookie(&form, "opsledger_csrf").expect("a CSRF cookie"));
@@ -288,7 +288,7 @@ pub(crate) async fn open_incident(
 }
 
 /// The version a page's action forms carry.
-fn version_in(page: &str) -> String {
+pub(crate) fn version_in(page: &str) -> String {
     let at = page
         .find("name=\"version\" value=\"")
         .expect("an action form")
@@ -296,7 +296,7 @@ fn version_in(page: &str) -> String {
     page[at..].split('"').next().unwrap().to_owned()
 }
 
-fn csrf_of(cookies: &str) -> String {
+pub(crate) fn csrf_of(cookies: &str) -> String {
     cookies
         .split("; ")
         .find_map(|c| c.strip_prefix("opsledger_csrf="))

@@ -9,6 +9,7 @@ mod audit;
 mod changes;
 mod console;
 mod console_browser;
+mod console_work;
 mod feed;
 mod incidents;
 mod input_guard;

@@ -141,11 +141,14 @@ pub async fn page(
     let Ok(id) = id.parse::<Uuid>() else {
         return view::not_found(&req);
     };
-    let as_of = match view::instant(&req, query.as_of.as_deref()) {
+    let as_of = match view::instant(query.as_of.as_deref()) {
         Ok(at) => at,
-        Err(res) => return res,
+        Err(why) => return view::bad_request(&req, &why),
     };
-    let show = query.show.as_deref().filter(|s| FILTERS.iter().any(|(f, _)| f == s));
+    let show = query
+        .show
+        .as_deref()
+        .filter(|s| FILTERS.iter().any(|(f, _)| f == s));
     render(&req, &state, &actor, id, as_of, show, None, StatusCode::OK).await
 }
 
@@ -185,8 +188,14 @@ async fn render(
     };
     let entries = match attached {
         Ok(attached) => {
-            opsledger_app::incidents::timeline(state.ledger(), tenant, events, attached, client_view)
-                .await
+            opsledger_app::incidents::timeline(
+                state.ledger(),
+                tenant,
+                events,
+                attached,
+                client_view,
+            )
+            .await
         }
         Err(e) => Err(e),
     };
@@ -201,7 +210,11 @@ async fn render(
     // Who was told: a client reads only what its own contacts were sent.
     timeline.extend(
         told.into_iter()
-            .filter(|n| !client_view || n.recipient["client_id"].as_str() == client_id.map(|c| c.to_string()).as_deref())
+            .filter(|n| {
+                !client_view
+                    || n.recipient["client_id"].as_str()
+                        == client_id.map(|c| c.to_string()).as_deref()
+            })
             .map(Entry::of_notification),
     );
     if let Some(at) = as_of {
@@ -209,7 +222,10 @@ async fn render(
     }
     timeline.sort_by_key(|e| e.recorded_at);
     if let Some(show) = show {
-        let kept = FILTERS.iter().find(|(f, _)| *f == show).map_or(&[][..], |(_, t)| t);
+        let kept = FILTERS
+            .iter()
+            .find(|(f, _)| *f == show)
+            .map_or(&[][..], |(_, t)| t);
         timeline.retain(|e| kept.contains(&e.event_type.as_str()));
     }
     let actions = if as_of.is_some() || client_view {
@@ -311,10 +327,17 @@ fn detail_of(event_type: &str, d: &serde_json::Value) -> String {
             d["kind"].as_str().unwrap_or(""),
             d["description"].as_str().unwrap_or("")
         ),
-        _ => ["text", "statement", "description", "reason", "summary", "cause"]
-            .iter()
-            .find_map(|k| d[*k].as_str().map(str::to_owned))
-            .unwrap_or_default(),
+        _ => [
+            "text",
+            "statement",
+            "description",
+            "reason",
+            "summary",
+            "cause",
+        ]
+        .iter()
+        .find_map(|k| d[*k].as_str().map(str::to_owned))
+        .unwrap_or_default(),
     }
 }
 
@@ -382,17 +405,18 @@ pub async fn act(
     };
     let posted = Posted::of(&body);
     if !csrf_ok(&req, &posted.csrf) {
-        return view::refused(&req, "the form's CSRF token is missing or not this browser's");
+        return view::refused(
+            &req,
+            "the form's CSRF token is missing or not this browser's",
+        );
     }
     let (id, action) = path.into_inner();
     let Ok(id) = id.parse::<Uuid>() else {
         return view::not_found(&req);
     };
     let Some(version) = posted.version else {
-        return view::failed(
+        return view::bad_request(
             &req,
-            StatusCode::BAD_REQUEST,
-            "Bad request",
             "the form does not say which version of the incident it was based on",
         );
     };
@@ -422,8 +446,13 @@ pub async fn act(
             fields: posted.fields.clone(),
         }),
     };
-    match opsledger_app::incidents::execute(state.ledger(), asked(&actor, Some(version)), id, command)
-        .await
+    match opsledger_app::incidents::execute(
+        state.ledger(),
+        asked(&actor, Some(version)),
+        id,
+        command,
+    )
+    .await
     {
         Ok(_) => see_other(&format!("/console/incidents/{id}")),
         Err(RunError::NotFound { .. }) => view::not_found(&req),
@@ -431,20 +460,41 @@ pub async fn act(
             let notice = redo(format!(
                 "Someone else acted first: the incident is {now} now, and your {action} was not applied."
             ));
-            render(&req, &state, &actor, id, None, None, Some((notice, version)), StatusCode::CONFLICT)
-                .await
+            render(
+                &req,
+                &state,
+                &actor,
+                id,
+                None,
+                None,
+                Some((notice, version)),
+                StatusCode::CONFLICT,
+            )
+            .await
         }
         Err(e @ RunError::Rejected { .. }) if e.is_conflict() => {
             let notice = Notice {
                 text: format!("{action} does not apply now: {e}"),
                 ..Notice::default()
             };
-            render(&req, &state, &actor, id, None, None, Some((notice, version)), StatusCode::CONFLICT)
-                .await
+            render(
+                &req,
+                &state,
+                &actor,
+                id,
+                None,
+                None,
+                Some((notice, version)),
+                StatusCode::CONFLICT,
+            )
+            .await
         }
-        Err(e @ (RunError::Rejected { .. } | RunError::Invalid(_))) => {
-            view::failed(&req, StatusCode::UNPROCESSABLE_ENTITY, "Unprocessable", &e.to_string())
-        }
+        Err(e @ (RunError::Rejected { .. } | RunError::Invalid(_))) => view::failed(
+            &req,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Unprocessable",
+            &e.to_string(),
+        ),
         Err(e) => {
             tracing::error!(error = %e, "an incident action failed");
             view::unavailable(&req)
@@ -464,11 +514,20 @@ mod tests {
         ));
         assert!(matches!(
             command_of("actions", "kind=fix&description=patched&minutes_spent=30"),
-            Ok(Command::RecordMaintenanceAction { minutes_spent: Some(30), .. })
+            Ok(Command::RecordMaintenanceAction {
+                minutes_spent: Some(30),
+                ..
+            })
         ));
         assert!(command_of("actions", "kind=teleport&description=x").is_err());
-        assert!(command_of("notes", "text=x").is_err(), "visibility is required");
-        assert!(command_of("handoff", "reason=x&extra=1").is_err(), "unknown fields");
+        assert!(
+            command_of("notes", "text=x").is_err(),
+            "visibility is required"
+        );
+        assert!(
+            command_of("handoff", "reason=x&extra=1").is_err(),
+            "unknown fields"
+        );
         assert!(command_of("delete", "").is_err());
     }
 

@@ -16,6 +16,7 @@
 //! HttpOnly and SameSite=Strict, and Secure behind TLS.
 
 mod assets;
+mod client;
 mod incident;
 mod pages;
 mod prefs;
@@ -66,6 +67,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/console/incidents/{id}/{action}",
             web::post().to(incident::act),
         )
+        .route("/console/client", web::get().to(client::home))
         .route("/console/preferences", web::get().to(prefs::form))
         .route("/console/preferences", web::post().to(prefs::save))
         .route("/assets/{name}", web::get().to(assets::serve));

@@ -20,6 +20,7 @@ pub async fn home(req: HttpRequest) -> HttpResponse {
         Some(actor) if actor.has_any(&[Role::Maintainer]) && !actor.has_any(&[Role::Operator]) => {
             see_other("/console/queues/maintenance")
         }
+        Some(actor) if !actor.has_any(STAFF) => see_other("/console/client"),
         Some(_) => see_other("/console/queues/operations"),
         None => see_other("/signin"),
     }
@@ -66,9 +67,12 @@ pub async fn queue(
     // The live list starts from what this page shows: it sends rows only
     // once they differ, so nothing is swapped (a box ticked) for nothing.
     let frame = view::frame(&req, &csrf);
-    let seen = fragment("queue_rows.html", minijinja::context! { rows => &rows, ..frame })
-        .map(|html| digest(&html))
-        .unwrap_or_default();
+    let seen = fragment(
+        "queue_rows.html",
+        minijinja::context! { rows => &rows, ..frame },
+    )
+    .map(|html| digest(&html))
+    .unwrap_or_default();
     view::page(
         &req,
         "queue.html",

@@ -15,7 +15,11 @@ pub async fn form(req: HttpRequest) -> HttpResponse {
         return see_other("/signin");
     }
     let zones: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|z| z.name()).collect();
-    view::page(&req, "preferences.html", minijinja::context! { zones => zones })
+    view::page(
+        &req,
+        "preferences.html",
+        minijinja::context! { zones => zones },
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -30,10 +34,15 @@ pub async fn save(req: HttpRequest, form: web::Form<Chosen>) -> HttpResponse {
         return see_other("/signin");
     }
     if !csrf_ok(&req, &form.csrf) {
-        return view::refused(&req, "the form's CSRF token is missing or not this browser's");
+        return view::refused(
+            &req,
+            "the form's CSRF token is missing or not this browser's",
+        );
     }
-    let (Some(lang), Ok(tz)) = (ui::language(&form.lang), form.tz.trim().parse::<chrono_tz::Tz>())
-    else {
+    let (Some(lang), Ok(tz)) = (
+        ui::language(&form.lang),
+        form.tz.trim().parse::<chrono_tz::Tz>(),
+    ) else {
         return view::failed(
             &req,
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -85,7 +85,9 @@ pub fn translate(lang: &str, key: &str) -> String {
 
 /// An instant as the reader reads it: `2026-12-05 21:04 JST`.
 pub fn when(at: &DateTime<Utc>, tz: Tz) -> String {
-    at.with_timezone(&tz).format("%Y-%m-%d %H:%M %Z").to_string()
+    at.with_timezone(&tz)
+        .format("%Y-%m-%d %H:%M %Z")
+        .to_string()
 }
 
 /// The console's words in Japanese.
@@ -112,7 +114,10 @@ pub const JA: &[(&str, &str)] = &[
     ("Sign in", "サインイン"),
     ("Sign out", "サインアウト"),
     ("Token", "トークン"),
-    ("Paste the bearer token you were given.", "発行されたベアラートークンを貼り付けてください。"),
+    (
+        "Paste the bearer token you were given.",
+        "発行されたベアラートークンを貼り付けてください。",
+    ),
     ("Operations queue", "運用キュー"),
     ("Maintenance queue", "保守キュー"),
     ("Acknowledge selected", "選択したものを受付"),
@@ -124,7 +129,10 @@ pub const JA: &[(&str, &str)] = &[
     ("Age", "経過"),
     ("Assignee", "担当者"),
     ("Escalates in", "次のエスカレーションまで"),
-    ("Nothing waits in this queue.", "このキューに待ちはありません。"),
+    (
+        "Nothing waits in this queue.",
+        "このキューに待ちはありません。",
+    ),
     ("Service", "サービス"),
     ("Impact", "影響"),
     ("since", "開始"),

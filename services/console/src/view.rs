@@ -19,10 +19,17 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../templates/base.html")),
     ("signin.html", include_str!("../templates/signin.html")),
     ("queue.html", include_str!("../templates/queue.html")),
-    ("queue_rows.html", include_str!("../templates/queue_rows.html")),
+    (
+        "queue_rows.html",
+        include_str!("../templates/queue_rows.html"),
+    ),
     ("message.html", include_str!("../templates/message.html")),
     ("incident.html", include_str!("../templates/incident.html")),
-    ("preferences.html", include_str!("../templates/preferences.html")),
+    (
+        "preferences.html",
+        include_str!("../templates/preferences.html"),
+    ),
+    ("client.html", include_str!("../templates/client.html")),
 ];
 
 fn env() -> &'static Environment<'static> {
@@ -159,23 +166,23 @@ pub fn unavailable(req: &HttpRequest) -> HttpResponse {
     )
 }
 
-/// The instant a page is asked for (`?as_of=`, RFC 3339), or a 400 page
-/// saying what is wrong with it.
-pub fn instant(
-    req: &HttpRequest,
-    as_of: Option<&str>,
-) -> Result<Option<chrono::DateTime<chrono::Utc>>, HttpResponse> {
+/// The instant a page is asked for (`?as_of=`, RFC 3339), or what is
+/// wrong with it.
+pub fn instant(as_of: Option<&str>) -> Result<Option<chrono::DateTime<chrono::Utc>>, String> {
     match as_of.map(str::trim).filter(|s| !s.is_empty()) {
         None => Ok(None),
-        Some(s) => s.parse::<chrono::DateTime<chrono::Utc>>().map(Some).map_err(|e| {
-            failed(
-                req,
-                StatusCode::BAD_REQUEST,
-                "Bad request",
-                &format!("as_of must be an RFC 3339 instant such as 2026-12-01T09:00:00Z: {e}"),
-            )
-        }),
+        Some(s) => s
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .map(Some)
+            .map_err(|e| {
+                format!("as_of must be an RFC 3339 instant such as 2026-12-01T09:00:00Z: {e}")
+            }),
     }
+}
+
+/// A 400 page saying what is wrong with the request.
+pub fn bad_request(req: &HttpRequest, why: &str) -> HttpResponse {
+    failed(req, StatusCode::BAD_REQUEST, "Bad request", why)
 }
 
 /// What the API's read path said, as a page.
@@ -185,7 +192,9 @@ pub fn api_error(req: &HttpRequest, e: opsledger_api::problem::ApiError) -> Http
         E::NotFound(_) => not_found(req),
         E::Forbidden(why) => refused(req, &why),
         E::BadRequest(why) => failed(req, StatusCode::BAD_REQUEST, "Bad request", &why),
-        E::Unprocessable(why) => failed(req, StatusCode::UNPROCESSABLE_ENTITY, "Unprocessable", &why),
+        E::Unprocessable(why) => {
+            failed(req, StatusCode::UNPROCESSABLE_ENTITY, "Unprocessable", &why)
+        }
         E::Conflict { detail, .. } => failed(req, StatusCode::CONFLICT, "Conflict", &detail),
         E::PreconditionFailed { detail, .. } => {
             failed(req, StatusCode::CONFLICT, "Conflict", &detail)

@@ -1,0 +1,464 @@
+//! Working an incident in the console over HTTP: the forms of the hand-off,
+//! findings, fixes and notes; what each role is offered; a stale form
+//! offered again; the client's view; the past (`?as_of=`); Japanese.
+
+use opsledger_domain::access::Role;
+use opsledger_testkit::{spawn_app, TestApp};
+use opsledger_tests::eventually;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::api_directory::{register_client, register_service};
+use crate::console::{csrf_of, open_incident, sign_in, version_in};
+
+/// A page as a browser asks for it: (status, HTML).
+async fn page(app: &TestApp, cookies: &str, path: &str) -> (StatusCode, String) {
+    let res = app
+        .http
+        .get(app.url(path))
+        .header("cookie", cookies)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    (res.status(), res.text().await.unwrap())
+}
+
+/// Posts an incident page's form for `action` with `fields`, on `version`.
+async fn post(
+    app: &TestApp,
+    cookies: &str,
+    id: &str,
+    action: &str,
+    version: &str,
+    fields: &[(&str, &str)],
+) -> (StatusCode, String) {
+    let mut form = vec![("csrf", csrf_of(cookies)), ("version", version.to_owned())];
+    form.extend(fields.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    let res = app
+        .http
+        .post(app.url(&format!("/console/incidents/{id}/{action}")))
+        .header("cookie", cookies)
+        .header("accept", "text/html")
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    (res.status(), res.text().await.unwrap())
+}
+
+async fn timeline_types(app: &TestApp, token: &str, id: &str) -> Vec<Value> {
+    let t: Value = app
+        .get(&format!("/api/v1/incidents/{id}/timeline"), token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    t["items"].as_array().cloned().unwrap()
+}
+
+#[tokio::test]
+async fn an_operator_hands_off_and_a_maintainer_records_a_finding_and_a_fix_and_resolves() {
+    let app = spawn_app().await;
+    let admin = app.token(&[Role::Admin]);
+    let id = open_incident(&app, &admin, "orders db slow", "error").await;
+    let olga = sign_in(
+        &app,
+        &app.token_for(app.tenant, "olga", &[Role::Operator], None),
+    )
+    .await;
+    let mika = sign_in(
+        &app,
+        &app.token_for(app.tenant, "mika", &[Role::Maintainer], None),
+    )
+    .await;
+    let url = format!("/console/incidents/{id}");
+
+    // The operator acknowledges, notes, and hands off; no finding form is
+    // offered to her, and posting one anyway is refused.
+    let (_, p) = page(&app, &olga, &url).await;
+    assert!(p.contains("id=\"do-acknowledge\""));
+    assert!(
+        !p.contains("id=\"do-finding\""),
+        "findings are maintainers' work"
+    );
+    assert!(!p.contains("value=\"fix\""), "fixes are maintainers' work");
+    let (status, _) = post(&app, &olga, &id, "acknowledge", &version_in(&p), &[]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, p) = page(&app, &olga, &url).await;
+    let (status, _) = post(
+        &app,
+        &olga,
+        &id,
+        "notes",
+        &version_in(&p),
+        &[
+            ("text", "<script>alert(1)</script> checked the pool"),
+            ("visibility", "internal"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, p) = page(&app, &olga, &url).await;
+    assert!(
+        p.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt; checked the pool"),
+        "{p}"
+    );
+    assert!(!p.contains("<script>alert(1)"));
+    let (status, _) = post(
+        &app,
+        &olga,
+        &id,
+        "findings",
+        &version_in(&p),
+        &[("statement", "x")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = post(
+        &app,
+        &olga,
+        &id,
+        "handoff",
+        &version_in(&p),
+        &[("reason", "needs a schema fix")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+
+    // The maintainer finds it in the maintenance queue and works it.
+    eventually("the hand-off reaches the maintenance queue", || async {
+        let (_, q) = page(&app, &mika, "/console/queues/maintenance").await;
+        q.contains(&id).then_some(())
+    })
+    .await;
+    let (_, p) = page(&app, &mika, &url).await;
+    assert!(p.contains("id=\"do-finding\"") && p.contains("value=\"fix\""));
+    let (status, body) = post(
+        &app,
+        &mika,
+        &id,
+        "findings",
+        &version_in(&p),
+        &[
+            ("statement", "a missing index on orders.created_at"),
+            ("minutes_spent", ""),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let (_, p) = page(&app, &mika, &url).await;
+    let (status, body) = post(
+        &app,
+        &mika,
+        &id,
+        "actions",
+        &version_in(&p),
+        &[
+            ("kind", "fix"),
+            ("description", "added the index"),
+            ("minutes_spent", "25"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let (_, p) = page(&app, &mika, &url).await;
+    let (status, _) = post(&app, &mika, &id, "resolve", &version_in(&p), &[]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+
+    let (_, p) = page(&app, &mika, &url).await;
+    assert!(p.contains("data-status=\"resolved\""));
+    assert!(p.contains("id=\"do-close\"") && p.contains("id=\"do-reopen\""));
+    // The timeline filtered to findings shows the finding alone.
+    let (_, f) = page(&app, &mika, &format!("{url}?show=findings")).await;
+    assert!(f.contains("a missing index on orders.created_at"));
+    assert!(!f.contains("<td>NoteAdded</td>") && !f.contains("<td>MaintenanceActionRecorded</td>"));
+    // The API's record is the same.
+    let types: Vec<String> = timeline_types(&app, &admin, &id)
+        .await
+        .iter()
+        .filter_map(|e| e["type"].as_str().map(str::to_owned))
+        .collect();
+    for t in [
+        "IncidentAcknowledged",
+        "NoteAdded",
+        "IncidentHandedOff",
+        "FindingRecorded",
+        "MaintenanceActionRecorded",
+        "IncidentResolved",
+    ] {
+        assert!(types.contains(&t.to_owned()), "{t} in {types:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_form_sent_on_a_stale_version_is_offered_again_and_a_form_without_its_token_is_refused() {
+    let app = spawn_app().await;
+    let admin = app.token(&[Role::Admin]);
+    let id = open_incident(&app, &admin, "queue stuck", "warning").await;
+    let olga = sign_in(
+        &app,
+        &app.token_for(app.tenant, "olga", &[Role::Operator], None),
+    )
+    .await;
+    let url = format!("/console/incidents/{id}");
+    let (_, p) = page(&app, &olga, &url).await;
+    let seen = version_in(&p);
+    let res = app
+        .post(
+            &format!("/api/v1/incidents/{id}/acknowledge"),
+            &admin,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+
+    let (status, p) = post(
+        &app,
+        &olga,
+        &id,
+        "notes",
+        &seen,
+        &[("text", "restarted the consumer"), ("visibility", "client")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(
+        p.contains("What changed meanwhile") && p.contains("IncidentAcknowledged"),
+        "{p}"
+    );
+    assert!(p.contains("id=\"redo\""), "offered again");
+    assert!(
+        p.contains("value=\"restarted the consumer\""),
+        "with what was typed"
+    );
+    // Redoing it sends the form the page offers, on the version now.
+    let (status, _) = post(
+        &app,
+        &olga,
+        &id,
+        "notes",
+        &version_in(&p),
+        &[("text", "restarted the consumer"), ("visibility", "client")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+
+    // No CSRF token, or a version missing: refused, nothing recorded.
+    let before = timeline_types(&app, &admin, &id).await.len();
+    let res = app
+        .http
+        .post(app.url(&format!("/console/incidents/{id}/notes")))
+        .header("cookie", &olga)
+        .header("accept", "text/html")
+        .form(&[("version", "9"), ("text", "x"), ("visibility", "internal")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let (status, _) = post(
+        &app,
+        &olga,
+        &id,
+        "notes",
+        "",
+        &[("text", "x"), ("visibility", "internal")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = post(
+        &app,
+        &olga,
+        &id,
+        "notes",
+        "3",
+        &[("text", "x"), ("visibility", "bogus")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = post(&app, &olga, &id, "explode", "3", &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(timeline_types(&app, &admin, &id).await.len(), before);
+}
+
+#[tokio::test]
+async fn a_client_reads_its_own_incident_without_internal_notes_and_never_another_clients() {
+    let app = spawn_app().await;
+    let admin = app.token(&[Role::Admin]);
+    let (acme, other) = (
+        register_client(&app, "Acme").await,
+        register_client(&app, "Other").await,
+    );
+    let service = register_service(&app, acme["id"].as_str().unwrap(), "shop").await;
+    let res = app
+        .post(
+            "/api/v1/incidents",
+            &admin,
+            &json!({ "title": "shop checkout errors", "severity": "error", "service_id": service["id"] }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let id = res.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (text, visibility) in [
+        ("db password rotated by ops", "internal"),
+        ("We are investigating.", "client"),
+    ] {
+        let res = app
+            .post(
+                &format!("/api/v1/incidents/{id}/notes"),
+                &admin,
+                &json!({ "text": text, "visibility": visibility }),
+            )
+            .await;
+        assert_eq!(
+            res.status(),
+            StatusCode::OK,
+            "{}",
+            res.text().await.unwrap()
+        );
+    }
+    let token_of = |client: &Value| {
+        let c: Uuid = client["id"].as_str().unwrap().parse().unwrap();
+        app.token_for(
+            app.tenant,
+            &format!("user-of-{c}"),
+            &[Role::Client],
+            Some(c),
+        )
+    };
+    let own = sign_in(&app, &token_of(&acme)).await;
+    let theirs = sign_in(&app, &token_of(&other)).await;
+
+    let res = app
+        .http
+        .get(app.url("/"))
+        .header("cookie", &own)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["location"], "/console/client");
+    let (status, list) = page(&app, &own, "/console/client").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(list.contains("shop checkout errors"));
+    let (_, empty) = page(&app, &theirs, "/console/client").await;
+    assert!(!empty.contains("shop checkout errors"));
+
+    let url = format!("/console/incidents/{id}");
+    let (status, p) = page(&app, &own, &url).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(p.contains("We are investigating."));
+    assert!(
+        !p.contains("db password rotated"),
+        "no internal notes for clients"
+    );
+    assert!(
+        !p.contains("<button type=\"submit\" id=\"do-"),
+        "clients do not act"
+    );
+    let (status, _) = post(&app, &own, &id, "acknowledge", "1", &[]).await;
+    assert_ne!(status, StatusCode::SEE_OTHER);
+    let (status, _) = page(&app, &theirs, &url).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "another client's incident does not exist"
+    );
+    let (status, _) = page(&app, &own, "/console/queues/operations").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "the queues are the teams'");
+}
+
+#[tokio::test]
+async fn a_page_read_as_of_a_past_instant_shows_that_state_with_actions_disabled_and_speaks_japanese(
+) {
+    let app = spawn_app().await;
+    let admin = app.token(&[Role::Admin]);
+    let id = open_incident(&app, &admin, "cdn 502s", "critical").await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let between = chrono::Utc::now();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let res = app
+        .post(
+            &format!("/api/v1/incidents/{id}/acknowledge"),
+            &admin,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let olga = sign_in(
+        &app,
+        &app.token_for(app.tenant, "olga", &[Role::Operator], None),
+    )
+    .await;
+
+    let at = between.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let (status, p) = page(&app, &olga, &format!("/console/incidents/{id}?as_of={at}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(p.contains("data-status=\"triggered\""), "as it was then");
+    assert!(p.contains("class=\"banner\""));
+    assert!(
+        !p.contains("<form method=\"post\" action=\"/console/incidents/"),
+        "no actions"
+    );
+    assert!(!p.contains("<td>IncidentAcknowledged</td>"));
+    let (status, _) = page(
+        &app,
+        &olga,
+        &format!("/console/incidents/{id}?as_of=yesterday"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Japanese by Accept-Language, and times in the chosen zone.
+    let res = app
+        .http
+        .get(app.url(&format!("/console/incidents/{id}")))
+        .header("cookie", format!("{olga}; opsledger_tz=Asia/Tokyo"))
+        .header("accept-language", "ja-JP,ja;q=0.9,en;q=0.5")
+        .send()
+        .await
+        .unwrap();
+    let p = res.text().await.unwrap();
+    assert!(
+        p.contains("<html lang=\"ja\">") && p.contains("タイムライン"),
+        "{p}"
+    );
+    assert!(p.contains(" JST</time>"), "times in Tokyo");
+    // A preference saved on the preferences page wins over the header.
+    let res = app
+        .http
+        .post(app.url("/console/preferences"))
+        .header("cookie", &olga)
+        .form(&[
+            ("csrf", csrf_of(&olga).as_str()),
+            ("lang", "en"),
+            ("tz", "Europe/Berlin"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let set: Vec<String> = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .collect();
+    assert!(
+        set.contains(&"opsledger_lang=en".to_owned())
+            && set.contains(&"opsledger_tz=Europe/Berlin".to_owned())
+    );
+    let res = app
+        .http
+        .get(app.url(&format!("/console/incidents/{id}")))
+        .header("cookie", format!("{olga}; {}", set.join("; ")))
+        .header("accept-language", "ja")
+        .send()
+        .await
+        .unwrap();
+    let p = res.text().await.unwrap();
+    assert!(p.contains("<html lang=\"en\">") && p.contains(" CET</time>"));
+}
