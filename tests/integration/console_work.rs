@@ -462,3 +462,190 @@ async fn a_page_read_as_of_a_past_instant_shows_that_state_with_actions_disabled
     let p = res.text().await.unwrap();
     assert!(p.contains("<html lang=\"en\">") && p.contains(" CET</time>"));
 }
+
+/// Posts a change page's form for `step`.
+async fn step(
+    app: &TestApp,
+    cookies: &str,
+    id: &str,
+    name: &str,
+    version: &str,
+    fields: &[(&str, &str)],
+) -> (StatusCode, String) {
+    let mut form = vec![("csrf", csrf_of(cookies)), ("version", version.to_owned())];
+    form.extend(fields.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    let res = app
+        .http
+        .post(app.url(&format!("/console/changes/{id}/{name}")))
+        .header("cookie", cookies)
+        .header("accept", "text/html")
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    (res.status(), res.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_requester_is_not_offered_approval_of_their_own_change_and_an_approver_approves_it() {
+    let app = spawn_app().await;
+    let acme = register_client(&app, "Acme").await;
+    let service = register_service(&app, acme["id"].as_str().unwrap(), "shop").await;
+    let mika = sign_in(
+        &app,
+        &app.token_for(
+            app.tenant,
+            "mika",
+            &[Role::Maintainer, Role::Approver],
+            None,
+        ),
+    )
+    .await;
+    let ann = sign_in(
+        &app,
+        &app.token_for(app.tenant, "ann", &[Role::Approver], None),
+    )
+    .await;
+
+    // Mika requests a normal change through the form.
+    let (_, list) = page(&app, &mika, "/console/changes").await;
+    assert!(list.contains("id=\"do-request\""));
+    let res = app
+        .http
+        .post(app.url("/console/changes"))
+        .header("cookie", &mika)
+        .header("accept", "text/html")
+        .form(&[
+            ("csrf", csrf_of(&mika).as_str()),
+            ("title", "Upgrade PostgreSQL to 16.4"),
+            ("kind", "normal"),
+            ("category", "version_upgrade"),
+            ("risk", "medium"),
+            ("impact", "five minutes read-only"),
+            ("description", ""),
+            ("rollback_plan", "restore the snapshot"),
+            ("service_ids", service["id"].as_str().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "{}",
+        res.text().await.unwrap()
+    );
+    let url = res.headers()["location"].to_str().unwrap().to_owned();
+    assert!(url.starts_with("/console/changes/"), "{url}");
+    let id = url.rsplit('/').next().unwrap().to_owned();
+
+    let (_, p) = page(&app, &mika, &url).await;
+    assert!(p.contains("data-status=\"draft\""));
+    let (status, _) = step(&app, &mika, &id, "submit", &version_in(&p), &[]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    // Submitted: the requester, an approver too, is offered no approval,
+    // and the server refuses it anyway (four eyes).
+    let (_, p) = page(&app, &mika, &url).await;
+    assert!(p.contains("data-status=\"submitted\""));
+    assert!(
+        !p.contains("id=\"do-approve\"") && !p.contains("id=\"do-reject\""),
+        "{p}"
+    );
+    // (Requested, then submitted: version 2.)
+    let (status, body) = step(&app, &mika, &id, "approve", "2", &[]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("four eyes"));
+
+    // Ann approves; Mika schedules it in Tokyo time, starts and completes it.
+    let (_, p) = page(&app, &ann, &url).await;
+    assert!(p.contains("id=\"do-approve\"") && p.contains("id=\"do-reject\""));
+    let (status, _) = step(
+        &app,
+        &ann,
+        &id,
+        "approve",
+        &version_in(&p),
+        &[("comment", "")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let tokyo = format!("{mika}; opsledger_tz=Asia/Tokyo");
+    let (_, p) = page(&app, &tokyo, &url).await;
+    assert!(p.contains("id=\"do-schedule\""), "{p}");
+    let day = (chrono::Utc::now() + chrono::Duration::days(2)).date_naive();
+    let (status, body) = step(
+        &app,
+        &tokyo,
+        &id,
+        "schedule",
+        &version_in(&p),
+        &[
+            ("start", &format!("{day}T09:00")),
+            ("end", &format!("{day}T10:30")),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let change: Value = app
+        .get(&format!("/api/v1/changes/{id}"), &app.token(&[Role::Admin]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let start: chrono::DateTime<chrono::Utc> = change["schedule"]["start"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        start,
+        format!("{day}T00:00:00Z")
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap(),
+        "09:00 in Tokyo"
+    );
+
+    // The calendar's week shows it on its day.
+    let (status, cal) = page(
+        &app,
+        &tokyo,
+        &format!("/console/calendar?view=week&at={day}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let on_day = cal.find(&format!("data-date=\"{day}\"")).expect("the day");
+    assert!(
+        cal[on_day..].contains("Upgrade PostgreSQL to 16.4"),
+        "{cal}"
+    );
+    let (status, month) = page(
+        &app,
+        &tokyo,
+        &format!("/console/calendar?view=month&at={day}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(month.contains("Upgrade PostgreSQL to 16.4"));
+    let (status, _) = page(&app, &tokyo, "/console/calendar?at=someday").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let (_, p) = page(&app, &mika, &url).await;
+    let (status, _) = step(&app, &mika, &id, "start", &version_in(&p), &[]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, p) = page(&app, &mika, &url).await;
+    let (status, _) = step(
+        &app,
+        &mika,
+        &id,
+        "complete",
+        &version_in(&p),
+        &[("note", "done")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, p) = page(&app, &mika, &url).await;
+    assert!(p.contains("data-status=\"completed\""));
+    // A step on a stale version says so and changes nothing.
+    let (status, body) = step(&app, &mika, &id, "fail", "2", &[("reason", "x")]).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+}

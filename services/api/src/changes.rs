@@ -456,13 +456,7 @@ async fn step(
     };
     let target = Target::Existing(id);
     let admit = |actor: &Actor, change: Option<&Change>| {
-        let roles = match (deciding, reviewing, change.map(|c| c.kind)) {
-            (true, _, _) => CHANGE_APPROVERS,
-            // The review after the fact is the system owners' as much as the doers'.
-            (_, true, Some(Kind::Standard)) => ANY_CHANGER,
-            (_, true, _) => CHANGE_REVIEWERS,
-            (_, _, kind) => roles_for(kind.unwrap_or(Kind::Normal)),
-        };
+        let roles = roles_of_step(deciding, reviewing, change.map(|c| c.kind));
         require_any(actor, roles, name)
     };
     let prepare = async |actor: &Actor, change: Option<&Change>| {
@@ -497,6 +491,97 @@ async fn step(
         prepare,
     )
     .await
+}
+
+/// Who may take a step: approvals and rejections the approvers; the review
+/// after the fact, for a standard change anyone who changes (the system
+/// owners' as much as the doers'), else the reviewers; the rest by kind.
+fn roles_of_step(deciding: bool, reviewing: bool, kind: Option<Kind>) -> &'static [Role] {
+    match (deciding, reviewing, kind) {
+        (true, _, _) => CHANGE_APPROVERS,
+        (_, true, Some(Kind::Standard)) => ANY_CHANGER,
+        (_, true, _) => CHANGE_REVIEWERS,
+        (_, _, kind) => roles_for(kind.unwrap_or(Kind::Normal)),
+    }
+}
+
+/// The roles the step named `name` (the last segment of its route) takes on
+/// a change of `kind`: what the console asks before offering it.
+pub fn step_roles(name: &str, kind: Kind) -> &'static [Role] {
+    roles_of_step(
+        matches!(name, "approve" | "reject"),
+        name == "review",
+        Some(kind),
+    )
+}
+
+/// A step as a console form asks for it: `name` is the last segment of its
+/// API route, `fields` the form's fields (URL-encoded, empty ones left
+/// out), read into the same body type the route reads JSON into, and run
+/// on the same command path on `version`. `Ok(None)`: no such step.
+pub async fn console_step(
+    state: web::Data<AppState>,
+    actor: Actor,
+    req: HttpRequest,
+    id: Uuid,
+    version: i64,
+    name: &str,
+    fields: &str,
+) -> Result<Option<HttpResponse>, ApiError> {
+    let asked = Step::of(name, fields)?;
+    let Some(asked) = asked else { return Ok(None) };
+    let caller = Caller(actor);
+    step(
+        state,
+        caller,
+        req,
+        id,
+        IfMatch(Some(version)),
+        IdempotencyKey(None),
+        Value::Null,
+        asked,
+    )
+    .await
+    .map(Some)
+}
+
+/// Requests a change as a console form asks for it (no idempotency key:
+/// the form is answered with a redirect, and a browser's retry asks again).
+pub async fn console_request(
+    state: web::Data<AppState>,
+    actor: Actor,
+    req: HttpRequest,
+    body: RequestBody,
+) -> Result<HttpResponse, ApiError> {
+    change_request(
+        state,
+        Caller(actor),
+        IdempotencyKey(None),
+        req,
+        web::Json(body),
+    )
+    .await
+}
+
+impl Step {
+    /// The step named `name`, its body read from a form's `fields`.
+    fn of(name: &str, fields: &str) -> Result<Option<Step>, ApiError> {
+        fn body<B: serde::de::DeserializeOwned>(fields: &str) -> Result<B, ApiError> {
+            serde_urlencoded::from_str(fields).map_err(|e| ApiError::Unprocessable(e.to_string()))
+        }
+        Ok(Some(match name {
+            "submit" => Step::Submit(body(fields)?),
+            "approve" => Step::Approve(body(fields)?),
+            "reject" => Step::Reject(body(fields)?),
+            "schedule" => Step::Schedule(body(fields)?),
+            "start" => Step::Start(body(fields)?),
+            "complete" => Step::Complete(body(fields)?),
+            "fail" => Step::Fail(body(fields)?),
+            "rollback" => Step::RollBack(body(fields)?),
+            "review" => Step::Review(body(fields)?),
+            _ => return Ok(None),
+        }))
+    }
 }
 
 macro_rules! step_handler {

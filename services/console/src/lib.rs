@@ -16,6 +16,7 @@
 //! HttpOnly and SameSite=Strict, and Secure behind TLS.
 
 mod assets;
+mod changes;
 mod client;
 mod incident;
 mod pages;
@@ -67,6 +68,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/console/incidents/{id}/{action}",
             web::post().to(incident::act),
         )
+        .route("/console/changes", web::get().to(changes::list))
+        .route("/console/changes", web::post().to(changes::request))
+        .route("/console/changes/{id}", web::get().to(changes::page))
+        .route(
+            "/console/changes/{id}/{step}",
+            web::post().to(changes::step),
+        )
+        .route("/console/calendar", web::get().to(changes::calendar))
         .route("/console/client", web::get().to(client::home))
         .route("/console/preferences", web::get().to(prefs::form))
         .route("/console/preferences", web::post().to(prefs::save))

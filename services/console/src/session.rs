@@ -27,6 +27,36 @@ pub fn viewer(req: &HttpRequest) -> Option<Actor> {
         .and_then(|c| state.auth.verify(c.value()).ok())
 }
 
+/// Why a page is not shown to a browser.
+pub enum Turned {
+    /// Nobody is signed in: to the sign-in page.
+    SignIn,
+    /// The reader's roles do not reach the page.
+    Refused(&'static str),
+}
+
+impl Turned {
+    pub fn page(self, req: &HttpRequest) -> HttpResponse {
+        match self {
+            Turned::SignIn => see_other("/signin"),
+            Turned::Refused(why) => view::refused(req, why),
+        }
+    }
+}
+
+/// The signed-in reader, if one of `roles` is theirs.
+pub fn reader(
+    req: &HttpRequest,
+    roles: &[opsledger_domain::access::Role],
+    why: &'static str,
+) -> Result<Actor, Turned> {
+    match viewer(req) {
+        None => Err(Turned::SignIn),
+        Some(a) if !a.has_any(roles) => Err(Turned::Refused(why)),
+        Some(a) => Ok(a),
+    }
+}
+
 /// The CSRF token of this browser: its cookie's, or a new one to set.
 pub fn csrf_token(req: &HttpRequest) -> (String, Option<Cookie<'static>>) {
     match req.cookie(CSRF) {

@@ -225,6 +225,10 @@ pub const JA: &[(&str, &str)] = &[
     ("Position", "位置"),
     ("Stream", "ストリーム"),
     ("None yet.", "まだありません。"),
+    ("Category", "区分"),
+    ("Rollback plan", "切り戻し計画"),
+    ("Services", "サービス"),
+    ("Roll back", "切り戻し"),
 ];
 
 #[cfg(test)]

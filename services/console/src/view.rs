@@ -30,6 +30,9 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/preferences.html"),
     ),
     ("client.html", include_str!("../templates/client.html")),
+    ("changes.html", include_str!("../templates/changes.html")),
+    ("change.html", include_str!("../templates/change.html")),
+    ("calendar.html", include_str!("../templates/calendar.html")),
 ];
 
 fn env() -> &'static Environment<'static> {
@@ -38,7 +41,7 @@ fn env() -> &'static Environment<'static> {
         let mut env = Environment::new();
         // Every value is escaped for HTML; nothing is marked safe.
         env.set_auto_escape_callback(|_| AutoEscape::Html);
-        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::SemiStrict);
         // `t("Word")`: the word in the page's language.
         env.add_function("t", |state: &minijinja::State, key: &str| {
             let lang = state.lookup("lang");
