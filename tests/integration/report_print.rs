@@ -23,14 +23,19 @@ fn repo() -> PathBuf {
 /// Debian's chromium (and chromedriver), installed by `ops/browser.sh` when
 /// missing.
 pub(crate) fn chromium() -> String {
+    browser_sh("ensure")
+}
+
+/// What `ops/browser.sh <what>` prints: the path of what it provides.
+pub(crate) fn browser_sh(what: &str) -> String {
     let out = Command::new("bash")
         .arg(repo().join("ops/browser.sh"))
-        .arg("ensure")
+        .arg(what)
         .output()
         .expect("ops/browser.sh runs");
     assert!(
         out.status.success(),
-        "ops/browser.sh could not provide chromium: {}",
+        "ops/browser.sh could not provide {what}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
