@@ -597,3 +597,48 @@ async fn a_stale_click_shows_the_conflict_a_form_without_its_token_is_refused_an
     assert!(!timeline.to_string().contains("sent without its token"));
     olga.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn every_page_of_the_navigation_passes_axe_for_staff_and_for_clients() {
+    let app = spawn_app().await;
+    let admin = app.token(&[Role::Admin]);
+    let acme = crate::api_directory::register_client(&app, "Acme").await;
+    let shop =
+        crate::api_directory::register_service(&app, acme["id"].as_str().unwrap(), "shop").await;
+    let res = app
+        .post(
+            "/api/v1/incidents",
+            &admin,
+            &json!({ "title": "shop down", "severity": "critical", "service_id": shop["id"] }),
+        )
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::CREATED);
+    let client: uuid::Uuid = acme["id"].as_str().unwrap().parse().unwrap();
+    let driver = driver().await;
+    for (who, token, landing) in [
+        ("staff", admin.clone(), "table.queue"),
+        (
+            "client",
+            app.token_for(app.tenant, "hanako", &[Role::Client], Some(client)),
+            "table.queue",
+        ),
+    ] {
+        let b = driver.browser().await;
+        sign_in_to(&b, &app, &token, landing).await;
+        let links: Vec<String> = serde_json::from_value(
+            b.execute(
+                "return Array.from(document.querySelectorAll('nav[aria-label=Pages] a')).map(a => a.getAttribute('href'))",
+                vec![],
+            )
+            .await
+            .unwrap(),
+        )
+        .unwrap();
+        assert!(links.len() >= 4, "{links:?}");
+        for link in links {
+            open(&b, &app, &link, "main h1").await;
+            inspect(&b, &format!("{who}{}", link.replace('/', "-"))).await;
+        }
+        b.close().await.unwrap();
+    }
+}

@@ -649,3 +649,108 @@ async fn a_requester_is_not_offered_approval_of_their_own_change_and_an_approver
     let (status, body) = step(&app, &mika, &id, "fail", "2", &[("reason", "x")]).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
 }
+
+/// The links of a page's navigation.
+fn nav_links(page: &str) -> Vec<String> {
+    let nav = &page[page.find("<nav aria-label=\"Pages\">").expect("a nav")..];
+    let nav = &nav[..nav.find("</nav>").unwrap()];
+    nav.split("href=\"")
+        .skip(1)
+        .map(|s| s.split('"').next().unwrap().replace("&#x2f;", "/"))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_page_the_navigation_names_answers_for_staff_and_for_clients() {
+    let app = spawn_app().await;
+    let acme = register_client(&app, "Acme").await;
+    let service = register_service(&app, acme["id"].as_str().unwrap(), "shop").await;
+    let admin_token = app.token(&[Role::Admin]);
+    let res = app
+        .post(
+            "/api/v1/incidents",
+            &admin_token,
+            &json!({ "title": "shop down", "severity": "critical", "service_id": service["id"] }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let admin = sign_in(&app, &admin_token).await;
+    let client: Uuid = acme["id"].as_str().unwrap().parse().unwrap();
+    let hanako = sign_in(
+        &app,
+        &app.token_for(app.tenant, "hanako", &[Role::Client], Some(client)),
+    )
+    .await;
+
+    let (_, home) = page(&app, &admin, "/console/queues/operations").await;
+    let links = nav_links(&home);
+    for expected in [
+        "/console/changes",
+        "/console/calendar",
+        "/console/windows",
+        "/console/proposals",
+        "/console/executions",
+        "/console/inquiries",
+        "/console/work",
+        "/console/reports",
+        "/console/audit",
+    ] {
+        assert!(
+            links.contains(&expected.to_owned()),
+            "{expected} in {links:?}"
+        );
+    }
+    for link in &links {
+        let (status, body) = page(&app, &admin, link).await;
+        assert_eq!(status, StatusCode::OK, "{link}: {body}");
+        assert!(
+            body.contains("aria-current=\"page\""),
+            "{link} marks itself"
+        );
+    }
+    let (_, reports) = page(&app, &admin, "/console/reports").await;
+    assert!(
+        reports.contains("<svg") && reports.contains(">shop</td>"),
+        "{reports}"
+    );
+    let (status, monthly) = page(
+        &app,
+        &admin,
+        &format!(
+            "/console/reports/monthly?client={client}&month={}",
+            chrono::Utc::now().format("%Y-%m")
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(monthly.contains("<svg"), "the monthly report's charts");
+
+    let (_, home) = page(&app, &hanako, "/console/client").await;
+    let links = nav_links(&home);
+    assert!(
+        !links
+            .iter()
+            .any(|l| l.contains("queues") || l.contains("audit")),
+        "{links:?}"
+    );
+    for link in &links {
+        let (status, body) = page(&app, &hanako, link).await;
+        assert_eq!(status, StatusCode::OK, "{link}: {body}");
+    }
+    // A filter the API does not know is refused as the API refuses it.
+    let (status, _) = page(&app, &admin, "/console/windows?colour=red").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = page(&app, &hanako, "/console/audit").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = page(
+        &app,
+        &hanako,
+        "/console/reports/monthly?client=0190f0f0-0000-7000-8000-000000000000&month=2026-11",
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "another client's report does not exist"
+    );
+}

@@ -19,8 +19,10 @@ mod assets;
 mod changes;
 mod client;
 mod incident;
+mod lists;
 mod pages;
 mod prefs;
+mod reports;
 mod session;
 mod ui;
 mod view;
@@ -76,6 +78,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::post().to(changes::step),
         )
         .route("/console/calendar", web::get().to(changes::calendar))
+        .route("/console/windows", web::get().to(lists::windows))
+        .route("/console/proposals", web::get().to(lists::proposals))
+        .route("/console/executions", web::get().to(lists::executions))
+        .route("/console/inquiries", web::get().to(lists::inquiries))
+        .route("/console/work", web::get().to(lists::work))
+        .route("/console/audit", web::get().to(lists::audit))
+        .route("/console/reports", web::get().to(reports::page))
+        .route("/console/reports/monthly", web::get().to(reports::monthly))
         .route("/console/client", web::get().to(client::home))
         .route("/console/preferences", web::get().to(prefs::form))
         .route("/console/preferences", web::post().to(prefs::save))

@@ -33,6 +33,8 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
     ("changes.html", include_str!("../templates/changes.html")),
     ("change.html", include_str!("../templates/change.html")),
     ("calendar.html", include_str!("../templates/calendar.html")),
+    ("list.html", include_str!("../templates/list.html")),
+    ("reports.html", include_str!("../templates/reports.html")),
 ];
 
 fn env() -> &'static Environment<'static> {
@@ -77,6 +79,9 @@ pub fn frame(req: &HttpRequest, csrf: &str) -> minijinja::Value {
         csrf => csrf,
         subject => viewer.as_ref().map(|a| a.subject.clone()),
         staff => viewer.as_ref().is_some_and(|a| a.has_any(crate::STAFF)),
+        auditor => viewer.as_ref().is_some_and(|a| {
+            a.has_any(&[opsledger_domain::access::Role::Auditor, opsledger_domain::access::Role::Admin])
+        }),
         as_of => Option::<String>::None,
         path => req.path(),
     }

@@ -1,0 +1,325 @@
+//! The reading pages that are lists: maintenance windows, proposals,
+//! runbook executions, inquiries, the work ledger and the audit search.
+//!
+//! Each calls the API's own list handler in-process with the reader as the
+//! caller and the page's query string as the API's query, so a page shows
+//! exactly what the API answers that reader (roles, a client's scope, the
+//! filters), and its filters live in the URL, shareable; an unknown filter
+//! is refused as the API refuses it. `Listing` says which fields the table
+//! shows.
+
+use std::future::Future;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use opsledger_api::auth::Caller;
+use opsledger_api::problem::ApiError;
+use opsledger_api::AppState;
+use opsledger_domain::access::{Actor, Role};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::session::reader;
+use crate::view;
+
+/// How a cell is shown.
+#[derive(Clone, Copy, PartialEq)]
+enum Cell {
+    Text,
+    /// An instant, in the reader's time zone.
+    Time,
+    /// The number of items of a list.
+    Count,
+}
+
+/// A list page: its title, the API list it shows, and its columns (a label
+/// and a JSON pointer into each item).
+struct Listing {
+    title: &'static str,
+    columns: &'static [(&'static str, &'static str, Cell)],
+    /// Where a row's title links to, `{id}` replaced.
+    link: Option<&'static str>,
+    /// Shareable filters: a label and the query string it sets.
+    filters: &'static [(&'static str, &'static str)],
+}
+
+#[derive(Debug, Serialize)]
+struct Row {
+    id: String,
+    link: Option<String>,
+    cells: Vec<Shown>,
+}
+
+#[derive(Debug, Serialize)]
+struct Shown {
+    text: String,
+    time: bool,
+}
+
+/// The API list `call` answers `actor` for the page's query string.
+async fn listed<Q, F, Fut>(
+    req: &HttpRequest,
+    state: web::Data<AppState>,
+    actor: Actor,
+    call: F,
+) -> Result<serde_json::Value, ApiError>
+where
+    Q: DeserializeOwned,
+    F: FnOnce(web::Data<AppState>, Caller, web::Query<Q>) -> Fut,
+    Fut: Future<Output = Result<HttpResponse, ApiError>>,
+{
+    let query = web::Query::<Q>::from_query(req.query_string())
+        .map_err(|e| ApiError::BadRequest(format!("the page's filters: {e}")))?;
+    let res = call(state, Caller(actor), query).await?;
+    let body = actix_web::body::to_bytes(res.into_body())
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string().into()))?;
+    serde_json::from_slice(&body).map_err(|e| ApiError::Internal(Box::new(e)))
+}
+
+fn rows(listing: &Listing, page: &serde_json::Value) -> Vec<Row> {
+    let items = page["items"].as_array().map_or(&[][..], Vec::as_slice);
+    items
+        .iter()
+        .map(|item| {
+            let id = item["id"]
+                .as_str()
+                .or_else(|| item["event_id"].as_str())
+                .unwrap_or_default()
+                .to_owned();
+            Row {
+                link: listing.link.map(|l| l.replace("{id}", &id)),
+                id,
+                cells: listing
+                    .columns
+                    .iter()
+                    .map(|(_, pointer, cell)| {
+                        let v = item.pointer(pointer).unwrap_or(&serde_json::Value::Null);
+                        Shown {
+                            text: match (cell, v) {
+                                (Cell::Count, v) => v.as_array().map_or(0, Vec::len).to_string(),
+                                (_, serde_json::Value::String(s)) => s.clone(),
+                                (_, serde_json::Value::Null) => String::new(),
+                                (_, v) => v.to_string(),
+                            },
+                            time: *cell == Cell::Time && v.is_string(),
+                        }
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+async fn show<Q, F, Fut>(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    listing: &'static Listing,
+    roles: &[Role],
+    call: F,
+) -> HttpResponse
+where
+    Q: DeserializeOwned,
+    F: FnOnce(web::Data<AppState>, Caller, web::Query<Q>) -> Fut,
+    Fut: Future<Output = Result<HttpResponse, ApiError>>,
+{
+    let actor = match reader(&req, roles, "your roles do not reach this page") {
+        Ok(a) => a,
+        Err(turned) => return turned.page(&req),
+    };
+    match listed(&req, state, actor, call).await {
+        Ok(page) => view::page(
+            &req,
+            "list.html",
+            minijinja::context! {
+                title => listing.title,
+                labels => listing.columns.iter().map(|(l, _, _)| *l).collect::<Vec<_>>(),
+                rows => rows(listing, &page),
+                filters => listing.filters,
+                query => req.query_string(),
+            },
+        ),
+        Err(e) => view::api_error(&req, e),
+    }
+}
+
+const EVERYONE: &[Role] = &[
+    Role::Operator,
+    Role::Maintainer,
+    Role::Approver,
+    Role::Auditor,
+    Role::Admin,
+    Role::Client,
+];
+
+static WINDOWS: Listing = Listing {
+    title: "Windows",
+    columns: &[
+        ("Title", "/title", Cell::Text),
+        ("Status", "/status", Cell::Text),
+        ("Starts", "/start", Cell::Time),
+        ("Ends", "/end", Cell::Time),
+        ("Repeats", "/rrule", Cell::Text),
+        ("Services", "/service_ids", Cell::Count),
+    ],
+    link: None,
+    filters: &[
+        ("planned", "status=planned"),
+        ("announced", "status=announced"),
+        ("started", "status=started"),
+        ("ended", "status=ended"),
+    ],
+};
+
+static PROPOSALS: Listing = Listing {
+    title: "Proposals",
+    columns: &[
+        ("Title", "/title", Cell::Text),
+        ("Status", "/status", Cell::Text),
+        ("Raised by", "/raised_by", Cell::Text),
+        ("Raised", "/raised_at", Cell::Time),
+        ("Decided by", "/decided_by", Cell::Text),
+    ],
+    link: None,
+    filters: &[
+        ("raised", "status=raised"),
+        ("approved", "status=approved"),
+        ("implemented", "status=implemented"),
+        ("verified", "status=verified"),
+    ],
+};
+
+static EXECUTIONS: Listing = Listing {
+    title: "Runbook executions",
+    columns: &[
+        ("Title", "/title", Cell::Text),
+        ("Status", "/status", Cell::Text),
+        ("Next step", "/next_step", Cell::Text),
+        (
+            "Awaiting confirmation",
+            "/awaiting_confirmation",
+            Cell::Text,
+        ),
+        ("Started by", "/started_by", Cell::Text),
+        ("Started", "/started_at", Cell::Time),
+    ],
+    link: None,
+    filters: &[
+        ("in_progress", "status=in_progress"),
+        ("succeeded", "status=succeeded"),
+        ("aborted", "status=aborted"),
+    ],
+};
+
+static INQUIRIES: Listing = Listing {
+    title: "Inquiries",
+    columns: &[
+        ("Subject", "/subject", Cell::Text),
+        ("Kind", "/kind", Cell::Text),
+        ("Status", "/status", Cell::Text),
+        ("Opened", "/opened_at", Cell::Time),
+        ("Answers", "/answers", Cell::Count),
+    ],
+    link: None,
+    filters: &[
+        ("open", "status=open"),
+        ("answered", "status=answered"),
+        ("escalated", "status=escalated"),
+        ("closed", "status=closed"),
+    ],
+};
+
+static WORK: Listing = Listing {
+    title: "Work ledger",
+    columns: &[
+        ("When", "/occurred_at", Cell::Time),
+        ("Work", "/work_class", Cell::Text),
+        ("What", "/type", Cell::Text),
+        ("Who", "/actor", Cell::Text),
+        ("Team", "/team", Cell::Text),
+        ("Minutes spent", "/minutes_spent", Cell::Text),
+    ],
+    link: None,
+    filters: &[
+        ("operations", "class=operations"),
+        ("maintenance", "class=maintenance"),
+    ],
+};
+
+static AUDIT: Listing = Listing {
+    title: "Audit",
+    columns: &[
+        ("Position", "/position", Cell::Text),
+        ("When", "/recorded_at", Cell::Time),
+        ("Stream", "/stream_id", Cell::Text),
+        ("Event", "/event_type", Cell::Text),
+        ("Who", "/metadata/actor", Cell::Text),
+    ],
+    link: None,
+    filters: &[],
+};
+
+pub async fn windows(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    show(
+        req,
+        state,
+        &WINDOWS,
+        EVERYONE,
+        opsledger_api::windows::window_list,
+    )
+    .await
+}
+
+pub async fn proposals(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    show(
+        req,
+        state,
+        &PROPOSALS,
+        crate::STAFF,
+        opsledger_api::proposals::proposal_list,
+    )
+    .await
+}
+
+pub async fn executions(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    show(
+        req,
+        state,
+        &EXECUTIONS,
+        crate::STAFF,
+        opsledger_api::runbooks::execution_list,
+    )
+    .await
+}
+
+pub async fn inquiries(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    show(
+        req,
+        state,
+        &INQUIRIES,
+        EVERYONE,
+        opsledger_api::inquiries::inquiry_list,
+    )
+    .await
+}
+
+pub async fn work(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    show(
+        req,
+        state,
+        &WORK,
+        EVERYONE,
+        opsledger_api::work::work_ledger,
+    )
+    .await
+}
+
+pub async fn audit(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    show(
+        req,
+        state,
+        &AUDIT,
+        &[Role::Auditor, Role::Admin],
+        opsledger_api::audit::search,
+    )
+    .await
+}
