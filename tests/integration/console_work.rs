@@ -754,3 +754,112 @@ async fn every_page_the_navigation_names_answers_for_staff_and_for_clients() {
         "another client's report does not exist"
     );
 }
+
+#[tokio::test]
+async fn every_page_read_as_of_a_past_instant_shows_that_state() {
+    let app = spawn_app().await;
+    let admin_token = app.token(&[Role::Admin]);
+    let id = open_incident(&app, &admin_token, "api latency", "warning").await;
+    eventually("the queue lists it", || async {
+        let admin = sign_in(&app, &admin_token).await;
+        let (_, q) = page(&app, &admin, "/console/queues/operations").await;
+        q.contains(&id).then_some(())
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let between = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let res = app
+        .post(
+            &format!("/api/v1/incidents/{id}/acknowledge"),
+            &admin_token,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let acme = register_client(&app, "Acme").await;
+    let service = register_service(&app, acme["id"].as_str().unwrap(), "shop").await;
+    let res = app
+        .post(
+            "/api/v1/changes",
+            &admin_token,
+            &json!({ "kind": "normal", "category": "fix", "title": "patch the gateway", "risk": "low",
+                     "impact": "none", "rollback_plan": "revert", "service_ids": [service["id"]] }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let admin = sign_in(&app, &admin_token).await;
+
+    // The queue then: triggered; now: acknowledged.
+    let q = |at: Option<&str>| {
+        let (app, admin) = (&app, admin.clone());
+        let path = match at {
+            Some(at) => format!("/console/queues/operations?as_of={at}"),
+            None => "/console/queues/operations".into(),
+        };
+        async move { page(app, &admin, &path).await.1 }
+    };
+    eventually("the queue now shows it acknowledged", || async {
+        q(None).await.contains(">acknowledged</td>").then_some(())
+    })
+    .await;
+    let then = q(Some(&between)).await;
+    assert!(
+        then.contains(&id) && then.contains(">triggered</td>"),
+        "{then}"
+    );
+    assert!(!then.contains("sse-connect"), "the past is not live");
+    assert!(
+        !then.contains("id=\"acknowledge-selected\""),
+        "no actions then"
+    );
+    // Filters are kept in the URL, and apply then too.
+    let (_, filtered) = page(
+        &app,
+        &admin,
+        &format!("/console/queues/operations?severity=critical&as_of={between}"),
+    )
+    .await;
+    assert!(!filtered.contains(&id));
+    let (_, filtered) = page(
+        &app,
+        &admin,
+        &format!("/console/queues/operations?severity=warning&status=triggered&as_of={between}"),
+    )
+    .await;
+    assert!(filtered.contains(&id));
+
+    // The change did not exist then.
+    eventually("the change is listed now", || async {
+        page(&app, &admin, "/console/changes")
+            .await
+            .1
+            .contains("patch the gateway")
+            .then_some(())
+    })
+    .await;
+    let (_, changes) = page(&app, &admin, &format!("/console/changes?as_of={between}")).await;
+    assert!(!changes.contains("patch the gateway") && !changes.contains("id=\"do-request\""));
+
+    // Every page of the navigation takes it, says so, and keeps it in its links.
+    let (_, home) = page(
+        &app,
+        &admin,
+        &format!("/console/queues/operations?as_of={between}"),
+    )
+    .await;
+    for link in nav_links(&home) {
+        if link.starts_with("/console/preferences") {
+            continue;
+        }
+        assert!(link.contains("as_of="), "{link}");
+        let (status, body) = page(&app, &admin, &link).await;
+        assert_eq!(status, StatusCode::OK, "{link}: {body}");
+        assert!(
+            body.contains("class=\"banner\""),
+            "{link} says it shows the past"
+        );
+    }
+    let (status, _) = page(&app, &admin, "/console/windows?as_of=last-week").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

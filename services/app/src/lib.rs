@@ -11,6 +11,7 @@
 pub mod changes;
 pub mod directory;
 pub mod escalation;
+pub mod history;
 pub mod incidents;
 pub mod ingest;
 pub mod reports;

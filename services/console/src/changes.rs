@@ -91,6 +91,7 @@ fn offered(actor: &Actor, change: &Change) -> Vec<&'static str> {
 #[derive(Debug, Default, Deserialize)]
 pub struct ListQuery {
     pub status: Option<String>,
+    pub as_of: Option<String>,
 }
 
 fn staff(req: &HttpRequest) -> Result<Actor, Turned> {
@@ -107,8 +108,15 @@ pub async fn list(
         Ok(a) => a,
         Err(turned) => return turned.page(&req),
     };
+    let as_of = match view::instant(query.as_of.as_deref()) {
+        Ok(at) => at,
+        Err(why) => return view::bad_request(&req, &why),
+    };
+    let status = query.status.clone().filter(|s| !s.is_empty());
+    // Then, the status asked is the status then: every change is read, and
+    // each folded as it stood.
     let filter = ChangeFilter {
-        status: query.status.clone().filter(|s| !s.is_empty()),
+        status: status.clone().filter(|_| as_of.is_none()),
         ..ChangeFilter::default()
     };
     let tenant = actor.tenant_id;
@@ -122,6 +130,25 @@ pub async fn list(
             500
         )
     );
+    let changes = match (changes, as_of) {
+        (Ok(now), Some(at)) => {
+            let ids: Vec<Uuid> = now.iter().map(|c| c.item.id).collect();
+            opsledger_app::history::states_at::<Change>(state.ledger(), tenant, &ids, at)
+                .await
+                .map(|then| {
+                    then.into_iter()
+                        .filter(|(_, c, _)| {
+                            status.as_deref().is_none_or(|s| c.status.as_str() == s)
+                        })
+                        .map(|(_, item, version)| opsledger_store::changes::Versioned {
+                            item,
+                            version,
+                        })
+                        .collect()
+                })
+        }
+        (read, _) => read,
+    };
     match (changes, services) {
         (Ok(changes), Ok(services)) => view::page(
             &req,
@@ -130,7 +157,8 @@ pub async fn list(
                 changes => changes,
                 services => services,
                 status => query.status,
-                may_request => actor.has_any(opsledger_api::changes::STANDARD_CHANGERS),
+                as_of => as_of,
+                may_request => as_of.is_none() && actor.has_any(opsledger_api::changes::STANDARD_CHANGERS),
             },
         ),
         (Err(e), _) | (_, Err(e)) => {
@@ -379,6 +407,8 @@ pub struct CalendarQuery {
     pub view: Option<String>,
     /// A day in the period shown (`YYYY-MM-DD`); today if absent.
     pub at: Option<String>,
+    /// The calendar as it was known then.
+    pub as_of: Option<String>,
 }
 
 /// One thing on the calendar.
@@ -411,6 +441,10 @@ pub async fn calendar(
         Err(turned) => return turned.page(&req),
     };
     let ui = Ui::of(&req);
+    let as_of = match view::instant(query.as_of.as_deref()) {
+        Ok(at) => at,
+        Err(why) => return view::bad_request(&req, &why),
+    };
     let month = query.view.as_deref() == Some("month");
     let at = match query.at.as_deref().filter(|s| !s.is_empty()) {
         None => Utc::now().with_timezone(&ui.tz).date_naive(),
@@ -452,9 +486,39 @@ pub async fn calendar(
         opsledger_store::changes::list_windows(&state.pool, tenant, &every, None, 500),
         opsledger_store::changes::scheduled_changes(&state.pool, tenant, from, 500)
     );
-    let (windows, changes) = match (windows, changes) {
-        (Ok(w), Ok(c)) => (w, c),
-        (Err(e), _) | (_, Err(e)) => {
+    let (windows, changes) = match (windows, changes, as_of) {
+        (Ok(w), Ok(c), Some(at)) => {
+            let (wids, cids): (Vec<Uuid>, Vec<Uuid>) = (
+                w.iter().map(|w| w.item.id).collect(),
+                c.iter().map(|c| c.item.id).collect(),
+            );
+            let ledger = state.ledger();
+            let (w, c) = tokio::join!(
+                opsledger_app::history::states_at::<opsledger_domain::window::Window>(
+                    ledger, tenant, &wids, at
+                ),
+                opsledger_app::history::states_at::<Change>(ledger, tenant, &cids, at)
+            );
+            let versioned =
+                |(_, item, version)| opsledger_store::changes::Versioned { item, version };
+            match (w, c) {
+                (Ok(w), Ok(c)) => (
+                    w.into_iter().map(versioned).collect::<Vec<_>>(),
+                    c.into_iter()
+                        .map(|(_, item, version)| opsledger_store::changes::Versioned {
+                            item,
+                            version,
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::error!(error = %e, "reading the calendar then failed");
+                    return view::unavailable(&req);
+                }
+            }
+        }
+        (Ok(w), Ok(c), None) => (w, c),
+        (Err(e), _, _) | (_, Err(e), _) => {
             tracing::error!(error = %e, "reading the calendar failed");
             return view::unavailable(&req);
         }
@@ -522,6 +586,7 @@ pub async fn calendar(
             planned => planned,
             previous => step.0.to_string(),
             next => step.1.to_string(),
+            as_of => as_of,
         },
     )
 }

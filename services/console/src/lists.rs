@@ -31,10 +31,31 @@ enum Cell {
     Count,
 }
 
+/// How a list is read as it stood at a past instant (`?as_of=`).
+#[derive(Clone, Copy)]
+enum Past {
+    /// Each record listed now is folded from the events recorded by then
+    /// (those not yet recorded then drop out), and the status filter is
+    /// applied to the state then.
+    Fold(Records),
+    /// The API bounds the list by when facts were recorded, with this
+    /// parameter.
+    Bound(&'static str),
+}
+
+#[derive(Clone, Copy)]
+enum Records {
+    Window,
+    Proposal,
+    Inquiry,
+    Execution,
+}
+
 /// A list page: its title, the API list it shows, and its columns (a label
 /// and a JSON pointer into each item).
 struct Listing {
     title: &'static str,
+    past: Past,
     columns: &'static [(&'static str, &'static str, Cell)],
     /// Where a row's title links to, `{id}` replaced.
     link: Option<&'static str>,
@@ -55,9 +76,9 @@ struct Shown {
     time: bool,
 }
 
-/// The API list `call` answers `actor` for the page's query string.
+/// The API list `call` answers `actor` for the query string `query`.
 async fn listed<Q, F, Fut>(
-    req: &HttpRequest,
+    query: &str,
     state: web::Data<AppState>,
     actor: Actor,
     call: F,
@@ -67,7 +88,7 @@ where
     F: FnOnce(web::Data<AppState>, Caller, web::Query<Q>) -> Fut,
     Fut: Future<Output = Result<HttpResponse, ApiError>>,
 {
-    let query = web::Query::<Q>::from_query(req.query_string())
+    let query = web::Query::<Q>::from_query(query)
         .map_err(|e| ApiError::BadRequest(format!("the page's filters: {e}")))?;
     let res = call(state, Caller(actor), query).await?;
     let body = actix_web::body::to_bytes(res.into_body())
@@ -126,7 +147,47 @@ where
         Ok(a) => a,
         Err(turned) => return turned.page(&req),
     };
-    match listed(&req, state, actor, call).await {
+    // The page's query is the API's, but for `as_of`, which the page reads.
+    let mut asked: Vec<(String, String)> = form_urlencoded::parse(req.query_string().as_bytes())
+        .into_owned()
+        .collect();
+    let as_of = asked
+        .iter()
+        .find(|(k, _)| k == "as_of")
+        .map(|(_, v)| v.clone());
+    let as_of = match view::instant(as_of.as_deref()) {
+        Ok(at) => at,
+        Err(why) => return view::bad_request(&req, &why),
+    };
+    asked.retain(|(k, _)| k != "as_of");
+    let mut status = None;
+    if let Some(at) = as_of {
+        match listing.past {
+            Past::Fold(_) => {
+                status = asked
+                    .iter()
+                    .find(|(k, _)| k == "status")
+                    .map(|(_, v)| v.clone());
+                asked.retain(|(k, _)| k != "status" && k != "limit");
+                asked.push(("limit".into(), "200".into()));
+            }
+            Past::Bound(param) => asked.push((param.into(), at.to_rfc3339())),
+        }
+    }
+    let api_query = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&asked)
+        .finish();
+    let tenant = actor.tenant_id;
+    let listed = match listed(&api_query, state.clone(), actor, call).await {
+        Ok(page) => match (as_of, listing.past) {
+            (Some(at), Past::Fold(records)) => {
+                then(&state, tenant, records, &page, at, status.as_deref()).await
+            }
+            _ => Ok(page),
+        },
+        Err(e) => Err(e),
+    };
+    match listed {
         Ok(page) => view::page(
             &req,
             "list.html",
@@ -136,10 +197,60 @@ where
                 rows => rows(listing, &page),
                 filters => listing.filters,
                 query => req.query_string(),
+                as_of => as_of,
             },
         ),
         Err(e) => view::api_error(&req, e),
     }
+}
+
+/// The items of `page`, each as it stood at `at` (those not yet recorded
+/// then left out), kept to `status` then.
+async fn then(
+    state: &AppState,
+    tenant: uuid::Uuid,
+    records: Records,
+    page: &serde_json::Value,
+    at: chrono::DateTime<chrono::Utc>,
+    status: Option<&str>,
+) -> Result<serde_json::Value, ApiError> {
+    use opsledger_app::history::states_at;
+    let ids: Vec<uuid::Uuid> = page["items"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice)
+        .iter()
+        .filter_map(|i| i["id"].as_str().and_then(|s| s.parse().ok()))
+        .collect();
+    let ledger = state.ledger();
+    fn shown<A: Serialize>(states: Vec<(uuid::Uuid, A, i64)>) -> Vec<serde_json::Value> {
+        states
+            .into_iter()
+            .filter_map(|(_, a, version)| {
+                let mut v = serde_json::to_value(a).ok()?;
+                v["version"] = version.into();
+                Some(v)
+            })
+            .collect()
+    }
+    let items = match records {
+        Records::Window => {
+            shown(states_at::<opsledger_domain::window::Window>(ledger, tenant, &ids, at).await?)
+        }
+        Records::Proposal => shown(
+            states_at::<opsledger_domain::proposal::Proposal>(ledger, tenant, &ids, at).await?,
+        ),
+        Records::Inquiry => {
+            shown(states_at::<opsledger_domain::inquiry::Inquiry>(ledger, tenant, &ids, at).await?)
+        }
+        Records::Execution => shown(
+            states_at::<opsledger_domain::runbook::Execution>(ledger, tenant, &ids, at).await?,
+        ),
+    };
+    let items: Vec<serde_json::Value> = items
+        .into_iter()
+        .filter(|i| status.is_none_or(|s| i["status"].as_str() == Some(s)))
+        .collect();
+    Ok(serde_json::json!({ "items": items }))
 }
 
 const EVERYONE: &[Role] = &[
@@ -152,6 +263,7 @@ const EVERYONE: &[Role] = &[
 ];
 
 static WINDOWS: Listing = Listing {
+    past: Past::Fold(Records::Window),
     title: "Windows",
     columns: &[
         ("Title", "/title", Cell::Text),
@@ -171,6 +283,7 @@ static WINDOWS: Listing = Listing {
 };
 
 static PROPOSALS: Listing = Listing {
+    past: Past::Fold(Records::Proposal),
     title: "Proposals",
     columns: &[
         ("Title", "/title", Cell::Text),
@@ -189,6 +302,7 @@ static PROPOSALS: Listing = Listing {
 };
 
 static EXECUTIONS: Listing = Listing {
+    past: Past::Fold(Records::Execution),
     title: "Runbook executions",
     columns: &[
         ("Title", "/title", Cell::Text),
@@ -211,6 +325,7 @@ static EXECUTIONS: Listing = Listing {
 };
 
 static INQUIRIES: Listing = Listing {
+    past: Past::Fold(Records::Inquiry),
     title: "Inquiries",
     columns: &[
         ("Subject", "/subject", Cell::Text),
@@ -229,6 +344,7 @@ static INQUIRIES: Listing = Listing {
 };
 
 static WORK: Listing = Listing {
+    past: Past::Bound("until"),
     title: "Work ledger",
     columns: &[
         ("When", "/occurred_at", Cell::Time),
@@ -246,6 +362,7 @@ static WORK: Listing = Listing {
 };
 
 static AUDIT: Listing = Listing {
+    past: Past::Bound("recorded_to"),
     title: "Audit",
     columns: &[
         ("Position", "/position", Cell::Text),

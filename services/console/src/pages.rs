@@ -42,10 +42,30 @@ struct Row {
 
 /// `/console/queues/{team}`: open incidents and waiting inquiries, oldest
 /// first.
+#[derive(Debug, Default, Deserialize)]
+pub struct QueueQuery {
+    /// Only rows of this severity (incidents).
+    pub severity: Option<String>,
+    /// Only rows in this status.
+    pub status: Option<String>,
+    /// The queue as it stood then.
+    pub as_of: Option<String>,
+}
+
+impl QueueQuery {
+    fn keeps(&self, row: &Row) -> bool {
+        let severity = self.severity.as_deref().filter(|s| !s.is_empty());
+        let status = self.status.as_deref().filter(|s| !s.is_empty());
+        severity.is_none_or(|s| row.severity.as_deref() == Some(s))
+            && status.is_none_or(|s| row.status == s)
+    }
+}
+
 pub async fn queue(
     req: HttpRequest,
     state: web::Data<AppState>,
     team: web::Path<String>,
+    query: web::Query<QueueQuery>,
 ) -> HttpResponse {
     let Some(actor) = viewer(&req) else {
         return see_other("/signin");
@@ -56,13 +76,23 @@ pub async fn queue(
     if !actor.has_any(STAFF) {
         return view::refused(&req, "the queues are the teams' own");
     }
-    let rows = match rows(&state, &actor, team).await {
-        Ok(rows) => rows,
+    let as_of = match view::instant(query.as_of.as_deref()) {
+        Ok(at) => at,
+        Err(why) => return view::bad_request(&req, &why),
+    };
+    let read = match as_of {
+        None => rows(&state, &actor, team).await,
+        Some(at) => rows_at(&state, &actor, team, at).await,
+    };
+    let rows: Vec<Row> = match read {
+        Ok(rows) => rows.into_iter().filter(|r| query.keeps(r)).collect(),
         Err(e) => {
             tracing::error!(error = %e, "reading a queue failed");
             return view::unavailable(&req);
         }
     };
+    let filtered = query.severity.as_deref().is_some_and(|s| !s.is_empty())
+        || query.status.as_deref().is_some_and(|s| !s.is_empty());
     let (csrf, _) = csrf_token(&req);
     // The live list starts from what this page shows: it sends rows only
     // once they differ, so nothing is swapped (a box ticked) for nothing.
@@ -81,6 +111,11 @@ pub async fn queue(
             title => format!("{} queue", capitalized(team)),
             rows => rows,
             seen => seen,
+            as_of => as_of,
+            // A filtered list is not kept live: the stream sends the whole queue.
+            live => !filtered && as_of.is_none(),
+            severity => query.severity,
+            status => query.status,
         },
     )
 }
@@ -133,6 +168,71 @@ async fn rows(
             assignee: i.assignee,
             escalates_in: None,
         }))
+        .collect();
+    rows.sort_by(|a, b| (a.opened_at, &a.id).cmp(&(b.opened_at, &b.id)));
+    rows.truncate(QUEUE_LEN as usize);
+    Ok(rows)
+}
+
+/// The queue of `team` as it stood at `at`: the incidents and inquiries
+/// then open in it, each folded from the events recorded by then.
+async fn rows_at(
+    state: &AppState,
+    actor: &Actor,
+    team: &str,
+    at: DateTime<Utc>,
+) -> Result<Vec<Row>, opsledger_store::StoreError> {
+    use opsledger_domain::incident::{Incident, Status};
+    use opsledger_domain::inquiry::Inquiry;
+    let tenant = actor.tenant_id;
+    let (incidents, inquiries) = tokio::join!(
+        opsledger_store::incidents::open_at(&state.pool, tenant, at, 10 * QUEUE_LEN),
+        opsledger_store::operations::inquiries_opened_by(&state.pool, tenant, at, 5 * QUEUE_LEN)
+    );
+    let (incidents, inquiries) = (incidents?, inquiries?);
+    let (incidents, inquiries) = tokio::join!(
+        opsledger_app::history::states_at::<Incident>(state.ledger(), tenant, &incidents, at),
+        opsledger_app::history::states_at::<Inquiry>(state.ledger(), tenant, &inquiries, at)
+    );
+    let text = |v: serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    let mut rows: Vec<Row> = incidents?
+        .into_iter()
+        .filter(|(_, i, _)| {
+            i.team.as_str() == team
+                && matches!(
+                    i.status,
+                    Status::Triggered | Status::Acknowledged | Status::Mitigated
+                )
+        })
+        .map(|(id, i, _)| Row {
+            kind: "incident",
+            id: id.to_string(),
+            severity: Some(text(serde_json::to_value(i.severity).unwrap_or_default())),
+            status: i.status.as_str().to_owned(),
+            opened_at: i.opened_at,
+            age: duration((at - i.opened_at).num_seconds()),
+            assignee: i.assignee,
+            escalates_in: i
+                .next_escalation
+                .map(|e| duration((e.due_at - at).num_seconds())),
+            title: i.title,
+        })
+        .chain(
+            inquiries?
+                .into_iter()
+                .filter(|(_, i, _)| i.team().map(|t| t.as_str()) == Some(team))
+                .map(|(id, i, _)| Row {
+                    kind: "inquiry",
+                    id: id.to_string(),
+                    severity: None,
+                    status: i.status.as_str().to_owned(),
+                    opened_at: i.opened_at,
+                    age: duration((at - i.opened_at).num_seconds()),
+                    assignee: None,
+                    escalates_in: None,
+                    title: i.subject,
+                }),
+        )
         .collect();
     rows.sort_by(|a, b| (a.opened_at, &a.id).cmp(&(b.opened_at, &b.id)));
     rows.truncate(QUEUE_LEN as usize);

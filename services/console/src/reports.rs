@@ -38,6 +38,8 @@ pub struct Period {
     /// The day after the last.
     pub to: Option<String>,
     pub client: Option<String>,
+    /// The figures as the period stood then: it ends then at the latest.
+    pub as_of: Option<String>,
 }
 
 /// A service's line of the downtime report.
@@ -174,11 +176,20 @@ pub async fn page(
             return view::unavailable(&req);
         }
     };
+    let as_of = match view::instant(query.as_of.as_deref()) {
+        Ok(at) => at,
+        Err(why) => return view::bad_request(&req, &why),
+    };
+    let start = midnight(from, ui.tz);
+    let end = midnight(to, ui.tz);
+    let end = as_of.map_or(end, |at| {
+        end.min(at).max(start + chrono::Duration::seconds(1))
+    });
     let params = DowntimeParams {
         service: None,
         client,
-        from: midnight(from, ui.tz),
-        to: midnight(to, ui.tz),
+        from: start,
+        to: end,
         drilldown: false,
     };
     let answer =
@@ -201,6 +212,7 @@ pub async fn page(
             clients => clients,
             month => month,
             lines => lines(&report),
+            as_of => as_of,
         },
     )
 }

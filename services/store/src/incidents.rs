@@ -1035,3 +1035,24 @@ where
     tx.commit().await?;
     Ok(settled)
 }
+
+/// The incidents that may have been open at `at` (opened by then, not
+/// closed before it), oldest first: where a queue as it stood then starts;
+/// folding each at `at` says which were open, and in whose queue.
+pub async fn open_at(
+    pool: &Pool,
+    tenant: Uuid,
+    at: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Uuid>, StoreError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT incident_id FROM proj_incidents \
+             WHERE tenant_id = $1 AND opened_at <= $2 AND (closed_at IS NULL OR closed_at > $2) \
+             ORDER BY opened_at, incident_id LIMIT $3",
+            &[&tenant, &at, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}

@@ -747,3 +747,22 @@ pub async fn inquiry_queue(
         })
         .collect())
 }
+
+/// The inquiries opened by `at`, newest first: where a queue as it stood
+/// then looks for those still waiting (folding each at `at` says which).
+pub async fn inquiries_opened_by(
+    pool: &Pool,
+    tenant: Uuid,
+    at: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Uuid>, StoreError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT inquiry_id FROM proj_inquiries WHERE tenant_id = $1 AND opened_at <= $2 \
+             ORDER BY opened_at DESC, inquiry_id LIMIT $3",
+            &[&tenant, &at, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
