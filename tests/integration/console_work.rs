@@ -863,3 +863,127 @@ async fn every_page_read_as_of_a_past_instant_shows_that_state() {
     let (status, _) = page(&app, &admin, "/console/windows?as_of=last-week").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+/// Posts `fields` (with this browser's CSRF token) to `path`.
+async fn send(
+    app: &TestApp,
+    cookies: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut form = vec![("csrf", csrf_of(cookies))];
+    form.extend(fields.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    app.http
+        .post(app.url(path))
+        .header("cookie", cookies)
+        .header("accept", "text/html")
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_client_files_an_inquiry_and_follows_it_while_the_team_answers() {
+    let app = spawn_app().await;
+    let acme = register_client(&app, "Acme").await;
+    let service = register_service(&app, acme["id"].as_str().unwrap(), "shop").await;
+    let client: Uuid = acme["id"].as_str().unwrap().parse().unwrap();
+    let hanako = sign_in(
+        &app,
+        &app.token_for(app.tenant, "hanako", &[Role::Client], Some(client)),
+    )
+    .await;
+    let olga = sign_in(
+        &app,
+        &app.token_for(app.tenant, "olga", &[Role::Operator], None),
+    )
+    .await;
+
+    let (_, list) = page(&app, &hanako, "/console/inquiries").await;
+    assert!(list.contains("id=\"do-file\"") && list.contains(">shop</option>"));
+    let res = send(
+        &app,
+        &hanako,
+        "/console/inquiries",
+        &[
+            ("service_id", service["id"].as_str().unwrap()),
+            ("kind", "question"),
+            ("subject", "Invoices page slow?"),
+            ("body", "Since Monday the invoices page takes ten seconds."),
+        ],
+    )
+    .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "{}",
+        res.text().await.unwrap()
+    );
+    let url = res.headers()["location"].to_str().unwrap().to_owned();
+    let id = url.rsplit('/').next().unwrap().to_owned();
+    let (status, p) = page(&app, &hanako, &url).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        p.contains("Invoices page slow?") && !p.contains("id=\"do-answer\""),
+        "clients do not answer"
+    );
+
+    // The operator answers from the same page.
+    let (_, p) = page(&app, &olga, &url).await;
+    assert!(p.contains("id=\"do-answer\""));
+    let version = version_in(&p);
+    let res = send(
+        &app,
+        &olga,
+        &format!("{url}/answer"),
+        &[
+            ("version", &version),
+            ("answer", "We found a slow query and are fixing it."),
+            ("minutes_spent", "10"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "{}",
+        res.text().await.unwrap()
+    );
+    // A stale form is refused, not applied twice.
+    let res = send(
+        &app,
+        &olga,
+        &format!("{url}/answer"),
+        &[("version", &version), ("answer", "again")],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+
+    // The client follows it: the answer, without who answered.
+    let (_, p) = page(&app, &hanako, &url).await;
+    assert!(
+        p.contains("We found a slow query") && !p.contains("olga"),
+        "{p}"
+    );
+    let res = send(
+        &app,
+        &hanako,
+        &format!("{url}/close"),
+        &[("version", &version_in(&p)), ("note", "thanks")],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let (_, p) = page(&app, &hanako, &url).await;
+    assert!(p.contains("data-status=\"closed\""));
+    // Another client cannot read it.
+    let other = register_client(&app, "Other").await;
+    let other: Uuid = other["id"].as_str().unwrap().parse().unwrap();
+    let stranger = sign_in(
+        &app,
+        &app.token_for(app.tenant, "x", &[Role::Client], Some(other)),
+    )
+    .await;
+    let (status, _) = page(&app, &stranger, &format!("/console/inquiries/{id}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

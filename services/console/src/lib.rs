@@ -19,6 +19,7 @@ mod assets;
 mod changes;
 mod client;
 mod incident;
+mod inquiry;
 mod lists;
 mod pages;
 mod prefs;
@@ -82,6 +83,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/console/proposals", web::get().to(lists::proposals))
         .route("/console/executions", web::get().to(lists::executions))
         .route("/console/inquiries", web::get().to(lists::inquiries))
+        .route("/console/inquiries", web::post().to(inquiry::file))
+        .route("/console/inquiries/{id}", web::get().to(inquiry::page))
+        .route(
+            "/console/inquiries/{id}/{step}",
+            web::post().to(inquiry::act),
+        )
         .route("/console/work", web::get().to(lists::work))
         .route("/console/audit", web::get().to(lists::audit))
         .route("/console/reports", web::get().to(reports::page))

@@ -137,6 +137,7 @@ async fn show<Q, F, Fut>(
     listing: &'static Listing,
     roles: &[Role],
     call: F,
+    extra: minijinja::Value,
 ) -> HttpResponse
 where
     Q: DeserializeOwned,
@@ -198,6 +199,7 @@ where
                 filters => listing.filters,
                 query => req.query_string(),
                 as_of => as_of,
+                ..extra
             },
         ),
         Err(e) => view::api_error(&req, e),
@@ -334,7 +336,7 @@ static INQUIRIES: Listing = Listing {
         ("Opened", "/opened_at", Cell::Time),
         ("Answers", "/answers", Cell::Count),
     ],
-    link: None,
+    link: Some("/console/inquiries/{id}"),
     filters: &[
         ("open", "status=open"),
         ("answered", "status=answered"),
@@ -382,6 +384,7 @@ pub async fn windows(req: HttpRequest, state: web::Data<AppState>) -> HttpRespon
         &WINDOWS,
         EVERYONE,
         opsledger_api::windows::window_list,
+        minijinja::Value::UNDEFINED,
     )
     .await
 }
@@ -393,6 +396,7 @@ pub async fn proposals(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
         &PROPOSALS,
         crate::STAFF,
         opsledger_api::proposals::proposal_list,
+        minijinja::Value::UNDEFINED,
     )
     .await
 }
@@ -404,17 +408,29 @@ pub async fn executions(req: HttpRequest, state: web::Data<AppState>) -> HttpRes
         &EXECUTIONS,
         crate::STAFF,
         opsledger_api::runbooks::execution_list,
+        minijinja::Value::UNDEFINED,
     )
     .await
 }
 
+/// Inquiries, with the form to file one (a client's about its own services).
 pub async fn inquiries(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let services = match crate::session::viewer(&req) {
+        Some(a) if a.has_any(opsledger_domain::access::INQUIRY_OPENERS) => {
+            crate::inquiry::services_for(&state, &a)
+                .await
+                .unwrap_or_default()
+        }
+        _ => Vec::new(),
+    };
+    let extra = minijinja::context! { services => services };
     show(
         req,
         state,
         &INQUIRIES,
         EVERYONE,
         opsledger_api::inquiries::inquiry_list,
+        extra,
     )
     .await
 }
@@ -426,6 +442,7 @@ pub async fn work(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse 
         &WORK,
         EVERYONE,
         opsledger_api::work::work_ledger,
+        minijinja::Value::UNDEFINED,
     )
     .await
 }
@@ -437,6 +454,7 @@ pub async fn audit(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
         &AUDIT,
         &[Role::Auditor, Role::Admin],
         opsledger_api::audit::search,
+        minijinja::Value::UNDEFINED,
     )
     .await
 }

@@ -227,6 +227,9 @@ pub const JA: &[(&str, &str)] = &[
     ("None yet.", "まだありません。"),
     ("Category", "区分"),
     ("Filters", "絞り込み"),
+    ("Answer", "回答する"),
+    ("Escalate", "エスカレーション"),
+    ("Note", "備考"),
     ("Client", "顧客"),
     (
         "Unplanned downtime per service (weighted minutes)",

@@ -35,6 +35,7 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
     ("calendar.html", include_str!("../templates/calendar.html")),
     ("list.html", include_str!("../templates/list.html")),
     ("reports.html", include_str!("../templates/reports.html")),
+    ("inquiry.html", include_str!("../templates/inquiry.html")),
 ];
 
 fn env() -> &'static Environment<'static> {
