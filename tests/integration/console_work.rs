@@ -987,3 +987,139 @@ async fn a_client_files_an_inquiry_and_follows_it_while_the_team_answers() {
     let (status, _) = page(&app, &stranger, &format!("/console/inquiries/{id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_double_checked_runbook_step_is_confirmed_by_a_second_person_only() {
+    let app = spawn_app().await;
+    let admin = app.token(&[Role::Admin]);
+    let res = app
+        .post(
+            "/api/v1/runbooks",
+            &admin,
+            &json!({ "title": "Fail over the database", "steps": [
+                { "title": "Promote the replica", "instructions": "pg_ctl promote", "double_check": true },
+                { "title": "Point the pool at it", "instructions": "edit pgbouncer.ini", "double_check": false }
+            ]}),
+        )
+        .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::CREATED,
+        "{}",
+        res.text().await.unwrap()
+    );
+    let olga = sign_in(
+        &app,
+        &app.token_for(app.tenant, "olga", &[Role::Operator], None),
+    )
+    .await;
+    let mia = sign_in(
+        &app,
+        &app.token_for(app.tenant, "mia", &[Role::Operator], None),
+    )
+    .await;
+
+    let (_, list) = eventually("the runbook is offered", || async {
+        let (s, p) = page(&app, &olga, "/console/executions").await;
+        p.contains("Fail over the database").then_some((s, p))
+    })
+    .await;
+    let runbook = list
+        .split("name=\"runbook_id\"><option value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let res = send(
+        &app,
+        &olga,
+        "/console/executions",
+        &[("runbook_id", &runbook), ("incident_id", "")],
+    )
+    .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "{}",
+        res.text().await.unwrap()
+    );
+    let url = res.headers()["location"].to_str().unwrap().to_owned();
+
+    let (_, p) = page(&app, &olga, &url).await;
+    assert!(p.contains("id=\"do-complete\""), "{p}");
+    let res = send(
+        &app,
+        &olga,
+        &format!("{url}/complete"),
+        &[
+            ("version", &version_in(&p)),
+            ("step", "1"),
+            ("note", "promoted"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "{}",
+        res.text().await.unwrap()
+    );
+    // Olga did it, so she is not offered the confirmation, and it is refused.
+    let (_, p) = page(&app, &olga, &url).await;
+    assert!(
+        !p.contains("id=\"do-confirm\"") && p.contains("Waiting for a second person"),
+        "{p}"
+    );
+    let res = send(
+        &app,
+        &olga,
+        &format!("{url}/confirm"),
+        &[("version", &version_in(&p)), ("step", "1")],
+    )
+    .await;
+    assert!(res.status().is_client_error(), "{}", res.status());
+    // Mia confirms; the next step and the finish follow.
+    let (_, p) = page(&app, &mia, &url).await;
+    assert!(p.contains("id=\"do-confirm\""));
+    let res = send(
+        &app,
+        &mia,
+        &format!("{url}/confirm"),
+        &[("version", &version_in(&p)), ("step", "1")],
+    )
+    .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "{}",
+        res.text().await.unwrap()
+    );
+    let (_, p) = page(&app, &olga, &url).await;
+    assert!(p.contains("Confirmed by mia"));
+    let res = send(
+        &app,
+        &olga,
+        &format!("{url}/complete"),
+        &[("version", &version_in(&p)), ("step", "2")],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let (_, p) = page(&app, &olga, &url).await;
+    let res = send(
+        &app,
+        &olga,
+        &format!("{url}/finish"),
+        &[("version", &version_in(&p)), ("outcome", "succeeded")],
+    )
+    .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "{}",
+        res.text().await.unwrap()
+    );
+    let (_, p) = page(&app, &olga, &url).await;
+    assert!(p.contains("data-status=\"succeeded\""));
+}

@@ -18,6 +18,7 @@
 mod assets;
 mod changes;
 mod client;
+mod execution;
 mod incident;
 mod inquiry;
 mod lists;
@@ -82,6 +83,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/console/windows", web::get().to(lists::windows))
         .route("/console/proposals", web::get().to(lists::proposals))
         .route("/console/executions", web::get().to(lists::executions))
+        .route("/console/executions", web::post().to(execution::start))
+        .route("/console/executions/{id}", web::get().to(execution::page))
+        .route(
+            "/console/executions/{id}/{step}",
+            web::post().to(execution::act),
+        )
         .route("/console/inquiries", web::get().to(lists::inquiries))
         .route("/console/inquiries", web::post().to(inquiry::file))
         .route("/console/inquiries/{id}", web::get().to(inquiry::page))

@@ -318,7 +318,7 @@ static EXECUTIONS: Listing = Listing {
         ("Started by", "/started_by", Cell::Text),
         ("Started", "/started_at", Cell::Time),
     ],
-    link: None,
+    link: Some("/console/executions/{id}"),
     filters: &[
         ("in_progress", "status=in_progress"),
         ("succeeded", "status=succeeded"),
@@ -401,14 +401,24 @@ pub async fn proposals(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
     .await
 }
 
+/// Runbook executions, with the form to start one.
 pub async fn executions(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let runbooks = match crate::session::viewer(&req) {
+        Some(a) if a.has_any(opsledger_domain::access::OPERATIONS_WORKERS) => {
+            opsledger_store::operations::list_runbooks(&state.pool, a.tenant_id, None, None, 200)
+                .await
+                .unwrap_or_default()
+        }
+        _ => Vec::new(),
+    };
+    let extra = minijinja::context! { runbooks => runbooks };
     show(
         req,
         state,
         &EXECUTIONS,
         crate::STAFF,
         opsledger_api::runbooks::execution_list,
-        minijinja::Value::UNDEFINED,
+        extra,
     )
     .await
 }

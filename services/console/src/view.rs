@@ -36,6 +36,10 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
     ("list.html", include_str!("../templates/list.html")),
     ("reports.html", include_str!("../templates/reports.html")),
     ("inquiry.html", include_str!("../templates/inquiry.html")),
+    (
+        "execution.html",
+        include_str!("../templates/execution.html"),
+    ),
 ];
 
 fn env() -> &'static Environment<'static> {
