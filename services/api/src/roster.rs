@@ -5,7 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use opsledger_domain::access::{
-    Actor, ClientScope, LEDGER_READERS, OVERRIDE_WRITERS, ROSTER_WRITERS, STAFF,
+    Actor, ClientScope, Role, LEDGER_READERS, OVERRIDE_WRITERS, ROSTER_WRITERS, STAFF,
     SUBSCRIPTION_WRITERS,
 };
 use opsledger_domain::alert::Severity;
@@ -78,6 +78,11 @@ pub struct UserBody {
     pub name: String,
     pub email: String,
     pub locale: Option<String>,
+    /// Staff roles the responder holds, as far as being told goes: one with
+    /// `approver` is asked to approve changes that await approval. They
+    /// grant nothing (a token's roles do). Default none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<Role>,
 }
 
 pub async fn user_register(
@@ -93,6 +98,7 @@ pub async fn user_register(
         name: Name::parse("name", &body.name).map_err(unprocessable)?,
         email: Email::parse(&body.email).map_err(unprocessable)?,
         locale: locale_of(body.locale.as_deref())?,
+        roles: body.roles.clone(),
     };
     let id = command.user_id;
     let target = Record::New {

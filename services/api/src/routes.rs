@@ -243,7 +243,7 @@ pub fn table() -> Vec<Endpoint> {
             .answers::<common::Page<opsledger_store::roster::UserRow>>(200, "The responders.", &[])
             .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
         Endpoint::new(Method::POST, "/api/v1/users", web::post().to(roster::user_register))
-            .op("user_register", "roster", "Register a responder", "Registers a responder, whom escalation policies and on-call schedules can name and who is told by email in their locale.\n\nRoles: admin.")
+            .op("user_register", "roster", "Register a responder", "Registers a responder, whom escalation policies and on-call schedules can name and who is told by email in their locale. A token whose subject is the responder's address (in any case) is theirs: they are told of their own changes' steps (approved, rejected, scheduled, started, completed, failed). `roles` are staff roles held as far as being told goes, and grant nothing: one with `approver` is asked to approve every change submitted for approval but their own. `client` and `integration` are refused (422).\n\nRoles: admin.")
             .roles(&[Role::Admin])
             .params(&["IdempotencyKey"])
             .body::<roster::UserBody>(true)

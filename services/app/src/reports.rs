@@ -677,6 +677,7 @@ pub async fn mail_monthly_due(ledger: Ledger<'_>, now: DateTime<Utc>) -> Result<
             // Due by the calendar, not by an event.
             cause_event_id: Uuid::nil(),
             incident_id: None,
+            change_id: None,
             recipient: Recipient {
                 name: sub.name.clone(),
                 email: sub.email.clone(),

@@ -16,6 +16,7 @@ pub mod calendar;
 pub mod catalogue;
 pub mod chain;
 pub mod change;
+pub mod change_notice;
 pub mod directory;
 pub mod escalation;
 pub mod event;

@@ -32,11 +32,32 @@ pub enum NoticeKind {
     WindowCancelled,
     /// The client's monthly report, mailed on the first day of the month.
     MonthlyReport,
+    /// A change submitted for approval, told to the approvers.
+    ChangeAwaitingApproval,
+    /// This and the five below: a step of a change, told to its requester.
+    ChangeApproved,
+    ChangeRejected,
+    ChangeScheduled,
+    ChangeStarted,
+    ChangeCompleted,
+    ChangeFailed,
 }
 
 impl NoticeKind {
     /// The kinds about maintenance windows, rendered by [`render_window`].
     pub const WINDOW: [NoticeKind; 2] = [NoticeKind::WindowAnnounced, NoticeKind::WindowCancelled];
+
+    /// The kinds about a change's steps, rendered by [`render_change`] and
+    /// told to staff only (`domain::change_notice`), never to subscribers.
+    pub const CHANGE: [NoticeKind; 7] = [
+        NoticeKind::ChangeAwaitingApproval,
+        NoticeKind::ChangeApproved,
+        NoticeKind::ChangeRejected,
+        NoticeKind::ChangeScheduled,
+        NoticeKind::ChangeStarted,
+        NoticeKind::ChangeCompleted,
+        NoticeKind::ChangeFailed,
+    ];
 
     /// The kinds about incidents, rendered by [`render`] from [`NoticeFacts`]
     /// (a window's announcement is rendered by [`render_window`]).
@@ -56,16 +77,24 @@ impl NoticeKind {
             NoticeKind::WindowAnnounced => "window_announced",
             NoticeKind::WindowCancelled => "window_cancelled",
             NoticeKind::MonthlyReport => "monthly_report",
+            NoticeKind::ChangeAwaitingApproval => "change_awaiting_approval",
+            NoticeKind::ChangeApproved => "change_approved",
+            NoticeKind::ChangeRejected => "change_rejected",
+            NoticeKind::ChangeScheduled => "change_scheduled",
+            NoticeKind::ChangeStarted => "change_started",
+            NoticeKind::ChangeCompleted => "change_completed",
+            NoticeKind::ChangeFailed => "change_failed",
         }
     }
 
-    /// Every kind: [`NoticeKind::ALL`] (about incidents), the windows' and
-    /// the monthly report.
+    /// Every kind: [`NoticeKind::ALL`] (about incidents), the windows', the
+    /// monthly report and the changes'.
     pub fn parse(s: &str) -> Option<NoticeKind> {
         NoticeKind::ALL
             .into_iter()
             .chain(NoticeKind::WINDOW)
             .chain([NoticeKind::MonthlyReport])
+            .chain(NoticeKind::CHANGE)
             .find(|k| k.as_str() == s)
     }
 }
@@ -167,6 +196,10 @@ const TEMPLATES: &[(&str, &str)] = notice_templates!(
     "monthly_report.en.body.txt",
     "monthly_report.ja.subject.txt",
     "monthly_report.ja.body.txt",
+    "change.en.subject.txt",
+    "change.en.body.txt",
+    "change.ja.subject.txt",
+    "change.ja.body.txt",
 );
 
 fn env() -> &'static Environment<'static> {
@@ -343,6 +376,146 @@ pub fn render_window(kind: NoticeKind, locale: &str, facts: &WindowFacts) -> Ren
         html: None,
         sha256,
     }
+}
+
+/// What a notice of a change's step may say. Told to staff only (the
+/// requester, the approvers), so internal facts such as the risk may be
+/// here.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChangeFacts {
+    pub change_id: Uuid,
+    pub title: String,
+    /// standard | normal | emergency
+    pub kind: String,
+    /// low | medium | high
+    pub risk: String,
+    /// The names of the change's services, in the change's order.
+    pub services: Vec<String>,
+    /// The token subject who requested the change.
+    pub requested_by: String,
+    /// The token subject who took the step.
+    pub actor: String,
+    /// When the step was recorded.
+    pub at: DateTime<Utc>,
+    /// The schedule a `change_scheduled` notice tells.
+    pub schedule: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// The approval's comment, the rejection's or failure's reason, or the
+    /// completion's note.
+    pub note: Option<String>,
+    pub recipient_name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct ChangeContext {
+    /// The notice kind's name: the templates branch on it.
+    step: &'static str,
+    change_id: Uuid,
+    /// On one line, cut to fit a subject.
+    title: String,
+    /// On one line, whole: for the body.
+    whole_title: String,
+    kind_label: String,
+    risk_label: String,
+    services: String,
+    requested_by: String,
+    actor: String,
+    at: String,
+    schedule: Option<String>,
+    /// When the schedule starts, for the subject.
+    schedule_start: Option<String>,
+    note: Option<String>,
+    note_label: &'static str,
+    recipient_name: String,
+}
+
+/// Renders the notice of a change's step (`kind` is one of
+/// [`NoticeKind::CHANGE`]) for a recipient locale, like [`render`]: one
+/// subject and one body template per language
+/// (`templates/notice/change.{en,ja}.*`), branching on the step.
+pub fn render_change(kind: NoticeKind, locale: &str, facts: &ChangeFacts) -> RenderedNotice {
+    assert!(
+        NoticeKind::CHANGE.contains(&kind),
+        "{} is not about a change",
+        kind.as_str()
+    );
+    let lang = Lang::of(locale);
+    let time = |t: DateTime<Utc>| format_time(lang, t);
+    let sep = match lang {
+        Lang::En => ", ",
+        Lang::Ja => "、",
+    };
+    let note_label = match (lang, kind) {
+        (Lang::En, NoticeKind::ChangeApproved) => "Comment",
+        (Lang::En, NoticeKind::ChangeRejected | NoticeKind::ChangeFailed) => "Reason",
+        (Lang::En, _) => "Note",
+        (Lang::Ja, NoticeKind::ChangeApproved) => "コメント",
+        (Lang::Ja, NoticeKind::ChangeRejected | NoticeKind::ChangeFailed) => "理由",
+        (Lang::Ja, _) => "備考",
+    };
+    let ctx = ChangeContext {
+        step: kind.as_str(),
+        change_id: facts.change_id,
+        title: truncate(&single_line(&facts.title), SUBJECT_LEN_MAX_CHARS / 2),
+        whole_title: single_line(&facts.title),
+        kind_label: change_label(lang, &facts.kind),
+        risk_label: change_label(lang, &facts.risk),
+        services: single_line(&facts.services.join(sep)),
+        requested_by: single_line(&facts.requested_by),
+        actor: single_line(&facts.actor),
+        at: time(facts.at),
+        schedule: facts
+            .schedule
+            .map(|(s, e)| format!("{} – {}", time(s), time(e))),
+        schedule_start: facts.schedule.map(|(s, _)| time(s)),
+        note: facts
+            .note
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned),
+        note_label,
+        recipient_name: single_line(&facts.recipient_name),
+    };
+    let base = format!("change.{}", lang.as_str());
+    let render = |name: String| {
+        env()
+            .get_template(&name)
+            .and_then(|t| t.render(&ctx))
+            .unwrap_or_else(|e| panic!("notice template {name} fails to render: {e:#}"))
+    };
+    let subject = truncate(
+        &single_line(&render(format!("{base}.subject.txt"))),
+        SUBJECT_LEN_MAX_CHARS,
+    );
+    let body = format!("{}\n", render(format!("{base}.body.txt")).trim_end());
+    let sha256 = digest(&subject, &body, None);
+    RenderedNotice {
+        subject,
+        body,
+        locale: lang.as_str().to_owned(),
+        html: None,
+        sha256,
+    }
+}
+
+/// A change's kind or risk, in the recipient's language.
+fn change_label(lang: Lang, word: &str) -> String {
+    let label = match (lang, word) {
+        (Lang::En, "standard") => "Standard",
+        (Lang::En, "normal") => "Normal",
+        (Lang::En, "emergency") => "Emergency",
+        (Lang::En, "low") => "Low",
+        (Lang::En, "medium") => "Medium",
+        (Lang::En, "high") => "High",
+        (Lang::Ja, "standard") => "標準変更",
+        (Lang::Ja, "normal") => "通常変更",
+        (Lang::Ja, "emergency") => "緊急変更",
+        (Lang::Ja, "low") => "低",
+        (Lang::Ja, "medium") => "中",
+        (Lang::Ja, "high") => "高",
+        (_, other) => other,
+    };
+    single_line(label)
 }
 
 /// hex SHA-256 over subject, a NUL byte, body, and with an HTML
@@ -926,6 +1099,153 @@ mod tests {
         assert_eq!(
             NoticeKind::parse("window_announced"),
             Some(NoticeKind::WindowAnnounced)
+        );
+    }
+
+    fn change_facts() -> ChangeFacts {
+        ChangeFacts {
+            change_id: Uuid::from_u128(0x0193_5f2a_7c11_7d40_9a3e_4b5c_6d7e_8f91),
+            title: "OpenSSL 3.0.15 に更新".into(),
+            kind: "normal".into(),
+            risk: "medium".into(),
+            services: vec!["受注サイト".into(), "決済API".into()],
+            requested_by: "hanako@msp.example".into(),
+            actor: "taro@msp.example".into(),
+            at: at(2026, 11, 25, 6, 24),
+            schedule: None,
+            note: None,
+            recipient_name: "山田 花子".into(),
+        }
+    }
+
+    #[test]
+    fn every_change_step_renders_in_both_languages() {
+        let variants = [
+            change_facts(),
+            ChangeFacts {
+                services: vec![],
+                note: Some("Reason\nover two lines".into()),
+                schedule: Some((at(2026, 12, 6, 17, 0), at(2026, 12, 6, 19, 0))),
+                kind: "emergency".into(),
+                risk: "high".into(),
+                ..change_facts()
+            },
+        ];
+        for kind in NoticeKind::CHANGE {
+            assert_eq!(NoticeKind::parse(kind.as_str()), Some(kind));
+            for locale in ["en", "ja"] {
+                for f in &variants {
+                    let n = render_change(kind, locale, f);
+                    assert_eq!(n.locale, locale);
+                    assert!(!n.subject.is_empty() && !n.subject.contains('\n'));
+                    assert!(n.subject.contains(&f.title), "{}", n.subject);
+                    assert!(n.body.contains(&f.change_id.to_string()), "{}", n.body);
+                    assert!(n.body.contains(&f.recipient_name), "{}", n.body);
+                    assert!(n.body.contains(&f.requested_by), "{}", n.body);
+                    assert!(n.body.ends_with('\n') && !n.body.ends_with("\n\n"));
+                    assert!(!n.body.contains("{{") && !n.body.contains("{%"));
+                    assert!(!n.body.contains("none"), "{}", n.body);
+                    if let Some(note) = &f.note {
+                        assert!(n.body.contains(note.as_str()), "{}", n.body);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn change_subjects_name_the_step_in_the_recipients_language() {
+        let f = change_facts();
+        for (kind, en, ja) in [
+            (
+                NoticeKind::ChangeAwaitingApproval,
+                "[opsledger] Change awaiting your approval: ",
+                "【変更承認のお願い】",
+            ),
+            (
+                NoticeKind::ChangeApproved,
+                "[opsledger] Change approved: ",
+                "【変更承認】",
+            ),
+            (
+                NoticeKind::ChangeRejected,
+                "[opsledger] Change rejected: ",
+                "【変更却下】",
+            ),
+            (
+                NoticeKind::ChangeStarted,
+                "[opsledger] Change started: ",
+                "【変更作業開始】",
+            ),
+            (
+                NoticeKind::ChangeCompleted,
+                "[opsledger] Change completed: ",
+                "【変更完了】",
+            ),
+            (
+                NoticeKind::ChangeFailed,
+                "[opsledger] Change failed: ",
+                "【変更失敗】",
+            ),
+        ] {
+            assert_eq!(
+                render_change(kind, "en", &f).subject,
+                format!("{en}{}", f.title)
+            );
+            assert_eq!(
+                render_change(kind, "ja-JP", &f).subject,
+                format!("{ja}{}", f.title)
+            );
+        }
+        let scheduled = ChangeFacts {
+            schedule: Some((at(2026, 12, 6, 17, 0), at(2026, 12, 6, 19, 0))),
+            ..change_facts()
+        };
+        assert_eq!(
+            render_change(NoticeKind::ChangeScheduled, "ja", &scheduled).subject,
+            "【変更予定】OpenSSL 3.0.15 に更新（2026年12月7日 02:00 (JST)）"
+        );
+        let ja = render_change(NoticeKind::ChangeScheduled, "ja", &scheduled);
+        assert!(
+            ja.body
+                .contains("予定日時　：2026年12月7日 02:00 (JST) – 2026年12月7日 04:00 (JST)"),
+            "{}",
+            ja.body
+        );
+        let en = render_change(NoticeKind::ChangeApproved, "en", &f);
+        assert!(
+            en.body.contains("approved by taro@msp.example"),
+            "{}",
+            en.body
+        );
+        assert!(
+            en.body.contains("Services:      受注サイト, 決済API"),
+            "{}",
+            en.body
+        );
+        let ja = render_change(NoticeKind::ChangeApproved, "ja", &f);
+        assert!(
+            ja.body.contains("taro@msp.example により承認されました"),
+            "{}",
+            ja.body
+        );
+        assert!(ja.body.contains("種別　　　：通常変更"), "{}", ja.body);
+        assert!(
+            ja.body.contains("サービス　：受注サイト、決済API"),
+            "{}",
+            ja.body
+        );
+
+        let long = ChangeFacts {
+            title: "長".repeat(500),
+            ..change_facts()
+        };
+        let n = render_change(NoticeKind::ChangeApproved, "ja", &long);
+        assert!(n.subject.chars().count() <= SUBJECT_LEN_MAX_CHARS);
+        assert!(n.subject.ends_with('…'));
+        assert!(
+            n.body.contains(&long.title),
+            "the body keeps the whole title"
         );
     }
 

@@ -53,6 +53,10 @@ pub enum NotificationEvent {
         /// The event that made it due.
         cause_event_id: Uuid,
         incident_id: Option<Uuid>,
+        /// The change a notice of a change's step is about; left out of the
+        /// payload for every other notice, as before changes were told.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        change_id: Option<Uuid>,
         recipient: Recipient,
         /// Exactly what is sent, and its hash: the ledger of who was told what.
         message: RenderedNotice,
@@ -321,6 +325,7 @@ mod tests {
             kind: NoticeKind::IncidentOpened,
             cause_event_id: Uuid::from_u128(2),
             incident_id: None,
+            change_id: None,
             recipient: Recipient {
                 name: "Desk".into(),
                 email: "desk@client.example".into(),

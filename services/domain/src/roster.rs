@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::access::Role;
 use crate::aggregate::{existing, stored_events, Aggregate, By, Outcome};
 use crate::alert::Severity;
 use crate::notice::NoticeKind;
@@ -36,6 +37,10 @@ pub enum RosterEvent {
         name: Name,
         email: Email,
         locale: Locale,
+        /// The roles they are told as (see [`User::roles`]); left out of
+        /// the payload when none, as users registered before roles were.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        roles: Vec<Role>,
     },
     ScheduleDefined {
         schedule_id: Uuid,
@@ -102,8 +107,23 @@ pub struct User {
     pub name: Name,
     pub email: Email,
     pub locale: Locale,
+    /// The staff roles the responder holds, as far as being told goes:
+    /// `approver` is asked to approve changes that await approval
+    /// (`domain::change_notice`). They grant nothing: what a caller may do
+    /// is what its token's roles say.
+    pub roles: Vec<Role>,
     pub registered_at: DateTime<Utc>,
 }
+
+/// The roles a responder may be registered with: staff roles. A client
+/// contact is told through a subscription, and an integration is no person.
+pub const USER_ROLES: [Role; 5] = [
+    Role::Operator,
+    Role::Maintainer,
+    Role::Approver,
+    Role::Auditor,
+    Role::Admin,
+];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegisterUser {
@@ -111,6 +131,7 @@ pub struct RegisterUser {
     pub name: Name,
     pub email: Email,
     pub locale: Locale,
+    pub roles: Vec<Role>,
 }
 
 impl Aggregate for User {
@@ -131,11 +152,13 @@ impl Aggregate for User {
                 name,
                 email,
                 locale,
+                roles,
             } => Some(User {
                 id: *user_id,
                 name: name.clone(),
                 email: email.clone(),
                 locale: *locale,
+                roles: roles.clone(),
                 registered_at: at,
             }),
             _ => state,
@@ -153,11 +176,22 @@ impl Aggregate for User {
         if let Some(u) = state {
             return Err(Rejection::AlreadyExists(format!("user {}", u.id)));
         }
+        if let Some(r) = c.roles.iter().find(|r| !USER_ROLES.contains(r)) {
+            return Err(Rejection::Invalid(format!(
+                "roles: a responder holds staff roles only (operator, maintainer, approver, \
+                 auditor, admin), not {}",
+                r.as_str()
+            )));
+        }
+        let mut roles = c.roles;
+        roles.sort_by_key(|r| USER_ROLES.iter().position(|u| u == r));
+        roles.dedup();
         Ok(Outcome::only(vec![RosterEvent::UserRegistered {
             user_id: c.user_id,
             name: c.name,
             email: c.email,
             locale: c.locale,
+            roles,
         }]))
     }
 }
@@ -379,6 +413,7 @@ impl Aggregate for Subscription {
                 if kinds.is_empty()
                     || kinds.contains(&NoticeKind::IncidentEscalated)
                     || kinds.iter().any(|k| NoticeKind::WINDOW.contains(k))
+                    || kinds.iter().any(|k| NoticeKind::CHANGE.contains(k))
                 {
                     return Err(Rejection::Invalid(
                         "kinds: one or more of incident_opened, incident_mitigated, \
@@ -451,6 +486,7 @@ mod tests {
             vec![],
             vec![NoticeKind::IncidentEscalated],
             vec![NoticeKind::WINDOW[0]],
+            vec![NoticeKind::IncidentOpened, NoticeKind::ChangeApproved],
         ] {
             assert!(matches!(
                 <Subscription as Aggregate>::decide(None, subscribe(refused), &own, "admin"),
@@ -466,6 +502,46 @@ mod tests {
                 "client"
             ),
             Err(Rejection::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn given_no_user_when_registered_with_roles_then_staff_roles_are_kept_once_each() {
+        let register = |roles: Vec<Role>| {
+            <User as Aggregate>::decide(
+                None,
+                RegisterUser {
+                    user_id: Uuid::from_u128(1),
+                    name: Name::parse("name", "Hanako").unwrap(),
+                    email: Email::parse("hanako@msp.example").unwrap(),
+                    locale: Locale::Ja,
+                    roles,
+                },
+                &(),
+                "admin",
+            )
+        };
+        let ok = register(vec![Role::Approver, Role::Maintainer, Role::Approver]).unwrap();
+        assert!(matches!(
+            &ok.events[..],
+            [RosterEvent::UserRegistered { roles, .. }] if roles == &[Role::Maintainer, Role::Approver]
+        ));
+        for refused in [Role::Client, Role::Integration] {
+            assert!(matches!(
+                register(vec![Role::Approver, refused]),
+                Err(Rejection::Invalid(_))
+            ));
+        }
+        // Registered without roles, the payload is what it was before roles.
+        let plain = register(vec![]).unwrap();
+        assert!(plain.events[0].payload().get("roles").is_none());
+        let old = serde_json::json!({
+            "user_id": Uuid::from_u128(1), "name": "Hanako",
+            "email": "hanako@msp.example", "locale": "ja"
+        });
+        assert!(matches!(
+            RosterEvent::from_stored("UserRegistered", &old),
+            Some(RosterEvent::UserRegistered { roles, .. }) if roles.is_empty()
         ));
     }
 

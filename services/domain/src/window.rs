@@ -667,6 +667,7 @@ fn notices(kind: NoticeKind, w: &Window, ctx: &Context) -> Vec<Elsewhere> {
                 kind,
                 cause_event_id: ctx.cause_id,
                 incident_id: None,
+                change_id: None,
                 recipient: recipient.clone(),
                 message,
             };

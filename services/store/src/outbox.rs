@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 use futures_util::future::BoxFuture;
+use opsledger_domain::notice::NoticeKind;
 use opsledger_domain::notification::NotificationEvent;
 use opsledger_domain::RecordedEvent;
 use serde::Serialize;
@@ -84,6 +85,7 @@ impl Projection for NotificationProjection {
                         kind,
                         cause_event_id,
                         incident_id,
+                        change_id,
                         recipient,
                         message,
                         ..
@@ -92,6 +94,7 @@ impl Projection for NotificationProjection {
                         requested.id.push(id);
                         requested.kind.push(kind.as_str());
                         requested.incident.push(incident_id);
+                        requested.change.push(change_id);
                         requested.cause.push(cause_event_id);
                         requested
                             .recipient
@@ -157,6 +160,7 @@ struct Requested {
     id: Vec<Uuid>,
     kind: Vec<&'static str>,
     incident: Vec<Option<Uuid>>,
+    change: Vec<Option<Uuid>>,
     cause: Vec<Uuid>,
     recipient: Vec<serde_json::Value>,
     email: Vec<String>,
@@ -174,12 +178,12 @@ impl Requested {
         projection::execute(
             tx,
             "INSERT INTO proj_notifications (tenant_id, notification_id, kind, incident_id, \
-               cause_event_id, recipient, email, subject, sha256, status, attempts, \
+               change_id, cause_event_id, recipient, email, subject, sha256, status, attempts, \
                next_attempt_at, requested_at, version) \
-             SELECT t, i, k, inc, c, r, e, s, h, 'requested', 0, at, at, v \
+             SELECT t, i, k, inc, chg, c, r, e, s, h, 'requested', 0, at, at, v \
              FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::uuid[], $6::jsonb[], \
-               $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::int8[]) \
-               WITH ORDINALITY AS u(t, i, k, inc, c, r, e, s, h, at, v, n) ORDER BY n \
+               $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::int8[], $12::uuid[]) \
+               WITH ORDINALITY AS u(t, i, k, inc, c, r, e, s, h, at, v, chg, n) ORDER BY n \
              ON CONFLICT (tenant_id, notification_id) DO NOTHING",
             &[
                 &self.tenant,
@@ -193,6 +197,7 @@ impl Requested {
                 &self.sha256,
                 &self.at,
                 &self.version,
+                &self.change,
             ],
         )
         .await?;
@@ -352,6 +357,8 @@ pub struct NotificationRow {
     pub id: Uuid,
     pub kind: String,
     pub incident_id: Option<Uuid>,
+    /// The change a notice of a change's step is about.
+    pub change_id: Option<Uuid>,
     pub cause_event_id: Uuid,
     pub recipient: serde_json::Value,
     pub subject: String,
@@ -376,7 +383,7 @@ pub async fn list_notifications(
     let rows = client
         .query(
             "SELECT notification_id, kind, incident_id, cause_event_id, recipient, subject, sha256, \
-               status, attempts, requested_at, sent_at, last_error FROM proj_notifications \
+               status, attempts, requested_at, sent_at, last_error, change_id FROM proj_notifications \
              WHERE tenant_id = $1 AND ($2::uuid IS NULL OR incident_id = $2) \
                AND ($3::text IS NULL OR recipient->>'client_id' = $3) \
              ORDER BY requested_at DESC, notification_id LIMIT $4",
@@ -398,6 +405,81 @@ pub async fn list_notifications(
             requested_at: r.get(9),
             sent_at: r.get(10),
             last_error: r.get(11),
+            change_id: r.get(12),
         })
         .collect())
+}
+
+/// A notice of a change's step to one person, as their console page lists
+/// it (see [`change_notices_for`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChangeNoticeRow {
+    pub notification_id: Uuid,
+    pub change_id: Uuid,
+    /// The change's title, from the changes read model; `None` for a
+    /// moment while that read model has yet to catch up.
+    pub change_title: Option<String>,
+    /// Where the change stands now (`submitted`, `approved`, …; the
+    /// changes read model's `status`), `None` likewise: an approver sees
+    /// whether a change that asked them still awaits approval.
+    pub change_status: Option<String>,
+    /// The step told: one of [`NoticeKind::CHANGE`] (`change_awaiting_approval`
+    /// for approvers; `change_approved`, `change_rejected`,
+    /// `change_scheduled`, `change_started`, `change_completed`,
+    /// `change_failed` for the requester).
+    pub step: NoticeKind,
+    /// The mail's subject, in the person's language, as sent.
+    pub subject: String,
+    /// When the notice was asked for: moments after the step was recorded.
+    pub requested_at: DateTime<Utc>,
+    /// The delivery: `requested`, `failed` (tried again later), `sent` or
+    /// `abandoned`.
+    pub status: String,
+    /// When the mail was sent, once it has been.
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// A person's notices of change steps, newest first, at most `limit`: those
+/// mailed to the roster user whose address is `subject` (a token subject,
+/// compared without regard to case; see `domain::change_notice`). A subject
+/// with no roster user was told nothing and gets an empty list. Served from
+/// the notifications read model, which lags the steps by a moment (the
+/// notifier asks, then this projection records the asking).
+pub async fn change_notices_for(
+    pool: &Pool,
+    tenant: Uuid,
+    subject: &str,
+    limit: i64,
+) -> Result<Vec<ChangeNoticeRow>, StoreError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT n.notification_id, n.change_id, c.state->>'title', c.status, n.kind, \
+               n.subject, n.requested_at, n.status, n.sent_at \
+             FROM proj_notifications n \
+             LEFT JOIN proj_changes c ON c.tenant_id = n.tenant_id AND c.change_id = n.change_id \
+             WHERE n.tenant_id = $1 AND lower(n.email) = lower(btrim($2)) \
+               AND n.change_id IS NOT NULL \
+             ORDER BY n.requested_at DESC, n.notification_id LIMIT $3",
+            &[&tenant, &subject, &limit],
+        )
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let kind: String = r.get(4);
+        let step = NoticeKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("notification kind {kind:?}")))?;
+        out.push(ChangeNoticeRow {
+            notification_id: r.get(0),
+            change_id: r.get(1),
+            change_title: r.get(2),
+            change_status: r.get(3),
+            step,
+            subject: r.get(5),
+            requested_at: r.get(6),
+            status: r.get(7),
+            sent_at: r.get(8),
+        });
+    }
+    Ok(out)
 }

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 use futures_util::future::BoxFuture;
+use opsledger_domain::access::Role;
 use opsledger_domain::escalation::{Policy, PolicyEvent};
 use opsledger_domain::oncall::Schedule;
 use opsledger_domain::roster::RosterEvent;
@@ -115,8 +116,17 @@ struct ScheduleWrite {
     written: bool,
 }
 
-/// A responder's row: tenant, id, name, email, locale, registered at.
-type NewUser = (Uuid, Uuid, String, String, &'static str, DateTime<Utc>);
+/// A responder's row: tenant, id, name, email, locale, registered at,
+/// roles (an array literal).
+type NewUser = (
+    Uuid,
+    Uuid,
+    String,
+    String,
+    &'static str,
+    DateTime<Utc>,
+    String,
+);
 
 /// What a roster batch writes.
 #[derive(Default)]
@@ -166,6 +176,7 @@ impl RosterWrites {
                 name,
                 email,
                 locale,
+                roles,
             } => self.users.push((
                 t,
                 user_id,
@@ -173,6 +184,7 @@ impl RosterWrites {
                 email.as_str().to_owned(),
                 locale_str(locale),
                 event.recorded_at,
+                array_literal(&roles.iter().map(|r| r.as_str()).collect::<Vec<_>>()),
             )),
             RosterEvent::ScheduleDefined {
                 schedule_id,
@@ -241,12 +253,15 @@ impl RosterWrites {
             let email: Vec<&str> = self.users.iter().map(|u| u.3.as_str()).collect();
             let locale: Vec<&str> = self.users.iter().map(|u| u.4).collect();
             let at: Vec<DateTime<Utc>> = self.users.iter().map(|u| u.5).collect();
+            let roles: Vec<&str> = self.users.iter().map(|u| u.6.as_str()).collect();
             projection::execute(
                 tx,
-                "INSERT INTO proj_users (tenant_id, user_id, name, email, locale, registered_at) \
-                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], \
-                   $6::timestamptz[])",
-                &[&t, &id, &name, &email, &locale, &at],
+                "INSERT INTO proj_users (tenant_id, user_id, name, email, locale, registered_at, \
+                   roles) \
+                 SELECT t, i, n, e, l, at, r::text[] FROM unnest($1::uuid[], $2::uuid[], \
+                   $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[]) \
+                   AS u(t, i, n, e, l, at, r)",
+                &[&t, &id, &name, &email, &locale, &at, &roles],
             )
             .await?;
         }
@@ -438,7 +453,24 @@ pub struct UserRow {
     pub name: String,
     pub email: String,
     pub locale: String,
+    /// The staff roles the responder is registered with (`approver` is
+    /// asked to approve changes); they grant nothing.
+    pub roles: Vec<Role>,
     pub registered_at: DateTime<Utc>,
+}
+
+impl UserRow {
+    fn of(r: &tokio_postgres::Row) -> UserRow {
+        let roles: Vec<String> = r.get(5);
+        UserRow {
+            id: r.get(0),
+            name: r.get(1),
+            email: r.get(2),
+            locale: r.get(3),
+            registered_at: r.get(4),
+            roles: roles.iter().filter_map(|r| Role::parse(r)).collect(),
+        }
+    }
 }
 
 /// Responders by name, then id: up to `limit` after the one `after` names
@@ -452,7 +484,7 @@ pub async fn list_users(
     let client = pool.get().await?;
     let rows = client
         .query(
-            "SELECT user_id, name, email, locale, registered_at FROM proj_users \
+            "SELECT user_id, name, email, locale, registered_at, roles FROM proj_users \
              WHERE tenant_id = $1 \
                AND ($2::uuid IS NULL OR (name, user_id) > \
                     (SELECT c.name, c.user_id FROM proj_users c \
@@ -461,16 +493,7 @@ pub async fn list_users(
             &[&tenant, &after, &limit],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| UserRow {
-            id: r.get(0),
-            name: r.get(1),
-            email: r.get(2),
-            locale: r.get(3),
-            registered_at: r.get(4),
-        })
-        .collect())
+    Ok(rows.iter().map(UserRow::of).collect())
 }
 
 /// Responders by id; unknown ids are left out.
@@ -478,21 +501,12 @@ pub async fn users(pool: &Pool, tenant: Uuid, ids: &[Uuid]) -> Result<Vec<UserRo
     let client = pool.get().await?;
     let rows = client
         .query(
-            "SELECT user_id, name, email, locale, registered_at FROM proj_users \
+            "SELECT user_id, name, email, locale, registered_at, roles FROM proj_users \
              WHERE tenant_id = $1 AND user_id = ANY($2)",
             &[&tenant, &ids],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| UserRow {
-            id: r.get(0),
-            name: r.get(1),
-            email: r.get(2),
-            locale: r.get(3),
-            registered_at: r.get(4),
-        })
-        .collect())
+    Ok(rows.iter().map(UserRow::of).collect())
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
