@@ -17,6 +17,7 @@
 //! Run it with `ops/bench/run`, which starts a durable throwaway cluster.
 
 mod audit;
+mod console;
 mod lag;
 mod reports;
 mod service;
@@ -195,6 +196,9 @@ async fn main() {
     }
     if which == "reports" || which == "rebuild" {
         reports::reports_benchmark(&which).await;
+    }
+    if which == "console" {
+        console::console_benchmark().await;
     }
 }
 
@@ -581,6 +585,16 @@ impl LoadClient {
     pub(crate) async fn get(&mut self, path: &str, token: &str) -> (u16, Vec<u8>) {
         let request =
             format!("GET {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n\r\n");
+        self.exchange(&request).await
+    }
+
+    /// Gets a console page as a signed-in browser does (the session cookie
+    /// holding `token`); returns the response status and body.
+    pub(crate) async fn get_page(&mut self, path: &str, token: &str) -> (u16, Vec<u8>) {
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: bench\r\nCookie: opsledger_session={token}\r\n\
+             Accept: text/html\r\n\r\n"
+        );
         self.exchange(&request).await
     }
 

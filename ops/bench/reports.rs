@@ -138,7 +138,7 @@ pub async fn reports_benchmark(which: &str) {
         .get(0);
 
     if loaded_now || which == "rebuild" || var("BENCH_P4", 0u8) == 1 {
-        rebuild_all(&pool, events).await;
+        rebuild_all(&pool, events, DATABASE).await;
     }
     disk(&pool, events).await;
     if which == "rebuild" {
@@ -158,7 +158,7 @@ pub async fn reports_benchmark(which: &str) {
 }
 
 /// The tenant of a loaded P3 database, if there is one.
-async fn existing(name: &str) -> Option<Uuid> {
+pub(crate) async fn existing(name: &str) -> Option<Uuid> {
     let db = database(name);
     let pool = opsledger_store::connect(&db).ok()?;
     let client = pool.get().await.ok()?;
@@ -252,7 +252,12 @@ struct Svc {
 
 /// Loads the data set into a fresh database; returns its tenant.
 async fn load(target: u64, year_start: DateTime<Utc>) -> Uuid {
-    let db = fresh_database(DATABASE).await;
+    load_into(DATABASE, target, year_start).await
+}
+
+/// Loads the year into a fresh database `name` (P7 loads its own); the tenant.
+pub(crate) async fn load_into(name: &str, target: u64, year_start: DateTime<Utc>) -> Uuid {
+    let db = fresh_database(name).await;
     let mut config = db.clone();
     config.pool_size = 16;
     let pool = opsledger_store::connect(&config).unwrap();
@@ -897,7 +902,7 @@ async fn maintenance(loader: &Loader, svc: &Svc, at: DateTime<Utc>) {
 /// does, then `BENCH_P4_PARALLEL` (3) at a time with
 /// `projection::rebuild_all` (each once those it reads are rebuilt), and
 /// prints both rates.
-async fn rebuild_all(pool: &opsledger_store::Pool, events: i64) {
+pub(crate) async fn rebuild_all(pool: &opsledger_store::Pool, events: i64, name: &str) {
     println!();
     println!("P4: rebuild of every projection from the log ({events} events), one after another");
     println!(
@@ -958,7 +963,7 @@ async fn rebuild_all(pool: &opsledger_store::Pool, events: i64) {
     // its own time: the measurements below see the read models settled.
     let started = Instant::now();
     for p in opsledger_store::projections() {
-        opsledger_store::projection::settle(&database(DATABASE), p.as_ref())
+        opsledger_store::projection::settle(&database(name), p.as_ref())
             .await
             .unwrap();
     }
@@ -1026,7 +1031,7 @@ async fn timed_gets(svc: &Service, token: &str, paths: &[String], warm: usize) -
     (ms, bytes)
 }
 
-fn summary(ms: &[f64]) -> String {
+pub(crate) fn summary(ms: &[f64]) -> String {
     format!(
         "p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} requests)",
         quantile(ms, 0.5),

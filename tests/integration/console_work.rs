@@ -1123,3 +1123,93 @@ async fn a_double_checked_runbook_step_is_confirmed_by_a_second_person_only() {
     let (_, p) = page(&app, &olga, &url).await;
     assert!(p.contains("data-status=\"succeeded\""));
 }
+
+#[tokio::test]
+async fn a_change_step_that_concerns_someone_is_on_their_notices_page() {
+    let sink = opsledger_testkit::SmtpSink::start().await;
+    let mail = crate::notifications::smtp(&sink);
+    let app = opsledger_testkit::spawn_app_with(|c| {
+        c.smtp = Some(mail);
+        c.poll_interval = std::time::Duration::from_millis(50);
+    })
+    .await;
+    let admin = app.token(&[Role::Admin]);
+    // Mika is a roster user (the notices go to her address); her token's
+    // subject is that address.
+    let res = app
+        .post(
+            "/api/v1/users",
+            &admin,
+            &json!({ "name": "Mika", "email": "mika@example.com", "locale": "en" }),
+        )
+        .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::CREATED,
+        "{}",
+        res.text().await.unwrap()
+    );
+    let acme = register_client(&app, "Acme").await;
+    let service = register_service(&app, acme["id"].as_str().unwrap(), "shop").await;
+    let mika_token = app.token_for(app.tenant, "mika@example.com", &[Role::Maintainer], None);
+    let res = app
+        .post(
+            "/api/v1/changes",
+            &mika_token,
+            &json!({ "kind": "normal", "category": "fix", "title": "rotate the TLS keys", "risk": "low",
+                     "impact": "none", "rollback_plan": "old keys", "service_ids": [service["id"]] }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let id = res.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (step, token) in [
+        ("submit", &mika_token),
+        (
+            "approve",
+            &app.token_for(app.tenant, "ann", &[Role::Approver], None),
+        ),
+    ] {
+        let version: Value = app
+            .get(&format!("/api/v1/changes/{id}"), &admin)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let res = app
+            .http
+            .post(app.url(&format!("/api/v1/changes/{id}/{step}")))
+            .bearer_auth(token)
+            .header("if-match", format!("\"{}\"", version["version"]))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            res.status(),
+            StatusCode::OK,
+            "{step}: {}",
+            res.text().await.unwrap()
+        );
+    }
+    let mika = sign_in(&app, &mika_token).await;
+    let notices = eventually("the approval reaches mika's notices", || async {
+        let (_, p) = page(&app, &mika, "/console/notices").await;
+        p.contains("data-step=\"change_approved\"").then_some(p)
+    })
+    .await;
+    assert!(
+        notices.contains("rotate the TLS keys")
+            && notices.contains(&format!("/console/changes/{id}"))
+    );
+    // Someone else's page does not list it.
+    let olga = sign_in(
+        &app,
+        &app.token_for(app.tenant, "olga@example.com", &[Role::Operator], None),
+    )
+    .await;
+    let (_, theirs) = page(&app, &olga, "/console/notices").await;
+    assert!(!theirs.contains("rotate the TLS keys"));
+}

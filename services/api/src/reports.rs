@@ -298,15 +298,14 @@ fn write_services(
         }
         let rows = g.segments_of(service.id);
         let planned = g.planned(service.id, from, to);
-        let plan: Vec<_> = planned.iter().map(|p| (p.start, p.end)).collect();
-        let buckets = impact::sweep(&spans(rows), &plan, from, to, g.now);
+        let figures = figures_of(g, service, &planned, from, to);
         let downtime = ServiceDowntime {
             service_id: service.id,
             name: service.name.clone(),
             client_id: service.client_id,
-            period_minutes: (to - from).num_seconds() as f64 / 60.0,
-            minutes: minutes_by_level(&buckets),
-            weighted_unplanned_minutes: metrics::weighted_unplanned(&buckets),
+            period_minutes: figures.period_minutes,
+            minutes: figures.minutes,
+            weighted_unplanned_minutes: figures.weighted_unplanned_minutes,
             intervals: intervals(rows),
             planned,
             events: events.map(|all| events_of(rows, all)),
@@ -314,6 +313,55 @@ fn write_services(
         serde_json::to_writer(&mut out, &downtime)?;
     }
     Ok(out)
+}
+
+/// A service's downtime figures over a period: the downtime report's, without
+/// the intervals and windows behind them (what the console's report page
+/// shows).
+#[derive(Debug, Serialize)]
+pub struct Figures {
+    pub service_id: Uuid,
+    pub name: String,
+    pub client_id: Uuid,
+    pub period_minutes: f64,
+    /// Per level, planned and unplanned.
+    pub minutes: HashMap<&'static str, Planned>,
+    pub weighted_unplanned_minutes: f64,
+}
+
+fn figures_of(
+    g: &Gathered,
+    service: &ServiceRow,
+    planned: &[PlannedInterval],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Figures {
+    let plan: Vec<_> = planned.iter().map(|p| (p.start, p.end)).collect();
+    let buckets = impact::sweep(&spans(g.segments_of(service.id)), &plan, from, to, g.now);
+    Figures {
+        service_id: service.id,
+        name: service.name.clone(),
+        client_id: service.client_id,
+        period_minutes: (to - from).num_seconds() as f64 / 60.0,
+        minutes: minutes_by_level(&buckets),
+        weighted_unplanned_minutes: metrics::weighted_unplanned(&buckets),
+    }
+}
+
+/// The downtime report's figures for `caller`, service by service, as
+/// `report_downtime` computes them (same scope, same period checks).
+pub async fn downtime_figures(
+    state: &AppState,
+    caller: &Caller,
+    q: &DowntimeParams,
+) -> Result<Vec<Figures>, ApiError> {
+    let actor = caller.require(REPORT_READERS)?;
+    state.tenants.require(&state.pool, actor.tenant_id).await?;
+    let (g, from, to) = gathered(state, actor, q).await?;
+    Ok(g.services
+        .iter()
+        .map(|s| figures_of(&g, s, &g.planned(s.id, from, to), from, to))
+        .collect())
 }
 
 /// About the JSON size of a service's figures, and of an interval.

@@ -22,6 +22,7 @@ mod execution;
 mod incident;
 mod inquiry;
 mod lists;
+mod notices;
 mod pages;
 mod prefs;
 mod reports;
@@ -100,6 +101,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/console/audit", web::get().to(lists::audit))
         .route("/console/reports", web::get().to(reports::page))
         .route("/console/reports/monthly", web::get().to(reports::monthly))
+        .route("/console/notices", web::get().to(notices::page))
         .route("/console/client", web::get().to(client::home))
         .route("/console/preferences", web::get().to(prefs::form))
         .route("/console/preferences", web::post().to(prefs::save))

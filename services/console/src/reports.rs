@@ -10,7 +10,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Datelike, Months, NaiveDate, TimeZone, Utc};
 use opsledger_api::auth::Caller;
-use opsledger_api::reports::{DowntimeParams, MonthlyParams};
+use opsledger_api::reports::{DowntimeParams, Figures, MonthlyParams};
 use opsledger_api::AppState;
 use opsledger_domain::access::{ClientScope, Role};
 use opsledger_store::directory::ClientFilter;
@@ -72,24 +72,24 @@ fn midnight(d: NaiveDate, tz: chrono_tz::Tz) -> DateTime<Utc> {
         .map_or_else(|| naive.and_utc(), |t| t.with_timezone(&Utc))
 }
 
-fn lines(report: &serde_json::Value) -> Vec<Line> {
-    let services = report["services"].as_array().map_or(&[][..], Vec::as_slice);
-    let minutes = |s: &serde_json::Value, level: &str, planned: &str| {
-        s["minutes"][level][planned].as_f64().unwrap_or(0.0)
+fn lines(figures: &[Figures]) -> Vec<Line> {
+    let minutes = |f: &Figures, level: &str, planned: bool| {
+        f.minutes
+            .get(level)
+            .map_or(0.0, |m| if planned { m.planned } else { m.unplanned })
     };
-    let mut lines: Vec<Line> = services
+    let mut lines: Vec<Line> = figures
         .iter()
-        .map(|s| {
-            let period = s["period_minutes"].as_f64().unwrap_or(0.0);
-            let weighted = s["weighted_unplanned_minutes"].as_f64().unwrap_or(0.0);
+        .map(|f| {
+            let (period, weighted) = (f.period_minutes, f.weighted_unplanned_minutes);
             Line {
-                name: s["name"].as_str().unwrap_or_default().to_owned(),
-                outage: minutes(s, "outage", "unplanned"),
-                partial: minutes(s, "partial", "unplanned"),
-                degraded: minutes(s, "degraded", "unplanned"),
+                name: f.name.clone(),
+                outage: minutes(f, "outage", false),
+                partial: minutes(f, "partial", false),
+                degraded: minutes(f, "degraded", false),
                 planned: ["outage", "partial", "degraded"]
                     .iter()
-                    .map(|l| minutes(s, l, "planned"))
+                    .map(|l| minutes(f, l, true))
                     .sum(),
                 weighted,
                 availability: if period > 0.0 {
@@ -192,15 +192,11 @@ pub async fn page(
         to: end,
         drilldown: false,
     };
-    let answer =
-        opsledger_api::reports::report_downtime(state, Caller(actor), web::Query(params)).await;
-    let report: serde_json::Value = match answer {
-        Ok(res) => match actix_web::body::to_bytes(res.into_body()).await {
-            Ok(body) => serde_json::from_slice(&body).unwrap_or_default(),
-            Err(_) => return view::unavailable(&req),
-        },
-        Err(e) => return view::api_error(&req, e),
-    };
+    let figures =
+        match opsledger_api::reports::downtime_figures(&state, &Caller(actor), &params).await {
+            Ok(f) => f,
+            Err(e) => return view::api_error(&req, e),
+        };
     let month = format!("{:04}-{:02}", from.year(), from.month());
     view::page(
         &req,
@@ -211,7 +207,7 @@ pub async fn page(
             client => client,
             clients => clients,
             month => month,
-            lines => lines(&report),
+            lines => lines(&figures),
             as_of => as_of,
         },
     )

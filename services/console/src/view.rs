@@ -40,6 +40,7 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
         "execution.html",
         include_str!("../templates/execution.html"),
     ),
+    ("notices.html", include_str!("../templates/notices.html")),
 ];
 
 fn env() -> &'static Environment<'static> {
@@ -237,6 +238,15 @@ mod tests {
         let env = super::env();
         for (name, _) in super::TEMPLATES {
             assert!(env.get_template(name).is_ok(), "{name}");
+        }
+        // Every template file is compiled in.
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/templates");
+        for file in std::fs::read_dir(dir).unwrap() {
+            let name = file.unwrap().file_name().into_string().unwrap();
+            assert!(
+                super::TEMPLATES.iter().any(|(n, _)| *n == name),
+                "templates/{name} is not in view::TEMPLATES"
+            );
         }
     }
 }

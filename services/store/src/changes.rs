@@ -255,10 +255,15 @@ async fn write_windows(tx: &Transaction<'_>, rows: &Rows<Window>) -> Result<(), 
     );
     let (mut rrule, mut change, mut state, mut version) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut span_start, mut span_end) = (Vec::new(), Vec::new());
     for (tenant, first, w, v) in &rows.rows {
         t.push(*tenant);
         id.push(w.id);
         status.push(w.status.as_str());
+        // Where its planned time may lie: from the earlier of its start and
+        // when it started to the later of its end and when it ended.
+        span_start.push(w.started_at.map_or(first.start, |s| s.min(first.start)));
+        span_end.push(w.ended_at.map_or(first.end, |e| e.max(first.end)));
         state.push(serde_json::to_value(w).map_err(corrupt)?);
         version.push(*v);
         // Set when the row is made; an update leaves them.
@@ -271,14 +276,17 @@ async fn write_windows(tx: &Transaction<'_>, rows: &Rows<Window>) -> Result<(), 
     projection::execute(
         tx,
         "INSERT INTO proj_windows (tenant_id, window_id, service_ids, status, start_at, \
-           end_at, rrule, change_id, state, version) \
-         SELECT t, i, sv::uuid[], st, sa, ea, r, c, s, v FROM unnest($1::uuid[], $2::uuid[], \
+           end_at, rrule, change_id, state, version, span_start, span_end) \
+         SELECT t, i, sv::uuid[], st, sa, ea, r, c, s, v, ss, se FROM unnest($1::uuid[], $2::uuid[], \
            $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::text[], $8::uuid[], \
-           $9::jsonb[], $10::int8[]) AS u(t, i, sv, st, sa, ea, r, c, s, v) \
+           $9::jsonb[], $10::int8[], $11::timestamptz[], $12::timestamptz[]) \
+           AS u(t, i, sv, st, sa, ea, r, c, s, v, ss, se) \
          ON CONFLICT (tenant_id, window_id) DO UPDATE SET status = EXCLUDED.status, \
-           state = EXCLUDED.state, version = EXCLUDED.version",
+           state = EXCLUDED.state, version = EXCLUDED.version, \
+           span_start = EXCLUDED.span_start, span_end = EXCLUDED.span_end",
         &[
             &t, &id, &services, &status, &start, &end, &rrule, &change, &state, &version,
+            &span_start, &span_end,
         ],
     )
     .await?;
