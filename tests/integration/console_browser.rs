@@ -236,6 +236,23 @@ async fn an_operator_acknowledges_from_the_queue_and_another_browser_sees_it_wit
         }
     })
     .await;
+    // A new incident arrives while it is ticked: the rows are swapped, and
+    // the tick is kept.
+    let second = crate::console::open_incident(&app, &admin, "search slow", "warning").await;
+    until("olga's queue shows the new incident", async || {
+        olga.find(Locator::Css(&format!("tr[data-id=\"{second}\"]")))
+            .await
+            .is_ok()
+    })
+    .await;
+    let still = olga
+        .execute(
+            "return document.querySelector(arguments[0]).checked",
+            vec![json!(tick)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(still, json!(true), "the tick survives the live swap");
     olga.find(Locator::Css("#acknowledge-selected"))
         .await
         .unwrap()

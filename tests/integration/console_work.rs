@@ -344,8 +344,15 @@ async fn a_client_reads_its_own_incident_without_internal_notes_and_never_anothe
     let (status, list) = page(&app, &own, "/console/client").await;
     assert_eq!(status, StatusCode::OK);
     assert!(list.contains("shop checkout errors"));
+    assert!(
+        list.contains(&format!(
+            "data-service=\"{}\"",
+            service["id"].as_str().unwrap()
+        )),
+        "its services"
+    );
     let (_, empty) = page(&app, &theirs, "/console/client").await;
-    assert!(!empty.contains("shop checkout errors"));
+    assert!(!empty.contains("shop checkout errors") && !empty.contains("data-service="));
 
     let url = format!("/console/incidents/{id}");
     let (status, p) = page(&app, &own, &url).await;

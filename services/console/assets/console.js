@@ -30,3 +30,29 @@ document.addEventListener("keydown", (e) => {
     }
   }
 });
+
+// A live list's rows are swapped whole when the queue changes: the boxes
+// ticked and the row in focus are kept across the swap, so an operator
+// ticking incidents in an alert storm loses nothing to a new arrival.
+let kept = null;
+const remember = () => {
+  kept = {
+    ticked: Array.from(document.querySelectorAll("input[name=ids]:checked")).map((b) => b.value),
+    focused: document.activeElement && document.activeElement.closest("tr[data-id]")
+      ? document.activeElement.closest("tr[data-id]").dataset.id
+      : null,
+  };
+};
+const restore = () => {
+  if (!kept) return;
+  for (const box of document.querySelectorAll("input[name=ids]")) {
+    if (kept.ticked.includes(box.value)) box.checked = true;
+  }
+  if (kept.focused) {
+    const row = Array.from(document.querySelectorAll("tr[data-id]")).find((r) => r.dataset.id === kept.focused);
+    if (row) row.focus();
+  }
+  kept = null;
+};
+document.addEventListener("htmx:sseBeforeMessage", remember);
+document.addEventListener("htmx:sseMessage", restore);

@@ -67,13 +67,21 @@ pub async fn home(
         },
         Err(e) => Err(e),
     };
-    match listed {
-        Ok(incidents) => view::page(
+    let services = opsledger_store::directory::list_services(
+        &state.pool,
+        tenant,
+        opsledger_store::directory::ClientFilter::Only(client),
+        None,
+        500,
+    )
+    .await;
+    match (listed, services) {
+        (Ok(incidents), Ok(services)) => view::page(
             &req,
             "client.html",
-            minijinja::context! { incidents => incidents, as_of => as_of },
+            minijinja::context! { incidents => incidents, services => services, as_of => as_of },
         ),
-        Err(e) => {
+        (Err(e), _) | (_, Err(e)) => {
             tracing::error!(error = %e, "reading a client's incidents failed");
             view::unavailable(&req)
         }
