@@ -1220,3 +1220,115 @@ async fn a_change_step_that_concerns_someone_is_on_their_notices_page() {
     let (_, theirs) = page(&app, &olga, "/console/notices").await;
     assert!(!theirs.contains("rotate the TLS keys"));
 }
+
+#[tokio::test]
+async fn a_window_is_announced_and_a_proposal_approved_from_their_pages_by_whoever_may() {
+    let app = spawn_app().await;
+    let acme = register_client(&app, "Acme").await;
+    let service = register_service(&app, acme["id"].as_str().unwrap(), "shop").await;
+    let maint = app.token_for(app.tenant, "mika", &[Role::Maintainer], None);
+    let start = chrono::Utc::now() + chrono::Duration::days(5);
+    let res = app
+        .post(
+            "/api/v1/maintenance-windows",
+            &maint,
+            &json!({ "title": "OS patching", "service_ids": [service["id"]], "start": start,
+                     "end": start + chrono::Duration::hours(2) }),
+        )
+        .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::CREATED,
+        "{}",
+        res.text().await.unwrap()
+    );
+    let window = res.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = app
+        .post(
+            "/api/v1/proposals",
+            &maint,
+            &json!({ "title": "Add a read replica", "description": "Stops the nightly slowdowns.",
+                     "service_ids": [service["id"]] }),
+        )
+        .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::CREATED,
+        "{}",
+        res.text().await.unwrap()
+    );
+    let proposal = res.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mika = sign_in(&app, &maint).await;
+    let olga = sign_in(
+        &app,
+        &app.token_for(app.tenant, "olga", &[Role::Operator], None),
+    )
+    .await;
+    let ann = sign_in(
+        &app,
+        &app.token_for(app.tenant, "ann", &[Role::Approver], None),
+    )
+    .await;
+
+    // The window: the operator reads it; the maintainer announces it.
+    let url = format!("/console/windows/{window}");
+    let (status, p) = page(&app, &olga, &url).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        p.contains("OS patching") && !p.contains("id=\"do-announce\""),
+        "{p}"
+    );
+    let (_, p) = page(&app, &mika, &url).await;
+    assert!(p.contains("id=\"do-announce\"") && p.contains("id=\"do-cancel\""));
+    let res = send(
+        &app,
+        &mika,
+        &format!("{url}/announce"),
+        &[("version", &version_in(&p))],
+    )
+    .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "{}",
+        res.text().await.unwrap()
+    );
+    let (_, p) = page(&app, &mika, &url).await;
+    assert!(p.contains("data-status=\"announced\"") && p.contains("id=\"do-start\""));
+
+    // The proposal: only an approver is offered the decision.
+    let url = format!("/console/proposals/{proposal}");
+    let (_, p) = page(&app, &mika, &url).await;
+    assert!(p.contains("Add a read replica") && !p.contains("id=\"do-approve\""));
+    let (_, p) = page(&app, &ann, &url).await;
+    assert!(p.contains("id=\"do-approve\"") && p.contains("id=\"do-reject\""));
+    let res = send(
+        &app,
+        &ann,
+        &format!("{url}/approve"),
+        &[("version", &version_in(&p)), ("comment", "yes")],
+    )
+    .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "{}",
+        res.text().await.unwrap()
+    );
+    let (_, p) = page(&app, &ann, &url).await;
+    assert!(p.contains("data-status=\"approved\""));
+    // The lists link to both pages.
+    eventually("the proposals list links to it", || async {
+        let (_, list) = page(&app, &ann, "/console/proposals").await;
+        list.replace("&#x2f;", "/")
+            .contains(&format!("/console/proposals/{proposal}"))
+            .then_some(())
+    })
+    .await;
+}

@@ -25,6 +25,7 @@ mod lists;
 mod notices;
 mod pages;
 mod prefs;
+mod records;
 mod reports;
 mod session;
 mod ui;
@@ -83,6 +84,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/console/calendar", web::get().to(changes::calendar))
         .route("/console/windows", web::get().to(lists::windows))
         .route("/console/proposals", web::get().to(lists::proposals))
+        .route("/console/proposals/{id}", web::get().to(records::proposal))
+        .route(
+            "/console/proposals/{id}/{step}",
+            web::post().to(records::proposal_act),
+        )
+        .route("/console/windows/{id}", web::get().to(records::window))
+        .route(
+            "/console/windows/{id}/{step}",
+            web::post().to(records::window_act),
+        )
         .route("/console/executions", web::get().to(lists::executions))
         .route("/console/executions", web::post().to(execution::start))
         .route("/console/executions/{id}", web::get().to(execution::page))

@@ -275,7 +275,7 @@ static WINDOWS: Listing = Listing {
         ("Repeats", "/rrule", Cell::Text),
         ("Services", "/service_ids", Cell::Count),
     ],
-    link: None,
+    link: Some("/console/windows/{id}"),
     filters: &[
         ("planned", "status=planned"),
         ("announced", "status=announced"),
@@ -294,7 +294,7 @@ static PROPOSALS: Listing = Listing {
         ("Raised", "/raised_at", Cell::Time),
         ("Decided by", "/decided_by", Cell::Text),
     ],
-    link: None,
+    link: Some("/console/proposals/{id}"),
     filters: &[
         ("raised", "status=raised"),
         ("approved", "status=approved"),

@@ -41,6 +41,7 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/execution.html"),
     ),
     ("notices.html", include_str!("../templates/notices.html")),
+    ("record.html", include_str!("../templates/record.html")),
 ];
 
 fn env() -> &'static Environment<'static> {
