@@ -1332,3 +1332,42 @@ async fn a_window_is_announced_and_a_proposal_approved_from_their_pages_by_whoev
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_audit_search_finds_what_someone_did_and_clients_have_none() {
+    let app = spawn_app().await;
+    let admin = app.token(&[Role::Admin]);
+    let id = open_incident(&app, &admin, "vpn flapping", "error").await;
+    let olga = app.token_for(app.tenant, "olga", &[Role::Operator], None);
+    let res = app
+        .post(
+            &format!("/api/v1/incidents/{id}/acknowledge"),
+            &olga,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let auditor = sign_in(
+        &app,
+        &app.token_for(app.tenant, "aud", &[Role::Auditor], None),
+    )
+    .await;
+    let (status, p) = page(&app, &auditor, "/console/audit").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(p.contains("id=\"do-search\""));
+    // The form's empty fields ask for nothing; a filled one narrows.
+    let (_, all) = page(&app, &auditor, "/console/audit?actor=&event_type=&entity=").await;
+    assert!(
+        all.contains("IncidentOpened") && all.contains("IncidentAcknowledged"),
+        "{all}"
+    );
+    let (_, hers) = page(&app, &auditor, "/console/audit?actor=olga").await;
+    assert!(
+        hers.contains("IncidentAcknowledged") && !hers.contains("IncidentOpened"),
+        "{hers}"
+    );
+    assert!(
+        hers.contains("value=\"olga\""),
+        "the search is kept in its form"
+    );
+}

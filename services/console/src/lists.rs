@@ -61,6 +61,8 @@ struct Listing {
     link: Option<&'static str>,
     /// Shareable filters: a label and the query string it sets.
     filters: &'static [(&'static str, &'static str)],
+    /// A search form's fields: the API's query parameter and its label.
+    search: &'static [(&'static str, &'static str)],
 }
 
 #[derive(Debug, Serialize)]
@@ -160,7 +162,8 @@ where
         Ok(at) => at,
         Err(why) => return view::bad_request(&req, &why),
     };
-    asked.retain(|(k, _)| k != "as_of");
+    // A search form's empty fields ask for nothing.
+    asked.retain(|(k, v)| k != "as_of" && !v.is_empty());
     let mut status = None;
     if let Some(at) = as_of {
         match listing.past {
@@ -197,6 +200,13 @@ where
                 labels => listing.columns.iter().map(|(l, _, _)| *l).collect::<Vec<_>>(),
                 rows => rows(listing, &page),
                 filters => listing.filters,
+                search => listing.search.iter().map(|(param, label)| {
+                    let value = form_urlencoded::parse(req.query_string().as_bytes())
+                        .find(|(k, _)| k == param)
+                        .map(|(_, v)| v.into_owned())
+                        .unwrap_or_default();
+                    (*param, *label, value)
+                }).collect::<Vec<_>>(),
                 query => req.query_string(),
                 as_of => as_of,
                 ..extra
@@ -282,6 +292,7 @@ static WINDOWS: Listing = Listing {
         ("started", "status=started"),
         ("ended", "status=ended"),
     ],
+    search: &[],
 };
 
 static PROPOSALS: Listing = Listing {
@@ -301,6 +312,7 @@ static PROPOSALS: Listing = Listing {
         ("implemented", "status=implemented"),
         ("verified", "status=verified"),
     ],
+    search: &[],
 };
 
 static EXECUTIONS: Listing = Listing {
@@ -324,6 +336,7 @@ static EXECUTIONS: Listing = Listing {
         ("succeeded", "status=succeeded"),
         ("aborted", "status=aborted"),
     ],
+    search: &[],
 };
 
 static INQUIRIES: Listing = Listing {
@@ -343,6 +356,7 @@ static INQUIRIES: Listing = Listing {
         ("escalated", "status=escalated"),
         ("closed", "status=closed"),
     ],
+    search: &[],
 };
 
 static WORK: Listing = Listing {
@@ -361,6 +375,7 @@ static WORK: Listing = Listing {
         ("operations", "class=operations"),
         ("maintenance", "class=maintenance"),
     ],
+    search: &[],
 };
 
 static AUDIT: Listing = Listing {
@@ -375,6 +390,13 @@ static AUDIT: Listing = Listing {
     ],
     link: None,
     filters: &[],
+    search: &[
+        ("actor", "Who"),
+        ("entity", "Record (stream or id)"),
+        ("event_type", "Event"),
+        ("recorded_from", "From (RFC 3339)"),
+        ("recorded_to", "To (RFC 3339)"),
+    ],
 };
 
 pub async fn windows(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
