@@ -358,6 +358,7 @@ async fn a_client_reads_its_own_incident_without_internal_notes_and_never_anothe
     let (status, p) = page(&app, &own, &url).await;
     assert_eq!(status, StatusCode::OK);
     assert!(p.contains("We are investigating."));
+    assert!(p.contains("<dd>shop</dd>"), "the service by its name");
     assert!(
         !p.contains("db password rotated"),
         "no internal notes for clients"

@@ -177,6 +177,16 @@ async fn render(
         Err(e) => return view::api_error(req, e),
     };
     let version = events.last().map_or(0, |e| e.stream_version);
+    let service = match incident.service_id {
+        Some(id) => {
+            opsledger_store::directory::report_services(&state.pool, tenant, Some(id), None)
+                .await
+                .ok()
+                .and_then(|rows| rows.into_iter().next())
+                .map(|s| s.name)
+        }
+        None => None,
+    };
     let changed_since = notice.as_ref().map(|(_, since)| *since);
     let changed: Vec<Entry> = match changed_since {
         Some(since) => events
@@ -246,6 +256,7 @@ async fn render(
         "incident.html",
         minijinja::context! {
             incident => incident,
+            service => service,
             status => incident.status.as_str(),
             version => version,
             actions => actions,
