@@ -97,11 +97,8 @@ pub async fn page(
     let may_run = actor.has_any(opsledger_domain::access::OPERATIONS_WORKERS);
     let shown =
         opsledger_api::runbooks::execution_get(state, Caller(actor), web::Path::from(id)).await;
-    let execution: serde_json::Value = match shown {
-        Ok(res) => match actix_web::body::to_bytes(res.into_body()).await {
-            Ok(b) => serde_json::from_slice(&b).unwrap_or_default(),
-            Err(_) => return view::unavailable(&req),
-        },
+    let execution = match crate::answered(shown).await {
+        Ok(v) => v,
         Err(e) => return view::api_error(&req, e),
     };
     let running = execution["status"].as_str() == Some("in_progress");

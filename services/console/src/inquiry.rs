@@ -95,11 +95,8 @@ pub async fn page(
     let responder = actor.has_any(INQUIRY_RESPONDERS);
     let shown =
         opsledger_api::inquiries::inquiry_get(state, Caller(actor), web::Path::from(id)).await;
-    let inquiry: serde_json::Value = match shown {
-        Ok(res) => match actix_web::body::to_bytes(res.into_body()).await {
-            Ok(b) => serde_json::from_slice(&b).unwrap_or_default(),
-            Err(_) => return view::unavailable(&req),
-        },
+    let inquiry = match crate::answered(shown).await {
+        Ok(v) => v,
         Err(e) => return view::api_error(&req, e),
     };
     let open = inquiry["status"].as_str() != Some("closed");

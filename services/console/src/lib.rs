@@ -44,6 +44,18 @@ pub(crate) const STAFF: &[Role] = &[
     Role::Admin,
 ];
 
+/// The JSON an API handler answered, for a page to show: the console calls
+/// the API's handlers in-process as the reader.
+pub(crate) async fn answered(
+    answer: Result<actix_web::HttpResponse, opsledger_api::problem::ApiError>,
+) -> Result<serde_json::Value, opsledger_api::problem::ApiError> {
+    use opsledger_api::problem::ApiError;
+    let body = actix_web::body::to_bytes(answer?.into_body())
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string().into()))?;
+    serde_json::from_slice(&body).map_err(|e| ApiError::Internal(Box::new(e)))
+}
+
 /// A queue's team as a path names it.
 pub(crate) fn team_of(path: &str) -> Option<&'static str> {
     match path {

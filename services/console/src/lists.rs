@@ -92,11 +92,7 @@ where
 {
     let query = web::Query::<Q>::from_query(query)
         .map_err(|e| ApiError::BadRequest(format!("the page's filters: {e}")))?;
-    let res = call(state, Caller(actor), query).await?;
-    let body = actix_web::body::to_bytes(res.into_body())
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string().into()))?;
-    serde_json::from_slice(&body).map_err(|e| ApiError::Internal(Box::new(e)))
+    crate::answered(call(state, Caller(actor), query).await).await
 }
 
 fn rows(listing: &Listing, page: &serde_json::Value) -> Vec<Row> {

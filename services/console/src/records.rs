@@ -167,13 +167,6 @@ const READERS: &[Role] = &[
     Role::Client,
 ];
 
-async fn body_of(res: HttpResponse) -> Result<serde_json::Value, ApiError> {
-    let bytes = actix_web::body::to_bytes(res.into_body())
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string().into()))?;
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(Box::new(e)))
-}
-
 async fn page(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -250,11 +243,8 @@ async fn page(
             .await
         }
     };
-    let record = match shown {
-        Ok(res) => match body_of(res).await {
-            Ok(v) => v,
-            Err(e) => return view::api_error(&req, e),
-        },
+    let record = match crate::answered(shown).await {
+        Ok(v) => v,
         Err(e) => return view::api_error(&req, e),
     };
     let status = record["status"].as_str().unwrap_or_default().to_owned();
