@@ -8,6 +8,7 @@ mod api_hostile;
 mod audit;
 mod change_notices;
 mod changes;
+mod compose;
 mod console;
 mod console_browser;
 mod console_work;

@@ -1,0 +1,58 @@
+//! The trial stack (`docker-compose.yml`) against the Compose
+//! specification's JSON schema, since no Docker engine runs here
+//! (`ops/compose.sh check`, check-jsonschema's vendored copy of the schema).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn check(file: &Path) -> (bool, String) {
+    let out = Command::new("bash")
+        .arg(repo().join("ops/compose.sh"))
+        .arg("check")
+        .arg(file)
+        .output()
+        .expect("ops/compose.sh runs");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), said)
+}
+
+#[test]
+fn the_trial_stack_follows_the_compose_specification() {
+    let file = repo().join("docker-compose.yml");
+    let (ok, said) = check(&file);
+    assert!(ok, "{said}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    for service in ["postgres:", "mailpit:", "opsledger:"] {
+        assert!(
+            text.contains(&format!("\n  {service}")),
+            "{service} in the stack"
+        );
+    }
+    assert!(
+        text.contains("/readyz"),
+        "the service's health check asks /readyz"
+    );
+
+    // The check can fail: a service with a restart policy Compose does not
+    // know, and a health check interval that is not a duration, are refused.
+    let dir = std::env::temp_dir().join(format!("opsledger-compose-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let broken = dir.join("docker-compose.yml");
+    std::fs::write(
+        &broken,
+        "services:\n  opsledger:\n    image: opsledger\n    restart: sometimes\n    \
+         healthcheck:\n      test: [\"CMD\", \"true\"]\n      interval: [10]\n",
+    )
+    .unwrap();
+    let (ok, said) = check(&broken);
+    assert!(!ok, "a broken file passed: {said}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
