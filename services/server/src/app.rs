@@ -2,11 +2,13 @@
 //! and one committer.
 
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use actix_http::error::DispatchError;
 use actix_http::{HttpService, KeepAlive, Protocol};
 use actix_service::{fn_service, map_config, IntoServiceFactory, ServiceFactoryExt};
-use actix_web::dev::AppConfig;
+use actix_web::dev::{AppConfig, Service};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App};
 use opsledger_api::tenants::TenantDirectory;
@@ -35,8 +37,16 @@ pub enum StartError {
 
 pub struct Application {
     port: u16,
+    stopping_http: Arc<AtomicBool>,
     server: actix_web::dev::Server,
+    /// The projection followers: each batch commits with its checkpoint, so
+    /// ending one at any await point loses nothing and does nothing twice.
+    followers: Vec<JoinHandle<()>>,
+    /// The workers that act outside the database (mail) or on a timer: told
+    /// to stop, they finish the pass they are in.
     workers: Vec<JoinHandle<()>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    shutdown_timeout: std::time::Duration,
     pub state: web::Data<AppState>,
 }
 
@@ -76,7 +86,7 @@ impl Application {
         let committer = Committer::start(pool.clone(), config.committers);
         let projections = opsledger_store::projections();
         let interests = opsledger_store::projection::interests(&projections);
-        let workers = projections
+        let followers = projections
             .iter()
             .zip(interests)
             .filter(|(p, _)| !p.inline())
@@ -102,24 +112,29 @@ impl Application {
             feed_heartbeat: config.feed_heartbeat,
             feed_poll: config.poll_interval,
         });
-        let mut workers: Vec<JoinHandle<()>> = workers;
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let mut workers: Vec<JoinHandle<()>> = Vec::new();
         workers.push(tokio::spawn(expiry_worker(
             state.clone(),
             config.expiry_interval,
             config.alert_stale_after,
+            stopping.clone(),
         )));
         workers.push(tokio::spawn(escalation_worker(
             state.clone(),
             config.timer_interval,
+            stopping.clone(),
         )));
         workers.push(tokio::spawn(monthly_worker(
             state.clone(),
             config.monthly_interval,
+            stopping.clone(),
         )));
         if state.audit_key.is_some() {
             workers.push(tokio::spawn(checkpoint_worker(
                 state.clone(),
                 config.checkpoint_interval,
+                stopping.clone(),
             )));
         }
         match &config.smtp {
@@ -129,6 +144,7 @@ impl Application {
                     state.clone(),
                     mailer,
                     config.timer_interval,
+                    stopping.clone(),
                 )));
             }
             None => tracing::warn!(
@@ -140,11 +156,24 @@ impl Application {
         // actix-web's `HttpServer`, but on sockets wrapped in `ProblemIo`, so
         // that a request actix-http cannot parse is answered with a problem
         // too (see `api::wire`); its settings are `HttpServer`'s defaults.
+        // Set when the process is asked to stop: from then on a request on a
+        // connection kept alive is answered 503 and the connection closed,
+        // so the stop does not wait for idle clients to go away.
+        let stopping_http = Arc::new(AtomicBool::new(false));
+        let refuse = stopping_http.clone();
         let server = actix_server::Server::build()
             .workers(config.http_workers)
+            // Signals are ours (`run_until_stopped`), so that requests are
+            // refused from the moment of the signal.
+            .disable_signals()
+            // On a stop: no new connections; requests in flight finish (their
+            // appends commit before they are answered), for at most this long.
+            .shutdown_timeout(config.shutdown_timeout.as_secs())
             .listen("opsledger-http", listener, move || {
                 let shared = shared.clone();
+                let refuse = refuse.clone();
                 let app = move || {
+                    let refuse = refuse.clone();
                     let app = App::new()
                         .app_data(shared.clone())
                         .wrap(from_fn(opsledger_api::input::input_middleware))
@@ -156,7 +185,20 @@ impl Application {
                     // Tests only: every answer checked against the document.
                     #[cfg(feature = "conformance")]
                     let app = app.wrap(from_fn(opsledger_api::contract::conformance::check));
-                    app
+                    app.wrap_fn(move |req, srv| {
+                        let stopping = refuse.load(Ordering::Relaxed);
+                        let answer = (!stopping).then(|| srv.call(req));
+                        async move {
+                            match answer {
+                                Some(answer) => answer.await,
+                                None => Err(actix_web::error::InternalError::from_response(
+                                    "stopping",
+                                    stopping_answer(),
+                                )
+                                .into()),
+                            }
+                        }
+                    })
                 };
                 let http = HttpService::build()
                     .keep_alive(KeepAlive::default())
@@ -177,8 +219,12 @@ impl Application {
             .run();
         Ok(Application {
             port,
+            stopping_http,
             server,
+            followers,
             workers,
+            stop,
+            shutdown_timeout: config.shutdown_timeout,
             state,
         })
     }
@@ -187,13 +233,97 @@ impl Application {
         self.port
     }
 
-    /// Serves until the process is asked to stop (SIGINT, SIGTERM).
+    /// Serves until the process is asked to stop (SIGINT, SIGTERM), then
+    /// stops in order: no new connections, requests in flight finished (the
+    /// HTTP server's graceful stop), the workers told to stop and given the
+    /// rest of the bound to finish their pass (a mail being sent is
+    /// recorded as sent), the projection followers ended.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let refuse = self.stopping_http.clone();
+        let signals = tokio::spawn(async move {
+            stop_signal().await;
+            tracing::info!("asked to stop: refusing new requests, finishing those in flight");
+            refuse.store(true, Ordering::Relaxed);
+            handle.stop(true).await;
+        });
         let result = self.server.await;
-        for w in self.workers {
-            w.abort();
+        signals.abort();
+        tracing::info!("stopping: requests finished, workers finishing their pass");
+        let _ = self.stop.send(true);
+        let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
+        for mut w in self.workers {
+            if tokio::time::timeout_at(deadline, &mut w).await.is_err() {
+                tracing::warn!("a worker did not reach a safe point in time and was ended");
+                w.abort();
+            }
         }
+        for f in self.followers {
+            f.abort();
+        }
+        tracing::info!("stopped");
         result
+    }
+}
+
+/// SIGTERM or SIGINT, whichever comes first.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => std::future::pending::<()>().await,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The answer to a request that arrives while the service stops: 503, come
+/// back in a second (to another instance), and this connection closes.
+fn stopping_answer() -> actix_web::HttpResponse {
+    let status = actix_web::http::StatusCode::SERVICE_UNAVAILABLE;
+    let mut res = opsledger_api::problem::problem_response(
+        status,
+        opsledger_api::problem::problem_body(
+            status,
+            "stopping",
+            "the service is stopping; retry shortly",
+        ),
+    );
+    res.headers_mut().insert(
+        actix_web::http::header::RETRY_AFTER,
+        actix_web::http::header::HeaderValue::from_static("1"),
+    );
+    res.head_mut()
+        .set_connection_type(actix_web::http::ConnectionType::Close);
+    res
+}
+
+/// Tells the workers the service is stopping.
+type Stopping = tokio::sync::watch::Receiver<bool>;
+
+/// Waits `interval` for a worker's next pass: `false` once the service is
+/// stopping (then, or while waiting), so a pass is never begun after the
+/// stop and one under way is finished.
+async fn next_pass(stopping: &mut Stopping, interval: std::time::Duration) -> bool {
+    if *stopping.borrow() {
+        return false;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(interval) => !*stopping.borrow(),
+        _ = stopping.changed() => false,
     }
 }
 
@@ -202,11 +332,11 @@ async fn expiry_worker(
     state: web::Data<AppState>,
     interval: std::time::Duration,
     stale_after: std::time::Duration,
+    mut stopping: Stopping,
 ) {
     let stale_after =
         chrono::Duration::from_std(stale_after).unwrap_or(chrono::Duration::hours(12));
-    loop {
-        tokio::time::sleep(interval).await;
+    while next_pass(&mut stopping, interval).await {
         match opsledger_app::ingest::expire_stale(state.ingestion(), stale_after).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(
@@ -219,9 +349,12 @@ async fn expiry_worker(
 }
 
 /// Fires due escalation steps (SPEC §5), every `interval`.
-async fn escalation_worker(state: web::Data<AppState>, interval: std::time::Duration) {
-    loop {
-        tokio::time::sleep(interval).await;
+async fn escalation_worker(
+    state: web::Data<AppState>,
+    interval: std::time::Duration,
+    mut stopping: Stopping,
+) {
+    while next_pass(&mut stopping, interval).await {
         match opsledger_app::escalation::fire_due(state.ledger()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(steps = n, "escalation steps settled"),
@@ -231,9 +364,12 @@ async fn escalation_worker(state: web::Data<AppState>, interval: std::time::Dura
 }
 
 /// Requests the monthly reports due (SPEC §6), every `interval`.
-async fn monthly_worker(state: web::Data<AppState>, interval: std::time::Duration) {
-    loop {
-        tokio::time::sleep(interval).await;
+async fn monthly_worker(
+    state: web::Data<AppState>,
+    interval: std::time::Duration,
+    mut stopping: Stopping,
+) {
+    while next_pass(&mut stopping, interval).await {
         match opsledger_app::reports::mail_monthly_due(state.ledger(), chrono::Utc::now()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(reports = n, "monthly reports requested"),
@@ -244,12 +380,15 @@ async fn monthly_worker(state: web::Data<AppState>, interval: std::time::Duratio
 
 /// Signs the heads of the tenants' trees that grew (SPEC §3.9), every
 /// `interval`; refuses, loudly, any head inconsistent with the last one.
-async fn checkpoint_worker(state: web::Data<AppState>, interval: std::time::Duration) {
+async fn checkpoint_worker(
+    state: web::Data<AppState>,
+    interval: std::time::Duration,
+    mut stopping: Stopping,
+) {
     let Some(key) = state.audit_key.clone() else {
         return;
     };
-    loop {
-        tokio::time::sleep(interval).await;
+    while next_pass(&mut stopping, interval).await {
         match opsledger_store::audit::sign_due(&state.pool, &key).await {
             Ok(round) if round.signed.is_empty() => {}
             Ok(round) => tracing::debug!(checkpoints = round.signed.len(), "checkpoints signed"),
@@ -263,9 +402,9 @@ async fn mail_worker(
     state: web::Data<AppState>,
     mailer: crate::mail::Mailer,
     interval: std::time::Duration,
+    mut stopping: Stopping,
 ) {
-    loop {
-        tokio::time::sleep(interval).await;
+    while next_pass(&mut stopping, interval).await {
         if let Err(e) = crate::mail::send_due(&state, &mailer).await {
             tracing::warn!(error = %e, "notification pass failed");
         }

@@ -51,10 +51,15 @@ pub struct Config {
     pub checkpoint_interval: Duration,
     /// How long `/events/stream` stays silent before a heartbeat comment.
     pub feed_heartbeat: Duration,
+    /// How long a stop (SIGTERM, SIGINT) waits for requests in flight and
+    /// for the workers to reach a safe point before it ends them.
+    pub shutdown_timeout: Duration,
 }
 
 /// Under the idle timeouts of common proxies (often 30 or 60 s).
 pub const FEED_HEARTBEAT_DEFAULT_MS: u64 = 15_000;
+/// A stop's bound: actix-web's own default for requests in flight.
+pub const SHUTDOWN_TIMEOUT_DEFAULT_S: u64 = 30;
 
 /// A few seconds: a checkpoint a client's mail carries is this fresh.
 pub const CHECKPOINT_INTERVAL_DEFAULT_MS: u64 = 5_000;
@@ -193,6 +198,10 @@ impl Config {
                 "OPSLEDGER_FEED_HEARTBEAT_MS",
                 FEED_HEARTBEAT_DEFAULT_MS,
             )?),
+            shutdown_timeout: Duration::from_secs(parsed(
+                "OPSLEDGER_SHUTDOWN_TIMEOUT_S",
+                SHUTDOWN_TIMEOUT_DEFAULT_S,
+            )?),
         })
     }
 
@@ -217,6 +226,7 @@ impl Config {
             audit_key: None,
             checkpoint_interval: Duration::from_millis(CHECKPOINT_INTERVAL_DEFAULT_MS),
             feed_heartbeat: Duration::from_millis(FEED_HEARTBEAT_DEFAULT_MS),
+            shutdown_timeout: Duration::from_secs(SHUTDOWN_TIMEOUT_DEFAULT_S),
         }
     }
 

@@ -325,6 +325,8 @@ fn answered_by_every_route(op: &mut Map<String, Value>, private: bool) {
         (400, "BadRequest"),
         (413, "PayloadTooLarge"),
         (500, "InternalError"),
+        // The database does not answer, or the service is stopping.
+        (503, "Unavailable"),
     ];
     if private {
         universal.extend([(401, "Unauthorized"), (403, "Forbidden")]);
