@@ -66,10 +66,12 @@ impl Application {
         for m in &applied {
             tracing::info!(migration = %m, "applied migration");
         }
-        if config.jwt_secret == crate::config::DEV_JWT_SECRET {
-            tracing::warn!(
-                "using the development JWT secret: set OPSLEDGER_JWT_SECRET in production"
-            );
+        match &config.jwt_keys {
+            Some(keys) => tracing::info!("tokens are verified with {}", keys.describe()),
+            None if config.jwt_secret == crate::config::DEV_JWT_SECRET => tracing::warn!(
+                "using the development JWT secret: set OPSLEDGER_JWT_PUBLIC_KEY_FILE or OPSLEDGER_JWT_JWKS_FILE in production"
+            ),
+            None => {}
         }
         let audit_key = config
             .audit_key

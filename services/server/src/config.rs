@@ -26,6 +26,10 @@ pub struct Config {
     pub jwt_secret: String,
     pub jwt_issuer: String,
     pub jwt_audience: String,
+    /// Public keys that verify tokens instead of `jwt_secret` (SPEC §8):
+    /// `OPSLEDGER_JWT_PUBLIC_KEY_FILE` or `OPSLEDGER_JWT_JWKS_FILE`, read
+    /// (and checked) when the configuration is.
+    pub jwt_keys: Option<opsledger_api::auth::Keys>,
     pub poll_interval: Duration,
     pub pool_size: usize,
     pub committers: usize,
@@ -131,6 +135,59 @@ pub fn auth_from_env() -> opsledger_api::auth::AuthConfig {
     opsledger_api::auth::AuthConfig::hs256(secret.as_bytes(), &issuer, &audience)
 }
 
+/// The production keys, if any: a PEM public key or a JWKS file (not
+/// both). `get` reads a variable (the environment, or a test's map).
+pub fn jwt_keys_from(
+    get: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<opsledger_api::auth::Keys>, String> {
+    use opsledger_api::auth::{
+        key_algorithm, Keys, JWKS_CHECK_INTERVAL_DEFAULT_MS, KEY_ALGORITHMS,
+    };
+    let pem_path = get("OPSLEDGER_JWT_PUBLIC_KEY_FILE");
+    let jwks_path = get("OPSLEDGER_JWT_JWKS_FILE");
+    let algorithm = get("OPSLEDGER_JWT_ALGORITHM")
+        .map(|name| {
+            key_algorithm(name.trim()).ok_or_else(|| {
+                format!("OPSLEDGER_JWT_ALGORITHM={name:?} is not valid ({KEY_ALGORITHMS})")
+            })
+        })
+        .transpose()?;
+    match (pem_path, jwks_path) {
+        (Some(_), Some(_)) => Err(
+            "OPSLEDGER_JWT_PUBLIC_KEY_FILE and OPSLEDGER_JWT_JWKS_FILE are both set; set one"
+                .into(),
+        ),
+        (None, _) if algorithm.is_some() => Err(
+            "OPSLEDGER_JWT_ALGORITHM names the algorithm of OPSLEDGER_JWT_PUBLIC_KEY_FILE, which is not set (a JWKS key's own alg decides)"
+                .into(),
+        ),
+        (Some(path), None) => {
+            let pem = std::fs::read(&path)
+                .map_err(|e| format!("OPSLEDGER_JWT_PUBLIC_KEY_FILE={path:?} cannot be read: {e}"))?;
+            Keys::from_pem(&pem, algorithm)
+                .map(Some)
+                .map_err(|e| format!("OPSLEDGER_JWT_PUBLIC_KEY_FILE={path:?} {e}"))
+        }
+        (None, Some(path)) => {
+            let check_ms = match get("OPSLEDGER_JWT_JWKS_CHECK_MS") {
+                None => JWKS_CHECK_INTERVAL_DEFAULT_MS,
+                Some(v) => v
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("OPSLEDGER_JWT_JWKS_CHECK_MS={v:?} is not valid"))?,
+            };
+            let (keys, left_out) =
+                Keys::from_jwks_file(std::path::Path::new(&path), Duration::from_millis(check_ms))
+                    .map_err(|e| format!("OPSLEDGER_JWT_JWKS_FILE={path:?} {e}"))?;
+            for note in left_out {
+                tracing::warn!("OPSLEDGER_JWT_JWKS_FILE: {note}");
+            }
+            Ok(Some(keys))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
 fn jwt_from_env() -> (String, String, String) {
     (
         var("OPSLEDGER_JWT_SECRET").unwrap_or_else(|| DEV_JWT_SECRET.into()),
@@ -150,6 +207,7 @@ impl Config {
             jwt_secret,
             jwt_issuer,
             jwt_audience,
+            jwt_keys: jwt_keys_from(&var)?,
             poll_interval: Duration::from_millis(parsed(
                 "OPSLEDGER_POLL_MS",
                 opsledger_store::projection::POLL_INTERVAL_DEFAULT.as_millis() as u64,
@@ -213,6 +271,7 @@ impl Config {
             jwt_secret: DEV_JWT_SECRET.into(),
             jwt_issuer: "opsledger".into(),
             jwt_audience: "opsledger".into(),
+            jwt_keys: None,
             poll_interval: opsledger_store::projection::POLL_INTERVAL_DEFAULT,
             pool_size: opsledger_store::pool::POOL_SIZE_DEFAULT,
             committers: opsledger_store::append::COMMITTERS_DEFAULT,
@@ -236,11 +295,126 @@ impl Config {
         Ok(db)
     }
 
+    /// Verifies with `jwt_keys` when set, else with the secret; mints
+    /// (development tokens) with the secret either way.
     pub fn auth(&self) -> opsledger_api::auth::AuthConfig {
-        opsledger_api::auth::AuthConfig::hs256(
+        let auth = opsledger_api::auth::AuthConfig::hs256(
             self.jwt_secret.as_bytes(),
             &self.jwt_issuer,
             &self.jwt_audience,
-        )
+        );
+        match &self.jwt_keys {
+            Some(keys) => auth.verifying_with(keys.clone()),
+            None => auth,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::path::PathBuf;
+
+    use super::jwt_keys_from;
+
+    fn dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("opsledger-config-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// The error for these variables, which must name `variable`.
+    fn refused(vars: &[(&str, &str)], variable: &str) -> String {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let e = jwt_keys_from(&|name| map.get(name).cloned()).expect_err("refused");
+        assert!(e.contains(variable), "{e}");
+        e
+    }
+
+    #[test]
+    fn bad_key_settings_are_errors_naming_their_variable() {
+        let dir = dir();
+        let file = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path.to_str().unwrap().to_owned()
+        };
+        let missing = dir.join("missing.pem");
+        let e = refused(
+            &[("OPSLEDGER_JWT_PUBLIC_KEY_FILE", missing.to_str().unwrap())],
+            "OPSLEDGER_JWT_PUBLIC_KEY_FILE",
+        );
+        assert!(e.contains("cannot be read"), "{e}");
+        let garbage = file(
+            "garbage.pem",
+            "-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY-----\n",
+        );
+        refused(
+            &[("OPSLEDGER_JWT_PUBLIC_KEY_FILE", &garbage)],
+            "OPSLEDGER_JWT_PUBLIC_KEY_FILE",
+        );
+        let e = refused(
+            &[("OPSLEDGER_JWT_JWKS_FILE", missing.to_str().unwrap())],
+            "OPSLEDGER_JWT_JWKS_FILE",
+        );
+        assert!(e.contains("cannot be read"), "{e}");
+        for (name, text, says) in [
+            ("truncated.json", "{\"keys\": [", "JWKS"),
+            ("empty.json", "{\"keys\": []}", "no RS256"),
+            (
+                "secret.json",
+                r#"{"keys": [{"kty": "oct", "kid": "s", "k": "c2VjcmV0"}]}"#,
+                "symmetric",
+            ),
+            (
+                "short-ed.json",
+                r#"{"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "e", "x": "AAAA"}]}"#,
+                "Ed25519",
+            ),
+            (
+                "bad-ec.json",
+                r#"{"keys": [{"kty": "EC", "crv": "P-256", "kid": "e", "x": "AAAA", "y": "AAAA"}]}"#,
+                "ES256",
+            ),
+            (
+                "small-rsa.json",
+                r#"{"keys": [{"kty": "RSA", "kid": "r", "n": "AQAB", "e": "AQAB"}]}"#,
+                "2048",
+            ),
+        ] {
+            let e = refused(
+                &[("OPSLEDGER_JWT_JWKS_FILE", &file(name, text))],
+                "OPSLEDGER_JWT_JWKS_FILE",
+            );
+            assert!(e.contains(says), "{name}: {e}");
+        }
+        let pem = garbage.as_str();
+        refused(
+            &[
+                ("OPSLEDGER_JWT_PUBLIC_KEY_FILE", pem),
+                ("OPSLEDGER_JWT_ALGORITHM", "HS256"),
+            ],
+            "OPSLEDGER_JWT_ALGORITHM",
+        );
+        refused(
+            &[("OPSLEDGER_JWT_ALGORITHM", "EdDSA")],
+            "OPSLEDGER_JWT_ALGORITHM",
+        );
+        refused(
+            &[
+                ("OPSLEDGER_JWT_PUBLIC_KEY_FILE", pem),
+                ("OPSLEDGER_JWT_JWKS_FILE", pem),
+            ],
+            "both set",
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn no_key_settings_leave_the_secret_verifying() {
+        assert!(jwt_keys_from(&|_| None).unwrap().is_none());
     }
 }

@@ -41,7 +41,8 @@ enum Command {
         #[arg(long)]
         tenant: Option<Uuid>,
     },
-    /// Mint a development JWT signed with OPSLEDGER_JWT_SECRET.
+    /// Mint a development JWT signed with OPSLEDGER_JWT_SECRET (HS256; a
+    /// service configured with public keys refuses it).
     Token {
         #[arg(long)]
         tenant: Uuid,
@@ -229,6 +230,13 @@ async fn run(command: Command) -> Result<ExitCode, BoxError> {
                 .collect::<Result<Vec<_>, _>>()?;
             let auth = opsledger_server::config::auth_from_env();
             println!("{}", auth.mint(tenant, &subject, &roles, client_id, ttl_s));
+            for name in ["OPSLEDGER_JWT_PUBLIC_KEY_FILE", "OPSLEDGER_JWT_JWKS_FILE"] {
+                if std::env::var_os(name).is_some_and(|v| !v.is_empty()) {
+                    eprintln!(
+                        "note: {name} is set, and a service with it refuses this HS256 development token"
+                    );
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Openapi { out } => {

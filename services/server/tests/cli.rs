@@ -285,3 +285,29 @@ fn two_pg_sh_ensures_started_at_once_share_one_cluster() {
         .expect("the binary runs");
     assert!(migrated.status.success(), "{}", text(&migrated));
 }
+
+#[test]
+fn serve_stops_at_start_naming_a_bad_key_setting() {
+    let dir = std::env::temp_dir().join(format!("opsledger-cli-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let malformed = dir.join("jwks.json");
+    std::fs::write(&malformed, "{\"keys\": [").unwrap();
+    let missing = dir.join("missing.pem");
+    for (variable, value) in [
+        ("OPSLEDGER_JWT_JWKS_FILE", malformed.to_str().unwrap()),
+        ("OPSLEDGER_JWT_PUBLIC_KEY_FILE", missing.to_str().unwrap()),
+    ] {
+        // No database is reached: the configuration is refused first.
+        let out = Command::new(env!("CARGO_BIN_EXE_opsledger"))
+            .arg("serve")
+            .env("DATABASE_URL", "postgres://opsledger@127.0.0.1:1/none")
+            .env(variable, value)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("the binary runs");
+        assert_eq!(out.status.code(), Some(1), "{variable}: {}", text(&out));
+        assert!(text(&out).contains(variable), "{}", text(&out));
+        assert!(!text(&out).contains("panicked"), "{}", text(&out));
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
