@@ -12,6 +12,7 @@ mod compose;
 mod console;
 mod console_browser;
 mod console_work;
+mod deploy;
 mod feed;
 mod incidents;
 mod input_guard;
