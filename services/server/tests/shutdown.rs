@@ -15,9 +15,9 @@ const BOUND_S: u64 = 10;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_finishes_what_it_answered_and_exits_within_its_bound() {
     let db = fresh_database().await;
-    let token = integration_token(tenant(&db));
+    let token = integration_token(tenant(&db.url));
     let bound = BOUND_S.to_string();
-    let mut served = Served::start(&db, &[("OPSLEDGER_SHUTDOWN_TIMEOUT_S", &bound)]).await;
+    let mut served = Served::start(&db.url, &[("OPSLEDGER_SHUTDOWN_TIMEOUT_S", &bound)]).await;
 
     // Sixteen senders post alerts until the service stops answering; while
     // it stops, it says so.
@@ -28,7 +28,8 @@ async fn sigterm_under_load_finishes_what_it_answered_and_exits_within_its_bound
         16,
         "shutdown",
         &answered,
-        |status, headers| {
+        &Default::default(),
+        |status: reqwest::StatusCode, headers: &reqwest::header::HeaderMap| {
             assert_eq!(status.as_u16(), 503, "a stopping service says so");
             assert_eq!(headers["retry-after"], "1");
         },
@@ -66,7 +67,7 @@ async fn sigterm_under_load_finishes_what_it_answered_and_exits_within_its_bound
 
     // Every alert answered 2xx is in the log.
     let answered = answered.keys();
-    let logged = logged_keys(&db).await;
+    let logged = logged_keys(&db.url).await;
     let missing: Vec<&String> = answered.difference(&logged).collect();
     assert!(
         missing.is_empty(),

@@ -11,17 +11,16 @@ use std::time::{Duration, Instant};
 
 use opsledger_api::auth::AuthConfig;
 use opsledger_domain::access::Role;
-use opsledger_testkit::TestDatabase;
 use serde_json::json;
 use uuid::Uuid;
 
 pub const SECRET: &str = "process-test-secret";
 
-/// Registers a tenant in `db` with the binary; its id.
-pub fn tenant(db: &TestDatabase) -> Uuid {
+/// Registers a tenant in the database at `url` with the binary; its id.
+pub fn tenant(url: &str) -> Uuid {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_opsledger"))
         .args(["tenant", "add", "--name", "Drill MSP"])
-        .env("DATABASE_URL", &db.url)
+        .env("DATABASE_URL", url)
         .env("RUST_LOG", "warn")
         .output()
         .expect("the binary runs");
@@ -51,8 +50,9 @@ pub struct Served {
 }
 
 impl Served {
-    /// Starts one on `db` (with `env` besides) and waits until it is ready.
-    pub async fn start(db: &TestDatabase, env: &[(&str, &str)]) -> Served {
+    /// Starts one on the database at `url` (with `env` besides) and waits
+    /// until it is ready.
+    pub async fn start(url: &str, env: &[(&str, &str)]) -> Served {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -61,7 +61,7 @@ impl Served {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_opsledger"));
         command
             .arg("serve")
-            .env("DATABASE_URL", &db.url)
+            .env("DATABASE_URL", url)
             .env("OPSLEDGER_BIND", format!("127.0.0.1:{port}"))
             .env("OPSLEDGER_JWT_SECRET", SECRET)
             .env("RUST_LOG", "warn")
@@ -117,13 +117,15 @@ impl Answered {
 }
 
 /// `senders` tasks posting alerts to `base` until a request fails to reach
-/// it; each other answer than 2xx is passed to `other` (status, headers).
+/// it or `done` is set; each other answer than 2xx is passed to `other`
+/// (status, headers).
 pub fn load(
     base: &str,
     token: &str,
     senders: usize,
     prefix: &str,
     answered: &Answered,
+    done: &Arc<std::sync::atomic::AtomicBool>,
     other: impl Fn(reqwest::StatusCode, &reqwest::header::HeaderMap) + Clone + Send + 'static,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let http = reqwest::Client::new();
@@ -131,8 +133,12 @@ pub fn load(
         .map(|sender| {
             let (http, base, token) = (http.clone(), base.to_owned(), token.to_owned());
             let (answered, other, prefix) = (answered.clone(), other.clone(), prefix.to_owned());
+            let done = done.clone();
             tokio::spawn(async move {
                 for n in 0.. {
+                    if done.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
                     let key = format!("{prefix}-{sender}-{n}");
                     let sent = http
                         .post(format!("{base}/api/v1/alerts"))
@@ -159,9 +165,18 @@ pub fn load(
         .collect()
 }
 
+/// A connection to the database at `url`.
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("the database answers");
+    tokio::spawn(conn);
+    client
+}
+
 /// The dedup keys of every alert receipt in the log.
-pub async fn logged_keys(db: &TestDatabase) -> HashSet<String> {
-    let client = db.superuser().await;
+pub async fn logged_keys(url: &str) -> HashSet<String> {
+    let client = connect(url).await;
     client
         .query(
             "SELECT DISTINCT coalesce(payload->'signal'->>'dedup_key', \
