@@ -60,6 +60,7 @@ async fn mail_waits_out_a_down_server_and_then_arrives_once_each() {
 
     // The mail server goes away; three incidents open meanwhile.
     sink.stop().await;
+    let down_at = std::time::Instant::now();
     let operator = app.token(&[Role::Operator]);
     let mut titles = Vec::new();
     for n in 1..=3 {
@@ -104,7 +105,9 @@ async fn mail_waits_out_a_down_server_and_then_arrives_once_each() {
 
     // It comes back: every notice arrives, and only once.
     sink.restart().await;
+    let up_at = std::time::Instant::now();
     let mails = sink.wait_for(3).await;
+    let delivered_after = up_at.elapsed();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mails_after = sink.messages();
     assert_eq!(mails_after.len(), 3, "no notice twice");
@@ -127,6 +130,16 @@ async fn mail_waits_out_a_down_server_and_then_arrives_once_each() {
     })
     .await;
     assert_eq!(settled["items"].as_array().unwrap().len(), 3);
+    let attempts = failing
+        .iter()
+        .filter_map(|n| n["attempts"].as_i64())
+        .min()
+        .unwrap_or(0);
+    println!(
+        "R4 figures: SMTP down {:.1} s, each of 3 notices failed at least {attempts} times meanwhile; all delivered {:.1} s after it returned, none twice",
+        (up_at - down_at).as_secs_f64(),
+        delivered_after.as_secs_f64()
+    );
 }
 
 /// Three eight-hour shifts over six people, in Tokyo (no DST) and New York
