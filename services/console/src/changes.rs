@@ -7,9 +7,9 @@
 //! eyes), and the server refuses it anyway. Steps and requests run through
 //! the API's own command path (`api::changes::console_step`).
 
-use actix_web::http::{header, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use opsledger_api::changes::{step_roles, RequestBody};
 use opsledger_api::AppState;
 use opsledger_domain::access::Actor;
@@ -19,8 +19,8 @@ use opsledger_store::directory::ClientFilter;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::incident::Posted;
-use crate::session::{csrf_ok, reader, see_other, Turned};
+use crate::form::{to_created, Posted};
+use crate::session::{reader, see_other, Turned};
 use crate::ui::Ui;
 use crate::{view, STAFF};
 
@@ -178,13 +178,10 @@ pub async fn request(
         Ok(a) => a,
         Err(turned) => return turned.page(&req),
     };
-    let posted = Posted::of(&body);
-    if !csrf_ok(&req, &posted.csrf) {
-        return view::refused(
-            &req,
-            "the form's CSRF token is missing or not this browser's",
-        );
-    }
+    let posted = match Posted::checked(&req, &body) {
+        Ok(p) => p,
+        Err(unfit) => return unfit.page(&req),
+    };
     // Repeated `service_ids` make a list; the rest are single texts.
     let mut map = serde_json::Map::new();
     let mut services = Vec::new();
@@ -208,14 +205,7 @@ pub async fn request(
         }
     };
     match opsledger_api::changes::console_request(state, actor, req.clone(), body).await {
-        Ok(res) => match res
-            .headers()
-            .get(header::LOCATION)
-            .and_then(|l| l.to_str().ok())
-        {
-            Some(api) => see_other(&api.replace("/api/v1/changes/", "/console/changes/")),
-            None => see_other("/console/changes"),
-        },
+        Ok(res) => to_created(&res, "changes", "changes"),
         Err(e) => view::api_error(&req, e),
     }
 }
@@ -321,28 +311,16 @@ pub async fn step(
         Ok(a) => a,
         Err(turned) => return turned.page(&req),
     };
-    let mut posted = Posted::of(&body);
-    if !csrf_ok(&req, &posted.csrf) {
-        return view::refused(
-            &req,
-            "the form's CSRF token is missing or not this browser's",
-        );
-    }
     let (id, name) = path.into_inner();
-    let Ok(id) = id.parse::<Uuid>() else {
-        return view::not_found(&req);
-    };
-    let Some(version) = posted.version else {
-        return view::bad_request(
-            &req,
-            "the form does not say which version of the change it was based on",
-        );
+    let (mut posted, id, version) = match Posted::on_record(&req, &body, &id) {
+        Ok(on) => on,
+        Err(unfit) => return unfit.page(&req),
     };
     // A browser's date-time field has no zone: it is the reader's.
     let ui = Ui::of(&req);
     for (k, v) in posted.fields.iter_mut() {
         if k == "start" || k == "end" {
-            if let Some(at) = local_instant(v, ui.tz) {
+            if let Some(at) = crate::ui::local_instant(v, ui.tz) {
                 *v = at.to_rfc3339();
             }
         }
@@ -389,16 +367,6 @@ pub async fn step(
         }
         Err(e) => view::api_error(&req, e),
     }
-}
-
-/// `2026-12-06T10:00` (a browser's `datetime-local`) in `tz`, as an instant.
-fn local_instant(text: &str, tz: chrono_tz::Tz) -> Option<DateTime<Utc>> {
-    let naive = NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M")
-        .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S"))
-        .ok()?;
-    tz.from_local_datetime(&naive)
-        .earliest()
-        .map(|t| t.with_timezone(&Utc))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -470,15 +438,7 @@ pub async fn calendar(
             7,
         )
     };
-    let midnight = |d: NaiveDate| {
-        ui.tz
-            .from_local_datetime(&d.and_hms_opt(0, 0, 0).unwrap_or_default())
-            .earliest()
-            .map_or_else(
-                || d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc(),
-                |t| t.with_timezone(&Utc),
-            )
-    };
+    let midnight = |d: NaiveDate| crate::ui::midnight(d, ui.tz);
     let (from, to) = (midnight(first), midnight(first + Duration::days(days)));
     let tenant = actor.tenant_id;
     let every = WindowFilter::default();
@@ -589,16 +549,4 @@ pub async fn calendar(
             as_of => as_of,
         },
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_browsers_date_time_is_read_in_the_readers_zone() {
-        let at = local_instant("2026-12-07T09:30", chrono_tz::Asia::Tokyo).unwrap();
-        assert_eq!(at.to_rfc3339(), "2026-12-07T00:30:00+00:00");
-        assert!(local_instant("tomorrow", chrono_tz::UTC).is_none());
-    }
 }

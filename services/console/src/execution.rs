@@ -3,24 +3,16 @@
 //! by whoever did the step), and finishing it. Through the API's handlers
 //! in-process as the reader.
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use opsledger_api::auth::Caller;
-use opsledger_api::extract::{IfMatch, OrEmpty};
+use opsledger_api::extract::IfMatch;
 use opsledger_api::idempotency::IdempotencyKey;
-use opsledger_api::problem::ApiError;
-use opsledger_api::runbooks::{CompleteBody, ConfirmBody, FinishBody};
 use opsledger_api::AppState;
 use uuid::Uuid;
 
-use crate::incident::Posted;
-use crate::session::{csrf_ok, reader, see_other};
+use crate::form::{refused_step, to_created, Posted};
+use crate::session::{reader, see_other};
 use crate::{view, STAFF};
-
-fn body<B: serde::de::DeserializeOwned>(posted: &Posted) -> Result<B, ApiError> {
-    serde_urlencoded::from_str(&posted.encoded())
-        .map_err(|e| ApiError::Unprocessable(e.to_string()))
-}
 
 /// `POST /console/executions`: starts the runbook the form names; to the
 /// execution's page.
@@ -33,49 +25,29 @@ pub async fn start(req: HttpRequest, state: web::Data<AppState>, form: web::Byte
         Ok(a) => a,
         Err(turned) => return turned.page(&req),
     };
-    let mut posted = Posted::of(&form);
-    if !csrf_ok(&req, &posted.csrf) {
-        return view::refused(
-            &req,
-            "the form's CSRF token is missing or not this browser's",
-        );
-    }
-    let runbook = posted
-        .fields
-        .iter()
-        .position(|(k, _)| k == "runbook_id")
-        .map(|at| posted.fields.remove(at).1)
-        .and_then(|r| r.parse::<Uuid>().ok());
-    let Some(runbook) = runbook else {
+    let mut posted = match Posted::checked(&req, &form) {
+        Ok(p) => p,
+        Err(unfit) => return unfit.page(&req),
+    };
+    let Some(runbook) = posted
+        .take("runbook_id")
+        .and_then(|r| r.parse::<Uuid>().ok())
+    else {
         return view::bad_request(&req, "choose a runbook");
     };
-    let started = match body::<opsledger_api::runbooks::StartBody>(&posted) {
-        Ok(b) => {
-            let b = OrEmpty {
-                body: b,
-                asked: serde_json::Value::Null,
-            };
-            opsledger_api::runbooks::execution_start(
-                state,
-                Caller(actor),
-                IdempotencyKey(None),
-                req.clone(),
-                web::Path::from(runbook),
-                b,
-            )
-            .await
-        }
-        Err(e) => Err(e),
+    let started = async {
+        opsledger_api::runbooks::execution_start(
+            state,
+            Caller(actor),
+            IdempotencyKey(None),
+            req.clone(),
+            web::Path::from(runbook),
+            posted.or_empty()?,
+        )
+        .await
     };
-    match started {
-        Ok(res) => match res
-            .headers()
-            .get(actix_web::http::header::LOCATION)
-            .and_then(|l| l.to_str().ok())
-        {
-            Some(api) => see_other(&api.replace("/api/v1/executions/", "/console/executions/")),
-            None => see_other("/console/executions"),
-        },
+    match started.await {
+        Ok(res) => to_created(&res, "executions", "executions"),
         Err(e) => view::api_error(&req, e),
     }
 }
@@ -135,99 +107,41 @@ pub async fn act(
         Ok(a) => a,
         Err(turned) => return turned.page(&req),
     };
-    let mut posted = Posted::of(&form);
-    if !csrf_ok(&req, &posted.csrf) {
-        return view::refused(
-            &req,
-            "the form's CSRF token is missing or not this browser's",
-        );
-    }
     let (id, what) = path.into_inner();
-    let Ok(id) = id.parse::<Uuid>() else {
-        return view::not_found(&req);
-    };
-    let Some(version) = posted.version else {
-        return view::bad_request(
-            &req,
-            "the form does not say which version of the execution it was based on",
-        );
+    let (mut posted, id, version) = match Posted::on_record(&req, &form, &id) {
+        Ok(on) => on,
+        Err(unfit) => return unfit.page(&req),
     };
     // The step's number travels with the form, beside the body's fields.
-    let step = posted
-        .fields
-        .iter()
-        .position(|(k, _)| k == "step")
-        .map(|at| posted.fields.remove(at).1);
-    let step = step.and_then(|s| s.parse::<u32>().ok());
-    let (caller, key, on) = (Caller(actor), IdempotencyKey(None), IfMatch(Some(version)));
-    use opsledger_api::runbooks as api;
-    let done = match (what.as_str(), step) {
-        ("complete", Some(n)) => match body::<CompleteBody>(&posted) {
-            Ok(b) => {
-                let b = OrEmpty {
-                    body: b,
-                    asked: serde_json::Value::Null,
-                };
-                api::step_complete(
-                    state,
-                    caller,
-                    key,
-                    req.clone(),
-                    web::Path::from((id, n)),
-                    on,
-                    b,
-                )
-                .await
-            }
-            Err(e) => Err(e),
-        },
-        ("confirm", Some(n)) => match body::<ConfirmBody>(&posted) {
-            Ok(b) => {
-                let b = OrEmpty {
-                    body: b,
-                    asked: serde_json::Value::Null,
-                };
-                api::step_confirm(
-                    state,
-                    caller,
-                    key,
-                    req.clone(),
-                    web::Path::from((id, n)),
-                    on,
-                    b,
-                )
-                .await
-            }
-            Err(e) => Err(e),
-        },
-        ("finish", _) => match body::<FinishBody>(&posted) {
-            Ok(b) => {
-                api::execution_finish(
-                    state,
-                    caller,
-                    key,
-                    req.clone(),
-                    web::Path::from(id),
-                    on,
-                    web::Json(b),
-                )
-                .await
-            }
-            Err(e) => Err(e),
-        },
+    let step = posted.take("step").and_then(|s| s.parse::<u32>().ok());
+    match (what.as_str(), step) {
+        ("complete" | "confirm", Some(_)) | ("finish", _) => {}
         ("complete" | "confirm", None) => {
             return view::bad_request(&req, "the form does not say which step")
         }
         _ => return view::not_found(&req),
+    }
+    let (caller, key, on) = (Caller(actor), IdempotencyKey(None), IfMatch(Some(version)));
+    let r = req.clone();
+    use opsledger_api::runbooks as api;
+    let done = async {
+        match (what.as_str(), step) {
+            ("complete", Some(n)) => {
+                let at = web::Path::from((id, n));
+                api::step_complete(state, caller, key, r, at, on, posted.or_empty()?).await
+            }
+            ("confirm", Some(n)) => {
+                let at = web::Path::from((id, n));
+                api::step_confirm(state, caller, key, r, at, on, posted.or_empty()?).await
+            }
+            _ => {
+                let at = web::Path::from(id);
+                api::execution_finish(state, caller, key, r, at, on, posted.json()?).await
+            }
+        }
     };
-    match done {
+    match done.await {
         Ok(_) => see_other(&format!("/console/executions/{id}")),
-        Err(ApiError::PreconditionFailed { detail, .. }) => view::failed(
-            &req,
-            StatusCode::CONFLICT,
-            "Conflict",
-            &format!("Someone else acted first, and your {what} was not applied: {detail}"),
-        ),
-        Err(e) => view::api_error(&req, e),
+        Err(e) => refused_step(&req, &what, e),
     }
 }

@@ -21,7 +21,8 @@ use opsledger_domain::Metadata;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::session::{csrf_ok, see_other, viewer};
+use crate::form::Posted;
+use crate::session::{see_other, viewer};
 use crate::view;
 
 /// The one-click actions and the forms, by the last segment of their API
@@ -370,40 +371,6 @@ pub(crate) fn asked(actor: &Actor, if_match: Option<i64>) -> Asked {
     }
 }
 
-/// A posted form: its CSRF token, the version it was based on, and its own
-/// fields (empty ones left out, as an unset optional field).
-pub(crate) struct Posted {
-    pub csrf: String,
-    pub version: Option<i64>,
-    pub fields: Vec<(String, String)>,
-}
-
-impl Posted {
-    pub fn of(body: &[u8]) -> Posted {
-        let mut posted = Posted {
-            csrf: String::new(),
-            version: None,
-            fields: Vec::new(),
-        };
-        for (k, v) in form_urlencoded::parse(body) {
-            match k.as_ref() {
-                "csrf" => posted.csrf = v.into_owned(),
-                "version" => posted.version = v.parse().ok(),
-                _ if v.trim().is_empty() => {}
-                _ => posted.fields.push((k.into_owned(), v.into_owned())),
-            }
-        }
-        posted
-    }
-
-    /// The fields, encoded again for a typed body.
-    pub fn encoded(&self) -> String {
-        form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(&self.fields)
-            .finish()
-    }
-}
-
 /// `POST /console/incidents/{id}/{action}`.
 pub async fn act(
     req: HttpRequest,
@@ -414,22 +381,10 @@ pub async fn act(
     let Some(actor) = viewer(&req) else {
         return see_other("/signin");
     };
-    let posted = Posted::of(&body);
-    if !csrf_ok(&req, &posted.csrf) {
-        return view::refused(
-            &req,
-            "the form's CSRF token is missing or not this browser's",
-        );
-    }
     let (id, action) = path.into_inner();
-    let Ok(id) = id.parse::<Uuid>() else {
-        return view::not_found(&req);
-    };
-    let Some(version) = posted.version else {
-        return view::bad_request(
-            &req,
-            "the form does not say which version of the incident it was based on",
-        );
+    let (posted, id, version) = match Posted::on_record(&req, &body, &id) {
+        Ok(on) => on,
+        Err(unfit) => return unfit.page(&req),
     };
     let command = match command_of(&action, &posted.encoded()) {
         Ok(c) => c,
@@ -540,13 +495,5 @@ mod tests {
             "unknown fields"
         );
         assert!(command_of("delete", "").is_err());
-    }
-
-    #[test]
-    fn a_posted_form_leaves_empty_fields_out_and_keeps_its_token_apart() {
-        let p = Posted::of(b"csrf=abc&version=7&kind=fix&minutes_spent=&description=a+b");
-        assert_eq!(p.csrf, "abc");
-        assert_eq!(p.version, Some(7));
-        assert_eq!(p.encoded(), "kind=fix&description=a+b");
     }
 }

@@ -3,20 +3,17 @@
 //! the API's own handlers in-process as the reader, so a client sees what
 //! the API shows a client (no internal fields, its own inquiries only).
 
-use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use opsledger_api::auth::Caller;
-use opsledger_api::extract::{IfMatch, OrEmpty};
+use opsledger_api::extract::IfMatch;
 use opsledger_api::idempotency::IdempotencyKey;
-use opsledger_api::inquiries::{AnswerBody, CloseBody, EscalateBody, OpenBody};
-use opsledger_api::problem::ApiError;
 use opsledger_api::AppState;
 use opsledger_domain::access::{ClientScope, INQUIRY_OPENERS, INQUIRY_READERS, INQUIRY_RESPONDERS};
 use opsledger_store::directory::ClientFilter;
 use uuid::Uuid;
 
-use crate::incident::Posted;
-use crate::session::{csrf_ok, reader, see_other};
+use crate::form::{refused_step, to_created, Posted};
+use crate::session::{reader, see_other};
 use crate::view;
 
 /// The services a reader may file an inquiry about: a client's own, or
@@ -34,46 +31,23 @@ pub(crate) async fn services_for(
 }
 
 /// A form read into an API body type.
-fn body<B: serde::de::DeserializeOwned>(posted: &Posted) -> Result<B, ApiError> {
-    serde_urlencoded::from_str(&posted.encoded())
-        .map_err(|e| ApiError::Unprocessable(e.to_string()))
-}
-
 /// `POST /console/inquiries`: files one; to its page.
 pub async fn file(req: HttpRequest, state: web::Data<AppState>, form: web::Bytes) -> HttpResponse {
     let actor = match reader(&req, INQUIRY_OPENERS, "your roles do not file inquiries") {
         Ok(a) => a,
         Err(turned) => return turned.page(&req),
     };
-    let posted = Posted::of(&form);
-    if !csrf_ok(&req, &posted.csrf) {
-        return view::refused(
-            &req,
-            "the form's CSRF token is missing or not this browser's",
-        );
-    }
-    let opened = match body::<OpenBody>(&posted) {
-        Ok(b) => {
-            opsledger_api::inquiries::inquiry_open(
-                state,
-                Caller(actor),
-                IdempotencyKey(None),
-                req.clone(),
-                web::Json(b),
-            )
-            .await
-        }
-        Err(e) => Err(e),
+    let posted = match Posted::checked(&req, &form) {
+        Ok(p) => p,
+        Err(unfit) => return unfit.page(&req),
     };
-    match opened {
-        Ok(res) => match res
-            .headers()
-            .get(header::LOCATION)
-            .and_then(|l| l.to_str().ok())
-        {
-            Some(api) => see_other(&api.replace("/api/v1/inquiries/", "/console/inquiries/")),
-            None => see_other("/console/inquiries"),
-        },
+    let opened = async {
+        let (caller, key) = (Caller(actor), IdempotencyKey(None));
+        opsledger_api::inquiries::inquiry_open(state, caller, key, req.clone(), posted.json()?)
+            .await
+    };
+    match opened.await {
+        Ok(res) => to_created(&res, "inquiries", "inquiries"),
         Err(e) => view::api_error(&req, e),
     }
 }
@@ -122,63 +96,33 @@ pub async fn act(
         Ok(a) => a,
         Err(turned) => return turned.page(&req),
     };
-    let posted = Posted::of(&form);
-    if !csrf_ok(&req, &posted.csrf) {
-        return view::refused(
-            &req,
-            "the form's CSRF token is missing or not this browser's",
-        );
-    }
     let (id, step) = path.into_inner();
-    let Ok(id) = id.parse::<Uuid>() else {
+    let (posted, id, version) = match Posted::on_record(&req, &form, &id) {
+        Ok(on) => on,
+        Err(unfit) => return unfit.page(&req),
+    };
+    if !matches!(step.as_str(), "answer" | "escalate" | "close") {
         return view::not_found(&req);
-    };
-    let Some(version) = posted.version else {
-        return view::bad_request(
-            &req,
-            "the form does not say which version of the inquiry it was based on",
-        );
-    };
+    }
     let (caller, key, at, on) = (
         Caller(actor),
         IdempotencyKey(None),
         web::Path::from(id),
         IfMatch(Some(version)),
     );
+    let r = req.clone();
     use opsledger_api::inquiries as api;
-    let done = match step.as_str() {
-        "answer" => match body::<AnswerBody>(&posted) {
-            Ok(b) => {
-                api::inquiry_answer(state, caller, key, req.clone(), at, on, web::Json(b)).await
+    let done = async {
+        match step.as_str() {
+            "answer" => api::inquiry_answer(state, caller, key, r, at, on, posted.json()?).await,
+            "escalate" => {
+                api::inquiry_escalate(state, caller, key, r, at, on, posted.json()?).await
             }
-            Err(e) => Err(e),
-        },
-        "escalate" => match body::<EscalateBody>(&posted) {
-            Ok(b) => {
-                api::inquiry_escalate(state, caller, key, req.clone(), at, on, web::Json(b)).await
-            }
-            Err(e) => Err(e),
-        },
-        "close" => match body::<CloseBody>(&posted) {
-            Ok(b) => {
-                let b = OrEmpty {
-                    body: b,
-                    asked: serde_json::Value::Null,
-                };
-                api::inquiry_close(state, caller, key, req.clone(), at, on, b).await
-            }
-            Err(e) => Err(e),
-        },
-        _ => return view::not_found(&req),
+            _ => api::inquiry_close(state, caller, key, r, at, on, posted.or_empty()?).await,
+        }
     };
-    match done {
+    match done.await {
         Ok(_) => see_other(&format!("/console/inquiries/{id}")),
-        Err(ApiError::PreconditionFailed { detail, .. }) => view::failed(
-            &req,
-            StatusCode::CONFLICT,
-            "Conflict",
-            &format!("Someone else acted first, and your {step} was not applied: {detail}"),
-        ),
-        Err(e) => view::api_error(&req, e),
+        Err(e) => refused_step(&req, &step, e),
     }
 }

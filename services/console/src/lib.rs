@@ -19,6 +19,7 @@ mod assets;
 mod changes;
 mod client;
 mod execution;
+mod form;
 mod incident;
 mod inquiry;
 mod lists;

@@ -3,11 +3,11 @@
 //! the reader's roles may take (the roles of each step's API route). Reads
 //! and steps go through the API's handlers in-process as the reader.
 
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use opsledger_api::auth::Caller;
 use opsledger_api::common::AsOfQuery;
-use opsledger_api::extract::{IfMatch, OrEmpty};
+use opsledger_api::extract::IfMatch;
 use opsledger_api::idempotency::IdempotencyKey;
 use opsledger_api::problem::ApiError;
 use opsledger_api::AppState;
@@ -15,8 +15,8 @@ use opsledger_domain::access::{Actor, Role};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::incident::Posted;
-use crate::session::{csrf_ok, reader, see_other};
+use crate::form::{refused_step, Posted};
+use crate::session::{reader, see_other};
 use crate::view;
 
 /// A step's form field: its name, label, and input type.
@@ -306,11 +306,6 @@ pub async fn proposal(
     page(req, state, id.into_inner(), query, Kind::Proposal).await
 }
 
-fn body<B: serde::de::DeserializeOwned>(posted: &Posted) -> Result<B, ApiError> {
-    serde_urlencoded::from_str(&posted.encoded())
-        .map_err(|e| ApiError::Unprocessable(e.to_string()))
-}
-
 async fn act(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -322,20 +317,14 @@ async fn act(
         Ok(a) => a,
         Err(turned) => return turned.page(&req),
     };
-    let posted = Posted::of(&form);
-    if !csrf_ok(&req, &posted.csrf) {
-        return view::refused(
-            &req,
-            "the form's CSRF token is missing or not this browser's",
-        );
-    }
     let (id, step) = path;
-    let Ok(id) = id.parse::<Uuid>() else {
+    let (posted, id, version) = match Posted::on_record(&req, &form, &id) {
+        Ok(on) => on,
+        Err(unfit) => return unfit.page(&req),
+    };
+    if !kind.steps().iter().any(|s| s.name == step) {
         return view::not_found(&req);
-    };
-    let Some(version) = posted.version else {
-        return view::bad_request(&req, "the form does not say which version it was based on");
-    };
+    }
     let (c, k, at, m) = (
         Caller(actor),
         IdempotencyKey(None),
@@ -343,57 +332,32 @@ async fn act(
         IfMatch(Some(version)),
     );
     let r = req.clone();
-    fn or_empty<B>(b: B) -> OrEmpty<B> {
-        OrEmpty {
-            body: b,
-            asked: serde_json::Value::Null,
-        }
-    }
     use opsledger_api::{proposals as p, windows as w};
-    let done = match (kind, step.as_str()) {
-        (Kind::Window, "announce") => match body(&posted) {
-            Ok(b) => w::window_announce(state, c, r, at, m, k, or_empty(b)).await,
-            Err(e) => Err(e),
-        },
-        (Kind::Window, "start") => match body(&posted) {
-            Ok(b) => w::window_start(state, c, r, at, m, k, or_empty(b)).await,
-            Err(e) => Err(e),
-        },
-        (Kind::Window, "end") => match body(&posted) {
-            Ok(b) => w::window_end(state, c, r, at, m, k, or_empty(b)).await,
-            Err(e) => Err(e),
-        },
-        (Kind::Window, "cancel") => match body(&posted) {
-            Ok(b) => w::window_cancel(state, c, r, at, m, k, or_empty(b)).await,
-            Err(e) => Err(e),
-        },
-        (Kind::Proposal, "approve") => match body(&posted) {
-            Ok(b) => p::proposal_approve(state, c, r, at, m, k, or_empty(b)).await,
-            Err(e) => Err(e),
-        },
-        (Kind::Proposal, "reject") => match body(&posted) {
-            Ok(b) => p::proposal_reject(state, c, r, at, m, k, web::Json(b)).await,
-            Err(e) => Err(e),
-        },
-        (Kind::Proposal, "implement") => match body(&posted) {
-            Ok(b) => p::proposal_implement(state, c, r, at, m, k, web::Json(b)).await,
-            Err(e) => Err(e),
-        },
-        (Kind::Proposal, "verify") => match body(&posted) {
-            Ok(b) => p::proposal_verify(state, c, r, at, m, k, web::Json(b)).await,
-            Err(e) => Err(e),
-        },
-        _ => return view::not_found(&req),
+    let done = async {
+        match (kind, step.as_str()) {
+            (Kind::Window, "announce") => {
+                w::window_announce(state, c, r, at, m, k, posted.or_empty()?).await
+            }
+            (Kind::Window, "start") => {
+                w::window_start(state, c, r, at, m, k, posted.or_empty()?).await
+            }
+            (Kind::Window, "end") => w::window_end(state, c, r, at, m, k, posted.or_empty()?).await,
+            (Kind::Window, _) => w::window_cancel(state, c, r, at, m, k, posted.or_empty()?).await,
+            (Kind::Proposal, "approve") => {
+                p::proposal_approve(state, c, r, at, m, k, posted.or_empty()?).await
+            }
+            (Kind::Proposal, "reject") => {
+                p::proposal_reject(state, c, r, at, m, k, posted.json()?).await
+            }
+            (Kind::Proposal, "implement") => {
+                p::proposal_implement(state, c, r, at, m, k, posted.json()?).await
+            }
+            (Kind::Proposal, _) => p::proposal_verify(state, c, r, at, m, k, posted.json()?).await,
+        }
     };
-    match done {
+    match done.await {
         Ok(_) => see_other(&format!("/console/{}/{id}", kind.console())),
-        Err(ApiError::PreconditionFailed { detail, .. }) => view::failed(
-            &req,
-            StatusCode::CONFLICT,
-            "Conflict",
-            &format!("Someone else acted first, and your {step} was not applied: {detail}"),
-        ),
-        Err(e) => view::api_error(&req, e),
+        Err(e) => refused_step(&req, &step, e),
     }
 }
 

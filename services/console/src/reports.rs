@@ -8,7 +8,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::{DateTime, Datelike, Months, NaiveDate, TimeZone, Utc};
+use chrono::{Datelike, Months, NaiveDate, Utc};
 use opsledger_api::auth::Caller;
 use opsledger_api::reports::{DowntimeParams, Figures, MonthlyParams};
 use opsledger_api::AppState;
@@ -63,13 +63,6 @@ fn day(text: Option<&str>, default: NaiveDate) -> Result<NaiveDate, String> {
         Some(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d")
             .map_err(|e| format!("{s} is not a date such as 2026-12-01: {e}")),
     }
-}
-
-fn midnight(d: NaiveDate, tz: chrono_tz::Tz) -> DateTime<Utc> {
-    let naive = d.and_hms_opt(0, 0, 0).unwrap_or_default();
-    tz.from_local_datetime(&naive)
-        .earliest()
-        .map_or_else(|| naive.and_utc(), |t| t.with_timezone(&Utc))
 }
 
 fn lines(figures: &[Figures]) -> Vec<Line> {
@@ -180,8 +173,8 @@ pub async fn page(
         Ok(at) => at,
         Err(why) => return view::bad_request(&req, &why),
     };
-    let start = midnight(from, ui.tz);
-    let end = midnight(to, ui.tz);
+    let start = crate::ui::midnight(from, ui.tz);
+    let end = crate::ui::midnight(to, ui.tz);
     let end = as_of.map_or(end, |at| {
         end.min(at).max(start + chrono::Duration::seconds(1))
     });

@@ -8,7 +8,7 @@
 //! fails when a template says a word `JA` lacks.
 
 use actix_web::HttpRequest;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
 /// The cookie holding the chosen language (`en`, `ja`).
@@ -88,6 +88,24 @@ pub fn when(at: &DateTime<Utc>, tz: Tz) -> String {
     at.with_timezone(&tz)
         .format("%Y-%m-%d %H:%M %Z")
         .to_string()
+}
+
+/// The first instant of `day` in `tz` (UTC midnight if the zone skips it).
+pub fn midnight(day: chrono::NaiveDate, tz: Tz) -> DateTime<Utc> {
+    let naive = day.and_hms_opt(0, 0, 0).unwrap_or_default();
+    tz.from_local_datetime(&naive)
+        .earliest()
+        .map_or_else(|| naive.and_utc(), |t| t.with_timezone(&Utc))
+}
+
+/// `2026-12-06T10:00` (a browser's `datetime-local`) in `tz`, as an instant.
+pub fn local_instant(text: &str, tz: chrono_tz::Tz) -> Option<DateTime<Utc>> {
+    let naive = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M")
+        .or_else(|_| chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S"))
+        .ok()?;
+    tz.from_local_datetime(&naive)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// The console's words in Japanese.
@@ -307,6 +325,13 @@ mod tests {
         assert_eq!(accepted("de, fr"), None);
         assert_eq!(accepted("ja;q=0"), None);
         assert_eq!(accepted(""), None);
+    }
+
+    #[test]
+    fn a_browsers_date_time_is_read_in_the_readers_zone() {
+        let at = local_instant("2026-12-07T09:30", Tz::Asia__Tokyo).unwrap();
+        assert_eq!(at.to_rfc3339(), "2026-12-07T00:30:00+00:00");
+        assert!(local_instant("tomorrow", Tz::UTC).is_none());
     }
 
     #[test]
