@@ -7,6 +7,12 @@
 //! confusion (an HMAC made with a public key's bytes, an RS256 token where
 //! the key is ES256) are refused by construction. Configured keys replace
 //! the secret for verification; the secret still mints development tokens.
+//!
+//! Keys are checked when the configuration is read, so a bad one stops the
+//! service at start. A JWKS file is read again at most every few seconds on
+//! a request and taken when its bytes changed; each reload starts a new
+//! generation of the key set, and verified tokens are remembered per
+//! generation, so a removed key's tokens are refused at once.
 
 use std::collections::HashMap;
 use std::future::{ready, Ready};

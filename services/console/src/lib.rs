@@ -9,6 +9,29 @@
 //! Must never import: SQL or SMTP. Pages read through `store`'s read-model
 //! queries and act through `app`, like the API's handlers.
 //!
+//! No second path to the data: a page reads what the API would answer its
+//! reader, and an action runs the command the API would run.
+//! - The incident page loads through `api::incidents::load` (a client's
+//!   scope, `as_of`) and acts through `app::incidents::execute`; a form's
+//!   fields are read into the API's own body types (`form`), so a form and a
+//!   JSON body mean the same.
+//! - Changes, inquiries, runbook executions, windows, proposals, the lists
+//!   and the reports call the API's handlers in-process with the reader as
+//!   `Caller` (`api::changes::console_step`, `api::reports::downtime_figures`,
+//!   …): roles, four eyes, a client's scope and query validation are the
+//!   API's.
+//! - Which buttons a page offers is the domain's answer: the reader's roles
+//!   may give the command and `decide` accepts it on the state shown (so a
+//!   requester is never offered approval of their own change).
+//! - `?as_of=` on every page: records are folded from the events recorded by
+//!   then (`app::history::states_at`), since the read models hold only the
+//!   present; a banner says so and actions are off.
+//!
+//! Live lists are Server-Sent Events whose rows the queue page swaps in
+//! (htmx's SSE extension). Browser tests drive Debian's chromium through
+//! chromedriver and inject axe-core (`ops/browser.sh axe`) into every page
+//! they open; screenshots land in `target/console-screenshots`.
+//!
 //! Security (SPEC §11 S3): every page carries a Content-Security-Policy that
 //! allows scripts from this origin only, so no stored text can run as
 //! script; templates escape every value; every form carries a CSRF token
