@@ -24,7 +24,7 @@ use chrono::{Datelike, TimeZone, Utc};
 use opsledger_domain::access::Role;
 use uuid::Uuid;
 
-use crate::reports::{existing, load_into, rebuild_all, summary, var};
+use crate::reports::{existing, load_into, rebuild_all, summary, timed, var};
 use crate::service::{database, Service};
 use crate::LoadClient;
 
@@ -132,7 +132,7 @@ pub async fn console_benchmark() {
         ("incident (random)", &incident, warm),
         ("downtime report (500 services, a month)", &report, 5),
     ] {
-        let (ms, bytes) = timed_pages(&svc, &operator, paths, warm).await;
+        let (ms, bytes) = timed(&svc, &operator, paths, warm, true).await;
         println!(
             "P7 {name}: {} ; {:.0} KiB a page",
             summary(&ms),
@@ -142,27 +142,4 @@ pub async fn console_benchmark() {
     println!("target: p99 <= 50 ms");
     println!("service peak RSS {:.0} MB", svc.peak_rss_mb());
     svc.stop().await;
-}
-
-async fn timed_pages(svc: &Service, token: &str, paths: &[String], warm: usize) -> (Vec<f64>, u64) {
-    let mut conn = LoadClient::connect(svc.addr).await;
-    let mut ms = Vec::new();
-    let mut bytes = 0u64;
-    for (i, path) in paths.iter().enumerate() {
-        let t = std::time::Instant::now();
-        let (status, body) = conn.get_page(path, token).await;
-        let took = t.elapsed().as_secs_f64() * 1e3;
-        assert_eq!(
-            status,
-            200,
-            "GET {path}: {}",
-            String::from_utf8_lossy(&body)
-        );
-        if i >= warm {
-            ms.push(took);
-            bytes += body.len() as u64;
-        }
-    }
-    ms.sort_by(f64::total_cmp);
-    (ms, bytes)
 }

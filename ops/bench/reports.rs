@@ -1009,12 +1009,28 @@ async fn disk(pool: &opsledger_store::Pool, events: i64) {
 /// after `warm` unmeasured ones; returns the latencies in ms, sorted, and
 /// the bytes answered.
 async fn timed_gets(svc: &Service, token: &str, paths: &[String], warm: usize) -> (Vec<f64>, u64) {
+    timed(svc, token, paths, warm, false).await
+}
+
+/// As `timed_gets`, as an API client (`page` false: the bearer token) or a
+/// signed-in browser (the session cookie, `Accept: text/html`).
+pub(crate) async fn timed(
+    svc: &Service,
+    token: &str,
+    paths: &[String],
+    warm: usize,
+    page: bool,
+) -> (Vec<f64>, u64) {
     let mut conn = LoadClient::connect(svc.addr).await;
     let mut ms = Vec::new();
     let mut bytes = 0u64;
     for (i, path) in paths.iter().enumerate() {
         let t = Instant::now();
-        let (status, body) = conn.get(path, token).await;
+        let (status, body) = if page {
+            conn.get_page(path, token).await
+        } else {
+            conn.get(path, token).await
+        };
         let took = t.elapsed().as_secs_f64() * 1e3;
         assert_eq!(
             status,
