@@ -34,17 +34,27 @@ async fn post(
     version: &str,
     fields: &[(&str, &str)],
 ) -> (StatusCode, String) {
-    let mut form = vec![("csrf", csrf_of(cookies)), ("version", version.to_owned())];
-    form.extend(fields.iter().map(|(k, v)| (*k, (*v).to_owned())));
-    let res = app
-        .http
-        .post(app.url(&format!("/console/incidents/{id}/{action}")))
-        .header("cookie", cookies)
-        .header("accept", "text/html")
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    on_version(
+        app,
+        cookies,
+        &format!("/console/incidents/{id}/{action}"),
+        version,
+        fields,
+    )
+    .await
+}
+
+/// Posts a record page's form to `path` with `fields`, on `version`.
+async fn on_version(
+    app: &TestApp,
+    cookies: &str,
+    path: &str,
+    version: &str,
+    fields: &[(&str, &str)],
+) -> (StatusCode, String) {
+    let mut all = vec![("version", version)];
+    all.extend_from_slice(fields);
+    let res = send(app, cookies, path, &all).await;
     (res.status(), res.text().await.unwrap())
 }
 
@@ -480,18 +490,14 @@ async fn step(
     version: &str,
     fields: &[(&str, &str)],
 ) -> (StatusCode, String) {
-    let mut form = vec![("csrf", csrf_of(cookies)), ("version", version.to_owned())];
-    form.extend(fields.iter().map(|(k, v)| (*k, (*v).to_owned())));
-    let res = app
-        .http
-        .post(app.url(&format!("/console/changes/{id}/{name}")))
-        .header("cookie", cookies)
-        .header("accept", "text/html")
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
-    (res.status(), res.text().await.unwrap())
+    on_version(
+        app,
+        cookies,
+        &format!("/console/changes/{id}/{name}"),
+        version,
+        fields,
+    )
+    .await
 }
 
 #[tokio::test]
