@@ -442,7 +442,7 @@ impl Sampler {
             tokio::spawn(async move {
                 let statement = client
                     .prepare(
-                        "SELECT name, last_tx_id::text::int8, last_position FROM projection_checkpoints",
+                        "SELECT name, last_tx_id::text::int8, last_position FROM projection_cursors",
                     )
                     .await
                     .unwrap();

@@ -11,7 +11,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{connect, integration_token, load, logged_keys, tenant, Answered, Served};
+use common::{
+    connect, integration_token, load, logged_keys, pg, tenant, Answered, Cluster, Served,
+};
 use opsledger_testkit::fresh_database;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,37 +77,12 @@ async fn r1_every_alert_answered_before_a_kill_9_is_there_after_the_restart() {
     );
 }
 
-/// `ops/pg.sh` with `args`.
-fn pg(args: &[&str]) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../ops/pg.sh");
-    let status = std::process::Command::new("bash")
-        .arg(script)
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("ops/pg.sh runs");
-    assert!(status.success(), "ops/pg.sh {args:?}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r2_postgresql_stopped_under_load_is_503_meanwhile_and_full_service_within_5_s_of_its_return(
 ) {
     // A cluster of its own: this drill stops it.
-    let dir = std::env::temp_dir().join(format!("opsledger-r2-{}", uuid::Uuid::now_v7()));
-    let dir_s = dir.to_str().unwrap().to_owned();
-    pg(&["ephemeral", &dir_s]);
-    struct Cleanup(String);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../ops/pg.sh");
-            let _ = std::process::Command::new("bash")
-                .arg(script)
-                .args(["stop", &self.0])
-                .status();
-        }
-    }
-    let _cleanup = Cleanup(dir_s.clone());
-    let url = format!("host={dir_s} user=postgres dbname=postgres");
+    let cluster = Cluster::start("r2");
+    let (dir_s, url) = (cluster.dir.clone(), cluster.url());
     let token = integration_token(tenant(&url));
     let mut served = Served::start(&url, &[]).await;
 

@@ -351,12 +351,15 @@ const CLAIMED_KEYS: &str =
     "SELECT k.tenant_id, k.key, k.fingerprint, k.response::text FROM idempotency_keys k \
      JOIN unnest($1::uuid[], $2::text[]) AS u(t, key) ON k.tenant_id = u.t AND k.key = u.key";
 // One statement for the whole batch; ORDER BY keeps positions in chain order.
-// Only the batch's last position comes back: rows cost a transfer each.
+// Only the batch's last position comes back: rows cost a transfer each. The
+// order key (`event_tx_id()`, the shifted transaction id: see `read`) is
+// taken once for the statement rather than by the column default per row.
 const INSERT_EVENTS: &str =
-    "WITH inserted AS (INSERT INTO events (event_id, tenant_id, stream_id, stream_version, event_type, \
+    "WITH x AS MATERIALIZED (SELECT event_tx_id() AS tx), \
+     inserted AS (INSERT INTO events (tx_id, event_id, tenant_id, stream_id, stream_version, event_type, \
        schema_version, work_class, payload, metadata, occurred_at, recorded_at, chain_lane, prev_hash, hash) \
-     SELECT e, t, s, v, ty, sv, wc, p::json, m::json, oa, ra, cl, ph, h \
-     FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int8[], $5::text[], $6::int4[], \
+     SELECT x.tx, e, t, s, v, ty, sv, wc, p::json, m::json, oa, ra, cl, ph, h \
+     FROM x, unnest($1::uuid[], $2::uuid[], $3::text[], $4::int8[], $5::text[], $6::int4[], \
        $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[], \
        $12::int2[], $13::bytea[], $14::bytea[]) WITH ORDINALITY \
        AS u(e, t, s, v, ty, sv, wc, p, m, oa, ra, cl, ph, h, n) \

@@ -329,11 +329,12 @@ async fn write_freezes(tx: &Transaction<'_>, rows: &Rows<Freeze>) -> Result<(), 
 const CURRENT_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Waits, at most `max_wait`, until the projection named `name` has applied
-/// every event committed before the call (its checkpoint has passed the
-/// transaction ids assigned by then), so that a freeze or a schedule (for
-/// `changes`) or a subscription (for `roster`) recorded a moment ago, by any
-/// instance, is seen. Returns whether it got there; a caller that goes on
-/// regardless reads what is projected.
+/// every event committed before the call (every transaction that had begun
+/// by then has ended, and the checkpoint has passed the last event they
+/// wrote), so that a freeze or a schedule (for `changes`) or a subscription
+/// (for `roster`) recorded a moment ago, by any instance, is seen. Returns
+/// whether it got there; a caller that goes on regardless reads what is
+/// projected.
 pub async fn await_projection(
     pool: &Pool,
     name: &str,
@@ -341,22 +342,24 @@ pub async fn await_projection(
 ) -> Result<bool, StoreError> {
     let client = pool.get().await?;
     let target: i64 = client
-        .query_one(
-            "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::int8",
-            &[],
-        )
+        .query_one("SELECT event_tx_bound()::text::int8", &[])
         .await?
         .get(0);
+    let passed = client
+        .prepare_cached(
+            "SELECT event_horizon() >= $2::int8::text::xid8 \
+               AND coalesce((c.last_tx_id, c.last_position) >= (SELECT tx_id, position FROM events \
+                 WHERE position = event_at_or_before($2::int8::text::xid8, 0)), true) \
+             FROM projection_cursors c WHERE c.name = $1",
+        )
+        .await?;
     let deadline = tokio::time::Instant::now() + max_wait;
     loop {
-        let at: i64 = client
-            .query_opt(
-                "SELECT last_tx_id::text::int8 FROM projection_checkpoints WHERE name = $1",
-                &[&name],
-            )
+        let there = client
+            .query_opt(&passed, &[&name, &target])
             .await?
-            .map_or(0, |r| r.get(0));
-        if at >= target - 1 {
+            .is_some_and(|r| r.get::<_, bool>(0));
+        if there {
             return Ok(true);
         }
         if tokio::time::Instant::now() >= deadline {

@@ -14,7 +14,9 @@
 //! - A tenant's appends are ordered by a lock on its chain head row, so its
 //!   hash chain and its positions agree.
 //! - Readers of the global order only read below the oldest running
-//!   transaction and order by (tx_id, position): see `read`.
+//!   transaction and order by (tx_id, position): see `read`. A durable
+//!   checkpoint holds a position, never a transaction id, and a restore into
+//!   a fresh cluster is put in order by `order::realign`.
 
 pub mod append;
 pub mod audit;
@@ -25,6 +27,7 @@ pub mod incidents;
 pub mod migrate;
 pub mod notifier;
 pub mod operations;
+pub mod order;
 pub mod outbox;
 pub mod pool;
 pub mod projection;

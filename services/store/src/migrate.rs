@@ -21,10 +21,24 @@ pub async fn migrate(config: &DbConfig) -> Result<Vec<String>, StoreError> {
         .set_abort_missing(true)
         .run_async(&mut client)
         .await;
+    // After the schema, the order: a database restored into a fresh cluster
+    // is put right here, before anything appends to it.
+    let realigned = match result {
+        Ok(_) => Some(crate::order::realign(&mut client).await),
+        Err(_) => None,
+    };
     client
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
         .await?;
     let report = result?;
+    if let Some(crate::order::Realigned::Shifted { from, to }) = realigned.transpose()? {
+        tracing::warn!(
+            from,
+            to,
+            "transaction ids are behind the event log (restored into a fresh cluster?): \
+             shifted the order key past it"
+        );
+    }
     Ok(report
         .applied_migrations()
         .iter()

@@ -255,26 +255,34 @@ async fn ensure_checkpoint(pool: &Pool, name: &str) -> Result<(), StoreError> {
 }
 
 /// Moves the checkpoint to `next`; `last` is the last event applied, if any.
+/// What is kept is the position of the last event at or before `next` in
+/// the global order, never a transaction id (V19): the same place, since
+/// `next` is below the horizon. Returns whether the row changed: a pass that
+/// applied nothing and moved past no event writes nothing.
 async fn save_checkpoint(
     tx: &Transaction<'_>,
     name: &str,
     next: Cursor,
     last: Option<&RecordedEvent>,
-) -> Result<(), StoreError> {
-    tx.execute(
-        "UPDATE projection_checkpoints SET last_tx_id = $2::int8::text::xid8, last_position = $3, \
-           last_recorded_at = coalesce($4, last_recorded_at), updated_at = now(), \
-           failing_since = NULL, failing_position = NULL, failing_event = NULL, failing_error = NULL \
-         WHERE name = $1",
-        &[
-            &name,
-            &(next.tx_id as i64),
-            &next.position,
-            &last.map(|e| e.recorded_at),
-        ],
-    )
-    .await?;
-    Ok(())
+) -> Result<bool, StoreError> {
+    let changed = tx
+        .execute(
+            "UPDATE projection_checkpoints \
+             SET last_position = p.at, last_recorded_at = coalesce($4::timestamptz, last_recorded_at), \
+               updated_at = now(), failing_since = NULL, failing_position = NULL, \
+               failing_event = NULL, failing_error = NULL \
+             FROM (SELECT event_at_or_before($2::int8::text::xid8, $3) AS at) p \
+             WHERE name = $1 \
+               AND (last_position <> p.at OR $4::timestamptz IS NOT NULL OR failing_since IS NOT NULL)",
+            &[
+                &name,
+                &(next.tx_id as i64),
+                &next.position,
+                &last.map(|e| e.recorded_at),
+            ],
+        )
+        .await?;
+    Ok(changed > 0)
 }
 
 /// Applies the next batch of events, if this instance may.
@@ -372,7 +380,7 @@ async fn catch_up(pool: &Pool, projection: &dyn Projection, limit: i64) -> Resul
     // not hold back any reader's horizon.
     let lock = tx.prepare_cached("SELECT pg_try_advisory_xact_lock($1, hashtext($2))");
     let marks = tx.prepare_cached(
-        "SELECT name, last_tx_id::text::int8, last_position FROM projection_checkpoints \
+        "SELECT name, last_tx_id::text::int8, last_position FROM projection_cursors \
          WHERE name = ANY($1)",
     );
     let (lock, marks) = tokio::try_join!(lock, marks)?;
@@ -436,11 +444,13 @@ async fn catch_up(pool: &Pool, projection: &dyn Projection, limit: i64) -> Resul
             }
         }
     }
-    save_checkpoint(&tx, projection.name(), next, events.last()).await?;
+    let moved = save_checkpoint(&tx, projection.name(), next, events.last()).await?;
     tx.commit().await?;
     tell_followers(appended);
     Ok(if events.len() as i64 >= limit {
         Step::Full
+    } else if events.is_empty() && !moved {
+        Step::Caught
     } else if events.is_empty() {
         Step::Passed
     } else {
@@ -812,7 +822,7 @@ pub async fn rebuild(pool: &Pool, projection: &dyn Projection) -> Result<u64, St
             .await?;
     }
     tx.execute(
-        "UPDATE projection_checkpoints SET last_tx_id = '0', last_position = 0, \
+        "UPDATE projection_checkpoints SET last_position = 0, \
            last_recorded_at = NULL, updated_at = now(), failing_since = NULL, \
            failing_position = NULL, failing_event = NULL, failing_error = NULL WHERE name = $1",
         &[&projection.name()],
@@ -1023,7 +1033,7 @@ macro_rules! lag_sql {
             $count,
             ", ",
             $age,
-            " FROM projection_checkpoints c WHERE c.name = $1"
+            " FROM projection_cursors c WHERE c.name = $1"
         )
     };
 }

@@ -6,11 +6,15 @@
 //! wrote it, and a reader (1) reads only rows whose transaction is older than
 //! the oldest transaction still running — `pg_snapshot_xmin` of the same
 //! statement's snapshot, so nothing below it can still appear — and
-//! (2) orders and checkpoints by `(tx_id, position)`. No write is serialised
-//! for this. The cost: a long-running writing transaction anywhere in the
-//! cluster pauses readers until it ends (our sessions cut idle transactions
-//! off; see `pool`), and transaction ids restart after a dump and restore, so
-//! checkpoints must be reset (`rebuild`) after one.
+//! (2) orders by `(tx_id, position)`. No write is serialised for this. The
+//! cost: a long-running writing transaction anywhere in the cluster pauses
+//! readers until it ends (our sessions cut idle transactions off; see `pool`).
+//!
+//! A transaction id is the cluster's, not the log's: a restore into a fresh
+//! cluster counts from the start again. So the stored `tx_id` and the horizon
+//! are both shifted by `tx_id_shift` (SQL `event_tx_id()`, `event_horizon()`),
+//! which `order::realign` raises when it finds the cluster behind the log; and
+//! a durable checkpoint keeps only a position (`projection`, V19).
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
@@ -163,7 +167,7 @@ macro_rules! followed_rows {
 macro_rules! follow_sql {
     ($rows:expr) => {
         concat!(
-            "WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon) \
+            "WITH h AS (SELECT event_horizon() AS horizon) \
              SELECT h.horizon::text::int8, e.position, e.tx_id::text::int8, e.event_id, \
                e.tenant_id, e.stream_id, e.stream_version, e.event_type, e.schema_version, \
                e.work_class, e.payload::text, e.metadata::text, e.occurred_at, e.recorded_at \
@@ -180,7 +184,7 @@ macro_rules! follow_sql {
 macro_rules! follow_sql_light {
     ($rows:expr) => {
         concat!(
-            "WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon) \
+            "WITH h AS (SELECT event_horizon() AS horizon) \
              SELECT h.horizon::text::int8, e.position, e.tx_id::text::int8, e.event_id, \
                e.tenant_id, e.stream_id, e.stream_version, e.event_type, e.schema_version, \
                e.work_class, 'null', 'null', e.occurred_at, e.recorded_at \
@@ -225,7 +229,7 @@ pub fn follow_statement(prefixes: &[&str]) -> &'static str {
 /// As [`read_after`], but only events of streams whose ids start with one of
 /// `prefixes`, and none after `until`: a projection never reads, transfers or
 /// parses the events it ignores, and its cursor still moves past them. Every
-/// row below the horizon (`pg_snapshot_xmin`, taken once for the statement)
+/// row below the horizon (`event_horizon()`, taken once for the statement)
 /// is final, so once the read has gone through all of them the cursor may
 /// move to the horizon (or to `until`, if that comes first).
 pub async fn read_after_of<C: GenericClient>(
@@ -512,7 +516,7 @@ pub async fn feed<C: GenericClient>(
 ) -> Result<Followed, StoreError> {
     let rows = client
         .query(
-            "WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon) \
+            "WITH h AS (SELECT event_horizon() AS horizon) \
              SELECT h.horizon::text::int8, e.position, e.tx_id::text::int8, e.event_id, \
                e.tenant_id, e.stream_id, e.stream_version, e.event_type, e.schema_version, \
                e.work_class, e.payload::text, e.metadata::text, e.occurred_at, e.recorded_at \

@@ -190,3 +190,46 @@ pub async fn logged_keys(url: &str) -> HashSet<String> {
         .filter_map(|r| r.get::<_, Option<String>>(0))
         .collect()
 }
+
+/// `ops/pg.sh` with `args`.
+pub fn pg(args: &[&str]) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../ops/pg.sh");
+    let status = std::process::Command::new("bash")
+        .arg(script)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("ops/pg.sh runs");
+    assert!(status.success(), "ops/pg.sh {args:?}");
+}
+
+/// A PostgreSQL cluster of a test's own (`ops/pg.sh ephemeral`), stopped and
+/// removed when dropped: for a drill that stops it, or a restore that needs
+/// a cluster whose transaction ids start afresh.
+pub struct Cluster {
+    pub dir: String,
+}
+
+impl Cluster {
+    pub fn start(name: &str) -> Cluster {
+        let dir = std::env::temp_dir().join(format!("opsledger-{name}-{}", Uuid::now_v7()));
+        let dir = dir.to_str().unwrap().to_owned();
+        pg(&["ephemeral", &dir]);
+        Cluster { dir }
+    }
+
+    /// Its `postgres` database.
+    pub fn url(&self) -> String {
+        format!("host={} user=postgres dbname=postgres", self.dir)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../ops/pg.sh");
+        let _ = std::process::Command::new("bash")
+            .arg(script)
+            .args(["stop", &self.dir])
+            .status();
+    }
+}
