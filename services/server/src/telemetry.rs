@@ -108,8 +108,16 @@ impl TraceConfig {
 fn endpoint(variable: &str, raw: &str, path: &str) -> Result<String, String> {
     let bad = |why: &str| format!("{variable}={raw:?} is not valid: {why}");
     let mut url = reqwest::Url::parse(raw.trim()).map_err(|e| bad(&e.to_string()))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(bad("the scheme must be http or https (OTLP over HTTP)"));
+    match url.scheme() {
+        "http" => {}
+        // The exporter's client has no TLS: a collector beside the service
+        // (a sidecar, the node's agent) takes plain OTLP/HTTP and forwards.
+        "https" => {
+            return Err(bad(
+                "https is not supported: send to a collector's plain OTLP/HTTP port",
+            ))
+        }
+        _ => return Err(bad("the scheme must be http (OTLP over HTTP)")),
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(bad("it names no host"));
@@ -287,7 +295,14 @@ impl opentelemetry_http::HttpClient for Exporter {
     {
         Box::pin(async move {
             let request = reqwest::blocking::Request::try_from(request.map(Vec::from))?;
-            let response = self.0.execute(request)?;
+            // The SDK drops an export's error unsaid (its own logs are not
+            // built in): say it here, in the log.
+            let response = self.0.execute(request).inspect_err(|e| {
+                tracing::warn!(error = %e, "traces not exported");
+            })?;
+            if !response.status().is_success() {
+                tracing::warn!(status = response.status().as_u16(), "traces not exported");
+            }
             let mut answer = opentelemetry_http::Response::builder().status(response.status());
             for (name, value) in response.headers() {
                 answer = answer.header(name, value);
@@ -471,13 +486,10 @@ mod tests {
         assert_eq!(c.endpoint, "http://jaeger:4318/v1/traces");
         assert_eq!(c.service_name, "opsledger");
         assert_eq!(c.sampler, SamplerChoice::DEFAULT);
-        let c = read(&[(
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            "https://otel.example/prefix/",
-        )])
-        .unwrap()
-        .unwrap();
-        assert_eq!(c.endpoint, "https://otel.example/prefix/v1/traces");
+        let c = read(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel.example/prefix/")])
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.endpoint, "http://otel.example/prefix/v1/traces");
         let c = read(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://ignored:4318"),
             (
@@ -533,6 +545,7 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url"),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://collector"),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318"),
             ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://collector?x=1"),
         ] {
             let e = read(&[(variable, url)]).expect_err(url);
