@@ -307,7 +307,7 @@ impl opentelemetry_http::HttpClient for Exporter {
             for (name, value) in response.headers() {
                 answer = answer.header(name, value);
             }
-            Ok(answer.body(opentelemetry_http::Bytes::from(response.bytes()?))?)
+            Ok(answer.body(response.bytes()?)?)
         })
     }
 }
