@@ -30,7 +30,7 @@ fn the_trial_stack_follows_the_compose_specification() {
     let (ok, said) = check(&file);
     assert!(ok, "{said}");
     let text = std::fs::read_to_string(&file).unwrap();
-    for service in ["postgres:", "mailpit:", "opsledger:"] {
+    for service in ["postgres:", "mailpit:", "jaeger:", "opsledger:"] {
         assert!(
             text.contains(&format!("\n  {service}")),
             "{service} in the stack"
@@ -39,6 +39,10 @@ fn the_trial_stack_follows_the_compose_specification() {
     assert!(
         text.contains("/readyz"),
         "the service's health check asks /readyz"
+    );
+    assert!(
+        text.contains("OTEL_EXPORTER_OTLP_ENDPOINT: http://jaeger:4318"),
+        "the service sends its traces to Jaeger's OTLP/HTTP port"
     );
 
     // The check can fail: a service with a restart policy Compose does not

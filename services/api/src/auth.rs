@@ -621,5 +621,13 @@ pub(crate) fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))
         .ok_or_else(|| ApiError::Unauthorized("the Authorization scheme must be Bearer".into()))?;
-    state.auth.verify(token.trim()).map(Caller)
+    let caller = state.auth.verify(token.trim()).map(Caller)?;
+    traced_tenant(&caller.0);
+    Ok(caller)
+}
+
+/// Records the caller's tenant on the request's span (`tenant`), once it is
+/// known; nothing when traces are off.
+pub fn traced_tenant(actor: &Actor) {
+    tracing::Span::current().record("tenant", tracing::field::display(actor.tenant_id));
 }

@@ -126,20 +126,38 @@ async fn fire_one(
 /// holds, and firing appends with the incident's version, so a step fires
 /// once. Returns how many timers it settled.
 pub async fn fire_due(ledger: Ledger<'_>) -> Result<usize, RunError> {
-    let settled = store_incidents::fire_due_timers(ledger.pool, FIRE_BATCH_MAX, |t| async move {
-        let step = Step {
-            level: t.level,
-            round: t.round,
+    let settled = store_incidents::fire_due_timers(ledger.pool, FIRE_BATCH_MAX, |t| {
+        let span = tracing::info_span!(
+            target: opsledger_store::SPAN_TARGET,
+            "escalation step",
+            tenant = %t.tenant_id,
+            incident = %t.incident_id,
+            level = t.level,
+            round = t.round,
+            outcome = tracing::field::Empty,
+        );
+        let fire = async move {
+            let step = Step {
+                level: t.level,
+                round: t.round,
+            };
+            // The database said it is due: this clock must not say otherwise.
+            let now = Utc::now().max(t.due_at);
+            let fired = match fire_one(ledger, t.tenant_id, t.incident_id, step, now).await {
+                Ok(fired) => fired,
+                Err(e) => {
+                    tracing::warn!(incident = %t.incident_id, error = %e, "escalation step not fired; retrying");
+                    TimerFired::Later
+                }
+            };
+            let outcome = match fired {
+                TimerFired::Done => "settled",
+                TimerFired::Later => "later",
+            };
+            tracing::Span::current().record("outcome", outcome);
+            fired
         };
-        // The database said it is due: this clock must not say otherwise.
-        let now = Utc::now().max(t.due_at);
-        match fire_one(ledger, t.tenant_id, t.incident_id, step, now).await {
-            Ok(fired) => fired,
-            Err(e) => {
-                tracing::warn!(incident = %t.incident_id, error = %e, "escalation step not fired; retrying");
-                TimerFired::Later
-            }
-        }
+        tracing::Instrument::instrument(fire, span)
     })
     .await?;
     Ok(settled)

@@ -23,8 +23,11 @@ pub const CSRF: &str = "opsledger_csrf";
 /// The signed-in user; `None` sends the browser to sign in.
 pub fn viewer(req: &HttpRequest) -> Option<Actor> {
     let state = req.app_data::<web::Data<AppState>>()?;
-    req.cookie(SESSION)
-        .and_then(|c| state.auth.verify(c.value()).ok())
+    let actor = req
+        .cookie(SESSION)
+        .and_then(|c| state.auth.verify(c.value()).ok())?;
+    opsledger_api::auth::traced_tenant(&actor);
+    Some(actor)
 }
 
 /// Why a page is not shown to a browser.

@@ -181,6 +181,7 @@ impl Application {
                         .wrap(from_fn(opsledger_api::input::input_middleware))
                         .wrap(from_fn(telemetry::access_log))
                         .wrap(from_fn(opsledger_api::problem::problem_middleware))
+                        .wrap(from_fn(telemetry::request_span))
                         .configure(opsledger_api::configure)
                         .configure(opsledger_console::configure)
                         .default_service(web::to(opsledger_api::not_found));

@@ -176,8 +176,11 @@ async fn send_one(state: &AppState, mailer: &Mailer, leased: &Leased) -> Result<
     // the row a rebuild writes must agree.
     let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
     let result = mailer.send(&n.recipient, &n.message).await;
+    let attempt = n.delivery.attempts + 1;
+    let span = tracing::Span::current();
+    span.record("attempt", attempt);
+    span.record("outcome", if result.is_ok() { "sent" } else { "failed" });
     if let Err(error) = &result {
-        let attempt = n.delivery.attempts + 1;
         tracing::warn!(notification = %leased.notification_id, attempt, %error, "mail not sent");
     }
     let last_error = result.as_ref().err().cloned();
@@ -236,7 +239,16 @@ pub async fn send_due(state: &AppState, mailer: &Mailer) -> Result<usize, MailEr
             break;
         };
         tried += 1;
-        if let Err(e) = send_one(state, mailer, &leased).await {
+        let span = tracing::info_span!(
+            target: opsledger_store::SPAN_TARGET,
+            "mail attempt",
+            tenant = %leased.tenant_id,
+            notification = %leased.notification_id,
+            attempt = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        let sent = tracing::Instrument::instrument(send_one(state, mailer, &leased), span).await;
+        if let Err(e) = sent {
             tracing::warn!(notification = %leased.notification_id, error = %e, "notification not recorded; its lease will run out");
         }
     }

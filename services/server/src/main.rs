@@ -126,22 +126,40 @@ enum TenantCommand {
     },
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    telemetry::init();
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli.command).await {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("opsledger: {e}");
-            let mut source = std::error::Error::source(e.as_ref());
-            while let Some(s) = source {
-                eprintln!("  caused by: {s}");
-                source = s.source();
-            }
-            ExitCode::FAILURE
-        }
+    // Traces are the service's: the other commands only log. Set up outside
+    // the runtime, and shut down (exporting what is left) after it is gone.
+    let traces = match &cli.command {
+        Command::Serve => telemetry::TraceConfig::from_env(),
+        _ => Ok(None),
+    };
+    let telemetry = match traces.and_then(|t| telemetry::init(t.as_ref())) {
+        Ok(telemetry) => telemetry,
+        Err(e) => return failed(e.into()),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return failed(e.into()),
+    };
+    let code = runtime.block_on(run(cli.command)).unwrap_or_else(failed);
+    drop(runtime);
+    telemetry.shutdown();
+    code
+}
+
+/// Says what went wrong, with its causes; exit 1.
+fn failed(e: BoxError) -> ExitCode {
+    eprintln!("opsledger: {e}");
+    let mut source = std::error::Error::source(e.as_ref());
+    while let Some(s) = source {
+        eprintln!("  caused by: {s}");
+        source = s.source();
     }
+    ExitCode::FAILURE
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -311,3 +311,36 @@ fn serve_stops_at_start_naming_a_bad_key_setting() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn serve_stops_at_start_naming_a_bad_trace_setting() {
+    for (variable, value, also) in [
+        ("OTEL_TRACES_SAMPLER", "sometimes", None),
+        (
+            "OTEL_TRACES_SAMPLER_ARG",
+            "1.5",
+            Some(("OTEL_TRACES_SAMPLER", "traceidratio")),
+        ),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4318", None),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://", None),
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "not a url", None),
+    ] {
+        // No database is reached: the configuration is refused first.
+        let mut command = Command::new(env!("CARGO_BIN_EXE_opsledger"));
+        command
+            .arg("serve")
+            .env("DATABASE_URL", "postgres://opsledger@127.0.0.1:1/none")
+            .env(variable, value)
+            .env("RUST_LOG", "warn");
+        if !variable.contains("ENDPOINT") {
+            command.env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318");
+        }
+        if let Some((name, value)) = also {
+            command.env(name, value);
+        }
+        let out = command.output().expect("the binary runs");
+        assert_eq!(out.status.code(), Some(1), "{variable}: {}", text(&out));
+        assert!(text(&out).contains(variable), "{}", text(&out));
+        assert!(!text(&out).contains("panicked"), "{}", text(&out));
+    }
+}

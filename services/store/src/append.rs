@@ -78,6 +78,7 @@ use opsledger_domain::chain::{self, lane_of, GENESIS};
 use opsledger_domain::{text, NewEvent};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::projection::Write;
@@ -713,6 +714,19 @@ pub async fn append_direct(pool: &Pool, request: &AppendRequest) -> Outcome {
 }
 
 async fn append_direct_texts(pool: &Pool, request: &AppendRequest, texts: &EventTexts) -> Outcome {
+    let span = tracing::info_span!(
+        target: crate::SPAN_TARGET,
+        "append batch",
+        requests = 1,
+        events = events_of(request),
+        path = "direct",
+    );
+    append_direct_batch(pool, request, texts)
+        .instrument(span)
+        .await
+}
+
+async fn append_direct_batch(pool: &Pool, request: &AppendRequest, texts: &EventTexts) -> Outcome {
     let batch = [(request, texts)];
     let written = match commit_locked(pool, &batch).await {
         // Two appends with one idempotency key, on different strands of a
@@ -764,6 +778,31 @@ struct Job {
     request: AppendRequest,
     texts: EventTexts,
     reply: oneshot::Sender<Outcome>,
+    /// The caller's span (its request's, say): the batch's span links to it.
+    span: tracing::Span,
+}
+
+fn events_of(request: &AppendRequest) -> usize {
+    request.streams.iter().map(|s| s.events.len()).sum()
+}
+
+/// The span of a batch of `jobs`, linked to each caller's span. Its `path`
+/// is recorded once known: `predicted`, `locked`, or `one_by_one` when a
+/// failed batch is retried a request at a time.
+fn batch_span(jobs: &[Job]) -> tracing::Span {
+    let span = tracing::info_span!(
+        target: crate::SPAN_TARGET,
+        "append batch",
+        requests = jobs.len(),
+        events = jobs.iter().map(|j| events_of(&j.request)).sum::<usize>(),
+        path = tracing::field::Empty,
+    );
+    if !span.is_disabled() {
+        for job in jobs {
+            span.follows_from(&job.span);
+        }
+    }
+    span
 }
 
 /// The front door of the append path. Cheap to clone.
@@ -816,8 +855,7 @@ impl Committer {
         validate(&request)?;
         // Serialised here, by the caller, not by the committer.
         let texts = EventTexts::of(&request)?;
-        let events: usize = request.streams.iter().map(|s| s.events.len()).sum();
-        if events >= DIRECT_EVENTS_MIN {
+        if events_of(&request) >= DIRECT_EVENTS_MIN {
             // Already a batch: batching it again buys nothing, and its own
             // transaction runs in parallel with those of other strands.
             let outcome = append_direct_texts(&self.pool, &request, &texts).await;
@@ -835,6 +873,7 @@ impl Committer {
                 request,
                 texts,
                 reply,
+                span: tracing::Span::current(),
             })
             .await
             .map_err(|_| StoreError::Unavailable("the committer has stopped".into()))?;
@@ -880,6 +919,7 @@ const PIPELINED_BATCH_MIN: usize = 12;
 struct Sent {
     jobs: Vec<Job>,
     decided: plan::Decided,
+    span: tracing::Span,
 }
 
 type Answer = futures_util::future::BoxFuture<'static, Result<i64, StoreError>>;
@@ -966,6 +1006,7 @@ impl CommitterTask {
         if self.own.is_none() {
             self.own = self.pool.get().await.ok().map(Arc::new);
         }
+        let span = batch_span(&jobs);
         let requests: Vec<(&AppendRequest, &EventTexts)> =
             jobs.iter().map(|j| (&j.request, &j.texts)).collect();
         let predicted = fast::plan_predicted(&requests, &self.known);
@@ -978,11 +1019,12 @@ impl CommitterTask {
             self.sent.push_back(Sent {
                 jobs,
                 decided: predicted.decided,
+                span,
             });
             return;
         }
         self.settle().await;
-        let outcomes = self.commit_locked(&jobs).await;
+        let outcomes = self.commit_locked(&jobs).instrument(span).await;
         reply(jobs, outcomes, &self.committed);
     }
 
@@ -997,7 +1039,7 @@ impl CommitterTask {
                 tracing::debug!(error = %e, "predicted append refused; taking the locked path");
                 self.settle().await;
                 self.known.clear();
-                let outcomes = self.commit_locked(&batch.jobs).await;
+                let outcomes = self.commit_locked(&batch.jobs).instrument(batch.span).await;
                 reply(batch.jobs, outcomes, &self.committed);
             }
         }
@@ -1005,6 +1047,7 @@ impl CommitterTask {
 
     fn committed_batch(&self, batch: Sent, last_position: i64) {
         self.paths.predicted.fetch_add(1, Ordering::Relaxed);
+        batch.span.record("path", "predicted");
         let outcomes = batch.decided.finish(last_position);
         reply(batch.jobs, outcomes, &self.committed);
     }
@@ -1018,14 +1061,14 @@ impl CommitterTask {
             let batch = self.sent.pop_front().expect("one sent batch per answer");
             match answer {
                 Ok(last_position) => self.committed_batch(batch, last_position),
-                Err(_) => refused.push(batch.jobs),
+                Err(_) => refused.push((batch.jobs, batch.span)),
             }
         }
         if !refused.is_empty() {
             self.known.clear();
         }
-        for jobs in refused {
-            let outcomes = self.commit_locked(&jobs).await;
+        for (jobs, span) in refused {
+            let outcomes = self.commit_locked(&jobs).instrument(span).await;
             reply(jobs, outcomes, &self.committed);
         }
     }
@@ -1045,6 +1088,8 @@ async fn commit_locked_batch(
     paths: &BatchPaths,
 ) -> Vec<Outcome> {
     paths.locked.fetch_add(1, Ordering::Relaxed);
+    let span = tracing::Span::current();
+    span.record("path", "locked");
     let requests: Vec<(&AppendRequest, &EventTexts)> =
         jobs.iter().map(|j| (&j.request, &j.texts)).collect();
     match commit_locked(pool, &requests).await {
@@ -1057,9 +1102,10 @@ async fn commit_locked_batch(
                 tracing::warn!(error = %e, batch = requests.len(), "batch failed; retrying one by one");
             }
             known.clear();
+            span.record("path", "one_by_one");
             let mut outcomes = Vec::with_capacity(requests.len());
             for (r, t) in &requests {
-                outcomes.push(append_direct_texts(pool, r, t).await);
+                outcomes.push(append_direct_batch(pool, r, t).await);
             }
             outcomes
         }

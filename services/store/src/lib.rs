@@ -44,6 +44,13 @@ pub use append::{
 pub use pool::{connect, DbConfig, Pool};
 pub use read::Cursor;
 
+/// The `tracing` target of the spans exported as OpenTelemetry traces (a
+/// request, an append batch, a projection batch, a mail attempt, an
+/// escalation step). The log never shows them, and with no OTLP endpoint
+/// configured no layer wants them, so they are never created: tracing off
+/// costs a disabled callsite's check (`server::telemetry`).
+pub const SPAN_TARGET: &str = "opsledger::trace";
+
 /// An operating error of the store: the database is unreachable, or answered
 /// with something we did not expect. Business outcomes are not errors here.
 #[derive(Debug, thiserror::Error)]

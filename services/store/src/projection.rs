@@ -429,32 +429,50 @@ async fn catch_up(pool: &Pool, projection: &dyn Projection, limit: i64) -> Resul
     if next == cursor {
         return Ok(Step::Caught);
     }
-    let mut appended = Families::NONE;
-    if let Some(first) = events.first() {
-        match applying(projection.apply_batch(&tx, &events)).await {
-            Ok(families) => appended = families,
-            // A database going away is no fault of the events.
-            Err(error) if error.is_unavailable() => return Err(Failure::Store(error)),
-            Err(error) => {
-                return Err(Failure::Apply {
-                    error,
-                    first: EventRef::of(first),
-                    events: events.len(),
-                })
+    // A span only for a batch that applies events: a poll that finds none,
+    // every few milliseconds, is no news.
+    let span = match (events.first(), events.last()) {
+        (Some(first), Some(last)) => tracing::info_span!(
+            target: crate::SPAN_TARGET,
+            "projection batch",
+            projection = projection.name(),
+            events = events.len(),
+            first_position = first.position,
+            last_position = last.position,
+        ),
+        _ => tracing::Span::none(),
+    };
+    let applied = events.len() as i64;
+    let commit = async move {
+        let mut appended = Families::NONE;
+        if let Some(first) = events.first() {
+            match applying(projection.apply_batch(&tx, &events)).await {
+                Ok(families) => appended = families,
+                // A database going away is no fault of the events.
+                Err(error) if error.is_unavailable() => return Err(Failure::Store(error)),
+                Err(error) => {
+                    return Err(Failure::Apply {
+                        error,
+                        first: EventRef::of(first),
+                        events: events.len(),
+                    })
+                }
             }
         }
-    }
-    let moved = save_checkpoint(&tx, projection.name(), next, events.last()).await?;
-    tx.commit().await?;
+        let moved = save_checkpoint(&tx, projection.name(), next, events.last()).await?;
+        tx.commit().await?;
+        Ok((appended, moved))
+    };
+    let (appended, moved) = tracing::Instrument::instrument(commit, span).await?;
     tell_followers(appended);
-    Ok(if events.len() as i64 >= limit {
+    Ok(if applied >= limit {
         Step::Full
-    } else if events.is_empty() && !moved {
+    } else if applied == 0 && !moved {
         Step::Caught
-    } else if events.is_empty() {
+    } else if applied == 0 {
         Step::Passed
     } else {
-        Step::Applied(events.len())
+        Step::Applied(applied as usize)
     })
 }
 

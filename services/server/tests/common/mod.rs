@@ -53,6 +53,11 @@ impl Served {
     /// Starts one on the database at `url` (with `env` besides) and waits
     /// until it is ready.
     pub async fn start(url: &str, env: &[(&str, &str)]) -> Served {
+        Served::start_logging(url, env, Stdio::inherit()).await
+    }
+
+    /// As `start`, its log (standard error) going to `log`.
+    pub async fn start_logging(url: &str, env: &[(&str, &str)], log: impl Into<Stdio>) -> Served {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -66,6 +71,7 @@ impl Served {
             .env("OPSLEDGER_JWT_SECRET", SECRET)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
+            .stderr(log)
             .kill_on_drop(true);
         for (k, v) in env {
             command.env(k, v);
@@ -87,6 +93,22 @@ impl Served {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Served { child, base }
+    }
+}
+
+impl Served {
+    /// Asks it to stop (SIGTERM) and waits until it has.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("the service runs");
+        let kill = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(kill.success());
+        tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .expect("the service stops")
+            .expect("its exit is read")
     }
 }
 
