@@ -176,6 +176,7 @@ async fn send_one(state: &AppState, mailer: &Mailer, leased: &Leased) -> Result<
     // the row a rebuild writes must agree.
     let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
     let result = mailer.send(&n.recipient, &n.message).await;
+    state.metrics.mail_attempted(result.is_ok());
     if let Err(error) = &result {
         let attempt = n.delivery.attempts + 1;
         tracing::warn!(notification = %leased.notification_id, attempt, %error, "mail not sent");
