@@ -3,10 +3,8 @@
 //! incident, a mail that fails and then goes), so every family must be
 //! there with its type and the counts must have moved.
 
-use std::time::Duration;
-
 use opsledger_domain::access::Role;
-use opsledger_testkit::{spawn_app_with, SmtpSink, TestApp};
+use opsledger_testkit::{SmtpSink, TestApp};
 use opsledger_tests::eventually;
 use prom_text_format_parser::{Metric, Sample, Scrape, Type, ValueType};
 use reqwest::StatusCode;
@@ -14,7 +12,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::api_directory::{register_client, register_service};
-use crate::notifications::smtp;
+use crate::notifications::{app_with_mail, created};
 
 /// Every family `/metrics` has, with its type.
 const FAMILIES: &[(&str, Type)] = &[
@@ -83,29 +81,20 @@ fn sum(scrape: &Scrape, name: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_parse_and_move_with_the_work_done() {
     let mut sink = SmtpSink::start().await;
-    let config = smtp(&sink);
-    let app = spawn_app_with(|c| {
-        c.smtp = Some(config);
-        c.timer_interval = Duration::from_millis(100);
-        c.poll_interval = Duration::from_millis(50);
-    })
-    .await;
+    let app = app_with_mail(&sink).await;
     let client = register_client(&app, "Metrics client").await;
     let service = register_service(&app, client["id"].as_str().unwrap(), "checkout").await;
-    let admin = app.token(&[Role::Admin]);
-    let res = app
-        .post(
-            "/api/v1/subscriptions",
-            &admin,
-            &json!({
-                "service_id": service["id"], "name": "Ichiro", "email": "ichiro@example.jp",
-                "locale": "en", "kinds": ["incident_opened"], "min_severity": "info"
-            }),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::CREATED);
+    created(
+        &app,
+        "/api/v1/subscriptions",
+        json!({
+            "service_id": service["id"], "name": "Ichiro", "email": "ichiro@example.jp",
+            "locale": "en", "kinds": ["incident_opened"], "min_severity": "info"
+        }),
+    )
+    .await;
 
-    // The mail server is down: the notice fails and waits.
+    // The mail server is down: the notice of the incident fails and waits.
     sink.stop().await;
     let res = app
         .post(
@@ -119,19 +108,18 @@ async fn metrics_parse_and_move_with_the_work_done() {
         )
         .await;
     assert_eq!(res.status(), StatusCode::ACCEPTED);
-    let operator = app.token(&[Role::Operator]);
-    let res = app
-        .post(
-            "/api/v1/incidents",
-            &operator,
-            &json!({ "title": "Checkout errors", "service_id": service["id"], "severity": "error" }),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::CREATED);
-    let incident = res.json::<serde_json::Value>().await.unwrap()["id"]
+    let incident = created(
+        &app,
+        "/api/v1/incidents",
+        json!({
+            "title": "Checkout errors", "service_id": service["id"], "severity": "error"
+        }),
+    )
+    .await["id"]
         .as_str()
         .unwrap()
         .to_owned();
+    let operator = app.token(&[Role::Operator]);
     let res = app
         .get(&format!("/api/v1/incidents/{incident}"), &operator)
         .await;

@@ -32,7 +32,8 @@ pub fn smtp(sink: &SmtpSink) -> SmtpConfig {
     }
 }
 
-async fn created(app: &TestApp, path: &str, body: Value) -> Value {
+/// Posts as an admin; the created record.
+pub async fn created(app: &TestApp, path: &str, body: Value) -> Value {
     let res = app.post(path, &app.token(&[Role::Admin]), &body).await;
     let status = res.status();
     let text = res.text().await.unwrap();
@@ -40,16 +41,21 @@ async fn created(app: &TestApp, path: &str, body: Value) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mail_waits_out_a_down_server_and_then_arrives_once_each() {
-    let mut sink = SmtpSink::start().await;
-    let config = smtp(&sink);
-    let app = spawn_app_with(|c| {
+/// The app sending to `sink`, its sender and followers on short intervals.
+pub async fn app_with_mail(sink: &SmtpSink) -> TestApp {
+    let config = smtp(sink);
+    spawn_app_with(|c| {
         c.smtp = Some(config);
         c.timer_interval = Duration::from_millis(100);
         c.poll_interval = Duration::from_millis(50);
     })
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_waits_out_a_down_server_and_then_arrives_once_each() {
+    let mut sink = SmtpSink::start().await;
+    let app = app_with_mail(&sink).await;
     let client = register_client(&app, "株式会社サンプル").await;
     let service = register_service(&app, client["id"].as_str().unwrap(), "受注サイト").await;
     created(&app, "/api/v1/subscriptions", json!({
