@@ -18,6 +18,7 @@ mod incidents;
 mod input_guard;
 mod inquiries;
 mod maintenance;
+mod metrics;
 mod migrations;
 mod notifications;
 mod openapi;

@@ -32,12 +32,28 @@ pub fn smtp(sink: &SmtpSink) -> SmtpConfig {
     }
 }
 
-async fn created(app: &TestApp, path: &str, body: Value) -> Value {
+/// Posts as an admin; the created record.
+pub async fn created(app: &TestApp, path: &str, body: Value) -> Value {
     let res = app.post(path, &app.token(&[Role::Admin]), &body).await;
     let status = res.status();
     let text = res.text().await.unwrap();
     assert_eq!(status, StatusCode::CREATED, "{path}: {text}");
     serde_json::from_str(&text).unwrap()
+}
+
+/// The app sending to `sink`, its sender and followers on short intervals.
+pub async fn app_with_mail(sink: &SmtpSink) -> TestApp {
+    app_with_smtp(smtp(sink)).await
+}
+
+/// The app sending through `config`, its sender and followers on short intervals.
+async fn app_with_smtp(config: SmtpConfig) -> TestApp {
+    spawn_app_with(|c| {
+        c.smtp = Some(config);
+        c.timer_interval = Duration::from_millis(100);
+        c.poll_interval = Duration::from_millis(50);
+    })
+    .await
 }
 
 /// How long the R4 drill keeps the mail server down: `OPSLEDGER_R4_OUTAGE_S`
@@ -66,12 +82,7 @@ async fn mail_waits_out_a_down_server_and_then_arrives_once_each() {
             attempts_max: 1000,
         };
     }
-    let app = spawn_app_with(|c| {
-        c.smtp = Some(config);
-        c.timer_interval = Duration::from_millis(100);
-        c.poll_interval = Duration::from_millis(50);
-    })
-    .await;
+    let app = app_with_smtp(config).await;
     let client = register_client(&app, "株式会社サンプル").await;
     let service = register_service(&app, client["id"].as_str().unwrap(), "受注サイト").await;
     created(&app, "/api/v1/subscriptions", json!({

@@ -652,7 +652,10 @@ async fn readiness_and_metrics_name_a_stalled_projection_its_event_and_its_error
     assert!(metrics.contains("opsledger_projection_stalled{projection=\"directory\"} 0"));
     let line = metrics
         .lines()
-        .find(|l| l.starts_with("opsledger_projection_failing_seconds{projection=\"changes\""))
+        .find(|l| {
+            l.starts_with("opsledger_projection_failing_seconds{")
+                && l.contains("projection=\"changes\"")
+        })
         .unwrap_or_else(|| panic!("{metrics}"));
     assert!(
         line.contains(&format!("change-{poisoned} v1 (ChangeRequested)")),

@@ -491,8 +491,8 @@ async fn two_instances_on_one_tenant_keep_one_chain() {
     assert_eq!(report.events, (2 * STREAMS * ROUNDS + 4) as u64);
     for c in &instances {
         let (predicted, locked) = (
-            c.paths().predicted.load(Ordering::Relaxed),
-            c.paths().locked.load(Ordering::Relaxed),
+            c.paths().predicted.batches.load(Ordering::Relaxed),
+            c.paths().locked.batches.load(Ordering::Relaxed),
         );
         assert!(
             predicted > 0,
@@ -561,6 +561,7 @@ async fn predicted_appends_keep_keys_and_conflicts() {
         committer
             .paths()
             .predicted
+            .batches
             .load(std::sync::atomic::Ordering::Relaxed)
             > 0
     );

@@ -22,6 +22,7 @@ pub mod incidents;
 pub mod input;
 pub mod inquiries;
 pub mod integrations;
+pub mod metrics;
 pub mod problem;
 pub mod proposals;
 pub mod reports;
@@ -68,6 +69,8 @@ pub struct AppState {
     pub feed_heartbeat: std::time::Duration,
     /// How often the event stream looks for new events once caught up.
     pub feed_poll: std::time::Duration,
+    /// The families counted as things happen (`/metrics`): this app's own.
+    pub metrics: metrics::Metrics,
 }
 
 impl AppState {

@@ -70,7 +70,7 @@ pub fn table() -> Vec<Endpoint> {
             .answers::<system::Ready>(200, "Ready.", &[])
             .fails(&[(400, "BadRequest"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (503, "Unavailable")]),
         Endpoint::new(Method::GET, "/metrics", web::get().to(system::metrics))
-            .op("metrics", "system", "Prometheus metrics", "Projection lag and connection-pool gauges in the Prometheus text exposition format 0.0.4 (`text/plain; version=0.0.4; charset=utf-8`).")
+            .op("metrics", "system", "Prometheus metrics", "This instance's metrics in the Prometheus text exposition format 0.0.4 (`text/plain; version=0.0.4; charset=utf-8`): request latency by route template, method and status; events and batches appended by path; mails sent and failed; and, read from the database at each scrape by capped, indexed queries, projection lag (stalled, failing), the transparency log sequencer's lag, outbox depth and oldest pending age, escalation timers due, and connection-pool usage.")
             .answers_text(200, "text/plain", "The metrics.", &[])
             .fails(&[(400, "BadRequest"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
         Endpoint::new(Method::GET, "/openapi.json", web::get().to(system::openapi))

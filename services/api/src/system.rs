@@ -1,9 +1,8 @@
 //! Health, readiness, metrics and the OpenAPI document.
 
-use std::fmt::Write as _;
-
 use actix_web::{web, HttpResponse};
 
+use crate::metrics::{Followed, Scraped};
 use crate::problem::ApiError;
 use crate::AppState;
 
@@ -79,13 +78,6 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     }))
 }
 
-/// What `/readyz` and `/metrics` say of one followed projection.
-struct Followed {
-    lag: opsledger_store::projection::Lag,
-    stalled: bool,
-    stuck: Option<opsledger_store::projection::Stuck>,
-}
-
 async fn projection_health(state: &AppState) -> Result<Vec<Followed>, ApiError> {
     let mut stuck = opsledger_store::projection::stuck(&state.pool).await?;
     let stall_after = state.projection_stall_after.as_secs_f64();
@@ -103,92 +95,20 @@ async fn projection_health(state: &AppState) -> Result<Vec<Followed>, ApiError> 
     Ok(health)
 }
 
-/// A Prometheus label value: backslash, quote and line feed escaped, and a
-/// carriage return (which the format cannot escape) made a space.
-fn label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-        .replace('\r', " ")
-}
-
+/// The families `api::metrics` describes, read now.
 pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let mut out = String::new();
-    out.push_str("# HELP opsledger_projection_lag_seconds Age of the oldest event a projection has not applied yet.\n");
-    out.push_str("# TYPE opsledger_projection_lag_seconds gauge\n");
-    let mut behind = String::new();
-    behind.push_str("# HELP opsledger_projection_behind_events Committed events a projection has not applied yet.\n");
-    behind.push_str("# TYPE opsledger_projection_behind_events gauge\n");
-    let mut stalled = String::new();
-    stalled.push_str(&format!("# HELP opsledger_projection_stalled 1 when a projection has not applied its oldest event for over {} s (OPSLEDGER_PROJECTION_STALL_S).\n", state.projection_stall_after.as_secs()));
-    stalled.push_str("# TYPE opsledger_projection_stalled gauge\n");
-    let mut failing = String::new();
-    failing.push_str("# HELP opsledger_projection_failing_seconds How long a projection has failed on the event its labels name (see /readyz), by event and error.\n");
-    failing.push_str("# TYPE opsledger_projection_failing_seconds gauge\n");
-    let now = chrono::Utc::now();
-    for h in projection_health(&state).await? {
-        let lag = &h.lag;
-        let _ = writeln!(
-            out,
-            "opsledger_projection_lag_seconds{{projection=\"{}\"}} {}",
-            lag.name, lag.lag_seconds
-        );
-        let _ = writeln!(
-            behind,
-            "opsledger_projection_behind_events{{projection=\"{}\"}} {}",
-            lag.name, lag.behind_events
-        );
-        let _ = writeln!(
-            stalled,
-            "opsledger_projection_stalled{{projection=\"{}\"}} {}",
-            lag.name,
-            u8::from(h.stalled)
-        );
-        if let Some(s) = &h.stuck {
-            let _ = writeln!(
-                failing,
-                "opsledger_projection_failing_seconds{{projection=\"{}\",position=\"{}\",event=\"{}\",error=\"{}\"}} {}",
-                lag.name,
-                s.position,
-                label(&s.event),
-                label(&s.error),
-                (now - s.since).num_milliseconds().max(0) as f64 / 1000.0
-            );
-        }
-    }
-    out.push_str(&behind);
-    out.push_str(&stalled);
-    out.push_str(&failing);
-    let paths = state.committer.paths();
-    out.push_str("# HELP opsledger_append_batches_total Batches committed, by path: predicted (one round trip) or locked (read first).\n");
-    out.push_str("# TYPE opsledger_append_batches_total counter\n");
-    for (path, n) in [("predicted", &paths.predicted), ("locked", &paths.locked)] {
-        let _ = writeln!(
-            out,
-            "opsledger_append_batches_total{{path=\"{path}\"}} {}",
-            n.load(std::sync::atomic::Ordering::Relaxed)
-        );
-    }
-    let status = state.pool.status();
-    let _ = writeln!(
-        out,
-        "# HELP opsledger_db_pool_connections Pooled database connections by state."
-    );
-    let _ = writeln!(out, "# TYPE opsledger_db_pool_connections gauge");
-    let _ = writeln!(
-        out,
-        "opsledger_db_pool_connections{{state=\"open\"}} {}",
-        status.size
-    );
-    let _ = writeln!(
-        out,
-        "opsledger_db_pool_connections{{state=\"idle\"}} {}",
-        status.available
-    );
+    let projections = projection_health(&state).await?;
+    let backlogs = opsledger_store::backlog::backlogs(&state.pool).await?;
+    let body = state.metrics.render(&Scraped {
+        projections: &projections,
+        stall_after: state.projection_stall_after,
+        backlogs,
+        paths: state.committer.paths(),
+        pool: state.pool.status(),
+    });
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(out))
+        .body(body))
 }
 
 pub async fn openapi() -> HttpResponse {

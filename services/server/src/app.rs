@@ -113,6 +113,7 @@ impl Application {
             audit_key: audit_key.map(std::sync::Arc::new),
             feed_heartbeat: config.feed_heartbeat,
             feed_poll: config.poll_interval,
+            metrics: Default::default(),
         });
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let mut workers: Vec<JoinHandle<()>> = Vec::new();
@@ -180,6 +181,7 @@ impl Application {
                         .app_data(shared.clone())
                         .wrap(from_fn(opsledger_api::input::input_middleware))
                         .wrap(from_fn(telemetry::access_log))
+                        .wrap(from_fn(telemetry::request_metrics))
                         .wrap(from_fn(opsledger_api::problem::problem_middleware))
                         .wrap(from_fn(telemetry::request_span))
                         .configure(opsledger_api::configure)

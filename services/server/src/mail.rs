@@ -180,6 +180,7 @@ async fn send_one(state: &AppState, mailer: &Mailer, leased: &Leased) -> Result<
     let span = tracing::Span::current();
     span.record("attempt", attempt);
     span.record("outcome", if result.is_ok() { "sent" } else { "failed" });
+    state.metrics.mail_attempted(result.is_ok());
     if let Err(error) = &result {
         tracing::warn!(notification = %leased.notification_id, attempt, %error, "mail not sent");
     }

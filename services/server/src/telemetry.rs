@@ -1,5 +1,6 @@
 //! Structured logs through `tracing`: text for people, JSON
-//! (`OPSLEDGER_LOG_FORMAT=json`) for machines; `RUST_LOG` filters.
+//! (`OPSLEDGER_LOG_FORMAT=json`) for machines; `RUST_LOG` filters. Request
+//! latency for `/metrics` (`api::metrics`).
 //!
 //! OpenTelemetry traces over OTLP/HTTP (protobuf), when an endpoint is
 //! configured by the standard variables (`OTEL_EXPORTER_OTLP_ENDPOINT` or
@@ -19,8 +20,10 @@
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
+use actix_web::web;
 use opentelemetry::trace::{TraceContextExt, TraceId, TracerProvider as _};
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use opsledger_api::AppState;
 pub use opsledger_store::SPAN_TARGET;
 use tracing::field::Empty;
 use tracing::{Instrument, Subscriber};
@@ -449,6 +452,40 @@ pub async fn access_log(
         "request"
     );
     Ok(res)
+}
+
+/// Times each request into `opsledger_http_request_duration_seconds`,
+/// labelled by its route's template (`/api/v1/incidents/{id}`), never its
+/// path: ids in paths would make a series per record. Once routed, the
+/// template is a lookup by the matched resource, not a second match.
+pub async fn request_metrics(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let answer = next.call(req).await;
+    if let Some(state) = state {
+        let took = started.elapsed();
+        match &answer {
+            Ok(res) => state.metrics.observe_request(
+                res.request().match_pattern().as_deref(),
+                &method,
+                res.status(),
+                took,
+            ),
+            // Only an inner middleware fails this way (none of ours does),
+            // and the request is gone with the error: no route to name.
+            Err(e) => state.metrics.observe_request(
+                None,
+                &method,
+                e.as_response_error().status_code(),
+                took,
+            ),
+        }
+    }
+    answer
 }
 
 #[cfg(test)]

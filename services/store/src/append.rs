@@ -66,7 +66,8 @@
 //! event still above the horizon, a leader behind) looks again every 10 ms for
 //! up to 2 s. Commands that read a read model (scheduling, announcing) wake
 //! every worker first. Other instances' workers find events by polling (no
-//! NOTIFY inside any append transaction). `/metrics` counts batches by path.
+//! NOTIFY inside any append transaction). `/metrics` counts batches and events
+//! by path.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -763,13 +764,37 @@ async fn commit_locked(
     }
 }
 
-/// Batches committed by each path since the start, for `/metrics`: a
+/// What each path has committed since the start, for `/metrics`: a
 /// service whose batches mostly take the locked path has another writer on
-/// its strands.
+/// its strands. `direct` is a request of [`DIRECT_EVENTS_MIN`] events or
+/// more, in a transaction of its own.
 #[derive(Debug, Default)]
 pub struct BatchPaths {
-    pub predicted: AtomicU64,
-    pub locked: AtomicU64,
+    pub predicted: Appended,
+    pub locked: Appended,
+    pub direct: Appended,
+}
+
+/// Batches that committed something, and the events they appended (an
+/// idempotent replay appends none).
+#[derive(Debug, Default)]
+pub struct Appended {
+    pub batches: AtomicU64,
+    pub events: AtomicU64,
+}
+
+impl Appended {
+    /// Counts a batch whose requests had these outcomes.
+    fn count<'a>(&self, committed: impl Iterator<Item = (&'a AppendRequest, &'a Outcome)>) {
+        let events: usize = committed
+            .filter(|(_, o)| matches!(o, Ok(AppendOutcome::Committed { .. })))
+            .map(|(r, _)| r.streams.iter().map(|s| s.events.len()).sum::<usize>())
+            .sum();
+        if events > 0 {
+            self.batches.fetch_add(1, Ordering::Relaxed);
+            self.events.fetch_add(events as u64, Ordering::Relaxed);
+        }
+    }
 }
 
 // ------------------------------------------------------------ group commit
@@ -859,6 +884,9 @@ impl Committer {
             // Already a batch: batching it again buys nothing, and its own
             // transaction runs in parallel with those of other strands.
             let outcome = append_direct_texts(&self.pool, &request, &texts).await;
+            self.paths
+                .direct
+                .count(std::iter::once((&request, &outcome)));
             if matches!(outcome, Ok(AppendOutcome::Committed { .. })) {
                 let written = families_written(&request);
                 self.committed.send_modify(|c| c.record(written));
@@ -889,7 +917,7 @@ impl Committer {
         self.committed.subscribe()
     }
 
-    /// How many batches each path has committed.
+    /// How many batches and events each path has committed.
     pub fn paths(&self) -> &BatchPaths {
         &self.paths
     }
@@ -1046,9 +1074,11 @@ impl CommitterTask {
     }
 
     fn committed_batch(&self, batch: Sent, last_position: i64) {
-        self.paths.predicted.fetch_add(1, Ordering::Relaxed);
         batch.span.record("path", "predicted");
         let outcomes = batch.decided.finish(last_position);
+        self.paths
+            .predicted
+            .count(requests_of(&batch.jobs, &outcomes));
         reply(batch.jobs, outcomes, &self.committed);
     }
 
@@ -1087,12 +1117,11 @@ async fn commit_locked_batch(
     known: &mut Heads,
     paths: &BatchPaths,
 ) -> Vec<Outcome> {
-    paths.locked.fetch_add(1, Ordering::Relaxed);
     let span = tracing::Span::current();
     span.record("path", "locked");
     let requests: Vec<(&AppendRequest, &EventTexts)> =
         jobs.iter().map(|j| (&j.request, &j.texts)).collect();
-    match commit_locked(pool, &requests).await {
+    let outcomes = match commit_locked(pool, &requests).await {
         Ok(written) => {
             known.extend(written.heads);
             written.outcomes
@@ -1121,7 +1150,17 @@ async fn commit_locked_batch(
                 })
                 .collect()
         }
-    }
+    };
+    paths.locked.count(requests_of(jobs, &outcomes));
+    outcomes
+}
+
+/// Each request of a batch with its outcome.
+fn requests_of<'a>(
+    jobs: &'a [Job],
+    outcomes: &'a [Outcome],
+) -> impl Iterator<Item = (&'a AppendRequest, &'a Outcome)> {
+    jobs.iter().map(|j| &j.request).zip(outcomes)
 }
 
 /// Answers a batch's callers, and wakes this process's followers of the

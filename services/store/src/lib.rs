@@ -20,6 +20,7 @@
 
 pub mod append;
 pub mod audit;
+pub mod backlog;
 pub mod changes;
 pub mod directory;
 pub mod downtime;

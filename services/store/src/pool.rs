@@ -10,6 +10,8 @@ use tokio_postgres::NoTls;
 use crate::StoreError;
 
 pub type Pool = deadpool_postgres::Pool;
+/// A pool's size, idle connections and waiters (`/metrics`).
+pub type PoolStatus = deadpool_postgres::Status;
 
 /// Requests in flight share these; group commit needs only a few of them.
 pub const POOL_SIZE_DEFAULT: usize = 16;
