@@ -74,9 +74,11 @@ UPDATE projection_checkpoints SET last_position = event_at_or_before(last_tx_id,
 ALTER TABLE projection_checkpoints DROP COLUMN last_tx_id;
 
 -- Where each projection stands, with the tx_id of its checkpoint's event
--- looked up (0 before the first): what a follower resumes from.
+-- looked up (0 before the first): what a follower resumes from. NULL when
+-- that event is gone, which only an altered log can do: the follower then
+-- stops there, naming it, rather than start again from nothing.
 CREATE VIEW projection_cursors AS
-    SELECT c.*, coalesce(e.tx_id, '0') AS last_tx_id
+    SELECT c.*, CASE WHEN c.last_position = 0 THEN '0' ELSE e.tx_id END AS last_tx_id
     FROM projection_checkpoints c LEFT JOIN events e ON e.position = c.last_position;
 REVOKE ALL ON projection_cursors FROM PUBLIC;
 GRANT SELECT ON projection_cursors TO opsledger_app;

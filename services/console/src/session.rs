@@ -1,8 +1,13 @@
 //! Signing in and out. The session is a cookie holding the bearer token a
-//! user signed in with (the development `opsledger token` works), so the
+//! user signed in with (the development `opsledger token` works), verified
+//! as the API verifies it and kept HttpOnly and SameSite=Strict, so the
 //! console knows exactly the identities the API knows and expires with the
-//! token. An OIDC login would end the same way: its callback verifies the ID
-//! token's signature and claims and sets this cookie (see ARCHITECTURE.md).
+//! token.
+//!
+//! OIDC plugs in here: a callback that checks the provider's ID token (JWKS
+//! signature, issuer, audience, expiry), maps its claims to tenant, roles and
+//! client, and sets this same cookie with a token `AuthConfig` accepts.
+//! Nothing after sign-in changes.
 
 use actix_web::cookie::time::Duration;
 use actix_web::cookie::{Cookie, SameSite};

@@ -112,15 +112,9 @@ fn endpoint(variable: &str, raw: &str, path: &str) -> Result<String, String> {
     let bad = |why: &str| format!("{variable}={raw:?} is not valid: {why}");
     let mut url = reqwest::Url::parse(raw.trim()).map_err(|e| bad(&e.to_string()))?;
     match url.scheme() {
-        "http" => {}
-        // The exporter's client has no TLS: a collector beside the service
-        // (a sidecar, the node's agent) takes plain OTLP/HTTP and forwards.
-        "https" => {
-            return Err(bad(
-                "https is not supported: send to a collector's plain OTLP/HTTP port",
-            ))
-        }
-        _ => return Err(bad("the scheme must be http (OTLP over HTTP)")),
+        // https is verified against the system's root certificates.
+        "http" | "https" => {}
+        _ => return Err(bad("the scheme must be http or https (OTLP over HTTP)")),
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(bad("it names no host"));
@@ -527,6 +521,10 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(c.endpoint, "http://otel.example/prefix/v1/traces");
+        let c = read(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://otel.example:4318")])
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.endpoint, "https://otel.example:4318/v1/traces");
         let c = read(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://ignored:4318"),
             (
@@ -582,7 +580,6 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url"),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://collector"),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318"),
             ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://collector?x=1"),
         ] {
             let e = read(&[(variable, url)]).expect_err(url);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use opsledger_api::auth::AuthConfig;
 use opsledger_domain::access::Role;
-use opsledger_testkit::{fresh_database, Received, SmtpSink, TestDatabase};
+use opsledger_testkit::{fresh_database, OtlpReceiver, Received, SmtpSink, TestDatabase};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -27,7 +27,9 @@ struct Instance {
 }
 
 impl Instance {
-    async fn start(db: &TestDatabase, smtp_port: u16) -> Instance {
+    /// Serves on `db`, mailing through `smtp_port` and tracing to `otlp`
+    /// (exported every 100 ms: a killed instance flushes nothing).
+    async fn start(db: &TestDatabase, smtp_port: u16, otlp: &str) -> Instance {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -47,6 +49,8 @@ impl Instance {
             .env("OPSLEDGER_SMTP_TLS", "none")
             .env("OPSLEDGER_SMTP_FROM", "opsledger <noreply@opsledger.test>")
             .env("OPSLEDGER_SMTP_RETRY_FIRST_MS", "200")
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp)
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
             .stdin(Stdio::null())
             .kill_on_drop(true)
             .spawn()
@@ -163,6 +167,7 @@ async fn two_levels_are_mailed_on_time_across_a_restart_and_two_instances_and_th
 ) {
     let db = fresh_database().await;
     let sink = SmtpSink::start().await;
+    let otlp = OtlpReceiver::start().await;
     let tenant = std::process::Command::new(env!("CARGO_BIN_EXE_opsledger"))
         .args(["tenant", "add", "--name", "Acme MSP"])
         .env("DATABASE_URL", &db.url)
@@ -189,8 +194,8 @@ async fn two_levels_are_mailed_on_time_across_a_restart_and_two_instances_and_th
         token: auth.mint(tenant, "alertmanager", &[Role::Integration], None, 3600),
     };
 
-    let a = Instance::start(&db, sink.port()).await;
-    let b = Instance::start(&db, sink.port()).await;
+    let a = Instance::start(&db, sink.port(), &otlp.endpoint).await;
+    let b = Instance::start(&db, sink.port(), &otlp.endpoint).await;
 
     // The directory, the responders, the on-call schedule and the policy.
     let client = api
@@ -296,7 +301,7 @@ async fn two_levels_are_mailed_on_time_across_a_restart_and_two_instances_and_th
     a.kill().await;
     b.kill().await;
     tokio::time::sleep(Duration::from_secs_f64(LEVEL_1_TIMEOUT_S + 0.5)).await;
-    let a = Instance::start(&db, sink.port()).await;
+    let a = Instance::start(&db, sink.port(), &otlp.endpoint).await;
     let level_2 = until("level 2 is told", || async {
         sink.messages()
             .into_iter()
@@ -308,7 +313,7 @@ async fn two_levels_are_mailed_on_time_across_a_restart_and_two_instances_and_th
         "【エスカレーション レベル2】注文APIのエラー率上昇",
         "花子 reads Japanese"
     );
-    let b = Instance::start(&db, sink.port()).await;
+    let b = Instance::start(&db, sink.port(), &otlp.endpoint).await;
 
     // Two instances poll the timers: nothing fires twice, nothing early.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -408,6 +413,26 @@ async fn two_levels_are_mailed_on_time_across_a_restart_and_two_instances_and_th
     let items = ledger["items"].as_array().unwrap();
     assert_eq!(items.len(), 4, "{ledger}");
     assert!(items.iter().all(|n| n["status"] == "sent"), "{ledger}");
+    // Each escalation step and mail attempt is a span (issue 17, point 1).
+    let traced = |spans: &[opsledger_testkit::ReceivedSpan]| {
+        let of = |name: &'static str| spans.iter().filter(move |s| s.name == name);
+        of("escalation step").any(|s| {
+            s.attribute("incident") == Some(incident.as_str())
+                && s.attribute("level").is_some()
+                && s.attribute("outcome").is_some()
+        }) && of("mail attempt").any(|s| {
+            s.attribute("outcome") == Some("sent") && s.attribute("notification").is_some()
+        })
+    };
+    let spans = otlp.wait_for(Duration::from_secs(10), traced).await;
+    assert!(
+        traced(&spans),
+        "escalation steps and mail attempts are traced: {:#?}",
+        spans
+            .iter()
+            .map(|s| (&s.name, &s.attributes))
+            .collect::<Vec<_>>()
+    );
     println!(
         "R5 figures: both instances killed before level 2 was due, one restarted, two running after: each level mailed once, on time; {} notices sent, none twice",
         items.len()

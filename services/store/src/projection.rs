@@ -404,26 +404,32 @@ async fn catch_up(pool: &Pool, projection: &dyn Projection, limit: i64) -> Resul
     if !owned.get::<_, bool>(0) {
         return Ok(Step::Busy);
     }
-    let mark_of = |name: &str| {
-        marks
-            .iter()
-            .find(|r| r.get::<_, &str>(0) == name)
-            .map(|r| Cursor {
-                tx_id: r.get::<_, i64>(1) as u64,
-                position: r.get(2),
-            })
+    let mark_of = |name: &str| -> Result<Option<Cursor>, StoreError> {
+        let Some(r) = marks.iter().find(|r| r.get::<_, &str>(0) == name) else {
+            return Ok(None);
+        };
+        let position: i64 = r.get(2);
+        match r.get::<_, Option<i64>>(1) {
+            Some(tx_id) => Ok(Some(Cursor {
+                tx_id: tx_id as u64,
+                position,
+            })),
+            None => Err(StoreError::Corrupt(format!(
+                "the event at position {position}, where projection {name} stands, is not in \
+                 the log: it was removed (opsledger verify names what else changed)"
+            ))),
+        }
     };
-    let cursor = mark_of(projection.name()).ok_or_else(|| {
+    let cursor = mark_of(projection.name())?.ok_or_else(|| {
         StoreError::Corrupt(format!(
             "no checkpoint for projection {}",
             projection.name()
         ))
     })?;
-    let until = projection
-        .after()
-        .iter()
-        .map(|leader| mark_of(leader).unwrap_or(Cursor::START))
-        .fold(Cursor::END, Cursor::min);
+    let mut until = Cursor::END;
+    for leader in projection.after() {
+        until = until.min(mark_of(leader)?.unwrap_or(Cursor::START));
+    }
     let read::Followed { events, next } =
         follow_read(&tx, projection, cursor, until, limit).await?;
     if next == cursor {
@@ -1092,7 +1098,7 @@ pub async fn lag(pool: &Pool, projection: &dyn Projection) -> Result<Lag, StoreE
         Some(r) => Lag {
             name: name.to_owned(),
             checkpoint: Cursor {
-                tx_id: r.get::<_, i64>(0) as u64,
+                tx_id: r.get::<_, Option<i64>>(0).unwrap_or(0) as u64,
                 position: r.get(1),
             },
             updated_at: r.get(2),
