@@ -23,6 +23,7 @@ pub mod input;
 pub mod inquiries;
 pub mod integrations;
 pub mod metrics;
+pub mod probes;
 pub mod problem;
 pub mod proposals;
 pub mod reports;
@@ -71,6 +72,8 @@ pub struct AppState {
     pub feed_poll: std::time::Duration,
     /// The families counted as things happen (`/metrics`): this app's own.
     pub metrics: metrics::Metrics,
+    /// The shortest probe interval a definition may ask for.
+    pub probe_interval_min_s: u32,
 }
 
 impl AppState {

@@ -9,7 +9,7 @@ use opsledger_domain::access::Role;
 use crate::contract::Endpoint;
 use crate::{
     aggregate, audit, changes, common, directory, escalation, feed, incidents, inquiries,
-    integrations, proposals, reports, roster, runbooks, system, windows, work, worklog,
+    integrations, probes, proposals, reports, roster, runbooks, system, windows, work, worklog,
 };
 
 /// The roles of the route `method path` (its template, as the table names
@@ -853,5 +853,38 @@ pub fn table() -> Vec<Endpoint> {
             .body::<inquiries::CloseBody>(false)
             .answers::<aggregate::Versioned<opsledger_domain::inquiry::Inquiry>>(200, "The inquiry, closed (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
             .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "InquiryConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "WorkUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        // Probes (SPEC §12): liveness checks the workers run.
+        Endpoint::new(Method::GET, "/api/v1/probes", web::get().to(probes::probe_list))
+            .op("probe_list", "probes", "List probes", "Probes, newest first, from the probes read model (which may briefly lag a write), without removed ones unless `include_removed`. Each shows its definition and its health as the stream records it. Unknown query parameters are 400.\n\nRoles: operator, maintainer, approver, auditor, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin])
+            .query::<probes::ProbeListQuery>()
+            .answers::<common::Page<aggregate::Versioned<opsledger_domain::probe::Probe>>>(200, "A page of probes.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/probes", web::post().to(probes::probe_define))
+            .op("probe_define", "probes", "Define a probe", "Defines a probe of a service (`ProbeDefined` on a stream `probe-<id>`): an HTTP(S) GET expecting a status (and optionally a body keyword, or a JSON value at a JSON pointer), or a TCP connect. The workers run it every `interval_s` (at least 10 s), once per interval whatever the number of instances. A new probe is taken to be up: `failure_threshold` failures in a row (default 3) record `ProbeWentDown` and raise an alert (source `opsledger-probe`, category `liveness`), decided as any alert (inside a maintenance window in force: `suppressed_by_window`); `success_threshold` successes in a row (default 2) record `ProbeCameUp` and resolve it. Other results record nothing.\n\nRoles: operator, admin.")
+            .roles(&[Role::Operator, Role::Admin])
+            .params(&["IdempotencyKey"])
+            .body::<probes::ProbeBody>(true)
+            .answers::<aggregate::Versioned<opsledger_domain::probe::Probe>>(201, "The probe, defined (or, with a known `Idempotency-Key`, the first response is replayed).", &["Location", "ETag=ETagCreated", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (409, "Conflict"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "ProbeUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/probes/{id}", web::get().to(probes::probe_get))
+            .op("probe_get", "probes", "Get a probe", "One probe, read from its stream (never behind): its definition, its health and its latest transitions (at most 20, each with the result that caused it), with `run`, what the workers last saw: the latest result and its latency, the results in a row since the last transition, and when it is next due.\n\nRoles: operator, maintainer, approver, auditor, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin])
+            .params(&["Id"])
+            .answers::<probes::ProbeView>(200, "The probe.", &["ETag"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::PUT, "/api/v1/probes/{id}", web::put().to(probes::probe_change))
+            .op("probe_change", "probes", "Change a probe", "Replaces the probe's definition (`ProbeChanged`; the same definition records nothing). Its health and its results in a row are kept; a new interval applies from its next check.\n\nRoles: operator, admin.")
+            .roles(&[Role::Operator, Role::Admin])
+            .params(&["Id", "IfMatch", "IdempotencyKey"])
+            .body::<probes::ProbeBody>(true)
+            .answers::<aggregate::Versioned<opsledger_domain::probe::Probe>>(200, "The probe, changed (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "ProbeConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "ProbeUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::DELETE, "/api/v1/probes/{id}", web::delete().to(probes::probe_remove))
+            .op("probe_remove", "probes", "Remove a probe", "Removes the probe (`ProbeRemoved`): the workers stop running it. Its stream and transitions stay; an alert it raised is left to be resolved by hand or to expire.\n\nRoles: operator, admin.")
+            .roles(&[Role::Operator, Role::Admin])
+            .params(&["Id", "IfMatch"])
+            .answers::<aggregate::Versioned<opsledger_domain::probe::Probe>>(200, "The probe, removed.", &["ETag"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "ProbeConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
     ]
 }

@@ -14,6 +14,7 @@ pub mod escalation;
 pub mod history;
 pub mod incidents;
 pub mod ingest;
+pub mod probes;
 pub mod reports;
 pub mod run;
 pub mod windows;

@@ -171,6 +171,11 @@ pub const INQUIRY_CLOSERS: &[Role] = &[Role::Operator, Role::Maintainer, Role::A
 /// Who reads inquiries: staff, and clients (their own client's).
 pub const INQUIRY_READERS: &[Role] = LEDGER_READERS;
 
+/// Who defines, changes and removes probes (SPEC §12): admins and operators.
+pub const PROBE_WRITERS: &[Role] = &[Role::Operator, Role::Admin];
+/// Who reads probes: staff. Clients never do: probes name internal hosts.
+pub const PROBE_READERS: &[Role] = STAFF;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -149,6 +149,12 @@ pub const CATALOGUE: &[EventKind] = &[
     ops("BackupPerformed"),
     ops("BackupVerified"),
     ops("RoutineTaskRecorded"),
+    // probes (SPEC §12): definitions and up/down transitions, never every check
+    ops("ProbeDefined"),
+    ops("ProbeChanged"),
+    ops("ProbeRemoved"),
+    ops("ProbeWentDown"),
+    ops("ProbeCameUp"),
 ];
 
 pub fn lookup(name: &str) -> Option<&'static EventKind> {

@@ -32,6 +32,7 @@ pub mod notice;
 pub mod notification;
 pub mod oncall;
 pub mod period;
+pub mod probe;
 pub mod proposal;
 pub mod roster;
 pub mod runbook;

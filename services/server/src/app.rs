@@ -114,6 +114,7 @@ impl Application {
             feed_heartbeat: config.feed_heartbeat,
             feed_poll: config.poll_interval,
             metrics: Default::default(),
+            probe_interval_min_s: config.probe_interval_min_s,
         });
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let mut workers: Vec<JoinHandle<()>> = Vec::new();
@@ -126,6 +127,12 @@ impl Application {
         workers.push(tokio::spawn(escalation_worker(
             state.clone(),
             config.timer_interval,
+            stopping.clone(),
+        )));
+        workers.push(tokio::spawn(probe_worker(
+            state.clone(),
+            config.probe_poll_interval,
+            config.probe_concurrency,
             stopping.clone(),
         )));
         workers.push(tokio::spawn(monthly_worker(
@@ -364,6 +371,30 @@ async fn escalation_worker(
             Ok(0) => {}
             Ok(n) => tracing::info!(steps = n, "escalation steps settled"),
             Err(e) => tracing::warn!(error = %e, "escalation pass failed"),
+        }
+    }
+}
+
+/// Runs the due probes (SPEC §12), looking every `interval`.
+async fn probe_worker(
+    state: web::Data<AppState>,
+    interval: std::time::Duration,
+    concurrency: usize,
+    mut stopping: Stopping,
+) {
+    let client = match crate::probe_check::client() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "no HTTP client for probes: probes do not run");
+            return;
+        }
+    };
+    let client = &client;
+    while next_pass(&mut stopping, interval).await {
+        let check = |c, timeout| crate::probe_check::check(client, c, timeout);
+        match opsledger_app::probes::run_due(state.ingestion(), concurrency, check).await {
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "probe pass failed"),
         }
     }
 }

@@ -58,7 +58,20 @@ pub struct Config {
     /// How long a stop (SIGTERM, SIGINT) waits for requests in flight and
     /// for the workers to reach a safe point before it ends them.
     pub shutdown_timeout: Duration,
+    /// How often the probe worker looks for due probes.
+    pub probe_poll_interval: Duration,
+    /// Probe checks one instance runs at once.
+    pub probe_concurrency: usize,
+    /// The shortest probe interval the API accepts (10 s; tests lower it).
+    pub probe_interval_min_s: u32,
 }
+
+/// A second: a probe is checked within a second of being due.
+pub const PROBE_POLL_DEFAULT_MS: u64 = 1_000;
+/// Checks run at once per instance: mostly waiting on the network, so many
+/// fit, but a bound keeps a thousand due probes from opening a thousand
+/// sockets at once.
+pub const PROBE_CONCURRENCY_DEFAULT: usize = 32;
 
 /// Under the idle timeouts of common proxies (often 30 or 60 s).
 pub const FEED_HEARTBEAT_DEFAULT_MS: u64 = 15_000;
@@ -260,6 +273,15 @@ impl Config {
                 "OPSLEDGER_SHUTDOWN_TIMEOUT_S",
                 SHUTDOWN_TIMEOUT_DEFAULT_S,
             )?),
+            probe_poll_interval: Duration::from_millis(parsed(
+                "OPSLEDGER_PROBE_POLL_MS",
+                PROBE_POLL_DEFAULT_MS,
+            )?),
+            probe_concurrency: parsed("OPSLEDGER_PROBE_CONCURRENCY", PROBE_CONCURRENCY_DEFAULT)?,
+            probe_interval_min_s: parsed(
+                "OPSLEDGER_PROBE_INTERVAL_MIN_S",
+                opsledger_domain::probe::INTERVAL_MIN_S,
+            )?,
         })
     }
 
@@ -286,6 +308,9 @@ impl Config {
             checkpoint_interval: Duration::from_millis(CHECKPOINT_INTERVAL_DEFAULT_MS),
             feed_heartbeat: Duration::from_millis(FEED_HEARTBEAT_DEFAULT_MS),
             shutdown_timeout: Duration::from_secs(SHUTDOWN_TIMEOUT_DEFAULT_S),
+            probe_poll_interval: Duration::from_millis(PROBE_POLL_DEFAULT_MS),
+            probe_concurrency: PROBE_CONCURRENCY_DEFAULT,
+            probe_interval_min_s: opsledger_domain::probe::INTERVAL_MIN_S,
         }
     }
 

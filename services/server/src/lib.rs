@@ -9,6 +9,7 @@ pub mod app;
 pub mod commands;
 pub mod config;
 pub mod mail;
+pub mod probe_check;
 pub mod telemetry;
 
 pub use app::Application;

@@ -31,6 +31,7 @@ pub mod operations;
 pub mod order;
 pub mod outbox;
 pub mod pool;
+pub mod probes;
 pub mod projection;
 pub mod read;
 pub mod roster;
@@ -109,6 +110,7 @@ pub fn projections() -> Vec<projection::SharedProjection> {
         std::sync::Arc::new(downtime::DowntimeProjection),
         std::sync::Arc::new(outbox::NotificationProjection),
         std::sync::Arc::new(operations::OperationsProjection),
+        std::sync::Arc::new(probes::ProbeProjection),
         std::sync::Arc::new(work::ProposalProjection),
         std::sync::Arc::new(work::WorkProjection),
         // Last: they read what the others keep.

@@ -86,6 +86,10 @@ pub(super) fn head() -> Value {
                 "description": "Client inquiries: questions, minor requests and suggestions, answered by the teams. Bearer JWT required."
             },
             {
+                "name": "probes",
+                "description": "Probes (SPEC §12): HTTP(S) and TCP liveness checks run by opsledger's workers; only their up and down transitions are recorded, and they raise and resolve alerts as any source. Staff only. Bearer JWT required."
+            },
+            {
                 "name": "reports",
                 "description": "Downtime, availability and SLA (SPEC §6), computed from the read models. Bearer JWT required."
             },
@@ -252,6 +256,8 @@ pub(super) const PROBLEMS: &[(&str, &str)] = &[
     ("WorkUnprocessable", "The request is well-formed but invalid: an empty or over-long text (summary, what, location, how, title, instructions, subject, body, answer, reason, note) or one with control characters other than line breaks and tabs, `minutes_spent` outside 0 to 10080, a `performed_at` in the future, a runbook without steps or with more than 100, a step number outside the execution's steps, confirming a step not marked for double-check, aborting without a note, a `service_id` or `incident_id` that does not exist (or, for a client user, a service of another client), or the `Idempotency-Key` was already used for a different request."),
     ("ExecutionConflict", "The command does not apply to the execution as it stands (`current_state` names its status, `next_step` the step to complete next and `awaiting_confirmation` a step waiting for its second person): a step completed out of order or twice, a step completed while an earlier double-check step is unconfirmed, a step confirmed by the person who completed it, a step confirmed twice or before it was completed, finishing as succeeded with steps left, or any command on a finished execution; or a concurrent command was appended first (`stream`, `current_version`). Reload the execution and decide again."),
     ("InquiryConflict", "The command does not apply to the inquiry in its current status (`current_state`): answering or closing a closed inquiry, escalating one that is escalated or closed; or a concurrent command was appended first (`stream`, `current_version`)."),
+    ("ProbeConflict", "The command does not apply to the probe as it stands (`current_state`): changing or removing a removed probe; or a concurrent command was appended first (`stream`, `current_version`). Reload the probe and decide again."),
+    ("ProbeUnprocessable", "The probe is well-formed but invalid: a name or component empty, over 200 characters or with control characters; an `interval_s` under 10 or over 86400; a `timeout_ms` of 0 or over the interval or a minute; a threshold of 0 or over 100; a URL that is not an absolute http or https URL of at most 2048 bytes, an `expected_status` outside 100 to 599, an empty or over-long `body_keyword`, a `json_pointer` that is not an RFC 6901 pointer or one without `json_value` (or the reverse); a TCP host that is not a host name or address, or port 0; a `service_id` that is not a service of the tenant; or the `Idempotency-Key` was already used for a different request."),
     ("VersionConflict", "A concurrent command was appended first (`stream`, `current_version`). Reload and decide again."),
     ("PreconditionFailed", "`If-Match` names another version than the current one (RFC 9110 §13.1.1): the record moved on since the version the command was based on. `current_version` and `current_state` say where it stands; reload it and decide again. Nothing was written."),
 ];
