@@ -22,6 +22,7 @@ mod metrics;
 mod migrations;
 mod notifications;
 mod openapi;
+mod probes;
 mod projections;
 mod report_print;
 mod reports;

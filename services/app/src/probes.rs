@@ -84,27 +84,21 @@ where
 /// alert, and keeps what the workers need next time.
 async fn settle(ing: Ingest<'_>, c: Claimed, result: CheckResult) -> Result<(), RunError> {
     let spec = &c.probe.spec;
+    let pool = ing.ledger.pool;
     let (streak, to) = probe::observe(c.health, c.streak, result.ok, spec);
-    let mut health = c.health;
+    // The streak first, with the health as it was: should recording the
+    // transition fail, the next result reaches it again.
+    store_probes::record_result(pool, c.tenant_id, c.probe.id, c.health, streak, &result).await?;
     if let Some(to) = to {
         record(ing, c.tenant_id, c.probe.id, to, &result).await?;
         alert(ing, c.tenant_id, &c.probe, to, &result).await?;
-        health = to;
-    } else if health == Health::Down && !result.ok {
+        store_probes::set_health(pool, c.tenant_id, c.probe.id, to).await?;
+    } else if c.health == Health::Down && !result.ok {
         let every = (ALERT_REFRESH_S / spec.interval_s.max(1)).max(1);
         if streak.failures % every == 0 {
             alert(ing, c.tenant_id, &c.probe, Health::Down, &result).await?;
         }
     }
-    store_probes::record_result(
-        ing.ledger.pool,
-        c.tenant_id,
-        c.probe.id,
-        health,
-        streak,
-        &result,
-    )
-    .await?;
     Ok(())
 }
 

@@ -69,7 +69,6 @@ pub enum Check {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         json_pointer: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        #[schema(value_type = Option<Object>)]
         json_value: Option<serde_json::Value>,
     },
     /// A TCP connection to `host:port` that opens within the timeout.

@@ -268,3 +268,20 @@ pub async fn record_result(
         .await?;
     Ok(())
 }
+
+/// The health the probe's stream now records, once a transition is.
+pub async fn set_health(
+    pool: &Pool,
+    tenant: Uuid,
+    probe_id: Uuid,
+    health: Health,
+) -> Result<(), StoreError> {
+    let client = pool.get().await?;
+    client
+        .execute(
+            "UPDATE probe_runs SET health = $3 WHERE tenant_id = $1 AND probe_id = $2",
+            &[&tenant, &probe_id, &health.as_str()],
+        )
+        .await?;
+    Ok(())
+}
