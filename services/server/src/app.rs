@@ -117,29 +117,30 @@ impl Application {
             probe_interval_min_s: config.probe_interval_min_s,
         });
         let (stop, stopping) = tokio::sync::watch::channel(false);
-        let mut workers: Vec<JoinHandle<()>> = Vec::new();
-        workers.push(tokio::spawn(expiry_worker(
-            state.clone(),
-            config.expiry_interval,
-            config.alert_stale_after,
-            stopping.clone(),
-        )));
-        workers.push(tokio::spawn(escalation_worker(
-            state.clone(),
-            config.timer_interval,
-            stopping.clone(),
-        )));
-        workers.push(tokio::spawn(probe_worker(
-            state.clone(),
-            config.probe_poll_interval,
-            config.probe_concurrency,
-            stopping.clone(),
-        )));
-        workers.push(tokio::spawn(monthly_worker(
-            state.clone(),
-            config.monthly_interval,
-            stopping.clone(),
-        )));
+        let mut workers: Vec<JoinHandle<()>> = vec![
+            tokio::spawn(expiry_worker(
+                state.clone(),
+                config.expiry_interval,
+                config.alert_stale_after,
+                stopping.clone(),
+            )),
+            tokio::spawn(escalation_worker(
+                state.clone(),
+                config.timer_interval,
+                stopping.clone(),
+            )),
+            tokio::spawn(probe_worker(
+                state.clone(),
+                config.probe_poll_interval,
+                config.probe_concurrency,
+                stopping.clone(),
+            )),
+            tokio::spawn(monthly_worker(
+                state.clone(),
+                config.monthly_interval,
+                stopping.clone(),
+            )),
+        ];
         if state.audit_key.is_some() {
             workers.push(tokio::spawn(checkpoint_worker(
                 state.clone(),
