@@ -19,6 +19,7 @@
 mod audit;
 mod console;
 mod lag;
+mod probes;
 mod reports;
 mod service;
 
@@ -199,6 +200,9 @@ async fn main() {
     }
     if which == "console" {
         console::console_benchmark().await;
+    }
+    if which == "probes" {
+        probes::probes_benchmark().await;
     }
 }
 

@@ -57,8 +57,9 @@ pub fn dedup_key(probe_id: Uuid) -> String {
     format!("probe-{probe_id}")
 }
 
-/// One pass: claims the due probes, checks them and settles each result.
-/// Returns how many probes were checked.
+/// One pass: claims the due probes, checks them, keeps every result in one
+/// statement, then settles the transitions. Returns how many probes were
+/// checked.
 pub async fn run_due<C, F>(ing: Ingest<'_>, concurrency: usize, check: C) -> Result<usize, RunError>
 where
     C: Fn(Check, Duration) -> F,
@@ -67,36 +68,63 @@ where
     let claimed = store_probes::claim_due(ing.ledger.pool, CLAIM_BATCH_MAX).await?;
     let checked = claimed.len();
     let check = &check;
-    futures_util::stream::iter(claimed)
-        .for_each_concurrent(concurrency.max(1), |c| async move {
+    let results: Vec<(Claimed, CheckResult)> = futures_util::stream::iter(claimed)
+        .map(|c| async move {
             let timeout = Duration::from_millis(u64::from(c.probe.spec.timeout_ms));
             let result = check(c.probe.spec.check.clone(), timeout).await;
-            let (tenant, id) = (c.tenant_id, c.probe.id);
-            if let Err(e) = settle(ing, c, result).await {
-                tracing::warn!(%tenant, probe = %id, error = %e, "probe result not settled");
-            }
+            (c, result)
         })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
         .await;
+    let folded: Vec<_> = results
+        .iter()
+        .map(|(c, result)| {
+            let (streak, to) = probe::observe(c.health, c.streak, result.ok, &c.probe.spec);
+            (c, result, streak, to)
+        })
+        .collect();
+    // The streaks first, with the health as it was: should recording a
+    // transition fail, the next result reaches it again.
+    let kept: Vec<store_probes::Kept<'_>> = folded
+        .iter()
+        .map(|(c, result, streak, _)| store_probes::Kept {
+            tenant_id: c.tenant_id,
+            probe_id: c.probe.id,
+            health: c.health,
+            streak: *streak,
+            result,
+        })
+        .collect();
+    store_probes::record_results(ing.ledger.pool, &kept).await?;
+    for (c, result, streak, to) in folded {
+        if let Err(e) = settle(ing, c, result, streak, to).await {
+            let (tenant, id) = (c.tenant_id, c.probe.id);
+            tracing::warn!(%tenant, probe = %id, error = %e, "probe result not settled");
+        }
+    }
     Ok(checked)
 }
 
-/// Folds one result into the probe's streak, records a transition and its
-/// alert, and keeps what the workers need next time.
-async fn settle(ing: Ingest<'_>, c: Claimed, result: CheckResult) -> Result<(), RunError> {
+/// Records a transition and its alert, or refreshes the alert of a probe
+/// that stays down; nothing for the usual result that changes nothing.
+async fn settle(
+    ing: Ingest<'_>,
+    c: &Claimed,
+    result: &CheckResult,
+    streak: probe::Streak,
+    to: Option<Health>,
+) -> Result<(), RunError> {
     let spec = &c.probe.spec;
     let pool = ing.ledger.pool;
-    let (streak, to) = probe::observe(c.health, c.streak, result.ok, spec);
-    // The streak first, with the health as it was: should recording the
-    // transition fail, the next result reaches it again.
-    store_probes::record_result(pool, c.tenant_id, c.probe.id, c.health, streak, &result).await?;
     if let Some(to) = to {
-        record(ing, c.tenant_id, c.probe.id, to, &result).await?;
-        alert(ing, c.tenant_id, &c.probe, to, &result).await?;
+        record(ing, c.tenant_id, c.probe.id, to, result).await?;
+        alert(ing, c.tenant_id, &c.probe, to, result).await?;
         store_probes::set_health(pool, c.tenant_id, c.probe.id, to).await?;
     } else if c.health == Health::Down && !result.ok {
         let every = (ALERT_REFRESH_S / spec.interval_s.max(1)).max(1);
         if streak.failures % every == 0 {
-            alert(ing, c.tenant_id, &c.probe, Health::Down, &result).await?;
+            alert(ing, c.tenant_id, &c.probe, Health::Down, result).await?;
         }
     }
     Ok(())

@@ -3,11 +3,20 @@
 //!
 //! `probe_runs` is worker state, not a source of truth: the transitions are
 //! the stream's events. [`claim_due`] locks due rows `FOR UPDATE SKIP
-//! LOCKED`, moves each one's `next_due_at` a whole interval (plus up to a
-//! tenth of it, so probes drift apart rather than fire together) past now,
-//! and commits before any check runs: another instance skips the locked rows
-//! and then finds them not due, so one probe runs once per interval however
-//! many instances run the worker.
+//! LOCKED` and moves each one's `next_due_at` a whole interval on from when
+//! it was due (its first is at a random point of its first interval, so
+//! probes stay spread and keep their cadence), in one statement that
+//! commits before any check runs: another instance skips the locked rows and
+//! then finds them not due, so one probe runs once per interval however many
+//! instances run the worker. A worker that fell more than an interval
+//! behind puts the probe at a random point of its next interval instead of
+//! running every missed one at once.
+//!
+//! A pass's results are kept in one statement ([`record_results`]), without
+//! waiting for the WAL flush: a crash may lose the last streak (the next
+//! checks count again), never a transition, which is an event appended as
+//! usual. A thousand probes every ten seconds are a hundred checks a second,
+//! and a transaction flushed per check was most of their cost (P8).
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
@@ -197,33 +206,31 @@ pub struct Claimed {
 /// Claims at most `limit` due probes, oldest due first, and moves each past
 /// its next interval (see the module's doc) before returning them.
 pub async fn claim_due(pool: &Pool, limit: i64) -> Result<Vec<Claimed>, StoreError> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    let rows = tx
+    let client = pool.get().await?;
+    let rows = client
         .query(
-            "SELECT r.tenant_id, r.probe_id, r.health, r.successes, r.failures, p.state \
-             FROM probe_runs r JOIN proj_probes p USING (tenant_id, probe_id) \
-             WHERE r.next_due_at <= now() AND NOT p.removed \
-             ORDER BY r.next_due_at LIMIT $1 FOR UPDATE OF r SKIP LOCKED",
+            "WITH due AS ( \
+               SELECT r.tenant_id, r.probe_id, \
+                 make_interval(secs => (p.state->>'interval_s')::float8) AS every \
+               FROM probe_runs r JOIN proj_probes p USING (tenant_id, probe_id) \
+               WHERE r.next_due_at <= now() AND NOT p.removed \
+               ORDER BY r.next_due_at LIMIT $1 FOR UPDATE OF r SKIP LOCKED) \
+             UPDATE probe_runs r SET next_due_at = CASE \
+                 WHEN r.next_due_at + d.every > now() THEN r.next_due_at + d.every \
+                 ELSE now() + d.every * random() END \
+             FROM due d JOIN proj_probes p USING (tenant_id, probe_id) \
+             WHERE r.tenant_id = d.tenant_id AND r.probe_id = d.probe_id \
+             RETURNING r.tenant_id, r.health, r.successes, r.failures, p.state",
             &[&limit],
         )
         .await?;
     let mut claimed = Vec::with_capacity(rows.len());
     for r in &rows {
-        let probe: Probe = serde_json::from_value(r.get(5)).map_err(corrupt)?;
-        let (successes, failures): (i32, i32) = (r.get(3), r.get(4));
-        let health: String = r.get(2);
-        let interval_s = f64::from(probe.spec.interval_s);
-        let tenant_id: Uuid = r.get(0);
-        tx.execute(
-            "UPDATE probe_runs SET next_due_at = \
-               now() + $3::float8 * (1 + 0.1 * random()) * interval '1 second' \
-             WHERE tenant_id = $1 AND probe_id = $2",
-            &[&tenant_id, &probe.id, &interval_s],
-        )
-        .await?;
+        let probe: Probe = serde_json::from_value(r.get(4)).map_err(corrupt)?;
+        let (successes, failures): (i32, i32) = (r.get(2), r.get(3));
+        let health: String = r.get(1);
         claimed.push(Claimed {
-            tenant_id,
+            tenant_id: r.get(0),
             probe,
             health: Health::parse(&health).unwrap_or(Health::Up),
             streak: Streak {
@@ -232,40 +239,58 @@ pub async fn claim_due(pool: &Pool, limit: i64) -> Result<Vec<Claimed>, StoreErr
             },
         });
     }
-    tx.commit().await?;
     Ok(claimed)
 }
 
-/// Keeps a check's result, the streak it left and the health the stream
-/// now records.
-pub async fn record_result(
-    pool: &Pool,
-    tenant: Uuid,
-    probe_id: Uuid,
-    health: Health,
-    streak: Streak,
-    result: &CheckResult,
-) -> Result<(), StoreError> {
-    let client = pool.get().await?;
-    let result_json = serde_json::to_value(result).map_err(corrupt)?;
-    let successes = streak.successes.min(i32::MAX as u32) as i32;
-    let failures = streak.failures.min(i32::MAX as u32) as i32;
-    client
-        .execute(
-            "UPDATE probe_runs SET health = $3, successes = $4, failures = $5, \
-               last_result = $6, last_checked_at = $7 \
-             WHERE tenant_id = $1 AND probe_id = $2",
-            &[
-                &tenant,
-                &probe_id,
-                &health.as_str(),
-                &successes,
-                &failures,
-                &result_json,
-                &result.at,
-            ],
-        )
+/// One check's outcome as the worker keeps it: the result, the streak it
+/// left and the health the stream records.
+#[derive(Debug, Clone)]
+pub struct Kept<'a> {
+    pub tenant_id: Uuid,
+    pub probe_id: Uuid,
+    pub health: Health,
+    pub streak: Streak,
+    pub result: &'a CheckResult,
+}
+
+/// Keeps a pass's results, in one statement that does not wait for its WAL
+/// flush (see the module's doc).
+pub async fn record_results(pool: &Pool, kept: &[Kept<'_>]) -> Result<(), StoreError> {
+    if kept.is_empty() {
+        return Ok(());
+    }
+    let mut tenants = Vec::with_capacity(kept.len());
+    let mut ids = Vec::with_capacity(kept.len());
+    let mut healths = Vec::with_capacity(kept.len());
+    let mut successes = Vec::with_capacity(kept.len());
+    let mut failures = Vec::with_capacity(kept.len());
+    let mut results = Vec::with_capacity(kept.len());
+    let mut at = Vec::with_capacity(kept.len());
+    for k in kept {
+        tenants.push(k.tenant_id);
+        ids.push(k.probe_id);
+        healths.push(k.health.as_str());
+        successes.push(k.streak.successes.min(i32::MAX as u32) as i32);
+        failures.push(k.streak.failures.min(i32::MAX as u32) as i32);
+        results.push(serde_json::to_string(k.result).map_err(corrupt)?);
+        at.push(k.result.at);
+    }
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    tx.batch_execute("SET LOCAL synchronous_commit = off")
         .await?;
+    tx.execute(
+        "UPDATE probe_runs r SET health = u.h, successes = u.s, failures = u.f, \
+           last_result = u.res::jsonb, last_checked_at = u.at \
+         FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int4[], $5::int4[], $6::text[], \
+           $7::timestamptz[]) AS u(t, p, h, s, f, res, at) \
+         WHERE r.tenant_id = u.t AND r.probe_id = u.p",
+        &[
+            &tenants, &ids, &healths, &successes, &failures, &results, &at,
+        ],
+    )
+    .await?;
+    tx.commit().await?;
     Ok(())
 }
 
