@@ -123,7 +123,7 @@ async fn settle(
         store_probes::set_health(pool, c.tenant_id, c.probe.id, to).await?;
     } else if c.health == Health::Down && !result.ok {
         let every = (ALERT_REFRESH_S / spec.interval_s.max(1)).max(1);
-        if streak.failures % every == 0 {
+        if streak.failures.is_multiple_of(every) {
             alert(ing, c.tenant_id, &c.probe, Health::Down, result).await?;
         }
     }
