@@ -60,3 +60,24 @@ where
     }
     panic!("timed out waiting for: {what}");
 }
+
+/// The checkout's root.
+pub fn repo() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs `bash <script> <args…>` (a path under the checkout); whether it
+/// succeeded, and what it printed on stdout and stderr.
+pub fn ops_script(script: &str, args: &[&std::ffi::OsStr]) -> (bool, String) {
+    let out = std::process::Command::new("bash")
+        .arg(repo().join(script))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{script} runs: {e}"));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), said)
+}

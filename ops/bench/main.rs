@@ -227,28 +227,9 @@ async fn ingest_benchmark() {
         .unwrap_or(64);
     // A database of its own: the append benchmark's millions of events would
     // otherwise keep the projection workers busy during this measurement.
-    let db = service::fresh_database("bench_ingest").await;
+    let (svc, db, _, _) = service::serving_one_service("bench_ingest", "orders").await;
     let pool = opsledger_store::connect(&db).unwrap();
-    let tenant = Uuid::now_v7();
-    opsledger_server::commands::register_tenant(&pool, tenant, "Bench MSP", "bench")
-        .await
-        .unwrap();
-    let svc = service::Service::start("bench_ingest", tenant).await;
     use opsledger_domain::access::Role;
-    let admin = svc.token("bench", &[Role::Admin], None);
-    let client = svc
-        .post(
-            "/api/v1/clients",
-            &admin,
-            &json!({ "name": "Bench client" }),
-        )
-        .await;
-    svc.post(
-        "/api/v1/services",
-        &admin,
-        &json!({ "client_id": client["id"], "name": "orders", "sla_target_pct": 99.9, "notice_period_h": 24 }),
-    )
-    .await;
     let token = svc.token("alertmanager", &[Role::Integration], None);
 
     raw_table(&db).await;

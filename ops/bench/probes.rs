@@ -18,10 +18,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use opsledger_domain::access::Role;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use uuid::Uuid;
 
 use crate::service;
 
@@ -157,28 +155,7 @@ pub async fn probes_benchmark() {
     let interval_s: u64 = env_or("BENCH_PROBE_INTERVAL_S", 10);
     let seconds: u64 = env_or("BENCH_PROBE_SECONDS", 60);
 
-    let db = service::fresh_database("bench_probes").await;
-    let pool = opsledger_store::connect(&db).unwrap();
-    let tenant = Uuid::now_v7();
-    opsledger_server::commands::register_tenant(&pool, tenant, "Bench MSP", "bench")
-        .await
-        .unwrap();
-    let svc = service::Service::start("bench_probes", tenant).await;
-    let admin = svc.token("bench", &[Role::Admin], None);
-    let client = svc
-        .post(
-            "/api/v1/clients",
-            &admin,
-            &json!({ "name": "Bench client" }),
-        )
-        .await;
-    let watched = svc
-        .post(
-            "/api/v1/services",
-            &admin,
-            &json!({ "client_id": client["id"], "name": "watched", "sla_target_pct": 99.9, "notice_period_h": 24 }),
-        )
-        .await;
+    let (svc, _, admin, watched) = service::serving_one_service("bench_probes", "watched").await;
 
     let postmaster: u32 = std::fs::read_to_string(format!(
         "{}/postmaster.pid",

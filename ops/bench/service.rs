@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use opsledger_domain::access::Role;
 use opsledger_store::DbConfig;
-use serde_json::Value;
+use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::env;
@@ -49,6 +49,35 @@ pub struct Service {
     pub http: reqwest::Client,
     pub tenant: Uuid,
     auth: opsledger_api::auth::AuthConfig,
+}
+
+/// A fresh database `name` with a tenant, the service on it, and one client
+/// with one service named `service`: what the HTTP benchmarks start from.
+/// Returns the service, the database, an admin token and the service's record.
+pub async fn serving_one_service(name: &str, service: &str) -> (Service, DbConfig, String, Value) {
+    let db = fresh_database(name).await;
+    let pool = opsledger_store::connect(&db).unwrap();
+    let tenant = Uuid::now_v7();
+    opsledger_server::commands::register_tenant(&pool, tenant, "Bench MSP", "bench")
+        .await
+        .unwrap();
+    let svc = Service::start(name, tenant).await;
+    let admin = svc.token("bench", &[Role::Admin], None);
+    let client = svc
+        .post(
+            "/api/v1/clients",
+            &admin,
+            &json!({ "name": "Bench client" }),
+        )
+        .await;
+    let record = svc
+        .post(
+            "/api/v1/services",
+            &admin,
+            &json!({ "client_id": client["id"], "name": service, "sla_target_pct": 99.9, "notice_period_h": 24 }),
+        )
+        .await;
+    (svc, db, admin, record)
 }
 
 impl Service {

@@ -2,26 +2,12 @@
 //! specification's JSON schema, since no Docker engine runs here
 //! (`ops/compose.sh check`, check-jsonschema's vendored copy of the schema).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use opsledger_tests::{ops_script, repo};
 
 fn check(file: &Path) -> (bool, String) {
-    let out = Command::new("bash")
-        .arg(repo().join("ops/compose.sh"))
-        .arg("check")
-        .arg(file)
-        .output()
-        .expect("ops/compose.sh runs");
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), said)
+    ops_script("ops/compose.sh", &["check".as_ref(), file.as_os_str()])
 }
 
 #[test]

@@ -2,25 +2,12 @@
 //! the Kubernetes kinds against the API's schemas, strictly; the
 //! CloudNativePG Cluster against its CRD's schema.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use opsledger_tests::{ops_script, repo};
 
 fn check(dir: &Path) -> (bool, String) {
-    let out = Command::new("bash")
-        .arg(repo().join("ops/deploy/check.sh"))
-        .arg(dir)
-        .output()
-        .expect("ops/deploy/check.sh runs");
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), said)
+    ops_script("ops/deploy/check.sh", &[dir.as_os_str()])
 }
 
 #[test]

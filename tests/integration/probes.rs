@@ -137,6 +137,15 @@ async fn define(app: &TestApp, body: &Value) -> Value {
     res.json().await.unwrap()
 }
 
+/// Waits until the probe's health is `health`; its record then.
+async fn health_reached(app: &TestApp, id: &str, health: &str) -> Value {
+    within_a_minute(&format!("the probe's health is {health}"), || async move {
+        let p = probe(app, id).await;
+        (p["health"] == health).then_some(p)
+    })
+    .await
+}
+
 async fn probe(app: &TestApp, id: &str) -> Value {
     let res = app
         .get(
@@ -217,14 +226,7 @@ async fn an_http_probe_down_opens_an_incident_its_recovery_resolves_it_and_only_
     // A wrong answer (503) is a failure too; then the server goes away.
     web.failing.store(true, Ordering::SeqCst);
     web.stop().await;
-    let down = within_a_minute("the probe goes down", || {
-        let (app, id) = (&app, &id);
-        async move {
-            let p = probe(app, id).await;
-            (p["health"] == "down").then_some(p)
-        }
-    })
-    .await;
+    let down = health_reached(&app, &id, "down").await;
     // Not before the failure threshold.
     assert!(
         down["run"]["consecutive_failures"].as_i64().unwrap() >= 3,
@@ -254,14 +256,7 @@ async fn an_http_probe_down_opens_an_incident_its_recovery_resolves_it_and_only_
     // and the alert is resolved.
     web.failing.store(false, Ordering::SeqCst);
     web.restart().await;
-    let up = within_a_minute("the probe comes up", || {
-        let (app, id) = (&app, &id);
-        async move {
-            let p = probe(app, id).await;
-            (p["health"] == "up").then_some(p)
-        }
-    })
-    .await;
+    let up = health_reached(&app, &id, "up").await;
     assert_eq!(up["transitions"].as_array().unwrap().len(), 2, "{up}");
     within_a_minute("the probe's alert resolves", || {
         let app = &app;
@@ -308,24 +303,10 @@ async fn a_tcp_probe_follows_its_listener_down_and_back_with_its_thresholds() {
     })
     .await;
     db.stop().await;
-    let down = within_a_minute("the probe goes down", || {
-        let (app, id) = (&app, &id);
-        async move {
-            let p = probe(app, id).await;
-            (p["health"] == "down").then_some(p)
-        }
-    })
-    .await;
+    let down = health_reached(&app, &id, "down").await;
     assert!(down["run"]["consecutive_failures"].as_i64().unwrap() >= 2);
     db.restart().await;
-    let up = within_a_minute("the probe comes up", || {
-        let (app, id) = (&app, &id);
-        async move {
-            let p = probe(app, id).await;
-            (p["health"] == "up").then_some(p)
-        }
-    })
-    .await;
+    let up = health_reached(&app, &id, "up").await;
     assert!(
         up["run"]["consecutive_successes"].as_i64().unwrap() >= 3,
         "{up}"
