@@ -176,6 +176,11 @@ pub const PROBE_WRITERS: &[Role] = &[Role::Operator, Role::Admin];
 /// Who reads probes: staff. Clients never do: probes name internal hosts.
 pub const PROBE_READERS: &[Role] = STAFF;
 
+/// Who creates, changes, rotates and removes heartbeats: admins and operators.
+pub const HEARTBEAT_WRITERS: &[Role] = &[Role::Operator, Role::Admin];
+/// Who reads heartbeats: staff.
+pub const HEARTBEAT_READERS: &[Role] = STAFF;
+
 #[cfg(test)]
 mod tests {
     use super::*;

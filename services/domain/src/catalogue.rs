@@ -155,6 +155,14 @@ pub const CATALOGUE: &[EventKind] = &[
     ops("ProbeRemoved"),
     ops("ProbeWentDown"),
     ops("ProbeCameUp"),
+    // heartbeats (SPEC §12): definitions, token rotations, missed/failed/recovered runs, never every ping
+    ops("HeartbeatCreated"),
+    ops("HeartbeatChanged"),
+    ops("HeartbeatTokenRotated"),
+    ops("HeartbeatRemoved"),
+    ops("HeartbeatMissed"),
+    ops("HeartbeatFailed"),
+    ops("HeartbeatRecovered"),
 ];
 
 pub fn lookup(name: &str) -> Option<&'static EventKind> {

@@ -22,6 +22,7 @@ pub mod escalation;
 pub mod event;
 pub mod feed_access;
 pub mod freeze;
+pub mod heartbeat;
 pub mod impact;
 pub mod impact_level;
 pub mod incident;
