@@ -14,6 +14,7 @@ mod console_browser;
 mod console_work;
 mod deploy;
 mod feed;
+mod heartbeats;
 mod incidents;
 mod input_guard;
 mod inquiries;

@@ -17,6 +17,7 @@ pub mod directory;
 pub mod escalation;
 pub mod extract;
 pub mod feed;
+pub mod heartbeats;
 pub mod idempotency;
 pub mod incidents;
 pub mod input;

@@ -8,8 +8,9 @@ use opsledger_domain::access::Role;
 
 use crate::contract::Endpoint;
 use crate::{
-    aggregate, audit, changes, common, directory, escalation, feed, incidents, inquiries,
-    integrations, probes, proposals, reports, roster, runbooks, system, windows, work, worklog,
+    aggregate, audit, changes, common, directory, escalation, feed, heartbeats, incidents,
+    inquiries, integrations, probes, proposals, reports, roster, runbooks, system, windows, work,
+    worklog,
 };
 
 /// The roles of the route `method path` (its template, as the table names
@@ -853,6 +854,63 @@ pub fn table() -> Vec<Endpoint> {
             .body::<inquiries::CloseBody>(false)
             .answers::<aggregate::Versioned<opsledger_domain::inquiry::Inquiry>>(200, "The inquiry, closed (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
             .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "InquiryConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "WorkUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        // Heartbeats (SPEC §12): scheduled jobs' pings. The ping routes come
+        // first: `/ping/...` would otherwise be tried as an `{id}`.
+        Endpoint::new(Method::POST, "/api/v1/heartbeats/ping/{token}", web::post().to(heartbeats::heartbeat_ping))
+            .op("heartbeat_ping", "heartbeats", "Ping a heartbeat", "The job ran (with `exit_code` other than 0: it failed). No bearer token: the token in the path is the credential; an unknown one is 404. Any body is accepted and its first 1 KiB kept. Records nothing unless the status changes: after a miss or failure, `HeartbeatRecovered`, and the alert is resolved; a nonzero exit code on a heartbeat that was not failed, `HeartbeatFailed`, and an alert is raised. The next run is then expected by the next scheduled run after now plus the grace time.")
+            .params(&["Token"])
+            .query::<heartbeats::PingQuery>()
+            .answers::<heartbeats::PingAnswer>(200, "The ping is kept; the heartbeat's status after it.", &[])
+            .fails(&[(400, "BadRequest"), (404, "NotFound"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/heartbeats/ping/{token}/start", web::post().to(heartbeats::heartbeat_ping_start))
+            .op("heartbeat_ping_start", "heartbeats", "A job's run started", "Kept as the last ping; changes neither the status nor when the run is expected by. No bearer token (see `heartbeat_ping`).")
+            .params(&["Token"])
+            .query::<heartbeats::PingQuery>()
+            .answers::<heartbeats::PingAnswer>(200, "The ping is kept; the heartbeat's status.", &[])
+            .fails(&[(400, "BadRequest"), (404, "NotFound"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/heartbeats/ping/{token}/fail", web::post().to(heartbeats::heartbeat_ping_fail))
+            .op("heartbeat_ping_fail", "heartbeats", "A job's run failed", "Records `HeartbeatFailed` (unless already failed) and raises an alert (source `opsledger-heartbeat`, the heartbeat's category, dedup key `heartbeat-<id>`); the next good ping resolves it. No bearer token (see `heartbeat_ping`).")
+            .params(&["Token"])
+            .query::<heartbeats::PingQuery>()
+            .answers::<heartbeats::PingAnswer>(200, "The ping is kept; the heartbeat's status after it.", &[])
+            .fails(&[(400, "BadRequest"), (404, "NotFound"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/heartbeats", web::get().to(heartbeats::heartbeat_list))
+            .op("heartbeat_list", "heartbeats", "List heartbeats", "Heartbeats, newest first, from the read model (which may briefly lag a write), without removed ones unless `include_removed`. Unknown query parameters are 400.\n\nRoles: operator, maintainer, approver, auditor, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin])
+            .query::<heartbeats::HeartbeatListQuery>()
+            .answers::<common::Page<aggregate::Versioned<opsledger_domain::heartbeat::Heartbeat>>>(200, "A page of heartbeats.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/heartbeats", web::post().to(heartbeats::heartbeat_create))
+            .op("heartbeat_create", "heartbeats", "Create a heartbeat", "Creates a heartbeat of a service (`HeartbeatCreated` on a stream `heartbeat-<id>`) with a schedule (a period, or a five-field cron expression in an IANA time zone, DST-correct: a run in the skipped hour is due when it ends, one in the repeated hour once) and a grace time. The answer holds the ping token and path, shown this once (no `Idempotency-Key` is taken, so no stored answer holds it). A run not pinged by its scheduled time plus grace records `HeartbeatMissed` and raises an alert (category `application` unless set).\n\nRoles: operator, admin.")
+            .roles(&[Role::Operator, Role::Admin])
+            .body::<heartbeats::HeartbeatBody>(true)
+            .answers::<heartbeats::HeartbeatWithToken>(201, "The heartbeat, created, with its ping token.", &["Location", "ETag=ETagCreated"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (409, "Conflict"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "HeartbeatUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/heartbeats/{id}", web::get().to(heartbeats::heartbeat_get))
+            .op("heartbeat_get", "heartbeats", "Get a heartbeat", "One heartbeat, read from its stream: its definition, status and latest transitions, with `run`: when the next run is expected by and the last ping (kind, time, exit code, run id, the first 1 KiB of its body).\n\nRoles: operator, maintainer, approver, auditor, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin])
+            .params(&["Id"])
+            .answers::<heartbeats::HeartbeatView>(200, "The heartbeat.", &["ETag"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::PUT, "/api/v1/heartbeats/{id}", web::put().to(heartbeats::heartbeat_change))
+            .op("heartbeat_change", "heartbeats", "Change a heartbeat", "Replaces the definition (`HeartbeatChanged`; the same definition records nothing). A new schedule applies from the change. The token stays.\n\nRoles: operator, admin.")
+            .roles(&[Role::Operator, Role::Admin])
+            .params(&["Id", "IfMatch", "IdempotencyKey"])
+            .body::<heartbeats::HeartbeatBody>(true)
+            .answers::<aggregate::Versioned<opsledger_domain::heartbeat::Heartbeat>>(200, "The heartbeat, changed (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "HeartbeatConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "HeartbeatUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::DELETE, "/api/v1/heartbeats/{id}", web::delete().to(heartbeats::heartbeat_remove))
+            .op("heartbeat_remove", "heartbeats", "Remove a heartbeat", "Removes the heartbeat (`HeartbeatRemoved`): its token stops working and no miss is recorded. An alert it raised is left to be resolved by hand or to expire.\n\nRoles: operator, admin.")
+            .roles(&[Role::Operator, Role::Admin])
+            .params(&["Id", "IfMatch"])
+            .answers::<aggregate::Versioned<opsledger_domain::heartbeat::Heartbeat>>(200, "The heartbeat, removed.", &["ETag"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "HeartbeatConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/heartbeats/{id}/rotate", web::post().to(heartbeats::heartbeat_rotate))
+            .op("heartbeat_rotate", "heartbeats", "Rotate a heartbeat's token", "Gives the heartbeat a new ping token (`HeartbeatTokenRotated`, which keeps only its SHA-256), shown this once; the old one is 404 once the read model has the rotation (within a poll interval).\n\nRoles: operator, admin.")
+            .roles(&[Role::Operator, Role::Admin])
+            .params(&["Id", "IfMatch"])
+            .answers::<heartbeats::HeartbeatWithToken>(200, "The heartbeat, with its new ping token.", &["ETag"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "HeartbeatConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
         // Probes (SPEC §12): liveness checks the workers run.
         Endpoint::new(Method::GET, "/api/v1/probes", web::get().to(probes::probe_list))
             .op("probe_list", "probes", "List probes", "Probes, newest first, from the probes read model (which may briefly lag a write), without removed ones unless `include_removed`. Each shows its definition and its health as the stream records it. Unknown query parameters are 400.\n\nRoles: operator, maintainer, approver, auditor, admin.")

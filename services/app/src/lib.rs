@@ -11,6 +11,7 @@
 pub mod changes;
 pub mod directory;
 pub mod escalation;
+pub mod heartbeats;
 pub mod history;
 pub mod incidents;
 pub mod ingest;

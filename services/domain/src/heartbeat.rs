@@ -70,6 +70,7 @@ const DST_GAP_MAX_MIN: i64 = 180;
 /// When the job is expected to run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[schema(as = HeartbeatSchedule)]
 pub enum Schedule {
     /// Every `period_s` seconds.
     Period { period_s: u32 },
@@ -96,6 +97,7 @@ pub struct HeartbeatSpec {
 /// As the stream records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = HeartbeatStatus)]
 pub enum Status {
     /// Pinged in time (or not yet due).
     Up,
@@ -224,6 +226,7 @@ impl HeartbeatEvent {
 
 /// A transition, as a heartbeat's record shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = HeartbeatTransition)]
 pub struct Transition {
     pub to: Status,
     pub recorded_at: DateTime<Utc>,

@@ -135,6 +135,11 @@ impl Application {
                 config.probe_concurrency,
                 stopping.clone(),
             )),
+            tokio::spawn(heartbeat_worker(
+                state.clone(),
+                config.heartbeat_poll_interval,
+                stopping.clone(),
+            )),
             tokio::spawn(monthly_worker(
                 state.clone(),
                 config.monthly_interval,
@@ -396,6 +401,19 @@ async fn probe_worker(
         match opsledger_app::probes::run_due(state.ingestion(), concurrency, check).await {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "probe pass failed"),
+        }
+    }
+}
+
+/// Records the heartbeats' missed runs (SPEC §12), looking every `interval`.
+async fn heartbeat_worker(
+    state: web::Data<AppState>,
+    interval: std::time::Duration,
+    mut stopping: Stopping,
+) {
+    while next_pass(&mut stopping, interval).await {
+        if let Err(e) = opsledger_app::heartbeats::run_missed(state.ingestion()).await {
+            tracing::warn!(error = %e, "heartbeat pass failed");
         }
     }
 }

@@ -64,10 +64,15 @@ pub struct Config {
     pub probe_concurrency: usize,
     /// The shortest probe interval the API accepts (10 s; tests lower it).
     pub probe_interval_min_s: u32,
+    /// How often the heartbeat worker looks for missed runs.
+    pub heartbeat_poll_interval: Duration,
 }
 
 /// A second: a probe is checked within a second of being due.
 pub const PROBE_POLL_DEFAULT_MS: u64 = 1_000;
+/// Five seconds: a missed run is recorded within seconds of its
+/// expected-by time, which already includes a grace of the user's choosing.
+pub const HEARTBEAT_POLL_DEFAULT_MS: u64 = 5_000;
 /// Checks run at once per instance: mostly waiting on the network, so many
 /// fit, but a bound keeps a thousand due probes from opening a thousand
 /// sockets at once.
@@ -282,6 +287,10 @@ impl Config {
                 "OPSLEDGER_PROBE_INTERVAL_MIN_S",
                 opsledger_domain::probe::INTERVAL_MIN_S,
             )?,
+            heartbeat_poll_interval: Duration::from_millis(parsed(
+                "OPSLEDGER_HEARTBEAT_POLL_MS",
+                HEARTBEAT_POLL_DEFAULT_MS,
+            )?),
         })
     }
 
@@ -311,6 +320,7 @@ impl Config {
             probe_poll_interval: Duration::from_millis(PROBE_POLL_DEFAULT_MS),
             probe_concurrency: PROBE_CONCURRENCY_DEFAULT,
             probe_interval_min_s: opsledger_domain::probe::INTERVAL_MIN_S,
+            heartbeat_poll_interval: Duration::from_millis(HEARTBEAT_POLL_DEFAULT_MS),
         }
     }
 

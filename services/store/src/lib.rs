@@ -24,6 +24,7 @@ pub mod backlog;
 pub mod changes;
 pub mod directory;
 pub mod downtime;
+pub mod heartbeats;
 pub mod incidents;
 pub mod migrate;
 pub mod notifier;
@@ -111,6 +112,7 @@ pub fn projections() -> Vec<projection::SharedProjection> {
         std::sync::Arc::new(outbox::NotificationProjection),
         std::sync::Arc::new(operations::OperationsProjection),
         std::sync::Arc::new(probes::ProbeProjection),
+        std::sync::Arc::new(heartbeats::HeartbeatProjection),
         std::sync::Arc::new(work::ProposalProjection),
         std::sync::Arc::new(work::WorkProjection),
         // Last: they read what the others keep.

@@ -86,6 +86,10 @@ pub(super) fn head() -> Value {
                 "description": "Client inquiries: questions, minor requests and suggestions, answered by the teams. Bearer JWT required."
             },
             {
+                "name": "heartbeats",
+                "description": "Heartbeats (SPEC §12): scheduled jobs ping their heartbeat's URL; a missed or failed run raises an alert and the next good ping resolves it. Only transitions are recorded. The ping routes need no bearer token (the token in the path is the credential); the others are staff only, Bearer JWT required."
+            },
+            {
                 "name": "probes",
                 "description": "Probes (SPEC §12): HTTP(S) and TCP liveness checks run by opsledger's workers; only their up and down transitions are recorded, and they raise and resolve alerts as any source. Staff only. Bearer JWT required."
             },
@@ -174,6 +178,15 @@ pub(super) fn headers() -> Value {
 /// the handlers read them into.
 pub(super) fn parameters() -> Value {
     json!({
+        "Token": {
+            "name": "token",
+            "in": "path",
+            "required": true,
+            "description": "The heartbeat's ping token, as shown when it was created or rotated. An unknown one is 404.",
+            "schema": {
+                "type": "string"
+            }
+        },
         "Id": {
             "name": "id",
             "in": "path",
@@ -257,6 +270,8 @@ pub(super) const PROBLEMS: &[(&str, &str)] = &[
     ("ExecutionConflict", "The command does not apply to the execution as it stands (`current_state` names its status, `next_step` the step to complete next and `awaiting_confirmation` a step waiting for its second person): a step completed out of order or twice, a step completed while an earlier double-check step is unconfirmed, a step confirmed by the person who completed it, a step confirmed twice or before it was completed, finishing as succeeded with steps left, or any command on a finished execution; or a concurrent command was appended first (`stream`, `current_version`). Reload the execution and decide again."),
     ("InquiryConflict", "The command does not apply to the inquiry in its current status (`current_state`): answering or closing a closed inquiry, escalating one that is escalated or closed; or a concurrent command was appended first (`stream`, `current_version`)."),
     ("ProbeConflict", "The command does not apply to the probe as it stands (`current_state`): changing or removing a removed probe; or a concurrent command was appended first (`stream`, `current_version`). Reload the probe and decide again."),
+    ("HeartbeatConflict", "The command does not apply to the heartbeat as it stands (`current_state`): changing, rotating or removing a removed heartbeat; or a concurrent command was appended first (`stream`, `current_version`). Reload the heartbeat and decide again."),
+    ("HeartbeatUnprocessable", "The heartbeat is well-formed but invalid: a name empty, over 200 characters or with control characters; a `period_s` under 1 or over 3024000; a `grace_s` over 604800; a cron expression that is not five fields, names days of the week by number, never runs or does not parse; a `time_zone` that is not an IANA zone; a `service_id` that is not a service of the tenant; or the `Idempotency-Key` was already used for a different request."),
     ("ProbeUnprocessable", "The probe is well-formed but invalid: a name or component empty, over 200 characters or with control characters; an `interval_s` under 10 or over 86400; a `timeout_ms` of 0 or over the interval or a minute; a threshold of 0 or over 100; a URL that is not an absolute http or https URL of at most 2048 bytes, an `expected_status` outside 100 to 599, an empty or over-long `body_keyword`, a `json_pointer` that is not an RFC 6901 pointer or one without `json_value` (or the reverse); a TCP host that is not a host name or address, or port 0; a `service_id` that is not a service of the tenant; or the `Idempotency-Key` was already used for a different request."),
     ("VersionConflict", "A concurrent command was appended first (`stream`, `current_version`). Reload and decide again."),
     ("PreconditionFailed", "`If-Match` names another version than the current one (RFC 9110 §13.1.1): the record moved on since the version the command was based on. `current_version` and `current_state` say where it stands; reload it and decide again. Nothing was written."),
