@@ -297,14 +297,34 @@ async fn heartbeat_routes_refuse_bad_input_with_problems_and_enforce_roles() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     for path in [
-        "/api/v1/heartbeats/ping/unknown",
-        "/api/v1/heartbeats/ping/unknown/fail?exit_code=1",
+        "/api/v1/heartbeats/unknown",
+        "/api/v1/heartbeats/unknown/fail?exit_code=1",
     ] {
         let res = ping(&app, path, "").await;
         assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
     }
-    let res = ping(&app, "/api/v1/heartbeats/ping/x?exit_code=abc", "").await;
+    // The ping path shares its template with the heartbeat's own routes: a
+    // heartbeat's id there is not its token, and answers 404 like any.
+    let created: Value = app
+        .post("/api/v1/heartbeats", &operator, &good)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap();
+    for path in [
+        format!("/api/v1/heartbeats/{id}"),
+        format!("/api/v1/heartbeats/{id}/fail"),
+    ] {
+        let res = ping(&app, &path, "").await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(
+            res.headers()["content-type"].to_str().unwrap(),
+            "application/problem+json"
+        );
+    }
+    let res = ping(&app, "/api/v1/heartbeats/x?exit_code=abc", "").await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-    let res = ping(&app, "/api/v1/heartbeats/ping/x", "a\u{0}b").await;
+    let res = ping(&app, "/api/v1/heartbeats/x", "a\u{0}b").await;
     assert!(res.status().is_client_error());
 }

@@ -1,7 +1,7 @@
 //! Heartbeats (SPEC §12): created, changed, rotated and removed by
 //! operators and admins, read by staff, pinged by the jobs themselves.
 //!
-//! The ping routes (`/api/v1/heartbeats/ping/{token}`, `/start`, `/fail`)
+//! The ping routes (`POST /api/v1/heartbeats/{token}`, `/start`, `/fail`)
 //! take no `Authorization`: the token in the URL is the credential. It is
 //! 256 random bits from the operating system, shown once (by create and by
 //! rotate, which take no `Idempotency-Key` so no stored answer holds it) and
@@ -97,7 +97,7 @@ fn with_token(token: String) -> impl Fn(&Heartbeat, i64) -> Value + Send + Sync 
             heartbeat: h.clone(),
             version,
             token: token.clone(),
-            ping_path: format!("/api/v1/heartbeats/ping/{token}"),
+            ping_path: format!("/api/v1/heartbeats/{token}"),
         })
         .unwrap_or(Value::Null)
     }

@@ -854,23 +854,25 @@ pub fn table() -> Vec<Endpoint> {
             .body::<inquiries::CloseBody>(false)
             .answers::<aggregate::Versioned<opsledger_domain::inquiry::Inquiry>>(200, "The inquiry, closed (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
             .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "InquiryConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "WorkUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
-        // Heartbeats (SPEC §12): scheduled jobs' pings. The ping routes come
-        // first: `/ping/...` would otherwise be tried as an `{id}`.
-        Endpoint::new(Method::POST, "/api/v1/heartbeats/ping/{token}", web::post().to(heartbeats::heartbeat_ping))
+        // Heartbeats (SPEC §12): scheduled jobs' pings. A ping's path holds
+        // the token where the other routes hold the id (as issue 18 asks:
+        // `POST /api/v1/heartbeats/{token}`); no other route POSTs to
+        // `{id}`, and a token (64 hex digits) is never an id.
+        Endpoint::new(Method::POST, "/api/v1/heartbeats/{id}", web::post().to(heartbeats::heartbeat_ping))
             .op("heartbeat_ping", "heartbeats", "Ping a heartbeat", "The job ran (with `exit_code` other than 0: it failed). No bearer token: the token in the path is the credential; an unknown one is 404. Any body is accepted and its first 1 KiB kept. Records nothing unless the status changes: after a miss or failure, `HeartbeatRecovered`, and the alert is resolved; a nonzero exit code on a heartbeat that was not failed, `HeartbeatFailed`, and an alert is raised. The next run is then expected by the next scheduled run after now plus the grace time.")
-            .params(&["Token"])
+            .params(&["PingToken"])
             .query::<heartbeats::PingQuery>()
             .answers::<heartbeats::PingAnswer>(200, "The ping is kept; the heartbeat's status after it.", &[])
             .fails(&[(400, "BadRequest"), (404, "NotFound"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
-        Endpoint::new(Method::POST, "/api/v1/heartbeats/ping/{token}/start", web::post().to(heartbeats::heartbeat_ping_start))
+        Endpoint::new(Method::POST, "/api/v1/heartbeats/{id}/start", web::post().to(heartbeats::heartbeat_ping_start))
             .op("heartbeat_ping_start", "heartbeats", "A job's run started", "Kept as the last ping; changes neither the status nor when the run is expected by. No bearer token (see `heartbeat_ping`).")
-            .params(&["Token"])
+            .params(&["PingToken"])
             .query::<heartbeats::PingQuery>()
             .answers::<heartbeats::PingAnswer>(200, "The ping is kept; the heartbeat's status.", &[])
             .fails(&[(400, "BadRequest"), (404, "NotFound"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
-        Endpoint::new(Method::POST, "/api/v1/heartbeats/ping/{token}/fail", web::post().to(heartbeats::heartbeat_ping_fail))
+        Endpoint::new(Method::POST, "/api/v1/heartbeats/{id}/fail", web::post().to(heartbeats::heartbeat_ping_fail))
             .op("heartbeat_ping_fail", "heartbeats", "A job's run failed", "Records `HeartbeatFailed` (unless already failed) and raises an alert (source `opsledger-heartbeat`, the heartbeat's category, dedup key `heartbeat-<id>`); the next good ping resolves it. No bearer token (see `heartbeat_ping`).")
-            .params(&["Token"])
+            .params(&["PingToken"])
             .query::<heartbeats::PingQuery>()
             .answers::<heartbeats::PingAnswer>(200, "The ping is kept; the heartbeat's status after it.", &[])
             .fails(&[(400, "BadRequest"), (404, "NotFound"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),

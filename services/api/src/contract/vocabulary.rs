@@ -178,11 +178,11 @@ pub(super) fn headers() -> Value {
 /// the handlers read them into.
 pub(super) fn parameters() -> Value {
     json!({
-        "Token": {
-            "name": "token",
+        "PingToken": {
+            "name": "id",
             "in": "path",
             "required": true,
-            "description": "The heartbeat's ping token, as shown when it was created or rotated. An unknown one is 404.",
+            "description": "On the ping routes this segment is the heartbeat's ping token (64 hex digits, as shown when it was created or rotated), not its id: the token is the credential. An unknown one is 404.",
             "schema": {
                 "type": "string"
             }
