@@ -133,8 +133,10 @@ async fn define(app: &TestApp, body: &Value) -> Value {
     let res = app
         .post("/api/v1/probes", &app.token(&[Role::Operator]), body)
         .await;
-    assert_eq!(res.status(), StatusCode::CREATED);
-    res.json().await.unwrap()
+    let status = res.status();
+    let answer: Value = res.json().await.unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    answer
 }
 
 /// Waits until the probe's health is `health`; its record then.
@@ -326,11 +328,15 @@ async fn a_tcp_probe_follows_its_listener_down_and_back_with_its_thresholds() {
     assert_eq!(res.status(), StatusCode::OK);
     let removed: Value = res.json().await.unwrap();
     assert_eq!(removed["removed"], true);
-    let list = app
-        .get("/api/v1/probes", &app.token(&[Role::Operator]))
-        .await;
-    let list: Value = list.json().await.unwrap();
-    assert!(list["items"].as_array().unwrap().is_empty(), "{list}");
+    // The list reads the read model, which may briefly lag the removal.
+    within_a_minute("the list leaves the removed probe out", || async {
+        let list = app
+            .get("/api/v1/probes", &app.token(&[Role::Operator]))
+            .await;
+        let list: Value = list.json().await.unwrap();
+        list["items"].as_array().unwrap().is_empty().then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -629,4 +635,223 @@ async fn probe_routes_refuse_bad_input_with_problems_and_enforce_roles() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
+}
+
+/// Runs `openssl` in `dir`; its output must succeed.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the openssl command line is installed");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A real TLS server on loopback (`openssl s_server -www`: every GET is
+/// `200` and a status page) whose certificate, issued by a CA of its own
+/// for 127.0.0.1, expires in `days` days. Returns the server, its port and
+/// the CA's PEM. The server is killed when dropped.
+struct TlsServer {
+    child: std::process::Child,
+    port: u16,
+    ca_pem: Vec<u8>,
+    _dir: PathGuard,
+}
+
+struct PathGuard(std::path::PathBuf);
+
+impl Drop for PathGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl TlsServer {
+    async fn start(days: u32) -> TlsServer {
+        let dir = std::env::temp_dir().join(format!("opsledger-tls-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        openssl(
+            &dir,
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                    "-days",
+                    "3650",
+                    "-subj",
+                    "/CN=opsledger test CA",
+                ],
+            ]
+            .concat(),
+        );
+        openssl(
+            &dir,
+            &[
+                &["req", "-new"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "leaf.key",
+                    "-out",
+                    "leaf.csr",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                ],
+            ]
+            .concat(),
+        );
+        std::fs::write(
+            dir.join("leaf.ext"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        let days = days.to_string();
+        openssl(
+            &dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "leaf.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                &days,
+                "-extfile",
+                "leaf.ext",
+                "-out",
+                "leaf.pem",
+            ],
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("openssl")
+            .args([
+                "s_server",
+                "-quiet",
+                "-www",
+                "-accept",
+                &format!("127.0.0.1:{port}"),
+                "-cert",
+                "leaf.pem",
+                "-key",
+                "leaf.key",
+            ])
+            .current_dir(&dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let ca_pem = std::fs::read(dir.join("ca.pem")).unwrap();
+        let server = TlsServer {
+            child,
+            port,
+            ca_pem,
+            _dir: PathGuard(dir),
+        };
+        within_a_minute("the TLS server listens", || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(|_| ())
+        })
+        .await;
+        server
+    }
+}
+
+#[tokio::test]
+async fn an_https_probe_reports_its_certificate_days_left_and_goes_down_below_its_minimum() {
+    let tls = TlsServer::start(5).await;
+    let ca = tls.ca_pem.clone();
+    let app = spawn_app_with(move |c| {
+        c.probe_interval_min_s = 1;
+        c.probe_poll_interval = Duration::from_millis(100);
+        c.probe_ca_pem = Some(ca);
+    })
+    .await;
+    let service = service(&app, "Portal").await;
+    let url = format!("https://127.0.0.1:{}/", tls.port);
+    let probe_of = |name: &str, days_min: u32| {
+        json!({ "name": name, "service_id": service,
+                "check": { "kind": "http", "url": url, "tls_days_min": days_min },
+                "interval_s": 2, "timeout_ms": 2000, "failure_threshold": 1, "success_threshold": 1 })
+    };
+    let strict = define(&app, &probe_of("cert a month ahead", 30)).await;
+    let lenient = define(&app, &probe_of("cert three days ahead", 3)).await;
+    let strict_id = strict["id"].as_str().unwrap().to_owned();
+    let lenient_id = lenient["id"].as_str().unwrap().to_owned();
+
+    // Five days from issue, rounded down: 4 whole days left.
+    let down = health_reached(&app, &strict_id, "down").await;
+    let last = &down["run"]["last_result"];
+    assert_eq!(last["tls_days_left"], 4, "{down}");
+    assert_eq!(
+        last["status"], 200,
+        "the server answered; the certificate failed it"
+    );
+    assert_eq!(
+        last["error"],
+        "the TLS certificate expires in 4 days, fewer than 30"
+    );
+    let went_down = events_of(&app, &["ProbeWentDown"]).await;
+    assert_eq!(went_down.len(), 1, "{went_down:?}");
+    assert!(went_down[0].1.contains("fewer than 30"), "{went_down:?}");
+
+    let lenient = within_a_minute("the lenient probe checked", || {
+        let (app, id) = (&app, &lenient_id);
+        async move {
+            let p = probe(app, id).await;
+            (p["run"]["last_result"]["ok"] == true).then_some(p)
+        }
+    })
+    .await;
+    assert_eq!(lenient["health"], "up");
+    assert_eq!(
+        lenient["run"]["last_result"]["tls_days_left"], 4,
+        "{lenient}"
+    );
+
+    // Without the CA the certificate is not trusted: the handshake fails.
+    let untrusting = fast_app().await;
+    let service = crate::alerts::service(&untrusting, "Portal").await;
+    let plain = define(
+        &untrusting,
+        &json!({ "name": "untrusted", "service_id": service,
+                 "check": { "kind": "http", "url": format!("https://127.0.0.1:{}/", tls.port) },
+                 "interval_s": 2, "timeout_ms": 2000, "failure_threshold": 1, "success_threshold": 1 }),
+    )
+    .await;
+    let down = health_reached(&untrusting, plain["id"].as_str().unwrap(), "down").await;
+    let error = down["run"]["last_result"]["error"].as_str().unwrap();
+    assert!(error.contains("certificate"), "{error}");
 }

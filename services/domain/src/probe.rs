@@ -45,6 +45,8 @@ pub const THRESHOLD_MAX: u32 = 100;
 pub const URL_LEN_MAX_BYTES: usize = 2048;
 pub const HOST_LEN_MAX_BYTES: usize = 253;
 pub const KEYWORD_LEN_MAX_BYTES: usize = 1024;
+/// The most days ahead a certificate's expiry is watched: a year.
+pub const TLS_DAYS_MIN_MAX: u32 = 365;
 /// A probe's name and component, in characters.
 pub const NAME_LEN_MAX_CHARS: usize = 200;
 /// Transitions a probe's record keeps for display; the stream keeps all.
@@ -59,7 +61,8 @@ pub enum Check {
     /// A GET of `url` (http or https; redirects are not followed) that
     /// answers `expected_status`, and, when given, whose body holds
     /// `body_keyword` and whose JSON body has `json_value` at `json_pointer`
-    /// (RFC 6901).
+    /// (RFC 6901), and (https only) whose server certificate has at least
+    /// `tls_days_min` days left.
     Http {
         url: String,
         #[serde(default = "default_status")]
@@ -70,6 +73,11 @@ pub enum Check {
         json_pointer: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         json_value: Option<serde_json::Value>,
+        /// An https check fails when the server's certificate expires in
+        /// fewer days than this (1 to 365). Every https result reports its
+        /// days left whether or not this is set.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tls_days_min: Option<u32>,
     },
     /// A TCP connection to `host:port` that opens within the timeout.
     Tcp { host: String, port: u16 },
@@ -129,6 +137,10 @@ pub struct CheckResult {
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Whole days until the server certificate expires (an https check
+    /// that completed its handshake); negative once it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_days_left: Option<i64>,
 }
 
 impl CheckResult {
@@ -139,6 +151,7 @@ impl CheckResult {
             latency_ms,
             status,
             error: None,
+            tls_days_left: None,
         }
     }
     pub fn failure(
@@ -153,8 +166,28 @@ impl CheckResult {
             latency_ms,
             status,
             error: Some(error.chars().take(ERROR_LEN_MAX_CHARS).collect()),
+            tls_days_left: None,
         }
     }
+    /// The result with the certificate's days left.
+    pub fn with_tls_days_left(mut self, days: Option<i64>) -> CheckResult {
+        self.tls_days_left = days;
+        self
+    }
+}
+
+/// Whole days from `now` until `not_after`, rounded down: a certificate
+/// expiring in 23 hours has 0 days left, one expired an hour ago -1.
+pub fn tls_days_left(not_after: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
+    (not_after - now).num_seconds().div_euclid(86_400)
+}
+
+/// Why an https check with `tls_days_min` fails on a certificate with
+/// `days_left`, if it does.
+pub fn tls_shortfall(days_left: i64, tls_days_min: Option<u32>) -> Option<String> {
+    let min = tls_days_min?;
+    (days_left < i64::from(min))
+        .then(|| format!("the TLS certificate expires in {days_left} days, fewer than {min}"))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -387,6 +420,7 @@ pub fn validate(spec: ProbeSpec, context: &Context) -> Result<ProbeSpec, Rejecti
             body_keyword,
             json_pointer,
             json_value,
+            tls_days_min,
         } => {
             let url = url.trim().to_owned();
             if !valid_url(&url) {
@@ -421,12 +455,23 @@ pub fn validate(spec: ProbeSpec, context: &Context) -> Result<ProbeSpec, Rejecti
                     ))
                 }
             }
+            if let Some(days) = tls_days_min {
+                if !url.starts_with("https://") {
+                    return Err(invalid("tls_days_min is for https URLs only"));
+                }
+                if !(1..=TLS_DAYS_MIN_MAX).contains(&days) {
+                    return Err(invalid(format!(
+                        "tls_days_min must be 1 to {TLS_DAYS_MIN_MAX}"
+                    )));
+                }
+            }
             Check::Http {
                 url,
                 expected_status,
                 body_keyword,
                 json_pointer,
                 json_value,
+                tls_days_min,
             }
         }
         Check::Tcp { host, port } => {
@@ -557,6 +602,7 @@ mod tests {
                 body_keyword: None,
                 json_pointer: None,
                 json_value: None,
+                tls_days_min: None,
             },
             interval_s: 30,
             timeout_ms: 5000,
@@ -700,6 +746,7 @@ mod tests {
                 body_keyword: None,
                 json_pointer: None,
                 json_value: None,
+                tls_days_min: None,
             };
             assert!(validate(s, &ctx()).is_err(), "{url} is refused");
         }
@@ -710,6 +757,7 @@ mod tests {
                 body_keyword: None,
                 json_pointer: Some("status".into()),
                 json_value: Some(serde_json::json!("ok")),
+                tls_days_min: None,
             }
         });
         bad(|s| {
@@ -719,6 +767,7 @@ mod tests {
                 body_keyword: None,
                 json_pointer: Some("/status".into()),
                 json_value: None,
+                tls_days_min: None,
             }
         });
         bad(|s| {
@@ -727,6 +776,23 @@ mod tests {
                 port: 0,
             }
         });
+        // Certificate days: https only, 1 to a year.
+        let with_days = |url: &str, days: u32| {
+            let mut s = spec();
+            s.check = Check::Http {
+                url: url.into(),
+                expected_status: 200,
+                body_keyword: None,
+                json_pointer: None,
+                json_value: None,
+                tls_days_min: Some(days),
+            };
+            s
+        };
+        assert!(validate(with_days("https://h/", 14), &ctx()).is_ok());
+        assert!(validate(with_days("http://h/", 14), &ctx()).is_err());
+        assert!(validate(with_days("https://h/", 0), &ctx()).is_err());
+        assert!(validate(with_days("https://h/", 366), &ctx()).is_err());
         bad(|s| {
             s.check = Check::Tcp {
                 host: "a b".into(),
@@ -782,5 +848,20 @@ mod tests {
         assert_eq!(back, e);
         let body = serde_json::json!({"kind": "tcp", "host": "h", "port": 1, "extra": 1});
         assert!(serde_json::from_value::<Check>(body).is_err());
+    }
+
+    #[test]
+    fn certificate_days_round_down_and_fail_below_the_minimum() {
+        let now = t();
+        let in_days = |d: f64| now + chrono::Duration::seconds((d * 86_400.0) as i64);
+        assert_eq!(tls_days_left(in_days(30.5), now), 30);
+        assert_eq!(tls_days_left(in_days(0.9), now), 0);
+        assert_eq!(tls_days_left(in_days(-0.1), now), -1);
+        assert_eq!(
+            tls_shortfall(13, Some(14)).as_deref(),
+            Some("the TLS certificate expires in 13 days, fewer than 14")
+        );
+        assert_eq!(tls_shortfall(14, Some(14)), None);
+        assert_eq!(tls_shortfall(1, None), None);
     }
 }

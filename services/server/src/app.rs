@@ -84,6 +84,8 @@ impl Application {
                 "OPSLEDGER_AUDIT_KEY_FILE is not set: the transparency log grows, but no checkpoint is signed (`opsledger keygen` makes a key)"
             );
         }
+        let probe_client = crate::probe_check::client(config.probe_ca_pem.as_deref())
+            .map_err(|e| StartError::Config(format!("the probes' HTTP client: {e}")))?;
         let pool = opsledger_store::connect(&db)?;
         let committer = Committer::start(pool.clone(), config.committers);
         let projections = opsledger_store::projections();
@@ -131,6 +133,7 @@ impl Application {
             )),
             tokio::spawn(probe_worker(
                 state.clone(),
+                probe_client,
                 config.probe_poll_interval,
                 config.probe_concurrency,
                 stopping.clone(),
@@ -384,17 +387,11 @@ async fn escalation_worker(
 /// Runs the due probes (SPEC §12), looking every `interval`.
 async fn probe_worker(
     state: web::Data<AppState>,
+    client: reqwest::Client,
     interval: std::time::Duration,
     concurrency: usize,
     mut stopping: Stopping,
 ) {
-    let client = match crate::probe_check::client() {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "no HTTP client for probes: probes do not run");
-            return;
-        }
-    };
     let client = &client;
     while next_pass(&mut stopping, interval).await {
         let check = |c, timeout| crate::probe_check::check(client, c, timeout);

@@ -64,6 +64,9 @@ pub struct Config {
     pub probe_concurrency: usize,
     /// The shortest probe interval the API accepts (10 s; tests lower it).
     pub probe_interval_min_s: u32,
+    /// Root certificates (PEM) https probes trust beside the system's:
+    /// `OPSLEDGER_PROBE_CA_FILE`, read (and checked) with the configuration.
+    pub probe_ca_pem: Option<Vec<u8>>,
     /// How often the heartbeat worker looks for missed runs.
     pub heartbeat_poll_interval: Duration,
 }
@@ -94,6 +97,25 @@ fn audit_key_from_env() -> Result<Option<String>, String> {
     std::fs::read_to_string(&path)
         .map(Some)
         .map_err(|e| format!("OPSLEDGER_AUDIT_KEY_FILE={path:?} cannot be read: {e}"))
+}
+
+/// `OPSLEDGER_PROBE_CA_FILE`: an internal CA's certificates, refused at
+/// start when they are not PEM certificates (rather than at the first probe).
+fn probe_ca_from_env() -> Result<Option<Vec<u8>>, String> {
+    let Some(path) = var("OPSLEDGER_PROBE_CA_FILE") else {
+        return Ok(None);
+    };
+    let pem = std::fs::read(&path)
+        .map_err(|e| format!("OPSLEDGER_PROBE_CA_FILE={path:?} cannot be read: {e}"))?;
+    match reqwest::Certificate::from_pem_bundle(&pem) {
+        Ok(certs) if !certs.is_empty() => Ok(Some(pem)),
+        Ok(_) => Err(format!(
+            "OPSLEDGER_PROBE_CA_FILE={path:?} holds no certificate"
+        )),
+        Err(e) => Err(format!(
+            "OPSLEDGER_PROBE_CA_FILE={path:?} is not PEM certificates: {e}"
+        )),
+    }
 }
 
 const TIMER_INTERVAL_DEFAULT_MS: u64 = 1_000;
@@ -287,6 +309,7 @@ impl Config {
                 "OPSLEDGER_PROBE_INTERVAL_MIN_S",
                 opsledger_domain::probe::INTERVAL_MIN_S,
             )?,
+            probe_ca_pem: probe_ca_from_env()?,
             heartbeat_poll_interval: Duration::from_millis(parsed(
                 "OPSLEDGER_HEARTBEAT_POLL_MS",
                 HEARTBEAT_POLL_DEFAULT_MS,
@@ -320,6 +343,7 @@ impl Config {
             probe_poll_interval: Duration::from_millis(PROBE_POLL_DEFAULT_MS),
             probe_concurrency: PROBE_CONCURRENCY_DEFAULT,
             probe_interval_min_s: opsledger_domain::probe::INTERVAL_MIN_S,
+            probe_ca_pem: None,
             heartbeat_poll_interval: Duration::from_millis(HEARTBEAT_POLL_DEFAULT_MS),
         }
     }
