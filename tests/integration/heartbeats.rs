@@ -219,6 +219,73 @@ async fn a_fail_ping_raises_at_once_the_next_good_ping_resolves_and_rotation_ret
         .unwrap()
         .get(0);
     assert_eq!(tokens, 0);
+
+    // Listed (once the read model has it), changed on the version read,
+    // then removed: its token stops working.
+    let operator = app.token(&[Role::Operator]);
+    within_a_minute("the heartbeat is listed", || {
+        let (app, operator, id) = (&app, &operator, &id);
+        async move {
+            let list: Value = app
+                .get("/api/v1/heartbeats", operator)
+                .await
+                .json()
+                .await
+                .unwrap();
+            list["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|h| h["id"] == id.as_str())
+                .then_some(())
+        }
+    })
+    .await;
+    let res = app
+        .get(&format!("/api/v1/heartbeats/{id}"), &operator)
+        .await;
+    let etag = res.headers()["etag"].to_str().unwrap().to_owned();
+    let res = app
+        .http
+        .put(app.url(&format!("/api/v1/heartbeats/{id}")))
+        .bearer_auth(&operator)
+        .header("if-match", &etag)
+        .json(
+            &json!({ "name": "db backup", "service_id": service, "category": "hardware",
+                        "schedule": { "kind": "period", "period_s": 86400 }, "grace_s": 600 }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let changed: Value = res.json().await.unwrap();
+    assert_eq!(changed["schedule"]["kind"], "period", "{changed}");
+    let etag = res_etag(&app, &id, &operator).await;
+    let res = app
+        .http
+        .delete(app.url(&format!("/api/v1/heartbeats/{id}")))
+        .bearer_auth(&operator)
+        .header("if-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    within_a_minute("a removed heartbeat's token is refused", || {
+        let (app, new_path) = (&app, &new_path);
+        async move {
+            (ping(app, new_path, "").await.status() == StatusCode::NOT_FOUND).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(
+        stream_types(&app, &id).await.last().map(String::as_str),
+        Some("HeartbeatRemoved")
+    );
+}
+
+async fn res_etag(app: &TestApp, id: &str, token: &str) -> String {
+    let res = app.get(&format!("/api/v1/heartbeats/{id}"), token).await;
+    res.headers()["etag"].to_str().unwrap().to_owned()
 }
 
 #[tokio::test]
