@@ -478,3 +478,120 @@ async fn a_new_incident_reaches_an_open_queue_page_without_a_reload() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 }
+
+/// The console's page `path` for `cookies`: its status and HTML.
+async fn console_page(app: &TestApp, cookies: &str, path: &str) -> (StatusCode, String) {
+    let res = app
+        .http
+        .get(app.url(path))
+        .header("cookie", cookies)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    (res.status(), res.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_service_page_shows_its_probes_and_heartbeats_now_and_as_they_stood() {
+    let app = opsledger_testkit::spawn_app_with(|c| {
+        c.probe_interval_min_s = 1;
+        c.probe_poll_interval = std::time::Duration::from_millis(100);
+    })
+    .await;
+    let before = chrono::Utc::now();
+    let service = crate::alerts::service(&app, "Billing").await;
+    let operator = app.token(&[Role::Operator]);
+    // A real listener the TCP probe connects to.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _accepting = tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            drop(conn);
+        }
+    });
+    let res = app
+        .post(
+            "/api/v1/probes",
+            &operator,
+            &json!({ "name": "billing db", "service_id": service,
+                     "check": { "kind": "tcp", "host": "127.0.0.1", "port": port },
+                     "interval_s": 1, "timeout_ms": 500 }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let res = app
+        .post(
+            "/api/v1/heartbeats",
+            &operator,
+            &json!({ "name": "invoice run", "service_id": service,
+                     "schedule": { "kind": "cron", "expression": "0 3 * * *", "time_zone": "Asia/Tokyo" } }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let hb: serde_json::Value = res.json().await.unwrap();
+    let ping = app.url(&format!(
+        "{}/fail?exit_code=3",
+        hb["ping_path"].as_str().unwrap()
+    ));
+    eventually("the failed run is taken", || async {
+        let res = app.http.post(&ping).send().await.unwrap();
+        (res.status() == StatusCode::OK).then_some(())
+    })
+    .await;
+
+    let cookies = sign_in(&app, &operator).await;
+    let (status, list) = console_page(&app, &cookies, "/console/services").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        list.contains(&format!(
+            "href=\"&#x2f;console&#x2f;services&#x2f;{service}\""
+        )),
+        "{list}"
+    );
+    let path = format!("/console/services/{service}");
+    let page = eventually("the probe's first check is shown", || async {
+        let (status, page) = console_page(&app, &cookies, &path).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        page.contains("data-checked").then_some(page)
+    })
+    .await;
+    assert!(page.contains("<h1>Billing</h1>"), "{page}");
+    assert!(page.contains(r#"data-health="up""#), "{page}");
+    assert!(page.contains("invoice run"), "{page}");
+    assert!(page.contains(&format!("tcp 127.0.0.1:{port}")), "{page}");
+    assert!(page.contains("0 3 * * * (Asia&#x2f;Tokyo)"), "{page}");
+    assert!(page.contains(r#"data-status="failed""#), "{page}");
+    assert!(page.contains("fail (exit 3)"), "{page}");
+
+    // As it stood before either was defined: neither is listed.
+    let then = format!(
+        "{path}?as_of={}",
+        before.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    let (status, _) = console_page(&app, &cookies, &then).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "the service was not registered yet"
+    );
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let (status, current) = console_page(&app, &cookies, &format!("{path}?as_of={now}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        current.contains("billing db") && current.contains("invoice run"),
+        "{current}"
+    );
+    assert!(
+        !current.contains("fail (exit 3)"),
+        "the workers' figures are of now only"
+    );
+
+    // A client user does not reach it.
+    let acme = crate::api_directory::register_client(&app, "Acme").await;
+    let acme = acme["id"].as_str().unwrap().parse().unwrap();
+    let client = app.token_for(app.tenant, "kim", &[Role::Client], Some(acme));
+    let cookies = sign_in(&app, &client).await;
+    let (status, _) = console_page(&app, &cookies, &path).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}

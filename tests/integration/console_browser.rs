@@ -656,6 +656,12 @@ async fn every_page_of_the_navigation_passes_axe_for_staff_and_for_clients() {
             open(&b, &app, &link, "main h1").await;
             inspect(&b, &format!("{who}{}", link.replace('/', "-"))).await;
         }
+        if who == "staff" {
+            // A page reached from a list: the service's, with what watches it.
+            let page = format!("/console/services/{}", shop["id"].as_str().unwrap());
+            open(&b, &app, &page, "main h1").await;
+            inspect(&b, "staff-service").await;
+        }
         b.close().await.unwrap();
     }
 }

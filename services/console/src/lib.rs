@@ -51,6 +51,7 @@ mod pages;
 mod prefs;
 mod records;
 mod reports;
+mod services;
 mod session;
 mod ui;
 mod view;
@@ -118,6 +119,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::post().to(changes::step),
         )
         .route("/console/calendar", web::get().to(changes::calendar))
+        .route("/console/services", web::get().to(lists::services))
+        .route("/console/services/{id}", web::get().to(services::page))
         .route("/console/windows", web::get().to(lists::windows))
         .route("/console/proposals", web::get().to(lists::proposals))
         .route("/console/proposals/{id}", web::get().to(records::proposal))

@@ -1,5 +1,6 @@
-//! The reading pages that are lists: maintenance windows, proposals,
-//! runbook executions, inquiries, the work ledger and the audit search.
+//! The reading pages that are lists: services, maintenance windows,
+//! proposals, runbook executions, inquiries, the work ledger and the audit
+//! search.
 //!
 //! Each calls the API's own list handler in-process with the reader as the
 //! caller and the page's query string as the API's query, so a page shows
@@ -45,6 +46,7 @@ enum Past {
 
 #[derive(Clone, Copy)]
 enum Records {
+    Service,
     Window,
     Proposal,
     Inquiry,
@@ -241,6 +243,9 @@ async fn then(
             .collect()
     }
     let items = match records {
+        Records::Service => shown(
+            states_at::<opsledger_domain::directory::Service>(ledger, tenant, &ids, at).await?,
+        ),
         Records::Window => {
             shown(states_at::<opsledger_domain::window::Window>(ledger, tenant, &ids, at).await?)
         }
@@ -269,6 +274,20 @@ const EVERYONE: &[Role] = &[
     Role::Admin,
     Role::Client,
 ];
+
+static SERVICES: Listing = Listing {
+    past: Past::Fold(Records::Service),
+    title: "Services",
+    columns: &[
+        ("Name", "/name", Cell::Text),
+        ("SLA target (%)", "/sla_target_pct", Cell::Text),
+        ("Components", "/components", Cell::Count),
+        ("Registered", "/registered_at", Cell::Time),
+    ],
+    link: Some("/console/services/{id}"),
+    filters: &[],
+    search: &[],
+};
 
 static WINDOWS: Listing = Listing {
     past: Past::Fold(Records::Window),
@@ -394,6 +413,19 @@ static AUDIT: Listing = Listing {
         ("recorded_to", "To (RFC 3339)"),
     ],
 };
+
+/// The directory's services, each linking to its page (what watches it).
+pub async fn services(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    show(
+        req,
+        state,
+        &SERVICES,
+        crate::STAFF,
+        opsledger_api::directory::service_list,
+        minijinja::Value::UNDEFINED,
+    )
+    .await
+}
 
 pub async fn windows(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     show(

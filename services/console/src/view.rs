@@ -42,6 +42,7 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("notices.html", include_str!("../templates/notices.html")),
     ("record.html", include_str!("../templates/record.html")),
+    ("service.html", include_str!("../templates/service.html")),
 ];
 
 fn env() -> &'static Environment<'static> {
