@@ -130,6 +130,28 @@ async fn a_missed_period_heartbeat_opens_an_incident_and_the_next_ping_resolves_
     let got: Value = got.json().await.unwrap();
     assert_eq!(got["status"], "late", "{got}");
     assert_eq!(got["run"]["last_ping"]["body"], "fine", "{got}");
+    // A miss that lasts sends its alert again an hour on (here: its last
+    // sending moved two hours back), so the alert expiry never closes it;
+    // the repeat opens nothing new.
+    let received = count(&app, "AlertReceived").await;
+    app.db
+        .superuser()
+        .await
+        .execute(
+            "UPDATE heartbeat_runs SET alerted_at = alerted_at - interval '2 hours' \
+             WHERE heartbeat_id = $1::text::uuid",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    within_a_minute("the alert is sent again", || {
+        let app = &app;
+        async move { (count(app, "AlertReceived").await == received + 1).then_some(()) }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(count(&app, "AlertReceived").await, received + 1, "once");
+    assert_eq!(count(&app, "IncidentOpened").await, 1);
     // The next good ping recovers it and resolves the alert.
     let res = ping(&app, &format!("{path}?run_id=r-7"), "").await;
     assert_eq!(res.status(), StatusCode::OK);

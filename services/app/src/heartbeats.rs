@@ -14,10 +14,12 @@
 //! heartbeat's service.
 //!
 //! The row's status moves before the event is appended: should the append
-//! fail, the transition is logged and not retried (the next transition is
-//! recorded as usual). Not done: a heartbeat that stays late or failed
-//! does not send its alert again, so a very long outage may outlive the
-//! alert staleness bound (`OPSLEDGER_ALERT_STALE_S`).
+//! fail, the row is put back (`store::heartbeats::put_back`), so the next
+//! ping or pass records the transition instead. A heartbeat that stays late
+//! or failed sends its alert again every `ALERT_REFRESH` (a repeat,
+//! deduplicated), so the expiry worker's staleness bound
+//! (`OPSLEDGER_ALERT_STALE_S`, 12 h) never closes a miss that lasts, a
+//! daily job's included.
 
 use std::collections::BTreeMap;
 
@@ -33,6 +35,9 @@ use crate::run::{self, Asked, Prepared, RunError, Target};
 
 /// Missed heartbeats one pass claims at most; the next pass takes the rest.
 const CLAIM_BATCH_MAX: i64 = 500;
+/// How often a late or failed heartbeat sends its alert again: well inside
+/// the alert staleness bound, as a probe that stays down does.
+const ALERT_REFRESH: std::time::Duration = std::time::Duration::from_secs(3600);
 /// The source every heartbeat's alerts carry.
 pub const SOURCE: &str = "opsledger-heartbeat";
 
@@ -66,17 +71,23 @@ pub async fn ping(ing: Ingest<'_>, token: &str, ping: Ping) -> Result<Option<Sta
         to,
         ping: ping.clone(),
     };
-    record(ing, p.tenant_id, p.heartbeat.id, command).await?;
-    alert(
-        ing,
-        p.tenant_id,
-        &p.heartbeat,
-        to,
-        ping.at,
-        Some(&ping),
-        None,
-    )
-    .await?;
+    let settled = async {
+        record(ing, p.tenant_id, p.heartbeat.id, command).await?;
+        alert(
+            ing,
+            p.tenant_id,
+            &p.heartbeat,
+            to,
+            ping.at,
+            Some(&ping),
+            None,
+        )
+        .await
+    };
+    if let Err(e) = settled.await {
+        store_hb::put_back(ing.ledger.pool, p.tenant_id, p.heartbeat.id, to, p.from).await?;
+        return Err(e);
+    }
     Ok(Some(to))
 }
 
@@ -104,10 +115,36 @@ pub async fn run_missed(ing: Ingest<'_>) -> Result<usize, RunError> {
             .await
         };
         if let Err(e) = done.await {
-            tracing::warn!(%tenant, heartbeat = %id, error = %e, "heartbeat miss not recorded");
+            tracing::warn!(%tenant, heartbeat = %id, error = %e, "heartbeat miss not recorded; the next pass tries again");
+            let pool = ing.ledger.pool;
+            store_hb::put_back(pool, tenant, id, Status::Late, Status::Up).await?;
         }
     }
+    refresh_alerts(ing).await?;
     Ok(n)
+}
+
+/// Sends the alerts of heartbeats that stay late or failed again.
+async fn refresh_alerts(ing: Ingest<'_>) -> Result<(), RunError> {
+    let due =
+        store_hb::claim_alert_refresh(ing.ledger.pool, ALERT_REFRESH, CLAIM_BATCH_MAX).await?;
+    for u in due {
+        let at = Utc::now();
+        let sent = alert(
+            ing,
+            u.tenant_id,
+            &u.heartbeat,
+            u.status,
+            at,
+            u.last_ping.as_ref(),
+            u.expected_by,
+        )
+        .await;
+        if let Err(e) = sent {
+            tracing::warn!(tenant = %u.tenant_id, heartbeat = %u.heartbeat.id, error = %e, "heartbeat alert not sent again");
+        }
+    }
+    Ok(())
 }
 
 async fn record(ing: Ingest<'_>, tenant: Uuid, id: Uuid, command: Command) -> Result<(), RunError> {

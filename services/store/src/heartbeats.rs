@@ -242,7 +242,9 @@ pub async fn ping(
     tx.execute(
         "UPDATE heartbeat_runs SET status = $3, \
            expected_by = CASE WHEN $4 THEN $5 ELSE expected_by END, \
-           last_ping = $6, last_ping_at = $7 \
+           last_ping = $6, last_ping_at = $7, \
+           alerted_at = CASE WHEN $3 = 'up' THEN NULL \
+                             WHEN status <> $3 THEN now() ELSE alerted_at END \
          WHERE tenant_id = $1 AND heartbeat_id = $2",
         &[
             &tenant_id,
@@ -291,7 +293,7 @@ pub async fn claim_missed(pool: &Pool, limit: i64) -> Result<Vec<Missed>, StoreE
         let heartbeat: Heartbeat = serde_json::from_value(r.get(2)).map_err(corrupt)?;
         let tenant_id: Uuid = r.get(0);
         tx.execute(
-            "UPDATE heartbeat_runs SET status = 'late' \
+            "UPDATE heartbeat_runs SET status = 'late', alerted_at = now() \
              WHERE tenant_id = $1 AND heartbeat_id = $2",
             &[&tenant_id, &heartbeat.id],
         )
@@ -304,4 +306,78 @@ pub async fn claim_missed(pool: &Pool, limit: i64) -> Result<Vec<Missed>, StoreE
     }
     tx.commit().await?;
     Ok(missed)
+}
+
+/// Puts a heartbeat's status back from `to` to `from` when the transition
+/// to `to` could not be recorded on its stream, so that the next ping or
+/// pass records it instead of the row and the stream disagreeing. Nothing
+/// when the row moved on meanwhile.
+pub async fn put_back(
+    pool: &Pool,
+    tenant: Uuid,
+    heartbeat_id: Uuid,
+    to: Status,
+    from: Status,
+) -> Result<(), StoreError> {
+    let client = pool.get().await?;
+    client
+        .execute(
+            "UPDATE heartbeat_runs SET status = $4 \
+             WHERE tenant_id = $1 AND heartbeat_id = $2 AND status = $3",
+            &[&tenant, &heartbeat_id, &to.as_str(), &from.as_str()],
+        )
+        .await?;
+    Ok(())
+}
+
+/// A late or failed heartbeat whose alert is due to be sent again.
+#[derive(Debug, Clone)]
+pub struct Unresolved {
+    pub tenant_id: Uuid,
+    pub heartbeat: Heartbeat,
+    pub status: Status,
+    pub expected_by: Option<DateTime<Utc>>,
+    pub last_ping: Option<Ping>,
+}
+
+/// Claims at most `limit` late or failed heartbeats whose alert was last
+/// sent `every` or longer ago, marking it sent now (each once across
+/// instances).
+pub async fn claim_alert_refresh(
+    pool: &Pool,
+    every: std::time::Duration,
+    limit: i64,
+) -> Result<Vec<Unresolved>, StoreError> {
+    let every_s = every.as_secs_f64();
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "WITH due AS ( \
+               SELECT tenant_id, heartbeat_id FROM heartbeat_runs \
+               WHERE status <> 'up' AND alerted_at <= now() - make_interval(secs => $1) \
+               ORDER BY alerted_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
+             UPDATE heartbeat_runs r SET alerted_at = now() \
+             FROM due JOIN proj_heartbeats p USING (tenant_id, heartbeat_id) \
+             WHERE r.tenant_id = due.tenant_id AND r.heartbeat_id = due.heartbeat_id \
+               AND NOT p.removed \
+             RETURNING r.tenant_id, r.status, r.expected_by, r.last_ping, p.state",
+            &[&every_s, &limit],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let status: String = r.get(1);
+            Ok(Unresolved {
+                tenant_id: r.get(0),
+                status: Status::parse(&status).unwrap_or(Status::Late),
+                expected_by: r.get(2),
+                last_ping: r
+                    .get::<_, Option<serde_json::Value>>(3)
+                    .map(serde_json::from_value)
+                    .transpose()
+                    .map_err(corrupt)?,
+                heartbeat: serde_json::from_value(r.get(4)).map_err(corrupt)?,
+            })
+        })
+        .collect()
 }
