@@ -403,7 +403,7 @@ pub struct Receipt {
 
 /// An ancestor of the alert's service (`domain::dependency`) with a probe
 /// down, as the caller found it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DownParent {
     pub parent_service_id: Uuid,
     pub probe_id: Uuid,
