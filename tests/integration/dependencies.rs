@@ -146,8 +146,7 @@ async fn post_alert(app: &TestApp, dedup_key: &str, service: &str) -> Value {
 }
 
 #[tokio::test]
-async fn while_a_parent_probe_is_down_its_descendants_alerts_are_held_naming_it_and_open_nothing(
-) {
+async fn while_a_parent_probe_is_down_its_descendants_alerts_are_held_naming_it_and_open_nothing() {
     let app = fast_app().await;
     let database = service(&app, "Database").await;
     // The child takes Alertmanager's alerts (their `service` label).
@@ -204,7 +203,10 @@ async fn while_a_parent_probe_is_down_its_descendants_alerts_are_held_naming_it_
         async move { (!incident_services(app).await.is_empty()).then_some(()) }
     })
     .await;
-    assert_eq!(incident_services(&app).await, [database.clone()]);
+    assert_eq!(
+        incident_services(&app).await,
+        std::slice::from_ref(&database)
+    );
     // Its grandchild names it too, once the read models say it is down.
     let down = within_a_minute("checkout sees its ancestor down", || {
         let (app, checkout) = (&app, &checkout);
@@ -239,7 +241,10 @@ async fn while_a_parent_probe_is_down_its_descendants_alerts_are_held_naming_it_
     }
     let held_alert = held["results"][0]["alert_id"].as_str().unwrap().to_owned();
     let grandchild = post_alert(&app, "checkout-errors", &checkout).await;
-    assert_eq!(grandchild["outcome"], "suppressed_by_parent", "{grandchild}");
+    assert_eq!(
+        grandchild["outcome"], "suppressed_by_parent",
+        "{grandchild}"
+    );
     assert_eq!(grandchild["parent_service_id"], database.as_str());
     // The decision on the receipt names the parent and its probe.
     let res = app
@@ -266,7 +271,10 @@ async fn while_a_parent_probe_is_down_its_descendants_alerts_are_held_naming_it_
         .await;
     let repeat: Value = res.json().await.unwrap();
     assert_eq!(repeat["results"][0]["outcome"], "deduplicated", "{repeat}");
-    assert_eq!(incident_services(&app).await, [database.clone()]);
+    assert_eq!(
+        incident_services(&app).await,
+        std::slice::from_ref(&database)
+    );
 
     // Back: the database's probe comes up and resolves its alert; the
     // held alerts' next repeat opens the child's incident (the same cycle).
@@ -286,7 +294,10 @@ async fn while_a_parent_probe_is_down_its_descendants_alerts_are_held_naming_it_
                 .await;
             let v: Value = res.json().await.unwrap();
             let results = v["results"].as_array().unwrap();
-            results.iter().all(|r| r["incident_id"].is_string()).then_some(v)
+            results
+                .iter()
+                .all(|r| r["incident_id"].is_string())
+                .then_some(v)
         }
     })
     .await;

@@ -4,9 +4,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use opsledger_domain::access::{
-    Actor, ClientScope, DIRECTORY_READERS, DIRECTORY_WRITERS, STAFF,
-};
+use opsledger_domain::access::{Actor, ClientScope, DIRECTORY_READERS, DIRECTORY_WRITERS, STAFF};
 use opsledger_domain::alert::DownParent;
 use opsledger_domain::directory::{self as dir};
 use opsledger_domain::period::{Day, ServiceHours, TimeZoneName};
@@ -384,9 +382,12 @@ pub async fn service_dependencies_set(
     let r = Asked::of(&caller, &req, key, &*body)?;
     let depends_on = body.into_inner().depends_on;
     let prepare = async |actor: &Actor, _: Option<&Service>| {
-        let dependencies =
-            opsledger_app::directory::dependency_context(state.ledger(), actor.tenant_id, &depends_on)
-                .await?;
+        let dependencies = opsledger_app::directory::dependency_context(
+            state.ledger(),
+            actor.tenant_id,
+            &depends_on,
+        )
+        .await?;
         Ok(Prepared {
             context: dir::ServiceContext {
                 client_exists: true,
@@ -419,7 +420,8 @@ pub async fn service_dependencies_get(
     state.tenants.require(&state.pool, actor.tenant_id).await?;
     let id = id.into_inner();
     let v = aggregate::load::<Service>(&state, actor.tenant_id, id, None).await?;
-    let dependents = store_dir::dependents(&state.pool, actor.tenant_id, id, DEPENDENTS_MAX).await?;
+    let dependents =
+        store_dir::dependents(&state.pool, actor.tenant_id, id, DEPENDENTS_MAX).await?;
     let down_ancestors = {
         let client = state
             .pool

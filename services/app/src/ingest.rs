@@ -426,9 +426,10 @@ pub async fn ingest(
         };
         let parent_service_id = match &receipt.alert {
             AlertEvent::AlertReceived {
-                decision: Decision::SuppressedByParent {
-                    parent_service_id, ..
-                },
+                decision:
+                    Decision::SuppressedByParent {
+                        parent_service_id, ..
+                    },
                 ..
             } => Some(*parent_service_id),
             _ => None,

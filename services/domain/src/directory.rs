@@ -192,7 +192,9 @@ pub struct RegisterService {
 pub enum ServiceCommand {
     Register(RegisterService),
     /// Replaces its parents (`domain::dependency`).
-    SetDependencies { depends_on: Vec<Uuid> },
+    SetDependencies {
+        depends_on: Vec<Uuid>,
+    },
 }
 
 // --------------------------------------------------------------- decisions
@@ -528,8 +530,7 @@ mod tests {
     }
 
     #[test]
-    fn dependencies_are_set_on_the_service_and_the_graph_stream_and_the_same_set_records_nothing(
-    ) {
+    fn dependencies_are_set_on_the_service_and_the_graph_stream_and_the_same_set_records_nothing() {
         let events = decide_register_service(true, register_service(Uuid::nil())).unwrap();
         let state = registered(&events).unwrap();
         assert!(state.depends_on.is_empty());

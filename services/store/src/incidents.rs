@@ -365,8 +365,7 @@ const UPDATE_REPEATS: &str =
 // A cycle held for a parent and decided afresh later (`alert::decide_receipt`)
 // takes the decision and incident of its later receipt; its counters are the
 // repeats' (`UPDATE_REPEATS`, where such a receipt counts as one).
-const UPDATE_REDECIDED: &str =
-    "UPDATE proj_alerts p SET decision = u.d, incident_id = u.i \
+const UPDATE_REDECIDED: &str = "UPDATE proj_alerts p SET decision = u.d, incident_id = u.i \
      FROM unnest($1::uuid[], $2::uuid[], $3::json[], $4::uuid[]) AS u(t, a, d, i) \
      WHERE p.tenant_id = u.t AND p.alert_id = u.a";
 const UPDATE_RESOLVED: &str =
