@@ -584,3 +584,29 @@ async fn set_dependencies_as(
         .await
         .unwrap()
 }
+
+#[tokio::test]
+async fn two_concurrent_changes_that_together_close_a_cycle_do_not_both_commit() {
+    let app = spawn_app().await;
+    for round in 0..5 {
+        let x = service(&app, &format!("X{round}")).await;
+        let y = service(&app, &format!("Y{round}")).await;
+        let (one, other) = tokio::join!(
+            set_dependencies(&app, &x, json!([y])),
+            set_dependencies(&app, &y, json!([x]))
+        );
+        let mut statuses = [one.status(), other.status()];
+        statuses.sort();
+        assert_eq!(statuses[0], StatusCode::OK, "round {round}: {statuses:?}");
+        assert!(
+            [StatusCode::CONFLICT, StatusCode::UNPROCESSABLE_ENTITY].contains(&statuses[1]),
+            "round {round}: {statuses:?}"
+        );
+        let x_parents = dependencies(&app, &x).await["depends_on"].clone();
+        let y_parents = dependencies(&app, &y).await["depends_on"].clone();
+        assert!(
+            x_parents == json!([]) || y_parents == json!([]),
+            "round {round}: a cycle {x_parents} {y_parents}"
+        );
+    }
+}
