@@ -12,6 +12,7 @@ mod compose;
 mod console;
 mod console_browser;
 mod console_work;
+mod dependencies;
 mod deploy;
 mod feed;
 mod heartbeats;

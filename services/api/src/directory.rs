@@ -1,8 +1,11 @@
-//! Clients and services: `/api/v1/clients`, `/api/v1/services`.
+//! Clients and services: `/api/v1/clients`, `/api/v1/services`, and a
+//! service's dependencies (`/api/v1/services/{id}/dependencies`; the rules
+//! are `domain::dependency`'s, what they do to alerts `app::ingest`'s).
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use opsledger_domain::access::{Actor, ClientScope, DIRECTORY_READERS, DIRECTORY_WRITERS};
+use opsledger_domain::access::{Actor, ClientScope, DIRECTORY_READERS, DIRECTORY_WRITERS, STAFF};
+use opsledger_domain::alert::DownParent;
 use opsledger_domain::directory::{self as dir};
 use opsledger_domain::period::{Day, ServiceHours, TimeZoneName};
 use opsledger_domain::text::{Email, Locale, Name};
@@ -76,6 +79,37 @@ pub struct ServiceHoursBody {
     pub from: String,
     pub to: String,
 }
+
+/// A service's parents, set whole.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DependenciesBody {
+    /// The services it depends on (at most 20; repeats count once; empty:
+    /// none). Each must be another service of the tenant, and none may
+    /// depend on it, directly or not.
+    pub depends_on: Vec<Uuid>,
+}
+
+/// A service's place in the dependency graph.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DependenciesView {
+    pub service_id: Uuid,
+    /// Its parents, as its stream records them (never behind).
+    pub depends_on: Vec<Uuid>,
+    /// The services that depend on it directly, from the directory read
+    /// model (which may briefly lag a change); at most 1000.
+    pub dependents: Vec<Uuid>,
+    /// Its ancestors (parents, theirs, …) with a probe down now, direct
+    /// parents first: while there is one, the service's new alerts are
+    /// recorded `suppressed_by_parent`, naming the first.
+    pub down_ancestors: Vec<DownParent>,
+    /// The service's stream version (its `ETag`).
+    pub version: i64,
+}
+
+/// Children listed at most: a platform service many depend on still
+/// answers in one page.
+const DEPENDENTS_MAX: i64 = 1000;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -281,7 +315,11 @@ pub async fn service_register(
         id,
         location: format!("/api/v1/services/{id}"),
     };
-    let context = dir::ServiceContext { client_exists };
+    let context = dir::ServiceContext {
+        client_exists,
+        ..dir::ServiceContext::default()
+    };
+    let command = dir::ServiceCommand::Register(command);
     register::<Service>(&state, r, target, command, context, &name).await
 }
 
@@ -315,9 +353,90 @@ pub async fn service_get(
     state.tenants.require(&state.pool, actor.tenant_id).await?;
     let id = id.into_inner();
     let not_found = || ApiError::NotFound(format!("no service {id}"));
-    let v = aggregate::load::<Service>(&state, actor.tenant_id, id, query.as_of).await?;
+    let mut v = aggregate::load::<Service>(&state, actor.tenant_id, id, query.as_of).await?;
     if !may_see_client(actor, v.record.client_id) {
         return Err(not_found());
     }
+    // A client user sees only its own client's services among the parents
+    // (a shared platform's are another client's).
+    if let ClientScope::Only(own) = actor.client_scope() {
+        if !v.record.depends_on.is_empty() {
+            v.record.depends_on =
+                store_dir::of_client(&state.pool, actor.tenant_id, own, &v.record.depends_on)
+                    .await?;
+        }
+    }
     Ok(aggregate::respond(StatusCode::OK, &v))
+}
+
+pub async fn service_dependencies_set(
+    state: web::Data<AppState>,
+    caller: Caller,
+    key: IdempotencyKey,
+    req: HttpRequest,
+    id: web::Path<Uuid>,
+    if_match: IfMatch,
+    body: web::Json<DependenciesBody>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(DIRECTORY_WRITERS)?;
+    let r = Asked::of(&caller, &req, key, &*body)?;
+    let depends_on = body.into_inner().depends_on;
+    let prepare = async |actor: &Actor, _: Option<&Service>| {
+        let dependencies = opsledger_app::directory::dependency_context(
+            state.ledger(),
+            actor.tenant_id,
+            &depends_on,
+        )
+        .await?;
+        Ok(Prepared {
+            context: dir::ServiceContext {
+                client_exists: true,
+                dependencies,
+            },
+            view: run::versioned::<Service>,
+        })
+    };
+    let command = dir::ServiceCommand::SetDependencies {
+        depends_on: depends_on.clone(),
+    };
+    aggregate::run_prepared::<Service, _, _>(
+        &state,
+        r,
+        if_match,
+        DIRECTORY_WRITERS,
+        Target::Existing(id.into_inner()),
+        command,
+        prepare,
+    )
+    .await
+}
+
+pub async fn service_dependencies_get(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = caller.require(STAFF)?;
+    state.tenants.require(&state.pool, actor.tenant_id).await?;
+    let id = id.into_inner();
+    let v = aggregate::load::<Service>(&state, actor.tenant_id, id, None).await?;
+    let dependents =
+        store_dir::dependents(&state.pool, actor.tenant_id, id, DEPENDENTS_MAX).await?;
+    let down_ancestors = {
+        let client = state
+            .pool
+            .get()
+            .await
+            .map_err(opsledger_store::StoreError::from)?;
+        store_dir::down_ancestors(&client, actor.tenant_id, id).await?
+    };
+    Ok(HttpResponse::Ok()
+        .insert_header((actix_web::http::header::ETAG, format!("\"{}\"", v.version)))
+        .json(DependenciesView {
+            service_id: id,
+            depends_on: v.record.depends_on,
+            dependents,
+            down_ancestors,
+            version: v.version,
+        }))
 }

@@ -112,12 +112,26 @@ pub fn table() -> Vec<Endpoint> {
             .answers::<aggregate::Versioned<opsledger_domain::directory::Service>>(201, "The service is registered (or, with a known `Idempotency-Key`, the first response is replayed).", &["Location", "ETag=ETagCreated", "Idempotent-Replayed"])
             .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (409, "Conflict"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
         Endpoint::new(Method::GET, "/api/v1/services/{id}", web::get().to(directory::service_get))
-            .op("service_get", "directory", "Get a service", "One service, read from its event stream (never behind), optionally as it stood at `as_of`. Unknown query parameters are 400.\n\nRoles: operator, maintainer, approver, auditor, admin, client. A client user sees only its own client's data.")
+            .op("service_get", "directory", "Get a service", "One service, read from its event stream (never behind), optionally as it stood at `as_of`, with the services it depends on (`depends_on`; a client user sees only its own client's among them). Unknown query parameters are 400.\n\nRoles: operator, maintainer, approver, auditor, admin, client. A client user sees only its own client's data.")
             .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin, Role::Client])
             .params(&["Id"])
             .query::<common::AsOfQuery>()
             .answers::<aggregate::Versioned<opsledger_domain::directory::Service>>(200, "The service.", &["ETag"])
             .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        // Dependencies (issue 18): a child's alerts are held while a parent's probe is down.
+        Endpoint::new(Method::GET, "/api/v1/services/{id}/dependencies", web::get().to(directory::service_dependencies_get))
+            .op("service_dependencies_get", "directory", "A service's dependencies", "The services this one depends on (its parents, from its stream: never behind), those that depend on it directly (from the directory read model), and its ancestors (parents, theirs, …) with a probe down now, direct parents first.\n\nRoles: operator, maintainer, approver, auditor, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin])
+            .params(&["Id"])
+            .answers::<directory::DependenciesView>(200, "The service's dependencies.", &["ETag"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::PUT, "/api/v1/services/{id}/dependencies", web::put().to(directory::service_dependencies_set))
+            .op("service_dependencies_set", "directory", "Set a service's dependencies", "Replaces the services this one depends on, its parents (`ServiceDependenciesSet`; the same set records nothing). While one of its ancestors (parents, theirs, …) has a probe down, a new firing alert of the service is recorded with decision `suppressed_by_parent`, naming that ancestor and its probe, and opens no incident (nor joins one); a maintenance window in force for the service itself comes first (`suppressed_by_window`). Once no ancestor is down, the next repeat of an alert so held is decided afresh. Send `If-Match` with the version the decision was based on to refuse the command if the service changed meanwhile.\n\nRoles: admin.")
+            .roles(&[Role::Admin])
+            .params(&["Id", "IfMatch", "IdempotencyKey"])
+            .body::<directory::DependenciesBody>(true)
+            .answers::<aggregate::Versioned<opsledger_domain::directory::Service>>(200, "The service with its dependencies (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "VersionConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "DependenciesUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
         Endpoint::new(Method::GET, "/api/v1/alerts", web::get().to(incidents::alert_list))
             .op("alert_list", "alerts", "List alerts", "A page of alert firing cycles, newest first. Served from the alerts read model, which may briefly lag a receipt. Unknown query parameters are 400.\n\nRoles: operator, maintainer, approver, auditor, admin, client. A client user sees only the alerts of its own client's services.")
             .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin, Role::Client])

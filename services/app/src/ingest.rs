@@ -45,6 +45,16 @@
 //! incident opened by hand whose impact began inside such a window names it
 //! (`planned_window` on `IncidentOpened`): its downtime is planned.
 //!
+//! A firing alert of a service one of whose ancestors (`domain::dependency`:
+//! its parents, theirs, …) has a probe down is recorded with decision
+//! `suppressed_by_parent`, naming that ancestor and its probe, and opens no
+//! incident: `down_parent` walks the ancestors in `proj_service_dependencies`
+//! and `proj_probes` and keeps the answer for a second (`PARENTS_FRESH_FOR`),
+//! as windows are kept. A window in force for the service itself comes
+//! first. A repeat of a cycle so held is decided afresh once no ancestor is
+//! down (so it opens or joins an incident then); the parent's recovery does
+//! not by itself re-decide alerts that are not sent again.
+//!
 //! Alerts a source will never resolve are closed as expired: an Alertmanager or
 //! Grafana notification that no longer carries a firing alert of its group (and
 //! was not truncated) expires it at once; the expiry worker closes alerts whose
@@ -65,7 +75,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use opsledger_domain::alert::{
-    self, AlertEvent, AlertState, Decision, GroupEvent, ResolvedBy, Signal,
+    self, AlertEvent, AlertState, Decision, DownParent, GroupEvent, ResolvedBy, Signal,
 };
 use opsledger_domain::directory::{self as dir, DirectoryEvent};
 use opsledger_domain::incident::{self};
@@ -87,6 +97,13 @@ const CACHE_ENTRIES_MAX: usize = 100_000;
 
 /// How long ingestion keeps a service's windows before reading them again.
 const WINDOWS_FRESH_FOR: Duration = Duration::from_secs(1);
+
+/// How long ingestion keeps what it found of a service's ancestors' probes.
+const PARENTS_FRESH_FOR: Duration = Duration::from_secs(1);
+
+/// Per (tenant, service): when its ancestors were read, and which was down.
+type KnownParents =
+    std::sync::Mutex<std::collections::HashMap<(Uuid, Uuid), (Instant, Option<DownParent>)>>;
 
 /// Per (tenant, service): when its windows were read, and what they were.
 type KnownWindows =
@@ -127,6 +144,9 @@ pub struct IngestCache {
     /// The maintenance windows that may be in force per (tenant, service),
     /// as read at an instant: see `suppressing_window`.
     windows: KnownWindows,
+    /// The ancestor with a probe down per (tenant, service), as read at an
+    /// instant: see `down_parent`.
+    parents: KnownParents,
 }
 
 fn remember<T>(known: &Known<T>, key: (Uuid, String), value: (i64, T)) {
@@ -148,11 +168,14 @@ pub struct Ingested {
     pub dedup_key: String,
     pub alert_id: Uuid,
     /// `opened_incident`, `attached_to_incident`, `deduplicated`,
-    /// `suppressed_by_window`, `held_for_unknown_service`, `nothing_firing`
-    /// or `resolved`.
+    /// `suppressed_by_window`, `suppressed_by_parent`,
+    /// `held_for_unknown_service`, `nothing_firing` or `resolved`.
     pub outcome: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub incident_id: Option<Uuid>,
+    /// With `suppressed_by_parent`: the ancestor whose probe was down.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_service_id: Option<Uuid>,
 }
 
 /// An event of one of the tagged event enums, printed straight to its
@@ -279,6 +302,45 @@ async fn suppressing_window(
     Ok(found)
 }
 
+/// The ancestor of `service` with a probe down, if any (the first of
+/// `store::directory::down_ancestors`: a direct parent before others). Kept
+/// for `PARENTS_FRESH_FOR`, so a storm of a child's alerts asks once a
+/// second; the price: a parent going down or up takes effect for its
+/// children's alerts up to that long after the probes read model has it.
+async fn down_parent(
+    ing: Ingest<'_>,
+    tenant: Uuid,
+    service: Uuid,
+) -> Result<Option<DownParent>, RunError> {
+    let key = (tenant, service);
+    let cached = ing.cache.parents.lock().ok().and_then(|m| {
+        m.get(&key)
+            .filter(|(read_at, _)| read_at.elapsed() < PARENTS_FRESH_FOR)
+            .map(|(_, found)| *found)
+    });
+    if let Some(found) = cached {
+        return Ok(found);
+    }
+    let read_at = Instant::now();
+    let client = ing
+        .ledger
+        .pool
+        .get()
+        .await
+        .map_err(opsledger_store::StoreError::from)?;
+    let found = opsledger_store::directory::down_ancestors(&client, tenant, service)
+        .await?
+        .into_iter()
+        .next();
+    if let Ok(mut m) = ing.cache.parents.lock() {
+        if m.len() >= CACHE_ENTRIES_MAX {
+            m.clear();
+        }
+        m.insert(key, (read_at, found));
+    }
+    Ok(found)
+}
+
 /// Records one signal and returns what became of it.
 pub async fn ingest(
     ing: Ingest<'_>,
@@ -302,11 +364,15 @@ pub async fn ingest(
                 (version_of(&events), alert_state(&events))
             }
         };
-        // The group is read only when a new firing cycle may open or attach.
+        // The group is read only when a new firing cycle may open or attach,
+        // or one held for a parent may be decided afresh.
         let mut group = None;
         let mut window = None;
-        if let (true, None, Some(service)) = (signal.firing, &current.firing, service_id) {
+        let mut parent = None;
+        let may_decide = current.firing.as_ref().is_none_or(|f| f.held_by_parent);
+        if let (true, true, Some(service)) = (signal.firing, may_decide, service_id) {
             window = suppressing_window(ing, tenant, service, now).await?;
+            parent = down_parent(ing, tenant, service).await?;
             let gs = alert::group_stream(service, &signal.group_key);
             let group_key = (tenant, gs.clone());
             let (gv, bound) = match (attempt, recall(&ing.cache.groups, &group_key)) {
@@ -331,8 +397,11 @@ pub async fn ingest(
             &current,
             signal.clone(),
             service_id,
-            bound,
-            window,
+            alert::Surroundings {
+                bound_incident: bound,
+                suppressing_window: window,
+                down_parent: parent,
+            },
             alert::NewIds {
                 alert_id: Uuid::now_v7(),
                 incident_id: Uuid::now_v7(),
@@ -354,6 +423,16 @@ pub async fn ingest(
                 incident_id,
                 ..
             } => (*alert_id, "resolved", *incident_id),
+        };
+        let parent_service_id = match &receipt.alert {
+            AlertEvent::AlertReceived {
+                decision:
+                    Decision::SuppressedByParent {
+                        parent_service_id, ..
+                    },
+                ..
+            } => Some(*parent_service_id),
+            _ => None,
         };
         // Whether paging starts matters only to an incident the receipt opens.
         let has_policy = match receipt.open_incident {
@@ -393,6 +472,7 @@ pub async fn ingest(
                     alert_id,
                     outcome: outcome.into(),
                     incident_id,
+                    parent_service_id,
                 });
             }
             Err(AppendError::Conflict { .. }) => continue,
@@ -454,6 +534,7 @@ fn decision_name(d: &Decision) -> &'static str {
         Decision::AttachedToIncident { .. } => "attached_to_incident",
         Decision::Deduplicated { .. } => "deduplicated",
         Decision::SuppressedByWindow { .. } => "suppressed_by_window",
+        Decision::SuppressedByParent { .. } => "suppressed_by_parent",
         Decision::HeldForUnknownService => "held_for_unknown_service",
         Decision::NothingFiring => "nothing_firing",
     }

@@ -220,6 +220,13 @@ pub enum Decision {
     SuppressedByWindow {
         window_id: Uuid,
     },
+    /// The service depends on `parent_service_id` (directly or through
+    /// other parents), whose probe `probe_id` was down: the parent's own
+    /// alert is the one that opens an incident.
+    SuppressedByParent {
+        parent_service_id: Uuid,
+        probe_id: Uuid,
+    },
     HeldForUnknownService,
     /// A resolution for an alert that is not firing: kept, changes nothing.
     NothingFiring,
@@ -244,6 +251,10 @@ pub enum ResolvedBy {
     Expired,
 }
 
+// A receipt carries its signal and a resolution does not: they differ in
+// size by nature. An event is made and moved once per alert, so boxing the
+// signal would cost an allocation each to save a copy of a few hundred bytes.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
 pub enum AlertEvent {
@@ -297,6 +308,9 @@ pub struct FiringAlert {
     pub service_id: Option<Uuid>,
     pub group_key: String,
     pub last_seen: DateTime<Utc>,
+    /// The cycle was last decided `suppressed_by_parent`: a repeat is
+    /// decided afresh once no parent is down (see [`decide_receipt`]).
+    pub held_by_parent: bool,
 }
 
 pub fn evolve_alert(
@@ -327,6 +341,7 @@ pub fn evolve_alert(
                     service_id: *service_id,
                     group_key: signal.group_key.clone(),
                     last_seen: recorded_at,
+                    held_by_parent: matches!(decision, Decision::SuppressedByParent { .. }),
                 })
             }
         },
@@ -390,6 +405,24 @@ pub struct Receipt {
     pub open_incident: Option<Uuid>,
 }
 
+/// An ancestor of the alert's service (`domain::dependency`) with a probe
+/// down, as the caller found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DownParent {
+    pub parent_service_id: Uuid,
+    pub probe_id: Uuid,
+}
+
+/// What a receipt is decided on besides the alert's own stream, looked up
+/// by the caller: the group's open incident, a maintenance window in force
+/// for the service, an ancestor with a probe down.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Surroundings {
+    pub bound_incident: Option<Uuid>,
+    pub suppressing_window: Option<Uuid>,
+    pub down_parent: Option<DownParent>,
+}
+
 /// Ids for what a receipt may create, made by the caller so deciding stays pure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NewIds {
@@ -397,12 +430,24 @@ pub struct NewIds {
     pub incident_id: Uuid,
 }
 
+/// Decides one receipt. A firing alert of a known service, not a repeat of
+/// one firing, is held by a maintenance window in force for its service
+/// (`suppressed_by_window`), else by an ancestor with a probe down
+/// (`suppressed_by_parent`) — the window first: planned work on the service
+/// itself explains its alerts whatever its parents do — else attaches to
+/// its group's open incident or opens one. Neither hold attaches to an open
+/// incident either: the alert belongs to what holds it.
+///
+/// A repeat of a firing cycle is counted (`deduplicated`), except a repeat
+/// of a cycle held by a parent once no parent is down any more: that repeat
+/// decides the same cycle afresh (window, incident), so a child that stays
+/// broken after its parent recovered gets an incident at its next repeat.
+/// A cycle held by a window stays held until it resolves, as before.
 pub fn decide_receipt(
     state: &AlertState,
     signal: Signal,
     service_id: Option<Uuid>,
-    bound_incident: Option<Uuid>,
-    suppressing_window: Option<Uuid>,
+    around: Surroundings,
     ids: NewIds,
     now: DateTime<Utc>,
 ) -> Receipt {
@@ -429,6 +474,23 @@ pub fn decide_receipt(
         };
     }
     if let Some(f) = &state.firing {
+        let parent_recovered = f.held_by_parent
+            && around.down_parent.is_none()
+            && service_id.is_some()
+            && service_id == f.service_id;
+        if parent_recovered {
+            let (decision, open_incident) = fresh_decision(around, ids);
+            return Receipt {
+                alert: AlertEvent::AlertReceived {
+                    alert_id: f.alert_id,
+                    signal,
+                    service_id,
+                    count: f.count + 1,
+                    decision,
+                },
+                open_incident,
+            };
+        }
         return Receipt {
             alert: AlertEvent::AlertReceived {
                 alert_id: f.alert_id,
@@ -442,16 +504,9 @@ pub fn decide_receipt(
             open_incident: None,
         };
     }
-    let (decision, open_incident) = match (service_id, suppressing_window, bound_incident) {
-        (None, _, _) => (Decision::HeldForUnknownService, None),
-        (Some(_), Some(window_id), _) => (Decision::SuppressedByWindow { window_id }, None),
-        (Some(_), None, Some(incident_id)) => (Decision::AttachedToIncident { incident_id }, None),
-        (Some(_), None, None) => (
-            Decision::OpenedIncident {
-                incident_id: ids.incident_id,
-            },
-            Some(ids.incident_id),
-        ),
+    let (decision, open_incident) = match service_id {
+        None => (Decision::HeldForUnknownService, None),
+        Some(_) => fresh_decision(around, ids),
     };
     Receipt {
         alert: AlertEvent::AlertReceived {
@@ -462,6 +517,37 @@ pub fn decide_receipt(
             decision,
         },
         open_incident,
+    }
+}
+
+/// What a firing alert of a known service becomes, given its surroundings,
+/// and the incident it opens, if any.
+fn fresh_decision(around: Surroundings, ids: NewIds) -> (Decision, Option<Uuid>) {
+    match around {
+        Surroundings {
+            suppressing_window: Some(window_id),
+            ..
+        } => (Decision::SuppressedByWindow { window_id }, None),
+        Surroundings {
+            down_parent: Some(p),
+            ..
+        } => (
+            Decision::SuppressedByParent {
+                parent_service_id: p.parent_service_id,
+                probe_id: p.probe_id,
+            },
+            None,
+        ),
+        Surroundings {
+            bound_incident: Some(incident_id),
+            ..
+        } => (Decision::AttachedToIncident { incident_id }, None),
+        Surroundings { .. } => (
+            Decision::OpenedIncident {
+                incident_id: ids.incident_id,
+            },
+            Some(ids.incident_id),
+        ),
     }
 }
 
@@ -497,8 +583,11 @@ mod tests {
             state,
             signal,
             service_id,
-            bound_incident,
-            suppressing_window,
+            Surroundings {
+                bound_incident,
+                suppressing_window,
+                down_parent: None,
+            },
             NewIds {
                 alert_id: new_id,
                 incident_id: new_id,
@@ -653,6 +742,146 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    fn with_parent(
+        state: &AlertState,
+        service: Uuid,
+        around: Surroundings,
+        new_id: Uuid,
+    ) -> Receipt {
+        super::decide_receipt(
+            state,
+            signal(true),
+            Some(service),
+            around,
+            NewIds {
+                alert_id: new_id,
+                incident_id: new_id,
+            },
+            Utc::now(),
+        )
+    }
+
+    const DOWN: DownParent = DownParent {
+        parent_service_id: Uuid::from_u128(40),
+        probe_id: Uuid::from_u128(41),
+    };
+
+    fn decision(r: &Receipt) -> &Decision {
+        match &r.alert {
+            AlertEvent::AlertReceived { decision, .. } => decision,
+            AlertEvent::AlertResolved { .. } => panic!("a resolution"),
+        }
+    }
+
+    #[test]
+    fn a_down_parent_holds_a_new_alert_naming_itself_and_opens_or_attaches_to_nothing() {
+        let service = Uuid::from_u128(1);
+        for bound in [None, Some(Uuid::from_u128(5))] {
+            let around = Surroundings {
+                bound_incident: bound,
+                suppressing_window: None,
+                down_parent: Some(DOWN),
+            };
+            let r = with_parent(&AlertState::default(), service, around, Uuid::from_u128(9));
+            assert_eq!(r.open_incident, None);
+            assert_eq!(
+                decision(&r),
+                &Decision::SuppressedByParent {
+                    parent_service_id: DOWN.parent_service_id,
+                    probe_id: DOWN.probe_id,
+                }
+            );
+            assert_eq!(decision(&r).incident_id(), None);
+        }
+        // A window in force for the service itself comes first.
+        let around = Surroundings {
+            bound_incident: None,
+            suppressing_window: Some(Uuid::from_u128(3)),
+            down_parent: Some(DOWN),
+        };
+        let r = with_parent(&AlertState::default(), service, around, Uuid::from_u128(9));
+        assert_eq!(
+            decision(&r),
+            &Decision::SuppressedByWindow {
+                window_id: Uuid::from_u128(3)
+            }
+        );
+        // An unknown service is held as such, whatever is down.
+        let r = super::decide_receipt(
+            &AlertState::default(),
+            signal(true),
+            None,
+            Surroundings {
+                down_parent: Some(DOWN),
+                ..Surroundings::default()
+            },
+            NewIds {
+                alert_id: Uuid::from_u128(9),
+                incident_id: Uuid::from_u128(9),
+            },
+            Utc::now(),
+        );
+        assert_eq!(decision(&r), &Decision::HeldForUnknownService);
+    }
+
+    #[test]
+    fn a_cycle_held_by_a_parent_is_decided_afresh_at_its_first_repeat_after_the_parent_recovered() {
+        let service = Uuid::from_u128(1);
+        let held_by = Surroundings {
+            down_parent: Some(DOWN),
+            ..Surroundings::default()
+        };
+        let first = with_parent(&AlertState::default(), service, held_by, Uuid::from_u128(9));
+        let state = apply(AlertState::default(), &first);
+        assert!(state.firing.as_ref().unwrap().held_by_parent);
+        // Still down: a repeat is counted, and still held.
+        let repeat = with_parent(&state, service, held_by, Uuid::from_u128(10));
+        assert!(matches!(decision(&repeat), Decision::Deduplicated { .. }));
+        let state = apply(state, &repeat);
+        assert!(state.firing.as_ref().unwrap().held_by_parent);
+        // Recovered: the same cycle opens an incident, counted on.
+        let afresh = with_parent(
+            &state,
+            service,
+            Surroundings::default(),
+            Uuid::from_u128(11),
+        );
+        assert_eq!(afresh.open_incident, Some(Uuid::from_u128(11)));
+        let AlertEvent::AlertReceived {
+            alert_id, count, ..
+        } = &afresh.alert
+        else {
+            panic!()
+        };
+        assert_eq!((*alert_id, *count), (Uuid::from_u128(9), 3));
+        let state = apply(state, &afresh);
+        let firing = state.firing.as_ref().unwrap();
+        assert_eq!(firing.incident_id, Some(Uuid::from_u128(11)));
+        assert!(!firing.held_by_parent);
+        // From then on, repeats are repeats again.
+        let next = with_parent(&state, service, held_by, Uuid::from_u128(12));
+        assert!(matches!(decision(&next), Decision::Deduplicated { .. }));
+        // A cycle held by a window is not decided afresh when it ends.
+        let windowed = Surroundings {
+            suppressing_window: Some(Uuid::from_u128(3)),
+            ..Surroundings::default()
+        };
+        let w = with_parent(
+            &AlertState::default(),
+            service,
+            windowed,
+            Uuid::from_u128(20),
+        );
+        let state = apply(AlertState::default(), &w);
+        let after = with_parent(
+            &state,
+            service,
+            Surroundings::default(),
+            Uuid::from_u128(21),
+        );
+        assert!(matches!(decision(&after), Decision::Deduplicated { .. }));
     }
 
     #[test]

@@ -62,6 +62,8 @@ pub const CATALOGUE: &[EventKind] = &[
     ops("ClientRegistered"),
     ops("ServiceRegistered"),
     ops("ServiceNameReserved"),
+    ops("ServiceDependenciesSet"),
+    ops("DependencyGraphChanged"),
     ops("ClientNameReserved"),
     // who may read the event feed besides auditors and admins (SPEC §7)
     ops("FeedReaderGranted"),

@@ -10,7 +10,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::aggregate::{stored_events, Aggregate, By, Elsewhere, Expected, Outcome, Recorder};
+use crate::aggregate::{
+    existing, stored_events, Aggregate, By, Elsewhere, Expected, Outcome, Recorder,
+};
+use crate::dependency::{checked_parents, DependencyContext, GraphEvent, GRAPH_STREAM};
 use crate::period::{ServiceHours, TimeZoneName};
 use crate::text::{Email, Locale, Name};
 use crate::Rejection;
@@ -131,6 +134,12 @@ pub enum DirectoryEvent {
         service_id: Uuid,
         name: Name,
     },
+    /// The service now depends on exactly these services, its parents
+    /// (`domain::dependency`): sorted, without repeats; empty: on none.
+    ServiceDependenciesSet {
+        service_id: Uuid,
+        depends_on: Vec<Uuid>,
+    },
 }
 
 impl DirectoryEvent {
@@ -141,6 +150,7 @@ impl DirectoryEvent {
             DirectoryEvent::ClientNameReserved { .. } => "ClientNameReserved",
             DirectoryEvent::ServiceRegistered { .. } => "ServiceRegistered",
             DirectoryEvent::ServiceNameReserved { .. } => "ServiceNameReserved",
+            DirectoryEvent::ServiceDependenciesSet { .. } => "ServiceDependenciesSet",
         }
     }
 
@@ -175,6 +185,16 @@ pub struct RegisterService {
     pub notice_period_h: u32,
     pub sla_hours: Option<ServiceHours>,
     pub auto_mitigate: bool,
+}
+
+/// What may be asked of a service.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServiceCommand {
+    Register(RegisterService),
+    /// Replaces its parents (`domain::dependency`).
+    SetDependencies {
+        depends_on: Vec<Uuid>,
+    },
 }
 
 // --------------------------------------------------------------- decisions
@@ -226,6 +246,34 @@ pub fn decide_register_service(
         sla_hours: cmd.sla_hours,
         auto_mitigate: cmd.auto_mitigate,
     }])
+}
+
+/// A service's new parents, checked (`dependency::checked_parents`), on its
+/// stream and on the tenant's graph stream at the version it was read at;
+/// nothing when they are the parents it has.
+pub fn decide_set_dependencies(
+    service: &Service,
+    depends_on: &[Uuid],
+    ctx: &DependencyContext,
+) -> Result<Outcome<DirectoryEvent>, Rejection> {
+    let parents = checked_parents(service.id, depends_on, ctx)?;
+    if parents == service.depends_on {
+        return Ok(Outcome::only(Vec::new()));
+    }
+    let changed = GraphEvent::DependencyGraphChanged {
+        service_id: service.id,
+        depends_on: parents.clone(),
+    };
+    let set = DirectoryEvent::ServiceDependenciesSet {
+        service_id: service.id,
+        depends_on: parents,
+    };
+    Ok(Outcome::only(vec![set]).and(Elsewhere {
+        stream: GRAPH_STREAM.to_owned(),
+        expected: Expected::Exact(ctx.graph.version),
+        events: vec![(changed.type_name(), changed.payload())],
+        recorder: Recorder::Caller,
+    }))
 }
 
 // -------------------------------------------------------------- aggregates
@@ -320,18 +368,25 @@ pub struct Service {
     pub sla_hours: Option<ServiceHours>,
     pub auto_mitigate: bool,
     pub registered_at: DateTime<Utc>,
+    /// The services it depends on, its parents: while one of them (or one
+    /// of theirs) has a probe down, its alerts open no incident
+    /// (`suppressed_by_parent`).
+    pub depends_on: Vec<Uuid>,
 }
 
-/// What registering a service needs from beyond its stream.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What a service's commands need from beyond its stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServiceContext {
-    /// The client it is for was registered.
+    /// The client it is for was registered (registering).
     pub client_exists: bool,
+    /// The tenant's dependencies and which named parents are unknown
+    /// (setting its dependencies).
+    pub dependencies: DependencyContext,
 }
 
 impl Aggregate for Service {
     stored_events!(DirectoryEvent, service_stream);
-    type Command = RegisterService;
+    type Command = ServiceCommand;
     type Context = ServiceContext;
     const NOUN: &'static str = "service";
 
@@ -361,6 +416,11 @@ impl Aggregate for Service {
                 sla_hours: sla_hours.clone(),
                 auto_mitigate: *auto_mitigate,
                 registered_at: at,
+                depends_on: Vec::new(),
+            }),
+            DirectoryEvent::ServiceDependenciesSet { depends_on, .. } => state.map(|s| Service {
+                depends_on: depends_on.clone(),
+                ..s
             }),
             _ => state,
         }
@@ -370,10 +430,17 @@ impl Aggregate for Service {
     }
     fn decide(
         state: Option<&Self>,
-        cmd: RegisterService,
+        cmd: ServiceCommand,
         ctx: &ServiceContext,
         _: &str,
     ) -> Result<Outcome<DirectoryEvent>, Rejection> {
+        let cmd = match cmd {
+            ServiceCommand::Register(cmd) => cmd,
+            ServiceCommand::SetDependencies { depends_on } => {
+                let service = existing(state, "set the dependencies of")?;
+                return decide_set_dependencies(service, &depends_on, &ctx.dependencies);
+            }
+        };
         if state.is_some() {
             return Err(Rejection::AlreadyExists(format!(
                 "service {}",
@@ -410,9 +477,12 @@ mod tests {
         }
     }
 
-    const EXISTS: ServiceContext = ServiceContext {
-        client_exists: true,
-    };
+    fn exists() -> ServiceContext {
+        ServiceContext {
+            client_exists: true,
+            ..ServiceContext::default()
+        }
+    }
 
     fn registered(events: &[DirectoryEvent]) -> Option<Service> {
         let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
@@ -440,8 +510,8 @@ mod tests {
         let state = registered(&events);
         let again = Service::decide(
             state.as_ref(),
-            register_service(Uuid::nil()),
-            &EXISTS,
+            ServiceCommand::Register(register_service(Uuid::nil())),
+            &exists(),
             "admin",
         );
         assert!(matches!(again, Err(Rejection::AlreadyExists(_))));
@@ -457,6 +527,50 @@ mod tests {
             decide_register_service(true, cmd),
             Err(Rejection::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn dependencies_are_set_on_the_service_and_the_graph_stream_and_the_same_set_records_nothing() {
+        let events = decide_register_service(true, register_service(Uuid::nil())).unwrap();
+        let state = registered(&events).unwrap();
+        assert!(state.depends_on.is_empty());
+        let parent = Uuid::from_u128(20);
+        let mut ctx = exists();
+        ctx.dependencies.graph.version = 3;
+        let set = |state: &Service, ctx: &ServiceContext| {
+            Service::decide(
+                Some(state),
+                ServiceCommand::SetDependencies {
+                    depends_on: vec![parent, parent],
+                },
+                ctx,
+                "admin",
+            )
+        };
+        let outcome = set(&state, &ctx).unwrap();
+        assert_eq!(
+            outcome.events,
+            [DirectoryEvent::ServiceDependenciesSet {
+                service_id: state.id,
+                depends_on: vec![parent],
+            }]
+        );
+        assert_eq!(outcome.elsewhere[0].stream, GRAPH_STREAM);
+        assert_eq!(outcome.elsewhere[0].expected, Expected::Exact(3));
+        let mut all = events.clone();
+        all.extend(outcome.events);
+        let state = registered(&all).unwrap();
+        assert_eq!(state.depends_on, [parent]);
+        let again = set(&state, &ctx).unwrap();
+        assert!(again.events.is_empty() && again.elsewhere.is_empty());
+        // A service never registered has no dependencies to set.
+        let none = Service::decide(
+            None,
+            ServiceCommand::SetDependencies { depends_on: vec![] },
+            &ctx,
+            "admin",
+        );
+        assert!(matches!(none, Err(Rejection::NotFound(_))));
     }
 
     #[test]

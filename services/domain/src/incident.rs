@@ -1275,8 +1275,7 @@ mod tests {
             &AlertState::default(),
             signal.clone(),
             Some(service),
-            None,
-            None,
+            crate::alert::Surroundings::default(),
             NewIds {
                 alert_id: id,
                 incident_id: id,
@@ -1315,8 +1314,10 @@ mod tests {
             &AlertState::default(),
             signal.clone(),
             Some(service),
-            seen.bound,
-            None,
+            crate::alert::Surroundings {
+                bound_incident: seen.bound,
+                ..Default::default()
+            },
             NewIds {
                 alert_id: Uuid::from_u128(2),
                 incident_id: Uuid::from_u128(3),
@@ -1342,8 +1343,7 @@ mod tests {
             &AlertState::default(),
             alert_signal(true),
             Some(Uuid::from_u128(1)),
-            None,
-            None,
+            crate::alert::Surroundings::default(),
             ids,
             at(0),
         );
@@ -1353,8 +1353,7 @@ mod tests {
             &firing,
             signal.clone(),
             Some(Uuid::from_u128(1)),
-            None,
-            None,
+            crate::alert::Surroundings::default(),
             ids,
             at(60),
         );

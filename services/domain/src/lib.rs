@@ -17,6 +17,7 @@ pub mod catalogue;
 pub mod chain;
 pub mod change;
 pub mod change_notice;
+pub mod dependency;
 pub mod directory;
 pub mod escalation;
 pub mod event;

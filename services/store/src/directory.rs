@@ -20,7 +20,12 @@ impl Projection for DirectoryProjection {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["proj_tenants", "proj_clients", "proj_services"]
+        &[
+            "proj_tenants",
+            "proj_clients",
+            "proj_services",
+            "proj_service_dependencies",
+        ]
     }
 
     fn streams(&self) -> &'static [&'static str] {
@@ -29,7 +34,12 @@ impl Projection for DirectoryProjection {
 
     /// Not the name reservations, which keep names unique in the log alone.
     fn applies(&self) -> &'static [&'static str] {
-        &["TenantRegistered", "ClientRegistered", "ServiceRegistered"]
+        &[
+            "TenantRegistered",
+            "ClientRegistered",
+            "ServiceRegistered",
+            "ServiceDependenciesSet",
+        ]
     }
 
     fn apply<'a>(
@@ -41,7 +51,10 @@ impl Projection for DirectoryProjection {
             // Most events are not the directory's: skip them before parsing.
             if !matches!(
                 event.event_type.as_str(),
-                "TenantRegistered" | "ClientRegistered" | "ServiceRegistered"
+                "TenantRegistered"
+                    | "ClientRegistered"
+                    | "ServiceRegistered"
+                    | "ServiceDependenciesSet"
             ) {
                 return Ok(());
             }
@@ -124,6 +137,27 @@ impl Projection for DirectoryProjection {
                                 .map(|h| serde_json::to_value(h).unwrap_or_default()),
                             &auto_mitigate,
                         ],
+                    )
+                    .await?;
+                }
+                DirectoryEvent::ServiceDependenciesSet {
+                    service_id,
+                    depends_on,
+                } => {
+                    tx.execute(
+                        "DELETE FROM proj_service_dependencies WHERE tenant_id = $1 AND service_id = $2",
+                        &[&event.tenant_id, &service_id],
+                    )
+                    .await?;
+                    tx.execute(
+                        "INSERT INTO proj_service_dependencies (tenant_id, service_id, parent_id) \
+                         SELECT $1, $2, unnest($3::uuid[])",
+                        &[&event.tenant_id, &service_id, &depends_on],
+                    )
+                    .await?;
+                    tx.execute(
+                        "UPDATE proj_services SET version = $3 WHERE tenant_id = $1 AND service_id = $2",
+                        &[&event.tenant_id, &service_id, &event.stream_version],
                     )
                     .await?;
                 }
@@ -373,4 +407,87 @@ pub async fn client_time_zone(
         )
         .await?;
     Ok(row.map(|r| r.get(0)))
+}
+
+/// Ancestors met at most: parents are capped per service
+/// (`dependency::PARENTS_MAX`) and the graph is acyclic, so this bounds
+/// only a pathological tenant's walk, not a real one.
+const ANCESTORS_MAX: i64 = 1_000;
+/// Down ancestors reported at most (the decision names one).
+const DOWN_ANCESTORS_MAX: i64 = 100;
+
+/// A service's ancestors (its parents, theirs, …) that have a probe down
+/// (not removed), as the dependency and probe read models say: direct
+/// parents first, then by id, so the one a decision names is stable.
+/// `UNION` keeps each ancestor once, so a diamond is walked once and even a
+/// cycle (which the commands refuse) would end.
+pub async fn down_ancestors<C: GenericClient>(
+    client: &C,
+    tenant: Uuid,
+    service: Uuid,
+) -> Result<Vec<opsledger_domain::alert::DownParent>, StoreError> {
+    let rows = client
+        .query(
+            "WITH RECURSIVE ancestors(service_id) AS ( \
+               SELECT parent_id FROM proj_service_dependencies \
+               WHERE tenant_id = $1 AND service_id = $2 \
+               UNION \
+               SELECT d.parent_id FROM proj_service_dependencies d \
+               JOIN ancestors a ON d.tenant_id = $1 AND d.service_id = a.service_id), \
+             walked AS (SELECT service_id FROM ancestors LIMIT $3) \
+             SELECT p.service_id, p.probe_id FROM walked w \
+             JOIN proj_probes p ON p.tenant_id = $1 AND p.service_id = w.service_id \
+             WHERE p.health = 'down' AND NOT p.removed \
+             ORDER BY EXISTS (SELECT 1 FROM proj_service_dependencies d \
+                 WHERE d.tenant_id = $1 AND d.service_id = $2 AND d.parent_id = p.service_id) DESC, \
+               p.service_id, p.probe_id \
+             LIMIT $4",
+            &[&tenant, &service, &ANCESTORS_MAX, &DOWN_ANCESTORS_MAX],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| opsledger_domain::alert::DownParent {
+            parent_service_id: r.get(0),
+            probe_id: r.get(1),
+        })
+        .collect())
+}
+
+/// Services that depend directly on `service` (its children), by id, at
+/// most `limit`.
+pub async fn dependents(
+    pool: &Pool,
+    tenant: Uuid,
+    service: Uuid,
+    limit: i64,
+) -> Result<Vec<Uuid>, StoreError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT service_id FROM proj_service_dependencies \
+             WHERE tenant_id = $1 AND parent_id = $2 ORDER BY service_id LIMIT $3",
+            &[&tenant, &service, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Those of `ids` that are services of `client_id` (the directory read
+/// model): what a client user may see of a service's parents.
+pub async fn of_client(
+    pool: &Pool,
+    tenant: Uuid,
+    client_id: Uuid,
+    ids: &[Uuid],
+) -> Result<Vec<Uuid>, StoreError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT service_id FROM proj_services \
+             WHERE tenant_id = $1 AND client_id = $2 AND service_id = ANY($3) ORDER BY service_id",
+            &[&tenant, &client_id, &ids],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }

@@ -362,6 +362,12 @@ const UPDATE_REPEATS: &str =
      FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::timestamptz[], $5::timestamptz[], \
        $6::int8[]) AS u(t, a, r, seen, ends, v) \
      WHERE p.tenant_id = u.t AND p.alert_id = u.a";
+// A cycle held for a parent and decided afresh later (`alert::decide_receipt`)
+// takes the decision and incident of its later receipt; its counters are the
+// repeats' (`UPDATE_REPEATS`, where such a receipt counts as one).
+const UPDATE_REDECIDED: &str = "UPDATE proj_alerts p SET decision = u.d, incident_id = u.i \
+     FROM unnest($1::uuid[], $2::uuid[], $3::json[], $4::uuid[]) AS u(t, a, d, i) \
+     WHERE p.tenant_id = u.t AND p.alert_id = u.a";
 const UPDATE_RESOLVED: &str =
     "UPDATE proj_alerts p SET firing = false, resolved_at = u.at, resolved_by = u.by, \
        last_version = u.v \
@@ -377,14 +383,20 @@ impl Inline for AlertProjection {
         &["alert-"]
     }
 
-    /// Three statements at most, whatever the number of events: new firing
+    /// Four statements at most, whatever the number of events: new firing
     /// cycles (with their repeats and resolution in the batch folded in),
-    /// then repeats (the last of each alert wins) and resolutions of older
-    /// cycles. Within a batch an alert's receipt precedes its repeats and
-    /// its resolution, so this order is the events' order for every alert.
+    /// then repeats (the last of each alert wins), cycles decided afresh
+    /// and resolutions of older cycles. Within a batch an alert's receipt
+    /// precedes its repeats and its resolution, so this order is the
+    /// events' order for every alert.
+    ///
+    /// A receipt that is not a repeat but counts more than one is a cycle
+    /// held for a parent decided afresh (a new cycle's first receipt counts
+    /// one): its row exists, and takes the new decision.
     fn writes(&self, events: &[Appended<'_>]) -> Result<Vec<Write>, StoreError> {
         let mut new = NewAlertRows::default();
         let mut repeats: HashMap<(Uuid, Uuid), Repeat> = HashMap::new();
+        let mut redecided: HashMap<(Uuid, Uuid), Decision> = HashMap::new();
         let mut resolved: Vec<(Uuid, Uuid, DateTime<Utc>, String, i64)> = Vec::new();
         for event in events {
             if !event.stream_id.starts_with("alert-") {
@@ -418,6 +430,33 @@ impl Inline for AlertProjection {
                             version: event.stream_version,
                         },
                     );
+                }
+                Some(AlertEvent::AlertReceived {
+                    alert_id,
+                    signal,
+                    count,
+                    decision,
+                    ..
+                }) if count > 1 => {
+                    if let Some(row) = new.row_of(event.tenant_id, alert_id) {
+                        new.receipts[row] = count as i64;
+                        new.last_seen[row] = event.recorded_at;
+                        new.ends_at[row] = signal.ends_at;
+                        new.last_version[row] = event.stream_version;
+                        new.incident_id[row] = decision.incident_id();
+                        new.decision[row] = serde_json::to_value(&decision).map_err(corrupt)?;
+                        continue;
+                    }
+                    repeats.insert(
+                        (event.tenant_id, alert_id),
+                        Repeat {
+                            receipts: count as i64,
+                            seen: event.recorded_at,
+                            ends_at: signal.ends_at,
+                            version: event.stream_version,
+                        },
+                    );
+                    redecided.insert((event.tenant_id, alert_id), decision);
                 }
                 Some(AlertEvent::AlertReceived {
                     alert_id,
@@ -500,6 +539,27 @@ impl Inline for AlertProjection {
                     Box::new(seen),
                     Box::new(ends),
                     Box::new(versions),
+                ],
+            });
+        }
+        if !redecided.is_empty() {
+            let mut tenants = Vec::new();
+            let mut alerts = Vec::new();
+            let mut decisions = Vec::new();
+            let mut incidents = Vec::new();
+            for ((tenant, alert), d) in redecided {
+                tenants.push(tenant);
+                alerts.push(alert);
+                incidents.push(d.incident_id());
+                decisions.push(serde_json::to_value(&d).map_err(corrupt)?);
+            }
+            writes.push(Write {
+                sql: UPDATE_REDECIDED,
+                params: vec![
+                    Box::new(tenants),
+                    Box::new(alerts),
+                    Box::new(decisions),
+                    Box::new(incidents),
                 ],
             });
         }
