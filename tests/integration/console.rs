@@ -540,6 +540,18 @@ async fn a_service_page_shows_its_probes_and_heartbeats_now_and_as_they_stood() 
     })
     .await;
 
+    // It depends on a database service, whose page it links to.
+    let database = crate::alerts::service(&app, "Ledger DB").await;
+    let res = app
+        .http
+        .put(app.url(&format!("/api/v1/services/{service}/dependencies")))
+        .bearer_auth(app.token(&[Role::Admin]))
+        .json(&json!({ "depends_on": [database] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+
     let cookies = sign_in(&app, &operator).await;
     let (status, list) = console_page(&app, &cookies, "/console/services").await;
     assert_eq!(status, StatusCode::OK);
@@ -557,6 +569,10 @@ async fn a_service_page_shows_its_probes_and_heartbeats_now_and_as_they_stood() 
     })
     .await;
     assert!(page.contains("<h1>Billing</h1>"), "{page}");
+    assert!(
+        page.contains(&format!("/console/services/{database}\">Ledger DB</a>")),
+        "{page}"
+    );
     assert!(page.contains(r#"data-health="up""#), "{page}");
     assert!(page.contains("invoice run"), "{page}");
     assert!(page.contains(&format!("tcp 127.0.0.1:{port}")), "{page}");

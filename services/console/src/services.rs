@@ -1,5 +1,5 @@
-//! A service's page: the service as the directory registered it, and what
-//! watches it (SPEC §12) — its probes (health, the last check's time,
+//! A service's page: the service as the directory registered it (with the
+//! services it depends on, linked), and what watches it (SPEC §12) — its probes (health, the last check's time,
 //! latency, error and certificate days left) and its heartbeats (status, the
 //! run expected next, the last ping).
 //!
@@ -275,6 +275,30 @@ pub async fn page(
         Ok(both) => both,
         Err(e) => return view::api_error(&req, e),
     };
+    // Its parents by name, each read as the reader may see it (a parent
+    // gone from their view is left out).
+    let mut parents = Vec::new();
+    let parent_ids: Vec<Uuid> = service["depends_on"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice)
+        .iter()
+        .filter_map(|v| v.as_str()?.parse().ok())
+        .collect();
+    for parent in parent_ids {
+        let got = crate::answered(
+            opsledger_api::directory::service_get(
+                state.clone(),
+                Caller(actor.clone()),
+                web::Path::from(parent),
+                web::Query(AsOfQuery { as_of }),
+            )
+            .await,
+        )
+        .await;
+        if let Ok(p) = got {
+            parents.push((parent.to_string(), text(&p["name"])));
+        }
+    }
     let components: Vec<String> = service["components"]
         .as_array()
         .map_or(&[][..], Vec::as_slice)
@@ -289,6 +313,7 @@ pub async fn page(
             sla_target_pct => text(&service["sla_target_pct"]),
             notice_period_h => text(&service["notice_period_h"]),
             components => components,
+            parents => parents,
             probes => probes,
             heartbeats => heartbeats,
             as_of => as_of,

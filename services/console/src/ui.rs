@@ -315,6 +315,7 @@ pub const JA: &[(&str, &str)] = &[
     ("SLA target (%)", "SLA 目標 (%)"),
     ("Notice period (h)", "事前通知 (時間)"),
     ("Components", "構成要素"),
+    ("Depends on", "依存先"),
     ("Registered", "登録"),
     ("Probes", "死活監視"),
     ("Checks", "監視対象"),
