@@ -37,6 +37,7 @@ pub mod proposal;
 pub mod roster;
 pub mod runbook;
 pub mod text;
+pub mod threshold;
 pub mod window;
 pub mod worklog;
 
