@@ -69,6 +69,8 @@ pub const STALE_MAX_S: u32 = 3_600;
 pub const RETENTION_S: i64 = (FOR_MAX_S + 2 * STALE_MAX_S) as i64 + 600;
 /// A rule's name and component, in characters.
 pub const NAME_LEN_MAX_CHARS: usize = 200;
+/// The severity of a rule's alerts when its definition names none.
+pub const SEVERITY_DEFAULT: Severity = Severity::Warning;
 /// Transitions a rule's record keeps for display; the stream keeps all.
 pub const TRANSITIONS_SHOWN_MAX: usize = 20;
 
