@@ -220,6 +220,7 @@ impl RuleState {
 
 /// A transition, as a rule's record shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ThresholdTransition)]
 pub struct Transition {
     pub to: RuleState,
     pub series: BTreeMap<String, String>,

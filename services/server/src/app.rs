@@ -135,6 +135,11 @@ impl Application {
                 config.probe_concurrency,
                 stopping.clone(),
             )),
+            tokio::spawn(threshold_worker(
+                state.clone(),
+                config.threshold_poll_interval,
+                stopping.clone(),
+            )),
             tokio::spawn(monthly_worker(
                 state.clone(),
                 config.monthly_interval,
@@ -396,6 +401,20 @@ async fn probe_worker(
         match opsledger_app::probes::run_due(state.ingestion(), concurrency, check).await {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "probe pass failed"),
+        }
+    }
+}
+
+/// Evaluates the threshold rules on pushed samples (SPEC §12): each rule
+/// every `interval`, looking that often.
+async fn threshold_worker(
+    state: web::Data<AppState>,
+    interval: std::time::Duration,
+    mut stopping: Stopping,
+) {
+    while next_pass(&mut stopping, interval).await {
+        if let Err(e) = opsledger_app::thresholds::evaluate_due(state.ingestion(), interval).await {
+            tracing::warn!(error = %e, "threshold pass failed");
         }
     }
 }

@@ -64,7 +64,14 @@ pub struct Config {
     pub probe_concurrency: usize,
     /// The shortest probe interval the API accepts (10 s; tests lower it).
     pub probe_interval_min_s: u32,
+    /// How often each threshold rule is evaluated (the worker looks that
+    /// often too).
+    pub threshold_poll_interval: Duration,
 }
+
+/// Five seconds: a threshold rule fires within seconds of its condition
+/// having held for its `for_s`, and a pass reads each rule's samples.
+pub const THRESHOLD_POLL_DEFAULT_MS: u64 = 5_000;
 
 /// A second: a probe is checked within a second of being due.
 pub const PROBE_POLL_DEFAULT_MS: u64 = 1_000;
@@ -282,6 +289,10 @@ impl Config {
                 "OPSLEDGER_PROBE_INTERVAL_MIN_S",
                 opsledger_domain::probe::INTERVAL_MIN_S,
             )?,
+            threshold_poll_interval: Duration::from_millis(parsed(
+                "OPSLEDGER_THRESHOLD_POLL_MS",
+                THRESHOLD_POLL_DEFAULT_MS,
+            )?),
         })
     }
 
@@ -311,6 +322,7 @@ impl Config {
             probe_poll_interval: Duration::from_millis(PROBE_POLL_DEFAULT_MS),
             probe_concurrency: PROBE_CONCURRENCY_DEFAULT,
             probe_interval_min_s: opsledger_domain::probe::INTERVAL_MIN_S,
+            threshold_poll_interval: Duration::from_millis(THRESHOLD_POLL_DEFAULT_MS),
         }
     }
 

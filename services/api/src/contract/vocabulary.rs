@@ -90,6 +90,10 @@ pub(super) fn head() -> Value {
                 "description": "Probes (SPEC §12): HTTP(S) and TCP liveness checks run by opsledger's workers; only their up and down transitions are recorded, and they raise and resolve alerts as any source. Staff only. Bearer JWT required."
             },
             {
+                "name": "thresholds",
+                "description": "Threshold rules on pushed samples (SPEC §12): machines push samples (metric, labels, value, time), which are kept for a few hours and are not events; rules compare each matching series with a threshold for a duration, and only their breaches and clearings are recorded, raising and resolving alerts (hardware or traffic) as any source. Samples: monitoring and staff; rules: staff only. Bearer JWT required."
+            },
+            {
                 "name": "reports",
                 "description": "Downtime, availability and SLA (SPEC §6), computed from the read models. Bearer JWT required."
             },
@@ -258,6 +262,10 @@ pub(super) const PROBLEMS: &[(&str, &str)] = &[
     ("InquiryConflict", "The command does not apply to the inquiry in its current status (`current_state`): answering or closing a closed inquiry, escalating one that is escalated or closed; or a concurrent command was appended first (`stream`, `current_version`)."),
     ("ProbeConflict", "The command does not apply to the probe as it stands (`current_state`): changing or removing a removed probe; or a concurrent command was appended first (`stream`, `current_version`). Reload the probe and decide again."),
     ("ProbeUnprocessable", "The probe is well-formed but invalid: a name or component empty, over 200 characters or with control characters; an `interval_s` under 10 or over 86400; a `timeout_ms` of 0 or over the interval or a minute; a threshold of 0 or over 100; a URL that is not an absolute http or https URL of at most 2048 bytes, an `expected_status` outside 100 to 599, an empty or over-long `body_keyword`, a `json_pointer` that is not an RFC 6901 pointer or one without `json_value` (or the reverse); a TCP host that is not a host name or address, or port 0; a `service_id` that is not a service of the tenant; or the `Idempotency-Key` was already used for a different request."),
+    ("SamplesTooLarge", "The request body is larger than 1 MiB (1048576 bytes), or the batch holds more than 1000 samples. Nothing is kept."),
+    ("SamplesUnprocessable", "The batch is well-formed but invalid, and nothing of it is kept: no samples; or a sample (the detail names its index) whose metric name does not match `[a-zA-Z_:][a-zA-Z0-9_:]*` or is over 200 bytes, with more than 32 labels, a label name that does not match `[a-zA-Z_][a-zA-Z0-9_]*` or is over 100 bytes, a label value empty, over 512 bytes or with control characters, a value that is not a finite number, or a time more than 5 minutes ahead of the service's clock or older than the 3 h 10 min samples are kept. A NUL anywhere in the body, too (the problem's `pointer` names where)."),
+    ("ThresholdRuleConflict", "The command does not apply to the rule as it stands (`current_state`): changing or removing a removed rule; or a concurrent command was appended first (`stream`, `current_version`). Reload the rule and decide again."),
+    ("ThresholdRuleUnprocessable", "The rule is well-formed but invalid: a name or component empty, over 200 characters or with control characters; a metric or matcher label name that is not Prometheus'; more than 32 matchers, or a matcher value empty, over 512 bytes or with control characters; a `for_s` over 3600; a `stale_after_s` of 0 or over 3600; a category other than `hardware` or `traffic`; a `service_id` that is not a service of the tenant; or the `Idempotency-Key` was already used for a different request."),
     ("VersionConflict", "A concurrent command was appended first (`stream`, `current_version`). Reload and decide again."),
     ("PreconditionFailed", "`If-Match` names another version than the current one (RFC 9110 §13.1.1): the record moved on since the version the command was based on. `current_version` and `current_state` say where it stands; reload it and decide again. Nothing was written."),
 ];
