@@ -43,7 +43,11 @@ where
 
 async fn define(app: &TestApp, body: &Value) -> String {
     let res = app
-        .post("/api/v1/threshold-rules", &app.token(&[Role::Operator]), body)
+        .post(
+            "/api/v1/threshold-rules",
+            &app.token(&[Role::Operator]),
+            body,
+        )
         .await;
     let status = res.status();
     let v: Value = res.json().await.unwrap();
@@ -224,7 +228,10 @@ async fn a_hot_server_opens_one_hardware_incident_after_for_and_its_cooling_reso
     assert_eq!(opened.len(), 1);
     let received = events_of(&app, &["AlertReceived"]).await;
     assert_eq!(received.len(), 1, "{received:?}");
-    assert!(received[0].1.contains("opsledger-threshold"), "{received:?}");
+    assert!(
+        received[0].1.contains("opsledger-threshold"),
+        "{received:?}"
+    );
     assert!(received[0].1.contains("\"hardware\""), "{received:?}");
     assert!(received[0].1.contains("db-1"), "{received:?}");
     let incident: Value = serde_json::from_str(&opened[0].1).unwrap();
@@ -262,7 +269,12 @@ async fn a_hot_server_opens_one_hardware_incident_after_for_and_its_cooling_reso
     )
     .await;
     let ok = state_reached(&app, &id, "ok").await;
-    let last = ok["transitions"].as_array().unwrap().last().unwrap().clone();
+    let last = ok["transitions"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
     assert_eq!(last["to"], "ok", "{ok}");
     assert_eq!(last["reason"], "recovered", "{ok}");
     within_a_minute("the alert resolves", || {
@@ -346,12 +358,20 @@ async fn a_spike_shorter_than_for_fires_nothing_and_a_silent_series_clears_as_st
     .await;
     state_reached(&app, &quick, "firing").await;
     let ok = state_reached(&app, &quick, "ok").await;
-    let last = ok["transitions"].as_array().unwrap().last().unwrap().clone();
+    let last = ok["transitions"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
     assert_eq!(last["reason"], "stale", "{ok}");
     let received = events_of(&app, &["AlertReceived"]).await;
     assert_eq!(received.len(), 1, "{received:?}");
     assert!(received[0].1.contains("\"traffic\""), "{received:?}");
-    assert!(received[0].1.contains("\"warning\""), "the default severity");
+    assert!(
+        received[0].1.contains("\"warning\""),
+        "the default severity"
+    );
     within_a_minute("the stale series' alert resolves", || {
         let app = &app;
         async move { (!events_of(app, &["AlertResolved"]).await.is_empty()).then_some(()) }
@@ -591,19 +611,71 @@ async fn sample_and_rule_routes_refuse_hostile_input_with_problems_and_write_not
         b
     };
     let rule_cases: Vec<(&str, Value, StatusCode)> = vec![
-        ("bad comparison", set("comparison", json!("=>")), StatusCode::BAD_REQUEST),
-        ("comparison word", set("comparison", json!("gt")), StatusCode::BAD_REQUEST),
-        ("threshold as text", set("threshold", json!("80")), StatusCode::BAD_REQUEST),
-        ("negative for_s", set("for_s", json!(-1)), StatusCode::BAD_REQUEST),
-        ("for_s over an hour", set("for_s", json!(3601)), StatusCode::UNPROCESSABLE_ENTITY),
-        ("stale_after_s 0", set("stale_after_s", json!(0)), StatusCode::UNPROCESSABLE_ENTITY),
-        ("liveness category", set("category", json!("liveness")), StatusCode::UNPROCESSABLE_ENTITY),
-        ("unknown category", set("category", json!("weather")), StatusCode::BAD_REQUEST),
-        ("unknown field", set("expr", json!("up == 0")), StatusCode::BAD_REQUEST),
-        ("bad matcher name", set("matchers", json!({ "a-b": "x" })), StatusCode::UNPROCESSABLE_ENTITY),
-        ("empty matcher value", set("matchers", json!({ "host": "" })), StatusCode::UNPROCESSABLE_ENTITY),
-        ("bad metric", set("metric", json!("9lives")), StatusCode::UNPROCESSABLE_ENTITY),
-        ("control character in the name", set("name", json!("a\u{7}b")), StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            "bad comparison",
+            set("comparison", json!("=>")),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "comparison word",
+            set("comparison", json!("gt")),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "threshold as text",
+            set("threshold", json!("80")),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "negative for_s",
+            set("for_s", json!(-1)),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "for_s over an hour",
+            set("for_s", json!(3601)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "stale_after_s 0",
+            set("stale_after_s", json!(0)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "liveness category",
+            set("category", json!("liveness")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "unknown category",
+            set("category", json!("weather")),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "unknown field",
+            set("expr", json!("up == 0")),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "bad matcher name",
+            set("matchers", json!({ "a-b": "x" })),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "empty matcher value",
+            set("matchers", json!({ "host": "" })),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "bad metric",
+            set("metric", json!("9lives")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "control character in the name",
+            set("name", json!("a\u{7}b")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
         (
             "unknown service",
             set("service_id", json!("00000000-0000-0000-0000-000000000001")),

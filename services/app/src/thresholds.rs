@@ -133,8 +133,7 @@ pub async fn series_now(
 /// samples past the retention bound. Returns how many rules it evaluated.
 pub async fn evaluate_due(ing: Ingest<'_>, every: Duration) -> Result<usize, RunError> {
     let pool = ing.ledger.pool;
-    let claimed =
-        store_thresholds::claim_due(pool, every.as_secs_f64(), CLAIM_BATCH_MAX).await?;
+    let claimed = store_thresholds::claim_due(pool, every.as_secs_f64(), CLAIM_BATCH_MAX).await?;
     for c in &claimed {
         if let Err(e) = evaluate(ing, c, Utc::now()).await {
             let (tenant, id) = (c.tenant_id, c.rule.id);
@@ -189,8 +188,7 @@ async fn evaluate(ing: Ingest<'_>, c: &Claimed, now: DateTime<Utc>) -> Result<()
                 store_thresholds::mark_firing(pool, tenant, rule.id, &key, t.series(), unsent)
                     .await?;
                 alert(ing, tenant, rule, t).await?;
-                store_thresholds::mark_firing(pool, tenant, rule.id, &key, t.series(), now)
-                    .await?;
+                store_thresholds::mark_firing(pool, tenant, rule.id, &key, t.series(), now).await?;
             }
             // Kept as firing until its resolution is sent: should sending
             // fail, the next pass clears it again.

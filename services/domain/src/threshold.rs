@@ -454,14 +454,12 @@ pub fn settle(
         })
     };
     match (firing, assessment) {
-        (false, Some(a)) if a.condition == Condition::Breached => {
-            Some(SeriesTransition::Breach {
-                series: series.clone(),
-                value: a.last.value,
-                sample_at: a.last.at,
-                since: a.since.unwrap_or(a.last.at),
-            })
-        }
+        (false, Some(a)) if a.condition == Condition::Breached => Some(SeriesTransition::Breach {
+            series: series.clone(),
+            value: a.last.value,
+            sample_at: a.last.at,
+            since: a.since.unwrap_or(a.last.at),
+        }),
         (false, _) => None,
         (true, Some(a)) => match a.condition {
             Condition::Breached => None,
@@ -616,11 +614,18 @@ pub fn validate(spec: RuleSpec, context: &Context) -> Result<RuleSpec, Rejection
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
-    Define { rule_id: Uuid, spec: RuleSpec },
-    Change { spec: RuleSpec },
+    Define {
+        rule_id: Uuid,
+        spec: RuleSpec,
+    },
+    Change {
+        spec: RuleSpec,
+    },
     Remove,
     /// The worker's: the transitions one evaluation found.
-    Record { transitions: Vec<SeriesTransition> },
+    Record {
+        transitions: Vec<SeriesTransition>,
+    },
 }
 
 fn removed_refusal(command: &str) -> Rejection {
@@ -797,7 +802,14 @@ mod tests {
     fn a_series_breaches_only_once_the_condition_held_for_the_whole_for() {
         let s = spec();
         // Over the line every 10 s from 0 to 50: not yet 60 s.
-        let p = points(&[(0, 85.0), (10, 86.0), (20, 90.0), (30, 88.0), (40, 85.0), (50, 84.0)]);
+        let p = points(&[
+            (0, 85.0),
+            (10, 86.0),
+            (20, 90.0),
+            (30, 88.0),
+            (40, 85.0),
+            (50, 84.0),
+        ]);
         let a = assess(&p, &s, t(55)).unwrap();
         assert_eq!(a.condition, Condition::Pending);
         assert_eq!(a.since, Some(t(0)));
@@ -892,7 +904,10 @@ mod tests {
             ..spec()
         };
         let p = points(&[(0, 900.0), (10, 800.0), (20, 700.0)]);
-        assert_eq!(assess(&p, &s, t(21)).unwrap().condition, Condition::Breached);
+        assert_eq!(
+            assess(&p, &s, t(21)).unwrap().condition,
+            Condition::Breached
+        );
     }
 
     fn defined() -> ThresholdRule {
@@ -940,7 +955,7 @@ mod tests {
         assert_eq!(events.len(), 2);
         let r = events
             .iter()
-            .fold(Some(r), |r, e| evolve(r, e, t(61), "system:threshold"))
+            .try_fold(r, |r, e| evolve(Some(r), e, t(61), "system:threshold"))
             .unwrap();
         assert_eq!(r.state, RuleState::Firing);
         assert_eq!(r.firing.len(), 2);
@@ -975,8 +990,9 @@ mod tests {
         };
         let out = ThresholdRule::decide(Some(&r), Command::Remove, &ctx, "op").unwrap();
         let r = evolve(Some(r), &out.events[0], t(1), "op").unwrap();
-        assert!(ThresholdRule::decide(Some(&r), Command::Change { spec: spec() }, &ctx, "op")
-            .is_err());
+        assert!(
+            ThresholdRule::decide(Some(&r), Command::Change { spec: spec() }, &ctx, "op").is_err()
+        );
         assert!(ThresholdRule::decide(Some(&r), Command::Remove, &ctx, "op").is_err());
         let events = record(
             &r,
@@ -1015,7 +1031,13 @@ mod tests {
         bad(|s| {
             s.matchers.insert("host".into(), "a\u{7}".into());
         });
-        assert!(validate(spec(), &Context { service_known: false }).is_err());
+        assert!(validate(
+            spec(),
+            &Context {
+                service_known: false
+            }
+        )
+        .is_err());
         assert!(validate(
             RuleSpec {
                 category: Category::Traffic,
@@ -1047,8 +1069,14 @@ mod tests {
     fn the_window_read_covers_a_whole_run_and_the_digest_is_stable() {
         let s = spec();
         assert_eq!(window_start(&s, t(1000)), t(1000 - 60 - 60));
-        let a = BTreeMap::from([("b".to_owned(), "2".to_owned()), ("a".to_owned(), "1".to_owned())]);
-        let b = BTreeMap::from([("a".to_owned(), "1".to_owned()), ("b".to_owned(), "2".to_owned())]);
+        let a = BTreeMap::from([
+            ("b".to_owned(), "2".to_owned()),
+            ("a".to_owned(), "1".to_owned()),
+        ]);
+        let b = BTreeMap::from([
+            ("a".to_owned(), "1".to_owned()),
+            ("b".to_owned(), "2".to_owned()),
+        ]);
         assert_eq!(series_digest(&a), series_digest(&b));
         assert_eq!(series_digest(&a).len(), 64);
         assert_ne!(series_digest(&a), series_digest(&series()));
@@ -1060,14 +1088,20 @@ mod tests {
             rule_id: Uuid::from_u128(3),
             spec: spec(),
         };
-        assert_eq!(RuleEvent::from_stored(e.type_name(), &e.payload()).unwrap(), e);
+        assert_eq!(
+            RuleEvent::from_stored(e.type_name(), &e.payload()).unwrap(),
+            e
+        );
         let e = RuleEvent::ThresholdCleared {
             series: series(),
             reason: ClearReason::Stale,
             value: None,
             sample_at: None,
         };
-        assert_eq!(RuleEvent::from_stored(e.type_name(), &e.payload()).unwrap(), e);
+        assert_eq!(
+            RuleEvent::from_stored(e.type_name(), &e.payload()).unwrap(),
+            e
+        );
         for e in [
             "ThresholdRuleDefined",
             "ThresholdRuleChanged",
