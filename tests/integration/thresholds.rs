@@ -814,3 +814,47 @@ async fn two_instances_on_one_database_record_one_breach() {
     );
     assert_eq!(events_of(&app, &["AlertReceived"]).await.len(), 1);
 }
+
+#[tokio::test]
+async fn samples_past_the_retention_are_deleted_by_the_worker() {
+    let app = fast_app().await;
+    // Older than any rule looks back: as a sample kept hours ago would be
+    // (a push refuses such a time, so it is written here directly).
+    let old = Utc::now() - chrono::Duration::hours(4);
+    app.db
+        .superuser()
+        .await
+        .execute(
+            "INSERT INTO samples (tenant_id, metric, labels, value, at) \
+             VALUES ($1, 'node_temperature_celsius', '{\"host\": \"db-1\"}', 70, $2)",
+            &[&app.tenant, &old],
+        )
+        .await
+        .unwrap();
+    push(
+        &app,
+        series_of(
+            "node_temperature_celsius",
+            json!({ "host": "db-1" }),
+            &[71.0],
+        ),
+    )
+    .await;
+    within_a_minute("the old sample is deleted", || {
+        let app = &app;
+        async move { (samples_kept(app).await == 1).then_some(()) }
+    })
+    .await;
+    let kept: DateTime<Utc> = app
+        .db
+        .superuser()
+        .await
+        .query_one("SELECT at FROM samples", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        Utc::now() - kept < chrono::Duration::minutes(5),
+        "the recent one stays"
+    );
+}
