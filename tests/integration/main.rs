@@ -35,5 +35,6 @@ mod smtp_sink;
 mod store_append;
 mod store_chain;
 mod store_read;
+mod thresholds;
 mod windows;
 mod worklog;

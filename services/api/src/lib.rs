@@ -33,6 +33,7 @@ pub mod routes;
 pub mod runbooks;
 pub mod system;
 pub mod tenants;
+pub mod thresholds;
 pub mod windows;
 pub mod wire;
 pub mod work;

@@ -9,8 +9,8 @@ use opsledger_domain::access::Role;
 use crate::contract::Endpoint;
 use crate::{
     aggregate, audit, changes, common, directory, escalation, feed, heartbeats, incidents,
-    inquiries, integrations, probes, proposals, reports, roster, runbooks, system, windows, work,
-    worklog,
+    inquiries, integrations, probes, proposals, reports, roster, runbooks, system, thresholds,
+    windows, work, worklog,
 };
 
 /// The roles of the route `method path` (its template, as the table names
@@ -960,5 +960,44 @@ pub fn table() -> Vec<Endpoint> {
             .params(&["Id", "IfMatch"])
             .answers::<aggregate::Versioned<opsledger_domain::probe::Probe>>(200, "The probe, removed.", &["ETag"])
             .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "ProbeConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        // Threshold rules on pushed samples (SPEC §12).
+        Endpoint::new(Method::POST, "/api/v1/samples", web::post().to(thresholds::samples_post))
+            .op("samples_post", "thresholds", "Push samples", "Keeps a batch of 1 to 1000 samples (`metric`, `labels`, `value`, `time`, by default now) for the threshold rules to evaluate. Samples are not events: they are kept for 3 h 10 min, the longest any rule looks back, then deleted. The batch is checked whole and kept whole: one invalid sample (a metric or label name that is not Prometheus', more than 32 labels, a label value empty, over 512 bytes or with control characters, a value that is not a finite number, a time more than 5 minutes ahead or older than the retention) refuses it all, naming it, and nothing is kept.\n\nRoles: integration, operator, maintainer, admin.")
+            .roles(&[Role::Integration, Role::Operator, Role::Maintainer, Role::Admin])
+            .body::<thresholds::SamplesBody>(true)
+            .answers::<thresholds::SamplesAccepted>(202, "The samples are kept.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (413, "SamplesTooLarge"), (415, "UnsupportedMediaType"), (422, "SamplesUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/threshold-rules", web::get().to(thresholds::rule_list))
+            .op("threshold_rule_list", "thresholds", "List threshold rules", "Threshold rules, newest first, from their read model (which may briefly lag a write), without removed ones unless `include_removed`. Each shows its definition, its state (`ok`, or `firing` while any series is) and its firing series as the stream records them. Unknown query parameters are 400.\n\nRoles: operator, maintainer, approver, auditor, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin])
+            .query::<thresholds::RuleListQuery>()
+            .answers::<common::Page<aggregate::Versioned<opsledger_domain::threshold::ThresholdRule>>>(200, "A page of threshold rules.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::POST, "/api/v1/threshold-rules", web::post().to(thresholds::rule_define))
+            .op("threshold_rule_define", "thresholds", "Define a threshold rule", "Defines a rule on pushed samples (`ThresholdRuleDefined` on a stream `threshold-rule-<id>`): the samples of `metric` whose labels include `matchers` (exact values), compared (`>`, `>=`, `<`, `<=`) with `threshold`. Each series (distinct label set) is evaluated on its own by the workers, every evaluation interval, once across instances: a series whose samples met the condition for at least `for_s` seconds without a gap longer than `stale_after_s` records `ThresholdBreached` and raises its own alert (source `opsledger-threshold`, the rule's `category` — `hardware` or `traffic` — and `severity`, one incident per rule), decided as any alert (inside a maintenance window in force: `suppressed_by_window`); when its latest sample no longer meets the condition, or it has had no sample for `stale_after_s`, `ThresholdCleared` (reason `recovered` or `stale`) resolves it. Samples themselves record nothing.\n\nRoles: operator, admin.")
+            .roles(&[Role::Operator, Role::Admin])
+            .params(&["IdempotencyKey"])
+            .body::<thresholds::RuleBody>(true)
+            .answers::<aggregate::Versioned<opsledger_domain::threshold::ThresholdRule>>(201, "The rule, defined (or, with a known `Idempotency-Key`, the first response is replayed).", &["Location", "ETag=ETagCreated", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (409, "Conflict"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "ThresholdRuleUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/threshold-rules/{id}", web::get().to(thresholds::rule_get))
+            .op("threshold_rule_get", "thresholds", "Get a threshold rule", "One rule, read from its stream (never behind): its definition, its state, its firing series and its latest transitions (at most 20), with `series`: the series it matches now, each assessed from its samples (`ok`, `pending`, `breached` or `stale`, since when, the latest value).\n\nRoles: operator, maintainer, approver, auditor, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin])
+            .params(&["Id"])
+            .answers::<thresholds::ThresholdRuleView>(200, "The rule.", &["ETag"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::PUT, "/api/v1/threshold-rules/{id}", web::put().to(thresholds::rule_change))
+            .op("threshold_rule_change", "thresholds", "Change a threshold rule", "Replaces the rule's definition (`ThresholdRuleChanged`; the same definition records nothing). Firing series are evaluated under the new definition at the next evaluation: one it no longer matches is cleared as stale.\n\nRoles: operator, admin.")
+            .roles(&[Role::Operator, Role::Admin])
+            .params(&["Id", "IfMatch", "IdempotencyKey"])
+            .body::<thresholds::RuleBody>(true)
+            .answers::<aggregate::Versioned<opsledger_domain::threshold::ThresholdRule>>(200, "The rule, changed (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "ThresholdRuleConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "ThresholdRuleUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::DELETE, "/api/v1/threshold-rules/{id}", web::delete().to(thresholds::rule_remove))
+            .op("threshold_rule_remove", "thresholds", "Remove a threshold rule", "Removes the rule (`ThresholdRuleRemoved`): the workers stop evaluating it and resolve the alerts of its firing series. Its stream and transitions stay.\n\nRoles: operator, admin.")
+            .roles(&[Role::Operator, Role::Admin])
+            .params(&["Id", "IfMatch"])
+            .answers::<aggregate::Versioned<opsledger_domain::threshold::ThresholdRule>>(200, "The rule, removed.", &["ETag"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "ThresholdRuleConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
     ]
 }

@@ -18,6 +18,7 @@ pub mod ingest;
 pub mod probes;
 pub mod reports;
 pub mod run;
+pub mod thresholds;
 pub mod windows;
 
 use opsledger_store::{Committer, Pool};

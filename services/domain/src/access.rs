@@ -175,6 +175,15 @@ pub const INQUIRY_READERS: &[Role] = LEDGER_READERS;
 pub const PROBE_WRITERS: &[Role] = &[Role::Operator, Role::Admin];
 /// Who reads probes: staff. Clients never do: probes name internal hosts.
 pub const PROBE_READERS: &[Role] = STAFF;
+/// Who pushes samples (SPEC §12): what pushes alerts, since a machine
+/// pushing its temperature is monitoring (integration tokens), and the
+/// staff who run it.
+pub const SAMPLE_SENDERS: &[Role] = ALERT_SENDERS;
+/// Who defines, changes and removes threshold rules: as for probes.
+pub const THRESHOLD_RULE_WRITERS: &[Role] = PROBE_WRITERS;
+/// Who reads threshold rules and their series: staff. Clients never do:
+/// series name internal hosts.
+pub const THRESHOLD_RULE_READERS: &[Role] = STAFF;
 
 /// Who creates, changes, rotates and removes heartbeats: admins and operators.
 pub const HEARTBEAT_WRITERS: &[Role] = &[Role::Operator, Role::Admin];

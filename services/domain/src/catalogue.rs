@@ -165,6 +165,13 @@ pub const CATALOGUE: &[EventKind] = &[
     ops("HeartbeatMissed"),
     ops("HeartbeatFailed"),
     ops("HeartbeatRecovered"),
+    // threshold rules on pushed samples (SPEC §12): definitions and each
+    // series' breaches and clearings, never the samples
+    ops("ThresholdRuleDefined"),
+    ops("ThresholdRuleChanged"),
+    ops("ThresholdRuleRemoved"),
+    ops("ThresholdBreached"),
+    ops("ThresholdCleared"),
 ];
 
 pub fn lookup(name: &str) -> Option<&'static EventKind> {

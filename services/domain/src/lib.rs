@@ -39,6 +39,7 @@ pub mod proposal;
 pub mod roster;
 pub mod runbook;
 pub mod text;
+pub mod threshold;
 pub mod window;
 pub mod worklog;
 

@@ -143,6 +143,11 @@ impl Application {
                 config.heartbeat_poll_interval,
                 stopping.clone(),
             )),
+            tokio::spawn(threshold_worker(
+                state.clone(),
+                config.threshold_poll_interval,
+                stopping.clone(),
+            )),
             tokio::spawn(monthly_worker(
                 state.clone(),
                 config.monthly_interval,
@@ -411,6 +416,20 @@ async fn heartbeat_worker(
     while next_pass(&mut stopping, interval).await {
         if let Err(e) = opsledger_app::heartbeats::run_missed(state.ingestion()).await {
             tracing::warn!(error = %e, "heartbeat pass failed");
+        }
+    }
+}
+
+/// Evaluates the threshold rules on pushed samples (SPEC §12): each rule
+/// every `interval`, looking that often.
+async fn threshold_worker(
+    state: web::Data<AppState>,
+    interval: std::time::Duration,
+    mut stopping: Stopping,
+) {
+    while next_pass(&mut stopping, interval).await {
+        if let Err(e) = opsledger_app::thresholds::evaluate_due(state.ingestion(), interval).await {
+            tracing::warn!(error = %e, "threshold pass failed");
         }
     }
 }

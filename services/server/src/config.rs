@@ -69,7 +69,14 @@ pub struct Config {
     pub probe_ca_pem: Option<Vec<u8>>,
     /// How often the heartbeat worker looks for missed runs.
     pub heartbeat_poll_interval: Duration,
+    /// How often each threshold rule is evaluated (the worker looks that
+    /// often too).
+    pub threshold_poll_interval: Duration,
 }
+
+/// Five seconds: a threshold rule fires within seconds of its condition
+/// having held for its `for_s`, and a pass reads each rule's samples.
+pub const THRESHOLD_POLL_DEFAULT_MS: u64 = 5_000;
 
 /// A second: a probe is checked within a second of being due.
 pub const PROBE_POLL_DEFAULT_MS: u64 = 1_000;
@@ -314,6 +321,10 @@ impl Config {
                 "OPSLEDGER_HEARTBEAT_POLL_MS",
                 HEARTBEAT_POLL_DEFAULT_MS,
             )?),
+            threshold_poll_interval: Duration::from_millis(parsed(
+                "OPSLEDGER_THRESHOLD_POLL_MS",
+                THRESHOLD_POLL_DEFAULT_MS,
+            )?),
         })
     }
 
@@ -345,6 +356,7 @@ impl Config {
             probe_interval_min_s: opsledger_domain::probe::INTERVAL_MIN_S,
             probe_ca_pem: None,
             heartbeat_poll_interval: Duration::from_millis(HEARTBEAT_POLL_DEFAULT_MS),
+            threshold_poll_interval: Duration::from_millis(THRESHOLD_POLL_DEFAULT_MS),
         }
     }
 

@@ -36,6 +36,7 @@ pub mod probes;
 pub mod projection;
 pub mod read;
 pub mod roster;
+pub mod thresholds;
 pub mod verify;
 pub mod wake;
 pub mod work;
@@ -113,6 +114,7 @@ pub fn projections() -> Vec<projection::SharedProjection> {
         std::sync::Arc::new(operations::OperationsProjection),
         std::sync::Arc::new(probes::ProbeProjection),
         std::sync::Arc::new(heartbeats::HeartbeatProjection),
+        std::sync::Arc::new(thresholds::ThresholdRuleProjection),
         std::sync::Arc::new(work::ProposalProjection),
         std::sync::Arc::new(work::WorkProjection),
         // Last: they read what the others keep.
