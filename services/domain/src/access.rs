@@ -175,6 +175,10 @@ pub const INQUIRY_READERS: &[Role] = LEDGER_READERS;
 pub const PROBE_WRITERS: &[Role] = &[Role::Operator, Role::Admin];
 /// Who reads probes: staff. Clients never do: probes name internal hosts.
 pub const PROBE_READERS: &[Role] = STAFF;
+/// Who sets and removes backup schedules (SPEC §12): admins and operators.
+pub const BACKUP_SCHEDULE_WRITERS: &[Role] = &[Role::Operator, Role::Admin];
+/// Who reads them: staff, as the work log they watch.
+pub const BACKUP_SCHEDULE_READERS: &[Role] = WORKLOG_READERS;
 
 #[cfg(test)]
 mod tests {

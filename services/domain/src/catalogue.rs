@@ -155,6 +155,13 @@ pub const CATALOGUE: &[EventKind] = &[
     ops("ProbeRemoved"),
     ops("ProbeWentDown"),
     ops("ProbeCameUp"),
+    // backup schedules (SPEC §12): definitions and their transitions
+    ops("BackupScheduleDefined"),
+    ops("BackupScheduleChanged"),
+    ops("BackupScheduleRemoved"),
+    ops("BackupOverdue"),
+    ops("BackupUnverified"),
+    ops("BackupScheduleMet"),
 ];
 
 pub fn lookup(name: &str) -> Option<&'static EventKind> {
