@@ -9,6 +9,7 @@
 
 pub mod aggregate;
 pub mod audit;
+pub mod backup_schedules;
 pub mod auth;
 pub mod changes;
 pub mod common;
@@ -74,6 +75,9 @@ pub struct AppState {
     pub metrics: metrics::Metrics,
     /// The shortest probe interval a definition may ask for.
     pub probe_interval_min_s: u32,
+    /// The shortest backup period (and verification delay) a schedule may
+    /// ask for.
+    pub backup_period_min_s: u32,
 }
 
 impl AppState {

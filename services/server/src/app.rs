@@ -115,6 +115,7 @@ impl Application {
             feed_poll: config.poll_interval,
             metrics: Default::default(),
             probe_interval_min_s: config.probe_interval_min_s,
+            backup_period_min_s: config.backup_period_min_s,
         });
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let mut workers: Vec<JoinHandle<()>> = vec![
@@ -133,6 +134,11 @@ impl Application {
                 state.clone(),
                 config.probe_poll_interval,
                 config.probe_concurrency,
+                stopping.clone(),
+            )),
+            tokio::spawn(backup_worker(
+                state.clone(),
+                config.backup_poll_interval,
                 stopping.clone(),
             )),
             tokio::spawn(monthly_worker(
@@ -396,6 +402,22 @@ async fn probe_worker(
         match opsledger_app::probes::run_due(state.ingestion(), concurrency, check).await {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "probe pass failed"),
+        }
+    }
+}
+
+/// Checks the backup schedules (SPEC §12), each once every `interval`
+/// across instances.
+async fn backup_worker(
+    state: web::Data<AppState>,
+    interval: std::time::Duration,
+    mut stopping: Stopping,
+) {
+    while next_pass(&mut stopping, interval).await {
+        let now = chrono::Utc::now();
+        match opsledger_app::backup_schedules::check_due(state.ingestion(), interval, now).await {
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "backup schedule pass failed"),
         }
     }
 }

@@ -64,6 +64,10 @@ pub struct Config {
     pub probe_concurrency: usize,
     /// The shortest probe interval the API accepts (10 s; tests lower it).
     pub probe_interval_min_s: u32,
+    /// How often each backup schedule is checked against the work log.
+    pub backup_poll_interval: Duration,
+    /// The shortest backup period the API accepts (an hour; tests lower it).
+    pub backup_period_min_s: u32,
 }
 
 /// A second: a probe is checked within a second of being due.
@@ -72,6 +76,9 @@ pub const PROBE_POLL_DEFAULT_MS: u64 = 1_000;
 /// fit, but a bound keeps a thousand due probes from opening a thousand
 /// sockets at once.
 pub const PROBE_CONCURRENCY_DEFAULT: usize = 32;
+/// Ten seconds: a backup recorded (or verified) resolves its schedule's
+/// alert within about that, and a check is three index look-ups.
+pub const BACKUP_POLL_DEFAULT_MS: u64 = 10_000;
 
 /// Under the idle timeouts of common proxies (often 30 or 60 s).
 pub const FEED_HEARTBEAT_DEFAULT_MS: u64 = 15_000;
@@ -282,6 +289,14 @@ impl Config {
                 "OPSLEDGER_PROBE_INTERVAL_MIN_S",
                 opsledger_domain::probe::INTERVAL_MIN_S,
             )?,
+            backup_poll_interval: Duration::from_millis(parsed(
+                "OPSLEDGER_BACKUP_POLL_MS",
+                BACKUP_POLL_DEFAULT_MS,
+            )?),
+            backup_period_min_s: parsed(
+                "OPSLEDGER_BACKUP_PERIOD_MIN_S",
+                opsledger_domain::backup_schedule::PERIOD_MIN_S,
+            )?,
         })
     }
 
@@ -311,6 +326,8 @@ impl Config {
             probe_poll_interval: Duration::from_millis(PROBE_POLL_DEFAULT_MS),
             probe_concurrency: PROBE_CONCURRENCY_DEFAULT,
             probe_interval_min_s: opsledger_domain::probe::INTERVAL_MIN_S,
+            backup_poll_interval: Duration::from_millis(BACKUP_POLL_DEFAULT_MS),
+            backup_period_min_s: opsledger_domain::backup_schedule::PERIOD_MIN_S,
         }
     }
 

@@ -90,6 +90,10 @@ pub(super) fn head() -> Value {
                 "description": "Probes (SPEC §12): HTTP(S) and TCP liveness checks run by opsledger's workers; only their up and down transitions are recorded, and they raise and resolve alerts as any source. Staff only. Bearer JWT required."
             },
             {
+                "name": "backups",
+                "description": "Backup schedules (SPEC §12): how often each service's backups must be performed and verified, watched by opsledger's workers against the work log; only their changes of standing are recorded, and they raise and resolve alerts as any source. Staff only. Bearer JWT required."
+            },
+            {
                 "name": "reports",
                 "description": "Downtime, availability and SLA (SPEC §6), computed from the read models. Bearer JWT required."
             },
@@ -258,6 +262,8 @@ pub(super) const PROBLEMS: &[(&str, &str)] = &[
     ("InquiryConflict", "The command does not apply to the inquiry in its current status (`current_state`): answering or closing a closed inquiry, escalating one that is escalated or closed; or a concurrent command was appended first (`stream`, `current_version`)."),
     ("ProbeConflict", "The command does not apply to the probe as it stands (`current_state`): changing or removing a removed probe; or a concurrent command was appended first (`stream`, `current_version`). Reload the probe and decide again."),
     ("ProbeUnprocessable", "The probe is well-formed but invalid: a name or component empty, over 200 characters or with control characters; an `interval_s` under 10 or over 86400; a `timeout_ms` of 0 or over the interval or a minute; a threshold of 0 or over 100; a URL that is not an absolute http or https URL of at most 2048 bytes, an `expected_status` outside 100 to 599, an empty or over-long `body_keyword`, a `json_pointer` that is not an RFC 6901 pointer or one without `json_value` (or the reverse); a TCP host that is not a host name or address, or port 0; a `service_id` that is not a service of the tenant; or the `Idempotency-Key` was already used for a different request."),
+    ("BackupScheduleConflict", "The command does not apply to the schedule as it stands (`current_state`): removing a removed schedule; or a concurrent command was appended first (`stream`, `current_version`), two first `PUT`s of one service's schedule among them. Reload the schedule and decide again."),
+    ("BackupScheduleUnprocessable", "The schedule is well-formed but invalid: a `period_s` or `verify_within_s` under an hour (3600) or over 400 days (34560000); a `grace_s` over the period; or the `Idempotency-Key` was already used for a different request."),
     ("VersionConflict", "A concurrent command was appended first (`stream`, `current_version`). Reload and decide again."),
     ("PreconditionFailed", "`If-Match` names another version than the current one (RFC 9110 §13.1.1): the record moved on since the version the command was based on. `current_version` and `current_state` say where it stands; reload it and decide again. Nothing was written."),
 ];
