@@ -7,9 +7,10 @@
 -- `backup_watch` is the workers' own state, not a source of truth: when
 -- each schedule is next checked, the standing the workers last recorded and
 -- when they last sent its alert. A worker claims due rows `FOR UPDATE SKIP
--- LOCKED` and moves `next_check_at` a poll on in the same statement, so two
--- instances do not check one schedule at once. The projection adds a row
--- when a schedule is defined (due at once) and drops it when it is removed.
+-- LOCKED` and moves `next_check_at` a lease on in the same statement, so two
+-- instances do not check one schedule at once, then makes them due again a
+-- poll later. The projection adds a row when a schedule is defined (due at
+-- once) and drops it when it is removed.
 CREATE TABLE proj_backup_schedules (
     tenant_id   uuid NOT NULL,
     service_id  uuid NOT NULL,

@@ -9,8 +9,8 @@
 
 pub mod aggregate;
 pub mod audit;
-pub mod backup_schedules;
 pub mod auth;
+pub mod backup_schedules;
 pub mod changes;
 pub mod common;
 pub mod contract;

@@ -8,8 +8,9 @@ use opsledger_domain::access::Role;
 
 use crate::contract::Endpoint;
 use crate::{
-    aggregate, audit, backup_schedules, changes, common, directory, escalation, feed, incidents, inquiries,
-    integrations, probes, proposals, reports, roster, runbooks, system, windows, work, worklog,
+    aggregate, audit, backup_schedules, changes, common, directory, escalation, feed, incidents,
+    inquiries, integrations, probes, proposals, reports, roster, runbooks, system, windows, work,
+    worklog,
 };
 
 /// The roles of the route `method path` (its template, as the table names
@@ -900,7 +901,7 @@ pub fn table() -> Vec<Endpoint> {
             .answers::<backup_schedules::BackupScheduleView>(200, "The backup schedule.", &["ETag"])
             .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
         Endpoint::new(Method::PUT, "/api/v1/services/{id}/backup-schedule", web::put().to(backup_schedules::backup_schedule_set))
-            .op("backup_schedule_set", "backups", "Set a service's backup schedule", "Defines the service's backup schedule (`BackupScheduleDefined` on a stream `backup_schedule-<service id>`; 201), or replaces its definition (`BackupScheduleChanged`; 200; the same definition records nothing). A removed schedule is defined anew, and its deadlines count from then. The workers check it against the work log's backups of the service (`POST /api/v1/backups`, `POST /api/v1/backups/{id}/verify`) every `OPSLEDGER_BACKUP_POLL_MS`: no backup performed within `period_s` (plus `grace_s`) of the later of the schedule's start and the last backup records `BackupOverdue`; a backup not verified (result `ok`) within `verify_within_s` (plus `grace_s`) of when it was performed records `BackupUnverified` (a newer backup does not hide an older one never verified; one performed after a verified backup does not count against the schedule). Either raises an alert (source `opsledger-backup`, the schedule's severity and category, one dedup key per schedule), decided as any alert; backups performed and verified in time again record `BackupScheduleMet` and resolve it. Only these changes are recorded.\n\nRoles: operator, admin.")
+            .op("backup_schedule_set", "backups", "Set a service's backup schedule", "Defines the service's backup schedule (`BackupScheduleDefined` on a stream `backup_schedule-<service id>`; 201 the first time), or replaces its definition (`BackupScheduleChanged`; 200; the same definition records nothing). A removed schedule is defined anew (200), and its deadlines count from then. The workers check it against the work log's backups of the service (`POST /api/v1/backups`, `POST /api/v1/backups/{id}/verify`) every `OPSLEDGER_BACKUP_POLL_MS`: no backup performed within `period_s` (plus `grace_s`) of the later of the schedule's start and the last backup records `BackupOverdue`; a backup not verified (result `ok`) within `verify_within_s` (plus `grace_s`) of when it was performed records `BackupUnverified` (a newer backup does not hide an older one never verified; one performed after a verified backup does not count against the schedule). Either raises an alert (source `opsledger-backup`, the schedule's severity and category, one dedup key per schedule), decided as any alert; backups performed and verified in time again record `BackupScheduleMet` and resolve it. Only these changes are recorded.\n\nRoles: operator, admin.")
             .roles(&[Role::Operator, Role::Admin])
             .params(&["Id", "IfMatch", "IdempotencyKey"])
             .body::<backup_schedules::BackupScheduleBody>(true)

@@ -41,6 +41,10 @@ use crate::run::{self, Asked, Prepared, RunError, Target};
 
 /// Schedules one pass claims at most; the next pass takes the rest.
 const CLAIM_BATCH_MAX: i64 = 500;
+/// How long a pass holds what it claimed: far longer than a pass of
+/// `CLAIM_BATCH_MAX` schedules takes, so another instance never checks them
+/// meanwhile; and the delay before another takes them over after a crash.
+const CLAIM_LEASE_S: f64 = 300.0;
 /// How often an alert that stays firing is sent again: well inside the
 /// alert staleness bound (`OPSLEDGER_ALERT_STALE_S`, 12 h by default).
 const ALERT_REFRESH_S: i64 = 3600;
@@ -63,22 +67,23 @@ pub fn dedup_key(service_id: Uuid) -> String {
     format!("backup-schedule-{service_id}")
 }
 
-/// One pass: claims the schedules due a check (moving each `poll` on),
-/// assesses them at `now`, and settles the changes. Returns how many were
-/// checked.
+/// One pass: claims the schedules due a check, assesses them at `now`,
+/// settles the changes, and makes them due again `poll` later. Returns how
+/// many were checked.
 pub async fn check_due(
     ing: Ingest<'_>,
     poll: Duration,
     now: DateTime<Utc>,
 ) -> Result<usize, RunError> {
     let claimed =
-        store_schedules::claim_due(ing.ledger.pool, CLAIM_BATCH_MAX, poll.as_secs_f64()).await?;
+        store_schedules::claim_due(ing.ledger.pool, CLAIM_BATCH_MAX, CLAIM_LEASE_S).await?;
     for c in &claimed {
         if let Err(e) = settle(ing, c, now).await {
             let (tenant, service) = (c.tenant_id, c.schedule.service_id);
             tracing::warn!(%tenant, %service, error = %e, "backup schedule not settled");
         }
     }
+    store_schedules::release(ing.ledger.pool, &claimed, poll.as_secs_f64()).await?;
     Ok(claimed.len())
 }
 

@@ -211,13 +211,17 @@ impl BackupScheduleEvent {
     pub fn payload(&self) -> serde_json::Value {
         crate::event::untagged_payload(self)
     }
-    pub fn from_stored(event_type: &str, payload: &serde_json::Value) -> Option<BackupScheduleEvent> {
+    pub fn from_stored(
+        event_type: &str,
+        payload: &serde_json::Value,
+    ) -> Option<BackupScheduleEvent> {
         crate::event::from_tagged(event_type, payload)
     }
 }
 
 /// A transition, as a schedule's record shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = BackupScheduleTransition)]
 pub struct Transition {
     pub to: Standing,
     pub recorded_at: DateTime<Utc>,
@@ -312,7 +316,10 @@ pub struct Context {
 pub enum Command {
     /// Defines the service's schedule, or changes it (a `PUT`): a removed
     /// one is defined anew, and starts again.
-    Set { service_id: Uuid, spec: ScheduleSpec },
+    Set {
+        service_id: Uuid,
+        spec: ScheduleSpec,
+    },
     Remove,
     /// The worker's: the schedule, assessed against `facts`.
     Record {

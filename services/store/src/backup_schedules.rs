@@ -5,12 +5,15 @@
 //!
 //! `backup_watch` is worker state, not a source of truth: the transitions
 //! are the stream's events. [`claim_due`] locks due rows `FOR UPDATE SKIP
-//! LOCKED` and moves each one's `next_check_at` a poll on, in one statement
+//! LOCKED` and moves each one's `next_check_at` a lease on, in one statement
 //! that commits before anything is decided, and returns each schedule with
 //! its facts read in the same statement: another instance skips the locked
 //! rows and then finds them not due, so two instances do not check one
-//! schedule at once (and should they, the stream records a transition once:
-//! it refuses to record the standing it already has).
+//! schedule at once, however long a pass takes. The pass then [`release`]s
+//! what it claimed, due again a poll later; a pass that never ends (a crash)
+//! leaves its schedules to the next instance once the lease is over. Should
+//! two instances check one schedule all the same, its stream records a
+//! transition once: it refuses to record the standing it already has.
 //!
 //! The facts come from the work log's read model, so a backup recorded a
 //! moment ago counts from the pass after the projection applied it.
@@ -218,8 +221,8 @@ pub struct Claimed {
 }
 
 /// Claims at most `limit` schedules due a check, oldest due first, and
-/// moves each `poll_s` on before returning them (see the module's doc).
-pub async fn claim_due(pool: &Pool, limit: i64, poll_s: f64) -> Result<Vec<Claimed>, StoreError> {
+/// moves each `lease_s` on before returning them (see the module's doc).
+pub async fn claim_due(pool: &Pool, limit: i64, lease_s: f64) -> Result<Vec<Claimed>, StoreError> {
     let client = pool.get().await?;
     let sql = format!(
         "WITH due AS ( \
@@ -234,7 +237,7 @@ pub async fn claim_due(pool: &Pool, limit: i64, poll_s: f64) -> Result<Vec<Claim
          SELECT m.tenant_id, m.standing, m.alerted_at, s.state, {FACTS_COLUMNS} \
          FROM m JOIN proj_backup_schedules s USING (tenant_id, service_id) {FACTS_JOINS}"
     );
-    let rows = client.query(&sql, &[&limit, &poll_s]).await?;
+    let rows = client.query(&sql, &[&limit, &lease_s]).await?;
     rows.iter()
         .map(|r| {
             let standing: String = r.get(1);
@@ -263,6 +266,25 @@ pub async fn set_alerted(
             "UPDATE backup_watch SET standing = $3, alerted_at = now() \
              WHERE tenant_id = $1 AND service_id = $2",
             &[&tenant, &service_id, &standing.as_str()],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Makes the schedules a pass claimed due again `poll_s` from now.
+pub async fn release(pool: &Pool, claimed: &[Claimed], poll_s: f64) -> Result<(), StoreError> {
+    if claimed.is_empty() {
+        return Ok(());
+    }
+    let tenants: Vec<Uuid> = claimed.iter().map(|c| c.tenant_id).collect();
+    let services: Vec<Uuid> = claimed.iter().map(|c| c.schedule.service_id).collect();
+    let client = pool.get().await?;
+    client
+        .execute(
+            "UPDATE backup_watch w SET next_check_at = now() + make_interval(secs => $3) \
+             FROM unnest($1::uuid[], $2::uuid[]) AS u(t, s) \
+             WHERE w.tenant_id = u.t AND w.service_id = u.s",
+            &[&tenants, &services, &poll_s],
         )
         .await?;
     Ok(())
