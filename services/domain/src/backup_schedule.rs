@@ -22,7 +22,10 @@
 //!   `performed_at` and the schedule's start. So a newer unverified backup
 //!   does not hide an older one never verified, and a failed verification
 //!   counts as none (the backup stays unverified until one passes).
-//! - Overdue wins over unverified; otherwise the schedule is met.
+//! - Overdue wins over unverified; otherwise the schedule is met. So an
+//!   overdue schedule is met again as soon as a backup is performed: its
+//!   verification has a deadline of its own, and alerting until then would
+//!   page people for a backup taken on time.
 //!
 //! A new schedule is met: its first event after the definition is a
 //! transition once a deadline passed, measured from the schedule's start,
