@@ -6,6 +6,7 @@ mod api_auth;
 mod api_directory;
 mod api_hostile;
 mod audit;
+mod backup_schedules;
 mod change_notices;
 mod changes;
 mod compose;

@@ -29,7 +29,7 @@ async fn fast_app() -> TestApp {
 
 /// Waits up to a minute (the machine may be busy; nothing here measures
 /// speed) for `check` to give a value.
-async fn within_a_minute<T, F, Fut>(what: &str, mut check: F) -> T
+pub(crate) async fn within_a_minute<T, F, Fut>(what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -160,7 +160,7 @@ async fn probe(app: &TestApp, id: &str) -> Value {
 }
 
 /// The event types of the tenant's events of `types`, with their payload text.
-async fn events_of(app: &TestApp, types: &[&str]) -> Vec<(String, String)> {
+pub(crate) async fn events_of(app: &TestApp, types: &[&str]) -> Vec<(String, String)> {
     let types: Vec<String> = types.iter().map(|t| t.to_string()).collect();
     app.db
         .superuser()

@@ -10,6 +10,7 @@
 pub mod aggregate;
 pub mod audit;
 pub mod auth;
+pub mod backup_schedules;
 pub mod changes;
 pub mod common;
 pub mod contract;
@@ -76,6 +77,9 @@ pub struct AppState {
     pub metrics: metrics::Metrics,
     /// The shortest probe interval a definition may ask for.
     pub probe_interval_min_s: u32,
+    /// The shortest backup period (and verification delay) a schedule may
+    /// ask for.
+    pub backup_period_min_s: u32,
 }
 
 impl AppState {

@@ -8,9 +8,9 @@ use opsledger_domain::access::Role;
 
 use crate::contract::Endpoint;
 use crate::{
-    aggregate, audit, changes, common, directory, escalation, feed, heartbeats, incidents,
-    inquiries, integrations, probes, proposals, reports, roster, runbooks, system, thresholds,
-    windows, work, worklog,
+    aggregate, audit, backup_schedules, changes, common, directory, escalation, feed, heartbeats,
+    incidents, inquiries, integrations, probes, proposals, reports, roster, runbooks, system,
+    thresholds, windows, work, worklog,
 };
 
 /// The roles of the route `method path` (its template, as the table names
@@ -999,5 +999,32 @@ pub fn table() -> Vec<Endpoint> {
             .params(&["Id", "IfMatch"])
             .answers::<aggregate::Versioned<opsledger_domain::threshold::ThresholdRule>>(200, "The rule, removed.", &["ETag"])
             .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "ThresholdRuleConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        // Backup schedules (SPEC §12): the work log's backups watched.
+        Endpoint::new(Method::GET, "/api/v1/backup-schedules", web::get().to(backup_schedules::backup_schedule_list))
+            .op("backup_schedule_list", "backups", "List backup schedules", "Backup schedules, by service id descending, from their read model (which may briefly lag a write), without removed ones unless `include_removed`; only those that stand so with `standing`. Each shows its definition and its standing as its stream records it. Unknown query parameters are 400.\n\nRoles: operator, maintainer, approver, auditor, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin])
+            .query::<backup_schedules::BackupScheduleListQuery>()
+            .answers::<common::Page<aggregate::Versioned<opsledger_domain::backup_schedule::BackupSchedule>>>(200, "A page of backup schedules.", &[])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::GET, "/api/v1/services/{id}/backup-schedule", web::get().to(backup_schedules::backup_schedule_get))
+            .op("backup_schedule_get", "backups", "Get a service's backup schedule", "The service's backup schedule, read from its stream (never behind): its definition, its standing (`met`, `overdue`, `unverified`) and its latest transitions (at most 20, each with the deadline that passed and what the work log said), with `current`: the schedule assessed now against the work log, the last backup performed, the last verified, the oldest not yet verified, when the next backup is due (`next_due_at`) and by when the oldest unverified one must be verified (`verify_by`).\n\nRoles: operator, maintainer, approver, auditor, admin.")
+            .roles(&[Role::Operator, Role::Maintainer, Role::Approver, Role::Auditor, Role::Admin])
+            .params(&["Id"])
+            .answers::<backup_schedules::BackupScheduleView>(200, "The backup schedule.", &["ETag"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::PUT, "/api/v1/services/{id}/backup-schedule", web::put().to(backup_schedules::backup_schedule_set))
+            .op("backup_schedule_set", "backups", "Set a service's backup schedule", "Defines the service's backup schedule (`BackupScheduleDefined` on a stream `backup_schedule-<service id>`; 201 the first time), or replaces its definition (`BackupScheduleChanged`; 200; the same definition records nothing). A removed schedule is defined anew (200), and its deadlines count from then. The workers check it against the work log's backups of the service (`POST /api/v1/backups`, `POST /api/v1/backups/{id}/verify`) every `OPSLEDGER_BACKUP_POLL_MS`: no backup performed within `period_s` (plus `grace_s`) of the later of the schedule's start and the last backup records `BackupOverdue`; a backup not verified (result `ok`) within `verify_within_s` (plus `grace_s`) of when it was performed records `BackupUnverified` (a newer backup does not hide an older one never verified; one performed after a verified backup does not count against the schedule). Either raises an alert (source `opsledger-backup`, the schedule's severity and category, one dedup key per schedule), decided as any alert; backups performed and verified in time again record `BackupScheduleMet` and resolve it. Only these changes are recorded.\n\nRoles: operator, admin.")
+            .roles(&[Role::Operator, Role::Admin])
+            .params(&["Id", "IfMatch", "IdempotencyKey"])
+            .body::<backup_schedules::BackupScheduleBody>(true)
+            .answers::<aggregate::Versioned<opsledger_domain::backup_schedule::BackupSchedule>>(200, "The schedule, changed (or, with a known `Idempotency-Key`, the first response is replayed).", &["ETag", "Idempotent-Replayed"])
+            .answers::<aggregate::Versioned<opsledger_domain::backup_schedule::BackupSchedule>>(201, "The schedule, defined (or, with a known `Idempotency-Key`, the first response is replayed).", &["Location", "ETag=ETagCreated", "Idempotent-Replayed"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "BackupScheduleConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (415, "UnsupportedMediaType"), (422, "BackupScheduleUnprocessable"), (500, "InternalError"), (503, "Unavailable")]),
+        Endpoint::new(Method::DELETE, "/api/v1/services/{id}/backup-schedule", web::delete().to(backup_schedules::backup_schedule_remove))
+            .op("backup_schedule_remove", "backups", "Remove a service's backup schedule", "Removes the schedule (`BackupScheduleRemoved`): the workers stop checking it. Its stream and transitions stay; an alert it raised is left to be resolved by hand or to expire. A `PUT` defines it anew.\n\nRoles: operator, admin.")
+            .roles(&[Role::Operator, Role::Admin])
+            .params(&["Id", "IfMatch"])
+            .answers::<aggregate::Versioned<opsledger_domain::backup_schedule::BackupSchedule>>(200, "The schedule, removed.", &["ETag"])
+            .fails(&[(400, "BadRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"), (409, "BackupScheduleConflict"), (412, "PreconditionFailed"), (413, "PayloadTooLarge"), (422, "Unprocessable"), (500, "InternalError"), (503, "Unavailable")]),
     ]
 }

@@ -8,6 +8,7 @@
 //!
 //! [`Aggregate::decide`]: opsledger_domain::aggregate::Aggregate::decide
 
+pub mod backup_schedules;
 pub mod changes;
 pub mod directory;
 pub mod escalation;

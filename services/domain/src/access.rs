@@ -189,6 +189,10 @@ pub const THRESHOLD_RULE_READERS: &[Role] = STAFF;
 pub const HEARTBEAT_WRITERS: &[Role] = &[Role::Operator, Role::Admin];
 /// Who reads heartbeats: staff.
 pub const HEARTBEAT_READERS: &[Role] = STAFF;
+/// Who sets and removes backup schedules (SPEC §12): admins and operators.
+pub const BACKUP_SCHEDULE_WRITERS: &[Role] = &[Role::Operator, Role::Admin];
+/// Who reads them: staff, as the work log they watch.
+pub const BACKUP_SCHEDULE_READERS: &[Role] = WORKLOG_READERS;
 
 #[cfg(test)]
 mod tests {

@@ -172,6 +172,13 @@ pub const CATALOGUE: &[EventKind] = &[
     ops("ThresholdRuleRemoved"),
     ops("ThresholdBreached"),
     ops("ThresholdCleared"),
+    // backup schedules (SPEC §12): definitions and their transitions
+    ops("BackupScheduleDefined"),
+    ops("BackupScheduleChanged"),
+    ops("BackupScheduleRemoved"),
+    ops("BackupOverdue"),
+    ops("BackupUnverified"),
+    ops("BackupScheduleMet"),
 ];
 
 pub fn lookup(name: &str) -> Option<&'static EventKind> {

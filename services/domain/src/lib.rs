@@ -12,6 +12,7 @@ pub mod access;
 pub mod aggregate;
 pub mod alert;
 pub mod audit;
+pub mod backup_schedule;
 pub mod calendar;
 pub mod catalogue;
 pub mod chain;

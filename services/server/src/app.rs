@@ -117,6 +117,7 @@ impl Application {
             feed_poll: config.poll_interval,
             metrics: Default::default(),
             probe_interval_min_s: config.probe_interval_min_s,
+            backup_period_min_s: config.backup_period_min_s,
         });
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let mut workers: Vec<JoinHandle<()>> = vec![
@@ -146,6 +147,11 @@ impl Application {
             tokio::spawn(threshold_worker(
                 state.clone(),
                 config.threshold_poll_interval,
+                stopping.clone(),
+            )),
+            tokio::spawn(backup_worker(
+                state.clone(),
+                config.backup_poll_interval,
                 stopping.clone(),
             )),
             tokio::spawn(monthly_worker(
@@ -430,6 +436,22 @@ async fn threshold_worker(
     while next_pass(&mut stopping, interval).await {
         if let Err(e) = opsledger_app::thresholds::evaluate_due(state.ingestion(), interval).await {
             tracing::warn!(error = %e, "threshold pass failed");
+        }
+    }
+}
+
+/// Checks the backup schedules (SPEC §12), each once every `interval`
+/// across instances.
+async fn backup_worker(
+    state: web::Data<AppState>,
+    interval: std::time::Duration,
+    mut stopping: Stopping,
+) {
+    while next_pass(&mut stopping, interval).await {
+        let now = chrono::Utc::now();
+        match opsledger_app::backup_schedules::check_due(state.ingestion(), interval, now).await {
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "backup schedule pass failed"),
         }
     }
 }

@@ -72,6 +72,10 @@ pub struct Config {
     /// How often each threshold rule is evaluated (the worker looks that
     /// often too).
     pub threshold_poll_interval: Duration,
+    /// How often each backup schedule is checked against the work log.
+    pub backup_poll_interval: Duration,
+    /// The shortest backup period the API accepts (an hour; tests lower it).
+    pub backup_period_min_s: u32,
 }
 
 /// Five seconds: a threshold rule fires within seconds of its condition
@@ -87,6 +91,9 @@ pub const HEARTBEAT_POLL_DEFAULT_MS: u64 = 5_000;
 /// fit, but a bound keeps a thousand due probes from opening a thousand
 /// sockets at once.
 pub const PROBE_CONCURRENCY_DEFAULT: usize = 32;
+/// Ten seconds: a backup recorded (or verified) resolves its schedule's
+/// alert within about that, and a check is three index look-ups.
+pub const BACKUP_POLL_DEFAULT_MS: u64 = 10_000;
 
 /// Under the idle timeouts of common proxies (often 30 or 60 s).
 pub const FEED_HEARTBEAT_DEFAULT_MS: u64 = 15_000;
@@ -325,6 +332,14 @@ impl Config {
                 "OPSLEDGER_THRESHOLD_POLL_MS",
                 THRESHOLD_POLL_DEFAULT_MS,
             )?),
+            backup_poll_interval: Duration::from_millis(parsed(
+                "OPSLEDGER_BACKUP_POLL_MS",
+                BACKUP_POLL_DEFAULT_MS,
+            )?),
+            backup_period_min_s: parsed(
+                "OPSLEDGER_BACKUP_PERIOD_MIN_S",
+                opsledger_domain::backup_schedule::PERIOD_MIN_S,
+            )?,
         })
     }
 
@@ -357,6 +372,8 @@ impl Config {
             probe_ca_pem: None,
             heartbeat_poll_interval: Duration::from_millis(HEARTBEAT_POLL_DEFAULT_MS),
             threshold_poll_interval: Duration::from_millis(THRESHOLD_POLL_DEFAULT_MS),
+            backup_poll_interval: Duration::from_millis(BACKUP_POLL_DEFAULT_MS),
+            backup_period_min_s: opsledger_domain::backup_schedule::PERIOD_MIN_S,
         }
     }
 

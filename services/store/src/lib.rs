@@ -21,6 +21,7 @@
 pub mod append;
 pub mod audit;
 pub mod backlog;
+pub mod backup_schedules;
 pub mod changes;
 pub mod directory;
 pub mod downtime;
@@ -115,6 +116,7 @@ pub fn projections() -> Vec<projection::SharedProjection> {
         std::sync::Arc::new(probes::ProbeProjection),
         std::sync::Arc::new(heartbeats::HeartbeatProjection),
         std::sync::Arc::new(thresholds::ThresholdRuleProjection),
+        std::sync::Arc::new(backup_schedules::BackupScheduleProjection),
         std::sync::Arc::new(work::ProposalProjection),
         std::sync::Arc::new(work::WorkProjection),
         // Last: they read what the others keep.

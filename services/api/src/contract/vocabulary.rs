@@ -98,6 +98,10 @@ pub(super) fn head() -> Value {
                 "description": "Threshold rules on pushed samples (SPEC §12): machines push samples (metric, labels, value, time), which are kept for a few hours and are not events; rules compare each matching series with a threshold for a duration, and only their breaches and clearings are recorded, raising and resolving alerts (hardware or traffic) as any source. Samples: monitoring and staff; rules: staff only. Bearer JWT required."
             },
             {
+                "name": "backups",
+                "description": "Backup schedules (SPEC §12): how often each service's backups must be performed and verified, watched by opsledger's workers against the work log; only their changes of standing are recorded, and they raise and resolve alerts as any source. Staff only. Bearer JWT required."
+            },
+            {
                 "name": "reports",
                 "description": "Downtime, availability and SLA (SPEC §6), computed from the read models. Bearer JWT required."
             },
@@ -282,6 +286,8 @@ pub(super) const PROBLEMS: &[(&str, &str)] = &[
     ("SamplesUnprocessable", "The batch is well-formed but invalid, and nothing of it is kept: no samples; or a sample (the detail names its index) whose metric name does not match `[a-zA-Z_:][a-zA-Z0-9_:]*` or is over 200 bytes, with more than 32 labels, a label name that does not match `[a-zA-Z_][a-zA-Z0-9_]*` or is over 100 bytes, a label value empty, over 512 bytes or with control characters, a value that is not a finite number, or a time more than 5 minutes ahead of the service's clock or older than the 3 h 10 min samples are kept. A NUL anywhere in the body, too (the problem's `pointer` names where)."),
     ("ThresholdRuleConflict", "The command does not apply to the rule as it stands (`current_state`): changing or removing a removed rule; or a concurrent command was appended first (`stream`, `current_version`). Reload the rule and decide again."),
     ("ThresholdRuleUnprocessable", "The rule is well-formed but invalid: a name or component empty, over 200 characters or with control characters; a metric or matcher label name that is not Prometheus'; more than 32 matchers, or a matcher value empty, over 512 bytes or with control characters; a `for_s` over 3600; a `stale_after_s` of 0 or over 3600; a category other than `hardware` or `traffic`; a `service_id` that is not a service of the tenant; or the `Idempotency-Key` was already used for a different request."),
+    ("BackupScheduleConflict", "The command does not apply to the schedule as it stands (`current_state`): removing a removed schedule; or a concurrent command was appended first (`stream`, `current_version`), two first `PUT`s of one service's schedule among them. Reload the schedule and decide again."),
+    ("BackupScheduleUnprocessable", "The schedule is well-formed but invalid: a `period_s` or `verify_within_s` under an hour (3600) or over 400 days (34560000); a `grace_s` over the period; or the `Idempotency-Key` was already used for a different request."),
     ("VersionConflict", "A concurrent command was appended first (`stream`, `current_version`). Reload and decide again."),
     ("PreconditionFailed", "`If-Match` names another version than the current one (RFC 9110 §13.1.1): the record moved on since the version the command was based on. `current_version` and `current_state` say where it stands; reload it and decide again. Nothing was written."),
 ];
