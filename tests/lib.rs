@@ -61,6 +61,24 @@ where
     panic!("timed out waiting for: {what}");
 }
 
+/// Waits up to a minute (the machine may be busy; nothing here measures
+/// speed) for `check` to give a value, looking every 100 ms: for what a
+/// worker does on its own time (probes, heartbeats, rules, schedules).
+pub async fn within_a_minute<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        if let Some(v) = check().await {
+            return v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
 /// The checkout's root.
 pub fn repo() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -14,7 +14,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::alerts::service;
-use crate::probes::{events_of, within_a_minute};
+use crate::probes::events_of;
+use opsledger_tests::within_a_minute;
 
 /// The app with periods of a second allowed, each schedule checked every
 /// 100 ms.

@@ -5,10 +5,11 @@
 //! problem. (The cron schedule across DST is tested in `domain::heartbeat`
 //! at fixed instants.)
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use opsledger_domain::access::Role;
 use opsledger_testkit::{spawn_app_with, TestApp};
+use opsledger_tests::within_a_minute;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -16,21 +17,6 @@ use crate::alerts::service;
 
 async fn fast_app() -> TestApp {
     spawn_app_with(|c| c.heartbeat_poll_interval = Duration::from_millis(100)).await
-}
-
-async fn within_a_minute<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Some(v) = check().await {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for: {what}");
 }
 
 /// Pings with no Authorization header.

@@ -6,11 +6,12 @@
 //! events; hostile input to every new route is a problem and writes
 //! nothing.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use opsledger_domain::access::Role;
 use opsledger_testkit::{spawn_app, spawn_app_with, TestApp};
+use opsledger_tests::within_a_minute;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -22,23 +23,6 @@ async fn fast_app() -> TestApp {
         c.threshold_poll_interval = Duration::from_millis(100);
     })
     .await
-}
-
-/// Waits up to a minute (the machine may be busy; nothing here measures
-/// speed) for `check` to give a value.
-async fn within_a_minute<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Some(v) = check().await {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for: {what}");
 }
 
 async fn define(app: &TestApp, body: &Value) -> String {
