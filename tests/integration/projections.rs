@@ -67,6 +67,62 @@ async fn counts(pool: &opsledger_store::Pool) -> (i64, i64) {
     (row.get(0), row.get(1))
 }
 
+/// No watcher of the log's head: the follower relies on its committer's
+/// word and its own fallback polls.
+fn no_head() -> tokio::sync::watch::Receiver<u64> {
+    tokio::sync::watch::channel(0).1
+}
+
+/// Another instance's commits reach a follower through the one watcher of
+/// the log's head, not through polls of its own: with an hour between its
+/// fallback polls and no committer of this process involved, only the head
+/// watcher can have brought the events in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_instances_commits_reach_a_follower_through_the_head_watcher() {
+    let (_db, pool) = counting_db().await;
+    let committer = Committer::start(pool.clone(), 1);
+    let (moved, head) = tokio::sync::watch::channel(0u64);
+    let watcher = tokio::spawn(projection::watch_head(
+        pool.clone(),
+        Duration::from_millis(20),
+        moved,
+    ));
+    let worker = tokio::spawn(projection::follow(
+        pool.clone(),
+        Arc::new(Counting),
+        committer.subscribe(),
+        head,
+        Duration::from_secs(3600),
+        Families::ALL,
+    ));
+    let tenant = Uuid::now_v7();
+    for round in 0..3 {
+        // Appended as another instance would: not through this committer.
+        for n in 0..5 {
+            append_direct(
+                &pool,
+                &one(
+                    tenant,
+                    &format!("s{round}-{n}"),
+                    ExpectedVersion::Any,
+                    vec![event(n)],
+                ),
+            )
+            .await
+            .unwrap();
+        }
+        let want = 5 * (round + 1);
+        eventually("the other instance's events are applied", || async {
+            let (n, _) = counts(&pool).await;
+            (n == want).then_some(())
+        })
+        .await;
+    }
+    worker.abort();
+    watcher.abort();
+    assert_eq!(counts(&pool).await, (15, 1), "each once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_at_any_point_resumes_without_applying_anything_twice() {
     let (_db, pool) = counting_db().await;
@@ -91,6 +147,7 @@ async fn a_worker_killed_at_any_point_resumes_without_applying_anything_twice() 
             pool.clone(),
             Arc::new(Counting),
             committer.subscribe(),
+            no_head(),
             Duration::from_millis(10),
             Families::ALL,
         ));
@@ -102,6 +159,7 @@ async fn a_worker_killed_at_any_point_resumes_without_applying_anything_twice() 
         pool.clone(),
         Arc::new(Counting),
         committer.subscribe(),
+        no_head(),
         Duration::from_millis(10),
         Families::ALL,
     ));
@@ -122,6 +180,7 @@ async fn two_instances_following_one_projection_apply_each_event_once() {
         pool.clone(),
         Arc::new(Counting),
         committer.subscribe(),
+        no_head(),
         Duration::from_millis(5),
         Families::ALL,
     ));
@@ -129,6 +188,7 @@ async fn two_instances_following_one_projection_apply_each_event_once() {
         pool.clone(),
         Arc::new(Counting),
         committer.subscribe(),
+        no_head(),
         Duration::from_millis(5),
         Families::ALL,
     ));
@@ -340,6 +400,7 @@ async fn a_follower_wakes_for_its_own_streams_through_an_alert_storm() {
         pool.clone(),
         followed[0].clone(),
         committer.subscribe(),
+        no_head(),
         Duration::from_secs(3600),
         interest,
     ));
@@ -486,6 +547,7 @@ async fn a_follower_stuck_on_an_event_applies_those_before_it_and_names_it() {
         pool.clone(),
         poisoned.clone(),
         committer.subscribe(),
+        no_head(),
         Duration::from_millis(10),
         Families::ALL,
     ));

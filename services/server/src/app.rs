@@ -90,7 +90,8 @@ impl Application {
         let committer = Committer::start(pool.clone(), config.committers);
         let projections = opsledger_store::projections();
         let interests = opsledger_store::projection::interests(&projections);
-        let followers = projections
+        let (head_moved, head) = tokio::sync::watch::channel(0u64);
+        let mut followers: Vec<JoinHandle<()>> = projections
             .iter()
             .zip(interests)
             .filter(|(p, _)| !p.inline())
@@ -99,11 +100,17 @@ impl Application {
                     pool.clone(),
                     p.clone(),
                     committer.subscribe(),
+                    head.clone(),
                     config.poll_interval,
                     interest,
                 ))
             })
             .collect();
+        followers.push(tokio::spawn(opsledger_store::projection::watch_head(
+            pool.clone(),
+            config.poll_interval,
+            head_moved,
+        )));
         let state = web::Data::new(AppState {
             pool,
             committer,

@@ -52,6 +52,10 @@ pub const REBUILD_PAGE_EVENTS: i64 = 5_000;
 const INLINE_REBUILD_PAGE_EVENTS: i64 = 50_000;
 /// How often a worker looks for events appended by other instances.
 pub const POLL_INTERVAL_DEFAULT: Duration = Duration::from_millis(250);
+/// How many polls a follower waits with no sign of a commit (from this
+/// process, or from [`watch_head`]) before it looks anyway: a safety net,
+/// should the head's watcher be slow or gone.
+const FALLBACK_POLLS: u32 = 20;
 /// Pause after a failed batch (database restarting, say) before trying again.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// First half of every projection's advisory lock key ("opsl").
@@ -561,15 +565,53 @@ pub(crate) async fn query(
     Ok(tx.query(&statement, params).await?)
 }
 
+/// Watches the log's head for every follower of this process at once, so
+/// that an idle service does not run a transaction per follower per poll:
+/// every `poll`, one query reads the horizon (`event_horizon()`) and the
+/// last position, and when either moved, `moved` is bumped and the
+/// followers look. That is enough: an event a follower may read is below
+/// the horizon, so it became readable either when it committed with a
+/// higher position than any before (the last position moves) or when the
+/// oldest transaction still running ended (the horizon moves). Run it as a
+/// task beside the followers; abort it to stop.
+pub async fn watch_head(pool: Pool, poll: Duration, moved: watch::Sender<u64>) {
+    let mut last: Option<(String, i64)> = None;
+    loop {
+        let head = async {
+            let client = pool.get().await.map_err(StoreError::from)?;
+            let statement = client
+                .prepare_cached(
+                    "SELECT event_horizon()::text, coalesce((SELECT max(position) FROM events), 0)",
+                )
+                .await?;
+            let row = client.query_one(&statement, &[]).await?;
+            Ok::<_, StoreError>((row.get::<_, String>(0), row.get::<_, i64>(1)))
+        };
+        match head.await {
+            Ok(now) if last.as_ref() != Some(&now) => {
+                last = Some(now);
+                moved.send_modify(|n| *n = n.wrapping_add(1));
+            }
+            Ok(_) => {}
+            // The followers' own fallback polls carry on meanwhile.
+            Err(e) => tracing::debug!(error = %error_chain(&e), "the log's head could not be read"),
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
 /// Follows the store for ever: run it as a task, abort the task to stop.
 ///
 /// It looks when `wake` says this process committed to one of `interest`'s
-/// families (see [`interests`]) or asked everyone to look, and every `poll`
-/// otherwise. Commits of other streams — an alert storm's — do not wake it.
+/// families (see [`interests`]) or asked everyone to look, when `head`
+/// ([`watch_head`]) says the log moved (another instance's commits), and
+/// every `FALLBACK_POLLS` polls otherwise. Commits of this process to other
+/// streams — an alert storm's — do not wake it.
 pub async fn follow(
     pool: Pool,
     projection: SharedProjection,
     mut wake: watch::Receiver<Commits>,
+    mut head: watch::Receiver<u64>,
     poll: Duration,
     interest: Families,
 ) {
@@ -636,7 +678,8 @@ pub async fn follow(
                 continue;
             }
         }
-        let deadline = tokio::time::Instant::now() + poll;
+        let deadline = tokio::time::Instant::now() + poll * FALLBACK_POLLS;
+        let mut head_open = true;
         while wake_open {
             tokio::select! {
                 changed = wake.changed() => {
@@ -666,6 +709,13 @@ pub async fn follow(
                         owed = Some(tokio::time::Instant::now());
                         break;
                     }
+                }
+                changed = head.changed(), if head_open => {
+                    if changed.is_err() {
+                        head_open = false;
+                        continue;
+                    }
+                    break;
                 }
                 _ = tokio::time::sleep_until(deadline) => break,
             }
