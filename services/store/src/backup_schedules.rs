@@ -61,21 +61,13 @@ impl Projection for BackupScheduleProjection {
             else {
                 return Ok(());
             };
-            let id = event
-                .stream_id
-                .strip_prefix("backup_schedule-")
-                .and_then(|s| Uuid::parse_str(s).ok())
-                .ok_or_else(|| StoreError::Corrupt(format!("stream {}", event.stream_id)))?;
-            let row = projection::query(
+            let (id, current) = projection::kept_state::<BackupSchedule>(
                 tx,
+                event,
+                "backup_schedule-",
                 "SELECT state FROM proj_backup_schedules WHERE tenant_id = $1 AND service_id = $2",
-                &[&event.tenant_id, &id],
             )
             .await?;
-            let current: Option<BackupSchedule> = match row.first() {
-                Some(r) => Some(serde_json::from_value(r.get(0)).map_err(corrupt)?),
-                None => None,
-            };
             let by = crate::read::kept_metadata(event, "actor");
             let Some(s) = backup_schedule::evolve(current, &e, event.recorded_at, &by) else {
                 return Ok(());

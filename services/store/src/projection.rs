@@ -565,6 +565,32 @@ pub(crate) async fn query(
     Ok(tx.query(&statement, params).await?)
 }
 
+/// What a read model that keeps each record whole (a `state` jsonb column,
+/// folded by the domain's `evolve`) holds for the record of `event`'s
+/// stream, `<prefix><uuid>`, before `event`: its id and its state, if any.
+/// `select` reads the state by `(tenant_id, id)`.
+pub(crate) async fn kept_state<T: serde::de::DeserializeOwned>(
+    tx: &Transaction<'_>,
+    event: &RecordedEvent,
+    prefix: &str,
+    select: &str,
+) -> Result<(uuid::Uuid, Option<T>), StoreError> {
+    let id = event
+        .stream_id
+        .strip_prefix(prefix)
+        .and_then(|s| uuid::Uuid::parse_str(s).ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("stream {}", event.stream_id)))?;
+    let rows = query(tx, select, &[&event.tenant_id, &id]).await?;
+    let state = match rows.first() {
+        Some(r) => Some(
+            serde_json::from_value(r.get(0))
+                .map_err(|e| StoreError::Corrupt(format!("{prefix} state: {e}")))?,
+        ),
+        None => None,
+    };
+    Ok((id, state))
+}
+
 /// Watches the log's head for every follower of this process at once, so
 /// that an idle service does not run a transaction per follower per poll:
 /// every `poll`, one query reads the horizon (`event_horizon()`) and the

@@ -52,21 +52,13 @@ impl Projection for ThresholdRuleProjection {
             let Some(e) = RuleEvent::from_stored(&event.event_type, &event.payload) else {
                 return Ok(());
             };
-            let id = event
-                .stream_id
-                .strip_prefix("threshold-rule-")
-                .and_then(|s| Uuid::parse_str(s).ok())
-                .ok_or_else(|| StoreError::Corrupt(format!("stream {}", event.stream_id)))?;
-            let row = projection::query(
+            let (id, current) = projection::kept_state::<ThresholdRule>(
                 tx,
+                event,
+                "threshold-rule-",
                 "SELECT state FROM proj_threshold_rules WHERE tenant_id = $1 AND rule_id = $2",
-                &[&event.tenant_id, &id],
             )
             .await?;
-            let current: Option<ThresholdRule> = match row.first() {
-                Some(r) => Some(serde_json::from_value(r.get(0)).map_err(corrupt)?),
-                None => None,
-            };
             let by = crate::read::kept_metadata(event, "actor");
             let Some(r) = threshold::evolve(current, &e, event.recorded_at, &by) else {
                 return Ok(());
